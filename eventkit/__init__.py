@@ -1,0 +1,1 @@
+"""eventkit: an event-sourcing analytics workbench."""
