@@ -1,0 +1,5 @@
+"""``python -m eventkit``: the command-line interface."""
+
+from eventkit.cli import main
+
+raise SystemExit(main())

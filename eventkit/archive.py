@@ -1,0 +1,439 @@
+"""The append-only, tamper-evident event archive.
+
+An :class:`EventArchive` is a Delta table (``delta.appendOnly=true``) that only
+eventkit writes. Each append is one atomic Delta commit whose ``commitInfo``
+records the SHA-256 of the data file it adds, chained to the previous commit
+(see :mod:`eventkit.ledger`). Polars, DuckDB and Spark read it as any Delta
+table; :meth:`EventArchive.verify` proves nothing was changed behind its back.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+import pyarrow as pa
+from deltalake import DeltaTable, Schema
+from deltalake.exceptions import CommitFailedError
+from deltalake.transaction import (
+    AddAction,
+    CommitProperties,
+    PostCommitHookProperties,
+    create_table_with_add_actions,
+)
+
+from eventkit import ledger
+from eventkit.conform import (
+    ROW_COL,
+    SOURCE_COL,
+    ColumnMapping,
+    conform,
+)
+from eventkit.exceptions import (
+    AppendConflictError,
+    ArchiveError,
+    ImmutabilityError,
+    SchemaError,
+    ValidationError,
+)
+from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
+
+__all__ = ["AppendReceipt", "EventArchive"]
+
+_FORMAT = 1
+_ROWS_PER_FILE = 2_000_000
+_LOCK_TIMEOUT_S = 120.0
+_CLOCK_SKEW = timedelta(minutes=5)
+_NO_CHECKPOINTS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
+
+
+@dataclass(frozen=True)
+class AppendReceipt:
+    """What one :meth:`EventArchive.append` stored.
+
+    ``seq_start``..``seq_end`` (inclusive) are the log positions given to the
+    batch; ``digest`` is the archive's new head digest. ``duplicate`` is true
+    when the batch id had been stored before and nothing was written.
+    """
+
+    version: int
+    batch_id: str
+    rows: int
+    seq_start: int
+    seq_end: int
+    digest: str
+    duplicate: bool = False
+
+
+class EventArchive:
+    """An append-only event archive on disk.
+
+    Examples
+    --------
+    >>> import tempfile, polars as pl
+    >>> from datetime import datetime, UTC
+    >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank")
+    >>> receipt = archive.append(pl.DataFrame({
+    ...     "event_id": ["a1", "a2"], "account_id": [7, 7],
+    ...     "event_type": ["Deposit", "Withdrawal"],
+    ...     "event_time": [datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC)],
+    ...     "amount": [10_000, 2_500]}))
+    >>> receipt.rows, receipt.seq_start, receipt.seq_end
+    (2, 0, 1)
+    >>> archive.scan().select("seq", "amount").collect().rows()
+    [(0, 10000), (1, 2500)]
+    >>> archive.verify().ok
+    True
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not (self.path / ledger.LOG_DIR).is_dir():
+            msg = f"{self.path} is not an eventkit archive (no {ledger.LOG_DIR}/ folder)"
+            raise ArchiveError(msg, path=str(self.path))
+        genesis = ledger.read_commit(self.path, 0)
+        if genesis.record is None or genesis.record.get("kind") != "create":
+            msg = (f"{self.path} is a Delta table but not an eventkit archive; "
+                   "read it with eventkit.open_archive() instead")
+            raise ArchiveError(msg, path=str(self.path))
+        self.event_types: tuple[str, ...] | None = (
+            tuple(genesis.record["event_types"]) if genesis.record.get("event_types") else None
+        )
+
+    # ------------------------------------------------------------------ create
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        event_types: tuple[str, ...] | None = EVENT_TYPES,
+    ) -> EventArchive:
+        """Create an empty archive at ``path`` (which must not hold one already).
+
+        ``event_types`` lists the types appends accept (default: the banking
+        domain's); ``None`` accepts any type.
+        """
+        root = Path(path)
+        if (root / ledger.LOG_DIR).exists():
+            msg = f"an archive already exists at {root}"
+            raise ArchiveError(msg, path=str(root))
+        if root.exists() and any(root.iterdir()):
+            msg = f"{root} exists and is not empty; choose a new folder for the archive"
+            raise ArchiveError(msg, path=str(root))
+        root.mkdir(parents=True, exist_ok=True)
+        record: dict[str, Any] = {
+            "format": _FORMAT,
+            "kind": "create",
+            "event_types": list(event_types) if event_types is not None else None,
+            "prev": ledger.GENESIS,
+        }
+        record["digest"] = ledger.chain_digest(ledger.GENESIS, record)
+        create_table_with_add_actions(
+            str(root),
+            _delta_schema(),
+            [],
+            name="eventkit archive",
+            configuration={"delta.appendOnly": "true"},
+            commit_properties=CommitProperties(custom_metadata={"eventkit": json.dumps(record)}),
+            post_commithook_properties=_NO_CHECKPOINTS,
+        )
+        return cls(root)
+
+    # ------------------------------------------------------------------ read
+    @property
+    def version(self) -> int:
+        """The latest commit version (0 for an empty archive)."""
+        return ledger.log_versions(self.path)[-1]
+
+    @property
+    def head(self) -> str:
+        """The head digest: save it elsewhere to detect a rewritten chain later."""
+        return self._last_record()["digest"]
+
+    def scan(self, *, version: int | None = None) -> pl.LazyFrame:
+        """The events as a LazyFrame in the canonical schema, in log (``seq``) order.
+
+        ``version`` reads the archive as it was after that commit.
+        """
+        commits = ledger.read_log(self.path)
+        files = [str(self.path / rel) for rel in ledger.data_files(commits, version=version)]
+        if not files:
+            return pl.LazyFrame(schema=CANONICAL_SCHEMA)
+        return pl.scan_parquet(files, schema=CANONICAL_SCHEMA)
+
+    def verify(
+        self,
+        *,
+        expect: str | None = None,
+        on_bytes: Callable[[int], object] | None = None,
+    ) -> ledger.VerifyReport:
+        """Recompute the hash chain and every file's SHA-256; see :func:`ledger.verify_log`."""
+        return ledger.verify_log(self.path, expect=expect, on_bytes=on_bytes)
+
+    def __len__(self) -> int:
+        return sum(c.record.get("rows", 0) for c in ledger.read_log(self.path) if c.record)
+
+    def __repr__(self) -> str:
+        return f"EventArchive({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ write
+    def append(
+        self,
+        events: pl.DataFrame | pl.LazyFrame,
+        *,
+        mapping: ColumnMapping | dict[str, Any] | None = None,
+        batch_id: str | None = None,
+        recorded_at: Literal["now", "keep"] = "now",
+    ) -> AppendReceipt:
+        """Append a batch of events as one atomic commit.
+
+        The archive assigns ``seq`` (continuing the log, in row order) and, by
+        default, stamps ``recorded_at`` with the commit time. ``recorded_at=
+        "keep"`` imports history with its own ``recorded_at`` column (which
+        must not lie in the future). Every row is checked before anything is
+        written: a bad batch raises and leaves the archive exactly as it was.
+        ``batch_id`` makes a retry idempotent: a batch id stored before is not
+        stored again (the first receipt comes back with ``duplicate=True``).
+        """
+        batch = events.collect() if isinstance(events, pl.LazyFrame) else events
+        source = f"batch {batch_id}" if batch_id else "appended batch"
+        _check_batch_columns(batch, mapping, recorded_at, source)
+        if batch.height == 0:
+            msg = "empty batch: nothing to append"
+            raise ValidationError(msg, source=source)
+        framed = batch.lazy().with_columns(
+            pl.lit(source).alias(SOURCE_COL), pl.int_range(pl.len()).alias(ROW_COL)
+        )
+        conformed = conform(framed, ColumnMapping.parse(mapping), source=source,
+                            keep_extra=False, event_types=self.event_types)
+        conformed.validate(source=source)
+        rows = conformed.events.drop(SOURCE_COL, ROW_COL).collect()
+
+        with self._lock():
+            self._clean_interrupted()
+            last = self._last_record()
+            if batch_id is not None and (old := self._find_batch(batch_id)) is not None:
+                return old
+            self._reject_known_ids(rows, source)
+            start = last.get("seq", [-1, -1])[1] + 1
+            stamp = self._stamp(rows, recorded_at, last, source)
+            stored = stamp.with_columns(
+                seq=pl.int_range(start, start + rows.height, dtype=pl.Int64)
+            ).select(list(CANONICAL_SCHEMA))
+            return self._commit(stored, batch_id or uuid.uuid4().hex, last, start)
+
+    def delete(self, *_: object, **__: object) -> None:
+        """Refused: an archive never forgets events. Append a ``Correction`` instead."""
+        msg = ("an eventkit archive is append-only: events cannot be deleted; append a "
+               "Correction event to reverse an effect")
+        raise ImmutabilityError(msg, path=str(self.path))
+
+    def overwrite(self, *_: object, **__: object) -> None:
+        """Refused: an archive is never rewritten. Create a new archive instead."""
+        msg = "an eventkit archive is append-only: it cannot be overwritten"
+        raise ImmutabilityError(msg, path=str(self.path))
+
+    update = overwrite
+
+    # ------------------------------------------------------------------ internals
+    def _last_record(self) -> dict[str, Any]:
+        for commit in reversed(ledger.read_log(self.path)):
+            if commit.record is not None:
+                return commit.record
+        msg = f"{self.path}: no eventkit commit record found"
+        raise ArchiveError(msg, path=str(self.path))
+
+    def _find_batch(self, batch_id: str) -> AppendReceipt | None:
+        for commit in ledger.read_log(self.path):
+            rec = commit.record
+            if rec is not None and rec.get("batch_id") == batch_id:
+                return AppendReceipt(commit.version, batch_id, rec["rows"], rec["seq"][0],
+                                     rec["seq"][1], rec["digest"], duplicate=True)
+        return None
+
+    def _reject_known_ids(self, rows: pl.DataFrame, source: str) -> None:
+        ids = rows["event_id"]
+        known = (
+            self.scan()
+            .select("event_id")
+            .filter(pl.col("event_id").is_between(pl.lit(ids.min()), pl.lit(ids.max()))
+                    & pl.col("event_id").is_in(ids.implode()))
+            .head(1)
+            .collect()
+        )
+        if known.height:
+            dup = known.item(0, 0)
+            row = rows.with_row_index().filter(pl.col("event_id") == dup).item(0, "index")
+            msg = f"event_id {dup!r} is already in the archive"
+            raise ValidationError(msg, source=source, column="event_id", row=row)
+
+    def _stamp(
+        self, rows: pl.DataFrame, mode: str, last: dict[str, Any], source: str
+    ) -> pl.DataFrame:
+        now = datetime.now(UTC)
+        if mode == "keep":
+            latest = rows["recorded_at"].max()
+            if latest > now + _CLOCK_SKEW:  # type: ignore[operator]
+                row = rows.with_row_index().filter(
+                    pl.col("recorded_at") > now + _CLOCK_SKEW).item(0, "index")
+                msg = f"recorded_at {latest} lies in the future"
+                raise ValidationError(msg, source=source, column="recorded_at", row=row)
+            return rows
+        floor = last.get("recorded_until")
+        if floor is not None:  # never let transaction time run backwards
+            now = max(now, datetime.fromisoformat(floor))
+        return rows.with_columns(recorded_at=pl.lit(now, dtype=CANONICAL_SCHEMA["recorded_at"]))
+
+    def _commit(
+        self, rows: pl.DataFrame, batch_id: str, last: dict[str, Any], start: int
+    ) -> AppendReceipt:
+        version = self.version + 1
+        pending = self.path / ledger.PRIVATE_DIR / "pending"
+        pending.mkdir(parents=True, exist_ok=True)
+        written: list[tuple[Path, Path]] = []
+        try:
+            files, adds = [], []
+            for i, part in enumerate(rows.iter_slices(_ROWS_PER_FILE)):
+                name = f"part-{version:08d}-{i:03d}-{uuid.uuid4().hex[:12]}.parquet"
+                intent = pending / f"{name}.intent"
+                intent.write_text(batch_id)
+                written.append((self.path / name, intent))
+                entry, add = _write_data_file(self.path / name, part)
+                files.append(entry)
+                adds.append(add)
+            record: dict[str, Any] = {
+                "format": _FORMAT,
+                "kind": "append",
+                "batch_id": batch_id,
+                "rows": rows.height,
+                "seq": [start, start + rows.height - 1],
+                "files": files,
+                "recorded_until": max(
+                    rows["recorded_at"].max(),  # type: ignore[type-var]
+                    datetime.fromisoformat(last.get("recorded_until") or "1970-01-01T00:00:00+00:00"),
+                ).isoformat(),
+                "prev": last["digest"],
+            }
+            record["digest"] = ledger.chain_digest(last["digest"], record)
+            DeltaTable(str(self.path)).create_write_transaction(
+                adds,
+                "append",
+                _delta_schema(),
+                commit_properties=CommitProperties(
+                    custom_metadata={"eventkit": json.dumps(record)}, max_commit_retries=0),
+                post_commithook_properties=_NO_CHECKPOINTS,
+            )
+        except CommitFailedError as exc:
+            _remove(written)
+            msg = f"another writer committed first; nothing was written, retry the append ({exc})"
+            raise AppendConflictError(msg, path=str(self.path)) from None
+        except BaseException:
+            _remove(written)
+            raise
+        for _, intent in written:
+            intent.unlink()
+        return AppendReceipt(self.version, batch_id, rows.height, start,
+                             start + rows.height - 1, record["digest"])
+
+    def _clean_interrupted(self) -> None:
+        """Remove data files of appends that died before their commit."""
+        folder = self.path / ledger.PRIVATE_DIR / "pending"
+        if not folder.is_dir():
+            return
+        committed = set(ledger.data_files(ledger.read_log(self.path)))
+        for intent in folder.glob("*.intent"):
+            data = self.path / intent.stem
+            if intent.stem not in committed:
+                data.unlink(missing_ok=True)
+            intent.unlink()
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        private = self.path / ledger.PRIVATE_DIR
+        private.mkdir(exist_ok=True)
+        with (private / "append.lock").open("a") as handle:
+            deadline = time.monotonic() + _LOCK_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        msg = f"archive {self.path} stayed locked by another writer"
+                        raise AppendConflictError(msg, path=str(self.path)) from None
+                    time.sleep(0.01)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _check_batch_columns(
+    batch: pl.DataFrame, mapping: ColumnMapping | dict[str, Any] | None, recorded_at: str,
+    source: str,
+) -> None:
+    m = ColumnMapping.parse(mapping)
+    if recorded_at not in ("now", "keep"):
+        msg = f"recorded_at must be 'now' or 'keep', not {recorded_at!r}"
+        raise SchemaError(msg, source=source, column="recorded_at")
+    names = set(batch.columns)
+    if m.source_name("seq") in names:
+        msg = "seq is assigned by the archive; drop the column"
+        raise SchemaError(msg, source=source, column="seq")
+    if recorded_at == "now" and m.source_name("recorded_at") in names:
+        msg = ("recorded_at is stamped by the archive; drop the column, or pass "
+               "recorded_at='keep' to import history with its own transaction times")
+        raise SchemaError(msg, source=source, column="recorded_at")
+    if recorded_at == "keep" and m.source_name("recorded_at") not in names:
+        msg = "recorded_at='keep' needs a recorded_at column"
+        raise SchemaError(msg, source=source, column="recorded_at")
+    known = {m.source_name(c) for c in CANONICAL_SCHEMA}
+    extra = sorted(names - known)
+    if extra:
+        msg = f"unknown column(s) {extra}; the archive stores {list(CANONICAL_SCHEMA)}"
+        raise SchemaError(msg, source=source, column=extra[0])
+
+
+def _write_data_file(path: Path, part: pl.DataFrame) -> tuple[dict[str, Any], AddAction]:
+    part.write_parquet(path, compression="zstd", statistics=True, row_group_size=256 * 1024)
+    with path.open("rb") as f:
+        os.fsync(f.fileno())
+    size = path.stat().st_size
+    stats = {
+        "numRecords": part.height,
+        "minValues": {c: _stat(part[c].min()) for c in ("seq", "account_id", "event_time",
+                                                         "recorded_at")},
+        "maxValues": {c: _stat(part[c].max()) for c in ("seq", "account_id", "event_time",
+                                                         "recorded_at")},
+        "nullCount": {c: part[c].null_count() for c in CANONICAL_SCHEMA},
+    }
+    entry = {"path": path.name, "sha256": ledger.sha256_file(path), "bytes": size,
+             "rows": part.height}
+    add = AddAction(path.name, size, {}, int(time.time() * 1000), True, json.dumps(stats))
+    return entry, add
+
+
+def _stat(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    return value
+
+
+def _delta_schema() -> Schema:
+    return Schema.from_arrow(pa.schema(pl.DataFrame(schema=CANONICAL_SCHEMA).to_arrow().schema))
+
+
+def _remove(written: list[tuple[Path, Path]]) -> None:
+    for data, intent in written:
+        data.unlink(missing_ok=True)
+        intent.unlink(missing_ok=True)

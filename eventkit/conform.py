@@ -1,0 +1,370 @@
+"""Turn users' event tables into the canonical schema, and check every value.
+
+A :class:`ColumnMapping` says which of the user's columns holds each canonical
+column and how to read it (money in major units such as ``-20.0``, epoch
+seconds, ...). :func:`conform` applies it lazily; :func:`check` then scans the
+result once and raises an :class:`~eventkit.exceptions.EventDataError` that
+names the file, column and row of the first bad value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import polars as pl
+
+from eventkit.exceptions import SchemaError, ValidationError
+from eventkit.schema import CANONICAL_SCHEMA, MONEY_EVENT_TYPES, REQUIRED_COLUMNS, TIME_DTYPE
+
+__all__ = ["Check", "ColumnMapping", "Conformed", "check", "conform"]
+
+#: Helper columns carried next to the events while checking: file and row in it.
+SOURCE_COL = "__source"
+ROW_COL = "__row"
+
+TimeUnit = Literal["s", "ms", "us", "ns"]
+_OPTIONS = ("amount_unit", "minor_digits", "time_unit", "assume_timezone")
+_MAX_MINOR = 2**62  # keep sums of a few amounts far from Int64 overflow
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """How a user's table maps onto the canonical event schema.
+
+    Parameters
+    ----------
+    columns
+        Canonical column name -> the user's column name. Unnamed canonical
+        columns are looked up under their own name.
+    amount_unit
+        ``"minor"``: amounts are whole minor units (cents). ``"major"``: amounts
+        are currency units (``-20.0`` is minus twenty), converted exactly to
+        cents; a value with more decimals than ``minor_digits`` is an error.
+    minor_digits
+        Decimal digits of the minor unit (2 for cents).
+    time_unit
+        Unit of integer epoch timestamps (``"s"`` for ``1702468800``).
+    assume_timezone
+        Time zone for naive datetimes. Without it a naive datetime is an error:
+        eventkit never guesses a zone.
+
+    Missing columns are derived, never invented silently:
+
+    * no ``event_type``: a signed ``amount`` becomes ``Deposit`` (>= 0) or
+      ``Withdrawal`` (< 0) of its magnitude;
+    * no ``event_id``: ``"<file name>:<row>"``;
+    * no ``seq``: the position in the scan (files in name order, then rows);
+    * no ``recorded_at``: equal to ``event_time`` (nothing was recorded late);
+    * no ``counterparty_id`` / ``rate``: null.
+
+    Examples
+    --------
+    >>> m = ColumnMapping.parse(
+    ...     {"account_id": "accountId", "event_time": "timestamp",
+    ...      "amount_unit": "major", "time_unit": "s"})
+    >>> m.source_name("account_id"), m.source_name("amount")
+    ('accountId', 'amount')
+    """
+
+    columns: Mapping[str, str] = field(default_factory=dict)
+    amount_unit: Literal["minor", "major"] = "minor"
+    minor_digits: int = 2
+    time_unit: TimeUnit | None = None
+    assume_timezone: str | None = None
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.columns) - set(CANONICAL_SCHEMA))
+        if unknown:
+            msg = (
+                f"mapping names unknown canonical column(s) {unknown}; "
+                f"known: {list(CANONICAL_SCHEMA)}"
+            )
+            raise SchemaError(msg, column=unknown[0])
+        if self.amount_unit not in ("minor", "major"):
+            msg = f"amount_unit must be 'minor' or 'major', not {self.amount_unit!r}"
+            raise SchemaError(msg, column="amount")
+        if self.time_unit not in (None, "s", "ms", "us", "ns"):
+            msg = f"time_unit must be one of s, ms, us, ns, not {self.time_unit!r}"
+            raise SchemaError(msg, column="event_time")
+
+    @classmethod
+    def parse(cls, spec: ColumnMapping | Mapping[str, Any] | None) -> ColumnMapping:
+        """Build a mapping from ``None``, a mapping, or a plain dict.
+
+        A dict holds canonical-name -> user-name pairs plus, optionally, the
+        option keys ``amount_unit``, ``minor_digits``, ``time_unit`` and
+        ``assume_timezone`` (handy in JSON or TOML files).
+        """
+        if spec is None:
+            return cls()
+        if isinstance(spec, ColumnMapping):
+            return spec
+        options = {k: v for k, v in spec.items() if k in _OPTIONS}
+        columns = {k: str(v) for k, v in spec.items() if k not in _OPTIONS}
+        return cls(columns=columns, **options)
+
+    def source_name(self, canonical: str) -> str:
+        """The user's name for a canonical column."""
+        return self.columns.get(canonical, canonical)
+
+
+def conform(
+    lf: pl.LazyFrame,
+    mapping: ColumnMapping,
+    *,
+    source: str,
+    keep_extra: bool = True,
+    event_types: tuple[str, ...] | None = None,
+) -> Conformed:
+    """Map ``lf`` onto the canonical schema; return it with the checks to run.
+
+    ``lf`` must carry :data:`SOURCE_COL` (file) and :data:`ROW_COL` (row within
+    that file). The result has the canonical columns, then any extra columns of
+    the user's (``keep_extra``), then the two helper columns. Values that cannot
+    be converted become null here; the returned checks report them (and, with
+    ``event_types``, any other event type).
+    """
+    schema = lf.collect_schema()
+    present = {name for name in schema.names() if name not in (SOURCE_COL, ROW_COL)}
+
+    def has(canonical: str) -> bool:
+        return mapping.source_name(canonical) in present
+
+    for required in ("account_id", "event_time", "amount"):
+        if not has(required):
+            _missing(required, mapping, present, source)
+
+    exprs: dict[str, pl.Expr] = {}
+    checks: list[Check] = []
+
+    def raw(canonical: str) -> pl.Expr:
+        return pl.col(mapping.source_name(canonical))
+
+    def converted(canonical: str, expr: pl.Expr, what: str) -> None:
+        exprs[canonical] = expr
+        checks.append(
+            Check(
+                canonical,
+                f"cannot convert {what}",
+                raw(canonical).is_not_null() & expr.is_null(),
+                raw(canonical),
+            )
+        )
+
+    converted("account_id", _to_int(raw("account_id"), schema[mapping.source_name("account_id")]),
+              "value to an integer account id")
+    time_cols = [c for c in ("event_time", "recorded_at") if has(c)]
+    for col in time_cols:
+        dtype = schema[mapping.source_name(col)]
+        converted(col, _to_time(raw(col), dtype, mapping, col, source), "value to a timestamp")
+    if not has("recorded_at"):
+        exprs["recorded_at"] = exprs["event_time"]
+
+    amount, amount_checks = _to_minor_units(raw("amount"), schema[mapping.source_name("amount")],
+                                            mapping, source)
+    checks += amount_checks
+    if has("event_type"):
+        exprs["event_type"] = raw("event_type").cast(pl.String)
+        exprs["amount"] = amount
+    else:  # signed amounts: the sign says what happened
+        exprs["event_type"] = pl.when(amount < 0).then(pl.lit("Withdrawal")).otherwise(
+            pl.lit("Deposit"))
+        exprs["amount"] = amount.abs()
+
+    if has("event_id"):
+        exprs["event_id"] = raw("event_id").cast(pl.String)
+    else:
+        file_name = pl.col(SOURCE_COL).str.split("/").list.last()
+        exprs["event_id"] = pl.concat_str([file_name, pl.col(ROW_COL).cast(pl.String)],
+                                          separator=":")
+    if has("seq"):
+        converted("seq", _to_int(raw("seq"), schema[mapping.source_name("seq")]),
+                  "value to an integer seq")
+    else:
+        exprs["seq"] = pl.int_range(pl.len(), dtype=pl.Int64)
+    for col in ("counterparty_id",):
+        if has(col):
+            converted(col, _to_int(raw(col), schema[mapping.source_name(col)]),
+                      "value to an integer account id")
+        else:
+            exprs[col] = pl.lit(None, dtype=pl.Int64)
+    if has("rate"):
+        converted("rate", raw("rate").cast(pl.Float64, strict=False), "value to a float rate")
+    else:
+        exprs["rate"] = pl.lit(None, dtype=pl.Float64)
+
+    used = {mapping.source_name(c) for c in CANONICAL_SCHEMA}
+    extra = [n for n in schema.names() if n not in used and n not in (SOURCE_COL, ROW_COL)
+             and n not in CANONICAL_SCHEMA] if keep_extra else []
+    out = lf.select(
+        *[exprs[c].cast(dtype).alias(c) for c, dtype in CANONICAL_SCHEMA.items()],
+        *extra,
+        SOURCE_COL,
+        ROW_COL,
+    )
+    return Conformed(out, lf, checks, canonical_checks(event_types=event_types))
+
+
+@dataclass(frozen=True)
+class Conformed:
+    """Events mapped onto the canonical schema, with the checks still to run.
+
+    ``conversion_checks`` read the user's raw columns (in ``raw``);
+    ``value_checks`` read the canonical ones (in ``events``).
+    """
+
+    events: pl.LazyFrame
+    raw: pl.LazyFrame
+    conversion_checks: list[Check]
+    value_checks: list[Check]
+
+    def validate(self, *, source: str) -> None:
+        """Scan once and raise for the first broken check (see :func:`check`)."""
+        check([(self.raw, self.conversion_checks), (self.events, self.value_checks)],
+              source=source)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One value rule: rows where ``bad`` is true break it; ``value`` is shown."""
+
+    column: str
+    problem: str
+    bad: pl.Expr
+    value: pl.Expr | None = None
+
+
+def canonical_checks(
+    *, event_types: tuple[str, ...] | None = None
+) -> list[Check]:
+    """The rules every canonical event table obeys (run after :func:`conform`)."""
+    checks = [
+        Check(col, "null value in a required column", pl.col(col).is_null())
+        for col in REQUIRED_COLUMNS
+    ]
+    checks.append(Check("event_id", "duplicate event_id", pl.col("event_id").is_duplicated(),
+                        pl.col("event_id")))
+    checks.append(Check("amount", "negative amount for a money event (amounts are magnitudes; "
+                        "the event type gives the sign)",
+                        pl.col("event_type").is_in(MONEY_EVENT_TYPES) & (pl.col("amount") < 0),
+                        pl.col("amount")))
+    if event_types is not None:
+        checks.append(Check("event_type", f"unknown event type (known: {list(event_types)})",
+                            ~pl.col("event_type").is_in(event_types), pl.col("event_type")))
+    return checks
+
+
+def check(frames: list[tuple[pl.LazyFrame, list[Check]]], *, source: str) -> None:
+    """Scan the frames once and raise for the first broken check.
+
+    Each frame carries :data:`SOURCE_COL` and :data:`ROW_COL`, so the error
+    names the file, the column and the row of the first bad value.
+    """
+    queries = [lf.select(_check_aggs(checks)) for lf, checks in frames]
+    try:
+        results = pl.collect_all(queries)
+    except pl.exceptions.PolarsError as exc:
+        msg = f"cannot read events: {exc}"
+        raise SchemaError(msg, source=source) from None
+    for (_, checks), result in zip(frames, results, strict=True):
+        found = result.row(0, named=True)
+        for i, c in enumerate(checks):
+            if found[f"any{i}"]:
+                value = found[f"val{i}"]
+                problem = c.problem if value is None else f"{c.problem}: {value!r}"
+                raise ValidationError(problem, source=found[f"src{i}"] or source,
+                                      column=c.column, row=found[f"row{i}"])
+
+
+def _check_aggs(checks: list[Check]) -> list[pl.Expr]:
+    aggs = [pl.len().alias("rows")]
+    for i, c in enumerate(checks):
+        bad = c.bad.fill_null(value=False)
+        value = (c.value.filter(bad).first().cast(pl.String) if c.value is not None
+                 else pl.lit(None, dtype=pl.String))
+        aggs += [
+            bad.any().alias(f"any{i}"),
+            pl.col(SOURCE_COL).filter(bad).first().alias(f"src{i}"),
+            pl.col(ROW_COL).filter(bad).first().cast(pl.Int64).alias(f"row{i}"),
+            value.alias(f"val{i}"),
+        ]
+    return aggs
+
+
+def _missing(canonical: str, mapping: ColumnMapping, present: set[str], source: str) -> None:
+    wanted = mapping.source_name(canonical)
+    hint = "" if wanted == canonical else f" (mapped from {wanted!r})"
+    msg = (f"missing column {canonical!r}{hint}; the data has {sorted(present)}; "
+           "pass mapping={...} to name the column")
+    raise SchemaError(msg, source=source, column=canonical)
+
+
+def _to_int(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if dtype.is_float():
+        whole = expr.is_finite() & (expr == expr.round(0))
+        return pl.when(whole).then(expr).otherwise(None).cast(pl.Int64, strict=False)
+    return expr.cast(pl.Int64, strict=False)
+
+
+def _to_time(
+    expr: pl.Expr, dtype: pl.DataType, mapping: ColumnMapping, column: str, source: str
+) -> pl.Expr:
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            if mapping.assume_timezone is None:
+                msg = ("timestamps without a time zone; eventkit never guesses one: "
+                       "pass assume_timezone='UTC' (or the right zone) in the mapping")
+                raise SchemaError(msg, source=source, column=column)
+            expr = expr.dt.replace_time_zone(mapping.assume_timezone)
+        return expr.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    if dtype.is_integer() or dtype.is_float():
+        if mapping.time_unit is None:
+            msg = (f"column holds numbers ({dtype}); say their epoch unit with "
+                   "time_unit='s' (or 'ms', 'us', 'ns') in the mapping")
+            raise SchemaError(msg, source=source, column=column)
+        per_us = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 1}[mapping.time_unit]
+        micros = (_to_int(expr, dtype) // 1000 if mapping.time_unit == "ns"
+                  else _to_int(expr, dtype) * per_us)
+        return micros.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if dtype == pl.String:
+        parsed = expr.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
+        return parsed
+    msg = f"cannot read {dtype} as a timestamp"
+    raise SchemaError(msg, source=source, column=column)
+
+
+def _to_minor_units(
+    expr: pl.Expr, dtype: pl.DataType, mapping: ColumnMapping, source: str
+) -> tuple[pl.Expr, list[Check]]:
+    scale = 10**mapping.minor_digits if mapping.amount_unit == "major" else 1
+    if dtype.is_integer():
+        value = expr.cast(pl.Int64) * scale
+        return value, [Check("amount", "amount too large", expr.abs() > _MAX_MINOR // scale, expr)]
+    if dtype.is_float():
+        scaled = expr * scale
+        cents = scaled.round(0)
+        checks = [
+            Check("amount", "amount is NaN or infinite", expr.is_nan() | expr.is_infinite(),
+                  expr),
+            Check("amount", "amount too large", scaled.abs() > _MAX_MINOR, expr),
+            Check("amount", f"amount has more than {mapping.minor_digits} decimals"
+                  if scale > 1 else "amount in minor units is not a whole number",
+                  (scaled - cents).abs() > 1e-6 * scaled.abs().clip(lower_bound=1.0), expr),
+        ]
+        return pl.when(expr.is_finite()).then(cents).cast(pl.Int64, strict=False), checks
+    if isinstance(dtype, pl.Decimal):
+        scaled = expr.cast(pl.Decimal(38, 9)) * scale
+        cents = scaled.cast(pl.Int64, strict=False)
+        checks = [Check("amount", f"amount has more than {mapping.minor_digits} decimals",
+                        scaled != cents.cast(pl.Decimal(38, 9)), expr)]
+        return cents, checks
+    if dtype == pl.String:
+        number = expr.cast(pl.Float64, strict=False)
+        value, checks = _to_minor_units(number, pl.Float64(), mapping, source)
+        unreadable = Check("amount", "cannot convert value to an amount",
+                           expr.is_not_null() & number.is_null(), expr)
+        return value, [unreadable, *checks]
+    msg = f"cannot read {dtype} as money"
+    raise SchemaError(msg, source=source, column="amount")

@@ -1,0 +1,266 @@
+"""The archive's commit log and its hash chain.
+
+An eventkit archive is a Delta table whose every commit carries, in its
+``commitInfo``, an ``eventkit`` record: the SHA-256 of each data file the
+commit adds, the batch's ``seq`` range, and a digest chained to the previous
+commit's digest. This module reads that log and checks it; it never writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["GENESIS", "Commit", "VerifyReport", "chain_digest", "read_log", "sha256_file"]
+
+LOG_DIR = "_delta_log"
+#: Folder of eventkit's own bookkeeping inside the table (lock, pending writes).
+PRIVATE_DIR = "_eventkit"
+#: The digest a chain starts from.
+GENESIS = "0" * 64
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path, *, on_bytes: Callable[[int], object] | None = None) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+    return h.hexdigest()
+
+
+def chain_digest(prev: str, record: dict[str, Any]) -> str:
+    """Digest of a commit record (without its ``digest`` key) chained to ``prev``.
+
+    Examples
+    --------
+    >>> d = chain_digest(GENESIS, {"kind": "create"})
+    >>> len(d), d == chain_digest(GENESIS, {"kind": "create"})
+    (64, True)
+    """
+    body = {k: v for k, v in record.items() if k != "digest"}
+    text = prev + "\n" + json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One parsed Delta commit: what it added or removed and eventkit's record of it."""
+
+    version: int
+    timestamp_ms: int | None
+    adds: tuple[dict[str, Any], ...]
+    removes: tuple[str, ...]
+    changes_metadata: bool
+    record: dict[str, Any] | None  # eventkit's commitInfo record, None if absent
+    error: str | None = None  # why the commit file could not be read
+
+
+def log_path(root: Path, version: int) -> Path:
+    """Path of the JSON file of commit ``version``."""
+    return root / LOG_DIR / f"{version:020d}.json"
+
+
+def read_commit(root: Path, version: int) -> Commit:
+    """Parse commit ``version``; a damaged file gives a Commit with ``error`` set."""
+    try:
+        lines = log_path(root, version).read_text().splitlines()
+        actions = [json.loads(line) for line in lines if line.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Commit(version, None, (), (), changes_metadata=False, record=None,
+                      error=f"{type(exc).__name__}: {exc}")
+    adds: list[dict[str, Any]] = []
+    removes: list[str] = []
+    info: dict[str, Any] = {}
+    meta = False
+    for action in actions:
+        if "add" in action:
+            adds.append(action["add"])
+        elif "remove" in action:
+            removes.append(action["remove"].get("path", "?"))
+        elif "commitInfo" in action:
+            info = action["commitInfo"]
+        elif "metaData" in action:
+            meta = True
+    record = None
+    if isinstance(info.get("eventkit"), str):
+        try:
+            record = json.loads(info["eventkit"])
+        except json.JSONDecodeError:
+            record = None
+    return Commit(version, info.get("timestamp"), tuple(adds), tuple(removes),
+                  changes_metadata=meta, record=record)
+
+
+def log_versions(root: Path) -> list[int]:
+    """Versions that have a JSON commit file, ascending."""
+    out = []
+    for name in os.listdir(root / LOG_DIR):
+        stem, _, ext = name.partition(".")
+        if ext == "json" and stem.isdigit():
+            out.append(int(stem))
+    return sorted(out)
+
+
+def read_log(root: Path) -> list[Commit]:
+    """Every commit of the table, in version order."""
+    return [read_commit(root, v) for v in log_versions(root)]
+
+
+def data_files(commits: list[Commit], *, version: int | None = None) -> list[str]:
+    """Relative paths of the data files live at ``version`` (default: latest), log order."""
+    return [a["path"] for c in commits if version is None or c.version <= version
+            for a in c.adds]
+
+
+@dataclass
+class VerifyReport:
+    """What :meth:`EventArchive.verify` found.
+
+    ``problems`` is empty when the archive is intact; otherwise its first entry
+    names the first bad link (commit version and file).
+    """
+
+    path: str
+    version: int = -1
+    head: str = GENESIS
+    files_checked: int = 0
+    bytes_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong."""
+        return not self.problems
+
+    def __str__(self) -> str:
+        status = "OK" if self.ok else f"FAILED ({len(self.problems)} problem(s))"
+        lines = [
+            f"archive {self.path}: {status}",
+            f"  version {self.version}, {self.files_checked} data files, "
+            f"{self.bytes_checked:,} bytes hashed",
+            f"  head {self.head}",
+        ]
+        lines += [f"  problem: {p}" for p in self.problems]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def verify_log(
+    root: Path,
+    *,
+    expect: str | None = None,
+    on_bytes: Callable[[int], object] | None = None,
+) -> VerifyReport:
+    """Recompute the hash chain and every data file's SHA-256.
+
+    Checks, per commit in order: the commit file exists and parses; it carries
+    eventkit's record; the record chains to the previous digest and its own
+    digest recomputes; it adds exactly the files the record lists and removes
+    none; it does not change the table's metadata (after creation). Then every
+    listed file exists with the recorded hash, and no other data file lies in
+    the table. ``expect``, a head digest saved elsewhere, catches a chain that
+    was rewritten consistently from the start.
+    """
+    report = VerifyReport(path=str(root))
+    versions = log_versions(root)
+    if not versions:
+        report.problems.append("no commits: not an archive")
+        return report
+    expected = list(range(versions[-1] + 1))
+    for missing in sorted(set(expected) - set(versions)):
+        report.problems.append(f"commit {missing}: file {log_path(root, missing).name} is missing")
+    prev = GENESIS
+    referenced: set[str] = set()
+    for commit in (read_commit(root, v) for v in versions):
+        report.version = commit.version
+        where = f"commit {commit.version}"
+        if commit.error is not None:
+            report.problems.append(f"{where}: unreadable commit file ({commit.error})")
+            continue
+        rec = commit.record
+        if rec is None:
+            report.problems.append(f"{where}: not written by eventkit (no eventkit record)")
+            continue
+        if rec.get("prev") != prev:
+            report.problems.append(f"{where}: chain broken (prev digest does not match commit "
+                                   f"{commit.version - 1})")
+        if chain_digest(rec.get("prev", ""), rec) != rec.get("digest"):
+            report.problems.append(f"{where}: record altered (digest does not recompute)")
+        prev = rec.get("digest", "")
+        if commit.removes:
+            report.problems.append(f"{where}: removes {list(commit.removes)} from an "
+                                   "append-only archive")
+        if commit.changes_metadata and commit.version > 0:
+            report.problems.append(f"{where}: changes the table's metadata or properties")
+        listed = {f["path"]: f for f in rec.get("files", [])}
+        added = {a["path"] for a in commit.adds}
+        for extra in sorted(added - set(listed)):
+            report.problems.append(f"{where}: adds file {extra} that its record does not list")
+        for gone in sorted(set(listed) - added):
+            report.problems.append(f"{where}: record lists file {gone} that the commit "
+                                   "does not add")
+        for rel, entry in listed.items():
+            referenced.add(rel)
+            _check_file(root, rel, entry, where, report, on_bytes)
+    report.head = prev
+    for rel in _stray_files(root, referenced):
+        report.problems.append(f"file {rel} is not part of any commit (added behind the "
+                               "archive's back)")
+    if expect is not None and expect != report.head:
+        report.problems.append(f"head digest {report.head} differs from the expected {expect} "
+                               "(the chain was rewritten or the archive rolled back)")
+    return report
+
+
+def _check_file(
+    root: Path,
+    rel: str,
+    entry: dict[str, Any],
+    where: str,
+    report: VerifyReport,
+    on_bytes: Callable[[int], object] | None,
+) -> None:
+    path = root / rel
+    if not path.is_file():
+        report.problems.append(f"{where}: data file {rel} is missing")
+        return
+    digest = sha256_file(path, on_bytes=on_bytes)
+    report.files_checked += 1
+    report.bytes_checked += path.stat().st_size
+    if digest != entry.get("sha256"):
+        report.problems.append(f"{where}: data file {rel} was changed (SHA-256 differs)")
+
+
+def _stray_files(root: Path, referenced: set[str]) -> Iterator[str]:
+    pending = pending_files(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = Path(dirpath).relative_to(root)
+        if rel_dir == Path():
+            dirnames[:] = [d for d in dirnames if d not in (LOG_DIR, PRIVATE_DIR)]
+        for name in filenames:
+            rel = str(rel_dir / name) if rel_dir != Path() else name
+            if rel not in referenced and rel not in pending:
+                yield rel
+    for name in os.listdir(root / LOG_DIR):
+        stem, _, ext = name.partition(".")
+        transient = name.startswith((".", "_commit_"))  # delta-rs temp files of a commit
+        if not (ext == "json" and stem.isdigit()) and not transient:
+            yield f"{LOG_DIR}/{name}"
+
+
+def pending_files(root: Path) -> set[str]:
+    """Data files named by intents of appends that have not finished (yet)."""
+    folder = root / PRIVATE_DIR / "pending"
+    if not folder.is_dir():
+        return set()
+    return {p.stem for p in folder.iterdir() if p.suffix == ".intent"}
