@@ -21,7 +21,6 @@ different chunk size gives a different (equally valid) bank.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,10 +67,7 @@ _CODE = {name: code for code, name in enumerate(EVENT_TYPES)}
 _TYPE_NAMES = pl.Series(EVENT_TYPES, dtype=pl.String)
 _SINGLE_CODES = np.array([_CODE[name] for name in _SINGLE_SHARE])
 _SINGLE_P = np.array(list(_SINGLE_SHARE.values())) / sum(_SINGLE_SHARE.values())
-_MEDIAN = np.zeros(len(EVENT_TYPES))
-_SIGMA = np.zeros(len(EVENT_TYPES))
-for _name, (_median, _sigma) in _AMOUNT.items():
-    _MEDIAN[_CODE[_name]], _SIGMA[_CODE[_name]] = _median, _sigma
+_MEDIAN, _SIGMA = np.array([_AMOUNT.get(name, (0, 0.0)) for name in EVENT_TYPES]).T
 _NEVER = np.iinfo(np.int64).max
 
 
@@ -144,14 +140,13 @@ def generate_chunks(
     True
     """
     t_start, t_end = _check_params(accounts, seed, start, end, chunk_events)
-    windows = math.ceil(events / chunk_events) if events > 0 else 1
     bank = _Bank.draw(_rng(seed, 0), accounts, t_start, t_end)
     minimum = 2 * accounts + bank.rate_changes
     if events < minimum:
         msg = (f"events must be >= {minimum} (2 per account plus {bank.rate_changes} rate "
                f"changes) for {accounts} accounts, got {events}")
         raise ValueError(msg)
-    return _frames(bank, events, windows, seed)
+    return _frames(bank, events, -(-events // chunk_events), seed)
 
 
 def generate(
@@ -163,7 +158,7 @@ def generate(
     start: datetime = _DEFAULT_START,
     end: datetime = _DEFAULT_END,
     chunk_events: int = 1_000_000,
-    format: Literal["delta", "parquet"] = "delta",  # noqa: A002 - the public name
+    format: Literal["delta", "parquet"] = "delta",
     progress: bool = False,
 ) -> GenerateSummary:
     """Write a synthetic bank's event log (see :func:`generate_chunks`) to ``path``.
@@ -280,7 +275,7 @@ class _Bank:
     fixed: dict[str, np.ndarray]  # openings, closings, rate changes, sorted by recorded_at
     grid: np.ndarray  # times (float µs) ...
     curve: np.ndarray  # ... and the share of the activity recorded before each
-    first_live: int  # when the first account(s) that never close went live
+    begin: int  # activity is recorded from here on, late enough to find a live account
     transfer_share: float
 
     @property
@@ -325,17 +320,16 @@ class _Bank:
         # first accounts went live) at a rate proportional to the opened accounts' weight.
         live_from = opened + _MAX_LATENCY
         cum_weight = np.concatenate([[0.0], np.cumsum(weight)])
-        first_live = int(live_from[keep - 1])
-        begin = first_live + _MAX_LATENCY + 1
+        begin = int(live_from[keep - 1]) + _MAX_LATENCY + 1
         grid = np.union1d(np.linspace(start, end, _GRID + 1), [begin])
         middle = (grid[:-1] + grid[1:]) / 2
         rate_of_activity = np.where(middle > begin,
                                     cum_weight[np.searchsorted(live_from, middle)], 0.0)
         curve = np.concatenate([[0.0], np.cumsum(rate_of_activity * np.diff(grid))])
-        return cls(live_from, cum_weight, close_at, fixed, grid, curve / curve[-1], first_live,
+        return cls(live_from, cum_weight, close_at, fixed, grid, curve / curve[-1], begin,
                    _TRANSFER_SHARE if accounts > 1 else 0.0)
 
-    def windows(self, events: int, windows: int) -> tuple[np.ndarray, np.ndarray]:
+    def bounds(self, events: int, windows: int) -> tuple[np.ndarray, np.ndarray]:
         """Window bounds (µs) holding about equally many rows, and activity rows before each."""
         activity = events - len(self.fixed["code"])
         expected = activity * self.curve + np.searchsorted(self.fixed["recorded_at"], self.grid)
@@ -372,7 +366,7 @@ class _Bank:
 
 
 def _frames(bank: _Bank, events: int, windows: int, seed: int) -> Iterator[pl.DataFrame]:
-    bounds, before = bank.windows(events, windows)
+    bounds, before = bank.bounds(events, windows)
     fixed_cut = np.searchsorted(bank.fixed["recorded_at"], bounds)
     seq = 0
     for k in range(windows):
@@ -396,11 +390,12 @@ def _activity(
                            np.full(transfers, _CODE["TransferOut"])])
     share = np.interp([low, high], bank.grid, bank.curve)
     at = np.interp(rng.uniform(share[0], share[1], len(code)), bank.curve, bank.grid)
-    recorded_at = np.clip(np.floor(at).astype(np.int64), low, high - 1)
+    recorded_at = np.clip(np.floor(at).astype(np.int64), max(low, bank.begin), high - 1)
     event_time = recorded_at - rng.integers(0, _MAX_LATENCY + 1, len(code))
     late = code == _CODE["Correction"]
+    # at the earliest just after the first accounts went live (still a live account to pick)
     delay = np.minimum(rng.integers(*_CORRECTION_DELAY, np.count_nonzero(late)),
-                       recorded_at[late] - bank.first_live - 1)
+                       recorded_at[late] - (bank.begin - _MAX_LATENCY))
     event_time[late] = recorded_at[late] - delay
     account = bank.pick(rng, event_time, recorded_at)
     counterparty = np.zeros(len(code), np.int64)
@@ -437,14 +432,7 @@ def _log(slots: dict[str, np.ndarray], seq: int) -> pl.DataFrame:
         "counterparty_id": np.where(leg_in, account, counterparty),
         "rate": pl.Series(slots["rate"][row], nan_to_null=True),
     })
-    return frame.select(
+    return frame.with_columns(
         event_id=pl.format("e{}", pl.col("seq").cast(pl.String).str.zfill(12)),
-        seq=pl.col("seq"),
-        account_id=pl.col("account_id"),
-        event_type=pl.col("event_type"),
-        event_time=pl.col("event_time"),
-        recorded_at=pl.col("recorded_at"),
-        amount=pl.col("amount"),
-        counterparty_id=pl.when(pl.col("counterparty_id") > 0).then(pl.col("counterparty_id")),
-        rate=pl.col("rate"),
-    )
+        counterparty_id=pl.when(pl.col("counterparty_id") > 0).then("counterparty_id"),
+    ).select(list(CANONICAL_SCHEMA))

@@ -1,0 +1,46 @@
+"""Shared fixtures: small canonical event frames and the sample archive."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "sample"
+
+
+def make_events(rows: list[tuple[int, str, int, int]], *, start: datetime | None = None
+                ) -> pl.DataFrame:
+    """Canonical events from (account_id, event_type, amount, minutes after start) tuples."""
+    start = start or datetime(2024, 1, 1, tzinfo=UTC)
+    times = [start + timedelta(minutes=m) for _, _, _, m in rows]
+    return pl.DataFrame(
+        {
+            "event_id": [f"t{i}" for i in range(len(rows))],
+            "seq": list(range(len(rows))),
+            "account_id": [r[0] for r in rows],
+            "event_type": [r[1] for r in rows],
+            "event_time": times,
+            "recorded_at": times,
+            "amount": [r[2] for r in rows],
+            "counterparty_id": [None] * len(rows),
+            "rate": [None] * len(rows),
+        },
+        schema={"event_id": pl.String, "seq": pl.Int64, "account_id": pl.Int64,
+                "event_type": pl.String, "event_time": pl.Datetime("us", "UTC"),
+                "recorded_at": pl.Datetime("us", "UTC"), "amount": pl.Int64,
+                "counterparty_id": pl.Int64, "rate": pl.Float64},
+    )
+
+
+@pytest.fixture(scope="session")
+def sample_archive() -> Path:
+    """The sample archive `make` builds in data/sample (built here if missing)."""
+    if not (SAMPLE / "_delta_log").is_dir():
+        from eventkit.generate import generate
+
+        generate(SAMPLE, events=50_000, accounts=500, seed=7)
+    return SAMPLE
