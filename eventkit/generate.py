@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -61,11 +62,12 @@ _AMOUNT = {
     "Correction": (2_000, 0.8),
 }
 _NEGATIVE_CORRECTION = 0.7
+_TICKETS = 4  # an account's activity weight is ceil(_TICKETS * lognormal(0, 1)) tickets
 _GRID = 20_000  # cells of the piecewise-linear activity curve
 
 _CODE = {name: code for code, name in enumerate(EVENT_TYPES)}
 _TYPE_NAMES = pl.Series(EVENT_TYPES, dtype=pl.String)
-_SINGLE_CODES = np.array([_CODE[name] for name in _SINGLE_SHARE])
+_SINGLE_CODES = np.array([_CODE[name] for name in _SINGLE_SHARE], np.int8)
 _SINGLE_P = np.array(list(_SINGLE_SHARE.values())) / sum(_SINGLE_SHARE.values())
 _MEDIAN, _SIGMA = np.array([_AMOUNT.get(name, (0, 0.0)) for name in EVENT_TYPES]).T
 _NEVER = np.iinfo(np.int64).max
@@ -138,6 +140,7 @@ def generate_chunks(
     True
     >>> frames[1]["seq"][0] == frames[0].height
     True
+
     """
     t_start, t_end = _check_params(accounts, seed, start, end, chunk_events)
     bank = _Bank.draw(_rng(seed, 0), accounts, t_start, t_end)
@@ -197,14 +200,15 @@ def generate(
     3000
     >>> summary.events, summary.files
     (3000, 1)
+
     """
     if format not in ("delta", "parquet"):
         msg = f"format must be 'delta' or 'parquet', got {format!r}"
         raise ValueError(msg)
     root = Path(path)
+    began = time.perf_counter()
     chunks = generate_chunks(events=events, accounts=accounts, seed=seed, start=start, end=end,
                              chunk_events=chunk_events)
-    began = time.perf_counter()
     if format == "delta":
         archive = EventArchive.create(root)
     elif root.exists() and (not root.is_dir() or any(root.iterdir())):
@@ -213,7 +217,7 @@ def generate(
     else:
         root.mkdir(parents=True, exist_ok=True)
     with tqdm(total=events, unit="events", unit_scale=True, disable=not progress) as bar:
-        for part, chunk in enumerate(chunks):
+        for part, chunk in enumerate(_ahead(chunks)):
             if format == "delta":
                 archive.append(chunk.drop("seq"), recorded_at="keep")
             else:
@@ -228,6 +232,15 @@ def generate(
         bytes=sum(f.stat().st_size for f in root.rglob("*") if f.is_file()),
         seconds=seconds,
     )
+
+
+def _ahead(chunks: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    """Yield ``chunks``, making the next one in a worker thread while the caller writes."""
+    with ThreadPoolExecutor(max_workers=1) as worker:
+        upcoming = worker.submit(next, chunks, None)
+        while (chunk := upcoming.result()) is not None:
+            upcoming = worker.submit(next, chunks, None)
+            yield chunk
 
 
 def _check_params(
@@ -270,7 +283,8 @@ class _Bank:
     """
 
     live_from: np.ndarray  # sorted: time from which the account may have events
-    cum_weight: np.ndarray  # cum_weight[k]: total activity weight of the first k accounts
+    owner: np.ndarray  # activity tickets: account i + 1 holds weight[i] consecutive ones
+    tickets: np.ndarray  # tickets[k]: number of tickets of the first k accounts
     close_at: np.ndarray  # closing event_time, _NEVER if the account stays open
     fixed: dict[str, np.ndarray]  # openings, closings, rate changes, sorted by recorded_at
     grid: np.ndarray  # times (float µs) ...
@@ -286,7 +300,7 @@ class _Bank:
     def draw(cls, rng: np.random.Generator, accounts: int, start: int, end: int) -> _Bank:
         period = end - start
         opened = np.sort(rng.integers(start, start + int(period * _OPEN_UNTIL), accounts))
-        weight = rng.lognormal(0.0, 1.0, accounts)
+        weight = np.ceil(_TICKETS * rng.lognormal(0.0, 1.0, accounts)).astype(np.int64)
         # The first `keep` accounts never close, so some account is always live.
         keep = min(2, accounts)
         closing = rng.permutation(np.arange(keep, accounts))[: round(accounts * _CLOSE_SHARE)]
@@ -307,8 +321,8 @@ class _Bank:
             "recorded_at": event_time + rng.integers(0, _MAX_LATENCY + 1, len(event_time)),
             "account": np.concatenate([ids, ids[closing], np.full(len(rate_at), BANK_ACCOUNT)]),
             "counterparty": np.zeros(len(event_time), np.int64),
-            "code": np.repeat([_CODE["AccountOpened"], _CODE["AccountClosed"],
-                               _CODE["InterestRateChanged"]],
+            "code": np.repeat(np.array([_CODE["AccountOpened"], _CODE["AccountClosed"],
+                                        _CODE["InterestRateChanged"]], np.int8),
                               [accounts, len(closing), len(rate_at)]),
             "amount": np.zeros(len(event_time), np.int64),
             "rate": np.concatenate([np.full(accounts + len(closing), np.nan), rate]),
@@ -317,16 +331,17 @@ class _Bank:
         fixed = {name: column[order] for name, column in fixed.items()}
 
         # Activity is recorded from `begin` on (late enough for an event time after the
-        # first accounts went live) at a rate proportional to the opened accounts' weight.
+        # first accounts went live) at a rate proportional to the opened accounts' tickets.
         live_from = opened + _MAX_LATENCY
-        cum_weight = np.concatenate([[0.0], np.cumsum(weight)])
+        owner = np.repeat(ids.astype(np.int32), weight)
+        tickets = np.concatenate([[0], np.cumsum(weight)])
         begin = int(live_from[keep - 1]) + _MAX_LATENCY + 1
         grid = np.union1d(np.linspace(start, end, _GRID + 1), [begin])
         middle = (grid[:-1] + grid[1:]) / 2
         rate_of_activity = np.where(middle > begin,
-                                    cum_weight[np.searchsorted(live_from, middle)], 0.0)
+                                    tickets[np.searchsorted(live_from, middle)], 0.0)
         curve = np.concatenate([[0.0], np.cumsum(rate_of_activity * np.diff(grid))])
-        return cls(live_from, cum_weight, close_at, fixed, grid, curve / curve[-1], begin,
+        return cls(live_from, owner, tickets, close_at, fixed, grid, curve / curve[-1], begin,
                    _TRANSFER_SHARE if accounts > 1 else 0.0)
 
     def bounds(self, events: int, windows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -345,18 +360,15 @@ class _Bank:
         recorded_at: np.ndarray,
         other: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Account ids, by weight, live at ``event_time`` and still open at ``recorded_at``.
+        """Account ids, by tickets, live at ``event_time`` and still open at ``recorded_at``.
 
         With ``other``, each pick differs from ``other`` (the payer of a transfer).
         """
-        known = np.searchsorted(self.live_from, event_time)
+        tickets = self.tickets[np.searchsorted(self.live_from, event_time)]
         picked = np.empty(len(event_time), np.int64)
         todo = np.arange(len(event_time))
         while todo.size:  # redraw the few picks that hit a closed account
-            limit = known[todo]
-            drawn = np.searchsorted(self.cum_weight, rng.random(todo.size) * self.cum_weight[limit],
-                                    side="right")
-            drawn = np.minimum(drawn, limit)  # 1-based: index i + 1 is account i + 1
+            drawn = self.owner[(rng.random(todo.size) * tickets[todo]).astype(np.int64)]
             picked[todo] = drawn
             bad = self.close_at[drawn - 1] <= recorded_at[todo]
             if other is not None:
@@ -370,14 +382,14 @@ def _frames(bank: _Bank, events: int, windows: int, seed: int) -> Iterator[pl.Da
     fixed_cut = np.searchsorted(bank.fixed["recorded_at"], bounds)
     seq = 0
     for k in range(windows):
-        fixed = {name: column[fixed_cut[k]: fixed_cut[k + 1]] for name, column in bank.fixed.items()}
-        activity = _activity(bank, _rng(seed, 1, k), bounds[k], bounds[k + 1],
-                             int(before[k + 1] - before[k]))
-        slots = {name: np.concatenate([fixed[name], activity[name]]) for name in fixed}
-        if len(slots["code"]):
-            frame = _log(slots, seq)
-            seq += frame.height
-            yield frame
+        activity = int(before[k + 1] - before[k])
+        if fixed_cut[k] == fixed_cut[k + 1] and activity == 0:
+            continue
+        fixed = {name: col[fixed_cut[k]: fixed_cut[k + 1]] for name, col in bank.fixed.items()}
+        frame = _log(fixed, _activity(bank, _rng(seed, 1, k), bounds[k], bounds[k + 1], activity),
+                     seq)
+        seq += frame.height
+        yield frame
 
 
 def _activity(
@@ -386,10 +398,10 @@ def _activity(
     """``rows`` activity rows recorded in ``[low, high)``: one slot per row, two per transfer."""
     transfers = rng.binomial(rows // 2, bank.transfer_share)
     singles = rows - 2 * transfers
-    code = np.concatenate([rng.choice(_SINGLE_CODES, singles, p=_SINGLE_P),
-                           np.full(transfers, _CODE["TransferOut"])])
+    code = rng.permutation(np.concatenate([rng.choice(_SINGLE_CODES, singles, p=_SINGLE_P),
+                                           np.full(transfers, _CODE["TransferOut"], np.int8)]))
     share = np.interp([low, high], bank.grid, bank.curve)
-    at = np.interp(rng.uniform(share[0], share[1], len(code)), bank.curve, bank.grid)
+    at = np.interp(np.sort(rng.uniform(share[0], share[1], len(code))), bank.curve, bank.grid)
     recorded_at = np.clip(np.floor(at).astype(np.int64), max(low, bank.begin), high - 1)
     event_time = recorded_at - rng.integers(0, _MAX_LATENCY + 1, len(code))
     late = code == _CODE["Correction"]
@@ -399,8 +411,9 @@ def _activity(
     event_time[late] = recorded_at[late] - delay
     account = bank.pick(rng, event_time, recorded_at)
     counterparty = np.zeros(len(code), np.int64)
-    counterparty[singles:] = bank.pick(rng, event_time[singles:], recorded_at[singles:],
-                                       other=account[singles:])
+    transfer = code == _CODE["TransferOut"]
+    counterparty[transfer] = bank.pick(rng, event_time[transfer], recorded_at[transfer],
+                                       other=account[transfer])
     amount = np.ceil(_MEDIAN[code] * np.exp(_SIGMA[code] * rng.standard_normal(len(code))))
     amount[late] *= np.where(rng.random(np.count_nonzero(late)) < _NEGATIVE_CORRECTION, -1, 1)
     return {
@@ -414,25 +427,28 @@ def _activity(
     }
 
 
-def _log(slots: dict[str, np.ndarray], seq: int) -> pl.DataFrame:
-    """Sort slots by ``recorded_at`` (stable) and expand transfers into their two legs."""
+def _log(fixed: dict[str, np.ndarray], activity: dict[str, np.ndarray], seq: int) -> pl.DataFrame:
+    """Merge the slots by ``recorded_at`` (fixed first on ties), expand transfers into two legs.
+
+    Consumes ``activity``: each array is dropped once used, to keep the peak memory low.
+    """
+    slots = {name: np.concatenate([fixed[name], activity.pop(name)]) for name in fixed}
     order = np.argsort(slots["recorded_at"], kind="stable")
     row = np.repeat(order, np.where(slots["code"][order] == _CODE["TransferOut"], 2, 1))
     leg_in = np.zeros(len(row), bool)
     leg_in[1:] = row[1:] == row[:-1]
-    account, counterparty = slots["account"][row], slots["counterparty"][row]
+    col = {name: slots.pop(name)[row] for name in list(slots)}
     frame = pl.DataFrame({
         "seq": np.arange(seq, seq + len(row)),
-        "account_id": np.where(leg_in, counterparty, account),
-        "event_type": _TYPE_NAMES.gather(np.where(leg_in, _CODE["TransferIn"],
-                                                  slots["code"][row])),
-        "event_time": pl.Series(slots["event_time"][row]).cast(TIME_DTYPE),
-        "recorded_at": pl.Series(slots["recorded_at"][row]).cast(TIME_DTYPE),
-        "amount": slots["amount"][row],
-        "counterparty_id": np.where(leg_in, account, counterparty),
-        "rate": pl.Series(slots["rate"][row], nan_to_null=True),
+        "account_id": np.where(leg_in, col["counterparty"], col["account"]),
+        "event_type": _TYPE_NAMES.gather(np.where(leg_in, _CODE["TransferIn"], col.pop("code"))),
+        "event_time": pl.Series(col.pop("event_time")).cast(TIME_DTYPE),
+        "recorded_at": pl.Series(col.pop("recorded_at")).cast(TIME_DTYPE),
+        "amount": col.pop("amount"),
+        "counterparty_id": np.where(leg_in, col.pop("account"), col.pop("counterparty")),
+        "rate": pl.Series(col.pop("rate"), nan_to_null=True),
     })
     return frame.with_columns(
-        event_id=pl.format("e{}", pl.col("seq").cast(pl.String).str.zfill(12)),
+        event_id=pl.format("e{}", pl.col("seq").cast(pl.String).str.pad_start(12, "0")),
         counterparty_id=pl.when(pl.col("counterparty_id") > 0).then("counterparty_id"),
     ).select(list(CANONICAL_SCHEMA))

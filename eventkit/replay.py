@@ -1,70 +1,110 @@
-"""Replay events into state: balance histories and current balances.
+"""Replay events through a rule set into state: histories, current state, as-of state.
 
-The hot path is one vectorized Polars query: sort by (account, event time,
-seq), then a running sum of the signed amounts per account. The per-event
-Python fold in :mod:`eventkit.reference` is the test oracle, never used here.
+:func:`replay` is the entry point; the work happens in :mod:`eventkit.engine`
+(vectorized Polars and compiled passes). The per-event Python fold in
+:mod:`eventkit.reference` is the test oracle, never used here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Final
 
+import numpy as np
 import polars as pl
 
+from eventkit import kernels as K
+from eventkit import rulesets
 from eventkit.archive import EventArchive
-from eventkit.schema import BANK_ACCOUNT, TIME_DTYPE
+from eventkit.engine import Fold, fold
+from eventkit.rules import CheckedRules, RuleSet
+from eventkit.schema import CANONICAL_SCHEMA
 from eventkit.timeutil import to_instant
 
-__all__ = ["BALANCE_SIGNS", "ReplayResult", "replay"]
-
-#: How each event type moves the balance: +1 credits, -1 debits the magnitude in
-#: ``amount``; ``Correction`` amounts are signed already. Other types move nothing.
-BALANCE_SIGNS: Final = {
-    "Deposit": 1,
-    "TransferIn": 1,
-    "Correction": 1,
-    "Withdrawal": -1,
-    "Fee": -1,
-    "TransferOut": -1,
-}
-KEY: Final = "account_id"
-ORDER: Final = (KEY, "event_time", "seq")
+__all__ = ["ReplayResult", "replay"]
 
 Events = pl.LazyFrame | pl.DataFrame | EventArchive | str | Path
 
 
-@dataclass(frozen=True)
 class ReplayResult:
-    """The outcome of :func:`replay`: lazy, so callers filter before collecting.
+    """The outcome of :func:`replay`. Work is done on first use, then kept.
 
-    ``history`` holds every event of every account, in (account, event time,
-    seq) order, with ``balance`` (minor units) after the event.
+    ``history`` holds every event (except the bank's own, account 0) in the
+    order they came in (log order), with the state after each event in
+    valid-time order: one column per state field, and ``violation`` (null, or
+    why the event was not folded) when the rules have requirements. Sort by
+    (key, ``event_time``, ``seq``) for a per-account time line.
     """
 
-    history: pl.LazyFrame
+    def __init__(self, events: pl.LazyFrame, rules: RuleSet) -> None:
+        self._events = events
+        self.rules = rules
+        self.checked: CheckedRules = rules.check()
+
+    @property
+    def fingerprint(self) -> str:
+        """The rule set's fingerprint (what cached views are keyed by)."""
+        return self.rules.fingerprint
+
+    @cached_property
+    def _fold(self) -> Fold:
+        return fold(self._events.collect(), self.checked)
+
+    @property
+    def history(self) -> pl.LazyFrame:
+        """Every event with the state after it (see the class docstring)."""
+        return self._fold.events.lazy()
 
     def state(self) -> pl.LazyFrame:
-        """Final state per account: balance, number of events, time of the last one."""
-        return _last_per_key(self.history)
+        """Final state per key: state fields, number of events, time of the last one."""
+        f = self._fold
+        counts = np.diff(f.starts)
+        nonempty = counts > 0
+        last = f.order[f.starts[1:][nonempty] - 1]
+        return self._per_key(last, counts[nonempty]).lazy()
 
     def as_of(self, instant: datetime | date | str) -> pl.LazyFrame:
-        """State per account at ``instant`` (events with ``event_time <= instant``).
+        """State per key at ``instant``: after its last event with ``event_time <= instant``.
 
-        A date means the end of that UTC day.
+        A date means the end of that UTC day. Keys with no event by then are
+        left out; interest is as posted at that last event.
         """
         t = to_instant(instant, param="as_of")
-        return _last_per_key(self.history.filter(pl.col("event_time") <= pl.lit(t, TIME_DTYPE)))
+        f = self._fold
+        micros = int(pl.Series([t]).dt.epoch("us")[0])
+        last = K.segment_last_at(f.order, f.starts, f.times, micros)
+        # events counted up to t: position of the last one within its key's segment
+        found = last >= 0
+        rank = np.empty(f.order.shape[0], np.int64)
+        rank[f.order] = np.arange(f.order.shape[0]) - np.repeat(f.starts[:-1], np.diff(f.starts))
+        return self._per_key(last[found], rank[last[found]] + 1).lazy()
+
+    def violations(self) -> pl.LazyFrame:
+        """Events the rules refused to fold, with the reason (empty when none)."""
+        history = self.history
+        if "violation" not in history.collect_schema().names():
+            return history.head(0).with_columns(violation=pl.lit(None, dtype=pl.String))
+        return history.filter(pl.col("violation").is_not_null())
+
+    def _per_key(self, positions: np.ndarray, counts: np.ndarray) -> pl.DataFrame:
+        key = self.rules.key
+        fields = list(self.checked.fields)
+        rows = self._fold.events[positions]
+        return rows.select(
+            key, *fields, pl.Series("events", counts, dtype=pl.Int64),
+            pl.col("event_time").alias("last_event_time"),
+        ).sort(key)
 
 
-def replay(events: Events) -> ReplayResult:
-    """Replay events into per-account balances, exactly, in integer minor units.
+def replay(events: Events, rules: RuleSet | str | Path = "balance") -> ReplayResult:
+    """Replay events through a rule set.
 
     ``events`` is a LazyFrame or DataFrame in the canonical schema, an
     :class:`EventArchive`, or a path that :func:`eventkit.open_archive` reads.
-    Bank-wide events (account 0) carry no balance and are left out.
+    ``rules`` is a :class:`RuleSet`, the name of a registered one (``"balance"``,
+    the default: balance = running sum of signed amounts; ``"banking"``: status
+    machine, fees, interest), or the path of a TOML rules file.
 
     Examples
     --------
@@ -77,26 +117,10 @@ def replay(events: Events) -> ReplayResult:
     [(1, 9750), (2, 500)]
     """
     lf = _as_lazy(events)
-    signed = pl.col("amount") * pl.col("event_type").replace_strict(
-        BALANCE_SIGNS, default=0, return_dtype=pl.Int64)
-    history = (
-        lf.filter(pl.col(KEY) != BANK_ACCOUNT)
-        .sort(ORDER)
-        .with_columns(balance=signed.cum_sum().over(KEY))
-    )
-    return ReplayResult(history)
-
-
-def _last_per_key(history: pl.LazyFrame) -> pl.LazyFrame:
-    return (
-        history.group_by(KEY)
-        .agg(
-            pl.col("balance").last(),
-            pl.len().alias("events"),
-            pl.col("event_time").last().alias("last_event_time"),
-        )
-        .sort(KEY)
-    )
+    names = lf.collect_schema().names()
+    optional = [pl.lit(None, dtype=CANONICAL_SCHEMA[c]).alias(c)
+                for c in ("counterparty_id", "rate") if c not in names]
+    return ReplayResult(lf.with_columns(optional), rulesets.resolve(rules))
 
 
 def _as_lazy(events: Events) -> pl.LazyFrame:

@@ -1,0 +1,296 @@
+"""Altair charts of replayed balances, small enough to live in a notebook.
+
+Every chart is aggregated in Polars before Altair sees it, so its data has at
+most ``max_points`` rows however long the event log: Altair's 5,000-row limit
+(``MaxRowsError``) and VegaFusion never come into play, and a saved notebook
+stays small. Balances are exact integer cents in eventkit; charts show them as
+currency units (``cents / 100``) for display only.
+
+In JupyterLab call :func:`enable_offline` once: Altair 6 otherwise loads Vega
+from a CDN, and JupyterLab cannot draw Vega-Lite 6 specs on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Final
+
+import altair as alt
+import polars as pl
+
+from eventkit.schema import TIME_DTYPE
+from eventkit.timeutil import to_instant
+
+__all__ = ["EMBED_OPTIONS", "balance_history", "enable_offline"]
+
+#: vega-embed options of every chart: SVG (crisp, searchable), no "..." actions menu.
+EMBED_OPTIONS: Final = {"renderer": "svg", "actions": False}
+
+#: Largest accounts x periods grid the percentile chart builds; more accounts mean longer periods.
+GRID_CELLS: Final = 20_000_000
+
+#: Percentiles of the all-accounts chart: column name -> quantile.
+PERCENTILES: Final = {"p10": 0.1, "median": 0.5, "p90": 0.9}
+
+_KEY: Final = "account_id"
+_TIME: Final = "event_time"
+_DAY: Final = timedelta(days=1)
+_MINUTE: Final = timedelta(minutes=1)
+_UNITS: Final = (("day", _DAY), ("hour", timedelta(hours=1)), ("minute", _MINUTE))
+_SIZE: Final = {"width": 640, "height": 320}
+_X: Final = alt.X("time:T", title="time (UTC)", scale=alt.Scale(type="utc"))
+_Y_TITLE: Final = "balance (currency units)"
+_TIME_TIP: Final = alt.Tooltip("time:T", title="time (UTC)", format="%Y-%m-%d %H:%M",
+                               formatType="utc")
+
+Instant = datetime | date | str
+
+
+def enable_offline() -> None:
+    """Make Altair charts render in JupyterLab without internet access.
+
+    Charts become Altair's ``JupyterChart`` widget, whose JavaScript (Vega,
+    Vega-Lite, vega-embed) is bundled locally by vl-convert instead of loaded
+    from a CDN; they are drawn as SVG without the actions menu. Calling it
+    again changes nothing.
+
+    Examples
+    --------
+    >>> enable_offline()
+    >>> alt.renderers.active, alt.renderers.options["offline"]
+    ('jupyter', True)
+
+    """
+    # embed_options must go in this same call: a later set_embed_options() drops offline=True.
+    alt.renderers.enable("jupyter", offline=True, embed_options=dict(EMBED_OPTIONS))
+
+
+def balance_history(
+    history: pl.LazyFrame | pl.DataFrame,
+    *,
+    accounts: Collection[int] | None = None,
+    start: Instant | None = None,
+    end: Instant | None = None,
+    max_points: int = 2000,
+) -> alt.Chart | alt.LayerChart:
+    """Chart balances over time: a step line per account, or the spread of all accounts.
+
+    Parameters
+    ----------
+    history
+        ``eventkit.replay(events).history``: canonical events with ``balance``
+        (cents) after each.
+    accounts
+        Account ids to draw, one coloured line each. ``None`` draws all accounts
+        as a band from the 10th to the 90th percentile and a median line of the
+        balances at the end of every day (of every few days when accounts x days
+        would exceed :data:`GRID_CELLS`), counting each account from its first event.
+    start, end
+        The window to draw (default: from the first to the last event). Anything
+        :func:`eventkit.timeutil.to_instant` reads: an aware datetime, an ISO
+        string with an offset, or a date, which means the start of that UTC day
+        for ``start`` and its end for ``end``. Lines begin with the balance
+        carried into the window and run to its end.
+    max_points
+        Upper bound on the chart's data rows. Lines with more points keep the
+        last balance of equal periods (whole minutes, hours or days); the band
+        uses at most this many periods.
+
+    Returns
+    -------
+    alt.Chart or alt.LayerChart
+        The line chart, or the band and median layered.
+
+    Raises
+    ------
+    eventkit.InstantError
+        ``start`` or ``end`` is naive or malformed.
+    ValueError
+        Nothing to draw, ``start`` after ``end``, or ``max_points`` too small
+        for the number of lines.
+
+    Examples
+    --------
+    >>> import eventkit
+    >>> from datetime import UTC, datetime
+    >>> t = [datetime(2024, 1, d, tzinfo=UTC) for d in (1, 2, 3)]
+    >>> events = pl.DataFrame({"event_id": ["a", "b", "c"], "seq": [0, 1, 2],
+    ...     "account_id": [1, 1, 2], "event_type": ["Deposit", "Fee", "Deposit"],
+    ...     "event_time": t, "recorded_at": t, "amount": [10_000, 250, 500]})
+    >>> history = eventkit.replay(events).history
+    >>> chart = balance_history(history, accounts=[1], end="2024-01-04")
+    >>> [(f"{t:%m-%d %H:%M}", units) for t, units in chart.data.select("time", "balance").rows()]
+    [('01-01 00:00', 100.0), ('01-02 00:00', 97.5), ('01-04 23:59', 97.5)]
+    >>> chart.to_dict()["title"]["text"]
+    'Balance history of account 1'
+    >>> band = balance_history(history, start="2024-01-02")  # all accounts: percentiles
+    >>> band.data.select(pl.col("time").dt.day(), "median", "accounts").rows()
+    [(2, 97.5, 1), (3, 51.25, 2)]
+
+    """
+    if max_points < 1:
+        msg = f"max_points must be positive, not {max_points}"
+        raise ValueError(msg)
+    events = history.lazy()
+    if accounts is not None:
+        events = events.filter(pl.col(_KEY).is_in(list(accounts)))
+    window = _Window.of(events, start, end)
+    if accounts is None:
+        return _band_chart(window, max_points)
+    return _line_chart(window, max_points)
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The events up to ``right`` and the time span ``[left, right]`` to draw."""
+
+    events: pl.LazyFrame
+    left: datetime
+    right: datetime
+    accounts: int
+    inside: int  # events in [left, right]
+
+    @classmethod
+    def of(cls, events: pl.LazyFrame, start: Instant | None, end: Instant | None) -> _Window:
+        lo = None if start is None else _start_instant(start)
+        hi = None if end is None else to_instant(end, param="end")
+        if lo is not None and hi is not None and lo > hi:
+            msg = f"start ({lo}) is after end ({hi})"
+            raise ValueError(msg)
+        if hi is not None:
+            events = events.filter(pl.col(_TIME) <= pl.lit(hi, TIME_DTYPE))
+        # Collect once: a lazy history would replay the whole log again for every query.
+        events = events.select(_KEY, _TIME, "seq", "balance").collect().lazy()
+        inside = pl.len() if lo is None else (pl.col(_TIME) >= pl.lit(lo, TIME_DTYPE)).sum()
+        stats = events.select(
+            pl.col(_KEY).n_unique().alias("accounts"), inside.alias("inside"),
+            pl.col(_TIME).min().alias("first"), pl.col(_TIME).max().alias("last"),
+        ).collect().row(0, named=True)
+        if not stats["accounts"]:
+            msg = "no events to draw" + (f" up to {hi}" if hi is not None else "")
+            raise ValueError(msg)
+        left = stats["first"] if lo is None else lo
+        right = max(stats["last"], left) if hi is None else hi
+        return cls(events, left, right, stats["accounts"], stats["inside"])
+
+    def subtitle(self) -> str:
+        return f"{self.left:%Y-%m-%d %H:%M} to {self.right:%Y-%m-%d %H:%M} UTC"
+
+    def last_balances(self, every: timedelta | None, floor: datetime) -> pl.LazyFrame:
+        """Each account's last balance per period (per instant if ``every`` is None).
+
+        Periods before ``floor`` merge into it, so it carries the opening balance.
+        """
+        t = pl.col(_TIME) if every is None else pl.col(_TIME).dt.truncate(every)
+        return self.events.group_by(
+            _KEY, pl.max_horizontal(t, pl.lit(floor, TIME_DTYPE)).alias("time")
+        ).agg(pl.col("balance").sort_by(_TIME, "seq").last())
+
+
+def _line_chart(window: _Window, max_points: int) -> alt.Chart:
+    n = window.accounts
+    periods = max_points // n - 3  # a period can split in two, plus the opening and closing points
+    if periods < 1:
+        msg = (f"max_points={max_points} is too small for {n} lines (at least {4 * n}); "
+               "raise it, or pass accounts=None for the percentile chart")
+        raise ValueError(msg)
+    exact = window.inside + 2 * n <= max_points
+    every = None if exact else _period(window.right - window.left, periods, finest=_MINUTE)
+    points = window.last_balances(every, window.left)
+    closing = (points.group_by(_KEY).agg(pl.col("balance").sort_by("time").last())
+               .select(_KEY, pl.lit(window.right, TIME_DTYPE).alias("time"), "balance"))
+    data = (pl.concat([points, closing])
+            .unique([_KEY, "time"])  # a closing point may repeat the last one
+            .sort(_KEY, "time")
+            .with_columns(_units("balance"))
+            .collect())
+    ids = data[_KEY].unique().sort().to_list()
+    title = (f"Balance history of account{'s' * (len(ids) > 1)} {', '.join(map(str, ids))}"
+             if len(ids) <= 10 else f"Balance history of {len(ids)} accounts")
+    subtitle = window.subtitle() + ("" if every is None else
+                                    f"; last balance of every {_describe(every)}")
+    return alt.Chart(data, title=alt.Title(title, subtitle=subtitle)).mark_line(
+        interpolate="step-after"
+    ).encode(
+        x=_X,
+        y=alt.Y("balance:Q", title=_Y_TITLE),
+        color=alt.Color(f"{_KEY}:N", title="account"),
+        tooltip=[alt.Tooltip(f"{_KEY}:N", title="account"), _TIME_TIP,
+                 alt.Tooltip("balance:Q", format=",.2f")],
+    ).properties(**_SIZE)
+
+
+def _band_chart(window: _Window, max_points: int) -> alt.LayerChart:
+    periods = max(1, min(max_points, GRID_CELLS // window.accounts) - 1)
+    every = _period(window.right - window.left, periods, finest=_DAY)
+    floor, ceiling = pl.Series([window.left, window.right], dtype=TIME_DTYPE).dt.truncate(every)
+    last = window.last_balances(every, floor)
+    grid = (last.group_by(_KEY).agg(pl.col("time").min())
+            .select(_KEY, pl.datetime_ranges("time", pl.lit(ceiling, TIME_DTYPE), every))
+            .explode("time"))
+    data = (grid.join(last, on=[_KEY, "time"], how="left", maintain_order="left")
+            .with_columns(pl.col("balance").forward_fill().over(_KEY))
+            .group_by("time")
+            .agg(*(pl.col("balance").quantile(q, "linear").alias(name)
+                   for name, q in PERCENTILES.items()),
+                 pl.len().alias("accounts"))
+            .with_columns(_units(*PERCENTILES))
+            .sort("time")
+            .collect())
+    base = alt.Chart(data).encode(x=_X).properties(**_SIZE)
+    band = base.mark_area(interpolate="step-after", opacity=0.3).encode(
+        y=alt.Y("p10:Q", title=_Y_TITLE),
+        y2="p90:Q",
+        tooltip=[_TIME_TIP, *(alt.Tooltip(f"{name}:Q", format=",.2f") for name in PERCENTILES),
+                 alt.Tooltip("accounts:Q", format=",")],
+    )
+    median = base.mark_line(interpolate="step-after").encode(y="median:Q")
+    title = alt.Title(
+        f"Balances of {window.accounts:,} accounts: median and 10th-90th percentile",
+        subtitle=f"{window.subtitle()}; balance at the end of every {_describe(every)}",
+    )
+    return alt.layer(band, median, title=title)
+
+
+def _start_instant(value: Instant) -> datetime:
+    """:func:`to_instant`, except that a date means the start of that UTC day."""
+    instant = to_instant(value, param="start")
+    is_date = (isinstance(value, date) and not isinstance(value, datetime)) or (
+        isinstance(value, str) and len(value.strip()) == len("YYYY-MM-DD"))
+    return instant.replace(hour=0, minute=0, second=0, microsecond=0) if is_date else instant
+
+
+def _period(span: timedelta, periods: int, *, finest: timedelta) -> timedelta:
+    """Cut ``span`` into at most ``periods`` pieces of whole days, hours or minutes.
+
+    The period is the shortest such, and at least ``finest``.
+
+    >>> _period(timedelta(days=30), 10, finest=_MINUTE)
+    datetime.timedelta(days=3)
+    >>> _period(timedelta(days=1), 10, finest=_MINUTE)
+    datetime.timedelta(seconds=10800)
+    >>> _period(timedelta(days=1), 10, finest=_DAY)
+    datetime.timedelta(days=1)
+    """
+    raw = span / periods
+    unit = max(finest, next((unit for _, unit in _UNITS if raw >= unit), finest))
+    return unit * max(1, math.ceil(raw / unit))
+
+
+def _describe(period: timedelta) -> str:
+    """Name a period made by :func:`_period` in words.
+
+    >>> _describe(timedelta(days=1)), _describe(timedelta(hours=36))
+    ('day', '36 hours')
+    """
+    name, unit = next((name, unit) for name, unit in _UNITS if period % unit == timedelta(0))
+    count = period // unit
+    return name if count == 1 else f"{count} {name}s"
+
+
+def _units(*columns: str) -> list[pl.Expr]:
+    """Cents to currency units, as floats for display."""
+    return [(pl.col(c) / 100).alias(c) for c in columns]

@@ -1,0 +1,420 @@
+"""Compile checked rules for the engines: Polars expressions and rule programs.
+
+Two targets share one syntax tree (from :mod:`eventkit.expr`):
+
+* :func:`polars_expr` turns an event-only expression into a vectorized Polars
+  expression (the linear path: each event's delta is computed column-wise);
+* :func:`compile_program` turns every handler into a small stack program that
+  :func:`eventkit.kernels.run_rules` interprets in one compiled pass (the
+  non-linear path: thresholds, status machines, per-posting rounding).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from eventkit import kernels as K
+from eventkit.exceptions import RuleError
+from eventkit.expr import ROUNDING
+from eventkit.rules import CheckedRules, Field
+
+__all__ = ["Program", "compile_program", "polars_expr"]
+
+_STACK = 64
+_BIN_I = {"+": K.ADD_I, "-": K.SUB_I, "*": K.MUL_I, "//": K.FDIV_I, "%": K.MOD_I}
+_BIN_F = {"+": K.ADD_F, "-": K.SUB_F, "*": K.MUL_F, "/": K.DIV_F}
+_BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
+           ast.Mod: "%"}
+_CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+
+
+# --------------------------------------------------------------------------- Polars target
+def polars_expr(node: ast.expr, checked: CheckedRules, enum: Field | None = None) -> pl.Expr:
+    """A vectorized Polars expression for an event-only syntax tree.
+
+    Integer columns read nulls as 0 and float columns as NaN, like the other
+    engines. String literals become the integer codes of ``enum``'s values.
+    """
+    return _PolarsBuilder(checked, enum).visit(node)
+
+
+class _PolarsBuilder:
+    def __init__(self, checked: CheckedRules, enum: Field | None) -> None:
+        self.checked = checked
+        self.enum = enum
+
+    def typ(self, node: ast.expr) -> str:
+        return _type_of(node, self.checked)
+
+    def visit(self, node: ast.expr) -> pl.Expr:  # noqa: PLR0911, C901
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, str):
+                assert self.enum is not None  # noqa: S101 (the checker guarantees it)
+                return pl.lit(self.enum.values.index(node.value), dtype=pl.Int64)
+            if isinstance(node.value, float):
+                return pl.lit(node.value, dtype=pl.Float64)
+            return pl.lit(int(node.value), dtype=pl.Int64)
+        if isinstance(node, ast.Name):
+            scope = self.checked.scope
+            if node.id in scope.params:
+                value = scope.params[node.id]
+                return pl.lit(value, dtype=pl.Float64 if isinstance(value, float) else pl.Int64)
+            if scope.columns[node.id] == "float":
+                return pl.col(node.id).cast(pl.Float64).fill_null(float("nan"))
+            return pl.col(node.id).cast(pl.Int64).fill_null(0)
+        if isinstance(node, ast.BinOp):
+            op = _BINOPS[type(node.op)]
+            a, b = self.visit(node.left), self.visit(node.right)
+            if op == "/":
+                return a.cast(pl.Float64) / b.cast(pl.Float64)
+            if op in ("//", "%"):
+                result = a // b if op == "//" else a % b
+                return pl.when(b == 0).then(pl.lit(0, dtype=pl.Int64)).otherwise(result)
+            return {"+": a + b, "-": a - b, "*": a * b}[op]
+        if isinstance(node, ast.UnaryOp):
+            value = self.visit(node.operand)
+            if isinstance(node.op, ast.USub):
+                return -value
+            return (value == 0).cast(pl.Int64)
+        if isinstance(node, ast.BoolOp):
+            parts = [self.visit(v) != 0 for v in node.values]
+            out = parts[0]
+            for p in parts[1:]:
+                out = (out & p) if isinstance(node.op, ast.And) else (out | p)
+            return out.cast(pl.Int64)
+        if isinstance(node, ast.Compare):
+            a, b = self.visit(node.left), self.visit(node.comparators[0])
+            op = _CMPOPS[type(node.ops[0])]
+            result = {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b,
+                      "!=": a != b}[op]
+            return result.cast(pl.Int64)
+        if isinstance(node, ast.IfExp):
+            return pl.when(self.visit(node.test) != 0).then(self.visit(node.body)).otherwise(
+                self.visit(node.orelse))
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        msg = f"cannot compile {ast.unparse(node)}"
+        raise RuleError(msg)
+
+    def call(self, node: ast.Call) -> pl.Expr:
+        name = node.func.id  # type: ignore[attr-defined]
+        args = [self.visit(a) for a in node.args]
+        if name in ("min", "max"):
+            a, b = args
+            keep_a = (a <= b) if name == "min" else (a >= b)
+            return pl.when(keep_a).then(a).otherwise(b)
+        if name == "abs":
+            return args[0].abs()
+        if name == "float":
+            return args[0].cast(pl.Float64)
+        x = args[0].cast(pl.Float64)
+        rounded = {
+            "round_half_even": x.round(0, mode="half_to_even"),
+            "round_half_up": x.round(0, mode="half_away_from_zero"),
+            "floor": x.floor(),
+            "ceil": x.ceil(),
+            "trunc": x.sign() * x.abs().floor(),
+        }[name]
+        return pl.when(x.is_finite()).then(rounded.cast(pl.Int64)).otherwise(
+            pl.lit(0, dtype=pl.Int64))
+
+
+# --------------------------------------------------------------------------- program target
+@dataclass(frozen=True)
+class Program:
+    """Rule programs of all handlers, and the layout of state and columns.
+
+    ``event_types[t]`` is handled by ``code[prog[t]:prog[t + 1]]`` (instruction
+    numbers; ``code`` holds (opcode, argument) pairs). ``int_fields`` and
+    ``float_fields`` name the state slots (enum fields are int slots holding
+    value codes); ``int_columns`` and ``float_columns`` the event columns read.
+    ``violations[c - 1]`` explains violation code ``c``.
+    """
+
+    event_types: tuple[str, ...]
+    code: np.ndarray
+    prog: np.ndarray
+    consts_i: np.ndarray
+    consts_f: np.ndarray
+    int_fields: tuple[str, ...]
+    float_fields: tuple[str, ...]
+    int_columns: tuple[str, ...]
+    float_columns: tuple[str, ...]
+    init_i: np.ndarray
+    init_f: np.ndarray
+    interest: np.ndarray
+    violations: tuple[str, ...]
+
+
+def compile_program(checked: CheckedRules) -> Program:
+    """Compile every handler of ``checked`` into one rule program."""
+    fields = checked.fields
+    int_fields = tuple(n for n, f in fields.items() if f.type in ("int", "enum"))
+    float_fields = tuple(n for n, f in fields.items() if f.type == "float")
+    used = {c for pairs in checked.assignments.values() for _, e in pairs for c in e.columns}
+    used |= {c for r in checked.requirements.values() if r is not None for c in r.columns}
+    int_columns = tuple(sorted(c for c in used if checked.scope.columns[c] == "int"))
+    float_columns = tuple(sorted(c for c in used if checked.scope.columns[c] == "float"))
+    asm = _Assembler(checked, int_fields, float_fields, int_columns, float_columns)
+    event_types = tuple(checked.assignments)
+    prog = [0]
+    violations: list[str] = []
+    for event_type in event_types:
+        requirement = checked.requirements[event_type]
+        if requirement is not None:
+            asm.emit_expr(requirement.node, None)
+            violations.append(f"{event_type} requires {requirement.text}")
+            asm.emit(K.REQUIRE, len(violations))
+        for target, expr in checked.assignments[event_type]:
+            field = fields[target]
+            want = "float" if field.type == "float" else "int"
+            asm.emit_expr(expr.node, field, want=want)
+            if field.type == "float":
+                asm.emit(K.STORE_F, float_fields.index(target))
+            else:
+                asm.emit(K.STORE_I, int_fields.index(target))
+        prog.append(len(asm.code) // 2)
+    interest = np.array([0, 0, -1, -1, 0], np.int64)
+    if checked.rules.interest is not None:
+        spec = checked.rules.interest
+        interest = np.array([
+            1,
+            int_fields.index(spec.balance_field),
+            int_fields.index(spec.posted_field) if spec.posted_field else -1,
+            float_fields.index(spec.account_rate_field) if spec.account_rate_field else -1,
+            K.ROUND_MODES.index(spec.rounding),
+        ], np.int64)
+    return Program(
+        event_types=event_types,
+        code=np.array(asm.code, np.int64),
+        prog=np.array(prog, np.int64),
+        consts_i=np.array(asm.consts_i or [0], np.int64),
+        consts_f=np.array(asm.consts_f or [0.0], np.float64),
+        int_fields=int_fields,
+        float_fields=float_fields,
+        int_columns=int_columns,
+        float_columns=float_columns,
+        init_i=np.array([_initial_code(fields[n]) for n in int_fields], np.int64),
+        init_f=np.array([float(fields[n].start) for n in float_fields], np.float64),
+        interest=interest,
+        violations=tuple(violations),
+    )
+
+
+def _initial_code(field: Field) -> int:
+    if field.type == "enum":
+        return field.values.index(str(field.start))
+    return int(field.start)
+
+
+class _Assembler:
+    def __init__(self, checked: CheckedRules, int_fields: tuple[str, ...],
+                 float_fields: tuple[str, ...], int_columns: tuple[str, ...],
+                 float_columns: tuple[str, ...]) -> None:
+        self.checked = checked
+        self.int_fields, self.float_fields = int_fields, float_fields
+        self.int_columns, self.float_columns = int_columns, float_columns
+        self.code: list[int] = []
+        self.consts_i: list[int] = []
+        self.consts_f: list[float] = []
+        self.depth = 0
+
+    def emit(self, op: int, arg: int = 0) -> None:
+        self.code += [op, arg]
+
+    def emit_expr(self, node: ast.expr, enum: Field | None, *, want: str = "int") -> None:
+        got = self.visit(node, enum)
+        if want == "float" and got == "int":
+            self.emit(K.I2F)
+
+    def push_const(self, value: int | float) -> str:
+        if isinstance(value, float):
+            self.consts_f.append(value)
+            self.emit(K.PUSH_F, len(self.consts_f) - 1)
+            return "float"
+        self.consts_i.append(int(value))
+        self.emit(K.PUSH_I, len(self.consts_i) - 1)
+        return "int"
+
+    def visit(self, node: ast.expr, enum: Field | None) -> str:  # noqa: PLR0911, C901, PLR0912
+        """Emit code leaving the value on the int or float stack; return which."""
+        self.depth += 1
+        if self.depth > _STACK // 2:
+            msg = f"expression too deeply nested: {ast.unparse(node)}"
+            raise RuleError(msg)
+        try:
+            if isinstance(node, ast.Constant):
+                if isinstance(node.value, str):
+                    target = enum or self.enum_for(node)
+                    return self.push_const(target.values.index(node.value))
+                return self.push_const(node.value if isinstance(node.value, float)
+                                       else int(node.value))
+            if isinstance(node, ast.Name):
+                return self.name(node.id)
+            if isinstance(node, ast.BinOp):
+                op = _BINOPS[type(node.op)]
+                if op == "/":
+                    self.as_float(node.left, enum)
+                    self.as_float(node.right, enum)
+                    self.emit(K.DIV_F)
+                    return "float"
+                return self.arith(_BIN_I.get(op), _BIN_F.get(op), node.left, node.right, enum)
+            if isinstance(node, ast.UnaryOp):
+                if isinstance(node.op, ast.Not):
+                    self.as_int(node.operand, enum)
+                    self.emit(K.NOT)
+                    return "int"
+                got = self.visit(node.operand, enum)
+                self.emit(K.NEG_F if got == "float" else K.NEG_I)
+                return got
+            if isinstance(node, ast.BoolOp):
+                self.as_int(node.values[0], enum)
+                for value in node.values[1:]:
+                    self.as_int(value, enum)
+                    self.emit(K.AND if isinstance(node.op, ast.And) else K.OR)
+                return "int"
+            if isinstance(node, ast.Compare):
+                op = K.CMP_OPS.index(_CMPOPS[type(node.ops[0])])
+                left, right = node.left, node.comparators[0]
+                side_enum = enum or self.enum_of(left) or self.enum_of(right)
+                if "float" in (_type_of(left, self.checked), _type_of(right, self.checked)):
+                    self.as_float(left, side_enum)
+                    self.as_float(right, side_enum)
+                    self.emit(K.CMP_F, op)
+                else:
+                    self.as_int(left, side_enum)
+                    self.as_int(right, side_enum)
+                    self.emit(K.CMP_I, op)
+                return "int"
+            if isinstance(node, ast.IfExp):
+                self.as_int(node.test, enum)
+                floats = "float" in (_type_of(node.body, self.checked),
+                                     _type_of(node.orelse, self.checked))
+                if floats:
+                    self.as_float(node.body, enum)
+                    self.as_float(node.orelse, enum)
+                    self.emit(K.SEL_F)
+                    return "float"
+                self.as_int(node.body, enum)
+                self.as_int(node.orelse, enum)
+                self.emit(K.SEL_I)
+                return "int"
+            if isinstance(node, ast.Call):
+                return self.call(node, enum)
+            msg = f"cannot compile {ast.unparse(node)}"
+            raise RuleError(msg)
+        finally:
+            self.depth -= 1
+
+    def name(self, name: str) -> str:
+        scope = self.checked.scope
+        if name in scope.params:
+            return self.push_const(scope.params[name])
+        if name in scope.fields:
+            if name in self.float_fields:
+                self.emit(K.FIELD_F, self.float_fields.index(name))
+                return "float"
+            self.emit(K.FIELD_I, self.int_fields.index(name))
+            return "int"
+        if name in self.float_columns:
+            self.emit(K.COL_F, self.float_columns.index(name))
+            return "float"
+        self.emit(K.COL_I, self.int_columns.index(name))
+        return "int"
+
+    def arith(self, op_i: int | None, op_f: int | None, left: ast.expr, right: ast.expr,
+              enum: Field | None) -> str:
+        floats = "float" in (_type_of(left, self.checked), _type_of(right, self.checked))
+        if floats and op_f is not None:
+            self.as_float(left, enum)
+            self.as_float(right, enum)
+            self.emit(op_f)
+            return "float"
+        assert op_i is not None  # noqa: S101 (the checker refuses // and % on floats)
+        self.as_int(left, enum)
+        self.as_int(right, enum)
+        self.emit(op_i)
+        return "int"
+
+    def call(self, node: ast.Call, enum: Field | None) -> str:
+        name = node.func.id  # type: ignore[attr-defined]
+        args = node.args
+        if name in ROUNDING:
+            self.as_float(args[0], enum)
+            self.emit(K.ROUND, K.ROUND_MODES.index(name))
+            return "int"
+        if name == "float":
+            self.as_float(args[0], enum)
+            return "float"
+        if name == "abs":
+            got = self.visit(args[0], enum)
+            self.emit(K.ABS_F if got == "float" else K.ABS_I)
+            return got
+        ops = {"min": (K.MIN_I, K.MIN_F), "max": (K.MAX_I, K.MAX_F)}[name]
+        return self.arith(ops[0], ops[1], args[0], args[1], enum)
+
+    def as_float(self, node: ast.expr, enum: Field | None) -> None:
+        if self.visit(node, enum) == "int":
+            self.emit(K.I2F)
+
+    def as_int(self, node: ast.expr, enum: Field | None) -> None:
+        self.visit(node, enum)
+
+    def enum_of(self, node: ast.expr) -> Field | None:
+        if isinstance(node, ast.Name):
+            f = self.checked.fields.get(node.id)
+            if f is not None and f.type == "enum":
+                return f
+        if isinstance(node, ast.IfExp):
+            return self.enum_of(node.body) or self.enum_of(node.orelse)
+        return None
+
+    def enum_for(self, node: ast.Constant) -> Field:
+        for f in self.checked.fields.values():
+            if f.type == "enum" and node.value in f.values:
+                return f
+        msg = f"{node.value!r} is not a value of any enum field"
+        raise RuleError(msg)
+
+
+def _type_of(node: ast.expr, checked: CheckedRules) -> str:  # noqa: PLR0911
+    """Static type of a checked syntax tree: ``int`` (incl. enums and flags) or ``float``."""
+    scope = checked.scope
+    if isinstance(node, ast.Constant):
+        return "float" if isinstance(node.value, float) else "int"
+    if isinstance(node, ast.Name):
+        if node.id in scope.params:
+            return "float" if isinstance(scope.params[node.id], float) else "int"
+        typ = scope.fields.get(node.id) or scope.columns.get(node.id)
+        return "float" if typ == "float" else "int"
+    if isinstance(node, ast.BinOp):
+        if isinstance(node.op, ast.Div):
+            return "float"
+        kinds = {_type_of(node.left, checked), _type_of(node.right, checked)}
+        return "float" if "float" in kinds else "int"
+    if isinstance(node, ast.UnaryOp):
+        return "int" if isinstance(node.op, ast.Not) else _type_of(node.operand, checked)
+    if isinstance(node, ast.BoolOp | ast.Compare):
+        return "int"
+    if isinstance(node, ast.IfExp):
+        kinds = {_type_of(node.body, checked), _type_of(node.orelse, checked)}
+        return "float" if "float" in kinds else "int"
+    if isinstance(node, ast.Call):
+        name = node.func.id  # type: ignore[attr-defined]
+        if name in ROUNDING:
+            return "int"
+        if name == "float":
+            return "float"
+        kinds = {_type_of(a, checked) for a in node.args}
+        return "float" if "float" in kinds else "int"
+    return "int"
+
+
+def enum_codes(fields: Mapping[str, Field]) -> dict[str, tuple[str, ...]]:
+    """Enum field name -> its values (index = the code the engines use)."""
+    return {n: f.values for n, f in fields.items() if f.type == "enum"}
