@@ -1,10 +1,10 @@
 """Altair charts of replayed balances, small enough to live in a notebook.
 
 Every chart is aggregated in Polars before Altair sees it, so its data has at
-most ``max_points`` rows however long the event log: Altair's 5,000-row limit
-(``MaxRowsError``) and VegaFusion never come into play, and a saved notebook
-stays small. Balances are exact integer cents in eventkit; charts show them as
-currency units (``cents / 100``) for display only.
+most ``max_points`` rows however long the event log: the default stays well
+under Altair's 5,000-row limit (``MaxRowsError``) without VegaFusion, and a
+saved notebook stays small. Balances are exact integer cents in eventkit;
+charts show them as currency units (``cents / 100``) for display only.
 
 In JupyterLab call :func:`enable_offline` once: Altair 6 otherwise loads Vega
 from a CDN, and JupyterLab cannot draw Vega-Lite 6 specs on its own.
@@ -30,7 +30,7 @@ __all__ = ["EMBED_OPTIONS", "balance_history", "enable_offline"]
 EMBED_OPTIONS: Final = {"renderer": "svg", "actions": False}
 
 #: Largest accounts x periods grid the percentile chart builds; more accounts mean longer periods.
-GRID_CELLS: Final = 20_000_000
+GRID_CELLS: Final = 10_000_000
 
 #: Percentiles of the all-accounts chart: column name -> quantile.
 PERCENTILES: Final = {"p10": 0.1, "median": 0.5, "p90": 0.9}
@@ -227,12 +227,12 @@ def _band_chart(window: _Window, max_points: int) -> alt.LayerChart:
     periods = max(1, min(max_points, GRID_CELLS // window.accounts) - 1)
     every = _period(window.right - window.left, periods, finest=_DAY)
     floor, ceiling = pl.Series([window.left, window.right], dtype=TIME_DTYPE).dt.truncate(every)
-    last = window.last_balances(every, floor)
-    grid = (last.group_by(_KEY).agg(pl.col("time").min())
-            .select(_KEY, pl.datetime_ranges("time", pl.lit(ceiling, TIME_DTYPE), every))
-            .explode("time"))
-    data = (grid.join(last, on=[_KEY, "time"], how="left", maintain_order="left")
-            .with_columns(pl.col("balance").forward_fill().over(_KEY))
+    # Each balance holds from its period until the account's next change (or the last period).
+    until = pl.col("time").shift(-1).over(_KEY).fill_null(pl.lit(ceiling + every, TIME_DTYPE))
+    data = (window.last_balances(every, floor)
+            .sort(_KEY, "time")
+            .select("balance", pl.datetime_ranges("time", until, every, closed="left"))
+            .explode("time")
             .group_by("time")
             .agg(*(pl.col("balance").quantile(q, "linear").alias(name)
                    for name, q in PERCENTILES.items()),
@@ -292,5 +292,5 @@ def _describe(period: timedelta) -> str:
 
 
 def _units(*columns: str) -> list[pl.Expr]:
-    """Cents to currency units, as floats for display."""
-    return [(pl.col(c) / 100).alias(c) for c in columns]
+    """Cents to currency units: floats for display, rounded to the cent."""
+    return [(pl.col(c) / 100).round(2).alias(c) for c in columns]

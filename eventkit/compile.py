@@ -120,7 +120,7 @@ class _PolarsBuilder:
             "ceil": x.ceil(),
             "trunc": x.sign() * x.abs().floor(),
         }[name]
-        return pl.when(x.is_finite()).then(rounded.cast(pl.Int64)).otherwise(
+        return pl.when(x.is_finite()).then(rounded.cast(pl.Int64, strict=False)).otherwise(
             pl.lit(0, dtype=pl.Int64))
 
 
@@ -173,7 +173,7 @@ def compile_program(checked: CheckedRules) -> Program:
         for target, expr in checked.assignments[event_type]:
             field = fields[target]
             want = "float" if field.type == "float" else "int"
-            asm.emit_expr(expr.node, field, want=want)
+            asm.emit_expr(expr.node, field if field.type == "enum" else None, want=want)
             if field.type == "float":
                 asm.emit(K.STORE_F, float_fields.index(target))
             else:
@@ -281,7 +281,7 @@ class _Assembler:
             if isinstance(node, ast.Compare):
                 op = K.CMP_OPS.index(_CMPOPS[type(node.ops[0])])
                 left, right = node.left, node.comparators[0]
-                side_enum = enum or self.enum_of(left) or self.enum_of(right)
+                side_enum = self.enum_of(left) or self.enum_of(right) or enum
                 if "float" in (_type_of(left, self.checked), _type_of(right, self.checked)):
                     self.as_float(left, side_enum)
                     self.as_float(right, side_enum)

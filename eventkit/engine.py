@@ -3,13 +3,15 @@
 Steps, none of them a Python loop over events:
 
 1. take the bank's own events (account 0) aside: they feed the rate table;
-2. map keys to dense codes and order each key's events by (event time, seq)
-   with a compiled counting sort (a log is nearly in time order already, so
-   this costs far less than a general sort);
+2. map keys to dense codes;
 3. linear rules: compute each event's effect column-wise in Polars, then a
    compiled running sum / forward fill per key; other rules: one compiled pass
-   of the rule program (:func:`eventkit.kernels.run_rules`);
-4. attach the state after each event to the events, in their original order.
+   of the rule program (:func:`eventkit.kernels.run_rules`). Both walk the
+   events in log order, which is valid-time order for almost every key, so
+   nothing is sorted;
+4. keys whose log order is not their valid-time order (late corrections) are
+   folded again, alone, after sorting just their events by (time, seq);
+5. attach the state after each event to the events, in their original order.
 """
 
 from __future__ import annotations
@@ -27,20 +29,26 @@ from eventkit.schema import BANK_ACCOUNT
 __all__ = ["Fold", "fold"]
 
 _DENSE_SLACK = 1 << 20
+_TYPE = "__type"  # event type code: index in the rule set's handlers, -1 if unhandled
 
 
 @dataclass(frozen=True)
 class Fold:
-    """Events (without the bank's own) with the state after each, and the key layout.
+    """Events (without the bank's own) with the state after each, and their keys.
 
-    ``order[starts[k]:starts[k + 1]]`` are the positions of key code ``k``'s
-    events in valid-time order; ``times`` are event times in microseconds.
+    ``keys`` are dense key codes (``n_keys`` of them), ``times`` event times in
+    microseconds and ``seqs`` the log positions, all aligned with ``events``.
     """
 
     events: pl.DataFrame  # input columns + one column per state field (+ violation)
-    order: np.ndarray
-    starts: np.ndarray
+    keys: np.ndarray
+    n_keys: int
     times: np.ndarray
+    seqs: np.ndarray
+
+    def last_at(self, micros: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per key code: row of its last event at or before ``micros`` (-1: none), and count."""
+        return K.last_at(self.keys, self.times, self.seqs, self.n_keys, micros)
 
 
 def fold(events: pl.DataFrame, checked: CheckedRules) -> Fold:
@@ -53,12 +61,20 @@ def fold(events: pl.DataFrame, checked: CheckedRules) -> Fold:
     keys, n_keys = _dense(events[key])
     times = events["event_time"].dt.epoch("us").to_numpy()
     seqs = events["seq"].to_numpy()
-    order, starts = K.order_by_key(keys, times, seqs, n_keys)
+    handled = {t: i for i, t in enumerate(checked.assignments)}
+    types = events["event_type"].replace_strict(handled, default=-1, return_dtype=pl.Int32)
+    passes = [np.arange(events.height, dtype=np.int64)]
+    disordered = K.disordered_keys(keys, times, seqs, n_keys)
+    if disordered.any():
+        rows = np.flatnonzero(disordered[keys])
+        passes.append(rows[np.lexsort((seqs[rows], times[rows], keys[rows]))])
     if checked.linear:
-        state = _fold_linear(events, checked, order, starts)
+        state = _fold_linear(events.with_columns(types.alias(_TYPE)), checked, passes, keys,
+                             n_keys)
     else:
-        state = _fold_program(events, checked, order, starts, times, rate_times, rate_rates)
-    return Fold(events.hstack(state), order, starts, times)
+        state = _fold_program(events, checked, passes, keys, n_keys, types.to_numpy(), times,
+                              rate_times, rate_rates)
+    return Fold(events.hstack(state), keys, n_keys, times, seqs)
 
 
 def _dense(column: pl.Series) -> tuple[np.ndarray, int]:
@@ -102,12 +118,12 @@ def rate_cumulative(rate_times: np.ndarray, rate_rates: np.ndarray) -> np.ndarra
     return cum
 
 
-def _fold_linear(events: pl.DataFrame, checked: CheckedRules, order: np.ndarray,
-                 starts: np.ndarray) -> list[pl.Series]:
+def _fold_linear(events: pl.DataFrame, checked: CheckedRules, passes: list[np.ndarray],
+                 keys: np.ndarray, n_keys: int) -> list[pl.Series]:
     """Each event's effect as Polars columns, then a compiled running fold per key."""
     effects: dict[str, tuple[str, pl.Expr]] = {}
-    for event_type, pairs in checked.assignments.items():
-        is_type = pl.col("event_type") == event_type
+    for code, pairs in enumerate(checked.assignments.values()):
+        is_type = pl.col(_TYPE) == code
         for target, expr in pairs:
             kind, node, sign = linear_delta(target, expr)
             field = checked.fields[target]
@@ -122,41 +138,45 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules, order: np.ndarray,
     out = []
     for name, field in checked.fields.items():
         out.append(_linear_field(name, field, effects.get(name, ("add", None))[0],
-                                 columns, order, starts, events.height))
+                                 columns, passes, keys, n_keys))
     return out
 
 
 def _linear_field(name: str, field: Field, kind: str, columns: pl.DataFrame,
-                  order: np.ndarray, starts: np.ndarray, n: int) -> pl.Series:
+                  passes: list[np.ndarray], keys: np.ndarray, n_keys: int) -> pl.Series:
     dtype = np.float64 if field.type == "float" else np.int64
     initial = (field.values.index(str(field.start)) if field.type == "enum"
                else field.start)
-    if name not in columns.columns:
-        values = np.full(n, initial, dtype)
-    elif kind == "add":
-        delta = columns[name].fill_null(0).cast(pl.Float64 if dtype is np.float64 else pl.Int64)
-        values = K.segment_cumsum(order, starts, delta.to_numpy(), initial)
-    else:
+    values = np.full(keys.shape[0], initial, dtype)
+    if name in columns.columns:
         col = columns[name]
-        valid = col.is_not_null().to_numpy()
         raw = col.fill_null(0).cast(pl.Float64 if dtype is np.float64 else pl.Int64).to_numpy()
-        values = K.segment_ffill(order, starts, raw, valid, initial)
+        valid = col.is_not_null().to_numpy()
+        for positions in passes:
+            if kind == "add":
+                K.fold_add(positions, keys, n_keys, raw, initial, values)
+            else:
+                K.fold_fill(positions, keys, n_keys, raw, valid, initial, values)
     return _state_series(name, field, values)
 
 
-def _fold_program(events: pl.DataFrame, checked: CheckedRules, order: np.ndarray,
-                  starts: np.ndarray, times: np.ndarray, rate_times: np.ndarray,
-                  rate_rates: np.ndarray) -> list[pl.Series]:
-    """One compiled pass of the rule program over each key's events."""
+def _fold_program(events: pl.DataFrame, checked: CheckedRules, passes: list[np.ndarray],
+                  keys: np.ndarray, n_keys: int, type_codes: np.ndarray, times: np.ndarray,
+                  rate_times: np.ndarray, rate_rates: np.ndarray) -> list[pl.Series]:
+    """One compiled pass of the rule program over the events (see module docstring)."""
     program = compile_program(checked)
-    codes = {t: i for i, t in enumerate(program.event_types)}
-    types = events["event_type"].replace_strict(codes, default=-1, return_dtype=pl.Int64)
     icols = _matrix(events, program.int_columns, pl.Int64, 0)
     fcols = _matrix(events, program.float_columns, pl.Float64, float("nan"))
-    out_i, out_f, viol = K.run_rules(
-        order, starts, types.to_numpy(), times, icols, fcols, program.code, program.prog,
-        program.consts_i, program.consts_f, program.init_i, program.init_f, program.interest,
-        rate_times, rate_rates, rate_cumulative(rate_times, rate_rates))
+    n = events.height
+    out_i = np.empty((program.init_i.shape[0], n), np.int64)
+    out_f = np.empty((program.init_f.shape[0], n), np.float64)
+    viol = np.zeros(n, np.int32)
+    cumulative = rate_cumulative(rate_times, rate_rates)
+    for positions in passes:
+        K.run_rules(positions, keys, n_keys, type_codes, times, icols, fcols, program.code,
+                    program.prog, program.consts_i, program.consts_f, program.init_i,
+                    program.init_f, program.interest, rate_times, rate_rates, cumulative,
+                    out_i, out_f, viol)
     out = []
     for name, field in checked.fields.items():
         if field.type == "float":

@@ -1,10 +1,11 @@
-"""Compiled passes over sorted event arrays (numba): ordering, running folds, rules.
+"""Compiled passes over event arrays (numba): running folds and the rule interpreter.
 
-Nothing here loops over events in Python. :func:`order_by_key` groups events
-by key with a counting sort (stable, so each key keeps log order) and then puts
-each key's events in valid-time order; :func:`segment_cumsum` and
-:func:`segment_ffill` fold linear rules; :func:`run_rules` interprets a rule
-program (see :mod:`eventkit.compile`) in one sequential pass.
+Nothing here loops over events in Python. Every fold walks events in the order
+given by ``positions`` and keeps each key's state in an array indexed by the
+key's dense code, so a pass in log order reads the events sequentially and the
+state from cache. A key whose events are not in valid-time order in the log
+(a late correction) is found by :func:`disordered_keys` and folded again,
+alone, in sorted order.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["order_by_key", "run_rules", "segment_cumsum", "segment_ffill", "segment_last_at"]
+__all__ = ["disordered_keys", "fold_add", "fold_fill", "last_at", "run_rules"]
 
 _OPTS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
@@ -32,74 +33,62 @@ YEAR_SECONDS = 31_536_000.0
 
 
 @njit(**_OPTS)
-def order_by_key(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, n_keys: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Permutation grouping events by dense key, each key in (time, seq) order.
+def disordered_keys(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, n_keys: int
+                    ) -> np.ndarray:
+    """Keys with an event that comes, in the log, after a later (time, seq) of the same key."""
+    last_t = np.full(n_keys, np.iinfo(np.int64).min, np.int64)
+    last_s = np.full(n_keys, np.iinfo(np.int64).min, np.int64)
+    bad = np.zeros(n_keys, np.bool_)
+    for e in range(keys.shape[0]):
+        k = keys[e]
+        t, q = times[e], seqs[e]
+        if t < last_t[k] or (t == last_t[k] and q < last_s[k]):
+            bad[k] = True
+        else:
+            last_t[k] = t
+            last_s[k] = q
+    return bad
 
-    Returns ``(order, starts)``: key ``k``'s events are
-    ``order[starts[k]:starts[k + 1]]`` (empty for keys without events).
-    """
-    n = keys.shape[0]
-    starts = np.zeros(n_keys + 1, np.int64)
-    for i in range(n):
-        starts[keys[i] + 1] += 1
-    for k in range(n_keys):
-        starts[k + 1] += starts[k]
-    fill = starts[:-1].copy()
-    order = np.empty(n, np.int64)
-    for i in range(n):
-        k = keys[i]
-        order[fill[k]] = i
-        fill[k] += 1
-    for k in range(n_keys):
-        a, b = starts[k], starts[k + 1]
-        if _sorted(order, a, b, times, seqs):
+
+@njit(**_OPTS)
+def fold_add(positions: np.ndarray, keys: np.ndarray, n_keys: int, delta: np.ndarray,
+             initial: float, out: np.ndarray) -> None:
+    """Running sum of ``delta`` per key, visiting ``positions`` in order, into ``out``."""
+    acc = np.full(n_keys, initial, delta.dtype)
+    for e in positions:
+        k = keys[e]
+        acc[k] += delta[e]
+        out[e] = acc[k]
+
+
+@njit(**_OPTS)
+def fold_fill(positions: np.ndarray, keys: np.ndarray, n_keys: int, values: np.ndarray,
+              valid: np.ndarray, initial: float, out: np.ndarray) -> None:
+    """Last valid value per key (``initial`` before the first), visiting ``positions``."""
+    acc = np.full(n_keys, initial, values.dtype)
+    for e in positions:
+        k = keys[e]
+        if valid[e]:
+            acc[k] = values[e]
+        out[e] = acc[k]
+
+
+@njit(**_OPTS)
+def last_at(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, n_keys: int, t: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Per key: position of its last event (by time, then seq) at or before ``t``, or -1;
+    and how many of its events are at or before ``t``."""
+    pos = np.full(n_keys, -1, np.int64)
+    count = np.zeros(n_keys, np.int64)
+    for e in range(keys.shape[0]):
+        if times[e] > t:
             continue
-        seg = order[a:b]
-        by_seq = seg[np.argsort(seqs[seg], kind="mergesort")]
-        order[a:b] = by_seq[np.argsort(times[by_seq], kind="mergesort")]
-    return order, starts
-
-
-@njit(**_OPTS)
-def _sorted(order: np.ndarray, a: int, b: int, times: np.ndarray, seqs: np.ndarray) -> bool:
-    for j in range(a + 1, b):
-        p, q = order[j - 1], order[j]
-        if times[q] < times[p] or (times[q] == times[p] and seqs[q] < seqs[p]):
-            return False
-    return True
-
-
-@njit(**_OPTS)
-def segment_cumsum(order: np.ndarray, starts: np.ndarray, delta: np.ndarray, initial: float
-                   ) -> np.ndarray:
-    """Running sum of ``delta`` per key segment (in ``order``), plus ``initial``.
-
-    The result is indexed like ``delta`` (log positions).
-    """
-    out = np.empty_like(delta)
-    for k in range(starts.shape[0] - 1):
-        acc = delta.dtype.type(initial)
-        for j in range(starts[k], starts[k + 1]):
-            e = order[j]
-            acc += delta[e]
-            out[e] = acc
-    return out
-
-
-@njit(**_OPTS)
-def segment_ffill(order: np.ndarray, starts: np.ndarray, values: np.ndarray, valid: np.ndarray,
-                  initial: float) -> np.ndarray:
-    """Last valid value per key segment (in ``order``), ``initial`` before the first."""
-    out = np.empty_like(values)
-    for k in range(starts.shape[0] - 1):
-        acc = values.dtype.type(initial)
-        for j in range(starts[k], starts[k + 1]):
-            e = order[j]
-            if valid[e]:
-                acc = values[e]
-            out[e] = acc
-    return out
+        k = keys[e]
+        count[k] += 1
+        p = pos[k]
+        if p < 0 or times[e] > times[p] or (times[e] == times[p] and seqs[e] > seqs[p]):
+            pos[k] = e
+    return pos, count
 
 
 @njit(**_OPTS)
@@ -158,7 +147,7 @@ def _integral(t: int, rt_times: np.ndarray, rt_rates: np.ndarray, rt_cum: np.nda
     return rt_cum[i] + rt_rates[i] * ((t - rt_times[i]) / 1_000_000.0)
 
 
-@njit(**_OPTS)
+@njit(inline="always", **_OPTS)
 def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
              st_i: np.ndarray, st_f: np.ndarray, nx_i: np.ndarray, nx_f: np.ndarray,
              icols: np.ndarray, fcols: np.ndarray, e: int,
@@ -171,24 +160,25 @@ def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
         op = code[2 * pc]
         arg = code[2 * pc + 1]
         pc += 1
-        if op == PUSH_I:
-            si[ti] = ci[arg]
-            ti += 1
-        elif op == PUSH_F:
-            sf[tf] = cf[arg]
-            tf += 1
-        elif op == FIELD_I:
-            si[ti] = st_i[arg]
-            ti += 1
-        elif op == FIELD_F:
-            sf[tf] = st_f[arg]
-            tf += 1
-        elif op == COL_I:
-            si[ti] = icols[arg, e]
-            ti += 1
-        elif op == COL_F:
-            sf[tf] = fcols[arg, e]
-            tf += 1
+        if op < 10:  # loads
+            if op == PUSH_I:
+                si[ti] = ci[arg]
+                ti += 1
+            elif op == PUSH_F:
+                sf[tf] = cf[arg]
+                tf += 1
+            elif op == FIELD_I:
+                si[ti] = st_i[arg]
+                ti += 1
+            elif op == FIELD_F:
+                sf[tf] = st_f[arg]
+                tf += 1
+            elif op == COL_I:
+                si[ti] = icols[arg, e]
+                ti += 1
+            else:
+                sf[tf] = fcols[arg, e]
+                tf += 1
         elif op < 20:  # integer arithmetic
             if op == NEG_I:
                 si[ti - 1] = -si[ti - 1]
@@ -233,43 +223,45 @@ def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
                 sf[tf - 1] = u if u <= v else v
             else:
                 sf[tf - 1] = u if u >= v else v
-        elif op == I2F:
-            ti -= 1
-            sf[tf] = float(si[ti])
-            tf += 1
-        elif op == ROUND:
-            tf -= 1
-            si[ti] = _round(sf[tf], arg)
-            ti += 1
-        elif op == CMP_I:
-            ti -= 1
-            si[ti - 1] = 1 if _cmp_i(arg, si[ti - 1], si[ti]) else 0
-        elif op == CMP_F:
-            tf -= 2
-            si[ti] = 1 if _cmp_f(arg, sf[tf], sf[tf + 1]) else 0
-            ti += 1
-        elif op == AND:
-            ti -= 1
-            si[ti - 1] = 1 if (si[ti - 1] != 0 and si[ti] != 0) else 0
-        elif op == OR:
-            ti -= 1
-            si[ti - 1] = 1 if (si[ti - 1] != 0 or si[ti] != 0) else 0
-        elif op == NOT:
-            si[ti - 1] = 1 if si[ti - 1] == 0 else 0
-        elif op == SEL_I:  # stack: cond, a, b
-            ti -= 2
-            si[ti - 1] = si[ti] if si[ti - 1] != 0 else si[ti + 1]
-        elif op == SEL_F:  # int stack: cond; float stack: a, b
-            ti -= 1
-            tf -= 1
-            sf[tf - 1] = sf[tf - 1] if si[ti] != 0 else sf[tf]
+        elif op < 40:  # conversions
+            if op == I2F:
+                ti -= 1
+                sf[tf] = float(si[ti])
+                tf += 1
+            else:
+                tf -= 1
+                si[ti] = _round(sf[tf], arg)
+                ti += 1
+        elif op < 50:  # comparisons
+            if op == CMP_I:
+                ti -= 1
+                si[ti - 1] = 1 if _cmp_i(arg, si[ti - 1], si[ti]) else 0
+            else:
+                tf -= 2
+                si[ti] = 1 if _cmp_f(arg, sf[tf], sf[tf + 1]) else 0
+                ti += 1
+        elif op < 60:  # logic
+            if op == NOT:
+                si[ti - 1] = 1 if si[ti - 1] == 0 else 0
+            else:
+                ti -= 1
+                x, y = si[ti - 1] != 0, si[ti] != 0
+                si[ti - 1] = 1 if ((x and y) if op == AND else (x or y)) else 0
+        elif op < 70:  # choice
+            if op == SEL_I:  # stack: cond, a, b
+                ti -= 2
+                si[ti - 1] = si[ti] if si[ti - 1] != 0 else si[ti + 1]
+            else:  # int stack: cond; float stack: a, b
+                ti -= 1
+                tf -= 1
+                sf[tf - 1] = sf[tf - 1] if si[ti] != 0 else sf[tf]
         elif op == STORE_I:
             ti -= 1
             nx_i[arg] = si[ti]
         elif op == STORE_F:
             tf -= 1
             nx_f[arg] = sf[tf]
-        elif op == REQUIRE:
+        else:  # REQUIRE
             ti -= 1
             if si[ti] == 0:
                 return arg
@@ -277,79 +269,66 @@ def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
 
 
 @njit(**_OPTS)
-def run_rules(order: np.ndarray, starts: np.ndarray, types: np.ndarray, times: np.ndarray,
-              icols: np.ndarray, fcols: np.ndarray, code: np.ndarray, prog: np.ndarray,
-              ci: np.ndarray, cf: np.ndarray, init_i: np.ndarray, init_f: np.ndarray,
-              interest: np.ndarray, rt_times: np.ndarray, rt_rates: np.ndarray,
-              rt_cum: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fold every key's events through the rule program, in valid-time order.
+def run_rules(positions: np.ndarray, keys: np.ndarray, n_keys: int, types: np.ndarray,
+              times: np.ndarray, icols: np.ndarray, fcols: np.ndarray, code: np.ndarray,
+              prog: np.ndarray, ci: np.ndarray, cf: np.ndarray, init_i: np.ndarray,
+              init_f: np.ndarray, interest: np.ndarray, rt_times: np.ndarray,
+              rt_rates: np.ndarray, rt_cum: np.ndarray, out_i: np.ndarray, out_f: np.ndarray,
+              viol: np.ndarray) -> None:
+    """Fold events through the rule program, visiting ``positions`` in order.
 
     ``prog[t]:prog[t + 1]`` is the program of event type code ``t`` (code -1:
     an event type the rules do not handle). ``interest`` holds
     ``[enabled, balance slot, posted slot or -1, account-rate float slot or -1,
-    rounding mode]``. Returns the state after each event (int and float fields,
-    by log position) and each event's violation code (0: folded).
+    rounding mode]``. Writes the state after each event (``out_i``/``out_f``,
+    one row per field) and its violation code (0: folded) at its position.
     """
-    n = order.shape[0]
-    out_i = np.empty((init_i.shape[0], n), np.int64)
-    out_f = np.empty((init_f.shape[0], n), np.float64)
-    viol = np.zeros(n, np.int32)
-    st_i = init_i.copy()
-    st_f = init_f.copy()
+    n_i, n_f = init_i.shape[0], init_f.shape[0]
+    st_i = np.empty((n_keys, n_i), np.int64)
+    st_f = np.empty((n_keys, n_f), np.float64)
+    for k in range(n_keys):
+        st_i[k] = init_i
+        st_f[k] = init_f
+    prev_t = np.full(n_keys, -1, np.int64)
+    prev_integral = np.zeros(n_keys, np.float64)
+    seen = np.zeros(n_keys, np.bool_)
     nx_i = init_i.copy()
     nx_f = init_f.copy()
     si = np.empty(64, np.int64)
     sf = np.empty(64, np.float64)
     accrue, bal, posted, acct_rate, mode = (interest[0], interest[1], interest[2], interest[3],
                                             interest[4])
-    for k in range(starts.shape[0] - 1):
-        st_i[:] = init_i
-        st_f[:] = init_f
-        prev_t = 0
-        for j in range(starts[k], starts[k + 1]):
-            e = order[j]
-            t = times[e]
-            if accrue and j > starts[k]:
-                own = st_f[acct_rate] if acct_rate >= 0 else np.nan
+    for e in positions:
+        k = keys[e]
+        t = times[e]
+        cur_i = st_i[k]
+        cur_f = st_f[k]
+        if accrue:
+            integral = _integral(t, rt_times, rt_rates, rt_cum)
+            if seen[k]:
+                own = cur_f[acct_rate] if acct_rate >= 0 else np.nan
                 if np.isnan(own):
-                    growth = (_integral(t, rt_times, rt_rates, rt_cum)
-                              - _integral(prev_t, rt_times, rt_rates, rt_cum))
+                    growth = integral - prev_integral[k]
                 else:
-                    growth = own * ((t - prev_t) / 1_000_000.0)
-                gain = _round(float(st_i[bal]) * growth / YEAR_SECONDS, mode)
-                st_i[bal] += gain
+                    growth = own * ((t - prev_t[k]) / 1_000_000.0)
+                gain = _round(float(cur_i[bal]) * growth / YEAR_SECONDS, mode)
+                cur_i[bal] += gain
                 if posted >= 0:
-                    st_i[posted] += gain
-            prev_t = t
-            tc = types[e]
-            if tc >= 0:
-                nx_i[:] = st_i
-                nx_f[:] = st_f
-                v = _execute(code, prog[tc], prog[tc + 1], ci, cf, st_i, st_f, nx_i, nx_f,
-                             icols, fcols, e, si, sf)
-                viol[e] = v
-                if v == 0:
-                    st_i[:] = nx_i
-                    st_f[:] = nx_f
-            out_i[:, e] = st_i
-            out_f[:, e] = st_f
-    return out_i, out_f, viol
-
-
-@njit(**_OPTS)
-def segment_last_at(order: np.ndarray, starts: np.ndarray, times: np.ndarray, t: int
-                    ) -> np.ndarray:
-    """Per key: log position of its last event with time <= ``t`` (-1 if none)."""
-    n_keys = starts.shape[0] - 1
-    out = np.full(n_keys, -1, np.int64)
-    for k in range(n_keys):
-        lo, hi = starts[k], starts[k + 1]
-        while lo < hi:  # first position whose time is > t
-            mid = (lo + hi) // 2
-            if times[order[mid]] <= t:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo > starts[k]:
-            out[k] = order[lo - 1]
-    return out
+                    cur_i[posted] += gain
+            prev_integral[k] = integral
+        seen[k] = True
+        prev_t[k] = t
+        tc = types[e]
+        if tc >= 0:
+            nx_i[:] = cur_i
+            nx_f[:] = cur_f
+            v = _execute(code, prog[tc], prog[tc + 1], ci, cf, cur_i, cur_f, nx_i, nx_f,
+                         icols, fcols, e, si, sf)
+            viol[e] = v
+            if v == 0:
+                cur_i[:] = nx_i
+                cur_f[:] = nx_f
+        for f in range(n_i):
+            out_i[f, e] = cur_i[f]
+        for f in range(n_f):
+            out_f[f, e] = cur_f[f]

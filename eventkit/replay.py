@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from eventkit import kernels as K
 from eventkit import rulesets
 from eventkit.archive import EventArchive
 from eventkit.engine import Fold, fold
@@ -58,11 +57,7 @@ class ReplayResult:
 
     def state(self) -> pl.LazyFrame:
         """Final state per key: state fields, number of events, time of the last one."""
-        f = self._fold
-        counts = np.diff(f.starts)
-        nonempty = counts > 0
-        last = f.order[f.starts[1:][nonempty] - 1]
-        return self._per_key(last, counts[nonempty]).lazy()
+        return self._per_key(np.iinfo(np.int64).max)
 
     def as_of(self, instant: datetime | date | str) -> pl.LazyFrame:
         """State per key at ``instant``: after its last event with ``event_time <= instant``.
@@ -71,14 +66,7 @@ class ReplayResult:
         left out; interest is as posted at that last event.
         """
         t = to_instant(instant, param="as_of")
-        f = self._fold
-        micros = int(pl.Series([t]).dt.epoch("us")[0])
-        last = K.segment_last_at(f.order, f.starts, f.times, micros)
-        # events counted up to t: position of the last one within its key's segment
-        found = last >= 0
-        rank = np.empty(f.order.shape[0], np.int64)
-        rank[f.order] = np.arange(f.order.shape[0]) - np.repeat(f.starts[:-1], np.diff(f.starts))
-        return self._per_key(last[found], rank[last[found]] + 1).lazy()
+        return self._per_key(int(pl.Series([t]).dt.epoch("us")[0]))
 
     def violations(self) -> pl.LazyFrame:
         """Events the rules refused to fold, with the reason (empty when none)."""
@@ -87,14 +75,15 @@ class ReplayResult:
             return history.head(0).with_columns(violation=pl.lit(None, dtype=pl.String))
         return history.filter(pl.col("violation").is_not_null())
 
-    def _per_key(self, positions: np.ndarray, counts: np.ndarray) -> pl.DataFrame:
+    def _per_key(self, micros: int) -> pl.LazyFrame:
+        positions, counts = self._fold.last_at(micros)
+        found = positions >= 0
+        rows = self._fold.events[positions[found]]
         key = self.rules.key
-        fields = list(self.checked.fields)
-        rows = self._fold.events[positions]
         return rows.select(
-            key, *fields, pl.Series("events", counts, dtype=pl.Int64),
+            key, *self.checked.fields, pl.Series("events", counts[found], dtype=pl.Int64),
             pl.col("event_time").alias("last_event_time"),
-        ).sort(key)
+        ).sort(key).lazy()
 
 
 def replay(events: Events, rules: RuleSet | str | Path = "balance") -> ReplayResult:
