@@ -63,16 +63,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_verify)
 
-    p = sub.add_parser("replay", help="replay events and print balances",
+    p = sub.add_parser("replay", help="replay events and print each account's state",
                        description="Replay the events at PATH (archive, Parquet file, "
-                                   "folder, glob or Delta table) and print each account's "
-                                   "balance, in currency units.")
+                                   "folder, glob or Delta table) through a rule set and print "
+                                   "each account's state; money in currency units.")
     p.add_argument("path", help="events to replay")
     p.add_argument("--as-of", metavar="WHEN", help="instant (ISO 8601 with zone) or date "
                    "(end of that UTC day); default: after the last event")
     p.add_argument("--accounts", metavar="IDS", help="comma-separated account ids")
     p.add_argument("--mapping", metavar="JSON", help="column mapping for foreign data, as "
                    "JSON text or a .json file (see eventkit.ColumnMapping)")
+    p.add_argument("--rules", default="balance", metavar="RULES",
+                   help="rule set: a built-in name (balance, banking) or a .toml rules file "
+                        "(default balance)")
     p.add_argument("--format", choices=("table", "csv"), default="table", dest="fmt",
                    help="output format (default table)")
     p.set_defaults(run=_replay)
@@ -121,18 +124,20 @@ def _replay(args: argparse.Namespace) -> int:
     if args.mapping:
         text = Path(args.mapping).read_text() if args.mapping.endswith(".json") else args.mapping
         mapping = json.loads(text)
-    result = replay(open_archive(args.path, mapping=mapping))
+    result = replay(open_archive(args.path, mapping=mapping), args.rules)
     state = result.as_of(args.as_of) if args.as_of else result.state()
     if args.accounts:
         ids = [int(x) for x in args.accounts.split(",") if x.strip()]
-        state = state.filter(pl.col("account_id").is_in(ids))
+        state = state.filter(pl.col(result.rules.key).is_in(ids))
+    money = [f.name for f in result.rules.fields if f.money]
     table = state.with_columns(
-        (pl.col("balance").cast(pl.Decimal(38, 0)) / 100).cast(pl.Decimal(38, 2)).alias("balance")
+        (pl.col(money).cast(pl.Decimal(38, 0)) / 100).cast(pl.Decimal(38, 2))
     ).collect()
     if args.fmt == "csv":
         sys.stdout.write(table.write_csv())
     else:
-        with pl.Config(tbl_rows=-1, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, tbl_hide_dataframe_shape=True,
+                       tbl_hide_column_data_types=True):
             print(table)
     return 0
 

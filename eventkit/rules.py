@@ -62,13 +62,15 @@ class Field:
     """A state field: ``int`` (exact money in minor units, counts), ``float`` or ``enum``.
 
     An ``enum`` field holds one of ``values`` (by name); its initial value
-    defaults to the first.
+    defaults to the first. ``money`` marks an int field as an amount in minor
+    units, so displays show it in currency units (it changes no arithmetic).
     """
 
     name: str
     type: Typ = "int"
     initial: int | float | str | None = None
     values: tuple[str, ...] = ()
+    money: bool = False
 
     @property
     def start(self) -> int | float | str:
@@ -223,12 +225,12 @@ class RuleSet:
             if not isinstance(spec, Mapping):
                 msg = f"{source}: [fields.{name}] must be a table with type and initial"
                 raise RuleError(msg)
-            bad = sorted(set(spec) - {"type", "initial", "values"})
+            bad = sorted(set(spec) - {"type", "initial", "values", "money"})
             if bad:
                 msg = f"{source}: [fields.{name}] has unknown key(s) {bad}"
                 raise RuleError(msg)
             fields.append(Field(name, spec.get("type", "int"), spec.get("initial"),
-                                tuple(spec.get("values", ()))))
+                                tuple(spec.get("values", ())), bool(spec.get("money", False))))
         handlers = []
         for event_type, spec in data.get("on", {}).items():
             sets = {k: v for k, v in spec.items() if k != "require"}
