@@ -54,6 +54,8 @@ _FORMAT = 1
 _ROWS_PER_FILE = 2_000_000
 _LOCK_TIMEOUT_S = 120.0
 _CLOCK_SKEW = timedelta(minutes=5)
+_TABLE_CONFIG = {"delta.appendOnly": "true"}
+_EPOCH = "1970-01-01T00:00:00+00:00"
 _NO_CHECKPOINTS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
 
 
@@ -94,6 +96,7 @@ class EventArchive:
     [(0, 10000), (1, 2500)]
     >>> archive.verify().ok
     True
+
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -127,26 +130,37 @@ class EventArchive:
         if (root / ledger.LOG_DIR).exists():
             msg = f"an archive already exists at {root}"
             raise ArchiveError(msg, path=str(root))
+        if root.exists() and not root.is_dir():
+            msg = f"{root} is a file; choose a folder for the archive"
+            raise ArchiveError(msg, path=str(root))
         if root.exists() and any(root.iterdir()):
             msg = f"{root} exists and is not empty; choose a new folder for the archive"
             raise ArchiveError(msg, path=str(root))
         root.mkdir(parents=True, exist_ok=True)
+        schema = _delta_schema()
         record: dict[str, Any] = {
             "format": _FORMAT,
             "kind": "create",
             "event_types": list(event_types) if event_types is not None else None,
+            "table": {
+                "configuration": _TABLE_CONFIG,
+                "partitionColumns": [],
+                "fields": [[f.name, json.loads(f.to_json())["type"]] for f in schema.fields],
+            },
             "prev": ledger.GENESIS,
         }
         record["digest"] = ledger.chain_digest(ledger.GENESIS, record)
         create_table_with_add_actions(
             str(root),
-            _delta_schema(),
+            schema,
             [],
             name="eventkit archive",
-            configuration={"delta.appendOnly": "true"},
+            configuration=_TABLE_CONFIG,
             commit_properties=CommitProperties(custom_metadata={"eventkit": json.dumps(record)}),
             post_commithook_properties=_NO_CHECKPOINTS,
         )
+        (root / ledger.PRIVATE_DIR).mkdir()
+        (root / ledger.PRIVATE_DIR / "append.lock").touch()
         return cls(root)
 
     # ------------------------------------------------------------------ read
@@ -320,7 +334,7 @@ class EventArchive:
                 "files": files,
                 "recorded_until": max(
                     rows["recorded_at"].max(),  # type: ignore[type-var]
-                    datetime.fromisoformat(last.get("recorded_until") or "1970-01-01T00:00:00+00:00"),
+                    datetime.fromisoformat(last.get("recorded_until") or _EPOCH),
                 ).isoformat(),
                 "prev": last["digest"],
             }
@@ -417,9 +431,10 @@ def _write_data_file(path: Path, part: pl.DataFrame) -> tuple[dict[str, Any], Ad
                                                          "recorded_at")},
         "nullCount": {c: part[c].null_count() for c in CANONICAL_SCHEMA},
     }
+    stats_text = json.dumps(stats)
     entry = {"path": path.name, "sha256": ledger.sha256_file(path), "bytes": size,
-             "rows": part.height}
-    add = AddAction(path.name, size, {}, int(time.time() * 1000), True, json.dumps(stats))
+             "rows": part.height, "stats": stats_text}
+    add = AddAction(path.name, size, {}, int(time.time() * 1000), True, stats_text)
     return entry, add
 
 

@@ -105,13 +105,17 @@ def _generate(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from eventkit.archive import EventArchive
+    from eventkit.archive import ArchiveError
+    from eventkit.ledger import LOG_DIR, verify_log
 
-    archive = EventArchive(args.path)
-    total = sum(f.stat().st_size for f in Path(args.path).glob("*.parquet"))
+    root = Path(args.path)
+    if not (root / LOG_DIR).is_dir():
+        msg = f"{root} is not an eventkit archive (no {LOG_DIR}/ folder)"
+        raise ArchiveError(msg, path=str(root))
+    total = sum(f.stat().st_size for f in root.glob("*.parquet"))
     with tqdm(total=total, unit="B", unit_scale=True, desc="verify",
               disable=args.no_progress) as bar:
-        report = archive.verify(expect=args.expect, on_bytes=bar.update)
+        report = verify_log(root, expect=args.expect, on_bytes=bar.update)
     print(report)
     return 0 if report.ok else 1
 
@@ -120,19 +124,14 @@ def _replay(args: argparse.Namespace) -> int:
     from eventkit.replay import replay
     from eventkit.sources import open_archive
 
-    mapping = None
-    if args.mapping:
-        text = Path(args.mapping).read_text() if args.mapping.endswith(".json") else args.mapping
-        mapping = json.loads(text)
+    mapping = _mapping(args.mapping) if args.mapping else None
+    ids = _ids(args.accounts) if args.accounts else None
     result = replay(open_archive(args.path, mapping=mapping), args.rules)
     state = result.as_of(args.as_of) if args.as_of else result.state()
-    if args.accounts:
-        ids = [int(x) for x in args.accounts.split(",") if x.strip()]
+    if ids is not None:
         state = state.filter(pl.col(result.rules.key).is_in(ids))
     money = [f.name for f in result.rules.fields if f.money]
-    table = state.with_columns(
-        (pl.col(money).cast(pl.Decimal(38, 0)) / 100).cast(pl.Decimal(38, 2))
-    ).collect()
+    table = state.with_columns(_currency(name) for name in money).collect()
     if args.fmt == "csv":
         sys.stdout.write(table.write_csv())
     else:
@@ -140,6 +139,42 @@ def _replay(args: argparse.Namespace) -> int:
                        tbl_hide_column_data_types=True):
             print(table)
     return 0
+
+
+class UsageError(EventkitError):
+    """A command-line option has a value that cannot be used."""
+
+
+def _mapping(text: str) -> dict[str, object]:
+    try:
+        raw = Path(text).read_text() if text.endswith(".json") else text
+        mapping = json.loads(raw)
+    except (OSError, json.JSONDecodeError) as exc:
+        msg = f"--mapping: not a JSON object or .json file ({exc})"
+        raise UsageError(msg) from None
+    if not isinstance(mapping, dict):
+        msg = "--mapping: expected a JSON object such as {\"account_id\": \"accountId\"}"
+        raise UsageError(msg)
+    return mapping
+
+
+def _ids(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        msg = f"--accounts: expected comma-separated integer ids, not {text!r}"
+        raise UsageError(msg) from None
+
+
+def _currency(name: str) -> pl.Expr:
+    """Minor units as exact currency text: -1 -> "-0.01", 12095 -> "120.95"."""
+    magnitude = pl.col(name).abs()
+    return pl.concat_str(
+        pl.when(pl.col(name) < 0).then(pl.lit("-")).otherwise(pl.lit("")),
+        (magnitude // 100).cast(pl.String),
+        pl.lit("."),
+        (magnitude % 100).cast(pl.String).str.zfill(2),
+    ).alias(name)
 
 
 def _lab(args: argparse.Namespace) -> int:

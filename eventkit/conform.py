@@ -16,7 +16,7 @@ from typing import Any, Literal
 import polars as pl
 
 from eventkit.exceptions import SchemaError, ValidationError
-from eventkit.schema import CANONICAL_SCHEMA, MONEY_EVENT_TYPES, REQUIRED_COLUMNS, TIME_DTYPE
+from eventkit.schema import CANONICAL_SCHEMA, MONEY_EVENT_TYPES, REQUIRED_COLUMNS
 
 __all__ = ["Check", "ColumnMapping", "Conformed", "check", "conform"]
 
@@ -27,6 +27,10 @@ ROW_COL = "__row"
 TimeUnit = Literal["s", "ms", "us", "ns"]
 _OPTIONS = ("amount_unit", "minor_digits", "time_unit", "assume_timezone")
 _MAX_MINOR = 2**62  # keep sums of a few amounts far from Int64 overflow
+_MAX_EXACT_FLOAT = 2**53  # above this a float cannot hold every whole number of cents
+#: Epoch timestamps must fall in 1900-01-01 .. 2200-01-01 (microseconds): anything
+#: else is a wrong time_unit, not a date.
+_EPOCH_RANGE_US = (-2_208_988_800_000_000, 7_258_118_400_000_000)
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class ColumnMapping:
     ...      "amount_unit": "major", "time_unit": "s"})
     >>> m.source_name("account_id"), m.source_name("amount")
     ('accountId', 'amount')
+
     """
 
     columns: Mapping[str, str] = field(default_factory=dict)
@@ -117,6 +122,7 @@ def conform(
     source: str,
     keep_extra: bool = True,
     event_types: tuple[str, ...] | None = None,
+    id_base: str | None = None,
 ) -> Conformed:
     """Map ``lf`` onto the canonical schema; return it with the checks to run.
 
@@ -124,7 +130,8 @@ def conform(
     that file). The result has the canonical columns, then any extra columns of
     the user's (``keep_extra``), then the two helper columns. Values that cannot
     be converted become null here; the returned checks report them (and, with
-    ``event_types``, any other event type).
+    ``event_types``, any other event type). Derived event ids name the file
+    relative to ``id_base`` (the folder opened).
     """
     schema = lf.collect_schema()
     present = {name for name in schema.names() if name not in (SOURCE_COL, ROW_COL)}
@@ -135,6 +142,9 @@ def conform(
     for required in ("account_id", "event_time", "amount"):
         if not has(required):
             _missing(required, mapping, present, source)
+    for named in mapping.columns:  # a column the mapping names must exist
+        if not has(named):
+            _missing(named, mapping, present, source)
 
     exprs: dict[str, pl.Expr] = {}
     checks: list[Check] = []
@@ -158,7 +168,9 @@ def conform(
     time_cols = [c for c in ("event_time", "recorded_at") if has(c)]
     for col in time_cols:
         dtype = schema[mapping.source_name(col)]
-        converted(col, _to_time(raw(col), dtype, mapping, col, source), "value to a timestamp")
+        converted(col, _to_time(raw(col), dtype, mapping, col, source),
+                  "value to a timestamp (text needs a zone such as Z or +01:00, or "
+                  "assume_timezone; epoch numbers must fall in 1900-2200 in time_unit)")
     if not has("recorded_at"):
         exprs["recorded_at"] = exprs["event_time"]
 
@@ -176,7 +188,8 @@ def conform(
     if has("event_id"):
         exprs["event_id"] = raw("event_id").cast(pl.String)
     else:
-        file_name = pl.col(SOURCE_COL).str.split("/").list.last()
+        file_name = (pl.col(SOURCE_COL).str.strip_prefix(id_base.rstrip("/") + "/")
+                     if id_base else pl.col(SOURCE_COL))
         exprs["event_id"] = pl.concat_str([file_name, pl.col(ROW_COL).cast(pl.String)],
                                           separator=":")
     if has("seq"):
@@ -257,40 +270,37 @@ def canonical_checks(
 
 
 def check(frames: list[tuple[pl.LazyFrame, list[Check]]], *, source: str) -> None:
-    """Scan the frames once and raise for the first broken check.
+    """Scan the frames and raise for the first broken check.
 
-    Each frame carries :data:`SOURCE_COL` and :data:`ROW_COL`, so the error
-    names the file, the column and the row of the first bad value.
+    One pass computes, per check, whether any row breaks it; only when one
+    does, a second pass finds where. Each frame carries :data:`SOURCE_COL`
+    and :data:`ROW_COL`, so the error names the file, column and row.
     """
-    queries = [lf.select(_check_aggs(checks)) for lf, checks in frames]
+    queries = [lf.select([c.bad.fill_null(value=False).any().alias(str(i))
+                          for i, c in enumerate(checks)] or [pl.len()])
+               for lf, checks in frames]
     try:
         results = pl.collect_all(queries)
+        for (lf, checks), result in zip(frames, results, strict=True):
+            for i, c in enumerate(checks):
+                if result.item(0, i):
+                    _raise_at(lf, c, source)
     except pl.exceptions.PolarsError as exc:
         msg = f"cannot read events: {exc}"
         raise SchemaError(msg, source=source) from None
-    for (_, checks), result in zip(frames, results, strict=True):
-        found = result.row(0, named=True)
-        for i, c in enumerate(checks):
-            if found[f"any{i}"]:
-                value = found[f"val{i}"]
-                problem = c.problem if value is None else f"{c.problem}: {value!r}"
-                raise ValidationError(problem, source=found[f"src{i}"] or source,
-                                      column=c.column, row=found[f"row{i}"])
 
 
-def _check_aggs(checks: list[Check]) -> list[pl.Expr]:
-    aggs = [pl.len().alias("rows")]
-    for i, c in enumerate(checks):
-        bad = c.bad.fill_null(value=False)
-        value = (c.value.filter(bad).first().cast(pl.String) if c.value is not None
-                 else pl.lit(None, dtype=pl.String))
-        aggs += [
-            bad.any().alias(f"any{i}"),
-            pl.col(SOURCE_COL).filter(bad).first().alias(f"src{i}"),
-            pl.col(ROW_COL).filter(bad).first().cast(pl.Int64).alias(f"row{i}"),
-            value.alias(f"val{i}"),
-        ]
-    return aggs
+def _raise_at(lf: pl.LazyFrame, c: Check, source: str) -> None:
+    bad = c.bad.fill_null(value=False)
+    value = c.value.filter(bad).first().cast(pl.String) if c.value is not None else pl.lit(None)
+    found = lf.select(
+        pl.col(SOURCE_COL).filter(bad).first().alias("src"),
+        pl.col(ROW_COL).filter(bad).first().cast(pl.Int64).alias("row"),
+        value.alias("val"),
+    ).collect().row(0, named=True)
+    problem = c.problem if found["val"] is None else f"{c.problem}: {found['val']!r}"
+    raise ValidationError(problem, source=found["src"] or source, column=c.column,
+                          row=found["row"])
 
 
 def _missing(canonical: str, mapping: ColumnMapping, present: set[str], source: str) -> None:
@@ -325,12 +335,20 @@ def _to_time(
                    "time_unit='s' (or 'ms', 'us', 'ns') in the mapping")
             raise SchemaError(msg, source=source, column=column)
         per_us = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 1}[mapping.time_unit]
-        micros = (_to_int(expr, dtype) // 1000 if mapping.time_unit == "ns"
-                  else _to_int(expr, dtype) * per_us)
-        return micros.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        raw = _to_int(expr, dtype)
+        micros = raw // 1000 if mapping.time_unit == "ns" else raw * per_us
+        lo, hi = (_EPOCH_RANGE_US[0] // per_us, _EPOCH_RANGE_US[1] // per_us) \
+            if mapping.time_unit != "ns" else (_EPOCH_RANGE_US[0] * 1000, _EPOCH_RANGE_US[1] * 1000)
+        plausible = raw.is_between(lo, hi)  # also keeps the multiplication from overflowing
+        return pl.when(plausible).then(micros).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     if dtype == pl.String:
-        parsed = expr.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
-        return parsed
+        has_zone = expr.str.contains(r"(?:[Zz]|[+-]\d{2}:?\d{2})$")
+        aware = expr.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
+        if mapping.assume_timezone is None:
+            return pl.when(has_zone).then(aware)
+        naive = (expr.str.to_datetime(time_unit="us", strict=False)
+                 .dt.replace_time_zone(mapping.assume_timezone).dt.convert_time_zone("UTC"))
+        return pl.when(has_zone).then(aware).otherwise(naive)
     msg = f"cannot read {dtype} as a timestamp"
     raise SchemaError(msg, source=source, column=column)
 
@@ -345,13 +363,17 @@ def _to_minor_units(
     if dtype.is_float():
         scaled = expr * scale
         cents = scaled.round(0)
+        # A float meant as a whole number of cents is within a few ulps of it: allow
+        # 2**-48 relative, never more than a quarter cent.
         checks = [
             Check("amount", "amount is NaN or infinite", expr.is_nan() | expr.is_infinite(),
                   expr),
-            Check("amount", "amount too large", scaled.abs() > _MAX_MINOR, expr),
+            Check("amount", "amount too large to be exact as a float (send integer minor "
+                  "units or decimals)", scaled.abs() > _MAX_EXACT_FLOAT, expr),
             Check("amount", f"amount has more than {mapping.minor_digits} decimals"
                   if scale > 1 else "amount in minor units is not a whole number",
-                  (scaled - cents).abs() > 1e-6 * scaled.abs().clip(lower_bound=1.0), expr),
+                  (scaled - cents).abs() > (scaled.abs() * 2.0**-48).clip(1e-6, 0.25),
+                  expr),
         ]
         return pl.when(expr.is_finite()).then(cents).cast(pl.Int64, strict=False), checks
     if isinstance(dtype, pl.Decimal):

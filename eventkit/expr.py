@@ -102,6 +102,7 @@ def parse(text: str, scope: Scope, *, where: str) -> Expr:
     Traceback (most recent call last):
     ...
     eventkit.RuleError: rule Deposit: unknown function '__import__' in "balance + __import__('os')"
+
     """
     try:
         tree = ast.parse(text.strip(), mode="eval")

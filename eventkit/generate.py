@@ -187,7 +187,7 @@ def generate(
     Raises
     ------
     ValueError
-        A parameter is out of range.
+        A parameter is out of range; for ``"delta"``, also an ``end`` in the future.
     eventkit.exceptions.ArchiveError
         ``path`` exists and is not an empty folder.
 
@@ -209,6 +209,9 @@ def generate(
     began = time.perf_counter()
     chunks = generate_chunks(events=events, accounts=accounts, seed=seed, start=start, end=end,
                              chunk_events=chunk_events)
+    if format == "delta" and end > datetime.now(UTC):
+        msg = f"end must not lie in the future for format='delta' (archives refuse it), got {end}"
+        raise ValueError(msg)
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         msg = f"{root} exists and is not an empty folder; choose a new folder"
         raise ArchiveError(msg, path=str(root))

@@ -76,8 +76,10 @@ def fold_fill(positions: np.ndarray, keys: np.ndarray, n_keys: int, values: np.n
 @njit(**_OPTS)
 def last_at(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, n_keys: int, t: int
             ) -> tuple[np.ndarray, np.ndarray]:
-    """Per key: position of its last event (by time, then seq) at or before ``t``, or -1;
-    and how many of its events are at or before ``t``."""
+    """Per key: the position of its last event at or before ``t`` (-1: none), and a count.
+
+    "Last" is by (time, seq); the count is of the key's events at or before ``t``.
+    """
     pos = np.full(n_keys, -1, np.int64)
     count = np.zeros(n_keys, np.int64)
     for e in range(keys.shape[0]):

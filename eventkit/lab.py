@@ -32,6 +32,7 @@ def lab_command(
     >>> argv, token = lab_command("notebooks", port=9999, token="abc")
     >>> "--ip=127.0.0.1" in argv and "--IdentityProvider.token=abc" in argv
     True
+
     """
     token = token or secrets.token_hex(24)
     argv = [

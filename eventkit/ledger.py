@@ -45,6 +45,7 @@ def chain_digest(prev: str, record: dict[str, Any]) -> str:
     >>> d = chain_digest(GENESIS, {"kind": "create"})
     >>> len(d), d == chain_digest(GENESIS, {"kind": "create"})
     (64, True)
+
     """
     body = {k: v for k, v in record.items() if k != "digest"}
     text = prev + "\n" + json.dumps(body, sort_keys=True, separators=(",", ":"))
@@ -59,7 +60,7 @@ class Commit:
     timestamp_ms: int | None
     adds: tuple[dict[str, Any], ...]
     removes: tuple[str, ...]
-    changes_metadata: bool
+    metadata: dict[str, Any] | None  # the Delta metaData action, if the commit has one
     record: dict[str, Any] | None  # eventkit's commitInfo record, None if absent
     error: str | None = None  # why the commit file could not be read
 
@@ -75,12 +76,12 @@ def read_commit(root: Path, version: int) -> Commit:
         lines = log_path(root, version).read_text().splitlines()
         actions = [json.loads(line) for line in lines if line.strip()]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return Commit(version, None, (), (), changes_metadata=False, record=None,
+        return Commit(version, None, (), (), metadata=None, record=None,
                       error=f"{type(exc).__name__}: {exc}")
     adds: list[dict[str, Any]] = []
     removes: list[str] = []
     info: dict[str, Any] = {}
-    meta = False
+    meta = None
     for action in actions:
         if "add" in action:
             adds.append(action["add"])
@@ -89,7 +90,7 @@ def read_commit(root: Path, version: int) -> Commit:
         elif "commitInfo" in action:
             info = action["commitInfo"]
         elif "metaData" in action:
-            meta = True
+            meta = action["metaData"]
     record = None
     if isinstance(info.get("eventkit"), str):
         try:
@@ -97,7 +98,7 @@ def read_commit(root: Path, version: int) -> Commit:
         except json.JSONDecodeError:
             record = None
     return Commit(version, info.get("timestamp"), tuple(adds), tuple(removes),
-                  changes_metadata=meta, record=record)
+                  metadata=meta, record=record)
 
 
 def log_versions(root: Path) -> list[int]:
@@ -200,15 +201,24 @@ def verify_log(
         if commit.removes:
             report.problems.append(f"{where}: removes {list(commit.removes)} from an "
                                    "append-only archive")
-        if commit.changes_metadata and commit.version > 0:
+        if commit.version == 0:
+            _check_table(commit, rec, where, report)
+        elif commit.metadata is not None:
             report.problems.append(f"{where}: changes the table's metadata or properties")
         listed = {f["path"]: f for f in rec.get("files", [])}
-        added = {a["path"] for a in commit.adds}
-        for extra in sorted(added - set(listed)):
+        added = {a["path"]: a for a in commit.adds}
+        for extra in sorted(set(added) - set(listed)):
             report.problems.append(f"{where}: adds file {extra} that its record does not list")
-        for gone in sorted(set(listed) - added):
+        for gone in sorted(set(listed) - set(added)):
             report.problems.append(f"{where}: record lists file {gone} that the commit "
                                    "does not add")
+        for rel in sorted(set(added) & set(listed)):
+            action, entry = added[rel], listed[rel]
+            if (action.get("size"), action.get("stats"), action.get("partitionValues") or {}) \
+                    != (entry.get("bytes"), entry.get("stats"), {}):
+                report.problems.append(f"{where}: the add action of file {rel} was edited "
+                                       "(size, statistics or partition values differ from "
+                                       "the record)")
         for rel, entry in listed.items():
             referenced.add(rel)
             _check_file(root, rel, entry, where, report, on_bytes)
@@ -222,6 +232,24 @@ def verify_log(
     return report
 
 
+def _check_table(commit: Commit, rec: dict[str, Any], where: str, report: VerifyReport
+                 ) -> None:
+    """The genesis commit's table definition must be the one its record describes."""
+    meta = commit.metadata or {}
+    expected = rec.get("table", {})
+    try:
+        fields = [[f["name"], f["type"]] for f in json.loads(meta.get("schemaString", "{}"))
+                  .get("fields", [])]
+    except (json.JSONDecodeError, TypeError, KeyError):
+        fields = None
+    found = {"configuration": meta.get("configuration"),
+             "partitionColumns": meta.get("partitionColumns"), "fields": fields}
+    for key, value in found.items():
+        if value != expected.get(key):
+            report.problems.append(f"{where}: table {key} differ from the archive's record "
+                                   f"({value!r} instead of {expected.get(key)!r})")
+
+
 def _check_file(
     root: Path,
     rel: str,
@@ -233,6 +261,9 @@ def _check_file(
     path = root / rel
     if not path.is_file():
         report.problems.append(f"{where}: data file {rel} is missing")
+        return
+    if path.stat().st_size != entry.get("bytes"):
+        report.problems.append(f"{where}: data file {rel} was changed (size differs)")
         return
     digest = sha256_file(path, on_bytes=on_bytes)
     report.files_checked += 1

@@ -39,6 +39,7 @@ def reference_fold(events: Iterable[Mapping[str, Any]], rules: RuleSet) -> list[
     ...          "amount": 100}]
     >>> [r["balance"] for r in reference_fold(rows, rulesets.get("balance"))]
     [100, 95]
+
     """
     checked = rules.check()
     key = rules.key

@@ -104,6 +104,7 @@ def replay(events: Events, rules: RuleSet | str | Path = "balance") -> ReplayRes
     ...     "event_time": t, "recorded_at": t, "amount": [10_000, 250, 500]})
     >>> replay(events).state().select("account_id", "balance").collect().rows()
     [(1, 9750), (2, 500)]
+
     """
     lf = _as_lazy(events)
     names = lf.collect_schema().names()

@@ -27,6 +27,7 @@ Examples
 True
 >>> points.with_params(per_unit=3).fingerprint != points.fingerprint
 True
+
 """
 
 from __future__ import annotations
@@ -306,6 +307,7 @@ class CheckedRules:
 
     @classmethod
     def build(cls, rules: RuleSet) -> CheckedRules:
+        """Check ``rules``; raise :class:`RuleError` naming the file, rule and expression."""
         src = f"{rules.source}: rule set {rules.name!r}"
         fields = {f.name: f for f in rules.fields}
         if len(fields) != len(rules.fields):

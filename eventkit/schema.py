@@ -1,19 +1,19 @@
 """The canonical event schema every loader produces and every rule set reads.
 
-========================  ===========================  ==================================================
-column                    type                         meaning
-========================  ===========================  ==================================================
-``event_id``              String                       unique id; a duplicate is an error
-``seq``                   Int64                        position in the log (total order, breaks time ties)
-``account_id``            Int64                        the key whose state the event changes; ``0`` is
-                                                       the bank itself (bank-wide rate changes)
-``event_type``            String                       ``Deposit``, ``Withdrawal``, ... (see below)
-``event_time``            Datetime(us, UTC)            when it happened (valid time)
-``recorded_at``           Datetime(us, UTC)            when the archive received it (transaction time)
-``amount``                Int64                        money in minor units (cents); never a float
-``counterparty_id``       Int64, nullable              the other account of a transfer leg
-``rate``                  Float64, nullable            annual rate (0.035 = 3.5 %) of a rate change
-========================  ===========================  ==================================================
+===================  =================  ==============================================
+column               type               meaning
+===================  =================  ==============================================
+``event_id``         String             unique id; a duplicate is an error
+``seq``              Int64              position in the log (total order, breaks ties)
+``account_id``       Int64              the key whose state the event changes; ``0``
+                                        is the bank itself (bank-wide rate changes)
+``event_type``       String             ``Deposit``, ``Withdrawal``, ... (see below)
+``event_time``       Datetime(us, UTC)  when it happened (valid time)
+``recorded_at``      Datetime(us, UTC)  when the archive received it (transaction time)
+``amount``           Int64              money in minor units (cents); never a float
+``counterparty_id``  Int64, nullable    the other account of a transfer leg
+``rate``             Float64, nullable  annual rate (0.035 = 3.5 %) of a rate change
+===================  =================  ==============================================
 
 Sign convention: ``amount`` is a non-negative magnitude for the money event
 types (``Deposit``, ``Withdrawal``, ``Fee``, ``TransferOut``, ``TransferIn``);

@@ -1,5 +1,7 @@
-"""Open event data wherever it lies: a Parquet file, a folder, hive partitions, a glob,
-a Delta table, or an eventkit archive.
+"""Open event data wherever it lies.
+
+A Parquet file, a folder, hive partitions, a glob, a Delta table, or an
+eventkit archive: all come out as one LazyFrame in the canonical schema.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def open_archive(
     ...     "event_time": "timestamp", "amount_unit": "major", "time_unit": "s"})
     >>> events.select("account_id", "event_type", "amount").collect().rows()
     [(1, 'Deposit', 5000), (1, 'Withdrawal', 2000)]
+
     """
     root = Path(path)
     if (root / ledger.LOG_DIR).is_dir() and _is_eventkit_archive(root):
@@ -53,10 +56,10 @@ def open_archive(
             msg = "an eventkit archive is already canonical; mapping applies to foreign data"
             raise SchemaError(msg, source=str(root))
         return EventArchive(root).scan()
-    raw, source = _scan(root, str(path))
+    raw, source, base = _scan(root, str(path))
     framed = raw.with_columns(pl.int_range(pl.len()).over(SOURCE_COL).alias(ROW_COL))
     try:
-        conformed = conform(framed, ColumnMapping.parse(mapping), source=source)
+        conformed = conform(framed, ColumnMapping.parse(mapping), source=source, id_base=base)
     except pl.exceptions.PolarsError as exc:
         msg = f"cannot read events: {exc}"
         raise EventDataError(msg, source=source) from None
@@ -70,32 +73,60 @@ def _is_eventkit_archive(root: Path) -> bool:
     return record is not None and record.get("kind") == "create"
 
 
-def _scan(root: Path, text: str) -> tuple[pl.LazyFrame, str]:
-    """A raw scan with a ``__source`` column, and a name for error messages."""
-    try:
-        if (root / ledger.LOG_DIR).is_dir():
+def _scan(root: Path, text: str) -> tuple[pl.LazyFrame, str, str]:
+    """A raw scan with a ``__source`` column, a name for messages, and the id base.
+
+    Every file's footer is read first, so a damaged file is named; columns
+    present in only some files come through (null elsewhere); a column whose
+    type differs between files is an error naming both files.
+    """
+    if (root / ledger.LOG_DIR).is_dir():
+        try:
             lf = pl.scan_delta(str(root)).with_columns(pl.lit(str(root)).alias(SOURCE_COL))
-            return lf, str(root)
-        if root.is_file():
-            files = [str(root)]
-        elif root.is_dir():
-            files = sorted(str(p) for p in root.rglob("*.parquet")
-                           if not any(part.startswith((".", "_")) for part in
-                                      p.relative_to(root).parts))
-        elif any(ch in text for ch in "*?["):
-            files = sorted(globmod.glob(text, recursive=True))
-        else:
-            msg = "no such file, folder or glob match"
-            raise EventDataError(msg, source=text)
-        if not files:
-            msg = "no Parquet files found"
-            raise EventDataError(msg, source=text)
-        hive = root.is_dir() and any("=" in part for f in files
-                                     for part in Path(f).relative_to(root).parts[:-1])
-        lf = pl.scan_parquet(files, hive_partitioning=hive, include_file_paths=SOURCE_COL,
-                             missing_columns="insert", extra_columns="ignore")
-        lf.collect_schema()
-    except pl.exceptions.PolarsError as exc:
-        msg = f"cannot read Parquet: {exc}"
-        raise EventDataError(msg, source=text) from None
-    return lf, text
+            lf.collect_schema()
+        except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+            msg = f"cannot read Delta table: {exc}"
+            raise EventDataError(msg, source=str(root)) from None
+        return lf, str(root), str(root)
+    if root.is_file():
+        files, base = [str(root)], str(root.parent)
+    elif root.is_dir():
+        files = sorted(str(p) for p in root.rglob("*.parquet")
+                       if not any(part.startswith((".", "_"))
+                                  for part in p.relative_to(root).parts))
+        base = str(root)
+    elif any(ch in text for ch in "*?["):
+        files = sorted(globmod.glob(text, recursive=True))
+        base = str(Path(text.split("*")[0].split("?")[0].split("[")[0] + "x").parent)
+    else:
+        msg = "no such file, folder or glob match"
+        raise EventDataError(msg, source=text)
+    if not files:
+        msg = "no Parquet files found"
+        raise EventDataError(msg, source=text)
+    schema = _union_schema(files)
+    hive = root.is_dir() and any("=" in part for f in files
+                                 for part in Path(f).relative_to(root).parts[:-1])
+    lf = pl.scan_parquet(files, schema=schema, hive_partitioning=hive,
+                         include_file_paths=SOURCE_COL, missing_columns="insert",
+                         extra_columns="raise")
+    return lf, text, base
+
+
+def _union_schema(files: list[str]) -> dict[str, pl.DataType]:
+    union: dict[str, pl.DataType] = {}
+    first_seen: dict[str, str] = {}
+    for f in files:
+        try:
+            schema = pl.read_parquet_schema(f)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            msg = f"not a readable Parquet file: {exc}"
+            raise EventDataError(msg, source=f) from None
+        for name, dtype in schema.items():
+            if name in union and union[name] != dtype:
+                msg = (f"column type differs between files: {union[name]} in "
+                       f"{first_seen[name]}, {dtype} here")
+                raise SchemaError(msg, source=f, column=name)
+            union.setdefault(name, dtype)
+            first_seen.setdefault(name, f)
+    return union

@@ -33,7 +33,8 @@ def to_instant(value: datetime | date | str, *, param: str) -> datetime:
     >>> to_instant("2024-06-30T12:00:00", param="as_of")
     Traceback (most recent call last):
     ...
-    eventkit.timeutil.InstantError: as_of: '2024-06-30T12:00:00' has no time zone; add one (e.g. 'Z' or '+00:00')
+    eventkit.InstantError: as_of: '2024-06-30T12:00:00' has no time zone; ...
+
     """
     if isinstance(value, str):
         text = value.strip()

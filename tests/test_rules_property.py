@@ -1,111 +1,51 @@
-"""The engine against the reference fold: exact equality on random event streams.
+"""Every rule-set shape against the reference fold, exactly, on random streams.
 
-Every rule set (built-in and custom, linear and compiled) is replayed by the
-engine and by the plain per-event oracle in eventkit.reference; every state
-field after every event must match exactly.
+tests/test_replay.py covers the built-in rule sets as shipped; here: banking
+with changed parameters (overdraft fee, no status machine, a what-if rate
+table), a custom non-linear rule set from TOML, and a custom linear rule set
+written in Python (the vectorized Polars path).
 """
 
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from polars.testing import assert_frame_equal
+from oracle_checks import FAST, T0, check_against_oracle, event_streams
 
 from eventkit import replay, rulesets
-from eventkit.reference import reference_fold
 from eventkit.rules import Field, Handler, RuleSet
+from eventkit.schema import EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
-BANK_TYPES = ["AccountOpened", "AccountClosed", "Deposit", "Withdrawal", "Fee", "TransferOut",
-              "TransferIn", "Correction", "InterestRateChanged", "Unknown"]
-LOYALTY_TYPES = ["Purchase", "Refund", "Redeem", "Deposit"]
-SCHEMA = {"event_id": pl.String, "seq": pl.Int64, "account_id": pl.Int64,
-          "event_type": pl.String, "event_time": pl.Datetime("us", "UTC"),
-          "recorded_at": pl.Datetime("us", "UTC"), "amount": pl.Int64,
-          "counterparty_id": pl.Int64, "rate": pl.Float64}
+LOYALTY_TYPES = ("Purchase", "Refund", "Redeem", "Deposit")
+BANKING = rulesets.get("banking")
+VARIANTS = [
+    BANKING.with_params(overdraft_fee=2_500),
+    BANKING.with_params(require_open=0),
+    BANKING.with_params(require_open=0, rate_table={"2024-01-01": 0.05,
+                                                     "2024-01-02T12:00:00Z": 0.0125}),
+]
 
 
-@st.composite
-def streams(draw: st.DrawFn, types: list[str], max_size: int = 60) -> pl.DataFrame:
-    """Random canonical events: few accounts (and the bank), ties in time, shuffled log."""
-    n = draw(st.integers(0, max_size))
-    rows = []
-    for i in range(n):
-        event_type = draw(st.sampled_from(types))
-        big = draw(st.booleans())
-        bound = 2**40 if big else 10_000
-        amount = draw(st.integers(-bound, bound) if event_type == "Correction"
-                      else st.integers(0, bound))
-        rate = draw(st.one_of(st.none(), st.floats(0, 0.25))) \
-            if event_type == "InterestRateChanged" else None
-        minutes = draw(st.integers(0, 60 * 24 * 400))
-        rows.append({
-            "event_id": f"e{i}", "seq": i,
-            "account_id": draw(st.sampled_from([0, 1, 2, 3, 7, 1_000_000_007])),
-            "event_type": event_type,
-            "event_time": T0 + timedelta(minutes=minutes - minutes % 7),  # many ties
-            "amount": amount, "counterparty_id": None, "rate": rate,
-        })
-    for row in rows:
-        row["recorded_at"] = row["event_time"]
-    order = draw(st.permutations(range(n)))  # the log is not in seq order either
-    return pl.DataFrame([rows[i] for i in order], schema=SCHEMA)
+@settings(FAST, max_examples=100)
+@given(events=event_streams(max_events=30), rules=st.sampled_from(VARIANTS))
+def test_banking_variants_match_oracle(events: pl.DataFrame, rules: RuleSet) -> None:
+    check_against_oracle(events, rules)
 
 
-def assert_matches_oracle(events: pl.DataFrame, rules: RuleSet) -> None:
-    result = replay(events, rules)
-    got = result.history.collect().sort(rules.key, "event_time", "seq")
-    rows = reference_fold(events.to_dicts(), rules)
-    if not rows:
-        assert got.height == 0
-        assert result.state().collect().height == 0
-        return
-    expected = pl.DataFrame(rows, schema_overrides=dict(got.schema), infer_schema_length=None)
-    assert_frame_equal(got.select(expected.columns), expected, check_exact=True)
-    # final state: each key's last row in valid-time order
-    state = result.state().collect()
-    last = expected.group_by(rules.key, maintain_order=True).last().sort(rules.key)
-    assert_frame_equal(state.select(last.select(rules.key, *result.checked.fields).columns),
-                       last.select(rules.key, *result.checked.fields), check_exact=True)
-
-
-def banking_variants() -> st.SearchStrategy[RuleSet]:
-    banking = rulesets.get("banking")
-    return st.sampled_from([
-        banking,
-        banking.with_params(overdraft_fee=2_500),
-        banking.with_params(require_open=0),
-        banking.with_params(require_open=0, rate_table={"2024-01-01": 0.05,
-                                                         "2024-06-01T12:00:00Z": 0.0125}),
-    ])
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events=streams(BANK_TYPES))
-def test_balance_rules_match_oracle(events: pl.DataFrame) -> None:
-    assert_matches_oracle(events, rulesets.get("balance"))
-
-
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events=streams(BANK_TYPES), rules=banking_variants())
-def test_banking_rules_match_oracle(events: pl.DataFrame, rules: RuleSet) -> None:
-    assert_matches_oracle(events, rules)
-
-
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events=streams(LOYALTY_TYPES))
+@settings(FAST, max_examples=80)
+@given(events=event_streams(types=LOYALTY_TYPES))
 def test_loyalty_rules_from_toml_match_oracle(events: pl.DataFrame) -> None:
-    assert_matches_oracle(events, RuleSet.from_toml(ROOT / "data/rules/loyalty.toml"))
+    check_against_oracle(events, RuleSet.from_toml(ROOT / "data/rules/loyalty.toml"))
 
 
 # A linear custom rule set (the vectorized Polars path), written in Python: counts,
-# a float sum and a "set" field.
+# a float sum, "set" fields, integer // and % and a rounding function.
 TALLY = RuleSet(
     name="tally",
     fields=(Field("deposits", "int"), Field("net", "int"), Field("rate_sum", "float"),
@@ -123,15 +63,16 @@ TALLY = RuleSet(
 )
 
 
-def test_tally_is_linear() -> None:
+def test_which_rule_sets_take_the_vectorized_path() -> None:
     assert TALLY.check().linear
-    assert not rulesets.get("banking").check().linear
+    assert rulesets.get("balance").check().linear
+    assert not BANKING.check().linear
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(events=streams(BANK_TYPES))
+@settings(FAST, max_examples=80)
+@given(events=event_streams(types=EVENT_TYPES))
 def test_linear_python_rules_match_oracle(events: pl.DataFrame) -> None:
-    assert_matches_oracle(events, TALLY)
+    check_against_oracle(events, TALLY)
 
 
 def test_story_deposits_and_interest() -> None:

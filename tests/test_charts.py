@@ -1,0 +1,205 @@
+"""eventkit.charts: what the chart specs contain, checked through ``chart.to_dict()``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import polars as pl
+import pytest
+import vl_convert as vlc
+from altair.utils._importers import vl_version_for_vl_convert
+from conftest import make_events
+
+import eventkit
+from eventkit import charts
+
+START = datetime(2023, 1, 1, tzinfo=UTC)
+DAYS = 730
+
+
+def synthetic_events(rows: int, accounts: int, *, seed: int = 0) -> pl.DataFrame:
+    """Random deposits, withdrawals and fees of ``accounts`` accounts over two years."""
+    rng = np.random.default_rng(seed)
+    micros = np.sort(rng.integers(0, DAYS * 86_400 * 10**6, rows))
+    times = pl.Series(micros + int(START.timestamp() * 10**6)).cast(pl.Datetime("us", "UTC"))
+    return pl.DataFrame({
+        "event_id": [f"e{i}" for i in range(rows)],
+        "seq": np.arange(rows),
+        "account_id": rng.integers(1, accounts + 1, rows),
+        "event_type": rng.choice(["Deposit", "Withdrawal", "Fee"], rows, p=[0.5, 0.35, 0.15]),
+        "event_time": times,
+        "recorded_at": times,
+        "amount": rng.integers(100, 100_000, rows),
+    }).with_columns(pl.lit(None, pl.Int64).alias("counterparty_id"),
+                    pl.lit(None, pl.Float64).alias("rate"))
+
+
+@pytest.fixture(scope="module")
+def big() -> eventkit.ReplayResult:
+    """200,000 events of 20 accounts: far more points than a chart should hold."""
+    return eventkit.replay(synthetic_events(200_000, 20))
+
+
+@pytest.fixture(scope="module")
+def bank() -> eventkit.ReplayResult:
+    """20,000 events of 300 accounts: enough for a meaningful percentile band."""
+    return eventkit.replay(synthetic_events(20_000, 300, seed=1))
+
+
+@pytest.fixture
+def small() -> eventkit.ReplayResult:
+    return eventkit.replay(make_events([
+        (1, "Deposit", 10_000, 0), (2, "Deposit", 500, 10), (1, "Fee", 250, 60 * 24),
+        (1, "Withdrawal", 2_000, 60 * 48), (2, "Deposit", 700, 60 * 72),
+    ]))
+
+
+def rows(chart: alt.Chart | alt.LayerChart) -> list[dict]:
+    """The data rows of a chart spec (Altair puts inline data under ``datasets``)."""
+    return [row for dataset in chart.to_dict()["datasets"].values() for row in dataset]
+
+
+def size(chart: alt.Chart | alt.LayerChart) -> int:
+    return len(json.dumps(chart.to_dict()))
+
+
+def final_units(result: eventkit.ReplayResult, at: str | None = None) -> dict[int, float]:
+    state = result.state() if at is None else result.as_of(at)
+    return {k: b / 100 for k, b in state.select("account_id", "balance").collect().rows()}
+
+
+# --------------------------------------------------------------------------- lines
+def test_lines_follow_the_replay_for_the_selected_accounts(small):
+    chart = charts.balance_history(small.history, accounts=[1])
+    spec = chart.to_dict()
+    assert spec["mark"] == {"type": "line", "interpolate": "step-after"}
+    assert spec["encoding"]["color"]["field"] == "account_id"
+    assert spec["encoding"]["y"]["title"] == "balance (currency units)"
+    assert spec["title"]["text"] == "Balance history of account 1"
+    assert [(r["account_id"], r["balance"]) for r in rows(chart)] == [
+        (1, 100.0), (1, 97.5), (1, 77.5)]
+
+
+def test_several_accounts_get_one_colour_each(big):
+    chart = charts.balance_history(big.history, accounts=[3, 5, 8])
+    assert {r["account_id"] for r in rows(chart)} == {3, 5, 8}
+    assert chart.to_dict()["title"]["text"] == "Balance history of accounts 3, 5, 8"
+
+
+def test_long_histories_are_downsampled_to_max_points(big):
+    history = big.history.collect()
+    assert history.filter(pl.col("account_id").is_in([1, 2])).height > 15_000
+    chart = charts.balance_history(history, accounts=[1, 2], max_points=500)
+    data = rows(chart)
+    assert len(data) <= 500
+    assert size(chart) < 100_000
+    assert "last balance of every" in chart.to_dict()["title"]["subtitle"]
+    final = final_units(big)
+    for account in (1, 2):  # each line still ends on the exact final balance
+        assert [r["balance"] for r in data if r["account_id"] == account][-1] == final[account]
+
+
+def test_max_points_too_small_for_the_lines_is_refused(big):
+    with pytest.raises(ValueError, match="too small for 20 lines"):
+        charts.balance_history(big.history, accounts=range(1, 21), max_points=50)
+
+
+def test_window_starts_with_the_carried_balance_and_ends_at_end(big):
+    chart = charts.balance_history(big.history, accounts=[4], start="2023-06-01",
+                                   end="2023-06-30T12:00:00+00:00")
+    data = rows(chart)
+    assert data[0]["time"].startswith("2023-06-01T00:00:00")
+    assert data[0]["balance"] == final_units(big, "2023-05-31")[4]
+    assert data[-1]["time"].startswith("2023-06-30T12:00:00")
+    assert data[-1]["balance"] == final_units(big, "2023-06-30T12:00:00+00:00")[4]
+    assert all("2023-06-01" <= r["time"][:10] <= "2023-06-30" for r in data)
+    assert chart.to_dict()["title"]["subtitle"] == "2023-06-01 00:00 to 2023-06-30 12:00 UTC"
+
+
+@pytest.mark.parametrize("bad", [datetime(2024, 1, 1), "2024-01-01T00:00:00", "soon", 20240101])
+@pytest.mark.parametrize("param", ["start", "end"])
+def test_naive_or_malformed_times_are_refused(small, param, bad):
+    with pytest.raises(eventkit.InstantError, match=f"^{param}: ") as info:
+        charts.balance_history(small.history, accounts=[1], **{param: bad})
+    assert info.value.param == param
+
+
+def test_start_after_end_is_refused(small):
+    with pytest.raises(ValueError, match="is after end"):
+        charts.balance_history(small.history, start="2024-02-01", end="2024-01-01")
+
+
+def test_nothing_to_draw_is_refused(small):
+    with pytest.raises(ValueError, match="no events to draw"):
+        charts.balance_history(small.history, accounts=[99])
+    with pytest.raises(ValueError, match="no events to draw up to 2023-12-31"):
+        charts.balance_history(small.history, end="2023-12-31")
+
+
+# --------------------------------------------------------------------------- band
+def test_band_of_all_accounts_is_percentiles_of_end_of_day_balances(bank):
+    chart = charts.balance_history(bank.history)
+    spec = chart.to_dict()
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["area", "line"]
+    assert spec["title"]["text"] == "Balances of 300 accounts: median and 10th-90th percentile"
+    assert spec["title"]["subtitle"].endswith("balance at the end of every day")
+    data = {r["time"][:10]: r for r in rows(chart)}
+    assert len(data) == DAYS  # one row per day, never one per event
+    for day in ("2023-01-01", "2023-03-15", "2024-12-30"):
+        balances = pl.Series(list(final_units(bank, day).values()))
+        assert data[day]["accounts"] == balances.len()
+        for name, q in charts.PERCENTILES.items():
+            assert data[day][name] == pytest.approx(balances.quantile(q, "linear"), abs=0.005)
+
+
+def test_band_periods_grow_when_the_grid_would_be_too_big(bank, monkeypatch):
+    monkeypatch.setattr(charts, "GRID_CELLS", 300 * 50)  # 300 accounts: at most 50 periods
+    chart = charts.balance_history(bank.history)
+    data = rows(chart)
+    assert len(data) <= 50
+    assert chart.to_dict()["title"]["subtitle"].endswith("balance at the end of every 15 days")
+    steps = {datetime.fromisoformat(b["time"]) - datetime.fromisoformat(a["time"])
+             for a, b in zip(data, data[1:], strict=False)}
+    assert steps == {timedelta(days=15)}
+
+
+def test_band_window(bank):
+    data = rows(charts.balance_history(bank.history, start="2024-03-01", end="2024-03-31"))
+    assert [r["time"][:10] for r in (data[0], data[-1])] == ["2024-03-01", "2024-03-31"]
+    assert len(data) == 31
+
+
+# --------------------------------------------------------------------------- specs
+def test_specs_of_the_sample_stay_small(sample_archive: Path):
+    history = eventkit.replay(eventkit.open_archive(sample_archive)).history
+    assert size(charts.balance_history(history)) < 300_000
+    assert size(charts.balance_history(history, accounts=[1, 2, 3])) < 300_000
+    assert size(charts.balance_history(history, accounts=range(1, 501))) < 300_000
+
+
+def test_specs_are_valid_vega_lite_and_render_offline(small):
+    for chart in (charts.balance_history(small.history, accounts=[1, 2]),
+                  charts.balance_history(small.history)):
+        svg = vlc.vegalite_to_svg(chart.to_dict(), vl_version=vl_version_for_vl_convert())
+        assert chart.to_dict()["title"]["text"] in svg
+
+
+@pytest.fixture
+def restore_renderer():
+    name, options = alt.renderers.active, alt.renderers.options
+    yield
+    alt.renderers.enable(name, **options)
+
+
+@pytest.mark.usefixtures("restore_renderer")
+def test_enable_offline_twice_is_the_same_as_once():
+    charts.enable_offline()
+    first = alt.renderers.options
+    charts.enable_offline()
+    assert alt.renderers.active == "jupyter"
+    assert alt.renderers.options == first == {"offline": True,
+                                              "embed_options": charts.EMBED_OPTIONS}

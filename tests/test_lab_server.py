@@ -1,0 +1,133 @@
+"""`make lab` end to end: the server it starts serves the notebooks on loopback, with a token."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+NOTEBOOK = "01_balance_history.ipynb"
+START_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class Lab:
+    base: str
+    port: int
+    token: str
+    stdout: Path
+    stderr: Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """`python -m eventkit lab` as `make lab` runs it, with Jupyter's own files in tmp."""
+    tmp = tmp_path_factory.mktemp("lab")
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"),
+           "JUPYTER_DATA_DIR": str(tmp / "data"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
+           "PYTHONUNBUFFERED": "1"}
+    port, token = free_port(), secrets.token_hex(16)
+    lab = Lab(f"http://127.0.0.1:{port}", port, token, tmp / "stdout.log", tmp / "stderr.log")
+    with lab.stdout.open("w") as out, lab.stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "eventkit", "lab", "--notebooks", "notebooks",
+             "--port", str(port), "--token", token],
+            cwd=ROOT, env=env, stdout=out, stderr=err, start_new_session=True)
+    try:
+        wait_until_up(proc, lab)
+        yield lab
+    finally:
+        proc.send_signal(signal.SIGTERM)  # the server shuts its kernels down on SIGTERM
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+        try:  # whatever is left of the group we started
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+
+
+def wait_until_up(proc: subprocess.Popen, lab: Lab) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"jupyter lab exited {proc.returncode}:\n{lab.stderr.read_text()[-3000:]}")
+        try:
+            if get(f"{lab.base}/api/status?token={lab.token}")[0] == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"jupyter lab not up in {START_TIMEOUT_S} s:\n"
+                        f"{lab.stderr.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+def test_first_line_is_the_loopback_url_with_the_token(lab: Lab):
+    first = lab.stdout.read_text().splitlines()[0]
+    assert first == f"JupyterLab: http://127.0.0.1:{lab.port}/lab?token={lab.token}"
+
+
+def test_serves_the_notebooks(lab: Lab):
+    status, body = get(f"{lab.base}/api/contents/{NOTEBOOK}?token={lab.token}")
+    assert status == 200
+    model = json.loads(body)
+    assert (model["type"], model["name"]) == ("notebook", NOTEBOOK)
+    assert model["content"]["metadata"]["kernelspec"]["name"] == "eventkit"
+
+
+@pytest.mark.parametrize("query", ["", "?token=wrong"])
+def test_refuses_requests_without_the_token(lab: Lab, query: str):
+    assert get(f"{lab.base}/api/contents/{NOTEBOOK}{query}")[0] == 403
+
+
+def test_listens_on_loopback_only(lab: Lab):
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        pytest.skip("needs Linux /proc/net/tcp")
+    assert listening(tables, lab.port) == {"0100007F"}  # 127.0.0.1, and nothing on IPv6
+    with pytest.raises(ConnectionRefusedError):  # another loopback address is not served
+        socket.create_connection(("127.0.0.2", lab.port), timeout=5).close()
+
+
+def listening(tables: list[Path], port: int) -> set[str]:
+    """Hex local addresses of the sockets listening on ``port`` (state 0A = LISTEN)."""
+    found = set()
+    for table in tables:
+        for line in table.read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                found.add(address)
+    return found
