@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -38,9 +40,7 @@ def make_events(rows: list[tuple[int, str, int, int]], *, start: datetime | None
 
 @pytest.fixture(scope="session")
 def sample_archive() -> Path:
-    """The sample archive `make` builds in data/sample (built here if missing)."""
+    """The sample archive in data/sample, built by `make sample` (run here if missing)."""
     if not (SAMPLE / "_delta_log").is_dir():
-        from eventkit.generate import generate
-
-        generate(SAMPLE, events=50_000, accounts=500, seed=7)
+        subprocess.run(["make", "sample", f"PY={sys.executable}"], cwd=ROOT, check=True)
     return SAMPLE
