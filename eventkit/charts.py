@@ -155,7 +155,7 @@ class _Window:
 
     @classmethod
     def of(cls, events: pl.LazyFrame, start: Instant | None, end: Instant | None) -> _Window:
-        lo = None if start is None else _start_instant(start)
+        lo = None if start is None else to_instant(start, param="start", day="start")
         hi = None if end is None else to_instant(end, param="end")
         if lo is not None and hi is not None and lo > hi:
             msg = f"start ({lo}) is after end ({hi})"
@@ -253,14 +253,6 @@ def _band_chart(window: _Window, max_points: int) -> alt.LayerChart:
         subtitle=f"{window.subtitle()}; balance at the end of every {_describe(every)}",
     )
     return alt.layer(band, median, title=title)
-
-
-def _start_instant(value: Instant) -> datetime:
-    """:func:`to_instant`, except that a date means the start of that UTC day."""
-    instant = to_instant(value, param="start")
-    is_date = (isinstance(value, date) and not isinstance(value, datetime)) or (
-        isinstance(value, str) and len(value.strip()) == len("YYYY-MM-DD"))
-    return instant.replace(hour=0, minute=0, second=0, microsecond=0) if is_date else instant
 
 
 def _period(span: timedelta, periods: int, *, finest: timedelta) -> timedelta:

@@ -111,22 +111,8 @@ def _round(x: float, mode: int) -> int:
 
 
 @njit(**_OPTS)
-def _cmp_i(op: int, a: int, b: int) -> bool:
-    if op == 0:
-        return a < b
-    if op == 1:
-        return a <= b
-    if op == 2:
-        return a > b
-    if op == 3:
-        return a >= b
-    if op == 4:
-        return a == b
-    return a != b
-
-
-@njit(**_OPTS)
-def _cmp_f(op: int, a: float, b: float) -> bool:
+def _cmp(op: int, a: float, b: float) -> bool:
+    """Comparison ``op`` (an index into :data:`CMP_OPS`); compiled for ints and floats."""
     if op == 0:
         return a < b
     if op == 1:
@@ -237,10 +223,10 @@ def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
         elif op < 50:  # comparisons
             if op == CMP_I:
                 ti -= 1
-                si[ti - 1] = 1 if _cmp_i(arg, si[ti - 1], si[ti]) else 0
+                si[ti - 1] = 1 if _cmp(arg, si[ti - 1], si[ti]) else 0
             else:
                 tf -= 2
-                si[ti] = 1 if _cmp_f(arg, sf[tf], sf[tf + 1]) else 0
+                si[ti] = 1 if _cmp(arg, sf[tf], sf[tf + 1]) else 0
                 ti += 1
         elif op < 60:  # logic
             if op == NOT:

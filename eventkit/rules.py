@@ -130,7 +130,8 @@ class RuleSet:
 
     ``rate_table`` (effective instant, annual rate) pairs, when given,
     replace the bank's ``InterestRateChanged`` events as the bank-wide rate
-    table: that is how a what-if scenario changes rates.
+    table: that is how a what-if scenario changes rates. A date as effective
+    instant means the start of that UTC day.
     """
 
     name: str
@@ -147,17 +148,23 @@ class RuleSet:
 
     # ------------------------------------------------------------------ variants
     def with_params(self, **overrides: Any) -> RuleSet:
-        """A copy with some parameters (or ``rate_table``) changed.
+        """A copy with some parameters changed (also ``rate_table`` and interest ``rounding``).
 
         Unknown names are an error, so a typo never silently changes nothing.
         """
         rate_table = overrides.pop("rate_table", self.rate_table)
+        interest = self.interest
+        if "rounding" in overrides:
+            if interest is None:
+                msg = f"{self.source}: rule set {self.name!r} has no interest to round"
+                raise RuleError(msg)
+            interest = replace(interest, rounding=overrides.pop("rounding"))
         unknown = sorted(set(overrides) - set(self.params))
         if unknown:
             msg = (f"{self.source}: rule set {self.name!r} has no parameter(s) {unknown}; "
-                   f"known: {sorted(self.params)} and rate_table")
+                   f"known: {sorted(self.params)}, rate_table and rounding")
             raise RuleError(msg)
-        return replace(self, params={**self.params, **overrides},
+        return replace(self, params={**self.params, **overrides}, interest=interest,
                        rate_table=_rate_table(rate_table, self.source))
 
     # ------------------------------------------------------------------ identity
@@ -274,7 +281,7 @@ def _rate_table(
     out = []
     try:
         for when, rate in pairs:
-            out.append((to_instant(when, param="rate_table"), float(rate)))
+            out.append((to_instant(when, param="rate_table", day="start"), float(rate)))
     except (InstantError, TypeError, ValueError) as exc:
         msg = f"{source}: bad rate_table entry: {exc}"
         raise RuleError(msg) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time
+from typing import Literal
 
 from eventkit.exceptions import EventkitError
 
@@ -17,17 +18,26 @@ class InstantError(EventkitError, ValueError):
         super().__init__(f"{param}: {message}")
 
 
-def to_instant(value: datetime | date | str, *, param: str) -> datetime:
+def to_instant(
+    value: datetime | date | str,
+    *,
+    param: str,
+    day: Literal["end", "start"] = "end",
+) -> datetime:
     """Read an instant: an aware datetime, an ISO string with offset, or a date.
 
     A date (``2024-06-30`` or ``date(2024, 6, 30)``) means the *end* of that
-    UTC day, so "balance as of 30 June" includes the events of 30 June. A
-    datetime without a time zone is refused: eventkit never guesses one.
+    UTC day, so "balance as of 30 June" includes the events of 30 June; with
+    ``day="start"`` it means its first instant (the start of a window, the day
+    a rate takes effect). A datetime without a time zone is refused: eventkit
+    never guesses one.
 
     Examples
     --------
     >>> to_instant("2024-06-30", param="as_of")
     datetime.datetime(2024, 6, 30, 23, 59, 59, 999999, tzinfo=datetime.timezone.utc)
+    >>> to_instant("2024-06-30", param="start", day="start")
+    datetime.datetime(2024, 6, 30, 0, 0, tzinfo=datetime.timezone.utc)
     >>> to_instant("2024-06-30T12:00:00+02:00", param="as_of")
     datetime.datetime(2024, 6, 30, 10, 0, tzinfo=datetime.timezone.utc)
     >>> to_instant("2024-06-30T12:00:00", param="as_of")
@@ -55,7 +65,7 @@ def to_instant(value: datetime | date | str, *, param: str) -> datetime:
             raise InstantError(msg, param=param)
         return value.astimezone(UTC)
     if isinstance(value, date):
-        return datetime.combine(value, time.max, tzinfo=UTC)
+        return datetime.combine(value, time.max if day == "end" else time.min, tzinfo=UTC)
     msg = f"expected a datetime, date or ISO string, not {type(value).__name__}"
     raise InstantError(msg, param=param)
 

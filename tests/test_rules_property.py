@@ -13,13 +13,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracle_checks import FAST, T0, check_against_oracle, event_streams
 
 from eventkit import replay, rulesets
 from eventkit.rules import Field, Handler, RuleSet
-from eventkit.schema import EVENT_TYPES
+from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 LOYALTY_TYPES = ("Purchase", "Refund", "Redeem", "Deposit")
@@ -36,6 +37,56 @@ VARIANTS = [
 @given(events=event_streams(max_events=30), rules=st.sampled_from(VARIANTS))
 def test_banking_variants_match_oracle(events: pl.DataFrame, rules: RuleSet) -> None:
     check_against_oracle(events, rules)
+
+
+@st.composite
+def interest_streams(draw: st.DrawFn) -> pl.DataFrame:
+    """Streams where interest posts at nearly every event: a bank rate from the start,
+    open accounts, and money moving over a year and more."""
+    rows = [("InterestRateChanged", 0, 0, draw(st.sampled_from([0.035, 0.1, 0.5])), 0)]
+    rows += [("AccountOpened", a, 0, None, 0) for a in (1, 2, 3)]
+    for _ in range(draw(st.integers(1, 30))):
+        kind = draw(st.sampled_from(["Deposit", "Deposit", "Withdrawal", "Fee",
+                                     "InterestRateChanged", "Correction"]))
+        account = draw(st.sampled_from([0, 1, 2, 3] if kind == "InterestRateChanged"
+                                       else [1, 2, 3]))
+        amount = draw(st.integers(-10**9, 10**9) if kind == "Correction"
+                      else st.integers(0, 10**9)) if kind != "InterestRateChanged" else 0
+        rate = draw(st.floats(-0.01, 0.2)) if kind == "InterestRateChanged" else None
+        rows.append((kind, account, amount, rate, draw(st.integers(0, 450 * 86_400_000_000))))
+    return pl.DataFrame(
+        [{"event_id": f"i{i}", "seq": i, "account_id": a, "event_type": k,
+          "event_time": T0 + timedelta(microseconds=us), "amount": amt, "rate": r}
+         for i, (k, a, amt, r, us) in enumerate(rows)],
+        schema_overrides={"rate": pl.Float64},
+    ).with_columns(recorded_at=pl.col("event_time"), counterparty_id=pl.lit(None, pl.Int64))
+
+
+ROUNDINGS = ["round_half_even", "round_half_up", "floor", "ceil", "trunc"]
+
+
+@settings(FAST, max_examples=100)
+@given(events=interest_streams(), rounding=st.sampled_from(ROUNDINGS))
+def test_interest_postings_match_oracle(events: pl.DataFrame, rounding: str) -> None:
+    check_against_oracle(events.select(list(CANONICAL_SCHEMA)),
+                         BANKING.with_params(rounding=rounding))
+
+
+@pytest.mark.parametrize(("rounding", "plus", "minus", "odd"), [
+    ("round_half_even", 2, -2, 4), ("round_half_up", 3, -3, 4), ("floor", 2, -3, 3),
+    ("ceil", 3, -2, 4), ("trunc", 2, -2, 3)])
+def test_interest_rounding_modes(rounding: str, plus: int, minus: int, odd: int) -> None:
+    # A rate of 50 % a year for exactly 365 days on 5, -5 and 7 cents: 2.5, -2.5, 3.5 cents.
+    year = timedelta(days=365)
+    rows = [(1, "Deposit", 5), (2, "Withdrawal", 5), (3, "Deposit", 7)]
+    events = pl.DataFrame(
+        [{"event_id": f"{a}{t}", "seq": i, "account_id": a, "event_type": k,
+          "event_time": T0 + t * year, "amount": amt if t == 0 else 0}
+         for t in (0, 1) for i, (a, k, amt) in enumerate(rows, start=3 * t)],
+    ).with_columns(recorded_at=pl.col("event_time"))
+    rules = BANKING.with_params(require_open=0, rate_table={T0: 0.5}, rounding=rounding)
+    state = replay(events, rules).state().collect()
+    assert state["interest"].to_list() == [plus, minus, odd]
 
 
 @settings(FAST, max_examples=80)
