@@ -20,7 +20,7 @@ import polars as pl
 
 from eventkit import kernels as K
 from eventkit.exceptions import RuleError
-from eventkit.expr import ROUNDING
+from eventkit.expr import ROUNDING, binop, call, compare
 from eventkit.rules import CheckedRules, Field
 
 __all__ = ["Program", "compile_program", "polars_expr"]
@@ -164,20 +164,32 @@ def compile_program(checked: CheckedRules) -> Program:
     event_types = tuple(checked.assignments)
     prog = [0]
     violations: list[str] = []
+    params = checked.scope.params
     for event_type in event_types:
         requirement = checked.requirements[event_type]
         if requirement is not None:
-            asm.emit_expr(requirement.node, None)
-            violations.append(f"{event_type} requires {requirement.text}")
-            asm.emit(K.REQUIRE, len(violations))
+            test = fold_constants(requirement.node, params, checked)
+            if not (isinstance(test, ast.Constant) and test.value):  # not always met
+                asm.emit_expr(test, None)
+                violations.append(f"{event_type} requires {requirement.text}")
+                asm.emit(K.REQUIRE, len(violations))
+        # Evaluate every new value from the old state first, then store them all
+        # (in reverse: each store pops its stack): simultaneous assignment, no copy.
+        stores = []
         for target, expr in checked.assignments[event_type]:
+            node = fold_constants(expr.node, params, checked)
+            if isinstance(node, ast.Name) and node.id == target:
+                continue  # the field keeps its value
             field = fields[target]
             want = "float" if field.type == "float" else "int"
-            asm.emit_expr(expr.node, field if field.type == "enum" else None, want=want)
-            if field.type == "float":
-                asm.emit(K.STORE_F, float_fields.index(target))
-            else:
-                asm.emit(K.STORE_I, int_fields.index(target))
+            asm.emit_expr(node, field if field.type == "enum" else None, want=want)
+            stores.append((K.STORE_F, float_fields.index(target)) if field.type == "float"
+                          else (K.STORE_I, int_fields.index(target)))
+        if len(stores) > _STACK // 4:
+            msg = f"rule on {event_type} assigns more than {_STACK // 4} fields"
+            raise RuleError(msg)
+        for op, slot in reversed(stores):
+            asm.emit(op, slot)
         prog.append(len(asm.code) // 2)
     interest = np.array([0, 0, -1, -1, 0], np.int64)
     if checked.rules.interest is not None:
@@ -204,6 +216,106 @@ def compile_program(checked: CheckedRules) -> Program:
         interest=interest,
         violations=tuple(violations),
     )
+
+
+def fold_constants(node: ast.expr, params: Mapping[str, int | float],
+                   checked: CheckedRules) -> ast.expr:
+    """Simplify a checked syntax tree with the parameters' values known.
+
+    Constant sub-expressions are computed with the language's own semantics
+    (:mod:`eventkit.expr`), a choice with a constant test keeps its branch,
+    ``and``/``or`` drop decided operands and integer ``x + 0``, ``x - 0``,
+    ``x * 1`` become ``x``. The result means exactly what the input meant.
+
+    >>> from eventkit import rulesets
+    >>> checked = rulesets.get("banking").check()
+    >>> node = checked.assignments["Withdrawal"][0][1].node
+    >>> ast.unparse(fold_constants(node, checked.scope.params, checked))
+    'balance - amount'
+    """
+    return _Folder(params, checked).visit(node)
+
+
+def _const(node: ast.expr) -> bool:
+    return isinstance(node, ast.Constant) and not isinstance(node.value, str)
+
+
+def _flag(node: ast.expr) -> bool:
+    """True for expressions whose value is already 0 or 1."""
+    return isinstance(node, ast.Compare | ast.BoolOp) or (
+        isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not))
+
+
+class _Folder(ast.NodeTransformer):
+    def __init__(self, params: Mapping[str, int | float], checked: CheckedRules) -> None:
+        self.params = params
+        self.checked = checked
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:  # noqa: N802 (ast visitor API)
+        if node.id in self.params:
+            return ast.Constant(self.params[node.id])
+        return node
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.expr:  # noqa: N802
+        left, right = self.visit(node.left), self.visit(node.right)
+        op = _BINOPS[type(node.op)]
+        if _const(left) and _const(right):
+            return ast.Constant(binop(op, left.value, right.value))  # type: ignore[attr-defined]
+        folded = ast.BinOp(left, node.op, right)
+        if _type_of(folded, self.checked) == "int":
+            if op in ("+", "-") and _const(right) and right.value == 0:  # type: ignore[attr-defined]
+                return left
+            if op == "+" and _const(left) and left.value == 0:  # type: ignore[attr-defined]
+                return right
+            if op == "*" and _const(right) and right.value == 1:  # type: ignore[attr-defined]
+                return left
+        return folded
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.expr:  # noqa: N802
+        operand = self.visit(node.operand)
+        if _const(operand):
+            value = operand.value  # type: ignore[attr-defined]
+            return ast.Constant(-value if isinstance(node.op, ast.USub) else int(not value))
+        return ast.UnaryOp(node.op, operand)
+
+    def visit_Compare(self, node: ast.Compare) -> ast.expr:  # noqa: N802
+        left, right = self.visit(node.left), self.visit(node.comparators[0])
+        if _const(left) and _const(right):
+            op = _CMPOPS[type(node.ops[0])]
+            return ast.Constant(int(compare(op, left.value, right.value)))  # type: ignore[attr-defined]
+        return ast.Compare(left, node.ops, [right])
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.expr:  # noqa: N802
+        is_and = isinstance(node.op, ast.And)
+        kept = []
+        for value in (self.visit(v) for v in node.values):
+            if _const(value):
+                if bool(value.value) != is_and:  # type: ignore[attr-defined]
+                    return ast.Constant(int(not is_and))  # decides the result
+                continue  # neutral
+            kept.append(value)
+        if not kept:
+            return ast.Constant(int(is_and))
+        if len(kept) == 1:
+            only = kept[0]
+            return only if _flag(only) else ast.Compare(only, [ast.NotEq()], [ast.Constant(0)])
+        return ast.BoolOp(node.op, kept)
+
+    def visit_IfExp(self, node: ast.IfExp) -> ast.expr:  # noqa: N802
+        test, body, orelse = self.visit(node.test), self.visit(node.body), self.visit(node.orelse)
+        if _const(test):
+            return body if test.value else orelse  # type: ignore[attr-defined]
+        if _const(body) and _const(orelse) and type(body.value) is type(orelse.value) \
+                and body.value == orelse.value:  # type: ignore[attr-defined]
+            return body
+        return ast.IfExp(test, body, orelse)
+
+    def visit_Call(self, node: ast.Call) -> ast.expr:  # noqa: N802
+        args = [self.visit(a) for a in node.args]
+        if all(_const(a) for a in args):
+            name = node.func.id  # type: ignore[attr-defined]
+            return ast.Constant(call(name, [a.value for a in args]))  # type: ignore[attr-defined]
+        return ast.Call(node.func, args, [])
 
 
 def _initial_code(field: Field) -> int:

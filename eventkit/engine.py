@@ -4,18 +4,18 @@ Steps, none of them a Python loop over events:
 
 1. take the bank's own events (account 0) aside: they feed the rate table;
 2. map keys to dense codes;
-3. linear rules: compute each event's effect column-wise in Polars, then a
+3. find the keys whose log order is not their valid-time order (late
+   corrections, ties decided by seq); only their events get sorted;
+4. linear rules: compute each event's effect column-wise in Polars, then a
    compiled running sum / forward fill per key; other rules: one compiled pass
-   of the rule program (:func:`eventkit.kernels.run_rules`). Both walk the
-   events in log order, which is valid-time order for almost every key, so
-   nothing is sorted;
-4. keys whose log order is not their valid-time order (late corrections) are
-   folded again, alone, after sorting just their events by (time, seq);
+   of the rule program (:func:`eventkit.kernels.run_rules`). Every other key is
+   folded in log order, with no sort at all;
 5. attach the state after each event to the events, in their original order.
 """
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,7 +29,6 @@ from eventkit.schema import BANK_ACCOUNT
 __all__ = ["Fold", "fold"]
 
 _DENSE_SLACK = 1 << 20
-_TYPE = "__type"  # event type code: index in the rule set's handlers, -1 if unhandled
 
 
 @dataclass(frozen=True)
@@ -63,18 +62,36 @@ def fold(events: pl.DataFrame, checked: CheckedRules) -> Fold:
     seqs = events["seq"].to_numpy()
     handled = {t: i for i, t in enumerate(checked.assignments)}
     types = events["event_type"].replace_strict(handled, default=-1, return_dtype=pl.Int32)
-    passes = [np.arange(events.height, dtype=np.int64)]
-    disordered = K.disordered_keys(keys, times, seqs, n_keys)
-    if disordered.any():
-        rows = np.flatnonzero(disordered[keys])
-        passes.append(rows[np.lexsort((seqs[rows], times[rows], keys[rows]))])
+    passes = _passes(keys, times, seqs, n_keys)
     if checked.linear:
-        state = _fold_linear(events.with_columns(types.alias(_TYPE)), checked, passes, keys,
-                             n_keys)
+        state = _fold_linear(events, checked, passes, keys, n_keys, types.to_numpy())
     else:
         state = _fold_program(events, checked, passes, keys, n_keys, types.to_numpy(), times,
                               rate_times, rate_rates)
     return Fold(events.hstack(state), keys, n_keys, times, seqs)
+
+
+@dataclass(frozen=True)
+class _Passes:
+    """The two passes of a fold.
+
+    First every event in log order except those of the ``disordered`` keys
+    (whose log order is not their valid-time order); then those keys' events,
+    ``sorted`` by (key, time, seq).
+    """
+
+    disordered: np.ndarray  # bool per key code
+    sorted: np.ndarray  # rows
+
+    @property
+    def in_log_order(self) -> np.ndarray:
+        """The first pass's positions: empty, meaning "all rows, in order"."""
+        return np.zeros(0, np.int64)
+
+
+def _passes(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, n_keys: int) -> _Passes:
+    disordered = K.disordered_keys(keys, times, seqs, n_keys)
+    return _Passes(disordered, K.rows_in_time_order(disordered, keys, times, seqs))
 
 
 def _dense(column: pl.Series) -> tuple[np.ndarray, int]:
@@ -118,46 +135,49 @@ def rate_cumulative(rate_times: np.ndarray, rate_rates: np.ndarray) -> np.ndarra
     return cum
 
 
-def _fold_linear(events: pl.DataFrame, checked: CheckedRules, passes: list[np.ndarray],
-                 keys: np.ndarray, n_keys: int) -> list[pl.Series]:
-    """Each event's effect as Polars columns, then a compiled running fold per key."""
-    effects: dict[str, tuple[str, pl.Expr]] = {}
+def _fold_linear(events: pl.DataFrame, checked: CheckedRules, passes: _Passes,
+                 keys: np.ndarray, n_keys: int, types: np.ndarray) -> list[pl.Series]:
+    """Each event's effect computed column-wise in Polars, then a compiled running fold.
+
+    Per field, the distinct event-only expressions ("terms") are evaluated once
+    each; a table says which term (and sign) each event type uses.
+    """
+    n_types = len(checked.assignments)
+    plans: dict[str, tuple[str, list[ast.expr], np.ndarray, np.ndarray]] = {}
     for code, pairs in enumerate(checked.assignments.values()):
-        is_type = pl.col(_TYPE) == code
         for target, expr in pairs:
             kind, node, sign = linear_delta(target, expr)
-            field = checked.fields[target]
-            value = polars_expr(node, checked, field if field.type == "enum" else None)
-            if sign < 0:
-                value = -value
-            branch = pl.when(is_type).then(value)
-            if target in effects:  # rows of other event types fall through to earlier rules
-                branch = branch.otherwise(effects[target][1])
-            effects[target] = (kind, branch)
-    columns = events.select([e.alias(t) for t, (_, e) in effects.items()])
+            _, terms, term_of, sign_of = plans.setdefault(
+                target, (kind, [], np.full(n_types, -1, np.int64), np.ones(n_types, np.int64)))
+            dumps = [ast.dump(t) for t in terms]
+            if ast.dump(node) not in dumps:
+                terms.append(node)
+                dumps.append(ast.dump(node))
+            term_of[code] = dumps.index(ast.dump(node))
+            sign_of[code] = sign
+    exprs = []
+    for target, (_, terms, _, _) in plans.items():
+        field = checked.fields[target]
+        dtype = pl.Float64 if field.type == "float" else pl.Int64
+        exprs += [polars_expr(t, checked, field if field.type == "enum" else None)
+                  .cast(dtype).alias(f"{target}#{j}") for j, t in enumerate(terms)]
+    columns = events.select(exprs)
     out = []
     for name, field in checked.fields.items():
-        out.append(_linear_field(name, field, effects.get(name, ("add", None))[0],
-                                 columns, passes, keys, n_keys))
+        dtype = np.float64 if field.type == "float" else np.int64
+        initial = (field.values.index(str(field.start)) if field.type == "enum"
+                   else field.start)
+        if name in plans:
+            kind, terms, term_of, sign_of = plans[name]
+            matrix = np.stack([columns[f"{name}#{j}"].to_numpy() for j in range(len(terms))])
+            values = np.empty(events.height, dtype)
+            for positions in (passes.in_log_order, passes.sorted):
+                K.fold_terms(positions, passes.disordered, keys, n_keys, types, term_of,
+                             sign_of, matrix, initial, kind == "add", values)
+        else:
+            values = np.full(events.height, initial, dtype)
+        out.append(_state_series(name, field, values))
     return out
-
-
-def _linear_field(name: str, field: Field, kind: str, columns: pl.DataFrame,
-                  passes: list[np.ndarray], keys: np.ndarray, n_keys: int) -> pl.Series:
-    dtype = np.float64 if field.type == "float" else np.int64
-    initial = (field.values.index(str(field.start)) if field.type == "enum"
-               else field.start)
-    values = np.full(keys.shape[0], initial, dtype)
-    if name in columns.columns:
-        col = columns[name]
-        raw = col.fill_null(0).cast(pl.Float64 if dtype is np.float64 else pl.Int64).to_numpy()
-        valid = col.is_not_null().to_numpy()
-        for positions in passes:
-            if kind == "add":
-                K.fold_add(positions, keys, n_keys, raw, initial, values)
-            else:
-                K.fold_fill(positions, keys, n_keys, raw, valid, initial, values)
-    return _state_series(name, field, values)
 
 
 def _fold_program(events: pl.DataFrame, checked: CheckedRules, passes: list[np.ndarray],
@@ -170,13 +190,21 @@ def _fold_program(events: pl.DataFrame, checked: CheckedRules, passes: list[np.n
     n = events.height
     out_i = np.empty((program.init_i.shape[0], n), np.int64)
     out_f = np.empty((program.init_f.shape[0], n), np.float64)
-    viol = np.zeros(n, np.int32)
-    cumulative = rate_cumulative(rate_times, rate_rates)
-    for positions in passes:
-        K.run_rules(positions, keys, n_keys, type_codes, times, icols, fcols, program.code,
-                    program.prog, program.consts_i, program.consts_f, program.init_i,
-                    program.init_f, program.interest, rate_times, rate_rates, cumulative,
-                    out_i, out_f, viol)
+    viol = np.empty(n, np.int32)
+    rates = (rate_times, rate_rates, rate_cumulative(rate_times, rate_rates))
+
+    def run(positions: np.ndarray, keys: np.ndarray, types: np.ndarray, times: np.ndarray,
+            icols: np.ndarray, fcols: np.ndarray, out_rows: np.ndarray) -> None:
+        K.run_rules(positions, passes.disordered, keys, n_keys, types, times, icols, fcols,
+                    program.code, program.prog, program.consts_i, program.consts_f,
+                    program.init_i, program.init_f, program.interest, *rates, out_rows, out_i,
+                    out_f, viol)
+
+    run(passes.in_log_order, keys, type_codes, times, icols, fcols, np.zeros(0, np.int64))
+    rows = passes.sorted
+    if rows.size:  # these keys' events gathered in order: a sequential pass, results to rows
+        run(np.arange(rows.size, dtype=np.int64), keys[rows], type_codes[rows], times[rows],
+            np.take(icols, rows, axis=1), np.take(fcols, rows, axis=1), rows)
     out = []
     for name, field in checked.fields.items():
         if field.type == "float":
@@ -184,7 +212,7 @@ def _fold_program(events: pl.DataFrame, checked: CheckedRules, passes: list[np.n
         else:
             values = out_i[program.int_fields.index(name)]
         out.append(_state_series(name, field, values))
-    if program.violations:
+    if any(r is not None for r in checked.requirements.values()):
         reasons = pl.Series("violation", [None, *program.violations], dtype=pl.String)
         out.append(reasons.gather(pl.Series(viol)).alias("violation"))
     return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["disordered_keys", "fold_add", "fold_fill", "last_at", "run_rules"]
+__all__ = ["disordered_keys", "fold_terms", "last_at", "rows_in_time_order", "run_rules"]
 
 _OPTS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
@@ -30,6 +30,7 @@ REQUIRE = 80
 CMP_OPS = ("<", "<=", ">", ">=", "==", "!=")
 ROUND_MODES = ("round_half_even", "round_half_up", "floor", "ceil", "trunc")
 YEAR_SECONDS = 31_536_000.0
+_NO_TIME = np.iinfo(np.int64).min
 
 
 @njit(**_OPTS)
@@ -51,25 +52,67 @@ def disordered_keys(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, n_key
 
 
 @njit(**_OPTS)
-def fold_add(positions: np.ndarray, keys: np.ndarray, n_keys: int, delta: np.ndarray,
-             initial: float, out: np.ndarray) -> None:
-    """Running sum of ``delta`` per key, visiting ``positions`` in order, into ``out``."""
-    acc = np.full(n_keys, initial, delta.dtype)
-    for e in positions:
+def rows_in_time_order(skip: np.ndarray, keys: np.ndarray, times: np.ndarray, seqs: np.ndarray
+                       ) -> np.ndarray:
+    """Rows of the keys flagged in ``skip``, grouped by key, each key by (time, seq).
+
+    A counting sort by key keeps log order within a key, which is nearly time
+    order, so an insertion sort finishes each key's run quickly.
+    """
+    n_keys = skip.shape[0]
+    starts = np.zeros(n_keys + 1, np.int64)
+    for e in range(keys.shape[0]):
+        if skip[keys[e]]:
+            starts[keys[e] + 1] += 1
+    for k in range(n_keys):
+        starts[k + 1] += starts[k]
+    rows = np.empty(starts[n_keys], np.int64)
+    fill = starts[:-1].copy()
+    for e in range(keys.shape[0]):
         k = keys[e]
-        acc[k] += delta[e]
-        out[e] = acc[k]
+        if skip[k]:
+            rows[fill[k]] = e
+            fill[k] += 1
+    for k in range(n_keys):
+        for j in range(starts[k] + 1, starts[k + 1]):
+            row = rows[j]
+            i = j - 1
+            while i >= starts[k] and (times[rows[i]] > times[row] or (
+                    times[rows[i]] == times[row] and seqs[rows[i]] > seqs[row])):
+                rows[i + 1] = rows[i]
+                i -= 1
+            rows[i + 1] = row
+    return rows
 
 
 @njit(**_OPTS)
-def fold_fill(positions: np.ndarray, keys: np.ndarray, n_keys: int, values: np.ndarray,
-              valid: np.ndarray, initial: float, out: np.ndarray) -> None:
-    """Last valid value per key (``initial`` before the first), visiting ``positions``."""
+def fold_terms(positions: np.ndarray, skip: np.ndarray, keys: np.ndarray, n_keys: int,
+               types: np.ndarray, term_of: np.ndarray, sign_of: np.ndarray, values: np.ndarray,
+               initial: float, add: bool, out: np.ndarray) -> None:  # noqa: FBT001
+    """A linear field's running fold per key, visiting events in order.
+
+    Visits ``positions`` in order, or, when that is empty, every event in log
+    order except those of keys flagged in ``skip``.
+
+    An event of type code ``t`` uses term ``term_of[t]`` (row of ``values``; -1:
+    the field is untouched): ``add`` adds ``sign_of[t]`` times it, otherwise the
+    field is set to it. ``out`` gets the value after each visited event.
+    """
     acc = np.full(n_keys, initial, values.dtype)
-    for e in positions:
+    every = positions.shape[0] == 0
+    for j in range(keys.shape[0] if every else positions.shape[0]):
+        e = j if every else positions[j]
         k = keys[e]
-        if valid[e]:
-            acc[k] = values[e]
+        if every and skip[k]:
+            continue
+        t = types[e]
+        if t >= 0:
+            j = term_of[t]
+            if j >= 0:
+                if add:
+                    acc[k] += sign_of[t] * values[j, e]
+                else:
+                    acc[k] = values[j, e]
         out[e] = acc[k]
 
 
@@ -127,9 +170,22 @@ def _cmp(op: int, a: float, b: float) -> bool:
 
 
 @njit(**_OPTS)
-def _integral(t: int, rt_times: np.ndarray, rt_rates: np.ndarray, rt_cum: np.ndarray) -> float:
-    """Integral of the bank rate from the first table entry to ``t``, in rate-seconds."""
-    i = np.searchsorted(rt_times, t, side="right") - 1
+def _rate_index(t: int, hint: int, rt_times: np.ndarray) -> int:
+    """Index of the rate-table entry in force at ``t`` (-1: before the first).
+
+    ``hint`` is the answer for the previous event; in log order it is almost
+    always right, so the search is skipped.
+    """
+    n = rt_times.shape[0]
+    if hint >= 0 and rt_times[hint] <= t and (hint + 1 == n or t < rt_times[hint + 1]):
+        return hint
+    return np.searchsorted(rt_times, t, side="right") - 1
+
+
+@njit(**_OPTS)
+def _integral(t: int, i: int, rt_times: np.ndarray, rt_rates: np.ndarray, rt_cum: np.ndarray
+              ) -> float:
+    """Integral of the bank rate from the first table entry to ``t`` (entry ``i`` in force)."""
     if i < 0:
         return 0.0
     return rt_cum[i] + rt_rates[i] * ((t - rt_times[i]) / 1_000_000.0)
@@ -137,10 +193,14 @@ def _integral(t: int, rt_times: np.ndarray, rt_rates: np.ndarray, rt_cum: np.nda
 
 @njit(inline="always", **_OPTS)
 def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
-             st_i: np.ndarray, st_f: np.ndarray, nx_i: np.ndarray, nx_f: np.ndarray,
-             icols: np.ndarray, fcols: np.ndarray, e: int,
+             st_i: np.ndarray, st_f: np.ndarray, k: int, icols: np.ndarray, fcols: np.ndarray,
+             e: int,
              si: np.ndarray, sf: np.ndarray) -> int:
-    """Run program ``code[a:b]`` for event ``e``; return 0, or the failed requirement's code."""
+    """Run program ``code[a:b]`` for event ``e`` of key ``k``; return 0 or the failed requirement.
+
+    A program checks its requirement before it stores anything, so a refused
+    event leaves the state as it was.
+    """
     ti = 0
     tf = 0
     pc = a
@@ -148,24 +208,24 @@ def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
         op = code[2 * pc]
         arg = code[2 * pc + 1]
         pc += 1
-        if op < 10:  # loads
-            if op == PUSH_I:
-                si[ti] = ci[arg]
+        if op < 10:  # loads, most frequent first
+            if op == FIELD_I:
+                si[ti] = st_i[k, arg]
                 ti += 1
-            elif op == PUSH_F:
-                sf[tf] = cf[arg]
-                tf += 1
-            elif op == FIELD_I:
-                si[ti] = st_i[arg]
-                ti += 1
-            elif op == FIELD_F:
-                sf[tf] = st_f[arg]
-                tf += 1
             elif op == COL_I:
                 si[ti] = icols[arg, e]
                 ti += 1
-            else:
+            elif op == PUSH_I:
+                si[ti] = ci[arg]
+                ti += 1
+            elif op == FIELD_F:
+                sf[tf] = st_f[k, arg]
+                tf += 1
+            elif op == COL_F:
                 sf[tf] = fcols[arg, e]
+                tf += 1
+            else:
+                sf[tf] = cf[arg]
                 tf += 1
         elif op < 20:  # integer arithmetic
             if op == NEG_I:
@@ -245,10 +305,10 @@ def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
                 sf[tf - 1] = sf[tf - 1] if si[ti] != 0 else sf[tf]
         elif op == STORE_I:
             ti -= 1
-            nx_i[arg] = si[ti]
+            st_i[k, arg] = si[ti]
         elif op == STORE_F:
             tf -= 1
-            nx_f[arg] = sf[tf]
+            st_f[k, arg] = sf[tf]
         else:  # REQUIRE
             ti -= 1
             if si[ti] == 0:
@@ -257,66 +317,70 @@ def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
 
 
 @njit(**_OPTS)
-def run_rules(positions: np.ndarray, keys: np.ndarray, n_keys: int, types: np.ndarray,
+def run_rules(positions: np.ndarray, skip: np.ndarray, keys: np.ndarray, n_keys: int,
+              types: np.ndarray,
               times: np.ndarray, icols: np.ndarray, fcols: np.ndarray, code: np.ndarray,
               prog: np.ndarray, ci: np.ndarray, cf: np.ndarray, init_i: np.ndarray,
               init_f: np.ndarray, interest: np.ndarray, rt_times: np.ndarray,
-              rt_rates: np.ndarray, rt_cum: np.ndarray, out_i: np.ndarray, out_f: np.ndarray,
-              viol: np.ndarray) -> None:
-    """Fold events through the rule program, visiting ``positions`` in order.
+              rt_rates: np.ndarray, rt_cum: np.ndarray, out_rows: np.ndarray, out_i: np.ndarray,
+              out_f: np.ndarray, viol: np.ndarray) -> None:
+    """Fold events through the rule program, visiting events in order.
+
+    Visits ``positions`` in order, or, when that is empty, every event in log
+    order except those of keys flagged in ``skip``.
 
     ``prog[t]:prog[t + 1]`` is the program of event type code ``t`` (code -1:
     an event type the rules do not handle). ``interest`` holds
     ``[enabled, balance slot, posted slot or -1, account-rate float slot or -1,
     rounding mode]``. Writes the state after each event (``out_i``/``out_f``,
-    one row per field) and its violation code (0: folded) at its position.
+    one row per field) and its violation code (0: folded) at its position, or
+    at ``out_rows[position]`` when ``out_rows`` is not empty (the inputs were
+    gathered from those rows).
     """
     n_i, n_f = init_i.shape[0], init_f.shape[0]
-    st_i = np.empty((n_keys, n_i), np.int64)
-    st_f = np.empty((n_keys, n_f), np.float64)
+    # A key's whole state in two rows (one cache line each for most rule sets): its int
+    # fields, then the time of its last event (_NO_TIME: none yet); its float fields, then the
+    # rate integral at that time.
+    prev_t, prev_integral = n_i, n_f
+    st_i = np.empty((n_keys, n_i + 1), np.int64)
+    st_f = np.empty((n_keys, n_f + 1), np.float64)
     for k in range(n_keys):
-        st_i[k] = init_i
-        st_f[k] = init_f
-    prev_t = np.full(n_keys, -1, np.int64)
-    prev_integral = np.zeros(n_keys, np.float64)
-    seen = np.zeros(n_keys, np.bool_)
-    nx_i = init_i.copy()
-    nx_f = init_f.copy()
+        st_i[k, :n_i] = init_i
+        st_i[k, prev_t] = _NO_TIME
+        st_f[k, :n_f] = init_f
+        st_f[k, prev_integral] = 0.0
     si = np.empty(64, np.int64)
     sf = np.empty(64, np.float64)
+    hint = -1
     accrue, bal, posted, acct_rate, mode = (interest[0], interest[1], interest[2], interest[3],
                                             interest[4])
-    for e in positions:
+    every = positions.shape[0] == 0
+    for j in range(keys.shape[0] if every else positions.shape[0]):
+        e = j if every else positions[j]
         k = keys[e]
+        if every and skip[k]:
+            continue
         t = times[e]
-        cur_i = st_i[k]
-        cur_f = st_f[k]
         if accrue:
-            integral = _integral(t, rt_times, rt_rates, rt_cum)
-            if seen[k]:
-                own = cur_f[acct_rate] if acct_rate >= 0 else np.nan
+            hint = _rate_index(t, hint, rt_times)
+            integral = _integral(t, hint, rt_times, rt_rates, rt_cum)
+            if st_i[k, prev_t] != _NO_TIME:
+                own = st_f[k, acct_rate] if acct_rate >= 0 else np.nan
                 if np.isnan(own):
-                    growth = integral - prev_integral[k]
+                    growth = integral - st_f[k, prev_integral]
                 else:
-                    growth = own * ((t - prev_t[k]) / 1_000_000.0)
-                gain = _round(float(cur_i[bal]) * growth / YEAR_SECONDS, mode)
-                cur_i[bal] += gain
+                    growth = own * ((t - st_i[k, prev_t]) / 1_000_000.0)
+                gain = _round(float(st_i[k, bal]) * growth / YEAR_SECONDS, mode)
+                st_i[k, bal] += gain
                 if posted >= 0:
-                    cur_i[posted] += gain
-            prev_integral[k] = integral
-        seen[k] = True
-        prev_t[k] = t
+                    st_i[k, posted] += gain
+            st_f[k, prev_integral] = integral
+        st_i[k, prev_t] = t
         tc = types[e]
-        if tc >= 0:
-            nx_i[:] = cur_i
-            nx_f[:] = cur_f
-            v = _execute(code, prog[tc], prog[tc + 1], ci, cf, cur_i, cur_f, nx_i, nx_f,
-                         icols, fcols, e, si, sf)
-            viol[e] = v
-            if v == 0:
-                cur_i[:] = nx_i
-                cur_f[:] = nx_f
+        row = out_rows[e] if out_rows.shape[0] else e
+        viol[row] = 0 if tc < 0 else _execute(code, prog[tc], prog[tc + 1], ci, cf, st_i, st_f,
+                                              k, icols, fcols, e, si, sf)
         for f in range(n_i):
-            out_i[f, e] = cur_i[f]
+            out_i[f, row] = st_i[k, f]
         for f in range(n_f):
-            out_f[f, e] = cur_f[f]
+            out_f[f, row] = st_f[k, f]
