@@ -36,6 +36,7 @@ test: setup
 
 bench: setup
 	$(PY) benchmarks/generate.py
+	$(PY) benchmarks/replay.py
 
 clean:
 	rm -rf $(VENV) $(SAMPLE) build reports .pytest_cache .hypothesis
