@@ -1,4 +1,4 @@
-"""The ``eventkit`` command line: generate, verify, replay, lab.
+"""The ``eventkit`` command line: generate, verify, replay, as-of, restatements, lab.
 
 Every subcommand has ``--help``. Errors print one clear line and exit 2;
 ``verify`` exits 1 when the archive fails its checks.
@@ -12,10 +12,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from eventkit.exceptions import EventkitError
+
+if TYPE_CHECKING:
+    from eventkit.replay import ReplayResult
 
 __all__ = ["main"]
 
@@ -67,18 +71,29 @@ def _parser() -> argparse.ArgumentParser:
                        description="Replay the events at PATH (archive, Parquet file, "
                                    "folder, glob or Delta table) through a rule set and print "
                                    "each account's state; money in currency units.")
-    p.add_argument("path", help="events to replay")
-    p.add_argument("--as-of", metavar="WHEN", help="instant (ISO 8601 with zone) or date "
-                   "(end of that UTC day); default: after the last event")
-    p.add_argument("--accounts", metavar="IDS", help="comma-separated account ids")
-    p.add_argument("--mapping", metavar="JSON", help="column mapping for foreign data, as "
-                   "JSON text or a .json file (see eventkit.ColumnMapping)")
-    p.add_argument("--rules", default="balance", metavar="RULES",
-                   help="rule set: a built-in name (balance, banking) or a .toml rules file "
-                        "(default balance)")
-    p.add_argument("--format", choices=("table", "csv"), default="table", dest="fmt",
-                   help="output format (default table)")
+    p.add_argument("--as-of", metavar="WHEN", help=f"state at this instant: {_WHEN}; "
+                   "default: after the last event")
+    _source_options(p)
     p.set_defaults(run=_replay)
+
+    p = sub.add_parser("as-of", help="state of every account at an instant, as known then",
+                       description="State per account at WHEN (events with event_time <= "
+                                   "WHEN), optionally as the archive knew it at --known-at "
+                                   "(events recorded later are ignored).")
+    _source_options(p)
+    p.add_argument("when", metavar="WHEN", help=_WHEN)
+    p.add_argument("--known-at", metavar="WHEN", help="answer with only the events recorded "
+                   f"by then: {_WHEN}")
+    p.set_defaults(run=_as_of)
+
+    p = sub.add_parser("restatements", help="what late events changed in reported history",
+                       description="Events recorded after --known-at (and by --now-known-at) "
+                                   "but dated before it restate history: per such event, the "
+                                   "account's state at its time as known then and now.")
+    p.add_argument("--known-at", metavar="WHEN", required=True, help=f"then: {_WHEN}")
+    p.add_argument("--now-known-at", metavar="WHEN", required=True, help=f"now: {_WHEN}")
+    _source_options(p)
+    p.set_defaults(run=_restatements)
 
     p = sub.add_parser("lab", help="open JupyterLab on the notebooks (loopback, token)",
                        description="Serve the notebooks in JupyterLab bound to one address "
@@ -89,6 +104,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="access token (default: random)")
     p.set_defaults(run=_lab)
     return parser
+
+
+_WHEN = "ISO 8601 instant with a zone, or a date (the end of that UTC day)"
+
+
+def _source_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="events: an archive, Parquet file, folder, glob or Delta table")
+    p.add_argument("--accounts", metavar="IDS", help="comma-separated account ids")
+    p.add_argument("--mapping", metavar="JSON", help="column mapping for foreign data, as "
+                   "JSON text or a .json file (see eventkit.ColumnMapping)")
+    p.add_argument("--rules", default="balance", metavar="RULES",
+                   help="rule set: a built-in name (balance, banking) or a .toml rules file "
+                        "(default balance)")
+    p.add_argument("--format", choices=("table", "csv"), default="table", dest="fmt",
+                   help="output format (default table)")
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -121,23 +151,58 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from eventkit.replay import replay
+    result = _result(args)
+    return _show(args, result, result.as_of(args.as_of) if args.as_of else result.state())
+
+
+def _as_of(args: argparse.Namespace) -> int:
+    result = _result(args, known_at=args.known_at)
+    return _show(args, result, result.as_of(args.when))
+
+
+def _restatements(args: argparse.Namespace) -> int:
+    from eventkit.temporal import restatements
+
+    events = _events(args)
+    table = restatements(events, args.rules, known_at=args.known_at,
+                         now_known_at=args.now_known_at)
+    rules = _result(args).rules
+    money = [f"{f.name}_{part}" for f in rules.fields if f.money
+             for part in ("then", "now", "delta")]
+    return _print(args, _filtered(args, table, rules.key), money + ["amount"])
+
+
+def _events(args: argparse.Namespace) -> pl.LazyFrame:
     from eventkit.sources import open_archive
 
-    mapping = _mapping(args.mapping) if args.mapping else None
-    ids = _ids(args.accounts) if args.accounts else None
-    result = replay(open_archive(args.path, mapping=mapping), args.rules)
-    state = result.as_of(args.as_of) if args.as_of else result.state()
-    if ids is not None:
-        state = state.filter(pl.col(result.rules.key).is_in(ids))
+    return open_archive(args.path, mapping=_mapping(args.mapping) if args.mapping else None)
+
+
+def _result(args: argparse.Namespace, known_at: str | None = None) -> ReplayResult:
+    from eventkit.replay import replay
+
+    return replay(_events(args), args.rules, known_at=known_at)
+
+
+def _filtered(args: argparse.Namespace, table: pl.LazyFrame, key: str) -> pl.LazyFrame:
+    if not args.accounts:
+        return table
+    return table.filter(pl.col(key).is_in(_ids(args.accounts)))
+
+
+def _show(args: argparse.Namespace, result: ReplayResult, state: pl.LazyFrame) -> int:
     money = [f.name for f in result.rules.fields if f.money]
-    table = state.with_columns(_currency(name) for name in money).collect()
+    return _print(args, _filtered(args, state, result.rules.key), money)
+
+
+def _print(args: argparse.Namespace, table: pl.LazyFrame, money: list[str]) -> int:
+    frame = table.with_columns(_currency(name) for name in money).collect()
     if args.fmt == "csv":
-        sys.stdout.write(table.write_csv())
+        sys.stdout.write(frame.write_csv())
     else:
-        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, tbl_hide_dataframe_shape=True,
-                       tbl_hide_column_data_types=True):
-            print(table)
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250,
+                       tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+            print(frame)
     return 0
 
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from functools import cached_property
 from pathlib import Path
@@ -18,8 +19,9 @@ from eventkit import rulesets
 from eventkit.archive import EventArchive
 from eventkit.engine import Fold, fold
 from eventkit.rules import CheckedRules, RuleSet
-from eventkit.schema import CANONICAL_SCHEMA
-from eventkit.timeutil import to_instant
+from eventkit.schema import CANONICAL_SCHEMA, TIME_DTYPE
+from eventkit.temporal import Window, grid_positions, micros
+from eventkit.timeutil import InstantError
 
 __all__ = ["ReplayResult", "replay"]
 
@@ -65,8 +67,60 @@ class ReplayResult:
         A date means the end of that UTC day. Keys with no event by then are
         left out; interest is as posted at that last event.
         """
-        t = to_instant(instant, param="as_of")
-        return self._per_key(int(pl.Series([t]).dt.epoch("us")[0]))
+        return self._per_key(micros(instant, param="as_of"))
+
+    def between(self, start: datetime | date | str, end: datetime | date | str) -> Window:
+        """The state at ``start`` and every change up to ``end`` (see :class:`Window`).
+
+        Dates mean whole UTC days: ``start`` from its beginning, ``end`` to its end.
+        """
+        # the opening state is after every event up to t1; the window holds (t1, t2]
+        begins = micros(start, param="start", day="start")
+        t1 = begins - (1 if _is_date(start) else 0)
+        t2 = micros(end, param="end")
+        if t2 < begins:
+            msg = f"{end!r} is before {start!r}"
+            raise InstantError(msg, param="end")
+        key = self.rules.key
+        changes = (self.history
+                   .filter(pl.col("event_time").dt.epoch("us").is_between(t1, t2, closed="right"))
+                   .sort(key, "event_time", "seq"))
+        return Window(self._per_key(t1), changes)
+
+    def at_times(self, instants: Sequence[datetime | date | str] | pl.Series) -> pl.LazyFrame:
+        """State per key at each instant, in one pass over the events (not a replay each).
+
+        Returns one row per (instant, key) with an event by then: ``instant``,
+        the key, the state fields, ``events`` so far and ``last_event_time``.
+        Dates mean the end of the day, as in :meth:`as_of`.
+
+        Examples
+        --------
+        >>> from datetime import datetime, UTC
+        >>> t = [datetime(2024, m, 15, tzinfo=UTC) for m in (1, 2, 3)]
+        >>> events = pl.DataFrame({"event_id": ["a", "b", "c"], "seq": [0, 1, 2],
+        ...     "account_id": [1, 1, 1], "event_type": ["Deposit"] * 3,
+        ...     "event_time": t, "recorded_at": t, "amount": [100, 20, 3]})
+        >>> month_ends = ["2024-01-31", "2024-02-29", "2024-03-31"]
+        >>> replay(events).at_times(month_ends).select("balance").collect()["balance"].to_list()
+        [100, 120, 123]
+
+        """
+        values = list(instants)
+        grid = np.array([micros(v, param="instants") for v in values], np.int64)
+        order = np.argsort(grid, kind="stable")
+        f = self._fold
+        rows, counts = grid_positions(f.keys, f.times, f.seqs, f.n_keys, grid[order])
+        frames = []
+        for slot, g in enumerate(order):
+            found = rows[slot] >= 0
+            frames.append(self._rows(rows[slot][found], counts[slot][found]).with_columns(
+                instant=pl.lit(int(grid[g])).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")))
+        if not frames:
+            return self._rows(np.zeros(0, np.int64), np.zeros(0, np.int64)).with_columns(
+                instant=pl.lit(None, dtype=TIME_DTYPE)).lazy()
+        out = pl.concat(frames)
+        return out.select("instant", *[c for c in out.columns if c != "instant"]).lazy()
 
     def violations(self) -> pl.LazyFrame:
         """Events the rules refused to fold, with the reason (empty when none)."""
@@ -75,25 +129,34 @@ class ReplayResult:
             return history.head(0).with_columns(violation=pl.lit(None, dtype=pl.String))
         return history.filter(pl.col("violation").is_not_null())
 
-    def _per_key(self, micros: int) -> pl.LazyFrame:
-        positions, counts = self._fold.last_at(micros)
+    def _per_key(self, at: int) -> pl.LazyFrame:
+        positions, counts = self._fold.last_at(at)
         found = positions >= 0
-        rows = self._fold.events[positions[found]]
+        return self._rows(positions[found], counts[found]).lazy()
+
+    def _rows(self, positions: np.ndarray, counts: np.ndarray) -> pl.DataFrame:
         key = self.rules.key
-        return rows.select(
-            key, *self.checked.fields, pl.Series("events", counts[found], dtype=pl.Int64),
+        return self._fold.events[positions].select(
+            key, *self.checked.fields, pl.Series("events", counts, dtype=pl.Int64),
             pl.col("event_time").alias("last_event_time"),
-        ).sort(key).lazy()
+        ).sort(key)
 
 
-def replay(events: Events, rules: RuleSet | str | Path = "balance") -> ReplayResult:
+def replay(
+    events: Events,
+    rules: RuleSet | str | Path = "balance",
+    *,
+    known_at: datetime | date | str | None = None,
+) -> ReplayResult:
     """Replay events through a rule set.
 
     ``events`` is a LazyFrame or DataFrame in the canonical schema, an
     :class:`EventArchive`, or a path that :func:`eventkit.open_archive` reads.
     ``rules`` is a :class:`RuleSet`, the name of a registered one (``"balance"``,
     the default: balance = running sum of signed amounts; ``"banking"``: status
-    machine, fees, interest), or the path of a TOML rules file.
+    machine, fees, interest), or the path of a TOML rules file. ``known_at``
+    answers as the archive knew it then: events recorded after that instant
+    (``recorded_at``) are left out, whatever their ``event_time``.
 
     Examples
     --------
@@ -107,6 +170,8 @@ def replay(events: Events, rules: RuleSet | str | Path = "balance") -> ReplayRes
 
     """
     lf = _as_lazy(events)
+    if known_at is not None:
+        lf = lf.filter(pl.col("recorded_at").dt.epoch("us") <= micros(known_at, param="known_at"))
     names = lf.collect_schema().names()
     optional = [pl.lit(None, dtype=CANONICAL_SCHEMA[c]).alias(c)
                 for c in ("counterparty_id", "rate") if c not in names]
@@ -123,3 +188,10 @@ def _as_lazy(events: Events) -> pl.LazyFrame:
     from eventkit.sources import open_archive  # noqa: PLC0415 (sources imports archive)
 
     return open_archive(events)
+
+
+def _is_date(value: object) -> bool:
+    """True for a calendar date (``date`` or ``YYYY-MM-DD``), not an instant."""
+    if isinstance(value, str):
+        return len(value.strip()) == len("YYYY-MM-DD")
+    return isinstance(value, date) and not isinstance(value, datetime)
