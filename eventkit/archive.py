@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import polars as pl
 import pyarrow as pa
@@ -31,6 +31,7 @@ from deltalake.transaction import (
     PostCommitHookProperties,
     create_table_with_add_actions,
 )
+from polars.io.plugins import register_io_source
 
 from eventkit import ledger
 from eventkit.conform import (
@@ -42,16 +43,23 @@ from eventkit.conform import (
 from eventkit.exceptions import (
     AppendConflictError,
     ArchiveError,
+    CorruptionError,
     ImmutabilityError,
     SchemaError,
     ValidationError,
 )
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
 
-__all__ = ["AppendReceipt", "EventArchive"]
+__all__ = ["MAX_ID_BYTES", "MAX_TYPE_BYTES", "AppendReceipt", "EventArchive"]
+
+#: Longest ``event_id`` an archive stores, in UTF-8 bytes (ids are keys, not documents).
+MAX_ID_BYTES = 256
+#: Longest ``event_type`` an archive stores, in UTF-8 bytes.
+MAX_TYPE_BYTES = 64
 
 _FORMAT = 1
 _ROWS_PER_FILE = 2_000_000
+_ROWS_PER_READ = 1_000_000  # small files are read together, up to this many rows
 _LOCK_TIMEOUT_S = 120.0
 _CLOCK_SKEW = timedelta(minutes=5)
 _TABLE_CONFIG = {"delta.appendOnly": "true"}
@@ -105,6 +113,11 @@ class EventArchive:
             msg = f"{self.path} is not an eventkit archive (no {ledger.LOG_DIR}/ folder)"
             raise ArchiveError(msg, path=str(self.path))
         genesis = ledger.read_commit(self.path, 0)
+        if genesis.error is not None and ledger.log_versions(self.path):
+            name = ledger.log_path(self.path, 0)
+            msg = (f"{self.path}: the first commit ({ledger.LOG_DIR}/{name.name}) is missing or "
+                   f"unreadable ({genesis.error}); run eventkit verify")
+            raise CorruptionError(msg, path=str(self.path), file=str(name))
         if genesis.record is None or genesis.record.get("kind") != "create":
             msg = (f"{self.path} is a Delta table but not an eventkit archive; "
                    "read it with eventkit.open_archive() instead")
@@ -174,16 +187,29 @@ class EventArchive:
         """The head digest: save it elsewhere to detect a rewritten chain later."""
         return self._last_record()["digest"]
 
-    def scan(self, *, version: int | None = None) -> pl.LazyFrame:
+    def scan(self, *, version: int | None = None, verify: bool = True) -> pl.LazyFrame:
         """The events as a LazyFrame in the canonical schema, in log (``seq``) order.
 
         ``version`` reads the archive as it was after that commit.
+
+        Before anything is read, the commit log up to ``version`` is checked (every
+        commit present, parsed, written by eventkit and chained: cheap) and, with
+        ``verify`` (the default), every data file's size and SHA-256 against its
+        record. A file that passed is not hashed again by this process while it
+        stays untouched, so repeated scans cost one ``stat`` per file. Any damage
+        raises :class:`~eventkit.exceptions.CorruptionError` naming the file.
+
+        ``verify=False`` is the trusted fast path: data files are not hashed, so a
+        change inside a data page may go unnoticed (values silently wrong); run
+        :meth:`verify` on a schedule instead. Either way, a file the Parquet reader
+        cannot read (missing, truncated, garbled: reader errors and panics) raises
+        ``CorruptionError`` naming it when the frame is collected.
         """
-        commits = ledger.read_log(self.path)
-        files = [str(self.path / rel) for rel in ledger.data_files(commits, version=version)]
-        if not files:
-            return pl.LazyFrame(schema=CANONICAL_SCHEMA)
-        return pl.scan_parquet(files, schema=CANONICAL_SCHEMA)
+        entries = ledger.live_files(self.path, version=version)
+        if verify:
+            for entry in entries:
+                ledger.check_data_file(self.path, entry)
+        return _read_files(self.path, entries)
 
     def verify(
         self,
@@ -233,18 +259,32 @@ class EventArchive:
         conformed.validate(source=source)
         rows = conformed.events.drop(SOURCE_COL, ROW_COL).collect()
 
+        _check_sizes(rows, source)
+
         with self._lock():
-            self._clean_interrupted()
-            last = self._last_record()
-            if batch_id is not None and (old := self._find_batch(batch_id)) is not None:
+            commits = ledger.read_log(self.path)
+            # refuse to extend a damaged log: checks every commit (and, hashed once per
+            # process, every data file) before the new one is chained to it
+            entries = ledger.live_files(self.path, commits)
+            for entry in entries:
+                ledger.check_data_file(self.path, entry)
+            committed = {e["path"] for e in entries}
+            self._clean_interrupted(commits[-1].version, committed)
+            last: dict[str, Any] = commits[-1].record or {}  # live_files checked it
+            if batch_id is not None and (old := _find_batch(commits, batch_id)) is not None:
                 return old
-            self._reject_known_ids(rows, source)
+            self._reject_known_ids(entries, rows, source)
             start = last.get("seq", [-1, -1])[1] + 1
             stamp = self._stamp(rows, recorded_at, last, source)
             stored = stamp.with_columns(
                 seq=pl.int_range(start, start + rows.height, dtype=pl.Int64)
             ).select(list(CANONICAL_SCHEMA))
-            return self._commit(stored, batch_id or uuid.uuid4().hex, last, start)
+            receipt = self._commit(stored, batch_id or uuid.uuid4().hex, commits[-1].version,
+                                   last, start)
+            new = ledger.read_commit(self.path, receipt.version).record or {}
+            self._clean_interrupted(receipt.version,
+                                    committed | {f["path"] for f in new.get("files", [])})
+            return receipt
 
     def delete(self, *_: object, **__: object) -> None:
         """Refused: an archive never forgets events. Append a ``Correction`` instead."""
@@ -267,18 +307,12 @@ class EventArchive:
         msg = f"{self.path}: no eventkit commit record found"
         raise ArchiveError(msg, path=str(self.path))
 
-    def _find_batch(self, batch_id: str) -> AppendReceipt | None:
-        for commit in ledger.read_log(self.path):
-            rec = commit.record
-            if rec is not None and rec.get("batch_id") == batch_id:
-                return AppendReceipt(commit.version, batch_id, rec["rows"], rec["seq"][0],
-                                     rec["seq"][1], rec["digest"], duplicate=True)
-        return None
-
-    def _reject_known_ids(self, rows: pl.DataFrame, source: str) -> None:
+    def _reject_known_ids(
+        self, entries: list[dict[str, Any]], rows: pl.DataFrame, source: str
+    ) -> None:
         ids = rows["event_id"]
         known = (
-            self.scan()
+            _read_files(self.path, entries)
             .select("event_id")
             .filter(pl.col("event_id").is_between(pl.lit(ids.min()), pl.lit(ids.max()))
                     & pl.col("event_id").is_in(ids.implode()))
@@ -309,23 +343,34 @@ class EventArchive:
         return rows.with_columns(recorded_at=pl.lit(now, dtype=CANONICAL_SCHEMA["recorded_at"]))
 
     def _commit(
-        self, rows: pl.DataFrame, batch_id: str, last: dict[str, Any], start: int
+        self, rows: pl.DataFrame, batch_id: str, base: int, last: dict[str, Any], start: int
     ) -> AppendReceipt:
-        version = self.version + 1
+        """Write the data files and commit them as version ``base + 1``, or nothing.
+
+        The Delta commit is made against the table as of ``base`` (the version
+        every check saw) with no retries: if any other writer committed since,
+        the commit fails, the files are removed and the append raises
+        :class:`AppendConflictError`. An append acknowledged by a receipt is on
+        disk: data files, commit file and folders are fsync-ed first.
+        """
+        version = base + 1
         pending = self.path / ledger.PRIVATE_DIR / "pending"
         pending.mkdir(parents=True, exist_ok=True)
         written: list[tuple[Path, Path]] = []
+        record: dict[str, Any] = {}
         try:
             files, adds = [], []
             for i, part in enumerate(rows.iter_slices(_ROWS_PER_FILE)):
                 name = f"part-{version:08d}-{i:03d}-{uuid.uuid4().hex[:12]}.parquet"
                 intent = pending / f"{name}.intent"
-                intent.write_text(batch_id)
                 written.append((self.path / name, intent))
+                _write_durably(intent, batch_id.encode())
+                _fsync(pending)  # the intent is on disk before the data file can be
                 entry, add = _write_data_file(self.path / name, part)
                 files.append(entry)
                 adds.append(add)
-            record: dict[str, Any] = {
+            _fsync(self.path)
+            record = {
                 "format": _FORMAT,
                 "kind": "append",
                 "batch_id": batch_id,
@@ -339,7 +384,7 @@ class EventArchive:
                 "prev": last["digest"],
             }
             record["digest"] = ledger.chain_digest(last["digest"], record)
-            DeltaTable(str(self.path)).create_write_transaction(
+            DeltaTable(str(self.path), version=base).create_write_transaction(
                 adds,
                 "append",
                 _delta_schema(),
@@ -347,29 +392,53 @@ class EventArchive:
                     custom_metadata={"eventkit": json.dumps(record)}, max_commit_retries=0),
                 post_commithook_properties=_NO_CHECKPOINTS,
             )
-        except CommitFailedError as exc:
-            _remove(written)
-            msg = f"another writer committed first; nothing was written, retry the append ({exc})"
-            raise AppendConflictError(msg, path=str(self.path)) from None
-        except BaseException:
-            _remove(written)
-            raise
+        except BaseException as exc:
+            if not record or not self._committed(version, record):
+                _remove(written)
+                if isinstance(exc, CommitFailedError):
+                    msg = (f"another writer committed version {version} first; nothing was "
+                           f"written, retry the append ({exc})")
+                    raise AppendConflictError(msg, path=str(self.path)) from None
+                raise
+            if not isinstance(exc, Exception):  # interrupted after the commit landed: keep it
+                raise
+            # the commit landed but something after it failed: the append did happen
+        commit_file = ledger.log_path(self.path, version)
+        _fsync(commit_file)
+        _fsync(commit_file.parent)
         for _, intent in written:
             intent.unlink()
-        return AppendReceipt(self.version, batch_id, rows.height, start,
+        return AppendReceipt(version, batch_id, rows.height, start,
                              start + rows.height - 1, record["digest"])
 
-    def _clean_interrupted(self) -> None:
-        """Remove data files of appends that died before their commit."""
+    def _committed(self, version: int, record: dict[str, Any]) -> bool:
+        """Whether commit ``version`` exists and is the one carrying ``record``."""
+        found = ledger.read_commit(self.path, version).record
+        return found is not None and found.get("digest") == record["digest"]
+
+    def _clean_interrupted(self, latest: int, committed: set[str]) -> None:
+        """Remove data files of appends that died before their commit.
+
+        An intent names a data file and, in the name, the version its append
+        meant to commit. Once that version is taken (``latest`` or before), the
+        append can no longer commit (commits are pinned to one version), so its
+        file goes; ``committed`` data files stay, only their intent goes. An
+        intent for a later version may belong to a writer still at work (one
+        that does not share this lock): it stays until a commit takes its version.
+        """
         folder = self.path / ledger.PRIVATE_DIR / "pending"
         if not folder.is_dir():
             return
-        committed = set(ledger.data_files(ledger.read_log(self.path)))
         for intent in folder.glob("*.intent"):
-            data = self.path / intent.stem
-            if intent.stem not in committed:
-                data.unlink(missing_ok=True)
-            intent.unlink()
+            name = intent.name.removesuffix(".intent")
+            if name in committed:
+                intent.unlink(missing_ok=True)
+                continue
+            meant = name.split("-")[1] if name.startswith("part-") else ""
+            if meant.isdigit() and int(meant) > latest:
+                continue
+            (self.path / name).unlink(missing_ok=True)
+            intent.unlink(missing_ok=True)
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
@@ -418,11 +487,109 @@ def _check_batch_columns(
         raise SchemaError(msg, source=source, column=extra[0])
 
 
+def _check_sizes(rows: pl.DataFrame, source: str) -> None:
+    """Ids and types are keys, not documents: refuse absurd lengths before storing them."""
+    for column, limit in (("event_id", MAX_ID_BYTES), ("event_type", MAX_TYPE_BYTES)):
+        lengths = rows[column].str.len_bytes()
+        longest = lengths.max()
+        if longest is not None and longest > limit:  # type: ignore[operator]
+            row = int(lengths.arg_max())  # type: ignore[arg-type]
+            msg = f"{column} is {longest:,} bytes long; an archive stores at most {limit} bytes"
+            raise ValidationError(msg, source=source, column=column, row=row)
+
+
+def _read_files(root: Path, entries: list[dict[str, Any]]) -> pl.LazyFrame:
+    """One lazy scan of the data files ``entries`` lists, in order.
+
+    Polars reads the files with projection, predicate and row-limit pushdown, a
+    group of small files (up to :data:`_ROWS_PER_READ` rows) at a time. An error
+    or a panic of the Parquet reader (``PanicException`` is no ``Exception``) on
+    a damaged file becomes :class:`CorruptionError`; an error raised by the query
+    itself (a failing cast in a filter) passes through unchanged.
+    """
+    if not entries:
+        return pl.LazyFrame(schema=CANONICAL_SCHEMA)
+    groups: list[list[Path]] = [[]]
+    rows = 0
+    for entry in entries:
+        if groups[-1] and rows + entry.get("rows", 0) > _ROWS_PER_READ:
+            groups.append([])
+            rows = 0
+        groups[-1].append(root / entry["path"])
+        rows += entry.get("rows", 0)
+
+    def source(with_columns: list[str] | None, predicate: pl.Expr | None,
+               n_rows: int | None, _batch_size: int | None) -> Iterator[pl.DataFrame]:
+        left = n_rows
+        for group in groups:
+            if left is not None and left <= 0:
+                return
+            lf = pl.scan_parquet(group, schema=CANONICAL_SCHEMA)
+            if predicate is not None:
+                lf = lf.filter(predicate)
+            if with_columns is not None:
+                lf = lf.select(with_columns)
+            if left is not None:
+                lf = lf.head(left)
+            try:
+                frame = lf.collect()
+            except (Exception, pl.exceptions.PanicException) as exc:
+                _raise_unreadable(root, group, exc)
+            if left is not None:
+                left -= frame.height
+            yield frame
+
+    return register_io_source(source, schema=CANONICAL_SCHEMA, is_pure=True,
+                              explain_name="eventkit archive")
+
+
+def _raise_unreadable(root: Path, group: list[Path], exc: BaseException) -> NoReturn:
+    """Name the file of ``group`` that cannot be read; re-raise ``exc`` if they all can."""
+    for path in group:
+        try:  # does the file itself read, without the query's expressions?
+            pl.scan_parquet(path, schema=CANONICAL_SCHEMA).collect()
+        except (Exception, pl.exceptions.PanicException) as damage:
+            text = str(damage).strip()
+            first = text.splitlines()[0][:300] if text else ""
+            msg = (f"{root}: data file {path.name} cannot be read ({type(damage).__name__}: "
+                   f"{first}); the archive is damaged (run eventkit verify)")
+            raise CorruptionError(msg, path=str(root), file=str(path)) from None
+    raise exc
+
+
+def _find_batch(commits: list[ledger.Commit], batch_id: str) -> AppendReceipt | None:
+    for commit in commits:
+        rec = commit.record
+        if rec is not None and rec.get("batch_id") == batch_id:
+            return AppendReceipt(commit.version, batch_id, rec["rows"], rec["seq"][0],
+                                 rec["seq"][1], rec["digest"], duplicate=True)
+    return None
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with path.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or a folder (its entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _write_data_file(path: Path, part: pl.DataFrame) -> tuple[dict[str, Any], AddAction]:
     part.write_parquet(path, compression="zstd", statistics=True, row_group_size=256 * 1024)
+    before = path.stat()
     with path.open("rb") as f:
         os.fsync(f.fileno())
-    size = path.stat().st_size
+    size = before.st_size
+    digest = ledger.sha256_file(path)
+    ledger.remember_verified(path, digest, before)
     stats = {
         "numRecords": part.height,
         "minValues": {c: _stat(part[c].min()) for c in ("seq", "account_id", "event_time",
@@ -432,7 +599,7 @@ def _write_data_file(path: Path, part: pl.DataFrame) -> tuple[dict[str, Any], Ad
         "nullCount": {c: part[c].null_count() for c in CANONICAL_SCHEMA},
     }
     stats_text = json.dumps(stats)
-    entry = {"path": path.name, "sha256": ledger.sha256_file(path), "bytes": size,
+    entry = {"path": path.name, "sha256": digest, "bytes": size,
              "rows": part.height, "stats": stats_text}
     add = AddAction(path.name, size, {}, int(time.time() * 1000), True, stats_text)
     return entry, add

@@ -16,7 +16,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GENESIS", "Commit", "VerifyReport", "chain_digest", "read_log", "sha256_file"]
+from eventkit.exceptions import ArchiveError, CorruptionError
+
+__all__ = [
+    "GENESIS",
+    "Commit",
+    "VerifyReport",
+    "chain_digest",
+    "check_data_file",
+    "live_files",
+    "read_log",
+    "sha256_file",
+]
 
 LOG_DIR = "_delta_log"
 #: Folder of eventkit's own bookkeeping inside the table (lock, pending writes).
@@ -24,6 +35,10 @@ PRIVATE_DIR = "_eventkit"
 #: The digest a chain starts from.
 GENESIS = "0" * 64
 _CHUNK = 1 << 20
+#: Files whose SHA-256 matched their record in this process, by path and the stat fields
+#: any rewrite changes (size, mtime, ctime, inode): repeated scans only ``stat`` them.
+_VERIFIED: dict[tuple[str, int, int, int, int, int], str] = {}
+_VERIFIED_MAX = 1_000_000
 
 
 def sha256_file(path: Path, *, on_bytes: Callable[[int], object] | None = None) -> str:
@@ -120,6 +135,117 @@ def data_files(commits: list[Commit], *, version: int | None = None) -> list[str
     """Relative paths of the data files live at ``version`` (default: latest), log order."""
     return [a["path"] for c in commits if version is None or c.version <= version
             for a in c.adds]
+
+
+def live_files(
+    root: Path, commits: list[Commit] | None = None, *, version: int | None = None
+) -> list[dict[str, Any]]:
+    """The record entries (path, sha256, bytes, rows) of the data files live at ``version``.
+
+    A cheap check of the log up to ``version`` (default: the latest), made on
+    every read: every commit file 0..version exists and parses, carries
+    eventkit's record, chains to the previous digest and recomputes its own,
+    removes nothing, changes no metadata after creation, and adds exactly the
+    files its record lists. The first failure raises
+    :class:`~eventkit.exceptions.CorruptionError` naming the commit file (run
+    :func:`verify_log` for the full report). Data files are not opened here:
+    see :func:`check_data_file`.
+    """
+    commits = read_log(root) if commits is None else commits
+    if not commits:
+        msg = f"{root}: the commit log is empty"
+        raise CorruptionError(msg, path=str(root), file=str(root / LOG_DIR))
+    latest = commits[-1].version
+    if version is not None and not 0 <= version <= latest:
+        msg = f"{root} has no version {version} (versions 0..{latest})"
+        raise ArchiveError(msg, path=str(root))
+    upto = latest if version is None else version
+    by_version = {c.version: c for c in commits}
+    prev = GENESIS
+    entries: list[dict[str, Any]] = []
+    for v in range(upto + 1):
+        name = log_path(root, v)
+        commit = by_version.get(v)
+
+        def fail(problem: str, name: Path = name, v: int = v) -> CorruptionError:
+            msg = (f"{root}: commit {v} ({LOG_DIR}/{name.name}) {problem}; the archive was "
+                   "damaged or changed behind eventkit's back (run eventkit verify)")
+            return CorruptionError(msg, path=str(root), file=str(name))
+
+        if commit is None:
+            raise fail("is missing")
+        if commit.error is not None:
+            raise fail(f"is unreadable ({commit.error})")
+        rec = commit.record
+        if rec is None:
+            raise fail("was not written by eventkit (no eventkit record)")
+        if rec.get("prev") != prev:
+            raise fail("does not chain to the commit before it")
+        if chain_digest(prev, rec) != rec.get("digest"):
+            raise fail("was altered (its digest does not recompute)")
+        if commit.removes:
+            raise fail(f"removes {list(commit.removes)}")
+        if v > 0 and commit.metadata is not None:
+            raise fail("changes the table's metadata or properties")
+        listed = rec.get("files", [])
+        if sorted(a.get("path") for a in commit.adds) != sorted(f.get("path") for f in listed):
+            raise fail("adds other files than its record lists")
+        entries.extend(listed)
+        prev = rec["digest"]
+    return entries
+
+
+def check_data_file(root: Path, entry: dict[str, Any]) -> Path:
+    """Check a data file against its record entry (size, then SHA-256); return its path.
+
+    Raises :class:`~eventkit.exceptions.CorruptionError` naming the file when it is
+    missing, of another size, or hashes differently. A file that passed once in
+    this process is not hashed again while its size, mtime, ctime and inode stay
+    the same (any rewrite changes its ctime).
+    """
+    path = root / entry["path"]
+    try:
+        st = path.stat()
+    except OSError as exc:
+        msg = f"{root}: data file {entry['path']} is missing or unreadable ({exc})"
+        raise CorruptionError(msg, path=str(root), file=str(path)) from None
+    if st.st_size != entry.get("bytes"):
+        msg = (f"{root}: data file {entry['path']} is damaged: {st.st_size:,} bytes instead of "
+               f"the {entry.get('bytes'):,} recorded")
+        raise CorruptionError(msg, path=str(root), file=str(path))
+    key = _stat_key(path, st)
+    if _VERIFIED.get(key) == entry.get("sha256"):
+        return path
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        msg = f"{root}: data file {entry['path']} is unreadable ({exc})"
+        raise CorruptionError(msg, path=str(root), file=str(path)) from None
+    if digest != entry.get("sha256"):
+        msg = (f"{root}: data file {entry['path']} is damaged or was changed: its SHA-256 "
+               "differs from the one recorded")
+        raise CorruptionError(msg, path=str(root), file=str(path))
+    remember_verified(path, digest, st)
+    return path
+
+
+def remember_verified(path: Path, digest: str, st: os.stat_result | None = None) -> None:
+    """Record that ``path`` hashes to ``digest`` (see :func:`check_data_file`).
+
+    ``st`` is the file's stat taken before hashing; nothing is recorded when the
+    file changed since.
+    """
+    key = _stat_key(path, path.stat())
+    if st is not None and key != _stat_key(path, st):
+        return
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[key] = digest
+
+
+def _stat_key(path: Path, st: os.stat_result) -> tuple[str, int, int, int, int, int]:
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+            st.st_dev)
 
 
 @dataclass
@@ -265,11 +391,14 @@ def _check_file(
     if path.stat().st_size != entry.get("bytes"):
         report.problems.append(f"{where}: data file {rel} was changed (size differs)")
         return
+    st = path.stat()
     digest = sha256_file(path, on_bytes=on_bytes)
     report.files_checked += 1
-    report.bytes_checked += path.stat().st_size
+    report.bytes_checked += st.st_size
     if digest != entry.get("sha256"):
         report.problems.append(f"{where}: data file {rel} was changed (SHA-256 differs)")
+    else:
+        remember_verified(path, digest, st)
 
 
 def _stray_files(root: Path, referenced: set[str]) -> Iterator[str]:
