@@ -170,3 +170,12 @@ def test_cli_as_of_and_restatements(sample_archive: Path) -> None:
     lines = restated.splitlines()
     assert lines[0].startswith("account_id,instant,event_id,event_type,amount")
     assert len(lines) > 1
+
+
+@settings(FAST, max_examples=60)
+@given(events=event_streams(), rules=RULES, pick=st.sets(st.integers(0, 6), max_size=3))
+def test_replaying_some_keys_equals_filtering_the_full_replay(events: pl.DataFrame, rules: str,
+                                                              pick: set[int]) -> None:
+    some = replay(events, rules, keys=sorted(pick)).history.collect()
+    full = replay(events, rules).history.filter(pl.col("account_id").is_in(sorted(pick)))
+    assert_frame_equal(some, full.collect())
