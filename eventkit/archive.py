@@ -395,9 +395,12 @@ class EventArchive:
         except BaseException as exc:
             if not record or not self._committed(version, record):
                 _remove(written)
-                if isinstance(exc, CommitFailedError):
+                # another writer took the version (its clean-up may even have removed
+                # our files while we wrote them, see _clean_interrupted)
+                taken = ledger.log_path(self.path, version).exists()
+                if isinstance(exc, CommitFailedError) or (isinstance(exc, Exception) and taken):
                     msg = (f"another writer committed version {version} first; nothing was "
-                           f"written, retry the append ({exc})")
+                           f"written, retry the append ({type(exc).__name__}: {exc})")
                     raise AppendConflictError(msg, path=str(self.path)) from None
                 raise
             if not isinstance(exc, Exception):  # interrupted after the commit landed: keep it
@@ -406,8 +409,8 @@ class EventArchive:
         commit_file = ledger.log_path(self.path, version)
         _fsync(commit_file)
         _fsync(commit_file.parent)
-        for _, intent in written:
-            intent.unlink()
+        for _, intent in written:  # (a writer without the lock may have cleaned it already)
+            intent.unlink(missing_ok=True)
         return AppendReceipt(version, batch_id, rows.height, start,
                              start + rows.height - 1, record["digest"])
 
