@@ -312,7 +312,8 @@ def verify_log(
         report.version = commit.version
         where = f"commit {commit.version}"
         if commit.error is not None:
-            report.problems.append(f"{where}: unreadable commit file ({commit.error})")
+            report.problems.append(f"{where}: unreadable commit file "
+                                   f"{log_path(root, commit.version).name} ({commit.error})")
             continue
         rec = commit.record
         if rec is None:
