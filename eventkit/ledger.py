@@ -308,6 +308,7 @@ def verify_log(
         report.problems.append(f"commit {missing}: file {log_path(root, missing).name} is missing")
     prev = GENESIS
     referenced: set[str] = set()
+    digests: dict[str, int] = {}
     for commit in (read_commit(root, v) for v in versions):
         report.version = commit.version
         where = f"commit {commit.version}"
@@ -325,6 +326,7 @@ def verify_log(
         if chain_digest(rec.get("prev", ""), rec) != rec.get("digest"):
             report.problems.append(f"{where}: record altered (digest does not recompute)")
         prev = rec.get("digest", "")
+        digests.setdefault(prev, commit.version)
         if commit.removes:
             report.problems.append(f"{where}: removes {list(commit.removes)} from an "
                                    "append-only archive")
@@ -354,8 +356,16 @@ def verify_log(
         report.problems.append(f"file {rel} is not part of any commit (added behind the "
                                "archive's back)")
     if expect is not None and expect != report.head:
-        report.problems.append(f"head digest {report.head} differs from the expected {expect} "
-                               "(the chain was rewritten or the archive rolled back)")
+        if expect in digests:
+            later = report.version - digests[expect]
+            report.problems.append(
+                f"head digest {report.head} differs from the expected {expect}: that was the "
+                f"head at commit {digests[expect]}, {later} commit(s) were appended since "
+                "(check that they are yours, then save the new head)")
+        else:
+            report.problems.append(
+                f"head digest {report.head} differs from the expected {expect} (the chain was "
+                "rewritten or the archive rolled back)")
     return report
 
 
