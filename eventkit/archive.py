@@ -245,12 +245,17 @@ class EventArchive:
         ``batch_id`` makes a retry idempotent: a batch id stored before is not
         stored again (the first receipt comes back with ``duplicate=True``).
         """
-        batch = events.collect() if isinstance(events, pl.LazyFrame) else events
         source = f"batch {batch_id}" if batch_id else "appended batch"
+        if batch_id is not None and not (
+                isinstance(batch_id, str) and 0 < len(batch_id.encode()) <= MAX_ID_BYTES):
+            msg = f"batch_id must be non-empty text of at most {MAX_ID_BYTES} bytes"
+            raise ValidationError(msg, source="appended batch")
+        batch = _collect_batch(events, source)
         _check_batch_columns(batch, mapping, recorded_at, source)
         if batch.height == 0:
             msg = "empty batch: nothing to append"
             raise ValidationError(msg, source=source)
+        batch = _check_raw_types(batch, ColumnMapping.parse(mapping), source)
         framed = batch.lazy().with_columns(
             pl.lit(source).alias(SOURCE_COL), pl.int_range(pl.len()).alias(ROW_COL)
         )
@@ -259,7 +264,7 @@ class EventArchive:
         conformed.validate(source=source)
         rows = conformed.events.drop(SOURCE_COL, ROW_COL).collect()
 
-        _check_sizes(rows, source)
+        _check_values(rows, source, check_recorded_at=recorded_at == "keep")
 
         with self._lock():
             commits = ledger.read_log(self.path)
@@ -483,6 +488,11 @@ def _check_batch_columns(
     if recorded_at == "keep" and m.source_name("recorded_at") not in names:
         msg = "recorded_at='keep' needs a recorded_at column"
         raise SchemaError(msg, source=source, column="recorded_at")
+    for canonical, name in m.columns.items():
+        if name not in names:
+            msg = (f"missing column {canonical!r} (mapped from {name!r}); the batch has "
+                   f"{sorted(names)}")
+            raise SchemaError(msg, source=source, column=canonical)
     known = {m.source_name(c) for c in CANONICAL_SCHEMA}
     extra = sorted(names - known)
     if extra:
@@ -490,15 +500,97 @@ def _check_batch_columns(
         raise SchemaError(msg, source=source, column=extra[0])
 
 
-def _check_sizes(rows: pl.DataFrame, source: str) -> None:
-    """Ids and types are keys, not documents: refuse absurd lengths before storing them."""
-    for column, limit in (("event_id", MAX_ID_BYTES), ("event_type", MAX_TYPE_BYTES)):
-        lengths = rows[column].str.len_bytes()
-        longest = lengths.max()
-        if longest is not None and longest > limit:  # type: ignore[operator]
-            row = int(lengths.arg_max())  # type: ignore[arg-type]
-            msg = f"{column} is {longest:,} bytes long; an archive stores at most {limit} bytes"
-            raise ValidationError(msg, source=source, column=column, row=row)
+def _collect_batch(events: pl.DataFrame | pl.LazyFrame, source: str) -> pl.DataFrame:
+    if isinstance(events, pl.DataFrame):
+        return events
+    if not isinstance(events, pl.LazyFrame):
+        msg = f"expected a Polars DataFrame or LazyFrame, not {type(events).__name__}"
+        raise SchemaError(msg, source=source)
+    try:
+        return events.collect()
+    except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException) as exc:
+        text = str(exc).strip()
+        msg = f"cannot read the batch: {text.splitlines()[0] if text else type(exc).__name__}"
+        raise SchemaError(msg, source=source) from None
+
+
+_TEXT_COLUMNS = ("event_id", "event_type")
+_INT_COLUMNS = ("account_id", "amount", "counterparty_id")
+_INT64_MAX = 2**63 - 1
+
+
+def _check_raw_types(batch: pl.DataFrame, mapping: ColumnMapping, source: str) -> pl.DataFrame:
+    """Refuse column types no conversion makes sense of, before they reach the checks.
+
+    Nested values (lists, structs) are refused; bytes (Binary) in a text column
+    must be valid UTF-8 (then they are read as text); unsigned integers must fit
+    in Int64.
+    """
+    for canonical in CANONICAL_SCHEMA:
+        name = mapping.source_name(canonical)
+        if name not in batch.columns:
+            continue
+        column = batch[name]
+        dtype = column.dtype
+        if dtype.is_nested() or dtype == pl.Object:
+            msg = f"column holds {dtype} values; expected {CANONICAL_SCHEMA[canonical]}"
+            raise SchemaError(msg, source=source, column=canonical)
+        if dtype == pl.Binary and canonical in _TEXT_COLUMNS:
+            try:
+                text = column.cast(pl.String)
+            except pl.exceptions.PolarsError:
+                row = next(i for i, v in enumerate(column) if v is not None and not _utf8(v))
+                msg = f"bytes that are not UTF-8 text: {column[row][:80]!r}"
+                raise ValidationError(msg, source=source, column=canonical, row=row) from None
+            batch = batch.with_columns(text.alias(name))
+        if dtype == pl.UInt64 and canonical in _INT_COLUMNS:
+            bad = (column > _INT64_MAX).arg_true()
+            if len(bad):
+                row = int(bad[0])
+                msg = f"value too large for a 64-bit integer: {column[row]}"
+                raise ValidationError(msg, source=source, column=canonical, row=row)
+    return batch
+
+
+def _utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+#: Valid and transaction times must fall in 1900 .. 2200 (a wrong unit or a sentinel
+#: such as 9999-12-31 otherwise): the same plausible range the loaders use for epochs.
+_TIME_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+
+
+def _check_values(rows: pl.DataFrame, source: str, *, check_recorded_at: bool) -> None:
+    """What the archive refuses beyond the canonical checks, before storing anything."""
+    checks: list[tuple[str, pl.Expr, str]] = [
+        ("event_id", pl.col("event_id").str.len_bytes() == 0, "empty event_id"),
+        ("event_id", pl.col("event_id").str.len_bytes() > MAX_ID_BYTES,
+         f"event_id longer than {MAX_ID_BYTES} bytes (ids are keys, not documents)"),
+        ("event_type", pl.col("event_type").str.len_bytes() > MAX_TYPE_BYTES,
+         f"event_type longer than {MAX_TYPE_BYTES} bytes"),
+        ("rate", pl.col("rate").is_nan() | pl.col("rate").is_infinite(),
+         "rate is NaN or infinite"),
+        ("event_time", ~pl.col("event_time").is_between(*_TIME_RANGE, closed="left"),
+         "event_time outside 1900-2200 (a wrong unit or a placeholder date?)"),
+    ]
+    if check_recorded_at:
+        checks.append(("recorded_at", pl.col("recorded_at") < _TIME_RANGE[0],
+                       "recorded_at before 1900"))
+    found = rows.select(pl.col(c).filter(bad.fill_null(value=False)).len().alias(str(i))
+                        for i, (c, bad, _) in enumerate(checks)).row(0)
+    for (column, bad, problem), count in zip(checks, found, strict=True):
+        if count:
+            row = int(rows.select(bad.fill_null(value=False).arg_true().first()).item())
+            value = rows[column][row]
+            shown = f"{len(value.encode()):,} bytes" if isinstance(value, str) and \
+                len(value) > 80 else repr(value)
+            raise ValidationError(f"{problem}: {shown}", source=source, column=column,
+                                  row=row)
 
 
 def _read_files(root: Path, entries: list[dict[str, Any]]) -> pl.LazyFrame:
