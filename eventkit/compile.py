@@ -129,17 +129,20 @@ class _PolarsBuilder:
 class Program:
     """Rule programs of all handlers, and the layout of state and columns.
 
-    ``event_types[t]`` is handled by ``code[prog[t]:prog[t + 1]]`` (instruction
-    numbers; ``code`` holds (opcode, argument) pairs). ``int_fields`` and
-    ``float_fields`` name the state slots (enum fields are int slots holding
-    value codes); ``int_columns`` and ``float_columns`` the event columns read.
-    ``violations[c - 1]`` explains violation code ``c``.
+    ``event_types[t]`` is handled by ``code[prog[t]:prog[t + 1]]``: instructions,
+    one row (opcode, a, b, c) each (see :mod:`eventkit.kernels`); an event it
+    refuses gets violation code ``refusal[t]``, explained by
+    ``violations[refusal[t] - 1]``. ``int_fields`` and ``float_fields`` name the
+    state fields (enum fields are int fields holding value codes); in a key's
+    state row, int field ``i`` is slot ``i`` and float field ``j`` slot
+    ``len(int_fields) + j``. ``int_columns`` and ``float_columns`` are the event
+    columns read; ``consts_f`` the float constants.
     """
 
     event_types: tuple[str, ...]
     code: np.ndarray
     prog: np.ndarray
-    consts_i: np.ndarray
+    refusal: np.ndarray
     consts_f: np.ndarray
     int_fields: tuple[str, ...]
     float_fields: tuple[str, ...]
@@ -152,7 +155,15 @@ class Program:
 
 
 def compile_program(checked: CheckedRules) -> Program:
-    """Compile every handler of ``checked`` into one rule program."""
+    """Compile every handler of ``checked`` into one rule program.
+
+    A handler's program checks its requirement, then assigns its fields. All
+    new values come from the old state (simultaneous assignment): a value that
+    reads another assigned field is computed before any field is stored; one
+    that reads no field but its own target (``balance + amount``) is computed
+    and stored last, in place. A requirement or an in-place assignment of a
+    common form becomes one fused instruction (:func:`fuse`).
+    """
     fields = checked.fields
     int_fields = tuple(n for n, f in fields.items() if f.type in ("int", "enum"))
     float_fields = tuple(n for n, f in fields.items() if f.type == "float")
@@ -162,50 +173,60 @@ def compile_program(checked: CheckedRules) -> Program:
     float_columns = tuple(sorted(c for c in used if checked.scope.columns[c] == "float"))
     asm = _Assembler(checked, int_fields, float_fields, int_columns, float_columns)
     event_types = tuple(checked.assignments)
+    code: list[Instruction] = []
     prog = [0]
+    refusal = []
     violations: list[str] = []
     params = checked.scope.params
     for event_type in event_types:
+        refusal.append(0)
         requirement = checked.requirements[event_type]
         if requirement is not None:
             test = fold_constants(requirement.node, params, checked)
             if not (isinstance(test, ast.Constant) and test.value):  # not always met
                 asm.emit_expr(test, None)
+                asm.emit(K.REQUIRE)
+                code += fuse(asm.take())
                 violations.append(f"{event_type} requires {requirement.text}")
-                asm.emit(K.REQUIRE, len(violations))
-        # Evaluate every new value from the old state first, then store them all
-        # (in reverse: each store pops its stack): simultaneous assignment, no copy.
-        stores = []
+                refusal[-1] = len(violations)
+        computed, in_place = [], []
         for target, expr in checked.assignments[event_type]:
             node = fold_constants(expr.node, params, checked)
             if isinstance(node, ast.Name) and node.id == target:
                 continue  # the field keeps its value
-            field = fields[target]
-            want = "float" if field.type == "float" else "int"
-            asm.emit_expr(node, field if field.type == "enum" else None, want=want)
-            stores.append((K.STORE_F, float_fields.index(target)) if field.type == "float"
-                          else (K.STORE_I, int_fields.index(target)))
-        if len(stores) > _STACK // 4:
+            reads = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in fields}
+            (in_place if reads <= {target} else computed).append((target, node))
+        if len(computed) > _STACK // 4:
             msg = f"rule on {event_type} assigns more than {_STACK // 4} fields"
             raise RuleError(msg)
-        for op, slot in reversed(stores):
-            asm.emit(op, slot)
-        prog.append(len(asm.code) // 2)
+        # Values that read other fields first, then their stores (in reverse: each store
+        # pops its stack), then each value that reads no field but its own, stored at once:
+        # no field is stored before every value that reads it is computed.
+        for target, node in computed:
+            asm.emit_value(target, node)
+        for target, _ in reversed(computed):
+            asm.emit_store(target)
+        code += asm.take()
+        for target, node in in_place:
+            asm.emit_value(target, node)
+            asm.emit_store(target)
+            code += fuse(asm.take())
+        prog.append(len(code))
     interest = np.array([0, 0, -1, -1, 0], np.int64)
     if checked.rules.interest is not None:
         spec = checked.rules.interest
         interest = np.array([
             1,
-            int_fields.index(spec.balance_field),
-            int_fields.index(spec.posted_field) if spec.posted_field else -1,
-            float_fields.index(spec.account_rate_field) if spec.account_rate_field else -1,
+            asm.slot(spec.balance_field),
+            asm.slot(spec.posted_field) if spec.posted_field else -1,
+            asm.slot(spec.account_rate_field) if spec.account_rate_field else -1,
             K.ROUND_MODES.index(spec.rounding),
         ], np.int64)
     return Program(
         event_types=event_types,
-        code=np.array(asm.code, np.int64),
+        code=np.array(code, np.int64).reshape(-1, 4),
         prog=np.array(prog, np.int64),
-        consts_i=np.array(asm.consts_i or [0], np.int64),
+        refusal=np.array(refusal, np.int32),
         consts_f=np.array(asm.consts_f or [0.0], np.float64),
         int_fields=int_fields,
         float_fields=float_fields,
@@ -216,6 +237,52 @@ def compile_program(checked: CheckedRules) -> Program:
         interest=interest,
         violations=tuple(violations),
     )
+
+
+Instruction = tuple[int, int, int, int]
+
+# Instruction sequences, and the fused instruction doing the same: a pattern's names
+# ("f", "c", "o") match any operand, the same one wherever a name repeats.
+_FUSED: tuple[tuple[tuple[tuple[int, str], ...], tuple[int, str, str, str]], ...] = (
+    (((K.FIELD_I, "f"), (K.PUSH_I, "c"), (K.CMP_I, "o"), (K.REQUIRE, "")),
+     (K.REQ_FIELD_I, "f", "c", "o")),
+    (((K.FIELD_I, "f"), (K.COL_I, "c"), (K.ADD_I, ""), (K.STORE_I, "f")),
+     (K.ADD_COL_I, "f", "c", "")),
+    (((K.COL_I, "c"), (K.FIELD_I, "f"), (K.ADD_I, ""), (K.STORE_I, "f")),
+     (K.ADD_COL_I, "f", "c", "")),
+    (((K.FIELD_I, "f"), (K.COL_I, "c"), (K.SUB_I, ""), (K.STORE_I, "f")),
+     (K.SUB_COL_I, "f", "c", "")),
+    (((K.FIELD_I, "f"), (K.PUSH_I, "c"), (K.ADD_I, ""), (K.STORE_I, "f")),
+     (K.ADD_K_I, "f", "c", "")),
+    (((K.PUSH_I, "c"), (K.FIELD_I, "f"), (K.ADD_I, ""), (K.STORE_I, "f")),
+     (K.ADD_K_I, "f", "c", "")),
+    (((K.PUSH_I, "c"), (K.STORE_I, "f")), (K.SET_K_I, "f", "c", "")),
+    (((K.COL_I, "c"), (K.STORE_I, "f")), (K.SET_COL_I, "f", "c", "")),
+    (((K.PUSH_F, "c"), (K.STORE_F, "f")), (K.SET_K_F, "f", "c", "")),
+    (((K.COL_F, "c"), (K.STORE_F, "f")), (K.SET_COL_F, "f", "c", "")),
+)
+
+
+def fuse(code: list[Instruction]) -> list[Instruction]:
+    """A whole requirement or assignment as one fused instruction, when it has a common form.
+
+    ``code`` is one unit (it starts and ends with empty stacks); it is replaced
+    only if a pattern of :data:`_FUSED` matches all of it, so fused
+    instructions always stand where the stacks are empty (the interpreter
+    relies on it).
+
+    >>> fuse([(K.FIELD_I, 0, 0, 0), (K.COL_I, 2, 0, 0), (K.SUB_I, 0, 0, 0),
+    ...       (K.STORE_I, 0, 0, 0)]) == [(K.SUB_COL_I, 0, 2, 0)]
+    True
+    """
+    for pattern, (op, *operands) in _FUSED:
+        if len(pattern) != len(code):
+            continue
+        bound: dict[str, int] = {}
+        if all(got[0] == want and (not name or bound.setdefault(name, got[1]) == got[1])
+               for (want, name), got in zip(pattern, code, strict=True)):
+            return [(op, *(bound.get(name, 0) for name in operands))]  # type: ignore[list-item]
+    return code
 
 
 def fold_constants(node: ast.expr, params: Mapping[str, int | float],
@@ -331,13 +398,33 @@ class _Assembler:
         self.checked = checked
         self.int_fields, self.float_fields = int_fields, float_fields
         self.int_columns, self.float_columns = int_columns, float_columns
-        self.code: list[int] = []
-        self.consts_i: list[int] = []
+        self.code: list[Instruction] = []
         self.consts_f: list[float] = []
         self.depth = 0
 
     def emit(self, op: int, arg: int = 0) -> None:
-        self.code += [op, arg]
+        self.code.append((op, arg, 0, 0))
+
+    def take(self) -> list[Instruction]:
+        """The code emitted since the last call."""
+        code, self.code = self.code, []
+        return code
+
+    def slot(self, field: str) -> int:
+        """The field's slot in a key's state row: int fields, then float fields."""
+        if field in self.float_fields:
+            return len(self.int_fields) + self.float_fields.index(field)
+        return self.int_fields.index(field)
+
+    def emit_value(self, target: str, node: ast.expr) -> None:
+        """Code leaving the new value of field ``target`` on its stack."""
+        field = self.checked.fields[target]
+        want = "float" if field.type == "float" else "int"
+        self.emit_expr(node, field if field.type == "enum" else None, want=want)
+
+    def emit_store(self, target: str) -> None:
+        self.emit(K.STORE_F if self.checked.fields[target].type == "float" else K.STORE_I,
+                  self.slot(target))
 
     def emit_expr(self, node: ast.expr, enum: Field | None, *, want: str = "int") -> None:
         got = self.visit(node, enum)
@@ -349,8 +436,7 @@ class _Assembler:
             self.consts_f.append(value)
             self.emit(K.PUSH_F, len(self.consts_f) - 1)
             return "float"
-        self.consts_i.append(int(value))
-        self.emit(K.PUSH_I, len(self.consts_i) - 1)
+        self.emit(K.PUSH_I, int(value))  # the value itself
         return "int"
 
     def visit(self, node: ast.expr, enum: Field | None) -> str:  # noqa: PLR0911, C901, PLR0912
@@ -429,9 +515,9 @@ class _Assembler:
             return self.push_const(scope.params[name])
         if name in scope.fields:
             if name in self.float_fields:
-                self.emit(K.FIELD_F, self.float_fields.index(name))
+                self.emit(K.FIELD_F, self.slot(name))
                 return "float"
-            self.emit(K.FIELD_I, self.int_fields.index(name))
+            self.emit(K.FIELD_I, self.slot(name))
             return "int"
         if name in self.float_columns:
             self.emit(K.COL_F, self.float_columns.index(name))

@@ -5,21 +5,25 @@ Steps, none of them a Python loop over events:
 1. take the bank's own events (account 0) aside: they feed the rate table;
 2. map keys to dense codes;
 3. find the keys whose log order is not their valid-time order (late
-   corrections, ties decided by seq); only their events get sorted;
+   corrections, ties decided by seq); only their events get sorted, and are
+   visited in that order where the log has them
+   (:func:`eventkit.kernels.visiting_order`); every other key is folded in log
+   order, with no sort at all;
 4. linear rules: compute each event's effect column-wise in Polars, then a
    compiled running sum / forward fill per key; other rules: one compiled pass
-   of the rule program (:func:`eventkit.kernels.run_rules`). Every other key is
-   folded in log order, with no sort at all;
+   of the rule program (:func:`eventkit.kernels.run_rules`);
 5. attach the state after each event to the events, in their original order.
 """
 
 from __future__ import annotations
 
 import ast
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from eventkit import kernels as K
 from eventkit.compile import compile_program, polars_expr
@@ -60,38 +64,53 @@ def fold(events: pl.DataFrame, checked: CheckedRules) -> Fold:
     keys, n_keys = _dense(events[key])
     times = events["event_time"].dt.epoch("us").to_numpy()
     seqs = events["seq"].to_numpy()
-    handled = {t: i for i, t in enumerate(checked.assignments)}
-    types = events["event_type"].replace_strict(handled, default=-1, return_dtype=pl.Int32)
-    passes = _passes(keys, times, seqs, n_keys)
+    types = _type_codes(events["event_type"], tuple(checked.assignments))
+    order = K.visiting_order(keys, times, seqs, n_keys)
     if checked.linear:
-        state = _fold_linear(events, checked, passes, keys, n_keys, types.to_numpy())
+        state = _fold_linear(events, checked, order, keys, n_keys, types)
     else:
-        state = _fold_program(events, checked, passes, keys, n_keys, types.to_numpy(), times,
-                              rate_times, rate_rates)
+        state = _fold_program(events, checked, order, keys, n_keys, types, times, rate_times,
+                              rate_rates)
     return Fold(events.hstack(state), keys, n_keys, times, seqs)
 
 
-@dataclass(frozen=True)
-class _Passes:
-    """The two passes of a fold.
+def _type_codes(column: pl.Series, names: tuple[str, ...]) -> np.ndarray:
+    """Per row: ``i`` where the string is ``names[i]``, -1 for any other string or null.
 
-    First every event in log order except those of the ``disordered`` keys
-    (whose log order is not their valid-time order); then those keys' events,
-    ``sorted`` by (key, time, seq).
+    Reads Polars' strings in place (Arrow's string-view layout, see
+    :func:`eventkit.kernels.type_codes`): no string is hashed or copied.
     """
+    chunks = pa.chunked_array(column)  # Polars' own buffers, not a copy
+    if chunks.type != pa.string_view() or sys.byteorder != "little":
+        handled = {name: i for i, name in enumerate(names)}
+        return column.replace_strict(handled, default=-1, return_dtype=pl.Int32).to_numpy()
+    out = np.empty(column.len(), np.int32)
+    table = _view_table(names)
+    at = 0
+    for chunk in chunks.chunks:
+        _, views, *buffers = chunk.buffers()
+        rows = np.frombuffer(views, np.int64).reshape(-1, 2)[chunk.offset:][:len(chunk)]
+        # the data buffers one after the other (a few long strings; short ones are inline)
+        data = np.frombuffer(b"".join(b"" if b is None else b.to_pybytes() for b in buffers),
+                             np.uint8)
+        starts = np.cumsum([0] + [0 if b is None else b.size for b in buffers], dtype=np.int64)
+        K.type_codes(rows, data, starts, table, out[at:at + len(chunk)])
+        if chunk.null_count:
+            out[at:at + len(chunk)][chunk.is_null().to_numpy(zero_copy_only=False)] = -1
+        at += len(chunk)
+    return out
 
-    disordered: np.ndarray  # bool per key code
-    sorted: np.ndarray  # rows
 
-    @property
-    def in_log_order(self) -> np.ndarray:
-        """The first pass's positions: empty, meaning "all rows, in order"."""
-        return np.zeros(0, np.int64)
-
-
-def _passes(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, n_keys: int) -> _Passes:
-    disordered = K.disordered_keys(keys, times, seqs, n_keys)
-    return _Passes(disordered, K.rows_in_time_order(disordered, keys, times, seqs))
+def _view_table(names: tuple[str, ...]) -> np.ndarray:
+    """``names`` as :func:`eventkit.kernels.type_codes` wants them: 16-byte views, then bytes."""
+    encoded = [n.encode() for n in names]
+    width = max((len(b) for b in encoded), default=0)
+    table = np.zeros((len(names), 2 + width), np.int64)
+    for i, b in enumerate(encoded):
+        head = len(b).to_bytes(4, "little") + b[:12].ljust(12, b"\0")
+        table[i, :2] = np.frombuffer(head, np.int64)
+        table[i, 2:2 + len(b)] = list(b)
+    return table
 
 
 def _dense(column: pl.Series) -> tuple[np.ndarray, int]:
@@ -135,7 +154,7 @@ def rate_cumulative(rate_times: np.ndarray, rate_rates: np.ndarray) -> np.ndarra
     return cum
 
 
-def _fold_linear(events: pl.DataFrame, checked: CheckedRules, passes: _Passes,
+def _fold_linear(events: pl.DataFrame, checked: CheckedRules, order: np.ndarray,
                  keys: np.ndarray, n_keys: int, types: np.ndarray) -> list[pl.Series]:
     """Each event's effect computed column-wise in Polars, then a compiled running fold.
 
@@ -171,17 +190,16 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules, passes: _Passes,
             kind, terms, term_of, sign_of = plans[name]
             matrix = np.stack([columns[f"{name}#{j}"].to_numpy() for j in range(len(terms))])
             values = np.empty(events.height, dtype)
-            for positions in (passes.in_log_order, passes.sorted):
-                K.fold_terms(positions, passes.disordered, keys, n_keys, types, term_of,
-                             sign_of, matrix, initial, kind == "add", values)
+            K.fold_terms(order, keys, n_keys, types, term_of, sign_of, matrix, initial,
+                         kind == "add", values)
         else:
             values = np.full(events.height, initial, dtype)
         out.append(_state_series(name, field, values))
     return out
 
 
-def _fold_program(events: pl.DataFrame, checked: CheckedRules, passes: list[np.ndarray],
-                  keys: np.ndarray, n_keys: int, type_codes: np.ndarray, times: np.ndarray,
+def _fold_program(events: pl.DataFrame, checked: CheckedRules, order: np.ndarray,
+                  keys: np.ndarray, n_keys: int, types: np.ndarray, times: np.ndarray,
                   rate_times: np.ndarray, rate_rates: np.ndarray) -> list[pl.Series]:
     """One compiled pass of the rule program over the events (see module docstring)."""
     program = compile_program(checked)
@@ -191,20 +209,10 @@ def _fold_program(events: pl.DataFrame, checked: CheckedRules, passes: list[np.n
     out_i = np.empty((program.init_i.shape[0], n), np.int64)
     out_f = np.empty((program.init_f.shape[0], n), np.float64)
     viol = np.empty(n, np.int32)
-    rates = (rate_times, rate_rates, rate_cumulative(rate_times, rate_rates))
-
-    def run(positions: np.ndarray, keys: np.ndarray, types: np.ndarray, times: np.ndarray,
-            icols: np.ndarray, fcols: np.ndarray, out_rows: np.ndarray) -> None:
-        K.run_rules(positions, passes.disordered, keys, n_keys, types, times, icols, fcols,
-                    program.code, program.prog, program.consts_i, program.consts_f,
-                    program.init_i, program.init_f, program.interest, *rates, out_rows, out_i,
-                    out_f, viol)
-
-    run(passes.in_log_order, keys, type_codes, times, icols, fcols, np.zeros(0, np.int64))
-    rows = passes.sorted
-    if rows.size:  # these keys' events gathered in order: a sequential pass, results to rows
-        run(np.arange(rows.size, dtype=np.int64), keys[rows], type_codes[rows], times[rows],
-            np.take(icols, rows, axis=1), np.take(fcols, rows, axis=1), rows)
+    refused = K.run_rules(order, keys, n_keys, types, times, icols, fcols, program.code,
+                          program.prog, program.refusal, program.consts_f, program.init_i,
+                          program.init_f, program.interest, rate_times, rate_rates,
+                          rate_cumulative(rate_times, rate_rates), out_i, out_f, viol)
     out = []
     for name, field in checked.fields.items():
         if field.type == "float":
@@ -213,9 +221,19 @@ def _fold_program(events: pl.DataFrame, checked: CheckedRules, passes: list[np.n
             values = out_i[program.int_fields.index(name)]
         out.append(_state_series(name, field, values))
     if any(r is not None for r in checked.requirements.values()):
-        reasons = pl.Series("violation", [None, *program.violations], dtype=pl.String)
-        out.append(reasons.gather(pl.Series(viol)).alias("violation"))
+        out.append(_violations(viol, refused, program.violations))
     return out
+
+
+def _violations(viol: np.ndarray, refused: int, reasons: tuple[str, ...]) -> pl.Series:
+    """The violation column: null where code 0 (folded), else the reason for the code."""
+    column = pl.Series("violation", [None, *reasons], dtype=pl.String)
+    if refused > viol.shape[0] // 16:
+        return column.gather(pl.Series(viol))
+    # few refusals: set them in a column of nulls (cheaper than gathering every row)
+    rows = np.flatnonzero(viol)
+    nulls = pl.Series("violation", [], dtype=pl.String).extend_constant(None, viol.shape[0])
+    return nulls.scatter(rows, column.gather(pl.Series(viol[rows])))
 
 
 def _matrix(events: pl.DataFrame, names: tuple[str, ...], dtype: pl.DataType,

@@ -1,78 +1,116 @@
 """Compiled passes over event arrays (numba): running folds and the rule interpreter.
 
-Nothing here loops over events in Python. Every fold walks events in the order
-given by ``positions`` and keeps each key's state in an array indexed by the
-key's dense code, so a pass in log order reads the events sequentially and the
-state from cache. A key whose events are not in valid-time order in the log
-(a late correction) is found by :func:`disordered_keys` and folded again,
-alone, in sorted order.
+Nothing here loops over events in Python. Every fold visits events in the
+order :func:`visiting_order` gives (log order, except for keys whose log order
+is not their valid-time order) and keeps each key's state in an array row
+indexed by the key's dense code, so events are read nearly sequentially and
+the state row of an event a few events ahead is prefetched into the cache.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-__all__ = ["disordered_keys", "fold_terms", "last_at", "rows_in_time_order", "run_rules"]
+__all__ = ["fold_terms", "last_at", "run_rules", "type_codes", "visiting_order"]
 
 _OPTS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
-# Opcodes of the rule program: (opcode, argument) pairs in an int64 array.
-PUSH_I, PUSH_F, FIELD_I, FIELD_F, COL_I, COL_F = 0, 1, 2, 3, 4, 5
-ADD_I, SUB_I, MUL_I, FDIV_I, MOD_I, NEG_I, ABS_I, MIN_I, MAX_I = 10, 11, 12, 13, 14, 15, 16, 17, 18
-ADD_F, SUB_F, MUL_F, DIV_F, NEG_F, ABS_F, MIN_F, MAX_F = 20, 21, 22, 23, 24, 25, 26, 27
-I2F, ROUND = 30, 31
-CMP_I, CMP_F = 40, 41
-AND, OR, NOT = 50, 51, 52
-SEL_I, SEL_F = 60, 61
-STORE_I, STORE_F = 70, 71
-REQUIRE = 80
+# Opcodes of the rule program. An instruction is a row (opcode, a, b, c) of an int64
+# array; state fields are addressed by their slot in the key's state row (see run_rules).
+# Fused instructions (made by the compiler's peephole pass from the plain ones below):
+REQ_FIELD_I = 1  # refuse the event unless int field a <cmp c> constant b
+ADD_COL_I = 2  # int field a += int column b
+SUB_COL_I = 3  # int field a -= int column b
+ADD_K_I = 4  # int field a += constant b
+SET_K_I = 5  # int field a = constant b
+SET_COL_I = 6  # int field a = int column b
+SET_K_F = 7  # float field a = float constant number b
+SET_COL_F = 8  # float field a = float column b
+# Stack instructions: loads push onto the int or the float stack (a: the value, the float
+# constant's number, the slot, the column), operators pop their operands and push the
+# result, stores pop.
+PUSH_I, PUSH_F, FIELD_I, FIELD_F, COL_I, COL_F = 10, 11, 12, 13, 14, 15
+ADD_I, SUB_I, MUL_I, FDIV_I, MOD_I, NEG_I, ABS_I, MIN_I, MAX_I = 20, 21, 22, 23, 24, 25, 26, 27, 28
+ADD_F, SUB_F, MUL_F, DIV_F, NEG_F, ABS_F, MIN_F, MAX_F = 30, 31, 32, 33, 34, 35, 36, 37
+I2F, ROUND = 40, 41  # ROUND: a = rounding mode
+CMP_I, CMP_F = 50, 51  # a = comparison
+AND, OR, NOT = 60, 61, 62
+SEL_I, SEL_F = 70, 71
+STORE_I, STORE_F = 80, 81  # a = slot
+REQUIRE = 90  # refuse the event unless the popped flag is set
 CMP_OPS = ("<", "<=", ">", ">=", "==", "!=")
 ROUND_MODES = ("round_half_even", "round_half_up", "floor", "ceil", "trunc")
 YEAR_SECONDS = 31_536_000.0
 _NO_TIME = np.iinfo(np.int64).min
+_AHEAD = 8  # prefetch the state of the event this many visits ahead
+_LINE = 8  # int64 words per cache line
+
+
+@intrinsic
+def _prefetch(typingctx, arr, i):  # noqa: ANN001, ANN202, ARG001 (numba intrinsic API)
+    """Hint the CPU to fetch item ``i`` of C-contiguous ``arr``'s flat buffer; nothing else."""
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202, ARG001
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        item = builder.gep(ary.data, [args[1]])
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        # for writing, kept in all cache levels, data (not instruction) cache
+        builder.call(fn, [builder.bitcast(item, i8p), i32(1), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.none(arr, i), codegen
 
 
 @njit(**_OPTS)
-def disordered_keys(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, n_keys: int
-                    ) -> np.ndarray:
-    """Keys with an event that comes, in the log, after a later (time, seq) of the same key."""
-    last_t = np.full(n_keys, np.iinfo(np.int64).min, np.int64)
-    last_s = np.full(n_keys, np.iinfo(np.int64).min, np.int64)
+def visiting_order(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, n_keys: int
+                   ) -> np.ndarray:
+    """Rows in an order that visits every key's events by (time, seq); empty: log order.
+
+    A key whose log order is its valid-time order (almost every key: a log is
+    written as time goes by) keeps its events where they are. A key with an
+    event that comes, in the log, after a later (time, seq) of the same key (a
+    late correction) keeps the same positions in the visiting order, but they
+    get its events in (time, seq) order: the visit stays nearly sequential.
+    Empty when no key needs that (the log order is the visiting order).
+    """
+    n = keys.shape[0]
+    last = np.full((n_keys, 2), np.iinfo(np.int64).min, np.int64)  # (time, seq) per key
     bad = np.zeros(n_keys, np.bool_)
-    for e in range(keys.shape[0]):
+    any_bad = False
+    for e in range(n):
+        if e + _AHEAD < n:
+            _prefetch(last, 2 * keys[e + _AHEAD])
         k = keys[e]
         t, q = times[e], seqs[e]
-        if t < last_t[k] or (t == last_t[k] and q < last_s[k]):
+        if t < last[k, 0] or (t == last[k, 0] and q < last[k, 1]):
             bad[k] = True
+            any_bad = True
         else:
-            last_t[k] = t
-            last_s[k] = q
-    return bad
-
-
-@njit(**_OPTS)
-def rows_in_time_order(skip: np.ndarray, keys: np.ndarray, times: np.ndarray, seqs: np.ndarray
-                       ) -> np.ndarray:
-    """Rows of the keys flagged in ``skip``, grouped by key, each key by (time, seq).
-
-    A counting sort by key keeps log order within a key, which is nearly time
-    order, so an insertion sort finishes each key's run quickly.
-    """
-    n_keys = skip.shape[0]
+            last[k, 0] = t
+            last[k, 1] = q
+    if not any_bad:
+        return np.zeros(0, np.int64)
+    # the rows of the disordered keys, grouped by key (a counting sort keeps log order)
     starts = np.zeros(n_keys + 1, np.int64)
-    for e in range(keys.shape[0]):
-        if skip[keys[e]]:
+    for e in range(n):
+        if bad[keys[e]]:
             starts[keys[e] + 1] += 1
     for k in range(n_keys):
         starts[k + 1] += starts[k]
-    rows = np.empty(starts[n_keys], np.int64)
+    slots = np.empty(starts[n_keys], np.int64)
     fill = starts[:-1].copy()
-    for e in range(keys.shape[0]):
+    for e in range(n):
         k = keys[e]
-        if skip[k]:
-            rows[fill[k]] = e
+        if bad[k]:
+            slots[fill[k]] = e
             fill[k] += 1
+    # each key's rows by (time, seq): log order is nearly time order, so insertion sort
+    rows = slots.copy()
     for k in range(n_keys):
         for j in range(starts[k] + 1, starts[k + 1]):
             row = rows[j]
@@ -82,37 +120,94 @@ def rows_in_time_order(skip: np.ndarray, keys: np.ndarray, times: np.ndarray, se
                 rows[i + 1] = rows[i]
                 i -= 1
             rows[i + 1] = row
-    return rows
+    order = np.arange(n)
+    for j in range(rows.shape[0]):
+        order[slots[j]] = rows[j]
+    return order
+
+
+# For a string of n <= 12 bytes, the bits of its view's two words that hold its length and
+# bytes (the rest should be zero, but is not read)
+_INLINE_BITS = np.array([[(1 << min(64, 32 + 8 * n)) - 1, (1 << max(0, 8 * (n - 4))) - 1]
+                         for n in range(13)], np.uint64).view(np.int64)
+_CACHE = 256  # remembered views (a power of two)
 
 
 @njit(**_OPTS)
-def fold_terms(positions: np.ndarray, skip: np.ndarray, keys: np.ndarray, n_keys: int,
-               types: np.ndarray, term_of: np.ndarray, sign_of: np.ndarray, values: np.ndarray,
-               initial: float, add: bool, out: np.ndarray) -> None:  # noqa: FBT001
-    """A linear field's running fold per key, visiting events in order.
+def type_codes(views: np.ndarray, data: np.ndarray, starts: np.ndarray, names: np.ndarray,
+               out: np.ndarray) -> None:
+    """Codes of strings in Arrow's string-view layout: ``i`` for ``names[i]``, else -1.
 
-    Visits ``positions`` in order, or, when that is empty, every event in log
-    order except those of keys flagged in ``skip``.
+    ``views`` has two int64 words per string (Arrow's 16-byte views): the byte
+    length and the first 4 bytes, then, for a string of up to 12 bytes, its
+    other 8 bytes, else the number of its data buffer and its offset there
+    (buffer ``b`` starts at ``starts[b]`` of ``data``, the buffers one after the
+    other). ``names`` holds name ``i`` as views do in row ``i``, padded with
+    zero bytes, then its bytes (one per column). A small cache remembers the
+    code of each view seen (for a long string: of its place in ``data``).
+    """
+    seen = np.full((_CACHE, 3), -1, np.int64)  # view words and code; -1: no view looks so
+    for r in range(views.shape[0]):
+        w0, w1 = views[r, 0], views[r, 1]
+        length = w0 & 0xFFFFFFFF
+        if length <= 12:
+            w0 &= _INLINE_BITS[length, 0]
+            w1 &= _INLINE_BITS[length, 1]
+        slot = ((w0 * 0x9E3779B97F4A7C15) ^ (w1 * 0xC2B2AE3D27D4EB4F)) >> 40 & (_CACHE - 1)
+        if seen[slot, 0] != w0 or seen[slot, 1] != w1:
+            seen[slot, 0], seen[slot, 1] = w0, w1
+            seen[slot, 2] = _type_code(w0, w1, length, data, starts, names)
+        out[r] = seen[slot, 2]
+
+
+@njit(**_OPTS)
+def _type_code(w0: int, w1: int, length: int, data: np.ndarray, starts: np.ndarray,
+               names: np.ndarray) -> int:
+    """The code of one view (see :func:`type_codes`; inline bytes past the string zeroed)."""
+    for i in range(names.shape[0]):
+        if w0 != names[i, 0]:  # length and first 4 bytes
+            continue
+        if length <= 12:
+            if w1 == names[i, 1]:
+                return i
+            continue
+        at = starts[w1 & 0xFFFFFFFF] + ((w1 >> 32) & 0xFFFFFFFF)
+        same = True
+        for b in range(length):
+            if data[at + b] != names[i, 2 + b]:
+                same = False
+                break
+        if same:
+            return i
+    return -1
+
+
+@njit(**_OPTS)
+def fold_terms(order: np.ndarray, keys: np.ndarray, n_keys: int, types: np.ndarray,
+               term_of: np.ndarray, sign_of: np.ndarray, values: np.ndarray, initial: float,
+               add: bool, out: np.ndarray) -> None:  # noqa: FBT001
+    """A linear field's running fold per key, visiting events in ``order`` (empty: log order).
 
     An event of type code ``t`` uses term ``term_of[t]`` (row of ``values``; -1:
     the field is untouched): ``add`` adds ``sign_of[t]`` times it, otherwise the
-    field is set to it. ``out`` gets the value after each visited event.
+    field is set to it. ``out`` gets the value after each event.
     """
     acc = np.full(n_keys, initial, values.dtype)
-    every = positions.shape[0] == 0
-    for j in range(keys.shape[0] if every else positions.shape[0]):
-        e = j if every else positions[j]
+    every = order.shape[0] == 0
+    n = keys.shape[0]
+    for j in range(n):
+        if j + _AHEAD < n:
+            _prefetch(acc, keys[j + _AHEAD] if every else keys[order[j + _AHEAD]])
+        e = j if every else order[j]
         k = keys[e]
-        if every and skip[k]:
-            continue
         t = types[e]
         if t >= 0:
-            j = term_of[t]
-            if j >= 0:
+            i = term_of[t]
+            if i >= 0:
                 if add:
-                    acc[k] += sign_of[t] * values[j, e]
+                    acc[k] += sign_of[t] * values[i, e]
                 else:
-                    acc[k] = values[j, e]
+                    acc[k] = values[i, e]
         out[e] = acc[k]
 
 
@@ -156,17 +251,17 @@ def _round(x: float, mode: int) -> int:
 @njit(**_OPTS)
 def _cmp(op: int, a: float, b: float) -> bool:
     """Comparison ``op`` (an index into :data:`CMP_OPS`); compiled for ints and floats."""
+    if op == 4:
+        return a == b
+    if op == 5:
+        return a != b
     if op == 0:
         return a < b
     if op == 1:
         return a <= b
     if op == 2:
         return a > b
-    if op == 3:
-        return a >= b
-    if op == 4:
-        return a == b
-    return a != b
+    return a >= b
 
 
 @njit(**_OPTS)
@@ -191,35 +286,36 @@ def _integral(t: int, i: int, rt_times: np.ndarray, rt_rates: np.ndarray, rt_cum
     return rt_cum[i] + rt_rates[i] * ((t - rt_times[i]) / 1_000_000.0)
 
 
-@njit(inline="always", **_OPTS)
-def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
-             st_i: np.ndarray, st_f: np.ndarray, k: int, icols: np.ndarray, fcols: np.ndarray,
-             e: int,
-             si: np.ndarray, sf: np.ndarray) -> int:
-    """Run program ``code[a:b]`` for event ``e`` of key ``k``; return 0 or the failed requirement.
+@njit(**_OPTS)
+def _interpret(code: np.ndarray, a: int, b: int, cf: np.ndarray, st: np.ndarray,
+               stf: np.ndarray, k: int, icols: np.ndarray, fcols: np.ndarray, e: int,
+               si: np.ndarray, sf: np.ndarray) -> int:
+    """Run the stack instructions of ``code[a:b]`` from ``a`` up to the first fused one.
 
-    A program checks its requirement before it stores anything, so a refused
-    event leaves the state as it was.
+    Returns where it stopped (the fused instruction, or ``b``), or -1 when a
+    requirement failed. ``st``/``stf``: the state rows (see :func:`run_rules`);
+    ``si``/``sf``: the int and float stacks, empty at ``a`` and where it stops
+    (the compiler fuses only whole requirements and whole assignments).
     """
     ti = 0
     tf = 0
-    pc = a
-    while pc < b:
-        op = code[2 * pc]
-        arg = code[2 * pc + 1]
-        pc += 1
-        if op < 10:  # loads, most frequent first
+    for pc in range(a, b):
+        op = code[pc, 0]
+        arg = code[pc, 1]
+        if op < 10:  # fused: the caller runs it
+            return pc
+        if op < 20:  # loads
             if op == FIELD_I:
-                si[ti] = st_i[k, arg]
+                si[ti] = st[k, arg]
                 ti += 1
             elif op == COL_I:
                 si[ti] = icols[arg, e]
                 ti += 1
             elif op == PUSH_I:
-                si[ti] = ci[arg]
+                si[ti] = arg
                 ti += 1
             elif op == FIELD_F:
-                sf[tf] = st_f[k, arg]
+                sf[tf] = stf[k, arg]
                 tf += 1
             elif op == COL_F:
                 sf[tf] = fcols[arg, e]
@@ -227,7 +323,7 @@ def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
             else:
                 sf[tf] = cf[arg]
                 tf += 1
-        elif op < 20:  # integer arithmetic
+        elif op < 30:  # integer arithmetic
             if op == NEG_I:
                 si[ti - 1] = -si[ti - 1]
                 continue
@@ -250,7 +346,7 @@ def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
                 si[ti - 1] = x if x <= y else y
             else:
                 si[ti - 1] = x if x >= y else y
-        elif op < 30:  # float arithmetic
+        elif op < 40:  # float arithmetic
             if op == NEG_F:
                 sf[tf - 1] = -sf[tf - 1]
                 continue
@@ -271,7 +367,7 @@ def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
                 sf[tf - 1] = u if u <= v else v
             else:
                 sf[tf - 1] = u if u >= v else v
-        elif op < 40:  # conversions
+        elif op < 50:  # conversions
             if op == I2F:
                 ti -= 1
                 sf[tf] = float(si[ti])
@@ -280,7 +376,7 @@ def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
                 tf -= 1
                 si[ti] = _round(sf[tf], arg)
                 ti += 1
-        elif op < 50:  # comparisons
+        elif op < 60:  # comparisons
             if op == CMP_I:
                 ti -= 1
                 si[ti - 1] = 1 if _cmp(arg, si[ti - 1], si[ti]) else 0
@@ -288,14 +384,14 @@ def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
                 tf -= 2
                 si[ti] = 1 if _cmp(arg, sf[tf], sf[tf + 1]) else 0
                 ti += 1
-        elif op < 60:  # logic
+        elif op < 70:  # logic
             if op == NOT:
                 si[ti - 1] = 1 if si[ti - 1] == 0 else 0
             else:
                 ti -= 1
                 x, y = si[ti - 1] != 0, si[ti] != 0
                 si[ti - 1] = 1 if ((x and y) if op == AND else (x or y)) else 0
-        elif op < 70:  # choice
+        elif op < 80:  # choice
             if op == SEL_I:  # stack: cond, a, b
                 ti -= 2
                 si[ti - 1] = si[ti] if si[ti - 1] != 0 else si[ti + 1]
@@ -305,82 +401,116 @@ def _execute(code: np.ndarray, a: int, b: int, ci: np.ndarray, cf: np.ndarray,
                 sf[tf - 1] = sf[tf - 1] if si[ti] != 0 else sf[tf]
         elif op == STORE_I:
             ti -= 1
-            st_i[k, arg] = si[ti]
+            st[k, arg] = si[ti]
         elif op == STORE_F:
             tf -= 1
-            st_f[k, arg] = sf[tf]
+            stf[k, arg] = sf[tf]
         else:  # REQUIRE
             ti -= 1
             if si[ti] == 0:
-                return arg
-    return 0
+                return -1
+    return b
 
 
 @njit(**_OPTS)
-def run_rules(positions: np.ndarray, skip: np.ndarray, keys: np.ndarray, n_keys: int,
-              types: np.ndarray,
+def run_rules(order: np.ndarray, keys: np.ndarray, n_keys: int, types: np.ndarray,
               times: np.ndarray, icols: np.ndarray, fcols: np.ndarray, code: np.ndarray,
-              prog: np.ndarray, ci: np.ndarray, cf: np.ndarray, init_i: np.ndarray,
+              prog: np.ndarray, refusal: np.ndarray, cf: np.ndarray, init_i: np.ndarray,
               init_f: np.ndarray, interest: np.ndarray, rt_times: np.ndarray,
-              rt_rates: np.ndarray, rt_cum: np.ndarray, out_rows: np.ndarray, out_i: np.ndarray,
-              out_f: np.ndarray, viol: np.ndarray) -> None:
-    """Fold events through the rule program, visiting events in order.
+              rt_rates: np.ndarray, rt_cum: np.ndarray, out_i: np.ndarray, out_f: np.ndarray,
+              viol: np.ndarray) -> int:
+    """Fold events through the rule program, visiting them in ``order`` (empty: log order).
 
-    Visits ``positions`` in order, or, when that is empty, every event in log
-    order except those of keys flagged in ``skip``.
-
-    ``prog[t]:prog[t + 1]`` is the program of event type code ``t`` (code -1:
-    an event type the rules do not handle). ``interest`` holds
-    ``[enabled, balance slot, posted slot or -1, account-rate float slot or -1,
-    rounding mode]``. Writes the state after each event (``out_i``/``out_f``,
-    one row per field) and its violation code (0: folded) at its position, or
-    at ``out_rows[position]`` when ``out_rows`` is not empty (the inputs were
-    gathered from those rows).
+    ``code[prog[t]:prog[t + 1]]`` is the program of event type code ``t`` (code
+    -1: an event type the rules do not handle), ``cf`` its float constants; an
+    event it refuses gets violation code ``refusal[t]``. A key's state is one
+    row: its int fields (slots ``0..n_i-1``, initially ``init_i``), its float
+    fields (the next ``n_f`` slots, ``init_f``), then the time of its last event
+    and the rate integral at that time. ``interest`` holds ``[enabled, balance
+    slot, posted slot or -1, account-rate slot or -1, rounding mode]``. Writes
+    the state after each event (``out_i``/``out_f``, one row per field) and its
+    violation code (0: folded); returns the number of refused events.
     """
     n_i, n_f = init_i.shape[0], init_f.shape[0]
-    # A key's whole state in two rows (one cache line each for most rule sets): its int
-    # fields, then the time of its last event (_NO_TIME: none yet); its float fields, then the
-    # rate integral at that time.
-    prev_t, prev_integral = n_i, n_f
-    st_i = np.empty((n_keys, n_i + 1), np.int64)
-    st_f = np.empty((n_keys, n_f + 1), np.float64)
+    prev_t, prev_integral = n_i + n_f, n_i + n_f + 1
+    # rows of whole cache lines, aligned to a line: one fetch brings a key's whole state
+    width = -(-(n_i + n_f + 2) // _LINE) * _LINE
+    buf = np.empty(n_keys * width + _LINE, np.int64)
+    skip = (-buf.ctypes.data % (8 * _LINE)) // 8
+    st = buf[skip:skip + n_keys * width].reshape((n_keys, width))
+    stf = st.view(np.float64)
     for k in range(n_keys):
-        st_i[k, :n_i] = init_i
-        st_i[k, prev_t] = _NO_TIME
-        st_f[k, :n_f] = init_f
-        st_f[k, prev_integral] = 0.0
+        st[k, :n_i] = init_i
+        stf[k, n_i:n_i + n_f] = init_f
+        st[k, prev_t] = _NO_TIME
+        stf[k, prev_integral] = 0.0
     si = np.empty(64, np.int64)
     sf = np.empty(64, np.float64)
     hint = -1
     accrue, bal, posted, acct_rate, mode = (interest[0], interest[1], interest[2], interest[3],
                                             interest[4])
-    every = positions.shape[0] == 0
-    for j in range(keys.shape[0] if every else positions.shape[0]):
-        e = j if every else positions[j]
+    refused = 0
+    every = order.shape[0] == 0
+    n = keys.shape[0]
+    for j in range(n):
+        if j + _AHEAD < n:
+            ahead = keys[j + _AHEAD] if every else keys[order[j + _AHEAD]]
+            for w in range(0, width, _LINE):
+                _prefetch(st, ahead * width + w)
+        e = j if every else order[j]
         k = keys[e]
-        if every and skip[k]:
-            continue
         t = times[e]
         if accrue:
             hint = _rate_index(t, hint, rt_times)
             integral = _integral(t, hint, rt_times, rt_rates, rt_cum)
-            if st_i[k, prev_t] != _NO_TIME:
-                own = st_f[k, acct_rate] if acct_rate >= 0 else np.nan
+            since = st[k, prev_t]
+            balance = st[k, bal]
+            if since != _NO_TIME and balance != 0:  # interest on nothing is 0, at any rate
+                own = stf[k, acct_rate] if acct_rate >= 0 else np.nan
                 if np.isnan(own):
-                    growth = integral - st_f[k, prev_integral]
+                    growth = integral - stf[k, prev_integral]
                 else:
-                    growth = own * ((t - st_i[k, prev_t]) / 1_000_000.0)
-                gain = _round(float(st_i[k, bal]) * growth / YEAR_SECONDS, mode)
-                st_i[k, bal] += gain
+                    growth = own * ((t - since) / 1_000_000.0)
+                gain = _round(float(balance) * growth / YEAR_SECONDS, mode)
+                st[k, bal] = balance + gain
                 if posted >= 0:
-                    st_i[k, posted] += gain
-            st_f[k, prev_integral] = integral
-        st_i[k, prev_t] = t
+                    st[k, posted] += gain
+            stf[k, prev_integral] = integral
+        st[k, prev_t] = t
         tc = types[e]
-        row = out_rows[e] if out_rows.shape[0] else e
-        viol[row] = 0 if tc < 0 else _execute(code, prog[tc], prog[tc + 1], ci, cf, st_i, st_f,
-                                              k, icols, fcols, e, si, sf)
+        pc, end = (prog[tc], prog[tc + 1]) if tc >= 0 else (0, 0)
+        # The program: fused instructions right here (no call: the loop stays small), stack
+        # instructions in _interpret. A program checks its requirement before it stores
+        # anything, so a refused event (pc -1) leaves the state as it was.
+        while 0 <= pc < end:
+            op, a, b = code[pc, 0], code[pc, 1], code[pc, 2]
+            pc += 1
+            if op == ADD_COL_I:
+                st[k, a] += icols[b, e]
+            elif op == SUB_COL_I:
+                st[k, a] -= icols[b, e]
+            elif op == REQ_FIELD_I:
+                if not _cmp(code[pc - 1, 3], st[k, a], b):
+                    pc = -1
+            elif op == ADD_K_I:
+                st[k, a] += b
+            elif op == SET_K_I:
+                st[k, a] = b
+            elif op == SET_COL_I:
+                st[k, a] = icols[b, e]
+            elif op == SET_K_F:
+                stf[k, a] = cf[b]
+            elif op == SET_COL_F:
+                stf[k, a] = fcols[b, e]
+            else:
+                pc = _interpret(code, pc - 1, end, cf, st, stf, k, icols, fcols, e, si, sf)
+        if pc < 0:
+            viol[e] = refusal[tc]
+            refused += 1
+        else:
+            viol[e] = 0
         for f in range(n_i):
-            out_i[f, row] = st_i[k, f]
+            out_i[f, e] = st[k, f]
         for f in range(n_f):
-            out_f[f, row] = st_f[k, f]
+            out_f[f, e] = stf[k, n_i + f]
+    return refused
