@@ -244,6 +244,17 @@ class EventArchive:
         written: a bad batch raises and leaves the archive exactly as it was.
         ``batch_id`` makes a retry idempotent: a batch id stored before is not
         stored again (the first receipt comes back with ``duplicate=True``).
+
+        Beyond the canonical checks, an archive refuses nested columns, bytes
+        that are not UTF-8 text, empty ids, ids over :data:`MAX_ID_BYTES` and
+        types over :data:`MAX_TYPE_BYTES` bytes, NaN or infinite rates, and times
+        outside 1900..2200 (sentinels such as 9999-12-31).
+
+        When the receipt comes back the batch is on disk (files, commit and
+        folders fsync-ed). Writers on one machine take turns (a file lock);
+        a writer that still loses the race for the next commit (no shared lock,
+        e.g. another host) writes nothing and raises :class:`AppendConflictError`:
+        retry with the same ``batch_id``.
         """
         source = f"batch {batch_id}" if batch_id else "appended batch"
         if batch_id is not None and not (

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,9 @@ _CHUNK = 1 << 20
 #: any rewrite changes (size, mtime, ctime, inode): repeated scans only ``stat`` them.
 _VERIFIED: dict[tuple[str, int, int, int, int, int], str] = {}
 _VERIFIED_MAX = 1_000_000
+#: A file changed within this long of its last change can keep its stat fields
+#: (timestamps are coarse): such a file is hashed on every read until it is older.
+_RACY_NS = 1_000_000_000
 
 
 def sha256_file(path: Path, *, on_bytes: Callable[[int], object] | None = None) -> str:
@@ -201,7 +205,8 @@ def check_data_file(root: Path, entry: dict[str, Any]) -> Path:
     Raises :class:`~eventkit.exceptions.CorruptionError` naming the file when it is
     missing, of another size, or hashes differently. A file that passed once in
     this process is not hashed again while its size, mtime, ctime and inode stay
-    the same (any rewrite changes its ctime).
+    the same (any rewrite changes its ctime), unless it had changed less than a
+    second before it was hashed (timestamps are coarse; it is hashed again).
     """
     path = root / entry["path"]
     try:
@@ -235,9 +240,12 @@ def remember_verified(path: Path, digest: str, st: os.stat_result | None = None)
     ``st`` is the file's stat taken before hashing; nothing is recorded when the
     file changed since.
     """
-    key = _stat_key(path, path.stat())
+    now = path.stat()
+    key = _stat_key(path, now)
     if st is not None and key != _stat_key(path, st):
         return
+    if time.time_ns() - max(now.st_ctime_ns, now.st_mtime_ns) < _RACY_NS:
+        return  # "racily clean": a change in the same clock tick would look the same
     if len(_VERIFIED) >= _VERIFIED_MAX:
         _VERIFIED.clear()
     _VERIFIED[key] = digest
