@@ -5,8 +5,8 @@ Steps, none of them a Python loop over events:
 1. take the bank's own events (account 0) aside: they feed the rate table;
 2. map keys to dense codes;
 3. find the keys whose log order is not their valid-time order (late
-   corrections, ties decided by seq); only their events get sorted, and are
-   visited in that order where the log has them
+   corrections, ties decided by seq); only their events get sorted, and the
+   folds visit them in that order at the key's places in the log
    (:func:`eventkit.kernels.visiting_order`); every other key is folded in log
    order, with no sort at all;
 4. linear rules: compute each event's effect column-wise in Polars, then a
@@ -65,11 +65,11 @@ def fold(events: pl.DataFrame, checked: CheckedRules) -> Fold:
     times = events["event_time"].dt.epoch("us").to_numpy()
     seqs = events["seq"].to_numpy()
     types = _type_codes(events["event_type"], tuple(checked.assignments))
-    order = K.visiting_order(keys, times, seqs, n_keys)
+    visit = K.visiting_order(keys, times, seqs, n_keys)
     if checked.linear:
-        state = _fold_linear(events, checked, order, keys, n_keys, types)
+        state = _fold_linear(events, checked, visit, keys, n_keys, types)
     else:
-        state = _fold_program(events, checked, order, keys, n_keys, types, times, rate_times,
+        state = _fold_program(events, checked, visit, keys, n_keys, types, times, rate_times,
                               rate_rates)
     return Fold(events.hstack(state), keys, n_keys, times, seqs)
 
@@ -154,8 +154,9 @@ def rate_cumulative(rate_times: np.ndarray, rate_rates: np.ndarray) -> np.ndarra
     return cum
 
 
-def _fold_linear(events: pl.DataFrame, checked: CheckedRules, order: np.ndarray,
-                 keys: np.ndarray, n_keys: int, types: np.ndarray) -> list[pl.Series]:
+def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
+                 visit: tuple[np.ndarray, np.ndarray], keys: np.ndarray, n_keys: int,
+                 types: np.ndarray) -> list[pl.Series]:
     """Each event's effect computed column-wise in Polars, then a compiled running fold.
 
     Per field, the distinct event-only expressions ("terms") are evaluated once
@@ -190,7 +191,7 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules, order: np.ndarray,
             kind, terms, term_of, sign_of = plans[name]
             matrix = np.stack([columns[f"{name}#{j}"].to_numpy() for j in range(len(terms))])
             values = np.empty(events.height, dtype)
-            K.fold_terms(order, keys, n_keys, types, term_of, sign_of, matrix, initial,
+            K.fold_terms(*visit, keys, n_keys, types, term_of, sign_of, matrix, initial,
                          kind == "add", values)
         else:
             values = np.full(events.height, initial, dtype)
@@ -198,9 +199,10 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules, order: np.ndarray,
     return out
 
 
-def _fold_program(events: pl.DataFrame, checked: CheckedRules, order: np.ndarray,
-                  keys: np.ndarray, n_keys: int, types: np.ndarray, times: np.ndarray,
-                  rate_times: np.ndarray, rate_rates: np.ndarray) -> list[pl.Series]:
+def _fold_program(events: pl.DataFrame, checked: CheckedRules,
+                  visit: tuple[np.ndarray, np.ndarray], keys: np.ndarray, n_keys: int,
+                  types: np.ndarray, times: np.ndarray, rate_times: np.ndarray,
+                  rate_rates: np.ndarray) -> list[pl.Series]:
     """One compiled pass of the rule program over the events (see module docstring)."""
     program = compile_program(checked)
     icols = _matrix(events, program.int_columns, pl.Int64, 0)
@@ -209,7 +211,7 @@ def _fold_program(events: pl.DataFrame, checked: CheckedRules, order: np.ndarray
     out_i = np.empty((program.init_i.shape[0], n), np.int64)
     out_f = np.empty((program.init_f.shape[0], n), np.float64)
     viol = np.empty(n, np.int32)
-    refused = K.run_rules(order, keys, n_keys, types, times, icols, fcols, program.code,
+    refused = K.run_rules(*visit, keys, n_keys, types, times, icols, fcols, program.code,
                           program.prog, program.refusal, program.consts_f, program.init_i,
                           program.init_f, program.interest, rate_times, rate_rates,
                           rate_cumulative(rate_times, rate_rates), out_i, out_f, viol)

@@ -1,10 +1,11 @@
 """Compiled passes over event arrays (numba): running folds and the rule interpreter.
 
-Nothing here loops over events in Python. Every fold visits events in the
-order :func:`visiting_order` gives (log order, except for keys whose log order
-is not their valid-time order) and keeps each key's state in an array row
-indexed by the key's dense code, so events are read nearly sequentially and
-the state row of an event a few events ahead is prefetched into the cache.
+Nothing here loops over events in Python. Every fold walks the log once, in
+its order, visiting each key's events in valid-time order (see
+:func:`visiting_order`: only keys with late events differ from log order), and
+keeps each key's state in an array row indexed by the key's dense code: events
+are read nearly sequentially, and the state row of the key a few events ahead
+is prefetched into the cache.
 """
 
 from __future__ import annotations
@@ -68,62 +69,60 @@ def _prefetch(typingctx, arr, i):  # noqa: ANN001, ANN202, ARG001 (numba intrins
 
 @njit(**_OPTS)
 def visiting_order(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, n_keys: int
-                   ) -> np.ndarray:
-    """Rows in an order that visits every key's events by (time, seq); empty: log order.
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Where a fold walking the log must visit another row to see each key's events in order.
 
-    A key whose log order is its valid-time order (almost every key: a log is
-    written as time goes by) keeps its events where they are. A key with an
-    event that comes, in the log, after a later (time, seq) of the same key (a
-    late correction) keeps the same positions in the visiting order, but they
-    get its events in (time, seq) order: the visit stays nearly sequential.
-    Empty when no key needs that (the log order is the visiting order).
+    A fold walks log positions ``j = 0, 1, ...`` and visits row ``j``, except
+    at positions ``at[i]`` (ascending), where it visits row ``rows[i]``. So
+    every key's events are visited by (time, seq): a key whose log order is its
+    valid-time order (almost every key: a log is written as time goes by) keeps
+    it; a key with an event that comes, in the log, after a later (time, seq) of
+    the same key (a late correction) gets its events sorted into its own places
+    in the log. Only the few events that move are listed.
     """
     n = keys.shape[0]
     last = np.full((n_keys, 2), np.iinfo(np.int64).min, np.int64)  # (time, seq) per key
-    bad = np.zeros(n_keys, np.bool_)
-    any_bad = False
+    late = np.zeros(n_keys, np.bool_)
     for e in range(n):
         if e + _AHEAD < n:
             _prefetch(last, 2 * keys[e + _AHEAD])
         k = keys[e]
         t, q = times[e], seqs[e]
         if t < last[k, 0] or (t == last[k, 0] and q < last[k, 1]):
-            bad[k] = True
-            any_bad = True
+            late[k] = True
         else:
             last[k, 0] = t
             last[k, 1] = q
-    if not any_bad:
-        return np.zeros(0, np.int64)
-    # the rows of the disordered keys, grouped by key (a counting sort keeps log order)
-    starts = np.zeros(n_keys + 1, np.int64)
+    # the late keys' places in the log, grouped by key (a counting sort keeps log order)
+    places = np.empty(n, np.int64)
+    m = 0
+    start = np.zeros(n_keys + 1, np.int64)
     for e in range(n):
-        if bad[keys[e]]:
-            starts[keys[e] + 1] += 1
+        if late[keys[e]]:
+            places[m] = e
+            m += 1
+            start[keys[e] + 1] += 1
     for k in range(n_keys):
-        starts[k + 1] += starts[k]
-    slots = np.empty(starts[n_keys], np.int64)
-    fill = starts[:-1].copy()
-    for e in range(n):
-        k = keys[e]
-        if bad[k]:
-            slots[fill[k]] = e
-            fill[k] += 1
+        start[k + 1] += start[k]
+    slots = np.empty(m, np.int64)
+    fill = start[:-1].copy()
+    for e in places[:m]:
+        slots[fill[keys[e]]] = e
+        fill[keys[e]] += 1
     # each key's rows by (time, seq): log order is nearly time order, so insertion sort
-    rows = slots.copy()
-    for k in range(n_keys):
-        for j in range(starts[k] + 1, starts[k + 1]):
-            row = rows[j]
+    # (on copies of their times and seqs, which sit close together)
+    rows, t, q = slots.copy(), times[slots], seqs[slots]
+    for k in np.flatnonzero(late):
+        for j in range(start[k] + 1, start[k + 1]):
+            row, tj, qj = rows[j], t[j], q[j]
             i = j - 1
-            while i >= starts[k] and (times[rows[i]] > times[row] or (
-                    times[rows[i]] == times[row] and seqs[rows[i]] > seqs[row])):
-                rows[i + 1] = rows[i]
+            while i >= start[k] and (t[i] > tj or (t[i] == tj and q[i] > qj)):
+                rows[i + 1], t[i + 1], q[i + 1] = rows[i], t[i], q[i]
                 i -= 1
-            rows[i + 1] = row
-    order = np.arange(n)
-    for j in range(rows.shape[0]):
-        order[slots[j]] = rows[j]
-    return order
+            rows[i + 1], t[i + 1], q[i + 1] = row, tj, qj
+    moved = np.flatnonzero(rows != slots)
+    by_place = np.argsort(slots[moved])
+    return slots[moved][by_place], rows[moved][by_place]
 
 
 # For a string of n <= 12 bytes, the bits of its view's two words that hold its length and
@@ -183,31 +182,35 @@ def _type_code(w0: int, w1: int, length: int, data: np.ndarray, starts: np.ndarr
 
 
 @njit(**_OPTS)
-def fold_terms(order: np.ndarray, keys: np.ndarray, n_keys: int, types: np.ndarray,
-               term_of: np.ndarray, sign_of: np.ndarray, values: np.ndarray, initial: float,
-               add: bool, out: np.ndarray) -> None:  # noqa: FBT001
-    """A linear field's running fold per key, visiting events in ``order`` (empty: log order).
+def fold_terms(at: np.ndarray, rows: np.ndarray, keys: np.ndarray, n_keys: int,
+               types: np.ndarray, term_of: np.ndarray, sign_of: np.ndarray, values: np.ndarray,
+               initial: float, add: bool, out: np.ndarray) -> None:  # noqa: FBT001
+    """A linear field's running fold per key, visiting events as ``(at, rows)`` say.
 
-    An event of type code ``t`` uses term ``term_of[t]`` (row of ``values``; -1:
-    the field is untouched): ``add`` adds ``sign_of[t]`` times it, otherwise the
-    field is set to it. ``out`` gets the value after each event.
+    (See :func:`visiting_order`.) An event of type code ``t`` uses term
+    ``term_of[t]`` (row of ``values``; -1: the field is untouched): ``add`` adds
+    ``sign_of[t]`` times it, otherwise the field is set to it. ``out`` gets the
+    value after each event.
     """
     acc = np.full(n_keys, initial, values.dtype)
-    every = order.shape[0] == 0
     n = keys.shape[0]
+    i = 0  # the next place where another row is visited
     for j in range(n):
         if j + _AHEAD < n:
-            _prefetch(acc, keys[j + _AHEAD] if every else keys[order[j + _AHEAD]])
-        e = j if every else order[j]
-        k = keys[e]
+            _prefetch(acc, keys[j + _AHEAD])
+        k = keys[j]
+        e = j
+        if i < at.shape[0] and at[i] == j:
+            e = rows[i]
+            i += 1
         t = types[e]
         if t >= 0:
-            i = term_of[t]
-            if i >= 0:
+            term = term_of[t]
+            if term >= 0:
                 if add:
-                    acc[k] += sign_of[t] * values[i, e]
+                    acc[k] += sign_of[t] * values[term, e]
                 else:
-                    acc[k] = values[i, e]
+                    acc[k] = values[term, e]
         out[e] = acc[k]
 
 
@@ -413,14 +416,16 @@ def _interpret(code: np.ndarray, a: int, b: int, cf: np.ndarray, st: np.ndarray,
 
 
 @njit(**_OPTS)
-def run_rules(order: np.ndarray, keys: np.ndarray, n_keys: int, types: np.ndarray,
+def run_rules(at: np.ndarray, rows: np.ndarray, keys: np.ndarray, n_keys: int,
+              types: np.ndarray,
               times: np.ndarray, icols: np.ndarray, fcols: np.ndarray, code: np.ndarray,
               prog: np.ndarray, refusal: np.ndarray, cf: np.ndarray, init_i: np.ndarray,
               init_f: np.ndarray, interest: np.ndarray, rt_times: np.ndarray,
               rt_rates: np.ndarray, rt_cum: np.ndarray, out_i: np.ndarray, out_f: np.ndarray,
               viol: np.ndarray) -> int:
-    """Fold events through the rule program, visiting them in ``order`` (empty: log order).
+    """Fold events through the rule program, visiting them as ``(at, rows)`` say.
 
+    (See :func:`visiting_order`.)
     ``code[prog[t]:prog[t + 1]]`` is the program of event type code ``t`` (code
     -1: an event type the rules do not handle), ``cf`` its float constants; an
     event it refuses gets violation code ``refusal[t]``. A key's state is one
@@ -450,15 +455,17 @@ def run_rules(order: np.ndarray, keys: np.ndarray, n_keys: int, types: np.ndarra
     accrue, bal, posted, acct_rate, mode = (interest[0], interest[1], interest[2], interest[3],
                                             interest[4])
     refused = 0
-    every = order.shape[0] == 0
     n = keys.shape[0]
+    i = 0  # the next place where another row is visited
     for j in range(n):
         if j + _AHEAD < n:
-            ahead = keys[j + _AHEAD] if every else keys[order[j + _AHEAD]]
             for w in range(0, width, _LINE):
-                _prefetch(st, ahead * width + w)
-        e = j if every else order[j]
-        k = keys[e]
+                _prefetch(st, keys[j + _AHEAD] * width + w)
+        k = keys[j]
+        e = j
+        if i < at.shape[0] and at[i] == j:
+            e = rows[i]
+            i += 1
         t = times[e]
         if accrue:
             hint = _rate_index(t, hint, rt_times)
