@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -420,6 +421,9 @@ def _check_file(
         remember_verified(path, digest, st)
 
 
+_INTERRUPTED_COMMIT = re.compile(r"\d{20}\.json#\d+")
+
+
 def _stray_files(root: Path, referenced: set[str]) -> Iterator[str]:
     pending = pending_files(root)
     for dirpath, dirnames, filenames in os.walk(root):
@@ -432,7 +436,9 @@ def _stray_files(root: Path, referenced: set[str]) -> Iterator[str]:
                 yield rel
     for name in os.listdir(root / LOG_DIR):
         stem, _, ext = name.partition(".")
-        transient = name.startswith((".", "_commit_"))  # delta-rs temp files of a commit
+        # temp files of a commit that was interrupted (delta-rs / object_store name them
+        # ".tmp...", "_commit_..." or "<version>.json#<n>"); no Delta reader reads them
+        transient = name.startswith((".", "_commit_")) or _INTERRUPTED_COMMIT.fullmatch(name)
         if not (ext == "json" and stem.isdigit()) and not transient:
             yield f"{LOG_DIR}/{name}"
 
