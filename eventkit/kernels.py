@@ -76,43 +76,52 @@ def visiting_order(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, n_keys
     at positions ``at[i]`` (ascending), where it visits row ``rows[i]``. So
     every key's events are visited by (time, seq): a key whose log order is its
     valid-time order (almost every key: a log is written as time goes by) keeps
-    it; a key with an event that comes, in the log, after a later (time, seq) of
-    the same key (a late correction) gets its events sorted into its own places
-    in the log. Only the few events that move are listed.
+    it; a key with late events (that come, in the log, after a later (time,
+    seq) of the same key: late corrections) gets its events sorted into its own
+    places in the log. Only the few events that move are listed.
     """
     n = keys.shape[0]
-    last = np.full((n_keys, 2), np.iinfo(np.int64).min, np.int64)  # (time, seq) per key
-    late = np.zeros(n_keys, np.bool_)
+    big, small = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    last = np.full((n_keys, 2), small, np.int64)  # per key: the latest (time, seq) so far
+    first = np.full((n_keys, 2), big, np.int64)  # per key: its earliest late (time, seq)
+    final = np.full(n_keys, -1, np.int64)  # per key: the log position of its last late event
     for e in range(n):
         if e + _AHEAD < n:
             _prefetch(last, 2 * keys[e + _AHEAD])
         k = keys[e]
         t, q = times[e], seqs[e]
         if t < last[k, 0] or (t == last[k, 0] and q < last[k, 1]):
-            late[k] = True
+            final[k] = e
+            if t < first[k, 0] or (t == first[k, 0] and q < first[k, 1]):
+                first[k, 0], first[k, 1] = t, q
         else:
-            last[k, 0] = t
-            last[k, 1] = q
-    # the late keys' places in the log, grouped by key (a counting sort keeps log order)
-    places = np.empty(n, np.int64)
+            last[k, 0], last[k, 1] = t, q
+    # A late key's events before the first one after its earliest late event come before
+    # that one, in order; those after its last late event come after all before them, in
+    # order: both stay where they are. The events in between get sorted.
+    places = np.empty(n, np.int64)  # those in between, in log order
     m = 0
-    start = np.zeros(n_keys + 1, np.int64)
+    count = np.zeros(n_keys + 1, np.int64)
     for e in range(n):
-        if late[keys[e]]:
+        if e + _AHEAD < n:
+            _prefetch(final, keys[e + _AHEAD])
+        k = keys[e]
+        if e <= final[k] and (times[e] > first[k, 0] or (
+                times[e] == first[k, 0] and seqs[e] >= first[k, 1])):
+            first[k, 0] = small  # from here on, all of the key's events up to its last late one
             places[m] = e
             m += 1
-            start[keys[e] + 1] += 1
-    for k in range(n_keys):
-        start[k + 1] += start[k]
+            count[k + 1] += 1
+    # grouped by key (a counting sort keeps log order), then each group by (time, seq)
+    start = np.cumsum(count)
     slots = np.empty(m, np.int64)
     fill = start[:-1].copy()
     for e in places[:m]:
         slots[fill[keys[e]]] = e
         fill[keys[e]] += 1
-    # each key's rows by (time, seq): log order is nearly time order, so insertion sort
-    # (on copies of their times and seqs, which sit close together)
+    # log order is nearly time order, so insertion sort (on copies of the times and seqs)
     rows, t, q = slots.copy(), times[slots], seqs[slots]
-    for k in np.flatnonzero(late):
+    for k in np.flatnonzero(final >= 0):
         for j in range(start[k] + 1, start[k + 1]):
             row, tj, qj = rows[j], t[j], q[j]
             i = j - 1
