@@ -33,6 +33,7 @@ from eventkit.schema import BANK_ACCOUNT
 __all__ = ["Fold", "fold"]
 
 _DENSE_SLACK = 1 << 20
+_FEW_ROWS = 256  # the bank's own events are cut out of the frame, when this few
 
 
 @dataclass(frozen=True)
@@ -58,12 +59,15 @@ def fold(events: pl.DataFrame, checked: CheckedRules) -> Fold:
     """Fold ``events`` (canonical columns) through ``checked`` rules."""
     rules = checked.rules
     key = rules.key
-    rate_times, rate_rates = _rate_table(events, checked)
+    bank_rows = np.zeros(0, np.int64)  # the bank's own events: account 0
+    if key == "account_id" or (rules.interest is not None and rules.rate_table is None):
+        bank_rows = (events[key] == BANK_ACCOUNT).arg_true().to_numpy()
+    rate_times, rate_rates = _rate_table(events[bank_rows], checked)
     if key == "account_id":
-        events = events.filter(pl.col(key) != BANK_ACCOUNT)
+        events = _without(events, bank_rows)
     keys, n_keys = _dense(events[key])
-    times = events["event_time"].dt.epoch("us").to_numpy()
-    seqs = events["seq"].to_numpy()
+    times = _numpy(events["event_time"].dt.epoch("us"), np.int64)
+    seqs = _numpy(events["seq"], np.int64)
     types = _type_codes(events["event_type"], tuple(checked.assignments))
     visit = K.visiting_order(keys, times, seqs, n_keys)
     if checked.linear:
@@ -72,6 +76,32 @@ def fold(events: pl.DataFrame, checked: CheckedRules) -> Fold:
         state = _fold_program(events, checked, visit, keys, n_keys, types, times, rate_times,
                               rate_rates)
     return Fold(events.hstack(state), keys, n_keys, times, seqs)
+
+
+def _without(events: pl.DataFrame, rows: np.ndarray) -> pl.DataFrame:
+    """``events`` without the (ascending) ``rows``; a few rows are cut out, not filtered."""
+    if rows.size > _FEW_ROWS:
+        keep = np.ones(events.height, np.bool_)
+        keep[rows] = False
+        return events.filter(pl.Series(keep))
+    cuts = np.concatenate([[-1], rows, [events.height]])
+    parts = [events.slice(int(a) + 1, int(b - a) - 1) for a, b in zip(cuts[:-1], cuts[1:],
+                                                                        strict=True)]
+    return pl.concat([p for p in parts if p.height] or [events.clear()], rechunk=False)
+
+
+def _numpy(column: pl.Series, dtype: type, out: np.ndarray | None = None) -> np.ndarray:
+    """A column (without nulls) copied chunk by chunk into ``out`` or a new NumPy array.
+
+    (One copy, into NumPy's memory: it comes in huge pages, cheaper to get
+    fresh than Polars' own for these large arrays.)
+    """
+    out = np.empty(column.len(), dtype) if out is None else out
+    at = 0
+    for chunk in column.get_chunks():
+        out[at:at + chunk.len()] = chunk.to_numpy()
+        at += chunk.len()
+    return out
 
 
 def _type_codes(column: pl.Series, names: tuple[str, ...]) -> np.ndarray:
@@ -119,13 +149,13 @@ def _dense(column: pl.Series) -> tuple[np.ndarray, int]:
         return np.zeros(0, np.int64), 0
     lo, hi = column.min(), column.max()
     if lo >= 0 and hi <= 4 * column.len() + _DENSE_SLACK:  # type: ignore[operator]
-        return column.to_numpy().astype(np.int64, copy=False), int(hi) + 1  # type: ignore[arg-type]
+        return _numpy(column.cast(pl.Int64), np.int64), int(hi) + 1  # type: ignore[arg-type]
     codes = column.rank("dense").cast(pl.Int64) - 1
-    return codes.to_numpy(), int(codes.max()) + 1  # type: ignore[arg-type]
+    return _numpy(codes, np.int64), int(codes.max()) + 1  # type: ignore[arg-type]
 
 
 def _rate_table(events: pl.DataFrame, checked: CheckedRules) -> tuple[np.ndarray, np.ndarray]:
-    """The bank-wide rate table: the rule set's own, else the bank's rate events."""
+    """The bank-wide rate table: the rule set's own, else the bank's rate events in ``events``."""
     rules = checked.rules
     if rules.interest is None:
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
@@ -240,11 +270,15 @@ def _violations(viol: np.ndarray, refused: int, reasons: tuple[str, ...]) -> pl.
 
 def _matrix(events: pl.DataFrame, names: tuple[str, ...], dtype: pl.DataType,
             null: float) -> np.ndarray:
-    np_dtype = np.float64 if dtype == pl.Float64 else np.int64
-    if not names:
-        return np.zeros((0, events.height), np_dtype)
-    return np.ascontiguousarray(np.stack([
-        events[n].cast(dtype).fill_null(null).to_numpy() for n in names]))
+    """Columns ``names`` as the rows of one array, nulls read as ``null``."""
+    out = np.empty((len(names), events.height), np.float64 if dtype == pl.Float64 else np.int64)
+    for row, name in zip(out, names, strict=True):
+        column = events[name].cast(dtype)
+        if column.null_count() == column.len():
+            row.fill(null)  # e.g. rates: only on a few event types, if any
+        else:
+            _numpy(column.fill_null(null), row.dtype, row)
+    return out
 
 
 def _state_series(name: str, field: Field, values: np.ndarray) -> pl.Series:
