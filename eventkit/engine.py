@@ -219,7 +219,9 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
                    else field.start)
         if name in plans:
             kind, terms, term_of, sign_of = plans[name]
-            matrix = np.stack([columns[f"{name}#{j}"].to_numpy() for j in range(len(terms))])
+            matrix = _matrix(columns, tuple(f"{name}#{j}" for j in range(len(terms))),
+                             pl.Float64 if field.type == "float" else pl.Int64,
+                             float("nan") if field.type == "float" else 0)
             values = np.empty(events.height, dtype)
             K.fold_terms(*visit, keys, n_keys, types, term_of, sign_of, matrix, initial,
                          kind == "add", values)
