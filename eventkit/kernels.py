@@ -22,7 +22,8 @@ _OPTS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 # Opcodes of the rule program. An instruction is a row (opcode, a, b, c) of an int64
 # array; state fields are addressed by their slot in the key's state row (see run_rules).
-# Fused instructions (made by the compiler's peephole pass from the plain ones below):
+# Fused instructions (eventkit.compile.fuse makes them of whole requirements and
+# assignments of common forms; run_rules runs them in its event loop):
 REQ_FIELD_I = 1  # refuse the event unless int field a <cmp c> constant b
 ADD_COL_I = 2  # int field a += int column b
 SUB_COL_I = 3  # int field a -= int column b
