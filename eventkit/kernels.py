@@ -97,6 +97,8 @@ def visiting_order(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, n_keys
                 first[k, 0], first[k, 1] = t, q
         else:
             last[k, 0], last[k, 1] = t, q
+    if np.all(final < 0):  # no late events: log order is every key's time order
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
     # A late key's events before the first one after its earliest late event come before
     # that one, in order; those after its last late event come after all before them, in
     # order: both stay where they are. The events in between get sorted.
