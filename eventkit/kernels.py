@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
 __all__ = ["fold_terms", "last_at", "run_rules", "type_codes", "visiting_order"]
@@ -59,9 +58,8 @@ def _prefetch(typingctx, arr, i):  # noqa: ANN001, ANN202, ARG001 (numba intrins
         ary = context.make_array(signature.args[0])(context, builder, args[0])
         i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
         item = builder.gep(ary.data, [args[1]])
-        fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
-            "llvm.prefetch.p0")
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
         # for writing, kept in all cache levels, data (not instruction) cache
         builder.call(fn, [builder.bitcast(item, i8p), i32(1), i32(3), i32(1)])
         return context.get_dummy_value()
