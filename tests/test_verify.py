@@ -29,15 +29,20 @@ class Run(NamedTuple):
     stderr: str
 
 
-@pytest.fixture
-def archive(tmp_path: Path) -> EventArchive:
-    archive = EventArchive.create(tmp_path / "bank")
+def three_appends(path: Path) -> EventArchive:
+    """A new archive at ``path`` with three appends of three events each."""
+    archive = EventArchive.create(path)
     for k in range(3):
         events = make_events([(1, "Deposit", 1_000 * (k + 1), k), (2, "Withdrawal", 100, k),
                               (3, "Fee", 5, k)])
         archive.append(events.drop("seq", "recorded_at").with_columns(
             event_id=pl.col("event_id") + f"-{k}"))
     return archive
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> EventArchive:
+    return three_appends(tmp_path / "bank")
 
 
 def commit_json(archive: EventArchive, version: int) -> Path:

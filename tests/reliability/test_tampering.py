@@ -18,7 +18,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import make_events
-from test_verify import archive, commit_json, data_file  # noqa: F401 (archive: fixture)
+from test_verify import (  # noqa: F401 (archive: fixture)
+    archive,
+    commit_json,
+    data_file,
+    three_appends,
+)
 
 from eventkit import CorruptionError, EventArchive, ledger
 
@@ -45,7 +50,7 @@ def replay_commit_2_as_4(target: EventArchive) -> None:
 
 def transplant_commit_2(target: EventArchive) -> None:
     """Commit 2 and its data file taken from a look-alike target."""
-    twin = _twin(target.path.parent / "twin")
+    twin = three_appends(target.path.parent / "twin")  # same appends, other digests
     data_file(target, 2).unlink()
     commit_json(target, 2).write_bytes(commit_json(twin, 2).read_bytes())
     shutil.copy(data_file(twin, 2), target.path / data_file(twin, 2).name)
@@ -65,17 +70,6 @@ TAMPERING: dict[str, tuple[Callable[[EventArchive], None], int]] = {
     "commit-2-transplanted-from-another-archive": (transplant_commit_2, 2),
     "commit-2-dropped-and-3-renumbered": (drop_2_and_renumber, 2),
 }
-
-
-def _twin(path: Path) -> EventArchive:
-    """An archive with the same kind of appends (other digests: other recorded_at)."""
-    twin = EventArchive.create(path)
-    for k in range(3):
-        events = make_events([(1, "Deposit", 1_000 * (k + 1), k), (2, "Withdrawal", 100, k),
-                              (3, "Fee", 5, k)])
-        twin.append(events.drop("seq", "recorded_at").with_columns(
-            event_id=pl.col("event_id") + f"-{k}"))
-    return twin
 
 
 @pytest.mark.parametrize("name", TAMPERING)
