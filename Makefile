@@ -37,6 +37,7 @@ test: setup
 bench: setup
 	$(PY) benchmarks/generate.py
 	$(PY) benchmarks/replay.py
+	$(PY) benchmarks/temporal.py
 
 clean:
 	rm -rf $(VENV) $(SAMPLE) build reports .pytest_cache .hypothesis

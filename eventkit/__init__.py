@@ -22,11 +22,13 @@ from eventkit.exceptions import (
     IntegrityError,
     RuleError,
     SchemaError,
+    SnapshotError,
     ValidationError,
 )
 from eventkit.ledger import VerifyReport
 from eventkit.replay import ReplayResult, replay
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
+from eventkit.snapshots import Snapshots, snapshot
 from eventkit.sources import open_archive
 from eventkit.timeutil import InstantError
 
@@ -47,10 +49,13 @@ __all__ = [
     "ReplayResult",
     "RuleError",
     "SchemaError",
+    "SnapshotError",
+    "Snapshots",
     "ValidationError",
     "VerifyReport",
     "open_archive",
     "replay",
+    "snapshot",
 ]
 
 for _name in __all__:

@@ -30,7 +30,7 @@ from eventkit.compile import compile_program, polars_expr
 from eventkit.rules import CheckedRules, Field, linear_delta
 from eventkit.schema import BANK_ACCOUNT
 
-__all__ = ["Fold", "fold"]
+__all__ = ["Fold", "Start", "fold"]
 
 _DENSE_SLACK = 1 << 20
 _FEW_ROWS = 256  # the bank's own events are cut out of the frame, when this few
@@ -55,8 +55,28 @@ class Fold:
         return K.last_at(self.keys, self.times, self.seqs, self.n_keys, micros)
 
 
-def fold(events: pl.DataFrame, checked: CheckedRules) -> Fold:
-    """Fold ``events`` (canonical columns) through ``checked`` rules."""
+@dataclass(frozen=True)
+class Start:
+    """State carried over into a fold: per listed key code, its fields and last event time.
+
+    ``values`` holds one array per state field (enum fields as value codes),
+    aligned with ``keys``; ``times`` the time of each key's last event so far,
+    in microseconds (interest accrues from there).
+    """
+
+    keys: np.ndarray
+    values: dict[str, np.ndarray]
+    times: np.ndarray
+
+
+def fold(events: pl.DataFrame, checked: CheckedRules, start: pl.DataFrame | None = None) -> Fold:
+    """Fold ``events`` (canonical columns) through ``checked`` rules.
+
+    ``start`` (optional) carries state over, e.g. from a snapshot: one row per
+    key with the key, every state field and ``last_event_time``; those keys'
+    folds continue from there instead of the fields' start values. Keys of
+    ``start`` without events here are ignored.
+    """
     rules = checked.rules
     key = rules.key
     bank_rows = np.zeros(0, np.int64)  # the bank's own events: account 0
@@ -70,12 +90,33 @@ def fold(events: pl.DataFrame, checked: CheckedRules) -> Fold:
     seqs = _numpy(events["seq"], np.int64)
     types = _type_codes(events["event_type"], tuple(checked.assignments))
     visit = K.visiting_order(keys, times, seqs, n_keys)
+    carried = _start(events[key], keys, start, checked)
     if checked.linear:
-        state = _fold_linear(events, checked, visit, keys, n_keys, types)
+        state = _fold_linear(events, checked, visit, keys, n_keys, types, carried)
     else:
         state = _fold_program(events, checked, visit, keys, n_keys, types, times, rate_times,
-                              rate_rates)
+                              rate_rates, carried)
     return Fold(events.hstack(state), keys, n_keys, times, seqs)
+
+
+def _start(column: pl.Series, keys: np.ndarray, start: pl.DataFrame | None,
+           checked: CheckedRules) -> Start:
+    """``start``'s rows for the keys in ``column``, addressed by their codes ``keys``."""
+    fields = checked.fields
+    if start is None or start.height == 0 or column.len() == 0:
+        return Start(np.zeros(0, np.int64),
+                     {n: np.zeros(0, np.float64 if f.type == "float" else np.int64)
+                      for n, f in fields.items()}, np.zeros(0, np.int64))
+    name = column.name
+    codes = pl.DataFrame({name: column, "#code": keys}).unique(name)
+    rows = start.join(codes, on=name, how="inner")
+    return Start(
+        rows["#code"].to_numpy().astype(np.int64),
+        {n: (rows[n].to_physical().cast(pl.Int64).to_numpy() if f.type == "enum"
+             else rows[n].cast(pl.Float64 if f.type == "float" else pl.Int64).to_numpy())
+         for n, f in fields.items()},
+        rows["last_event_time"].dt.epoch("us").fill_null(K.NO_TIME).to_numpy().astype(np.int64),
+    )
 
 
 def _without(events: pl.DataFrame, rows: np.ndarray) -> pl.DataFrame:
@@ -186,7 +227,7 @@ def rate_cumulative(rate_times: np.ndarray, rate_rates: np.ndarray) -> np.ndarra
 
 def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
                  visit: tuple[np.ndarray, np.ndarray], keys: np.ndarray, n_keys: int,
-                 types: np.ndarray) -> list[pl.Series]:
+                 types: np.ndarray, start: Start) -> list[pl.Series]:
     """Each event's effect computed column-wise in Polars, then a compiled running fold.
 
     Per field, the distinct event-only expressions ("terms") are evaluated once
@@ -224,9 +265,11 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
                              float("nan") if field.type == "float" else 0)
             values = np.empty(events.height, dtype)
             K.fold_terms(*visit, keys, n_keys, types, term_of, sign_of, matrix, initial,
-                         kind == "add", values)
-        else:
-            values = np.full(events.height, initial, dtype)
+                         start.keys, start.values[name].astype(dtype), kind == "add", values)
+        else:  # untouched by every event: its start value, or the one carried over
+            first = np.full(n_keys, initial, dtype)
+            first[start.keys] = start.values[name]
+            values = first[keys]
         out.append(_state_series(name, field, values))
     return out
 
@@ -234,7 +277,7 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
 def _fold_program(events: pl.DataFrame, checked: CheckedRules,
                   visit: tuple[np.ndarray, np.ndarray], keys: np.ndarray, n_keys: int,
                   types: np.ndarray, times: np.ndarray, rate_times: np.ndarray,
-                  rate_rates: np.ndarray) -> list[pl.Series]:
+                  rate_rates: np.ndarray, start: Start) -> list[pl.Series]:
     """One compiled pass of the rule program over the events (see module docstring)."""
     program = compile_program(checked)
     icols = _matrix(events, program.int_columns, pl.Int64, 0)
@@ -243,9 +286,14 @@ def _fold_program(events: pl.DataFrame, checked: CheckedRules,
     out_i = np.empty((program.init_i.shape[0], n), np.int64)
     out_f = np.empty((program.init_f.shape[0], n), np.float64)
     viol = np.empty(n, np.int32)
+    start_i = np.array([start.values[f] for f in program.int_fields], np.int64).T.copy()
+    start_f = np.array([start.values[f] for f in program.float_fields], np.float64).T.copy()
     refused = K.run_rules(*visit, keys, n_keys, types, times, icols, fcols, program.code,
                           program.prog, program.refusal, program.consts_f, program.init_i,
-                          program.init_f, program.interest, rate_times, rate_rates,
+                          program.init_f, start.keys,
+                          start_i.reshape(start.keys.shape[0], len(program.int_fields)),
+                          start_f.reshape(start.keys.shape[0], len(program.float_fields)),
+                          start.times, program.interest, rate_times, rate_rates,
                           rate_cumulative(rate_times, rate_rates), out_i, out_f, viol)
     out = []
     for name, field in checked.fields.items():

@@ -12,7 +12,8 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     │   ├── AppendConflictError another writer committed first (retryable)
     │   ├── CorruptionError     a file cannot be read or does not match its hash
     │   └── IntegrityError      ``verify`` found the hash chain broken
-    └── RuleError               a rule set or rules file is wrong
+    ├── RuleError               a rule set or rules file is wrong
+    └── SnapshotError           a snapshot cannot be built or read
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "IntegrityError",
     "RuleError",
     "SchemaError",
+    "SnapshotError",
     "ValidationError",
 ]
 
@@ -107,3 +109,11 @@ class IntegrityError(ArchiveError):
 
 class RuleError(EventkitError):
     """A rule set is invalid; the message names the file, rule and expression."""
+
+
+class SnapshotError(EventkitError):
+    """A snapshot cannot be built or read; ``param`` names the argument at fault."""
+
+    def __init__(self, message: str, *, param: str) -> None:
+        self.param = param
+        super().__init__(f"{param}: {message}")

@@ -15,7 +15,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-__all__ = ["fold_terms", "last_at", "run_rules", "type_codes", "visiting_order"]
+__all__ = ["NO_TIME", "fold_terms", "last_at", "run_rules", "type_codes", "visiting_order"]
 
 _OPTS = {"cache": True, "nogil": True, "error_model": "numpy"}
 
@@ -46,7 +46,7 @@ REQUIRE = 90  # refuse the event unless the popped flag is set
 CMP_OPS = ("<", "<=", ">", ">=", "==", "!=")
 ROUND_MODES = ("round_half_even", "round_half_up", "floor", "ceil", "trunc")
 YEAR_SECONDS = 31_536_000.0
-_NO_TIME = np.iinfo(np.int64).min
+NO_TIME = np.iinfo(np.int64).min
 _AHEAD = 8  # prefetch the state of the event this many visits ahead
 _LINE = 8  # int64 words per cache line
 
@@ -194,15 +194,19 @@ def _type_code(w0: int, w1: int, length: int, data: np.ndarray, starts: np.ndarr
 @njit(**_OPTS)
 def fold_terms(at: np.ndarray, rows: np.ndarray, keys: np.ndarray, n_keys: int,
                types: np.ndarray, term_of: np.ndarray, sign_of: np.ndarray, values: np.ndarray,
-               initial: float, add: bool, out: np.ndarray) -> None:  # noqa: FBT001
+               initial: float, start_keys: np.ndarray, start_values: np.ndarray,
+               add: bool, out: np.ndarray) -> None:  # noqa: FBT001
     """A linear field's running fold per key, visiting events as ``(at, rows)`` say.
 
-    (See :func:`visiting_order`.) An event of type code ``t`` uses term
-    ``term_of[t]`` (row of ``values``; -1: the field is untouched): ``add`` adds
-    ``sign_of[t]`` times it, otherwise the field is set to it. ``out`` gets the
-    value after each event.
+    (See :func:`visiting_order`.) Every key starts at ``initial``, except keys
+    ``start_keys`` which start at ``start_values`` (state carried over from a
+    snapshot). An event of type code ``t`` uses term ``term_of[t]`` (row of
+    ``values``; -1: the field is untouched): ``add`` adds ``sign_of[t]`` times
+    it, otherwise the field is set to it. ``out`` gets the value after each event.
     """
     acc = np.full(n_keys, initial, values.dtype)
+    for r in range(start_keys.shape[0]):
+        acc[start_keys[r]] = start_values[r]
     n = keys.shape[0]
     i = 0  # the next place where another row is visited
     for j in range(n):
@@ -430,9 +434,10 @@ def run_rules(at: np.ndarray, rows: np.ndarray, keys: np.ndarray, n_keys: int,
               types: np.ndarray,
               times: np.ndarray, icols: np.ndarray, fcols: np.ndarray, code: np.ndarray,
               prog: np.ndarray, refusal: np.ndarray, cf: np.ndarray, init_i: np.ndarray,
-              init_f: np.ndarray, interest: np.ndarray, rt_times: np.ndarray,
-              rt_rates: np.ndarray, rt_cum: np.ndarray, out_i: np.ndarray, out_f: np.ndarray,
-              viol: np.ndarray) -> int:
+              init_f: np.ndarray, start_keys: np.ndarray, start_i: np.ndarray,
+              start_f: np.ndarray, start_t: np.ndarray, interest: np.ndarray,
+              rt_times: np.ndarray, rt_rates: np.ndarray, rt_cum: np.ndarray,
+              out_i: np.ndarray, out_f: np.ndarray, viol: np.ndarray) -> int:
     """Fold events through the rule program, visiting them as ``(at, rows)`` say.
 
     (See :func:`visiting_order`.)
@@ -441,7 +446,9 @@ def run_rules(at: np.ndarray, rows: np.ndarray, keys: np.ndarray, n_keys: int,
     event it refuses gets violation code ``refusal[t]``. A key's state is one
     row: its int fields (slots ``0..n_i-1``, initially ``init_i``), its float
     fields (the next ``n_f`` slots, ``init_f``), then the time of its last event
-    and the rate integral at that time. ``interest`` holds ``[enabled, balance
+    and the rate integral at that time. Keys ``start_keys`` start from a state
+    carried over (a snapshot's): rows of ``start_i``/``start_f`` and the time
+    of their last event ``start_t``. ``interest`` holds ``[enabled, balance
     slot, posted slot or -1, account-rate slot or -1, rounding mode]``. Writes
     the state after each event (``out_i``/``out_f``, one row per field) and its
     violation code (0: folded); returns the number of refused events.
@@ -457,13 +464,22 @@ def run_rules(at: np.ndarray, rows: np.ndarray, keys: np.ndarray, n_keys: int,
     for k in range(n_keys):
         st[k, :n_i] = init_i
         stf[k, n_i:n_i + n_f] = init_f
-        st[k, prev_t] = _NO_TIME
+        st[k, prev_t] = NO_TIME
         stf[k, prev_integral] = 0.0
+    accrue = interest[0]
+    for r in range(start_keys.shape[0]):
+        k = start_keys[r]
+        st[k, :n_i] = start_i[r]
+        stf[k, n_i:n_i + n_f] = start_f[r]
+        st[k, prev_t] = start_t[r]
+        if accrue and start_t[r] != NO_TIME:  # as the key's last event left it
+            t = start_t[r]
+            stf[k, prev_integral] = _integral(t, _rate_index(t, -1, rt_times), rt_times,
+                                              rt_rates, rt_cum)
     si = np.empty(64, np.int64)
     sf = np.empty(64, np.float64)
     hint = -1
-    accrue, bal, posted, acct_rate, mode = (interest[0], interest[1], interest[2], interest[3],
-                                            interest[4])
+    bal, posted, acct_rate, mode = interest[1], interest[2], interest[3], interest[4]
     refused = 0
     n = keys.shape[0]
     i = 0  # the next place where another row is visited
@@ -482,7 +498,7 @@ def run_rules(at: np.ndarray, rows: np.ndarray, keys: np.ndarray, n_keys: int,
             integral = _integral(t, hint, rt_times, rt_rates, rt_cum)
             since = st[k, prev_t]
             balance = st[k, bal]
-            if since != _NO_TIME and balance != 0:  # interest on nothing is 0, at any rate
+            if since != NO_TIME and balance != 0:  # interest on nothing is 0, at any rate
                 own = stf[k, acct_rate] if acct_rate >= 0 else np.nan
                 if np.isnan(own):
                     growth = integral - stf[k, prev_integral]

@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -20,12 +21,23 @@ from eventkit.archive import EventArchive
 from eventkit.engine import Fold, fold
 from eventkit.rules import CheckedRules, RuleSet
 from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA, TIME_DTYPE
+from eventkit.snapshots import Snapshots, by_key
+from eventkit.snapshots import find as find_snapshots
+from eventkit.sources import is_eventkit_archive, open_archive
 from eventkit.temporal import Window, grid_positions, micros
 from eventkit.timeutil import InstantError
 
 __all__ = ["ReplayResult", "replay"]
 
 Events = pl.LazyFrame | pl.DataFrame | EventArchive | str | Path
+
+
+@dataclass(frozen=True)
+class Folded:
+    """A fold, and the snapshot state it continues from (None: from the start)."""
+
+    fold: Fold
+    base: pl.DataFrame | None = None
 
 
 class ReplayResult:
@@ -38,10 +50,13 @@ class ReplayResult:
     (key, ``event_time``, ``seq``) for a per-account time line.
     """
 
-    def __init__(self, events: pl.LazyFrame, rules: RuleSet) -> None:
+    def __init__(self, events: pl.LazyFrame, rules: RuleSet, *,
+                 snapshots: Snapshots | None = None, keys: list[int] | None = None) -> None:
         self._events = events
         self.rules = rules
         self.checked: CheckedRules = rules.check()
+        self.snapshots = snapshots
+        self._keys = keys
 
     @property
     def fingerprint(self) -> str:
@@ -59,7 +74,7 @@ class ReplayResult:
 
     def state(self) -> pl.LazyFrame:
         """Final state per key: state fields, number of events, time of the last one."""
-        return self._per_key(np.iinfo(np.int64).max)
+        return self._per_key(Folded(self._fold), np.iinfo(np.int64).max)
 
     def as_of(self, instant: datetime | date | str) -> pl.LazyFrame:
         """State per key at ``instant``: after its last event with ``event_time <= instant``.
@@ -67,7 +82,8 @@ class ReplayResult:
         A date means the end of that UTC day. Keys with no event by then are
         left out; interest is as posted at that last event.
         """
-        return self._per_key(micros(instant, param="as_of"))
+        at = micros(instant, param="as_of")
+        return self._per_key(self._folded(at, at), at)
 
     def between(self, start: datetime | date | str, end: datetime | date | str) -> Window:
         """The state at ``start`` and every change up to ``end`` (see :class:`Window`).
@@ -82,10 +98,11 @@ class ReplayResult:
             msg = f"{end!r} is before {start!r}"
             raise InstantError(msg, param="end")
         key = self.rules.key
-        changes = (self.history
+        folded = self._folded(t1, t2, lean=False)
+        changes = (folded.fold.events.lazy()
                    .filter(pl.col("event_time").dt.epoch("us").is_between(t1, t2, closed="right"))
                    .sort(key, "event_time", "seq"))
-        return Window(self._per_key(t1), changes)
+        return Window(self._per_key(folded, t1), changes)
 
     def at_times(self, instants: Sequence[datetime | date | str] | pl.Series) -> pl.LazyFrame:
         """State per key at each instant, in one pass over the events (not a replay each).
@@ -109,16 +126,18 @@ class ReplayResult:
         values = list(instants)
         grid = np.array([micros(v, param="instants") for v in values], np.int64)
         order = np.argsort(grid, kind="stable")
-        f = self._fold
+        if not values:
+            return self._rows(Folded(self._fold), np.zeros(0, np.int64),
+                              np.zeros(0, np.int64)).with_columns(
+                instant=pl.lit(None, dtype=TIME_DTYPE)).lazy()
+        folded = self._folded(int(grid.min()), int(grid.max()))
+        f = folded.fold
         rows, counts = grid_positions(f.keys, f.times, f.seqs, f.n_keys, grid[order])
         frames = []
         for slot, g in enumerate(order):
             found = rows[slot] >= 0
-            frames.append(self._rows(rows[slot][found], counts[slot][found]).with_columns(
+            frames.append(self._rows(folded, rows[slot][found], counts[slot][found]).with_columns(
                 instant=pl.lit(int(grid[g])).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")))
-        if not frames:
-            return self._rows(np.zeros(0, np.int64), np.zeros(0, np.int64)).with_columns(
-                instant=pl.lit(None, dtype=TIME_DTYPE)).lazy()
         out = pl.concat(frames)
         return out.select("instant", *[c for c in out.columns if c != "instant"]).lazy()
 
@@ -129,17 +148,51 @@ class ReplayResult:
             return history.head(0).with_columns(violation=pl.lit(None, dtype=pl.String))
         return history.filter(pl.col("violation").is_not_null())
 
-    def _per_key(self, at: int) -> pl.LazyFrame:
-        positions, counts = self._fold.last_at(at)
-        found = positions >= 0
-        return self._rows(positions[found], counts[found]).lazy()
+    def _folded(self, first: int, last: int, *, lean: bool = True) -> Folded:
+        """State from which instants ``first``..``last`` are answered.
 
-    def _rows(self, positions: np.ndarray, counts: np.ndarray) -> pl.DataFrame:
+        The full fold when it is already there or no snapshot helps; otherwise
+        the nearest snapshot at or before ``first`` and the fold of the events
+        after it up to ``last``, continuing from the snapshot's state (``lean``:
+        without the columns that only a history shows).
+        """
+        index = None if self.snapshots is None or "_fold" in self.__dict__ \
+            else self.snapshots.before(first)
+        if index is None:
+            return Folded(self._fold)
+        base = self.snapshots.read(index, keys=self._keys)
+        c = self.snapshots.checkpoints[index]
+        time = pl.col("event_time")
+        tail = self._events.filter((time > _instant(c)) & (time <= _instant(last)))
+        if self.rules.key == "account_id":  # the bank's rate table: stored with the snapshot
+            bank = self.snapshots.bank_events().lazy().filter(time <= _instant(last))
+            tail = pl.concat([tail.filter(pl.col("account_id") != BANK_ACCOUNT), bank])
+        if lean:
+            tail = tail.drop("event_id", "recorded_at")
+        return Folded(fold(tail.collect(), self.checked, start=base), base)
+
+    def _per_key(self, folded: Folded, at: int) -> pl.LazyFrame:
+        positions, counts = folded.fold.last_at(at)
+        found = positions >= 0
+        return self._rows(folded, positions[found], counts[found]).lazy()
+
+    def _rows(self, folded: Folded, positions: np.ndarray, counts: np.ndarray) -> pl.DataFrame:
+        """State rows at ``positions`` of the fold, completed from the snapshot if any."""
         key = self.rules.key
-        return self._fold.events[positions].select(
+        rows = folded.fold.events[positions].select(
             key, *self.checked.fields, pl.Series("events", counts, dtype=pl.Int64),
             pl.col("event_time").alias("last_event_time"),
-        ).sort(key)
+        )
+        if folded.base is not None:
+            base = folded.base.select(rows.columns).cast(rows.schema)
+            rows = pl.concat([
+                rows.join(base.select(key, pl.col("events").alias("#before")), on=key,
+                          how="left")
+                .with_columns(pl.col("events") + pl.col("#before").fill_null(0))
+                .drop("#before"),
+                base.join(rows.select(key), on=key, how="anti"),
+            ])
+        return rows.sort(key)
 
 
 def replay(
@@ -148,6 +201,7 @@ def replay(
     *,
     known_at: datetime | date | str | None = None,
     keys: Sequence[int] | None = None,
+    snapshots: bool = True,
 ) -> ReplayResult:
     """Replay events through a rule set.
 
@@ -162,6 +216,12 @@ def replay(
     reads): the filter reaches the Parquet reader, so one account of a large
     archive costs a scan of one column, not a replay of everything.
 
+    On an eventkit archive (an :class:`EventArchive` or its path), a snapshot
+    set stored by :func:`eventkit.snapshot` for exactly these rules and this
+    archive state is used by ``as_of``, ``at_times`` and ``between`` (unless
+    ``snapshots=False``, or ``known_at`` is given): they fold only the events
+    after the nearest checkpoint, from the state stored there.
+
     Examples
     --------
     >>> from datetime import datetime, UTC
@@ -173,17 +233,41 @@ def replay(
     [(1, 9750), (2, 500)]
 
     """
-    lf = _as_lazy(events)
-    if known_at is not None:
-        lf = lf.filter(pl.col("recorded_at").dt.epoch("us") <= micros(known_at, param="known_at"))
+    archive = _archive(events)
     ruleset = rulesets.resolve(rules)
+    stored = None
+    wanted = None
     if keys is not None:
         wanted = [*keys, BANK_ACCOUNT] if ruleset.key == "account_id" else list(keys)
+    lf = None
+    if archive is not None:
+        version = archive.version
+        if snapshots and known_at is None:
+            stored = find_snapshots(archive, ruleset, version=version)
+        if snapshots and wanted is not None and ruleset.key == "account_id":
+            lf = by_key(archive, wanted, version=version)
+        if lf is None:
+            lf = archive.scan(version=version)
+    else:
+        lf = _as_lazy(events)
+    if known_at is not None:
+        lf = lf.filter(pl.col("recorded_at").dt.epoch("us") <= micros(known_at, param="known_at"))
+    if wanted is not None:
         lf = lf.filter(pl.col(ruleset.key).is_in(wanted))
     names = lf.collect_schema().names()
     optional = [pl.lit(None, dtype=CANONICAL_SCHEMA[c]).alias(c)
                 for c in ("counterparty_id", "rate") if c not in names]
-    return ReplayResult(lf.with_columns(optional), ruleset)
+    return ReplayResult(lf.with_columns(optional), ruleset, snapshots=stored,
+                        keys=None if keys is None else list(keys))
+
+
+def _archive(events: Events) -> EventArchive | None:
+    """The eventkit archive ``events`` is or names, if it is one."""
+    if isinstance(events, EventArchive):
+        return events
+    if isinstance(events, str | Path) and is_eventkit_archive(Path(events)):
+        return EventArchive(events)
+    return None
 
 
 def _as_lazy(events: Events) -> pl.LazyFrame:
@@ -191,11 +275,12 @@ def _as_lazy(events: Events) -> pl.LazyFrame:
         return events
     if isinstance(events, pl.DataFrame):
         return events.lazy()
-    if isinstance(events, EventArchive):
-        return events.scan()
-    from eventkit.sources import open_archive  # noqa: PLC0415 (sources imports archive)
+    return open_archive(events)  # type: ignore[arg-type]
 
-    return open_archive(events)
+
+def _instant(micros: int) -> datetime:
+    """Microseconds since 1970 as a UTC datetime (a literal Parquet statistics can prune by)."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
 
 
 def _is_date(value: object) -> bool:

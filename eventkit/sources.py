@@ -17,7 +17,7 @@ from eventkit.archive import EventArchive
 from eventkit.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
 from eventkit.exceptions import EventDataError, SchemaError
 
-__all__ = ["open_archive"]
+__all__ = ["is_eventkit_archive", "open_archive"]
 
 
 def open_archive(
@@ -51,7 +51,7 @@ def open_archive(
 
     """
     root = Path(path)
-    if (root / ledger.LOG_DIR).is_dir() and _is_eventkit_archive(root):
+    if is_eventkit_archive(root):
         if mapping is not None:
             msg = "an eventkit archive is already canonical; mapping applies to foreign data"
             raise SchemaError(msg, source=str(root))
@@ -68,7 +68,10 @@ def open_archive(
     return conformed.events.drop(SOURCE_COL, ROW_COL)
 
 
-def _is_eventkit_archive(root: Path) -> bool:
+def is_eventkit_archive(root: Path) -> bool:
+    """True when ``root`` is an eventkit archive (a Delta table eventkit created)."""
+    if not (root / ledger.LOG_DIR).is_dir():
+        return False
     record = ledger.read_commit(root, 0).record
     return record is not None and record.get("kind") == "create"
 

@@ -32,6 +32,7 @@ HELP = {  # subcommand -> words its --help must mention
     "verify": ["--expect", "--no-progress"],
     "replay": ["--as-of", "--accounts", "--mapping", "--format"],
     "lab": ["--notebooks", "--host", "--port", "--token"],
+    "snapshot": ["--rules", "--every", "--no-key-copy"],
 }
 
 
@@ -272,3 +273,26 @@ def test_generate_then_verify_and_replay(tmp_path: Path) -> None:
     assert 0 < len(rows) <= 20
     assert sum(int(r["events"]) for r in rows) <= 2000
     assert len(EventArchive(path)) == 2000
+
+
+# ---------------------------------------------------------------------- snapshot
+
+
+def test_snapshot_then_as_of_answers_the_same(tmp_path: Path) -> None:
+    archive = make_archive(tmp_path / "bank", WHOLE).path
+
+    def run(*args: str) -> Run:
+        done = subprocess.run([sys.executable, "-m", "eventkit", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120, check=False)
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    before = run("as-of", str(archive), "2024-06-30", "--rules", "banking", "--format", "csv")
+    made = run("snapshot", str(archive), "--rules", "banking", "--every", "1mo")
+    after = run("as-of", str(archive), "2024-06-30", "--rules", "banking", "--format", "csv")
+    bad = run("snapshot", str(archive), "--every", "monthly")
+
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.startswith("8 checkpoints (2024-01-31 .. 2024-08-31)"), made.stdout
+    assert before.returncode == after.returncode == 0, after.stderr
+    assert after.stdout == before.stdout
+    assert_one_line_error(bad, "every", "monthly")
