@@ -31,9 +31,12 @@ from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
 from eventkit.snapshots import Snapshots, snapshot
 from eventkit.sources import open_archive
 from eventkit.timeutil import InstantError
+from eventkit.views import materialize, refresh
+from eventkit.whatif import Comparison, compare
 
 __all__ = [
     "CANONICAL_SCHEMA",
+    "Comparison",
     "EVENT_TYPES",
     "AppendConflictError",
     "AppendReceipt",
@@ -53,7 +56,10 @@ __all__ = [
     "Snapshots",
     "ValidationError",
     "VerifyReport",
+    "compare",
+    "materialize",
     "open_archive",
+    "refresh",
     "replay",
     "snapshot",
 ]

@@ -27,10 +27,11 @@ import pyarrow as pa
 
 from eventkit import kernels as K
 from eventkit.compile import compile_program, polars_expr
+from eventkit.exceptions import RuleError
 from eventkit.rules import CheckedRules, Field, linear_delta
 from eventkit.schema import BANK_ACCOUNT
 
-__all__ = ["Fold", "Start", "fold"]
+__all__ = ["Fold", "Prepared", "Start", "fold", "prepare"]
 
 _DENSE_SLACK = 1 << 20
 _FEW_ROWS = 256  # the bank's own events are cut out of the frame, when this few
@@ -69,34 +70,62 @@ class Start:
     times: np.ndarray
 
 
-def fold(events: pl.DataFrame, checked: CheckedRules, start: pl.DataFrame | None = None) -> Fold:
-    """Fold ``events`` (canonical columns) through ``checked`` rules.
+@dataclass(frozen=True)
+class Prepared:
+    """Events ready to fold, for any rule set with this key: the work rule sets share.
 
-    ``start`` (optional) carries state over, e.g. from a snapshot: one row per
-    key with the key, every state field and ``last_event_time``; those keys'
-    folds continue from there instead of the fields' start values. Keys of
-    ``start`` without events here are ignored.
+    ``events`` without the bank's own when keyed by account; ``bank`` the
+    bank's own events (account 0: the rate table); dense key codes, times,
+    log positions and the visiting order (see :func:`eventkit.kernels.visiting_order`).
     """
-    rules = checked.rules
-    key = rules.key
-    bank_rows = np.zeros(0, np.int64)  # the bank's own events: account 0
-    if key == "account_id" or (rules.interest is not None and rules.rate_table is None):
-        bank_rows = (events[key] == BANK_ACCOUNT).arg_true().to_numpy()
-    rate_times, rate_rates = _rate_table(events[bank_rows], checked)
+
+    key: str
+    events: pl.DataFrame
+    bank: pl.DataFrame
+    keys: np.ndarray
+    n_keys: int
+    times: np.ndarray
+    seqs: np.ndarray
+    visit: tuple[np.ndarray, np.ndarray]
+
+
+def prepare(events: pl.DataFrame, key: str) -> Prepared:
+    """Everything a fold needs that does not depend on the rules (keyed by ``key``)."""
+    bank_rows = (events[key] == BANK_ACCOUNT).arg_true().to_numpy()
+    bank = events[bank_rows]
     if key == "account_id":
         events = _without(events, bank_rows)
     keys, n_keys = _dense(events[key])
     times = _numpy(events["event_time"].dt.epoch("us"), np.int64)
     seqs = _numpy(events["seq"], np.int64)
-    types = _type_codes(events["event_type"], tuple(checked.assignments))
     visit = K.visiting_order(keys, times, seqs, n_keys)
-    carried = _start(events[key], keys, start, checked)
+    return Prepared(key, events, bank, keys, n_keys, times, seqs, visit)
+
+
+def fold(events: pl.DataFrame | Prepared, checked: CheckedRules,
+         start: pl.DataFrame | None = None) -> Fold:
+    """Fold ``events`` (canonical columns, or :func:`prepare`-d) through ``checked`` rules.
+
+    ``start`` (optional) carries state over, e.g. from a snapshot: one row per
+    key with the key, every state field and ``last_event_time``; those keys'
+    folds continue from there instead of the fields' start values. Keys of
+    ``start`` without events here are ignored. Folding one :class:`Prepared`
+    through several rule sets shares the work that does not depend on them.
+    """
+    rules = checked.rules
+    p = events if isinstance(events, Prepared) else prepare(events, rules.key)
+    if p.key != rules.key:
+        msg = f"events were prepared for key {p.key!r}, the rules are keyed by {rules.key!r}"
+        raise RuleError(msg)
+    rate_times, rate_rates = _rate_table(p.bank, checked)
+    types = _type_codes(p.events["event_type"], tuple(checked.assignments))
+    carried = _start(p.events[p.key], p.keys, start, checked)
     if checked.linear:
-        state = _fold_linear(events, checked, visit, keys, n_keys, types, carried)
+        state = _fold_linear(p.events, checked, p.visit, p.keys, p.n_keys, types, carried)
     else:
-        state = _fold_program(events, checked, visit, keys, n_keys, types, times, rate_times,
-                              rate_rates, carried)
-    return Fold(events.hstack(state), keys, n_keys, times, seqs)
+        state = _fold_program(p.events, checked, p.visit, p.keys, p.n_keys, types, p.times,
+                              rate_times, rate_rates, carried)
+    return Fold(p.events.hstack(state), p.keys, p.n_keys, p.times, p.seqs)
 
 
 def _start(column: pl.Series, keys: np.ndarray, start: pl.DataFrame | None,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -26,6 +27,9 @@ from eventkit.snapshots import find as find_snapshots
 from eventkit.sources import is_eventkit_archive, open_archive
 from eventkit.temporal import Window, grid_positions, micros
 from eventkit.timeutil import InstantError
+
+if TYPE_CHECKING:
+    from eventkit.explain import Explanation
 
 __all__ = ["ReplayResult", "replay"]
 
@@ -51,12 +55,19 @@ class ReplayResult:
     """
 
     def __init__(self, events: pl.LazyFrame, rules: RuleSet, *,
-                 snapshots: Snapshots | None = None, keys: list[int] | None = None) -> None:
+                 snapshots: Snapshots | None = None, keys: list[int] | None = None,
+                 archive: EventArchive | None = None, archive_version: int | None = None,
+                 folded: Fold | None = None) -> None:
         self._events = events
         self.rules = rules
         self.checked: CheckedRules = rules.check()
         self.snapshots = snapshots
         self._keys = keys
+        #: the eventkit archive replayed, and its version (None: another source)
+        self.archive = archive
+        self.archive_version = archive_version
+        if folded is not None:  # already folded (e.g. by eventkit.whatif.compare)
+            self.__dict__["_fold"] = folded
 
     @property
     def fingerprint(self) -> str:
@@ -140,6 +151,13 @@ class ReplayResult:
                 instant=pl.lit(int(grid[g])).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")))
         out = pl.concat(frames)
         return out.select("instant", *[c for c in out.columns if c != "instant"]).lazy()
+
+    def explain(self, key: int, field: str, at: datetime | date | str | None = None
+                ) -> Explanation:
+        """How ``field`` of ``key`` came to be (see :func:`eventkit.explain.explain`)."""
+        from eventkit.explain import explain  # noqa: PLC0415 (explain imports this module)
+
+        return explain(self, key, field, at)
 
     def violations(self) -> pl.LazyFrame:
         """Events the rules refused to fold, with the reason (empty when none)."""
@@ -240,6 +258,7 @@ def replay(
     if keys is not None:
         wanted = [*keys, BANK_ACCOUNT] if ruleset.key == "account_id" else list(keys)
     lf = None
+    version = None
     if archive is not None:
         version = archive.version
         if snapshots and known_at is None:
@@ -258,7 +277,8 @@ def replay(
     optional = [pl.lit(None, dtype=CANONICAL_SCHEMA[c]).alias(c)
                 for c in ("counterparty_id", "rate") if c not in names]
     return ReplayResult(lf.with_columns(optional), ruleset, snapshots=stored,
-                        keys=None if keys is None else list(keys))
+                        keys=None if keys is None else list(keys), archive=archive,
+                        archive_version=version)
 
 
 def _archive(events: Events) -> EventArchive | None:

@@ -1,0 +1,165 @@
+"""Views in real DuckDB and SQLite files: written, queried with plain SQL, refreshed."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from eventkit import EventArchive, replay
+from eventkit.generate import generate
+from eventkit.rulesets import get
+from eventkit.views import ViewError, materialize, refresh
+
+ENGINES = ["duckdb", "sqlite"]
+
+
+def read(url: str, table: str) -> pl.DataFrame:
+    """A table as plain SQL returns it, ordered by its first column(s)."""
+    path = url.partition(":///")[2]
+    order = "account_id" if table.endswith("_state") else "event_id"
+    sql = f"SELECT * FROM {table} ORDER BY {order}"
+    if url.startswith("duckdb"):
+        with duckdb.connect(path, read_only=True) as con:
+            return pl.from_arrow(con.sql(sql).to_arrow_table())
+    con = sqlite3.connect(path)
+    try:
+        cursor = con.execute(sql)
+        names = [d[0] for d in cursor.description]
+        return pl.DataFrame(cursor.fetchall(), schema=names, orient="row",
+                            infer_schema_length=None)
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("views") / "bank"
+    generate(path, events=4_000, accounts=60, seed=3)
+    return path
+
+
+@pytest.fixture
+def archive(bank: Path, tmp_path: Path) -> EventArchive:
+    """A private copy of the generated archive (tests append to it)."""
+    import shutil
+
+    shutil.copytree(bank, tmp_path / "bank")
+    return EventArchive(tmp_path / "bank")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_plain_sql_returns_eventkit_numbers(archive: EventArchive, tmp_path: Path,
+                                            engine: str) -> None:
+    url = f"{engine}:///{tmp_path / 'views.db'}"
+    result = replay(archive, "banking")
+    record = materialize(result, url)
+    assert record["fingerprint"] == result.fingerprint
+    assert record["archive_version"] == archive.version
+    state = read(url, "accounts_state")
+    want = result.state().collect()
+    assert state["account_id"].to_list() == want["account_id"].to_list()
+    for f in ("balance", "interest", "fees", "overdrafts", "events"):
+        assert state[f].to_list() == want[f].to_list(), f
+    assert state["status"].to_list() == want["status"].cast(pl.String).to_list()
+    history = read(url, "accounts_history")
+    assert history.height == result.history.collect().height
+    path = url.partition(":///")[2]
+    sql = "SELECT fingerprint, archive_version FROM eventkit_views WHERE name = 'accounts'"
+    if engine == "duckdb":
+        with duckdb.connect(path, read_only=True) as con:
+            meta = con.execute(sql).fetchone()
+    else:
+        meta = sqlite3.connect(path).execute(sql).fetchone()
+    assert meta == (result.fingerprint, archive.version)
+
+
+def test_sqlite3_command_line_sums_the_same(archive: EventArchive, tmp_path: Path) -> None:
+    db = tmp_path / "views.sqlite"
+    result = replay(archive, "banking")
+    materialize(result, f"sqlite:///{db}")
+    out = subprocess.run(["sqlite3", str(db), "SELECT sum(balance), count(*) FROM "
+                          "accounts_state; SELECT fingerprint FROM eventkit_views"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout.split()
+    state = result.state().collect()
+    assert out[0] == f"{state['balance'].sum()}|{state.height}"
+    assert out[1] == result.fingerprint
+
+
+def new_events(archive: EventArchive, prefix: str, *, late: bool, rate: bool = False
+               ) -> pl.DataFrame:
+    """Deposits after the end, a new account, and optionally a late correction or rate."""
+    events = archive.scan().collect()
+    end = events["event_time"].max()
+    accounts = events.filter(pl.col("account_id") > 0)["account_id"].unique().sort()[:5]
+    rows = [(a, "Deposit", 1_000 * (i + 1), end + timedelta(days=i + 1))
+            for i, a in enumerate(accounts.to_list())]
+    rows += [(9_999, "AccountOpened", 0, end + timedelta(days=2)),
+             (9_999, "Deposit", 77_700, end + timedelta(days=3))]
+    if late:
+        rows.append((accounts[0], "Correction", -12_345, end - timedelta(days=40)))
+    if rate:
+        rows.append((0, "InterestRateChanged", 0, end - timedelta(days=90)))
+    return pl.DataFrame({
+        "event_id": [f"{prefix}{i}" for i in range(len(rows))],
+        "account_id": [r[0] for r in rows], "event_type": [r[1] for r in rows],
+        "amount": [r[2] for r in rows], "event_time": [r[3] for r in rows],
+        "rate": [0.09 if r[1] == "InterestRateChanged" else None for r in rows],
+    }, schema_overrides={"event_time": pl.Datetime("us", "UTC")})
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("case", ["appended", "late", "late-rate"])
+def test_refresh_equals_a_full_rebuild(archive: EventArchive, tmp_path: Path, engine: str,
+                                       case: str) -> None:
+    late, rate = case != "appended", case == "late-rate"
+    url = f"{engine}:///{tmp_path / 'views.db'}"
+    rules = get("banking")
+    materialize(replay(archive, rules), url)
+    archive.append(new_events(archive, "x", late=late, rate=rate))
+    archive.append(new_events(archive, "y", late=False))
+    report = refresh(url, rules)
+    assert report.archive_version == archive.version
+    assert report.rebuilt == rate
+    if late and not rate:
+        assert len(report.keys_replayed) == 1
+    rebuilt = f"{engine}:///{tmp_path / 'rebuilt.db'}"
+    materialize(replay(archive, rules), rebuilt)
+    for table in ("accounts_state", "accounts_history"):
+        assert_frame_equal(read(url, table), read(rebuilt, table))
+    assert refresh(url, rules).new_events == 0  # nothing new: nothing done
+
+
+def test_refresh_refuses_other_rules_and_other_sources(archive: EventArchive,
+                                                       tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'views.db'}"
+    materialize(replay(archive, "banking"), url)
+    with pytest.raises(ViewError, match="materialize it again"):
+        refresh(url, get("banking").with_params(overdraft_fee=5))
+    with pytest.raises(ViewError, match="no view 'other'"):
+        refresh(url, "banking", table="other")
+    frame = archive.scan().collect()
+    materialize(replay(frame, "banking"), url, table="loose")
+    with pytest.raises(ViewError, match="not built from an eventkit archive"):
+        refresh(url, "banking", table="loose")
+    with pytest.raises(ViewError, match="url"):
+        materialize(replay(frame), "postgres://x")
+    with pytest.raises(ViewError, match="table"):
+        materialize(replay(frame), url, table="x; DROP TABLE y")
+
+
+def test_materialize_records_times_as_utc(archive: EventArchive, tmp_path: Path) -> None:
+    url = f"duckdb:///{tmp_path / 'views.db'}"
+    result = replay(archive, "balance")
+    materialize(result, url)
+    state = read(url, "accounts_state")
+    first = result.state().collect().row(0, named=True)["last_event_time"]
+    assert state["last_event_time"][0] == first
+    assert first.tzinfo is not None and first.utcoffset() == timedelta(0)
+    assert datetime.now(UTC) > first
