@@ -190,7 +190,8 @@ class EventArchive:
     def scan(self, *, version: int | None = None, verify: bool = True) -> pl.LazyFrame:
         """The events as a LazyFrame in the canonical schema, in log (``seq``) order.
 
-        ``version`` reads the archive as it was after that commit.
+        ``version`` reads the archive as it was after that commit (when a later
+        compaction merged its files, from the merged files up to its last ``seq``).
 
         Before anything is read, the commit log up to ``version`` is checked (every
         commit present, parsed, written by eventkit and chained: cheap) and, with
@@ -206,10 +207,14 @@ class EventArchive:
         ``CorruptionError`` naming it when the frame is collected.
         """
         entries = ledger.live_files(self.path, version=version)
+        last_seq = None
+        if version is not None and not all((self.path / e["path"]).exists() for e in entries):
+            entries, last_seq = ledger.merged_entries(self.path, version, entries)
         if verify:
             for entry in entries:
                 ledger.check_data_file(self.path, entry)
-        return _read_files(self.path, entries)
+        lf = _read_files(self.path, entries)
+        return lf if last_seq is None else lf.filter(pl.col("seq") <= last_seq)
 
     def verify(
         self,
