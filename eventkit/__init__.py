@@ -18,13 +18,18 @@ from eventkit.exceptions import (
     CorruptionError,
     EventDataError,
     EventkitError,
+    ExpiredError,
     ImmutabilityError,
     IntegrityError,
+    PrivacyError,
     RuleError,
     SchemaError,
+    SchemaVersionError,
     ValidationError,
 )
 from eventkit.ledger import VerifyReport
+from eventkit.lifecycle import CompactReport, StorageReport, compact, info
+from eventkit.privacy import KeyStore
 from eventkit.replay import ReplayResult, replay
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
 from eventkit.sources import open_archive
@@ -37,18 +42,26 @@ __all__ = [
     "AppendReceipt",
     "ArchiveError",
     "ColumnMapping",
+    "CompactReport",
     "CorruptionError",
     "EventArchive",
     "EventDataError",
     "EventkitError",
+    "ExpiredError",
     "ImmutabilityError",
     "InstantError",
     "IntegrityError",
+    "KeyStore",
+    "PrivacyError",
     "ReplayResult",
     "RuleError",
     "SchemaError",
+    "SchemaVersionError",
+    "StorageReport",
     "ValidationError",
     "VerifyReport",
+    "compact",
+    "info",
     "open_archive",
     "replay",
 ]
