@@ -1,4 +1,6 @@
-"""The ``eventkit`` command line: generate, verify, replay, as-of, restatements, compact, info, lab.
+"""The ``eventkit`` command line.
+
+generate, verify, replay, as-of, restatements, compact, expire, info, lab.
 
 Every subcommand has ``--help``. Errors print one clear line and exit 2;
 ``verify`` exits 1 when the archive fails its checks.
@@ -113,6 +115,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshots", metavar="DIR", help="snapshot folder to total (default: "
                    "the archive's _eventkit/snapshots)")
     p.set_defaults(run=_info)
+
+    p = sub.add_parser("expire", help="replace events before a cut-off by opening states",
+                       description="Retention: replace the money events dated before WHEN "
+                                   "with one opening event per account (balances after the "
+                                   "cut-off unchanged, checked by replaying first), in one "
+                                   "audited commit recording who, when and why. Questions "
+                                   "before the cut-off then raise an 'expired' error.")
+    p.add_argument("path", help="archive folder")
+    p.add_argument("--before", metavar="WHEN", required=True, help=f"the cut-off: {_WHEN} "
+                   "(a date means its start)")
+    p.add_argument("--by", required=True, help="who asks (recorded)")
+    p.add_argument("--reason", required=True, help="why (recorded)")
+    p.add_argument("--rules", default="balance", help="rule set the opening states must "
+                   "reproduce (default balance)")
+    p.add_argument("--confirm", action="store_true", help="required: events are removed")
+    p.set_defaults(run=_expire)
 
     p = sub.add_parser("lab", help="open JupyterLab on the notebooks (loopback, token)",
                        description="Serve the notebooks in JupyterLab bound to one address "
@@ -277,6 +295,16 @@ def _info(args: argparse.Namespace) -> int:
     from eventkit.lifecycle import info
 
     print(info(args.path, snapshots=args.snapshots))
+    return 0
+
+
+def _expire(args: argparse.Namespace) -> int:
+    from eventkit.lifecycle import expire
+
+    r = expire(args.path, before=args.before, by=args.by, reason=args.reason,
+               confirm=args.confirm, rules=args.rules)
+    print(f"expired at version {r.version}: {r.replaced_rows:,} events before {r.cutoff} "
+          f"replaced by {r.opening_rows:,} opening states; head {r.head}")
     return 0
 
 

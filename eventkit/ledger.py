@@ -310,8 +310,9 @@ def merged_entries(
     for commit in commits[version + 1:]:
         rec = commit.record or {}
         if rec.get("kind") == "expire":
-            msg = (f"{root}: version {version} cannot be read: the expiry of version "
-                   f"{commit.version} replaced its events before {rec.get('cutoff')}")
+            msg = (f"{root}: version {version} cannot be read: it was expired by version "
+                   f"{commit.version} (events before {rec.get('cutoff')} were replaced by "
+                   "opening states)")
             raise ExpiredError(msg, path=str(root), cutoff=rec.get("cutoff"))
         if rec.get("kind") == "compact":
             later = live_files(root, commits, version=commit.version)

@@ -23,16 +23,35 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow.parquet as pq
 
 from eventkit import ledger
 from eventkit.archive import EventArchive, _fsync, _write_data_file, _write_durably
-from eventkit.exceptions import AppendConflictError, ArchiveError, CorruptionError
+from eventkit.exceptions import (
+    AppendConflictError,
+    ArchiveError,
+    CorruptionError,
+    ExpiredError,
+    ImmutabilityError,
+)
+from eventkit.schema import BANK_ACCOUNT, MONEY_EVENT_TYPES
 
-__all__ = ["CompactReport", "StorageReport", "compact", "info"]
+if TYPE_CHECKING:
+    from eventkit.rules import RuleSet
+
+__all__ = [
+    "CompactReport",
+    "ExpireReport",
+    "Expiry",
+    "StorageReport",
+    "compact",
+    "expire",
+    "expiry_of",
+    "info",
+]
 
 #: Files below this many rows are merged by :func:`compact` (up to this many per file).
 TARGET_ROWS = 1_000_000
@@ -340,3 +359,232 @@ def info(path: str | Path, *, snapshots: str | Path | None = None) -> StorageRep
         files=files, partitions=partitions, versions=versions, rewrites=rewrites,
         snapshot_files=len(snap_files), snapshot_bytes=sum(p.stat().st_size for p in snap_files),
     )
+
+
+# ---------------------------------------------------------------------- retention
+@dataclass(frozen=True)
+class Expiry:
+    """The cut-off of an archive's expiry: answers before it were replaced.
+
+    ``cutoff_us``: events dated before it were replaced by opening states;
+    ``known_from_us``: the latest transaction time among them (an answer "as
+    known at" an earlier instant would miss the opening states).
+    """
+
+    path: str
+    cutoff_us: int
+    known_from_us: int
+
+    def check(self, *, at_us: int | None = None, known_at_us: int | None = None) -> None:
+        """Raise :class:`~eventkit.exceptions.ExpiredError` for a question the expiry cut off.
+
+        Examples
+        --------
+        >>> e = Expiry("bank", cutoff_us=1_000, known_from_us=900)
+        >>> e.check(at_us=1_000)
+        >>> e.check(at_us=999)
+        Traceback (most recent call last):
+        ...
+        eventkit.ExpiredError: bank: events ... asked about 1970-01-01T00:00:00.000999+00:00
+
+        """
+        if at_us is not None and at_us < self.cutoff_us:
+            self._raise(f"asked about {_iso(at_us)}")
+        if known_at_us is not None and known_at_us < self.known_from_us:
+            self._raise(f"asked as known at {_iso(known_at_us)}, before the opening states "
+                        f"were known ({_iso(self.known_from_us)})")
+
+    def _raise(self, what: str) -> None:
+        msg = (f"{self.path}: events dated before {_iso(self.cutoff_us)} were expired "
+               f"(replaced by opening states); {what}")
+        raise ExpiredError(msg, path=self.path, cutoff=_iso(self.cutoff_us))
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat()
+
+
+def expiry_of(events: object, fingerprint: str | None = None) -> Expiry | None:
+    """The latest expiry of ``events`` when it is an eventkit archive (or its path).
+
+    Replay calls it so that questions before the cut-off raise instead of
+    answering a wrong number; any other source gives ``None``. The opening
+    states reproduce the rule set the expiry was made for: replaying an
+    expired archive with another (``fingerprint`` differs) raises
+    :class:`~eventkit.exceptions.ExpiredError`.
+
+    Examples
+    --------
+    >>> expiry_of(pl.LazyFrame()) is None
+    True
+
+    """
+    if isinstance(events, EventArchive):
+        root = events.path
+    elif isinstance(events, str | Path) and (Path(events) / ledger.LOG_DIR).is_dir():
+        root = Path(events)
+    else:
+        return None
+    found = None
+    for commit in ledger.read_log(root):
+        rec = commit.record or {}
+        if rec.get("kind") != "expire":
+            continue
+        found = Expiry(str(root), _micros(rec["cutoff"]), _micros(rec["known_from"]))
+        made_for = rec.get("rules", {})
+        if fingerprint is not None and made_for.get("fingerprint") != fingerprint:
+            found._raise(f"its opening states reproduce the rule set {made_for.get('name')!r} "
+                         "only, not this one")
+    return found
+
+
+def _micros(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1_000_000)
+
+
+@dataclass(frozen=True)
+class ExpireReport:
+    """What :func:`expire` did: its commit, the rows replaced and the opening events made."""
+
+    version: int
+    cutoff: str
+    replaced_rows: int
+    opening_rows: int
+    files_removed: int
+    head: str
+
+
+def expire(
+    archive: EventArchive | str | Path,
+    *,
+    before: datetime | str,
+    by: str,
+    reason: str,
+    confirm: bool = False,
+    rules: str | Path | RuleSet = "balance",
+) -> ExpireReport:
+    """Replace the money events dated before ``before`` with one opening event per key.
+
+    The one operation that removes events from an archive, so it is refused
+    unless ``confirm=True`` and it must say who (``by``) and why (``reason``).
+    Per key, every ``Deposit``, ``Withdrawal``, ``Fee``, transfer leg and
+    ``Correction`` dated before the cut-off is replaced by one ``Correction``
+    (an *opening state*, id ``opening-<key>-<cut-off>``) at the time and
+    ``seq`` of the last of them, for the amount that brings ``rules``'s
+    ``balance`` to what it was; the status and rate events (``AccountOpened``,
+    ``AccountClosed``, ``InterestRateChanged``) and the bank's own events stay.
+    Before anything is written the new log is replayed: every state after the
+    cut-off must equal the old one, event by event, or nothing is changed
+    (``balance`` qualifies; ``banking`` does not, as its fee and interest
+    totals are not restored by a balance). Replays with other rule sets then
+    raise :class:`~eventkit.exceptions.ExpiredError`.
+
+    The files holding expired rows are rewritten in one commit whose record
+    (in the hash chain, accepted by ``verify``) keeps the cut-off, who, when,
+    why, the rule set's fingerprint and a digest of the opening events; the old
+    files are then deleted. Afterwards ``replay(...).as_of(t)`` for ``t``
+    before the cut-off, and ``known_at`` before the opening states were known,
+    raise :class:`~eventkit.exceptions.ExpiredError`.
+    """
+    from eventkit import rulesets  # noqa: PLC0415 (replay imports this module's archive)
+    from eventkit.replay import replay  # noqa: PLC0415
+    from eventkit.temporal import micros  # noqa: PLC0415
+
+    archive = archive if isinstance(archive, EventArchive) else EventArchive(archive)
+    root = archive.path
+    if not confirm:
+        msg = (f"expire removes events from {root} for good: pass confirm=True (and by=, "
+               "reason=) to do it")
+        raise ImmutabilityError(msg, path=str(root))
+    if not by or not reason:
+        msg = "an expiry must say who asks (by=) and why (reason=)"
+        raise ImmutabilityError(msg, path=str(root))
+    cutoff = micros(before, param="before", day="start")
+    ruleset = rulesets.resolve(rules)
+    key = ruleset.key
+    if "balance" not in {f.name for f in ruleset.fields}:
+        msg = f"expire needs a rule set with a balance field; {ruleset.name!r} has none"
+        raise ArchiveError(msg, path=str(root))
+    with archive._lock():
+        commits = ledger.read_log(root)
+        entries = ledger.live_files(root, commits)
+        for entry in entries:
+            ledger.check_data_file(root, entry)
+        last = commits[-1].record or {}
+        frames = [pl.read_parquet(root / e["path"]) for e in entries]
+        old = pl.concat(frames) if frames else pl.DataFrame(schema=archive.schema)
+        t = pl.col("event_time").dt.epoch("us")
+        gone = (t < cutoff) & (pl.col(key) != BANK_ACCOUNT) & pl.col("event_type").is_in(
+            [*MONEY_EVENT_TYPES, "Correction"])
+        hit = [i for i, f in enumerate(frames) if f.select(gone.any()).item()]
+        if not hit:
+            msg = f"no events to expire before {_iso(cutoff)} in {root}"
+            raise ArchiveError(msg, path=str(root))
+        replaced = old.filter(gone)
+        opening = _openings(old, replaced, gone, cutoff, ruleset, replay, archive.schema)
+        new = pl.concat([old.filter(~gone), opening]).sort("seq")
+        _same_after(old, new, cutoff, ruleset, replay, root)
+
+        run = entries[hit[0]:hit[-1] + 1]
+        seqs = pl.concat(frames[hit[0]:hit[-1] + 1])["seq"]
+        rows = new.filter(pl.col("seq").is_in(seqs.implode()))
+        version = commits[-1].version + 1
+        with _Writer(root, version) as writer:
+            files = [writer.write(part, i, ledger.content_digest([part]))
+                     for i, part in enumerate(rows.iter_slices(TARGET_ROWS))]
+            group = {"removed": [e["path"] for e in run], "files": [f["path"] for f in files],
+                     "rows": rows.height, "content": ledger.content_digest([rows])}
+            record = _record(last, "expire", [group], files, {
+                "cutoff": _iso(cutoff), "by": by, "reason": reason,
+                "known_from": _iso(replaced.select(pl.col("recorded_at").dt.epoch("us")
+                                                   .max()).item()),
+                "rules": {"name": ruleset.name, "fingerprint": ruleset.fingerprint},
+                "replaced_rows": replaced.height, "opening_rows": opening.height,
+                "opening": ledger.content_digest([opening]),
+            })
+            writer.commit(record, run, operation="DELETE", data_change=True)
+        _delete(root, run)
+    return ExpireReport(version, _iso(cutoff), replaced.height, opening.height, len(run),
+                        record["digest"])
+
+
+def _openings(old: pl.DataFrame, replaced: pl.DataFrame, gone: pl.Expr, cutoff: int,
+              ruleset: RuleSet, replay: Any, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """One Correction per key at its last replaced event, for the balance it had."""
+    key = ruleset.key
+    last = (replaced.sort(key, "event_time", "seq")
+            .group_by(key, maintain_order=True)
+            .agg(pl.col("seq", "event_time").last(), pl.col("recorded_at").max()))
+    stub = last.with_columns(
+        event_id=pl.format("opening-{}-{}", pl.col(key), pl.lit(_iso(cutoff))),
+        event_type=pl.lit("Correction"), amount=pl.lit(0, pl.Int64),
+    ).with_columns(pl.lit(None, dtype=t).alias(c) for c, t in schema.items()
+                   if c not in (key, "seq", "event_time", "recorded_at", "event_id",
+                                "event_type", "amount")).select(list(schema))
+    at = _iso(cutoff - 1)
+    wanted = replay(old.lazy(), ruleset).as_of(at).select(key, "balance")
+    zero = pl.concat([old.filter(~gone), stub]).sort("seq")
+    have = replay(zero.lazy(), ruleset).as_of(at).select(key, pl.col("balance").alias("was"))
+    amounts = wanted.join(have, on=key, how="left").collect().select(
+        key, (pl.col("balance") - pl.col("was").fill_null(0)).alias("amount"))
+    return stub.drop("amount").join(amounts, on=key, how="left").select(list(schema))
+
+
+def _same_after(old: pl.DataFrame, new: pl.DataFrame, cutoff: int, ruleset: RuleSet,
+                replay: Any, root: Path) -> None:
+    """Every event from the cut-off on must leave the same state in the new log."""
+    fields = [f.name for f in ruleset.fields]
+    after = pl.col("event_time").dt.epoch("us") >= cutoff
+
+    def states(events: pl.DataFrame) -> pl.DataFrame:
+        return (replay(events.lazy(), ruleset).history.filter(after)
+                .select("event_id", *fields).sort("event_id").collect())
+
+    a, b = states(old), states(new)
+    if not a.equals(b):
+        diff = a.join(b, on="event_id", suffix="_new").filter(
+            pl.any_horizontal(pl.col(f).ne_missing(pl.col(f"{f}_new")) for f in fields))
+        where = diff["event_id"][0] if diff.height else "?"
+        msg = (f"{root}: opening states cannot reproduce {ruleset.name!r} after the cut-off "
+               f"(event {where} would change); nothing was expired")
+        raise ArchiveError(msg, path=str(root))

@@ -18,6 +18,7 @@ import polars as pl
 from eventkit import rulesets
 from eventkit.archive import EventArchive
 from eventkit.engine import Fold, fold
+from eventkit.lifecycle import Expiry, expiry_of
 from eventkit.rules import CheckedRules, RuleSet
 from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA, TIME_DTYPE
 from eventkit.temporal import Window, grid_positions, micros
@@ -42,6 +43,7 @@ class ReplayResult:
         self._events = events
         self.rules = rules
         self.checked: CheckedRules = rules.check()
+        self.expiry: Expiry | None = None  # set by replay() for an expired archive
 
     @property
     def fingerprint(self) -> str:
@@ -108,6 +110,8 @@ class ReplayResult:
         """
         values = list(instants)
         grid = np.array([micros(v, param="instants") for v in values], np.int64)
+        if self.expiry is not None and len(grid):
+            self.expiry.check(at_us=int(grid.min()))
         order = np.argsort(grid, kind="stable")
         f = self._fold
         rows, counts = grid_positions(f.keys, f.times, f.seqs, f.n_keys, grid[order])
@@ -130,6 +134,8 @@ class ReplayResult:
         return history.filter(pl.col("violation").is_not_null())
 
     def _per_key(self, at: int) -> pl.LazyFrame:
+        if self.expiry is not None:
+            self.expiry.check(at_us=at)
         positions, counts = self._fold.last_at(at)
         found = positions >= 0
         return self._rows(positions[found], counts[found]).lazy()
@@ -183,7 +189,11 @@ def replay(
     names = lf.collect_schema().names()
     optional = [pl.lit(None, dtype=CANONICAL_SCHEMA[c]).alias(c)
                 for c in ("counterparty_id", "rate") if c not in names]
-    return ReplayResult(lf.with_columns(optional), ruleset)
+    result = ReplayResult(lf.with_columns(optional), ruleset)
+    result.expiry = expiry_of(events, ruleset.fingerprint)
+    if result.expiry is not None and known_at is not None:
+        result.expiry.check(known_at_us=micros(known_at, param="known_at"))
+    return result
 
 
 def _as_lazy(events: Events) -> pl.LazyFrame:

@@ -195,3 +195,76 @@ def test_info_of_a_hive_folder_has_one_row_per_partition(tmp_path: Path) -> None
     assert report.kind == "Parquet folder"
     assert report.partitions["partition"].to_list() == ["day=2024-01-01", "day=2024-01-02"]
     assert report.partitions["events"].to_list() == [3, 3]
+
+
+CUTOFF = START + timedelta(days=150)
+LATER = [START + timedelta(days=d) for d in (150, 151, 200, 300, 449)]
+
+
+def later_answers(archive: EventArchive, rules: str) -> dict[str, pl.DataFrame]:
+    result = eventkit.replay(archive, rules)
+    fields = [f.name for f in result.rules.fields]
+    out = {"state": result.state().drop("events").collect(),
+           "grid": result.at_times(LATER).drop("events").collect(),
+           "history": result.history.filter(pl.col("event_time") >= CUTOFF)
+           .select("event_id", *fields).collect()}
+    for t in LATER:
+        out[f"as_of {t:%F}"] = result.as_of(t).drop("events").collect()
+    return out
+
+
+def test_expire_keeps_every_later_answer(small_files: EventArchive) -> None:
+    archive = small_files
+    before = later_answers(archive, "balance")
+    files = {p.name for p in archive.path.glob("*.parquet")}
+    with pytest.raises(eventkit.ImmutabilityError, match="confirm=True"):
+        eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops", reason="7-year rule")
+    with pytest.raises(eventkit.ArchiveError, match="cannot reproduce 'banking'"):
+        eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops", reason="7-year rule",
+                                  confirm=True, rules="banking")
+    assert {p.name for p in archive.path.glob("*.parquet")} == files
+    assert archive.verify().ok
+
+    report = eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops@bank",
+                                       reason="retention: 150 days", confirm=True)
+
+    assert report.replaced_rows > 300 and 0 < report.opening_rows <= 40
+    assert len(archive) == 4_000  # appends' rows; the archive now holds fewer
+    assert archive.scan().select(pl.len()).collect().item() == \
+        4_000 - report.replaced_rows + report.opening_rows
+    assert {p.name for p in archive.path.glob("*.parquet")} & files == files - set(
+        ledger.read_commit(archive.path, report.version).record["groups"][0]["removed"])
+    verified = archive.verify()
+    assert verified.ok, verified.problems
+    assert_same(before, later_answers(archive, "balance"))
+    record = ledger.read_commit(archive.path, report.version).record
+    assert (record["kind"], record["by"], record["reason"]) == (
+        "expire", "ops@bank", "retention: 150 days")
+    assert record["cutoff"] == CUTOFF.isoformat()
+    # questions the expiry cut off raise, they never answer a wrong number
+    result = eventkit.replay(archive)
+    for ask in (lambda: result.as_of(CUTOFF - timedelta(microseconds=1)),
+                lambda: result.at_times([START + timedelta(days=10), CUTOFF]),
+                lambda: result.between(START, CUTOFF),
+                lambda: eventkit.replay(archive.path, known_at=START + timedelta(days=1)),
+                lambda: eventkit.replay(archive, "banking"),
+                lambda: archive.scan(version=3)):
+        with pytest.raises(eventkit.ExpiredError, match="expired") as err:
+            ask()
+        assert err.value.cutoff == CUTOFF.isoformat()
+    assert main(["info", str(archive.path)]) == 0
+    assert main(["expire", str(archive.path), "--before", "2024-06-01", "--by", "ops",
+                 "--reason", "r"]) == 2  # no --confirm: refused
+
+
+@pytest.mark.parametrize(("sub", "options"), [
+    ("compact", ["--target-rows", "--keep-old"]),
+    ("expire", ["--before", "--by", "--reason", "--rules", "--confirm"]),
+    ("info", ["--snapshots"]),
+])
+def test_help(sub: str, options: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([sub, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert all(o in out for o in options)
