@@ -48,7 +48,7 @@ from eventkit.exceptions import (
     SchemaError,
     ValidationError,
 )
-from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
+from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES, SUBJECT_COL
 
 __all__ = ["MAX_ID_BYTES", "MAX_TYPE_BYTES", "AppendReceipt", "EventArchive"]
 
@@ -65,6 +65,9 @@ _CLOCK_SKEW = timedelta(minutes=5)
 _TABLE_CONFIG = {"delta.appendOnly": "true"}
 _EPOCH = "1970-01-01T00:00:00+00:00"
 _NO_CHECKPOINTS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
+#: How every ciphertext eventkit stores begins (see :mod:`eventkit.privacy`): a personal
+#: column holding anything else (such as plaintext cast to bytes) is refused.
+CIPHERTEXT_PREFIX = b"ek1\x00"
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,10 @@ class EventArchive:
         self.event_types: tuple[str, ...] | None = (
             tuple(genesis.record["event_types"]) if genesis.record.get("event_types") else None
         )
+        #: Personal columns (ciphertext, see :mod:`eventkit.privacy`), pinned at creation.
+        self.personal: tuple[str, ...] = tuple(genesis.record.get("personal") or ())
+        #: The stored columns: the canonical ones, then ``subject`` and the personal ones.
+        self.schema: dict[str, pl.DataType] = _archive_schema(self.personal)
 
     # ------------------------------------------------------------------ create
     @classmethod
@@ -133,11 +140,16 @@ class EventArchive:
         path: str | Path,
         *,
         event_types: tuple[str, ...] | None = EVENT_TYPES,
+        personal: tuple[str, ...] = (),
     ) -> EventArchive:
         """Create an empty archive at ``path`` (which must not hold one already).
 
         ``event_types`` lists the types appends accept (default: the banking
-        domain's); ``None`` accepts any type.
+        domain's); ``None`` accepts any type. ``personal`` names personal fields
+        (e.g. ``("name", "email", "iban")``): the archive then also stores a
+        ``subject`` column (String, the data subject) and each personal field as
+        ciphertext (Binary) that :func:`eventkit.privacy.encrypt` made; plaintext
+        is refused. Without ``personal`` the archive holds the canonical columns.
         """
         root = Path(path)
         if (root / ledger.LOG_DIR).exists():
@@ -149,12 +161,19 @@ class EventArchive:
         if root.exists() and any(root.iterdir()):
             msg = f"{root} exists and is not empty; choose a new folder for the archive"
             raise ArchiveError(msg, path=str(root))
+        bad = [f for f in personal if f in CANONICAL_SCHEMA or f == SUBJECT_COL
+               or not f.isidentifier()]
+        if bad or len(set(personal)) != len(personal):
+            msg = (f"personal fields must be distinct names other than the canonical columns "
+                   f"and {SUBJECT_COL!r}: {list(personal)}")
+            raise SchemaError(msg, source=str(root), column=bad[0] if bad else None)
         root.mkdir(parents=True, exist_ok=True)
-        schema = _delta_schema()
+        schema = _delta_schema(_archive_schema(tuple(personal)))
         record: dict[str, Any] = {
             "format": _FORMAT,
             "kind": "create",
             "event_types": list(event_types) if event_types is not None else None,
+            **({"personal": list(personal)} if personal else {}),
             "table": {
                 "configuration": _TABLE_CONFIG,
                 "partitionColumns": [],
@@ -190,7 +209,8 @@ class EventArchive:
     def scan(self, *, version: int | None = None, verify: bool = True) -> pl.LazyFrame:
         """The events as a LazyFrame in the canonical schema, in log (``seq``) order.
 
-        ``version`` reads the archive as it was after that commit.
+        ``version`` reads the archive as it was after that commit (when a later
+        compaction merged its files, from the merged files up to its last ``seq``).
 
         Before anything is read, the commit log up to ``version`` is checked (every
         commit present, parsed, written by eventkit and chained: cheap) and, with
@@ -206,10 +226,14 @@ class EventArchive:
         ``CorruptionError`` naming it when the frame is collected.
         """
         entries = ledger.live_files(self.path, version=version)
+        last_seq = None
+        if version is not None and not all((self.path / e["path"]).exists() for e in entries):
+            entries, last_seq = ledger.merged_entries(self.path, version, entries)
         if verify:
             for entry in entries:
                 ledger.check_data_file(self.path, entry)
-        return _read_files(self.path, entries)
+        lf = _read_files(self.path, entries, self.schema)
+        return lf if last_seq is None else lf.filter(pl.col("seq") <= last_seq)
 
     def verify(
         self,
@@ -262,7 +286,7 @@ class EventArchive:
             msg = f"batch_id must be non-empty text of at most {MAX_ID_BYTES} bytes"
             raise ValidationError(msg, source="appended batch")
         batch = _collect_batch(events, source)
-        _check_batch_columns(batch, mapping, recorded_at, source)
+        _check_batch_columns(batch, mapping, recorded_at, source, self.personal)
         if batch.height == 0:
             msg = "empty batch: nothing to append"
             raise ValidationError(msg, source=source)
@@ -271,9 +295,13 @@ class EventArchive:
             pl.lit(source).alias(SOURCE_COL), pl.int_range(pl.len()).alias(ROW_COL)
         )
         conformed = conform(framed, ColumnMapping.parse(mapping), source=source,
-                            keep_extra=False, event_types=self.event_types)
+                            keep_extra=bool(self.personal), event_types=self.event_types)
         conformed.validate(source=source)
         rows = conformed.events.drop(SOURCE_COL, ROW_COL).collect()
+        _check_personal(rows, self.personal, source)
+        rows = rows.with_columns(
+            (pl.col(c) if c in rows.columns else pl.lit(None)).cast(t).alias(c)
+            for c, t in self.schema.items() if c not in CANONICAL_SCHEMA)
 
         _check_values(rows, source, check_recorded_at=recorded_at == "keep")
 
@@ -294,7 +322,7 @@ class EventArchive:
             stamp = self._stamp(rows, recorded_at, last, source)
             stored = stamp.with_columns(
                 seq=pl.int_range(start, start + rows.height, dtype=pl.Int64)
-            ).select(list(CANONICAL_SCHEMA))
+            ).select(list(self.schema))
             receipt = self._commit(stored, batch_id or uuid.uuid4().hex, commits[-1].version,
                                    last, start)
             new = ledger.read_commit(self.path, receipt.version).record or {}
@@ -328,7 +356,7 @@ class EventArchive:
     ) -> None:
         ids = rows["event_id"]
         known = (
-            _read_files(self.path, entries)
+            _read_files(self.path, entries, self.schema)
             .select("event_id")
             .filter(pl.col("event_id").is_between(pl.lit(ids.min()), pl.lit(ids.max()))
                     & pl.col("event_id").is_in(ids.implode()))
@@ -403,7 +431,7 @@ class EventArchive:
             DeltaTable(str(self.path), version=base).create_write_transaction(
                 adds,
                 "append",
-                _delta_schema(),
+                _delta_schema(self.schema),
                 commit_properties=CommitProperties(
                     custom_metadata={"eventkit": json.dumps(record)}, max_commit_retries=0),
                 post_commithook_properties=_NO_CHECKPOINTS,
@@ -482,7 +510,7 @@ class EventArchive:
 
 def _check_batch_columns(
     batch: pl.DataFrame, mapping: ColumnMapping | dict[str, Any] | None, recorded_at: str,
-    source: str,
+    source: str, personal: tuple[str, ...] = (),
 ) -> None:
     m = ColumnMapping.parse(mapping)
     if recorded_at not in ("now", "keep"):
@@ -505,10 +533,44 @@ def _check_batch_columns(
                    f"{sorted(names)}")
             raise SchemaError(msg, source=source, column=canonical)
     known = {m.source_name(c) for c in CANONICAL_SCHEMA}
-    extra = sorted(names - known)
+    stored = [*CANONICAL_SCHEMA, *([SUBJECT_COL, *personal] if personal else [])]
+    extra = sorted(names - known - set(stored))
     if extra:
-        msg = f"unknown column(s) {extra}; the archive stores {list(CANONICAL_SCHEMA)}"
+        msg = f"unknown column(s) {extra}; the archive stores {stored}"
         raise SchemaError(msg, source=source, column=extra[0])
+    for name in personal:
+        if name in names and batch[name].dtype not in (pl.Binary, pl.Null):
+            msg = (f"personal column holds {batch[name].dtype} values; personal fields are "
+                   "stored only as ciphertext: encrypt them with eventkit.privacy.encrypt")
+            raise SchemaError(msg, source=source, column=name)
+    if personal and SUBJECT_COL in names and batch[SUBJECT_COL].dtype not in (pl.String,
+                                                                              pl.Null):
+        msg = f"{SUBJECT_COL} must be text, not {batch[SUBJECT_COL].dtype}"
+        raise SchemaError(msg, source=source, column=SUBJECT_COL)
+
+
+def _archive_schema(personal: tuple[str, ...]) -> dict[str, pl.DataType]:
+    if not personal:
+        return dict(CANONICAL_SCHEMA)
+    return {**CANONICAL_SCHEMA, SUBJECT_COL: pl.String(), **{f: pl.Binary() for f in personal}}
+
+
+def _check_personal(rows: pl.DataFrame, personal: tuple[str, ...], source: str) -> None:
+    """Personal values must be eventkit ciphertext of a named subject."""
+    for name in personal:
+        if name not in rows.columns:
+            continue
+        value = pl.col(name).cast(pl.Binary)
+        for bad, problem in (
+            (value.is_not_null() & ~value.bin.starts_with(CIPHERTEXT_PREFIX),
+             "not eventkit ciphertext (plaintext is never stored; use eventkit.privacy.encrypt)"),
+            (value.is_not_null() & pl.col(SUBJECT_COL).is_null()
+             if SUBJECT_COL in rows.columns else value.is_not_null(),
+             f"a personal value without a {SUBJECT_COL}"),
+        ):
+            found = rows.select(bad.arg_true().first()).item()
+            if found is not None:
+                raise ValidationError(problem, source=source, column=name, row=int(found))
 
 
 def _collect_batch(events: pl.DataFrame | pl.LazyFrame, source: str) -> pl.DataFrame:
@@ -604,7 +666,8 @@ def _check_values(rows: pl.DataFrame, source: str, *, check_recorded_at: bool) -
                                   row=row)
 
 
-def _read_files(root: Path, entries: list[dict[str, Any]]) -> pl.LazyFrame:
+def _read_files(root: Path, entries: list[dict[str, Any]],
+                schema: dict[str, pl.DataType] = CANONICAL_SCHEMA) -> pl.LazyFrame:
     """One lazy scan of the data files ``entries`` lists, in order.
 
     Polars reads the files with projection, predicate and row-limit pushdown, a
@@ -614,7 +677,7 @@ def _read_files(root: Path, entries: list[dict[str, Any]]) -> pl.LazyFrame:
     itself (a failing cast in a filter) passes through unchanged.
     """
     if not entries:
-        return pl.LazyFrame(schema=CANONICAL_SCHEMA)
+        return pl.LazyFrame(schema=schema)
     groups: list[list[Path]] = [[]]
     rows = 0
     for entry in entries:
@@ -630,7 +693,7 @@ def _read_files(root: Path, entries: list[dict[str, Any]]) -> pl.LazyFrame:
         for group in groups:
             if left is not None and left <= 0:
                 return
-            lf = pl.scan_parquet(group, schema=CANONICAL_SCHEMA)
+            lf = pl.scan_parquet(group, schema=schema)
             if predicate is not None:
                 lf = lf.filter(predicate)
             if with_columns is not None:
@@ -640,20 +703,21 @@ def _read_files(root: Path, entries: list[dict[str, Any]]) -> pl.LazyFrame:
             try:
                 frame = lf.collect()
             except (Exception, pl.exceptions.PanicException) as exc:
-                _raise_unreadable(root, group, exc)
+                _raise_unreadable(root, group, exc, schema)
             if left is not None:
                 left -= frame.height
             yield frame
 
-    return register_io_source(source, schema=CANONICAL_SCHEMA, is_pure=True,
+    return register_io_source(source, schema=schema, is_pure=True,
                               explain_name="eventkit archive")
 
 
-def _raise_unreadable(root: Path, group: list[Path], exc: BaseException) -> NoReturn:
+def _raise_unreadable(root: Path, group: list[Path], exc: BaseException,
+                      schema: dict[str, pl.DataType]) -> NoReturn:
     """Name the file of ``group`` that cannot be read; re-raise ``exc`` if they all can."""
     for path in group:
         try:  # does the file itself read, without the query's expressions?
-            pl.scan_parquet(path, schema=CANONICAL_SCHEMA).collect()
+            pl.scan_parquet(path, schema=schema).collect()
         except (Exception, pl.exceptions.PanicException) as damage:
             text = str(damage).strip()
             first = text.splitlines()[0][:300] if text else ""
@@ -717,8 +781,8 @@ def _stat(value: object) -> object:
     return value
 
 
-def _delta_schema() -> Schema:
-    return Schema.from_arrow(pa.schema(pl.DataFrame(schema=CANONICAL_SCHEMA).to_arrow().schema))
+def _delta_schema(schema: dict[str, pl.DataType]) -> Schema:
+    return Schema.from_arrow(pa.schema(pl.DataFrame(schema=schema).to_arrow().schema))
 
 
 def _remove(written: list[tuple[Path, Path]]) -> None:

@@ -1,4 +1,6 @@
-"""The ``eventkit`` command line: generate, verify, replay, as-of, restatements, snapshot, lab.
+"""The ``eventkit`` command line.
+
+generate, verify, replay, as-of, restatements, snapshot, compact, expire, info, lab.
 
 Every subcommand has ``--help``. Errors print one clear line and exit 2;
 ``verify`` exits 1 when the archive fails its checks.
@@ -108,6 +110,41 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-key-copy", action="store_true",
                    help="do not store the events sorted by account")
     p.set_defaults(run=_snapshot)
+
+    p = sub.add_parser("compact", help="merge small data files (audited, changes no answer)",
+                       description="Merge runs of small data files of an archive into larger "
+                                   "zstd files in one audited commit that verify accepts; "
+                                   "every answer stays the same.")
+    p.add_argument("path", help="archive folder")
+    p.add_argument("--target-rows", type=int, default=1_000_000,
+                   help="rows per merged file at most (default 1000000)")
+    p.add_argument("--keep-old", action="store_true", help="leave the replaced files on disk")
+    p.set_defaults(run=_compact)
+
+    p = sub.add_parser("info", help="storage report: events, files, bytes, compression",
+                       description="Events, data files, bytes, compression ratio, "
+                                   "per-partition sizes, audited rewrites and snapshot sizes "
+                                   "of an archive or a folder of Parquet files.")
+    p.add_argument("path", help="archive or Parquet folder")
+    p.add_argument("--snapshots", metavar="DIR", help="snapshot folder to total (default: "
+                   "the archive's _eventkit/snapshots)")
+    p.set_defaults(run=_info)
+
+    p = sub.add_parser("expire", help="replace events before a cut-off by opening states",
+                       description="Retention: replace the money events dated before WHEN "
+                                   "with one opening event per account (balances after the "
+                                   "cut-off unchanged, checked by replaying first), in one "
+                                   "audited commit recording who, when and why. Questions "
+                                   "before the cut-off then raise an 'expired' error.")
+    p.add_argument("path", help="archive folder")
+    p.add_argument("--before", metavar="WHEN", required=True, help=f"the cut-off: {_WHEN} "
+                   "(a date means its start)")
+    p.add_argument("--by", required=True, help="who asks (recorded)")
+    p.add_argument("--reason", required=True, help="why (recorded)")
+    p.add_argument("--rules", default="balance", help="rule set the opening states must "
+                   "reproduce (default balance)")
+    p.add_argument("--confirm", action="store_true", help="required: events are removed")
+    p.set_defaults(run=_expire)
 
     p = sub.add_parser("lab", help="open JupyterLab on the notebooks (loopback, token)",
                        description="Serve the notebooks in JupyterLab bound to one address "
@@ -265,6 +302,35 @@ def _currency(name: str) -> pl.Expr:
         pl.lit("."),
         (magnitude % 100).cast(pl.String).str.zfill(2),
     ).alias(name)
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from eventkit.lifecycle import compact
+
+    r = compact(args.path, target_rows=args.target_rows, keep_old=args.keep_old)
+    if r.version is None:
+        print(f"nothing to merge: {r.files_before} data files")
+    else:
+        print(f"compacted at version {r.version}: {r.files_before} -> {r.files_after} data "
+              f"files, {r.bytes_before:,} -> {r.bytes_after:,} bytes; head {r.head}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from eventkit.lifecycle import info
+
+    print(info(args.path, snapshots=args.snapshots))
+    return 0
+
+
+def _expire(args: argparse.Namespace) -> int:
+    from eventkit.lifecycle import expire
+
+    r = expire(args.path, before=args.before, by=args.by, reason=args.reason,
+               confirm=args.confirm, rules=args.rules)
+    print(f"expired at version {r.version}: {r.replaced_rows:,} events before {r.cutoff} "
+          f"replaced by {r.opening_rows:,} opening states; head {r.head}")
+    return 0
 
 
 def _lab(args: argparse.Namespace) -> int:

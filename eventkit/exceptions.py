@@ -6,12 +6,15 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     EventkitError
     ├── EventDataError          bad input events: says source, column and row
     │   ├── SchemaError         a column is missing, extra or of the wrong type
+    │   │   └── SchemaVersionError  events of a schema version no upcaster reaches
     │   └── ValidationError     a value is wrong: null key, NaN, duplicate id, ...
     ├── ArchiveError            the archive itself
     │   ├── ImmutabilityError   overwrite, delete or update of an append-only archive
     │   ├── AppendConflictError another writer committed first (retryable)
     │   ├── CorruptionError     a file cannot be read or does not match its hash
-    │   └── IntegrityError      ``verify`` found the hash chain broken
+    │   ├── IntegrityError      ``verify`` found the hash chain broken
+    │   └── ExpiredError        a question about a time whose events were expired
+    ├── PrivacyError            key store problems, refused erasures
     ├── RuleError               a rule set or rules file is wrong
     └── SnapshotError           a snapshot cannot be built or read
 """
@@ -24,10 +27,13 @@ __all__ = [
     "CorruptionError",
     "EventDataError",
     "EventkitError",
+    "ExpiredError",
     "ImmutabilityError",
     "IntegrityError",
+    "PrivacyError",
     "RuleError",
     "SchemaError",
+    "SchemaVersionError",
     "SnapshotError",
     "ValidationError",
 ]
@@ -68,6 +74,10 @@ class SchemaError(EventDataError):
     """A required column is missing, an unknown one is present, or a type is wrong."""
 
 
+class SchemaVersionError(SchemaError):
+    """Events carry a schema version that no registered upcaster brings to the current one."""
+
+
 class ValidationError(EventDataError):
     """A value breaks a rule of the canonical schema (null key, NaN amount, ...)."""
 
@@ -105,6 +115,23 @@ class IntegrityError(ArchiveError):
     def __init__(self, message: str, *, path: str | None = None, problems: list[str]) -> None:
         self.problems = problems
         super().__init__(message, path=path)
+
+
+class ExpiredError(ArchiveError):
+    """The events a question needs were expired (see :func:`eventkit.lifecycle.expire`).
+
+    ``cutoff`` is the expiry's cut-off (events dated before it were replaced by
+    opening states); answers at or after it are unchanged.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None,
+                 cutoff: str | None = None) -> None:
+        self.cutoff = cutoff
+        super().__init__(message, path=path)
+
+
+class PrivacyError(EventkitError):
+    """A key store cannot be used, or an erasure or decryption was refused."""
 
 
 class RuleError(EventkitError):

@@ -18,14 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eventkit.exceptions import ArchiveError, CorruptionError
+import polars as pl
+
+from eventkit.exceptions import ArchiveError, CorruptionError, ExpiredError
 
 __all__ = [
     "GENESIS",
     "Commit",
     "VerifyReport",
+    "REWRITE_KINDS",
+    "apply_record",
     "chain_digest",
     "check_data_file",
+    "content_digest",
     "live_files",
     "read_log",
     "sha256_file",
@@ -36,6 +41,10 @@ LOG_DIR = "_delta_log"
 PRIVATE_DIR = "_eventkit"
 #: The digest a chain starts from.
 GENESIS = "0" * 64
+#: Record kinds that may remove data files (eventkit's own audited rewrites, see
+#: :mod:`eventkit.lifecycle`); any other commit that removes a file is tampering.
+REWRITE_KINDS = ("compact", "expire")
+_DIGEST_ROWS = 500_000
 _CHUNK = 1 << 20
 #: Files whose SHA-256 matched their record in this process, by path and the stat fields
 #: any rewrite changes (size, mtime, ctime, inode): repeated scans only ``stat`` them.
@@ -70,6 +79,43 @@ def chain_digest(prev: str, record: dict[str, Any]) -> str:
     body = {k: v for k, v in record.items() if k != "digest"}
     text = prev + "\n" + json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def content_digest(frames: list[pl.DataFrame]) -> str:
+    """SHA-256 of the rows of ``frames`` (in order), independent of how they are stored.
+
+    Two sets of data files hold the same events in the same order exactly when
+    their content digests are equal, however the rows are split into files,
+    row groups or compressed. Values are hashed as text (times as epoch
+    microseconds, bytes as hex), with the column names first.
+
+    Examples
+    --------
+    >>> a = pl.DataFrame({"seq": [0, 1, 2], "amount": [5, 7, 9]})
+    >>> content_digest([a]) == content_digest([a.head(1), a.tail(2)])
+    True
+    >>> content_digest([a]) == content_digest([a.reverse()])
+    False
+
+    """
+    h = hashlib.sha256()
+    names: list[str] | None = None
+    for frame in frames:
+        if names is None:
+            names = frame.columns
+            h.update(("\t".join(names) + "\n").encode())
+        stable = frame.select(_stable(name, frame.schema[name]) for name in names)
+        for part in stable.iter_slices(_DIGEST_ROWS):
+            h.update(part.write_csv(include_header=False, float_precision=None).encode())
+    return h.hexdigest()
+
+
+def _stable(name: str, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(dtype, pl.Datetime):
+        return pl.col(name).dt.epoch("us")
+    if dtype == pl.Binary:
+        return pl.col(name).bin.encode("hex")
+    return pl.col(name)
 
 
 @dataclass(frozen=True)
@@ -150,8 +196,9 @@ def live_files(
     A cheap check of the log up to ``version`` (default: the latest), made on
     every read: every commit file 0..version exists and parses, carries
     eventkit's record, chains to the previous digest and recomputes its own,
-    removes nothing, changes no metadata after creation, and adds exactly the
-    files its record lists. The first failure raises
+    removes nothing (but what an audited rewrite's record names, see
+    :func:`apply_record`), changes no metadata after creation, and adds exactly
+    the files its record lists. The first failure raises
     :class:`~eventkit.exceptions.CorruptionError` naming the commit file (run
     :func:`verify_log` for the full report). Data files are not opened here:
     see :func:`check_data_file`.
@@ -188,16 +235,90 @@ def live_files(
             raise fail("does not chain to the commit before it")
         if chain_digest(prev, rec) != rec.get("digest"):
             raise fail("was altered (its digest does not recompute)")
-        if commit.removes:
-            raise fail(f"removes {list(commit.removes)}")
         if v > 0 and commit.metadata is not None:
             raise fail("changes the table's metadata or properties")
         listed = rec.get("files", [])
         if sorted(a.get("path") for a in commit.adds) != sorted(f.get("path") for f in listed):
             raise fail("adds other files than its record lists")
-        entries.extend(listed)
+        entries, problem = apply_record(entries, rec, commit.removes)
+        if problem:
+            raise fail(problem)
         prev = rec["digest"]
     return entries
+
+
+def apply_record(
+    entries: list[dict[str, Any]], record: dict[str, Any], removes: tuple[str, ...] = ()
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The live file entries after a commit with ``record`` (and Delta ``removes``).
+
+    An append adds its files at the end. An audited rewrite (``compact`` or
+    ``expire``, see :mod:`eventkit.lifecycle`) replaces runs of consecutive live
+    files (its ``groups``) by new files in their place, so the files stay in log
+    order; its Delta ``removes`` must be exactly the files its groups name. Any
+    other removal is tampering. Returns the new entries and the problem found
+    (``None`` when there is none; the entries are then unchanged).
+
+    Examples
+    --------
+    >>> live = [{"path": "a"}, {"path": "b"}, {"path": "c"}]
+    >>> merged = {"kind": "compact", "files": [{"path": "ab"}],
+    ...           "groups": [{"removed": ["a", "b"], "files": ["ab"]}]}
+    >>> [e["path"] for e in apply_record(live, merged, ("a", "b"))[0]]
+    ['ab', 'c']
+    >>> apply_record(live, {"kind": "append", "files": []}, ("c",))[1]
+    "removes ['c'] from an append-only archive"
+
+    """
+    if record.get("kind") not in REWRITE_KINDS:
+        if removes:
+            return entries, f"removes {list(removes)} from an append-only archive"
+        return [*entries, *record.get("files", [])], None
+    groups = record.get("groups", [])
+    named = [p for g in groups for p in g.get("removed", [])]
+    if sorted(removes) != sorted(named):
+        return entries, (f"removes {sorted(removes)} but its {record.get('kind')} record names "
+                         f"{sorted(named)}")
+    new = {f.get("path"): f for f in record.get("files", [])}
+    if sorted(new) != sorted(p for g in groups for p in g.get("files", [])):
+        return entries, "lists other new files than its groups"
+    out = list(entries)
+    for group in groups:
+        gone = group.get("removed", [])
+        paths = [e["path"] for e in out]
+        start = paths.index(gone[0]) if gone and gone[0] in paths else -1
+        if start < 0 or paths[start:start + len(gone)] != gone:
+            return entries, (f"rewrites files {gone} that are not consecutive live files of "
+                             "the archive")
+        out[start:start + len(gone)] = [new[p] for p in group.get("files", [])]
+    return out, None
+
+
+def merged_entries(
+    root: Path, version: int, entries: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Where the rows of ``version`` live after later compactions deleted its files.
+
+    Returns the live files of the first later version whose files are all on
+    disk, and the last ``seq`` of ``version`` (its rows are those up to it:
+    appends only add later ``seq``, compactions keep rows). Raises
+    :class:`~eventkit.exceptions.ExpiredError` when an expiry rewrote them
+    since; returns ``entries`` unchanged (``None``) when nothing replaced them.
+    """
+    commits = read_log(root)
+    last_seq = (commits[version].record or {}).get("seq", [-1, -1])[1]
+    for commit in commits[version + 1:]:
+        rec = commit.record or {}
+        if rec.get("kind") == "expire":
+            msg = (f"{root}: version {version} cannot be read: it was expired by version "
+                   f"{commit.version} (events before {rec.get('cutoff')} were replaced by "
+                   "opening states)")
+            raise ExpiredError(msg, path=str(root), cutoff=rec.get("cutoff"))
+        if rec.get("kind") == "compact":
+            later = live_files(root, commits, version=commit.version)
+            if all((root / e["path"]).exists() for e in later):
+                return later, last_seq
+    return entries, None
 
 
 def check_data_file(root: Path, entry: dict[str, Any]) -> Path:
@@ -302,10 +423,13 @@ def verify_log(
     Checks, per commit in order: the commit file exists and parses; it carries
     eventkit's record; the record chains to the previous digest and its own
     digest recomputes; it adds exactly the files the record lists and removes
-    none; it does not change the table's metadata (after creation). Then every
-    listed file exists with the recorded hash, and no other data file lies in
-    the table. ``expect``, a head digest saved elsewhere, catches a chain that
-    was rewritten consistently from the start.
+    none, unless it is an audited rewrite (compaction or expiry) whose record
+    names exactly what it replaces; it does not change the table's metadata
+    (after creation). Every listed file exists with the recorded hash (files a
+    rewrite replaced may be gone); the rows of a rewrite's new files hash to its
+    content digest (and, for a compaction, so do the old files when still
+    there); no other data file lies in the table. ``expect``, a head digest
+    saved elsewhere, catches a chain that was rewritten consistently from the start.
     """
     report = VerifyReport(path=str(root))
     versions = log_versions(root)
@@ -318,7 +442,12 @@ def verify_log(
     prev = GENESIS
     referenced: set[str] = set()
     digests: dict[str, int] = {}
-    for commit in (read_commit(root, v) for v in versions):
+    commits = [read_commit(root, v) for v in versions]
+    rewritten = {p for c in commits if c.record and c.record.get("kind") in REWRITE_KINDS
+                 for g in c.record.get("groups", []) for p in g.get("removed", [])}
+    live: list[dict[str, Any]] = []
+    merged_away = 0
+    for commit in commits:
         report.version = commit.version
         where = f"commit {commit.version}"
         if commit.error is not None:
@@ -336,9 +465,9 @@ def verify_log(
             report.problems.append(f"{where}: record altered (digest does not recompute)")
         prev = rec.get("digest", "")
         digests.setdefault(prev, commit.version)
-        if commit.removes:
-            report.problems.append(f"{where}: removes {list(commit.removes)} from an "
-                                   "append-only archive")
+        live, problem = apply_record(live, rec, commit.removes)
+        if problem:
+            report.problems.append(f"{where}: {problem}")
         if commit.version == 0:
             _check_table(commit, rec, where, report)
         elif commit.metadata is not None:
@@ -359,8 +488,16 @@ def verify_log(
                                        "the record)")
         for rel, entry in listed.items():
             referenced.add(rel)
+            if rel in rewritten and not (root / rel).exists():
+                merged_away += 1  # replaced by a later audited rewrite, then deleted
+                continue
             _check_file(root, rel, entry, where, report, on_bytes)
+        if rec.get("kind") in REWRITE_KINDS and not problem:
+            _check_rewrite(root, rec, where, report)
     report.head = prev
+    if merged_away:
+        report.notes.append(f"{merged_away} data file(s) replaced by audited compactions or "
+                            "expiries are no longer on disk (their records remain in the chain)")
     for rel in _stray_files(root, referenced):
         report.problems.append(f"file {rel} is not part of any commit (added behind the "
                                "archive's back)")
@@ -376,6 +513,25 @@ def verify_log(
                 f"head digest {report.head} differs from the expected {expect} (the chain was "
                 "rewritten or the archive rolled back)")
     return report
+
+
+def _check_rewrite(root: Path, rec: dict[str, Any], where: str, report: VerifyReport) -> None:
+    """The rows of a rewrite's new files hash to its record; a compaction's old ones too."""
+    for group in rec.get("groups", []):
+        for side in ("files", "removed"):
+            if side == "removed" and rec.get("kind") != "compact":
+                continue  # an expiry replaced those rows on purpose
+            paths = [root / p for p in group.get(side, [])]
+            if not all(p.is_file() for p in paths):
+                continue  # reported (new files) or deleted on purpose (old files)
+            try:
+                found = content_digest([pl.read_parquet(p) for p in paths])
+            except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException):
+                continue  # an unreadable file is reported by its hash check
+            if found != group.get("content"):
+                names = [p.name for p in paths]
+                report.problems.append(f"{where}: the rows of {names} differ from the "
+                                       f"{rec.get('kind')} record's content digest")
 
 
 def _check_table(commit: Commit, rec: dict[str, Any], where: str, report: VerifyReport

@@ -20,6 +20,7 @@ import polars as pl
 from eventkit import rulesets
 from eventkit.archive import EventArchive
 from eventkit.engine import Fold, fold
+from eventkit.lifecycle import Expiry, expiry_of
 from eventkit.rules import CheckedRules, RuleSet
 from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA, TIME_DTYPE
 from eventkit.snapshots import Snapshots, by_key
@@ -68,6 +69,7 @@ class ReplayResult:
         self.archive_version = archive_version
         if folded is not None:  # already folded (e.g. by eventkit.whatif.compare)
             self.__dict__["_fold"] = folded
+        self.expiry: Expiry | None = None  # set by replay() for an expired archive
 
     @property
     def fingerprint(self) -> str:
@@ -136,6 +138,8 @@ class ReplayResult:
         """
         values = list(instants)
         grid = np.array([micros(v, param="instants") for v in values], np.int64)
+        if self.expiry is not None and len(grid):
+            self.expiry.check(at_us=int(grid.min()))
         order = np.argsort(grid, kind="stable")
         if not values:
             return self._rows(Folded(self._fold), np.zeros(0, np.int64),
@@ -190,6 +194,8 @@ class ReplayResult:
         return Folded(fold(tail.collect(), self.checked, start=base), base)
 
     def _per_key(self, folded: Folded, at: int) -> pl.LazyFrame:
+        if self.expiry is not None:
+            self.expiry.check(at_us=at)
         positions, counts = folded.fold.last_at(at)
         found = positions >= 0
         return self._rows(folded, positions[found], counts[found]).lazy()
@@ -276,9 +282,13 @@ def replay(
     names = lf.collect_schema().names()
     optional = [pl.lit(None, dtype=CANONICAL_SCHEMA[c]).alias(c)
                 for c in ("counterparty_id", "rate") if c not in names]
-    return ReplayResult(lf.with_columns(optional), ruleset, snapshots=stored,
-                        keys=None if keys is None else list(keys), archive=archive,
-                        archive_version=version)
+    result = ReplayResult(lf.with_columns(optional), ruleset, snapshots=stored,
+                          keys=None if keys is None else list(keys), archive=archive,
+                          archive_version=version)
+    result.expiry = expiry_of(events, ruleset.fingerprint)
+    if result.expiry is not None and known_at is not None:
+        result.expiry.check(known_at_us=micros(known_at, param="known_at"))
+    return result
 
 
 def _archive(events: Events) -> EventArchive | None:

@@ -33,6 +33,7 @@ __all__ = [
     "EVENT_TYPES",
     "MONEY_EVENT_TYPES",
     "REQUIRED_COLUMNS",
+    "SUBJECT_COL",
     "TIME_DTYPE",
 ]
 
@@ -52,6 +53,10 @@ CANONICAL_SCHEMA: Final[dict[str, pl.DataType]] = {
     "counterparty_id": pl.Int64(),
     "rate": pl.Float64(),
 }
+
+#: The data subject (the person personal fields belong to) in archives created with
+#: personal fields (see :mod:`eventkit.privacy`); other sources have no such column.
+SUBJECT_COL: Final = "subject"
 
 #: Columns that must be present and never null.
 REQUIRED_COLUMNS: Final = (

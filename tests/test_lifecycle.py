@@ -1,0 +1,270 @@
+"""Compaction, expiry and the storage report on real Delta archives.
+
+Compaction must change no answer (every as_of / known_at / version read), be
+accepted by ``verify`` as an audited operation, and leave foreign rewrites as
+detectable as before.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from deltalake import DeltaTable
+
+import eventkit
+from eventkit import EventArchive, ledger
+from eventkit.cli import main
+from eventkit.generate import generate
+from eventkit.lifecycle import compact, info
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+INSTANTS = [START + timedelta(days=d) for d in (20, 75, 140, 260, 400)]
+
+
+@pytest.fixture
+def small_files(tmp_path: Path) -> EventArchive:
+    """A generated bank archive of 4,000 events in 20 appends (late corrections included)."""
+    generate(tmp_path / "bank", events=4_000, accounts=40, seed=3, chunk_events=200,
+             start=START, end=START + timedelta(days=450))
+    return EventArchive(tmp_path / "bank")
+
+
+def answers(archive: EventArchive) -> dict[str, pl.DataFrame]:
+    """Every question we ask of an archive: events, state, as_of and known_at grids."""
+    out = {"events": archive.scan().collect()}
+    for rules in ("balance", "banking"):
+        result = eventkit.replay(archive, rules)
+        out[f"{rules} state"] = result.state().collect()
+        out[f"{rules} history"] = result.history.collect()
+        for t in INSTANTS:
+            out[f"{rules} as_of {t:%F}"] = result.as_of(t).collect()
+            known = eventkit.replay(archive, rules, known_at=t)
+            out[f"{rules} known_at {t:%F}"] = known.state().collect()
+            out[f"{rules} known_at as_of {t:%F}"] = known.as_of(t - timedelta(days=15)).collect()
+    return out
+
+
+def assert_same(before: dict[str, pl.DataFrame], after: dict[str, pl.DataFrame]) -> None:
+    assert before.keys() == after.keys()
+    for name, frame in before.items():
+        assert frame.equals(after[name]), f"{name} changed"
+
+
+def test_compaction_changes_no_answer_and_verifies(small_files: EventArchive) -> None:
+    archive = small_files
+    before = answers(archive)
+    versions = {v: archive.scan(version=v).collect() for v in (1, 7, archive.version)}
+    files_before = info(archive.path).files.height
+
+    report = compact(archive, target_rows=1_500)
+
+    assert (report.files_before, report.files_after) == (files_before, 3)
+    assert info(archive.path).files.height == 3
+    verified = archive.verify()
+    assert verified.ok, verified.problems
+    assert any("replaced by audited compactions" in n for n in verified.notes)
+    assert_same(before, answers(archive))
+    for v, frame in versions.items():  # old versions read from the merged files
+        assert archive.scan(version=v).collect().equals(frame)
+    # the Delta table is still a plain Delta table to other readers
+    assert pl.scan_delta(str(archive.path)).select(pl.len()).collect().item() == 4_000
+    # appends continue the log after a compaction
+    receipt = archive.append(pl.DataFrame({"event_id": ["new"], "account_id": [1],
+                                           "event_type": ["Deposit"], "amount": [1],
+                                           "event_time": [INSTANTS[-1]]}))
+    assert receipt.seq_start == 4_000 and archive.verify().ok
+    assert compact(archive, target_rows=1_500).version is None or archive.verify().ok
+
+
+def test_compaction_keeping_old_files_checks_both_sides(small_files: EventArchive) -> None:
+    archive = small_files
+    compact(archive, target_rows=100_000, keep_old=True)
+
+    assert archive.verify().ok
+    [entry] = ledger.live_files(archive.path)
+    record = ledger.read_commit(archive.path, archive.version).record
+    assert record is not None and record["kind"] == "compact"
+    old = archive.path / record["groups"][0]["removed"][3]
+    old.write_bytes(old.read_bytes())  # untouched bytes: still fine
+    assert archive.verify().ok
+    # a replaced file that is edited is still caught (it is still listed by its append)
+    data = bytearray(old.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    old.write_bytes(bytes(data))
+    problems = archive.verify().problems
+    assert problems and old.name in problems[0]
+    assert entry["path"] not in problems[0]
+
+
+def test_foreign_optimize_after_compaction_is_still_detected(small_files: EventArchive) -> None:
+    compact(small_files, target_rows=1_000)
+    small_files.append(pl.DataFrame({"event_id": ["x"], "account_id": [1],
+                                     "event_type": ["Deposit"], "amount": [1],
+                                     "event_time": [INSTANTS[-1]]}))
+    DeltaTable(str(small_files.path)).optimize.compact()
+
+    problems = small_files.verify().problems
+    assert problems and "not written by eventkit" in problems[0]
+    with pytest.raises(eventkit.CorruptionError, match="not written by eventkit"):
+        small_files.scan()
+
+
+def _edit(path: Path, edit: object) -> None:
+    actions = [json.loads(line) for line in path.read_text().splitlines()]
+    edit(actions)  # type: ignore[operator]
+    path.write_text("".join(json.dumps(a) + "\n" for a in actions))
+
+
+def test_a_compaction_that_removes_more_than_it_says_is_tampering(
+    small_files: EventArchive,
+) -> None:
+    compact(small_files, target_rows=1_000)
+    commit = ledger.log_path(small_files.path, small_files.version)
+
+    def drop_one_add(actions: list[dict]) -> None:
+        i = next(i for i, a in enumerate(actions) if "add" in a)
+        del actions[i]
+
+    _edit(commit, drop_one_add)
+    problems = small_files.verify().problems
+    assert problems[0].startswith(f"commit {small_files.version}:")
+    with pytest.raises(eventkit.CorruptionError):
+        small_files.scan()
+
+
+def test_a_compaction_record_with_other_rows_is_named(tmp_path: Path) -> None:
+    # forge: the same compaction, but its new file holds other rows and the record is
+    # recomputed to match the file's hash (only the content digest tells)
+    generate(tmp_path / "bank", events=600, accounts=10, seed=1, chunk_events=200,
+             start=START, end=START + timedelta(days=60))
+    archive = EventArchive(tmp_path / "bank")
+    compact(archive, keep_old=True)
+    commit = ledger.log_path(archive.path, archive.version)
+    record = ledger.read_commit(archive.path, archive.version).record
+    assert record is not None
+    new = archive.path / record["files"][0]["path"]
+    frame = pl.read_parquet(new).with_columns(amount=pl.col("amount") + 1)
+    frame.write_parquet(new, compression="zstd")
+    record["files"][0]["sha256"] = ledger.sha256_file(new)
+    record["files"][0]["bytes"] = new.stat().st_size
+    record["digest"] = ledger.chain_digest(record["prev"], record)
+
+    def forge(actions: list[dict]) -> None:
+        for a in actions:
+            if "commitInfo" in a:
+                a["commitInfo"]["eventkit"] = json.dumps(record)
+            if "add" in a:
+                a["add"]["size"] = new.stat().st_size
+
+    _edit(commit, forge)
+    problems = archive.verify().problems
+    assert any("differ from the compact record's content digest" in p for p in problems)
+
+
+def test_info_reports_sizes_and_the_cli_prints_them(small_files: EventArchive,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    report = info(small_files.path)
+    assert (report.events, report.files.height, report.versions) == (4_000, 20, 20)
+    assert report.bytes == sum(p.stat().st_size for p in small_files.path.glob("*.parquet"))
+    assert report.compression_ratio > 1
+    assert report.partitions.rows() == [(".", 20, 4_000, report.bytes,
+                                         report.uncompressed_bytes)]
+    snaps = small_files.path / "_eventkit" / "snapshots"
+    snaps.mkdir()
+    (snaps / "s.parquet").write_bytes(b"x" * 100)
+    assert info(small_files.path).snapshot_bytes == 100
+
+    assert main(["compact", str(small_files.path), "--target-rows", "2000"]) == 0
+    assert main(["info", str(small_files.path)]) == 0
+    out = capsys.readouterr().out
+    assert "20 -> 2 data files" in out
+    assert "events       4,000" in out and "1 compact" in out
+
+
+def test_info_of_a_hive_folder_has_one_row_per_partition(tmp_path: Path) -> None:
+    for day in ("2024-01-01", "2024-01-02"):
+        folder = tmp_path / f"day={day}"
+        folder.mkdir()
+        pl.DataFrame({"account_id": [1, 2, 3], "amount": [1, 2, 3]}).write_parquet(
+            folder / "part.parquet")
+    report = info(tmp_path)
+    assert report.kind == "Parquet folder"
+    assert report.partitions["partition"].to_list() == ["day=2024-01-01", "day=2024-01-02"]
+    assert report.partitions["events"].to_list() == [3, 3]
+
+
+CUTOFF = START + timedelta(days=150)
+LATER = [START + timedelta(days=d) for d in (150, 151, 200, 300, 449)]
+
+
+def later_answers(archive: EventArchive, rules: str) -> dict[str, pl.DataFrame]:
+    result = eventkit.replay(archive, rules)
+    fields = [f.name for f in result.rules.fields]
+    out = {"state": result.state().drop("events").collect(),
+           "grid": result.at_times(LATER).drop("events").collect(),
+           "history": result.history.filter(pl.col("event_time") >= CUTOFF)
+           .select("event_id", *fields).collect()}
+    for t in LATER:
+        out[f"as_of {t:%F}"] = result.as_of(t).drop("events").collect()
+    return out
+
+
+def test_expire_keeps_every_later_answer(small_files: EventArchive) -> None:
+    archive = small_files
+    before = later_answers(archive, "balance")
+    files = {p.name for p in archive.path.glob("*.parquet")}
+    with pytest.raises(eventkit.ImmutabilityError, match="confirm=True"):
+        eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops", reason="7-year rule")
+    with pytest.raises(eventkit.ArchiveError, match="cannot reproduce 'banking'"):
+        eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops", reason="7-year rule",
+                                  confirm=True, rules="banking")
+    assert {p.name for p in archive.path.glob("*.parquet")} == files
+    assert archive.verify().ok
+
+    report = eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops@bank",
+                                       reason="retention: 150 days", confirm=True)
+
+    assert report.replaced_rows > 300 and 0 < report.opening_rows <= 40
+    assert len(archive) == 4_000  # appends' rows; the archive now holds fewer
+    assert archive.scan().select(pl.len()).collect().item() == \
+        4_000 - report.replaced_rows + report.opening_rows
+    assert {p.name for p in archive.path.glob("*.parquet")} & files == files - set(
+        ledger.read_commit(archive.path, report.version).record["groups"][0]["removed"])
+    verified = archive.verify()
+    assert verified.ok, verified.problems
+    assert_same(before, later_answers(archive, "balance"))
+    record = ledger.read_commit(archive.path, report.version).record
+    assert (record["kind"], record["by"], record["reason"]) == (
+        "expire", "ops@bank", "retention: 150 days")
+    assert record["cutoff"] == CUTOFF.isoformat()
+    # questions the expiry cut off raise, they never answer a wrong number
+    result = eventkit.replay(archive)
+    for ask in (lambda: result.as_of(CUTOFF - timedelta(microseconds=1)),
+                lambda: result.at_times([START + timedelta(days=10), CUTOFF]),
+                lambda: result.between(START, CUTOFF),
+                lambda: eventkit.replay(archive.path, known_at=START + timedelta(days=1)),
+                lambda: eventkit.replay(archive, "banking"),
+                lambda: archive.scan(version=3)):
+        with pytest.raises(eventkit.ExpiredError, match="expired") as err:
+            ask()
+        assert err.value.cutoff == CUTOFF.isoformat()
+    assert main(["info", str(archive.path)]) == 0
+    assert main(["expire", str(archive.path), "--before", "2024-06-01", "--by", "ops",
+                 "--reason", "r"]) == 2  # no --confirm: refused
+
+
+@pytest.mark.parametrize(("sub", "options"), [
+    ("compact", ["--target-rows", "--keep-old"]),
+    ("expire", ["--before", "--by", "--reason", "--rules", "--confirm"]),
+    ("info", ["--snapshots"]),
+])
+def test_help(sub: str, options: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([sub, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert all(o in out for o in options)

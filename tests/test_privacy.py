@@ -1,0 +1,173 @@
+"""Personal data: encrypted per subject, forgotten by destroying a key, found nowhere after.
+
+A story: a bank archive whose AccountOpened events carry each customer's name,
+email and IBAN. One customer asks to be forgotten. Afterwards the archive is
+byte for byte what it was, verifies, replays to the same balances, reads the
+customer's fields as erased, and no file eventkit wrote holds the plaintext.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from test_archive import assert_unchanged, snapshot
+
+import eventkit
+from eventkit import EventArchive, PrivacyError, SchemaError, ValidationError
+from eventkit.cli import main
+from eventkit.generate import generate_chunks
+from eventkit.lifecycle import compact, info
+from eventkit.privacy import ERASED, KeyStore, encrypt, erasure_audit, pseudonymise, reveal
+
+PERSONAL = ("name", "email", "iban")
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def personal_of(account: int) -> dict[str, str]:
+    """Plaintext that appears nowhere else (so finding it anywhere is a leak)."""
+    return {"name": f"Ottilie Quandtberg-{account:03d}",
+            "email": f"ottilie.q{account:03d}@example.org",
+            "iban": f"DE89370400440532{account:06d}"}
+
+
+def with_personal(chunk: pl.DataFrame) -> pl.DataFrame:
+    opened = pl.col("event_type") == "AccountOpened"
+    accounts = chunk["account_id"].to_list()
+    columns = {f: [personal_of(a)[f] for a in accounts] for f in PERSONAL}
+    return chunk.with_columns(
+        subject=pl.when(opened).then(pl.format("cust-{}", pl.col("account_id"))),
+        **{f: pl.when(opened).then(pl.Series(v)) for f, v in columns.items()})
+
+
+@pytest.fixture
+def bank(tmp_path: Path) -> tuple[EventArchive, KeyStore]:
+    archive = EventArchive.create(tmp_path / "bank", personal=PERSONAL)
+    keys = KeyStore.beside(archive)
+    for chunk in generate_chunks(events=3_000, accounts=30, seed=5, chunk_events=1_000,
+                                 start=START, end=START + timedelta(days=200)):
+        sealed = encrypt(with_personal(chunk), keys, fields=PERSONAL)
+        archive.append(sealed.drop("seq"), recorded_at="keep")
+    return archive, keys
+
+
+def leaks(root: Path, needles: list[bytes]) -> list[str]:
+    """Every file under ``root`` holding a needle: raw bytes, and decoded Parquet values."""
+    found = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        hits = [n for n in needles if n in data]
+        if path.suffix == ".parquet" and not hits:  # data pages are compressed: decode them
+            table = pq.read_table(path)
+            values = b"\n".join(v if isinstance(v, bytes) else str(v).encode()
+                                 for col in table.columns for v in col.to_pylist())
+            hits = [n for n in needles if n in values]
+        found += [f"{path.relative_to(root)}: {n!r}" for n in hits]
+    return found
+
+
+def test_forgetting_a_subject(bank: tuple[EventArchive, KeyStore], tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    archive, keys = bank
+    # Before: personal fields decrypt; replay never needs them
+    opened = reveal(archive.scan().filter(pl.col("subject") == "cust-7"), keys)
+    assert opened.select(PERSONAL).row(0) == tuple(personal_of(7).values())
+    balances = eventkit.replay(archive, "banking").state().collect()
+    head = archive.head
+    key = keys.keys(["cust-7"])["cust-7"]
+    files = snapshot(archive.path)
+
+    # The customer asks to be forgotten
+    assert keys.forget("cust-7", by="dpo@bank.example", reason="request 2024-117")
+    assert not keys.forget("cust-7", by="dpo@bank.example", reason="again")
+
+    # The archive is untouched and verifies; balances replay identically
+    assert_unchanged(archive.path, files)
+    assert archive.verify(expect=head).ok
+    assert eventkit.replay(archive, "banking").state().collect().equals(balances)
+    # Everywhere the fields are read, they read as erased; other customers are intact
+    events = reveal(archive.scan(), keys)
+    mine = events.filter(pl.col("subject") == "cust-7")
+    assert mine.select(PERSONAL).rows() == [(ERASED,) * 3]
+    assert events.filter(pl.col("subject") == "cust-8").select("email").item() == \
+        personal_of(8)["email"]
+    audit = erasure_audit(archive, keys)
+    assert audit.select("subject", "by", "personal_values", "readable", "erased").rows() == [
+        ("cust-7", "dpo@bank.example", 3, 0, True)]
+    with pytest.raises(PrivacyError, match="forgotten"):
+        keys.keys(["cust-7"], create=True)
+
+    # Everything eventkit writes afterwards: compaction, exports, CLI output
+    compact(archive)
+    assert archive.verify().ok
+    pseudonymise(archive.scan(), keys).write_parquet(tmp_path / "export.parquet")
+    events.write_parquet(tmp_path / "revealed.parquet", statistics=True)
+    for argv in (["info", str(archive.path)], ["verify", str(archive.path), "--no-progress"],
+                 ["replay", str(archive.path), "--format", "csv"]):
+        main(argv)
+    (tmp_path / "cli.txt").write_text(capsys.readouterr().out + repr(keys))
+    keys.close()
+
+    forgotten = [v.encode() for v in personal_of(7).values()]
+    assert leaks(tmp_path, [*forgotten, key, key.hex().encode()]) == []
+    # the search does find what is there: another customer's plaintext, decoded
+    assert any(personal_of(8)["email"] in hit for hit in leaks(tmp_path, [
+        personal_of(8)["email"].encode()]))
+
+
+def test_pseudonyms_are_stable_keyed_and_not_plain_hashes(
+    bank: tuple[EventArchive, KeyStore], tmp_path: Path,
+) -> None:
+    import hashlib
+
+    archive, keys = bank
+    first = pseudonymise(archive.scan(), keys, fields=PERSONAL)
+    again = pseudonymise(archive.scan(), keys, fields=PERSONAL)
+    assert first.equals(again)
+    row = first.filter(pl.col("account_id") == 3, pl.col("event_type") == "AccountOpened")
+    email = personal_of(3)["email"]
+    assert row["email"].item() not in (hashlib.sha256(email.encode()).hexdigest()[:32],
+                                       hashlib.md5(email.encode()).hexdigest())
+    assert row["subject"].item() != "cust-3"
+    other = pseudonymise(archive.scan(), KeyStore(tmp_path / "other.sqlite"), fields=PERSONAL)
+    # another pepper gives other pseudonyms (and, without the keys, nothing to read)
+    assert other.filter(pl.col("email").is_not_null()).height == 0
+    assert other["subject"].drop_nulls()[0] not in first["subject"].to_list()
+    keys.forget("cust-3", by="dpo", reason="request")
+    after = pseudonymise(archive.scan(), keys, fields=PERSONAL)
+    assert after.filter(pl.col("subject") == row["subject"].item())["email"].to_list() == [None]
+
+
+def test_plaintext_is_refused_and_leaves_the_archive_as_it_was(
+    bank: tuple[EventArchive, KeyStore],
+) -> None:
+    archive, keys = bank
+    files = snapshot(archive.path)
+    row = pl.DataFrame({"event_id": ["p1"], "account_id": [1], "event_type": ["Deposit"],
+                        "amount": [5], "event_time": [START], "subject": ["cust-1"],
+                        "email": ["leak@example.org"]})
+    with pytest.raises(SchemaError, match="only as ciphertext") as err:
+        archive.append(row)
+    assert err.value.column == "email"
+    with pytest.raises(ValidationError, match="not eventkit ciphertext"):
+        archive.append(row.with_columns(pl.col("email").cast(pl.Binary)))
+    sealed = encrypt(row, keys, fields=["email"])
+    with pytest.raises(ValidationError, match="without a subject"):
+        archive.append(sealed.with_columns(subject=pl.lit(None, pl.String)))
+    assert_unchanged(archive.path, files)
+    # a ciphertext moved to another subject does not authenticate
+    swapped = sealed.with_columns(subject=pl.lit("cust-2"))
+    keys.keys(["cust-2"], create=True)
+    with pytest.raises(PrivacyError, match="row 0, column 'email'"):
+        reveal(swapped, keys, fields=["email"])
+
+
+def test_archives_without_personal_fields_are_unchanged(tmp_path: Path) -> None:
+    archive = EventArchive.create(tmp_path / "plain")
+    assert archive.schema == eventkit.CANONICAL_SCHEMA
+    with pytest.raises(SchemaError, match="personal fields must be distinct"):
+        EventArchive.create(tmp_path / "bad", personal=("amount",))
+    assert info(archive.path).events == 0
