@@ -19,11 +19,13 @@ from eventkit.exceptions import (
     EventDataError,
     EventkitError,
     ImmutabilityError,
+    IngestError,
     IntegrityError,
     RuleError,
     SchemaError,
     ValidationError,
 )
+from eventkit.ingest import IngestSummary, ingest, produce
 from eventkit.ledger import VerifyReport
 from eventkit.replay import ReplayResult, replay
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
@@ -42,6 +44,8 @@ __all__ = [
     "EventDataError",
     "EventkitError",
     "ImmutabilityError",
+    "IngestError",
+    "IngestSummary",
     "InstantError",
     "IntegrityError",
     "ReplayResult",
@@ -49,7 +53,9 @@ __all__ = [
     "SchemaError",
     "ValidationError",
     "VerifyReport",
+    "ingest",
     "open_archive",
+    "produce",
     "replay",
 ]
 

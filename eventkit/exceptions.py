@@ -12,7 +12,8 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     │   ├── AppendConflictError another writer committed first (retryable)
     │   ├── CorruptionError     a file cannot be read or does not match its hash
     │   └── IntegrityError      ``verify`` found the hash chain broken
-    └── RuleError               a rule set or rules file is wrong
+    ├── RuleError               a rule set or rules file is wrong
+    └── IngestError             a broker or topic cannot be read or written
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = [
     "EventDataError",
     "EventkitError",
     "ImmutabilityError",
+    "IngestError",
     "IntegrityError",
     "RuleError",
     "SchemaError",
@@ -107,3 +109,11 @@ class IntegrityError(ArchiveError):
 
 class RuleError(EventkitError):
     """A rule set is invalid; the message names the file, rule and expression."""
+
+
+class IngestError(EventkitError):
+    """A broker cannot be reached, or a topic cannot be read or written; ``topic`` names it."""
+
+    def __init__(self, message: str, *, topic: str | None = None) -> None:
+        self.topic = topic
+        super().__init__(message)

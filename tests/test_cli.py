@@ -32,6 +32,9 @@ HELP = {  # subcommand -> words its --help must mention
     "verify": ["--expect", "--no-progress"],
     "replay": ["--as-of", "--accounts", "--mapping", "--format"],
     "lab": ["--notebooks", "--host", "--port", "--token"],
+    "ingest": ["--bootstrap", "--topic", "--archive", "--mapping", "--dead-letter",
+               "--batch-size", "--max-wait", "--idle-timeout"],
+    "produce": ["--bootstrap", "--topic", "--partitions", "--mapping"],
 }
 
 
