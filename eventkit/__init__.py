@@ -21,12 +21,14 @@ from eventkit.exceptions import (
     ImmutabilityError,
     IngestError,
     IntegrityError,
+    PatternError,
     RuleError,
     SchemaError,
     ValidationError,
 )
 from eventkit.ingest import IngestSummary, ingest, produce
 from eventkit.ledger import VerifyReport
+from eventkit.patterns import Detector, Pattern
 from eventkit.replay import ReplayResult, replay
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
 from eventkit.sources import open_archive
@@ -40,6 +42,7 @@ __all__ = [
     "ArchiveError",
     "ColumnMapping",
     "CorruptionError",
+    "Detector",
     "EventArchive",
     "EventDataError",
     "EventkitError",
@@ -48,6 +51,8 @@ __all__ = [
     "IngestSummary",
     "InstantError",
     "IntegrityError",
+    "Pattern",
+    "PatternError",
     "ReplayResult",
     "RuleError",
     "SchemaError",

@@ -13,7 +13,8 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     │   ├── CorruptionError     a file cannot be read or does not match its hash
     │   └── IntegrityError      ``verify`` found the hash chain broken
     ├── RuleError               a rule set or rules file is wrong
-    └── IngestError             a broker or topic cannot be read or written
+    ├── IngestError             a broker or topic cannot be read or written
+    └── PatternError            a CEP pattern is malformed or cannot run on the events
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "ImmutabilityError",
     "IngestError",
     "IntegrityError",
+    "PatternError",
     "RuleError",
     "SchemaError",
     "ValidationError",
@@ -117,3 +119,7 @@ class IngestError(EventkitError):
     def __init__(self, message: str, *, topic: str | None = None) -> None:
         self.topic = topic
         super().__init__(message)
+
+
+class PatternError(EventkitError):
+    """A CEP pattern is malformed (a bad duration or count) or its events lack a column."""
