@@ -15,6 +15,7 @@ from eventkit.conform import ColumnMapping
 from eventkit.exceptions import (
     AppendConflictError,
     ArchiveError,
+    CommandError,
     CorruptionError,
     EventDataError,
     EventkitError,
@@ -24,6 +25,7 @@ from eventkit.exceptions import (
     PatternError,
     RuleError,
     SchemaError,
+    StaleVersionError,
     ValidationError,
 )
 from eventkit.ingest import IngestSummary, ingest, produce
@@ -41,6 +43,7 @@ __all__ = [
     "AppendReceipt",
     "ArchiveError",
     "ColumnMapping",
+    "CommandError",
     "CorruptionError",
     "Detector",
     "EventArchive",
@@ -56,6 +59,7 @@ __all__ = [
     "ReplayResult",
     "RuleError",
     "SchemaError",
+    "StaleVersionError",
     "ValidationError",
     "VerifyReport",
     "ingest",

@@ -46,6 +46,7 @@ from eventkit.exceptions import (
     CorruptionError,
     ImmutabilityError,
     SchemaError,
+    StaleVersionError,
     ValidationError,
 )
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
@@ -259,6 +260,7 @@ class EventArchive:
         batch_id: str | None = None,
         recorded_at: Literal["now", "keep"] = "now",
         meta: dict[str, Any] | None = None,
+        expected_version: int | None = None,
     ) -> AppendReceipt:
         """Append a batch of events as one atomic commit.
 
@@ -279,6 +281,10 @@ class EventArchive:
         same commit record as the events, covered by the hash chain, and read
         back with :meth:`latest_meta`: a consumer keeps its source positions there
         (e.g. Kafka offsets), so events and positions commit together or not at all.
+
+        ``expected_version`` (optimistic concurrency): append only if the archive
+        is still at that version, else raise :class:`StaleVersionError` and write
+        nothing (the caller decided on state that has changed since).
 
         When the receipt comes back the batch is on disk (files, commit and
         folders fsync-ed). Writers on one machine take turns (a file lock);
@@ -320,6 +326,11 @@ class EventArchive:
             last: dict[str, Any] = commits[-1].record or {}  # live_files checked it
             if batch_id is not None and (old := _find_batch(commits, batch_id)) is not None:
                 return old
+            if expected_version is not None and commits[-1].version != expected_version:
+                msg = (f"stale append: the archive is at version {commits[-1].version}, not "
+                       f"the expected {expected_version}; read the state again and retry")
+                raise StaleVersionError(msg, path=str(self.path),
+                                        expected=expected_version, actual=commits[-1].version)
             self._reject_known_ids(entries, rows, source)
             start = last.get("seq", [-1, -1])[1] + 1
             stamp = self._stamp(rows, recorded_at, last, source)
