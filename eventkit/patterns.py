@@ -49,7 +49,9 @@ class Pattern:
 
     Examples
     --------
+    >>> import polars as pl
     >>> from datetime import datetime, UTC
+    >>> from eventkit.patterns import begin
     >>> t = [datetime(2024, 1, 1, h, tzinfo=UTC) for h in range(4)]
     >>> events = pl.DataFrame({"account_id": [1, 1, 1, 1], "seq": [0, 1, 2, 3],
     ...     "event_time": t, "event_type": ["Deposit", "Fee", "Withdrawal", "Withdrawal"]})
@@ -200,7 +202,9 @@ class Detector:
 
     Examples
     --------
+    >>> import polars as pl
     >>> from datetime import datetime, UTC
+    >>> from eventkit.patterns import rapid_withdrawals
     >>> t = [datetime(2024, 1, 1, 0, m, tzinfo=UTC) for m in range(3)]
     >>> events = pl.DataFrame({"account_id": [1, 1, 1], "seq": [0, 1, 2], "event_time": t,
     ...                        "event_type": ["Withdrawal"] * 3})
