@@ -46,16 +46,19 @@ from eventkit.exceptions import (
     CorruptionError,
     ImmutabilityError,
     SchemaError,
+    StaleVersionError,
     ValidationError,
 )
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES, SUBJECT_COL
 
-__all__ = ["MAX_ID_BYTES", "MAX_TYPE_BYTES", "AppendReceipt", "EventArchive"]
+__all__ = ["MAX_ID_BYTES", "MAX_META_BYTES", "MAX_TYPE_BYTES", "AppendReceipt", "EventArchive"]
 
 #: Longest ``event_id`` an archive stores, in UTF-8 bytes (ids are keys, not documents).
 MAX_ID_BYTES = 256
 #: Longest ``event_type`` an archive stores, in UTF-8 bytes.
 MAX_TYPE_BYTES = 64
+#: Largest ``meta`` object one append stores with its commit, in bytes of JSON.
+MAX_META_BYTES = 64 * 1024
 
 _FORMAT = 1
 _ROWS_PER_FILE = 2_000_000
@@ -235,6 +238,28 @@ class EventArchive:
         lf = _read_files(self.path, entries, self.schema)
         return lf if last_seq is None else lf.filter(pl.col("seq") <= last_seq)
 
+    def latest_meta(self, key: str) -> Any:
+        """The value under ``key`` in the newest commit whose ``meta`` has it, else ``None``.
+
+        Examples
+        --------
+        >>> import tempfile, polars as pl
+        >>> from datetime import datetime, UTC
+        >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank")
+        >>> _ = archive.append(pl.DataFrame({"event_id": ["a"], "account_id": [1],
+        ...     "event_type": ["Deposit"], "amount": [5],
+        ...     "event_time": [datetime(2024, 1, 1, tzinfo=UTC)]}),
+        ...     meta={"kafka/tx": {"0": 41}})
+        >>> archive.latest_meta("kafka/tx"), archive.latest_meta("other")
+        ({'0': 41}, None)
+
+        """
+        for commit in reversed(ledger.read_log(self.path)):
+            found = (commit.record or {}).get("meta") or {}
+            if key in found:
+                return found[key]
+        return None
+
     def verify(
         self,
         *,
@@ -258,6 +283,8 @@ class EventArchive:
         mapping: ColumnMapping | dict[str, Any] | None = None,
         batch_id: str | None = None,
         recorded_at: Literal["now", "keep"] = "now",
+        meta: dict[str, Any] | None = None,
+        expected_version: int | None = None,
     ) -> AppendReceipt:
         """Append a batch of events as one atomic commit.
 
@@ -274,6 +301,15 @@ class EventArchive:
         types over :data:`MAX_TYPE_BYTES` bytes, NaN or infinite rates, and times
         outside 1900..2200 (sentinels such as 9999-12-31).
 
+        ``meta`` (a JSON object of at most :data:`MAX_META_BYTES`) is stored in the
+        same commit record as the events, covered by the hash chain, and read
+        back with :meth:`latest_meta`: a consumer keeps its source positions there
+        (e.g. Kafka offsets), so events and positions commit together or not at all.
+
+        ``expected_version`` (optimistic concurrency): append only if the archive
+        is still at that version, else raise :class:`StaleVersionError` and write
+        nothing (the caller decided on state that has changed since).
+
         When the receipt comes back the batch is on disk (files, commit and
         folders fsync-ed). Writers on one machine take turns (a file lock);
         a writer that still loses the race for the next commit (no shared lock,
@@ -285,6 +321,7 @@ class EventArchive:
                 isinstance(batch_id, str) and 0 < len(batch_id.encode()) <= MAX_ID_BYTES):
             msg = f"batch_id must be non-empty text of at most {MAX_ID_BYTES} bytes"
             raise ValidationError(msg, source="appended batch")
+        stored_meta = _check_meta(meta, source)
         batch = _collect_batch(events, source)
         _check_batch_columns(batch, mapping, recorded_at, source, self.personal)
         if batch.height == 0:
@@ -317,6 +354,11 @@ class EventArchive:
             last: dict[str, Any] = commits[-1].record or {}  # live_files checked it
             if batch_id is not None and (old := _find_batch(commits, batch_id)) is not None:
                 return old
+            if expected_version is not None and commits[-1].version != expected_version:
+                msg = (f"stale append: the archive is at version {commits[-1].version}, not "
+                       f"the expected {expected_version}; read the state again and retry")
+                raise StaleVersionError(msg, path=str(self.path),
+                                        expected=expected_version, actual=commits[-1].version)
             self._reject_known_ids(entries, rows, source)
             start = last.get("seq", [-1, -1])[1] + 1
             stamp = self._stamp(rows, recorded_at, last, source)
@@ -324,7 +366,7 @@ class EventArchive:
                 seq=pl.int_range(start, start + rows.height, dtype=pl.Int64)
             ).select(list(self.schema))
             receipt = self._commit(stored, batch_id or uuid.uuid4().hex, commits[-1].version,
-                                   last, start)
+                                   last, start, stored_meta)
             new = ledger.read_commit(self.path, receipt.version).record or {}
             self._clean_interrupted(receipt.version,
                                     committed | {f["path"] for f in new.get("files", [])})
@@ -387,7 +429,8 @@ class EventArchive:
         return rows.with_columns(recorded_at=pl.lit(now, dtype=CANONICAL_SCHEMA["recorded_at"]))
 
     def _commit(
-        self, rows: pl.DataFrame, batch_id: str, base: int, last: dict[str, Any], start: int
+        self, rows: pl.DataFrame, batch_id: str, base: int, last: dict[str, Any], start: int,
+        meta: dict[str, Any] | None = None,
     ) -> AppendReceipt:
         """Write the data files and commit them as version ``base + 1``, or nothing.
 
@@ -427,6 +470,8 @@ class EventArchive:
                 ).isoformat(),
                 "prev": last["digest"],
             }
+            if meta is not None:
+                record["meta"] = meta
             record["digest"] = ledger.chain_digest(last["digest"], record)
             DeltaTable(str(self.path), version=base).create_write_transaction(
                 adds,
@@ -571,6 +616,21 @@ def _check_personal(rows: pl.DataFrame, personal: tuple[str, ...], source: str) 
             found = rows.select(bad.arg_true().first()).item()
             if found is not None:
                 raise ValidationError(problem, source=source, column=name, row=int(found))
+
+
+def _check_meta(meta: dict[str, Any] | None, source: str) -> dict[str, Any] | None:
+    """``meta`` as it will be stored (a JSON round trip), or a clear error."""
+    if meta is None:
+        return None
+    try:
+        text = json.dumps(meta, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        msg = f"meta must be a JSON object of text keys and JSON values ({exc})"
+        raise ValidationError(msg, source=source, column="meta") from None
+    if not isinstance(meta, dict) or len(text.encode()) > MAX_META_BYTES:
+        msg = f"meta must be a JSON object of at most {MAX_META_BYTES:,} bytes"
+        raise ValidationError(msg, source=source, column="meta")
+    return json.loads(text)
 
 
 def _collect_batch(events: pl.DataFrame | pl.LazyFrame, source: str) -> pl.DataFrame:

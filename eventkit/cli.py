@@ -154,6 +154,39 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8888, help="port (default 8888)")
     p.add_argument("--token", help="access token (default: random)")
     p.set_defaults(run=_lab)
+
+    p = sub.add_parser("ingest", help="consume a Kafka/Redpanda topic into an archive, "
+                       "exactly once",
+                       description="Consume JSON events from every partition of TOPIC into "
+                                   "the archive, in batches; each commit stores the partition "
+                                   "offsets, so a run resumes where the last commit ended. "
+                                   "Bad messages go to a dead-letter JSON Lines file.")
+    p.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="broker address")
+    p.add_argument("--topic", required=True, help="topic to read")
+    p.add_argument("--archive", required=True, metavar="PATH",
+                   help="eventkit archive (created when missing)")
+    p.add_argument("--mapping", metavar="JSON", help="column mapping of the JSON fields, as "
+                   "JSON text or a .json file (see eventkit.ColumnMapping)")
+    p.add_argument("--dead-letter", metavar="FILE", help="dead-letter file (default "
+                   "PATH.dead-letter.jsonl)")
+    p.add_argument("--batch-size", type=int, default=10_000, help="messages per commit "
+                   "(default 10000)")
+    p.add_argument("--max-wait", type=float, default=1.0, metavar="S",
+                   help="commit a batch at most this long after its first message (default 1)")
+    p.add_argument("--idle-timeout", type=float, metavar="S",
+                   help="stop after this long without a message (default: run until stopped)")
+    p.set_defaults(run=_ingest)
+
+    p = sub.add_parser("produce", help="send an archive's events to a topic (key: account)",
+                       description="Send the events at PATH to TOPIC as JSON messages keyed "
+                                   "by account id (one account's events keep their order).")
+    p.add_argument("path", help="events: an archive, Parquet file, folder, glob or Delta table")
+    p.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="broker address")
+    p.add_argument("--topic", required=True, help="topic to write")
+    p.add_argument("--partitions", type=int, metavar="N",
+                   help="create the topic with N partitions when it does not exist")
+    p.add_argument("--mapping", metavar="JSON", help="column mapping for foreign data")
+    p.set_defaults(run=_produce)
     return parser
 
 
@@ -340,3 +373,43 @@ def _lab(args: argparse.Namespace) -> int:
     print(f"JupyterLab: http://{args.host}:{args.port}/lab?token={token}", flush=True)
     os.execv(argv[0], argv)
     return 0  # not reached: exec replaced this process
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    import signal
+
+    from eventkit.ingest import ingest
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    progress = {"shown": 0.0}
+
+    def report(summary: object) -> None:
+        import time
+
+        if time.monotonic() - progress["shown"] >= 5:
+            progress["shown"] = time.monotonic()
+            print(summary, file=sys.stderr, flush=True)
+
+    try:
+        summary = ingest(args.bootstrap, args.topic, args.archive,
+                         mapping=_mapping(args.mapping) if args.mapping else None,
+                         dead_letter=args.dead_letter, batch_size=args.batch_size,
+                         max_wait=args.max_wait, idle_timeout=args.idle_timeout,
+                         on_batch=report)
+    except KeyboardInterrupt:
+        print("stopped: events up to the last commit are stored", file=sys.stderr)
+        return 0
+    print(f"ingested {summary.events:,} events in {summary.batches:,} commits, "
+          f"{summary.dead_letters:,} dead letters; next offsets {summary.offsets}")
+    return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from eventkit.ingest import produce
+
+    sent = produce(_events(args), args.bootstrap, args.topic, partitions=args.partitions)
+    print(f"produced {sent:,} events to {args.topic}")
+    return 0

@@ -11,12 +11,16 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     ├── ArchiveError            the archive itself
     │   ├── ImmutabilityError   overwrite, delete or update of an append-only archive
     │   ├── AppendConflictError another writer committed first (retryable)
+    │   │   └── StaleVersionError   an append expected an older archive version
     │   ├── CorruptionError     a file cannot be read or does not match its hash
     │   ├── IntegrityError      ``verify`` found the hash chain broken
     │   └── ExpiredError        a question about a time whose events were expired
     ├── PrivacyError            key store problems, refused erasures
     ├── RuleError               a rule set or rules file is wrong
-    └── SnapshotError           a snapshot cannot be built or read
+    ├── SnapshotError           a snapshot cannot be built or read
+    ├── IngestError             a broker or topic cannot be read or written
+    ├── PatternError            a CEP pattern is malformed or cannot run on the events
+    └── CommandError            a command is refused by the account's current state
 """
 
 from __future__ import annotations
@@ -24,17 +28,21 @@ from __future__ import annotations
 __all__ = [
     "AppendConflictError",
     "ArchiveError",
+    "CommandError",
     "CorruptionError",
     "EventDataError",
     "EventkitError",
     "ExpiredError",
     "ImmutabilityError",
+    "IngestError",
     "IntegrityError",
+    "PatternError",
     "PrivacyError",
     "RuleError",
     "SchemaError",
     "SchemaVersionError",
     "SnapshotError",
+    "StaleVersionError",
     "ValidationError",
 ]
 
@@ -98,6 +106,19 @@ class AppendConflictError(ArchiveError):
     """Another writer committed at the same time; the append wrote nothing. Retry it."""
 
 
+class StaleVersionError(AppendConflictError):
+    """An append with ``expected_version`` found the archive moved on; nothing was written.
+
+    ``expected`` and ``actual`` are the versions. Re-read the state, re-check, retry.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, expected: int,
+                 actual: int) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message, path=path)
+
+
 class CorruptionError(ArchiveError):
     """A file of the archive is unreadable or differs from the hash recorded for it.
 
@@ -144,3 +165,26 @@ class SnapshotError(EventkitError):
     def __init__(self, message: str, *, param: str) -> None:
         self.param = param
         super().__init__(f"{param}: {message}")
+
+
+class IngestError(EventkitError):
+    """A broker cannot be reached, or a topic cannot be read or written; ``topic`` names it."""
+
+    def __init__(self, message: str, *, topic: str | None = None) -> None:
+        self.topic = topic
+        super().__init__(message)
+
+
+class PatternError(EventkitError):
+    """A CEP pattern is malformed (a bad duration or count) or its events lack a column."""
+
+
+class CommandError(EventkitError):
+    """A command is refused: unknown or closed account, overdraft beyond the limit, ...
+
+    ``account_id`` names the account.
+    """
+
+    def __init__(self, message: str, *, account_id: int | None = None) -> None:
+        self.account_id = account_id
+        super().__init__(message)

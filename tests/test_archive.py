@@ -448,3 +448,34 @@ def test_concurrent_appends_get_distinct_seq_ranges(tmp_path: Path) -> None:
     for prefix, group in events.group_by(pl.col("event_id").str.extract(r"^(w\d+-\d+)-")):
         assert group["seq"].max() - group["seq"].min() == 2, prefix
     assert archive.verify().ok
+
+
+# ---------------------------------------------------------------------- meta (source positions)
+
+
+def test_meta_commits_with_the_events_and_is_chained(archive: EventArchive) -> None:
+    assert archive.latest_meta("kafka/tx") is None
+    archive.append(batch(THREE, "b"), meta={"kafka/tx": {"0": 3, "1": 7}})
+    archive.append(batch(THREE, "c"), meta={"other": 1})
+    archive.append(batch(THREE, "d"))
+
+    assert archive.latest_meta("kafka/tx") == {"0": 3, "1": 7}
+    assert archive.latest_meta("other") == 1
+    assert archive.verify().ok
+    # the meta is part of the chained record: editing it is caught
+    log = archive.path / "_delta_log" / f"{2:020d}.json"
+    log.write_text(log.read_text().replace('\\"1\\": 7', '\\"1\\": 8'))
+    assert archive.latest_meta("kafka/tx") == {"0": 3, "1": 8}
+    report = archive.verify()
+    assert not report.ok
+    assert "commit 2: record altered" in str(report)
+
+
+@pytest.mark.parametrize("meta", [[1, 2], {"x": float("nan")}, {"x": object()},
+                                  {"x": "y" * 70_000}])
+def test_bad_meta_is_refused_and_changes_nothing(archive: EventArchive, meta: object) -> None:
+    before = snapshot(archive.path)
+    with pytest.raises(ValidationError, match="meta must be a JSON object") as info:
+        archive.append(batch(THREE, "b"), meta=meta)  # type: ignore[arg-type]
+    assert info.value.column == "meta"
+    assert_unchanged(archive.path, before)

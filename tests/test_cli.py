@@ -33,6 +33,9 @@ HELP = {  # subcommand -> words its --help must mention
     "replay": ["--as-of", "--accounts", "--mapping", "--format"],
     "lab": ["--notebooks", "--host", "--port", "--token"],
     "snapshot": ["--rules", "--every", "--no-key-copy"],
+    "ingest": ["--bootstrap", "--topic", "--archive", "--mapping", "--dead-letter",
+               "--batch-size", "--max-wait", "--idle-timeout"],
+    "produce": ["--bootstrap", "--topic", "--partitions", "--mapping"],
 }
 
 

@@ -11,6 +11,8 @@ from conftest import ROOT
 
 #: Conda-only entries: the interpreter (checked against requires-python) and pip itself.
 CONDA_ONLY = {"python", "pip"}
+#: Packages conda-forge names differently (PyPI name -> conda-forge name).
+CONDA_NAMES = {"confluent-kafka": "python-confluent-kafka"}
 _REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*([^;#]*)")
 
 
@@ -49,7 +51,22 @@ def pip_requirements() -> dict[str, str]:
 
 
 def conda_requirements() -> dict[str, str]:
-    return dict(parse(dep) for dep in environment()["dependencies"] if isinstance(dep, str))
+    """Conda's requirements under their PyPI names, plus those only pip can install."""
+    pypi = {conda: name for name, conda in CONDA_NAMES.items()}
+    deps = environment()["dependencies"]
+    out = {}
+    for dep in deps:
+        if isinstance(dep, str):
+            name, bound = parse(dep)
+            out[pypi.get(name, name)] = bound
+    out |= dict(parse(dep) for dep in pip_section() if not dep.startswith("-e "))
+    return out
+
+
+def pip_section() -> list[str]:
+    sections = [dep["pip"] for dep in environment()["dependencies"] if isinstance(dep, dict)]
+    assert len(sections) == 1, "environment.yml needs exactly one pip section"
+    return sections[0]
 
 
 def test_same_packages_and_bounds():
@@ -64,8 +81,7 @@ def test_conda_python_matches_requires_python():
 
 
 def test_pip_section_installs_the_project_with_dev_extras():
-    pip_sections = [dep["pip"] for dep in environment()["dependencies"] if isinstance(dep, dict)]
-    assert pip_sections == [["-e .[dev]"]]
+    assert pip_section()[-1] == "-e .[dev]"
 
 
 @pytest.mark.parametrize(("pip", "conda", "expected"), [
