@@ -21,12 +21,14 @@ from eventkit.exceptions import (
     ImmutabilityError,
     IntegrityError,
     RuleError,
+    ScaleError,
     SchemaError,
     SnapshotError,
     ValidationError,
 )
 from eventkit.ledger import VerifyReport
 from eventkit.replay import ReplayResult, replay
+from eventkit.scale import BucketedReplay
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
 from eventkit.snapshots import Snapshots, snapshot
 from eventkit.sources import open_archive
@@ -38,6 +40,7 @@ __all__ = [
     "AppendConflictError",
     "AppendReceipt",
     "ArchiveError",
+    "BucketedReplay",
     "ColumnMapping",
     "CorruptionError",
     "EventArchive",
@@ -48,6 +51,7 @@ __all__ = [
     "IntegrityError",
     "ReplayResult",
     "RuleError",
+    "ScaleError",
     "SchemaError",
     "SnapshotError",
     "Snapshots",

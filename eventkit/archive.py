@@ -14,7 +14,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +34,7 @@ from deltalake.transaction import (
 from polars.io.plugins import register_io_source
 
 from eventkit import ledger
+from eventkit.buckets import bucket_expr, check_buckets
 from eventkit.conform import (
     ROW_COL,
     SOURCE_COL,
@@ -45,6 +46,7 @@ from eventkit.exceptions import (
     ArchiveError,
     CorruptionError,
     ImmutabilityError,
+    ScaleError,
     SchemaError,
     ValidationError,
 )
@@ -125,6 +127,8 @@ class EventArchive:
         self.event_types: tuple[str, ...] | None = (
             tuple(genesis.record["event_types"]) if genesis.record.get("event_types") else None
         )
+        #: Number of key buckets (see :mod:`eventkit.buckets`); None: not bucketed.
+        self.buckets: int | None = genesis.record.get("buckets")
 
     # ------------------------------------------------------------------ create
     @classmethod
@@ -133,12 +137,17 @@ class EventArchive:
         path: str | Path,
         *,
         event_types: tuple[str, ...] | None = EVENT_TYPES,
+        buckets: int | None = None,
     ) -> EventArchive:
         """Create an empty archive at ``path`` (which must not hold one already).
 
         ``event_types`` lists the types appends accept (default: the banking
-        domain's); ``None`` accepts any type.
+        domain's); ``None`` accepts any type. ``buckets`` makes a bucketed
+        archive (see :mod:`eventkit.buckets`): each append stores one data file
+        per non-empty bucket of accounts, so a replay can read one bucket at a time.
         """
+        if buckets is not None:
+            check_buckets(buckets)
         root = Path(path)
         if (root / ledger.LOG_DIR).exists():
             msg = f"an archive already exists at {root}"
@@ -162,6 +171,8 @@ class EventArchive:
             },
             "prev": ledger.GENESIS,
         }
+        if buckets is not None:
+            record["buckets"] = buckets
         record["digest"] = ledger.chain_digest(ledger.GENESIS, record)
         create_table_with_add_actions(
             str(root),
@@ -187,10 +198,18 @@ class EventArchive:
         """The head digest: save it elsewhere to detect a rewritten chain later."""
         return self._last_record()["digest"]
 
-    def scan(self, *, version: int | None = None, verify: bool = True) -> pl.LazyFrame:
+    def scan(
+        self,
+        *,
+        version: int | None = None,
+        verify: bool = True,
+        buckets: Sequence[int] | None = None,
+    ) -> pl.LazyFrame:
         """The events as a LazyFrame in the canonical schema, in log (``seq``) order.
 
-        ``version`` reads the archive as it was after that commit.
+        ``version`` reads the archive as it was after that commit. On a bucketed
+        archive, ``buckets`` reads only the files of those buckets (include
+        :data:`~eventkit.buckets.BANK_BUCKET` for the bank's own events).
 
         Before anything is read, the commit log up to ``version`` is checked (every
         commit present, parsed, written by eventkit and chained: cheap) and, with
@@ -206,6 +225,12 @@ class EventArchive:
         ``CorruptionError`` naming it when the frame is collected.
         """
         entries = ledger.live_files(self.path, version=version)
+        if buckets is not None:
+            if self.buckets is None:
+                msg = f"{self.path} is not a bucketed archive (create it with buckets=B)"
+                raise ScaleError(msg, param="buckets")
+            wanted = set(buckets)
+            entries = [e for e in entries if e.get("bucket") in wanted]
         if verify:
             for entry in entries:
                 ledger.check_data_file(self.path, entry)
@@ -376,13 +401,15 @@ class EventArchive:
         record: dict[str, Any] = {}
         try:
             files, adds = [], []
-            for i, part in enumerate(rows.iter_slices(_ROWS_PER_FILE)):
+            for i, (bucket, part) in enumerate(self._parts(rows)):
                 name = f"part-{version:08d}-{i:03d}-{uuid.uuid4().hex[:12]}.parquet"
                 intent = pending / f"{name}.intent"
                 written.append((self.path / name, intent))
                 _write_durably(intent, batch_id.encode())
                 _fsync(pending)  # the intent is on disk before the data file can be
                 entry, add = _write_data_file(self.path / name, part)
+                if bucket is not None:
+                    entry["bucket"] = bucket
                 files.append(entry)
                 adds.append(add)
             _fsync(self.path)
@@ -429,6 +456,18 @@ class EventArchive:
             intent.unlink(missing_ok=True)
         return AppendReceipt(version, batch_id, rows.height, start,
                              start + rows.height - 1, record["digest"])
+
+    def _parts(self, rows: pl.DataFrame) -> Iterator[tuple[int | None, pl.DataFrame]]:
+        """The data files' contents: (bucket or None, rows), each in log order."""
+        if self.buckets is None:
+            for part in rows.iter_slices(_ROWS_PER_FILE):
+                yield None, part
+            return
+        split = rows.with_columns(bucket_expr("account_id", self.buckets)).partition_by(
+            "bucket", maintain_order=True, include_key=False, as_dict=True)
+        for (bucket,), frame in sorted(split.items()):
+            for part in frame.iter_slices(_ROWS_PER_FILE):
+                yield int(bucket), part
 
     def _committed(self, version: int, record: dict[str, Any]) -> bool:
         """Whether commit ``version`` exists and is the one carrying ``record``."""
@@ -608,31 +647,43 @@ def _read_files(root: Path, entries: list[dict[str, Any]]) -> pl.LazyFrame:
     """One lazy scan of the data files ``entries`` lists, in order.
 
     Polars reads the files with projection, predicate and row-limit pushdown, a
-    group of small files (up to :data:`_ROWS_PER_READ` rows) at a time. An error
+    group of small files (up to :data:`_ROWS_PER_READ` rows) at a time. Files
+    whose ``seq`` ranges interleave (the buckets of one commit) are read in one
+    group and its rows put in ``seq`` order. An error
     or a panic of the Parquet reader (``PanicException`` is no ``Exception``) on
     a damaged file becomes :class:`CorruptionError`; an error raised by the query
     itself (a failing cast in a filter) passes through unchanged.
     """
     if not entries:
         return pl.LazyFrame(schema=CANONICAL_SCHEMA)
+    ranges = [_seq_range(e) for e in entries]
+    later_min = [r[0] for r in ranges]  # the smallest seq of this file and all after it
+    for i in range(len(ranges) - 2, -1, -1):
+        later_min[i] = min(later_min[i], later_min[i + 1])
     groups: list[list[Path]] = [[]]
-    rows = 0
-    for entry in entries:
-        if groups[-1] and rows + entry.get("rows", 0) > _ROWS_PER_READ:
+    ordered = [True]  # whether each group's files, read in order, are in seq order
+    rows, high = 0, -1
+    for entry, (low, top), after in zip(entries, ranges, later_min, strict=True):
+        if groups[-1] and rows + entry.get("rows", 0) > _ROWS_PER_READ and high < after:
             groups.append([])
+            ordered.append(True)
             rows = 0
+        ordered[-1] = ordered[-1] and low > high
         groups[-1].append(root / entry["path"])
         rows += entry.get("rows", 0)
+        high = max(high, top)
 
     def source(with_columns: list[str] | None, predicate: pl.Expr | None,
                n_rows: int | None, _batch_size: int | None) -> Iterator[pl.DataFrame]:
         left = n_rows
-        for group in groups:
+        for group, in_order in zip(groups, ordered, strict=True):
             if left is not None and left <= 0:
                 return
             lf = pl.scan_parquet(group, schema=CANONICAL_SCHEMA)
             if predicate is not None:
                 lf = lf.filter(predicate)
+            if not in_order:
+                lf = lf.sort("seq")
             if with_columns is not None:
                 lf = lf.select(with_columns)
             if left is not None:
@@ -647,6 +698,12 @@ def _read_files(root: Path, entries: list[dict[str, Any]]) -> pl.LazyFrame:
 
     return register_io_source(source, schema=CANONICAL_SCHEMA, is_pure=True,
                               explain_name="eventkit archive")
+
+
+def _seq_range(entry: dict[str, Any]) -> tuple[int, int]:
+    """The smallest and largest ``seq`` of a data file, from its recorded statistics."""
+    stats = json.loads(entry["stats"])
+    return int(stats["minValues"]["seq"]), int(stats["maxValues"]["seq"])
 
 
 def _raise_unreadable(root: Path, group: list[Path], exc: BaseException) -> NoReturn:

@@ -13,7 +13,8 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     │   ├── CorruptionError     a file cannot be read or does not match its hash
     │   └── IntegrityError      ``verify`` found the hash chain broken
     ├── RuleError               a rule set or rules file is wrong
-    └── SnapshotError           a snapshot cannot be built or read
+    ├── SnapshotError           a snapshot cannot be built or read
+    └── ScaleError              a bucket count, or a bucketed or Dask replay, is not possible
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "ImmutabilityError",
     "IntegrityError",
     "RuleError",
+    "ScaleError",
     "SchemaError",
     "SnapshotError",
     "ValidationError",
@@ -113,6 +115,14 @@ class RuleError(EventkitError):
 
 class SnapshotError(EventkitError):
     """A snapshot cannot be built or read; ``param`` names the argument at fault."""
+
+    def __init__(self, message: str, *, param: str) -> None:
+        self.param = param
+        super().__init__(f"{param}: {message}")
+
+
+class ScaleError(EventkitError):
+    """A bucket count, or a bucketed or Dask replay, is not possible; ``param`` names why."""
 
     def __init__(self, message: str, *, param: str) -> None:
         self.param = param
