@@ -26,6 +26,7 @@ from eventkit.exceptions import (
     PatternError,
     PrivacyError,
     RuleError,
+    ScaleError,
     SchemaError,
     SchemaVersionError,
     SnapshotError,
@@ -38,6 +39,7 @@ from eventkit.lifecycle import CompactReport, StorageReport, compact, info
 from eventkit.patterns import Detector, Pattern
 from eventkit.privacy import KeyStore
 from eventkit.replay import ReplayResult, replay
+from eventkit.scale import BucketedReplay
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
 from eventkit.snapshots import Snapshots, snapshot
 from eventkit.sources import open_archive
@@ -52,6 +54,7 @@ __all__ = [
     "AppendConflictError",
     "AppendReceipt",
     "ArchiveError",
+    "BucketedReplay",
     "ColumnMapping",
     "CommandError",
     "CompactReport",
@@ -72,6 +75,7 @@ __all__ = [
     "PrivacyError",
     "ReplayResult",
     "RuleError",
+    "ScaleError",
     "SchemaError",
     "SchemaVersionError",
     "SnapshotError",

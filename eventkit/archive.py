@@ -14,7 +14,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +34,7 @@ from deltalake.transaction import (
 from polars.io.plugins import register_io_source
 
 from eventkit import ledger
+from eventkit.buckets import bucket_expr, check_buckets
 from eventkit.conform import (
     ROW_COL,
     SOURCE_COL,
@@ -45,6 +46,7 @@ from eventkit.exceptions import (
     ArchiveError,
     CorruptionError,
     ImmutabilityError,
+    ScaleError,
     SchemaError,
     StaleVersionError,
     ValidationError,
@@ -135,6 +137,8 @@ class EventArchive:
         self.personal: tuple[str, ...] = tuple(genesis.record.get("personal") or ())
         #: The stored columns: the canonical ones, then ``subject`` and the personal ones.
         self.schema: dict[str, pl.DataType] = _archive_schema(self.personal)
+        #: Number of key buckets (see :mod:`eventkit.buckets`); None: not bucketed.
+        self.buckets: int | None = genesis.record.get("buckets")
 
     # ------------------------------------------------------------------ create
     @classmethod
@@ -144,6 +148,7 @@ class EventArchive:
         *,
         event_types: tuple[str, ...] | None = EVENT_TYPES,
         personal: tuple[str, ...] = (),
+        buckets: int | None = None,
     ) -> EventArchive:
         """Create an empty archive at ``path`` (which must not hold one already).
 
@@ -153,7 +158,12 @@ class EventArchive:
         ``subject`` column (String, the data subject) and each personal field as
         ciphertext (Binary) that :func:`eventkit.privacy.encrypt` made; plaintext
         is refused. Without ``personal`` the archive holds the canonical columns.
+        ``buckets`` makes a bucketed archive (see :mod:`eventkit.buckets`): each
+        append stores one data file per non-empty bucket of accounts, so a replay
+        can read one bucket at a time.
         """
+        if buckets is not None:
+            check_buckets(buckets)
         root = Path(path)
         if (root / ledger.LOG_DIR).exists():
             msg = f"an archive already exists at {root}"
@@ -184,6 +194,8 @@ class EventArchive:
             },
             "prev": ledger.GENESIS,
         }
+        if buckets is not None:
+            record["buckets"] = buckets
         record["digest"] = ledger.chain_digest(ledger.GENESIS, record)
         create_table_with_add_actions(
             str(root),
@@ -209,11 +221,19 @@ class EventArchive:
         """The head digest: save it elsewhere to detect a rewritten chain later."""
         return self._last_record()["digest"]
 
-    def scan(self, *, version: int | None = None, verify: bool = True) -> pl.LazyFrame:
+    def scan(
+        self,
+        *,
+        version: int | None = None,
+        verify: bool = True,
+        buckets: Sequence[int] | None = None,
+    ) -> pl.LazyFrame:
         """The events as a LazyFrame in the canonical schema, in log (``seq``) order.
 
         ``version`` reads the archive as it was after that commit (when a later
         compaction merged its files, from the merged files up to its last ``seq``).
+        On a bucketed archive, ``buckets`` reads only the files of those buckets
+        (include :data:`~eventkit.buckets.BANK_BUCKET` for the bank's own events).
 
         Before anything is read, the commit log up to ``version`` is checked (every
         commit present, parsed, written by eventkit and chained: cheap) and, with
@@ -232,6 +252,12 @@ class EventArchive:
         last_seq = None
         if version is not None and not all((self.path / e["path"]).exists() for e in entries):
             entries, last_seq = ledger.merged_entries(self.path, version, entries)
+        if buckets is not None:
+            if self.buckets is None:
+                msg = f"{self.path} is not a bucketed archive (create it with buckets=B)"
+                raise ScaleError(msg, param="buckets")
+            wanted = set(buckets)
+            entries = [e for e in entries if e.get("bucket") in wanted]
         if verify:
             for entry in entries:
                 ledger.check_data_file(self.path, entry)
@@ -447,13 +473,15 @@ class EventArchive:
         record: dict[str, Any] = {}
         try:
             files, adds = [], []
-            for i, part in enumerate(rows.iter_slices(_ROWS_PER_FILE)):
+            for i, (bucket, part) in enumerate(self._parts(rows)):
                 name = f"part-{version:08d}-{i:03d}-{uuid.uuid4().hex[:12]}.parquet"
                 intent = pending / f"{name}.intent"
                 written.append((self.path / name, intent))
                 _write_durably(intent, batch_id.encode())
                 _fsync(pending)  # the intent is on disk before the data file can be
                 entry, add = _write_data_file(self.path / name, part)
+                if bucket is not None:
+                    entry["bucket"] = bucket
                 files.append(entry)
                 adds.append(add)
             _fsync(self.path)
@@ -502,6 +530,18 @@ class EventArchive:
             intent.unlink(missing_ok=True)
         return AppendReceipt(version, batch_id, rows.height, start,
                              start + rows.height - 1, record["digest"])
+
+    def _parts(self, rows: pl.DataFrame) -> Iterator[tuple[int | None, pl.DataFrame]]:
+        """The data files' contents: (bucket or None, rows), each in log order."""
+        if self.buckets is None:
+            for part in rows.iter_slices(_ROWS_PER_FILE):
+                yield None, part
+            return
+        split = rows.with_columns(bucket_expr("account_id", self.buckets)).partition_by(
+            "bucket", maintain_order=True, include_key=False, as_dict=True)
+        for (bucket,), frame in sorted(split.items()):
+            for part in frame.iter_slices(_ROWS_PER_FILE):
+                yield int(bucket), part
 
     def _committed(self, version: int, record: dict[str, Any]) -> bool:
         """Whether commit ``version`` exists and is the one carrying ``record``."""
@@ -731,31 +771,43 @@ def _read_files(root: Path, entries: list[dict[str, Any]],
     """One lazy scan of the data files ``entries`` lists, in order.
 
     Polars reads the files with projection, predicate and row-limit pushdown, a
-    group of small files (up to :data:`_ROWS_PER_READ` rows) at a time. An error
+    group of small files (up to :data:`_ROWS_PER_READ` rows) at a time. Files
+    whose ``seq`` ranges interleave (the buckets of one commit) are read in one
+    group and its rows put in ``seq`` order. An error
     or a panic of the Parquet reader (``PanicException`` is no ``Exception``) on
     a damaged file becomes :class:`CorruptionError`; an error raised by the query
     itself (a failing cast in a filter) passes through unchanged.
     """
     if not entries:
         return pl.LazyFrame(schema=schema)
+    ranges = [_seq_range(e) for e in entries]
+    later_min = [r[0] for r in ranges]  # the smallest seq of this file and all after it
+    for i in range(len(ranges) - 2, -1, -1):
+        later_min[i] = min(later_min[i], later_min[i + 1])
     groups: list[list[Path]] = [[]]
-    rows = 0
-    for entry in entries:
-        if groups[-1] and rows + entry.get("rows", 0) > _ROWS_PER_READ:
+    ordered = [True]  # whether each group's files, read in order, are in seq order
+    rows, high = 0, -1
+    for entry, (low, top), after in zip(entries, ranges, later_min, strict=True):
+        if groups[-1] and rows + entry.get("rows", 0) > _ROWS_PER_READ and high < after:
             groups.append([])
+            ordered.append(True)
             rows = 0
+        ordered[-1] = ordered[-1] and low > high
         groups[-1].append(root / entry["path"])
         rows += entry.get("rows", 0)
+        high = max(high, top)
 
     def source(with_columns: list[str] | None, predicate: pl.Expr | None,
                n_rows: int | None, _batch_size: int | None) -> Iterator[pl.DataFrame]:
         left = n_rows
-        for group in groups:
+        for group, in_order in zip(groups, ordered, strict=True):
             if left is not None and left <= 0:
                 return
             lf = pl.scan_parquet(group, schema=schema)
             if predicate is not None:
                 lf = lf.filter(predicate)
+            if not in_order:
+                lf = lf.sort("seq")
             if with_columns is not None:
                 lf = lf.select(with_columns)
             if left is not None:
@@ -770,6 +822,12 @@ def _read_files(root: Path, entries: list[dict[str, Any]],
 
     return register_io_source(source, schema=schema, is_pure=True,
                               explain_name="eventkit archive")
+
+
+def _seq_range(entry: dict[str, Any]) -> tuple[int, int]:
+    """The smallest and largest ``seq`` of a data file, from its recorded statistics."""
+    stats = json.loads(entry["stats"])
+    return int(stats["minValues"]["seq"]), int(stats["maxValues"]["seq"])
 
 
 def _raise_unreadable(root: Path, group: list[Path], exc: BaseException,

@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="eventkit archive (delta, default) or plain Parquet files")
     p.add_argument("--chunk-events", type=int, default=1_000_000,
                    help="events per chunk written (bounds memory; default 1000000)")
+    p.add_argument("--buckets", type=int, metavar="B",
+                   help="bucketed archive: B buckets of accounts, one file per bucket and "
+                        "append, for replays one bucket at a time (default: not bucketed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_generate)
 
@@ -221,7 +224,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     summary = generate(args.path, events=args.events, accounts=args.accounts, seed=args.seed,
                        format=args.format, chunk_events=args.chunk_events,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, buckets=args.buckets)
     print(f"wrote {summary.events:,} events for {summary.accounts:,} accounts to "
           f"{summary.path} ({summary.bytes:,} bytes, {summary.seconds:.1f} s)")
     return 0

@@ -20,7 +20,8 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     ├── SnapshotError           a snapshot cannot be built or read
     ├── IngestError             a broker or topic cannot be read or written
     ├── PatternError            a CEP pattern is malformed or cannot run on the events
-    └── CommandError            a command is refused by the account's current state
+    ├── CommandError            a command is refused by the account's current state
+    └── ScaleError              a bucket count, or a bucketed or Dask replay, is not possible
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "PatternError",
     "PrivacyError",
     "RuleError",
+    "ScaleError",
     "SchemaError",
     "SchemaVersionError",
     "SnapshotError",
@@ -188,3 +190,11 @@ class CommandError(EventkitError):
     def __init__(self, message: str, *, account_id: int | None = None) -> None:
         self.account_id = account_id
         super().__init__(message)
+
+
+class ScaleError(EventkitError):
+    """A bucket count, or a bucketed or Dask replay, is not possible; ``param`` names why."""
+
+    def __init__(self, message: str, *, param: str) -> None:
+        self.param = param
+        super().__init__(f"{param}: {message}")

@@ -34,7 +34,8 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from eventkit.archive import EventArchive
-from eventkit.exceptions import ArchiveError
+from eventkit.buckets import check_buckets
+from eventkit.exceptions import ArchiveError, ScaleError
 from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA, EVENT_TYPES, TIME_DTYPE
 
 __all__ = ["GenerateSummary", "generate", "generate_chunks"]
@@ -163,6 +164,7 @@ def generate(
     chunk_events: int = 1_000_000,
     format: Literal["delta", "parquet"] = "delta",
     progress: bool = False,
+    buckets: int | None = None,
 ) -> GenerateSummary:
     """Write a synthetic bank's event log (see :func:`generate_chunks`) to ``path``.
 
@@ -178,6 +180,9 @@ def generate(
         ``part-00000.parquet``, ``part-00001.parquet``, ... (zstd), one per chunk.
     progress
         Show a progress bar over the events written.
+    buckets
+        For ``"delta"``: a bucketed archive of that many account buckets
+        (see :mod:`eventkit.buckets`), for replays one bucket at a time.
 
     Returns
     -------
@@ -205,6 +210,11 @@ def generate(
     if format not in ("delta", "parquet"):
         msg = f"format must be 'delta' or 'parquet', got {format!r}"
         raise ValueError(msg)
+    if buckets is not None:
+        check_buckets(buckets)
+        if format != "delta":
+            msg = "buckets need format='delta' (an eventkit archive)"
+            raise ScaleError(msg, param="buckets")
     root = Path(path)
     began = time.perf_counter()
     chunks = generate_chunks(events=events, accounts=accounts, seed=seed, start=start, end=end,
@@ -216,7 +226,7 @@ def generate(
         msg = f"{root} exists and is not an empty folder; choose a new folder"
         raise ArchiveError(msg, path=str(root))
     if format == "delta":
-        archive = EventArchive.create(root)
+        archive = EventArchive.create(root, buckets=buckets)
     else:
         root.mkdir(parents=True, exist_ok=True)
     with tqdm(total=events, unit="events", unit_scale=True, disable=not progress) as bar:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
@@ -30,7 +30,10 @@ from eventkit.temporal import Window, grid_positions, micros
 from eventkit.timeutil import InstantError
 
 if TYPE_CHECKING:
+    from distributed import Client
+
     from eventkit.explain import Explanation
+    from eventkit.scale import BucketedReplay
 
 __all__ = ["ReplayResult", "replay"]
 
@@ -226,7 +229,10 @@ def replay(
     known_at: datetime | date | str | None = None,
     keys: Sequence[int] | None = None,
     snapshots: bool = True,
-) -> ReplayResult:
+    engine: Literal["memory", "buckets", "dask"] | None = None,
+    client: Client | None = None,
+    out: str | Path | None = None,
+) -> ReplayResult | BucketedReplay:
     """Replay events through a rule set.
 
     ``events`` is a LazyFrame or DataFrame in the canonical schema, an
@@ -246,6 +252,14 @@ def replay(
     ``snapshots=False``, or ``known_at`` is given): they fold only the events
     after the nearest checkpoint, from the state stored there.
 
+    ``engine`` picks how (see :mod:`eventkit.scale`): ``"memory"`` (the default)
+    folds everything at once; ``"buckets"`` one bucket of accounts at a time
+    (memory bounded by a bucket, for archives larger than memory; ``out``, a
+    folder, receives the histories as Parquet); ``"dask"`` (the default when a
+    ``client`` is given) runs the buckets as tasks on a ``dask.distributed``
+    cluster. Both return a :class:`~eventkit.scale.BucketedReplay` with the same
+    answers; ``events`` must then be an archive or a path.
+
     Examples
     --------
     >>> from datetime import datetime, UTC
@@ -257,8 +271,15 @@ def replay(
     [(1, 9750), (2, 500)]
 
     """
-    archive = _archive(events)
     ruleset = rulesets.resolve(rules)
+    if engine is None:
+        engine = "dask" if client is not None else "memory"
+    if engine != "memory" or out is not None:
+        from eventkit.scale import replay_buckets  # noqa: PLC0415 (scale imports replay)
+
+        return replay_buckets(events, ruleset, engine=engine,  # type: ignore[arg-type]
+                              client=client, out=out, known_at=known_at, keys=keys)
+    archive = _archive(events)
     stored = None
     wanted = None
     if keys is not None:
