@@ -38,6 +38,7 @@ bench: setup
 	$(PY) benchmarks/generate.py
 	$(PY) benchmarks/replay.py
 	$(PY) benchmarks/temporal.py
+	$(PY) benchmarks/whatif.py
 
 clean:
 	rm -rf $(VENV) $(SAMPLE) build reports .pytest_cache .hypothesis

@@ -33,6 +33,7 @@ from eventkit.exceptions import (
     StaleVersionError,
     ValidationError,
 )
+from eventkit.incremental import LiveReplay
 from eventkit.ingest import IngestSummary, ingest, produce
 from eventkit.ledger import VerifyReport
 from eventkit.lifecycle import CompactReport, StorageReport, compact, info
@@ -70,6 +71,7 @@ __all__ = [
     "InstantError",
     "IntegrityError",
     "KeyStore",
+    "LiveReplay",
     "Pattern",
     "PatternError",
     "PrivacyError",

@@ -780,7 +780,9 @@ def _read_files(root: Path, entries: list[dict[str, Any]],
     """
     if not entries:
         return pl.LazyFrame(schema=schema)
-    ranges = [_seq_range(e) for e in entries]
+    ranges: list[tuple[int, int]] = []
+    for e in entries:
+        ranges.append(_seq_range(e, ranges[-1][1] if ranges else -1))
     later_min = [r[0] for r in ranges]  # the smallest seq of this file and all after it
     for i in range(len(ranges) - 2, -1, -1):
         later_min[i] = min(later_min[i], later_min[i + 1])
@@ -824,8 +826,14 @@ def _read_files(root: Path, entries: list[dict[str, Any]],
                               explain_name="eventkit archive")
 
 
-def _seq_range(entry: dict[str, Any]) -> tuple[int, int]:
-    """The smallest and largest ``seq`` of a data file, from its recorded statistics."""
+def _seq_range(entry: dict[str, Any], after: int) -> tuple[int, int]:
+    """The smallest and largest ``seq`` of a data file, from its recorded statistics.
+
+    A file recorded without statistics (archives written before they were
+    recorded were never bucketed) is taken to follow the file before it.
+    """
+    if "stats" not in entry:
+        return after + 1, after + 1
     stats = json.loads(entry["stats"])
     return int(stats["minValues"]["seq"]), int(stats["maxValues"]["seq"])
 

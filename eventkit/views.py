@@ -29,11 +29,10 @@ import polars as pl
 
 from eventkit import ledger, rulesets
 from eventkit.archive import EventArchive
-from eventkit.engine import fold
 from eventkit.exceptions import EventkitError
+from eventkit.incremental import advance, last_seq_of
 from eventkit.replay import ReplayResult, replay
 from eventkit.rules import RuleSet
-from eventkit.schema import BANK_ACCOUNT
 
 __all__ = ["RefreshReport", "ViewError", "materialize", "refresh"]
 
@@ -96,7 +95,7 @@ def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, An
         "built_at": _now(), "refreshed_at": None,
     }
     if archive is not None and version is not None:  # the bank's events count too
-        record["last_seq"] = _last_seq(archive, version)
+        record["last_seq"] = last_seq_of(archive, version)
     key = result.rules.key
     db.replace(f"{table}_state", _state_frame(result.state().collect(), result), [key])
     db.replace(f"{table}_history", _history_frame(history, result), ["event_id"])
@@ -135,47 +134,22 @@ def refresh(url: str, rules: RuleSet | str | Path, *, table: str = "accounts") -
             raise ViewError(msg)
         if version == old:
             return RefreshReport(0, 0, [], False, version)
-        key = ruleset.key
-        new = archive.scan(version=version).filter(pl.col("seq") > meta["last_seq"]).collect()
         result = replay(archive, ruleset, snapshots=False)
-        checked = result.checked
-        bank_new = new.filter(pl.col(key) == BANK_ACCOUNT) if key == "account_id" else new.head(0)
-        stored_last = db.scalar(f"SELECT max(last_event_time) FROM {table}_state")
-        late_rates = (ruleset.interest is not None and ruleset.rate_table is None
-                      and bank_new.height and stored_last is not None
-                      and bank_new["event_time"].min() <= _as_time(stored_last))
-        if late_rates:  # a late change of the bank's rate table: every balance may change
+        key = ruleset.key
+        newest = db.scalar(f"SELECT max(last_event_time) FROM {table}_state")
+        step = advance(
+            archive, ruleset, since_seq=int(meta["last_seq"]), version=version,
+            stored=lambda keys: _typed_state(db.rows_for_keys(f"{table}_state", key, keys),
+                                             result),
+            newest=None if newest is None else _as_time(newest))
+        if step.rebuilt:  # a late change of the bank's rate table: every balance may change
             _write_view(db, result, table)
-            return RefreshReport(new.height, -1, [], True, version)
-        new = new.filter(pl.col(key) != BANK_ACCOUNT) if key == "account_id" else new
-        touched = new.group_by(key).agg(pl.col("event_time").min().alias("#first"))
-        stored = db.rows_for_keys(f"{table}_state", key, touched[key])
-        stored = _typed_state(stored, result)
-        late = (touched.join(stored.select(key, "last_event_time"), on=key)
-                .filter(pl.col("#first") < pl.col("last_event_time"))[key].to_list())
-        regular = new.filter(~pl.col(key).is_in(late))
-        if regular.height:
-            bank = (archive.scan(version=version).filter(pl.col(key) == BANK_ACCOUNT).collect()
-                    if key == "account_id" else regular.head(0))
-            folded = fold(pl.concat([regular, bank.select(regular.columns)]), checked,
-                          start=stored.filter(~pl.col(key).is_in(late)))
-            db.upsert(f"{table}_history", _history_frame(folded.events, result))
-            positions, counts = folded.last_at(2**62)
-            found = positions >= 0
-            rows = folded.events[positions[found]].select(
-                key, *checked.fields, pl.Series("events", counts[found], dtype=pl.Int64),
-                pl.col("event_time").alias("last_event_time"))
-            rows = rows.join(stored.select(key, pl.col("events").alias("#before")), on=key,
-                             how="left").with_columns(
-                pl.col("events") + pl.col("#before").fill_null(0)).drop("#before")
-            db.upsert(f"{table}_state", _state_frame(rows, result))
-        if late:
-            again = replay(archive, ruleset, keys=late, snapshots=False)
-            db.upsert(f"{table}_history", _history_frame(again.history.collect(), result))
-            db.upsert(f"{table}_state", _state_frame(again.state().collect(), result))
+            return RefreshReport(step.new_events, -1, [], True, version)
+        db.upsert(f"{table}_history", _history_frame(step.history, result))
+        db.upsert(f"{table}_state", _state_frame(step.state, result))
         db.put_meta({**meta, "archive_version": version, "head": _head(archive, version),
-                     "last_seq": _last_seq(archive, version), "refreshed_at": _now()})
-        return RefreshReport(new.height, touched.height, sorted(late), False, version)
+                     "last_seq": step.last_seq, "refreshed_at": _now()})
+        return RefreshReport(step.new_events, step.keys_updated, step.late, False, version)
 
 
 # --------------------------------------------------------------------------- frames
@@ -218,10 +192,6 @@ def _as_time(value: object) -> datetime:
 
 def _head(archive: EventArchive, version: int) -> str | None:
     return (ledger.read_commit(archive.path, version).record or {}).get("digest")
-
-
-def _last_seq(archive: EventArchive, version: int) -> int:
-    return int((ledger.read_commit(archive.path, version).record or {}).get("seq", [-1, -1])[1])
 
 
 def _now() -> str:

@@ -80,8 +80,13 @@ class Comparison:
         """Per key whose state ever differs: the first event (in time order) where it does."""
         differs = pl.any_horizontal([pl.col(f"{f}_a").ne_missing(pl.col(f"{f}_b"))
                                      for f in self.fields])
-        return (self.history.filter(differs).sort(self.key, "event_time", "seq")
-                .group_by(self.key, maintain_order=True).first())
+        history = self.history.collect()
+        # sort narrow rows (key, time, seq, row) only, then fetch the first row of each key
+        first = (history.lazy().with_row_index("#row").filter(differs)
+                 .select(self.key, "event_time", "seq", "#row")
+                 .sort(self.key, "event_time", "seq")
+                 .unique(self.key, keep="first", maintain_order=True).collect())
+        return history[first["#row"]].lazy()
 
     def totals(self) -> pl.DataFrame:
         """Per int field (money, counts): sums of the final state under A and B, what changed.
