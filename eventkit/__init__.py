@@ -10,6 +10,8 @@ and replay them into exact balances.
 
 from __future__ import annotations
 
+import importlib
+
 from eventkit.archive import AppendReceipt, EventArchive
 from eventkit.conform import ColumnMapping
 from eventkit.exceptions import (
@@ -30,6 +32,17 @@ from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
 from eventkit.sources import open_archive
 from eventkit.timeutil import InstantError
 
+#: Loaded on first use: the widgets and charts they need take seconds to import.
+_LAZY = {"explorer": "eventkit.explore", "account_view": "eventkit.explore"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    msg = f"module 'eventkit' has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
 __all__ = [
     "CANONICAL_SCHEMA",
     "EVENT_TYPES",
@@ -49,12 +62,14 @@ __all__ = [
     "SchemaError",
     "ValidationError",
     "VerifyReport",
+    "account_view",
+    "explorer",
     "open_archive",
     "replay",
 ]
 
 for _name in __all__:
-    _obj = globals()[_name]
+    _obj = globals().get(_name)
     if hasattr(_obj, "__module__") and isinstance(_obj, type):
         _obj.__module__ = "eventkit"
 del _name, _obj
