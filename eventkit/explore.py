@@ -105,7 +105,8 @@ def account_view(
     rules: RuleSet | str = "balance",
     scenario: RuleSet | None = None,
     *,
-    scenario_label: str = "scenario",
+    rate_shift_points: float = 0.0,
+    scenario_label: str | None = None,
 ) -> AccountView:
     """Replay one account for the explorer: its history, state at ``as_of``, and a what-if.
 
@@ -125,8 +126,13 @@ def account_view(
         A rule set or a registered name.
     scenario
         What-if rules to compare with (e.g. from :func:`rate_shift`), or ``None``.
+    rate_shift_points
+        Instead of ``scenario``: the rules with the bank's rates moved by this
+        many percentage points (see :func:`rate_shift`; ignored by rules
+        without interest). Reads the bank's rate table from ``source``.
     scenario_label
-        The scenario's name in the chart and table.
+        The scenario's name in the chart and table (default ``"scenario"``,
+        or ``"rate +1.00 pp"`` for a rate shift).
 
     Returns
     -------
@@ -138,6 +144,8 @@ def account_view(
         The account has no events.
     eventkit.InstantError
         ``as_of`` is naive or malformed.
+    ValueError
+        Both ``scenario`` and ``rate_shift_points`` are given.
 
     Examples
     --------
@@ -153,10 +161,26 @@ def account_view(
     [9750]
     >>> [layer["mark"]["type"] for layer in view.chart().to_dict()["layer"]]
     ['line', 'rule', 'text']
+    >>> t0 = datetime(2023, 1, 1, tzinfo=UTC)
+    >>> rates = pl.DataFrame({"event_id": ["r"], "seq": [3], "account_id": [0],
+    ...     "event_type": ["InterestRateChanged"], "event_time": [t0], "recorded_at": [t0],
+    ...     "amount": [0], "rate": [0.05]})
+    >>> banking = rulesets.get("banking").with_params(require_open=0)
+    >>> what_if = account_view(pl.concat([events, rates], how="diagonal"), 1, "2024-01-03",
+    ...                        banking, rate_shift_points=1.0)
+    >>> what_if.state.select("run", "balance", "interest").rows()
+    [('baseline', 9751, 1), ('rate +1.00 pp', 9752, 2)]
 
     """
     when = to_instant(as_of, param="as_of")
-    baseline = replay(source, rules, keys=[account])
+    ruleset = rulesets.resolve(rules)
+    if rate_shift_points and ruleset.interest is not None:
+        if scenario is not None:
+            msg = "give scenario or rate_shift_points, not both"
+            raise ValueError(msg)
+        scenario = rate_shift(ruleset, bank_rate_table(source), rate_shift_points)
+        scenario_label = scenario_label or f"rate {rate_shift_points:+.2f} pp"
+    baseline = replay(source, ruleset, keys=[account])
     if baseline.history.select(pl.len()).collect().item() == 0:
         msg = f"account {account} has no events"
         raise EventDataError(msg, column=baseline.rules.key)
@@ -164,7 +188,7 @@ def account_view(
     if scenario is not None:
         other = replay(source, scenario, keys=[account])
         other.history.select(pl.len()).collect()  # replay now: the view is ready to show
-    return AccountView(account, when, baseline, other, ("baseline", scenario_label))
+    return AccountView(account, when, baseline, other, ("baseline", scenario_label or "scenario"))
 
 
 def bank_rate_table(source: Events) -> list[tuple[datetime, float]]:
@@ -284,11 +308,26 @@ class Explorer:
             control.observe(self._on_change, "value")
 
     # ------------------------------------------------------------------ showing
+    @property
+    def view(self) -> AccountView:
+        """What is shown now (after the last successful recomputation)."""
+        if self._view is None:
+            msg = "this explorer is closed"
+            raise RuntimeError(msg)
+        return self._view
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget._repr_mimebundle_(**kwargs)
 
     def close(self) -> None:
-        """Cancel a pending recomputation and close every widget (they stop syncing)."""
+        """Cancel a pending recomputation and close every widget (they stop syncing).
+
+        Closing twice does nothing more.
+        """
+        for name in [name for name, shown in _LIVE.items() if shown is self]:
+            del _LIVE[name]
+        if self._view is None:
+            return
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
@@ -297,7 +336,9 @@ class Explorer:
             control.unobserve(self._on_change, "value")
         for w in (self.widget, *self.widget.children, self.account, self.rules, self.as_of,
                   self.rate):
-            w.close()
+            for part in (getattr(w, "layout", None), getattr(w, "style", None), w):
+                if part is not None:  # a widget's layout and style are widgets of their own
+                    part.close()
         self._view = None
 
     # ------------------------------------------------------------------ reacting

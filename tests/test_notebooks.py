@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -52,12 +54,21 @@ def chart_specs(nb: nbformat.NotebookNode) -> list[dict]:
     """Vega-Lite specs of the charts a notebook showed, in cell order.
 
     Altair's offline ``JupyterChart`` is a widget: the output holds a model id, the
-    saved widget state holds the spec (and its bundled JavaScript).
+    saved widget state holds the spec (and its bundled JavaScript). Charts inside
+    boxes (the explorer) count too.
     """
     state = nb.metadata["widgets"][WIDGET_STATE]["state"]
+
+    def charts_in(model_id: str) -> list[dict]:
+        model = state[model_id]["state"]
+        if "spec" in model:
+            return [model]
+        return [chart for child in model.get("children", [])
+                for chart in charts_in(child.removeprefix("IPY_MODEL_"))]
+
     ids = [o.data[WIDGET_VIEW]["model_id"] for c in nb.cells if c.cell_type == "code"
            for o in c.outputs if WIDGET_VIEW in o.get("data", {})]
-    models = [state[i]["state"] for i in ids]
+    models = [chart for i in ids for chart in charts_in(i)]
     assert all("esm.sh" not in m["_esm"] for m in models), "a chart loads JavaScript from a CDN"
     return [m["spec"] for m in models]
 
@@ -90,6 +101,16 @@ def test_has_parameters(path: Path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_reads_every_parameter(path: Path):
+    """A line papermill cannot parse (e.g. a quote in its comment) drops that parameter."""
+    cell = next(c for c in nbformat.read(path, as_version=4).cells
+                if "parameters" in c.metadata.get("tags", []))
+    assigned = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)]
+    assert sorted(pm.inspect_notebook(str(path))) == sorted(assigned)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 @pytest.mark.usefixtures("sample_archive")
 def test_runs_with_default_parameters(path: Path, tmp_path: Path, kernel: str):
     execute(path, tmp_path / path.name, kernel)
@@ -109,3 +130,35 @@ def test_balance_history_follows_its_parameters(tmp_path: Path, kernel: str):
     state = next(o.data["text/plain"] for c in nb.cells if "as_of(END)" in c.source
                  for o in c.outputs)
     assert state.startswith("shape: (2, "), state  # one row per account
+
+
+@pytest.mark.usefixtures("sample_archive")
+def test_replay_explorer_widgets_show_the_account_and_the_restatements(tmp_path: Path,
+                                                                        kernel: str):
+    nb = execute(NOTEBOOK_DIR / "04_replay_explorer.ipynb", tmp_path / "out.ipynb", kernel,
+                 ACCOUNT=7, AS_OF="2024-03-31", RATE_SHIFT=0.5)
+    explorer, restated = chart_specs(nb)
+    assert explorer["title"]["text"] == "Account 7: baseline and rate +0.50 pp"
+    assert "as of 2024-03-31 23:59 UTC" in json.dumps(explorer["datasets"])
+    assert restated["title"]["text"].startswith("Restatements: ")
+    state = nb.metadata["widgets"][WIDGET_STATE]["state"]
+    tables = [m["state"]["value"] for m in state.values()
+              if "eventkit-state" in str(m["state"].get("value", ""))]
+    assert len(tables) == 1 and "rate +0.50 pp" in tables[0]
+
+
+@pytest.mark.usefixtures("sample_archive")
+def test_replay_explorer_headless_draws_static_svg_without_widgets(tmp_path: Path, kernel: str):
+    nb = execute(NOTEBOOK_DIR / "04_replay_explorer.ipynb", tmp_path / "out.ipynb", kernel,
+                 ACCOUNT=7, AS_OF="2024-03-31", RATE_SHIFT=1.0, interactive=False)
+    svgs = [o.data["image/svg+xml"] for c in nb.cells if c.cell_type == "code"
+            for o in c.outputs if "image/svg+xml" in o.get("data", {})]
+    assert len(svgs) == 2
+    assert "Account 7: baseline and rate +1.00 pp" in svgs[0]
+    assert "as of 2024-03-31 23:59 UTC" in svgs[0]
+    assert "Restatements: " in svgs[1]
+    tables = [o.data["text/plain"] for c in nb.cells if c.cell_type == "code"
+              for o in c.outputs if "text/plain" in o.get("data", {})
+              and "rate +1.00 pp" in o.data["text/plain"]]
+    assert tables and tables[0].startswith("shape: (2, ")
+    assert "widgets" not in nb.metadata  # nothing for a report reader to run
