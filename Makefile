@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (eventkit)" >/dev/null
 	touch $(STAMP)
 
-$(SAMPLE)/_delta_log: $(STAMP)
+$(SAMPLE)/_delta_log: | $(STAMP)  # order-only: a reinstall keeps the sample
 	$(PY) -m eventkit generate $(SAMPLE) $(SAMPLE_ARGS)
 
 sample: $(SAMPLE)/_delta_log

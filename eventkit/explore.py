@@ -303,6 +303,9 @@ class Explorer:
             self.chart, self.table, self.status,
         ])
         self.widget.add_class("eventkit-explorer")
+        for w, name in ((self.account, "account"), (self.as_of, "as-of"), (self.rules, "rules"),
+                        (self.rate, "rate"), (self.status, "status")):
+            w.add_class(f"eventkit-{name}")  # stable handles for pages and tests
         self.account.observe(self._on_account_text, "value")
         for control in (self.as_of, self.rules, self.rate):
             control.observe(self._on_change, "value")
@@ -427,7 +430,7 @@ def explorer(source: Events, *, name: str = "explorer", **options: Any) -> Explo
     >>> ex = explorer(events, rules="balance", as_of="2024-01-01", debounce=0)
     >>> ex.account.value = "2"
     >>> ex.as_of.value = ex.as_of.options[-1][1]
-    >>> ex.table.value.count("<tr>"), "<td>5.00</td>" in ex.table.value
+    >>> ex.table.value.count("<tr>"), "right'>5.00</td>" in ex.table.value
     (2, True)
     >>> ex.close()
 
@@ -443,9 +446,12 @@ def _html_table(table: pl.DataFrame, as_of: datetime) -> str:
     caption = f"state as of {as_of:%Y-%m-%d %H:%M} UTC"
     if table.height == 0:
         return f"<p>{caption}: no events yet</p>"
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>"
-                   for row in table.rows())
+    pad = "padding:2px 10px"
+    head = "".join(f"<th style='{pad}'>{html.escape(c)}</th>" for c in table.columns)
+    numeric = [dtype.is_numeric() for dtype in table.dtypes]
+    rows = "".join("<tr>" + "".join(
+        f"<td style='{pad};text-align:{'right' if num else 'left'}'>{html.escape(_cell(v))}</td>"
+        for v, num in zip(row, numeric, strict=True)) + "</tr>" for row in table.rows())
     return (f"<table class='eventkit-state'><caption>{caption}</caption>"
             f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ast
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,30 +11,14 @@ import nbformat
 import papermill as pm
 import pytest
 from conftest import ROOT
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 pytestmark = pytest.mark.notebooks
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-KERNEL = "eventkit"
 CELL_TIMEOUT_S = 120
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-
-
-@pytest.fixture(scope="session")
-def kernel() -> str:
-    """The `eventkit` kernel of this interpreter, registered as `make` does if missing."""
-    try:
-        registered = KernelSpecManager().get_kernel_spec(KERNEL).argv[0] == sys.executable
-    except NoSuchKernel:
-        registered = False
-    if not registered:
-        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix",
-                        "--name", KERNEL, "--display-name", "Python (eventkit)"],
-                       check=True, capture_output=True, timeout=60)
-    return KERNEL
 
 
 def execute(path: Path, out: Path, kernel: str, **parameters: Any) -> nbformat.NotebookNode:
@@ -89,7 +71,7 @@ def test_stored_without_outputs(path: Path):
              and (c.outputs or c.execution_count is not None)]
     assert not dirty, f"cells {dirty} keep outputs or execution counts; clear them before saving"
     assert "widgets" not in nb.metadata, "saved widget state: clear outputs before saving"
-    assert nb.metadata["kernelspec"]["name"] == KERNEL
+    assert nb.metadata["kernelspec"]["name"] == "eventkit"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
