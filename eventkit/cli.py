@@ -1,4 +1,4 @@
-"""The ``eventkit`` command line: generate, verify, replay, as-of, restatements, lab.
+"""The ``eventkit`` command line: generate, verify, replay, as-of, restatements, lab, report.
 
 Every subcommand has ``--help``. Errors print one clear line and exit 2;
 ``verify`` exits 1 when the archive fails its checks.
@@ -103,6 +103,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8888, help="port (default 8888)")
     p.add_argument("--token", help="access token (default: random)")
     p.set_defaults(run=_lab)
+
+    p = sub.add_parser("report", help="run every notebook with papermill into HTML reports",
+                       description="Execute every notebook with papermill, once per run listed "
+                                   "in the runs file (unlisted notebooks once with their "
+                                   "defaults), into OUT as .ipynb and .html. Fails naming "
+                                   "each failed notebook, cell and error.")
+    p.add_argument("--config", default="reports.yaml", help="YAML runs file "
+                   "(default reports.yaml; see eventkit.reports)")
+    p.add_argument("--notebooks", default="notebooks", help="notebook folder (default notebooks)")
+    p.add_argument("--out", default="reports", help="output folder (default reports)")
+    p.add_argument("--only", metavar="NAMES", help="comma-separated run names to execute")
+    p.add_argument("--kernel", default="eventkit", help="Jupyter kernel (default eventkit)")
+    p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    p.set_defaults(run=_report)
     return parser
 
 
@@ -249,3 +263,19 @@ def _lab(args: argparse.Namespace) -> int:
     print(f"JupyterLab: http://{args.host}:{args.port}/lab?token={token}", flush=True)
     os.execv(argv[0], argv)
     return 0  # not reached: exec replaced this process
+
+
+def _report(args: argparse.Namespace) -> int:
+    from eventkit.reports import load_runs, run_reports
+
+    runs = load_runs(args.config, args.notebooks)
+    if args.only:
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = sorted(set(wanted) - {r.name for r in runs})
+        if unknown:
+            msg = f"--only: no run named {', '.join(unknown)}; runs: {[r.name for r in runs]}"
+            raise UsageError(msg)
+        runs = [r for r in runs if r.name in wanted]
+    run_reports(runs, args.out, kernel=args.kernel, timeout=args.timeout,
+                on_done=lambda run, page, s: print(f"{run.name}: {page} ({s:.1f} s)", flush=True))
+    return 0

@@ -12,7 +12,8 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     │   ├── AppendConflictError another writer committed first (retryable)
     │   ├── CorruptionError     a file cannot be read or does not match its hash
     │   └── IntegrityError      ``verify`` found the hash chain broken
-    └── RuleError               a rule set or rules file is wrong
+    ├── RuleError               a rule set or rules file is wrong
+    └── ReportError             a report run is misconfigured or a notebook failed
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "EventkitError",
     "ImmutabilityError",
     "IntegrityError",
+    "ReportError",
     "RuleError",
     "SchemaError",
     "ValidationError",
@@ -107,3 +109,14 @@ class IntegrityError(ArchiveError):
 
 class RuleError(EventkitError):
     """A rule set is invalid; the message names the file, rule and expression."""
+
+
+class ReportError(EventkitError):
+    """A report's runs file is wrong, or notebooks failed; ``failures`` has one line each.
+
+    Each line names the notebook, the cell and the error.
+    """
+
+    def __init__(self, message: str, *, failures: list[str] | None = None) -> None:
+        self.failures = failures or []
+        super().__init__(message)

@@ -32,6 +32,7 @@ HELP = {  # subcommand -> words its --help must mention
     "verify": ["--expect", "--no-progress"],
     "replay": ["--as-of", "--accounts", "--mapping", "--format"],
     "lab": ["--notebooks", "--host", "--port", "--token"],
+    "report": ["--config", "--notebooks", "--out", "--only", "--kernel", "--timeout"],
 }
 
 
