@@ -139,8 +139,7 @@ def test_replay_explorer_headless_draws_static_svg_without_widgets(tmp_path: Pat
     assert "Account 7: baseline and rate +1.00 pp" in svgs[0]
     assert "as of 2024-03-31 23:59 UTC" in svgs[0]
     assert "Restatements: " in svgs[1]
-    tables = [o.data["text/plain"] for c in nb.cells if c.cell_type == "code"
-              for o in c.outputs if "text/plain" in o.get("data", {})
-              and "rate +1.00 pp" in o.data["text/plain"]]
-    assert tables and tables[0].startswith("shape: (2, ")
+    tables = [o.data for c in nb.cells if c.cell_type == "code"
+              for o in c.outputs if "rate +1.00 pp" in o.get("data", {}).get("text/html", "")]
+    assert len(tables) == 1 and tables[0]["text/plain"].startswith("shape: (2, ")
     assert "widgets" not in nb.metadata  # nothing for a report reader to run
