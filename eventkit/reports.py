@@ -52,7 +52,9 @@ def load_runs(config: str | Path, notebooks: str | Path) -> list[Run]:
     >>> root = Path(tempfile.mkdtemp())
     >>> cell = new_code_cell("x = 1")
     >>> cell.metadata["tags"] = ["parameters"]
-    >>> nbformat.write(new_notebook(cells=[cell]), root / "a.ipynb")
+    >>> kernel = {"name": "eventkit", "display_name": "Python (eventkit)", "language": "python"}
+    >>> nbformat.write(new_notebook(cells=[cell], metadata={"kernelspec": kernel}),
+    ...                root / "a.ipynb")
     >>> _ = (root / "r.yaml").write_text("runs: [{name: a-2, notebook: a.ipynb, "
     ...                                  "parameters: {x: 2}}]")
     >>> [(r.name, r.parameters) for r in load_runs(root / "r.yaml", root)]
