@@ -10,8 +10,11 @@ SAMPLE_ARGS := --events 50000 --accounts 500 --seed 7
 KERNEL := eventkit
 HOST   := 127.0.0.1
 PORT   ?= 8888
+# Debian's browser for tests/test_browser.py (never `playwright install`: it downloads one).
+CHROMIUM := /usr/bin/chromium
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: lab test setup sample bench clean
+.PHONY: lab test setup sample bench reports clean
 
 setup: $(STAMP) $(SAMPLE)/_delta_log
 
@@ -22,17 +25,25 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (eventkit)" >/dev/null
 	touch $(STAMP)
 
-$(SAMPLE)/_delta_log: $(STAMP)
+$(SAMPLE)/_delta_log: | $(STAMP)  # order-only: a reinstall keeps the sample
 	$(PY) -m eventkit generate $(SAMPLE) $(SAMPLE_ARGS)
 
 sample: $(SAMPLE)/_delta_log
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq >/dev/null
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
 
 # JupyterLab on notebooks/, loopback only, with a random token (printed in the URL below).
 lab: setup
 	$(PY) -m eventkit lab --notebooks notebooks --host $(HOST) --port $(PORT)
 
-test: setup
+test: setup $(CHROMIUM)  # the browser test needs Debian's chromium
 	$(PY) -m pytest
+
+# Every notebook run with papermill into reports/ (parameters: reports.yaml), plus HTML.
+reports: setup
+	$(PY) -m eventkit report --config reports.yaml --out reports
 
 bench: setup
 	$(PY) benchmarks/generate.py

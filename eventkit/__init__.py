@@ -10,6 +10,8 @@ and replay them into exact balances.
 
 from __future__ import annotations
 
+import importlib
+
 from eventkit.archive import AppendReceipt, EventArchive
 from eventkit.conform import ColumnMapping
 from eventkit.exceptions import (
@@ -25,6 +27,7 @@ from eventkit.exceptions import (
     IntegrityError,
     PatternError,
     PrivacyError,
+    ReportError,
     RuleError,
     ScaleError,
     SchemaError,
@@ -47,6 +50,17 @@ from eventkit.sources import open_archive
 from eventkit.timeutil import InstantError
 from eventkit.views import materialize, refresh
 from eventkit.whatif import Comparison, compare
+
+#: Loaded on first use: the widgets and charts they need take seconds to import.
+_LAZY = {"explorer": "eventkit.explore", "account_view": "eventkit.explore"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    msg = f"module 'eventkit' has no attribute {name!r}"
+    raise AttributeError(msg)
+
 
 __all__ = [
     "CANONICAL_SCHEMA",
@@ -76,6 +90,7 @@ __all__ = [
     "PatternError",
     "PrivacyError",
     "ReplayResult",
+    "ReportError",
     "RuleError",
     "ScaleError",
     "SchemaError",
@@ -86,8 +101,10 @@ __all__ = [
     "StorageReport",
     "ValidationError",
     "VerifyReport",
+    "account_view",
     "compact",
     "compare",
+    "explorer",
     "info",
     "ingest",
     "materialize",
@@ -99,7 +116,7 @@ __all__ = [
 ]
 
 for _name in __all__:
-    _obj = globals()[_name]
+    _obj = globals().get(_name)
     if hasattr(_obj, "__module__") and isinstance(_obj, type):
         _obj.__module__ = "eventkit"
 del _name, _obj

@@ -16,6 +16,7 @@ import math
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Final
 
 import altair as alt
@@ -24,7 +25,10 @@ import polars as pl
 from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import to_instant
 
-__all__ = ["EMBED_OPTIONS", "balance_history", "enable_offline"]
+__all__ = [
+    "EMBED_OPTIONS", "as_of_marker", "balance_history", "enable_offline", "enable_static",
+    "export", "restatement_view", "what_if",
+]
 
 #: vega-embed options of every chart: SVG (crisp, searchable), no "..." actions menu.
 EMBED_OPTIONS: Final = {"renderer": "svg", "actions": False}
@@ -41,6 +45,8 @@ _DAY: Final = timedelta(days=1)
 _MINUTE: Final = timedelta(minutes=1)
 _UNITS: Final = (("day", _DAY), ("hour", timedelta(hours=1)), ("minute", _MINUTE))
 _SIZE: Final = {"width": 640, "height": 320}
+_MARKER_COLOUR: Final = "#d62728"
+_RUN_COLOURS: Final = ["#1f77b4", "#ff7f0e"]  # baseline, scenario
 _X: Final = alt.X("time:T", title="time (UTC)", scale=alt.Scale(type="utc"))
 _Y_TITLE: Final = "balance (currency units)"
 _TIME_TIP: Final = alt.Tooltip("time:T", title="time (UTC)", format="%Y-%m-%d %H:%M",
@@ -66,6 +72,24 @@ def enable_offline() -> None:
     """
     # embed_options must go in this same call: a later set_embed_options() drops offline=True.
     alt.renderers.enable("jupyter", offline=True, embed_options=dict(EMBED_OPTIONS))
+
+
+def enable_static() -> None:
+    """Show charts as static SVG images, rendered in the kernel by vl-convert.
+
+    For headless runs and HTML reports (``interactive = False`` in the
+    notebooks): the saved notebook holds the picture itself, so it needs no
+    JavaScript, no widget state and no network to be read.
+
+    Examples
+    --------
+    >>> enable_static()
+    >>> alt.renderers.active
+    'svg'
+    >>> enable_offline()
+
+    """
+    alt.renderers.enable("svg")
 
 
 def balance_history(
@@ -143,18 +167,262 @@ def balance_history(
     return _line_chart(window, max_points)
 
 
+def as_of_marker(chart: alt.Chart | alt.LayerChart, instant: Instant) -> alt.LayerChart:
+    """Mark an instant on a time chart: a vertical rule labelled with the instant.
+
+    Parameters
+    ----------
+    chart
+        A chart whose x axis is ``time`` (UTC), e.g. from :func:`balance_history`.
+    instant
+        Anything :func:`eventkit.timeutil.to_instant` reads; a date means the
+        end of that UTC day, as in ``ReplayResult.as_of``.
+
+    Returns
+    -------
+    alt.LayerChart
+        ``chart``'s layers, then the rule and its label; the title stays on top.
+
+    Examples
+    --------
+    >>> import eventkit
+    >>> from datetime import UTC, datetime
+    >>> t = [datetime(2024, 1, d, tzinfo=UTC) for d in (1, 2)]
+    >>> events = pl.DataFrame({"event_id": ["a", "b"], "seq": [0, 1], "account_id": [1, 1],
+    ...     "event_type": ["Deposit", "Fee"], "event_time": t, "recorded_at": t,
+    ...     "amount": [10_000, 250]})
+    >>> lines = balance_history(eventkit.replay(events).history, accounts=[1])
+    >>> spec = as_of_marker(lines, "2024-01-01").to_dict()
+    >>> [layer["mark"]["type"] for layer in spec["layer"]], spec["title"]["text"]
+    (['line', 'rule', 'text'], 'Balance history of account 1')
+    >>> [r["label"] for d in spec["datasets"].values() for r in d if "label" in r]
+    ['as of 2024-01-01 23:59 UTC']
+
+    """
+    t = to_instant(instant, param="as_of")
+    marker = pl.DataFrame({"time": [t], "label": [f"as of {t:%Y-%m-%d %H:%M} UTC"]},
+                          schema={"time": TIME_DTYPE, "label": pl.String})
+    base = alt.Chart(marker).encode(x=_X)
+    rule = base.mark_rule(color=_MARKER_COLOUR, strokeDash=[4, 3], strokeWidth=2)
+    text = base.mark_text(align="left", dx=4, dy=-4, baseline="bottom", color=_MARKER_COLOUR
+                          ).encode(text="label:N", y=alt.value(0))
+    layers = list(chart.layer) if isinstance(chart, alt.LayerChart) else [chart]
+    title = chart["title"]
+    plain = []
+    for layer in layers:
+        layer = layer.copy()
+        layer["title"] = alt.Undefined  # one title, on the layer chart
+        plain.append(layer)
+    return alt.layer(*plain, rule, text, title=title)
+
+
+def what_if(
+    baseline: pl.LazyFrame | pl.DataFrame,
+    scenario: pl.LazyFrame | pl.DataFrame,
+    *,
+    account: int,
+    start: Instant | None = None,
+    end: Instant | None = None,
+    labels: tuple[str, str] = ("baseline", "scenario"),
+    max_points: int = 2000,
+) -> alt.Chart:
+    """Overlay one account's balance under two rule sets: as replayed, and a what-if.
+
+    Parameters
+    ----------
+    baseline, scenario
+        ``eventkit.replay(...).history`` under the actual rules and under the
+        scenario's (e.g. ``rules.with_params(rate_table=...)``); other accounts
+        are left out.
+    account
+        The account to draw.
+    start, end, max_points
+        As in :func:`balance_history`.
+    labels
+        Legend names of the two lines.
+
+    Returns
+    -------
+    alt.Chart
+        Two step lines, coloured and dashed by run.
+
+    Examples
+    --------
+    >>> import eventkit
+    >>> from datetime import UTC, datetime
+    >>> t = [datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 7, 1, tzinfo=UTC)]
+    >>> events = pl.DataFrame({"event_id": ["a", "b"], "seq": [0, 1], "account_id": [1, 1],
+    ...     "event_type": ["Deposit", "Deposit"], "event_time": t, "recorded_at": t,
+    ...     "amount": [100_000, 0]})
+    >>> banking = eventkit.rulesets.get("banking").with_params(require_open=0)
+    >>> at = lambda rate: banking.with_params(rate_table={"2023-01-01": rate})
+    >>> chart = what_if(eventkit.replay(events, at(0.02)).history,
+    ...                 eventkit.replay(events, at(0.05)).history, account=1)
+    >>> chart.data.filter(pl.col("time") == t[1]).select("run", "balance").rows()
+    [('baseline', 1009.97), ('scenario', 1024.93)]
+
+    """
+    runs = [frame.lazy().filter(pl.col(_KEY) == account)
+            .select(pl.lit(label).alias("run"), _TIME, "seq", "balance")
+            for frame, label in zip((baseline, scenario), labels, strict=True)]
+    window = _Window.of(pl.concat(runs), start, end, by="run")
+    colour = alt.Color("run:N", title="run", sort=list(labels),
+                       scale=alt.Scale(domain=list(labels), range=_RUN_COLOURS))
+    chart = _line_chart(window, max_points, color=colour,
+                        title=f"Account {account}: {labels[0]} and {labels[1]}")
+    return chart.encode(strokeDash=alt.StrokeDash("run:N", sort=list(labels), legend=None))
+
+
+def restatement_view(
+    table: pl.LazyFrame | pl.DataFrame,
+    *,
+    field: str = "balance",
+    money: bool = True,
+    max_points: int = 2000,
+) -> alt.LayerChart:
+    """Chart what late events restated: per event, the change of ``field`` at its time.
+
+    Parameters
+    ----------
+    table
+        :func:`eventkit.temporal.restatements` output.
+    field
+        The state field whose ``<field>_delta`` (as known now minus as known then)
+        is drawn.
+    money
+        ``field`` is in minor units: show currency units.
+    max_points
+        When there are more late events than this, each point is the sum of
+        the changes of a period (whole days, hours or minutes) instead.
+
+    Returns
+    -------
+    alt.LayerChart
+        A zero line and one point per late event (or per period).
+
+    Raises
+    ------
+    ValueError
+        ``table`` has no ``<field>_delta`` column.
+
+    Examples
+    --------
+    >>> import eventkit
+    >>> from datetime import UTC, datetime
+    >>> d = lambda day: datetime(2024, 1, day, tzinfo=UTC)
+    >>> events = pl.DataFrame({"event_id": ["a", "late"], "seq": [0, 1],
+    ...     "account_id": [1, 1], "event_type": ["Deposit", "Correction"],
+    ...     "event_time": [d(1), d(2)], "recorded_at": [d(1), d(10)], "amount": [100, -30]})
+    >>> table = eventkit.temporal.restatements(events, known_at="2024-01-05",
+    ...                                        now_known_at="2024-01-31")
+    >>> chart = restatement_view(table)
+    >>> chart.to_dict()["title"]["text"]
+    'Restatements: 1 late event changed balance'
+    >>> chart.layer[1].data.select("event_id", "delta").rows()
+    [('late', -0.3)]
+
+    """
+    delta = f"{field}_delta"
+    frame = table.lazy().collect()
+    if delta not in frame.columns:
+        msg = (f"no column {delta!r} in the restatements table (columns: {frame.columns}); "
+               "is field the name of a numeric state field?")
+        raise ValueError(msg)
+    scale = 100 if money else 1
+    n = frame.height
+    if n <= max_points:
+        data = frame.select(_KEY, pl.col("instant").alias("time"), "event_id", "event_type",
+                            "recorded_at", (pl.col(delta) / scale).alias("delta"))
+        tooltip = [alt.Tooltip(f"{_KEY}:N", title="account"), "event_id:N", "event_type:N",
+                   _TIME_TIP, alt.Tooltip("recorded_at:T", format="%Y-%m-%d %H:%M",
+                                          formatType="utc"), alt.Tooltip("delta:Q", format=",")]
+        subtitle = f"change of {field} at each late event's time (as known now minus then)"
+    else:
+        span = frame["instant"].max() - frame["instant"].min()  # type: ignore[operator]
+        every = _period(span, max_points, finest=_MINUTE)
+        data = (frame.group_by(pl.col("instant").dt.truncate(every).alias("time"))
+                .agg((pl.col(delta).sum() / scale).alias("delta"), pl.len().alias("events"),
+                     pl.col(_KEY).n_unique().alias("accounts"))
+                .sort("time"))
+        tooltip = [_TIME_TIP, alt.Tooltip("delta:Q", format=","), "events:Q", "accounts:Q"]
+        subtitle = f"total change of {field} per {_describe(every)} (as known now minus then)"
+    points = alt.Chart(data).mark_circle(size=60).encode(
+        x=_X, y=alt.Y("delta:Q", title=f"change of {field}" + " (currency units)" * money),
+        color=alt.condition(alt.datum.delta < 0, alt.value(_MARKER_COLOUR),
+                            alt.value(_RUN_COLOURS[0])),
+        tooltip=tooltip)
+    zero = alt.Chart(pl.DataFrame({"delta": [0.0]})).mark_rule(color="gray").encode(y="delta:Q")
+    title = alt.Title(f"Restatements: {n:,} late event{'s' * (n != 1)} changed {field}",
+                      subtitle=subtitle)
+    return alt.layer(zero, points, title=title).properties(**_SIZE)
+
+
+def export(chart: alt.TopLevelMixin, path: str | Path, *, scale: float = 2.0) -> Path:
+    """Write a chart as a static ``.svg`` or ``.png`` image, for reports.
+
+    Rendered by vl-convert in this process: no browser, no JavaScript, no
+    network. The file appears complete or not at all (written beside, then
+    renamed).
+
+    Parameters
+    ----------
+    chart
+        Any Altair chart.
+    path
+        Where to write; the suffix (``.svg`` or ``.png``) chooses the format.
+    scale
+        Pixel density of a PNG (2 = twice the chart's size in pixels).
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        Another suffix.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> chart = alt.Chart(pl.DataFrame({"x": [1, 2]})).mark_point().encode(x="x:Q")
+    >>> svg = export(chart, Path(tempfile.mkdtemp()) / "chart.svg")
+    >>> svg.read_text().startswith("<svg")
+    True
+
+    """
+    target = Path(path)
+    fmt = target.suffix.lower().lstrip(".")
+    if fmt not in ("svg", "png"):
+        msg = f"export: {target} must end in .svg or .png"
+        raise ValueError(msg)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        chart.save(str(partial), format=fmt, scale_factor=scale)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
 @dataclass(frozen=True)
 class _Window:
-    """The events up to ``right`` and the time span ``[left, right]`` to draw."""
+    """The events up to ``right`` and the time span ``[left, right]`` to draw.
+
+    ``by`` is the column with one line (or band member) per value: the account.
+    """
 
     events: pl.LazyFrame
     left: datetime
     right: datetime
     accounts: int
     inside: int  # events in [left, right]
+    by: str = _KEY
 
     @classmethod
-    def of(cls, events: pl.LazyFrame, start: Instant | None, end: Instant | None) -> _Window:
+    def of(cls, events: pl.LazyFrame, start: Instant | None, end: Instant | None,
+           by: str = _KEY) -> _Window:
         lo = None if start is None else to_instant(start, param="start", day="start")
         hi = None if end is None else to_instant(end, param="end")
         if lo is not None and hi is not None and lo > hi:
@@ -163,10 +431,10 @@ class _Window:
         if hi is not None:
             events = events.filter(pl.col(_TIME) <= pl.lit(hi, TIME_DTYPE))
         # Collect once: a lazy history would replay the whole log again for every query.
-        events = events.select(_KEY, _TIME, "seq", "balance").collect().lazy()
+        events = events.select(by, _TIME, "seq", "balance").collect().lazy()
         inside = pl.len() if lo is None else (pl.col(_TIME) >= pl.lit(lo, TIME_DTYPE)).sum()
         stats = events.select(
-            pl.col(_KEY).n_unique().alias("accounts"), inside.alias("inside"),
+            pl.col(by).n_unique().alias("accounts"), inside.alias("inside"),
             pl.col(_TIME).min().alias("first"), pl.col(_TIME).max().alias("last"),
         ).collect().row(0, named=True)
         if not stats["accounts"]:
@@ -174,7 +442,7 @@ class _Window:
             raise ValueError(msg)
         left = stats["first"] if lo is None else lo
         right = max(stats["last"], left) if hi is None else hi
-        return cls(events, left, right, stats["accounts"], stats["inside"])
+        return cls(events, left, right, stats["accounts"], stats["inside"], by)
 
     def subtitle(self) -> str:
         return f"{self.left:%Y-%m-%d %H:%M} to {self.right:%Y-%m-%d %H:%M} UTC"
@@ -186,11 +454,14 @@ class _Window:
         """
         t = pl.col(_TIME) if every is None else pl.col(_TIME).dt.truncate(every)
         return self.events.group_by(
-            _KEY, pl.max_horizontal(t, pl.lit(floor, TIME_DTYPE)).alias("time")
+            self.by, pl.max_horizontal(t, pl.lit(floor, TIME_DTYPE)).alias("time")
         ).agg(pl.col("balance").sort_by(_TIME, "seq").last())
 
 
-def _line_chart(window: _Window, max_points: int) -> alt.Chart:
+def _line_chart(window: _Window, max_points: int, *, title: str | None = None,
+                color: alt.Color | None = None) -> alt.Chart:
+    """Step lines, one per ``window.by`` value; by default one per account, titled by ids."""
+    by = window.by
     n = window.accounts
     periods = max_points // n - 3  # a period can split in two, plus the opening and closing points
     if periods < 1:
@@ -200,16 +471,18 @@ def _line_chart(window: _Window, max_points: int) -> alt.Chart:
     exact = window.inside + 2 * n <= max_points
     every = None if exact else _period(window.right - window.left, periods, finest=_MINUTE)
     points = window.last_balances(every, window.left)
-    closing = (points.group_by(_KEY).agg(pl.col("balance").sort_by("time").last())
-               .select(_KEY, pl.lit(window.right, TIME_DTYPE).alias("time"), "balance"))
+    closing = (points.group_by(by).agg(pl.col("balance").sort_by("time").last())
+               .select(by, pl.lit(window.right, TIME_DTYPE).alias("time"), "balance"))
     data = (pl.concat([points, closing])
-            .unique([_KEY, "time"])  # a closing point may repeat the last one
-            .sort(_KEY, "time")
+            .unique([by, "time"])  # a closing point may repeat the last one
+            .sort(by, "time")
             .with_columns(_units("balance"))
             .collect())
-    ids = data[_KEY].unique().sort().to_list()
-    title = (f"Balance history of account{'s' * (len(ids) > 1)} {', '.join(map(str, ids))}"
-             if len(ids) <= 10 else f"Balance history of {len(ids)} accounts")
+    if title is None:
+        ids = data[by].unique().sort().to_list()
+        title = (f"Balance history of account{'s' * (len(ids) > 1)} {', '.join(map(str, ids))}"
+                 if len(ids) <= 10 else f"Balance history of {len(ids)} accounts")
+    color = color if color is not None else alt.Color(f"{_KEY}:N", title="account")
     subtitle = window.subtitle() + ("" if every is None else
                                     f"; last balance of every {_describe(every)}")
     return alt.Chart(data, title=alt.Title(title, subtitle=subtitle)).mark_line(
@@ -217,8 +490,8 @@ def _line_chart(window: _Window, max_points: int) -> alt.Chart:
     ).encode(
         x=_X,
         y=alt.Y("balance:Q", title=_Y_TITLE),
-        color=alt.Color(f"{_KEY}:N", title="account"),
-        tooltip=[alt.Tooltip(f"{_KEY}:N", title="account"), _TIME_TIP,
+        color=color,
+        tooltip=[alt.Tooltip(f"{by}:N", title=color["title"]), _TIME_TIP,
                  alt.Tooltip("balance:Q", format=",.2f")],
     ).properties(**_SIZE)
 

@@ -1,6 +1,7 @@
 """The ``eventkit`` command line.
 
-generate, verify, replay, as-of, restatements, snapshot, compact, expire, info, lab.
+generate, verify, replay, as-of, restatements, snapshot, compact, expire, info, ingest,
+produce, report, lab.
 
 Every subcommand has ``--help``. Errors print one clear line and exit 2;
 ``verify`` exits 1 when the archive fails its checks.
@@ -190,6 +191,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="create the topic with N partitions when it does not exist")
     p.add_argument("--mapping", metavar="JSON", help="column mapping for foreign data")
     p.set_defaults(run=_produce)
+
+    p = sub.add_parser("report", help="run every notebook with papermill into HTML reports",
+                       description="Execute every notebook with papermill, once per run listed "
+                                   "in the runs file (unlisted notebooks once with their "
+                                   "defaults), into OUT as .ipynb and .html. Fails naming "
+                                   "each failed notebook, cell and error.")
+    p.add_argument("--config", default="reports.yaml", help="YAML runs file "
+                   "(default reports.yaml; see eventkit.reports)")
+    p.add_argument("--notebooks", default="notebooks", help="notebook folder (default notebooks)")
+    p.add_argument("--out", default="reports", help="output folder (default reports)")
+    p.add_argument("--only", metavar="NAMES", help="comma-separated run names to execute")
+    p.add_argument("--kernel", default="eventkit", help="Jupyter kernel (default eventkit)")
+    p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    p.set_defaults(run=_report)
     return parser
 
 
@@ -415,4 +430,20 @@ def _produce(args: argparse.Namespace) -> int:
 
     sent = produce(_events(args), args.bootstrap, args.topic, partitions=args.partitions)
     print(f"produced {sent:,} events to {args.topic}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from eventkit.reports import load_runs, run_reports
+
+    runs = load_runs(args.config, args.notebooks)
+    if args.only:
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = sorted(set(wanted) - {r.name for r in runs})
+        if unknown:
+            msg = f"--only: no run named {', '.join(unknown)}; runs: {[r.name for r in runs]}"
+            raise UsageError(msg)
+        runs = [r for r in runs if r.name in wanted]
+    run_reports(runs, args.out, kernel=args.kernel, timeout=args.timeout,
+                on_done=lambda run, page, s: print(f"{run.name}: {page} ({s:.1f} s)", flush=True))
     return 0

@@ -21,7 +21,8 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     ├── IngestError             a broker or topic cannot be read or written
     ├── PatternError            a CEP pattern is malformed or cannot run on the events
     ├── CommandError            a command is refused by the account's current state
-    └── ScaleError              a bucket count, or a bucketed or Dask replay, is not possible
+    ├── ScaleError              a bucket count, or a bucketed or Dask replay, is not possible
+    └── ReportError             a report run is misconfigured or a notebook failed
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "IntegrityError",
     "PatternError",
     "PrivacyError",
+    "ReportError",
     "RuleError",
     "ScaleError",
     "SchemaError",
@@ -198,3 +200,14 @@ class ScaleError(EventkitError):
     def __init__(self, message: str, *, param: str) -> None:
         self.param = param
         super().__init__(f"{param}: {message}")
+
+
+class ReportError(EventkitError):
+    """A report's runs file is wrong, or notebooks failed; ``failures`` has one line each.
+
+    Each line names the notebook, the cell and the error.
+    """
+
+    def __init__(self, message: str, *, failures: list[str] | None = None) -> None:
+        self.failures = failures or []
+        super().__init__(message)

@@ -134,8 +134,9 @@ class LiveReplay:
 
     Examples
     --------
-    >>> import tempfile
+    >>> import tempfile, polars as pl
     >>> from datetime import datetime, UTC
+    >>> from eventkit import EventArchive
     >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank")
     >>> batch = lambda ids, days, amounts: pl.DataFrame({"event_id": ids,
     ...     "account_id": [1] * len(ids), "event_type": ["Deposit"] * len(ids),

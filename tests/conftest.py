@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
@@ -44,3 +45,17 @@ def sample_archive() -> Path:
     if not (SAMPLE / "_delta_log").is_dir():
         subprocess.run(["make", "sample", f"PY={sys.executable}"], cwd=ROOT, check=True)
     return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def kernel() -> str:
+    """The `eventkit` kernel of this interpreter, registered as `make` does if missing."""
+    try:
+        registered = KernelSpecManager().get_kernel_spec("eventkit").argv[0] == sys.executable
+    except NoSuchKernel:
+        registered = False
+    if not registered:
+        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix",
+                        "--name", "eventkit", "--display-name", "Python (eventkit)"],
+                       check=True, capture_output=True, timeout=60)
+    return "eventkit"

@@ -203,3 +203,149 @@ def test_enable_offline_twice_is_the_same_as_once():
     assert alt.renderers.active == "jupyter"
     assert alt.renderers.options == first == {"offline": True,
                                               "embed_options": charts.EMBED_OPTIONS}
+
+
+# --------------------------------------------------------------------------- as-of, what-if
+def test_as_of_marker_draws_a_rule_at_the_end_of_the_day_on_top_of_the_lines(small):
+    lines = charts.balance_history(small.history, accounts=[1, 2])
+    spec = charts.as_of_marker(lines, "2024-01-02").to_dict()
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["line", "rule", "text"]
+    assert "title" not in spec["layer"][0]  # one title, on the layer chart
+    assert spec["title"]["text"] == "Balance history of accounts 1, 2"
+    marker = spec["datasets"][spec["layer"][1]["data"]["name"]]
+    assert marker == [{"time": "2024-01-02T23:59:59.999999+0000",
+                       "label": "as of 2024-01-02 23:59 UTC"}]
+    band = charts.as_of_marker(charts.balance_history(small.history), "2024-01-02")
+    assert [layer["mark"]["type"] for layer in band.to_dict()["layer"]] == [
+        "area", "line", "rule", "text"]
+
+
+def test_as_of_marker_refuses_a_naive_instant(small):
+    lines = charts.balance_history(small.history, accounts=[1])
+    with pytest.raises(eventkit.InstantError, match="^as_of: "):
+        charts.as_of_marker(lines, "2024-01-02T00:00:00")
+
+
+def banking_at(rate: float):
+    return eventkit.rulesets.get("banking").with_params(require_open=0,
+                                                        rate_table={"2022-01-01": rate})
+
+
+def test_what_if_overlays_two_runs_of_one_account_that_end_on_their_replays():
+    events = synthetic_events(5_000, 5, seed=3)
+    base = eventkit.replay(events, banking_at(0.02))
+    high = eventkit.replay(events, banking_at(0.06))
+    chart = charts.what_if(base.history, high.history, account=2, labels=("2 %", "6 %"))
+    spec = chart.to_dict()
+    assert spec["title"]["text"] == "Account 2: 2 % and 6 %"
+    assert spec["encoding"]["color"]["scale"]["domain"] == ["2 %", "6 %"]
+    assert spec["encoding"]["strokeDash"]["field"] == "run"
+    data = rows(chart)
+    finals = {run: [r["balance"] for r in data if r["run"] == run][-1] for run in ("2 %", "6 %")}
+    assert finals == {"2 %": final_units(base)[2], "6 %": final_units(high)[2]}
+    assert finals["6 %"] != finals["2 %"]
+
+
+def test_what_if_of_a_long_history_stays_under_max_points(big):
+    history = big.history.collect()
+    chart = charts.what_if(history, history, account=1, max_points=400)
+    assert len(rows(chart)) <= 400
+    assert size(chart) < 100_000
+
+
+# --------------------------------------------------------------------------- restatements
+def late_events() -> pl.DataFrame:
+    """Account 1: deposits, then two corrections recorded late; account 2 one on time."""
+    d = lambda day: datetime(2024, 1, day, tzinfo=UTC)  # noqa: E731
+    return make_events([]).vstack(pl.DataFrame({
+        "event_id": ["a", "b", "c", "late1", "late2"], "seq": [0, 1, 2, 3, 4],
+        "account_id": [1, 1, 2, 1, 1],
+        "event_type": ["Deposit", "Deposit", "Deposit", "Correction", "Correction"],
+        "event_time": [d(1), d(3), d(3), d(2), d(4)],
+        "recorded_at": [d(1), d(3), d(3), d(10), d(11)],
+        "amount": [10_000, 5_000, 700, -3_000, 250],
+        "counterparty_id": [None] * 5, "rate": [None] * 5,
+    }, schema=make_events([]).schema))
+
+
+def test_restatement_view_has_one_point_per_late_event():
+    table = eventkit.temporal.restatements(late_events(), known_at="2024-01-05",
+                                           now_known_at="2024-01-31")
+    chart = charts.restatement_view(table)
+    spec = chart.to_dict()
+    assert spec["title"]["text"] == "Restatements: 2 late events changed balance"
+    points = spec["datasets"][spec["layer"][1]["data"]["name"]]
+    # at late2's time the state as known now also holds late1: -30 + 2.50
+    assert [(p["event_id"], p["delta"]) for p in points] == [("late1", -30.0), ("late2", -27.5)]
+
+
+def test_restatement_view_of_nothing_late_is_an_empty_chart():
+    table = eventkit.temporal.restatements(late_events(), known_at="2024-01-31",
+                                           now_known_at="2024-02-28")
+    chart = charts.restatement_view(table)
+    assert chart.to_dict()["title"]["text"] == "Restatements: 0 late events changed balance"
+    assert chart.layer[1].data.height == 0
+
+
+def test_many_restatements_are_summed_per_period():
+    n = 5_000
+    rng = np.random.default_rng(0)
+    instants = pl.Series(np.sort(rng.integers(0, 365 * 86_400 * 10**6, n))
+                         + int(START.timestamp() * 10**6)).cast(pl.Datetime("us", "UTC"))
+    table = pl.DataFrame({"account_id": rng.integers(1, 50, n), "instant": instants,
+                          "event_id": [f"e{i}" for i in range(n)], "event_type": "Correction",
+                          "recorded_at": instants, "balance_delta": rng.integers(-500, 500, n)})
+    chart = charts.restatement_view(table, max_points=200)
+    data = chart.layer[1].data
+    assert data.height <= 200
+    assert data["events"].sum() == n
+    assert data["delta"].sum() == pytest.approx(table["balance_delta"].sum() / 100)
+    assert chart.to_dict()["title"]["subtitle"].startswith("total change of balance per 2 days")
+
+
+def test_restatement_view_names_a_missing_field():
+    table = eventkit.temporal.restatements(late_events(), known_at="2024-01-05",
+                                           now_known_at="2024-01-31")
+    with pytest.raises(ValueError, match="no column 'fees_delta'"):
+        charts.restatement_view(table, field="fees")
+
+
+# --------------------------------------------------------------------------- export
+@pytest.mark.parametrize(("suffix", "magic"), [(".svg", b"<svg"), (".png", b"\x89PNG")])
+def test_export_writes_a_static_image(small, tmp_path, suffix, magic):
+    chart = charts.as_of_marker(charts.balance_history(small.history, accounts=[1]), "2024-01-02")
+    out = charts.export(chart, tmp_path / f"balance{suffix}")
+    assert out.read_bytes().startswith(magic)
+    if suffix == ".svg":
+        assert "Balance history of account 1" in out.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no partial file left
+
+
+def test_export_refuses_other_formats_and_writes_nothing(small, tmp_path):
+    chart = charts.balance_history(small.history, accounts=[1])
+    with pytest.raises(ValueError, match=r"must end in \.svg or \.png"):
+        charts.export(chart, tmp_path / "balance.pdf")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.usefixtures("restore_renderer")
+def test_enable_static_shows_svg_made_in_the_kernel(small):
+    charts.enable_static()
+    bundle = charts.balance_history(small.history, accounts=[1])._repr_mimebundle_()
+    data = bundle[0] if isinstance(bundle, tuple) else bundle
+    assert data["image/svg+xml"].lstrip().startswith("<svg")
+
+
+def test_specs_of_the_sample_explorer_and_restatements_stay_small(sample_archive: Path):
+    events = eventkit.open_archive(sample_archive)
+    banking = eventkit.rulesets.get("banking")
+    base = eventkit.replay(events, banking)
+    high = eventkit.replay(events, banking.with_params(rate_table={"2023-01-01": 0.08}))
+    overlay = charts.as_of_marker(charts.what_if(base.history, high.history, account=3),
+                                  "2024-06-30")
+    assert size(overlay) < 300_000
+    table = eventkit.temporal.restatements(events, banking, known_at="2024-06-30",
+                                           now_known_at="2026-01-01")
+    view = charts.restatement_view(table)
+    assert size(view) < 1_000_000
+    assert rows(view)  # the sample has late corrections

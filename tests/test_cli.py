@@ -36,6 +36,7 @@ HELP = {  # subcommand -> words its --help must mention
     "ingest": ["--bootstrap", "--topic", "--archive", "--mapping", "--dead-letter",
                "--batch-size", "--max-wait", "--idle-timeout"],
     "produce": ["--bootstrap", "--topic", "--partitions", "--mapping"],
+    "report": ["--config", "--notebooks", "--out", "--only", "--kernel", "--timeout"],
 }
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import ast
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,30 +11,14 @@ import nbformat
 import papermill as pm
 import pytest
 from conftest import ROOT
-from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 pytestmark = pytest.mark.notebooks
 
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-KERNEL = "eventkit"
 CELL_TIMEOUT_S = 120
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-
-
-@pytest.fixture(scope="session")
-def kernel() -> str:
-    """The `eventkit` kernel of this interpreter, registered as `make` does if missing."""
-    try:
-        registered = KernelSpecManager().get_kernel_spec(KERNEL).argv[0] == sys.executable
-    except NoSuchKernel:
-        registered = False
-    if not registered:
-        subprocess.run([sys.executable, "-m", "ipykernel", "install", "--sys-prefix",
-                        "--name", KERNEL, "--display-name", "Python (eventkit)"],
-                       check=True, capture_output=True, timeout=60)
-    return KERNEL
 
 
 def execute(path: Path, out: Path, kernel: str, **parameters: Any) -> nbformat.NotebookNode:
@@ -52,12 +36,21 @@ def chart_specs(nb: nbformat.NotebookNode) -> list[dict]:
     """Vega-Lite specs of the charts a notebook showed, in cell order.
 
     Altair's offline ``JupyterChart`` is a widget: the output holds a model id, the
-    saved widget state holds the spec (and its bundled JavaScript).
+    saved widget state holds the spec (and its bundled JavaScript). Charts inside
+    boxes (the explorer) count too.
     """
     state = nb.metadata["widgets"][WIDGET_STATE]["state"]
+
+    def charts_in(model_id: str) -> list[dict]:
+        model = state[model_id]["state"]
+        if "spec" in model:
+            return [model]
+        return [chart for child in model.get("children", [])
+                for chart in charts_in(child.removeprefix("IPY_MODEL_"))]
+
     ids = [o.data[WIDGET_VIEW]["model_id"] for c in nb.cells if c.cell_type == "code"
            for o in c.outputs if WIDGET_VIEW in o.get("data", {})]
-    models = [state[i]["state"] for i in ids]
+    models = [chart for i in ids for chart in charts_in(i)]
     assert all("esm.sh" not in m["_esm"] for m in models), "a chart loads JavaScript from a CDN"
     return [m["spec"] for m in models]
 
@@ -78,7 +71,7 @@ def test_stored_without_outputs(path: Path):
              and (c.outputs or c.execution_count is not None)]
     assert not dirty, f"cells {dirty} keep outputs or execution counts; clear them before saving"
     assert "widgets" not in nb.metadata, "saved widget state: clear outputs before saving"
-    assert nb.metadata["kernelspec"]["name"] == KERNEL
+    assert nb.metadata["kernelspec"]["name"] == "eventkit"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -87,6 +80,16 @@ def test_has_parameters(path: Path):
               if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, "need exactly one cell tagged 'parameters' (papermill)"
     assert pm.inspect_notebook(str(path)), "the 'parameters' cell defines no parameters"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_reads_every_parameter(path: Path):
+    """A line papermill cannot parse (e.g. a quote in its comment) drops that parameter."""
+    cell = next(c for c in nbformat.read(path, as_version=4).cells
+                if "parameters" in c.metadata.get("tags", []))
+    assigned = [t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)]
+    assert sorted(pm.inspect_notebook(str(path))) == sorted(assigned)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -109,3 +112,34 @@ def test_balance_history_follows_its_parameters(tmp_path: Path, kernel: str):
     state = next(o.data["text/plain"] for c in nb.cells if "as_of(END)" in c.source
                  for o in c.outputs)
     assert state.startswith("shape: (2, "), state  # one row per account
+
+
+@pytest.mark.usefixtures("sample_archive")
+def test_replay_explorer_widgets_show_the_account_and_the_restatements(tmp_path: Path,
+                                                                        kernel: str):
+    nb = execute(NOTEBOOK_DIR / "04_replay_explorer.ipynb", tmp_path / "out.ipynb", kernel,
+                 ACCOUNT=7, AS_OF="2024-03-31", RATE_SHIFT=0.5)
+    explorer, restated = chart_specs(nb)
+    assert explorer["title"]["text"] == "Account 7: baseline and rate +0.50 pp"
+    assert "as of 2024-03-31 23:59 UTC" in json.dumps(explorer["datasets"])
+    assert restated["title"]["text"].startswith("Restatements: ")
+    state = nb.metadata["widgets"][WIDGET_STATE]["state"]
+    tables = [m["state"]["value"] for m in state.values()
+              if "eventkit-state" in str(m["state"].get("value", ""))]
+    assert len(tables) == 1 and "rate +0.50 pp" in tables[0]
+
+
+@pytest.mark.usefixtures("sample_archive")
+def test_replay_explorer_headless_draws_static_svg_without_widgets(tmp_path: Path, kernel: str):
+    nb = execute(NOTEBOOK_DIR / "04_replay_explorer.ipynb", tmp_path / "out.ipynb", kernel,
+                 ACCOUNT=7, AS_OF="2024-03-31", RATE_SHIFT=1.0, interactive=False)
+    svgs = [o.data["image/svg+xml"] for c in nb.cells if c.cell_type == "code"
+            for o in c.outputs if "image/svg+xml" in o.get("data", {})]
+    assert len(svgs) == 2
+    assert "Account 7: baseline and rate +1.00 pp" in svgs[0]
+    assert "as of 2024-03-31 23:59 UTC" in svgs[0]
+    assert "Restatements: " in svgs[1]
+    tables = [o.data for c in nb.cells if c.cell_type == "code"
+              for o in c.outputs if "rate +1.00 pp" in o.get("data", {}).get("text/html", "")]
+    assert len(tables) == 1 and tables[0]["text/plain"].startswith("shape: (2, ")
+    assert "widgets" not in nb.metadata  # nothing for a report reader to run

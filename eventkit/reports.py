@@ -1,0 +1,154 @@
+"""Reports: every notebook executed with papermill, saved as a notebook and as HTML.
+
+The runs are listed in a YAML file (``reports.yaml`` at the project root)::
+
+    runs:
+      - name: explorer-account-7        # output: reports/explorer-account-7.{ipynb,html}
+        notebook: 04_replay_explorer.ipynb
+        parameters: {ACCOUNT: 7, RATE_SHIFT: 1.0, interactive: false}
+
+A notebook may have several runs; a notebook without any runs once with its
+defaults (named after the file), so every notebook is in the reports. Parameter
+names are checked against the notebook's ``parameters`` cell before anything
+runs. A failing run does not stop the others; at the end :class:`ReportError`
+names each failed notebook, its cell and the error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eventkit.exceptions import ReportError
+
+__all__ = ["Run", "load_runs", "run_reports"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One execution of a notebook: its output name and the parameters it gets."""
+
+    name: str
+    notebook: Path
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def load_runs(config: str | Path, notebooks: str | Path) -> list[Run]:
+    """The runs of ``config`` (YAML, see the module docstring), then every unlisted notebook.
+
+    Raises
+    ------
+    eventkit.ReportError
+        The file is not such a YAML file, or an entry names a missing notebook,
+        repeats a name, or passes a parameter the notebook does not declare.
+
+    Examples
+    --------
+    >>> import tempfile, nbformat
+    >>> from nbformat.v4 import new_code_cell, new_notebook
+    >>> root = Path(tempfile.mkdtemp())
+    >>> cell = new_code_cell("x = 1")
+    >>> cell.metadata["tags"] = ["parameters"]
+    >>> kernel = {"name": "eventkit", "display_name": "Python (eventkit)", "language": "python"}
+    >>> nbformat.write(new_notebook(cells=[cell], metadata={"kernelspec": kernel}),
+    ...                root / "a.ipynb")
+    >>> _ = (root / "r.yaml").write_text("runs: [{name: a-2, notebook: a.ipynb, "
+    ...                                  "parameters: {x: 2}}]")
+    >>> [(r.name, r.parameters) for r in load_runs(root / "r.yaml", root)]
+    [('a-2', {'x': 2})]
+
+    """
+    import papermill as pm
+    import yaml
+
+    config, folder = Path(config), Path(notebooks)
+    try:
+        data = yaml.safe_load(config.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        msg = f"{config}: cannot read the report runs: {exc}"
+        raise ReportError(msg) from None
+    entries = data.get("runs", []) if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        msg = f"{config}: expected a mapping with a list under 'runs'"
+        raise ReportError(msg)
+    runs: list[Run] = []
+    for i, entry in enumerate(entries):
+        where = f"{config}: runs[{i}]"
+        if not isinstance(entry, dict) or "notebook" not in entry:
+            msg = f"{where}: expected a mapping with 'notebook' (and 'name', 'parameters')"
+            raise ReportError(msg)
+        path = folder / str(entry["notebook"])
+        if not path.is_file():
+            msg = f"{where}: no notebook {path}"
+            raise ReportError(msg)
+        parameters = entry.get("parameters") or {}
+        declared = pm.inspect_notebook(str(path))
+        unknown = sorted(set(parameters) - set(declared))
+        if unknown:
+            msg = (f"{where}: {path.name} declares no parameter {', '.join(unknown)} "
+                   f"(it has {', '.join(declared) or 'none'})")
+            raise ReportError(msg)
+        name = str(entry.get("name", path.stem))
+        if any(r.name == name for r in runs):
+            msg = f"{where}: the name {name!r} is used twice (outputs would collide)"
+            raise ReportError(msg)
+        runs.append(Run(name, path, dict(parameters)))
+    listed = {r.notebook.name for r in runs}
+    runs += [Run(p.stem, p) for p in sorted(folder.glob("*.ipynb")) if p.name not in listed]
+    return runs
+
+
+def run_reports(
+    runs: list[Run],
+    out: str | Path,
+    *,
+    kernel: str = "eventkit",
+    timeout: int = 600,
+    on_done: Callable[[Run, Path, float], None] | None = None,
+) -> list[Path]:
+    """Execute each run with papermill into ``out``, then export it to HTML beside.
+
+    Notebooks run from their own folder (relative paths work as in JupyterLab);
+    ``timeout`` bounds each cell (seconds). ``on_done(run, html, seconds)`` is
+    called after each successful run. Returns the HTML files.
+
+    Raises
+    ------
+    eventkit.ReportError
+        After all runs, if any failed: per failed run the notebook, the cell
+        (its index and first line) and the error. The failed run's output notebook
+        (with papermill's error banner) is kept for inspection.
+
+    """
+    import papermill as pm
+    from nbconvert import HTMLExporter
+
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    written, failures = [], []
+    for run in runs:
+        began = time.perf_counter()
+        executed = target / f"{run.name}.ipynb"
+        try:
+            pm.execute_notebook(str(run.notebook), str(executed), parameters=run.parameters,
+                                cwd=str(run.notebook.parent), kernel_name=kernel,
+                                execution_timeout=timeout, progress_bar=False)
+        except pm.PapermillExecutionError as exc:
+            first = exc.source.strip().splitlines()[0] if exc.source.strip() else ""
+            error = " ".join(f"{exc.ename}: {exc.evalue}".split())  # one line
+            failures.append(f"{run.notebook.name} (run {run.name}) cell {exc.cell_index} "
+                            f"[{first}]: {error}")
+            continue
+        body, _ = HTMLExporter().from_filename(str(executed))
+        page = executed.with_suffix(".html")
+        page.write_text(body, encoding="utf-8")
+        written.append(page)
+        if on_done is not None:
+            on_done(run, page, time.perf_counter() - began)
+    if failures:
+        msg = f"{len(failures)} of {len(runs)} report run(s) failed: " + "; ".join(failures)
+        raise ReportError(msg, failures=failures)
+    return written
