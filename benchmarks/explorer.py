@@ -63,7 +63,7 @@ def main() -> None:
     began = time.perf_counter()
     events = eventkit.open_archive(args.archive)
     n_events = events.select(pl.len()).collect().item()
-    ex = Explorer(events, debounce=0)
+    ex = Explorer(args.archive, debounce=0)  # the path: an archive's by-account copy is used
     built = time.perf_counter() - began
     accounts = [int(a) for a in ex._ids.sample(args.accounts_tried + 1, seed=1)]
     day = ex.as_of.value
@@ -76,7 +76,7 @@ def main() -> None:
 
     rows = [
         ("`account_view`, new account (read + replay)",
-         timed([lambda a=a: account_view(events, a, day, "banking") for a in accounts])),
+         timed([lambda a=a: account_view(args.archive, a, day, "banking") for a in accounts])),
         ("explorer callback, new account (+ chart spec, table)",
          timed([choose(a) for a in accounts])),
         ("explorer callback, new account with a +1 pp rate scenario",

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Final
 
 import altair as alt
@@ -27,6 +28,7 @@ import ipywidgets as widgets
 import polars as pl
 
 from eventkit import rulesets
+from eventkit.archive import EventArchive
 from eventkit.charts import EMBED_OPTIONS, as_of_marker, balance_history, what_if
 from eventkit.exceptions import EventDataError
 from eventkit.replay import Events, ReplayResult, _as_lazy, replay
@@ -257,6 +259,9 @@ class Explorer:
         debounce: float = DEBOUNCE_S,
     ) -> None:
         self._events = _as_lazy(source)
+        # an archive (or its path) is passed on as it is: replays of one account then use
+        # its by-account copy when eventkit.snapshot made one (a few row groups, not a scan)
+        self._source = source if isinstance(source, str | Path | EventArchive) else self._events
         self.debounce = debounce
         self.refreshes = 0  # recomputations so far
         self._pending: asyncio.TimerHandle | None = None
@@ -400,7 +405,7 @@ class Explorer:
                 rules = rulesets.get(rules_name)
                 scenario = (rate_shift(rules, self._bank_rates, points, since=self._first)
                             if points else None)
-                view = account_view(self._events, account, day, rules, scenario,
+                view = account_view(self._source, account, day, rules, scenario,
                                     scenario_label=f"rate {points:+.2f} pp")
             table = view.table()
         except (EventDataError, ValueError) as exc:

@@ -326,7 +326,9 @@ def _as_lazy(events: Events) -> pl.LazyFrame:
         return events
     if isinstance(events, pl.DataFrame):
         return events.lazy()
-    return open_archive(events)  # type: ignore[arg-type]
+    if isinstance(events, EventArchive):
+        return events.scan()
+    return open_archive(events)
 
 
 def _instant(micros: int) -> datetime:
