@@ -26,8 +26,8 @@ from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import to_instant
 
 __all__ = [
-    "EMBED_OPTIONS", "as_of_marker", "balance_history", "enable_offline", "enable_static",
-    "export", "restatement_view", "what_if",
+    "EMBED_OPTIONS", "as_of_marker", "balance_history", "delta_distribution", "enable_offline",
+    "enable_static", "export", "restatement_view", "what_if",
 ]
 
 #: vega-embed options of every chart: SVG (crisp, searchable), no "..." actions menu.
@@ -271,6 +271,50 @@ def what_if(
     chart = _line_chart(window, max_points, color=colour,
                         title=f"Account {account}: {labels[0]} and {labels[1]}")
     return chart.encode(strokeDash=alt.StrokeDash("run:N", sort=list(labels), legend=None))
+
+
+def delta_distribution(
+    state: pl.LazyFrame | pl.DataFrame,
+    field: str = "interest",
+    *,
+    bins: int = 40,
+    money: bool = True,
+) -> alt.Chart:
+    """Histogram of per-key deltas of ``field`` between two runs (keys that changed only).
+
+    ``state`` is :meth:`eventkit.whatif.Comparison.state` (or ``as_of``): its
+    ``<field>_delta`` column is binned in Polars, so the chart holds ``bins``
+    rows however many keys there are. ``money`` shows cents as currency units.
+
+    Examples
+    --------
+    >>> state = pl.DataFrame({"account_id": [1, 2, 3, 4], "interest_delta": [0, 150, 250, 990]})
+    >>> chart = delta_distribution(state, bins=2)
+    >>> chart.data.select("keys").to_series().to_list()
+    [2, 1]
+
+    """
+    column = f"{field}_delta"
+    deltas = state.lazy().filter(pl.col(column) != 0).select(
+        (pl.col(column) / (100 if money else 1)).alias("delta")).collect()["delta"]
+    title = f"Change of {field} per account ({deltas.len():,} accounts changed)"
+    if deltas.len() == 0:
+        data = pl.DataFrame(schema={"low": pl.Float64, "high": pl.Float64, "keys": pl.Int64})
+    else:
+        lo, hi = float(deltas.min()), float(deltas.max())
+        width = (hi - lo) / bins or 1.0
+        index = ((deltas - lo) / width).floor().clip(0, bins - 1).cast(pl.Int64)
+        data = (pl.DataFrame({"bin": index}).group_by("bin").len("keys").sort("bin")
+                .select((lo + pl.col("bin") * width).alias("low"),
+                        (lo + (pl.col("bin") + 1) * width).alias("high"), "keys"))
+    unit = " (currency units)" if money else ""
+    return alt.Chart(data, title=title).mark_bar().encode(
+        x=alt.X("low:Q", bin="binned", title=f"{field} under B − under A{unit}"),
+        x2="high:Q",
+        y=alt.Y("keys:Q", title="accounts"),
+        tooltip=[alt.Tooltip("low:Q", format=",.2f"), alt.Tooltip("high:Q", format=",.2f"),
+                 "keys:Q"],
+    ).properties(**_SIZE)
 
 
 def restatement_view(

@@ -143,3 +143,29 @@ def test_replay_explorer_headless_draws_static_svg_without_widgets(tmp_path: Pat
               for o in c.outputs if "rate +1.00 pp" in o.get("data", {}).get("text/html", "")]
     assert len(tables) == 1 and tables[0]["text/plain"].startswith("shape: (2, ")
     assert "widgets" not in nb.metadata  # nothing for a report reader to run
+
+
+def interest_delta(nb: nbformat.NotebookNode) -> int:
+    """The total interest delta the what-if notebook printed (its totals table, in cents)."""
+    totals = next(o.data["text/plain"] for c in nb.cells if c.source == "diff.totals()"
+                  for o in c.outputs)
+    row = next(line for line in totals.splitlines() if "│ interest" in line)
+    return int(row.split("┆")[3].strip())
+
+
+@pytest.mark.usefixtures("sample_archive")
+@pytest.mark.parametrize(("scenario", "sign"), [
+    ({"SHIFT": "-3mo"}, None),                      # the 2024 rate changes three months early
+    ({"SHIFT": "0d", "BUMP": 1.0}, 1),              # one point more, all along
+    ({"SHIFT": "0d", "BUMP": -0.5}, -1),            # half a point less
+], ids=["earlier", "plus-1pp", "minus-half-pp"])
+def test_what_if_notebook_follows_its_scenario(tmp_path: Path, kernel: str, scenario: dict,
+                                               sign: int | None):
+    nb = execute(NOTEBOOK_DIR / "03_what_if.ipynb", tmp_path / "out.ipynb", kernel,
+                 ACCOUNTS=[4, 9], **scenario)
+    delta = interest_delta(nb)
+    assert delta != 0 if sign is None else delta * sign > 0, delta
+    spread, histories = chart_specs(nb)
+    assert "accounts changed" in json.dumps(spread["title"])
+    assert [h["title"]["text"] for h in histories["vconcat"]] == [
+        "Account 4: actual rates and scenario", "Account 9: actual rates and scenario"]
