@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -59,3 +61,17 @@ def kernel() -> str:
                         "--name", "eventkit", "--display-name", "Python (eventkit)"],
                        check=True, capture_output=True, timeout=60)
     return "eventkit"
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop a server started in its own process group: SIGTERM, then kill what is left."""
+    proc.send_signal(signal.SIGTERM)  # JupyterLab shuts its kernels down on SIGTERM
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pass
+    try:  # whatever is left of the group we started
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, stop_server
 
 from eventkit.lab import lab_command
 
@@ -94,16 +93,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, kernel: str) -> Iterator[dict[
             time.sleep(0.3)
         yield {"base": base, "token": token, "log": str(log_path)}
     finally:
-        proc.send_signal(signal.SIGTERM)  # the server shuts its kernels down on SIGTERM
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
-        try:  # whatever is left of the group we started
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=10)
+        stop_server(proc)
 
 
 @pytest.fixture
