@@ -29,7 +29,13 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from eventkit import ledger
-from eventkit.archive import EventArchive, _fsync, _write_data_file, _write_durably
+from eventkit.archive import (
+    EventArchive,
+    _fsync,
+    _read_files,
+    _write_data_file,
+    _write_durably,
+)
 from eventkit.exceptions import (
     AppendConflictError,
     ArchiveError,
@@ -38,6 +44,7 @@ from eventkit.exceptions import (
     ImmutabilityError,
 )
 from eventkit.schema import BANK_ACCOUNT, MONEY_EVENT_TYPES
+from eventkit.upcast import UNMARKED_VERSION
 
 if TYPE_CHECKING:
     from eventkit.rules import RuleSet
@@ -128,7 +135,7 @@ def compact(
             for i, run in enumerate(plan):
                 frames = [pl.read_parquet(root / e["path"]) for e in run]
                 content = ledger.content_digest(frames)
-                entry = writer.write(pl.concat(frames), i, content)
+                entry = writer.write(pl.concat(frames), i, content, _version(run[0]))
                 files.append(entry)
                 groups.append({"removed": [e["path"] for e in run], "files": [entry["path"]],
                                "rows": entry["rows"], "content": content})
@@ -143,18 +150,23 @@ def compact(
 
 
 def _runs(entries: list[dict[str, Any]], target_rows: int) -> list[list[dict[str, Any]]]:
-    """Consecutive small files, cut where the next would exceed ``target_rows``."""
+    """Consecutive small files of one schema version, cut before ``target_rows`` is exceeded."""
     runs: list[list[dict[str, Any]]] = [[]]
     rows = 0
     for entry in entries:
         n = entry.get("rows", 0)
-        if n >= target_rows or rows + n > target_rows:
+        if n >= target_rows or rows + n > target_rows or (
+                runs[-1] and _version(runs[-1][-1]) != _version(entry)):
             runs.append([])
             rows = 0
         if n < target_rows:
             runs[-1].append(entry)
             rows += n
     return runs
+
+
+def _version(entry: dict[str, Any]) -> int:
+    return int(entry.get("schema_version", UNMARKED_VERSION))
 
 
 def _record(last: dict[str, Any], kind: str, groups: list[dict[str, Any]],
@@ -190,14 +202,15 @@ class _Writer:
         self.pending.mkdir(parents=True, exist_ok=True)
         return self
 
-    def write(self, frame: pl.DataFrame, index: int, content: str) -> dict[str, Any]:
-        """Write ``frame`` as a new data file; its rows must hash to ``content``."""
+    def write(self, frame: pl.DataFrame, index: int, content: str,
+              schema_version: int = UNMARKED_VERSION) -> dict[str, Any]:
+        """Write ``frame`` (of ``schema_version``) as a data file whose rows hash to ``content``."""
         name = f"part-{self.version:08d}-{index:03d}-{uuid.uuid4().hex[:12]}.parquet"
         path, intent = self.root / name, self.pending / f"{name}.intent"
         self.written.append((path, intent))
         _write_durably(intent, b"rewrite")
         _fsync(self.pending)
-        entry, add = _write_data_file(path, frame)
+        entry, add = _write_data_file(path, frame, schema_version)
         if ledger.content_digest([pl.read_parquet(path)]) != content:
             msg = f"{self.root}: the rewritten file {name} does not read back the same rows"
             raise CorruptionError(msg, path=str(self.root), file=str(path))
@@ -556,7 +569,7 @@ def expire(
         for entry in entries:
             ledger.check_data_file(root, entry)
         last = commits[-1].record or {}
-        frames = [pl.read_parquet(root / e["path"]) for e in entries]
+        frames = [_read_files(root, [e], archive.schema).collect() for e in entries]  # upcast
         old = pl.concat(frames) if frames else pl.DataFrame(schema=archive.schema)
         gone = (pl.col("event_time").dt.epoch("us") < cutoff) & (pl.col(key) != BANK_ACCOUNT)
         if not by_state:
