@@ -334,7 +334,7 @@ def test_a_changed_opening_state_file_is_named(small_files: EventArchive) -> Non
 
 @settings(max_examples=6, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(seed=st.integers(0, 2**16), days=st.integers(20, 440), fee=st.sampled_from([0, 900]),
+@given(seed=st.integers(0, 2**16), days=st.integers(90, 440), fee=st.sampled_from([0, 900]),
        chunk=st.sampled_from([150, 400, 3_000]))
 def test_expire_banking_property(tmp_path_factory: pytest.TempPathFactory, seed: int,
                                  days: int, fee: int, chunk: int) -> None:
