@@ -292,6 +292,8 @@ def replay(
         result.expiry.check(known_at_us=micros(known_at, param="known_at"))
     if result.expiry is not None:
         result.start = result.expiry.opening_states(ruleset.key, result._keys)
+        if result.start is not None:  # snapshot sets are built without the opening states
+            result.snapshots = None
     return result
 
 

@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from eventkit import ledger
 from eventkit.conform import SOURCE_COL
-from eventkit.exceptions import SchemaError, SchemaVersionError
+from eventkit.exceptions import EventDataError, SchemaError, SchemaVersionError
 
 __all__ = [
     "CURRENT_VERSION",
@@ -242,7 +242,7 @@ def file_version(path: str | Path) -> int | None:
         meta = pq.read_metadata(path).metadata or {}
     except (OSError, ValueError) as exc:
         msg = f"not a readable Parquet file: {exc}"
-        raise SchemaError(msg, source=str(path)) from None
+        raise EventDataError(msg, source=str(path)) from None
     raw = meta.get(VERSION_KEY.encode())
     if raw is None:
         return None

@@ -302,6 +302,9 @@ def test_expire_banking_keeps_interest_fees_and_status(small_files: EventArchive
     verified = archive.verify()
     assert verified.ok, verified.problems
     assert_same(before, every_answer_after(archive, rules, CUTOFF))  # `events` counts too
+    eventkit.snapshot(archive, rules, every="1mo")  # never answers in place of the states
+    t = CUTOFF + timedelta(days=33)
+    assert eventkit.replay(archive, rules).as_of(t).collect().equals(before[f"as_of {t:%F}"])
     for other in ("banking", "balance"):  # the states reproduce these rules only
         with pytest.raises(eventkit.ExpiredError, match="rule set"):
             eventkit.replay(archive, other)
