@@ -76,6 +76,8 @@ class Upcaster:
 
     Examples
     --------
+    >>> import polars as pl
+    >>> from eventkit.upcast import Upcaster
     >>> step = Upcaster(1, columns={"amount": pl.col("amount") * 100},
     ...                 event_types={"CashOut": "Withdrawal"})
     >>> step.apply(pl.LazyFrame({"event_type": ["CashOut", "Deposit"],
@@ -109,14 +111,17 @@ class Upcasters:
 
     Examples
     --------
+    >>> import polars as pl
+    >>> from eventkit.upcast import SchemaVersionError, Upcaster, Upcasters
     >>> mine = Upcasters(current=2)
     >>> mine.register(Upcaster(1, event_types={"Buy": "Purchase"}))
     >>> mine.upcast(pl.LazyFrame({"event_type": ["Buy"]}), 1).collect().item()
     'Purchase'
-    >>> mine.upcast(pl.LazyFrame({"event_type": ["Buy"]}), 0, source="old.parquet")
-    Traceback (most recent call last):
-    ...
-    eventkit.SchemaVersionError: schema version 0 is unknown: ... (source old.parquet)
+    >>> try:
+    ...     mine.upcast(pl.LazyFrame({"event_type": ["Buy"]}), 0, source="old.parquet")
+    ... except SchemaVersionError as err:
+    ...     print(err.source, "|", err.problem[:28])
+    old.parquet | schema version 0 is unknown:
 
     """
 
