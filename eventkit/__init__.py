@@ -48,6 +48,7 @@ from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
 from eventkit.snapshots import Snapshots, snapshot
 from eventkit.sources import open_archive
 from eventkit.timeutil import InstantError
+from eventkit.upcast import Upcaster, Upcasters
 from eventkit.views import materialize, refresh
 from eventkit.whatif import Comparison, compare
 
@@ -99,6 +100,8 @@ __all__ = [
     "Snapshots",
     "StaleVersionError",
     "StorageReport",
+    "Upcaster",
+    "Upcasters",
     "ValidationError",
     "VerifyReport",
     "account_view",

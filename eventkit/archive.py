@@ -52,6 +52,7 @@ from eventkit.exceptions import (
     ValidationError,
 )
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES, SUBJECT_COL
+from eventkit.upcast import CURRENT_VERSION, UNMARKED_VERSION, UPCASTERS, VERSION_KEY
 
 __all__ = ["MAX_ID_BYTES", "MAX_META_BYTES", "MAX_TYPE_BYTES", "AppendReceipt", "EventArchive"]
 
@@ -311,6 +312,7 @@ class EventArchive:
         recorded_at: Literal["now", "keep"] = "now",
         meta: dict[str, Any] | None = None,
         expected_version: int | None = None,
+        schema_version: int = CURRENT_VERSION,
     ) -> AppendReceipt:
         """Append a batch of events as one atomic commit.
 
@@ -336,6 +338,12 @@ class EventArchive:
         is still at that version, else raise :class:`StaleVersionError` and write
         nothing (the caller decided on state that has changed since).
 
+        ``schema_version`` (see :mod:`eventkit.upcast`) stores a batch of an older
+        schema version as it is (e.g. version 1: ``amount`` as float currency
+        units): every check runs on the batch upcast to the current shape, the
+        file keeps the old shape and its version (record and Parquet metadata),
+        and reads upcast it. Plain Delta readers see the stored shape.
+
         When the receipt comes back the batch is on disk (files, commit and
         folders fsync-ed). Writers on one machine take turns (a file lock);
         a writer that still loses the race for the next commit (no shared lock,
@@ -354,6 +362,12 @@ class EventArchive:
             msg = "empty batch: nothing to append"
             raise ValidationError(msg, source=source)
         batch = _check_raw_types(batch, ColumnMapping.parse(mapping), source)
+        original = batch
+        if schema_version != CURRENT_VERSION:
+            if mapping is not None:
+                msg = "a batch of an older schema version is stored as it is: no mapping"
+                raise SchemaError(msg, source=source)
+            batch = UPCASTERS.upcast(batch.lazy(), schema_version, source=source).collect()
         framed = batch.lazy().with_columns(
             pl.lit(source).alias(SOURCE_COL), pl.int_range(pl.len()).alias(ROW_COL)
         )
@@ -391,8 +405,13 @@ class EventArchive:
             stored = stamp.with_columns(
                 seq=pl.int_range(start, start + rows.height, dtype=pl.Int64)
             ).select(list(self.schema))
+            if schema_version != CURRENT_VERSION:  # the old shape of what the steps change
+                kept = UPCASTERS.stored_schema(schema_version, self.schema)
+                stored = stored.with_columns(original[c].cast(kept[c]) for c in
+                                             {c for s in UPCASTERS.chain(schema_version)
+                                              for c in s.changes})
             receipt = self._commit(stored, batch_id or uuid.uuid4().hex, commits[-1].version,
-                                   last, start, stored_meta)
+                                   last, start, stored_meta, schema_version)
             new = ledger.read_commit(self.path, receipt.version).record or {}
             self._clean_interrupted(receipt.version,
                                     committed | {f["path"] for f in new.get("files", [])})
@@ -456,7 +475,7 @@ class EventArchive:
 
     def _commit(
         self, rows: pl.DataFrame, batch_id: str, base: int, last: dict[str, Any], start: int,
-        meta: dict[str, Any] | None = None,
+        meta: dict[str, Any] | None = None, schema_version: int = CURRENT_VERSION,
     ) -> AppendReceipt:
         """Write the data files and commit them as version ``base + 1``, or nothing.
 
@@ -479,7 +498,7 @@ class EventArchive:
                 written.append((self.path / name, intent))
                 _write_durably(intent, batch_id.encode())
                 _fsync(pending)  # the intent is on disk before the data file can be
-                entry, add = _write_data_file(self.path / name, part)
+                entry, add = _write_data_file(self.path / name, part, schema_version)
                 if bucket is not None:
                     entry["bucket"] = bucket
                 files.append(entry)
@@ -776,7 +795,9 @@ def _read_files(root: Path, entries: list[dict[str, Any]],
     group and its rows put in ``seq`` order. An error
     or a panic of the Parquet reader (``PanicException`` is no ``Exception``) on
     a damaged file becomes :class:`CorruptionError`; an error raised by the query
-    itself (a failing cast in a filter) passes through unchanged.
+    itself (a failing cast in a filter) passes through unchanged. Files of an
+    older schema version (see :mod:`eventkit.upcast`) are read in groups of their
+    own and upcast to the current shape before any predicate sees them.
     """
     if not entries:
         return pl.LazyFrame(schema=schema)
@@ -786,26 +807,35 @@ def _read_files(root: Path, entries: list[dict[str, Any]],
     later_min = [r[0] for r in ranges]  # the smallest seq of this file and all after it
     for i in range(len(ranges) - 2, -1, -1):
         later_min[i] = min(later_min[i], later_min[i + 1])
-    groups: list[list[Path]] = [[]]
-    ordered = [True]  # whether each group's files, read in order, are in seq order
+    # groups of consecutive files of one schema version; a group is never cut where seq
+    # ranges interleave (the buckets of one commit, which share a version)
+    groups: list[tuple[int, list[Path]]] = []
+    ordered: list[bool] = []  # whether each group's files, read in order, are in seq order
     rows, high = 0, -1
     for entry, (low, top), after in zip(entries, ranges, later_min, strict=True):
-        if groups[-1] and rows + entry.get("rows", 0) > _ROWS_PER_READ and high < after:
-            groups.append([])
+        version = entry.get("schema_version", UNMARKED_VERSION)
+        path = root / entry["path"]
+        if not groups or version != groups[-1][0] or (
+                rows + entry.get("rows", 0) > _ROWS_PER_READ and high < after):
+            UPCASTERS.chain(version, source=str(path))  # a version we read, or a clear error
+            groups.append((version, []))
             ordered.append(True)
             rows = 0
         ordered[-1] = ordered[-1] and low > high
-        groups[-1].append(root / entry["path"])
+        groups[-1][1].append(path)
         rows += entry.get("rows", 0)
         high = max(high, top)
 
     def source(with_columns: list[str] | None, predicate: pl.Expr | None,
                n_rows: int | None, _batch_size: int | None) -> Iterator[pl.DataFrame]:
         left = n_rows
-        for group, in_order in zip(groups, ordered, strict=True):
+        for (version, group), in_order in zip(groups, ordered, strict=True):
             if left is not None and left <= 0:
                 return
-            lf = pl.scan_parquet(group, schema=schema)
+            stored = UPCASTERS.stored_schema(version, schema)
+            lf = pl.scan_parquet(group, schema=stored)
+            if version != CURRENT_VERSION:
+                lf = UPCASTERS.to_canonical(UPCASTERS.upcast(lf, version), schema)
             if predicate is not None:
                 lf = lf.filter(predicate)
             if not in_order:
@@ -817,7 +847,7 @@ def _read_files(root: Path, entries: list[dict[str, Any]],
             try:
                 frame = lf.collect()
             except (Exception, pl.exceptions.PanicException) as exc:
-                _raise_unreadable(root, group, exc, schema)
+                _raise_unreadable(root, group, exc, stored)
             if left is not None:
                 left -= frame.height
             yield frame
@@ -878,8 +908,12 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _write_data_file(path: Path, part: pl.DataFrame) -> tuple[dict[str, Any], AddAction]:
-    part.write_parquet(path, compression="zstd", statistics=True, row_group_size=256 * 1024)
+def _write_data_file(path: Path, part: pl.DataFrame, schema_version: int = UNMARKED_VERSION
+                     ) -> tuple[dict[str, Any], AddAction]:
+    """Write ``part`` durably; its record entry (marked when not :data:`UNMARKED_VERSION`)."""
+    marked = schema_version != UNMARKED_VERSION
+    part.write_parquet(path, compression="zstd", statistics=True, row_group_size=256 * 1024,
+                       metadata={VERSION_KEY: str(schema_version)} if marked else None)
     before = path.stat()
     with path.open("rb") as f:
         os.fsync(f.fileno())
@@ -896,7 +930,8 @@ def _write_data_file(path: Path, part: pl.DataFrame) -> tuple[dict[str, Any], Ad
     }
     stats_text = json.dumps(stats)
     entry = {"path": path.name, "sha256": digest, "bytes": size,
-             "rows": part.height, "stats": stats_text}
+             "rows": part.height, "stats": stats_text,
+             **({"schema_version": schema_version} if marked else {})}
     add = AddAction(path.name, size, {}, int(time.time() * 1000), True, stats_text)
     return entry, add
 

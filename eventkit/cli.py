@@ -135,9 +135,11 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_info)
 
     p = sub.add_parser("expire", help="replace events before a cut-off by opening states",
-                       description="Retention: replace the money events dated before WHEN "
-                                   "with one opening event per account (balances after the "
-                                   "cut-off unchanged, checked by replaying first), in one "
+                       description="Retention: replace the events dated before WHEN "
+                                   "with each account's opening state (an opening event for "
+                                   "'balance', stored whole states for other rules; every "
+                                   "state after the cut-off unchanged, checked by replaying "
+                                   "first), in one "
                                    "audited commit recording who, when and why. Questions "
                                    "before the cut-off then raise an 'expired' error.")
     p.add_argument("path", help="archive folder")

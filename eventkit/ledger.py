@@ -516,7 +516,13 @@ def verify_log(
 
 
 def _check_rewrite(root: Path, rec: dict[str, Any], where: str, report: VerifyReport) -> None:
-    """The rows of a rewrite's new files hash to its record; a compaction's old ones too."""
+    """The rows of a rewrite's new files hash to its record; a compaction's old ones too.
+
+    An expiry's opening-state file (under ``_eventkit/``) must match its hash.
+    """
+    if rec.get("states"):
+        _check_file(root / PRIVATE_DIR, rec["states"]["path"], rec["states"], where, report,
+                    None)
     for group in rec.get("groups", []):
         for side in ("files", "removed"):
             if side == "removed" and rec.get("kind") != "compact":

@@ -29,7 +29,13 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from eventkit import ledger
-from eventkit.archive import EventArchive, _fsync, _write_data_file, _write_durably
+from eventkit.archive import (
+    EventArchive,
+    _fsync,
+    _read_files,
+    _write_data_file,
+    _write_durably,
+)
 from eventkit.exceptions import (
     AppendConflictError,
     ArchiveError,
@@ -38,6 +44,7 @@ from eventkit.exceptions import (
     ImmutabilityError,
 )
 from eventkit.schema import BANK_ACCOUNT, MONEY_EVENT_TYPES
+from eventkit.upcast import UNMARKED_VERSION
 
 if TYPE_CHECKING:
     from eventkit.rules import RuleSet
@@ -128,7 +135,7 @@ def compact(
             for i, run in enumerate(plan):
                 frames = [pl.read_parquet(root / e["path"]) for e in run]
                 content = ledger.content_digest(frames)
-                entry = writer.write(pl.concat(frames), i, content)
+                entry = writer.write(pl.concat(frames), i, content, _version(run[0]))
                 files.append(entry)
                 groups.append({"removed": [e["path"] for e in run], "files": [entry["path"]],
                                "rows": entry["rows"], "content": content})
@@ -143,18 +150,23 @@ def compact(
 
 
 def _runs(entries: list[dict[str, Any]], target_rows: int) -> list[list[dict[str, Any]]]:
-    """Consecutive small files, cut where the next would exceed ``target_rows``."""
+    """Consecutive small files of one schema version, cut before ``target_rows`` is exceeded."""
     runs: list[list[dict[str, Any]]] = [[]]
     rows = 0
     for entry in entries:
         n = entry.get("rows", 0)
-        if n >= target_rows or rows + n > target_rows:
+        if n >= target_rows or rows + n > target_rows or (
+                runs[-1] and _version(runs[-1][-1]) != _version(entry)):
             runs.append([])
             rows = 0
         if n < target_rows:
             runs[-1].append(entry)
             rows += n
     return runs
+
+
+def _version(entry: dict[str, Any]) -> int:
+    return int(entry.get("schema_version", UNMARKED_VERSION))
 
 
 def _record(last: dict[str, Any], kind: str, groups: list[dict[str, Any]],
@@ -183,20 +195,22 @@ class _Writer:
         self.pending = root / ledger.PRIVATE_DIR / "pending"
         self.written: list[tuple[Path, Path]] = []
         self.adds: list[dict[str, Any]] = []
+        self.sides: list[Path] = []
         self.committed = False
 
     def __enter__(self) -> _Writer:
         self.pending.mkdir(parents=True, exist_ok=True)
         return self
 
-    def write(self, frame: pl.DataFrame, index: int, content: str) -> dict[str, Any]:
-        """Write ``frame`` as a new data file; its rows must hash to ``content``."""
+    def write(self, frame: pl.DataFrame, index: int, content: str,
+              schema_version: int = UNMARKED_VERSION) -> dict[str, Any]:
+        """Write ``frame`` (of ``schema_version``) as a data file whose rows hash to ``content``."""
         name = f"part-{self.version:08d}-{index:03d}-{uuid.uuid4().hex[:12]}.parquet"
         path, intent = self.root / name, self.pending / f"{name}.intent"
         self.written.append((path, intent))
         _write_durably(intent, b"rewrite")
         _fsync(self.pending)
-        entry, add = _write_data_file(path, frame)
+        entry, add = _write_data_file(path, frame, schema_version)
         if ledger.content_digest([pl.read_parquet(path)]) != content:
             msg = f"{self.root}: the rewritten file {name} does not read back the same rows"
             raise CorruptionError(msg, path=str(self.root), file=str(path))
@@ -204,6 +218,18 @@ class _Writer:
                           "modificationTime": add.modification_time, "dataChange": False,
                           "stats": add.stats})
         return entry
+
+    def side_file(self, frame: pl.DataFrame, rel: str) -> dict[str, Any]:
+        """Write ``frame`` to ``_eventkit/<rel>`` (removed unless committed); its record entry."""
+        path = self.root / ledger.PRIVATE_DIR / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.sides.append(path)
+        frame.write_parquet(path, compression="zstd", statistics=True)
+        with path.open("rb") as f:
+            os.fsync(f.fileno())
+        _fsync(path.parent)
+        return {"path": rel, "sha256": ledger.sha256_file(path), "bytes": path.stat().st_size,
+                "rows": frame.height}
 
     def commit(self, record: dict[str, Any], removed: list[dict[str, Any]], *,
                operation: str, data_change: bool = False) -> None:
@@ -240,6 +266,8 @@ class _Writer:
             if not self.committed:
                 path.unlink(missing_ok=True)
             intent.unlink(missing_ok=True)
+        for path in self.sides if not self.committed else ():
+            path.unlink(missing_ok=True)
 
 
 def _delete(root: Path, entries: list[dict[str, Any]]) -> None:
@@ -374,6 +402,25 @@ class Expiry:
     path: str
     cutoff_us: int
     known_from_us: int
+    #: the opening-state file's record entry (path under ``_eventkit/``, sha256, bytes),
+    #: for an expiry that stored per-key states rather than opening events
+    states: dict[str, Any] | None = None
+
+    def opening_states(self, key: str, keys: list[int] | None = None) -> pl.DataFrame | None:
+        """Each key's state just before the cut-off (``None``: the expiry left events).
+
+        One row per key: the key, every state field, ``events`` (how many were
+        folded) and ``last_event_time``, as :func:`eventkit.engine.fold` takes
+        for ``start``. The file is checked against the SHA-256 in the expiry's
+        record (in the hash chain) first.
+        """
+        if self.states is None:
+            return None
+        path = ledger.check_data_file(Path(self.path) / ledger.PRIVATE_DIR, self.states)
+        lf = pl.scan_parquet(path)
+        if keys is not None:
+            lf = lf.filter(pl.col(key).is_in(keys))
+        return lf.collect()
 
     def check(self, *, at_us: int | None = None, known_at_us: int | None = None) -> None:
         """Raise :class:`~eventkit.exceptions.ExpiredError` for a question the expiry cut off.
@@ -430,7 +477,8 @@ def expiry_of(events: object, fingerprint: str | None = None) -> Expiry | None:
         rec = commit.record or {}
         if rec.get("kind") != "expire":
             continue
-        found = Expiry(str(root), _micros(rec["cutoff"]), _micros(rec["known_from"]))
+        found = Expiry(str(root), _micros(rec["cutoff"]), _micros(rec["known_from"]),
+                       rec.get("states"))
         made_for = rec.get("rules", {})
         if fingerprint is not None and made_for.get("fingerprint") != fingerprint:
             found._raise(f"its opening states reproduce the rule set {made_for.get('name')!r} "
@@ -463,31 +511,37 @@ def expire(
     confirm: bool = False,
     rules: str | Path | RuleSet = "balance",
 ) -> ExpireReport:
-    """Replace the money events dated before ``before`` with one opening event per key.
+    """Replace the events dated before ``before`` with each key's opening state.
 
     The one operation that removes events from an archive, so it is refused
     unless ``confirm=True`` and it must say who (``by``) and why (``reason``).
-    Per key, every ``Deposit``, ``Withdrawal``, ``Fee``, transfer leg and
-    ``Correction`` dated before the cut-off is replaced by one ``Correction``
-    (an *opening state*, id ``opening-<key>-<cut-off>``) at the time and
-    ``seq`` of the last of them, for the amount that brings ``rules``'s
-    ``balance`` to what it was; the status and rate events (``AccountOpened``,
-    ``AccountClosed``, ``InterestRateChanged``) and the bank's own events stay.
+    The bank's own events (its rate table) always stay. Two kinds of opening:
+
+    * a rule set whose only field is ``balance``: per key, every ``Deposit``,
+      ``Withdrawal``, ``Fee``, transfer leg and ``Correction`` dated before the
+      cut-off is replaced by one ``Correction`` (id ``opening-<key>-<cut-off>``)
+      at the time and ``seq`` of the last of them, for the amount that brings
+      the balance to what it was; status and rate events stay. Any reader of
+      the log sees the same balances.
+    * any other rule set (``banking``: interest, fees, status, account rates):
+      every event of a key dated before the cut-off is removed and each key's
+      whole state just before it (every field, the number of events and the
+      time of the last one) is stored in a Parquet file under
+      ``_eventkit/expiry/``, named with its SHA-256 in the expiry's record.
+      :func:`eventkit.replay` continues each key's fold from it.
+
     Before anything is written the new log is replayed: every state after the
-    cut-off must equal the old one, event by event, or nothing is changed
-    (``balance`` qualifies; ``banking`` does not, as its fee and interest
-    totals are not restored by a balance). Replays with other rule sets then
-    raise :class:`~eventkit.exceptions.ExpiredError`.
+    cut-off must equal the old one, event by event, or nothing is changed.
+    Replays with other rule sets then raise :class:`~eventkit.exceptions.ExpiredError`.
 
     The files holding expired rows are rewritten in one commit whose record
     (in the hash chain, accepted by ``verify``) keeps the cut-off, who, when,
-    why, the rule set's fingerprint and a digest of the opening events; the old
-    files are then deleted. Afterwards ``replay(...).as_of(t)`` for ``t``
-    before the cut-off, and ``known_at`` before the opening states were known,
-    raise :class:`~eventkit.exceptions.ExpiredError`.
+    why, the rule set's fingerprint and a digest of the opening events (or the
+    opening-state file's hash); the old files are then deleted. Afterwards
+    ``replay(...).as_of(t)`` for ``t`` before the cut-off, and ``known_at``
+    before the opening states were known, raise :class:`~eventkit.exceptions.ExpiredError`.
     """
     from eventkit import rulesets  # noqa: PLC0415 (replay imports this module's archive)
-    from eventkit.replay import replay  # noqa: PLC0415
     from eventkit.temporal import micros  # noqa: PLC0415
 
     archive = archive if isinstance(archive, EventArchive) else EventArchive(archive)
@@ -502,28 +556,38 @@ def expire(
     cutoff = micros(before, param="before", day="start")
     ruleset = rulesets.resolve(rules)
     key = ruleset.key
-    if "balance" not in {f.name for f in ruleset.fields}:
-        msg = f"expire needs a rule set with a balance field; {ruleset.name!r} has none"
-        raise ArchiveError(msg, path=str(root))
+    by_state = [f.name for f in ruleset.fields] != ["balance"]
     with archive._lock():
+        prior = expiry_of(archive, ruleset.fingerprint)
+        if prior is not None and cutoff <= prior.cutoff_us:
+            msg = (f"{root}: events before {_iso(prior.cutoff_us)} were expired already; "
+                   f"a new cut-off must be later, not {_iso(cutoff)}")
+            raise ArchiveError(msg, path=str(root))
+        start = None if prior is None else prior.opening_states(key)
         commits = ledger.read_log(root)
         entries = ledger.live_files(root, commits)
         for entry in entries:
             ledger.check_data_file(root, entry)
         last = commits[-1].record or {}
-        frames = [pl.read_parquet(root / e["path"]) for e in entries]
+        frames = [_read_files(root, [e], archive.schema).collect() for e in entries]  # upcast
         old = pl.concat(frames) if frames else pl.DataFrame(schema=archive.schema)
-        t = pl.col("event_time").dt.epoch("us")
-        gone = (t < cutoff) & (pl.col(key) != BANK_ACCOUNT) & pl.col("event_type").is_in(
-            [*MONEY_EVENT_TYPES, "Correction"])
+        gone = (pl.col("event_time").dt.epoch("us") < cutoff) & (pl.col(key) != BANK_ACCOUNT)
+        if not by_state:
+            gone = gone & pl.col("event_type").is_in([*MONEY_EVENT_TYPES, "Correction"])
         hit = [i for i, f in enumerate(frames) if f.select(gone.any()).item()]
         if not hit:
             msg = f"no events to expire before {_iso(cutoff)} in {root}"
             raise ArchiveError(msg, path=str(root))
         replaced = old.filter(gone)
-        opening = _openings(old, replaced, gone, cutoff, ruleset, replay, archive.schema)
-        new = pl.concat([old.filter(~gone), opening]).sort("seq")
-        _same_after(old, new, cutoff, ruleset, replay, root)
+        if by_state:
+            states = _replayed(old, ruleset, start).as_of(_iso(cutoff - 1)).collect()
+            opening = old.clear()
+            new = old.filter(~gone)
+        else:
+            states = start
+            opening = _openings(old, replaced, gone, cutoff, ruleset, start, archive.schema)
+            new = pl.concat([old.filter(~gone), opening]).sort("seq")
+        _same_after(old, start, new, states, cutoff, ruleset, root)
 
         run = entries[hit[0]:hit[-1] + 1]
         seqs = pl.concat(frames[hit[0]:hit[-1] + 1])["seq"]
@@ -534,22 +598,36 @@ def expire(
                      for i, part in enumerate(rows.iter_slices(TARGET_ROWS))]
             group = {"removed": [e["path"] for e in run], "files": [f["path"] for f in files],
                      "rows": rows.height, "content": ledger.content_digest([rows])}
-            record = _record(last, "expire", [group], files, {
+            extra: dict[str, Any] = {
                 "cutoff": _iso(cutoff), "by": by, "reason": reason,
                 "known_from": _iso(replaced.select(pl.col("recorded_at").dt.epoch("us")
                                                    .max()).item()),
                 "rules": {"name": ruleset.name, "fingerprint": ruleset.fingerprint},
-                "replaced_rows": replaced.height, "opening_rows": opening.height,
+                "replaced_rows": replaced.height,
+                "opening_rows": len(states) if by_state and states is not None
+                else opening.height,
                 "opening": ledger.content_digest([opening]),
-            })
+            }
+            if states is not None:  # made now, or carried over from the previous expiry
+                extra["states"] = writer.side_file(states, f"expiry/opening-v{version:08d}"
+                                                   ".parquet")
+            record = _record(last, "expire", [group], files, extra)
             writer.commit(record, run, operation="DELETE", data_change=True)
         _delete(root, run)
-    return ExpireReport(version, _iso(cutoff), replaced.height, opening.height, len(run),
-                        record["digest"])
+    return ExpireReport(version, _iso(cutoff), replaced.height, extra["opening_rows"],
+                        len(run), record["digest"])
+
+
+def _replayed(events: pl.DataFrame, ruleset: RuleSet, start: pl.DataFrame | None) -> Any:
+    """The replay of ``events``, continuing from opening ``start`` states (if any)."""
+    from eventkit.replay import ReplayResult  # noqa: PLC0415 (replay imports this module)
+
+    return ReplayResult(events.lazy(), ruleset, start=start)
 
 
 def _openings(old: pl.DataFrame, replaced: pl.DataFrame, gone: pl.Expr, cutoff: int,
-              ruleset: RuleSet, replay: Any, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+              ruleset: RuleSet, start: pl.DataFrame | None,
+              schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """One Correction per key at its last replaced event, for the balance it had."""
     key = ruleset.key
     last = (replaced.sort(key, "event_time", "seq")
@@ -562,27 +640,29 @@ def _openings(old: pl.DataFrame, replaced: pl.DataFrame, gone: pl.Expr, cutoff: 
                    if c not in (key, "seq", "event_time", "recorded_at", "event_id",
                                 "event_type", "amount")).select(list(schema))
     at = _iso(cutoff - 1)
-    wanted = replay(old.lazy(), ruleset).as_of(at).select(key, "balance")
+    wanted = _replayed(old, ruleset, start).as_of(at).select(key, "balance")
     zero = pl.concat([old.filter(~gone), stub]).sort("seq")
-    have = replay(zero.lazy(), ruleset).as_of(at).select(key, pl.col("balance").alias("was"))
+    have = _replayed(zero, ruleset, start).as_of(at).select(key,
+                                                            pl.col("balance").alias("was"))
     amounts = wanted.join(have, on=key, how="left").collect().select(
         key, (pl.col("balance") - pl.col("was").fill_null(0)).alias("amount"))
     return stub.drop("amount").join(amounts, on=key, how="left").select(list(schema))
 
 
-def _same_after(old: pl.DataFrame, new: pl.DataFrame, cutoff: int, ruleset: RuleSet,
-                replay: Any, root: Path) -> None:
+def _same_after(old: pl.DataFrame, start: pl.DataFrame | None, new: pl.DataFrame,
+                states: pl.DataFrame | None, cutoff: int, ruleset: RuleSet,
+                root: Path) -> None:
     """Every event from the cut-off on must leave the same state in the new log."""
     fields = [f.name for f in ruleset.fields]
     after = pl.col("event_time").dt.epoch("us") >= cutoff
 
-    def states(events: pl.DataFrame) -> pl.DataFrame:
-        return (replay(events.lazy(), ruleset).history.filter(after)
+    def states_after(events: pl.DataFrame, opening: pl.DataFrame | None) -> pl.DataFrame:
+        return (_replayed(events, ruleset, opening).history.filter(after)
                 .select("event_id", *fields).sort("event_id").collect())
 
-    a, b = states(old), states(new)
+    a, b = states_after(old, start), states_after(new, states)
     if not a.equals(b):
-        diff = a.join(b, on="event_id", suffix="_new").filter(
+        diff = a.join(b, on="event_id", suffix="_new", how="full").filter(
             pl.any_horizontal(pl.col(f).ne_missing(pl.col(f"{f}_new")) for f in fields))
         where = diff["event_id"][0] if diff.height else "?"
         msg = (f"{root}: opening states cannot reproduce {ruleset.name!r} after the cut-off "

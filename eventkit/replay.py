@@ -61,7 +61,7 @@ class ReplayResult:
     def __init__(self, events: pl.LazyFrame, rules: RuleSet, *,
                  snapshots: Snapshots | None = None, keys: list[int] | None = None,
                  archive: EventArchive | None = None, archive_version: int | None = None,
-                 folded: Fold | None = None) -> None:
+                 folded: Fold | None = None, start: pl.DataFrame | None = None) -> None:
         self._events = events
         self.rules = rules
         self.checked: CheckedRules = rules.check()
@@ -73,6 +73,8 @@ class ReplayResult:
         if folded is not None:  # already folded (e.g. by eventkit.whatif.compare)
             self.__dict__["_fold"] = folded
         self.expiry: Expiry | None = None  # set by replay() for an expired archive
+        #: per-key state every fold continues from (an expiry's opening states), or None
+        self.start = start
 
     @property
     def fingerprint(self) -> str:
@@ -81,7 +83,7 @@ class ReplayResult:
 
     @cached_property
     def _fold(self) -> Fold:
-        return fold(self._events.collect(), self.checked)
+        return fold(self._events.collect(), self.checked, start=self.start)
 
     @property
     def history(self) -> pl.LazyFrame:
@@ -90,7 +92,7 @@ class ReplayResult:
 
     def state(self) -> pl.LazyFrame:
         """Final state per key: state fields, number of events, time of the last one."""
-        return self._per_key(Folded(self._fold), np.iinfo(np.int64).max)
+        return self._per_key(Folded(self._fold, self.start), np.iinfo(np.int64).max)
 
     def as_of(self, instant: datetime | date | str) -> pl.LazyFrame:
         """State per key at ``instant``: after its last event with ``event_time <= instant``.
@@ -145,7 +147,7 @@ class ReplayResult:
             self.expiry.check(at_us=int(grid.min()))
         order = np.argsort(grid, kind="stable")
         if not values:
-            return self._rows(Folded(self._fold), np.zeros(0, np.int64),
+            return self._rows(Folded(self._fold, self.start), np.zeros(0, np.int64),
                               np.zeros(0, np.int64)).with_columns(
                 instant=pl.lit(None, dtype=TIME_DTYPE)).lazy()
         folded = self._folded(int(grid.min()), int(grid.max()))
@@ -184,7 +186,7 @@ class ReplayResult:
         index = None if self.snapshots is None or "_fold" in self.__dict__ \
             else self.snapshots.before(first)
         if index is None:
-            return Folded(self._fold)
+            return Folded(self._fold, self.start)
         base = self.snapshots.read(index, keys=self._keys)
         c = self.snapshots.checkpoints[index]
         time = pl.col("event_time")
@@ -309,6 +311,8 @@ def replay(
     result.expiry = expiry_of(events, ruleset.fingerprint)
     if result.expiry is not None and known_at is not None:
         result.expiry.check(known_at_us=micros(known_at, param="known_at"))
+    if result.expiry is not None:
+        result.start = result.expiry.opening_states(ruleset.key, result._keys)
     return result
 
 

@@ -136,9 +136,9 @@ def snapshot(
         msg = (f"rule set {ruleset.name!r} reads the bank's rate events (key {BANK_ACCOUNT}) "
                f"but is keyed by {ruleset.key!r}; give it a rate_table to snapshot it")
         raise SnapshotError(msg, param="rules")
-    version = store.version
+    result = replay(store, ruleset, snapshots=False)  # with an expiry's opening states, if any
+    version = result.archive_version
     head = (ledger.read_commit(store.path, version).record or {}).get("digest")
-    result = replay(store.scan(version=version), ruleset)
     grid = _period_ends(result.history, every)
     states = result.at_times(grid).collect() if grid else pl.DataFrame()
     folder = store.path / ledger.PRIVATE_DIR / FOLDER / ruleset.fingerprint[:32]

@@ -16,6 +16,7 @@ from eventkit import ledger
 from eventkit.archive import EventArchive
 from eventkit.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
 from eventkit.exceptions import EventDataError, SchemaError
+from eventkit.upcast import UNMARKED_VERSION, UPCASTERS, VERSION_COLUMN, Upcasters, file_version
 
 __all__ = ["is_eventkit_archive", "open_archive"]
 
@@ -25,6 +26,8 @@ def open_archive(
     *,
     mapping: ColumnMapping | dict[str, Any] | None = None,
     validate: bool = True,
+    schema_version: int = UNMARKED_VERSION,
+    upcasters: Upcasters = UPCASTERS,
 ) -> pl.LazyFrame:
     """Open events as a LazyFrame in the canonical schema.
 
@@ -37,6 +40,14 @@ def open_archive(
     :class:`~eventkit.exceptions.EventDataError` naming the file, column and row
     of the first bad one. An eventkit archive was checked on append and is
     returned as stored (run ``verify`` to prove it unchanged).
+
+    Files of older schema versions are upcast on load (see :mod:`eventkit.upcast`):
+    a file's version is its Parquet metadata ``eventkit.schema_version``, else a
+    ``schema_version`` column (per row), else ``schema_version``. Upcasters see the
+    columns under their canonical names (the mapping's renames applied first);
+    the mapping's units then read the upcast values. Consecutive files of one
+    version are read together, and any version no upcaster reaches raises
+    :class:`~eventkit.exceptions.SchemaVersionError` naming the file.
 
     Examples
     --------
@@ -56,10 +67,11 @@ def open_archive(
             msg = "an eventkit archive is already canonical; mapping applies to foreign data"
             raise SchemaError(msg, source=str(root))
         return EventArchive(root).scan()
-    raw, source, base = _scan(root, str(path))
+    parsed = ColumnMapping.parse(mapping)
+    raw, source, base, parsed = _scan(root, str(path), parsed, schema_version, upcasters)
     framed = raw.with_columns(pl.int_range(pl.len()).over(SOURCE_COL).alias(ROW_COL))
     try:
-        conformed = conform(framed, ColumnMapping.parse(mapping), source=source, id_base=base)
+        conformed = conform(framed, parsed, source=source, id_base=base)
     except pl.exceptions.PolarsError as exc:
         msg = f"cannot read events: {exc}"
         raise EventDataError(msg, source=source) from None
@@ -76,21 +88,33 @@ def is_eventkit_archive(root: Path) -> bool:
     return record is not None and record.get("kind") == "create"
 
 
-def _scan(root: Path, text: str) -> tuple[pl.LazyFrame, str, str]:
-    """A raw scan with a ``__source`` column, a name for messages, and the id base.
+def _scan(root: Path, text: str, mapping: ColumnMapping, default: int, upcasters: Upcasters
+          ) -> tuple[pl.LazyFrame, str, str, ColumnMapping]:
+    """A raw scan with a ``__source`` column, a name for messages, the id base, the mapping.
 
     Every file's footer is read first, so a damaged file is named; columns
     present in only some files come through (null elsewhere); a column whose
-    type differs between files is an error naming both files.
+    type differs between files of one schema version is an error naming both
+    files. When a file or row of another version than the current one is
+    present, the scan comes upcast, under canonical names, and the mapping
+    returned keeps only its units.
     """
     if (root / ledger.LOG_DIR).is_dir():
         try:
             lf = pl.scan_delta(str(root)).with_columns(pl.lit(str(root)).alias(SOURCE_COL))
-            lf.collect_schema()
+            names = lf.collect_schema().names()
         except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
             msg = f"cannot read Delta table: {exc}"
             raise EventDataError(msg, source=str(root)) from None
-        return lf, str(root), str(root)
+        if VERSION_COLUMN not in names and default == upcasters.current:
+            return lf, str(root), str(root), mapping
+        lf = _canonical_names(lf, mapping, names)
+        if VERSION_COLUMN not in names:
+            return upcasters.upcast(lf, default, source=str(root)), str(root), str(root), \
+                _units(mapping)
+        lf = lf.with_columns(pl.col(VERSION_COLUMN).fill_null(default))
+        return upcasters.upcast_rows(lf, source=str(root)), str(root), str(root), \
+            _units(mapping)
     if root.is_file():
         files, base = [str(root)], str(root.parent)
     elif root.is_dir():
@@ -107,13 +131,47 @@ def _scan(root: Path, text: str) -> tuple[pl.LazyFrame, str, str]:
     if not files:
         msg = "no Parquet files found"
         raise EventDataError(msg, source=text)
-    schema = _union_schema(files)
     hive = root.is_dir() and any("=" in part for f in files
                                  for part in Path(f).relative_to(root).parts[:-1])
-    lf = pl.scan_parquet(files, schema=schema, hive_partitioning=hive,
-                         include_file_paths=SOURCE_COL, missing_columns="insert",
-                         extra_columns="raise")
-    return lf, text, base
+    runs: list[tuple[int, list[str]]] = []  # consecutive files of one version, in order
+    for f in files:
+        version = file_version(f)
+        version = default if version is None else version
+        if not runs or runs[-1][0] != version:
+            runs.append((version, []))
+        runs[-1][1].append(f)
+    scans = []
+    for version, group in runs:
+        schema = _union_schema(group)
+        lf = pl.scan_parquet(group, schema=schema, hive_partitioning=hive,
+                             include_file_paths=SOURCE_COL, missing_columns="insert",
+                             extra_columns="raise")
+        scans.append((version, group, lf, schema))
+    if len(runs) == 1 and runs[0][0] == upcasters.current and VERSION_COLUMN not in scans[0][3]:
+        return scans[0][2], text, base, mapping  # nothing to upcast: read as it is
+    upcast = []
+    for version, group, lf, schema in scans:
+        lf = _canonical_names(lf, mapping, list(schema))
+        if VERSION_COLUMN in schema:
+            lf = upcasters.upcast_rows(lf.with_columns(pl.col(VERSION_COLUMN).fill_null(version)),
+                                       source=group[0])
+        else:
+            lf = upcasters.upcast(lf, version, source=group[0])
+        upcast.append(lf)
+    return pl.concat(upcast, how="diagonal_relaxed"), text, base, _units(mapping)
+
+
+def _canonical_names(lf: pl.LazyFrame, mapping: ColumnMapping, names: list[str]
+                     ) -> pl.LazyFrame:
+    """``lf`` with the mapping's columns renamed to their canonical names."""
+    return lf.rename({user: canonical for canonical, user in mapping.columns.items()
+                      if user in names and user != canonical})
+
+
+def _units(mapping: ColumnMapping) -> ColumnMapping:
+    """``mapping`` without its column names (they were applied): its units only."""
+    return ColumnMapping(amount_unit=mapping.amount_unit, minor_digits=mapping.minor_digits,
+                         time_unit=mapping.time_unit, assume_timezone=mapping.assume_timezone)
 
 
 def _union_schema(files: list[str]) -> dict[str, pl.DataType]:

@@ -18,7 +18,7 @@ import polars as pl
 
 from eventkit import rulesets
 from eventkit.engine import fold, prepare
-from eventkit.exceptions import RuleError
+from eventkit.exceptions import ExpiredError, RuleError
 from eventkit.replay import Events, ReplayResult, replay
 from eventkit.rules import RuleSet
 
@@ -177,6 +177,11 @@ def compare(
         rb = replay(events, b, keys=keys, known_at=known_at_b, snapshots=False)
         return Comparison(ra, rb, same_events=False)
     base = replay(events, a, keys=keys, known_at=known_at, snapshots=False)
+    if base.start is not None:
+        msg = (f"{events}: events before the archive's expiry cut-off are gone; their opening "
+               "states hold for the rule set they were made for only, so no other can be "
+               "compared")
+        raise ExpiredError(msg)
     frame = base._events.collect()  # noqa: SLF001 (loaded once, for both)
     prepared = prepare(frame, a.key)
     results = [ReplayResult(frame.lazy(), r, folded=fold(prepared, r.check()),

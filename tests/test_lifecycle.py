@@ -14,12 +14,15 @@ from pathlib import Path
 import polars as pl
 import pytest
 from deltalake import DeltaTable
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import eventkit
 from eventkit import EventArchive, ledger
 from eventkit.cli import main
 from eventkit.generate import generate
 from eventkit.lifecycle import compact, info
+from eventkit.rules import Field, Handler, RuleSet
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 INSTANTS = [START + timedelta(days=d) for d in (20, 75, 140, 260, 400)]
@@ -219,9 +222,11 @@ def test_expire_keeps_every_later_answer(small_files: EventArchive) -> None:
     files = {p.name for p in archive.path.glob("*.parquet")}
     with pytest.raises(eventkit.ImmutabilityError, match="confirm=True"):
         eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops", reason="7-year rule")
-    with pytest.raises(eventkit.ArchiveError, match="cannot reproduce 'banking'"):
+    deposits = RuleSet(name="deposits", fields=(Field("balance"),),  # no Correction rule
+                       handlers=(Handler("Deposit", {"balance": "balance + amount"}),))
+    with pytest.raises(eventkit.ArchiveError, match="cannot reproduce 'deposits'"):
         eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops", reason="7-year rule",
-                                  confirm=True, rules="banking")
+                                  confirm=True, rules=deposits)
     assert {p.name for p in archive.path.glob("*.parquet")} == files
     assert archive.verify().ok
 
@@ -255,6 +260,99 @@ def test_expire_keeps_every_later_answer(small_files: EventArchive) -> None:
     assert main(["info", str(archive.path)]) == 0
     assert main(["expire", str(archive.path), "--before", "2024-06-01", "--by", "ops",
                  "--reason", "r"]) == 2  # no --confirm: refused
+
+
+def every_answer_after(archive: EventArchive, rules: RuleSet, cutoff: datetime
+                       ) -> dict[str, pl.DataFrame]:
+    """Every state from the cut-off on: each event's, per key now, at instants, a window."""
+    result = eventkit.replay(archive, rules, snapshots=False)
+    fields = [f.name for f in result.rules.fields]
+    span = [cutoff + timedelta(days=d) for d in (0, 1, 33, 120, 400)]
+    window = result.between(cutoff, span[3])
+    out = {"history": result.history.filter(pl.col("event_time") >= cutoff)
+           .select("event_id", *fields).sort("event_id").collect(),
+           "state": result.state().collect(),
+           "grid": result.at_times(span).collect(),
+           "opening": window.opening.collect(), "changes": window.changes.collect()}
+    for t in span:
+        out[f"as_of {t:%F}"] = result.as_of(t).collect()
+    out["one key"] = eventkit.replay(archive, rules, keys=[3], snapshots=False).state().collect()
+    return out
+
+
+BANKING = eventkit.rulesets.get("banking")
+
+
+def test_expire_banking_keeps_interest_fees_and_status(small_files: EventArchive) -> None:
+    archive = small_files
+    rules = BANKING.with_params(overdraft_fee=1_500)
+    before = every_answer_after(archive, rules, CUTOFF)
+    assert before["state"]["fees"].sum() > 0 and before["state"]["interest"].sum() != 0
+
+    report = eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops", reason="retention",
+                                       confirm=True, rules=rules)
+
+    # every event of an account before the cut-off is gone; its whole state is stored
+    left = archive.scan().collect()
+    assert left.filter((pl.col("event_time") < CUTOFF) & (pl.col("account_id") != 0)).height == 0
+    assert left.height == 4_000 - report.replaced_rows
+    record = ledger.read_commit(archive.path, report.version).record
+    states = archive.path / ledger.PRIVATE_DIR / record["states"]["path"]
+    assert pl.read_parquet(states).height == report.opening_rows > 0
+    verified = archive.verify()
+    assert verified.ok, verified.problems
+    assert_same(before, every_answer_after(archive, rules, CUTOFF))  # `events` counts too
+    eventkit.snapshot(archive, rules, every="1mo")  # never answers in place of the states
+    t = CUTOFF + timedelta(days=33)
+    assert eventkit.replay(archive, rules).as_of(t).collect().equals(before[f"as_of {t:%F}"])
+    for other in ("banking", "balance"):  # the states reproduce these rules only
+        with pytest.raises(eventkit.ExpiredError, match="rule set"):
+            eventkit.replay(archive, other)
+    with pytest.raises(eventkit.ExpiredError, match="expired"):
+        eventkit.replay(archive, rules).as_of(CUTOFF - timedelta(microseconds=1))
+    # a second, later expiry continues from the first one's states
+    later = CUTOFF + timedelta(days=100)
+    again = every_answer_after(archive, rules, later)
+    with pytest.raises(eventkit.ArchiveError, match="expired already"):
+        eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops", reason="r", confirm=True,
+                                  rules=rules)
+    eventkit.lifecycle.expire(archive, before=later, by="ops", reason="r", confirm=True,
+                              rules=rules)
+    assert archive.verify().ok
+    assert_same(again, every_answer_after(archive, rules, later))
+
+
+def test_a_changed_opening_state_file_is_named(small_files: EventArchive) -> None:
+    archive = small_files
+    report = eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops", reason="r",
+                                       confirm=True, rules="banking")
+    record = ledger.read_commit(archive.path, report.version).record
+    states = archive.path / ledger.PRIVATE_DIR / record["states"]["path"]
+    frame = pl.read_parquet(states)
+    frame.with_columns(pl.col("balance") + 1).write_parquet(states)  # one cent each
+    assert any(record["states"]["path"] in p for p in archive.verify().problems)
+    with pytest.raises(eventkit.CorruptionError, match="opening-v"):
+        eventkit.replay(archive, "banking").state().collect()
+
+
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**16), days=st.integers(90, 440), fee=st.sampled_from([0, 900]),
+       chunk=st.sampled_from([150, 400, 3_000]))
+def test_expire_banking_property(tmp_path_factory: pytest.TempPathFactory, seed: int,
+                                 days: int, fee: int, chunk: int) -> None:
+    """Any generated archive, any cut-off: every state after it stays identical."""
+    path = tmp_path_factory.mktemp("bank") / "bank"
+    generate(path, events=1_500, accounts=25, seed=seed, chunk_events=chunk, start=START,
+             end=START + timedelta(days=450))
+    archive = EventArchive(path)
+    rules = BANKING.with_params(overdraft_fee=fee)
+    cutoff = START + timedelta(days=days)
+    before = every_answer_after(archive, rules, cutoff)
+    eventkit.lifecycle.expire(archive, before=cutoff, by="ops", reason="r", confirm=True,
+                              rules=rules)
+    assert archive.verify().ok
+    assert_same(before, every_answer_after(archive, rules, cutoff))
 
 
 @pytest.mark.parametrize(("sub", "options"), [

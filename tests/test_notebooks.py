@@ -169,3 +169,34 @@ def test_what_if_notebook_follows_its_scenario(tmp_path: Path, kernel: str, scen
     assert "accounts changed" in json.dumps(spread["title"])
     assert [h["title"]["text"] for h in histories["vconcat"]] == [
         "Account 4: actual rates and scenario", "Account 9: actual rates and scenario"]
+
+
+def outputs_text(nb: nbformat.NotebookNode) -> str:
+    """Everything a notebook printed or displayed as text, in cell order."""
+    return "\n".join(o.get("text", "") or o.get("data", {}).get("text/plain", "")
+                     for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.usefixtures("sample_archive")
+def test_archive_health_reports_every_part(tmp_path: Path, kernel: str):
+    nb = execute(NOTEBOOK_DIR / "06_archive_health.ipynb", tmp_path / "out.ipynb", kernel)
+    text = outputs_text(nb)
+    for expected in ("archive ../data/sample: OK", "eventkit archive ../data/sample",
+                     "audited rewrites: 1 compact", "demo: 1 snapshot set(s)",
+                     "archive: no key store", "demo: 1 subject(s) forgotten, 1 erasure check(s) "
+                     "passed", "archive: versions [3]", "demo: versions [1, 3]"):
+        assert expected in text, expected
+    assert "Bob" not in text and "b@x" not in text  # the forgotten subject's plaintext
+    titles = [s["title"] if isinstance(s["title"], str) else s["title"]["text"]
+              for s in chart_specs(nb)]
+    assert titles == ["Data files in log order (1 files)", "Data files in log order (3 files)",
+                      "Snapshot checkpoints (1 set)", "Events per schema version",
+                      "Events per schema version"]
+
+
+@pytest.mark.usefixtures("sample_archive")
+def test_archive_health_without_the_demo(tmp_path: Path, kernel: str):
+    nb = execute(NOTEBOOK_DIR / "06_archive_health.ipynb", tmp_path / "out.ipynb", kernel,
+                 DEMO=False)
+    assert "demo" not in outputs_text(nb)
+    assert len(chart_specs(nb)) == 2  # storage and schema versions of the sample archive

@@ -104,8 +104,8 @@ def _arm(stage: str) -> None:
     elif stage == "after-data-file":
         real_data = archive_module._write_data_file
 
-        def write_data(path: Path, part: pl.DataFrame) -> Any:
-            out = real_data(path, part)
+        def write_data(path: Path, part: pl.DataFrame, *rest: Any) -> Any:
+            out = real_data(path, part, *rest)
             _die()
             return out
 
