@@ -35,7 +35,7 @@ from eventkit.exceptions import (
 from eventkit.ingest import IngestSummary, ingest, produce
 from eventkit.ledger import VerifyReport
 from eventkit.lifecycle import CompactReport, StorageReport, compact, info
-from eventkit.patterns import Detector, Pattern
+from eventkit.patterns import Detector, Pattern, Thresholds, builtin_alerts
 from eventkit.privacy import KeyStore
 from eventkit.replay import ReplayResult, replay
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
@@ -78,8 +78,10 @@ __all__ = [
     "Snapshots",
     "StaleVersionError",
     "StorageReport",
+    "Thresholds",
     "ValidationError",
     "VerifyReport",
+    "builtin_alerts",
     "compact",
     "compare",
     "info",

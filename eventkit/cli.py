@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-events", type=int, default=1_000_000,
                    help="events per chunk written (bounds memory; default 1000000)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--inject-patterns", action="store_true",
+                   help="add labelled instances of the built-in patterns (labels in "
+                        "PATH/_eventkit/labels.parquet)")
     p.set_defaults(run=_generate)
 
     p = sub.add_parser("verify", help="check an archive's hash chain and files",
@@ -221,9 +224,11 @@ def _generate(args: argparse.Namespace) -> int:
 
     summary = generate(args.path, events=args.events, accounts=args.accounts, seed=args.seed,
                        format=args.format, chunk_events=args.chunk_events,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, patterns=args.inject_patterns)
     print(f"wrote {summary.events:,} events for {summary.accounts:,} accounts to "
           f"{summary.path} ({summary.bytes:,} bytes, {summary.seconds:.1f} s)")
+    if summary.labels is not None:
+        print(f"pattern labels: {summary.labels}")
     return 0
 
 
