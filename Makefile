@@ -7,11 +7,12 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SAMPLE := data/sample
 SAMPLE_ARGS := --events 50000 --accounts 500 --seed 7
+PATTERNS := data/patterns
 KERNEL := eventkit
 HOST   := 127.0.0.1
 PORT   ?= 8888
 
-.PHONY: lab test setup sample bench clean
+.PHONY: lab test setup sample patterns-sample bench clean
 
 setup: $(STAMP) $(SAMPLE)/_delta_log
 
@@ -27,6 +28,11 @@ $(SAMPLE)/_delta_log: $(STAMP)
 
 sample: $(SAMPLE)/_delta_log
 
+# The archive notebooks/05_patterns.ipynb reads (it makes the same one itself when missing).
+patterns-sample: $(STAMP)
+	test -d $(PATTERNS)/_delta_log || $(PY) -m eventkit generate $(PATTERNS) --events 20000 \
+		--accounts 200 --seed 5 --inject-patterns
+
 # JupyterLab on notebooks/, loopback only, with a random token (printed in the URL below).
 lab: setup
 	$(PY) -m eventkit lab --notebooks notebooks --host $(HOST) --port $(PORT)
@@ -40,4 +46,4 @@ bench: setup
 	$(PY) benchmarks/temporal.py
 
 clean:
-	rm -rf $(VENV) $(SAMPLE) build reports .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SAMPLE) $(PATTERNS) build reports .pytest_cache .hypothesis
