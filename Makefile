@@ -7,6 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SAMPLE := data/sample
 SAMPLE_ARGS := --events 50000 --accounts 500 --seed 7
+PATTERNS := data/patterns
 KERNEL := eventkit
 HOST   := 127.0.0.1
 PORT   ?= 8888
@@ -14,7 +15,7 @@ PORT   ?= 8888
 CHROMIUM := /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: lab test setup sample bench reports clean
+.PHONY: lab test setup sample patterns-sample bench reports clean
 
 setup: $(STAMP) $(SAMPLE)/_delta_log
 
@@ -34,6 +35,11 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq >/dev/null
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null
 
+# The archive notebooks/05_patterns.ipynb reads (it makes the same one itself when missing).
+patterns-sample: $(STAMP)
+	test -d $(PATTERNS)/_delta_log || $(PY) -m eventkit generate $(PATTERNS) --events 20000 \
+		--accounts 200 --seed 5 --inject-patterns
+
 # JupyterLab on notebooks/, loopback only, with a random token (printed in the URL below).
 lab: setup
 	$(PY) -m eventkit lab --notebooks notebooks --host $(HOST) --port $(PORT)
@@ -52,4 +58,4 @@ bench: setup
 	$(PY) benchmarks/whatif.py
 
 clean:
-	rm -rf $(VENV) $(SAMPLE) build reports .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SAMPLE) $(PATTERNS) build reports .pytest_cache .hypothesis

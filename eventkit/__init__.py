@@ -40,7 +40,7 @@ from eventkit.incremental import LiveReplay
 from eventkit.ingest import IngestSummary, ingest, produce
 from eventkit.ledger import VerifyReport
 from eventkit.lifecycle import CompactReport, StorageReport, compact, info
-from eventkit.patterns import Detector, Pattern
+from eventkit.patterns import Detector, Pattern, Thresholds, builtin_alerts
 from eventkit.privacy import KeyStore
 from eventkit.replay import ReplayResult, replay
 from eventkit.scale import BucketedReplay
@@ -100,11 +100,13 @@ __all__ = [
     "Snapshots",
     "StaleVersionError",
     "StorageReport",
+    "Thresholds",
     "Upcaster",
     "Upcasters",
     "ValidationError",
     "VerifyReport",
     "account_view",
+    "builtin_alerts",
     "compact",
     "compare",
     "explorer",

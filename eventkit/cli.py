@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="bucketed archive: B buckets of accounts, one file per bucket and "
                         "append, for replays one bucket at a time (default: not bucketed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--inject-patterns", action="store_true",
+                   help="add labelled instances of the built-in patterns (labels in "
+                        "PATH/_eventkit/labels.parquet)")
     p.set_defaults(run=_generate)
 
     p = sub.add_parser("verify", help="check an archive's hash chain and files",
@@ -241,9 +244,12 @@ def _generate(args: argparse.Namespace) -> int:
 
     summary = generate(args.path, events=args.events, accounts=args.accounts, seed=args.seed,
                        format=args.format, chunk_events=args.chunk_events,
-                       progress=not args.no_progress, buckets=args.buckets)
+                       progress=not args.no_progress, buckets=args.buckets,
+                       patterns=args.inject_patterns)
     print(f"wrote {summary.events:,} events for {summary.accounts:,} accounts to "
           f"{summary.path} ({summary.bytes:,} bytes, {summary.seconds:.1f} s)")
+    if summary.labels is not None:
+        print(f"pattern labels: {summary.labels}")
     return 0
 
 

@@ -17,6 +17,13 @@ flat whatever the size: each window's rows are drawn, sorted by
 ``recorded_at`` and numbered with the global ``seq``. The data is a pure
 function of the arguments; note that ``chunk_events`` sets the windows, so a
 different chunk size gives a different (equally valid) bank.
+
+With ``patterns=`` the log also holds labelled instances of the built-in
+patterns (see :mod:`eventkit.injection`) on accounts of their own, numbered
+after the bank's, with event ids ``p000000000000``, ...; :func:`generate`
+writes their labels to ``<path>/_eventkit/labels.parquet``
+(:func:`read_labels`). The bank's own events are exactly those of the same
+call without ``patterns`` (same event ids, same order); only ``seq`` differs.
 """
 
 from __future__ import annotations
@@ -36,9 +43,12 @@ from tqdm.auto import tqdm
 from eventkit.archive import EventArchive
 from eventkit.buckets import check_buckets
 from eventkit.exceptions import ArchiveError, ScaleError
+from eventkit.injection import Injection, plan
+from eventkit.ledger import PRIVATE_DIR
+from eventkit.patterns import Thresholds
 from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA, EVENT_TYPES, TIME_DTYPE
 
-__all__ = ["GenerateSummary", "generate", "generate_chunks"]
+__all__ = ["LABELS_FILE", "GenerateSummary", "generate", "generate_chunks", "read_labels"]
 
 _DEFAULT_START = datetime(2023, 1, 1, tzinfo=UTC)
 _DEFAULT_END = datetime(2026, 1, 1, tzinfo=UTC)
@@ -73,13 +83,18 @@ _SINGLE_P = np.array(list(_SINGLE_SHARE.values())) / sum(_SINGLE_SHARE.values())
 _MEDIAN, _SIGMA = np.array([_AMOUNT.get(name, (0, 0.0)) for name in EVENT_TYPES]).T
 _NEVER = np.iinfo(np.int64).max
 
+#: Where :func:`generate` writes the labels of injected pattern instances, under its path.
+LABELS_FILE = f"{PRIVATE_DIR}/labels.parquet"
+
 
 @dataclass(frozen=True)
 class GenerateSummary:
     """What :func:`generate` wrote.
 
     ``files`` counts the Parquet data files, ``bytes`` is the size of
-    everything under ``path`` (for an archive: data and log).
+    everything under ``path`` (for an archive: data and log). ``events`` and
+    ``accounts`` include injected pattern instances; ``labels`` is their
+    label file, or None without ``patterns``.
     """
 
     path: Path
@@ -88,6 +103,7 @@ class GenerateSummary:
     files: int
     bytes: int
     seconds: float
+    labels: Path | None = None
 
 
 def generate_chunks(
@@ -98,6 +114,7 @@ def generate_chunks(
     start: datetime = _DEFAULT_START,
     end: datetime = _DEFAULT_END,
     chunk_events: int = 1_000_000,
+    patterns: bool | Thresholds = False,
 ) -> Iterator[pl.DataFrame]:
     """Generate a synthetic bank's event log as canonical frames in log order.
 
@@ -119,6 +136,10 @@ def generate_chunks(
     chunk_events
         Rows per frame, about. It also sets the time windows, so changing it
         changes the data.
+    patterns
+        ``True`` (the default :class:`~eventkit.patterns.Thresholds`) or
+        thresholds: add ``max(2, events // 5000)`` labelled instances of each
+        built-in pattern, beyond ``events`` rows (see :func:`generate`).
 
     Returns
     -------
@@ -143,6 +164,14 @@ def generate_chunks(
     True
 
     """
+    bank, injection = _prepare(events, accounts, seed, start, end, chunk_events, patterns=patterns)
+    return _frames(bank, events, -(-events // chunk_events), seed, injection)
+
+
+def _prepare(events: int, accounts: int, seed: int, start: datetime, end: datetime,
+             chunk_events: int, *, patterns: bool | Thresholds
+             ) -> tuple[_Bank, Injection | None]:
+    """Check the arguments; draw the bank and plan the injected instances (if any)."""
     t_start, t_end = _check_params(accounts, seed, start, end, chunk_events)
     bank = _Bank.draw(_rng(seed, 0), accounts, t_start, t_end)
     minimum = 2 * accounts + bank.rate_changes
@@ -150,7 +179,11 @@ def generate_chunks(
         msg = (f"events must be >= {minimum} (2 per account plus {bank.rate_changes} rate "
                f"changes) for {accounts} accounts, got {events}")
         raise ValueError(msg)
-    return _frames(bank, events, -(-events // chunk_events), seed)
+    if patterns is False:
+        return bank, None
+    thresholds = patterns if isinstance(patterns, Thresholds) else Thresholds()
+    return bank, plan(_rng(seed, 2), events=events, first_account=accounts + 1, start=t_start,
+                      end=t_end, thresholds=thresholds)
 
 
 def generate(
@@ -165,6 +198,7 @@ def generate(
     format: Literal["delta", "parquet"] = "delta",
     progress: bool = False,
     buckets: int | None = None,
+    patterns: bool | Thresholds = False,
 ) -> GenerateSummary:
     """Write a synthetic bank's event log (see :func:`generate_chunks`) to ``path``.
 
@@ -183,6 +217,9 @@ def generate(
     buckets
         For ``"delta"``: a bucketed archive of that many account buckets
         (see :mod:`eventkit.buckets`), for replays one bucket at a time.
+    patterns
+        As for :func:`generate_chunks`; the labels go to ``path/_eventkit/labels.parquet``
+        (:func:`read_labels`), written last.
 
     Returns
     -------
@@ -217,8 +254,8 @@ def generate(
             raise ScaleError(msg, param="buckets")
     root = Path(path)
     began = time.perf_counter()
-    chunks = generate_chunks(events=events, accounts=accounts, seed=seed, start=start, end=end,
-                             chunk_events=chunk_events)
+    bank, injection = _prepare(events, accounts, seed, start, end, chunk_events, patterns=patterns)
+    chunks = _frames(bank, events, -(-events // chunk_events), seed, injection)
     if format == "delta" and end > datetime.now(UTC):
         msg = f"end must not lie in the future for format='delta' (archives refuse it), got {end}"
         raise ValueError(msg)
@@ -229,22 +266,59 @@ def generate(
         archive = EventArchive.create(root, buckets=buckets)
     else:
         root.mkdir(parents=True, exist_ok=True)
-    with tqdm(total=events, unit="events", unit_scale=True, disable=not progress) as bar:
+    extra = 0 if injection is None else injection.events.height
+    with tqdm(total=events + extra, unit="events", unit_scale=True,
+              disable=not progress) as bar:
         for part, chunk in enumerate(_ahead(chunks)):
             if format == "delta":
                 archive.append(chunk.drop("seq"), recorded_at="keep")
             else:
                 chunk.write_parquet(root / f"part-{part:05d}.parquet", compression="zstd")
             bar.update(chunk.height)
+    labels = None
+    if injection is not None:
+        labels = root / LABELS_FILE
+        labels.parent.mkdir(exist_ok=True)
+        injection.labels.write_parquet(labels)
     seconds = time.perf_counter() - began
     return GenerateSummary(
         path=root,
-        events=events,
-        accounts=accounts,
+        events=events + extra,
+        accounts=accounts + (0 if injection is None else injection.accounts),
         files=len(list(root.glob("*.parquet"))),
         bytes=sum(f.stat().st_size for f in root.rglob("*") if f.is_file()),
         seconds=seconds,
+        labels=labels,
     )
+
+
+def read_labels(path: str | Path) -> pl.DataFrame:
+    """The labels of the pattern instances :func:`generate` injected at ``path``.
+
+    One row per instance: ``pattern`` (a name of
+    :data:`eventkit.patterns.BUILTINS`), ``instance``, ``accounts``,
+    ``event_ids`` (its events in time order: the first starts the alert its
+    detector raises, the last ends it), ``start_time``, ``end_time``.
+
+    Raises
+    ------
+    eventkit.exceptions.ArchiveError
+        ``path`` holds no labels (generated without ``patterns``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     _ = generate(f"{tmp}/bank", events=3_000, accounts=100, patterns=True)
+    ...     read_labels(f"{tmp}/bank")["pattern"].value_counts().height
+    4
+
+    """
+    file = Path(path) / LABELS_FILE
+    if not file.is_file():
+        msg = f"{path} has no pattern labels ({LABELS_FILE}); generate it with patterns=True"
+        raise ArchiveError(msg, path=str(path))
+    return pl.read_parquet(file)
 
 
 def _ahead(chunks: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
@@ -390,18 +464,29 @@ class _Bank:
         return picked
 
 
-def _frames(bank: _Bank, events: int, windows: int, seed: int) -> Iterator[pl.DataFrame]:
+def _frames(bank: _Bank, events: int, windows: int, seed: int,
+            injection: Injection | None = None) -> Iterator[pl.DataFrame]:
     bounds, before = bank.bounds(events, windows)
     fixed_cut = np.searchsorted(bank.fixed["recorded_at"], bounds)
-    seq = 0
+    injected = injection.events if injection is not None else None
+    extra_cut = (np.zeros(len(bounds), np.int64) if injected is None else np.searchsorted(
+        injected["recorded_at"].dt.epoch("us").to_numpy(), bounds))
+    seq = shift = 0  # the bank's own rows so far (their ids), injected rows so far
     for k in range(windows):
         activity = int(before[k + 1] - before[k])
-        if fixed_cut[k] == fixed_cut[k + 1] and activity == 0:
+        extra = int(extra_cut[k + 1] - extra_cut[k])
+        if fixed_cut[k] == fixed_cut[k + 1] and activity == 0 and extra == 0:
             continue
         fixed = {name: col[fixed_cut[k]: fixed_cut[k + 1]] for name, col in bank.fixed.items()}
         frame = _log(fixed, _activity(bank, _rng(seed, 1, k), bounds[k], bounds[k + 1], activity),
                      seq)
         seq += frame.height
+        if extra:
+            assert injected is not None
+            frame = pl.concat([frame.drop("seq"), injected.slice(int(extra_cut[k]), extra)]).sort(
+                "recorded_at", maintain_order=True).with_row_index("seq", seq - frame.height + shift
+            ).with_columns(pl.col("seq").cast(pl.Int64)).select(list(CANONICAL_SCHEMA))
+            shift += extra
         yield frame
 
 

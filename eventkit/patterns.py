@@ -22,14 +22,14 @@ events arrive in time order).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import polars as pl
 
 from eventkit.exceptions import PatternError
 
-__all__ = ["Detector", "Pattern", "begin", "negative_balance", "ping_pong",
-           "rapid_withdrawals", "structuring"]
+__all__ = ["BUILTINS", "Detector", "Pattern", "Thresholds", "begin", "builtin_alerts",
+           "negative_balance", "ping_pong", "rapid_withdrawals", "structuring"]
 
 _ORDER = ("event_time", "seq")
 _ALERT_SCHEMA = {"start_seq": pl.Int64, "end_seq": pl.Int64,
@@ -320,3 +320,106 @@ def negative_balance(history: pl.DataFrame | pl.LazyFrame, longer_than: timedelt
         if until is not None else pl.col("end_time")
     return nxt.filter(pl.col("neg") & ((end - pl.col("start_time")) > limit)).select(
         key, "start_seq", "end_seq", "start_time", "end_time").collect()
+
+
+# ---------------------------------------------------------------------- all built-ins at once
+
+#: The built-in patterns, in the order :func:`builtin_alerts` reports them.
+BUILTINS = ("rapid_withdrawals", "structuring", "ping_pong", "negative_balance")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The parameters of the four built-in patterns (durations: timedelta or ``"90m"``-style text).
+
+    The defaults raise no alert on the generator's background activity at the
+    sizes of the sample archives, and :func:`eventkit.generate.generate` with
+    ``patterns=`` injects instances that cross them.
+
+    Examples
+    --------
+    >>> t = Thresholds(rapid_count=5, negative_longer_than="2d")
+    >>> t.rapid_count, t.negative_longer_than, t.longest
+    (5, datetime.timedelta(days=2), datetime.timedelta(days=2))
+
+    """
+
+    rapid_count: int = 4
+    rapid_within: timedelta = timedelta(hours=1)
+    structuring_within: timedelta = timedelta(hours=1)
+    structuring_share: float = 0.9
+    structuring_min_deposit: int = 100_000
+    ping_pong_within: timedelta = timedelta(hours=1)
+    negative_longer_than: timedelta = timedelta(days=3)
+
+    def __post_init__(self) -> None:
+        for name in ("rapid_within", "structuring_within", "ping_pong_within",
+                     "negative_longer_than"):
+            object.__setattr__(self, name, _duration(getattr(self, name)))
+        if not isinstance(self.rapid_count, int) or self.rapid_count < 2:  # noqa: PLR2004
+            msg = f"rapid_count must be a whole number >= 2, not {self.rapid_count!r}"
+            raise PatternError(msg)
+        if not 0 < self.structuring_share < 1:
+            msg = ("structuring_share must lie strictly between 0 and 1, "
+                   f"not {self.structuring_share!r}")
+            raise PatternError(msg)
+        if self.structuring_min_deposit < 0:
+            msg = ("structuring_min_deposit must be >= 0 cents, "
+                   f"not {self.structuring_min_deposit!r}")
+            raise PatternError(msg)
+
+    @property
+    def longest(self) -> timedelta:
+        """The longest of the durations."""
+        return max(self.rapid_within, self.structuring_within, self.ping_pong_within,
+                   self.negative_longer_than)
+
+
+_ALERTS_SCHEMA = {"pattern": pl.String, "account_id": pl.Int64, "counterparty_id": pl.Int64,
+                  **_ALERT_SCHEMA, "start_event_id": pl.String, "end_event_id": pl.String}
+
+
+def builtin_alerts(history: pl.DataFrame | pl.LazyFrame, thresholds: Thresholds | None = None,
+                   *, until: datetime | None = None) -> pl.DataFrame:
+    """Every alert of the four built-in patterns, one table (see :data:`BUILTINS`).
+
+    Columns: ``pattern``, ``account_id``, ``counterparty_id`` (the other
+    account of a ping-pong, else null), ``start_seq``, ``end_seq``,
+    ``start_time``, ``end_time`` and the ``start_event_id``/``end_event_id``
+    of those events. ``history`` is a replay's history (it has ``balance``);
+    ``until`` is passed to :func:`negative_balance` (a stretch still negative
+    then counts up to it; without it, only stretches that ended).
+
+    Examples
+    --------
+    >>> import eventkit
+    >>> from datetime import datetime, UTC
+    >>> t = [datetime(2024, 1, 1, 0, m, tzinfo=UTC) for m in range(4)]
+    >>> events = pl.DataFrame({"event_id": list("abcd"), "seq": [0, 1, 2, 3],
+    ...     "account_id": [1] * 4, "event_type": ["Deposit"] + ["Withdrawal"] * 3,
+    ...     "event_time": t, "recorded_at": t, "amount": [9_000, 100, 100, 100]})
+    >>> history = eventkit.replay(events).history
+    >>> builtin_alerts(history, Thresholds(rapid_count=3)).select(
+    ...     "pattern", "account_id", "start_event_id", "end_event_id").rows()
+    [('rapid_withdrawals', 1, 'b', 'd')]
+
+    """
+    t = thresholds if thresholds is not None else Thresholds()
+    frame = history.lazy().collect() if isinstance(history, pl.LazyFrame) else history
+    pair = ["account_id", "counterparty_id"]
+    found = {
+        "rapid_withdrawals": rapid_withdrawals(t.rapid_count, t.rapid_within).detect(frame),
+        "structuring": structuring(t.structuring_within, share=t.structuring_share,
+                                   min_deposit=t.structuring_min_deposit).detect(frame),
+        "ping_pong": ping_pong(t.ping_pong_within).detect(
+            frame.filter(pl.col("counterparty_id").is_not_null()), key=pair),
+        "negative_balance": negative_balance(frame, t.negative_longer_than, until=until),
+    }
+    ids = frame.select("seq", "event_id")
+    parts = [alerts.with_columns(pattern=pl.lit(name)) for name, alerts in found.items()]
+    return (pl.concat(parts, how="diagonal_relaxed")
+            .join(ids.rename({"seq": "start_seq", "event_id": "start_event_id"}),
+                  on="start_seq", how="left")
+            .join(ids.rename({"seq": "end_seq", "event_id": "end_event_id"}),
+                  on="end_seq", how="left")
+            .select([pl.col(c).cast(d) for c, d in _ALERTS_SCHEMA.items()]))

@@ -349,3 +349,65 @@ def test_specs_of_the_sample_explorer_and_restatements_stay_small(sample_archive
     view = charts.restatement_view(table)
     assert size(view) < 1_000_000
     assert rows(view)  # the sample has late corrections
+
+# ---------------------------------------------------------------------- alert timeline
+
+
+@pytest.fixture(scope="module")
+def injected(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from eventkit.generate import generate
+
+    path = tmp_path_factory.mktemp("timeline") / "bank"
+    generate(path, events=10_000, accounts=100, seed=4, patterns=True)
+    history = eventkit.replay(eventkit.open_archive(path), "banking").history.collect()
+    return history, eventkit.builtin_alerts(history)
+
+
+def spec_rows(chart: alt.Chart) -> list[dict]:
+    spec = chart.to_dict()
+    return [r for rows in spec["datasets"].values() for r in rows]
+
+
+@pytest.mark.parametrize("pattern", ["rapid_withdrawals", "structuring", "ping_pong",
+                                     "negative_balance"])
+def test_alert_timeline_highlights_the_alerts_events(injected, pattern):
+    history, alerts = injected
+    alert = alerts.filter(pl.col("pattern") == pattern, pl.col("account_id") > 100).head(1)
+    chart = charts.alert_timeline(history, alert)
+    spec, rows = chart.to_dict(), spec_rows(chart)
+    a = alert.row(0, named=True)
+    inside = sorted(r["seq"] for r in rows if r["in_alert"])
+    assert inside[0] == a["start_seq"]
+    assert a["end_seq"] in inside
+    expected = {"rapid_withdrawals": 4, "structuring": 2, "ping_pong": 4, "negative_balance": 2}
+    assert len(inside) == expected[pattern]
+    assert spec["title"]["text"].startswith(f"{pattern} alert on account")
+    assert spec["encoding"]["color"]["field"] == "event_type"
+    assert spec["encoding"]["size"]["field"] == "in_alert"
+    lanes = {r["account_id"] for r in rows}
+    assert lanes == ({str(a["account_id"]), str(a["counterparty_id"])} if pattern == "ping_pong"
+                     else {str(a["account_id"])})
+    times = [r["time"] for r in rows]
+    assert times == sorted(times)
+    left, right = spec["encoding"]["x"]["scale"]["domain"]
+    assert left <= times[0] and times[-1] <= right
+
+
+def test_alert_timeline_context_and_limits(injected):
+    history, alerts = injected
+    busy = alerts.filter(pl.col("account_id") <= 100).sort("end_time").head(1)  # a real overdraft
+    wide = charts.alert_timeline(history, busy, margin=timedelta(days=60))
+    rows = spec_rows(wide)
+    assert any(not r["in_alert"] for r in rows)  # context around the alert
+    svg = vlc.vegalite_to_svg(wide.to_dict(), vl_version=vl_version_for_vl_convert())
+    assert "negative_balance alert on account" in svg
+    capped = spec_rows(charts.alert_timeline(history, busy, margin=timedelta(days=60),
+                                             max_points=3))
+    assert len(capped) == 3
+    assert [r["seq"] for r in capped if r["in_alert"]] == [r["seq"] for r in rows
+                                                           if r["in_alert"]][:3]
+    with pytest.raises(ValueError, match="one row"):
+        charts.alert_timeline(history, alerts.head(2))
+    with pytest.raises(ValueError, match="max_points=1"):
+        charts.alert_timeline(history, alerts.filter(pl.col("pattern") == "ping_pong").head(1),
+                              max_points=1)

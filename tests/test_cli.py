@@ -28,7 +28,7 @@ SEED_MAPPING = {"account_id": "accountId", "event_time": "timestamp",
 HELP = {  # subcommand -> words its --help must mention
     None: ["generate", "verify", "replay", "lab"],
     "generate": ["--events", "--accounts", "--seed", "--format", "--chunk-events",
-                 "--no-progress"],
+                 "--no-progress", "--inject-patterns"],
     "verify": ["--expect", "--no-progress"],
     "replay": ["--as-of", "--accounts", "--mapping", "--format"],
     "lab": ["--notebooks", "--host", "--port", "--token"],

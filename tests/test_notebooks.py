@@ -200,3 +200,22 @@ def test_archive_health_without_the_demo(tmp_path: Path, kernel: str):
                  DEMO=False)
     assert "demo" not in outputs_text(nb)
     assert len(chart_specs(nb)) == 2  # storage and schema versions of the sample archive
+
+def test_patterns_follow_their_parameters(tmp_path: Path, kernel: str):
+    # a missing archive is generated with injected instances; every label is found
+    nb = execute(NOTEBOOK_DIR / "05_patterns.ipynb", tmp_path / "out.ipynb", kernel,
+                 ARCHIVE=str(tmp_path / "bank"), PATTERN="structuring", ALERT=1,
+                 NEGATIVE_LONGER_THAN="30d", interactive=False)
+    assert (tmp_path / "bank" / "_eventkit" / "labels.parquet").is_file()
+    summary = next(o.data["text/plain"] for c in nb.cells if c.cell_type == "code"
+                   and "labelled" in c.source
+                   for o in c.outputs if o.output_type == "execute_result")
+    counts = {line.split()[1]: line.split()[-4:-1:2] for line in summary.splitlines()
+              if line.startswith("│ ") and "┆" in line}  # pattern -> [labelled, found]
+    assert counts["ping_pong"] == counts["rapid_withdrawals"] == counts["structuring"] \
+        == ["4", "4"], summary
+    assert counts["negative_balance"] == ["4", "0"], summary  # injected dips last 6 days < 30
+    [timeline] = chart_specs(nb)  # interactive=False: no slider
+    assert timeline["title"]["text"].startswith("structuring alert on account")
+    inside = [r for r in data_rows(timeline) if r["in_alert"]]
+    assert [r["event_type"] for r in inside] == ["Deposit", "Withdrawal"]
