@@ -100,9 +100,13 @@ def test_forgetting_a_subject(bank: tuple[EventArchive, KeyStore], tmp_path: Pat
     with pytest.raises(PrivacyError, match="forgotten"):
         keys.keys(["cust-7"], create=True)
 
-    # Everything eventkit writes afterwards: compaction, exports, CLI output
+    # Everything eventkit writes afterwards: compaction, snapshots (and the by-account copy),
+    # views in DuckDB and SQLite, exports, CLI output
     compact(archive)
     assert archive.verify().ok
+    eventkit.snapshot(archive, "banking", every="1mo")
+    for url in (f"duckdb:///{tmp_path / 'views.duckdb'}", f"sqlite:///{tmp_path / 'views.db'}"):
+        eventkit.materialize(eventkit.replay(archive, "banking"), url)
     pseudonymise(archive.scan(), keys).write_parquet(tmp_path / "export.parquet")
     events.write_parquet(tmp_path / "revealed.parquet", statistics=True)
     for argv in (["info", str(archive.path)], ["verify", str(archive.path), "--no-progress"],
