@@ -219,3 +219,16 @@ def test_patterns_follow_their_parameters(tmp_path: Path, kernel: str):
     assert timeline["title"]["text"].startswith("structuring alert on account")
     inside = [r for r in data_rows(timeline) if r["in_alert"]]
     assert [r["event_type"] for r in inside] == ["Deposit", "Withdrawal"]
+
+
+@pytest.mark.usefixtures("sample_archive")
+def test_time_travel_notebook_shows_what_late_corrections_restated(tmp_path: Path, kernel: str):
+    nb = execute(NOTEBOOK_DIR / "02_time_travel.ipynb", tmp_path / "out.ipynb", kernel)
+    text = outputs_text(nb)
+    assert "2 of 226 accounts differ; total difference -9,416 cents" in text
+    [restated] = chart_specs(nb)
+    assert restated["title"]["text"].startswith("Restatements: ")
+    # known at the end of the as-of day itself: what we believed then is what we know now
+    nb = execute(NOTEBOOK_DIR / "02_time_travel.ipynb", tmp_path / "later.ipynb", kernel,
+                 AS_OF="2023-06-30", KNOWN_AT="2025-12-31")
+    assert "0 of " in outputs_text(nb)
