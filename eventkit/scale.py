@@ -25,7 +25,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -459,7 +458,13 @@ def _local(plan: _Plan, steps: list[tuple[int, ...]]) -> list[Any]:
     if len(steps) < 2 or LOCAL_STEPS < 2:
         return [_run(plan, step) for step in steps]
     with ThreadPoolExecutor(LOCAL_STEPS) as pool:
-        return list(pool.map(partial(_run, plan), steps))
+        futures = [pool.submit(_run, plan, step) for step in steps]
+        try:
+            return [future.result() for future in futures]
+        except BaseException:
+            for future in futures:  # a failed step: the steps not started yet are not run
+                future.cancel()
+            raise
 
 
 def _empty_history(plan: _Plan) -> pl.DataFrame:
