@@ -120,6 +120,7 @@ def main() -> None:
     print("| events | engine | seconds | per event | vs memory | vs 1st size | peak RSS |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     first: dict[str, float] = {}  # per engine: per-event seconds at the smallest size
+    local = dask = None  # seconds of the local and the Dask history cases at --dask-size
     for events in args.sizes:
         archive(events)
         modes = ["memory"] if events <= MEMORY_UP_TO else []
@@ -133,11 +134,16 @@ def main() -> None:
             per_event = r["median"] / events
             base = r["median"] if mode == "memory" else base
             first.setdefault(mode, per_event)
+            if events == args.dask_size and mode in ("history", "dask"):
+                local, dask = (r["median"], dask) if mode == "history" else (local, r["median"])
             versus = f"{r['median'] / base:.2f}" if base else "–"
             rss = f"{r['rss'] / 2**30:.2f} GiB" if mode != "dask" else "(client only)"
             print(f"| {events:,} | {LABELS[mode]} | {r['median']:.1f} | "
                   f"{per_event * 1e9:.0f} ns | {versus} | {per_event / first[mode]:.2f} | "
                   f"{rss} |", flush=True)
+    if local and dask:
+        print(f"\nDask LocalCluster(2 workers) over the local bucket engine at "
+              f"{args.dask_size:,} events: {dask / local:.2f}x")
 
 
 if __name__ == "__main__":
