@@ -1,4 +1,4 @@
-"""Replay larger than memory: one bucket of accounts at a time, here or on a Dask cluster.
+"""Replay larger than memory: a few buckets of accounts at a time, here or on a Dask cluster.
 
 The accounts of different buckets are disjoint, so each bucket folds on its
 own, with the bank's events (the rate table every account reads) added: the
@@ -7,11 +7,13 @@ A bucketed :class:`~eventkit.archive.EventArchive` is read bucket by bucket
 (its record names each file's bucket); any other source is first split into
 buckets by one streaming Polars pass into a scratch folder.
 
-``engine="buckets"`` folds the buckets one after the other in this process:
-peak memory is one bucket's, whatever the archive's size. ``engine="dask"``
-makes each bucket a task on a ``dask.distributed`` cluster; tasks read the
-events by path, so the workers must reach that path (and ``out``); Dask runs a
-task again elsewhere when its worker dies.
+Small buckets are folded together, a *step* of about :data:`ROWS_PER_STEP`
+events at a time. ``engine="buckets"`` runs the steps in this process,
+:data:`LOCAL_STEPS` at once: peak memory is that many steps', whatever the
+archive's size. ``engine="dask"`` makes each step a task on a
+``dask.distributed`` cluster; tasks read the events by path, so the workers
+must reach that path (and ``out``); Dask runs a task again elsewhere when its
+worker dies.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ _HISTORY_ONLY = ("event_id", "recorded_at")  # columns no state depends on
 #: What a step answers: the history and state, the state only, or a temporal question.
 Question = (tuple[Literal["history"]] | tuple[Literal["state"]] | tuple[Literal["as_of"], int]
             | tuple[Literal["at_times"], tuple[int, ...]] | tuple[Literal["between"], Any, Any])
+#: Runs a plan's steps (here, or as Dask tasks) and returns their answers in order.
+Runner = Callable[["_Plan", list[tuple[int, ...]]], list[Any]]
 
 
 @dataclass(frozen=True)
@@ -116,8 +120,11 @@ def _run(plan: _Plan, step: tuple[int, ...]) -> Any:
     ``("between", ...)``: (opening, changes); any other: one frame.
     """
     kind, *args = plan.question
-    until = {"as_of": lambda: args[0], "at_times": lambda: max(args[0], default=None),
-             "between": lambda: micros(args[1], param="end")}.get(kind, lambda: None)()
+    until = None  # the last instant the question looks at: later events change nothing
+    if kind in ("as_of", "at_times"):
+        until = max(args[0]) if kind == "at_times" else args[0]
+    elif kind == "between":
+        until = micros(args[1], param="end")
     events = _read(plan, step, lean=kind in ("state", "as_of", "at_times"), until=until)
     order = None
     if not plan.archive:  # the split source's log order, aligned with the history's rows
@@ -181,8 +188,7 @@ class BucketedReplay:
 
     """
 
-    def __init__(self, plan: _Plan, steps: list[tuple[int, ...]],
-                 runner: Callable[[_Plan, list[tuple[int, ...]]], list[Any]]) -> None:
+    def __init__(self, plan: _Plan, steps: list[tuple[int, ...]], runner: Runner) -> None:
         self._plan = plan
         self._steps = steps
         self._runner = runner
@@ -417,9 +423,6 @@ def _split(lf: pl.LazyFrame, folder: Path) -> int:
      .sink_parquet(pl.PartitionBy(folder, key=bucket_expr("account_id", count),
                                   include_key=False)))
     return count
-
-
-Runner = Callable[[_Plan, list[tuple[int, ...]]], list[Any]]
 
 
 def _runner(engine: str, client: Client | None) -> Runner:
