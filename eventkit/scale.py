@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
-from eventkit import ledger
 from eventkit.archive import EventArchive
 from eventkit.buckets import BANK_BUCKET, bucket_expr, bucket_of
 from eventkit.exceptions import ScaleError
@@ -65,7 +64,7 @@ _HISTORY_ONLY = ("event_id", "recorded_at")  # columns no state depends on
 Question = (tuple[Literal["history"]] | tuple[Literal["state"]] | tuple[Literal["as_of"], int]
             | tuple[Literal["at_times"], tuple[int, ...]] | tuple[Literal["between"], Any, Any])
 #: Runs a plan's steps (here, or as Dask tasks) and returns their answers in order.
-Runner = Callable[["_Plan", list[tuple[int, ...]]], list[Any]]
+Runner = Callable[["_Plan", list["_Step"]], list[Any]]
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,6 @@ class _Plan:
 
     source: str  # an archive folder, or a folder of split buckets ("bucket=<b>/")
     archive: bool
-    version: int | None
     rules: RuleSet
     known_at: int | None
     keys: tuple[int, ...] | None
@@ -82,7 +80,20 @@ class _Plan:
     question: Question = ("history",)
 
 
-def _read(plan: _Plan, step: tuple[int, ...], *, lean: bool, until: int | None) -> pl.DataFrame:
+@dataclass(frozen=True)
+class _Step:
+    """Buckets folded together, and (from an archive) the data files each is read from.
+
+    ``files`` holds one tuple of record entries per bucket, then the bank's: the
+    commit log is checked once for all the steps, not by each.
+    """
+
+    buckets: tuple[int, ...]
+    files: tuple[tuple[dict[str, Any], ...], ...] = ()
+    last_seq: int | None = None
+
+
+def _read(plan: _Plan, step: _Step, *, lean: bool, until: int | None) -> pl.DataFrame:
     """The events of the ``step``'s buckets and the bank's, filtered as the plan says.
 
     Each bucket is read on its own, in log order without a sort (a bucket's
@@ -92,9 +103,9 @@ def _read(plan: _Plan, step: tuple[int, ...], *, lean: bool, until: int | None) 
     """
     if plan.archive:
         archive = EventArchive(plan.source)
-        parts = [archive.scan(version=plan.version, buckets=[b]) for b in (*step, BANK_BUCKET)]
+        parts = [archive.scan_entries(f, last_seq=step.last_seq) for f in step.files]
     else:
-        folders = [Path(plan.source) / f"bucket={b}" for b in (*step, BANK_BUCKET)]
+        folders = [Path(plan.source) / f"bucket={b}" for b in (*step.buckets, BANK_BUCKET)]
         parts = [pl.scan_parquet(f / "*.parquet", hive_partitioning=False).sort(_ORDER)
                  for f in folders if f.is_dir()]
     lf = pl.concat(parts)
@@ -113,7 +124,7 @@ def _read(plan: _Plan, step: tuple[int, ...], *, lean: bool, until: int | None) 
     return lf.with_columns(optional).collect()
 
 
-def _run(plan: _Plan, step: tuple[int, ...]) -> Any:
+def _run(plan: _Plan, step: _Step) -> Any:
     """One step task: the plan's question answered for the accounts of ``step``'s buckets.
 
     ``("history",)``: (history, or None when written to ``out``; state);
@@ -148,7 +159,7 @@ def _run(plan: _Plan, step: tuple[int, ...]) -> Any:
         return history, state
     folder = Path(plan.out) / _HISTORY
     folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"buckets-{step[0]:05d}-{step[-1]:05d}.parquet"
+    final = folder / f"buckets-{step.buckets[0]:05d}-{step.buckets[-1]:05d}.parquet"
     temp = folder / f".{final.name}.{uuid.uuid4().hex}"  # a task run twice writes it twice
     # lz4 without statistics: a few times cheaper to write than zstd, for files read whole
     history.write_parquet(temp, compression="lz4", statistics=False)
@@ -188,7 +199,7 @@ class BucketedReplay:
 
     """
 
-    def __init__(self, plan: _Plan, steps: list[tuple[int, ...]], runner: Runner) -> None:
+    def __init__(self, plan: _Plan, steps: list[_Step], runner: Runner) -> None:
         self._plan = plan
         self._steps = steps
         self._runner = runner
@@ -204,12 +215,12 @@ class BucketedReplay:
     @property
     def buckets(self) -> list[int]:
         """The buckets folded (those that may hold wanted accounts)."""
-        return [b for step in self._steps for b in step]
+        return [b for step in self._steps for b in step.buckets]
 
     @property
     def steps(self) -> list[tuple[int, ...]]:
         """The buckets folded together in each step (each a task on Dask)."""
-        return list(self._steps)
+        return [step.buckets for step in self._steps]
 
     @property
     def history(self) -> pl.LazyFrame:
@@ -333,13 +344,13 @@ def replay_buckets(
                "(account_id): use engine='memory'")
         raise ScaleError(msg, param="rules")
     runner = _runner(engine, client)
-    plan = _Plan(source="", archive=True, version=None, rules=rules,
+    plan = _Plan(source="", archive=True, rules=rules,
                  known_at=None if known_at is None else micros(known_at, param="known_at"),
                  keys=None if keys is None else tuple(int(k) for k in keys),
                  out=_out_folder(out))
     archive = _archive(events)
     if archive is not None and archive.buckets is not None:
-        plan = replace(plan, source=str(archive.path.resolve()), version=archive.version)
+        plan = replace(plan, source=str(archive.path.resolve()))
         count = archive.buckets
         result_keep: object = None
     else:
@@ -350,38 +361,39 @@ def replay_buckets(
     wanted = list(range(count)) if keys is None else sorted({bucket_of(k, count) for k in keys}
                                                           - {BANK_BUCKET})
     if plan.archive:
-        steps = _steps(wanted, _rows_per_bucket(archive, plan.version))  # type: ignore[arg-type]
+        steps = _steps(archive, wanted)  # type: ignore[arg-type]
     else:
-        steps = [(b,) for b in wanted if (Path(plan.source) / f"bucket={b}").is_dir()]
+        steps = [_Step((b,)) for b in wanted if (Path(plan.source) / f"bucket={b}").is_dir()]
     result = BucketedReplay(plan, steps, runner)
     if isinstance(result_keep, str):  # the temporary split goes with the result
         weakref.finalize(result, shutil.rmtree, result_keep, ignore_errors=True)
     return result
 
 
-def _rows_per_bucket(archive: EventArchive, version: int | None) -> dict[int, int]:
-    """Events per bucket, from the commit records (no data file is opened)."""
-    rows: dict[int, int] = {}
-    for entry in ledger.live_files(archive.path, version=version):
-        bucket = entry.get("bucket")
-        if bucket is not None:
-            rows[bucket] = rows.get(bucket, 0) + int(entry.get("rows", 0))
-    return rows
+def _steps(archive: EventArchive, buckets: list[int]) -> list[_Step]:
+    """``buckets`` cut into runs of about :data:`ROWS_PER_STEP` events; empty ones left out.
 
-
-def _steps(buckets: list[int], rows: dict[int, int]) -> list[tuple[int, ...]]:
-    """``buckets`` cut into runs of about :data:`ROWS_PER_STEP` events; empty ones left out."""
-    steps: list[list[int]] = []
+    The commit log is read and checked here, once; each step gets its files' entries.
+    """
+    entries, last_seq = archive.live_entries(version=archive.version)
+    files: dict[int, list[dict[str, Any]]] = {}
+    for entry in entries:
+        if entry.get("bucket") is not None:
+            files.setdefault(entry["bucket"], []).append(entry)
+    bank = tuple(files.get(BANK_BUCKET, ()))
+    runs: list[list[int]] = []
     size = ROWS_PER_STEP
     for bucket in buckets:
-        if not rows.get(bucket):
+        rows = sum(int(e.get("rows", 0)) for e in files.get(bucket, ()))
+        if not rows:
             continue
-        if size + rows[bucket] > ROWS_PER_STEP:
-            steps.append([])
+        if size + rows > ROWS_PER_STEP:
+            runs.append([])
             size = 0
-        steps[-1].append(bucket)
-        size += rows[bucket]
-    return [tuple(step) for step in steps]
+        runs[-1].append(bucket)
+        size += rows
+    return [_Step(tuple(run), (*(tuple(files[b]) for b in run), bank), last_seq)
+            for run in runs]
 
 
 def _archive(events: object) -> EventArchive | None:
@@ -447,16 +459,16 @@ def _runner(engine: str, client: Client | None) -> Runner:
             raise ScaleError(msg, param="client") from None
     dask = client
 
-    def run(plan: _Plan, steps: list[tuple[int, ...]]) -> list[Any]:
+    def run(plan: _Plan, steps: list[_Step]) -> list[Any]:
         tag = uuid.uuid4().hex[:8]
         futures = dask.map(_run, [plan] * len(steps), steps,
-                           key=[f"eventkit-bucket-{s[0]}-{tag}" for s in steps])
+                           key=[f"eventkit-bucket-{s.buckets[0]}-{tag}" for s in steps])
         return dask.gather(futures)
 
     return run
 
 
-def _local(plan: _Plan, steps: list[tuple[int, ...]]) -> list[Any]:
+def _local(plan: _Plan, steps: list[_Step]) -> list[Any]:
     """The steps run here, :data:`LOCAL_STEPS` at a time (folds and Parquet I/O drop the GIL)."""
     if len(steps) < 2 or LOCAL_STEPS < 2:
         return [_run(plan, step) for step in steps]
