@@ -1,4 +1,4 @@
-"""Benchmark replay at scale: one bucket at a time, in memory, and on a Dask LocalCluster.
+"""Benchmark replay at scale: in memory, a step of buckets at a time, and on a Dask LocalCluster.
 
 Usage: ``.venv/bin/python benchmarks/scale.py [--sizes 1000000 10000000 100000000]
 [--rules balance] [--dask-size 10000000]``
@@ -6,12 +6,19 @@ Usage: ``.venv/bin/python benchmarks/scale.py [--sizes 1000000 10000000 10000000
 For each size a bucketed archive (about one million events per bucket) is
 generated once into ``benchmarks/out/scale-<N>/`` (kept for the next run; 100M
 events are about 2.5 GB). Every measurement runs in a fresh subprocess, so its
-peak RSS is its own: the bucket engine (``replay(..., engine="buckets",
-out=...)``, histories written to Parquet, final state collected), and, as the
-baseline at the sizes that fit, the in-memory engine (history and state
-collected). ``per event`` is seconds over events; ``ratio`` is over the baseline
-of the same size. ``--dask-size`` also runs that size on a
-``LocalCluster(n_workers=2, threads_per_worker=1)`` against the bucket engine.
+peak RSS is its own, with the folds compiled before timing:
+
+- ``memory`` (the baseline, at the sizes that fit): ``replay(path)``, history and
+  state collected;
+- ``history``: ``replay(path, engine="buckets", out=...)``, every history written
+  to Parquet, then the final state;
+- ``state``: ``replay(path, engine="buckets").state()``: the final state only;
+- ``dask`` (at ``--dask-size``): ``history`` on a ``LocalCluster(n_workers=2,
+  threads_per_worker=1)``, workers warmed up before timing.
+
+``per event`` is seconds over events; ``vs memory`` is over the in-memory
+baseline of the same size; ``vs 1st size`` is the per-event cost over that of
+the same engine at the smallest size (1.00 everywhere: time grows linearly).
 """
 
 from __future__ import annotations
@@ -63,15 +70,18 @@ def run(mode: str, events: int, rules: str) -> None:
     path = archive(events)
     warm_up(rules)
     with tempfile.TemporaryDirectory(dir=OUT) as scratch:
+        out = Path(scratch) / "o"
         began = time.perf_counter()
         if mode == "memory":
             result = eventkit.replay(path, rules)
-            rows = result.history.collect().height
+            result.history.collect()
             result.state().collect()
-        elif mode == "buckets":
-            result = eventkit.replay(path, rules, engine="buckets", out=Path(scratch) / "o")
+        elif mode == "history":
+            result = eventkit.replay(path, rules, engine="buckets", out=out)
+            _ = result.history
             result.state().collect()
-            rows = len(result.buckets)
+        elif mode == "state":
+            eventkit.replay(path, rules, engine="buckets").state().collect()
         else:
             from distributed import Client, LocalCluster
 
@@ -79,16 +89,22 @@ def run(mode: str, events: int, rules: str) -> None:
                               dashboard_address=None) as cluster, Client(cluster) as client:
                 client.run(warm_up, rules)  # workers start warm, as this process
                 began = time.perf_counter()
-                result = eventkit.replay(path, rules, client=client, out=Path(scratch) / "o")
+                result = eventkit.replay(path, rules, client=client, out=out)
+                _ = result.history
                 result.state().collect()
-                rows = len(result.buckets)
         seconds = time.perf_counter() - began
-    report([seconds], rows=rows)
+    report([seconds])
+
+
+LABELS = {"memory": "in memory (history + state collected)",
+          "history": "buckets, local (histories written to Parquet, then state)",
+          "state": "buckets, local (state only)",
+          "dask": "Dask LocalCluster(2 workers) (histories written, then state)"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", choices=("memory", "buckets", "dask"), help=argparse.SUPPRESS)
+    parser.add_argument("--run", choices=tuple(LABELS), help=argparse.SUPPRESS)
     parser.add_argument("--sizes", type=int, nargs="+",
                         default=[1_000_000, 10_000_000, 100_000_000])
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
@@ -101,25 +117,33 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     print("\n".join(machine_lines(("polars", "numba", "dask", "distributed"))))
     print(f"\nrules: {args.rules}\n")
-    print("| events | engine | seconds | per event | ratio | peak RSS |")
-    print("|---:|---|---:|---:|---:|---:|")
+    print("| events | engine | seconds | per event | vs memory | vs 1st size | peak RSS |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    first: dict[str, float] = {}  # per engine: per-event seconds at the smallest size
+    local = dask = None  # seconds of the local and the Dask history cases at --dask-size
     for events in args.sizes:
         archive(events)
         modes = ["memory"] if events <= MEMORY_UP_TO else []
-        modes.append("buckets")
+        modes += ["history", "state"]
         if events == args.dask_size:
             modes.append("dask")
         base = None
         for mode in modes:
             r = run_child([sys.executable, __file__, "--run", mode, "--events", str(events),
                            "--rules", args.rules])
-            base = base or r["median"]
-            label = {"memory": "in memory", "buckets": "buckets (local)",
-                     "dask": "Dask LocalCluster(2 workers)"}[mode]
+            per_event = r["median"] / events
+            base = r["median"] if mode == "memory" else base
+            first.setdefault(mode, per_event)
+            if events == args.dask_size and mode in ("history", "dask"):
+                local, dask = (r["median"], dask) if mode == "history" else (local, r["median"])
+            versus = f"{r['median'] / base:.2f}" if base else "–"
             rss = f"{r['rss'] / 2**30:.2f} GiB" if mode != "dask" else "(client only)"
-            print(f"| {events:,} | {label} | {r['median']:.1f} | "
-                  f"{r['median'] / events * 1e9:.0f} ns | {r['median'] / base:.2f} | {rss} |",
-                  flush=True)
+            print(f"| {events:,} | {LABELS[mode]} | {r['median']:.1f} | "
+                  f"{per_event * 1e9:.0f} ns | {versus} | {per_event / first[mode]:.2f} | "
+                  f"{rss} |", flush=True)
+    if local and dask:
+        print(f"\nDask LocalCluster(2 workers) over the local bucket engine at "
+              f"{args.dask_size:,} events: {dask / local:.2f}x")
 
 
 if __name__ == "__main__":

@@ -249,6 +249,27 @@ class EventArchive:
         cannot read (missing, truncated, garbled: reader errors and panics) raises
         ``CorruptionError`` naming it when the frame is collected.
         """
+        entries, last_seq = self.live_entries(version=version, buckets=buckets)
+        return self.scan_entries(entries, last_seq=last_seq, verify=verify)
+
+    def live_entries(
+        self, *, version: int | None = None, buckets: Sequence[int] | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """The record entries of the data files :meth:`scan` reads, and its last ``seq``.
+
+        The commit log is checked as by :meth:`scan` (a cost that grows with the
+        archive's files): a reader of many parts checks it once here and passes
+        each part's entries to :meth:`scan_entries`. ``last_seq`` is None unless
+        ``version`` is read from later merged files (rows after it are dropped).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank", buckets=2)
+        >>> archive.live_entries()
+        ([], None)
+
+        """
         entries = ledger.live_files(self.path, version=version)
         last_seq = None
         if version is not None and not all((self.path / e["path"]).exists() for e in entries):
@@ -259,10 +280,27 @@ class EventArchive:
                 raise ScaleError(msg, param="buckets")
             wanted = set(buckets)
             entries = [e for e in entries if e.get("bucket") in wanted]
+        return entries, last_seq
+
+    def scan_entries(self, entries: Sequence[dict[str, Any]], *, last_seq: int | None = None,
+                     verify: bool = True) -> pl.LazyFrame:
+        """The rows of the data files ``entries`` (from :meth:`live_entries`), as :meth:`scan`.
+
+        Each file is checked (``verify``) and read as by :meth:`scan`; rows are in
+        ``seq`` order when the files' ranges interleave, else in the files' order.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank")
+        >>> archive.scan_entries([]).collect().height
+        0
+
+        """
         if verify:
             for entry in entries:
                 ledger.check_data_file(self.path, entry)
-        lf = _read_files(self.path, entries, self.schema)
+        lf = _read_files(self.path, list(entries), self.schema)
         return lf if last_seq is None else lf.filter(pl.col("seq") <= last_seq)
 
     def latest_meta(self, key: str) -> Any:

@@ -9,6 +9,7 @@ import signal
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import cloudpickle
@@ -45,6 +46,15 @@ def assert_same_answers(memory: eventkit.ReplayResult, other: object, when: str)
     assert_frame_equal(other.history.collect(), memory.history.collect())
     assert_frame_equal(other.as_of(when).collect(), memory.as_of(when).collect())
     assert_frame_equal(other.violations().collect(), memory.violations().collect())
+    # the temporal questions: unsorted instants, one asked twice, dates and instants
+    just_after = datetime(2024, 1, 1, 0, 0, 0, 1, tzinfo=UTC)
+    for grid in ([when, "2024-01-01", just_after, when, "2025-03-01"], [when], []):
+        assert_frame_equal(other.at_times(grid).collect(), memory.at_times(grid).collect())
+    for start, end in (("2024-01-01", when), (just_after, datetime(2024, 1, 4, tzinfo=UTC)),
+                       ("2023-01-01", "2030-01-01")):
+        got, expected = other.between(start, end), memory.between(start, end)
+        assert_frame_equal(got.opening.collect(), expected.opening.collect())
+        assert_frame_equal(got.changes.collect(), expected.changes.collect())
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +113,9 @@ def test_bucketed_archive_reads_and_replays_as_a_plain_one(events: pl.DataFrame,
             assert_same_answers(memory, replay(plain, rules, engine="buckets"), "2024-01-02")
 
 
-def test_a_changed_bucket_file_is_caught(tmp_path: Path) -> None:
+def test_a_changed_bucket_file_is_caught(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(eventkit.scale, "ROWS_PER_STEP", 1)  # two steps, run side by side
     archive = EventArchive.create(tmp_path / "bank", buckets=2)
     archive.append(make_events([(a, "Deposit", 100, a) for a in range(1, 9)]).drop(
         "seq", "recorded_at"))
@@ -112,8 +124,10 @@ def test_a_changed_bucket_file_is_caught(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
+    result = replay(archive, engine="buckets")
+    assert len(result.steps) == 2
     with pytest.raises(CorruptionError, match=entry["path"]):
-        replay(archive, engine="buckets").state()
+        result.state()
     assert not archive.verify().ok
 
 
@@ -146,19 +160,28 @@ def test_cli_generates_a_bucketed_archive(tmp_path: Path, capsys: pytest.Capture
 def test_bucket_engine_equals_memory(bank: dict[str, Path], source: str, rules: str,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(eventkit.scale, "ROWS_PER_BUCKET", 7_000)  # split into several
+    monkeypatch.setattr(eventkit.scale, "ROWS_PER_STEP", 7_000)  # a bucket a step
     result = replay(bank[source], rules, engine="buckets")
     assert len(result.buckets) > 1
     assert_same_answers(replay(bank[source], rules), result, "2024-06-30")
 
 
-def test_bucket_engine_writes_histories_to_out(bank: dict[str, Path], tmp_path: Path) -> None:
+def test_bucket_engine_writes_histories_to_out(bank: dict[str, Path], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(eventkit.scale, "ROWS_PER_STEP", 13_000)  # about 2 buckets a step
     out = tmp_path / "out"
     result = replay(bank["bucketed"], "banking", engine="buckets", out=out)
     memory = replay(bank["bucketed"], "banking")
+    assert sorted(result.buckets) == list(range(5))
+    assert 1 < len(result.steps) < 5
+    # Step: the state alone reads what a state needs and writes nothing.
     assert_frame_equal(result.state().collect(), memory.state().collect())
-    files = sorted(p.name for p in (out / "history").iterdir())
-    assert files == [f"bucket-{b:05d}.parquet" for b in range(5)]
+    assert not (out / "history").exists()
+    # Step: the history is one file per step, read back in log order.
     assert_frame_equal(result.history.collect(), memory.history.collect())
+    files = sorted(p.name for p in (out / "history").iterdir())
+    assert files == [f"buckets-{s[0]:05d}-{s[-1]:05d}.parquet" for s in result.steps]
+    assert_frame_equal(result.state().collect(), memory.state().collect())
     with pytest.raises(ScaleError, match="not an empty folder"):
         replay(bank["bucketed"], engine="buckets", out=out)
 
@@ -180,6 +203,13 @@ def test_bucket_engine_refusals(bank: dict[str, Path]) -> None:
         replay(bank["bucketed"], engine="gpu")  # type: ignore[arg-type]
     with pytest.raises(ScaleError, match="need engine='buckets' or 'dask'"):
         replay(bank["bucketed"], engine="memory", out="x")
+    result = replay(bank["bucketed"], engine="buckets")
+    with pytest.raises(eventkit.InstantError, match="before") as caught:
+        result.between("2024-02-01", "2024-01-01")
+    assert caught.value.param == "end"
+    with pytest.raises(eventkit.InstantError) as caught:
+        result.at_times(["2024-01-01", "soon"])
+    assert caught.value.param == "instants"
     keyed = dataclasses.replace(eventkit.rulesets.get("balance"), key="counterparty_id")
     with pytest.raises(ScaleError, match="keyed by 'counterparty_id'"):
         replay(bank["bucketed"], keyed, engine="buckets")
