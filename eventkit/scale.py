@@ -35,6 +35,7 @@ import polars as pl
 from eventkit.archive import EventArchive
 from eventkit.buckets import BANK_BUCKET, bucket_expr, bucket_of
 from eventkit.exceptions import ScaleError
+from eventkit.lifecycle import expiry_of
 from eventkit.replay import ReplayResult
 from eventkit.rules import RuleSet
 from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA
@@ -349,7 +350,11 @@ def replay_buckets(
                  keys=None if keys is None else tuple(int(k) for k in keys),
                  out=_out_folder(out))
     archive = _archive(events)
-    if archive is not None and archive.buckets is not None:
+    if archive is not None and expiry_of(archive) is not None:
+        msg = (f"{archive.path} expired events (eventkit.lifecycle.expire); its opening states "
+               "are read by the memory engine only: replay it with engine='memory'")
+        raise ScaleError(msg, param="engine")
+    if archive is not None and archive.buckets is not None and _all_tagged(archive):
         plan = replace(plan, source=str(archive.path.resolve()))
         count = archive.buckets
         result_keep: object = None
@@ -368,6 +373,16 @@ def replay_buckets(
     if isinstance(result_keep, str):  # the temporary split goes with the result
         weakref.finalize(result, shutil.rmtree, result_keep, ignore_errors=True)
     return result
+
+
+def _all_tagged(archive: EventArchive) -> bool:
+    """Whether every live file of a bucketed archive records its bucket.
+
+    A compaction merges files across buckets and drops the tags: such an
+    archive is split on the fly like an unbucketed one (slower, never wrong).
+    """
+    entries, _ = archive.live_entries(version=archive.version)
+    return all(entry.get("bucket") is not None for entry in entries)
 
 
 def _steps(archive: EventArchive, buckets: list[int]) -> list[_Step]:

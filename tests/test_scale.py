@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -22,6 +23,7 @@ from oracle_checks import FAST, event_streams
 from polars.testing import assert_frame_equal
 
 import eventkit
+import eventkit.lifecycle
 from eventkit import CorruptionError, EventArchive, ScaleError, ledger, replay
 from eventkit.buckets import BANK_BUCKET, bucket_expr, bucket_of
 from eventkit.cli import main
@@ -291,3 +293,22 @@ def test_dask_survives_a_killed_worker(client, bank: dict[str, Path],  # noqa: A
     finally:
         client.unregister_worker_plugin("slow-first-run")
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def test_compacted_bucketed_archive_is_split_again_not_skipped(bank: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    copy = tmp_path / "bucketed"
+    shutil.copytree(bank["bucketed"], copy)
+    eventkit.compact(copy)  # merges files across buckets: their tags are gone
+    assert_same_answers(replay(copy, "banking"), replay(copy, "banking", engine="buckets"),
+                        "2024-06-30")
+
+
+def test_expired_archive_is_refused_by_the_bucket_engine(bank: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    copy = tmp_path / "plain"
+    shutil.copytree(bank["plain"], copy)
+    eventkit.lifecycle.expire(copy, before="2023-06-01", by="test", reason="retention",
+                              rules="banking", confirm=True)
+    with pytest.raises(ScaleError, match="engine='memory'"):
+        replay(copy, "banking", engine="buckets")
