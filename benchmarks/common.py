@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
@@ -48,6 +49,17 @@ def time_work(work: Callable[[], Any], repeat: int) -> list[float]:
         del result
         gc.collect()
     return seconds
+
+
+def case_parser(doc: str, cases: dict[str, str]) -> argparse.ArgumentParser:
+    """The options every case-by-case benchmark takes; ``--run`` is the child's own."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per case (median)")
+    parser.add_argument("--cases", nargs="+", choices=cases, default=list(cases))
+    parser.add_argument("--run", choices=cases, help=argparse.SUPPRESS)
+    return parser
 
 
 def report(seconds: list[float], **extra: Any) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run as a script
 
-from common import machine_lines, peak_rss, report, run_child, time_work  # noqa: E402
+from common import case_parser, machine_lines, peak_rss, report, run_child, time_work  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 SEED = 1
@@ -259,12 +259,7 @@ def method_lines(repeat: int) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000_000)
-    parser.add_argument("--accounts", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per case (median)")
-    parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES))
-    parser.add_argument("--run", choices=CASES, help=argparse.SUPPRESS)
+    parser = case_parser(__doc__, CASES)
     parser.add_argument("--files", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
