@@ -18,7 +18,7 @@ from eventkit.archive import EventArchive
 from eventkit.schema import TIME_DTYPE
 from eventkit.upcast import versions
 
-__all__ = ["schema_versions", "snapshot_coverage"]
+__all__ = ["demo_archive", "schema_versions", "snapshot_coverage"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -85,3 +85,46 @@ def schema_versions(path: str | Path) -> pl.DataFrame:
     return (versions(path).group_by("schema_version")
             .agg(pl.len().cast(pl.Int64).alias("files"), pl.col("events").sum())
             .sort("schema_version", nulls_last=True))
+
+
+def demo_archive(folder: str | Path) -> tuple[Path, Path]:
+    """A small archive in ``folder`` with every part the health check shows; its key store.
+
+    Personal fields for three subjects (one of them forgotten), a batch written
+    in schema version 1, two small appends merged by a compaction, and a
+    snapshot set of the ``banking`` rules. Returns the archive's path and its
+    key store's.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path, keys = demo_archive(tempfile.mkdtemp())
+    >>> schema_versions(path)["schema_version"].to_list()
+    [1, 3]
+
+    """
+    from eventkit.lifecycle import compact  # noqa: PLC0415 (lifecycle imports replay)
+    from eventkit.privacy import KeyStore, encrypt  # noqa: PLC0415
+
+    demo = EventArchive.create(Path(folder) / "demo", personal=("name", "email"))
+    keys = KeyStore.beside(demo)
+    t = [datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=d) for d in range(4)]
+    people = pl.DataFrame({
+        "event_id": ["o1", "o2", "o3", "d1"], "account_id": [1, 2, 3, 1],
+        "event_type": ["AccountOpened"] * 3 + ["Deposit"], "amount": [0, 0, 0, 5_000],
+        "event_time": t, "subject": ["cust-1", "cust-2", "cust-3", None],
+        "name": ["Ada", "Bob", "Cy", None], "email": ["a@x", "b@x", "c@x", None]})
+    demo.append(encrypt(people, keys, fields=demo.personal))
+    demo.append(pl.DataFrame({"event_id": ["v1a", "v1b"], "account_id": [2, 1],
+                              "event_type": ["Deposit", "CashOut"], "amount": [120.5, 12.25],
+                              "event_time": t[2:]}), schema_version=1)
+    for i in (1, 2):  # two small appends for the compaction to merge
+        demo.append(pl.DataFrame({"event_id": [f"w{i}"], "account_id": [3],
+                                  "event_type": ["Withdrawal"], "amount": [100 * i],
+                                  "event_time": [t[3]]}))
+    keys.forget("cust-2", by="dpo@bank", reason="erasure request 117")
+    compact(demo, target_rows=2)
+    snapshots.snapshot(demo, "banking", every="1d")
+    path = keys.path
+    keys.close()
+    return demo.path, path
