@@ -111,10 +111,11 @@ def advance(archive: EventArchive, rules: RuleSet, *, since_seq: int,
         again = replay(archive, rules, keys=late, snapshots=False)
         states.append(again.state().collect())
         histories.append(again.history.collect())
-    empty = replay(new.head(0), rules)
-    state = pl.concat(states) if states else empty.state().collect()
-    history = pl.concat(histories, how="diagonal_relaxed") if histories else \
-        empty.history.collect()
+    if not states:  # nothing but the bank's own events came
+        empty = replay(new.head(0), rules)
+        states, histories = [empty.state().collect()], [empty.history.collect()]
+    state = pl.concat(states)
+    history = pl.concat(histories, how="diagonal_relaxed")
     return Advance(state.sort(key), history, new.height, touched.height, late, False, version,
                    last_seq)
 
