@@ -58,7 +58,7 @@ def main() -> None:
     import polars as pl
 
     import eventkit
-    from eventkit.explore import Explorer, account_view
+    from eventkit.workbench.explorer import Explorer, account_view
 
     began = time.perf_counter()
     events = eventkit.open_archive(args.archive)
@@ -76,7 +76,7 @@ def main() -> None:
 
     rows = [
         ("`account_view`, new account (read + replay)",
-         timed([lambda a=a: account_view(args.archive, a, day, "banking") for a in accounts])),
+         timed([lambda a=a: account_view(args.archive, a, day, rules="banking") for a in accounts])),
         ("explorer callback, new account (+ chart spec, table)",
          timed([choose(a) for a in accounts])),
         ("explorer callback, new account with a +1 pp rate scenario",

@@ -1,4 +1,4 @@
-"""Benchmark ``eventkit.generate``: seconds, events/s, peak RSS and size on disk.
+"""Benchmark ``eventkit.banking.generate``: seconds, events/s, peak RSS and size on disk.
 
 Usage: ``.venv/bin/python benchmarks/generate.py [--events N ...] [--formats parquet delta]
 [--repeat R]``
@@ -29,7 +29,7 @@ def run(mode: str, events: int, accounts: int) -> None:
     """Measure one mode in this process and print the result as JSON."""
     import polars as pl
 
-    from eventkit.generate import generate, generate_chunks
+    from eventkit.banking.generate import generate, generate_chunks
 
     target = OUT / f"{mode}-{events}"
     shutil.rmtree(target, ignore_errors=True)

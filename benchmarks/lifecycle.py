@@ -54,7 +54,7 @@ def run_replay(path: str, repeat: int) -> None:
 def archive(events: int, accounts: int, chunk: int) -> Path:
     """The many-small-files archive, generated if missing."""
     import eventkit
-    from eventkit.generate import generate
+    from eventkit.banking.generate import generate
 
     path = OUT / f"lifecycle-{events}-{chunk}"
     if not (path / "_delta_log").is_dir() or len(eventkit.EventArchive(path)) != events:

@@ -29,7 +29,7 @@ from common import case_parser, machine_lines, peak_rss, report, run_child, time
 OUT = Path(__file__).resolve().parent / "out"
 SEED = 1
 PACKAGES = ("polars", "duckdb", "numba", "eventsourcing")
-# Signed amount as in eventkit/rulesets/balance.toml; other event types leave it unchanged.
+# Signed amount as in eventkit/rules/balance.toml; other event types leave it unchanged.
 CREDITS = ("Deposit", "TransferIn", "Correction")
 DEBITS = ("Withdrawal", "Fee", "TransferOut")
 EVENTSOURCING_EVENTS = 100_000
@@ -167,7 +167,7 @@ def archive(events: int, accounts: int) -> Path:
     """The benchmark archive's folder: reused when complete, else (re)generated."""
     import polars as pl
 
-    from eventkit.generate import generate
+    from eventkit.banking.generate import generate
 
     path = OUT / f"replay-{events}-{accounts}"
     if any(path.glob("*.parquet")):

@@ -40,7 +40,7 @@ MEMORY_UP_TO = 10_000_000  # the in-memory baseline is run up to this size
 
 def archive(events: int) -> Path:
     """The bucketed archive of ``events`` events, generated on first use."""
-    from eventkit.generate import generate
+    from eventkit.banking.generate import generate
 
     path = OUT / f"scale-{events}"
     if not (path / "_delta_log").is_dir():
@@ -57,7 +57,7 @@ def archive(events: int) -> Path:
 def warm_up(rules: str) -> None:
     """Compile the folds (numba) on a tiny bank, so that no measurement includes it."""
     import eventkit
-    from eventkit.generate import generate_chunks
+    from eventkit.banking.generate import generate_chunks
 
     for chunk in generate_chunks(events=2_000, accounts=50, seed=1):
         eventkit.replay(chunk, rules).state().collect()

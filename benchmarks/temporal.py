@@ -77,7 +77,7 @@ def run_case(case: str, path: str, repeat: int) -> None:
 def archive(events: int, accounts: int) -> Path:
     """The benchmark archive (an eventkit archive), generated when missing or incomplete."""
     import eventkit
-    from eventkit.generate import generate
+    from eventkit.banking.generate import generate
 
     path = OUT / f"archive-{events}-{accounts}"
     if not (path / "_delta_log").is_dir() or len(eventkit.EventArchive(path)) != events:

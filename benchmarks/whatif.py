@@ -43,7 +43,7 @@ CASES = {
 
 def scenario(path: str) -> dict[str, Any]:
     import eventkit
-    from eventkit.rates import rates_of, shift_rates
+    from eventkit.rules.rates import rates_of, shift_rates
 
     table = rates_of(eventkit.open_archive(path))
     return {"rate_table": shift_rates(table, "-3mo", start="2024-01-01", end="2024-12-31")}
@@ -58,7 +58,7 @@ def build(case: str, path: str, work: Path) -> Callable[[], Any]:
         overrides = scenario(path)
         return lambda: eventkit.compare(path, RULES, overrides)
     if case == "two-replays":
-        rules_b = eventkit.rulesets.get(RULES).with_params(**scenario(path))
+        rules_b = eventkit.rules.get(RULES).with_params(**scenario(path))
         return lambda: (eventkit.replay(path, RULES, snapshots=False).history,
                         eventkit.replay(path, rules_b, snapshots=False).history)
     counter = iter(range(1_000))

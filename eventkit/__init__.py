@@ -1,7 +1,22 @@
 """eventkit: an event-sourcing analytics workbench.
 
 Load event archives into Polars, keep them append-only and tamper-evident,
-and replay them into exact balances.
+replay them through folding rules into exact histories and state, ask
+temporal and what-if questions, and explain any value.
+
+The package is a house of stages, each knowing only those below it::
+
+    workbench/   charts, explorer, reports, CLI, lab        (loaded on first use)
+    banking/     the synthetic bank, pattern injection, commands  (a domain wing)
+    streams/     Kafka ingest and produce
+    questions/   restatements, what-if, explain, patterns, views
+    replay/      replay(), snapshot(), the engines, live replay, expiry
+    rules/       RuleSet, the expression language, the registry, the oracle
+    archive/     EventArchive, the ledger and verify, compaction, privacy
+    sources/     users' files read into the canonical schema
+    schema, timeutil, exceptions, _typing
+
+Every public name is re-exported here:
 
 >>> import eventkit
 >>> sorted(eventkit.__all__)[:3]
@@ -11,9 +26,15 @@ and replay them into exact balances.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
-from eventkit.archive import AppendReceipt, EventArchive
-from eventkit.conform import ColumnMapping
+from eventkit import _deprecated
+from eventkit.archive.compaction import CompactReport, compact
+from eventkit.archive.open import Events, open_archive
+from eventkit.archive.privacy import KeyStore
+from eventkit.archive.storage import StorageReport, info
+from eventkit.archive.table import AppendReceipt, EventArchive
+from eventkit.archive.verify import VerifyReport
 from eventkit.exceptions import (
     AppendConflictError,
     ArchiveError,
@@ -24,7 +45,9 @@ from eventkit.exceptions import (
     ExpiredError,
     ImmutabilityError,
     IngestError,
+    InstantError,
     IntegrityError,
+    ParameterError,
     PatternError,
     PrivacyError,
     ReportError,
@@ -34,38 +57,50 @@ from eventkit.exceptions import (
     SchemaVersionError,
     SnapshotError,
     StaleVersionError,
+    UsageError,
     ValidationError,
+    ViewError,
+    WorkbenchError,
 )
-from eventkit.incremental import LiveReplay
-from eventkit.ingest import IngestSummary, ingest, produce
-from eventkit.ledger import VerifyReport
-from eventkit.lifecycle import CompactReport, StorageReport, compact, info
-from eventkit.patterns import Detector, Pattern, Thresholds, builtin_alerts
-from eventkit.privacy import KeyStore
-from eventkit.replay import ReplayResult, replay
-from eventkit.scale import BucketedReplay
+from eventkit.questions.explain import Explanation, explain
+from eventkit.questions.patterns import Detector, Pattern, Thresholds, builtin_alerts
+from eventkit.questions.temporal import restatements
+from eventkit.questions.views import RefreshReport, materialize, refresh
+from eventkit.questions.whatif import Comparison, compare
+from eventkit.replay.api import replay, snapshot
+from eventkit.replay.buckets import BucketedReplay
+from eventkit.replay.expire import ExpireReport, expire
+from eventkit.replay.live import LiveReplay
+from eventkit.replay.protocol import Replayed, Window
+from eventkit.replay.result import ReplayResult
+from eventkit.replay.snapshots import Snapshots
+from eventkit.rules.model import Field, Handler, Interest, RuleSet
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
-from eventkit.snapshots import Snapshots, snapshot
-from eventkit.sources import open_archive
-from eventkit.timeutil import InstantError
-from eventkit.upcast import Upcaster, Upcasters
-from eventkit.views import materialize, refresh
-from eventkit.whatif import Comparison, compare
+from eventkit.sources.conform import ColumnMapping
+from eventkit.sources.upcast import Upcaster, Upcasters
+from eventkit.streams.kafka import IngestSummary, ingest, produce
 
-#: Loaded on first use: the widgets and charts they need take seconds to import.
-_LAZY = {"explorer": "eventkit.explore", "account_view": "eventkit.explore"}
+#: Loaded on first use (widgets and charts take seconds to import): name -> its module.
+_LAZY = {"explorer": "eventkit.workbench.explorer", "account_view": "eventkit.workbench.explorer"}
+#: Sub-modules reachable as attributes, loaded on first use (``eventkit.charts.what_if``).
+_LAZY_MODULES = {"charts": "eventkit.workbench.charts"}
+
+_deprecated.install()
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _LAZY_MODULES:
+        return importlib.import_module(_LAZY_MODULES[name])
+    if f"eventkit.{name}" in _deprecated.MOVED:
+        return importlib.import_module(f"eventkit.{name}")
     msg = f"module 'eventkit' has no attribute {name!r}"
     raise AttributeError(msg)
 
 
 __all__ = [
     "CANONICAL_SCHEMA",
-    "Comparison",
     "EVENT_TYPES",
     "AppendConflictError",
     "AppendReceipt",
@@ -74,25 +109,36 @@ __all__ = [
     "ColumnMapping",
     "CommandError",
     "CompactReport",
+    "Comparison",
     "CorruptionError",
     "Detector",
     "EventArchive",
     "EventDataError",
     "EventkitError",
+    "Events",
+    "ExpireReport",
     "ExpiredError",
+    "Explanation",
+    "Field",
+    "Handler",
     "ImmutabilityError",
     "IngestError",
     "IngestSummary",
     "InstantError",
     "IntegrityError",
+    "Interest",
     "KeyStore",
     "LiveReplay",
+    "ParameterError",
     "Pattern",
     "PatternError",
     "PrivacyError",
+    "RefreshReport",
     "ReplayResult",
+    "Replayed",
     "ReportError",
     "RuleError",
+    "RuleSet",
     "ScaleError",
     "SchemaError",
     "SchemaVersionError",
@@ -103,12 +149,19 @@ __all__ = [
     "Thresholds",
     "Upcaster",
     "Upcasters",
+    "UsageError",
     "ValidationError",
     "VerifyReport",
+    "ViewError",
+    "Window",
+    "WorkbenchError",
     "account_view",
     "builtin_alerts",
+    "charts",
     "compact",
     "compare",
+    "expire",
+    "explain",
     "explorer",
     "info",
     "ingest",
@@ -117,11 +170,12 @@ __all__ = [
     "produce",
     "refresh",
     "replay",
+    "restatements",
     "snapshot",
 ]
 
 for _name in __all__:
     _obj = globals().get(_name)
-    if hasattr(_obj, "__module__") and isinstance(_obj, type):
+    if isinstance(_obj, type) and _obj.__module__.startswith("eventkit."):
         _obj.__module__ = "eventkit"
 del _name, _obj

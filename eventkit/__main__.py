@@ -1,5 +1,5 @@
 """``python -m eventkit``: the command-line interface."""
 
-from eventkit.cli import main
+from eventkit.workbench.cli import main
 
 raise SystemExit(main())

@@ -4,6 +4,9 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
 ``except EventkitError`` catches them all. The tree::
 
     EventkitError
+    ├── ParameterError (ValueError)  an argument cannot be used: ``param`` names it
+    │   ├── InstantError        a time argument is naive, malformed or of the wrong type
+    │   └── UsageError          a command-line option cannot be used
     ├── EventDataError          bad input events: says source, column and row
     │   ├── SchemaError         a column is missing, extra or of the wrong type
     │   │   └── SchemaVersionError  events of a schema version no upcaster reaches
@@ -18,11 +21,16 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     ├── PrivacyError            key store problems, refused erasures
     ├── RuleError               a rule set or rules file is wrong
     ├── SnapshotError           a snapshot cannot be built or read
+    ├── ViewError               a view in DuckDB or SQLite cannot be written or refreshed
     ├── IngestError             a broker or topic cannot be read or written
     ├── PatternError            a CEP pattern is malformed or cannot run on the events
     ├── CommandError            a command is refused by the account's current state
     ├── ScaleError              a bucket count, or a bucketed or Dask replay, is not possible
-    └── ReportError             a report run is misconfigured or a notebook failed
+    ├── ReportError             a report run is misconfigured or a notebook failed
+    └── WorkbenchError (ValueError)  a chart or the explorer cannot show what was asked
+
+Errors that used to be ``ValueError`` still are (``ParameterError`` and
+``WorkbenchError`` subclass it), so older ``except ValueError`` blocks keep working.
 """
 
 from __future__ import annotations
@@ -37,7 +45,9 @@ __all__ = [
     "ExpiredError",
     "ImmutabilityError",
     "IngestError",
+    "InstantError",
     "IntegrityError",
+    "ParameterError",
     "PatternError",
     "PrivacyError",
     "ReportError",
@@ -47,12 +57,31 @@ __all__ = [
     "SchemaVersionError",
     "SnapshotError",
     "StaleVersionError",
+    "UsageError",
     "ValidationError",
+    "ViewError",
+    "WorkbenchError",
 ]
 
 
 class EventkitError(Exception):
     """Base class of every error eventkit raises on purpose."""
+
+
+class ParameterError(EventkitError, ValueError):
+    """An argument cannot be used: out of range, of the wrong type; ``param`` names it."""
+
+    def __init__(self, message: str, *, param: str) -> None:
+        self.param = param
+        super().__init__(f"{param}: {message}")
+
+
+class InstantError(ParameterError):
+    """A time argument is naive, malformed or of the wrong type; ``param`` names it."""
+
+
+class UsageError(ParameterError):
+    """A command-line option has a value that cannot be used; ``param`` names the option."""
 
 
 class EventDataError(EventkitError):
@@ -143,7 +172,7 @@ class IntegrityError(ArchiveError):
 
 
 class ExpiredError(ArchiveError):
-    """The events a question needs were expired (see :func:`eventkit.lifecycle.expire`).
+    """The events a question needs were expired (see :func:`eventkit.replay.expire.expire`).
 
     ``cutoff`` is the expiry's cut-off (events dated before it were replaced by
     opening states); answers at or after it are unchanged.
@@ -169,6 +198,10 @@ class SnapshotError(EventkitError):
     def __init__(self, message: str, *, param: str) -> None:
         self.param = param
         super().__init__(f"{param}: {message}")
+
+
+class ViewError(EventkitError):
+    """A view cannot be written or refreshed; the message says which and why."""
 
 
 class IngestError(EventkitError):
@@ -211,3 +244,7 @@ class ReportError(EventkitError):
     def __init__(self, message: str, *, failures: list[str] | None = None) -> None:
         self.failures = failures or []
         super().__init__(message)
+
+
+class WorkbenchError(EventkitError, ValueError):
+    """A chart or the explorer cannot show what was asked: nothing to draw, a closed explorer."""

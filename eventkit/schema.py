@@ -55,7 +55,7 @@ CANONICAL_SCHEMA: Final[dict[str, pl.DataType]] = {
 }
 
 #: The data subject (the person personal fields belong to) in archives created with
-#: personal fields (see :mod:`eventkit.privacy`); other sources have no such column.
+#: personal fields (see :mod:`eventkit.archive.privacy`); other sources have no such column.
 SUBJECT_COL: Final = "subject"
 
 #: Columns that must be present and never null.

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
-from eventkit.exceptions import EventkitError
+from eventkit._typing import Instant
+from eventkit.exceptions import InstantError
 
-__all__ = ["InstantError", "to_instant"]
+__all__ = ["EPOCH", "from_micros", "is_date", "iso", "micros", "to_instant"]
 
-
-class InstantError(EventkitError, ValueError):
-    """A time argument is naive, malformed or of the wrong type; ``param`` names it."""
-
-    def __init__(self, message: str, *, param: str) -> None:
-        self.param = param
-        super().__init__(f"{param}: {message}")
+#: The start of the Unix epoch, in UTC: instants are microseconds since then.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
 
 
 def to_instant(
-    value: datetime | date | str,
+    value: Instant,
     *,
     param: str,
     day: Literal["end", "start"] = "end",
@@ -69,3 +66,55 @@ def to_instant(
     msg = f"expected a datetime, date or ISO string, not {type(value).__name__}"
     raise InstantError(msg, param=param)
 
+
+
+def micros(instant: Instant, *, param: str, day: Literal["end", "start"] = "end") -> int:
+    """An instant (as :func:`to_instant` reads it) in microseconds since 1970, exactly.
+
+    Examples
+    --------
+    >>> micros("1970-01-02", param="at", day="start")
+    86400000000
+    >>> micros(datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC), param="at")
+    1000000
+
+    """
+    return (to_instant(instant, param=param, day=day) - EPOCH) // _US
+
+
+def from_micros(us: int) -> datetime:
+    """Microseconds since 1970 as an aware UTC datetime (the inverse of :func:`micros`).
+
+    Examples
+    --------
+    >>> from_micros(86_400_000_001).isoformat()
+    '1970-01-02T00:00:00.000001+00:00'
+
+    """
+    return EPOCH + timedelta(microseconds=int(us))
+
+
+def iso(us: int) -> str:
+    """Microseconds since 1970 as ISO 8601 text (UTC), as commit records store instants.
+
+    Examples
+    --------
+    >>> iso(0)
+    '1970-01-01T00:00:00+00:00'
+
+    """
+    return from_micros(us).isoformat()
+
+
+def is_date(value: object) -> bool:
+    """True for a calendar date (a ``date`` or ``YYYY-MM-DD`` text), not an instant.
+
+    Examples
+    --------
+    >>> is_date("2024-06-30"), is_date("2024-06-30T00:00:00Z"), is_date(datetime.now(UTC))
+    (True, False, False)
+
+    """
+    if isinstance(value, str):
+        return len(value.strip()) == len("YYYY-MM-DD")
+    return isinstance(value, date) and not isinstance(value, datetime)

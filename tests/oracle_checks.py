@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 import eventkit
-from eventkit import rulesets
-from eventkit.reference import reference_fold
-from eventkit.rules import RuleSet
+from eventkit import rules as rulesets
+from eventkit.rules.model import RuleSet
+from eventkit.rules.reference import reference_fold
 from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA, EVENT_TYPES, MONEY_EVENT_TYPES
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from conftest import ROOT, stop_server
 
-from eventkit.lab import lab_command
+from eventkit.workbench.lab import lab_command
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,9 @@ from altair.utils._importers import vl_version_for_vl_convert
 from conftest import make_events
 
 import eventkit
-from eventkit import charts
+from eventkit.workbench import charts
+from eventkit.workbench.charts import balances
+from eventkit.workbench.charts.balances import PERCENTILES
 
 START = datetime(2023, 1, 1, tzinfo=UTC)
 DAYS = 730
@@ -152,12 +154,12 @@ def test_band_of_all_accounts_is_percentiles_of_end_of_day_balances(bank):
     for day in ("2023-01-01", "2023-03-15", "2024-12-30"):
         balances = pl.Series(list(final_units(bank, day).values()))
         assert data[day]["accounts"] == balances.len()
-        for name, q in charts.PERCENTILES.items():
+        for name, q in PERCENTILES.items():
             assert data[day][name] == pytest.approx(balances.quantile(q, "linear"), abs=0.005)
 
 
 def test_band_periods_grow_when_the_grid_would_be_too_big(bank, monkeypatch):
-    monkeypatch.setattr(charts, "GRID_CELLS", 300 * 50)  # 300 accounts: at most 50 periods
+    monkeypatch.setattr(balances, "GRID_CELLS", 300 * 50)  # 300 accounts: at most 50 periods
     chart = charts.balance_history(bank.history)
     data = rows(chart)
     assert len(data) <= 50
@@ -227,7 +229,7 @@ def test_as_of_marker_refuses_a_naive_instant(small):
 
 
 def banking_at(rate: float):
-    return eventkit.rulesets.get("banking").with_params(require_open=0,
+    return eventkit.rules.get("banking").with_params(require_open=0,
                                                         rate_table={"2022-01-01": rate})
 
 
@@ -269,7 +271,7 @@ def late_events() -> pl.DataFrame:
 
 
 def test_restatement_view_has_one_point_per_late_event():
-    table = eventkit.temporal.restatements(late_events(), known_at="2024-01-05",
+    table = eventkit.restatements(late_events(), known_at="2024-01-05",
                                            now_known_at="2024-01-31")
     chart = charts.restatement_view(table)
     spec = chart.to_dict()
@@ -280,7 +282,7 @@ def test_restatement_view_has_one_point_per_late_event():
 
 
 def test_restatement_view_of_nothing_late_is_an_empty_chart():
-    table = eventkit.temporal.restatements(late_events(), known_at="2024-01-31",
+    table = eventkit.restatements(late_events(), known_at="2024-01-31",
                                            now_known_at="2024-02-28")
     chart = charts.restatement_view(table)
     assert chart.to_dict()["title"]["text"] == "Restatements: 0 late events changed balance"
@@ -304,7 +306,7 @@ def test_many_restatements_are_summed_per_period():
 
 
 def test_restatement_view_names_a_missing_field():
-    table = eventkit.temporal.restatements(late_events(), known_at="2024-01-05",
+    table = eventkit.restatements(late_events(), known_at="2024-01-05",
                                            now_known_at="2024-01-31")
     with pytest.raises(ValueError, match="no column 'fees_delta'"):
         charts.restatement_view(table, field="fees")
@@ -338,13 +340,13 @@ def test_enable_static_shows_svg_made_in_the_kernel(small):
 
 def test_specs_of_the_sample_explorer_and_restatements_stay_small(sample_archive: Path):
     events = eventkit.open_archive(sample_archive)
-    banking = eventkit.rulesets.get("banking")
+    banking = eventkit.rules.get("banking")
     base = eventkit.replay(events, banking)
     high = eventkit.replay(events, banking.with_params(rate_table={"2023-01-01": 0.08}))
     overlay = charts.as_of_marker(charts.what_if(base.history, high.history, account=3),
                                   "2024-06-30")
     assert size(overlay) < 300_000
-    table = eventkit.temporal.restatements(events, banking, known_at="2024-06-30",
+    table = eventkit.restatements(events, banking, known_at="2024-06-30",
                                            now_known_at="2026-01-01")
     view = charts.restatement_view(table)
     assert size(view) < 1_000_000
@@ -355,7 +357,7 @@ def test_specs_of_the_sample_explorer_and_restatements_stay_small(sample_archive
 
 @pytest.fixture(scope="module")
 def injected(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, pl.DataFrame]:
-    from eventkit.generate import generate
+    from eventkit.banking.generate import generate
 
     path = tmp_path_factory.mktemp("timeline") / "bank"
     generate(path, events=10_000, accounts=100, seed=4, patterns=True)
@@ -408,6 +410,6 @@ def test_alert_timeline_context_and_limits(injected):
                                                            if r["in_alert"]][:3]
     with pytest.raises(ValueError, match="one row"):
         charts.alert_timeline(history, alerts.head(2))
-    with pytest.raises(ValueError, match="max_points=1"):
+    with pytest.raises(ValueError, match="^max_points: 1 "):
         charts.alert_timeline(history, alerts.filter(pl.col("pattern") == "ping_pong").head(1),
                               max_points=1)

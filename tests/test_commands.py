@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from eventkit import CommandError, EventArchive, StaleVersionError
-from eventkit.commands import account_state, deposit, open_account, transfer, withdraw
+from eventkit.banking.commands import account_state, deposit, open_account, transfer, withdraw
 
 
 @pytest.fixture

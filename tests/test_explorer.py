@@ -16,7 +16,8 @@ import pytest
 from ipywidgets.widgets.widget import _instances
 
 import eventkit
-from eventkit import explore
+from eventkit.rules.rates import rates_of
+from eventkit.workbench import explorer as explore
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,8 @@ def events(sample_archive: Path) -> pl.DataFrame:
 
 @pytest.fixture
 def ex(events: pl.DataFrame):
-    made = eventkit.explorer(events, name="test", account=3, as_of="2024-06-30", debounce=0)
+    made = eventkit.explorer(events, name="test", account=3, as_of="2024-06-30", rules="banking",
+                             debounce=0)
     yield made
     made.close()
 
@@ -80,8 +82,7 @@ def test_a_rate_shift_adds_the_scenario_line_and_row(ex, events):
     assert runs(ex) == ["baseline", "rate +1.50 pp"]
     assert ex.table.value.count("<tr>") == 3  # header, baseline, scenario
     view = ex._view
-    shifted = explore.rate_shift(eventkit.rulesets.get("banking"),
-                                 explore.bank_rate_table(events), 1.5)
+    shifted = explore.rate_scenario(eventkit.rules.get("banking"), rates_of(events), 1.5)
     full = eventkit.replay(events, shifted).as_of("2024-06-30").filter(
         pl.col("account_id") == 3).collect()
     assert view.state.filter(pl.col("run") == "rate +1.50 pp")["balance"].to_list() == \

@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from eventkit.archive import EventArchive
+from eventkit.archive.table import EventArchive
+from eventkit.banking.generate import GenerateSummary, generate, generate_chunks
 from eventkit.exceptions import ArchiveError
-from eventkit.generate import GenerateSummary, generate, generate_chunks
 from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA, EVENT_TYPES, MONEY_EVENT_TYPES
 
 ARGS: dict[str, Any] = {"events": 20_000, "accounts": 300, "seed": 11, "chunk_events": 6_000}
@@ -210,19 +210,19 @@ def test_refuses_a_non_empty_folder(tmp_path: Path, fmt: str) -> None:
     ],
 )
 def test_bad_parameters_are_named(change: dict[str, Any], name: str) -> None:
-    with pytest.raises(ValueError, match=rf"^{name} "):
+    with pytest.raises(ValueError, match=rf"^{name}: "):
         generate_chunks(**{"events": 1_000, "accounts": 100, **change})
 
 
 def test_bad_format_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="^format "):
+    with pytest.raises(ValueError, match="^format: "):
         generate(tmp_path / "x", events=1_000, accounts=10, format="csv")  # type: ignore[arg-type]
     assert not (tmp_path / "x").exists()
 
 
 def test_archive_refuses_a_future_end(tmp_path: Path) -> None:
     future = datetime.now(UTC) + timedelta(days=30)
-    with pytest.raises(ValueError, match="^end "):
+    with pytest.raises(ValueError, match="^end: "):
         generate(tmp_path / "x", events=1_000, accounts=10, end=future)
     assert not (tmp_path / "x").exists()
     generate(tmp_path / "x", events=1_000, accounts=10, end=future, format="parquet")

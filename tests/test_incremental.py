@@ -15,9 +15,9 @@ from oracle_checks import FAST, event_streams
 from polars.testing import assert_frame_equal
 
 from eventkit import ArchiveError, EventArchive, replay
-from eventkit.incremental import LiveReplay
-from eventkit.rules import RuleSet
-from eventkit.rulesets import get
+from eventkit.replay.live import LiveReplay
+from eventkit.rules.model import RuleSet
+from eventkit.rules.registry import get
 
 RULES = st.sampled_from(["balance", "banking", "banking-rate-table"])
 

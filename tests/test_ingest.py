@@ -24,8 +24,8 @@ from polars.testing import assert_frame_equal
 
 import eventkit
 from eventkit import EventArchive, IngestError
-from eventkit.generate import generate
-from eventkit.ingest import create_topic, dead_letter_path, ingest, produce, stored_offsets
+from eventkit.banking.generate import generate
+from eventkit.streams.kafka import create_topic, dead_letter_path, ingest, produce, stored_offsets
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -88,7 +88,7 @@ def test_multi_partition_topic_is_archived_exactly_with_offsets(
     topic = new_topic(broker, partitions=4)
     assert produce(bank, broker.bootstrap, topic) == bank.height
 
-    summary = ingest(broker.bootstrap, topic, tmp_path / "a", batch_size=1_500, idle_timeout=1.5)
+    summary = ingest(tmp_path / "a", broker.bootstrap, topic, batch_size=1_500, idle_timeout=1.5)
 
     archived = stored(tmp_path / "a")
     same_events(archived, bank)
@@ -103,7 +103,7 @@ def test_multi_partition_topic_is_archived_exactly_with_offsets(
         pl.col("src").diff().min().alias("step")).filter(pl.col("step") < 0).height == 0
     assert EventArchive(tmp_path / "a").verify().ok
     # a second run starts at the stored offsets: nothing new, nothing twice
-    again = ingest(broker.bootstrap, topic, tmp_path / "a", idle_timeout=1.0)
+    again = ingest(tmp_path / "a", broker.bootstrap, topic, idle_timeout=1.0)
     assert (again.events, again.batches) == (0, 0)
     assert stored(tmp_path / "a").height == bank.height
 
@@ -112,7 +112,7 @@ def test_resume_takes_offsets_from_the_archive_not_the_broker(
         broker: Broker, bank: pl.DataFrame, tmp_path: Path) -> None:
     topic = new_topic(broker, partitions=2)
     produce(bank.head(1_000), broker.bootstrap, topic)
-    first = ingest(broker.bootstrap, topic, tmp_path / "a", batch_size=400, max_events=400,
+    first = ingest(tmp_path / "a", broker.bootstrap, topic, batch_size=400, max_events=400,
                    idle_timeout=5)
     assert first.events == 400
     # the broker's group offsets say "everything read"; the archive says 400
@@ -122,7 +122,7 @@ def test_resume_takes_offsets_from_the_archive_not_the_broker(
     consumer.close()
     produce(bank.slice(1_000, 500), broker.bootstrap, topic)
 
-    rest = ingest(broker.bootstrap, topic, tmp_path / "a", idle_timeout=1.5)
+    rest = ingest(tmp_path / "a", broker.bootstrap, topic, idle_timeout=1.5)
 
     assert rest.events == 1_100
     same_events(stored(tmp_path / "a"), bank.head(1_500))
@@ -156,7 +156,7 @@ def test_poison_messages_go_to_the_dead_letter_file_and_never_block(
     produce(good.head(1), broker.bootstrap, topic)
     produce(good.slice(300), broker.bootstrap, topic)
 
-    summary = ingest(broker.bootstrap, topic, tmp_path / "a", batch_size=250, idle_timeout=1.5)
+    summary = ingest(tmp_path / "a", broker.bootstrap, topic, batch_size=250, idle_timeout=1.5)
 
     same_events(stored(tmp_path / "a"), good)
     letters = [json.loads(line) for line in dead_letter_path(tmp_path / "a").read_text()
@@ -172,13 +172,13 @@ def test_poison_messages_go_to_the_dead_letter_file_and_never_block(
     assert "already in the archive" in reasons[-1]
     assert summary.offsets == {0: 600 + len(POISON) + 1}
     # a restart does not write them again
-    ingest(broker.bootstrap, topic, tmp_path / "a", idle_timeout=1.0)
+    ingest(tmp_path / "a", broker.bootstrap, topic, idle_timeout=1.0)
     assert len(dead_letter_path(tmp_path / "a").read_text().splitlines()) == len(letters)
 
 
 def test_an_unknown_topic_or_broker_is_a_clear_error(broker: Broker, tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="topic 'nope' on 127.0.0.1"):
-        ingest(broker.bootstrap, "nope", tmp_path / "a", idle_timeout=1.0)
+        ingest(tmp_path / "a", broker.bootstrap, "nope", idle_timeout=1.0)
 
 
 def run_ingester(broker: Broker, topic: str, archive: Path, *args: str

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 import eventkit
+from eventkit.banking.generate import generate, generate_chunks, read_labels
 from eventkit.exceptions import ArchiveError
-from eventkit.generate import generate, generate_chunks, read_labels
-from eventkit.patterns import BUILTINS, Thresholds, builtin_alerts
+from eventkit.questions.patterns import BUILTINS, Thresholds, builtin_alerts
 
 ARGS = {"events": 30_000, "accounts": 300, "seed": 3, "chunk_events": 8_000}
 

@@ -18,11 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import eventkit
-from eventkit import EventArchive, ledger
-from eventkit.cli import main
-from eventkit.generate import generate
-from eventkit.lifecycle import compact, info
-from eventkit.rules import Field, Handler, RuleSet
+from eventkit import EventArchive
+from eventkit.archive import ledger
+from eventkit.archive.compaction import compact
+from eventkit.archive.storage import info
+from eventkit.banking.generate import generate
+from eventkit.rules.model import Field, Handler, RuleSet
+from eventkit.workbench.cli import main
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 INSTANTS = [START + timedelta(days=d) for d in (20, 75, 140, 260, 400)]
@@ -221,16 +223,16 @@ def test_expire_keeps_every_later_answer(small_files: EventArchive) -> None:
     before = later_answers(archive, "balance")
     files = {p.name for p in archive.path.glob("*.parquet")}
     with pytest.raises(eventkit.ImmutabilityError, match="confirm=True"):
-        eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops", reason="7-year rule")
+        eventkit.expire(archive, before=CUTOFF, by="ops", reason="7-year rule")
     deposits = RuleSet(name="deposits", fields=(Field("balance"),),  # no Correction rule
                        handlers=(Handler("Deposit", {"balance": "balance + amount"}),))
     with pytest.raises(eventkit.ArchiveError, match="cannot reproduce 'deposits'"):
-        eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops", reason="7-year rule",
+        eventkit.expire(archive, before=CUTOFF, by="ops", reason="7-year rule",
                                   confirm=True, rules=deposits)
     assert {p.name for p in archive.path.glob("*.parquet")} == files
     assert archive.verify().ok
 
-    report = eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops@bank",
+    report = eventkit.expire(archive, before=CUTOFF, by="ops@bank",
                                        reason="retention: 150 days", confirm=True)
 
     assert report.replaced_rows > 300 and 0 < report.opening_rows <= 40
@@ -280,7 +282,7 @@ def every_answer_after(archive: EventArchive, rules: RuleSet, cutoff: datetime
     return out
 
 
-BANKING = eventkit.rulesets.get("banking")
+BANKING = eventkit.rules.get("banking")
 
 
 def test_expire_banking_keeps_interest_fees_and_status(small_files: EventArchive) -> None:
@@ -289,7 +291,7 @@ def test_expire_banking_keeps_interest_fees_and_status(small_files: EventArchive
     before = every_answer_after(archive, rules, CUTOFF)
     assert before["state"]["fees"].sum() > 0 and before["state"]["interest"].sum() != 0
 
-    report = eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops", reason="retention",
+    report = eventkit.expire(archive, before=CUTOFF, by="ops", reason="retention",
                                        confirm=True, rules=rules)
 
     # every event of an account before the cut-off is gone; its whole state is stored
@@ -314,9 +316,9 @@ def test_expire_banking_keeps_interest_fees_and_status(small_files: EventArchive
     later = CUTOFF + timedelta(days=100)
     again = every_answer_after(archive, rules, later)
     with pytest.raises(eventkit.ArchiveError, match="expired already"):
-        eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops", reason="r", confirm=True,
+        eventkit.expire(archive, before=CUTOFF, by="ops", reason="r", confirm=True,
                                   rules=rules)
-    eventkit.lifecycle.expire(archive, before=later, by="ops", reason="r", confirm=True,
+    eventkit.expire(archive, before=later, by="ops", reason="r", confirm=True,
                               rules=rules)
     assert archive.verify().ok
     assert_same(again, every_answer_after(archive, rules, later))
@@ -324,7 +326,7 @@ def test_expire_banking_keeps_interest_fees_and_status(small_files: EventArchive
 
 def test_a_changed_opening_state_file_is_named(small_files: EventArchive) -> None:
     archive = small_files
-    report = eventkit.lifecycle.expire(archive, before=CUTOFF, by="ops", reason="r",
+    report = eventkit.expire(archive, before=CUTOFF, by="ops", reason="r",
                                        confirm=True, rules="banking")
     record = ledger.read_commit(archive.path, report.version).record
     states = archive.path / ledger.PRIVATE_DIR / record["states"]["path"]
@@ -349,7 +351,7 @@ def test_expire_banking_property(tmp_path_factory: pytest.TempPathFactory, seed:
     rules = BANKING.with_params(overdraft_fee=fee)
     cutoff = START + timedelta(days=days)
     before = every_answer_after(archive, rules, cutoff)
-    eventkit.lifecycle.expire(archive, before=cutoff, by="ops", reason="r", confirm=True,
+    eventkit.expire(archive, before=cutoff, by="ops", reason="r", confirm=True,
                               rules=rules)
     assert archive.verify().ok
     assert_same(before, every_answer_after(archive, rules, cutoff))

@@ -12,7 +12,7 @@ from polars.testing import assert_frame_equal
 
 import eventkit
 from eventkit.exceptions import PatternError
-from eventkit.patterns import (
+from eventkit.questions.patterns import (
     Detector,
     Pattern,
     begin,

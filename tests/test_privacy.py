@@ -18,10 +18,11 @@ from test_archive import assert_unchanged, snapshot
 
 import eventkit
 from eventkit import EventArchive, PrivacyError, SchemaError, ValidationError
-from eventkit.cli import main
-from eventkit.generate import generate_chunks
-from eventkit.lifecycle import compact, info
-from eventkit.privacy import ERASED, KeyStore, encrypt, erasure_audit, pseudonymise, reveal
+from eventkit.archive.compaction import compact
+from eventkit.archive.privacy import ERASED, KeyStore, encrypt, erasure_audit, pseudonymise, reveal
+from eventkit.archive.storage import info
+from eventkit.banking.generate import generate_chunks
+from eventkit.workbench.cli import main
 
 PERSONAL = ("name", "email", "iban")
 START = datetime(2024, 1, 1, tzinfo=UTC)

@@ -27,8 +27,8 @@ from oracle_checks import (
 )
 
 import eventkit
-from eventkit import rulesets
-from eventkit.reference import reference_fold
+from eventkit import rules as rulesets
+from eventkit.rules.reference import reference_fold
 from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA
 
 

@@ -14,7 +14,7 @@ from conftest import ROOT
 from nbformat.v4 import new_code_cell, new_notebook
 
 import eventkit
-from eventkit.reports import load_runs, run_reports
+from eventkit.workbench.reports import load_runs, run_reports
 
 pytestmark = pytest.mark.notebooks
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from eventkit import RuleError, open_archive, replay, rulesets
-from eventkit.rules import Field, Handler, RuleSet
+from eventkit import RuleError, open_archive, replay
+from eventkit import rules as rulesets
+from eventkit.rules.model import Field, Handler, RuleSet
 
 ROOT = Path(__file__).resolve().parent.parent
 LOYALTY = ROOT / "data" / "rules" / "loyalty.toml"

@@ -18,8 +18,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracle_checks import FAST, T0, check_against_oracle, event_streams
 
-from eventkit import replay, rulesets
-from eventkit.rules import Field, Handler, RuleSet
+from eventkit import replay
+from eventkit import rules as rulesets
+from eventkit.rules.model import Field, Handler, RuleSet
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,11 +23,12 @@ from oracle_checks import FAST, event_streams
 from polars.testing import assert_frame_equal
 
 import eventkit
-import eventkit.lifecycle
-from eventkit import CorruptionError, EventArchive, ScaleError, ledger, replay
-from eventkit.buckets import BANK_BUCKET, bucket_expr, bucket_of
-from eventkit.cli import main
-from eventkit.generate import generate
+from eventkit import CorruptionError, EventArchive, ScaleError, replay
+from eventkit.archive import ledger
+from eventkit.archive.buckets import BANK_BUCKET, bucket_expr, bucket_of
+from eventkit.banking.generate import generate
+from eventkit.replay import buckets as buckets_engine
+from eventkit.workbench.cli import main
 
 RULES = ["balance", "banking"]
 
@@ -117,7 +118,7 @@ def test_bucketed_archive_reads_and_replays_as_a_plain_one(events: pl.DataFrame,
 
 def test_a_changed_bucket_file_is_caught(tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(eventkit.scale, "ROWS_PER_STEP", 1)  # two steps, run side by side
+    monkeypatch.setattr(buckets_engine, "ROWS_PER_STEP", 1)  # two steps, run side by side
     archive = EventArchive.create(tmp_path / "bank", buckets=2)
     archive.append(make_events([(a, "Deposit", 100, a) for a in range(1, 9)]).drop(
         "seq", "recorded_at"))
@@ -161,8 +162,8 @@ def test_cli_generates_a_bucketed_archive(tmp_path: Path, capsys: pytest.Capture
 @pytest.mark.parametrize("rules", RULES)
 def test_bucket_engine_equals_memory(bank: dict[str, Path], source: str, rules: str,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(eventkit.scale, "ROWS_PER_BUCKET", 7_000)  # split into several
-    monkeypatch.setattr(eventkit.scale, "ROWS_PER_STEP", 7_000)  # a bucket a step
+    monkeypatch.setattr(buckets_engine, "ROWS_PER_BUCKET", 7_000)  # split into several
+    monkeypatch.setattr(buckets_engine, "ROWS_PER_STEP", 7_000)  # a bucket a step
     result = replay(bank[source], rules, engine="buckets")
     assert len(result.buckets) > 1
     assert_same_answers(replay(bank[source], rules), result, "2024-06-30")
@@ -170,7 +171,7 @@ def test_bucket_engine_equals_memory(bank: dict[str, Path], source: str, rules: 
 
 def test_bucket_engine_writes_histories_to_out(bank: dict[str, Path], tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(eventkit.scale, "ROWS_PER_STEP", 13_000)  # about 2 buckets a step
+    monkeypatch.setattr(buckets_engine, "ROWS_PER_STEP", 13_000)  # about 2 buckets a step
     out = tmp_path / "out"
     result = replay(bank["bucketed"], "banking", engine="buckets", out=out)
     memory = replay(bank["bucketed"], "banking")
@@ -212,7 +213,7 @@ def test_bucket_engine_refusals(bank: dict[str, Path]) -> None:
     with pytest.raises(eventkit.InstantError) as caught:
         result.at_times(["2024-01-01", "soon"])
     assert caught.value.param == "instants"
-    keyed = dataclasses.replace(eventkit.rulesets.get("balance"), key="counterparty_id")
+    keyed = dataclasses.replace(eventkit.rules.get("balance"), key="counterparty_id")
     with pytest.raises(ScaleError, match="keyed by 'counterparty_id'"):
         replay(bank["bucketed"], keyed, engine="buckets")
 
@@ -308,7 +309,7 @@ def test_expired_archive_is_refused_by_the_bucket_engine(bank: dict[str, Path],
                                                          tmp_path: Path) -> None:
     copy = tmp_path / "plain"
     shutil.copytree(bank["plain"], copy)
-    eventkit.lifecycle.expire(copy, before="2023-06-01", by="test", reason="retention",
+    eventkit.expire(copy, before="2023-06-01", by="test", reason="retention",
                               rules="banking", confirm=True)
     with pytest.raises(ScaleError, match="engine='memory'"):
         replay(copy, "banking", engine="buckets")

@@ -16,8 +16,8 @@ from polars.testing import assert_frame_equal
 
 import eventkit
 from eventkit import CorruptionError, EventArchive, SnapshotError, replay, snapshot
-from eventkit.rulesets import get
-from eventkit.snapshots import by_key
+from eventkit.replay.snapshots import by_key
+from eventkit.rules.registry import get
 
 RULES = st.sampled_from(["balance", "banking", "banking-rate-table"])
 EVERY = st.sampled_from(["1d", "7d", "1mo", "1q"])

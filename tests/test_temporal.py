@@ -17,7 +17,7 @@ from polars.testing import assert_frame_equal
 
 import eventkit
 from eventkit import InstantError, replay
-from eventkit.temporal import restatements
+from eventkit.questions.temporal import restatements
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = st.sampled_from(["balance", "banking"])

@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 
 import eventkit
 from eventkit import EventArchive
-from eventkit.upcast import UPCASTERS, VERSION_COLUMN, VERSION_KEY, Upcaster, Upcasters, versions
+from eventkit.archive.storage import versions
+from eventkit.sources.upcast import (
+    UPCASTERS,
+    VERSION_COLUMN,
+    VERSION_KEY,
+    Upcaster,
+    Upcasters,
+)
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 OLD_NAMES = {1: "Withdrawl", 2: "CashOut"}

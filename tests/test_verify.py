@@ -16,9 +16,11 @@ import polars as pl
 import pytest
 from conftest import make_events
 
-from eventkit import EventArchive, ledger
-from eventkit.cli import main
-from eventkit.ledger import chain_digest, sha256_file
+from eventkit import EventArchive
+from eventkit.archive import ledger
+from eventkit.archive.ledger import chain_digest, sha256_file
+from eventkit.archive.verify import verify_log
+from eventkit.workbench.cli import main
 
 Action = dict[str, Any]
 
@@ -356,7 +358,7 @@ def test_damaged_genesis_commit_is_reported_by_the_ledger(archive: EventArchive)
     path = commit_json(archive, 0)
     path.write_bytes(path.read_bytes()[:100])
 
-    report = ledger.verify_log(archive.path)
+    report = verify_log(archive.path)
 
     assert not report.ok
     assert report.problems[0].startswith("commit 0:")

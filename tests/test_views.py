@@ -12,10 +12,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from eventkit import EventArchive, replay
-from eventkit.generate import generate
-from eventkit.rulesets import get
-from eventkit.views import ViewError, materialize, refresh
+from eventkit import EventArchive, ViewError, materialize, refresh, replay
+from eventkit.banking.generate import generate
+from eventkit.rules.registry import get
 
 ENGINES = ["duckdb", "sqlite"]
 

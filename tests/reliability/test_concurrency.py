@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from test_archive import assert_unchanged, snapshot
 
-from eventkit import AppendConflictError, EventArchive, ledger
-from eventkit import archive as archive_module
+from eventkit import AppendConflictError, EventArchive
+from eventkit.archive import ledger
+from eventkit.archive import table as archive_module
 from reliability import workers
 
 WRITERS = 4
@@ -106,7 +107,7 @@ def test_losing_a_commit_race_writes_nothing_and_the_retry_succeeds(
     """Deterministic race: another writer commits while this one writes its data file."""
     path = tmp_path / "bank"
     EventArchive.create(path).append(workers.make_batch("first"), batch_id="first")
-    real_write = archive_module._write_data_file
+    real_write = archive_module.write_data_file
     raced = []
 
     def write_then_let_another_writer_commit(file: Path, part: Any, *rest: Any) -> Any:
@@ -116,7 +117,7 @@ def test_losing_a_commit_race_writes_nothing_and_the_retry_succeeds(
             EventArchive(path).append(workers.make_batch("rival"), batch_id="rival")
         return out
 
-    monkeypatch.setattr(archive_module, "_write_data_file", write_then_let_another_writer_commit)
+    monkeypatch.setattr(archive_module, "write_data_file", write_then_let_another_writer_commit)
     with without_lock():
         with pytest.raises(AppendConflictError) as info:
             EventArchive(path).append(workers.make_batch("loser"), batch_id="loser")

@@ -23,8 +23,9 @@ import pytest
 from conftest import make_events
 
 import eventkit
-from eventkit import CorruptionError, EventArchive, ledger
-from eventkit.cli import main
+from eventkit import CorruptionError, EventArchive
+from eventkit.archive import ledger
+from eventkit.workbench.cli import main
 
 Damage = Callable[[EventArchive], Path]
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from eventkit import EventArchive, ledger
+from eventkit import EventArchive
+from eventkit.archive import ledger
 from reliability import workers
 
 TRIALS = 60

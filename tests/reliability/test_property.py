@@ -25,7 +25,7 @@ from oracle_checks import FAST, check_against_oracle
 from test_archive import assert_unchanged, snapshot
 
 from eventkit import EventArchive, EventDataError
-from eventkit.archive import MAX_ID_BYTES
+from eventkit.archive._checks import MAX_ID_BYTES
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES, MONEY_EVENT_TYPES
 
 INT64 = st.integers(-(2**63), 2**63 - 1)

@@ -25,7 +25,8 @@ from test_verify import (  # noqa: F401 (archive: fixture)
     three_appends,
 )
 
-from eventkit import CorruptionError, EventArchive, ledger
+from eventkit import CorruptionError, EventArchive
+from eventkit.archive.verify import verify_log
 
 
 def swap(a: Path, b: Path) -> None:
@@ -130,4 +131,4 @@ def test_archive_rebuilt_from_scratch_is_caught_by_the_cli_with_expect(
     result = cli("--expect", saved)
     assert result.returncode == 1
     assert saved in result.stdout and "rewritten" in result.stdout
-    assert ledger.verify_log(archive.path, expect=rebuilt.head).ok
+    assert verify_log(archive.path, expect=rebuilt.head).ok

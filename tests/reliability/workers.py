@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 
 from eventkit import AppendConflictError, EventArchive
-from eventkit import archive as archive_module
+from eventkit.archive import table as archive_module
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 #: Where a crash-test writer kills itself (None: killed from outside at a random moment).
@@ -92,7 +92,7 @@ def _die() -> None:
 def _arm(stage: str) -> None:
     """Make this process SIGKILL itself at ``stage`` of its first append."""
     if stage in ("before-intent", "after-intent"):
-        real_write = archive_module._write_durably
+        real_write = archive_module.write_durably
 
         def write(path: Path, data: bytes) -> None:
             if stage == "before-intent":
@@ -100,16 +100,16 @@ def _arm(stage: str) -> None:
             real_write(path, data)
             _die()
 
-        archive_module._write_durably = write  # type: ignore[assignment]
+        archive_module.write_durably = write  # type: ignore[assignment]
     elif stage == "after-data-file":
-        real_data = archive_module._write_data_file
+        real_data = archive_module.write_data_file
 
         def write_data(path: Path, part: pl.DataFrame, *rest: Any) -> Any:
             out = real_data(path, part, *rest)
             _die()
             return out
 
-        archive_module._write_data_file = write_data  # type: ignore[assignment]
+        archive_module.write_data_file = write_data  # type: ignore[assignment]
     elif stage in ("before-commit", "after-commit"):
         real_table = archive_module.DeltaTable
 

@@ -1,0 +1,29 @@
+"""The archive: eventkit's own append-only, tamper-evident event store, and its upkeep.
+
+:class:`~eventkit.archive.table.EventArchive` is a Delta table whose commits
+form a hash chain (:mod:`~eventkit.archive.ledger`, checked by
+:mod:`~eventkit.archive.verify`); :func:`~eventkit.archive.open.open_archive`
+reads it or any source :mod:`eventkit.sources` reads. Upkeep: compaction,
+the storage report, the read side of retention, buckets of keys, privacy
+(per-subject encryption and erasure). Knows only :mod:`eventkit.sources` below it.
+"""
+
+from eventkit.archive.compaction import CompactReport, compact
+from eventkit.archive.open import Events, open_archive
+from eventkit.archive.privacy import KeyStore
+from eventkit.archive.storage import StorageReport, info
+from eventkit.archive.table import AppendReceipt, EventArchive
+from eventkit.archive.verify import VerifyReport
+
+__all__ = [
+    "AppendReceipt",
+    "CompactReport",
+    "EventArchive",
+    "Events",
+    "KeyStore",
+    "StorageReport",
+    "VerifyReport",
+    "compact",
+    "info",
+    "open_archive",
+]

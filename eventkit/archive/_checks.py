@@ -1,0 +1,224 @@
+"""What an append refuses: the checks of a batch's columns and values before anything is stored."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import polars as pl
+
+from eventkit.exceptions import (
+    SchemaError,
+    ValidationError,
+)
+from eventkit.schema import CANONICAL_SCHEMA, SUBJECT_COL
+from eventkit.sources.conform import ColumnMapping
+
+__all__ = [
+    "CIPHERTEXT_PREFIX",
+    "MAX_ID_BYTES",
+    "MAX_META_BYTES",
+    "MAX_TYPE_BYTES",
+    "archive_schema",
+    "check_batch_columns",
+    "check_meta",
+    "check_personal",
+    "check_raw_types",
+    "check_values",
+    "collect_batch",
+]
+
+
+def check_batch_columns(
+    batch: pl.DataFrame, mapping: ColumnMapping | dict[str, Any] | None, recorded_at: str,
+    source: str, personal: tuple[str, ...] = (),
+) -> None:
+    m = ColumnMapping.parse(mapping)
+    if recorded_at not in ("now", "keep"):
+        msg = f"recorded_at must be 'now' or 'keep', not {recorded_at!r}"
+        raise SchemaError(msg, source=source, column="recorded_at")
+    names = set(batch.columns)
+    if m.source_name("seq") in names:
+        msg = "seq is assigned by the archive; drop the column"
+        raise SchemaError(msg, source=source, column="seq")
+    if recorded_at == "now" and m.source_name("recorded_at") in names:
+        msg = ("recorded_at is stamped by the archive; drop the column, or pass "
+               "recorded_at='keep' to import history with its own transaction times")
+        raise SchemaError(msg, source=source, column="recorded_at")
+    if recorded_at == "keep" and m.source_name("recorded_at") not in names:
+        msg = "recorded_at='keep' needs a recorded_at column"
+        raise SchemaError(msg, source=source, column="recorded_at")
+    for canonical, name in m.columns.items():
+        if name not in names:
+            msg = (f"missing column {canonical!r} (mapped from {name!r}); the batch has "
+                   f"{sorted(names)}")
+            raise SchemaError(msg, source=source, column=canonical)
+    known = {m.source_name(c) for c in CANONICAL_SCHEMA}
+    stored = [*CANONICAL_SCHEMA, *([SUBJECT_COL, *personal] if personal else [])]
+    extra = sorted(names - known - set(stored))
+    if extra:
+        msg = f"unknown column(s) {extra}; the archive stores {stored}"
+        raise SchemaError(msg, source=source, column=extra[0])
+    for name in personal:
+        if name in names and batch[name].dtype not in (pl.Binary, pl.Null):
+            msg = (f"personal column holds {batch[name].dtype} values; personal fields are "
+                   "stored only as ciphertext: encrypt them with eventkit.archive.privacy.encrypt")
+            raise SchemaError(msg, source=source, column=name)
+    if personal and SUBJECT_COL in names and batch[SUBJECT_COL].dtype not in (pl.String,
+                                                                              pl.Null):
+        msg = f"{SUBJECT_COL} must be text, not {batch[SUBJECT_COL].dtype}"
+        raise SchemaError(msg, source=source, column=SUBJECT_COL)
+
+
+def archive_schema(personal: tuple[str, ...]) -> dict[str, pl.DataType]:
+    if not personal:
+        return dict(CANONICAL_SCHEMA)
+    return {**CANONICAL_SCHEMA, SUBJECT_COL: pl.String(), **{f: pl.Binary() for f in personal}}
+
+
+def check_personal(rows: pl.DataFrame, personal: tuple[str, ...], source: str) -> None:
+    """Personal values must be eventkit ciphertext of a named subject."""
+    for name in personal:
+        if name not in rows.columns:
+            continue
+        value = pl.col(name).cast(pl.Binary)
+        for bad, problem in (
+            (value.is_not_null() & ~value.bin.starts_with(CIPHERTEXT_PREFIX),
+             "not eventkit ciphertext (plaintext is never stored; use eventkit.archive.privacy.encrypt)"),
+            (value.is_not_null() & pl.col(SUBJECT_COL).is_null()
+             if SUBJECT_COL in rows.columns else value.is_not_null(),
+             f"a personal value without a {SUBJECT_COL}"),
+        ):
+            found = rows.select(bad.arg_true().first()).item()
+            if found is not None:
+                raise ValidationError(problem, source=source, column=name, row=int(found))
+
+
+def check_meta(meta: dict[str, Any] | None, source: str) -> dict[str, Any] | None:
+    """``meta`` as it will be stored (a JSON round trip), or a clear error."""
+    if meta is None:
+        return None
+    try:
+        text = json.dumps(meta, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        msg = f"meta must be a JSON object of text keys and JSON values ({exc})"
+        raise ValidationError(msg, source=source, column="meta") from None
+    if not isinstance(meta, dict) or len(text.encode()) > MAX_META_BYTES:
+        msg = f"meta must be a JSON object of at most {MAX_META_BYTES:,} bytes"
+        raise ValidationError(msg, source=source, column="meta")
+    return json.loads(text)
+
+
+def collect_batch(events: pl.DataFrame | pl.LazyFrame, source: str) -> pl.DataFrame:
+    if isinstance(events, pl.DataFrame):
+        return events
+    if not isinstance(events, pl.LazyFrame):
+        msg = f"expected a Polars DataFrame or LazyFrame, not {type(events).__name__}"
+        raise SchemaError(msg, source=source)
+    try:
+        return events.collect()
+    except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException) as exc:
+        text = str(exc).strip()
+        msg = f"cannot read the batch: {text.splitlines()[0] if text else type(exc).__name__}"
+        raise SchemaError(msg, source=source) from None
+
+
+def check_raw_types(batch: pl.DataFrame, mapping: ColumnMapping, source: str) -> pl.DataFrame:
+    """Refuse column types no conversion makes sense of, before they reach the checks.
+
+    Nested values (lists, structs) are refused; bytes (Binary) in a text column
+    must be valid UTF-8 (then they are read as text); unsigned integers must fit
+    in Int64.
+    """
+    for canonical in CANONICAL_SCHEMA:
+        name = mapping.source_name(canonical)
+        if name not in batch.columns:
+            continue
+        column = batch[name]
+        dtype = column.dtype
+        if dtype.is_nested() or dtype == pl.Object:
+            msg = f"column holds {dtype} values; expected {CANONICAL_SCHEMA[canonical]}"
+            raise SchemaError(msg, source=source, column=canonical)
+        if dtype == pl.Binary and canonical in _TEXT_COLUMNS:
+            try:
+                text = column.cast(pl.String)
+            except pl.exceptions.PolarsError:
+                row = next(i for i, v in enumerate(column) if v is not None and not _utf8(v))
+                msg = f"bytes that are not UTF-8 text: {column[row][:80]!r}"
+                raise ValidationError(msg, source=source, column=canonical, row=row) from None
+            batch = batch.with_columns(text.alias(name))
+        if dtype == pl.UInt64 and canonical in _INT_COLUMNS:
+            bad = (column > _INT64_MAX).arg_true()
+            if len(bad):
+                row = int(bad[0])
+                msg = f"value too large for a 64-bit integer: {column[row]}"
+                raise ValidationError(msg, source=source, column=canonical, row=row)
+    return batch
+
+
+def _utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def check_values(rows: pl.DataFrame, source: str, *, check_recorded_at: bool) -> None:
+    """What the archive refuses beyond the canonical checks, before storing anything."""
+    checks: list[tuple[str, pl.Expr, str]] = [
+        ("event_id", pl.col("event_id").str.len_bytes() == 0, "empty event_id"),
+        ("event_id", pl.col("event_id").str.len_bytes() > MAX_ID_BYTES,
+         f"event_id longer than {MAX_ID_BYTES} bytes (ids are keys, not documents)"),
+        ("event_type", pl.col("event_type").str.len_bytes() > MAX_TYPE_BYTES,
+         f"event_type longer than {MAX_TYPE_BYTES} bytes"),
+        ("rate", pl.col("rate").is_nan() | pl.col("rate").is_infinite(),
+         "rate is NaN or infinite"),
+        ("event_time", ~pl.col("event_time").is_between(*_TIME_RANGE, closed="left"),
+         "event_time outside 1900-2200 (a wrong unit or a placeholder date?)"),
+    ]
+    if check_recorded_at:
+        checks.append(("recorded_at", pl.col("recorded_at") < _TIME_RANGE[0],
+                       "recorded_at before 1900"))
+    found = rows.select(pl.col(c).filter(bad.fill_null(value=False)).len().alias(str(i))
+                        for i, (c, bad, _) in enumerate(checks)).row(0)
+    for (column, bad, problem), count in zip(checks, found, strict=True):
+        if count:
+            row = int(rows.select(bad.fill_null(value=False).arg_true().first()).item())
+            value = rows[column][row]
+            shown = f"{len(value.encode()):,} bytes" if isinstance(value, str) and \
+                len(value) > 80 else repr(value)
+            raise ValidationError(f"{problem}: {shown}", source=source, column=column,
+                                  row=row)
+
+
+#: How every ciphertext eventkit stores begins (see :mod:`eventkit.archive.privacy`): a personal
+#: column holding anything else (such as plaintext cast to bytes) is refused.
+CIPHERTEXT_PREFIX = b"ek1\x00"
+
+
+#: Longest ``event_id`` an archive stores, in UTF-8 bytes (ids are keys, not documents).
+MAX_ID_BYTES = 256
+
+
+#: Largest ``meta`` object one append stores with its commit, in bytes of JSON.
+MAX_META_BYTES = 64 * 1024
+
+
+#: Longest ``event_type`` an archive stores, in UTF-8 bytes.
+MAX_TYPE_BYTES = 64
+
+
+_INT64_MAX = 2**63 - 1
+
+
+_INT_COLUMNS = ("account_id", "amount", "counterparty_id")
+
+
+_TEXT_COLUMNS = ("event_id", "event_type")
+
+
+#: Valid and transaction times must fall in 1900 .. 2200 (a wrong unit or a sentinel
+#: such as 9999-12-31 otherwise): the same plausible range the loaders use for epochs.
+_TIME_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))

@@ -1,0 +1,387 @@
+"""The archive's commit log and its hash chain.
+
+An eventkit archive is a Delta table whose every commit carries, in its
+``commitInfo``, an ``eventkit`` record: the SHA-256 of each data file the
+commit adds, the batch's ``seq`` range, and a digest chained to the previous
+commit's digest. This module reads that log and checks it; it never writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from eventkit.exceptions import ArchiveError, CorruptionError, ExpiredError
+from eventkit.sources.files import DELTA_LOG
+
+__all__ = [
+    "GENESIS",
+    "LOG_DIR",
+    "PRIVATE_DIR",
+    "REWRITE_KINDS",
+    "Commit",
+    "apply_record",
+    "chain_digest",
+    "check_data_file",
+    "content_digest",
+    "live_files",
+    "log_path",
+    "log_versions",
+    "merged_entries",
+    "pending_files",
+    "read_commit",
+    "read_log",
+    "remember_verified",
+    "sha256_file",
+]
+
+LOG_DIR = DELTA_LOG
+#: Folder of eventkit's own bookkeeping inside the table (lock, pending writes).
+PRIVATE_DIR = "_eventkit"
+#: The digest a chain starts from.
+GENESIS = "0" * 64
+#: Record kinds that may remove data files (eventkit's own audited rewrites, see
+#: :mod:`eventkit.archive.compaction`); any other commit that removes a file is tampering.
+REWRITE_KINDS = ("compact", "expire")
+_DIGEST_ROWS = 500_000
+_CHUNK = 1 << 20
+#: Files whose SHA-256 matched their record in this process, by path and the stat fields
+#: any rewrite changes (size, mtime, ctime, inode): repeated scans only ``stat`` them.
+_VERIFIED: dict[tuple[str, int, int, int, int, int], str] = {}
+_VERIFIED_MAX = 1_000_000
+#: A file changed within this long of its last change can keep its stat fields
+#: (timestamps are coarse): such a file is hashed on every read until it is older.
+_RACY_NS = 1_000_000_000
+
+
+def sha256_file(path: Path, *, on_bytes: Callable[[int], object] | None = None) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+            if on_bytes is not None:
+                on_bytes(len(chunk))
+    return h.hexdigest()
+
+
+def chain_digest(prev: str, record: dict[str, Any]) -> str:
+    """Digest of a commit record (without its ``digest`` key) chained to ``prev``.
+
+    Examples
+    --------
+    >>> d = chain_digest(GENESIS, {"kind": "create"})
+    >>> len(d), d == chain_digest(GENESIS, {"kind": "create"})
+    (64, True)
+
+    """
+    body = {k: v for k, v in record.items() if k != "digest"}
+    text = prev + "\n" + json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def content_digest(frames: list[pl.DataFrame]) -> str:
+    """SHA-256 of the rows of ``frames`` (in order), independent of how they are stored.
+
+    Two sets of data files hold the same events in the same order exactly when
+    their content digests are equal, however the rows are split into files,
+    row groups or compressed. Values are hashed as text (times as epoch
+    microseconds, bytes as hex), with the column names first.
+
+    Examples
+    --------
+    >>> a = pl.DataFrame({"seq": [0, 1, 2], "amount": [5, 7, 9]})
+    >>> content_digest([a]) == content_digest([a.head(1), a.tail(2)])
+    True
+    >>> content_digest([a]) == content_digest([a.reverse()])
+    False
+
+    """
+    h = hashlib.sha256()
+    names: list[str] | None = None
+    for frame in frames:
+        if names is None:
+            names = frame.columns
+            h.update(("\t".join(names) + "\n").encode())
+        stable = frame.select(_stable(name, frame.schema[name]) for name in names)
+        for part in stable.iter_slices(_DIGEST_ROWS):
+            h.update(part.write_csv(include_header=False, float_precision=None).encode())
+    return h.hexdigest()
+
+
+def _stable(name: str, dtype: pl.DataType) -> pl.Expr:
+    if isinstance(dtype, pl.Datetime):
+        return pl.col(name).dt.epoch("us")
+    if dtype == pl.Binary:
+        return pl.col(name).bin.encode("hex")
+    return pl.col(name)
+
+
+@dataclass(frozen=True)
+class Commit:
+    """One parsed Delta commit: what it added or removed and eventkit's record of it."""
+
+    version: int
+    timestamp_ms: int | None
+    adds: tuple[dict[str, Any], ...]
+    removes: tuple[str, ...]
+    metadata: dict[str, Any] | None  # the Delta metaData action, if the commit has one
+    record: dict[str, Any] | None  # eventkit's commitInfo record, None if absent
+    error: str | None = None  # why the commit file could not be read
+
+
+def log_path(root: Path, version: int) -> Path:
+    """Path of the JSON file of commit ``version``."""
+    return root / LOG_DIR / f"{version:020d}.json"
+
+
+def read_commit(root: Path, version: int) -> Commit:
+    """Parse commit ``version``; a damaged file gives a Commit with ``error`` set."""
+    try:
+        lines = log_path(root, version).read_text().splitlines()
+        actions = [json.loads(line) for line in lines if line.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Commit(version, None, (), (), metadata=None, record=None,
+                      error=f"{type(exc).__name__}: {exc}")
+    adds: list[dict[str, Any]] = []
+    removes: list[str] = []
+    info: dict[str, Any] = {}
+    meta = None
+    for action in actions:
+        if "add" in action:
+            adds.append(action["add"])
+        elif "remove" in action:
+            removes.append(action["remove"].get("path", "?"))
+        elif "commitInfo" in action:
+            info = action["commitInfo"]
+        elif "metaData" in action:
+            meta = action["metaData"]
+    record = None
+    if isinstance(info.get("eventkit"), str):
+        try:
+            record = json.loads(info["eventkit"])
+        except json.JSONDecodeError:
+            record = None
+    return Commit(version, info.get("timestamp"), tuple(adds), tuple(removes),
+                  metadata=meta, record=record)
+
+
+def log_versions(root: Path) -> list[int]:
+    """Versions that have a JSON commit file, ascending."""
+    out = []
+    for name in os.listdir(root / LOG_DIR):
+        stem, _, ext = name.partition(".")
+        if ext == "json" and stem.isdigit():
+            out.append(int(stem))
+    return sorted(out)
+
+
+def read_log(root: Path) -> list[Commit]:
+    """Every commit of the table, in version order."""
+    return [read_commit(root, v) for v in log_versions(root)]
+
+
+def live_files(
+    root: Path, commits: list[Commit] | None = None, *, version: int | None = None
+) -> list[dict[str, Any]]:
+    """The record entries (path, sha256, bytes, rows) of the data files live at ``version``.
+
+    A cheap check of the log up to ``version`` (default: the latest), made on
+    every read: every commit file 0..version exists and parses, carries
+    eventkit's record, chains to the previous digest and recomputes its own,
+    removes nothing (but what an audited rewrite's record names, see
+    :func:`apply_record`), changes no metadata after creation, and adds exactly
+    the files its record lists. The first failure raises
+    :class:`~eventkit.exceptions.CorruptionError` naming the commit file (run
+    :func:`verify_log` for the full report). Data files are not opened here:
+    see :func:`check_data_file`.
+    """
+    commits = read_log(root) if commits is None else commits
+    if not commits:
+        msg = f"{root}: the commit log is empty"
+        raise CorruptionError(msg, path=str(root), file=str(root / LOG_DIR))
+    latest = commits[-1].version
+    if version is not None and not 0 <= version <= latest:
+        msg = f"{root} has no version {version} (versions 0..{latest})"
+        raise ArchiveError(msg, path=str(root))
+    upto = latest if version is None else version
+    by_version = {c.version: c for c in commits}
+    prev = GENESIS
+    entries: list[dict[str, Any]] = []
+    for v in range(upto + 1):
+        name = log_path(root, v)
+        commit = by_version.get(v)
+
+        def fail(problem: str, name: Path = name, v: int = v) -> CorruptionError:
+            msg = (f"{root}: commit {v} ({LOG_DIR}/{name.name}) {problem}; the archive was "
+                   "damaged or changed behind eventkit's back (run eventkit verify)")
+            return CorruptionError(msg, path=str(root), file=str(name))
+
+        if commit is None:
+            raise fail("is missing")
+        if commit.error is not None:
+            raise fail(f"is unreadable ({commit.error})")
+        rec = commit.record
+        if rec is None:
+            raise fail("was not written by eventkit (no eventkit record)")
+        if rec.get("prev") != prev:
+            raise fail("does not chain to the commit before it")
+        if chain_digest(prev, rec) != rec.get("digest"):
+            raise fail("was altered (its digest does not recompute)")
+        if v > 0 and commit.metadata is not None:
+            raise fail("changes the table's metadata or properties")
+        listed = rec.get("files", [])
+        if sorted(a.get("path") for a in commit.adds) != sorted(f.get("path") for f in listed):
+            raise fail("adds other files than its record lists")
+        entries, problem = apply_record(entries, rec, commit.removes)
+        if problem:
+            raise fail(problem)
+        prev = rec["digest"]
+    return entries
+
+
+def apply_record(
+    entries: list[dict[str, Any]], record: dict[str, Any], removes: tuple[str, ...] = ()
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The live file entries after a commit with ``record`` (and Delta ``removes``).
+
+    An append adds its files at the end. An audited rewrite (``compact`` or
+    ``expire``, see :mod:`eventkit.archive.compaction`) replaces runs of consecutive live
+    files (its ``groups``) by new files in their place, so the files stay in log
+    order; its Delta ``removes`` must be exactly the files its groups name. Any
+    other removal is tampering. Returns the new entries and the problem found
+    (``None`` when there is none; the entries are then unchanged).
+
+    Examples
+    --------
+    >>> live = [{"path": "a"}, {"path": "b"}, {"path": "c"}]
+    >>> merged = {"kind": "compact", "files": [{"path": "ab"}],
+    ...           "groups": [{"removed": ["a", "b"], "files": ["ab"]}]}
+    >>> [e["path"] for e in apply_record(live, merged, ("a", "b"))[0]]
+    ['ab', 'c']
+    >>> apply_record(live, {"kind": "append", "files": []}, ("c",))[1]
+    "removes ['c'] from an append-only archive"
+
+    """
+    if record.get("kind") not in REWRITE_KINDS:
+        if removes:
+            return entries, f"removes {list(removes)} from an append-only archive"
+        return [*entries, *record.get("files", [])], None
+    groups = record.get("groups", [])
+    named = [p for g in groups for p in g.get("removed", [])]
+    if sorted(removes) != sorted(named):
+        return entries, (f"removes {sorted(removes)} but its {record.get('kind')} record names "
+                         f"{sorted(named)}")
+    new = {f.get("path"): f for f in record.get("files", [])}
+    if sorted(new) != sorted(p for g in groups for p in g.get("files", [])):
+        return entries, "lists other new files than its groups"
+    out = list(entries)
+    for group in groups:
+        gone = group.get("removed", [])
+        paths = [e["path"] for e in out]
+        start = paths.index(gone[0]) if gone and gone[0] in paths else -1
+        if start < 0 or paths[start:start + len(gone)] != gone:
+            return entries, (f"rewrites files {gone} that are not consecutive live files of "
+                             "the archive")
+        out[start:start + len(gone)] = [new[p] for p in group.get("files", [])]
+    return out, None
+
+
+def merged_entries(
+    root: Path, version: int, entries: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], int | None]:
+    """Where the rows of ``version`` live after later compactions deleted its files.
+
+    Returns the live files of the first later version whose files are all on
+    disk, and the last ``seq`` of ``version`` (its rows are those up to it:
+    appends only add later ``seq``, compactions keep rows). Raises
+    :class:`~eventkit.exceptions.ExpiredError` when an expiry rewrote them
+    since; returns ``entries`` unchanged (``None``) when nothing replaced them.
+    """
+    commits = read_log(root)
+    last_seq = (commits[version].record or {}).get("seq", [-1, -1])[1]
+    for commit in commits[version + 1:]:
+        rec = commit.record or {}
+        if rec.get("kind") == "expire":
+            msg = (f"{root}: version {version} cannot be read: it was expired by version "
+                   f"{commit.version} (events before {rec.get('cutoff')} were replaced by "
+                   "opening states)")
+            raise ExpiredError(msg, path=str(root), cutoff=rec.get("cutoff"))
+        if rec.get("kind") == "compact":
+            later = live_files(root, commits, version=commit.version)
+            if all((root / e["path"]).exists() for e in later):
+                return later, last_seq
+    return entries, None
+
+
+def check_data_file(root: Path, entry: dict[str, Any]) -> Path:
+    """Check a data file against its record entry (size, then SHA-256); return its path.
+
+    Raises :class:`~eventkit.exceptions.CorruptionError` naming the file when it is
+    missing, of another size, or hashes differently. A file that passed once in
+    this process is not hashed again while its size, mtime, ctime and inode stay
+    the same (any rewrite changes its ctime), unless it had changed less than a
+    second before it was hashed (timestamps are coarse; it is hashed again).
+    """
+    path = root / entry["path"]
+    try:
+        st = path.stat()
+    except OSError as exc:
+        msg = f"{root}: data file {entry['path']} is missing or unreadable ({exc})"
+        raise CorruptionError(msg, path=str(root), file=str(path)) from None
+    if st.st_size != entry.get("bytes"):
+        msg = (f"{root}: data file {entry['path']} is damaged: {st.st_size:,} bytes instead of "
+               f"the {entry.get('bytes'):,} recorded")
+        raise CorruptionError(msg, path=str(root), file=str(path))
+    key = _stat_key(path, st)
+    if _VERIFIED.get(key) == entry.get("sha256"):
+        return path
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        msg = f"{root}: data file {entry['path']} is unreadable ({exc})"
+        raise CorruptionError(msg, path=str(root), file=str(path)) from None
+    if digest != entry.get("sha256"):
+        msg = (f"{root}: data file {entry['path']} is damaged or was changed: its SHA-256 "
+               "differs from the one recorded")
+        raise CorruptionError(msg, path=str(root), file=str(path))
+    remember_verified(path, digest, st)
+    return path
+
+
+def remember_verified(path: Path, digest: str, st: os.stat_result | None = None) -> None:
+    """Record that ``path`` hashes to ``digest`` (see :func:`check_data_file`).
+
+    ``st`` is the file's stat taken before hashing; nothing is recorded when the
+    file changed since.
+    """
+    now = path.stat()
+    key = _stat_key(path, now)
+    if st is not None and key != _stat_key(path, st):
+        return
+    if time.time_ns() - max(now.st_ctime_ns, now.st_mtime_ns) < _RACY_NS:
+        return  # "racily clean": a change in the same clock tick would look the same
+    if len(_VERIFIED) >= _VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[key] = digest
+
+
+def _stat_key(path: Path, st: os.stat_result) -> tuple[str, int, int, int, int, int]:
+    return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
+            st.st_dev)
+
+
+def pending_files(root: Path) -> set[str]:
+    """Data files named by intents of appends that have not finished (yet)."""
+    folder = root / PRIVATE_DIR / "pending"
+    if not folder.is_dir():
+        return set()
+    return {p.stem for p in folder.iterdir() if p.suffix == ".intent"}

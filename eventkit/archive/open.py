@@ -1,0 +1,117 @@
+"""Open event data wherever it lies: an eventkit archive, or any file :mod:`eventkit.sources` reads.
+
+:data:`Events` is everything the later stages take as events; :func:`as_lazy`
+and :func:`archive_of` are the one place that tells them apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import polars as pl
+
+from eventkit.archive import ledger
+from eventkit.archive.table import EventArchive
+from eventkit.exceptions import SchemaError
+from eventkit.sources.conform import ColumnMapping
+from eventkit.sources.files import read_events
+from eventkit.sources.upcast import UNMARKED_VERSION, UPCASTERS, Upcasters
+
+__all__ = ["Events", "archive_of", "as_lazy", "is_eventkit_archive", "open_archive"]
+
+#: Events as every stage takes them: a frame in the canonical schema, an archive, or a
+#: path :func:`open_archive` reads.
+Events: TypeAlias = pl.LazyFrame | pl.DataFrame | EventArchive | str | Path
+
+
+def open_archive(
+    path: str | Path,
+    *,
+    mapping: ColumnMapping | dict[str, Any] | None = None,
+    validate: bool = True,
+    schema_version: int = UNMARKED_VERSION,
+    upcasters: Upcasters = UPCASTERS,
+) -> pl.LazyFrame:
+    """Open events as a LazyFrame in the canonical schema.
+
+    ``path`` may be an eventkit archive, any other Delta table, a Parquet file,
+    a folder of Parquet files (hive partitions such as ``day=2024-01-01/`` become
+    columns), or a glob such as ``"exports/*.parquet"``. ``mapping`` names the
+    user's columns and units (see :class:`~eventkit.sources.conform.ColumnMapping`).
+
+    With ``validate`` (the default) one scan checks every value and raises an
+    :class:`~eventkit.exceptions.EventDataError` naming the file, column and row
+    of the first bad one. An eventkit archive was checked on append and is
+    returned as stored (run ``verify`` to prove it unchanged).
+
+    Files of older schema versions are upcast on load (see :mod:`eventkit.sources.upcast`):
+    a file's version is its Parquet metadata ``eventkit.schema_version``, else a
+    ``schema_version`` column (per row), else ``schema_version``. Upcasters see the
+    columns under their canonical names (the mapping's renames applied first);
+    the mapping's units then read the upcast values. Consecutive files of one
+    version are read together, and any version no upcaster reaches raises
+    :class:`~eventkit.exceptions.SchemaVersionError` naming the file.
+
+    Examples
+    --------
+    >>> import tempfile, polars as pl
+    >>> f = tempfile.mkdtemp() + "/seed.parquet"
+    >>> pl.DataFrame({"accountId": [1, 1], "amount": [50.0, -20.0],
+    ...               "timestamp": [1702468800, 1702472400]}).write_parquet(f)
+    >>> events = open_archive(f, mapping={"account_id": "accountId",
+    ...     "event_time": "timestamp", "amount_unit": "major", "time_unit": "s"})
+    >>> events.select("account_id", "event_type", "amount").collect().rows()
+    [(1, 'Deposit', 5000), (1, 'Withdrawal', 2000)]
+
+    """
+    root = Path(path)
+    if is_eventkit_archive(root):
+        if mapping is not None:
+            msg = "an eventkit archive is already canonical; mapping applies to foreign data"
+            raise SchemaError(msg, source=str(root))
+        return EventArchive(root).scan()
+    return read_events(path, mapping=mapping, validate=validate, schema_version=schema_version,
+                       upcasters=upcasters)
+
+
+def is_eventkit_archive(root: Path) -> bool:
+    """True when ``root`` is an eventkit archive (a Delta table eventkit created)."""
+    if not (root / ledger.LOG_DIR).is_dir():
+        return False
+    record = ledger.read_commit(root, 0).record
+    return record is not None and record.get("kind") == "create"
+
+
+def archive_of(events: Events) -> EventArchive | None:
+    """The eventkit archive ``events`` is or names, if it is one (else ``None``).
+
+    Examples
+    --------
+    >>> archive_of(pl.LazyFrame()) is None
+    True
+
+    """
+    if isinstance(events, EventArchive):
+        return events
+    if isinstance(events, str | Path) and is_eventkit_archive(Path(events)):
+        return EventArchive(events)
+    return None
+
+
+def as_lazy(events: Events) -> pl.LazyFrame:
+    """``events`` as a LazyFrame in the canonical schema (an archive scanned, a path opened).
+
+    Examples
+    --------
+    >>> as_lazy(pl.DataFrame({"a": [1]})).collect().height
+    1
+
+    """
+    if isinstance(events, pl.LazyFrame):
+        return events
+    if isinstance(events, pl.DataFrame):
+        return events.lazy()
+    if isinstance(events, EventArchive):
+        return events.scan()
+    return open_archive(events)

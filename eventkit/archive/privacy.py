@@ -1,0 +1,338 @@
+"""Personal data in an immutable log: per-subject encryption, erasure, pseudonyms.
+
+An archive created with personal fields (``EventArchive.create(path,
+personal=("name", "email", "iban"))``) stores each personal value as AES-GCM
+ciphertext under a key of its data subject (``subject`` column), a fresh
+96-bit nonce per value, authenticated with the field and subject names.
+Keys live in a :class:`KeyStore` (a SQLite file *beside* the archive, never
+in it). :meth:`KeyStore.forget` destroys a subject's key: the ciphertext stays
+in the archive, byte for byte, so the hash chain still verifies and every
+replay (which never reads personal fields, nor needs a key) answers as before,
+but the values can no longer be read: :func:`reveal` shows :data:`ERASED`.
+
+Encryption and decryption call ``cryptography`` once per personal value;
+personal values sit on few events (an account's opening, a change of address),
+never on the money events a replay folds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from eventkit.archive._checks import CIPHERTEXT_PREFIX
+from eventkit.archive.table import EventArchive
+from eventkit.exceptions import PrivacyError
+from eventkit.schema import SUBJECT_COL
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["ERASED", "KeyStore", "encrypt", "erasure_audit", "pseudonymise", "reveal"]
+
+#: What a personal value of a forgotten subject reads as.
+ERASED = "«erased»"
+_NONCE = 12
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS subject_keys (subject TEXT PRIMARY KEY, key BLOB NOT NULL,
+                                         created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS forgotten (subject TEXT PRIMARY KEY, at TEXT NOT NULL,
+                                      by TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+"""
+
+
+class KeyStore:
+    """Per-subject keys in a SQLite file; :meth:`forget` destroys one for good.
+
+    The file is opened with ``secure_delete`` (freed pages are zeroed) and a
+    rollback journal, and is compacted (``VACUUM``) after each erasure, so a
+    destroyed key leaves no copy in the file. Keys are never printed, logged or
+    put in an error message. Keep the file beside the archive, not in it, and
+    back it up apart: an archive whose key store is lost reads as erased.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> keys = KeyStore(tempfile.mkdtemp() + "/bank.keys.sqlite")
+    >>> len(keys.keys(["c1"], create=True)["c1"])
+    32
+    >>> keys.forget("c1", by="dpo@bank", reason="erasure request 17")
+    True
+    >>> keys.keys(["c1"]), keys.forgotten()["subject"].to_list()
+    ({}, ['c1'])
+
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA secure_delete = ON")
+            self._db.execute("PRAGMA journal_mode = DELETE")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            msg = f"cannot open the key store {self.path}: {exc}"
+            raise PrivacyError(msg) from None
+
+    @classmethod
+    def beside(cls, archive: EventArchive | str | Path) -> KeyStore:
+        """The default key store of an archive: ``<archive>.keys.sqlite`` next to its folder."""
+        root = archive.path if isinstance(archive, EventArchive) else Path(archive)
+        return cls(root.parent / f"{root.name}.keys.sqlite")
+
+    def keys(self, subjects: Iterable[str], *, create: bool = False) -> dict[str, bytes]:
+        """The keys of ``subjects`` that exist (``create``: make the missing ones).
+
+        A forgotten subject never gets a key again: creating one raises.
+        """
+        wanted = sorted(set(subjects))
+        found: dict[str, bytes] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(self._db.execute(
+                f"SELECT subject, key FROM subject_keys WHERE subject IN ({marks})", chunk))
+        missing = [s for s in wanted if s not in found]
+        if create and missing:
+            gone = self._forgotten_among(missing)
+            if gone:
+                msg = (f"subject {gone[0]!r} was forgotten; its personal data cannot be "
+                       "stored again under the same subject id")
+                raise PrivacyError(msg)
+            now = datetime.now(UTC).isoformat()
+            new = {s: AESGCM.generate_key(bit_length=256) for s in missing}
+            with self._transaction():
+                self._db.executemany("INSERT INTO subject_keys VALUES (?, ?, ?)",
+                                     [(s, k, now) for s, k in new.items()])
+            found.update(new)
+        return found
+
+    def forget(self, subject: str, *, by: str, reason: str) -> bool:
+        """Destroy ``subject``'s key and record who did it, when and why.
+
+        Returns ``False`` when the subject was forgotten before (nothing to do).
+        """
+        if not by or not reason:
+            msg = "an erasure must say who asks (by=) and why (reason=)"
+            raise PrivacyError(msg)
+        if self._forgotten_among([subject]):
+            return False
+        with self._transaction():
+            deleted = self._db.execute("DELETE FROM subject_keys WHERE subject = ?",
+                                       (subject,)).rowcount
+            if not deleted:
+                msg = f"the key store has no key for subject {subject!r}"
+                raise PrivacyError(msg)
+            self._db.execute("INSERT INTO forgotten VALUES (?, ?, ?, ?)",
+                             (subject, datetime.now(UTC).isoformat(), by, reason))
+        self._db.execute("VACUUM")  # no free page keeps a copy of the key
+        return True
+
+    def forgotten(self) -> pl.DataFrame:
+        """Every erasure: ``subject``, ``at``, ``by``, ``reason``."""
+        rows = self._db.execute("SELECT subject, at, by, reason FROM forgotten ORDER BY at")
+        return pl.DataFrame(list(rows), schema=["subject", "at", "by", "reason"], orient="row")
+
+    def pepper(self) -> bytes:
+        """The secret of keyed pseudonyms (made once per key store)."""
+        row = self._db.execute("SELECT value FROM secrets WHERE name = 'pepper'").fetchone()
+        if row is not None:
+            return bytes(row[0])
+        value = os.urandom(32)
+        self._db.execute("INSERT INTO secrets VALUES ('pepper', ?)", (value,))
+        return value
+
+    def close(self) -> None:
+        """Close the SQLite file."""
+        self._db.close()
+
+    def __enter__(self) -> KeyStore:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"KeyStore({str(self.path)!r})"  # never the keys
+
+    def _forgotten_among(self, subjects: list[str]) -> list[str]:
+        marks = ",".join("?" * len(subjects))
+        return [r[0] for r in self._db.execute(
+            f"SELECT subject FROM forgotten WHERE subject IN ({marks})", subjects)]
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+
+def _aad(field: str, subject: str) -> bytes:
+    return f"{field}\x00{subject}".encode()
+
+
+def encrypt(
+    events: pl.DataFrame, keys: KeyStore, *, fields: Iterable[str], subject: str = SUBJECT_COL,
+) -> pl.DataFrame:
+    """Replace the plaintext personal ``fields`` of ``events`` by ciphertext (Binary).
+
+    Each value gets a fresh random nonce and is bound to its field and subject
+    (moving a ciphertext to another row or column makes it unreadable). Keys
+    of new subjects are created in ``keys``. Rows with a personal value need a
+    ``subject``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> keys = KeyStore(tempfile.mkdtemp() + "/k.sqlite")
+    >>> rows = pl.DataFrame({"subject": ["c1", None], "email": ["ann@example.org", None]})
+    >>> sealed = encrypt(rows, keys, fields=["email"])
+    >>> sealed["email"].dtype, b"ann" in sealed["email"][0], sealed["email"][1]
+    (Binary, False, None)
+    >>> reveal(sealed, keys, fields=["email"])["email"].to_list()
+    ['ann@example.org', None]
+
+    """
+    fields = list(fields)
+    _check_columns(events, [subject, *fields])
+    has_value = events.select(pl.any_horizontal(pl.col(fields).is_not_null())).to_series()
+    todo = events.with_row_index("_row").filter(has_value)
+    if todo[subject].null_count():
+        row = int(todo.filter(pl.col(subject).is_null())["_row"][0])
+        msg = f"row {row} has personal values but no {subject!r}"
+        raise PrivacyError(msg)
+    key_of = keys.keys(todo[subject].to_list(), create=True)
+    out = []
+    for name in fields:
+        sealed: list[bytes | None] = [None] * events.height
+        for row, who, value in todo.select("_row", subject, name).iter_rows():
+            if value is not None:
+                nonce = os.urandom(_NONCE)
+                sealed[row] = CIPHERTEXT_PREFIX + nonce + AESGCM(key_of[who]).encrypt(
+                    nonce, str(value).encode(), _aad(name, who))
+        out.append(pl.Series(name, sealed, dtype=pl.Binary))
+    return events.with_columns(out)
+
+
+def reveal(
+    events: pl.DataFrame | pl.LazyFrame, keys: KeyStore, *, fields: Iterable[str] | None = None,
+    subject: str = SUBJECT_COL,
+) -> pl.DataFrame:
+    """Decrypt the personal ``fields`` (default: every Binary column) to text.
+
+    Values of forgotten subjects (no key) read as :data:`ERASED`. A ciphertext
+    that does not authenticate (edited, or moved to another row or column)
+    raises :class:`~eventkit.exceptions.PrivacyError` naming the row and column.
+    """
+    frame = events.collect() if isinstance(events, pl.LazyFrame) else events
+    fields = [c for c, t in frame.schema.items() if t == pl.Binary] if fields is None \
+        else list(fields)
+    _check_columns(frame, [subject, *fields])
+    key_of = keys.keys(frame[subject].drop_nulls().unique().to_list())
+    out = []
+    for name in fields:
+        opened: list[str | None] = [None] * frame.height
+        rows = frame.with_row_index("_row").filter(pl.col(name).is_not_null())
+        for row, who, blob in rows.select("_row", subject, name).iter_rows():
+            key = key_of.get(who)
+            if key is None:
+                opened[row] = ERASED
+                continue
+            body = blob[len(CIPHERTEXT_PREFIX):]
+            try:
+                opened[row] = AESGCM(key).decrypt(body[:_NONCE], body[_NONCE:],
+                                                  _aad(name, who)).decode()
+            except (InvalidTag, ValueError):
+                msg = (f"row {row}, column {name!r}: the ciphertext does not authenticate "
+                       "(edited, or moved from another row or column)")
+                raise PrivacyError(msg) from None
+        out.append(pl.Series(name, opened, dtype=pl.String))
+    return frame.with_columns(out)
+
+
+def pseudonymise(
+    events: pl.DataFrame | pl.LazyFrame, keys: KeyStore, *, fields: Iterable[str] | None = None,
+    subject: str = SUBJECT_COL,
+) -> pl.DataFrame:
+    """An export for analysts: subjects and personal values become keyed pseudonyms.
+
+    A pseudonym is HMAC-SHA256 under the key store's secret pepper (first 32
+    hex digits): stable (the same email always gives the same pseudonym, so
+    analysts can count and join) but not guessable from a list of candidate
+    emails without the pepper, unlike a plain hash. Values of forgotten
+    subjects become null; the subject's own pseudonym stays (it names no one).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> keys = KeyStore(tempfile.mkdtemp() + "/k.sqlite")
+    >>> rows = encrypt(pl.DataFrame({"subject": ["c1", "c2"], "email": ["a@x.org", "a@x.org"]}),
+    ...                keys, fields=["email"])
+    >>> export = pseudonymise(rows, keys, fields=["email"])
+    >>> export["email"].n_unique(), export["subject"].n_unique(), len(export["email"][0])
+    (1, 2, 32)
+
+    """
+    frame = reveal(events, keys, fields=fields, subject=subject)
+    fields = [c for c, t in (events.collect_schema() if isinstance(events, pl.LazyFrame)
+                             else events.schema).items() if t == pl.Binary] \
+        if fields is None else list(fields)
+    pepper = keys.pepper()
+
+    def token(value: str) -> str:
+        return hmac.new(pepper, value.encode(), hashlib.sha256).hexdigest()[:32]
+
+    columns = [subject, *fields]
+    mapping = {v: token(f"{c}\x00{v}" if c == subject else v)
+               for c in columns for v in frame[c].drop_nulls().unique().to_list() if v != ERASED}
+    return frame.with_columns(
+        pl.col(c).replace_strict(mapping, default=None, return_dtype=pl.String) for c in columns)
+
+
+def erasure_audit(archive: EventArchive | str | Path, keys: KeyStore) -> pl.DataFrame:
+    """Per forgotten subject: when, by whom, why, and whether the erasure holds.
+
+    ``personal_values`` counts the subject's ciphertexts still in the archive
+    (they stay: the log is immutable), ``readable`` how many of them can still
+    be decrypted (must be 0), and ``erased`` whether no key is left.
+    """
+    archive = archive if isinstance(archive, EventArchive) else EventArchive(archive)
+    gone = keys.forgotten()
+    if not archive.personal:
+        return gone.with_columns(personal_values=pl.lit(0), readable=pl.lit(0),
+                                 erased=pl.lit(value=True))
+    rows = archive.scan().filter(pl.col(SUBJECT_COL).is_in(gone["subject"].implode())
+                                 ).select(SUBJECT_COL, *archive.personal).collect()
+    opened = reveal(rows, keys, fields=archive.personal)
+    per = opened.group_by(SUBJECT_COL).agg(
+        pl.sum_horizontal(pl.col(archive.personal).is_not_null()).sum().alias("personal_values"),
+        pl.sum_horizontal(pl.col(archive.personal).is_not_null()
+                           & (pl.col(archive.personal) != ERASED)).sum().alias("readable"))
+    left = keys.keys(gone["subject"].to_list())
+    return (gone.join(per, left_on="subject", right_on=SUBJECT_COL, how="left")
+            .with_columns(pl.col("personal_values", "readable").fill_null(0),
+                          erased=pl.col("subject").is_in(list(left)).not_()))
+
+
+def _check_columns(frame: pl.DataFrame, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        msg = f"missing column(s) {missing}; the frame has {frame.columns}"
+        raise PrivacyError(msg)

@@ -1,0 +1,662 @@
+"""The append-only, tamper-evident event archive.
+
+An :class:`EventArchive` is a Delta table (``delta.appendOnly=true``) that only
+eventkit writes. Each append is one atomic Delta commit whose ``commitInfo``
+records the SHA-256 of the data file it adds, chained to the previous commit
+(see :mod:`eventkit.archive.ledger`). Polars, DuckDB and Spark read it as any Delta
+table; :meth:`EventArchive.verify` proves nothing was changed behind its back.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError
+from deltalake.transaction import (
+    CommitProperties,
+    PostCommitHookProperties,
+    create_table_with_add_actions,
+)
+
+from eventkit.archive import ledger
+from eventkit.archive._checks import (
+    MAX_ID_BYTES,
+    archive_schema,
+    check_batch_columns,
+    check_meta,
+    check_personal,
+    check_raw_types,
+    check_values,
+    collect_batch,
+)
+from eventkit.archive._files import (
+    delta_schema,
+    fsync,
+    read_files,
+    remove_written,
+    write_data_file,
+    write_durably,
+)
+from eventkit.archive.buckets import bucket_expr, check_buckets
+from eventkit.archive.verify import VerifyReport, verify_log
+from eventkit.exceptions import (
+    AppendConflictError,
+    ArchiveError,
+    CorruptionError,
+    ImmutabilityError,
+    ScaleError,
+    SchemaError,
+    StaleVersionError,
+    ValidationError,
+)
+from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES, SUBJECT_COL
+from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
+from eventkit.sources.upcast import CURRENT_VERSION, UPCASTERS
+
+__all__ = ["AppendReceipt", "EventArchive"]
+
+
+_FORMAT = 1
+_ROWS_PER_FILE = 2_000_000
+_LOCK_TIMEOUT_S = 120.0
+_CLOCK_SKEW = timedelta(minutes=5)
+_TABLE_CONFIG = {"delta.appendOnly": "true"}
+_EPOCH = "1970-01-01T00:00:00+00:00"
+_NO_CHECKPOINTS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
+
+
+@dataclass(frozen=True)
+class AppendReceipt:
+    """What one :meth:`EventArchive.append` stored.
+
+    ``seq_start``..``seq_end`` (inclusive) are the log positions given to the
+    batch; ``digest`` is the archive's new head digest. ``duplicate`` is true
+    when the batch id had been stored before and nothing was written.
+    """
+
+    version: int
+    batch_id: str
+    rows: int
+    seq_start: int
+    seq_end: int
+    digest: str
+    duplicate: bool = False
+
+
+class EventArchive:
+    """An append-only event archive on disk.
+
+    Examples
+    --------
+    >>> import tempfile, polars as pl
+    >>> from datetime import datetime, UTC
+    >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank")
+    >>> receipt = archive.append(pl.DataFrame({
+    ...     "event_id": ["a1", "a2"], "account_id": [7, 7],
+    ...     "event_type": ["Deposit", "Withdrawal"],
+    ...     "event_time": [datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC)],
+    ...     "amount": [10_000, 2_500]}))
+    >>> receipt.rows, receipt.seq_start, receipt.seq_end
+    (2, 0, 1)
+    >>> archive.scan().select("seq", "amount").collect().rows()
+    [(0, 10000), (1, 2500)]
+    >>> archive.verify().ok
+    True
+
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not (self.path / ledger.LOG_DIR).is_dir():
+            msg = f"{self.path} is not an eventkit archive (no {ledger.LOG_DIR}/ folder)"
+            raise ArchiveError(msg, path=str(self.path))
+        genesis = ledger.read_commit(self.path, 0)
+        if genesis.error is not None and ledger.log_versions(self.path):
+            name = ledger.log_path(self.path, 0)
+            msg = (f"{self.path}: the first commit ({ledger.LOG_DIR}/{name.name}) is missing or "
+                   f"unreadable ({genesis.error}); run eventkit verify")
+            raise CorruptionError(msg, path=str(self.path), file=str(name))
+        if genesis.record is None or genesis.record.get("kind") != "create":
+            msg = (f"{self.path} is a Delta table but not an eventkit archive; "
+                   "read it with eventkit.open_archive() instead")
+            raise ArchiveError(msg, path=str(self.path))
+        self.event_types: tuple[str, ...] | None = (
+            tuple(genesis.record["event_types"]) if genesis.record.get("event_types") else None
+        )
+        #: Personal columns (ciphertext, see :mod:`eventkit.archive.privacy`), pinned at creation.
+        self.personal: tuple[str, ...] = tuple(genesis.record.get("personal") or ())
+        #: The stored columns: the canonical ones, then ``subject`` and the personal ones.
+        self.schema: dict[str, pl.DataType] = archive_schema(self.personal)
+        #: Number of key buckets (see :mod:`eventkit.archive.buckets`); None: not bucketed.
+        self.buckets: int | None = genesis.record.get("buckets")
+
+    # ------------------------------------------------------------------ create
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        event_types: tuple[str, ...] | None = EVENT_TYPES,
+        personal: tuple[str, ...] = (),
+        buckets: int | None = None,
+    ) -> EventArchive:
+        """Create an empty archive at ``path`` (which must not hold one already).
+
+        ``event_types`` lists the types appends accept (default: the banking
+        domain's); ``None`` accepts any type. ``personal`` names personal fields
+        (e.g. ``("name", "email", "iban")``): the archive then also stores a
+        ``subject`` column (String, the data subject) and each personal field as
+        ciphertext (Binary) that :func:`eventkit.archive.privacy.encrypt` made; plaintext
+        is refused. Without ``personal`` the archive holds the canonical columns.
+        ``buckets`` makes a bucketed archive (see :mod:`eventkit.archive.buckets`): each
+        append stores one data file per non-empty bucket of accounts, so a replay
+        can read one bucket at a time.
+        """
+        if buckets is not None:
+            check_buckets(buckets)
+        root = Path(path)
+        if (root / ledger.LOG_DIR).exists():
+            msg = f"an archive already exists at {root}"
+            raise ArchiveError(msg, path=str(root))
+        if root.exists() and not root.is_dir():
+            msg = f"{root} is a file; choose a folder for the archive"
+            raise ArchiveError(msg, path=str(root))
+        if root.exists() and any(root.iterdir()):
+            msg = f"{root} exists and is not empty; choose a new folder for the archive"
+            raise ArchiveError(msg, path=str(root))
+        bad = [f for f in personal if f in CANONICAL_SCHEMA or f == SUBJECT_COL
+               or not f.isidentifier()]
+        if bad or len(set(personal)) != len(personal):
+            msg = (f"personal fields must be distinct names other than the canonical columns "
+                   f"and {SUBJECT_COL!r}: {list(personal)}")
+            raise SchemaError(msg, source=str(root), column=bad[0] if bad else None)
+        root.mkdir(parents=True, exist_ok=True)
+        schema = delta_schema(archive_schema(tuple(personal)))
+        record: dict[str, Any] = {
+            "format": _FORMAT,
+            "kind": "create",
+            "event_types": list(event_types) if event_types is not None else None,
+            **({"personal": list(personal)} if personal else {}),
+            "table": {
+                "configuration": _TABLE_CONFIG,
+                "partitionColumns": [],
+                "fields": [[f.name, json.loads(f.to_json())["type"]] for f in schema.fields],
+            },
+            "prev": ledger.GENESIS,
+        }
+        if buckets is not None:
+            record["buckets"] = buckets
+        record["digest"] = ledger.chain_digest(ledger.GENESIS, record)
+        create_table_with_add_actions(
+            str(root),
+            schema,
+            [],
+            name="eventkit archive",
+            configuration=_TABLE_CONFIG,
+            commit_properties=CommitProperties(custom_metadata={"eventkit": json.dumps(record)}),
+            post_commithook_properties=_NO_CHECKPOINTS,
+        )
+        (root / ledger.PRIVATE_DIR).mkdir()
+        (root / ledger.PRIVATE_DIR / "append.lock").touch()
+        return cls(root)
+
+    # ------------------------------------------------------------------ read
+    @property
+    def version(self) -> int:
+        """The latest commit version (0 for an empty archive)."""
+        return ledger.log_versions(self.path)[-1]
+
+    @property
+    def head(self) -> str:
+        """The head digest: save it elsewhere to detect a rewritten chain later."""
+        return self._last_record()["digest"]
+
+    def scan(
+        self,
+        *,
+        version: int | None = None,
+        verify: bool = True,
+        buckets: Sequence[int] | None = None,
+    ) -> pl.LazyFrame:
+        """The events as a LazyFrame in the canonical schema, in log (``seq``) order.
+
+        ``version`` reads the archive as it was after that commit (when a later
+        compaction merged its files, from the merged files up to its last ``seq``).
+        On a bucketed archive, ``buckets`` reads only the files of those buckets
+        (include :data:`~eventkit.archive.buckets.BANK_BUCKET` for the bank's own events).
+
+        Before anything is read, the commit log up to ``version`` is checked (every
+        commit present, parsed, written by eventkit and chained: cheap) and, with
+        ``verify`` (the default), every data file's size and SHA-256 against its
+        record. A file that passed is not hashed again by this process while it
+        stays untouched, so repeated scans cost one ``stat`` per file. Any damage
+        raises :class:`~eventkit.exceptions.CorruptionError` naming the file.
+
+        ``verify=False`` is the trusted fast path: data files are not hashed, so a
+        change inside a data page may go unnoticed (values silently wrong); run
+        :meth:`verify` on a schedule instead. Either way, a file the Parquet reader
+        cannot read (missing, truncated, garbled: reader errors and panics) raises
+        ``CorruptionError`` naming it when the frame is collected.
+        """
+        entries, last_seq = self.live_entries(version=version, buckets=buckets)
+        return self.scan_entries(entries, last_seq=last_seq, verify=verify)
+
+    def live_entries(
+        self, *, version: int | None = None, buckets: Sequence[int] | None = None
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """The record entries of the data files :meth:`scan` reads, and its last ``seq``.
+
+        The commit log is checked as by :meth:`scan` (a cost that grows with the
+        archive's files): a reader of many parts checks it once here and passes
+        each part's entries to :meth:`scan_entries`. ``last_seq`` is None unless
+        ``version`` is read from later merged files (rows after it are dropped).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank", buckets=2)
+        >>> archive.live_entries()
+        ([], None)
+
+        """
+        entries = ledger.live_files(self.path, version=version)
+        last_seq = None
+        if version is not None and not all((self.path / e["path"]).exists() for e in entries):
+            entries, last_seq = ledger.merged_entries(self.path, version, entries)
+        if buckets is not None:
+            if self.buckets is None:
+                msg = f"{self.path} is not a bucketed archive (create it with buckets=B)"
+                raise ScaleError(msg, param="buckets")
+            wanted = set(buckets)
+            entries = [e for e in entries if e.get("bucket") in wanted]
+        return entries, last_seq
+
+    def scan_entries(self, entries: Sequence[dict[str, Any]], *, last_seq: int | None = None,
+                     verify: bool = True) -> pl.LazyFrame:
+        """The rows of the data files ``entries`` (from :meth:`live_entries`), as :meth:`scan`.
+
+        Each file is checked (``verify``) and read as by :meth:`scan`; rows are in
+        ``seq`` order when the files' ranges interleave, else in the files' order.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank")
+        >>> archive.scan_entries([]).collect().height
+        0
+
+        """
+        if verify:
+            for entry in entries:
+                ledger.check_data_file(self.path, entry)
+        lf = read_files(self.path, list(entries), self.schema)
+        return lf if last_seq is None else lf.filter(pl.col("seq") <= last_seq)
+
+    def latest_meta(self, key: str) -> Any:
+        """The value under ``key`` in the newest commit whose ``meta`` has it, else ``None``.
+
+        Examples
+        --------
+        >>> import tempfile, polars as pl
+        >>> from datetime import datetime, UTC
+        >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank")
+        >>> _ = archive.append(pl.DataFrame({"event_id": ["a"], "account_id": [1],
+        ...     "event_type": ["Deposit"], "amount": [5],
+        ...     "event_time": [datetime(2024, 1, 1, tzinfo=UTC)]}),
+        ...     meta={"kafka/tx": {"0": 41}})
+        >>> archive.latest_meta("kafka/tx"), archive.latest_meta("other")
+        ({'0': 41}, None)
+
+        """
+        for commit in reversed(ledger.read_log(self.path)):
+            found = (commit.record or {}).get("meta") or {}
+            if key in found:
+                return found[key]
+        return None
+
+    def verify(
+        self,
+        *,
+        expect: str | None = None,
+        on_bytes: Callable[[int], object] | None = None,
+    ) -> VerifyReport:
+        """Recompute the hash chain and every file's SHA-256; see :func:`verify_log`."""
+        return verify_log(self.path, expect=expect, on_bytes=on_bytes)
+
+    def __len__(self) -> int:
+        return sum(c.record.get("rows", 0) for c in ledger.read_log(self.path) if c.record)
+
+    def __repr__(self) -> str:
+        return f"EventArchive({str(self.path)!r})"
+
+    # ------------------------------------------------------------------ write
+    def append(
+        self,
+        events: pl.DataFrame | pl.LazyFrame,
+        *,
+        mapping: ColumnMapping | dict[str, Any] | None = None,
+        batch_id: str | None = None,
+        recorded_at: Literal["now", "keep"] = "now",
+        meta: dict[str, Any] | None = None,
+        expected_version: int | None = None,
+        schema_version: int = CURRENT_VERSION,
+    ) -> AppendReceipt:
+        """Append a batch of events as one atomic commit.
+
+        The archive assigns ``seq`` (continuing the log, in row order) and, by
+        default, stamps ``recorded_at`` with the commit time. ``recorded_at=
+        "keep"`` imports history with its own ``recorded_at`` column (which
+        must not lie in the future). Every row is checked before anything is
+        written: a bad batch raises and leaves the archive exactly as it was.
+        ``batch_id`` makes a retry idempotent: a batch id stored before is not
+        stored again (the first receipt comes back with ``duplicate=True``).
+
+        Beyond the canonical checks, an archive refuses nested columns, bytes
+        that are not UTF-8 text, empty ids, ids over :data:`MAX_ID_BYTES` and
+        types over :data:`MAX_TYPE_BYTES` bytes, NaN or infinite rates, and times
+        outside 1900..2200 (sentinels such as 9999-12-31).
+
+        ``meta`` (a JSON object of at most :data:`MAX_META_BYTES`) is stored in the
+        same commit record as the events, covered by the hash chain, and read
+        back with :meth:`latest_meta`: a consumer keeps its source positions there
+        (e.g. Kafka offsets), so events and positions commit together or not at all.
+
+        ``expected_version`` (optimistic concurrency): append only if the archive
+        is still at that version, else raise :class:`StaleVersionError` and write
+        nothing (the caller decided on state that has changed since).
+
+        ``schema_version`` (see :mod:`eventkit.sources.upcast`) stores a batch of an older
+        schema version as it is (e.g. version 1: ``amount`` as float currency
+        units): every check runs on the batch upcast to the current shape, the
+        file keeps the old shape and its version (record and Parquet metadata),
+        and reads upcast it. Plain Delta readers see the stored shape.
+
+        When the receipt comes back the batch is on disk (files, commit and
+        folders fsync-ed). Writers on one machine take turns (a file lock);
+        a writer that still loses the race for the next commit (no shared lock,
+        e.g. another host) writes nothing and raises :class:`AppendConflictError`:
+        retry with the same ``batch_id``.
+        """
+        source = f"batch {batch_id}" if batch_id else "appended batch"
+        if batch_id is not None and not (
+                isinstance(batch_id, str) and 0 < len(batch_id.encode()) <= MAX_ID_BYTES):
+            msg = f"batch_id must be non-empty text of at most {MAX_ID_BYTES} bytes"
+            raise ValidationError(msg, source="appended batch")
+        stored_meta = check_meta(meta, source)
+        batch = collect_batch(events, source)
+        check_batch_columns(batch, mapping, recorded_at, source, self.personal)
+        if batch.height == 0:
+            msg = "empty batch: nothing to append"
+            raise ValidationError(msg, source=source)
+        batch = check_raw_types(batch, ColumnMapping.parse(mapping), source)
+        original = batch
+        if schema_version != CURRENT_VERSION:
+            if mapping is not None:
+                msg = "a batch of an older schema version is stored as it is: no mapping"
+                raise SchemaError(msg, source=source)
+            batch = UPCASTERS.upcast(batch.lazy(), schema_version, source=source).collect()
+        framed = batch.lazy().with_columns(
+            pl.lit(source).alias(SOURCE_COL), pl.int_range(pl.len()).alias(ROW_COL)
+        )
+        conformed = conform(framed, ColumnMapping.parse(mapping), source=source,
+                            keep_extra=bool(self.personal), event_types=self.event_types)
+        conformed.validate(source=source)
+        rows = conformed.events.drop(SOURCE_COL, ROW_COL).collect()
+        check_personal(rows, self.personal, source)
+        rows = rows.with_columns(
+            (pl.col(c) if c in rows.columns else pl.lit(None)).cast(t).alias(c)
+            for c, t in self.schema.items() if c not in CANONICAL_SCHEMA)
+
+        check_values(rows, source, check_recorded_at=recorded_at == "keep")
+
+        with self._lock():
+            commits = ledger.read_log(self.path)
+            # refuse to extend a damaged log: checks every commit (and, hashed once per
+            # process, every data file) before the new one is chained to it
+            entries = ledger.live_files(self.path, commits)
+            for entry in entries:
+                ledger.check_data_file(self.path, entry)
+            committed = {e["path"] for e in entries}
+            self._clean_interrupted(commits[-1].version, committed)
+            last: dict[str, Any] = commits[-1].record or {}  # live_files checked it
+            if batch_id is not None and (old := _find_batch(commits, batch_id)) is not None:
+                return old
+            if expected_version is not None and commits[-1].version != expected_version:
+                msg = (f"stale append: the archive is at version {commits[-1].version}, not "
+                       f"the expected {expected_version}; read the state again and retry")
+                raise StaleVersionError(msg, path=str(self.path),
+                                        expected=expected_version, actual=commits[-1].version)
+            self._reject_known_ids(entries, rows, source)
+            start = last.get("seq", [-1, -1])[1] + 1
+            stamp = self._stamp(rows, recorded_at, last, source)
+            stored = stamp.with_columns(
+                seq=pl.int_range(start, start + rows.height, dtype=pl.Int64)
+            ).select(list(self.schema))
+            if schema_version != CURRENT_VERSION:  # the old shape of what the steps change
+                kept = UPCASTERS.stored_schema(schema_version, self.schema)
+                stored = stored.with_columns(original[c].cast(kept[c]) for c in
+                                             {c for s in UPCASTERS.chain(schema_version)
+                                              for c in s.changes})
+            receipt = self._commit(stored, batch_id or uuid.uuid4().hex, commits[-1].version,
+                                   last, start, stored_meta, schema_version)
+            new = ledger.read_commit(self.path, receipt.version).record or {}
+            self._clean_interrupted(receipt.version,
+                                    committed | {f["path"] for f in new.get("files", [])})
+            return receipt
+
+    def delete(self, *_: object, **__: object) -> None:
+        """Refused: an archive never forgets events. Append a ``Correction`` instead."""
+        msg = ("an eventkit archive is append-only: events cannot be deleted; append a "
+               "Correction event to reverse an effect")
+        raise ImmutabilityError(msg, path=str(self.path))
+
+    def overwrite(self, *_: object, **__: object) -> None:
+        """Refused: an archive is never rewritten. Create a new archive instead."""
+        msg = "an eventkit archive is append-only: it cannot be overwritten"
+        raise ImmutabilityError(msg, path=str(self.path))
+
+    update = overwrite
+
+    # ------------------------------------------------------------------ internals
+    def _last_record(self) -> dict[str, Any]:
+        for commit in reversed(ledger.read_log(self.path)):
+            if commit.record is not None:
+                return commit.record
+        msg = f"{self.path}: no eventkit commit record found"
+        raise ArchiveError(msg, path=str(self.path))
+
+    def _reject_known_ids(
+        self, entries: list[dict[str, Any]], rows: pl.DataFrame, source: str
+    ) -> None:
+        ids = rows["event_id"]
+        known = (
+            read_files(self.path, entries, self.schema)
+            .select("event_id")
+            .filter(pl.col("event_id").is_between(pl.lit(ids.min()), pl.lit(ids.max()))
+                    & pl.col("event_id").is_in(ids.implode()))
+            .head(1)
+            .collect()
+        )
+        if known.height:
+            dup = known.item(0, 0)
+            row = rows.with_row_index().filter(pl.col("event_id") == dup).item(0, "index")
+            msg = f"event_id {dup!r} is already in the archive"
+            raise ValidationError(msg, source=source, column="event_id", row=row)
+
+    def _stamp(
+        self, rows: pl.DataFrame, mode: str, last: dict[str, Any], source: str
+    ) -> pl.DataFrame:
+        now = datetime.now(UTC)
+        if mode == "keep":
+            latest = rows["recorded_at"].max()
+            if latest > now + _CLOCK_SKEW:  # type: ignore[operator]
+                row = rows.with_row_index().filter(
+                    pl.col("recorded_at") > now + _CLOCK_SKEW).item(0, "index")
+                msg = f"recorded_at {latest} lies in the future"
+                raise ValidationError(msg, source=source, column="recorded_at", row=row)
+            return rows
+        floor = last.get("recorded_until")
+        if floor is not None:  # never let transaction time run backwards
+            now = max(now, datetime.fromisoformat(floor))
+        return rows.with_columns(recorded_at=pl.lit(now, dtype=CANONICAL_SCHEMA["recorded_at"]))
+
+    def _commit(
+        self, rows: pl.DataFrame, batch_id: str, base: int, last: dict[str, Any], start: int,
+        meta: dict[str, Any] | None = None, schema_version: int = CURRENT_VERSION,
+    ) -> AppendReceipt:
+        """Write the data files and commit them as version ``base + 1``, or nothing.
+
+        The Delta commit is made against the table as of ``base`` (the version
+        every check saw) with no retries: if any other writer committed since,
+        the commit fails, the files are removed and the append raises
+        :class:`AppendConflictError`. An append acknowledged by a receipt is on
+        disk: data files, commit file and folders are fsync-ed first.
+        """
+        version = base + 1
+        pending = self.path / ledger.PRIVATE_DIR / "pending"
+        pending.mkdir(parents=True, exist_ok=True)
+        written: list[tuple[Path, Path]] = []
+        record: dict[str, Any] = {}
+        try:
+            files, adds = [], []
+            for i, (bucket, part) in enumerate(self._parts(rows)):
+                name = f"part-{version:08d}-{i:03d}-{uuid.uuid4().hex[:12]}.parquet"
+                intent = pending / f"{name}.intent"
+                written.append((self.path / name, intent))
+                write_durably(intent, batch_id.encode())
+                fsync(pending)  # the intent is on disk before the data file can be
+                entry, add = write_data_file(self.path / name, part, schema_version)
+                if bucket is not None:
+                    entry["bucket"] = bucket
+                files.append(entry)
+                adds.append(add)
+            fsync(self.path)
+            record = {
+                "format": _FORMAT,
+                "kind": "append",
+                "batch_id": batch_id,
+                "rows": rows.height,
+                "seq": [start, start + rows.height - 1],
+                "files": files,
+                "recorded_until": max(
+                    rows["recorded_at"].max(),  # type: ignore[type-var]
+                    datetime.fromisoformat(last.get("recorded_until") or _EPOCH),
+                ).isoformat(),
+                "prev": last["digest"],
+            }
+            if meta is not None:
+                record["meta"] = meta
+            record["digest"] = ledger.chain_digest(last["digest"], record)
+            DeltaTable(str(self.path), version=base).create_write_transaction(
+                adds,
+                "append",
+                delta_schema(self.schema),
+                commit_properties=CommitProperties(
+                    custom_metadata={"eventkit": json.dumps(record)}, max_commit_retries=0),
+                post_commithook_properties=_NO_CHECKPOINTS,
+            )
+        except BaseException as exc:
+            if not record or not self._committed(version, record):
+                remove_written(written)
+                # another writer took the version (its clean-up may even have removed
+                # our files while we wrote them, see _clean_interrupted)
+                taken = ledger.log_path(self.path, version).exists()
+                if isinstance(exc, CommitFailedError) or (isinstance(exc, Exception) and taken):
+                    msg = (f"another writer committed version {version} first; nothing was "
+                           f"written, retry the append ({type(exc).__name__}: {exc})")
+                    raise AppendConflictError(msg, path=str(self.path)) from None
+                raise
+            if not isinstance(exc, Exception):  # interrupted after the commit landed: keep it
+                raise
+            # the commit landed but something after it failed: the append did happen
+        commit_file = ledger.log_path(self.path, version)
+        fsync(commit_file)
+        fsync(commit_file.parent)
+        for _, intent in written:  # (a writer without the lock may have cleaned it already)
+            intent.unlink(missing_ok=True)
+        return AppendReceipt(version, batch_id, rows.height, start,
+                             start + rows.height - 1, record["digest"])
+
+    def _parts(self, rows: pl.DataFrame) -> Iterator[tuple[int | None, pl.DataFrame]]:
+        """The data files' contents: (bucket or None, rows), each in log order."""
+        if self.buckets is None:
+            for part in rows.iter_slices(_ROWS_PER_FILE):
+                yield None, part
+            return
+        split = rows.with_columns(bucket_expr("account_id", self.buckets)).partition_by(
+            "bucket", maintain_order=True, include_key=False, as_dict=True)
+        for (bucket,), frame in sorted(split.items()):
+            for part in frame.iter_slices(_ROWS_PER_FILE):
+                yield int(bucket), part
+
+    def _committed(self, version: int, record: dict[str, Any]) -> bool:
+        """Whether commit ``version`` exists and is the one carrying ``record``."""
+        found = ledger.read_commit(self.path, version).record
+        return found is not None and found.get("digest") == record["digest"]
+
+    def _clean_interrupted(self, latest: int, committed: set[str]) -> None:
+        """Remove data files of appends that died before their commit.
+
+        An intent names a data file and, in the name, the version its append
+        meant to commit. Once that version is taken (``latest`` or before), the
+        append can no longer commit (commits are pinned to one version), so its
+        file goes; ``committed`` data files stay, only their intent goes. An
+        intent for a later version may belong to a writer still at work (one
+        that does not share this lock): it stays until a commit takes its version.
+        """
+        folder = self.path / ledger.PRIVATE_DIR / "pending"
+        if not folder.is_dir():
+            return
+        for intent in folder.glob("*.intent"):
+            name = intent.name.removesuffix(".intent")
+            if name in committed:
+                intent.unlink(missing_ok=True)
+                continue
+            meant = name.split("-")[1] if name.startswith("part-") else ""
+            if meant.isdigit() and int(meant) > latest:
+                continue
+            (self.path / name).unlink(missing_ok=True)
+            intent.unlink(missing_ok=True)
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        private = self.path / ledger.PRIVATE_DIR
+        private.mkdir(exist_ok=True)
+        with (private / "append.lock").open("a") as handle:
+            deadline = time.monotonic() + _LOCK_TIMEOUT_S
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        msg = f"archive {self.path} stayed locked by another writer"
+                        raise AppendConflictError(msg, path=str(self.path)) from None
+                    time.sleep(0.01)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _find_batch(commits: list[ledger.Commit], batch_id: str) -> AppendReceipt | None:
+    for commit in commits:
+        rec = commit.record
+        if rec is not None and rec.get("batch_id") == batch_id:
+            return AppendReceipt(commit.version, batch_id, rec["rows"], rec["seq"][0],
+                                 rec["seq"][1], rec["digest"], duplicate=True)
+    return None
+
+
+

@@ -1,0 +1,12 @@
+"""The banking domain: a wing built on the core, not part of it.
+
+A deterministic synthetic bank (:mod:`~eventkit.banking.generate`) with
+injected fraud-like patterns (:mod:`~eventkit.banking.injection`), and the
+write side of a bank account (:mod:`~eventkit.banking.commands`: open,
+deposit, withdraw, transfer, checked against the replayed state). The core
+stages (sources to questions) know nothing of it.
+"""
+
+from eventkit.banking.generate import GenerateSummary, generate, read_labels
+
+__all__ = ["GenerateSummary", "generate", "read_labels"]

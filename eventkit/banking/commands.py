@@ -1,0 +1,176 @@
+"""The write side of the banking domain: commands checked against current state.
+
+A command reads the accounts it touches (a replay of just those keys with the
+``banking`` rules, at the archive version it read), refuses what the state
+forbids (:class:`~eventkit.exceptions.CommandError`: an unknown, unopened or
+closed account, a withdrawal beyond the overdraft limit) and appends its events
+with ``expected_version``: if anything was appended since it read, nothing is
+written and :class:`~eventkit.exceptions.StaleVersionError` says so (read again,
+retry). Events go through :meth:`EventArchive.append` and all its checks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import polars as pl
+
+from eventkit.archive.table import AppendReceipt, EventArchive
+from eventkit.exceptions import CommandError
+from eventkit.replay.api import replay
+
+__all__ = ["account_state", "deposit", "open_account", "transfer", "withdraw"]
+
+
+def account_state(archive: EventArchive, account_id: int, *, version: int | None = None
+                  ) -> dict[str, object] | None:
+    """The account's ``banking`` state at ``version`` (default: now), or ``None`` if unknown.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank")
+    >>> _ = open_account(archive, 7)
+    >>> account_state(archive, 7)["status"], account_state(archive, 8)
+    ('open', None)
+
+    """
+    events = archive.scan(version=version)
+    state = replay(events, "banking", keys=[account_id]).state().filter(
+        pl.col("account_id") == account_id).collect()
+    return state.row(0, named=True) if state.height else None
+
+
+def open_account(archive: EventArchive, account_id: int, *, at: datetime | None = None,
+                 expected_version: int | None = None) -> AppendReceipt:
+    """Open ``account_id`` (which must not exist yet).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank")
+    >>> open_account(archive, 1).rows
+    1
+    >>> open_account(archive, 1)
+    Traceback (most recent call last):
+    eventkit.CommandError: account 1 already exists (status open)
+
+    """
+    version = _version(archive, expected_version)
+    state = account_state(archive, account_id, version=version)
+    if state is not None:
+        msg = f"account {account_id} already exists (status {state['status']})"
+        raise CommandError(msg, account_id=account_id)
+    return _append(archive, [(account_id, "AccountOpened", 0, None)], at, version)
+
+
+def deposit(archive: EventArchive, account_id: int, amount: int, *,
+            at: datetime | None = None, expected_version: int | None = None) -> AppendReceipt:
+    """Deposit ``amount`` cents into an open account.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank")
+    >>> _ = open_account(archive, 1)
+    >>> _ = deposit(archive, 1, 5_000)
+    >>> account_state(archive, 1)["balance"]
+    5000
+
+    """
+    version = _version(archive, expected_version)
+    _open(archive, account_id, version)
+    _positive(amount, account_id)
+    return _append(archive, [(account_id, "Deposit", amount, None)], at, version)
+
+
+def withdraw(archive: EventArchive, account_id: int, amount: int, *, overdraft_limit: int = 0,
+             at: datetime | None = None, expected_version: int | None = None) -> AppendReceipt:
+    """Withdraw ``amount`` cents; the balance may not fall below ``-overdraft_limit``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank")
+    >>> _ = open_account(archive, 1)
+    >>> withdraw(archive, 1, 100)
+    Traceback (most recent call last):
+    eventkit.CommandError: account 1: withdrawing 100 would leave -100, below ...
+
+    """
+    version = _version(archive, expected_version)
+    state = _open(archive, account_id, version)
+    _positive(amount, account_id)
+    _covered(state, account_id, amount, overdraft_limit)
+    return _append(archive, [(account_id, "Withdrawal", amount, None)], at, version)
+
+
+def transfer(archive: EventArchive, from_id: int, to_id: int, amount: int, *,
+             overdraft_limit: int = 0, at: datetime | None = None,
+             expected_version: int | None = None) -> AppendReceipt:
+    """Move ``amount`` cents between two open accounts: both legs in one commit.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank")
+    >>> for a in (1, 2):
+    ...     _ = open_account(archive, a)
+    >>> _ = deposit(archive, 1, 1_000)
+    >>> transfer(archive, 1, 2, 400).rows
+    2
+    >>> account_state(archive, 1)["balance"], account_state(archive, 2)["balance"]
+    (600, 400)
+
+    """
+    if from_id == to_id:
+        msg = f"account {from_id}: a transfer needs two different accounts"
+        raise CommandError(msg, account_id=from_id)
+    version = _version(archive, expected_version)
+    payer = _open(archive, from_id, version)
+    _open(archive, to_id, version)
+    _positive(amount, from_id)
+    _covered(payer, from_id, amount, overdraft_limit)
+    return _append(archive, [(from_id, "TransferOut", amount, to_id),
+                             (to_id, "TransferIn", amount, from_id)], at, version)
+
+
+def _version(archive: EventArchive, expected: int | None) -> int:
+    return archive.version if expected is None else expected
+
+
+def _open(archive: EventArchive, account_id: int, version: int) -> dict[str, object]:
+    state = account_state(archive, account_id, version=version)
+    if state is None or state["status"] != "open":
+        why = "does not exist" if state is None else f"is {state['status']}"
+        msg = f"account {account_id} {why}; only open accounts take money events"
+        raise CommandError(msg, account_id=account_id)
+    return state
+
+
+def _positive(amount: int, account_id: int) -> None:
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        msg = f"account {account_id}: amount must be a positive whole number of cents, " \
+              f"not {amount!r}"
+        raise CommandError(msg, account_id=account_id)
+
+
+def _covered(state: dict[str, object], account_id: int, amount: int, limit: int) -> None:
+    after = int(state["balance"]) - amount  # type: ignore[call-overload]
+    if after < -limit:
+        msg = (f"account {account_id}: withdrawing {amount} would leave {after}, below the "
+               f"overdraft limit of {limit}")
+        raise CommandError(msg, account_id=account_id)
+
+
+def _append(archive: EventArchive, legs: list[tuple[int, str, int, int | None]],
+            at: datetime | None, version: int) -> AppendReceipt:
+    when = at or datetime.now(UTC)
+    batch = pl.DataFrame({
+        "event_id": [f"cmd-{uuid.uuid4().hex}" for _ in legs],
+        "account_id": [leg[0] for leg in legs], "event_type": [leg[1] for leg in legs],
+        "event_time": [when] * len(legs), "amount": [leg[2] for leg in legs],
+        "counterparty_id": [leg[3] for leg in legs],
+    }, schema_overrides={"counterparty_id": pl.Int64, "event_time": pl.Datetime("us", "UTC")})
+    return archive.append(batch, expected_version=version)

@@ -1,0 +1,354 @@
+"""Views in a real database: state and history written to DuckDB or SQLite, kept current.
+
+:func:`materialize` writes a replay's current state (``<table>_state``, one row
+per key) and history (``<table>_history``, one row per event with the state
+after it) into a database file, with primary keys, and records in
+``eventkit_views`` which rules (fingerprint) and which archive state (version,
+head digest, last ``seq``) they reflect. :func:`refresh` brings a view up to
+date after appends by folding only the new events of the keys that got some,
+from their stored state; a key with a late event (dated before its stored
+last event) is replayed again in full; a late change of the bank's rate table
+rebuilds the view. Plain SQL (``duckdb`` or ``sqlite3``) then answers with the
+same numbers as eventkit.
+
+URLs: ``duckdb:///relative.db``, ``duckdb:////absolute/path.db``, and the same
+with ``sqlite``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from eventkit.archive import ledger
+from eventkit.archive.table import EventArchive
+from eventkit.exceptions import ViewError
+from eventkit.replay.api import replay
+from eventkit.replay.live import advance, last_seq_of
+from eventkit.replay.result import ReplayResult
+from eventkit.rules import registry
+from eventkit.rules.model import RuleSet
+
+__all__ = ["RefreshReport", "materialize", "refresh"]
+
+META = "eventkit_views"
+_HISTORY = ("event_id", "seq", "event_type", "event_time", "recorded_at", "amount")
+_TIME_TEXT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # how SQLite stores instants (sorts as time)
+
+
+@dataclass(frozen=True)
+class RefreshReport:
+    """What :func:`refresh` did: events and keys folded, keys replayed again, rebuilt."""
+
+    new_events: int
+    keys_updated: int
+    keys_replayed: list[int]
+    rebuilt: bool
+    archive_version: int
+
+
+def materialize(result: ReplayResult, url: str, *, table: str = "accounts") -> dict[str, Any]:
+    """Write ``result``'s state and history into the database at ``url``; return the record.
+
+    Tables ``<table>_state`` and ``<table>_history`` are replaced. To
+    :func:`refresh` the view later, ``result`` must come from an eventkit
+    archive (``replay("path/to/archive", rules)``).
+
+    Examples
+    --------
+    >>> import tempfile, sqlite3
+    >>> from datetime import datetime, UTC
+    >>> t = [datetime(2024, 1, d, tzinfo=UTC) for d in (1, 2)]
+    >>> events = pl.DataFrame({"event_id": ["a", "b"], "seq": [0, 1], "account_id": [1, 1],
+    ...     "event_type": ["Deposit", "Fee"], "event_time": t, "recorded_at": t,
+    ...     "amount": [10_000, 250]})
+    >>> db = tempfile.mkdtemp() + "/views.sqlite"
+    >>> _ = materialize(replay(events), f"sqlite:///{db}")
+    >>> sqlite3.connect(db).execute("SELECT account_id, balance FROM accounts_state").fetchall()
+    [(1, 9750)]
+
+    """
+    _check_name(table)
+    with _connect(url) as db:
+        return _write_view(db, result, table)
+
+
+def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, Any]:
+    archive, version = result.archive, result.archive_version
+    history = result.history.collect()
+    record = {
+        "name": table, "rules": result.rules.name, "fingerprint": result.rules.fingerprint,
+        "key": result.rules.key,
+        "archive": None if archive is None else str(archive.path.resolve()),
+        "archive_version": version,
+        "head": None if archive is None or version is None else _head(archive, version),
+        "last_seq": int(history["seq"].max()) if history.height else -1,
+        "built_at": _now(), "refreshed_at": None,
+    }
+    if archive is not None and version is not None:  # the bank's events count too
+        record["last_seq"] = last_seq_of(archive, version)
+    key = result.rules.key
+    db.replace(f"{table}_state", _state_frame(result.state().collect(), result), [key])
+    db.replace(f"{table}_history", _history_frame(history, result), ["event_id"])
+    db.put_meta(record)
+    return record
+
+
+def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
+            table: str = "accounts") -> RefreshReport:
+    """Bring the view ``table`` at ``url`` up to date with its archive.
+
+    ``rules`` must be the rule set the view was built with (same
+    fingerprint); by default the registered rule set of the name the view
+    recorded. Only events appended since the recorded archive version are
+    read; see the module docstring for late events.
+    """
+    _check_name(table)
+    with _connect(url) as db:
+        meta = db.get_meta(table)
+        if meta is None:
+            msg = f"{url}: no view {table!r} (materialize it first)"
+            raise ViewError(msg)
+        if rules is None and meta["rules"] not in registry.names():
+            msg = (f"{url}: view {table!r} was built with rules {meta['rules']!r}, which are "
+                   "not registered; pass them: refresh(url, rules)")
+            raise ViewError(msg)
+        ruleset = registry.resolve(meta["rules"] if rules is None else rules)
+        if meta["fingerprint"] != ruleset.fingerprint:
+            msg = (f"{url}: view {table!r} was built with rules {meta['rules']!r} "
+                   f"({meta['fingerprint'][:12]}), not these ({ruleset.fingerprint[:12]}); "
+                   "materialize it again")
+            raise ViewError(msg)
+        if meta["archive"] is None:
+            msg = f"{url}: view {table!r} was not built from an eventkit archive"
+            raise ViewError(msg)
+        archive = EventArchive(meta["archive"])
+        old = int(meta["archive_version"])
+        version = archive.version
+        if version < old or _head(archive, old) != meta["head"]:
+            msg = (f"{url}: the archive {meta['archive']} no longer holds version {old} as the "
+                   "view saw it (rewritten?); materialize the view again")
+            raise ViewError(msg)
+        if version == old:
+            return RefreshReport(0, 0, [], False, version)
+        result = replay(archive, ruleset, snapshots=False)
+        key = ruleset.key
+        newest = db.scalar(f"SELECT max(last_event_time) FROM {table}_state")
+        step = advance(
+            archive, ruleset, since_seq=int(meta["last_seq"]), version=version,
+            stored=lambda keys: _typed_state(db.rows_for_keys(f"{table}_state", key, keys),
+                                             result),
+            newest=None if newest is None else _as_time(newest))
+        if step.rebuilt:  # a late change of the bank's rate table: every balance may change
+            _write_view(db, result, table)
+            return RefreshReport(step.new_events, -1, [], True, version)
+        db.upsert(f"{table}_history", _history_frame(step.history, result))
+        db.upsert(f"{table}_state", _state_frame(step.state, result))
+        db.put_meta({**meta, "archive_version": version, "head": _head(archive, version),
+                     "last_seq": step.last_seq, "refreshed_at": _now()})
+        return RefreshReport(step.new_events, step.keys_updated, step.late, False, version)
+
+
+# --------------------------------------------------------------------------- frames
+
+def _state_frame(state: pl.DataFrame, result: ReplayResult) -> pl.DataFrame:
+    key = result.rules.key
+    return state.select(key, *result.checked.fields, "events", "last_event_time").with_columns(
+        _enums_as_text(result)).sort(key)
+
+
+def _history_frame(history: pl.DataFrame, result: ReplayResult) -> pl.DataFrame:
+    key = result.rules.key
+    extra = ["violation"] if "violation" in history.columns else []
+    return history.select(*_HISTORY, key, *result.checked.fields, *extra).with_columns(
+        _enums_as_text(result))
+
+
+def _typed_state(stored: pl.DataFrame, result: ReplayResult) -> pl.DataFrame:
+    """Stored state rows back in the engine's types (enums, UTC instants)."""
+    fields = result.checked.fields
+    casts = [pl.col(n).cast(pl.Enum(list(f.values))) for n, f in fields.items()
+             if f.type == "enum"]
+    return stored.with_columns(*casts, last_event_time=_times(stored["last_event_time"]))
+
+
+def _enums_as_text(result: ReplayResult) -> list[pl.Expr]:
+    return [pl.col(n).cast(pl.String) for n, f in result.checked.fields.items()
+            if f.type == "enum"]
+
+
+def _times(column: pl.Series) -> pl.Series:
+    if column.dtype == pl.String:
+        return column.str.to_datetime(_TIME_TEXT, time_zone="UTC", time_unit="us")
+    return column.cast(pl.Datetime("us", "UTC"))
+
+
+def _as_time(value: object) -> datetime:
+    return _times(pl.Series([value]))[0]
+
+
+def _head(archive: EventArchive, version: int) -> str | None:
+    return (ledger.read_commit(archive.path, version).record or {}).get("digest")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _check_name(table: str) -> None:
+    if not table.isidentifier():
+        msg = f"table: {table!r} is not a plain SQL name (letters, digits, underscores)"
+        raise ViewError(msg)
+
+
+# --------------------------------------------------------------------------- databases
+
+@contextmanager
+def _connect(url: str) -> Iterator[_Database]:
+    scheme, sep, rest = url.partition(":///")
+    if not sep or scheme not in ("duckdb", "sqlite") or not rest:
+        msg = f"url: {url!r} is not duckdb:///path or sqlite:///path"
+        raise ViewError(msg)
+    path = Path(rest)
+    db: _Database = _DuckDB(path) if scheme == "duckdb" else _SQLite(path)
+    try:
+        yield db
+        db.commit()
+    finally:
+        db.close()
+
+
+class _Database:
+    """The few operations views need, in one transaction per :func:`_connect`."""
+
+    def replace(self, table: str, frame: pl.DataFrame, primary: list[str]) -> None:
+        raise NotImplementedError
+
+    def upsert(self, table: str, frame: pl.DataFrame) -> None:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: tuple = ()) -> pl.DataFrame:
+        raise NotImplementedError
+
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def scalar(self, sql: str) -> object:
+        frame = self.query(sql)
+        return frame.item() if frame.height else None
+
+    def rows_for_keys(self, table: str, key: str, keys: pl.Series) -> pl.DataFrame:
+        self.execute("CREATE TEMP TABLE IF NOT EXISTS eventkit_keys (k BIGINT PRIMARY KEY)")
+        self.execute("DELETE FROM eventkit_keys")
+        self.upsert("eventkit_keys", pl.DataFrame({"k": keys}))
+        return self.query(f"SELECT * FROM {table} WHERE {key} IN (SELECT k FROM eventkit_keys) "
+                          f"ORDER BY {key}")
+
+    def put_meta(self, record: dict[str, Any]) -> None:
+        self.execute(f"CREATE TABLE IF NOT EXISTS {META} (name TEXT PRIMARY KEY, rules TEXT, "
+                     "fingerprint TEXT, key TEXT, archive TEXT, archive_version BIGINT, head "
+                     "TEXT, last_seq BIGINT, built_at TEXT, refreshed_at TEXT)")
+        self.upsert(META, pl.DataFrame([record], schema={
+            "name": pl.String, "rules": pl.String, "fingerprint": pl.String, "key": pl.String,
+            "archive": pl.String, "archive_version": pl.Int64, "head": pl.String,
+            "last_seq": pl.Int64, "built_at": pl.String, "refreshed_at": pl.String}))
+
+    def get_meta(self, table: str) -> dict[str, Any] | None:
+        try:
+            rows = self.query(f"SELECT * FROM {META} WHERE name = ?", (table,))
+        except (sqlite3.Error, _duckdb_error()):
+            return None
+        return rows.to_dicts()[0] if rows.height else None
+
+
+def _duckdb_error() -> type[Exception]:
+    import duckdb  # noqa: PLC0415 (only when DuckDB is used)
+
+    return duckdb.Error
+
+
+class _DuckDB(_Database):
+    def __init__(self, path: Path) -> None:
+        import duckdb  # noqa: PLC0415
+
+        self.con = duckdb.connect(str(path))
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.begin()
+
+    def replace(self, table: str, frame: pl.DataFrame, primary: list[str]) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {table}")
+        self.con.register("eventkit_frame", frame.to_arrow())
+        self.con.execute(f"CREATE TABLE {table} AS SELECT * FROM eventkit_frame LIMIT 0")
+        self.con.execute(f"ALTER TABLE {table} ADD PRIMARY KEY ({', '.join(primary)})")
+        self.con.execute(f"INSERT INTO {table} SELECT * FROM eventkit_frame")
+        self.con.unregister("eventkit_frame")
+
+    def upsert(self, table: str, frame: pl.DataFrame) -> None:
+        self.con.register("eventkit_frame", frame.to_arrow())
+        self.con.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM eventkit_frame")
+        self.con.unregister("eventkit_frame")
+
+    def query(self, sql: str, params: tuple = ()) -> pl.DataFrame:
+        return pl.from_arrow(self.con.sql(sql, params=list(params)).to_arrow_table())
+
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        self.con.execute(sql, list(params))
+
+    def commit(self) -> None:
+        self.con.commit()
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class _SQLite(_Database):
+    _TYPES = {pl.Int64: "INTEGER", pl.Float64: "REAL", pl.String: "TEXT"}
+
+    def __init__(self, path: Path) -> None:
+        self.con = sqlite3.connect(str(path))
+        self.con.execute("BEGIN")
+
+    def replace(self, table: str, frame: pl.DataFrame, primary: list[str]) -> None:
+        frame = self._text_times(frame)
+        columns = ", ".join(f"{name} {self._TYPES.get(dtype, 'TEXT')}"
+                            for name, dtype in frame.schema.items())
+        self.con.execute(f"DROP TABLE IF EXISTS {table}")
+        self.con.execute(f"CREATE TABLE {table} ({columns}, PRIMARY KEY ({', '.join(primary)}))")
+        self.upsert(table, frame)
+
+    def upsert(self, table: str, frame: pl.DataFrame) -> None:
+        frame = self._text_times(frame)
+        marks = ", ".join("?" * frame.width)
+        self.con.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})",
+                             frame.iter_rows())
+
+    def query(self, sql: str, params: tuple = ()) -> pl.DataFrame:
+        cursor = self.con.execute(sql, params)
+        names = [d[0] for d in cursor.description]
+        return pl.DataFrame(cursor.fetchall(), schema=names, orient="row", infer_schema_length=None)
+
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        self.con.execute(sql, params)
+
+    def commit(self) -> None:
+        self.con.commit()
+
+    def close(self) -> None:
+        self.con.close()
+
+    @staticmethod
+    def _text_times(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns(pl.col(pl.Datetime).dt.strftime(_TIME_TEXT))

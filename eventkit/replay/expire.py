@@ -1,0 +1,205 @@
+"""Expire: replace the events dated before a cut-off with each key's opening state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from eventkit.archive import ledger
+from eventkit.archive._files import read_files
+from eventkit.archive.retention import expiry_of
+from eventkit.archive.rewrite import TARGET_ROWS, RewriteWriter, delete_files, rewrite_record
+from eventkit.archive.table import EventArchive
+from eventkit.exceptions import (
+    ArchiveError,
+    ImmutabilityError,
+)
+from eventkit.replay.result import ReplayResult
+from eventkit.rules import registry
+from eventkit.schema import BANK_ACCOUNT, MONEY_EVENT_TYPES
+from eventkit.timeutil import iso, micros
+
+if TYPE_CHECKING:
+    from eventkit.rules.model import RuleSet
+
+__all__ = ["ExpireReport", "expire"]
+
+
+@dataclass(frozen=True)
+class ExpireReport:
+    """What :func:`expire` did: its commit, the rows replaced and the opening events made."""
+
+    version: int
+    cutoff: str
+    replaced_rows: int
+    opening_rows: int
+    files_removed: int
+    head: str
+
+
+def expire(
+    archive: EventArchive | str | Path,
+    *,
+    before: datetime | str,
+    by: str,
+    reason: str,
+    confirm: bool = False,
+    rules: str | Path | RuleSet = "balance",
+) -> ExpireReport:
+    """Replace the events dated before ``before`` with each key's opening state.
+
+    The one operation that removes events from an archive, so it is refused
+    unless ``confirm=True`` and it must say who (``by``) and why (``reason``).
+    The bank's own events (its rate table) always stay. Two kinds of opening:
+
+    * a rule set whose only field is ``balance``: per key, every ``Deposit``,
+      ``Withdrawal``, ``Fee``, transfer leg and ``Correction`` dated before the
+      cut-off is replaced by one ``Correction`` (id ``opening-<key>-<cut-off>``)
+      at the time and ``seq`` of the last of them, for the amount that brings
+      the balance to what it was; status and rate events stay. Any reader of
+      the log sees the same balances.
+    * any other rule set (``banking``: interest, fees, status, account rates):
+      every event of a key dated before the cut-off is removed and each key's
+      whole state just before it (every field, the number of events and the
+      time of the last one) is stored in a Parquet file under
+      ``_eventkit/expiry/``, named with its SHA-256 in the expiry's record.
+      :func:`eventkit.replay` continues each key's fold from it.
+
+    Before anything is written the new log is replayed: every state after the
+    cut-off must equal the old one, event by event, or nothing is changed.
+    Replays with other rule sets then raise :class:`~eventkit.exceptions.ExpiredError`.
+
+    The files holding expired rows are rewritten in one commit whose record
+    (in the hash chain, accepted by ``verify``) keeps the cut-off, who, when,
+    why, the rule set's fingerprint and a digest of the opening events (or the
+    opening-state file's hash); the old files are then deleted. Afterwards
+    ``replay(...).as_of(t)`` for ``t`` before the cut-off, and ``known_at``
+    before the opening states were known, raise :class:`~eventkit.exceptions.ExpiredError`.
+    """
+
+    archive = archive if isinstance(archive, EventArchive) else EventArchive(archive)
+    root = archive.path
+    if not confirm:
+        msg = (f"expire removes events from {root} for good: pass confirm=True (and by=, "
+               "reason=) to do it")
+        raise ImmutabilityError(msg, path=str(root))
+    if not by or not reason:
+        msg = "an expiry must say who asks (by=) and why (reason=)"
+        raise ImmutabilityError(msg, path=str(root))
+    cutoff = micros(before, param="before", day="start")
+    ruleset = registry.resolve(rules)
+    key = ruleset.key
+    by_state = [f.name for f in ruleset.fields] != ["balance"]
+    with archive._lock():
+        prior = expiry_of(archive, ruleset.fingerprint)
+        if prior is not None and cutoff <= prior.cutoff_us:
+            msg = (f"{root}: events before {iso(prior.cutoff_us)} were expired already; "
+                   f"a new cut-off must be later, not {iso(cutoff)}")
+            raise ArchiveError(msg, path=str(root))
+        start = None if prior is None else prior.opening_states(key)
+        commits = ledger.read_log(root)
+        entries = ledger.live_files(root, commits)
+        for entry in entries:
+            ledger.check_data_file(root, entry)
+        last = commits[-1].record or {}
+        frames = [read_files(root, [e], archive.schema).collect() for e in entries]  # upcast
+        old = pl.concat(frames) if frames else pl.DataFrame(schema=archive.schema)
+        gone = (pl.col("event_time").dt.epoch("us") < cutoff) & (pl.col(key) != BANK_ACCOUNT)
+        if not by_state:
+            gone = gone & pl.col("event_type").is_in([*MONEY_EVENT_TYPES, "Correction"])
+        hit = [i for i, f in enumerate(frames) if f.select(gone.any()).item()]
+        if not hit:
+            msg = f"no events to expire before {iso(cutoff)} in {root}"
+            raise ArchiveError(msg, path=str(root))
+        replaced = old.filter(gone)
+        if by_state:
+            states = _replayed(old, ruleset, start).as_of(iso(cutoff - 1)).collect()
+            opening = old.clear()
+            new = old.filter(~gone)
+        else:
+            states = start
+            opening = _openings(old, replaced, gone, cutoff, ruleset, start, archive.schema)
+            new = pl.concat([old.filter(~gone), opening]).sort("seq")
+        _same_after(old, start, new, states, cutoff, ruleset, root)
+
+        run = entries[hit[0]:hit[-1] + 1]
+        seqs = pl.concat(frames[hit[0]:hit[-1] + 1])["seq"]
+        rows = new.filter(pl.col("seq").is_in(seqs.implode()))
+        version = commits[-1].version + 1
+        with RewriteWriter(root, version) as writer:
+            files = [writer.write(part, i, ledger.content_digest([part]))
+                     for i, part in enumerate(rows.iter_slices(TARGET_ROWS))]
+            group = {"removed": [e["path"] for e in run], "files": [f["path"] for f in files],
+                     "rows": rows.height, "content": ledger.content_digest([rows])}
+            extra: dict[str, Any] = {
+                "cutoff": iso(cutoff), "by": by, "reason": reason,
+                "known_from": iso(replaced.select(pl.col("recorded_at").dt.epoch("us")
+                                                   .max()).item()),
+                "rules": {"name": ruleset.name, "fingerprint": ruleset.fingerprint},
+                "replaced_rows": replaced.height,
+                "opening_rows": len(states) if by_state and states is not None
+                else opening.height,
+                "opening": ledger.content_digest([opening]),
+            }
+            if states is not None:  # made now, or carried over from the previous expiry
+                extra["states"] = writer.side_file(states, f"expiry/opening-v{version:08d}"
+                                                   ".parquet")
+            record = rewrite_record(last, "expire", [group], files, extra)
+            writer.commit(record, run, operation="DELETE", data_change=True)
+        delete_files(root, run)
+    return ExpireReport(version, iso(cutoff), replaced.height, extra["opening_rows"],
+                        len(run), record["digest"])
+
+
+def _replayed(events: pl.DataFrame, ruleset: RuleSet, start: pl.DataFrame | None) -> Any:
+    """The replay of ``events``, continuing from opening ``start`` states (if any)."""
+    return ReplayResult(events.lazy(), ruleset, start=start)
+
+
+def _openings(old: pl.DataFrame, replaced: pl.DataFrame, gone: pl.Expr, cutoff: int,
+              ruleset: RuleSet, start: pl.DataFrame | None,
+              schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """One Correction per key at its last replaced event, for the balance it had."""
+    key = ruleset.key
+    last = (replaced.sort(key, "event_time", "seq")
+            .group_by(key, maintain_order=True)
+            .agg(pl.col("seq", "event_time").last(), pl.col("recorded_at").max()))
+    stub = last.with_columns(
+        event_id=pl.format("opening-{}-{}", pl.col(key), pl.lit(iso(cutoff))),
+        event_type=pl.lit("Correction"), amount=pl.lit(0, pl.Int64),
+    ).with_columns(pl.lit(None, dtype=t).alias(c) for c, t in schema.items()
+                   if c not in (key, "seq", "event_time", "recorded_at", "event_id",
+                                "event_type", "amount")).select(list(schema))
+    at = iso(cutoff - 1)
+    wanted = _replayed(old, ruleset, start).as_of(at).select(key, "balance")
+    zero = pl.concat([old.filter(~gone), stub]).sort("seq")
+    have = _replayed(zero, ruleset, start).as_of(at).select(key,
+                                                            pl.col("balance").alias("was"))
+    amounts = wanted.join(have, on=key, how="left").collect().select(
+        key, (pl.col("balance") - pl.col("was").fill_null(0)).alias("amount"))
+    return stub.drop("amount").join(amounts, on=key, how="left").select(list(schema))
+
+
+def _same_after(old: pl.DataFrame, start: pl.DataFrame | None, new: pl.DataFrame,
+                states: pl.DataFrame | None, cutoff: int, ruleset: RuleSet,
+                root: Path) -> None:
+    """Every event from the cut-off on must leave the same state in the new log."""
+    fields = [f.name for f in ruleset.fields]
+    after = pl.col("event_time").dt.epoch("us") >= cutoff
+
+    def states_after(events: pl.DataFrame, opening: pl.DataFrame | None) -> pl.DataFrame:
+        return (_replayed(events, ruleset, opening).history.filter(after)
+                .select("event_id", *fields).sort("event_id").collect())
+
+    a, b = states_after(old, start), states_after(new, states)
+    if not a.equals(b):
+        diff = a.join(b, on="event_id", suffix="_new", how="full").filter(
+            pl.any_horizontal(pl.col(f).ne_missing(pl.col(f"{f}_new")) for f in fields))
+        where = diff["event_id"][0] if diff.height else "?"
+        msg = (f"{root}: opening states cannot reproduce {ruleset.name!r} after the cut-off "
+               f"(event {where} would change); nothing was expired")
+        raise ArchiveError(msg, path=str(root))

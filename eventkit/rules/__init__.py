@@ -1,0 +1,28 @@
+"""Rules: how events change state, as data — the model, its expression language, the oracle.
+
+:class:`~eventkit.rules.model.RuleSet` (Python or a TOML file) with
+expressions parsed by :mod:`~eventkit.rules.expr`, never ``eval``-ed; the
+registry of named rule sets (:func:`get`, :func:`register`, :func:`names`)
+with the built-in ``balance`` and ``banking``; rate tables as data
+(:mod:`~eventkit.rules.rates`); and :func:`~eventkit.rules.reference.reference_fold`,
+the per-event fold every engine is tested against. Knows nothing of archives.
+
+>>> from eventkit import rules
+>>> rules.names()
+['balance', 'banking']
+"""
+
+from eventkit.rules.model import CheckedRules, Field, Handler, Interest, RuleSet
+from eventkit.rules.registry import get, names, register, resolve
+
+__all__ = [
+    "CheckedRules",
+    "Field",
+    "Handler",
+    "Interest",
+    "RuleSet",
+    "get",
+    "names",
+    "register",
+    "resolve",
+]

@@ -1,0 +1,316 @@
+"""The rule expression language: parsed and type-checked, never ``eval``-ed.
+
+Rule expressions are written in a small subset of Python syntax, parsed with
+:func:`ast.parse` and accepted only if every node is on the whitelist below.
+
+=================  ====================================================
+kind               forms
+=================  ====================================================
+literals           ``12``, ``0.5``, ``'closed'``, ``True``
+names              state fields, event columns, parameters of the rule set
+arithmetic         ``+ - *``, ``/`` (float), ``//`` and ``%`` (integers), unary ``-``
+comparison         ``< <= > >= == !=`` (one operator per comparison)
+logic              ``and``, ``or``, ``not`` (both sides are always evaluated)
+choice             ``a if cond else b``
+functions          ``min(a, b)``, ``max(a, b)``, ``abs(x)``, ``float(x)``,
+                   ``round_half_even(x)``, ``round_half_up(x)``, ``floor(x)``,
+                   ``ceil(x)``, ``trunc(x)`` (float -> integer)
+=================  ====================================================
+
+Types are ``int`` (money in minor units, counts, flags), ``float`` (rates) and
+``enum`` (a field with named values such as ``'open'``/``'closed'``, compared
+and assigned by name). An integer is never silently turned into a float where
+exactness matters: assigning a float to an integer field needs a rounding
+function. Integer ``//`` and ``%`` by zero give 0, float ``/`` by zero gives
+``inf``/``nan`` (both engines and the reference fold agree on this).
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from eventkit.exceptions import RuleError
+
+__all__ = ["Expr", "Scope", "Typ", "evaluate", "parse"]
+
+Typ = Literal["int", "float", "enum"]
+
+def _half_away(x: float) -> float:
+    whole = math.floor(abs(x))
+    return math.copysign(whole + 1 if abs(x) - whole >= 0.5 else whole, x)
+
+
+#: Float -> integer rounding functions (``round_half_up`` rounds halves away
+#: from zero, as ``decimal.ROUND_HALF_UP`` does).
+ROUNDING: dict[str, Callable[[float], float]] = {
+    "round_half_even": lambda x: float(round(x)),
+    "round_half_up": _half_away,
+    "floor": lambda x: float(math.floor(x)),
+    "ceil": lambda x: float(math.ceil(x)),
+    "trunc": lambda x: float(math.trunc(x)),
+}
+BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//",
+           ast.Mod: "%"}
+CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What names mean inside an expression.
+
+    ``fields`` and ``columns`` map names to types; ``enums`` maps an enum
+    field to its values; ``params`` are constants of the rule set.
+    """
+
+    fields: Mapping[str, Typ]
+    columns: Mapping[str, Typ]
+    params: Mapping[str, int | float]
+    enums: Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Expr:
+    """A checked expression: its syntax tree, result type and the names it reads."""
+
+    text: str
+    node: ast.expr
+    typ: Typ
+    enum: str | None  # for enum-typed expressions: the field whose values apply
+    fields: frozenset[str]
+    columns: frozenset[str]
+
+    @property
+    def reads_state(self) -> bool:
+        """True when the value depends on state fields (not only on the event)."""
+        return bool(self.fields)
+
+
+def parse(text: str, scope: Scope, *, where: str) -> Expr:
+    """Parse and type-check ``text``; ``where`` prefixes error messages.
+
+    Examples
+    --------
+    >>> s = Scope(fields={"balance": "int"}, columns={"amount": "int"}, params={}, enums={})
+    >>> e = parse("balance + amount", s, where="rule Deposit")
+    >>> e.typ, sorted(e.fields), sorted(e.columns)
+    ('int', ['balance'], ['amount'])
+    >>> parse("balance + __import__('os')", s, where="rule Deposit")
+    Traceback (most recent call last):
+    ...
+    eventkit.RuleError: rule Deposit: unknown function '__import__' in "balance + __import__('os')"
+
+    """
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as exc:
+        msg = f"{where}: syntax error in {text!r}: {exc.msg} (column {exc.offset})"
+        raise RuleError(msg) from None
+    checker = _Checker(scope, text, where)
+    typ, enum = checker.visit(tree.body)
+    return Expr(text, tree.body, typ, enum, frozenset(checker.fields), frozenset(checker.columns))
+
+
+class _Checker:
+    def __init__(self, scope: Scope, text: str, where: str) -> None:
+        self.scope = scope
+        self.text = text
+        self.where = where
+        self.fields: set[str] = set()
+        self.columns: set[str] = set()
+
+    def fail(self, problem: str) -> RuleError:
+        return RuleError(f"{self.where}: {problem} in {self.text!r}")
+
+    def visit(self, node: ast.AST) -> tuple[Typ, str | None]:  # noqa: PLR0911, C901
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool):
+                return "int", None
+            if isinstance(node.value, int):
+                return "int", None
+            if isinstance(node.value, float):
+                return "float", None
+            if isinstance(node.value, str):
+                return "enum", None  # resolved against the enum it is compared with
+            raise self.fail(f"unsupported literal {node.value!r}")
+        if isinstance(node, ast.Name):
+            return self.name(node.id)
+        if isinstance(node, ast.BinOp) and type(node.op) in BINOPS:
+            op = BINOPS[type(node.op)]
+            left, right = self.number(node.left), self.number(node.right)
+            if op == "/":
+                return "float", None
+            if op in ("//", "%") and "float" in (left, right):
+                raise self.fail(f"'{op}' needs integers; use '/' for floats")
+            return ("float" if "float" in (left, right) else "int"), None
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return self.number(node.operand), None
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            self.number(node.operand)
+            return "int", None
+        if isinstance(node, ast.BoolOp):
+            for value in node.values:
+                self.number(value)
+            return "int", None
+        if isinstance(node, ast.Compare):
+            return self.compare(node)
+        if isinstance(node, ast.IfExp):
+            self.number(node.test)
+            a, b = self.visit(node.body), self.visit(node.orelse)
+            return self.unify(a, b)
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        raise self.fail(f"unsupported syntax '{ast.unparse(node)}'")
+
+    def name(self, name: str) -> tuple[Typ, str | None]:
+        scope = self.scope
+        if name in scope.fields:
+            self.fields.add(name)
+            typ = scope.fields[name]
+            return typ, (name if typ == "enum" else None)
+        if name in scope.columns:
+            self.columns.add(name)
+            return scope.columns[name], None
+        if name in scope.params:
+            return ("float" if isinstance(scope.params[name], float) else "int"), None
+        known = sorted({*scope.fields, *scope.columns, *scope.params})
+        raise self.fail(f"unknown name '{name}' (known: {', '.join(known)})")
+
+    def number(self, node: ast.AST) -> Typ:
+        typ, _ = self.visit(node)
+        if typ == "enum":
+            raise self.fail(f"'{ast.unparse(node)}' is a named value, not a number")
+        return typ
+
+    def compare(self, node: ast.Compare) -> tuple[Typ, None]:
+        if len(node.ops) != 1 or type(node.ops[0]) not in CMPOPS:
+            raise self.fail("use one comparison operator at a time")
+        left, right = node.left, node.comparators[0]
+        a, b = self.visit(left), self.visit(right)
+        if "enum" in (a[0], b[0]):
+            if CMPOPS[type(node.ops[0])] not in ("==", "!="):
+                raise self.fail("named values compare only with == and !=")
+            self.unify(a, b)
+            for side, other in ((left, b[1]), (right, a[1])):
+                self.literal_of(side, other)
+        return "int", None
+
+    def literal_of(self, node: ast.AST, enum: str | None) -> None:
+        """Check that a string literal meeting enum ``enum`` is one of its values."""
+        if enum is None or not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+            return
+        values = self.scope.enums[enum]
+        if node.value not in values:
+            raise self.fail(f"'{node.value}' is not a value of {enum} ({', '.join(values)})")
+
+    def unify(self, a: tuple[Typ, str | None], b: tuple[Typ, str | None]
+              ) -> tuple[Typ, str | None]:
+        if a[0] == "enum" or b[0] == "enum":
+            if a[0] != b[0]:
+                raise self.fail("cannot mix a named value with a number")
+            if a[1] and b[1] and a[1] != b[1] and self.scope.enums[a[1]] != self.scope.enums[b[1]]:
+                raise self.fail(f"cannot mix values of {a[1]} and {b[1]}")
+            return "enum", a[1] or b[1]
+        return ("float" if "float" in (a[0], b[0]) else "int"), None
+
+    def call(self, node: ast.Call) -> tuple[Typ, None]:
+        if not isinstance(node.func, ast.Name) or node.keywords:
+            raise self.fail("only plain calls of the listed functions are allowed")
+        name, args = node.func.id, node.args
+        arity = {"min": 2, "max": 2, "abs": 1, "float": 1, **dict.fromkeys(ROUNDING, 1)}
+        if name not in arity:
+            raise self.fail(f"unknown function '{name}'")
+        if len(args) != arity[name]:
+            raise self.fail(f"{name}() takes {arity[name]} argument(s)")
+        types = [self.number(a) for a in args]
+        if name in ROUNDING:
+            return "int", None
+        if name == "float":
+            return "float", None
+        return ("float" if "float" in types else "int"), None
+
+
+def evaluate(expr: Expr, env: Mapping[str, Any], enums: Mapping[str, tuple[str, ...]]) -> Any:
+    """Evaluate a checked expression in plain Python (the reference fold's evaluator).
+
+    ``env`` maps names to values; enum fields hold their value's name.
+    """
+    del enums  # enum values are compared by name in Python
+    return _Eval(env).visit(expr.node)
+
+
+class _Eval:
+    def __init__(self, env: Mapping[str, Any]) -> None:
+        self.env = env
+
+    def visit(self, node: ast.AST) -> Any:  # noqa: PLR0911, C901
+        if isinstance(node, ast.Constant):
+            return int(node.value) if isinstance(node.value, bool) else node.value
+        if isinstance(node, ast.Name):
+            return self.env[node.id]
+        if isinstance(node, ast.BinOp):
+            return binop(BINOPS[type(node.op)], self.visit(node.left), self.visit(node.right))
+        if isinstance(node, ast.UnaryOp):
+            value = self.visit(node.operand)
+            return -value if isinstance(node.op, ast.USub) else int(not value)
+        if isinstance(node, ast.BoolOp):
+            values = [bool(self.visit(v)) for v in node.values]
+            return int(all(values) if isinstance(node.op, ast.And) else any(values))
+        if isinstance(node, ast.Compare):
+            a, b = self.visit(node.left), self.visit(node.comparators[0])
+            return int(compare(CMPOPS[type(node.ops[0])], a, b))
+        if isinstance(node, ast.IfExp):
+            test, a, b = self.visit(node.test), self.visit(node.body), self.visit(node.orelse)
+            return a if test else b
+        if isinstance(node, ast.Call):
+            name = node.func.id  # type: ignore[attr-defined]
+            args = [self.visit(a) for a in node.args]
+            return call(name, args)
+        msg = f"cannot evaluate {ast.unparse(node)}"
+        raise RuleError(msg)
+
+
+def binop(op: str, a: Any, b: Any) -> Any:
+    """Apply an arithmetic operator with the language's semantics (see module doc)."""
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if op == "/":
+        a, b = float(a), float(b)
+        if b == 0.0:
+            return math.nan if a == 0.0 or math.isnan(a) else math.copysign(math.inf, a) * (
+                math.copysign(1.0, b))
+        return a / b
+    if b == 0:
+        return 0
+    if op == "//":
+        return a // b
+    return a % b
+
+
+def compare(op: str, a: Any, b: Any) -> bool:
+    """Apply a comparison operator."""
+    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b,
+            "!=": a != b}[op]
+
+
+def call(name: str, args: list[Any]) -> Any:
+    """Apply a built-in function."""
+    if name == "min":
+        return args[0] if args[0] <= args[1] else args[1]
+    if name == "max":
+        return args[0] if args[0] >= args[1] else args[1]
+    if name == "abs":
+        return abs(args[0])
+    if name == "float":
+        return float(args[0])
+    value = float(args[0])
+    if not math.isfinite(value):
+        return 0
+    return int(ROUNDING[name](value))

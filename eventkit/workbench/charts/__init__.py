@@ -1,0 +1,34 @@
+"""Altair charts, by subject, small enough to live in a notebook.
+
+Every chart is aggregated in Polars before Altair sees it, so its data has at
+most ``max_points`` rows however long the event log: the default stays well
+under Altair's 5,000-row limit (``MaxRowsError``) without VegaFusion, and a
+saved notebook stays small. Balances are exact integer cents in eventkit;
+charts show them as currency units (``cents / 100``) for display only.
+
+In JupyterLab call :func:`enable_offline` once: Altair 6 otherwise loads Vega
+from a CDN, and JupyterLab cannot draw Vega-Lite 6 specs on its own.
+"""
+
+from eventkit.workbench.charts._common import EMBED_OPTIONS, enable_offline, enable_static, export
+from eventkit.workbench.charts.alerts import alert_timeline
+from eventkit.workbench.charts.balances import as_of_marker, balance_history
+from eventkit.workbench.charts.health import schema_version_chart, snapshot_chart, storage_chart
+from eventkit.workbench.charts.temporal import restatement_view
+from eventkit.workbench.charts.whatif import delta_distribution, what_if
+
+__all__ = [
+    "EMBED_OPTIONS",
+    "alert_timeline",
+    "as_of_marker",
+    "balance_history",
+    "delta_distribution",
+    "enable_offline",
+    "enable_static",
+    "export",
+    "restatement_view",
+    "schema_version_chart",
+    "snapshot_chart",
+    "storage_chart",
+    "what_if",
+]

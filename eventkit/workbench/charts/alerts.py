@@ -1,0 +1,151 @@
+"""Charts of pattern alerts: one alert's events on a time line."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+import altair as alt
+import polars as pl
+
+from eventkit.exceptions import ParameterError
+from eventkit.schema import TIME_DTYPE
+from eventkit.workbench.charts._common import KEY, SIZE, TIME, TIME_TIP, UNITS, to_units
+
+__all__ = ["alert_timeline"]
+
+
+def alert_timeline(
+    history: pl.LazyFrame | pl.DataFrame,
+    alert: Mapping[str, Any] | pl.DataFrame,
+    *,
+    margin: timedelta | None = None,
+    max_points: int = 2000,
+) -> alt.Chart:
+    """Chart one alert's events on a time axis: a lane per account, colour by event type.
+
+    Parameters
+    ----------
+    history
+        A replay's history (or canonical events); ``balance`` shows in the tooltip
+        when present.
+    alert
+        One row of :func:`eventkit.questions.patterns.builtin_alerts` or of a pattern's
+        ``detect`` (a mapping or a one-row frame): ``account_id``, optionally
+        ``counterparty_id`` and ``pattern``, ``start_seq``, ``end_seq``,
+        ``start_time``, ``end_time`` (a null end: still open, drawn up to the margin).
+        With a ``counterparty_id``, the alert's events are both accounts' legs of
+        the transfers between the two.
+    margin
+        Context drawn before the start and after the end (default: the alert's
+        duration, at least one hour).
+    max_points
+        Upper bound on the chart's rows: the alert's own events are always
+        kept, context events nearest the alert first.
+
+    Returns
+    -------
+    alt.Chart
+        Points per event; the alert's events (its key's events from its start
+        to its end event) are large and opaque, the context small and faint.
+
+    Raises
+    ------
+    ValueError
+        ``alert`` is not one row, or ``max_points`` is smaller than the alert's events.
+
+    Examples
+    --------
+    >>> import eventkit
+    >>> from datetime import UTC, datetime
+    >>> t = [datetime(2024, 1, 1, h, tzinfo=UTC) for h in range(4)]
+    >>> events = pl.DataFrame({"event_id": list("abcd"), "seq": [0, 1, 2, 3],
+    ...     "account_id": [1] * 4, "event_type": ["Deposit", "Withdrawal", "Withdrawal", "Fee"],
+    ...     "event_time": t, "recorded_at": t, "amount": [9_000, 100, 100, 50]})
+    >>> alert = {"account_id": 1, "start_seq": 1, "end_seq": 2, "start_time": t[1],
+    ...          "end_time": t[2], "pattern": "rapid_withdrawals"}
+    >>> chart = alert_timeline(eventkit.replay(events).history, alert)
+    >>> chart.data.select("seq", "event_type", "in_alert").rows()
+    [(0, 'Deposit', False), (1, 'Withdrawal', True), (2, 'Withdrawal', True), (3, 'Fee', False)]
+    >>> chart.to_dict()["title"]["text"]
+    'rapid_withdrawals alert on account 1'
+
+    """
+    row = _one_alert(alert)
+    account, other = row["account_id"], row.get("counterparty_id")
+    start, end = row["start_time"], row["end_time"]
+    span = (end - start) if end is not None else timedelta(0)
+    pad = margin if margin is not None else max(span, timedelta(hours=1))
+    left, right = start - pad, (end if end is not None else start) + pad
+    lanes = [account] if other is None else [account, other]
+    key = pl.col(KEY) == account
+    if other is not None:  # a pair: both legs of each transfer between the two
+        key = (key & (pl.col("counterparty_id") == other)) | (
+            (pl.col(KEY) == other) & (pl.col("counterparty_id") == account))
+    first = (pl.col(TIME) > start) | (
+        (pl.col(TIME) == start) & (pl.col("seq") >= row["start_seq"]))
+    last = pl.lit(value=True) if end is None else (pl.col(TIME) < end) | (
+        (pl.col(TIME) == end) & (pl.col("seq") <= row["end_seq"]))
+    frame = history.lazy()
+    extra = [c for c in ("amount", "balance", "event_id") if c in frame.collect_schema().names()]
+    events = (frame.filter(pl.col(KEY).is_in(lanes),
+                           pl.col(TIME).is_between(pl.lit(left, TIME_DTYPE),
+                                                    pl.lit(right, TIME_DTYPE)))
+              .select(KEY, TIME, "seq", "event_type", *extra,
+                      *(["counterparty_id"] if other is not None else []))
+              .with_columns((key & first & last).alias("in_alert"))
+              .collect())
+    inside = int(events["in_alert"].sum())
+    if inside > max_points:
+        msg = f"{max_points} is smaller than the alert's {inside} events"
+        raise ParameterError(msg, param="max_points")
+    distance = (pl.when(pl.col(TIME) < start).then(pl.lit(start, TIME_DTYPE) - pl.col(TIME))
+                .otherwise(pl.col(TIME) - pl.lit(end or start, TIME_DTYPE)))
+    data = (events.sort(~pl.col("in_alert"), distance).head(max_points)
+            .with_columns(to_units(*[c for c in ("amount", "balance") if c in extra]))
+            .with_columns(pl.col(TIME).alias("time"), pl.col(KEY).cast(pl.String))
+            .sort(TIME, "seq"))
+    pattern = row.get("pattern") or "pattern"
+    who = f"account {account}" if other is None else f"accounts {account} and {other}"
+    until = f"{end:%Y-%m-%d %H:%M}" if end is not None else "still open"
+    title = alt.Title(f"{pattern} alert on {who}",
+                      subtitle=f"{start:%Y-%m-%d %H:%M} to {until} UTC; "
+                               f"{inside} event{'s' * (inside != 1)} in the alert, "
+                               f"context {_describe_span(pad)} either side")
+    tooltip = [TIME_TIP, alt.Tooltip("event_type:N", title="event"),
+               *(alt.Tooltip(f"{c}:Q", format=",.2f") for c in ("amount", "balance")
+                 if c in extra),
+               alt.Tooltip("seq:Q"), alt.Tooltip("in_alert:N", title="in the alert")]
+    return alt.Chart(data, title=title).mark_point(filled=True).encode(
+        x=alt.X("time:T", title="time (UTC)", scale=alt.Scale(type="utc",
+                                                              domain=[left.isoformat(),
+                                                                      right.isoformat()])),
+        y=alt.Y(f"{KEY}:N", title="account"),
+        color=alt.Color("event_type:N", title="event type"),
+        size=alt.Size("in_alert:N", scale=alt.Scale(domain=[True, False], range=[160, 40]),
+                      title="in the alert"),
+        opacity=alt.Opacity("in_alert:N", scale=alt.Scale(domain=[True, False],
+                                                          range=[1.0, 0.35]), legend=None),
+        tooltip=tooltip,
+    ).properties(width=SIZE["width"], height=60 * len(lanes) + 40)
+
+
+def _one_alert(alert: Mapping[str, Any] | pl.DataFrame) -> dict[str, Any]:
+    if isinstance(alert, pl.DataFrame):
+        if alert.height != 1:
+            msg = f"must be one row, got {alert.height}"
+            raise ParameterError(msg, param="alert")
+        return alert.row(0, named=True)
+    return dict(alert)
+
+
+def _describe_span(span: timedelta) -> str:
+    """A duration in its largest whole unit, rounded down, for a subtitle.
+
+    >>> _describe_span(timedelta(hours=36)), _describe_span(timedelta(minutes=90))
+    ('1 day', '1 hour')
+    """
+    name, unit = next(((n, u) for n, u in UNITS if span >= u), UNITS[-1])
+    count = max(1, span // unit)
+    return f"{count} {name}" + "s" * (count != 1)
