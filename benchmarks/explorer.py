@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run as a script
 
-from common import machine_lines, peak_rss  # noqa: E402
+from common import machine_lines, peak_rss
 
 DEFAULT = Path(__file__).resolve().parent / "out" / "replay-10000000-100000"
 TARGET_MS = 100.0
@@ -76,7 +76,8 @@ def main() -> None:
 
     rows = [
         ("`account_view`, new account (read + replay)",
-         timed([lambda a=a: account_view(args.archive, a, day, rules="banking") for a in accounts])),
+         timed([lambda a=a: account_view(args.archive, a, day, rules="banking")
+                for a in accounts])),
         ("explorer callback, new account (+ chart spec, table)",
          timed([choose(a) for a in accounts])),
         ("explorer callback, new account with a +1 pp rate scenario",

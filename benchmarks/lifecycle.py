@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run as a script
 
-from common import machine_lines, peak_rss, report, run_child, time_work  # noqa: E402
+from common import machine_lines, peak_rss, report, run_child, time_work
 
 OUT = Path(__file__).resolve().parent / "out"
 SEED = 1

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_lines, report, run_child  # noqa: E402
+from common import machine_lines, report, run_child
 
 OUT = Path(__file__).resolve().parent / "out"
 EVENTS_PER_BUCKET = 1_000_000

@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run as a script
 
-from common import case_parser, machine_lines, peak_rss, report, run_child, time_work  # noqa: E402
+from common import case_parser, machine_lines, peak_rss, report, run_child, time_work
 
 OUT = Path(__file__).resolve().parent / "out"
 SEED = 1

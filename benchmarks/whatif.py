@@ -26,8 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` when run as a script
 
-from common import case_parser, machine_lines, peak_rss, report, run_child, time_work  # noqa: E402
-from temporal import archive as temporal_archive  # noqa: E402
+from common import case_parser, machine_lines, peak_rss, report, run_child, time_work
+from temporal import archive as temporal_archive
 
 OUT = Path(__file__).resolve().parent / "out"
 RULES = "banking"

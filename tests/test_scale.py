@@ -223,7 +223,7 @@ distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
-def client():  # noqa: ANN201
+def client():
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as c:
@@ -232,7 +232,7 @@ def client():  # noqa: ANN201
 
 @pytest.mark.slow
 @pytest.mark.parametrize("rules", RULES)
-def test_dask_equals_memory(client, bank: dict[str, Path], rules: str,  # noqa: ANN001
+def test_dask_equals_memory(client, bank: dict[str, Path], rules: str,
                             tmp_path: Path) -> None:
     memory = replay(bank["bucketed"], rules)
     result = replay(bank["bucketed"], rules, client=client)
@@ -259,7 +259,7 @@ class SlowFirstRun(distributed.WorkerPlugin):
 
 
 @pytest.mark.slow
-def test_dask_survives_a_killed_worker(client, bank: dict[str, Path],  # noqa: ANN001
+def test_dask_survives_a_killed_worker(client, bank: dict[str, Path],
                                        tmp_path: Path) -> None:
     import sys
 
@@ -272,7 +272,7 @@ def test_dask_survives_a_killed_worker(client, bank: dict[str, Path],  # noqa: A
         def run() -> None:
             try:
                 done["state"] = replay(bank["bucketed"], "banking", client=client).state().collect()
-            except BaseException as exc:  # noqa: BLE001 (reported by the test thread)
+            except BaseException as exc:
                 done["error"] = exc
 
         pids = set(client.run(os.getpid).values())

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from eventkit.archive import ledger
 from eventkit.exceptions import (
+    ArchiveError,
     SchemaError,
     ValidationError,
 )
@@ -23,6 +26,7 @@ __all__ = [
     "archive_schema",
     "check_batch_columns",
     "check_meta",
+    "check_new_archive",
     "check_personal",
     "check_raw_types",
     "check_values",
@@ -85,7 +89,8 @@ def check_personal(rows: pl.DataFrame, personal: tuple[str, ...], source: str) -
         value = pl.col(name).cast(pl.Binary)
         for bad, problem in (
             (value.is_not_null() & ~value.bin.starts_with(CIPHERTEXT_PREFIX),
-             "not eventkit ciphertext (plaintext is never stored; use eventkit.archive.privacy.encrypt)"),
+             "not eventkit ciphertext (plaintext is never stored; encrypt it with "
+              "eventkit.archive.privacy.encrypt)"),
             (value.is_not_null() & pl.col(SUBJECT_COL).is_null()
              if SUBJECT_COL in rows.columns else value.is_not_null(),
              f"a personal value without a {SUBJECT_COL}"),
@@ -222,3 +227,23 @@ _TEXT_COLUMNS = ("event_id", "event_type")
 #: Valid and transaction times must fall in 1900 .. 2200 (a wrong unit or a sentinel
 #: such as 9999-12-31 otherwise): the same plausible range the loaders use for epochs.
 _TIME_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+
+
+def check_new_archive(root: Path, personal: tuple[str, ...]) -> None:
+    """``root`` must be a new or empty folder, ``personal`` distinct plain field names."""
+    if (root / ledger.LOG_DIR).exists():
+        msg = f"an archive already exists at {root}"
+        raise ArchiveError(msg, path=str(root))
+    if root.exists() and not root.is_dir():
+        msg = f"{root} is a file; choose a folder for the archive"
+        raise ArchiveError(msg, path=str(root))
+    if root.exists() and any(root.iterdir()):
+        msg = f"{root} exists and is not empty; choose a new folder for the archive"
+        raise ArchiveError(msg, path=str(root))
+    bad = [f for f in personal if f in CANONICAL_SCHEMA or f == SUBJECT_COL
+           or not f.isidentifier()]
+    if bad or len(set(personal)) != len(personal):
+        msg = (f"personal fields must be distinct names other than the canonical columns "
+               f"and {SUBJECT_COL!r}: {list(personal)}")
+        raise SchemaError(msg, source=str(root), column=bad[0] if bad else None)
+

@@ -15,6 +15,9 @@ import pyarrow as pa
 from deltalake import Schema
 from deltalake.transaction import (
     AddAction,
+    CommitProperties,
+    PostCommitHookProperties,
+    create_table_with_add_actions,
 )
 from polars.io.plugins import register_io_source
 
@@ -26,6 +29,9 @@ from eventkit.schema import CANONICAL_SCHEMA
 from eventkit.sources.upcast import CURRENT_VERSION, UNMARKED_VERSION, UPCASTERS, VERSION_KEY
 
 __all__ = [
+    "NO_CHECKPOINTS",
+    "clean_interrupted",
+    "create_table",
     "delta_schema",
     "fsync",
     "read_files",
@@ -33,6 +39,10 @@ __all__ = [
     "write_data_file",
     "write_durably",
 ]
+
+
+#: Commits eventkit makes write no Delta checkpoint and expire no log (the hash chain needs it).
+NO_CHECKPOINTS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
 
 
 def read_files(root: Path, entries: list[dict[str, Any]],
@@ -194,3 +204,45 @@ def remove_written(written: list[tuple[Path, Path]]) -> None:
 
 
 _ROWS_PER_READ = 1_000_000  # small files are read together, up to this many rows
+
+
+def clean_interrupted(root: Path, latest: int, committed: set[str]) -> None:
+    """Remove data files of appends that died before their commit.
+
+    An intent names a data file and, in the name, the version its append
+    meant to commit. Once that version is taken (``latest`` or before), the
+    append can no longer commit (commits are pinned to one version), so its
+    file goes; ``committed`` data files stay, only their intent goes. An
+    intent for a later version may belong to a writer still at work (one
+    that does not share this lock): it stays until a commit takes its version.
+    """
+    folder = root / ledger.PRIVATE_DIR / "pending"
+    if not folder.is_dir():
+        return
+    for intent in folder.glob("*.intent"):
+        name = intent.name.removesuffix(".intent")
+        if name in committed:
+            intent.unlink(missing_ok=True)
+            continue
+        meant = name.split("-")[1] if name.startswith("part-") else ""
+        if meant.isdigit() and int(meant) > latest:
+            continue
+        (root / name).unlink(missing_ok=True)
+        intent.unlink(missing_ok=True)
+
+
+def create_table(root: Path, schema: Schema, configuration: dict[str, str],
+                 record: dict[str, Any]) -> None:
+    """Create the empty Delta table of a new archive, its genesis ``record`` in commit 0."""
+    create_table_with_add_actions(
+        str(root),
+        schema,
+        [],
+        name="eventkit archive",
+        configuration=configuration,
+        commit_properties=CommitProperties(custom_metadata={"eventkit": json.dumps(record)}),
+        post_commithook_properties=NO_CHECKPOINTS,
+    )
+    (root / ledger.PRIVATE_DIR).mkdir()
+    (root / ledger.PRIVATE_DIR / "append.lock").touch()
+

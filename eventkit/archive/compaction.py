@@ -70,7 +70,7 @@ def compact(
         msg = f"target_rows must be at least 1, not {target_rows}"
         raise ArchiveError(msg, path=str(archive.path))
     root = archive.path
-    with archive._lock():
+    with archive.writing():
         commits = ledger.read_log(root)
         entries = ledger.live_files(root, commits)
         for entry in entries:

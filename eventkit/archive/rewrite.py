@@ -1,4 +1,4 @@
-"""Audited rewrites of an archive (compaction, expiry): new files and one commit in the hash chain."""
+"""Audited rewrites of an archive (compaction, expiry): new files, one commit in the hash chain."""
 
 from __future__ import annotations
 
@@ -103,13 +103,15 @@ class RewriteWriter:
 
 
 def delete_files(root: Path, entries: list[dict[str, Any]]) -> None:
+    """Delete the data files ``entries`` name (once a rewrite replaced them)."""
     for entry in entries:
         (root / entry["path"]).unlink(missing_ok=True)
     fsync(root)
 
 
 def rewrite_record(last: dict[str, Any], kind: str, groups: list[dict[str, Any]],
-            files: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+                   files: list[dict[str, Any]], extra: dict[str, Any]) -> dict[str, Any]:
+    """The hash-chained record of a rewrite of ``kind``, continuing from ``last``."""
     record: dict[str, Any] = {
         "format": 1,
         "kind": kind,

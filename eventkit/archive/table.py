@@ -9,9 +9,7 @@ table; :meth:`EventArchive.verify` proves nothing was changed behind its back.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,8 +23,6 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import (
     CommitProperties,
-    PostCommitHookProperties,
-    create_table_with_add_actions,
 )
 
 from eventkit.archive import ledger
@@ -35,12 +31,16 @@ from eventkit.archive._checks import (
     archive_schema,
     check_batch_columns,
     check_meta,
+    check_new_archive,
     check_personal,
     check_raw_types,
     check_values,
     collect_batch,
 )
 from eventkit.archive._files import (
+    NO_CHECKPOINTS,
+    clean_interrupted,
+    create_table,
     delta_schema,
     fsync,
     read_files,
@@ -49,6 +49,7 @@ from eventkit.archive._files import (
     write_durably,
 )
 from eventkit.archive.buckets import bucket_expr, check_buckets
+from eventkit.archive.lock import writer_lock
 from eventkit.archive.verify import VerifyReport, verify_log
 from eventkit.exceptions import (
     AppendConflictError,
@@ -60,7 +61,7 @@ from eventkit.exceptions import (
     StaleVersionError,
     ValidationError,
 )
-from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES, SUBJECT_COL
+from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
 from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
 from eventkit.sources.upcast import CURRENT_VERSION, UPCASTERS
 
@@ -69,11 +70,9 @@ __all__ = ["AppendReceipt", "EventArchive"]
 
 _FORMAT = 1
 _ROWS_PER_FILE = 2_000_000
-_LOCK_TIMEOUT_S = 120.0
 _CLOCK_SKEW = timedelta(minutes=5)
 _TABLE_CONFIG = {"delta.appendOnly": "true"}
 _EPOCH = "1970-01-01T00:00:00+00:00"
-_NO_CHECKPOINTS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
 
 
 @dataclass(frozen=True)
@@ -141,7 +140,6 @@ class EventArchive:
         #: Number of key buckets (see :mod:`eventkit.archive.buckets`); None: not bucketed.
         self.buckets: int | None = genesis.record.get("buckets")
 
-    # ------------------------------------------------------------------ create
     @classmethod
     def create(
         cls,
@@ -166,21 +164,7 @@ class EventArchive:
         if buckets is not None:
             check_buckets(buckets)
         root = Path(path)
-        if (root / ledger.LOG_DIR).exists():
-            msg = f"an archive already exists at {root}"
-            raise ArchiveError(msg, path=str(root))
-        if root.exists() and not root.is_dir():
-            msg = f"{root} is a file; choose a folder for the archive"
-            raise ArchiveError(msg, path=str(root))
-        if root.exists() and any(root.iterdir()):
-            msg = f"{root} exists and is not empty; choose a new folder for the archive"
-            raise ArchiveError(msg, path=str(root))
-        bad = [f for f in personal if f in CANONICAL_SCHEMA or f == SUBJECT_COL
-               or not f.isidentifier()]
-        if bad or len(set(personal)) != len(personal):
-            msg = (f"personal fields must be distinct names other than the canonical columns "
-                   f"and {SUBJECT_COL!r}: {list(personal)}")
-            raise SchemaError(msg, source=str(root), column=bad[0] if bad else None)
+        check_new_archive(root, personal)
         root.mkdir(parents=True, exist_ok=True)
         schema = delta_schema(archive_schema(tuple(personal)))
         record: dict[str, Any] = {
@@ -198,20 +182,9 @@ class EventArchive:
         if buckets is not None:
             record["buckets"] = buckets
         record["digest"] = ledger.chain_digest(ledger.GENESIS, record)
-        create_table_with_add_actions(
-            str(root),
-            schema,
-            [],
-            name="eventkit archive",
-            configuration=_TABLE_CONFIG,
-            commit_properties=CommitProperties(custom_metadata={"eventkit": json.dumps(record)}),
-            post_commithook_properties=_NO_CHECKPOINTS,
-        )
-        (root / ledger.PRIVATE_DIR).mkdir()
-        (root / ledger.PRIVATE_DIR / "append.lock").touch()
+        create_table(root, schema, _TABLE_CONFIG, record)
         return cls(root)
 
-    # ------------------------------------------------------------------ read
     @property
     def version(self) -> int:
         """The latest commit version (0 for an empty archive)."""
@@ -340,7 +313,6 @@ class EventArchive:
     def __repr__(self) -> str:
         return f"EventArchive({str(self.path)!r})"
 
-    # ------------------------------------------------------------------ write
     def append(
         self,
         events: pl.DataFrame | pl.LazyFrame,
@@ -420,7 +392,7 @@ class EventArchive:
 
         check_values(rows, source, check_recorded_at=recorded_at == "keep")
 
-        with self._lock():
+        with self.writing():
             commits = ledger.read_log(self.path)
             # refuse to extend a damaged log: checks every commit (and, hashed once per
             # process, every data file) before the new one is chained to it
@@ -428,7 +400,7 @@ class EventArchive:
             for entry in entries:
                 ledger.check_data_file(self.path, entry)
             committed = {e["path"] for e in entries}
-            self._clean_interrupted(commits[-1].version, committed)
+            clean_interrupted(self.path, commits[-1].version, committed)
             last: dict[str, Any] = commits[-1].record or {}  # live_files checked it
             if batch_id is not None and (old := _find_batch(commits, batch_id)) is not None:
                 return old
@@ -451,7 +423,7 @@ class EventArchive:
             receipt = self._commit(stored, batch_id or uuid.uuid4().hex, commits[-1].version,
                                    last, start, stored_meta, schema_version)
             new = ledger.read_commit(self.path, receipt.version).record or {}
-            self._clean_interrupted(receipt.version,
+            clean_interrupted(self.path, receipt.version,
                                     committed | {f["path"] for f in new.get("files", [])})
             return receipt
 
@@ -468,7 +440,6 @@ class EventArchive:
 
     update = overwrite
 
-    # ------------------------------------------------------------------ internals
     def _last_record(self) -> dict[str, Any]:
         for commit in reversed(ledger.read_log(self.path)):
             if commit.record is not None:
@@ -564,7 +535,7 @@ class EventArchive:
                 delta_schema(self.schema),
                 commit_properties=CommitProperties(
                     custom_metadata={"eventkit": json.dumps(record)}, max_commit_retries=0),
-                post_commithook_properties=_NO_CHECKPOINTS,
+                post_commithook_properties=NO_CHECKPOINTS,
             )
         except BaseException as exc:
             if not record or not self._committed(version, record):
@@ -605,49 +576,15 @@ class EventArchive:
         found = ledger.read_commit(self.path, version).record
         return found is not None and found.get("digest") == record["digest"]
 
-    def _clean_interrupted(self, latest: int, committed: set[str]) -> None:
-        """Remove data files of appends that died before their commit.
-
-        An intent names a data file and, in the name, the version its append
-        meant to commit. Once that version is taken (``latest`` or before), the
-        append can no longer commit (commits are pinned to one version), so its
-        file goes; ``committed`` data files stay, only their intent goes. An
-        intent for a later version may belong to a writer still at work (one
-        that does not share this lock): it stays until a commit takes its version.
-        """
-        folder = self.path / ledger.PRIVATE_DIR / "pending"
-        if not folder.is_dir():
-            return
-        for intent in folder.glob("*.intent"):
-            name = intent.name.removesuffix(".intent")
-            if name in committed:
-                intent.unlink(missing_ok=True)
-                continue
-            meant = name.split("-")[1] if name.startswith("part-") else ""
-            if meant.isdigit() and int(meant) > latest:
-                continue
-            (self.path / name).unlink(missing_ok=True)
-            intent.unlink(missing_ok=True)
-
     @contextmanager
-    def _lock(self) -> Iterator[None]:
-        private = self.path / ledger.PRIVATE_DIR
-        private.mkdir(exist_ok=True)
-        with (private / "append.lock").open("a") as handle:
-            deadline = time.monotonic() + _LOCK_TIMEOUT_S
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        msg = f"archive {self.path} stayed locked by another writer"
-                        raise AppendConflictError(msg, path=str(self.path)) from None
-                    time.sleep(0.01)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def writing(self) -> Iterator[None]:
+        """Hold the archive's writer lock: appends, compaction and expiry wait for each other.
+
+        Readers never take it. Raises :class:`~eventkit.exceptions.AppendConflictError`
+        when another writer holds it for longer than :data:`~eventkit.archive.lock.TIMEOUT_S`.
+        """
+        with writer_lock(self.path):
+            yield
 
 
 def _find_batch(commits: list[ledger.Commit], batch_id: str) -> AppendReceipt | None:

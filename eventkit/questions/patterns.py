@@ -356,7 +356,7 @@ class Thresholds:
         for name in ("rapid_within", "structuring_within", "ping_pong_within",
                      "negative_longer_than"):
             object.__setattr__(self, name, _duration(getattr(self, name)))
-        if not isinstance(self.rapid_count, int) or self.rapid_count < 2:  # noqa: PLR2004
+        if not isinstance(self.rapid_count, int) or self.rapid_count < 2:
             msg = f"rapid_count must be a whole number >= 2, not {self.rapid_count!r}"
             raise PatternError(msg)
         if not 0 < self.structuring_share < 1:

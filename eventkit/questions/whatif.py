@@ -183,7 +183,7 @@ def compare(
                "states hold for the rule set they were made for only, so no other can be "
                "compared")
         raise ExpiredError(msg)
-    frame = base._events.collect()  # noqa: SLF001 (loaded once, for both)
+    frame = base.events.collect()  # loaded once, for both
     prepared = prepare(frame, a.key)
     results = [ReplayResult(frame.lazy(), r, folded=fold(prepared, r.check()),
                             archive=base.archive, archive_version=base.archive_version)

@@ -223,12 +223,12 @@ class _Folder(ast.NodeTransformer):
         self.params = params
         self.checked = checked
 
-    def visit_Name(self, node: ast.Name) -> ast.expr:  # noqa: N802 (ast visitor API)
+    def visit_Name(self, node: ast.Name) -> ast.expr:
         if node.id in self.params:
             return ast.Constant(self.params[node.id])
         return node
 
-    def visit_BinOp(self, node: ast.BinOp) -> ast.expr:  # noqa: N802
+    def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
         left, right = self.visit(node.left), self.visit(node.right)
         op = BINOPS[type(node.op)]
         if _const(left) and _const(right):
@@ -243,21 +243,21 @@ class _Folder(ast.NodeTransformer):
                 return left
         return folded
 
-    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.expr:  # noqa: N802
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.expr:
         operand = self.visit(node.operand)
         if _const(operand):
             value = operand.value  # type: ignore[attr-defined]
             return ast.Constant(-value if isinstance(node.op, ast.USub) else int(not value))
         return ast.UnaryOp(node.op, operand)
 
-    def visit_Compare(self, node: ast.Compare) -> ast.expr:  # noqa: N802
+    def visit_Compare(self, node: ast.Compare) -> ast.expr:
         left, right = self.visit(node.left), self.visit(node.comparators[0])
         if _const(left) and _const(right):
             op = CMPOPS[type(node.ops[0])]
             return ast.Constant(int(compare(op, left.value, right.value)))  # type: ignore[attr-defined]
         return ast.Compare(left, node.ops, [right])
 
-    def visit_BoolOp(self, node: ast.BoolOp) -> ast.expr:  # noqa: N802
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.expr:
         is_and = isinstance(node.op, ast.And)
         kept = []
         for value in (self.visit(v) for v in node.values):
@@ -273,7 +273,7 @@ class _Folder(ast.NodeTransformer):
             return only if _flag(only) else ast.Compare(only, [ast.NotEq()], [ast.Constant(0)])
         return ast.BoolOp(node.op, kept)
 
-    def visit_IfExp(self, node: ast.IfExp) -> ast.expr:  # noqa: N802
+    def visit_IfExp(self, node: ast.IfExp) -> ast.expr:
         test, body, orelse = self.visit(node.test), self.visit(node.body), self.visit(node.orelse)
         if _const(test):
             return body if test.value else orelse  # type: ignore[attr-defined]
@@ -282,7 +282,7 @@ class _Folder(ast.NodeTransformer):
             return body
         return ast.IfExp(test, body, orelse)
 
-    def visit_Call(self, node: ast.Call) -> ast.expr:  # noqa: N802
+    def visit_Call(self, node: ast.Call) -> ast.expr:
         args = [self.visit(a) for a in node.args]
         if all(_const(a) for a in args):
             name = node.func.id  # type: ignore[attr-defined]
@@ -344,7 +344,7 @@ class _Assembler:
         self.emit(K.PUSH_I, int(value))  # the value itself
         return "int"
 
-    def visit(self, node: ast.expr, enum: Field | None) -> str:  # noqa: PLR0911, C901, PLR0912
+    def visit(self, node: ast.expr, enum: Field | None) -> str:
         """Emit code leaving the value on the int or float stack; return which."""
         self.depth += 1
         if self.depth > _STACK // 2:
@@ -438,7 +438,7 @@ class _Assembler:
             self.as_float(right, enum)
             self.emit(op_f)
             return "float"
-        assert op_i is not None  # noqa: S101 (the checker refuses // and % on floats)
+        assert op_i is not None
         self.as_int(left, enum)
         self.as_int(right, enum)
         self.emit(op_i)

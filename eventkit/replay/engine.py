@@ -206,7 +206,7 @@ def _type_codes(column: pl.Series, names: tuple[str, ...]) -> np.ndarray:
 
 
 def _view_table(names: tuple[str, ...]) -> np.ndarray:
-    """``names`` as :func:`eventkit.replay.kernels.type_codes` wants them: 16-byte views, then bytes."""
+    """``names`` as :func:`~eventkit.replay.kernels.type_codes` wants them: 16-byte views, bytes."""
     encoded = [n.encode() for n in names]
     width = max((len(b) for b in encoded), default=0)
     table = np.zeros((len(names), 2 + width), np.int64)

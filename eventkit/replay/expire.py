@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from eventkit.archive import ledger
-from eventkit.archive._files import read_files
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.rewrite import TARGET_ROWS, RewriteWriter, delete_files, rewrite_record
 from eventkit.archive.table import EventArchive
@@ -80,7 +79,6 @@ def expire(
     ``replay(...).as_of(t)`` for ``t`` before the cut-off, and ``known_at``
     before the opening states were known, raise :class:`~eventkit.exceptions.ExpiredError`.
     """
-
     archive = archive if isinstance(archive, EventArchive) else EventArchive(archive)
     root = archive.path
     if not confirm:
@@ -94,7 +92,7 @@ def expire(
     ruleset = registry.resolve(rules)
     key = ruleset.key
     by_state = [f.name for f in ruleset.fields] != ["balance"]
-    with archive._lock():
+    with archive.writing():
         prior = expiry_of(archive, ruleset.fingerprint)
         if prior is not None and cutoff <= prior.cutoff_us:
             msg = (f"{root}: events before {iso(prior.cutoff_us)} were expired already; "
@@ -106,7 +104,8 @@ def expire(
         for entry in entries:
             ledger.check_data_file(root, entry)
         last = commits[-1].record or {}
-        frames = [read_files(root, [e], archive.schema).collect() for e in entries]  # upcast
+        frames = [archive.scan_entries([e], verify=False).collect()  # checked above; upcast
+                  for e in entries]
         old = pl.concat(frames) if frames else pl.DataFrame(schema=archive.schema)
         gone = (pl.col("event_time").dt.epoch("us") < cutoff) & (pl.col(key) != BANK_ACCOUNT)
         if not by_state:

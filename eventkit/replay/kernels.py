@@ -52,9 +52,9 @@ _LINE = 8  # int64 words per cache line
 
 
 @intrinsic
-def _prefetch(typingctx, arr, i):  # noqa: ANN001, ANN202, ARG001 (numba intrinsic API)
+def _prefetch(typingctx, arr, i):
     """Hint the CPU to fetch item ``i`` of C-contiguous ``arr``'s flat buffer; nothing else."""
-    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202, ARG001
+    def codegen(context, builder, signature, args):
         ary = context.make_array(signature.args[0])(context, builder, args[0])
         i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
         item = builder.gep(ary.data, [args[1]])

@@ -41,7 +41,7 @@ class Window:
 
 @runtime_checkable
 class Replayed(Protocol):
-    """A replay's answers, whichever engine folded: see :class:`~eventkit.replay.result.ReplayResult`."""
+    """A replay's answers, whichever engine folded (see :class:`~eventkit.ReplayResult`)."""
 
     rules: RuleSet
 

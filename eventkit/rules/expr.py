@@ -125,7 +125,7 @@ class _Checker:
     def fail(self, problem: str) -> RuleError:
         return RuleError(f"{self.where}: {problem} in {self.text!r}")
 
-    def visit(self, node: ast.AST) -> tuple[Typ, str | None]:  # noqa: PLR0911, C901
+    def visit(self, node: ast.AST) -> tuple[Typ, str | None]:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool):
                 return "int", None
@@ -246,7 +246,7 @@ class _Eval:
     def __init__(self, env: Mapping[str, Any]) -> None:
         self.env = env
 
-    def visit(self, node: ast.AST) -> Any:  # noqa: PLR0911, C901
+    def visit(self, node: ast.AST) -> Any:
         if isinstance(node, ast.Constant):
             return int(node.value) if isinstance(node.value, bool) else node.value
         if isinstance(node, ast.Name):

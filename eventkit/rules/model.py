@@ -452,13 +452,13 @@ def linear_delta(target: str, expr: Expr) -> tuple[str, ast.expr, int]:
     node = expr.node
     if kind == "set":
         return "set", node, 1
-    assert isinstance(node, ast.BinOp)  # noqa: S101 (guaranteed by _linear_kind)
+    assert isinstance(node, ast.BinOp)
     if isinstance(node.left, ast.Name) and node.left.id == target:
         return "add", node.right, (-1 if isinstance(node.op, ast.Sub) else 1)
     return "add", node.left, 1
 
 
-def static_type(node: ast.expr, checked: CheckedRules) -> str:  # noqa: PLR0911
+def static_type(node: ast.expr, checked: CheckedRules) -> str:
     """Static type of a checked syntax tree: ``int`` (incl. enums and flags) or ``float``."""
     scope = checked.scope
     if isinstance(node, ast.Constant):

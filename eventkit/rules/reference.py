@@ -123,7 +123,7 @@ def _integral(table: list[tuple[int, float]], t: int) -> float:
 def _post_interest(state: dict[str, Any], rules: RuleSet, table: list[tuple[int, float]],
                    since: int, now: int) -> None:
     spec = rules.interest
-    assert spec is not None  # noqa: S101 (checked by the caller)
+    assert spec is not None
     own = state[spec.account_rate_field] if spec.account_rate_field else math.nan
     if math.isnan(own):
         growth = _integral(table, now) - _integral(table, since)

@@ -49,8 +49,9 @@ def read_events(
     >>> f = tempfile.mkdtemp() + "/seed.parquet"
     >>> pl.DataFrame({"accountId": [1], "amount": [-20.0],
     ...               "timestamp": [1702468800]}).write_parquet(f)
-    >>> read_events(f, mapping={"account_id": "accountId", "event_time": "timestamp",
-    ...     "amount_unit": "major", "time_unit": "s"}).select("event_type", "amount").collect().rows()
+    >>> events = read_events(f, mapping={"account_id": "accountId", "event_time": "timestamp",
+    ...     "amount_unit": "major", "time_unit": "s"})
+    >>> events.select("event_type", "amount").collect().rows()
     [('Withdrawal', 2000)]
 
     """

@@ -148,7 +148,7 @@ def ingest(
         warnings.warn("ingest(bootstrap, topic, archive) is now ingest(archive, bootstrap, topic); "
                       "the old order goes in the next release", DeprecationWarning, stacklevel=2)
         archive, bootstrap, topic = topic, archive, bootstrap
-    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from confluent_kafka import Consumer, KafkaError, TopicPartition  # noqa: PLC0415 (only a broker run pays its import)
 
     if not isinstance(archive, EventArchive):
         root = Path(archive)
@@ -215,7 +215,7 @@ def ingest(
 
 
 def _partitions(consumer: Any, bootstrap: str, topic: str) -> list[int]:
-    from confluent_kafka import KafkaException
+    from confluent_kafka import KafkaException  # noqa: PLC0415 (only a broker run pays its import)
 
     try:
         meta = consumer.list_topics(topic, timeout=15)
@@ -424,7 +424,7 @@ def produce(
     50000
 
     """
-    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka import KafkaException, Producer  # noqa: PLC0415 (only a broker run pays its import)
 
     if partitions is not None:
         create_topic(bootstrap, topic, partitions)
@@ -467,8 +467,8 @@ def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
     >>> create_topic("127.0.0.1:9092", "tx", 3)  # doctest: +SKIP
 
     """
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka import KafkaError, KafkaException  # noqa: PLC0415 (only a broker run pays its import)
+    from confluent_kafka.admin import AdminClient, NewTopic  # noqa: PLC0415 (only a broker run pays its import)
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     future = admin.create_topics([NewTopic(topic, num_partitions=partitions,

@@ -108,7 +108,6 @@ def demo_archive(folder: str | Path) -> tuple[Path, Path]:
     [1, 3]
 
     """
-
     demo = EventArchive.create(Path(folder) / "demo", personal=("name", "email"))
     keys = KeyStore.beside(demo)
     t = [datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=d) for d in range(4)]

@@ -61,8 +61,8 @@ def load_runs(config: str | Path, notebooks: str | Path) -> list[Run]:
     [('a-2', {'x': 2})]
 
     """
-    import papermill as pm
-    import yaml
+    import papermill as pm  # noqa: PLC0415 (a quarter second to import)
+    import yaml  # noqa: PLC0415 (a quarter second to import)
 
     config, folder = Path(config), Path(notebooks)
     try:
@@ -123,8 +123,8 @@ def run_reports(
         (with papermill's error banner) is kept for inspection.
 
     """
-    import papermill as pm
-    from nbconvert import HTMLExporter
+    import papermill as pm  # noqa: PLC0415 (a quarter second to import)
+    from nbconvert import HTMLExporter  # noqa: PLC0415 (a quarter second to import)
 
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ import pytest
 from test_archive import assert_unchanged, snapshot
 
 from eventkit import AppendConflictError, EventArchive
-from eventkit.archive import ledger
+from eventkit.archive import ledger, lock
 from eventkit.archive import table as archive_module
 from reliability import workers
 
@@ -88,17 +88,17 @@ def test_writers_racing_without_the_lock_retry_and_lose_nothing(tmp_path: Path) 
 
 @contextlib.contextmanager
 def without_lock() -> Iterator[None]:
-    real = EventArchive._lock
+    real = EventArchive.writing
 
     @contextlib.contextmanager
     def no_lock(_self: EventArchive) -> Iterator[None]:
         yield
 
-    EventArchive._lock = no_lock  # type: ignore[method-assign,assignment]
+    EventArchive.writing = no_lock  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
-        EventArchive._lock = real  # type: ignore[method-assign]
+        EventArchive.writing = real  # type: ignore[method-assign]
 
 
 def test_losing_a_commit_race_writes_nothing_and_the_retry_succeeds(
@@ -149,7 +149,7 @@ def test_a_held_lock_times_out_with_a_retryable_conflict(
         while not ready.exists():
             assert holder.is_alive()
             time.sleep(0.01)
-        monkeypatch.setattr(archive_module, "_LOCK_TIMEOUT_S", 0.3)
+        monkeypatch.setattr(lock, "TIMEOUT_S", 0.3)
         before = snapshot(path)
 
         with pytest.raises(AppendConflictError) as info:

@@ -177,6 +177,6 @@ def concurrent_writer(path: str, writer: int, appends: int, start_at: float, *,
 def lock_holder(path: str, ready: str, hold_s: float) -> None:
     """Hold the archive's append lock for ``hold_s`` seconds (signals ``ready`` first)."""
     archive = EventArchive(path)
-    with archive._lock():
+    with archive.writing():
         Path(ready).touch()
         time.sleep(hold_s)

@@ -1,4 +1,4 @@
-"""Charts of replayed balances: step lines per account, the spread of all accounts, an as-of marker."""
+"""Charts of replayed balances: lines per account, the spread of all accounts, an as-of marker."""
 
 from __future__ import annotations
 
