@@ -15,7 +15,7 @@ PORT   ?= 8888
 CHROMIUM := /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: lab test setup sample patterns-sample bench reports clean
+.PHONY: lab test test-fast lint setup sample patterns-sample bench reports clean
 
 setup: $(STAMP) $(SAMPLE)/_delta_log
 
@@ -44,8 +44,19 @@ patterns-sample: $(STAMP)
 lab: setup
 	$(PY) -m eventkit lab --notebooks notebooks --host $(HOST) --port $(PORT)
 
-test: setup $(CHROMIUM)  # the browser test needs Debian's chromium
+# The whole suite, as CI runs it: lint and types first, then every test (browser, broker,
+# Dask cluster and notebooks included).
+test: lint $(CHROMIUM)  # the browser test needs Debian's chromium
 	$(PY) -m pytest
+
+# The edit loop: everything but the browser, broker, cluster, notebook and slow tests.
+FAST := not slow and not notebooks and not browser and not broker and not cluster
+test-fast: lint
+	$(PY) -m pytest -m "$(FAST)"
+
+lint: setup
+	$(PY) -m ruff check eventkit tests benchmarks
+	$(PY) -m mypy
 
 # Every notebook run with papermill into reports/ (parameters: reports.yaml), plus HTML.
 reports: setup

@@ -6,7 +6,8 @@ paths the README showed still import, through a finder on ``sys.meta_path``
 that hands out a stand-in module looking each name up in the new module (or,
 for a module that was split, in each of its parts), and warns once per import.
 
->>> import warnings
+>>> import sys, warnings
+>>> _ = sys.modules.pop("eventkit.temporal", None)  # the warning comes with the first import
 >>> with warnings.catch_warnings(record=True) as caught:
 ...     warnings.simplefilter("always")
 ...     from eventkit.temporal import restatements

@@ -23,7 +23,7 @@ from conftest import ROOT, stop_server
 
 from eventkit.workbench.lab import lab_command
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = ROOT / "tests" / "screenshots"

@@ -27,6 +27,8 @@ from eventkit import EventArchive, IngestError
 from eventkit.banking.generate import generate
 from eventkit.streams.kafka import create_topic, dead_letter_path, ingest, produce, stored_offsets
 
+pytestmark = pytest.mark.broker
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -99,6 +99,7 @@ def test_append_writes_one_file_per_bucket_in_one_commit(tmp_path: Path) -> None
     assert 5 in only and all(bucket_of(a, 4) == bucket_of(5, 4) for a in only)
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=25)
 @given(events=event_streams(max_events=30), buckets=st.integers(1, 5))
 def test_bucketed_archive_reads_and_replays_as_a_plain_one(events: pl.DataFrame,
@@ -231,6 +232,7 @@ def client():
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
 @pytest.mark.parametrize("rules", RULES)
 def test_dask_equals_memory(client, bank: dict[str, Path], rules: str,
                             tmp_path: Path) -> None:
@@ -259,6 +261,7 @@ class SlowFirstRun(distributed.WorkerPlugin):
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
 def test_dask_survives_a_killed_worker(client, bank: dict[str, Path],
                                        tmp_path: Path) -> None:
     import sys

@@ -41,6 +41,7 @@ def archive_of(events: pl.DataFrame, folder: str) -> EventArchive:
     return archive
 
 
+@pytest.mark.slow
 @settings(FAST, max_examples=40)
 @given(events=event_streams(max_events=30), rules=RULES, every=EVERY,
        cuts=st.lists(st.sampled_from(CUTS), min_size=1, max_size=4),
