@@ -8,9 +8,13 @@ cannot hide behind a deferred import.
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -146,3 +150,33 @@ def test_the_checks_see_a_cycle_and_a_wrong_way_import(tmp_path, monkeypatch) ->
         test_no_import_cycle()
     with pytest.raises(AssertionError, match=r"eventkit.rules.b \(rules\) imports eventkit"):
         test_each_stage_imports_only_the_stages_below_it()
+
+
+def readme_names() -> set[str]:
+    """Every ``eventkit.<name>...`` path and ``from eventkit... import ...`` name in the README."""
+    text = (PACKAGE.parent / "README.md").read_text()
+    text = text[:text.index("Moved in 0.2:")]  # the deprecation note names the old paths
+    found = set(re.findall(r"\beventkit(?:\.[A-Za-z_]\w*)+", text))
+    for module, names in re.findall(r"from (eventkit[\w.]*) import ([\w, ]+)", text):
+        found |= {f"{module}.{n.strip()}" for n in names.split(",") if n.strip()}
+    return {n for n in found if not n.endswith((".py", ".toml", ".schema_version"))}
+
+
+def test_every_name_the_readme_uses_exists_under_its_new_path() -> None:
+    missing = []
+    for dotted in sorted(readme_names()):
+        parts = dotted.split(".")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            obj: object = importlib.import_module(parts[0])
+            for i in range(1, len(parts)):
+                try:  # a module first: eventkit.replay is also the name of a function
+                    obj = importlib.import_module(".".join(parts[:i + 1]))
+                    continue
+                except ImportError:
+                    pass
+                if not hasattr(obj, parts[i]):
+                    missing.append(dotted)
+                    break
+                obj = getattr(obj, parts[i])
+    assert not missing, missing
