@@ -10,14 +10,32 @@ is prefetched into the cache.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Literal, TypedDict, cast
+
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+if TYPE_CHECKING:
+    from numba.core.base import BaseContext
+    from numba.core.typing.context import BaseContext as TypingContext
+    from numba.core.typing.templates import Signature
+
 __all__ = ["NO_TIME", "fold_terms", "grid_positions", "run_rules", "type_codes", "visiting_order"]
 
-_OPTS = {"cache": True, "nogil": True, "error_model": "numpy"}
+
+
+class _Options(TypedDict):
+    """The options every kernel is compiled with (typed: ``njit(**_OPTS)`` is checked)."""
+
+    cache: bool
+    nogil: bool
+    error_model: Literal["python", "numpy"]
+
+
+_OPTS: _Options = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 # Opcodes of the rule program. An instruction is a row (opcode, a, b, c) of an int64
 # array; state fields are addressed by their slot in the key's state row (see run_rules).
@@ -52,9 +70,11 @@ _LINE = 8  # int64 words per cache line
 
 
 @intrinsic
-def _prefetch(typingctx, arr, i):
+def _prefetch_intrinsic(typingctx: TypingContext, arr: types.Array, i: types.Integer
+                        ) -> tuple[Signature, Callable[..., object]]:
     """Hint the CPU to fetch item ``i`` of C-contiguous ``arr``'s flat buffer; nothing else."""
-    def codegen(context, builder, signature, args):
+    def codegen(context: BaseContext, builder: ir.IRBuilder, signature: Signature,
+                args: Sequence[ir.Value]) -> object:
         ary = context.make_array(signature.args[0])(context, builder, args[0])
         i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
         item = builder.gep(ary.data, [args[1]])
@@ -64,6 +84,11 @@ def _prefetch(typingctx, arr, i):
         builder.call(fn, [builder.bitcast(item, i8p), i32(1), i32(3), i32(1)])
         return context.get_dummy_value()
     return types.none(arr, i), codegen
+
+
+# Compiled code calls an intrinsic without its typing context (numba supplies it); the
+# stubs type a call as the typing function's own (typingctx, arr, i), returning Never.
+_prefetch = cast("Callable[[np.ndarray, int], None]", _prefetch_intrinsic)
 
 
 @njit(**_OPTS)
@@ -271,7 +296,7 @@ def _rate_index(t: int, hint: int, rt_times: np.ndarray) -> int:
     n = rt_times.shape[0]
     if hint >= 0 and rt_times[hint] <= t and (hint + 1 == n or t < rt_times[hint + 1]):
         return hint
-    return np.searchsorted(rt_times, t, side="right") - 1
+    return int(np.searchsorted(rt_times, t, side="right")) - 1
 
 
 @njit(**_OPTS)
