@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeGuard, cast
 
 import numpy as np
 
@@ -94,7 +95,8 @@ def compile_program(checked: CheckedRules) -> Program:
                 code += fuse(asm.take())
                 violations.append(f"{event_type} requires {requirement.text}")
                 refusal[-1] = len(violations)
-        computed, in_place = [], []
+        computed: list[tuple[str, ast.expr]] = []
+        in_place: list[tuple[str, ast.expr]] = []
         for target, expr in checked.assignments[event_type]:
             node = fold_constants(expr.node, params, checked)
             if isinstance(node, ast.Name) and node.id == target:
@@ -186,7 +188,8 @@ def fuse(code: list[Instruction]) -> list[Instruction]:
         bound: dict[str, int] = {}
         if all(got[0] == want and (not name or bound.setdefault(name, got[1]) == got[1])
                for (want, name), got in zip(pattern, code, strict=True)):
-            return [(op, *(bound.get(name, 0) for name in operands))]  # type: ignore[list-item]
+            a, b, c = (bound.get(name, 0) for name in operands)
+            return [(op, a, b, c)]
     return code
 
 
@@ -208,7 +211,7 @@ def fold_constants(node: ast.expr, params: Mapping[str, int | float],
     return _Folder(params, checked).visit(node)
 
 
-def _const(node: ast.expr) -> bool:
+def _const(node: ast.expr) -> TypeGuard[ast.Constant]:
     return isinstance(node, ast.Constant) and not isinstance(node.value, str)
 
 
@@ -229,40 +232,43 @@ class _Folder(ast.NodeTransformer):
         return node
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.expr:
-        left, right = self.visit(node.left), self.visit(node.right)
+        left: ast.expr = self.visit(node.left)
+        right: ast.expr = self.visit(node.right)
         op = BINOPS[type(node.op)]
         if _const(left) and _const(right):
-            return ast.Constant(binop(op, left.value, right.value))  # type: ignore[attr-defined]
+            return ast.Constant(binop(op, left.value, right.value))
         folded = ast.BinOp(left, node.op, right)
         if static_type(folded, self.checked) == "int":
-            if op in ("+", "-") and _const(right) and right.value == 0:  # type: ignore[attr-defined]
+            if op in ("+", "-") and _const(right) and right.value == 0:
                 return left
-            if op == "+" and _const(left) and left.value == 0:  # type: ignore[attr-defined]
+            if op == "+" and _const(left) and left.value == 0:
                 return right
-            if op == "*" and _const(right) and right.value == 1:  # type: ignore[attr-defined]
+            if op == "*" and _const(right) and right.value == 1:
                 return left
         return folded
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.expr:
-        operand = self.visit(node.operand)
+        operand: ast.expr = self.visit(node.operand)
         if _const(operand):
-            value = operand.value  # type: ignore[attr-defined]
+            # _const: not a string, so a number (a checked literal, or a folded value)
+            value = cast("int | float", operand.value)
             return ast.Constant(-value if isinstance(node.op, ast.USub) else int(not value))
         return ast.UnaryOp(node.op, operand)
 
     def visit_Compare(self, node: ast.Compare) -> ast.expr:
-        left, right = self.visit(node.left), self.visit(node.comparators[0])
+        left: ast.expr = self.visit(node.left)
+        right: ast.expr = self.visit(node.comparators[0])
         if _const(left) and _const(right):
             op = CMPOPS[type(node.ops[0])]
-            return ast.Constant(int(compare(op, left.value, right.value)))  # type: ignore[attr-defined]
+            return ast.Constant(int(compare(op, left.value, right.value)))
         return ast.Compare(left, node.ops, [right])
 
     def visit_BoolOp(self, node: ast.BoolOp) -> ast.expr:
         is_and = isinstance(node.op, ast.And)
-        kept = []
+        kept: list[ast.expr] = []
         for value in (self.visit(v) for v in node.values):
             if _const(value):
-                if bool(value.value) != is_and:  # type: ignore[attr-defined]
+                if bool(value.value) != is_and:
                     return ast.Constant(int(not is_and))  # decides the result
                 continue  # neutral
             kept.append(value)
@@ -274,19 +280,22 @@ class _Folder(ast.NodeTransformer):
         return ast.BoolOp(node.op, kept)
 
     def visit_IfExp(self, node: ast.IfExp) -> ast.expr:
-        test, body, orelse = self.visit(node.test), self.visit(node.body), self.visit(node.orelse)
+        test: ast.expr = self.visit(node.test)
+        body: ast.expr = self.visit(node.body)
+        orelse: ast.expr = self.visit(node.orelse)
         if _const(test):
-            return body if test.value else orelse  # type: ignore[attr-defined]
+            return body if test.value else orelse
         if _const(body) and _const(orelse) and type(body.value) is type(orelse.value) \
-                and body.value == orelse.value:  # type: ignore[attr-defined]
+                and body.value == orelse.value:
             return body
         return ast.IfExp(test, body, orelse)
 
     def visit_Call(self, node: ast.Call) -> ast.expr:
-        args = [self.visit(a) for a in node.args]
-        if all(_const(a) for a in args):
+        args: list[ast.expr] = [self.visit(a) for a in node.args]
+        values = [a.value for a in args if _const(a)]
+        if len(values) == len(args):  # every argument is a constant
             name = node.func.id  # type: ignore[attr-defined]
-            return ast.Constant(call(name, [a.value for a in args]))  # type: ignore[attr-defined]
+            return ast.Constant(call(name, values))
         return ast.Call(node.func, args, [])
 
 
@@ -355,8 +364,9 @@ class _Assembler:
                 if isinstance(node.value, str):
                     target = enum or self.enum_for(node)
                     return self.push_const(target.values.index(node.value))
-                return self.push_const(node.value if isinstance(node.value, float)
-                                       else int(node.value))
+                # a checked rule's other literals are ints and bools (parse refuses the rest)
+                number = cast("int | float", node.value)
+                return self.push_const(number if isinstance(number, float) else int(number))
             if isinstance(node, ast.Name):
                 return self.name(node.id)
             if isinstance(node, ast.BinOp):
@@ -382,17 +392,17 @@ class _Assembler:
                     self.emit(K.AND if isinstance(node.op, ast.And) else K.OR)
                 return "int"
             if isinstance(node, ast.Compare):
-                op = K.CMP_OPS.index(CMPOPS[type(node.ops[0])])
+                comparison = K.CMP_OPS.index(CMPOPS[type(node.ops[0])])
                 left, right = node.left, node.comparators[0]
                 side_enum = self.enum_of(left) or self.enum_of(right) or enum
                 if "float" in (static_type(left, self.checked), static_type(right, self.checked)):
                     self.as_float(left, side_enum)
                     self.as_float(right, side_enum)
-                    self.emit(K.CMP_F, op)
+                    self.emit(K.CMP_F, comparison)
                 else:
                     self.as_int(left, side_enum)
                     self.as_int(right, side_enum)
-                    self.emit(K.CMP_I, op)
+                    self.emit(K.CMP_I, comparison)
                 return "int"
             if isinstance(node, ast.IfExp):
                 self.as_int(node.test, enum)

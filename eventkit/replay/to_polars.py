@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+from typing import cast
 
 import polars as pl
 
@@ -38,12 +39,13 @@ class _PolarsBuilder:
                 return pl.lit(self.enum.values.index(node.value), dtype=pl.Int64)
             if isinstance(node.value, float):
                 return pl.lit(node.value, dtype=pl.Float64)
-            return pl.lit(int(node.value), dtype=pl.Int64)
+            # a checked rule's other literals are ints and bools (parse refuses the rest)
+            return pl.lit(int(cast("int", node.value)), dtype=pl.Int64)
         if isinstance(node, ast.Name):
             scope = self.checked.scope
             if node.id in scope.params:
-                value = scope.params[node.id]
-                return pl.lit(value, dtype=pl.Float64 if isinstance(value, float) else pl.Int64)
+                param = scope.params[node.id]
+                return pl.lit(param, dtype=pl.Float64 if isinstance(param, float) else pl.Int64)
             if scope.columns[node.id] == "float":
                 return pl.col(node.id).cast(pl.Float64).fill_null(float("nan"))
             return pl.col(node.id).cast(pl.Int64).fill_null(0)

@@ -78,7 +78,9 @@ class Field:
         """The initial value, with the type's default filled in."""
         if self.initial is not None:
             return self.initial
-        return {"int": 0, "float": 0.0, "enum": self.values[0] if self.values else ""}[self.type]
+        defaults: dict[str, int | float | str] = {
+            "int": 0, "float": 0.0, "enum": self.values[0] if self.values else ""}
+        return defaults[self.type]
 
 
 @dataclass(frozen=True)
@@ -366,8 +368,8 @@ class CheckedRules:
         if rules.interest is not None:
             _check_interest(rules.interest, fields, src)
         kinds: dict[str, set[str | None]] = {}
-        for pairs in assignments.values():
-            for target, expr in pairs:
+        for assigned in assignments.values():
+            for target, expr in assigned:
                 kinds.setdefault(target, set()).add(_linear_kind(target, expr))
         linear = (
             rules.interest is None
