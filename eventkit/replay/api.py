@@ -15,6 +15,7 @@ from eventkit.archive.table import EventArchive
 from eventkit.exceptions import SnapshotError
 from eventkit.replay import snapshots as stored_sets
 from eventkit.replay.buckets import BucketedReplay, replay_buckets
+from eventkit.replay.protocol import Replayed
 from eventkit.replay.result import ReplayResult
 from eventkit.replay.snapshots import Snapshots, by_key
 from eventkit.rules import registry
@@ -38,8 +39,22 @@ def replay(events: Events, rules: RuleSet | str | Path = ..., *,
 @overload
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
            known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
-           snapshots: bool = ..., engine: Literal["buckets", "dask"] | None = ...,
+           snapshots: bool = ..., engine: Literal["buckets", "dask"],
            client: Client | None = ..., out: str | Path | None = ...) -> BucketedReplay: ...
+
+
+@overload  # a client and no engine: the Dask engine
+def replay(events: Events, rules: RuleSet | str | Path = ..., *,
+           known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
+           snapshots: bool = ..., engine: None = ..., client: Client,
+           out: str | Path | None = ...) -> BucketedReplay: ...
+
+
+@overload  # an engine known only at run time
+def replay(events: Events, rules: RuleSet | str | Path = ..., *,
+           known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
+           snapshots: bool = ..., engine: Engine | None = ..., client: Client | None = ...,
+           out: str | Path | None = ...) -> ReplayResult | BucketedReplay: ...
 
 
 def replay(
@@ -52,7 +67,7 @@ def replay(
     engine: Engine | None = None,
     client: Client | None = None,
     out: str | Path | None = None,
-) -> ReplayResult | BucketedReplay:
+) -> Replayed:
     """Replay events through a rule set.
 
     ``events`` is a LazyFrame or DataFrame in the canonical schema, an

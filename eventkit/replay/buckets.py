@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
+from eventkit._typing import Engine
 from eventkit.archive.buckets import BANK_BUCKET, bucket_expr, bucket_of
-from eventkit.archive.open import archive_of, open_archive
+from eventkit.archive.open import Events, archive_of, open_archive
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ScaleError
@@ -128,26 +129,29 @@ def _run(plan: _Plan, step: _Step) -> Any:
     ``("history",)``: (history, or None when written to ``out``; state);
     ``("between", ...)``: (opening, changes); any other: one frame.
     """
-    kind, *args = plan.question
+    question = plan.question
+    kind = question[0]
     until = None  # the last instant the question looks at: later events change nothing
-    if kind in ("as_of", "at_times"):
-        until = max(args[0]) if kind == "at_times" else args[0]
-    elif kind == "between":
-        until = micros(args[1], param="end")
+    if question[0] == "as_of":
+        until = question[1]
+    elif question[0] == "at_times":
+        until = max(question[1])
+    elif question[0] == "between":
+        until = micros(question[2], param="end")
     events = _read(plan, step, lean=kind in ("state", "as_of", "at_times"), until=until)
     order = None
     if not plan.archive:  # the split source's log order, aligned with the history's rows
         order = events.filter(pl.col("account_id") != BANK_ACCOUNT)[_ORDER]
         events = events.drop(_ORDER)
     result = ReplayResult(events.lazy(), plan.rules)
-    if kind == "state":
+    if question[0] == "state":
         return result.state().collect()
-    if kind == "as_of":
-        return result.as_of(from_micros(args[0])).collect()
-    if kind == "at_times":
-        return result.at_times([from_micros(t) for t in args[0]]).collect()
-    if kind == "between":
-        window = result.between(*args)
+    if question[0] == "as_of":
+        return result.as_of(from_micros(question[1])).collect()
+    if question[0] == "at_times":
+        return result.at_times([from_micros(t) for t in question[1]]).collect()
+    if question[0] == "between":
+        window = result.between(question[1], question[2])
         return window.opening.collect(), window.changes.collect()
     history = result.history.collect()
     if order is not None:
@@ -303,10 +307,10 @@ class BucketedReplay:
 
 
 def replay_buckets(
-    events: EventArchive | str | Path,
+    events: Events,
     rules: RuleSet,
     *,
-    engine: Literal["buckets", "dask"] = "buckets",
+    engine: Engine = "buckets",
     client: Client | None = None,
     out: str | Path | None = None,
     known_at: datetime | date | str | None = None,
@@ -356,7 +360,11 @@ def replay_buckets(
         count = archive.buckets
         result_keep: object = None
     else:
-        lf = archive.scan() if archive is not None else open_archive(events)
+        if archive is not None:
+            lf = archive.scan()
+        else:  # _archive returned no archive: events is a path (it refuses anything else)
+            assert isinstance(events, str | Path)
+            lf = open_archive(events)
         scratch, result_keep = _scratch(plan.out)
         count = _split(lf, scratch)
         plan = replace(plan, source=str(scratch), archive=False)

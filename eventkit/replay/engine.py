@@ -20,8 +20,10 @@ from __future__ import annotations
 import ast
 import sys
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
@@ -164,7 +166,8 @@ def _without(events: pl.DataFrame, rows: np.ndarray) -> pl.DataFrame:
     return pl.concat([p for p in parts if p.height] or [events.clear()], rechunk=False)
 
 
-def _numpy(column: pl.Series, dtype: type, out: np.ndarray | None = None) -> np.ndarray:
+def _numpy(column: pl.Series, dtype: npt.DTypeLike, out: np.ndarray | None = None
+           ) -> np.ndarray:
     """A column (without nulls) copied chunk by chunk into ``out`` or a new NumPy array.
 
     (One copy, into NumPy's memory: it comes in huge pages, cheaper to get
@@ -276,15 +279,16 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
     exprs = []
     for target, (_, terms, _, _) in plans.items():
         field = checked.fields[target]
-        dtype = pl.Float64 if field.type == "float" else pl.Int64
+        term_dtype = pl.Float64 if field.type == "float" else pl.Int64
         exprs += [polars_expr(t, checked, field if field.type == "enum" else None)
-                  .cast(dtype).alias(f"{target}#{j}") for j, t in enumerate(terms)]
+                  .cast(term_dtype).alias(f"{target}#{j}") for j, t in enumerate(terms)]
     columns = events.select(exprs)
     out = []
     for name, field in checked.fields.items():
         dtype = np.float64 if field.type == "float" else np.int64
+        # a checked int or float field starts at a number (only an enum's start is text)
         initial = (field.values.index(str(field.start)) if field.type == "enum"
-                   else field.start)
+                   else cast("int | float", field.start))
         if name in plans:
             kind, terms, term_of, sign_of = plans[name]
             matrix = _matrix(columns, tuple(f"{name}#{j}" for j in range(len(terms))),
@@ -345,8 +349,8 @@ def _violations(viol: np.ndarray, refused: int, reasons: tuple[str, ...]) -> pl.
     return nulls.scatter(rows, column.gather(pl.Series(viol[rows])))
 
 
-def _matrix(events: pl.DataFrame, names: tuple[str, ...], dtype: pl.DataType,
-            null: float) -> np.ndarray:
+def _matrix(events: pl.DataFrame, names: tuple[str, ...],
+            dtype: pl.DataType | type[pl.DataType], null: float) -> np.ndarray:
     """Columns ``names`` as the rows of one array, nulls read as ``null``."""
     out = np.empty((len(names), events.height), np.float64 if dtype == pl.Float64 else np.int64)
     for row, name in zip(out, names, strict=True):

@@ -175,16 +175,17 @@ class ReplayResult:
         after it up to ``last``, continuing from the snapshot's state (``lean``:
         without the columns that only a history shows).
         """
-        index = None if self.snapshots is None or self._whole is not None \
-            else self.snapshots.before(first)
-        if index is None:
+        snapshots = self.snapshots
+        index = None if snapshots is None or self._whole is not None \
+            else snapshots.before(first)
+        if snapshots is None or index is None:
             return Folded(self.fold, self.start)
-        base = self.snapshots.read(index, keys=self._keys)
-        c = self.snapshots.checkpoints[index]
+        base = snapshots.read(index, keys=self._keys)
+        c = snapshots.checkpoints[index]
         time = pl.col("event_time")
         tail = self._events.filter((time > from_micros(c)) & (time <= from_micros(last)))
         if self.rules.key == "account_id":  # the bank's rate table: stored with the snapshot
-            bank = self.snapshots.bank_events().lazy().filter(time <= from_micros(last))
+            bank = snapshots.bank_events().lazy().filter(time <= from_micros(last))
             tail = pl.concat([tail.filter(pl.col("account_id") != BANK_ACCOUNT), bank])
         if lean:
             tail = tail.drop("event_id", "recorded_at")
