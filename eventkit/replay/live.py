@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
@@ -80,8 +81,10 @@ def advance(archive: EventArchive, rules: RuleSet, *, since_seq: int,
     checked = rules.check()
     new = archive.scan(version=version).filter(pl.col("seq") > since_seq).collect()
     bank_new = new.filter(pl.col(key) == BANK_ACCOUNT) if key == "account_id" else new.head(0)
+    # event_time: a Datetime column without nulls, so the min of its rows is a datetime
     if (rules.interest is not None and rules.rate_table is None and bank_new.height
-            and newest is not None and bank_new["event_time"].min() <= newest):
+            and newest is not None
+            and cast("datetime", bank_new["event_time"].min()) <= newest):
         full = replay(archive, rules, snapshots=False)
         return Advance(full.state().collect(), full.history.collect(), new.height, -1, [], True,
                        version, last_seq)
@@ -179,7 +182,9 @@ class LiveReplay:
         key = self.rules.key
         step = advance(self.archive, self.rules, since_seq=self.last_seq,
                        stored=lambda keys: self.state.filter(pl.col(key).is_in(keys.implode())),
-                       newest=self.state["last_event_time"].max(), version=version)
+                       # a Datetime column: its max is a datetime, None when no state yet
+                       newest=cast("datetime | None", self.state["last_event_time"].max()),
+                       version=version)
         if step.rebuilt:
             self.state = step.state
         else:
