@@ -239,7 +239,8 @@ def live_files(
         if v > 0 and commit.metadata is not None:
             raise fail("changes the table's metadata or properties")
         listed = rec.get("files", [])
-        if sorted(a.get("path") for a in commit.adds) != sorted(f.get("path") for f in listed):
+        added: list[Any] = [a.get("path") for a in commit.adds]  # JSON values, as listed
+        if sorted(added) != sorted(f.get("path") for f in listed):
             raise fail("adds other files than its record lists")
         entries, problem = apply_record(entries, rec, commit.removes)
         if problem:

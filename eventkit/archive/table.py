@@ -16,13 +16,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import polars as pl
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import (
+    AddAction,
     CommitProperties,
+    RemoveAction,
 )
 
 from eventkit.archive import ledger
@@ -470,8 +472,9 @@ class EventArchive:
     ) -> pl.DataFrame:
         now = datetime.now(UTC)
         if mode == "keep":
-            latest = rows["recorded_at"].max()
-            if latest > now + _CLOCK_SKEW:  # type: ignore[operator]
+            # a non-empty batch's recorded_at (a Datetime column, checked): a datetime
+            latest = cast("datetime", rows["recorded_at"].max())
+            if latest > now + _CLOCK_SKEW:
                 row = rows.with_row_index().filter(
                     pl.col("recorded_at") > now + _CLOCK_SKEW).item(0, "index")
                 msg = f"recorded_at {latest} lies in the future"
@@ -500,7 +503,8 @@ class EventArchive:
         written: list[tuple[Path, Path]] = []
         record: dict[str, Any] = {}
         try:
-            files, adds = [], []
+            files: list[dict[str, Any]] = []
+            adds: list[AddAction | RemoveAction] = []  # an append adds files only
             for i, (bucket, part) in enumerate(self._parts(rows)):
                 name = f"part-{version:08d}-{i:03d}-{uuid.uuid4().hex[:12]}.parquet"
                 intent = pending / f"{name}.intent"
@@ -521,7 +525,8 @@ class EventArchive:
                 "seq": [start, start + rows.height - 1],
                 "files": files,
                 "recorded_until": max(
-                    rows["recorded_at"].max(),  # type: ignore[type-var]
+                    # the stamped batch's recorded_at (a Datetime column, no nulls): a datetime
+                    cast("datetime", rows["recorded_at"].max()),
                     datetime.fromisoformat(last.get("recorded_until") or _EPOCH),
                 ).isoformat(),
                 "prev": last["digest"],
