@@ -198,7 +198,10 @@ def ingest(
                 batch += good
                 last_message = now
                 for msg in good:  # positions only move forward (a re-seek may repeat)
-                    position[msg.partition()] = max(position[msg.partition()], msg.offset() + 1)
+                    partition, offset = msg.partition(), msg.offset()
+                    # a consumed message without an error has both
+                    assert partition is not None and offset is not None
+                    position[partition] = max(position[partition], offset + 1)
             full = len(batch) >= batch_size or (batch and now - first >= max_wait)
             idle = idle_timeout is not None and now - last_message >= idle_timeout
             done = idle or (max_events is not None and summary.events
@@ -302,6 +305,7 @@ def _parse(values: list[bytes], index: np.ndarray, batch: _Batch
     if not len(index):
         return pl.DataFrame(schema={**{c: CANONICAL_SCHEMA[c] for c in _STORED},
                                     "__index": pl.Int64}), []
+    bad: list[tuple[int, str]] | None  # None: the batch is unreadable as a whole
     try:
         raw = pl.read_ndjson(io.BytesIO(b"\n".join(values[i] for i in index)),
                              infer_schema_length=None)
@@ -314,13 +318,13 @@ def _parse(values: list[bytes], index: np.ndarray, batch: _Batch
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             return _parse(values, index[:0], batch)[0], [
                 (int(index[0]), f"not a JSON event object: {text[:300]}")]
-        rows, bad = pl.DataFrame(), list(range(len(index)))  # split below
-    if bad and len(index) > 1 and len(bad) * 2 > len(index):
+        rows, bad = pl.DataFrame(), None  # split below
+    if bad is None or (bad and len(index) > 1 and len(bad) * 2 > len(index)):
         half = len(index) // 2
         left = _parse(values, index[:half], batch)
         right = _parse(values, index[half:], batch)
         return pl.concat([left[0], right[0]]), left[1] + right[1]
-    return rows, bad  # type: ignore[return-value]
+    return rows, bad
 
 
 def _conform(raw: pl.DataFrame, index: np.ndarray, batch: _Batch
