@@ -77,11 +77,13 @@ def explain(result: ReplayResult, key: int, field: str,
         history = history.filter(pl.col("event_time").dt.epoch("us")
                                  <= micros(at, param="at"))
     interest = rules.interest
-    earns = interest is not None and interest.balance_field == field and \
-        interest.posted_field is not None
+    # the field interest is posted to, when ``field`` is the balance that earns it
+    posted_field = interest.posted_field if interest is not None and \
+        interest.balance_field == field else None
+    earns = posted_field is not None
     cols = ["event_id", "event_type", "event_time", "seq", "amount", field]
-    if earns and interest.posted_field != field:
-        cols.append(interest.posted_field)
+    if posted_field is not None and posted_field != field:
+        cols.append(posted_field)
     has_violation = "violation" in result.history.collect_schema().names()
     rows = history.sort("event_time", "seq").select(
         *cols, *(["violation"] if has_violation else [])).collect()
@@ -95,8 +97,8 @@ def explain(result: ReplayResult, key: int, field: str,
     else:
         steps = steps.with_columns(change=pl.col("after") - pl.col("before"))
         changed = pl.col("change") != 0
-    if earns:
-        posted = rows[interest.posted_field]
+    if posted_field is not None:
+        posted = rows[posted_field]
         steps = steps.with_columns(
             interest=(posted - posted.shift(1).fill_null(0)).cast(pl.Int64)
         ).with_columns(effect=pl.col("change") - pl.col("interest"))

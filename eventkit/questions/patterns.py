@@ -32,8 +32,9 @@ __all__ = ["BUILTINS", "Detector", "Pattern", "Thresholds", "begin", "builtin_al
            "negative_balance", "ping_pong", "rapid_withdrawals", "structuring"]
 
 _ORDER = ("event_time", "seq")
-_ALERT_SCHEMA = {"start_seq": pl.Int64, "end_seq": pl.Int64,
-                 "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC")}
+_ALERT_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "start_seq": pl.Int64, "end_seq": pl.Int64,
+    "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC")}
 
 
 @dataclass(frozen=True)
@@ -375,8 +376,9 @@ class Thresholds:
                    self.negative_longer_than)
 
 
-_ALERTS_SCHEMA = {"pattern": pl.String, "account_id": pl.Int64, "counterparty_id": pl.Int64,
-                  **_ALERT_SCHEMA, "start_event_id": pl.String, "end_event_id": pl.String}
+_ALERTS_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    "pattern": pl.String, "account_id": pl.Int64, "counterparty_id": pl.Int64,
+    **_ALERT_SCHEMA, "start_event_id": pl.String, "end_event_id": pl.String}
 
 
 def builtin_alerts(history: pl.DataFrame | pl.LazyFrame, thresholds: Thresholds | None = None,

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import polars as pl
 
@@ -89,7 +89,8 @@ def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, An
         "archive": None if archive is None else str(archive.path.resolve()),
         "archive_version": version,
         "head": None if archive is None or version is None else _head(archive, version),
-        "last_seq": int(history["seq"].max()) if history.height else -1,
+        # seq is an Int64 column without nulls: the max of its rows is an int
+        "last_seq": int(cast("int", history["seq"].max())) if history.height else -1,
         "built_at": _now(), "refreshed_at": None,
     }
     if archive is not None and version is not None:  # the bank's events count too
@@ -302,7 +303,9 @@ class _DuckDB(_Database):
         self.con.unregister("eventkit_frame")
 
     def query(self, sql: str, params: tuple = ()) -> pl.DataFrame:
-        return pl.from_arrow(self.con.sql(sql, params=list(params)).to_arrow_table())
+        # an Arrow table (not an array) converts to a DataFrame
+        return cast("pl.DataFrame",
+                    pl.from_arrow(self.con.sql(sql, params=list(params)).to_arrow_table()))
 
     def execute(self, sql: str, params: tuple = ()) -> None:
         self.con.execute(sql, list(params))
@@ -315,7 +318,8 @@ class _DuckDB(_Database):
 
 
 class _SQLite(_Database):
-    _TYPES = {pl.Int64: "INTEGER", pl.Float64: "REAL", pl.String: "TEXT"}
+    _TYPES: ClassVar[dict[pl.DataType | type[pl.DataType], str]] = {
+        pl.Int64: "INTEGER", pl.Float64: "REAL", pl.String: "TEXT"}
 
     def __init__(self, path: Path) -> None:
         self.con = sqlite3.connect(str(path))
