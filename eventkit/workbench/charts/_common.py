@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import altair as alt
 import polars as pl
@@ -69,6 +69,10 @@ def enable_static() -> None:
     alt.renderers.enable("svg")
 
 
+#: What :func:`export` writes, by file suffix (as ``alt.Chart.save`` names the formats).
+_EXPORT_FORMATS: Final[dict[str, Literal["svg", "png"]]] = {"svg": "svg", "png": "png"}
+
+
 def export(chart: alt.TopLevelMixin, path: str | Path, *, scale: float = 2.0) -> Path:
     """Write a chart as a static ``.svg`` or ``.png`` image, for reports.
 
@@ -105,8 +109,8 @@ def export(chart: alt.TopLevelMixin, path: str | Path, *, scale: float = 2.0) ->
 
     """
     target = Path(path)
-    fmt = target.suffix.lower().lstrip(".")
-    if fmt not in ("svg", "png"):
+    fmt = _EXPORT_FORMATS.get(target.suffix.lower().lstrip("."))
+    if fmt is None:
         msg = f"{target} must end in .svg or .png"
         raise ParameterError(msg, param="path")
     partial = target.with_name(f".{target.name}.partial")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Final
+from typing import Final, cast
 
 import altair as alt
 import polars as pl
@@ -159,7 +159,9 @@ def as_of_marker(chart: alt.Chart | alt.LayerChart, instant: Instant) -> alt.Lay
         layer = layer.copy()
         layer["title"] = alt.Undefined  # one title, on the layer chart
         plain.append(layer)
-    return alt.layer(*plain, rule, text, title=title)
+    # alt.layer facets only when every layer has the same row/column/facet encoding; the
+    # rule and the text have none, so this is a LayerChart
+    return cast("alt.LayerChart", alt.layer(*plain, rule, text, title=title))
 
 
 def _line_chart(window: TimeWindow, max_points: int, *, title: str | None = None,
@@ -229,7 +231,8 @@ def _band_chart(window: TimeWindow, max_points: int) -> alt.LayerChart:
         f"Balances of {window.accounts:,} accounts: median and 10th-90th percentile",
         subtitle=f"{window.subtitle()}; balance at the end of every {describe(every)}",
     )
-    return alt.layer(band, median, title=title)
+    # no layer has a row, column or facet encoding, so alt.layer makes no FacetChart
+    return cast("alt.LayerChart", alt.layer(band, median, title=title))
 
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import cast
+
 import altair as alt
 import polars as pl
 
@@ -86,7 +89,8 @@ def restatement_view(
                                           formatType="utc"), alt.Tooltip("delta:Q", format=",")]
         subtitle = f"change of {field} at each late event's time (as known now minus then)"
     else:
-        span = frame["instant"].max() - frame["instant"].min()  # type: ignore[operator]
+        # instant is a Datetime column without nulls: the bounds of its rows are datetimes
+        span = cast("datetime", frame["instant"].max()) - cast("datetime", frame["instant"].min())
         every = period_of(span, max_points, finest=MINUTE)
         data = (frame.group_by(pl.col("instant").dt.truncate(every).alias("time"))
                 .agg((pl.col(delta).sum() / scale).alias("delta"), pl.len().alias("events"),
@@ -102,4 +106,5 @@ def restatement_view(
     zero = alt.Chart(pl.DataFrame({"delta": [0.0]})).mark_rule(color="gray").encode(y="delta:Q")
     title = alt.Title(f"Restatements: {n:,} late event{'s' * (n != 1)} changed {field}",
                       subtitle=subtitle)
-    return alt.layer(zero, points, title=title).properties(**SIZE)
+    # no layer has a row, column or facet encoding, so alt.layer makes no FacetChart
+    return cast("alt.LayerChart", alt.layer(zero, points, title=title)).properties(**SIZE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import altair as alt
 import polars as pl
 
@@ -97,7 +99,8 @@ def delta_distribution(
     if deltas.len() == 0:
         data = pl.DataFrame(schema={"low": pl.Float64, "high": pl.Float64, "keys": pl.Int64})
     else:
-        lo, hi = float(deltas.min()), float(deltas.max())
+        # deltas: a quotient (Float64), not empty, no nulls (!= 0 drops them): bounds are floats
+        lo, hi = float(cast("float", deltas.min())), float(cast("float", deltas.max()))
         width = (hi - lo) / bins or 1.0
         index = ((deltas - lo) / width).floor().clip(0, bins - 1).cast(pl.Int64)
         data = (pl.DataFrame({"bin": index}).group_by("bin").len("keys").sort("bin")
