@@ -22,6 +22,7 @@ import polars as pl
 from eventkit.exceptions import EventkitError, UsageError
 
 if TYPE_CHECKING:
+    from eventkit.replay.protocol import Replayed
     from eventkit.replay.result import ReplayResult
 
 __all__ = ["main"]
@@ -312,7 +313,7 @@ def _filtered(args: argparse.Namespace, table: pl.LazyFrame, key: str) -> pl.Laz
     return table.filter(pl.col(key).is_in(_ids(args.accounts)))
 
 
-def _show(args: argparse.Namespace, result: ReplayResult, state: pl.LazyFrame) -> int:
+def _show(args: argparse.Namespace, result: Replayed, state: pl.LazyFrame) -> int:
     money = [f.name for f in result.rules.fields if f.money]
     return _print(args, _filtered(args, state, result.rules.key), money)
 

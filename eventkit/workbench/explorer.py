@@ -31,7 +31,7 @@ from eventkit.archive.open import Events, as_lazy
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import EventDataError, ParameterError, WorkbenchError
 from eventkit.replay.api import replay
-from eventkit.replay.result import ReplayResult
+from eventkit.replay.protocol import Replayed
 from eventkit.rules import registry
 from eventkit.rules.model import RuleSet
 from eventkit.rules.rates import RateTable, bump_rates, rates_of
@@ -63,8 +63,8 @@ class AccountView:
 
     account: int
     as_of: datetime
-    baseline: ReplayResult
-    scenario: ReplayResult | None = None
+    baseline: Replayed
+    scenario: Replayed | None = None
     labels: tuple[str, str] = ("baseline", "scenario")
 
     def at(self, as_of: datetime | date | str) -> AccountView:
@@ -285,8 +285,9 @@ class Explorer:
         self._compute(self._wanted())
         if self._view is None:  # the first account failed: show why instead of a chart
             raise EventDataError(self.status.value, column="account_id")
-        self.chart = alt.JupyterChart(self._view.chart(), embed_options=dict(EMBED_OPTIONS))
-        self.widget = widgets.VBox([
+        self.chart: alt.JupyterChart = alt.JupyterChart(self._view.chart(),
+                                                        embed_options=dict(EMBED_OPTIONS))
+        self.widget: widgets.VBox = widgets.VBox([
             widgets.HBox([self.account, self.rules]),
             widgets.HBox([self.as_of, self.rate]),
             self.chart, self.table, self.status,
@@ -369,8 +370,8 @@ class Explorer:
         self._pending = None
         self.rate.disabled = registry.get(self.rules.value).interest is None
         wanted = self._wanted()
-        if self._compute(wanted):
-            self.chart.chart = self._view.chart()  # type: ignore[union-attr]
+        if self._compute(wanted) and self._view is not None:  # _compute made the view
+            self.chart.chart = self._view.chart()
 
     def _compute(self, wanted: tuple[int | None, date, str, float]) -> bool:
         """Make the view for ``wanted``; show it in the table and status. False on failure."""
