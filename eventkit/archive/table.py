@@ -21,11 +21,7 @@ from typing import Any, Literal, cast
 import polars as pl
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
-from deltalake.transaction import (
-    AddAction,
-    CommitProperties,
-    RemoveAction,
-)
+from deltalake.transaction import AddAction, CommitProperties, RemoveAction
 
 from eventkit.archive import ledger
 from eventkit.archive._checks import (
@@ -472,8 +468,7 @@ class EventArchive:
     ) -> pl.DataFrame:
         now = datetime.now(UTC)
         if mode == "keep":
-            # a non-empty batch's recorded_at (a Datetime column, checked): a datetime
-            latest = cast("datetime", rows["recorded_at"].max())
+            latest = cast("datetime", rows["recorded_at"].max())  # Datetime, rows, no nulls
             if latest > now + _CLOCK_SKEW:
                 row = rows.with_row_index().filter(
                     pl.col("recorded_at") > now + _CLOCK_SKEW).item(0, "index")
@@ -525,8 +520,7 @@ class EventArchive:
                 "seq": [start, start + rows.height - 1],
                 "files": files,
                 "recorded_until": max(
-                    # the stamped batch's recorded_at (a Datetime column, no nulls): a datetime
-                    cast("datetime", rows["recorded_at"].max()),
+                    cast("datetime", rows["recorded_at"].max()),  # Datetime, rows, no nulls
                     datetime.fromisoformat(last.get("recorded_until") or _EPOCH),
                 ).isoformat(),
                 "prev": last["digest"],
