@@ -43,7 +43,8 @@ def test_a_bank_from_archive_to_view(tmp_path) -> None:
     # As of the end of June, account 7 has the late deposit in its balance...
     june = result.as_of("2023-06-30").filter(pl.col("account_id") == 7).collect()
     # ...but as the archive knew it before the late append, it has not.
-    before = eventkit.replay(archive, "banking", known_at=receipt_time(archive, receipt.version - 1))
+    before = eventkit.replay(archive, "banking",
+                             known_at=receipt_time(archive, receipt.version - 1))
     june_then = before.as_of("2023-06-30").filter(pl.col("account_id") == 7).collect()
     assert june["balance"].item() - june_then["balance"].item() >= 12_345
 
