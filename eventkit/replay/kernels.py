@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["NO_TIME", "fold_terms", "grid_positions", "run_rules", "type_codes", "visiting_order"]
 
 
-
 class _Options(TypedDict):
     """The options every kernel is compiled with (typed: ``njit(**_OPTS)`` is checked)."""
 
