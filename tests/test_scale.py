@@ -207,6 +207,8 @@ def test_bucket_engine_refusals(bank: dict[str, Path]) -> None:
         replay(bank["bucketed"], engine="gpu")  # type: ignore[arg-type]
     with pytest.raises(ScaleError, match="need engine='buckets' or 'dask'"):
         replay(bank["bucketed"], engine="memory", out="x")
+    with pytest.raises(ScaleError, match="need engine='buckets' or 'dask'"):  # never ignored
+        replay(bank["bucketed"], engine="memory", client=object())  # type: ignore[call-overload]
     result = replay(bank["bucketed"], engine="buckets")
     with pytest.raises(eventkit.InstantError, match="before") as caught:
         result.between("2024-02-01", "2024-01-01")

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 from conftest import make_events
 
-from eventkit import EventArchive
+from eventkit import CorruptionError, EventArchive
 from eventkit.archive import ledger
 from eventkit.archive.ledger import chain_digest, sha256_file
 from eventkit.archive.verify import verify_log
@@ -240,6 +240,18 @@ def test_add_action_pointing_to_another_file(archive: EventArchive) -> None:
     problem = first_problem(archive)
 
     assert problem.startswith("commit 2:") and other in problem
+
+
+def test_add_action_without_a_path_is_tampering_not_a_crash(archive: EventArchive) -> None:
+    def edit(action: Action) -> None:
+        if "add" in action:
+            del action["add"]["path"]
+
+    edit_commit(archive, 2, edit)
+
+    assert first_problem(archive).startswith("commit 2:")
+    with pytest.raises(CorruptionError, match="malformed action"):
+        archive.scan()
 
 
 def test_remove_action_slipped_into_a_commit(archive: EventArchive) -> None:

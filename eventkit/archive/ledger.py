@@ -156,10 +156,16 @@ def read_commit(root: Path, version: int) -> Commit:
     info: dict[str, Any] = {}
     meta = None
     for action in actions:
+        if not isinstance(action, dict) or any(
+                k in action and not (isinstance(action[k], dict)
+                                     and isinstance(action[k].get("path"), str))
+                for k in ("add", "remove")):
+            return Commit(version, None, (), (), metadata=None, record=None,
+                          error=f"malformed action {str(action)[:200]}")
         if "add" in action:
             adds.append(action["add"])
         elif "remove" in action:
-            removes.append(action["remove"].get("path", "?"))
+            removes.append(action["remove"]["path"])
         elif "commitInfo" in action:
             info = action["commitInfo"]
         elif "metaData" in action:
@@ -239,8 +245,8 @@ def live_files(
         if v > 0 and commit.metadata is not None:
             raise fail("changes the table's metadata or properties")
         listed = rec.get("files", [])
-        added: list[Any] = [a.get("path") for a in commit.adds]  # JSON values, as listed
-        if sorted(added) != sorted(f.get("path") for f in listed):
+        added = [str(a.get("path")) for a in commit.adds]  # JSON values, as listed
+        if sorted(added) != sorted(str(f.get("path")) for f in listed):
             raise fail("adds other files than its record lists")
         entries, problem = apply_record(entries, rec, commit.removes)
         if problem:

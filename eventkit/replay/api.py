@@ -109,7 +109,7 @@ def replay(
     ruleset = registry.resolve(rules)
     if engine is None:
         engine = "dask" if client is not None else "memory"
-    if engine != "memory" or out is not None:
+    if engine != "memory" or out is not None or client is not None:
         return replay_buckets(events, ruleset, engine=engine, client=client, out=out,
                               known_at=known_at, keys=keys)
     archive = archive_of(events)

@@ -3,7 +3,9 @@
 :class:`~eventkit.replay.result.ReplayResult` (the memory engine) and
 :class:`~eventkit.replay.buckets.BucketedReplay` (the bucket and Dask
 engines) both satisfy it, with the same answers; code that takes either
-(views, what-if, the workbench) is typed against this protocol.
+(the explorer, the command line) is typed against this protocol. Views,
+what-if and explain need the in-memory result (its checked rules and the
+archive version it read) and take a :class:`~eventkit.replay.result.ReplayResult`.
 
 >>> from eventkit.replay.result import ReplayResult
 >>> from eventkit.replay.buckets import BucketedReplay
