@@ -28,7 +28,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from eventkit import _deprecated
+from eventkit import _aliases
 from eventkit.archive.compaction import CompactReport, compact
 from eventkit.archive.open import Events, open_archive
 from eventkit.archive.privacy import KeyStore
@@ -85,7 +85,7 @@ _LAZY = {"explorer": "eventkit.workbench.explorer", "account_view": "eventkit.wo
 #: Sub-modules reachable as attributes, loaded on first use (``eventkit.charts.what_if``).
 _LAZY_MODULES = {"charts": "eventkit.workbench.charts"}
 
-_deprecated.install()
+_aliases.install()
 
 
 def __getattr__(name: str) -> Any:
@@ -93,7 +93,7 @@ def __getattr__(name: str) -> Any:
         return getattr(importlib.import_module(_LAZY[name]), name)
     if name in _LAZY_MODULES:
         return importlib.import_module(_LAZY_MODULES[name])
-    if f"eventkit.{name}" in _deprecated.MOVED:
+    if f"eventkit.{name}" in _aliases.MOVED:
         return importlib.import_module(f"eventkit.{name}")
     msg = f"module 'eventkit' has no attribute {name!r}"
     raise AttributeError(msg)

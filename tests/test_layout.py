@@ -33,8 +33,8 @@ ALLOWED: dict[str, set[str]] = {
     "workbench": {"root", "sources", "archive", "rules", "replay", "questions", "streams",
                   "banking"},
 }
-#: The package's own front: eventkit/__init__.py, __main__.py and the deprecated paths.
-FRONT = {"eventkit", "eventkit.__main__", "eventkit._deprecated"}
+#: The package's own front: eventkit/__init__.py, __main__.py and the module aliases.
+FRONT = {"eventkit", "eventkit.__main__", "eventkit._aliases"}
 MAX_LINES = 600
 MAX_ROOT_MODULES = 8
 

@@ -94,3 +94,11 @@ def test_the_readme_s_old_module_paths_still_import_with_a_warning(old: str) -> 
     with pytest.warns(DeprecationWarning, match=f"eventkit.{old} moved to"):
         module = __import__(f"eventkit.{old}", fromlist=[name])
     assert callable(getattr(module, name))
+
+
+def test_import_eventkit_charts_is_the_workbench_s_chart_module() -> None:
+    import eventkit.charts
+    from eventkit.workbench import charts
+
+    assert eventkit.charts is charts
+    assert charts.__spec__ is not None and charts.__spec__.name == "eventkit.workbench.charts"

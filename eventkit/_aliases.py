@@ -1,10 +1,14 @@
-"""Old module paths, kept working for one release with a ``DeprecationWarning``.
+"""Module paths that are not where the module lives: short public ones, and old ones.
+
+``eventkit.charts`` is the workbench's chart module (:mod:`eventkit.workbench.charts`)
+under the short name notebooks use: ``import eventkit.charts`` gives that very module.
 
 eventkit 0.1 had flat modules (``eventkit.rulesets``, ``eventkit.temporal``,
 ``eventkit.lifecycle``, ...); 0.2 groups them in sub-packages by stage. The
 paths the README showed still import, through a finder on ``sys.meta_path``
 that hands out a stand-in module looking each name up in the new module (or,
-for a module that was split, in each of its parts), and warns once per import.
+for a module that was split, in each of its parts), and warns once per import;
+they go in the next release.
 
 >>> import sys, warnings
 >>> _ = sys.modules.pop("eventkit.temporal", None)  # the warning comes with the first import
@@ -26,7 +30,10 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["MOVED", "install"]
+__all__ = ["ALIASES", "MOVED", "install"]
+
+#: Short public module paths -> the module they name (no warning: these stay).
+ALIASES: dict[str, str] = {"eventkit.charts": "eventkit.workbench.charts"}
 
 #: Old module -> the modules that now hold its public names (looked up in this order).
 MOVED: dict[str, tuple[str, ...]] = {
@@ -59,20 +66,29 @@ class _Moved(types.ModuleType):
 
 
 class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self) -> None:
+        self._own_spec: dict[str, importlib.machinery.ModuleSpec | None] = {}
+
     def find_spec(self, fullname: str, path: object, target: object = None
                   ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in MOVED:
+        if fullname not in MOVED and fullname not in ALIASES:
             return None
         return importlib.machinery.ModuleSpec(fullname, self)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
+        if spec.name in ALIASES:  # the module itself, under a second name
+            module = importlib.import_module(ALIASES[spec.name])
+            self._own_spec[module.__name__] = module.__spec__
+            return module
         parts = MOVED[spec.name]
         warnings.warn(f"{spec.name} moved to {' and '.join(parts)}; the old path goes in the "
                       "next release", DeprecationWarning, stacklevel=3)
         return _Moved(spec.name, parts)
 
     def exec_module(self, module: types.ModuleType) -> None:
-        """Nothing to run: the module is the new one, already imported."""
+        """Nothing to run: the module is already imported; an alias keeps its own spec."""
+        if module.__name__ in self._own_spec:  # the import system set the alias's spec on it
+            module.__spec__ = self._own_spec[module.__name__]
 
 
 def install() -> None:
