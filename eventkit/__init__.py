@@ -40,8 +40,11 @@ from eventkit.exceptions import (
     ArchiveError,
     CommandError,
     CorruptionError,
+    CoverageError,
+    CoverageWarning,
     EventDataError,
     EventkitError,
+    EventkitWarning,
     ExpiredError,
     ImmutabilityError,
     IngestError,
@@ -74,7 +77,7 @@ from eventkit.replay.live import LiveReplay
 from eventkit.replay.protocol import Replayed, Window
 from eventkit.replay.result import ReplayResult
 from eventkit.replay.snapshots import Snapshots
-from eventkit.rules.model import Field, Handler, Interest, RuleSet
+from eventkit.rules.model import Field, GlobalEvents, Handler, Interest, RuleSet
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
 from eventkit.sources.conform import ColumnMapping
 from eventkit.sources.upcast import Upcaster, Upcasters
@@ -111,15 +114,19 @@ __all__ = [
     "CompactReport",
     "Comparison",
     "CorruptionError",
+    "CoverageError",
+    "CoverageWarning",
     "Detector",
     "EventArchive",
     "EventDataError",
     "EventkitError",
+    "EventkitWarning",
     "Events",
     "ExpireReport",
     "ExpiredError",
     "Explanation",
     "Field",
+    "GlobalEvents",
     "Handler",
     "ImmutabilityError",
     "IngestError",

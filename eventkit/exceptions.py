@@ -20,6 +20,7 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     │   └── ExpiredError        a question about a time whose events were expired
     ├── PrivacyError            key store problems, refused erasures
     ├── RuleError               a rule set or rules file is wrong
+    │   └── CoverageError       (``strict``) event types no rule handles, rules that never apply
     ├── SnapshotError           a snapshot cannot be built or read
     ├── ViewError               a view in DuckDB or SQLite cannot be written or refreshed
     ├── IngestError             a broker or topic cannot be read or written
@@ -28,6 +29,11 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     ├── ScaleError              a bucket count, or a bucketed or Dask replay, is not possible
     ├── ReportError             a report run is misconfigured or a notebook failed
     └── WorkbenchError (ValueError)  a chart or the explorer cannot show what was asked
+
+Warnings derive from :class:`EventkitWarning` (a ``UserWarning``)::
+
+    EventkitWarning
+    └── CoverageWarning         event types no rule handles, rules that never apply
 
 Errors that used to be ``ValueError`` still are (``ParameterError`` and
 ``WorkbenchError`` subclass it), so older ``except ValueError`` blocks keep working.
@@ -40,8 +46,11 @@ __all__ = [
     "ArchiveError",
     "CommandError",
     "CorruptionError",
+    "CoverageError",
+    "CoverageWarning",
     "EventDataError",
     "EventkitError",
+    "EventkitWarning",
     "ExpiredError",
     "ImmutabilityError",
     "IngestError",
@@ -190,6 +199,25 @@ class PrivacyError(EventkitError):
 
 class RuleError(EventkitError):
     """A rule set is invalid; the message names the file, rule and expression."""
+
+
+class CoverageError(RuleError):
+    """Event types no rule handles, or rules that cannot apply (``replay(..., strict=True)``).
+
+    See :class:`CoverageWarning`, which is given instead without ``strict``.
+    """
+
+
+class EventkitWarning(UserWarning):
+    """Base class of the warnings eventkit gives."""
+
+
+class CoverageWarning(EventkitWarning):
+    """Event types occur that no rule handles (nor ignores), or rules cannot apply.
+
+    The message lists the unhandled types, the handled types that never
+    occurred, and rules for types the archive does not declare.
+    """
 
 
 class SnapshotError(EventkitError):

@@ -13,7 +13,6 @@ import json
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -46,8 +45,9 @@ from eventkit.archive._files import (
     write_data_file,
     write_durably,
 )
-from eventkit.archive.buckets import bucket_expr, check_buckets
+from eventkit.archive.buckets import bucket_expr, check_buckets, shared_expr
 from eventkit.archive.lock import writer_lock
+from eventkit.archive.receipt import AppendReceipt, find_batch
 from eventkit.archive.verify import VerifyReport, verify_log
 from eventkit.exceptions import (
     AppendConflictError,
@@ -59,7 +59,7 @@ from eventkit.exceptions import (
     StaleVersionError,
     ValidationError,
 )
-from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
+from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA, EVENT_TYPES
 from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
 from eventkit.sources.upcast import CURRENT_VERSION, UPCASTERS
 
@@ -71,24 +71,6 @@ _ROWS_PER_FILE = 2_000_000
 _CLOCK_SKEW = timedelta(minutes=5)
 _TABLE_CONFIG = {"delta.appendOnly": "true"}
 _EPOCH = "1970-01-01T00:00:00+00:00"
-
-
-@dataclass(frozen=True)
-class AppendReceipt:
-    """What one :meth:`EventArchive.append` stored.
-
-    ``seq_start``..``seq_end`` (inclusive) are the log positions given to the
-    batch; ``digest`` is the archive's new head digest. ``duplicate`` is true
-    when the batch id had been stored before and nothing was written.
-    """
-
-    version: int
-    batch_id: str
-    rows: int
-    seq_start: int
-    seq_end: int
-    digest: str
-    duplicate: bool = False
 
 
 class EventArchive:
@@ -137,6 +119,13 @@ class EventArchive:
         self.schema: dict[str, pl.DataType] = archive_schema(self.personal)
         #: Number of key buckets (see :mod:`eventkit.archive.buckets`); None: not bucketed.
         self.buckets: int | None = genesis.record.get("buckets")
+        #: The stream key: the column(s) naming the stream each event belongs to.
+        self.key: tuple[str, ...] = tuple(genesis.record.get("key") or ("account_id",))
+        #: The key whose events a bucketed archive keeps in its shared bucket (read with
+        #: every bucket): the bank's account 0 in the banking schema.
+        shared = genesis.record.get("shared_key", BANK_ACCOUNT if self.key == ("account_id",)
+                                    else None)
+        self.shared_key: object = tuple(shared) if isinstance(shared, list) else shared
 
     @classmethod
     def create(
@@ -400,7 +389,7 @@ class EventArchive:
             committed = {e["path"] for e in entries}
             clean_interrupted(self.path, commits[-1].version, committed)
             last: dict[str, Any] = commits[-1].record or {}  # live_files checked it
-            if batch_id is not None and (old := _find_batch(commits, batch_id)) is not None:
+            if batch_id is not None and (old := find_batch(commits, batch_id)) is not None:
                 return old
             if expected_version is not None and commits[-1].version != expected_version:
                 msg = (f"stale append: the archive is at version {commits[-1].version}, not "
@@ -564,7 +553,8 @@ class EventArchive:
             for part in rows.iter_slices(_ROWS_PER_FILE):
                 yield None, part
             return
-        split = rows.with_columns(bucket_expr("account_id", self.buckets)).partition_by(
+        split = rows.with_columns(bucket_expr(self.key, self.buckets, shared=shared_expr(
+            self.key, self.shared_key, rows.schema))).partition_by(
             "bucket", maintain_order=True, include_key=False, as_dict=True)
         for (bucket,), frame in sorted(split.items()):
             for part in frame.iter_slices(_ROWS_PER_FILE):
@@ -584,15 +574,3 @@ class EventArchive:
         """
         with writer_lock(self.path):
             yield
-
-
-def _find_batch(commits: list[ledger.Commit], batch_id: str) -> AppendReceipt | None:
-    for commit in commits:
-        rec = commit.record
-        if rec is not None and rec.get("batch_id") == batch_id:
-            return AppendReceipt(commit.version, batch_id, rec["rows"], rec["seq"][0],
-                                 rec["seq"][1], rec["digest"], duplicate=True)
-    return None
-
-
-

@@ -49,7 +49,7 @@ class RefreshReport:
 
     new_events: int
     keys_updated: int
-    keys_replayed: list[int]
+    keys_replayed: list[object]
     rebuilt: bool
     archive_version: int
 
@@ -85,7 +85,7 @@ def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, An
     history = result.history.collect()
     record = {
         "name": table, "rules": result.rules.name, "fingerprint": result.rules.fingerprint,
-        "key": result.rules.key,
+        "key": ", ".join(result.rules.key_columns),
         "archive": None if archive is None else str(archive.path.resolve()),
         "archive_version": version,
         "head": None if archive is None or version is None else _head(archive, version),
@@ -95,8 +95,8 @@ def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, An
     }
     if archive is not None and version is not None:  # the bank's events count too
         record["last_seq"] = last_seq_of(archive, version)
-    key = result.rules.key
-    db.replace(f"{table}_state", _state_frame(result.state().collect(), result), [key])
+    key = list(result.rules.key_columns)
+    db.replace(f"{table}_state", _state_frame(result.state().collect(), result), key)
     db.replace(f"{table}_history", _history_frame(history, result), ["event_id"])
     db.put_meta(record)
     return record
@@ -140,11 +140,10 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
         if version == old:
             return RefreshReport(0, 0, [], False, version)
         result = replay(archive, ruleset, snapshots=False)
-        key = ruleset.key
         newest = db.scalar(f"SELECT max(last_event_time) FROM {table}_state")
         step = advance(
             archive, ruleset, since_seq=int(meta["last_seq"]), version=version,
-            stored=lambda keys: _typed_state(db.rows_for_keys(f"{table}_state", key, keys),
+            stored=lambda keys: _typed_state(db.rows_for_keys(f"{table}_state", keys),
                                              result),
             newest=None if newest is None else _as_time(newest))
         if step.rebuilt:  # a late change of the bank's rate table: every balance may change
@@ -160,15 +159,16 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
 # --------------------------------------------------------------------------- frames
 
 def _state_frame(state: pl.DataFrame, result: ReplayResult) -> pl.DataFrame:
-    key = result.rules.key
-    return state.select(key, *result.checked.fields, "events", "last_event_time").with_columns(
+    key = list(result.rules.key_columns)
+    return state.select(*key, *result.checked.fields, "events", "last_event_time").with_columns(
         _enums_as_text(result)).sort(key)
 
 
 def _history_frame(history: pl.DataFrame, result: ReplayResult) -> pl.DataFrame:
-    key = result.rules.key
+    key = list(result.rules.key_columns)
     extra = ["violation"] if "violation" in history.columns else []
-    return history.select(*_HISTORY, key, *result.checked.fields, *extra).with_columns(
+    base = [c for c in _HISTORY if c in history.columns]
+    return history.select(*base, *key, *result.checked.fields, *extra).with_columns(
         _enums_as_text(result))
 
 
@@ -251,12 +251,14 @@ class _Database:
         frame = self.query(sql)
         return frame.item() if frame.height else None
 
-    def rows_for_keys(self, table: str, key: str, keys: pl.Series) -> pl.DataFrame:
-        self.execute("CREATE TEMP TABLE IF NOT EXISTS eventkit_keys (k BIGINT PRIMARY KEY)")
-        self.execute("DELETE FROM eventkit_keys")
-        self.upsert("eventkit_keys", pl.DataFrame({"k": keys}))
-        return self.query(f"SELECT * FROM {table} WHERE {key} IN (SELECT k FROM eventkit_keys) "
-                          f"ORDER BY {key}")
+    def rows_for_keys(self, table: str, keys: pl.DataFrame) -> pl.DataFrame:
+        """The rows of ``table`` whose key (the columns of ``keys``) is in ``keys``."""
+        names = ", ".join(keys.columns)
+        self.replace("eventkit_keys", keys.unique(), list(keys.columns))
+        found = self.query(f"SELECT t.* FROM {table} AS t JOIN eventkit_keys USING ({names}) "
+                           f"ORDER BY {names}")
+        self.execute("DROP TABLE eventkit_keys")
+        return found
 
     def put_meta(self, record: dict[str, Any]) -> None:
         self.execute(f"CREATE TABLE IF NOT EXISTS {META} (name TEXT PRIMARY KEY, rules TEXT, "

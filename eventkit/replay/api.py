@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import polars as pl
 
@@ -12,7 +12,6 @@ from eventkit._typing import Engine, Instant
 from eventkit.archive.open import Events, archive_of, as_lazy
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import SnapshotError
 from eventkit.replay import snapshots as stored_sets
 from eventkit.replay.buckets import BucketedReplay, replay_buckets
 from eventkit.replay.protocol import Replayed
@@ -20,7 +19,7 @@ from eventkit.replay.result import ReplayResult
 from eventkit.replay.snapshots import Snapshots, by_key
 from eventkit.rules import registry
 from eventkit.rules.model import RuleSet
-from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA
+from eventkit.rules.streams import key_filter, key_frame
 from eventkit.timeutil import micros
 
 if TYPE_CHECKING:
@@ -31,30 +30,32 @@ __all__ = ["replay", "snapshot"]
 
 @overload
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
-           known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
+           known_at: Instant | None = ..., keys: Sequence[Any] | None = ...,
            snapshots: bool = ..., engine: Literal["memory"] | None = ..., client: None = ...,
-           out: None = ...) -> ReplayResult: ...
+           out: None = ..., strict: bool = ...) -> ReplayResult: ...
 
 
 @overload
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
-           known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
+           known_at: Instant | None = ..., keys: Sequence[Any] | None = ...,
            snapshots: bool = ..., engine: Literal["buckets", "dask"],
-           client: Client | None = ..., out: str | Path | None = ...) -> BucketedReplay: ...
+           client: Client | None = ..., out: str | Path | None = ...,
+           strict: bool = ...) -> BucketedReplay: ...
 
 
 @overload  # a client and no engine: the Dask engine
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
-           known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
+           known_at: Instant | None = ..., keys: Sequence[Any] | None = ...,
            snapshots: bool = ..., engine: None = ..., client: Client,
-           out: str | Path | None = ...) -> BucketedReplay: ...
+           out: str | Path | None = ..., strict: bool = ...) -> BucketedReplay: ...
 
 
 @overload  # an engine known only at run time
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
-           known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
+           known_at: Instant | None = ..., keys: Sequence[Any] | None = ...,
            snapshots: bool = ..., engine: Engine | None = ..., client: Client | None = ...,
-           out: str | Path | None = ...) -> ReplayResult | BucketedReplay: ...
+           out: str | Path | None = ..., strict: bool = ...
+           ) -> ReplayResult | BucketedReplay: ...
 
 
 def replay(
@@ -62,11 +63,12 @@ def replay(
     rules: RuleSet | str | Path = "balance",
     *,
     known_at: Instant | None = None,
-    keys: Sequence[int] | None = None,
+    keys: Sequence[Any] | None = None,
     snapshots: bool = True,
     engine: Engine | None = None,
     client: Client | None = None,
     out: str | Path | None = None,
+    strict: bool = False,
 ) -> Replayed:
     """Replay events through a rule set.
 
@@ -77,9 +79,16 @@ def replay(
     machine, fees, interest), or the path of a TOML rules file. ``known_at``
     answers as the archive knew it then: events recorded after that instant
     (``recorded_at``) are left out, whatever their ``event_time``. ``keys``
-    replays only those keys (and the bank's own events, which every account
+    replays only those keys — values of the key column, or tuples for a
+    composite key — (and the rule set's global events, which every key
     reads): the filter reaches the Parquet reader, so one account of a large
     archive costs a scan of one column, not a replay of everything.
+
+    Event types are checked against the rules on the first full fold: a type
+    that occurs but that no rule handles (nor ``ignore``-s) gives a
+    :class:`~eventkit.exceptions.CoverageWarning` naming it and the handled
+    types that never occurred (a misspelt ``[on.Deposits]``); ``strict=True``
+    makes it a :class:`~eventkit.exceptions.CoverageError`.
 
     On an eventkit archive (an :class:`EventArchive` or its path), a snapshot
     set stored by :func:`eventkit.snapshot` for exactly these rules and this
@@ -111,40 +120,35 @@ def replay(
         engine = "dask" if client is not None else "memory"
     if engine != "memory" or out is not None or client is not None:
         return replay_buckets(events, ruleset, engine=engine, client=client, out=out,
-                              known_at=known_at, keys=keys)
+                              known_at=known_at, keys=keys, strict=strict)
     archive = archive_of(events)
     stored = None
-    wanted = None
-    if keys is not None:
-        wanted = [*keys, BANK_ACCOUNT] if ruleset.key == "account_id" else list(keys)
     lf = None
     version = None
     if archive is not None:
         version = archive.version
         if snapshots and known_at is None:
             stored = stored_sets.find(archive, ruleset, version=version)
-        if snapshots and wanted is not None and ruleset.key == "account_id":
-            lf = by_key(archive, wanted, version=version)
+        if snapshots and keys is not None:
+            lf = by_key(archive, ruleset, keys, version=version)
         if lf is None:
             lf = archive.scan(version=version)
     else:
         lf = as_lazy(events)
     if known_at is not None:
         lf = lf.filter(pl.col("recorded_at").dt.epoch("us") <= micros(known_at, param="known_at"))
-    if wanted is not None:
-        lf = lf.filter(pl.col(ruleset.key).is_in(wanted))
-    names = lf.collect_schema().names()
-    optional = [pl.lit(None, dtype=CANONICAL_SCHEMA[c]).alias(c)
-                for c in ("counterparty_id", "rate") if c not in names]
+    if keys is not None:
+        lf = lf.filter(key_filter(ruleset, keys, lf.collect_schema()))
     expiry = None if archive is None else expiry_of(archive, ruleset.fingerprint)
     start = None
     if expiry is not None:
         if known_at is not None:
             expiry.check(known_at_us=micros(known_at, param="known_at"))
-        start = expiry.opening_states(ruleset.key, None if keys is None else list(keys))
-    return ReplayResult(lf.with_columns(optional), ruleset, snapshots=stored,
+        start = expiry.opening_states(None if keys is None else key_frame(
+            ruleset, keys, lf.collect_schema()))
+    return ReplayResult(lf, ruleset, snapshots=stored,
                         keys=None if keys is None else list(keys), archive=archive,
-                        archive_version=version, expiry=expiry, start=start)
+                        archive_version=version, expiry=expiry, start=start, strict=strict)
 
 
 def snapshot(
@@ -184,11 +188,6 @@ def snapshot(
     """
     store = archive if isinstance(archive, EventArchive) else EventArchive(archive)
     ruleset = registry.resolve(rules)
-    if ruleset.key != "account_id" and ruleset.interest is not None \
-            and ruleset.rate_table is None:
-        msg = (f"rule set {ruleset.name!r} reads the bank's rate events (key {BANK_ACCOUNT}) "
-               f"but is keyed by {ruleset.key!r}; give it a rate_table to snapshot it")
-        raise SnapshotError(msg, param="rules")
     result = replay(store, ruleset, snapshots=False)  # with an expiry's opening states, if any
     version = store.version if result.archive_version is None else result.archive_version
     grid = stored_sets.period_ends(result.history, every)

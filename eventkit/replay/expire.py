@@ -19,7 +19,8 @@ from eventkit.exceptions import (
 )
 from eventkit.replay.result import ReplayResult
 from eventkit.rules import registry
-from eventkit.schema import BANK_ACCOUNT, MONEY_EVENT_TYPES
+from eventkit.rules.streams import global_expr
+from eventkit.schema import MONEY_EVENT_TYPES
 from eventkit.timeutil import iso, micros
 
 if TYPE_CHECKING:
@@ -90,7 +91,6 @@ def expire(
         raise ImmutabilityError(msg, path=str(root))
     cutoff = micros(before, param="before", day="start")
     ruleset = registry.resolve(rules)
-    key = ruleset.key
     by_state = [f.name for f in ruleset.fields] != ["balance"]
     with archive.writing():
         prior = expiry_of(archive, ruleset.fingerprint)
@@ -98,7 +98,7 @@ def expire(
             msg = (f"{root}: events before {iso(prior.cutoff_us)} were expired already; "
                    f"a new cut-off must be later, not {iso(cutoff)}")
             raise ArchiveError(msg, path=str(root))
-        start = None if prior is None else prior.opening_states(key)
+        start = None if prior is None else prior.opening_states()
         commits = ledger.read_log(root)
         entries = ledger.live_files(root, commits)
         for entry in entries:
@@ -107,7 +107,7 @@ def expire(
         frames = [archive.scan_entries([e], verify=False).collect()  # checked above; upcast
                   for e in entries]
         old = pl.concat(frames) if frames else pl.DataFrame(schema=archive.schema)
-        gone = (pl.col("event_time").dt.epoch("us") < cutoff) & (pl.col(key) != BANK_ACCOUNT)
+        gone = (pl.col("event_time").dt.epoch("us") < cutoff) & ~global_expr(ruleset, old.schema)
         if not by_state:
             gone = gone & pl.col("event_type").is_in([*MONEY_EVENT_TYPES, "Correction"])
         hit = [i for i, f in enumerate(frames) if f.select(gone.any()).item()]
@@ -163,23 +163,24 @@ def _openings(old: pl.DataFrame, replaced: pl.DataFrame, gone: pl.Expr, cutoff: 
               ruleset: RuleSet, start: pl.DataFrame | None,
               schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """One Correction per key at its last replaced event, for the balance it had."""
-    key = ruleset.key
-    last = (replaced.sort(key, "event_time", "seq")
+    key = list(ruleset.key_columns)
+    last = (replaced.sort(*key, "event_time", "seq")
             .group_by(key, maintain_order=True)
             .agg(pl.col("seq", "event_time").last(), pl.col("recorded_at").max()))
     stub = last.with_columns(
-        event_id=pl.format("opening-{}-{}", pl.col(key), pl.lit(iso(cutoff))),
+        event_id=pl.concat_str([pl.lit("opening"), *[pl.col(k).cast(pl.String) for k in key],
+                                pl.lit(iso(cutoff))], separator="-"),
         event_type=pl.lit("Correction"), amount=pl.lit(0, pl.Int64),
     ).with_columns(pl.lit(None, dtype=t).alias(c) for c, t in schema.items()
-                   if c not in (key, "seq", "event_time", "recorded_at", "event_id",
+                   if c not in (*key, "seq", "event_time", "recorded_at", "event_id",
                                 "event_type", "amount")).select(list(schema))
     at = iso(cutoff - 1)
-    wanted = _replayed(old, ruleset, start).as_of(at).select(key, "balance")
+    wanted = _replayed(old, ruleset, start).as_of(at).select(*key, "balance")
     zero = pl.concat([old.filter(~gone), stub]).sort("seq")
-    have = _replayed(zero, ruleset, start).as_of(at).select(key,
+    have = _replayed(zero, ruleset, start).as_of(at).select(*key,
                                                             pl.col("balance").alias("was"))
     amounts = wanted.join(have, on=key, how="left").collect().select(
-        key, (pl.col("balance") - pl.col("was").fill_null(0)).alias("amount"))
+        *key, (pl.col("balance") - pl.col("was").fill_null(0)).alias("amount"))
     return stub.drop("amount").join(amounts, on=key, how="left").select(list(schema))
 
 

@@ -8,6 +8,7 @@ never used here.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -17,16 +18,17 @@ import polars as pl
 
 from eventkit.archive.retention import Expiry
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import InstantError
-from eventkit.replay.engine import Fold, fold
+from eventkit.exceptions import CoverageError, CoverageWarning, InstantError
+from eventkit.replay.engine import Coverage, Fold, fold
 from eventkit.replay.kernels import grid_positions
 from eventkit.replay.protocol import Window
 from eventkit.replay.snapshots import Snapshots
 from eventkit.rules.model import CheckedRules, RuleSet
-from eventkit.schema import BANK_ACCOUNT, TIME_DTYPE
+from eventkit.rules.streams import global_expr
+from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import from_micros, is_date, micros
 
-__all__ = ["ReplayResult", "Window"]
+__all__ = ["ReplayResult", "Window", "coverage"]
 
 
 @dataclass(frozen=True)
@@ -40,18 +42,26 @@ class Folded:
 class ReplayResult:
     """The outcome of :func:`replay`. Work is done on first use, then kept.
 
-    ``history`` holds every event (except the bank's own, account 0) in the
-    order they came in (log order), with the state after each event in
+    ``history`` holds every event the rules fold (not their global events,
+    such as the bank's own rate changes, nor those their ``where`` leaves out)
+    in the order they came in (log order), with the state after each event in
     valid-time order: one column per state field, and ``violation`` (null, or
     why the event was not folded) when the rules have requirements. Sort by
-    (key, ``event_time``, ``seq``) for a per-account time line.
+    (key, ``event_time``, ``seq``) for a per-key time line. The key comes back
+    in its own column(s) and type.
+
+    The first full fold checks which event types it met (see :func:`coverage`):
+    a :class:`~eventkit.exceptions.CoverageWarning` (with ``strict``: a
+    :class:`~eventkit.exceptions.CoverageError`) when a type occurs that no rule
+    handles and the rules do not ``ignore``, or a rule handles a type the
+    archive does not declare.
     """
 
     def __init__(self, events: pl.LazyFrame, rules: RuleSet, *,
-                 snapshots: Snapshots | None = None, keys: list[int] | None = None,
+                 snapshots: Snapshots | None = None, keys: list[object] | None = None,
                  archive: EventArchive | None = None, archive_version: int | None = None,
                  folded: Fold | None = None, start: pl.DataFrame | None = None,
-                 expiry: Expiry | None = None) -> None:
+                 expiry: Expiry | None = None, strict: bool = False) -> None:
         self._events = events
         self.rules = rules
         self.checked: CheckedRules = rules.check()
@@ -66,6 +76,9 @@ class ReplayResult:
         self.expiry = expiry
         #: per-key state every fold continues from (an expiry's opening states), or None
         self.start = start
+        self.strict = strict
+        if folded is not None:
+            self._check(folded.coverage)
 
     @property
     def fingerprint(self) -> str:
@@ -81,8 +94,24 @@ class ReplayResult:
     def fold(self) -> Fold:
         """The fold of every event (made on first use, then kept)."""
         if self._whole is None:
-            self._whole = fold(self._events.collect(), self.checked, start=self.start)
+            whole = fold(self._events.collect(), self.checked, start=self.start)
+            self._check(whole.coverage)
+            self._whole = whole
         return self._whole
+
+    @property
+    def key(self) -> list[str]:
+        """The key's column names (one, or several for a composite key)."""
+        return list(self.rules.key_columns)
+
+    def _check(self, met: Coverage) -> None:
+        problem = coverage(self.rules, met, declared=None if self.archive is None
+                           else self.archive.event_types)
+        if problem is None:
+            return
+        if self.strict:
+            raise CoverageError(problem)
+        warnings.warn(problem, CoverageWarning, stacklevel=3)
 
     @property
     def history(self) -> pl.LazyFrame:
@@ -114,11 +143,11 @@ class ReplayResult:
         if t2 < begins:
             msg = f"{end!r} is before {start!r}"
             raise InstantError(msg, param="end")
-        key = self.rules.key
+        key = self.key
         folded = self._folded(t1, t2, lean=False)
         changes = (folded.fold.events.lazy()
                    .filter(pl.col("event_time").dt.epoch("us").is_between(t1, t2, closed="right"))
-                   .sort(key, "event_time", "seq"))
+                   .sort(*key, "event_time", "seq"))
         return Window(self._per_key(folded, t1), changes)
 
     def at_times(self, instants: Sequence[datetime | date | str] | pl.Series) -> pl.LazyFrame:
@@ -184,9 +213,11 @@ class ReplayResult:
         c = snapshots.checkpoints[index]
         time = pl.col("event_time")
         tail = self._events.filter((time > from_micros(c)) & (time <= from_micros(last)))
-        if self.rules.key == "account_id":  # the bank's rate table: stored with the snapshot
-            bank = snapshots.bank_events().lazy().filter(time <= from_micros(last))
-            tail = pl.concat([tail.filter(pl.col("account_id") != BANK_ACCOUNT), bank])
+        if self.rules.global_events is not None:  # the global events: stored with the set
+            shared = snapshots.shared_events().lazy().filter(time <= from_micros(last))
+            schema = self._events.collect_schema()
+            tail = pl.concat([tail.filter(~global_expr(self.rules, schema)),
+                              shared.select(schema.names()).cast(schema)])
         if lean:
             tail = tail.drop("event_id", "recorded_at")
         return Folded(fold(tail.collect(), self.checked, start=base), base)
@@ -200,18 +231,54 @@ class ReplayResult:
 
     def _rows(self, folded: Folded, positions: np.ndarray, counts: np.ndarray) -> pl.DataFrame:
         """State rows at ``positions`` of the fold, completed from the snapshot if any."""
-        key = self.rules.key
+        key = self.key
         rows = folded.fold.events[positions].select(
-            key, *self.checked.fields, pl.Series("events", counts, dtype=pl.Int64),
+            *key, *self.checked.fields, pl.Series("events", counts, dtype=pl.Int64),
             pl.col("event_time").alias("last_event_time"),
         )
         if folded.base is not None:
             base = folded.base.select(rows.columns).cast(rows.schema)
             rows = pl.concat([
-                rows.join(base.select(key, pl.col("events").alias("#before")), on=key,
+                rows.join(base.select(*key, pl.col("events").alias("#before")), on=key,
                           how="left")
                 .with_columns(pl.col("events") + pl.col("#before").fill_null(0))
                 .drop("#before"),
                 base.join(rows.select(key), on=key, how="anti"),
             ])
         return rows.sort(key)
+
+
+def coverage(rules: RuleSet, met: Coverage, *, declared: tuple[str, ...] | None = None
+             ) -> str | None:
+    """What a fold's event types say about the rules: a problem to report, or None.
+
+    Reported: event types that occur and that no rule handles nor the rules
+    ``ignore`` (their events change nothing: a misspelt rule, a rule set meant
+    for other events), with the handled types that never occurred; and rules
+    for types the archive does not declare (``declared``), which can never
+    apply.
+
+    Examples
+    --------
+    >>> from eventkit.rules.model import Field, Handler
+    >>> typo = RuleSet("r", (Field("balance"),),
+    ...                (Handler("Deposits", {"balance": "balance + amount"}),))
+    >>> print(coverage(typo, Coverage(seen=(), unhandled=("Deposit",))))
+    rule set 'r': event type(s) ['Deposit'] occur but no rule handles them (or ignores them:
+    ignore=[...]); rules for ['Deposits'] never applied
+
+    """
+    handled = [h.event_type for h in rules.handlers]
+    absent = [t for t in handled if t not in met.seen]
+    unhandled = [t for t in met.unhandled if t not in rules.ignore]
+    foreign = [t for t in handled if declared is not None and t not in declared]
+    parts = []
+    if unhandled:
+        parts.append(f"event type(s) {unhandled} occur but no rule handles them (or ignores "
+                     f"them: ignore=[...])")
+        if absent:
+            parts.append(f"rules for {absent} never applied")
+    if foreign:
+        parts.append(f"rules for {foreign} handle types the archive does not declare "
+                     f"({list(declared or ())})")
+    return f"rule set {rules.name!r}: " + "; ".join(parts) if parts else None

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +31,8 @@ from eventkit.archive import ledger
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import SnapshotError
 from eventkit.rules.model import RuleSet
-from eventkit.schema import BANK_ACCOUNT, TIME_DTYPE
+from eventkit.rules.streams import global_expr, key_filter, key_frame
+from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import from_micros, micros
 
 __all__ = ["Snapshots", "by_key", "find", "period_ends", "write_set"]
@@ -52,14 +54,14 @@ class Snapshots:
     """
 
     folder: Path
-    key: str
+    key: tuple[str, ...]
     fingerprint: str
     version: int
     head: str
     every: str
     checkpoints: tuple[int, ...]
     files: tuple[dict, ...]
-    bank: dict | None = None
+    shared: dict | None = None
 
     def before(self, micros: int) -> int | None:
         """Index of the last checkpoint at or before ``micros`` (None: none is)."""
@@ -70,20 +72,22 @@ class Snapshots:
             found = i
         return found
 
-    def read(self, index: int, keys: list[int] | None = None) -> pl.DataFrame:
+    def read(self, index: int, keys: list[object] | None = None) -> pl.DataFrame:
         """The state at checkpoint ``index`` (only ``keys``, when given)."""
         path = ledger.check_data_file(self.folder, self.files[index])
         lf = pl.scan_parquet(path)
         if keys is not None:
-            lf = lf.filter(pl.col(self.key).is_in(keys))
+            wanted = key_frame(RuleSet("keys", (), (), key=self.key), keys,
+                               lf.collect_schema())
+            lf = lf.join(wanted.lazy(), on=list(self.key), how="semi")
         return lf.collect()
 
-    def bank_events(self) -> pl.DataFrame:
-        """The bank's own events (account 0: its rate table) in the archive state stored."""
-        if self.bank is None:
-            msg = f"snapshot set {self.folder} holds no bank events (rules keyed by {self.key!r})"
+    def shared_events(self) -> pl.DataFrame:
+        """The rule set's global events (the bank's rate table) in the archive state stored."""
+        if self.shared is None:
+            msg = f"snapshot set {self.folder} holds no global events (its rules declare none)"
             raise SnapshotError(msg, param="snapshots")
-        return pl.read_parquet(ledger.check_data_file(self.folder, self.bank))
+        return pl.read_parquet(ledger.check_data_file(self.folder, self.shared))
 
     @property
     def instants(self) -> list[datetime]:
@@ -109,17 +113,18 @@ def find(archive: EventArchive, rules: RuleSet, *, version: int | None = None,
         head = (ledger.read_commit(archive.path, version).record or {}).get("digest")
     if found.fingerprint != rules.fingerprint or found.version != version or found.head != head:
         return None
-    if found.key == "account_id" and found.bank is None:  # made without the rate table
+    if rules.global_events is not None and found.shared is None:  # made without them
         return None
     return found
 
 
-def by_key(archive: EventArchive, keys: list[int], *, version: int,
-           head: str | None = None) -> pl.LazyFrame | None:
-    """The events of ``keys`` from the archive's by-key copy, in log order (None: no copy).
+def by_key(archive: EventArchive, rules: RuleSet, keys: Sequence[object], *,
+           version: int, head: str | None = None) -> pl.LazyFrame | None:
+    """The events of ``keys`` (and the global ones) from the by-key copy, in log order.
 
-    Only a copy made from exactly this archive state (version and head digest)
-    is used; its file is checked against its SHA-256 like a data file.
+    None when there is no copy, or it is sorted by another key than the rule
+    set's. Only a copy made from exactly this archive state (version and head
+    digest) is used; its file is checked against its SHA-256 like a data file.
     """
     path = archive.path / ledger.PRIVATE_DIR / FOLDER / _BY_KEY / f"v{version}"
     try:
@@ -128,10 +133,12 @@ def by_key(archive: EventArchive, keys: list[int], *, version: int,
         return None
     if head is None:
         head = (ledger.read_commit(archive.path, version).record or {}).get("digest")
-    if m.get("version") != version or m.get("head") != head:
+    if m.get("version") != version or m.get("head") != head \
+            or tuple(m.get("key", ("account_id",))) != rules.key_columns:
         return None
     file = ledger.check_data_file(path, m["file"])
-    return pl.scan_parquet(file).filter(pl.col("account_id").is_in(keys)).sort("seq")
+    lf = pl.scan_parquet(file)
+    return lf.filter(key_filter(rules, keys, lf.collect_schema())).sort("seq")
 
 
 def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
@@ -149,23 +156,25 @@ def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
     staging.mkdir(parents=True)
     files = []
     for i, instant in enumerate(grid):
-        part = states.filter(pl.col("instant") == instant).drop("instant").sort(rules.key)
+        part = states.filter(pl.col("instant") == instant).drop("instant").sort(
+            rules.key_columns)
         name = f"cp-{i:05d}.parquet"
         part.write_parquet(staging / name, row_group_size=_ROW_GROUP, statistics=True)
         files.append({"path": name, "bytes": (staging / name).stat().st_size,
                       "sha256": ledger.sha256_file(staging / name), "rows": part.height})
-    bank = None
-    if rules.key == "account_id":  # the rate table every account reads: kept with the set
-        store.scan(version=version).filter(pl.col("account_id") == BANK_ACCOUNT).collect(
-            ).write_parquet(staging / "bank.parquet")
-        bank = {"path": "bank.parquet", "bytes": (staging / "bank.parquet").stat().st_size,
-                "sha256": ledger.sha256_file(staging / "bank.parquet")}
-    manifest = {"key": rules.key, "fingerprint": rules.fingerprint, "version": version,
-                "head": head, "every": every,
+    shared = None
+    if rules.global_events is not None:  # what every key reads: kept with the set
+        events = store.scan(version=version)
+        events.filter(global_expr(rules, events.collect_schema())).collect(
+            ).write_parquet(staging / "shared.parquet")
+        shared = {"path": "shared.parquet", "bytes": (staging / "shared.parquet").stat().st_size,
+                  "sha256": ledger.sha256_file(staging / "shared.parquet")}
+    manifest = {"key": list(rules.key_columns), "fingerprint": rules.fingerprint,
+                "version": version, "head": head, "every": every,
                 "checkpoints": [micros(t, param="every") for t in grid], "files": files,
-                "bank": bank, "created": datetime.now(UTC).isoformat()}
+                "shared": shared, "created": datetime.now(UTC).isoformat()}
     (staging / _MANIFEST).write_text(json.dumps(manifest, indent=1))
-    if key_copy and rules.key == "account_id":
+    if key_copy:
         write_by_key(store, version, head)
     final = folder / f"v{version}"
     for old in folder.iterdir():  # older (or equal) sets of these rules are never used again
@@ -176,7 +185,7 @@ def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
 
 
 def write_by_key(store: EventArchive, version: int, head: str | None) -> None:
-    """Store the archive's events sorted by account (log order within each)."""
+    """Store the archive's events sorted by its key (log order within each key)."""
     folder = store.path / ledger.PRIVATE_DIR / FOLDER / _BY_KEY
     final = folder / f"v{version}"
     if (final / _MANIFEST).is_file() and json.loads(
@@ -185,13 +194,13 @@ def write_by_key(store: EventArchive, version: int, head: str | None) -> None:
     staging = folder / f".v{version}-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
     name = "events.parquet"
-    (store.scan(version=version).sort("account_id", maintain_order=True)
+    (store.scan(version=version).sort(list(store.key), maintain_order=True)
      .sink_parquet(staging / name, compression="zstd", statistics=True,
                    row_group_size=_KEY_ROW_GROUP))
     file = {"path": name, "bytes": (staging / name).stat().st_size,
             "sha256": ledger.sha256_file(staging / name)}
     (staging / _MANIFEST).write_text(json.dumps({"version": version, "head": head,
-                                                 "file": file}))
+                                                 "key": list(store.key), "file": file}))
     for old in folder.iterdir():
         if old != staging and not old.name.startswith("."):
             shutil.rmtree(old, ignore_errors=True)
@@ -201,9 +210,11 @@ def write_by_key(store: EventArchive, version: int, head: str | None) -> None:
 def load(path: Path) -> Snapshots:
     try:
         m = json.loads((path / _MANIFEST).read_text())
-        return Snapshots(path, m["key"], m["fingerprint"], int(m["version"]), m["head"],
-                         m["every"], tuple(int(c) for c in m["checkpoints"]),
-                         tuple(m["files"]), m.get("bank"))
+        key = m["key"]
+        return Snapshots(path, (key,) if isinstance(key, str) else tuple(key), m["fingerprint"],
+                         int(m["version"]), m["head"], m["every"],
+                         tuple(int(c) for c in m["checkpoints"]), tuple(m["files"]),
+                         m.get("shared"))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         msg = f"snapshot manifest {path / _MANIFEST} is unreadable ({exc})"
         raise SnapshotError(msg, param="snapshots") from None

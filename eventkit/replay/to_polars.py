@@ -3,31 +3,39 @@
 from __future__ import annotations
 
 import ast
-from typing import cast
+from typing import Literal, cast
 
 import polars as pl
 
 from eventkit.exceptions import RuleError
-from eventkit.rules.expr import BINOPS, CMPOPS
+from eventkit.rules.expr import BINOPS, CMPOPS, TIME_PARTS, derived_name
 from eventkit.rules.model import CheckedRules, Field, static_type
 
 __all__ = ["polars_expr"]
 
 
 # --------------------------------------------------------------------------- Polars target
-def polars_expr(node: ast.expr, checked: CheckedRules, enum: Field | None = None) -> pl.Expr:
+def polars_expr(node: ast.expr, checked: CheckedRules, enum: Field | None = None, *,
+                text: Literal["codes"] | None = "codes") -> pl.Expr:
     """A vectorized Polars expression for an event-only syntax tree.
 
     Integer columns read nulls as 0 and float columns as NaN, like the other
-    engines. String literals become the integer codes of ``enum``'s values.
+    engines. String literals become the integer codes of ``enum``'s values
+    when ``enum`` is given. Text: with ``text="codes"`` text columns hold
+    their codes in the engine's dictionary (whose first entries are
+    :attr:`CheckedRules.strings`), and time parts are columns of their own
+    (``day(event_time)``); with ``text=None`` both are read from the events
+    as they are (a selection filter).
     """
-    return _PolarsBuilder(checked, enum).visit(node)
+    return _PolarsBuilder(checked, enum, text).visit(node)
 
 
 class _PolarsBuilder:
-    def __init__(self, checked: CheckedRules, enum: Field | None) -> None:
+    def __init__(self, checked: CheckedRules, enum: Field | None,
+                 text: Literal["codes"] | None) -> None:
         self.checked = checked
         self.enum = enum
+        self.codes = text == "codes"
 
     def typ(self, node: ast.expr) -> str:
         return static_type(node, self.checked)
@@ -35,8 +43,11 @@ class _PolarsBuilder:
     def visit(self, node: ast.expr) -> pl.Expr:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, str):
-                assert self.enum is not None
-                return pl.lit(self.enum.values.index(node.value), dtype=pl.Int64)
+                if self.enum is not None:
+                    return pl.lit(self.enum.values.index(node.value), dtype=pl.Int64)
+                if self.codes:
+                    return pl.lit(self.checked.strings.index(node.value), dtype=pl.Int64)
+                return pl.lit(node.value, dtype=pl.String)
             if isinstance(node.value, float):
                 return pl.lit(node.value, dtype=pl.Float64)
             # a checked rule's other literals are ints and bools (parse refuses the rest)
@@ -48,6 +59,8 @@ class _PolarsBuilder:
                 return pl.lit(param, dtype=pl.Float64 if isinstance(param, float) else pl.Int64)
             if scope.columns[node.id] == "float":
                 return pl.col(node.id).cast(pl.Float64).fill_null(float("nan"))
+            if scope.columns[node.id] == "string" and not self.codes:
+                return pl.col(node.id).cast(pl.String).fill_null("")
             return pl.col(node.id).cast(pl.Int64).fill_null(0)
         if isinstance(node, ast.BinOp):
             op = BINOPS[type(node.op)]
@@ -85,6 +98,14 @@ class _PolarsBuilder:
 
     def call(self, node: ast.Call) -> pl.Expr:
         name = node.func.id  # type: ignore[attr-defined]
+        if name in TIME_PARTS:
+            column = node.args[0].id  # type: ignore[attr-defined]
+            if self.codes:
+                return pl.col(derived_name(name, column)).cast(pl.Int64)
+            utc = pl.col(column).dt.convert_time_zone("UTC")
+            return {"year": utc.dt.year(), "month": utc.dt.month(), "day": utc.dt.day(),
+                    "hour": utc.dt.hour(), "minute": utc.dt.minute(),
+                    "weekday": utc.dt.weekday()}[name].cast(pl.Int64)
         args = [self.visit(a) for a in node.args]
         if name in ("min", "max"):
             a, b = args

@@ -12,12 +12,13 @@ the per-event fold every engine is tested against. Knows nothing of archives.
 ['balance', 'banking']
 """
 
-from eventkit.rules.model import CheckedRules, Field, Handler, Interest, RuleSet
+from eventkit.rules.model import CheckedRules, Field, GlobalEvents, Handler, Interest, RuleSet
 from eventkit.rules.registry import get, names, register, resolve
 
 __all__ = [
     "CheckedRules",
     "Field",
+    "GlobalEvents",
     "Handler",
     "Interest",
     "RuleSet",

@@ -24,6 +24,7 @@ from eventkit.exceptions import EventkitError, UsageError
 if TYPE_CHECKING:
     from eventkit.replay.protocol import Replayed
     from eventkit.replay.result import ReplayResult
+    from eventkit.rules.model import RuleSet
 
 __all__ = ["main"]
 
@@ -219,7 +220,9 @@ _WHEN = "ISO 8601 instant with a zone, or a date (the end of that UTC day)"
 
 def _source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="events: an archive, Parquet file, folder, glob or Delta table")
-    p.add_argument("--accounts", metavar="IDS", help="comma-separated account ids")
+    p.add_argument("--accounts", "--keys", metavar="IDS", dest="accounts",
+                   help="comma-separated keys of the rule set: account ids, text ids such as "
+                        "C1231006815 or UUIDs; a composite key's parts joined by ':' (acme:7)")
     p.add_argument("--mapping", metavar="JSON", help="column mapping for foreign data, as "
                    "JSON text or a .json file (see eventkit.ColumnMapping)")
     p.add_argument("--rules", default="balance", metavar="RULES",
@@ -292,7 +295,7 @@ def _restatements(args: argparse.Namespace) -> int:
     rules = _result(args).rules
     money = [f"{f.name}_{part}" for f in rules.fields if f.money
              for part in ("then", "now", "delta")]
-    return _print(args, _filtered(args, table, rules.key), money + ["amount"])
+    return _print(args, _filtered(args, table, rules), money + ["amount"])
 
 
 def _events(args: argparse.Namespace) -> pl.LazyFrame:
@@ -307,15 +310,19 @@ def _result(args: argparse.Namespace, known_at: str | None = None) -> ReplayResu
     return replay(_events(args), args.rules, known_at=known_at)
 
 
-def _filtered(args: argparse.Namespace, table: pl.LazyFrame, key: str) -> pl.LazyFrame:
+def _filtered(args: argparse.Namespace, table: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
     if not args.accounts:
         return table
-    return table.filter(pl.col(key).is_in(_ids(args.accounts)))
+    from eventkit.rules.streams import key_frame
+
+    schema = table.collect_schema()
+    wanted = key_frame(rules, _ids(args.accounts, rules, schema), schema)
+    return table.join(wanted.lazy(), on=list(rules.key_columns), how="semi")
 
 
 def _show(args: argparse.Namespace, result: Replayed, state: pl.LazyFrame) -> int:
     money = [f.name for f in result.rules.fields if f.money]
-    return _print(args, _filtered(args, state, result.rules.key), money)
+    return _print(args, _filtered(args, state, result.rules), money)
 
 
 def _print(args: argparse.Namespace, table: pl.LazyFrame, money: list[str]) -> int:
@@ -342,12 +349,31 @@ def _mapping(text: str) -> dict[str, object]:
     return mapping
 
 
-def _ids(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        msg = f"expected comma-separated integer ids, not {text!r}"
-        raise UsageError(msg, param="--accounts") from None
+def _ids(text: str, rules: RuleSet, schema: pl.Schema) -> list[object]:
+    """``--accounts`` as keys of the rule set, each part read as its key column's type."""
+    columns = rules.key_columns
+    out: list[object] = []
+    for item in (x.strip() for x in text.split(",")):
+        if not item:
+            continue
+        parts = item.split(":", len(columns) - 1) if len(columns) > 1 else [item]
+        if len(parts) != len(columns):
+            msg = (f"{item!r}: the key is {list(columns)}; give its parts joined by ':' "
+                   f"(such as {':'.join('...' for _ in columns)})")
+            raise UsageError(msg, param="--accounts")
+        values: list[object] = []
+        for part, column in zip(parts, columns, strict=True):
+            dtype = schema.get(column)
+            if dtype is not None and dtype.is_integer():
+                try:
+                    values.append(int(part))
+                except ValueError:
+                    msg = f"{column} holds integers, not {part!r}"
+                    raise UsageError(msg, param="--accounts") from None
+            else:
+                values.append(part)
+        out.append(values[0] if len(values) == 1 else tuple(values))
+    return out
 
 
 def _currency(name: str) -> pl.Expr:

@@ -189,7 +189,7 @@ def account_view(
     baseline = replay(source, ruleset, keys=[account])
     if baseline.history.select(pl.len()).collect().item() == 0:
         msg = f"account {account} has no events"
-        raise EventDataError(msg, column=baseline.rules.key)
+        raise EventDataError(msg, column=", ".join(baseline.rules.key_columns))
     other = None
     if scenario is not None:
         other = replay(source, scenario, keys=[account])
