@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
 from eventkit.archive import ledger
+from eventkit.archive._files import read_files
 from eventkit.exceptions import (
     ArchiveError,
     SchemaError,
     ValidationError,
 )
-from eventkit.schema import CANONICAL_SCHEMA, SUBJECT_COL
+from eventkit.schema import BANKING, CANONICAL_SCHEMA, SUBJECT_COL, EventSchema
 from eventkit.sources.conform import ColumnMapping
+from eventkit.sources.upcast import Upcasters
 
 __all__ = [
     "CIPHERTEXT_PREFIX",
@@ -30,15 +32,17 @@ __all__ = [
     "check_personal",
     "check_raw_types",
     "check_values",
-    "collect_batch",
+    "reject_known_ids",
+    "stamp_recorded_at",
 ]
 
 
 def check_batch_columns(
     batch: pl.DataFrame, mapping: ColumnMapping | dict[str, Any] | None, recorded_at: str,
-    source: str, personal: tuple[str, ...] = (),
+    source: str, personal: tuple[str, ...] = (), declared: EventSchema = BANKING,
 ) -> None:
     m = ColumnMapping.parse(mapping)
+    m.check(declared)
     if recorded_at not in ("now", "keep"):
         msg = f"recorded_at must be 'now' or 'keep', not {recorded_at!r}"
         raise SchemaError(msg, source=source, column="recorded_at")
@@ -58,8 +62,8 @@ def check_batch_columns(
             msg = (f"missing column {canonical!r} (mapped from {name!r}); the batch has "
                    f"{sorted(names)}")
             raise SchemaError(msg, source=source, column=canonical)
-    known = {m.source_name(c) for c in CANONICAL_SCHEMA}
-    stored = [*CANONICAL_SCHEMA, *([SUBJECT_COL, *personal] if personal else [])]
+    known = {m.source_name(c) for c in declared.columns}
+    stored = [*declared.columns, *([SUBJECT_COL, *personal] if personal else [])]
     extra = sorted(names - known - set(stored))
     if extra:
         msg = f"unknown column(s) {extra}; the archive stores {stored}"
@@ -75,10 +79,13 @@ def check_batch_columns(
         raise SchemaError(msg, source=source, column=SUBJECT_COL)
 
 
-def archive_schema(personal: tuple[str, ...]) -> dict[str, pl.DataType]:
+def archive_schema(personal: tuple[str, ...], declared: EventSchema | None = None
+                   ) -> dict[str, pl.DataType]:
+    """The columns an archive stores: the declared ones (banking), ``subject``, personal ones."""
+    columns = dict(CANONICAL_SCHEMA if declared is None else declared.columns)
     if not personal:
-        return dict(CANONICAL_SCHEMA)
-    return {**CANONICAL_SCHEMA, SUBJECT_COL: pl.String(), **{f: pl.Binary() for f in personal}}
+        return columns
+    return {**columns, SUBJECT_COL: pl.String(), **{f: pl.Binary() for f in personal}}
 
 
 def check_personal(rows: pl.DataFrame, personal: tuple[str, ...], source: str) -> None:
@@ -115,37 +122,24 @@ def check_meta(meta: dict[str, Any] | None, source: str) -> dict[str, Any] | Non
     return json.loads(text)
 
 
-def collect_batch(events: pl.DataFrame | pl.LazyFrame, source: str) -> pl.DataFrame:
-    if isinstance(events, pl.DataFrame):
-        return events
-    if not isinstance(events, pl.LazyFrame):
-        msg = f"expected a Polars DataFrame or LazyFrame, not {type(events).__name__}"
-        raise SchemaError(msg, source=source)
-    try:
-        return events.collect()
-    except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException) as exc:
-        text = str(exc).strip()
-        msg = f"cannot read the batch: {text.splitlines()[0] if text else type(exc).__name__}"
-        raise SchemaError(msg, source=source) from None
-
-
-def check_raw_types(batch: pl.DataFrame, mapping: ColumnMapping, source: str) -> pl.DataFrame:
+def check_raw_types(batch: pl.DataFrame, mapping: ColumnMapping, source: str,
+                    declared: EventSchema = BANKING) -> pl.DataFrame:
     """Refuse column types no conversion makes sense of, before they reach the checks.
 
-    Nested values (lists, structs) are refused; bytes (Binary) in a text column
-    must be valid UTF-8 (then they are read as text); unsigned integers must fit
-    in Int64.
+    Nested values (lists, structs) are refused unless the column is declared
+    nested; bytes (Binary) in a text column must be valid UTF-8 (then they are
+    read as text); unsigned integers must fit in Int64.
     """
-    for canonical in CANONICAL_SCHEMA:
+    for canonical, want in declared.columns.items():
         name = mapping.source_name(canonical)
         if name not in batch.columns:
             continue
         column = batch[name]
         dtype = column.dtype
-        if dtype.is_nested() or dtype == pl.Object:
-            msg = f"column holds {dtype} values; expected {CANONICAL_SCHEMA[canonical]}"
+        if (dtype.is_nested() and not want.is_nested()) or dtype == pl.Object:
+            msg = f"column holds {dtype} values; expected {want}"
             raise SchemaError(msg, source=source, column=canonical)
-        if dtype == pl.Binary and canonical in _TEXT_COLUMNS:
+        if dtype == pl.Binary and want == pl.String:
             try:
                 text = column.cast(pl.String)
             except pl.exceptions.PolarsError:
@@ -153,7 +147,7 @@ def check_raw_types(batch: pl.DataFrame, mapping: ColumnMapping, source: str) ->
                 msg = f"bytes that are not UTF-8 text: {column[row][:80]!r}"
                 raise ValidationError(msg, source=source, column=canonical, row=row) from None
             batch = batch.with_columns(text.alias(name))
-        if dtype == pl.UInt64 and canonical in _INT_COLUMNS:
+        if dtype == pl.UInt64 and want.is_integer():
             bad = (column > _INT64_MAX).arg_true()
             if len(bad):
                 row = int(bad[0])
@@ -178,8 +172,8 @@ def check_values(rows: pl.DataFrame, source: str, *, check_recorded_at: bool) ->
          f"event_id longer than {MAX_ID_BYTES} bytes (ids are keys, not documents)"),
         ("event_type", pl.col("event_type").str.len_bytes() > MAX_TYPE_BYTES,
          f"event_type longer than {MAX_TYPE_BYTES} bytes"),
-        ("rate", pl.col("rate").is_nan() | pl.col("rate").is_infinite(),
-         "rate is NaN or infinite"),
+        *[(c, pl.col(c).is_nan() | pl.col(c).is_infinite(), f"{c} is NaN or infinite")
+          for c, t in rows.schema.items() if t.is_float()],
         ("event_time", ~pl.col("event_time").is_between(*_TIME_RANGE, closed="left"),
          "event_time outside 1900-2200 (a wrong unit or a placeholder date?)"),
     ]
@@ -218,18 +212,13 @@ MAX_TYPE_BYTES = 64
 _INT64_MAX = 2**63 - 1
 
 
-_INT_COLUMNS = ("account_id", "amount", "counterparty_id")
-
-
-_TEXT_COLUMNS = ("event_id", "event_type")
-
-
 #: Valid and transaction times must fall in 1900 .. 2200 (a wrong unit or a sentinel
 #: such as 9999-12-31 otherwise): the same plausible range the loaders use for epochs.
 _TIME_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 
 
-def check_new_archive(root: Path, personal: tuple[str, ...]) -> None:
+def check_new_archive(root: Path, personal: tuple[str, ...],
+                      declared: EventSchema | None = None) -> None:
     """``root`` must be a new or empty folder, ``personal`` distinct plain field names."""
     if (root / ledger.LOG_DIR).exists():
         msg = f"an archive already exists at {root}"
@@ -240,10 +229,53 @@ def check_new_archive(root: Path, personal: tuple[str, ...]) -> None:
     if root.exists() and any(root.iterdir()):
         msg = f"{root} exists and is not empty; choose a new folder for the archive"
         raise ArchiveError(msg, path=str(root))
-    bad = [f for f in personal if f in CANONICAL_SCHEMA or f == SUBJECT_COL
-           or not f.isidentifier()]
+    taken = CANONICAL_SCHEMA if declared is None else declared.columns
+    bad = [f for f in personal if f in taken or f == SUBJECT_COL or not f.isidentifier()]
     if bad or len(set(personal)) != len(personal):
         msg = (f"personal fields must be distinct names other than the canonical columns "
                f"and {SUBJECT_COL!r}: {list(personal)}")
         raise SchemaError(msg, source=str(root), column=bad[0] if bad else None)
 
+
+def reject_known_ids(root: Path, entries: list[dict[str, Any]], schema: dict[str, pl.DataType],
+                     upcasters: Upcasters, rows: pl.DataFrame, source: str) -> None:
+    """Refuse a batch holding an event id the archive (its files ``entries``) has already."""
+    ids = rows["event_id"]
+    known = (
+        read_files(root, entries, schema, upcasters=upcasters)
+        .select("event_id")
+        .filter(pl.col("event_id").is_between(pl.lit(ids.min()), pl.lit(ids.max()))
+                & pl.col("event_id").is_in(ids.implode()))
+        .head(1)
+        .collect()
+    )
+    if known.height:
+        dup = known.item(0, 0)
+        row = rows.with_row_index().filter(pl.col("event_id") == dup).item(0, "index")
+        msg = f"event_id {dup!r} is already in the archive"
+        raise ValidationError(msg, source=source, column="event_id", row=row)
+
+
+def stamp_recorded_at(rows: pl.DataFrame, mode: str, last: dict[str, Any], source: str
+                      ) -> pl.DataFrame:
+    """``rows`` with their transaction time: now (never before the last commit's), or kept.
+
+    Kept times (``mode="keep"``, an import of history) must not lie in the future.
+    """
+    now = datetime.now(UTC)
+    if mode == "keep":
+        latest = cast("datetime", rows["recorded_at"].max())  # Datetime, rows, no nulls
+        if latest > now + _CLOCK_SKEW:
+            row = rows.with_row_index().filter(
+                pl.col("recorded_at") > now + _CLOCK_SKEW).item(0, "index")
+            msg = f"recorded_at {latest} lies in the future"
+            raise ValidationError(msg, source=source, column="recorded_at", row=row)
+        return rows
+    floor = last.get("recorded_until")
+    if floor is not None:  # never let transaction time run backwards
+        now = max(now, datetime.fromisoformat(floor))
+    return rows.with_columns(recorded_at=pl.lit(now, dtype=CANONICAL_SCHEMA["recorded_at"]))
+
+
+#: How far in the future an imported ``recorded_at`` may lie (clocks differ a little).
+_CLOCK_SKEW = timedelta(minutes=5)

@@ -6,7 +6,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -26,7 +26,12 @@ from eventkit.exceptions import (
     CorruptionError,
 )
 from eventkit.schema import CANONICAL_SCHEMA
-from eventkit.sources.upcast import CURRENT_VERSION, UNMARKED_VERSION, UPCASTERS, VERSION_KEY
+from eventkit.sources.upcast import (
+    UNMARKED_VERSION,
+    UPCASTERS,
+    VERSION_KEY,
+    Upcasters,
+)
 
 __all__ = [
     "NO_CHECKPOINTS",
@@ -46,7 +51,8 @@ NO_CHECKPOINTS = PostCommitHookProperties(create_checkpoint=False, cleanup_expir
 
 
 def read_files(root: Path, entries: list[dict[str, Any]],
-                schema: dict[str, pl.DataType] = CANONICAL_SCHEMA) -> pl.LazyFrame:
+               schema: dict[str, pl.DataType] = CANONICAL_SCHEMA, *,
+               upcasters: Upcasters = UPCASTERS) -> pl.LazyFrame:
     """One lazy scan of the data files ``entries`` lists, in order.
 
     Polars reads the files with projection, predicate and row-limit pushdown, a
@@ -57,7 +63,8 @@ def read_files(root: Path, entries: list[dict[str, Any]],
     a damaged file becomes :class:`CorruptionError`; an error raised by the query
     itself (a failing cast in a filter) passes through unchanged. Files of an
     older schema version (see :mod:`eventkit.sources.upcast`) are read in groups of their
-    own and upcast to the current shape before any predicate sees them.
+    own and upcast to the current shape (by ``upcasters``: the archive's, with
+    the columns it added since) before any predicate sees them.
     """
     if not entries:
         return pl.LazyFrame(schema=schema)
@@ -77,7 +84,7 @@ def read_files(root: Path, entries: list[dict[str, Any]],
         path = root / entry["path"]
         if not groups or version != groups[-1][0] or (
                 rows + entry.get("rows", 0) > _ROWS_PER_READ and high < after):
-            UPCASTERS.chain(version, source=str(path))  # a version we read, or a clear error
+            upcasters.chain(version, source=str(path))  # a version we read, or a clear error
             groups.append((version, []))
             ordered.append(True)
             rows = 0
@@ -92,10 +99,10 @@ def read_files(root: Path, entries: list[dict[str, Any]],
         for (version, group), in_order in zip(groups, ordered, strict=True):
             if left is not None and left <= 0:
                 return
-            stored = UPCASTERS.stored_schema(version, schema)
+            stored = upcasters.stored_schema(version, schema)
             lf = pl.scan_parquet(group, schema=stored)
-            if version != CURRENT_VERSION:
-                lf = UPCASTERS.to_canonical(UPCASTERS.upcast(lf, version), schema)
+            if version != upcasters.current:
+                lf = upcasters.to_canonical(upcasters.upcast(lf, version), schema)
             if predicate is not None:
                 lf = lf.filter(predicate)
             if not in_order:
@@ -159,9 +166,13 @@ def fsync(path: Path) -> None:
         os.close(fd)
 
 
-def write_data_file(path: Path, part: pl.DataFrame, schema_version: int = UNMARKED_VERSION
-                     ) -> tuple[dict[str, Any], AddAction]:
-    """Write ``part`` durably; its record entry (marked when not :data:`UNMARKED_VERSION`)."""
+def write_data_file(path: Path, part: pl.DataFrame, schema_version: int = UNMARKED_VERSION, *,
+                    key: tuple[str, ...] = ("account_id",)) -> tuple[dict[str, Any], AddAction]:
+    """Write ``part`` durably; its record entry (marked when not :data:`UNMARKED_VERSION`).
+
+    The statistics (Delta's, in the entry) cover ``seq``, the ``key`` columns and
+    the two times; null counts every column.
+    """
     marked = schema_version != UNMARKED_VERSION
     part.write_parquet(path, compression="zstd", statistics=True, row_group_size=256 * 1024,
                        metadata={VERSION_KEY: str(schema_version)} if marked else None)
@@ -171,13 +182,13 @@ def write_data_file(path: Path, part: pl.DataFrame, schema_version: int = UNMARK
     size = before.st_size
     digest = ledger.sha256_file(path)
     ledger.remember_verified(path, digest, before)
+    ranged = [c for c in ("seq", *key, "event_time", "recorded_at") if c in part.columns]
     stats = {
         "numRecords": part.height,
-        "minValues": {c: _stat(part[c].min()) for c in ("seq", "account_id", "event_time",
-                                                         "recorded_at")},
-        "maxValues": {c: _stat(part[c].max()) for c in ("seq", "account_id", "event_time",
-                                                         "recorded_at")},
-        "nullCount": {c: part[c].null_count() for c in CANONICAL_SCHEMA},
+        "minValues": {c: _stat(part[c].min()) for c in ranged},
+        "maxValues": {c: _stat(part[c].max()) for c in ranged},
+        "nullCount": {c: part[c].null_count() for c in part.columns
+                      if not part[c].dtype.is_nested()},
     }
     stats_text = json.dumps(stats)
     entry = {"path": path.name, "sha256": digest, "bytes": size,
@@ -190,6 +201,8 @@ def write_data_file(path: Path, part: pl.DataFrame, schema_version: int = UNMARK
 def _stat(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
     return value
 
 

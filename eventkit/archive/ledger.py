@@ -41,6 +41,7 @@ __all__ = [
     "read_log",
     "remember_verified",
     "sha256_file",
+    "table_problem",
 ]
 
 LOG_DIR = DELTA_LOG
@@ -242,7 +243,7 @@ def live_files(
             raise fail("does not chain to the commit before it")
         if chain_digest(prev, rec) != rec.get("digest"):
             raise fail("was altered (its digest does not recompute)")
-        if v > 0 and commit.metadata is not None:
+        if v > 0 and commit.metadata is not None and table_problem(commit, rec, evolve=True):
             raise fail("changes the table's metadata or properties")
         listed = rec.get("files", [])
         added = [str(a.get("path")) for a in commit.adds]  # JSON values, as listed
@@ -253,6 +254,31 @@ def live_files(
             raise fail(problem)
         prev = rec["digest"]
     return entries
+
+
+def table_problem(commit: Commit, rec: dict[str, Any], *, evolve: bool = False) -> str | None:
+    """How a commit's Delta table definition differs from the one its record pins (None: same).
+
+    The genesis commit defines the table; after it, only an ``evolve`` commit
+    (``evolve=True`` asks whether this is one) may change it, to what its
+    record says (columns added, see :mod:`eventkit.archive.declared`).
+    """
+    if evolve and rec.get("kind") != "evolve":
+        return "changes the table's metadata or properties"
+    meta = commit.metadata or {}
+    expected = rec.get("table", {})
+    try:
+        fields = [[f["name"], f["type"]] for f in json.loads(meta.get("schemaString", "{}"))
+                  .get("fields", [])]
+    except (json.JSONDecodeError, TypeError, KeyError):
+        fields = None
+    found = {"configuration": meta.get("configuration"),
+             "partitionColumns": meta.get("partitionColumns"), "fields": fields}
+    for key, value in found.items():
+        if value != expected.get(key):
+            return (f"table {key} differ from the archive's record ({value!r} instead of "
+                    f"{expected.get(key)!r})")
+    return None
 
 
 def apply_record(

@@ -14,6 +14,7 @@ import polars as pl
 from eventkit.archive import ledger
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import SchemaError
+from eventkit.schema import BANKING, EventSchema
 from eventkit.sources.conform import ColumnMapping
 from eventkit.sources.files import read_events
 from eventkit.sources.upcast import UNMARKED_VERSION, UPCASTERS, Upcasters
@@ -32,13 +33,18 @@ def open_archive(
     validate: bool = True,
     schema_version: int = UNMARKED_VERSION,
     upcasters: Upcasters = UPCASTERS,
+    schema: EventSchema = BANKING,
 ) -> pl.LazyFrame:
-    """Open events as a LazyFrame in the canonical schema.
+    """Open events as a LazyFrame in the canonical schema, or in ``schema``.
 
     ``path`` may be an eventkit archive, any other Delta table, a Parquet file,
     a folder of Parquet files (hive partitions such as ``day=2024-01-01/`` become
     columns), or a glob such as ``"exports/*.parquet"``. ``mapping`` names the
-    user's columns and units (see :class:`~eventkit.sources.conform.ColumnMapping`).
+    user's columns and units (see :class:`~eventkit.sources.conform.ColumnMapping`),
+    the key columns included. ``schema`` (an :class:`~eventkit.schema.EventSchema`)
+    says which columns to read and their types; by default the banking schema,
+    whose ``account_id`` (and ``counterparty_id``) stay text when the data's
+    ids are text (``"C1231006815"``, UUIDs).
 
     With ``validate`` (the default) one scan checks every value and raises an
     :class:`~eventkit.exceptions.EventDataError` naming the file, column and row
@@ -72,7 +78,7 @@ def open_archive(
             raise SchemaError(msg, source=str(root))
         return EventArchive(root).scan()
     return read_events(path, mapping=mapping, validate=validate, schema_version=schema_version,
-                       upcasters=upcasters)
+                       upcasters=upcasters, schema=schema)
 
 
 def is_eventkit_archive(root: Path) -> bool:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -32,7 +32,8 @@ from eventkit.archive._checks import (
     check_personal,
     check_raw_types,
     check_values,
-    collect_batch,
+    reject_known_ids,
+    stamp_recorded_at,
 )
 from eventkit.archive._files import (
     NO_CHECKPOINTS,
@@ -46,6 +47,14 @@ from eventkit.archive._files import (
     write_durably,
 )
 from eventkit.archive.buckets import bucket_expr, check_buckets, shared_expr
+from eventkit.archive.declared import (
+    Evolution,
+    Layout,
+    declaration,
+    evolve,
+    genesis_record,
+    layout,
+)
 from eventkit.archive.lock import writer_lock
 from eventkit.archive.receipt import AppendReceipt, find_batch
 from eventkit.archive.verify import VerifyReport, verify_log
@@ -59,16 +68,16 @@ from eventkit.exceptions import (
     StaleVersionError,
     ValidationError,
 )
-from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA, EVENT_TYPES
+from eventkit.schema import BANK_ACCOUNT, EVENT_TYPES, EventSchema
 from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
-from eventkit.sources.upcast import CURRENT_VERSION, UPCASTERS
+from eventkit.sources.frames import as_frame
+from eventkit.sources.upcast import CURRENT_VERSION, Upcasters
 
 __all__ = ["AppendReceipt", "EventArchive"]
 
 
 _FORMAT = 1
 _ROWS_PER_FILE = 2_000_000
-_CLOCK_SKEW = timedelta(minutes=5)
 _TABLE_CONFIG = {"delta.appendOnly": "true"}
 _EPOCH = "1970-01-01T00:00:00+00:00"
 
@@ -110,13 +119,13 @@ class EventArchive:
             msg = (f"{self.path} is a Delta table but not an eventkit archive; "
                    "read it with eventkit.open_archive() instead")
             raise ArchiveError(msg, path=str(self.path))
+        self._genesis = genesis.record
+        self._layout: tuple[int, Layout] | None = None
         self.event_types: tuple[str, ...] | None = (
             tuple(genesis.record["event_types"]) if genesis.record.get("event_types") else None
         )
         #: Personal columns (ciphertext, see :mod:`eventkit.archive.privacy`), pinned at creation.
         self.personal: tuple[str, ...] = tuple(genesis.record.get("personal") or ())
-        #: The stored columns: the canonical ones, then ``subject`` and the personal ones.
-        self.schema: dict[str, pl.DataType] = archive_schema(self.personal)
         #: Number of key buckets (see :mod:`eventkit.archive.buckets`); None: not bucketed.
         self.buckets: int | None = genesis.record.get("buckets")
         #: The stream key: the column(s) naming the stream each event belongs to.
@@ -127,49 +136,94 @@ class EventArchive:
                                     else None)
         self.shared_key: object = tuple(shared) if isinstance(shared, list) else shared
 
+    def _current(self) -> Layout:
+        """The declared schema, stored columns and upcasters at the latest version."""
+        version = self.version
+        if self._layout is None or self._layout[0] != version:
+            evolutions = [c.record for c in ledger.read_log(self.path)
+                          if c.record is not None and c.record.get("kind") == "evolve"]
+            self._layout = (version, layout(self._genesis, evolutions))
+        return self._layout[1]
+
+    @property
+    def schema(self) -> dict[str, pl.DataType]:
+        """The stored columns: the declared ones, then ``subject`` and the personal ones."""
+        return self._current().stored
+
+    @property
+    def declared(self) -> EventSchema:
+        """The archive's schema: the banking one, or the one declared at creation (evolved)."""
+        return self._current().declared
+
+    @property
+    def upcasters(self) -> Upcasters:
+        """The schema versions this archive's files may have, and how each is brought up."""
+        return self._current().upcasters
+
+    def evolve(self, add: Mapping[str, Any], *, metadata: Sequence[str] = ()) -> Evolution:
+        """Add columns (name -> type, as :meth:`create` takes them): one audited commit.
+
+        Files already stored are never rewritten: rows written before read the
+        new columns as null. The archive's schema version goes up by one; see
+        :mod:`eventkit.archive.declared`. ``metadata`` marks added columns as
+        per-event metadata.
+        """
+        return evolve(self.path, self._current(), add, metadata=metadata)
+
     @classmethod
     def create(
         cls,
         path: str | Path,
         *,
-        event_types: tuple[str, ...] | None = EVENT_TYPES,
+        event_types: tuple[str, ...] | None | Literal["default"] = "default",
         personal: tuple[str, ...] = (),
         buckets: int | None = None,
+        key: str | Sequence[str] | None = None,
+        columns: Mapping[str, Any] | None = None,
+        metadata: Sequence[str] | Mapping[str, Any] = (),
+        required: Sequence[str] = (),
+        shared_key: object = None,
+        schema: EventSchema | None = None,
     ) -> EventArchive:
         """Create an empty archive at ``path`` (which must not hold one already).
 
+        Without ``columns`` (or ``schema``) the archive holds the banking schema
+        (:data:`~eventkit.schema.CANONICAL_SCHEMA`). ``key`` and ``columns``
+        declare one's own (see :meth:`eventkit.schema.EventSchema.declare`): the
+        key column(s) and payload columns with their types (``int``, ``float``,
+        ``bool``, ``string``, ``date``, ``datetime``, ``money``, ``decimal(p,
+        s)``, ``list[...]``, or a Polars type such as a struct), ``metadata``
+        per-event metadata columns (causation or correlation ids, user, source),
+        ``required`` payload columns never null; or pass ``schema``. Appends are
+        checked against it: an unknown column, a missing required one, a value
+        that does not convert exactly is refused, and nothing is written.
         ``event_types`` lists the types appends accept (default: the banking
-        domain's); ``None`` accepts any type. ``personal`` names personal fields
-        (e.g. ``("name", "email", "iban")``): the archive then also stores a
-        ``subject`` column (String, the data subject) and each personal field as
-        ciphertext (Binary) that :func:`eventkit.archive.privacy.encrypt` made; plaintext
-        is refused. Without ``personal`` the archive holds the canonical columns.
+        ones for the banking schema, any for one's own; ``None``: any).
+
+        ``personal`` names personal fields (e.g. ``("name", "email",
+        "iban")``): the archive then also stores a ``subject`` column (String,
+        the data subject) and each personal field as ciphertext (Binary) that
+        :func:`eventkit.archive.privacy.encrypt` made; plaintext is refused.
         ``buckets`` makes a bucketed archive (see :mod:`eventkit.archive.buckets`): each
-        append stores one data file per non-empty bucket of accounts, so a replay
-        can read one bucket at a time.
+        append stores one data file per non-empty bucket of keys; ``shared_key``
+        is the key whose events every bucket reads (banking: account 0, the bank).
         """
         if buckets is not None:
             check_buckets(buckets)
+        schema = declaration(schema, key=key, columns=columns, metadata=metadata,
+                             required=required, path=str(path))
+        if event_types == "default":
+            event_types = EVENT_TYPES if schema is None else schema.event_types
         root = Path(path)
-        check_new_archive(root, personal)
+        check_new_archive(root, personal, schema)
         root.mkdir(parents=True, exist_ok=True)
-        schema = delta_schema(archive_schema(tuple(personal)))
-        record: dict[str, Any] = {
-            "format": _FORMAT,
-            "kind": "create",
-            "event_types": list(event_types) if event_types is not None else None,
-            **({"personal": list(personal)} if personal else {}),
-            "table": {
-                "configuration": _TABLE_CONFIG,
-                "partitionColumns": [],
-                "fields": [[f.name, json.loads(f.to_json())["type"]] for f in schema.fields],
-            },
-            "prev": ledger.GENESIS,
-        }
-        if buckets is not None:
-            record["buckets"] = buckets
+        stored = archive_schema(tuple(personal), schema)
+        table = delta_schema(stored)
+        record = genesis_record(stored, schema, event_types=event_types, personal=personal,
+                                buckets=buckets, shared_key=shared_key,
+                                configuration=_TABLE_CONFIG, path=str(root))
         record["digest"] = ledger.chain_digest(ledger.GENESIS, record)
-        create_table(root, schema, _TABLE_CONFIG, record)
+        create_table(root, table, _TABLE_CONFIG, record)
         return cls(root)
 
     @property
@@ -260,7 +314,7 @@ class EventArchive:
         if verify:
             for entry in entries:
                 ledger.check_data_file(self.path, entry)
-        lf = read_files(self.path, list(entries), self.schema)
+        lf = read_files(self.path, list(entries), self.schema, upcasters=self.upcasters)
         return lf if last_seq is None else lf.filter(pl.col("seq") <= last_seq)
 
     def latest_meta(self, key: str) -> Any:
@@ -309,7 +363,7 @@ class EventArchive:
         recorded_at: Literal["now", "keep"] = "now",
         meta: dict[str, Any] | None = None,
         expected_version: int | None = None,
-        schema_version: int = CURRENT_VERSION,
+        schema_version: int | None = None,
     ) -> AppendReceipt:
         """Append a batch of events as one atomic commit.
 
@@ -335,11 +389,12 @@ class EventArchive:
         is still at that version, else raise :class:`StaleVersionError` and write
         nothing (the caller decided on state that has changed since).
 
-        ``schema_version`` (see :mod:`eventkit.sources.upcast`) stores a batch of an older
-        schema version as it is (e.g. version 1: ``amount`` as float currency
-        units): every check runs on the batch upcast to the current shape, the
-        file keeps the old shape and its version (record and Parquet metadata),
-        and reads upcast it. Plain Delta readers see the stored shape.
+        ``schema_version`` (see :mod:`eventkit.sources.upcast`; default: the archive's
+        current one) stores a batch of an older schema version as it is (e.g.
+        version 1: ``amount`` as float currency units): every check runs on the
+        batch upcast to the current shape, the file keeps the old shape and its
+        version (record and Parquet metadata), and reads upcast it. Plain Delta
+        readers see the stored shape.
 
         When the receipt comes back the batch is on disk (files, commit and
         folders fsync-ed). Writers on one machine take turns (a file lock);
@@ -353,29 +408,32 @@ class EventArchive:
             msg = f"batch_id must be non-empty text of at most {MAX_ID_BYTES} bytes"
             raise ValidationError(msg, source="appended batch")
         stored_meta = check_meta(meta, source)
-        batch = collect_batch(events, source)
-        check_batch_columns(batch, mapping, recorded_at, source, self.personal)
+        declared, upcasters = self.declared, self.upcasters
+        schema_version = upcasters.current if schema_version is None else schema_version
+        batch = as_frame(events, source)
+        check_batch_columns(batch, mapping, recorded_at, source, self.personal, declared)
         if batch.height == 0:
             msg = "empty batch: nothing to append"
             raise ValidationError(msg, source=source)
-        batch = check_raw_types(batch, ColumnMapping.parse(mapping), source)
+        batch = check_raw_types(batch, ColumnMapping.parse(mapping), source, declared)
         original = batch
-        if schema_version != CURRENT_VERSION:
+        if schema_version != upcasters.current:
             if mapping is not None:
                 msg = "a batch of an older schema version is stored as it is: no mapping"
                 raise SchemaError(msg, source=source)
-            batch = UPCASTERS.upcast(batch.lazy(), schema_version, source=source).collect()
+            batch = upcasters.upcast(batch.lazy(), schema_version, source=source).collect()
         framed = batch.lazy().with_columns(
             pl.lit(source).alias(SOURCE_COL), pl.int_range(pl.len()).alias(ROW_COL)
         )
         conformed = conform(framed, ColumnMapping.parse(mapping), source=source,
-                            keep_extra=bool(self.personal), event_types=self.event_types)
+                            schema=declared, keep_extra=bool(self.personal),
+                            event_types=self.event_types)
         conformed.validate(source=source)
         rows = conformed.events.drop(SOURCE_COL, ROW_COL).collect()
         check_personal(rows, self.personal, source)
         rows = rows.with_columns(
             (pl.col(c) if c in rows.columns else pl.lit(None)).cast(t).alias(c)
-            for c, t in self.schema.items() if c not in CANONICAL_SCHEMA)
+            for c, t in self.schema.items() if c not in declared.columns)
 
         check_values(rows, source, check_recorded_at=recorded_at == "keep")
 
@@ -396,17 +454,17 @@ class EventArchive:
                        f"the expected {expected_version}; read the state again and retry")
                 raise StaleVersionError(msg, path=str(self.path),
                                         expected=expected_version, actual=commits[-1].version)
-            self._reject_known_ids(entries, rows, source)
+            reject_known_ids(self.path, entries, self.schema, self.upcasters, rows, source)
             start = last.get("seq", [-1, -1])[1] + 1
-            stamp = self._stamp(rows, recorded_at, last, source)
+            stamp = stamp_recorded_at(rows, recorded_at, last, source)
             stored = stamp.with_columns(
                 seq=pl.int_range(start, start + rows.height, dtype=pl.Int64)
             ).select(list(self.schema))
-            if schema_version != CURRENT_VERSION:  # the old shape of what the steps change
-                kept = UPCASTERS.stored_schema(schema_version, self.schema)
-                stored = stored.with_columns(original[c].cast(kept[c]) for c in
-                                             {c for s in UPCASTERS.chain(schema_version)
-                                              for c in s.changes})
+            if schema_version != upcasters.current:  # the old shape of what the steps change
+                kept = upcasters.stored_schema(schema_version, self.schema)
+                changed = {c for s in upcasters.chain(schema_version) for c in s.changes}
+                stored = stored.with_columns(original[c].cast(kept[c]) for c in changed
+                                             if c in kept).select(list(kept))
             receipt = self._commit(stored, batch_id or uuid.uuid4().hex, commits[-1].version,
                                    last, start, stored_meta, schema_version)
             new = ledger.read_commit(self.path, receipt.version).record or {}
@@ -434,41 +492,6 @@ class EventArchive:
         msg = f"{self.path}: no eventkit commit record found"
         raise ArchiveError(msg, path=str(self.path))
 
-    def _reject_known_ids(
-        self, entries: list[dict[str, Any]], rows: pl.DataFrame, source: str
-    ) -> None:
-        ids = rows["event_id"]
-        known = (
-            read_files(self.path, entries, self.schema)
-            .select("event_id")
-            .filter(pl.col("event_id").is_between(pl.lit(ids.min()), pl.lit(ids.max()))
-                    & pl.col("event_id").is_in(ids.implode()))
-            .head(1)
-            .collect()
-        )
-        if known.height:
-            dup = known.item(0, 0)
-            row = rows.with_row_index().filter(pl.col("event_id") == dup).item(0, "index")
-            msg = f"event_id {dup!r} is already in the archive"
-            raise ValidationError(msg, source=source, column="event_id", row=row)
-
-    def _stamp(
-        self, rows: pl.DataFrame, mode: str, last: dict[str, Any], source: str
-    ) -> pl.DataFrame:
-        now = datetime.now(UTC)
-        if mode == "keep":
-            latest = cast("datetime", rows["recorded_at"].max())  # Datetime, rows, no nulls
-            if latest > now + _CLOCK_SKEW:
-                row = rows.with_row_index().filter(
-                    pl.col("recorded_at") > now + _CLOCK_SKEW).item(0, "index")
-                msg = f"recorded_at {latest} lies in the future"
-                raise ValidationError(msg, source=source, column="recorded_at", row=row)
-            return rows
-        floor = last.get("recorded_until")
-        if floor is not None:  # never let transaction time run backwards
-            now = max(now, datetime.fromisoformat(floor))
-        return rows.with_columns(recorded_at=pl.lit(now, dtype=CANONICAL_SCHEMA["recorded_at"]))
-
     def _commit(
         self, rows: pl.DataFrame, batch_id: str, base: int, last: dict[str, Any], start: int,
         meta: dict[str, Any] | None = None, schema_version: int = CURRENT_VERSION,
@@ -495,7 +518,8 @@ class EventArchive:
                 written.append((self.path / name, intent))
                 write_durably(intent, batch_id.encode())
                 fsync(pending)  # the intent is on disk before the data file can be
-                entry, add = write_data_file(self.path / name, part, schema_version)
+                entry, add = write_data_file(self.path / name, part, schema_version,
+                                             key=self.key)
                 if bucket is not None:
                     entry["bucket"] = bucket
                 files.append(entry)

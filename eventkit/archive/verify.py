@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -17,7 +16,6 @@ from eventkit.archive.ledger import (
     LOG_DIR,
     PRIVATE_DIR,
     REWRITE_KINDS,
-    Commit,
     apply_record,
     chain_digest,
     content_digest,
@@ -27,6 +25,7 @@ from eventkit.archive.ledger import (
     read_commit,
     remember_verified,
     sha256_file,
+    table_problem,
 )
 
 __all__ = ["VerifyReport", "verify_log"]
@@ -122,10 +121,10 @@ def verify_log(
         live, problem = apply_record(live, rec, commit.removes)
         if problem:
             report.problems.append(f"{where}: {problem}")
-        if commit.version == 0:
-            _check_table(commit, rec, where, report)
-        elif commit.metadata is not None:
-            report.problems.append(f"{where}: changes the table's metadata or properties")
+        if commit.version == 0 or commit.metadata is not None:
+            problem = table_problem(commit, rec, evolve=commit.version > 0)
+            if problem:
+                report.problems.append(f"{where}: {problem}")
         listed = {f["path"]: f for f in rec.get("files", [])}
         added = {a["path"]: a for a in commit.adds}
         for extra in sorted(set(added) - set(listed)):
@@ -192,24 +191,6 @@ def _check_rewrite(root: Path, rec: dict[str, Any], where: str, report: VerifyRe
                 names = [p.name for p in paths]
                 report.problems.append(f"{where}: the rows of {names} differ from the "
                                        f"{rec.get('kind')} record's content digest")
-
-
-def _check_table(commit: Commit, rec: dict[str, Any], where: str, report: VerifyReport
-                 ) -> None:
-    """The genesis commit's table definition must be the one its record describes."""
-    meta = commit.metadata or {}
-    expected = rec.get("table", {})
-    try:
-        fields = [[f["name"], f["type"]] for f in json.loads(meta.get("schemaString", "{}"))
-                  .get("fields", [])]
-    except (json.JSONDecodeError, TypeError, KeyError):
-        fields = None
-    found = {"configuration": meta.get("configuration"),
-             "partitionColumns": meta.get("partitionColumns"), "fields": fields}
-    for key, value in found.items():
-        if value != expected.get(key):
-            report.problems.append(f"{where}: table {key} differ from the archive's record "
-                                   f"({value!r} instead of {expected.get(key)!r})")
 
 
 def _check_file(

@@ -184,6 +184,12 @@ def fold(events: pl.DataFrame | Prepared, checked: CheckedRules,
         msg = (f"events were prepared for another key or selection than the rule set "
                f"{rules.name!r} has ({rules.key!r})")
         raise RuleError(msg)
+    clash = [f for f in (*checked.fields, "violation") if f in p.events.columns
+             and (f != "violation" or any(r is not None for r in checked.requirements.values()))]
+    if clash:
+        msg = (f"rule set {rules.name!r}: state field(s) {clash} have the name of event "
+               f"column(s); a history holds both: rename the field(s)")
+        raise RuleError(msg)
     rate_times, rate_rates = _rate_table(p.shared, checked)
     handled = tuple(checked.assignments)
     types = _type_codes(p.events["event_type"], handled)
@@ -223,9 +229,10 @@ def _inputs(events: pl.DataFrame, checked: CheckedRules, start: pl.DataFrame | N
         exprs.append(polars_expr(call, checked, text=None).alias(derived_name(part, column)))
     numeric = sorted({c for e in _exprs(checked) for c in e.columns}
                      - set(checked.text_columns))
-    frame = events.select(*[pl.col(c) if c in events.columns else pl.lit(
-        None, pl.Float64 if checked.scope.columns[c] == "float" else pl.Int64).alias(c)
-        for c in numeric], *exprs)
+    frame = events.select(pl.col("seq").alias("#seq"),  # (a frame of the events' height)
+                          *[pl.col(c) if c in events.columns else pl.lit(
+                              None, pl.Float64 if checked.scope.columns[c] == "float"
+                              else pl.Int64).alias(c) for c in numeric], *exprs)
     dictionary = pl.Series("text", checked.strings, dtype=pl.String)
     coded = []
     for name in checked.text_columns:

@@ -10,13 +10,14 @@ names the file, column and row of the first bad value.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import polars as pl
 
 from eventkit.exceptions import SchemaError, ValidationError
-from eventkit.schema import CANONICAL_SCHEMA, MONEY_EVENT_TYPES, REQUIRED_COLUMNS
+from eventkit.schema import BANKING, MONEY_EVENT_TYPES, TIME_DTYPE, EventSchema
 
 __all__ = ["Check", "ColumnMapping", "Conformed", "check", "conform"]
 
@@ -25,12 +26,15 @@ SOURCE_COL = "__source"
 ROW_COL = "__row"
 
 TimeUnit = Literal["s", "ms", "us", "ns"]
-_OPTIONS = ("amount_unit", "minor_digits", "time_unit", "assume_timezone")
+_OPTIONS = ("amount_unit", "minor_digits", "time_unit", "assume_timezone", "types", "format")
 _MAX_MINOR = 2**62  # keep sums of a few amounts far from Int64 overflow
 _MAX_EXACT_FLOAT = 2**53  # above this a float cannot hold every whole number of cents
 #: Epoch timestamps must fall in 1900-01-01 .. 2200-01-01 (microseconds): anything
 #: else is a wrong time_unit, not a date.
 _EPOCH_RANGE_US = (-2_208_988_800_000_000, 7_258_118_400_000_000)
+#: The same range for instants of any kind: outside it, a placeholder (such as
+#: 2262-04-11, the largest nanosecond time, or 9999-12-31) or a wrong unit.
+TIME_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,13 @@ class ColumnMapping:
     assume_timezone
         Time zone for naive datetimes. Without it a naive datetime is an error:
         eventkit never guesses a zone.
+    types
+        For text files (CSV): the type of some of the user's columns, by the
+        user's name (``{"timestamp": "int"}``); the others are read as text and
+        converted to the schema's types, each value checked.
+    format
+        The file format when the path's suffix does not say it: ``"csv"``,
+        ``"ndjson"`` or ``"parquet"``.
 
     Missing columns are derived, never invented silently:
 
@@ -78,15 +89,21 @@ class ColumnMapping:
     minor_digits: int = 2
     time_unit: TimeUnit | None = None
     assume_timezone: str | None = None
+    types: Mapping[str, str] = field(default_factory=dict)
+    format: Literal["csv", "ndjson", "parquet"] | None = None
+
+    def check(self, schema: EventSchema = BANKING) -> None:
+        """Every name the mapping gives a column must be one of ``schema``'s columns."""
+        unknown = sorted(set(self.columns) - set(schema.columns))
+        if unknown:
+            msg = (f"mapping names unknown column(s) {unknown}; the schema's columns are "
+                   f"{list(schema.columns)}")
+            raise SchemaError(msg, column=unknown[0])
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.columns) - set(CANONICAL_SCHEMA))
-        if unknown:
-            msg = (
-                f"mapping names unknown canonical column(s) {unknown}; "
-                f"known: {list(CANONICAL_SCHEMA)}"
-            )
-            raise SchemaError(msg, column=unknown[0])
+        if self.format not in (None, "csv", "ndjson", "parquet"):
+            msg = f"format must be 'csv', 'ndjson' or 'parquet', not {self.format!r}"
+            raise SchemaError(msg)
         if self.amount_unit not in ("minor", "major"):
             msg = f"amount_unit must be 'minor' or 'major', not {self.amount_unit!r}"
             raise SchemaError(msg, column="amount")
@@ -108,6 +125,9 @@ class ColumnMapping:
             return spec
         options = {k: v for k, v in spec.items() if k in _OPTIONS}
         columns = {k: str(v) for k, v in spec.items() if k not in _OPTIONS}
+        if "types" in options and not isinstance(options["types"], Mapping):
+            msg = "types must map the user's column names to types, such as {'ts': 'int'}"
+            raise SchemaError(msg)
         return cls(columns=columns, **options)
 
     def source_name(self, canonical: str) -> str:
@@ -120,26 +140,33 @@ def conform(
     mapping: ColumnMapping,
     *,
     source: str,
+    schema: EventSchema = BANKING,
     keep_extra: bool = True,
     event_types: tuple[str, ...] | None = None,
     id_base: str | None = None,
 ) -> Conformed:
-    """Map ``lf`` onto the canonical schema; return it with the checks to run.
+    """Map ``lf`` onto ``schema`` (default: the banking schema); return it with the checks to run.
 
     ``lf`` must carry :data:`SOURCE_COL` (file) and :data:`ROW_COL` (row within
-    that file). The result has the canonical columns, then any extra columns of
+    that file). The result has the schema's columns, then any extra columns of
     the user's (``keep_extra``), then the two helper columns. Values that cannot
     be converted become null here; the returned checks report them (and, with
     ``event_types``, any other event type). Derived event ids name the file
-    relative to ``id_base`` (the folder opened).
+    relative to ``id_base`` (the folder opened). Every column is converted to
+    its declared type; text keys of a schema whose key is an integer stay text
+    when the data's key is text (see :func:`key_types`).
     """
-    schema = lf.collect_schema()
-    present = {name for name in schema.names() if name not in (SOURCE_COL, ROW_COL)}
+    mapping.check(schema)
+    raw_schema = lf.collect_schema()
+    present = {name for name in raw_schema.names() if name not in (SOURCE_COL, ROW_COL)}
+    schema = key_types(schema, mapping, raw_schema)
 
-    def has(canonical: str) -> bool:
-        return mapping.source_name(canonical) in present
+    def has(column: str) -> bool:
+        return mapping.source_name(column) in present
 
-    for required in ("account_id", "event_time", "amount"):
+    derives_type = not has("event_type") and "amount" in schema.money
+    for required in (*schema.key, "event_time", *schema.required,
+                     *(() if derives_type else ("event_type",))):
         if not has(required):
             _missing(required, mapping, present, source)
     for named in mapping.columns:  # a column the mapping names must exist
@@ -149,42 +176,35 @@ def conform(
     exprs: dict[str, pl.Expr] = {}
     checks: list[Check] = []
 
-    def raw(canonical: str) -> pl.Expr:
-        return pl.col(mapping.source_name(canonical))
+    def raw(column: str) -> pl.Expr:
+        return pl.col(mapping.source_name(column))
 
-    def converted(canonical: str, expr: pl.Expr, what: str) -> None:
-        exprs[canonical] = expr
-        checks.append(
-            Check(
-                canonical,
-                f"cannot convert {what}",
-                raw(canonical).is_not_null() & expr.is_null(),
-                raw(canonical),
-            )
-        )
+    def converted(column: str, expr: pl.Expr, what: str) -> None:
+        exprs[column] = expr
+        checks.append(Check(column, f"cannot convert {what}",
+                            raw(column).is_not_null() & expr.is_null(), raw(column)))
 
-    converted("account_id", _to_int(raw("account_id"), schema[mapping.source_name("account_id")]),
-              "value to an integer account id")
-    time_cols = [c for c in ("event_time", "recorded_at") if has(c)]
-    for col in time_cols:
-        dtype = schema[mapping.source_name(col)]
-        converted(col, _to_time(raw(col), dtype, mapping, col, source),
-                  "value to a timestamp (text needs a zone such as Z or +01:00, or "
-                  "assume_timezone; epoch numbers must fall in 1900-2200 in time_unit)")
+    for col in ("event_time", "recorded_at"):
+        if has(col):
+            dtype = raw_schema[mapping.source_name(col)]
+            converted(col, _to_time(raw(col), dtype, mapping, col, source),
+                      "value to a timestamp (text needs a zone such as Z or +01:00, or "
+                      "assume_timezone; epoch numbers must fall in 1900-2200 in time_unit)")
     if not has("recorded_at"):
         exprs["recorded_at"] = exprs["event_time"]
-
-    amount, amount_checks = _to_minor_units(raw("amount"), schema[mapping.source_name("amount")],
-                                            mapping, source)
-    checks += amount_checks
+    for col in schema.money:
+        if has(col):
+            value, money_checks = _to_minor_units(raw(col), raw_schema[mapping.source_name(col)],
+                                                  mapping, source, column=col)
+            exprs[col] = value
+            checks += money_checks
     if has("event_type"):
         exprs["event_type"] = raw("event_type").cast(pl.String)
-        exprs["amount"] = amount
-    else:  # signed amounts: the sign says what happened
+    elif derives_type:  # signed amounts: the sign says what happened
+        amount = exprs["amount"]
         exprs["event_type"] = pl.when(amount < 0).then(pl.lit("Withdrawal")).otherwise(
             pl.lit("Deposit"))
         exprs["amount"] = amount.abs()
-
     if has("event_id"):
         exprs["event_id"] = raw("event_id").cast(pl.String)
     else:
@@ -193,31 +213,88 @@ def conform(
         exprs["event_id"] = pl.concat_str([file_name, pl.col(ROW_COL).cast(pl.String)],
                                           separator=":")
     if has("seq"):
-        converted("seq", _to_int(raw("seq"), schema[mapping.source_name("seq")]),
+        converted("seq", _to_int(raw("seq"), raw_schema[mapping.source_name("seq")]),
                   "value to an integer seq")
     else:
         exprs["seq"] = pl.int_range(pl.len(), dtype=pl.Int64)
-    for col in ("counterparty_id",):
-        if has(col):
-            converted(col, _to_int(raw(col), schema[mapping.source_name(col)]),
-                      "value to an integer account id")
-        else:
-            exprs[col] = pl.lit(None, dtype=pl.Int64)
-    if has("rate"):
-        converted("rate", raw("rate").cast(pl.Float64, strict=False), "value to a float rate")
-    else:
-        exprs["rate"] = pl.lit(None, dtype=pl.Float64)
+    for col, dtype in schema.columns.items():
+        if col in exprs:
+            continue
+        if not has(col):
+            exprs[col] = pl.lit(None, dtype=dtype)
+            continue
+        source_dtype = raw_schema[mapping.source_name(col)]
+        what = f"value to {_type_name(dtype)}" + (" (a key)" if col in schema.key else "")
+        converted(col, _to_type(raw(col), source_dtype, dtype, mapping, col, source), what)
 
-    used = {mapping.source_name(c) for c in CANONICAL_SCHEMA}
-    extra = [n for n in schema.names() if n not in used and n not in (SOURCE_COL, ROW_COL)
-             and n not in CANONICAL_SCHEMA] if keep_extra else []
+    used = {mapping.source_name(c) for c in schema.columns}
+    extra = [n for n in raw_schema.names() if n not in used and n not in (SOURCE_COL, ROW_COL)
+             and n not in schema.columns] if keep_extra else []
     out = lf.select(
-        *[exprs[c].cast(dtype).alias(c) for c, dtype in CANONICAL_SCHEMA.items()],
+        *[exprs[c].cast(dtype).alias(c) for c, dtype in schema.columns.items()],
         *extra,
         SOURCE_COL,
         ROW_COL,
     )
-    return Conformed(out, lf, checks, canonical_checks(event_types=event_types))
+    return Conformed(out, lf, checks, canonical_checks(schema, event_types=event_types))
+
+
+def key_types(schema: EventSchema, mapping: ColumnMapping, raw: pl.Schema) -> EventSchema:
+    """``schema`` with integer id columns read as text where the data's ids are text.
+
+    Account ids such as ``"C1231006815"`` or UUIDs are keys as good as
+    integers: with a schema that allows it (``text_ids``, as the banking schema
+    does for foreign data), a text ``account_id`` (and ``counterparty_id``)
+    column stays text instead of being refused.
+
+    Examples
+    --------
+    >>> typed = key_types(BANKING, ColumnMapping(), pl.Schema({"account_id": pl.String}))
+    >>> typed.columns["account_id"], typed.columns["counterparty_id"]
+    (String, Int64)
+
+    """
+    ids = (*schema.key, *(("counterparty_id",) if "counterparty_id" in schema.columns else ()))
+    text = {c: pl.String() for c in ids if schema.columns[c].is_integer()
+            and mapping.source_name(c) in raw.names()
+            and raw[mapping.source_name(c)] in (pl.String, pl.Categorical)}
+    if not schema.text_ids or not text:
+        return schema
+    return replace(schema, columns={c: text.get(c, t) for c, t in schema.columns.items()})
+
+
+def _type_name(dtype: pl.DataType) -> str:
+    if dtype.is_integer():
+        return "an integer"
+    if dtype == TIME_DTYPE:
+        return "a timestamp"
+    return f"{dtype}"
+
+
+def _to_type(expr: pl.Expr, dtype: pl.DataType, target: pl.DataType, mapping: ColumnMapping,
+             column: str, source: str) -> pl.Expr:
+    """``expr`` (of the user's ``dtype``) as ``target``; null where it cannot be, exactly."""
+    if target == dtype:
+        return expr
+    if target.is_integer():
+        return _to_int(expr, dtype)
+    if target == TIME_DTYPE:
+        return _to_time(expr, dtype, mapping, column, source)
+    if target == pl.String:
+        if dtype.is_nested():
+            return pl.lit(None, pl.String)
+        return expr.cast(pl.String, strict=False)
+    if target == pl.Boolean and dtype == pl.String:
+        text = expr.str.strip_chars().str.to_lowercase()
+        return (pl.when(text.is_in(["true", "1", "yes"])).then(pl.lit(value=True))
+                .when(text.is_in(["false", "0", "no"])).then(pl.lit(value=False)))
+    if target == pl.Boolean and dtype.is_integer():
+        return pl.when(expr.is_in([0, 1])).then(expr == 1)
+    if target == pl.Date and dtype == pl.String:
+        return expr.str.to_date(strict=False)
+    if target.is_float() and dtype == pl.String:
+        return expr.str.strip_chars().cast(target, strict=False)
+    return expr.cast(target, strict=False)
 
 
 @dataclass(frozen=True)
@@ -250,19 +327,24 @@ class Check:
 
 
 def canonical_checks(
-    *, event_types: tuple[str, ...] | None = None
+    schema: EventSchema = BANKING, *, event_types: tuple[str, ...] | None = None
 ) -> list[Check]:
-    """The rules every canonical event table obeys (run after :func:`conform`)."""
+    """The rules every event table of ``schema`` obeys (run after :func:`conform`)."""
     checks = [
         Check(col, "null value in a required column", pl.col(col).is_null())
-        for col in REQUIRED_COLUMNS
+        for col in schema.non_null
     ]
     checks.append(Check("event_id", "duplicate event_id", pl.col("event_id").is_duplicated(),
                         pl.col("event_id")))
-    checks.append(Check("amount", "negative amount for a money event (amounts are magnitudes; "
-                        "the event type gives the sign)",
-                        pl.col("event_type").is_in(MONEY_EVENT_TYPES) & (pl.col("amount") < 0),
-                        pl.col("amount")))
+    for col in ("event_time", "recorded_at"):
+        checks.append(Check(col, f"{col} outside 1900-2200 (a placeholder date such as "
+                            "2262-04-11 or 9999-12-31, or a wrong unit?)",
+                            ~pl.col(col).is_between(*TIME_RANGE, closed="left"), pl.col(col)))
+    if "amount" in schema.money:
+        checks.append(Check("amount", "negative amount for a money event (amounts are "
+                            "magnitudes; the event type gives the sign)",
+                            pl.col("event_type").is_in(MONEY_EVENT_TYPES)
+                            & (pl.col("amount") < 0), pl.col("amount")))
     if event_types is not None:
         checks.append(Check("event_type", f"unknown event type (known: {list(event_types)})",
                             ~pl.col("event_type").is_in(event_types), pl.col("event_type")))
@@ -354,23 +436,24 @@ def _to_time(
 
 
 def _to_minor_units(
-    expr: pl.Expr, dtype: pl.DataType, mapping: ColumnMapping, source: str
+    expr: pl.Expr, dtype: pl.DataType, mapping: ColumnMapping, source: str,
+    column: str = "amount",
 ) -> tuple[pl.Expr, list[Check]]:
     scale = 10**mapping.minor_digits if mapping.amount_unit == "major" else 1
     if dtype.is_integer():
         value = expr.cast(pl.Int64) * scale
-        return value, [Check("amount", "amount too large", expr.abs() > _MAX_MINOR // scale, expr)]
+        return value, [Check(column, "amount too large", expr.abs() > _MAX_MINOR // scale, expr)]
     if dtype.is_float():
         scaled = expr * scale
         cents = scaled.round(0)
         # A float meant as a whole number of cents is within a few ulps of it: allow
         # 2**-48 relative, never more than a quarter cent.
         checks = [
-            Check("amount", "amount is NaN or infinite", expr.is_nan() | expr.is_infinite(),
+            Check(column, "amount is NaN or infinite", expr.is_nan() | expr.is_infinite(),
                   expr),
-            Check("amount", "amount too large to be exact as a float (send integer minor "
+            Check(column, "amount too large to be exact as a float (send integer minor "
                   "units or decimals)", scaled.abs() > _MAX_EXACT_FLOAT, expr),
-            Check("amount", f"amount has more than {mapping.minor_digits} decimals"
+            Check(column, f"amount has more than {mapping.minor_digits} decimals"
                   if scale > 1 else "amount in minor units is not a whole number",
                   (scaled - cents).abs() > (scaled.abs() * 2.0**-48).clip(1e-6, 0.25),
                   expr),
@@ -379,14 +462,15 @@ def _to_minor_units(
     if isinstance(dtype, pl.Decimal):
         scaled = expr.cast(pl.Decimal(38, 9)) * scale
         cents = scaled.cast(pl.Int64, strict=False)
-        checks = [Check("amount", f"amount has more than {mapping.minor_digits} decimals",
+        checks = [Check(column, f"amount has more than {mapping.minor_digits} decimals",
                         scaled != cents.cast(pl.Decimal(38, 9)), expr)]
         return cents, checks
     if dtype == pl.String:
         number = expr.cast(pl.Float64, strict=False)
-        value, checks = _to_minor_units(number, pl.Float64(), mapping, source)
-        unreadable = Check("amount", "cannot convert value to an amount",
+        value, checks = _to_minor_units(number, pl.Float64(), mapping, source,
+                                        column)
+        unreadable = Check(column, "cannot convert value to an amount",
                            expr.is_not_null() & number.is_null(), expr)
         return value, [unreadable, *checks]
     msg = f"cannot read {dtype} as money"
-    raise SchemaError(msg, source=source, column="amount")
+    raise SchemaError(msg, source=source, column=column)

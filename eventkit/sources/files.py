@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from eventkit.exceptions import EventDataError, SchemaError
+from eventkit.schema import BANKING, EventSchema
 from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
 from eventkit.sources.upcast import (
     UNMARKED_VERSION,
@@ -37,11 +38,13 @@ def read_events(
     validate: bool = True,
     schema_version: int = UNMARKED_VERSION,
     upcasters: Upcasters = UPCASTERS,
+    schema: EventSchema = BANKING,
 ) -> pl.LazyFrame:
-    """Users' events at ``path`` as a LazyFrame in the canonical schema.
+    """Users' events at ``path`` as a LazyFrame in ``schema`` (default: the banking one).
 
     What :func:`eventkit.open_archive` does for anything but an eventkit
-    archive; see there for ``mapping``, ``validate`` and the schema versions.
+    archive; see there for ``mapping``, ``validate``, ``schema`` and the
+    schema versions.
 
     Examples
     --------
@@ -60,7 +63,7 @@ def read_events(
     raw, source, base, parsed = _scan(root, str(path), parsed, schema_version, upcasters)
     framed = raw.with_columns(pl.int_range(pl.len()).over(SOURCE_COL).alias(ROW_COL))
     try:
-        conformed = conform(framed, parsed, source=source, id_base=base)
+        conformed = conform(framed, parsed, source=source, id_base=base, schema=schema)
     except pl.exceptions.PolarsError as exc:
         msg = f"cannot read events: {exc}"
         raise EventDataError(msg, source=source) from None
@@ -152,7 +155,8 @@ def _canonical_names(lf: pl.LazyFrame, mapping: ColumnMapping, names: list[str]
 def _units(mapping: ColumnMapping) -> ColumnMapping:
     """``mapping`` without its column names (they were applied): its units only."""
     return ColumnMapping(amount_unit=mapping.amount_unit, minor_digits=mapping.minor_digits,
-                         time_unit=mapping.time_unit, assume_timezone=mapping.assume_timezone)
+                         time_unit=mapping.time_unit, assume_timezone=mapping.assume_timezone,
+                         types=mapping.types, format=mapping.format)
 
 
 def _union_schema(files: list[str]) -> dict[str, pl.DataType]:

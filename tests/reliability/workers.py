@@ -104,8 +104,8 @@ def _arm(stage: str) -> None:
     elif stage == "after-data-file":
         real_data = archive_module.write_data_file
 
-        def write_data(path: Path, part: pl.DataFrame, *rest: Any) -> Any:
-            out = real_data(path, part, *rest)
+        def write_data(path: Path, part: pl.DataFrame, *rest: Any, **options: Any) -> Any:
+            out = real_data(path, part, *rest, **options)
             _die()
             return out
 
