@@ -33,7 +33,8 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
 Warnings derive from :class:`EventkitWarning` (a ``UserWarning``)::
 
     EventkitWarning
-    └── CoverageWarning         event types no rule handles, rules that never apply
+    ├── CoverageWarning         event types no rule handles, rules that never apply
+    └── DeadLetterWarning       rows refused by a load with on_error="dead-letter"
 
 Errors that used to be ``ValueError`` still are (``ParameterError`` and
 ``WorkbenchError`` subclass it), so older ``except ValueError`` blocks keep working.
@@ -48,6 +49,7 @@ __all__ = [
     "CorruptionError",
     "CoverageError",
     "CoverageWarning",
+    "DeadLetterWarning",
     "EventDataError",
     "EventkitError",
     "EventkitWarning",
@@ -210,6 +212,10 @@ class CoverageError(RuleError):
 
 class EventkitWarning(UserWarning):
     """Base class of the warnings eventkit gives."""
+
+
+class DeadLetterWarning(EventkitWarning):
+    """A load with ``on_error="dead-letter"`` refused rows: how many, and the file they are in."""
 
 
 class CoverageWarning(EventkitWarning):

@@ -7,23 +7,25 @@ and :func:`archive_of` are the one place that tells them apart.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import polars as pl
+import pyarrow as pa
 
 from eventkit.archive import ledger
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import SchemaError
 from eventkit.schema import BANKING, EventSchema
-from eventkit.sources.conform import ColumnMapping
+from eventkit.sources.conform import ColumnMapping, complete
 from eventkit.sources.files import read_events
+from eventkit.sources.frames import as_polars
 from eventkit.sources.upcast import UNMARKED_VERSION, UPCASTERS, Upcasters
 
 __all__ = ["Events", "archive_of", "as_lazy", "is_eventkit_archive", "open_archive"]
 
-#: Events as every stage takes them: a frame in the canonical schema, an archive, or a
-#: path :func:`open_archive` reads.
-Events: TypeAlias = pl.LazyFrame | pl.DataFrame | EventArchive | str | Path
+#: Events as every stage takes them: a frame of events (Polars; pandas and pyarrow frames
+#: are read too), an archive, or a path :func:`open_archive` reads.
+Events: TypeAlias = pl.LazyFrame | pl.DataFrame | pa.Table | EventArchive | str | Path
 
 
 def open_archive(
@@ -34,22 +36,30 @@ def open_archive(
     schema_version: int = UNMARKED_VERSION,
     upcasters: Upcasters = UPCASTERS,
     schema: EventSchema = BANKING,
+    on_error: Literal["raise", "dead-letter"] = "raise",
+    dead_letter: str | Path | None = None,
 ) -> pl.LazyFrame:
     """Open events as a LazyFrame in the canonical schema, or in ``schema``.
 
-    ``path`` may be an eventkit archive, any other Delta table, a Parquet file,
-    a folder of Parquet files (hive partitions such as ``day=2024-01-01/`` become
-    columns), or a glob such as ``"exports/*.parquet"``. ``mapping`` names the
-    user's columns and units (see :class:`~eventkit.sources.conform.ColumnMapping`),
-    the key columns included. ``schema`` (an :class:`~eventkit.schema.EventSchema`)
-    says which columns to read and their types; by default the banking schema,
+    ``path`` may be an eventkit archive, any other Delta table (column mapping,
+    deletion vectors, checkpoints: see :mod:`eventkit.sources.delta`), a
+    Parquet, CSV or NDJSON file, a folder of them (hive partitions such as
+    ``day=2024-01-01/`` become columns), or a glob such as ``"exports/*.csv"``.
+    ``mapping`` names the user's columns and units (see
+    :class:`~eventkit.sources.conform.ColumnMapping`), the key columns included.
+    ``schema`` (an :class:`~eventkit.schema.EventSchema`) says which columns to
+    read and their types; by default the banking schema,
     whose ``account_id`` (and ``counterparty_id``) stay text when the data's
     ids are text (``"C1231006815"``, UUIDs).
 
     With ``validate`` (the default) one scan checks every value and raises an
     :class:`~eventkit.exceptions.EventDataError` naming the file, column and row
-    of the first bad one. An eventkit archive was checked on append and is
-    returned as stored (run ``verify`` to prove it unchanged).
+    of the first bad one. With ``on_error="dead-letter"`` bad rows are set
+    aside instead: written with their problem to ``dead_letter`` (default:
+    ``<path>.dead-letter.parquet``), the rest returned, with a
+    :class:`~eventkit.exceptions.DeadLetterWarning` saying how many. An
+    eventkit archive was checked on append and is returned as stored (run
+    ``verify`` to prove it unchanged).
 
     Files of older schema versions are upcast on load (see :mod:`eventkit.sources.upcast`):
     a file's version is its Parquet metadata ``eventkit.schema_version``, else a
@@ -78,7 +88,8 @@ def open_archive(
             raise SchemaError(msg, source=str(root))
         return EventArchive(root).scan()
     return read_events(path, mapping=mapping, validate=validate, schema_version=schema_version,
-                       upcasters=upcasters, schema=schema)
+                       upcasters=upcasters, schema=schema, on_error=on_error,
+                       dead_letter=dead_letter)
 
 
 def is_eventkit_archive(root: Path) -> bool:
@@ -106,18 +117,20 @@ def archive_of(events: Events) -> EventArchive | None:
 
 
 def as_lazy(events: Events) -> pl.LazyFrame:
-    """``events`` as a LazyFrame in the canonical schema (an archive scanned, a path opened).
+    """``events`` as a LazyFrame of events (an archive scanned, a path opened, a frame completed).
+
+    A Polars, pandas or pyarrow frame gets its missing core columns derived
+    and its times read (see :func:`eventkit.sources.conform.complete`).
 
     Examples
     --------
-    >>> as_lazy(pl.DataFrame({"a": [1]})).collect().height
-    1
+    >>> as_lazy(pl.DataFrame({"event_type": ["Deposit"], "event_time": ["2024-01-01Z"]})
+    ...         ).collect().columns
+    ['event_type', 'event_time', 'recorded_at', 'seq', 'event_id']
 
     """
-    if isinstance(events, pl.LazyFrame):
-        return events
-    if isinstance(events, pl.DataFrame):
-        return events.lazy()
     if isinstance(events, EventArchive):
         return events.scan()
-    return open_archive(events)
+    if isinstance(events, str | Path):
+        return open_archive(events)
+    return complete(as_polars(events, "events").lazy())

@@ -29,7 +29,7 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
-from eventkit.exceptions import RuleError
+from eventkit.exceptions import RuleError, ValidationError
 from eventkit.replay import kernels as K
 from eventkit.replay.compile import compile_program
 from eventkit.replay.keys import dense_codes, key_codes
@@ -133,6 +133,11 @@ def prepare(events: pl.DataFrame, rules: RuleSet | CheckedRules) -> Prepared:
         msg = (f"rule set {ruleset.name!r} is keyed by {list(key)}, but the events have no "
                f"column {missing[0]!r}; they have {events.columns}")
         raise RuleError(msg)
+    for column in ("event_time", "seq", "event_type"):
+        if column in events.columns and events[column].null_count():
+            row = int(events[column].is_null().arg_true()[0])
+            msg = "null value in a required column"
+            raise ValidationError(msg, source="events", column=column, row=row)
     shared_rows = np.zeros(0, np.int64)
     if ruleset.global_events is not None and events.height:
         shared_rows = events.select(global_expr(ruleset, events.schema)).to_series(

@@ -9,17 +9,19 @@ names the file, column and row of the first bad value.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
-from eventkit.exceptions import SchemaError, ValidationError
+from eventkit.exceptions import DeadLetterWarning, SchemaError, ValidationError
 from eventkit.schema import BANKING, MONEY_EVENT_TYPES, TIME_DTYPE, EventSchema
 
-__all__ = ["Check", "ColumnMapping", "Conformed", "check", "conform"]
+__all__ = ["Check", "ColumnMapping", "Conformed", "check", "complete", "conform"]
 
 #: Helper columns carried next to the events while checking: file and row in it.
 SOURCE_COL = "__source"
@@ -29,6 +31,8 @@ TimeUnit = Literal["s", "ms", "us", "ns"]
 _OPTIONS = ("amount_unit", "minor_digits", "time_unit", "assume_timezone", "types", "format")
 _MAX_MINOR = 2**62  # keep sums of a few amounts far from Int64 overflow
 _MAX_EXACT_FLOAT = 2**53  # above this a float cannot hold every whole number of cents
+#: What a dead letter says about its row (see :meth:`Conformed.dead_letters`).
+_WHY = pl.Struct({"column": pl.String, "problem": pl.String, "value": pl.String})
 #: Epoch timestamps must fall in 1900-01-01 .. 2200-01-01 (microseconds): anything
 #: else is a wrong time_unit, not a date.
 _EPOCH_RANGE_US = (-2_208_988_800_000_000, 7_258_118_400_000_000)
@@ -239,6 +243,60 @@ def conform(
     return Conformed(out, lf, checks, canonical_checks(schema, event_types=event_types))
 
 
+def complete(lf: pl.LazyFrame, *, source: str = "events") -> pl.LazyFrame:
+    """A frame of events as the engines read it: the core columns there, in their types.
+
+    A frame passed to a replay (Polars, pandas, pyarrow) is taken as it is
+    when ``event_id``, ``seq``, ``event_type``, ``event_time`` and
+    ``recorded_at`` are there in their types: nothing is scanned. What is
+    missing is derived as a file load derives it (``seq``: the row order;
+    ``event_id``: ``row:<n>``; ``recorded_at``: the event time); an
+    ``event_time`` of another type is read as a file's would be (text with a
+    zone); what cannot be (a naive time, epoch numbers without a unit, no
+    ``event_time`` or ``event_type`` at all) raises a
+    :class:`~eventkit.exceptions.SchemaError` naming the column.
+
+    Examples
+    --------
+    >>> frame = pl.LazyFrame({"account_id": [1], "event_type": ["Deposit"], "amount": [5],
+    ...                       "event_time": ["2024-01-01T00:00:00Z"]})
+    >>> complete(frame).collect().select("event_id", "seq", "event_time").row(0)
+    ('row:0', 0, datetime.datetime(2024, 1, 1, 0, 0, tzinfo=zoneinfo.ZoneInfo(key='UTC')))
+
+    """
+    try:
+        schema = lf.collect_schema()
+    except pl.exceptions.PolarsError as exc:
+        msg = f"cannot read the events: {str(exc).strip().splitlines()[0]}"
+        raise SchemaError(msg, source=source) from None
+    for required in ("event_time", "event_type"):
+        if required not in schema.names():
+            msg = (f"missing column {required!r}; the events have {schema.names()} (rename "
+                   "the column, or open the data with open_archive(..., mapping=...))")
+            raise SchemaError(msg, source=source, column=required)
+    exprs: list[pl.Expr] = []
+    if schema["event_time"] != TIME_DTYPE:
+        exprs.append(_to_time(pl.col("event_time"), schema["event_time"], ColumnMapping(),
+                              "event_time", source).alias("event_time"))
+    if "recorded_at" not in schema.names():
+        exprs.append(pl.col("event_time").alias("recorded_at") if not exprs
+                     else exprs[0].alias("recorded_at"))
+    elif schema["recorded_at"] != TIME_DTYPE:
+        exprs.append(_to_time(pl.col("recorded_at"), schema["recorded_at"], ColumnMapping(),
+                              "recorded_at", source).alias("recorded_at"))
+    if "seq" not in schema.names():
+        exprs.append(pl.int_range(pl.len(), dtype=pl.Int64).alias("seq"))
+    elif schema["seq"] != pl.Int64:
+        exprs.append(_to_int(pl.col("seq"), schema["seq"]).alias("seq"))
+    if "event_id" not in schema.names():
+        exprs.append(pl.format("row:{}", pl.int_range(pl.len())).alias("event_id"))
+    elif schema["event_id"] != pl.String:
+        exprs.append(pl.col("event_id").cast(pl.String))
+    if schema["event_type"] != pl.String:
+        exprs.append(pl.col("event_type").cast(pl.String))
+    return lf.with_columns(exprs) if exprs else lf
+
+
 def key_types(schema: EventSchema, mapping: ColumnMapping, raw: pl.Schema) -> EventSchema:
     """``schema`` with integer id columns read as text where the data's ids are text.
 
@@ -314,6 +372,46 @@ class Conformed:
         """Scan once and raise for the first broken check (see :func:`check`)."""
         check([(self.raw, self.conversion_checks), (self.events, self.value_checks)],
               source=source)
+
+    def dead_letters(self, *, source: str, into: Path) -> pl.DataFrame:
+        """The good events; the bad rows go to a Parquet file ``into``, each with its problem.
+
+        Row by row instead of all or nothing: a row breaking any check (the
+        first one it breaks is its ``problem``, with ``column`` and ``value``)
+        is written to ``into`` with its own columns as the user's file had them,
+        its ``source`` file and ``row``; of rows sharing an ``event_id``, the
+        first is kept. A :class:`~eventkit.exceptions.DeadLetterWarning` says
+        how many rows went where (never silently dropped). Collects the events.
+        """
+        def reasons(checks: list[Check]) -> pl.Expr:
+            found: list[pl.Expr] = [pl.when(c.bad.fill_null(value=False)).then(pl.struct(
+                column=pl.lit(c.column), problem=pl.lit(c.problem),
+                value=(c.value if c.value is not None else pl.lit(None)).cast(pl.String)))
+                for c in checks if c.problem != "duplicate event_id"]
+            return pl.coalesce(found or [pl.lit(None, _WHY)]).cast(_WHY).alias("#why")
+        try:
+            raw, events = pl.collect_all([
+                self.raw.with_columns(reasons(self.conversion_checks)),
+                self.events.with_columns(reasons(self.value_checks))])
+        except pl.exceptions.PolarsError as exc:
+            msg = f"cannot read events: {exc}"
+            raise SchemaError(msg, source=source) from None
+        first = pl.coalesce(pl.lit(raw["#why"]), pl.lit(events["#why"]))
+        repeated = first.is_null() & ~pl.lit(events["event_id"]).is_first_distinct()
+        why = pl.select(pl.when(repeated).then(pl.struct(
+            column=pl.lit("event_id"), problem=pl.lit("duplicate event_id"),
+            value=pl.lit(events["event_id"]))).otherwise(first)).to_series()
+        bad = why.is_not_null()
+        if bad.any():
+            letters = raw.filter(bad).drop("#why").with_columns(
+                why.filter(bad).struct.unnest()).rename(
+                {SOURCE_COL: "source", ROW_COL: "row"}, strict=False)
+            into.parent.mkdir(parents=True, exist_ok=True)
+            letters.write_parquet(into)
+            msg = (f"{letters.height:,} of {raw.height:,} rows refused, written with their "
+                   f"problem to {into}")
+            warnings.warn(msg, DeadLetterWarning, stacklevel=4)
+        return events.filter(~bad).drop("#why", SOURCE_COL, ROW_COL)
 
 
 @dataclass(frozen=True)
@@ -423,6 +521,9 @@ def _to_time(
             if mapping.time_unit != "ns" else (_EPOCH_RANGE_US[0] * 1000, _EPOCH_RANGE_US[1] * 1000)
         plausible = raw.is_between(lo, hi)  # also keeps the multiplication from overflowing
         return pl.when(plausible).then(micros).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if dtype == pl.String and mapping.time_unit is not None:  # epoch numbers, as text (CSV)
+        return _to_time(expr.str.strip_chars().cast(pl.Int64, strict=False), pl.Int64(),
+                        mapping, column, source)
     if dtype == pl.String:
         has_zone = expr.str.contains(r"(?:[Zz]|[+-]\d{2}:?\d{2})$")
         aware = expr.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
