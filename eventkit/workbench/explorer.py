@@ -35,7 +35,7 @@ from eventkit.replay.protocol import Replayed
 from eventkit.rules import registry
 from eventkit.rules.model import RuleSet
 from eventkit.rules.rates import RateTable, bump_rates, rates_of
-from eventkit.schema import BANK_ACCOUNT
+from eventkit.rules.streams import global_expr
 from eventkit.timeutil import EPOCH, to_instant
 from eventkit.workbench.charts._common import EMBED_OPTIONS
 from eventkit.workbench.charts.balances import as_of_marker, balance_history
@@ -61,7 +61,7 @@ class AccountView:
     the bank's, which every account reads).
     """
 
-    account: int
+    account: object
     as_of: datetime
     baseline: Replayed
     scenario: Replayed | None = None
@@ -106,7 +106,7 @@ class AccountView:
 
 def account_view(
     source: Events,
-    account: int,
+    account: object,
     as_of: Instant,
     *,
     rules: RuleSet | str = "balance",
@@ -236,7 +236,7 @@ class Explorer:
         self,
         source: Events,
         *,
-        account: int | None = None,
+        account: object | None = None,
         as_of: date | str | None = None,
         rules: str = "balance",
         rate_shift_points: float = 0.0,
@@ -251,9 +251,9 @@ class Explorer:
         self._pending: asyncio.TimerHandle | None = None
         self._view: AccountView | None = None
         self._view_key: tuple[Any, ...] | None = None
+        shared = global_expr(registry.get(rules), self._events.collect_schema())
         ids, first, last = pl.collect_all([
-            self._events.select(pl.col("account_id").unique().sort())
-                .filter(pl.col("account_id") != BANK_ACCOUNT),
+            self._events.filter(~shared).select(pl.col("account_id").unique().sort()),
             self._events.select(pl.col("event_time").min()),
             self._events.select(pl.col("event_time").max()),
         ])
@@ -265,7 +265,7 @@ class Explorer:
         self._bank_rates = rates_of(self._events)
         self._first: datetime = first.item()
         days = pl.date_range(self._first.date(), last.item().date(), "1d", eager=True)
-        start = account if account is not None else int(self._ids[0])
+        start = account if account is not None else self._ids[0]
         day = to_instant(as_of, param="as_of").date() if as_of is not None else days[-1]
 
         alt.JupyterChart.enable_offline()  # bundled JavaScript: no CDN
@@ -357,11 +357,10 @@ class Explorer:
             self._pending.cancel()
         self._pending = loop.call_later(self.debounce, self.refresh)
 
-    def _wanted(self) -> tuple[int | None, date, str, float]:
+    def _wanted(self) -> tuple[object | None, date, str, float]:
         text = self.account.value.strip()
-        account = int(text) if text.isdigit() else None
-        if account is not None and not self._ids.is_in([account]).any():
-            account = None
+        found = self._ids.filter(self._id_text == text)  # ids of any type, typed as text
+        account = found[0] if found.len() else None
         rate = self.rate.value if registry.get(self.rules.value).interest is not None else 0.0
         return account, self.as_of.value, self.rules.value, rate
 
@@ -373,7 +372,7 @@ class Explorer:
         if self._compute(wanted) and self._view is not None:  # _compute made the view
             self.chart.chart = self._view.chart()
 
-    def _compute(self, wanted: tuple[int | None, date, str, float]) -> bool:
+    def _compute(self, wanted: tuple[object | None, date, str, float]) -> bool:
         """Make the view for ``wanted``; show it in the table and status. False on failure."""
         account, day, rules_name, points = wanted
         if account is None:

@@ -41,7 +41,7 @@ PERCENTILES: Final = {"p10": 0.1, "median": 0.5, "p90": 0.9}
 def balance_history(
     history: pl.LazyFrame | pl.DataFrame,
     *,
-    accounts: Collection[int] | None = None,
+    accounts: Collection[object] | None = None,
     start: Instant | None = None,
     end: Instant | None = None,
     max_points: int = 2000,
