@@ -256,7 +256,7 @@ class CommandError(EventkitError):
     ``account_id`` names the account.
     """
 
-    def __init__(self, message: str, *, account_id: int | None = None) -> None:
+    def __init__(self, message: str, *, account_id: object = None) -> None:
         self.account_id = account_id
         super().__init__(message)
 

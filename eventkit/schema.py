@@ -94,13 +94,15 @@ REQUIRED_COLUMNS: Final = (
 #: Money events: ``amount`` is a magnitude >= 0, the rules give the sign.
 MONEY_EVENT_TYPES: Final = ("Deposit", "Withdrawal", "Fee", "TransferOut", "TransferIn")
 
-#: The event types of the built-in banking domain (the generator writes all of them).
+#: The event types of the built-in banking domain (the generator writes all but
+#: ``OverdraftLimitSet``, which :func:`eventkit.banking.commands.set_overdraft_limit` writes).
 EVENT_TYPES: Final = (
     "AccountOpened",
     "AccountClosed",
     *MONEY_EVENT_TYPES,
     "Correction",
     "InterestRateChanged",
+    "OverdraftLimitSet",
 )
 
 

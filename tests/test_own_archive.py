@@ -244,7 +244,10 @@ def test_a_declared_archive_rejects_rules_for_types_it_does_not_declare(
     rules = RuleSet("r", (eventkit.Field("n"),), (Handler("Opened", {"n": "n + 1"}),
                                                   Handler("Closd", {"n": "n - 1"})), key="k",
                     ignore=("Closed",))
-    with pytest.warns(CoverageWarning, match="does not declare"):
+    with pytest.raises(CoverageError, match="does not declare"):
+        eventkit.replay(archive, rules, strict=True).state().collect()
+    with warnings.catch_warnings():  # (an archive older than a rule is no mistake on its own)
+        warnings.simplefilter("error")
         eventkit.replay(archive, rules).state().collect()
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "check_raw_types",
     "check_values",
     "reject_known_ids",
+    "stale_streams",
     "stamp_recorded_at",
 ]
 
@@ -254,6 +255,35 @@ def reject_known_ids(root: Path, entries: list[dict[str, Any]], schema: dict[str
         row = rows.with_row_index().filter(pl.col("event_id") == dup).item(0, "index")
         msg = f"event_id {dup!r} is already in the archive"
         raise ValidationError(msg, source=source, column="event_id", row=row)
+
+
+def stale_streams(root: Path, commits: list[ledger.Commit], entries: list[dict[str, Any]],
+                  schema: dict[str, pl.DataType], upcasters: Upcasters, rows: pl.DataFrame,
+                  key: tuple[str, ...], version: int) -> str | None:
+    """Which of ``rows``' streams got events after archive ``version`` (None: none did).
+
+    A stream is a value of the archive's ``key``; only the files that may hold
+    events after that version's last ``seq`` are read (their recorded ranges
+    say which), one key column each.
+    """
+    since = max((int(c.record["seq"][1]) for c in commits
+                 if c.version <= version and c.record and "seq" in c.record), default=-1)
+    later = [e for e in entries if _last_seq(e) > since]
+    if not later:
+        return None
+    wanted = rows.select(key).unique()
+    found = (read_files(root, later, schema, upcasters=upcasters)
+             .filter(pl.col("seq") > since).select(key).unique()
+             .join(wanted.lazy(), on=list(key), how="semi").head(1).collect())
+    if found.height == 0:
+        return None
+    value = found.row(0)
+    return f"stream {value[0] if len(value) == 1 else value!r}"
+
+
+def _last_seq(entry: dict[str, Any]) -> int:
+    stats = json.loads(entry["stats"]) if "stats" in entry else None
+    return int(stats["maxValues"]["seq"]) if stats else 2**62
 
 
 def stamp_recorded_at(rows: pl.DataFrame, mode: str, last: dict[str, Any], source: str

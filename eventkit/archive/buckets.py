@@ -23,7 +23,7 @@ The bucket is the hash modulo ``B``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -33,7 +33,7 @@ from numba import njit
 from eventkit.exceptions import ScaleError
 
 __all__ = ["BANK_BUCKET", "MAX_BUCKETS", "SHARED_BUCKET", "bucket_expr", "bucket_of",
-           "check_buckets", "key_hashes", "shared_expr"]
+           "bucket_parts", "check_buckets", "key_hashes", "shared_expr"]
 
 #: The bucket of the shared key's events (the bank's, account 0): read with every bucket.
 SHARED_BUCKET = -1
@@ -93,6 +93,29 @@ def shared_expr(key: Sequence[str], value: object, schema: Mapping[str, pl.DataT
                                                                             strict=True)):
         return None
     return pl.all_horizontal(pl.col(c) == pl.lit(v) for c, v in zip(key, values, strict=True))
+
+
+def bucket_parts(rows: pl.DataFrame, key: Sequence[str], buckets: int | None, shared: object,
+                 rows_per_file: int) -> Iterator[tuple[int | None, pl.DataFrame]]:
+    """An append's data files: (bucket or None, rows), each in log order, none too long.
+
+    Examples
+    --------
+    >>> frame = pl.DataFrame({"account_id": [0, 1, 2, 1]})
+    >>> [(b, p["account_id"].to_list()) for b, p in bucket_parts(frame, ["account_id"], 4, 0, 9)]
+    [(-1, [0]), (1, [1, 1]), (2, [2])]
+
+    """
+    if buckets is None:
+        for part in rows.iter_slices(rows_per_file):
+            yield None, part
+        return
+    split = rows.with_columns(bucket_expr(key, buckets, shared=shared_expr(
+        key, shared, rows.schema))).partition_by(
+        "bucket", maintain_order=True, include_key=False, as_dict=True)
+    for (bucket,), frame in sorted(split.items()):
+        for part in frame.iter_slices(rows_per_file):
+            yield int(bucket), part
 
 
 def bucket_of(key: object, buckets: int) -> int:

@@ -33,6 +33,7 @@ from eventkit.archive._checks import (
     check_raw_types,
     check_values,
     reject_known_ids,
+    stale_streams,
     stamp_recorded_at,
 )
 from eventkit.archive._files import (
@@ -46,7 +47,7 @@ from eventkit.archive._files import (
     write_data_file,
     write_durably,
 )
-from eventkit.archive.buckets import bucket_expr, check_buckets, shared_expr
+from eventkit.archive.buckets import bucket_parts, check_buckets
 from eventkit.archive.declared import (
     Evolution,
     Layout,
@@ -364,6 +365,7 @@ class EventArchive:
         meta: dict[str, Any] | None = None,
         expected_version: int | None = None,
         schema_version: int | None = None,
+        conflicts: Literal["archive", "stream"] = "archive",
     ) -> AppendReceipt:
         """Append a batch of events as one atomic commit.
 
@@ -387,7 +389,10 @@ class EventArchive:
 
         ``expected_version`` (optimistic concurrency): append only if the archive
         is still at that version, else raise :class:`StaleVersionError` and write
-        nothing (the caller decided on state that has changed since).
+        nothing (the caller decided on state that has changed since). With
+        ``conflicts="stream"`` only the batch's own streams count: the append is
+        stale only if events of its keys were appended after that version, so
+        commands on unrelated streams never conflict.
 
         ``schema_version`` (see :mod:`eventkit.sources.upcast`; default: the archive's
         current one) stores a batch of an older schema version as it is (e.g.
@@ -450,10 +455,15 @@ class EventArchive:
             if batch_id is not None and (old := find_batch(commits, batch_id)) is not None:
                 return old
             if expected_version is not None and commits[-1].version != expected_version:
-                msg = (f"stale append: the archive is at version {commits[-1].version}, not "
-                       f"the expected {expected_version}; read the state again and retry")
-                raise StaleVersionError(msg, path=str(self.path),
-                                        expected=expected_version, actual=commits[-1].version)
+                moved = (stale_streams(self.path, commits, entries, self.schema, self.upcasters,
+                                       rows, self.key, expected_version)
+                         if conflicts == "stream" else "the archive")
+                if moved is not None:
+                    msg = (f"stale append: the archive is at version {commits[-1].version}, "
+                           f"not the expected {expected_version}, and {moved} changed since; "
+                           "read the state again and retry")
+                    raise StaleVersionError(msg, path=str(self.path), expected=expected_version,
+                                            actual=commits[-1].version)
             reject_known_ids(self.path, entries, self.schema, self.upcasters, rows, source)
             start = last.get("seq", [-1, -1])[1] + 1
             stamp = stamp_recorded_at(rows, recorded_at, last, source)
@@ -512,7 +522,8 @@ class EventArchive:
         try:
             files: list[dict[str, Any]] = []
             adds: list[AddAction | RemoveAction] = []  # an append adds files only
-            for i, (bucket, part) in enumerate(self._parts(rows)):
+            parts = bucket_parts(rows, self.key, self.buckets, self.shared_key, _ROWS_PER_FILE)
+            for i, (bucket, part) in enumerate(parts):
                 name = f"part-{version:08d}-{i:03d}-{uuid.uuid4().hex[:12]}.parquet"
                 intent = pending / f"{name}.intent"
                 written.append((self.path / name, intent))
@@ -570,19 +581,6 @@ class EventArchive:
             intent.unlink(missing_ok=True)
         return AppendReceipt(version, batch_id, rows.height, start,
                              start + rows.height - 1, record["digest"])
-
-    def _parts(self, rows: pl.DataFrame) -> Iterator[tuple[int | None, pl.DataFrame]]:
-        """The data files' contents: (bucket or None, rows), each in log order."""
-        if self.buckets is None:
-            for part in rows.iter_slices(_ROWS_PER_FILE):
-                yield None, part
-            return
-        split = rows.with_columns(bucket_expr(self.key, self.buckets, shared=shared_expr(
-            self.key, self.shared_key, rows.schema))).partition_by(
-            "bucket", maintain_order=True, include_key=False, as_dict=True)
-        for (bucket,), frame in sorted(split.items()):
-            for part in frame.iter_slices(_ROWS_PER_FILE):
-                yield int(bucket), part
 
     def _committed(self, version: int, record: dict[str, Any]) -> bool:
         """Whether commit ``version`` exists and is the one carrying ``record``."""

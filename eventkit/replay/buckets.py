@@ -311,7 +311,7 @@ class BucketedReplay:
         if self._types is None:
             return
         met, self._types = self._types(), None
-        problem = coverage(self.rules, met, declared=self._declared())
+        problem = coverage(self.rules, met, declared=self._declared(), strict=self._strict)
         if problem is not None and self._strict:
             raise CoverageError(problem)
         if problem is not None:

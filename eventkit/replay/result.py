@@ -53,8 +53,8 @@ class ReplayResult:
     The first full fold checks which event types it met (see :func:`coverage`):
     a :class:`~eventkit.exceptions.CoverageWarning` (with ``strict``: a
     :class:`~eventkit.exceptions.CoverageError`) when a type occurs that no rule
-    handles and the rules do not ``ignore``, or a rule handles a type the
-    archive does not declare.
+    handles and the rules do not ``ignore`` (and, with ``strict``, when a rule
+    handles a type the archive does not declare).
     """
 
     def __init__(self, events: pl.LazyFrame, rules: RuleSet, *,
@@ -106,7 +106,7 @@ class ReplayResult:
 
     def _check(self, met: Coverage) -> None:
         problem = coverage(self.rules, met, declared=None if self.archive is None
-                           else self.archive.event_types)
+                           else self.archive.event_types, strict=self.strict)
         if problem is None:
             return
         if self.strict:
@@ -248,15 +248,16 @@ class ReplayResult:
         return rows.sort(key)
 
 
-def coverage(rules: RuleSet, met: Coverage, *, declared: tuple[str, ...] | None = None
-             ) -> str | None:
+def coverage(rules: RuleSet, met: Coverage, *, declared: tuple[str, ...] | None = None,
+             strict: bool = False) -> str | None:
     """What a fold's event types say about the rules: a problem to report, or None.
 
     Reported: event types that occur and that no rule handles nor the rules
     ``ignore`` (their events change nothing: a misspelt rule, a rule set meant
-    for other events), with the handled types that never occurred; and rules
-    for types the archive does not declare (``declared``), which can never
-    apply.
+    for other events), with the handled types that never occurred. Rules for
+    types the archive does not declare (``declared``), which can never apply,
+    are named with them, and on their own when ``strict`` (an archive created
+    before a rule set learnt a new type is no mistake).
 
     Examples
     --------
@@ -278,7 +279,7 @@ def coverage(rules: RuleSet, met: Coverage, *, declared: tuple[str, ...] | None 
                      f"them: ignore=[...])")
         if absent:
             parts.append(f"rules for {absent} never applied")
-    if foreign:
+    if foreign and (parts or strict):
         parts.append(f"rules for {foreign} handle types the archive does not declare "
                      f"({list(declared or ())})")
     return f"rule set {rules.name!r}: " + "; ".join(parts) if parts else None
