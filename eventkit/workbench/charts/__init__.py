@@ -14,6 +14,7 @@ from eventkit.workbench.charts._common import EMBED_OPTIONS, enable_offline, ena
 from eventkit.workbench.charts.alerts import alert_timeline
 from eventkit.workbench.charts.balances import as_of_marker, balance_history
 from eventkit.workbench.charts.health import schema_version_chart, snapshot_chart, storage_chart
+from eventkit.workbench.charts.streams import field_history, state_counts
 from eventkit.workbench.charts.temporal import restatement_view
 from eventkit.workbench.charts.whatif import delta_distribution, what_if
 
@@ -26,9 +27,11 @@ __all__ = [
     "enable_offline",
     "enable_static",
     "export",
+    "field_history",
     "restatement_view",
     "schema_version_chart",
     "snapshot_chart",
+    "state_counts",
     "storage_chart",
     "what_if",
 ]
