@@ -9,9 +9,11 @@ The events (plain Parquet, log order) are the generator's, as in
 other column the same. Each case runs in a fresh interpreter: one untimed
 warm-up call, then ``--repeat`` timed calls (median). The banking rules of
 the UUID run declare the bank's UUID as their global key (what ``account_id
-== 0`` is for the integer run). The bucket engine (``engine="buckets"``,
-state only, split on the fly) runs on the UUID copy at ``--flat`` events and
-at ``--events``: its peak memory should stay flat.
+== 0`` is for the integer run). Decoding the two copies is measured too: the
+floor, what reading 36-byte text ids costs before any replay. The bucket
+engine (``engine="buckets"``, state only) runs on the UUID copy appended to a
+bucketed eventkit archive (16 buckets, by the stable text hash), at
+``--flat`` events and at ``--events``: its peak memory should stay flat.
 """
 
 from __future__ import annotations
@@ -32,17 +34,21 @@ SEED = 1
 NAMESPACE = uuid.UUID("5f7e8c2a-0d4b-4c1e-9a57-3e2b6f1d0c15")
 PACKAGES = ("polars", "numba", "deltalake")
 CASES = {
+    "int-decode": "Int64 keys: decode (`scan_parquet().collect()`), the floor",
+    "uuid-decode": "UUID keys: decode (`scan_parquet().collect()`), the floor",
     "int-history": "Int64 keys, `balance`, full history",
     "uuid-history": "UUID keys, `balance`, full history",
     "int-state": "Int64 keys, `balance`, final state",
     "uuid-state": "UUID keys, `balance`, final state",
     "int-banking": "Int64 keys, `banking`, full history",
     "uuid-banking": "UUID keys, `banking`, full history",
-    "buckets-small": "UUID keys, bucket engine, state only ({events:,} events)",
-    "buckets-large": "UUID keys, bucket engine, state only ({events:,} events)",
+    "buckets-small": "UUID keys, bucket engine on a bucketed archive, state ({events:,} events)",
+    "buckets-large": "UUID keys, bucket engine on a bucketed archive, state ({events:,} events)",
 }
-PAIRS = (("uuid-history", "int-history"), ("uuid-state", "int-state"),
-         ("uuid-banking", "int-banking"))
+PAIRS = (("uuid-decode", "int-decode"), ("uuid-history", "int-history"),
+         ("uuid-state", "int-state"), ("uuid-banking", "int-banking"))
+TARGETS = PAIRS[1:]
+BUCKETS = 16
 
 
 def bank_uuid() -> str:
@@ -72,16 +78,24 @@ def replay_case(files: str, name: str, *, text: bool, state: bool) -> Callable[[
     return lambda: eventkit.replay(pl.scan_parquet(files), ruleset).history.collect()
 
 
-def buckets_case(files: str) -> Callable[[], Any]:
+def buckets_case(folder: str) -> Callable[[], Any]:
     import eventkit
 
     ruleset = rules("balance", text=True)
-    return lambda: eventkit.replay(files, ruleset, engine="buckets").state().collect()
+    return lambda: eventkit.replay(folder, ruleset, engine="buckets").state().collect()
+
+
+def decode_case(files: str) -> Callable[[], Any]:
+    import polars as pl
+
+    return lambda: pl.scan_parquet(files).collect()
 
 
 def run_case(case: str, files: str, repeat: int) -> None:
     if case.startswith("buckets"):
         work = buckets_case(files)
+    elif case.endswith("decode"):
+        work = decode_case(files)
     else:
         kind, _, what = case.partition("-")
         work = replay_case(files, "banking" if what == "banking" else "balance",
@@ -120,6 +134,29 @@ def events_at(events: int, accounts: int) -> tuple[Path, Path]:
     return ints, texts
 
 
+def bucketed(texts: Path) -> Path:
+    """An eventkit archive of the UUID events, bucketed by account (appended 1 M at a time)."""
+    import polars as pl
+
+    from eventkit import EventArchive
+    from eventkit.schema import BANKING
+
+    folder = texts.parent / f"uuid-buckets-{BUCKETS}"
+    if (folder / "_delta_log").is_dir():
+        return folder
+    print(f"appending the UUID events to a bucketed archive {folder} ...", file=sys.stderr,
+          flush=True)
+    schema = dataclasses.replace(BANKING, text_ids=False, columns={
+        **BANKING.columns, "account_id": pl.String(), "counterparty_id": pl.String()})
+    archive = EventArchive.create(folder, schema=schema, buckets=BUCKETS,
+                                  shared_key=bank_uuid())
+    events = pl.scan_parquet(texts / "*.parquet").drop("seq")
+    total = events.select(pl.len()).collect().item()
+    for start in range(0, total, 1_000_000):
+        archive.append(events.slice(start, 1_000_000).collect(), recorded_at="keep")
+    return folder
+
+
 def main() -> None:
     parser = case_parser(__doc__ or "", CASES)
     parser.add_argument("--files", help="(the child's own)")
@@ -135,7 +172,7 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     for case in args.cases:
         if case.startswith("buckets"):
-            files = str((small if case == "buckets-small" else texts) / "*.parquet")
+            files = str(bucketed(small if case == "buckets-small" else texts))
         else:
             files = str((texts if case.startswith("uuid") else ints) / "*.parquet")
         print(f"running {case} ...", file=sys.stderr, flush=True)
@@ -154,7 +191,7 @@ def main() -> None:
         lines.append(f"| {CASES[case].format_map(r)} | {r['median']:.3f} | {vs} | "
                      f"{r['rss'] / 2**20:,.0f} |")
     lines.append("")
-    for uuid_case, int_case in PAIRS:
+    for uuid_case, int_case in TARGETS:
         if uuid_case in results and int_case in results:
             value = results[uuid_case]["median"] / results[int_case]["median"]
             lines.append(f"- {CASES[uuid_case]} ≤ 1.3× Int64: measured {value:.2f}× — "

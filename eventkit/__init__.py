@@ -79,7 +79,7 @@ from eventkit.replay.protocol import Replayed, Window
 from eventkit.replay.result import ReplayResult
 from eventkit.replay.snapshots import Snapshots
 from eventkit.rules.model import Field, GlobalEvents, Handler, Interest, RuleSet
-from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
+from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES, EventSchema
 from eventkit.sources.conform import ColumnMapping
 from eventkit.sources.upcast import Upcaster, Upcasters
 from eventkit.streams.kafka import IngestSummary, ingest, produce
@@ -121,6 +121,7 @@ __all__ = [
     "Detector",
     "EventArchive",
     "EventDataError",
+    "EventSchema",
     "EventkitError",
     "EventkitWarning",
     "Events",
