@@ -15,11 +15,17 @@ In JupyterLab call :func:`enable_offline` once: Altair 6 otherwise loads Vega
 from a CDN, and JupyterLab cannot draw Vega-Lite 6 specs on its own.
 """
 
-from eventkit.workbench.charts._common import EMBED_OPTIONS, enable_offline, enable_static, export
+from eventkit.workbench.charts._common import (
+    EMBED_OPTIONS,
+    enable,
+    enable_offline,
+    enable_static,
+    export,
+)
 from eventkit.workbench.charts.alerts import alert_timeline
 from eventkit.workbench.charts.balances import as_of_marker, balance_history
 from eventkit.workbench.charts.health import schema_version_chart, snapshot_chart, storage_chart
-from eventkit.workbench.charts.temporal import restatement_view
+from eventkit.workbench.charts.temporal import restatement_view, totals_over_time
 from eventkit.workbench.charts.whatif import (
     delta_distribution,
     difference_view,
@@ -37,6 +43,7 @@ __all__ = [
     "as_of_marker",
     "balance_history",
     "delta_distribution",
+    "enable",
     "difference_view",
     "enable_offline",
     "enable_static",
@@ -46,6 +53,7 @@ __all__ = [
     "schema_version_chart",
     "snapshot_chart",
     "storage_chart",
+    "totals_over_time",
     "what_if",
     "what_if_summary",
 ]

@@ -21,7 +21,7 @@ from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import to_instant
 from eventkit.workbench.format import Currency, axis_time_format, span_words, time_text
 
-__all__ = ["EMBED_OPTIONS", "TimeWindow", "enable_offline", "enable_static", "export"]
+__all__ = ["EMBED_OPTIONS", "TimeWindow", "enable", "enable_offline", "enable_static", "export"]
 
 KEY: Final = "account_id"
 TIME: Final = "event_time"
@@ -131,6 +131,18 @@ def series_hover(long: pl.DataFrame, *, by: str, order: list[Any], labels: list[
         opacity=shown.then(alt.value(1)).otherwise(alt.value(0)),
     ).transform_filter(nearest)
     return [rule, points]
+
+
+def enable(*, interactive: bool) -> None:
+    """What every notebook's first cell calls: widgets offline, or static SVG for reports.
+
+    ``interactive`` (the notebooks' parameter): :func:`enable_offline`, else
+    :func:`enable_static` (papermill runs and HTML reports: pictures, no JavaScript).
+    """
+    if interactive:
+        enable_offline()
+    else:
+        enable_static()
 
 
 def enable_offline() -> None:

@@ -25,7 +25,7 @@ from eventkit.workbench.charts._common import (
 )
 from eventkit.workbench.format import Currency, Sentence, time_text
 
-__all__ = ["restatement_view"]
+__all__ = ["restatement_view", "totals_over_time"]
 
 
 def restatement_view(
@@ -142,3 +142,53 @@ def restatement_view(
                                           "red: lower"])
     # no layer has a row, column or facet encoding, so alt.layer makes no FacetChart
     return cast("alt.LayerChart", alt.layer(*layers, title=title)).properties(**SIZE)
+
+
+def totals_over_time(
+    grid: pl.LazyFrame | pl.DataFrame,
+    field: str = "balance",
+    *,
+    currency: Currency | str | None = None,
+    zone: str | None = None,
+    title: str | None = None,
+) -> alt.LayerChart | Sentence:
+    """The total of a money field over all keys at each instant of a grid (e.g. month ends).
+
+    ``grid`` is :meth:`eventkit.ReplayResult.at_times`'s frame (``instant``, the
+    key, the fields). One point per instant, joined by a line; the tooltip
+    gives the total and how many accounts it sums.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> ends = [datetime(2024, 1, 31, tzinfo=UTC), datetime(2024, 2, 29, tzinfo=UTC)]
+    >>> grid = pl.DataFrame({"instant": [ends[0], ends[1], ends[1]], "account_id": [1, 1, 2],
+    ...                      "balance": [10_000, 12_000, -500]})
+    >>> chart = totals_over_time(grid)
+    >>> chart.data.select("total_text", "accounts").rows()
+    [('$100.00', 1), ('$115.00', 2)]
+
+    """
+    frame = grid.lazy().collect()
+    if frame.height == 0:
+        return Sentence(f"No account has a {field} at these instants yet.")
+    money = Currency.of(currency)
+    data = (frame.group_by(pl.col("instant").alias("time"))
+            .agg(pl.col(field).sum().alias("#minor"), pl.len().alias("accounts"))
+            .sort("time")
+            .with_columns(with_when(zone=zone), money.text(pl.col("#minor")).alias("total_text"),
+                          money.major(pl.col("#minor")).alias("total"))
+            .drop("#minor"))
+    first, last = cast("datetime", data["time"].min()), cast("datetime", data["time"].max())
+    pad = max((last - first) / 40, MINUTE)
+    base = alt.Chart(data).encode(x=x_time(first - pad, last + pad))
+    line = base.mark_line(color="#1f77b4").encode(
+        y=alt.Y("total:Q", axis=y_money(f"total {field} ({money.code})", money),
+                scale=alt.Scale(zero=False)))
+    points = base.mark_point(filled=True, size=70, color="#1f77b4").encode(
+        y="total:Q", tooltip=[tip_time(), alt.Tooltip("total_text:N", title=f"total {field}"),
+                              alt.Tooltip("accounts:Q", format=",", title="accounts")])
+    return cast("alt.LayerChart", alt.layer(line, points, title=alt.Title(
+        title or f"Total {field} of all accounts", subtitle=(
+            f"at {len(data):,} instants from {data['when'][0]} to {data['when'][-1]}; "
+            "each account counted from its first event")))).properties(**SIZE)
