@@ -184,15 +184,16 @@ def type_137_key_by_key(pg: Any, root: str) -> None:
     box.click()
     box.fill("")
     box.press_sequentially("137", delay=250)
-    pg.wait_for_function(f"""() => [...document.querySelectorAll('{root} datalist option')]
-                         .every(o => o.value.startsWith('137'))""")
+    pg.wait_for_function(f"() => [...document.querySelectorAll('{root} datalist option')]"
+                         ".every(o => o.value.startsWith('137'))")
     pg.wait_for_timeout(1500)  # longer than the debounce: typing alone must not replay
     assert "account 137" not in pg.locator(f"{root} .role-title-text").first.text_content()
     box.press("Enter")
-    pg.wait_for_function(f"""() => document.querySelector('{root} .vega-embed svg
-        .role-title-text')?.textContent === 'Balance history of account 137'""")
-    pg.wait_for_function(f"""() => document.querySelector('{root} .eventkit-status')
-        ?.textContent.startsWith('account 137: ')""")
+    title = f"{root} .vega-embed svg .role-title-text"
+    pg.wait_for_function(f"() => document.querySelector('{title}')?.textContent"
+                         " === 'Balance history of account 137'")
+    pg.wait_for_function(f"() => document.querySelector('{root} .eventkit-status')"
+                         "?.textContent.startsWith('account 137 as of ')")
     seen = pg.evaluate("() => [...window.__titles]")
     assert [t for t in seen if "account 1" in t and "137" not in t and t not in
             ("Balance history of account 1",)] == [], seen  # never 13: typing draws nothing
@@ -228,13 +229,22 @@ def test_hovering_a_line_shows_every_accounts_balance_at_that_instant(lab: dict[
     box = svg.bounding_box()
     tips = []
     for x in (0.3, 0.55, 0.8):  # across the plot
-        pg.mouse.move(box["x"] + box["width"] * x, box["y"] + box["height"] * 0.55)
-        pg.wait_for_selector("#vg-tooltip-element.visible", timeout=10_000)
+        pg.mouse.move(box["x"] + box["width"] * x - 5, box["y"] + box["height"] * 0.5)
+        pg.mouse.move(box["x"] + box["width"] * x, box["y"] + box["height"] * 0.55, steps=5)
+        try:
+            pg.wait_for_selector("#vg-tooltip-element.visible", timeout=10_000)
+        except Exception:
+            print(pg.evaluate("""() => [...document.querySelectorAll('[id*=tooltip],'
+              + '[class*=tooltip]')].map(e => e.outerHTML.slice(0, 300))"""))
+            print(box, pg.evaluate("() => document.elementFromPoint(%d, %d)?.outerHTML"
+                                   % (box["x"] + box["width"] * x,
+                                      box["y"] + box["height"] * 0.55))[:500])
+            raise
         tips.append(pg.locator("#vg-tooltip-element").inner_text())
     pg.locator(NB).screenshot(path=str(SHOTS / "hover-tooltip.png"))
     chart = charts.balance_history(eventkit.replay(eventkit.open_archive(sample_archive)).history,
                                    accounts=[1, 2, 3], start="2023-01-01", end="2025-12-31")
-    rows = {r["when"]: r for r in chart.layer[2].data.iter_rows(named=True)}
+    rows = {r["when"]: r for r in chart.layer[3].data.iter_rows(named=True)}
     for tip in tips:
         assert "NaN" not in tip and "undefined" not in tip, tip
         lines = dict(line.split("\t", 1) if "\t" in line else line.rsplit(" ", 1)
@@ -280,7 +290,7 @@ def test_replay_explorer_in_jupyterlab(lab: dict[str, str], page: Any):
     first = explorer_state(pg)
     assert "Balance history of account 1" in first["chart"]
     assert "as of 2024-06-30 23:59 UTC" in first["chart"]
-    assert first["status"].startswith("account 1: ")
+    assert first["status"].startswith("account 1 as of ")
 
     # the as-of slider, by keyboard as a person would: ten days back
     assert first["as_of"] == "2024-06-30"
@@ -303,7 +313,7 @@ def test_replay_explorer_in_jupyterlab(lab: dict[str, str], page: Any):
     changed = explorer_state(pg)
     assert changed["line"] != moved["line"]
     assert "as of 2024-06-20 23:59 UTC" in changed["chart"]
-    assert changed["status"].startswith("account 42: ")
+    assert changed["status"].startswith("account 42 as of ")
 
     # a what-if: the rate slider up eight steps of 0.25 draws the scenario line
     rate = pg.locator(f"{EXPLORER} .eventkit-rate .noUi-handle")

@@ -76,7 +76,7 @@ def layer_rows(chart: alt.Chart | alt.LayerChart, mark: str, index: int = 0) -> 
 def tooltip_rows(chart: alt.Chart | alt.LayerChart) -> list[dict]:
     """The rows behind the nearest-instant tooltip (the rule layer with a tooltip)."""
     spec = chart.to_dict()
-    [layer] = [layer for layer in spec["layer"] if layer["mark"]["type"] == "rule"
+    [layer] = [layer for layer in spec["layer"] if layer["mark"]["type"] == "rect"
                and "tooltip" in layer.get("encoding", {})]
     return spec["datasets"][layer.get("data", spec.get("data"))["name"]]
 
@@ -111,11 +111,12 @@ def test_line_tooltips_list_every_series_at_the_nearest_instant_as_text(small):
     spec = chart.to_dict()
     [param] = spec["params"]
     assert param["select"] == {"type": "point", "clear": "pointerout", "fields": ["time"],
-                               "nearest": True, "on": "pointerover"}
-    rule = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "rule")
-    assert [(t["field"], t["title"]) for t in rule["encoding"]["tooltip"]] == [
+                               "on": "pointerover"}
+    bands = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "rect")
+    assert bands["encoding"]["x2"]["field"] == "until"  # each instant holds until the next
+    assert [(t["field"], t["title"]) for t in bands["encoding"]["tooltip"]] == [
         ("when", "time"), ("t0", "account 1"), ("t1", "account 2")]
-    assert all(t["type"] == "nominal" for t in rule["encoding"]["tooltip"])  # text: never NaN
+    assert all(t["type"] == "nominal" for t in bands["encoding"]["tooltip"])  # text: never NaN
     tips = tooltip_rows(chart)
     assert [(r["when"], r["t0"], r["t1"]) for r in tips] == [
         ("2024-01-01 01:00 CET", "€100.00", None),        # account 2 has no event yet
@@ -152,8 +153,8 @@ def test_long_histories_are_downsampled_to_max_points(big):
     chart = charts.balance_history(history, accounts=[1, 2], max_points=500)
     data = layer_rows(chart, "line")
     assert len(data) <= 500
-    assert len(tooltip_rows(chart)) <= 500
-    assert size(chart) < 100_000
+    assert len(tooltip_rows(chart)) <= 500  # the hover: one row per instant, both lines
+    assert size(chart) < 150_000  # lines, and the hover's text for every instant
     assert "last balance of every" in chart.to_dict()["title"]["subtitle"]
     final = final_units(big)
     for account in (1, 2):  # each line still ends on the exact final balance
@@ -201,11 +202,11 @@ def test_nothing_to_draw_is_refused(small):
 def test_band_of_all_accounts_is_percentiles_of_end_of_day_balances(bank):
     chart = charts.balance_history(bank.history)
     spec = chart.to_dict()
-    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["area", "line", "rule"]
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["area", "line", "rule", "rect"]
     assert spec["title"]["text"] == "Balances of 300 accounts: median and 10th-90th percentile"
     assert spec["title"]["subtitle"][0].endswith("balance at the end of every day")
     assert "middle 80 % of accounts" in spec["title"]["subtitle"][1]  # the band explained
-    tip = [t["title"] for t in spec["layer"][2]["encoding"]["tooltip"]]
+    tip = [t["title"] for t in spec["layer"][3]["encoding"]["tooltip"]]
     assert tip == ["end of day", "90th percentile", "median", "10th percentile",
                    "accounts with events"]
     data = {r["time"][:10]: r for r in rows(chart)}
@@ -271,16 +272,16 @@ def test_as_of_marker_draws_a_rule_at_the_end_of_the_day_on_top_of_the_lines(sma
     lines = charts.balance_history(small.history, accounts=[1, 2])
     spec = charts.as_of_marker(lines, "2024-01-02").to_dict()
     assert [layer["mark"]["type"] for layer in spec["layer"]] == [
-        "line", "rule", "point", "rule", "text"]
+        "line", "rule", "point", "rect", "rule", "text"]
     assert spec["params"] and spec["width"] == "container"  # the hover survives the marker
     assert "title" not in spec["layer"][0]  # one title, on the layer chart
     assert spec["title"]["text"] == "Balance history of accounts 1, 2"
-    marker = spec["datasets"][spec["layer"][3]["data"]["name"]]
+    marker = spec["datasets"][spec["layer"][4]["data"]["name"]]
     assert marker == [{"time": "2024-01-02T23:59:59.999999+0000",
                        "label": "as of 2024-01-02 23:59 UTC"}]
     band = charts.as_of_marker(charts.balance_history(small.history), "2024-01-02")
     assert [layer["mark"]["type"] for layer in band.to_dict()["layer"]] == [
-        "area", "line", "rule", "rule", "text"]
+        "area", "line", "rule", "rect", "rule", "text"]
 
 
 def test_as_of_marker_refuses_a_naive_instant(small):

@@ -62,13 +62,13 @@ def test_first_view_shows_the_account_at_the_as_of_day(ex, events):
     spec = ex.chart.spec
     assert spec["title"]["text"] == "Balance history of account 3"
     assert [layer["mark"]["type"] for layer in spec["layer"]] == [
-        "line", "rule", "point", "rule", "text"]
+        "line", "rule", "point", "rect", "rule", "text"]
     assert "as of 2024-06-30 23:59 UTC" in json.dumps(spec["datasets"])
     assert "State as of 2024-06-30 23:59 UTC" in ex.table.value
     expected = eventkit.replay(events, "banking").as_of("2024-06-30", accrued=True).filter(
         pl.col("account_id") == 3).collect()
     assert cells(ex)[0][:2] == ["baseline", money(expected["balance"][0])]
-    assert ex.status.value.startswith("account 3: ")
+    assert ex.status.value.startswith("account 3 as of 2024-06-30 23:59 UTC: balance $")
     assert ex.difference.value == ""  # no scenario, no difference
     assert ex.date.value == date(2024, 6, 30)
 

@@ -346,9 +346,10 @@ class Explorer:
             f"<b>{html.escape(self.currency.signed(delta) if delta else 'no difference')}</b>"
             f"<br>balance at the instant</div>")
         ms = (time.perf_counter() - began) * 1000
-        status = (f"account {account}: {view.history.height:,} events, "
-                  f"{html.escape(view.summary(currency=self.currency, zone=self.zone))} "
-                  f"<span style='color:#888'>({ms:,.0f} ms)</span>")
+        said = view.summary(currency=self.currency, zone=self.zone).removeprefix(
+            f"Account {account} ")
+        status = (f"account {account} {html.escape(said)} <span style='color:#888'>"
+                  f"({view.history.height:,} events; {ms:,.0f} ms)</span>")
         return Shown(view, chart, shown_table, difference, status)
 
     def _show(self, shown: Shown, wanted: Wanted) -> None:

@@ -194,7 +194,7 @@ def account_view(
     >>> view.at("2024-01-02").state["balance"].to_list()
     [9750]
     >>> [layer["mark"]["type"] for layer in view.chart().to_dict()["layer"]]
-    ['line', 'rule', 'point', 'rule', 'text']
+    ['line', 'rule', 'point', 'rect', 'rule', 'text']
     >>> t0 = datetime(2023, 1, 1, tzinfo=UTC)
     >>> rates = pl.DataFrame({"event_id": ["r"], "seq": [3], "account_id": [0],
     ...     "event_type": ["InterestRateChanged"], "event_time": [t0], "recorded_at": [t0],

@@ -88,7 +88,7 @@ def series_hover(long: pl.DataFrame, *, by: str, order: list[Any], labels: list[
                  colours: list[str] | None, text: Callable[[pl.Expr], pl.Expr],
                  scale: Callable[[pl.Expr], pl.Expr], zone: str | None = None,
                  value: str = "minor") -> list[alt.Chart]:
-    """The nearest-instant rule and points of step lines, with every series in the tooltip.
+    """The hovered instant's rule and points on step lines, every series in the tooltip.
 
     ``long`` has one row per (``by``, ``time``) with the exact ``value`` (e.g.
     minor units); ``text`` writes it for the tooltip, ``scale`` puts it on the
@@ -96,8 +96,9 @@ def series_hover(long: pl.DataFrame, *, by: str, order: list[Any], labels: list[
     At each instant any series has a point, every series' value then (its
     last one at or before: step lines) is computed here, in Polars, so the
     chart holds one row per instant however many series (Altair's "multi-line
-    tooltip" pattern). Returns two layers: a rule and points on the lines,
-    both shown only at the instant nearest the pointer.
+    tooltip" pattern, with the instant found by :func:`hover_layers` instead of
+    a Voronoi "nearest", whose tooltips Vega-Lite leaves undefined). Returns
+    three layers: a rule and points at the hovered instant, and the bands.
     """
     names = [f"s{i}" for i in range(len(order))]
     rename = dict(zip(order, names, strict=True))
@@ -112,25 +113,43 @@ def series_hover(long: pl.DataFrame, *, by: str, order: list[Any], labels: list[
         "time", with_when(zone=zone),
         *(text(pl.col(n)).alias(f"t{i}") for i, n in enumerate(names)),
         *(scale(pl.col(n)).alias(f"v{i}") for i, n in enumerate(names)))
-    nearest = alt.selection_point(nearest=True, on="pointerover", fields=["time"], empty=False,
-                                  clear="pointerout")
-    shown = alt.when(nearest)
-    rule = alt.Chart(wide).mark_rule(color="gray").encode(
-        x="time:T", opacity=shown.then(alt.value(0.5)).otherwise(alt.value(0)),
-        tooltip=[tip_time(), *(alt.Tooltip(f"t{i}:N", title=label)
-                               for i, label in enumerate(labels))],
-    ).add_params(nearest)
+    rule, points, rects = hover_layers(wide, tooltip=[
+        tip_time(), *(alt.Tooltip(f"t{i}:N", title=label) for i, label in enumerate(labels))])
     lookup = "{" + ", ".join(f"v{i}: {json.dumps(label)}" for i, label in enumerate(labels)) + "}"
     colour = alt.Color("series:N", legend=None, sort=labels,
                        scale=alt.Scale(domain=labels, range=colours) if colours else alt.Undefined)
-    points = alt.Chart(wide).transform_fold(
+    points = points.transform_fold(
         [f"v{i}" for i in range(len(labels))], as_=["#v", "value"]
     ).transform_calculate(series=f"{lookup}[datum['#v']]").mark_point(
-        filled=True, size=50).encode(
-        x="time:T", y="value:Q", color=colour,
-        opacity=shown.then(alt.value(1)).otherwise(alt.value(0)),
-    ).transform_filter(nearest)
-    return [rule, points]
+        filled=True, size=50).encode(x="time:T", y="value:Q", color=colour)
+    return [rule, points, rects]
+
+
+def with_until(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (one row per ``time``, sorted) with ``until``: the next row's time."""
+    return frame.with_columns(pl.col("time").shift(-1).fill_null(pl.col("time").max())
+                              .alias("until"))
+
+
+def hover_layers(wide: pl.DataFrame, *, tooltip: list[alt.Tooltip]
+                 ) -> tuple[alt.Chart, alt.Chart, alt.Chart]:
+    """Hover over a time chart: the instant in force under the pointer, and its tooltip.
+
+    ``wide`` has one row per instant (``time``, sorted). Each row gets an
+    invisible band from its instant to the next one (step lines: its values
+    hold there); the band under the pointer is selected and shows ``tooltip``,
+    a rule marks its instant. Returns the rule, a base for points drawn at the
+    selected instant (give it a mark and encodings), and the bands (on top).
+    """
+    data = wide if "until" in wide.columns else with_until(wide)
+    hovered = alt.selection_point(on="pointerover", fields=["time"], empty=False,
+                                  clear="pointerout")
+    rule = alt.Chart(data).mark_rule(color="gray", strokeDash=[2, 2]).encode(
+        x="time:T").transform_filter(hovered)
+    points = alt.Chart(data).transform_filter(hovered)
+    rects = alt.Chart(data).mark_rect(opacity=0).encode(
+        x="time:T", x2="until:T", tooltip=tooltip).add_params(hovered)
+    return rule, points, rects
 
 
 def enable(*, interactive: bool) -> None:
@@ -162,6 +181,8 @@ def enable_offline() -> None:
     """
     # embed_options must go in this same call: a later set_embed_options() drops offline=True.
     alt.renderers.enable("jupyter", offline=True, embed_options=dict(EMBED_OPTIONS))
+    if FILL_CSS not in alt.JupyterChart._css:  # read by each new chart widget
+        alt.JupyterChart._css += FILL_CSS
 
 
 def _static(spec: dict[str, Any], **options: Any) -> dict[str, str]:
@@ -260,6 +281,10 @@ def export(chart: alt.TopLevelMixin, path: str | Path, *, scale: float = 2.0) ->
         partial.unlink(missing_ok=True)
     return target
 
+
+#: A chart with ``width: "container"`` fills its output's width (Altair's widget leaves
+#: vega-embed's element as wide as its content, which is nothing before the chart is drawn).
+FILL_CSS: Final = "\n.vega-embed.fit-x { width: 100%; display: block; }\n"
 
 #: vega-embed options of every chart: SVG (crisp, searchable), no "..." actions menu.
 EMBED_OPTIONS: Final = {"renderer": "svg", "actions": False}

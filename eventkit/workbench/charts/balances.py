@@ -20,9 +20,11 @@ from eventkit.workbench.charts._common import (
     SIZE,
     TimeWindow,
     describe,
+    hover_layers,
     period_of,
     series_hover,
     tip_time,
+    with_until,
     with_when,
     x_time,
     y_money,
@@ -36,6 +38,8 @@ GRID_CELLS: Final = 10_000_000
 
 #: Percentiles of the all-accounts chart: column name -> quantile.
 PERCENTILES: Final = {"p10": 0.1, "median": 0.5, "p90": 0.9}
+#: Lines up to which the hover tooltip lists every line (more would not be read).
+MAX_TIP_LINES: Final = 12
 PERCENTILE_WORDS: Final = {"p10": "10th percentile", "median": "median", "p90": "90th percentile"}
 
 
@@ -107,7 +111,7 @@ def balance_history(
     [('01-01 00:00', 100.0), ('01-02 00:00', 97.5), ('01-04 23:59', 97.5)]
     >>> chart.to_dict()["title"]["text"]
     'Balance history of account 1'
-    >>> chart.layer[2].data.select("when", "t0").row(1)  # the hover tooltip
+    >>> chart.layer[3].data.select("when", "t0").row(1)  # the hover tooltip
     ('2024-01-02 00:00 UTC', '$97.50')
     >>> band = balance_history(history, start="2024-01-02")  # all accounts: percentiles
     >>> band.data.select(pl.col("time").dt.day(), "median", "accounts").rows()
@@ -157,7 +161,7 @@ def as_of_marker(chart: alt.Chart | alt.LayerChart, instant: Instant, *,
     >>> lines = balance_history(eventkit.replay(events).history, accounts=[1])
     >>> spec = as_of_marker(lines, "2024-01-01").to_dict()
     >>> [layer["mark"]["type"] for layer in spec["layer"]], spec["title"]["text"]
-    (['line', 'rule', 'point', 'rule', 'text'], 'Balance history of account 1')
+    (['line', 'rule', 'point', 'rect', 'rule', 'text'], 'Balance history of account 1')
     >>> [r["label"] for d in spec["datasets"].values() for r in d if "label" in r]
     ['as of 2024-01-01 23:59 UTC']
 
@@ -230,7 +234,7 @@ def _line_chart(window: TimeWindow, max_points: int, currency: Currency, zone: s
         color=colour, **encoding)
     hover = series_hover(data, by=by, order=order, labels=names, colours=colours,
                          text=currency.signed_text if signed else currency.text,
-                         scale=currency.major, zone=zone)
+                         scale=currency.major, zone=zone) if len(order) <= MAX_TIP_LINES else []
     return cast("alt.LayerChart", alt.layer(*extra, lines, *hover, title=alt.Title(
         title, subtitle=subtitle)).properties(**SIZE))
 
@@ -256,20 +260,16 @@ def _band_chart(window: TimeWindow, max_points: int, currency: Currency,
                             for name in PERCENTILES))
             .with_columns(currency.major(pl.col(name)).round(currency.minor)
                           for name in PERCENTILES)
-            .collect())
+            .collect().pipe(with_until))
     base = alt.Chart(data).encode(x=x_time(window.left, window.right))
     band = base.mark_area(interpolate="step-after", opacity=0.3).encode(
         y=alt.Y("p10:Q", axis=y_money(f"balance ({currency.code})", currency)), y2="p90:Q")
     median = base.mark_line(interpolate="step-after").encode(y="median:Q")
-    nearest = alt.selection_point(nearest=True, on="pointerover", fields=["time"], empty=False,
-                                  clear="pointerout")
-    rule = base.mark_rule(color="gray").encode(
-        opacity=alt.when(nearest).then(alt.value(0.5)).otherwise(alt.value(0)),
-        tooltip=[tip_time(f"end of {describe(every)}"),
-                 *(alt.Tooltip(f"{name}_text:N", title=PERCENTILE_WORDS[name])
-                   for name in reversed(PERCENTILES)),
-                 alt.Tooltip("accounts:Q", format=",", title="accounts with events")],
-    ).add_params(nearest)
+    rule, _, rects = hover_layers(data, tooltip=[
+        tip_time(f"end of {describe(every)}"),
+        *(alt.Tooltip(f"{name}_text:N", title=PERCENTILE_WORDS[name])
+          for name in reversed(PERCENTILES)),
+        alt.Tooltip("accounts:Q", format=",", title="accounts with events")])
     title = alt.Title(
         f"Balances of {window.accounts:,} accounts: median and 10th-90th percentile",
         subtitle=[f"{window.subtitle(zone)}; balance at the end of every {describe(every)}",
@@ -277,5 +277,5 @@ def _band_chart(window: TimeWindow, max_points: int, currency: Currency,
                   "(between the 10th and 90th percentile), each counted from its first event"],
     )
     # no layer has a row, column or facet encoding, so alt.layer makes no FacetChart
-    return cast("alt.LayerChart", alt.layer(band, median, rule, title=title)
+    return cast("alt.LayerChart", alt.layer(band, median, rule, rects, title=title)
                 ).properties(**SIZE)
