@@ -240,20 +240,20 @@ def test_hovering_a_line_shows_every_accounts_balance_at_that_instant(lab: dict[
                                    % (box["x"] + box["width"] * x,
                                       box["y"] + box["height"] * 0.55))[:500])
             raise
-        tips.append(pg.locator("#vg-tooltip-element").inner_text())
+        tips.append(pg.evaluate("""() => Object.fromEntries([...document.querySelectorAll(
+            '#vg-tooltip-element tr')].map(r => [...r.querySelectorAll('td')]
+            .map(td => td.textContent.trim())))"""))
     pg.locator(NB).screenshot(path=str(SHOTS / "hover-tooltip.png"))
     chart = charts.balance_history(eventkit.replay(eventkit.open_archive(sample_archive)).history,
                                    accounts=[1, 2, 3], start="2023-01-01", end="2025-12-31")
     rows = {r["when"]: r for r in chart.layer[3].data.iter_rows(named=True)}
+    assert len({tip["time"] for tip in tips}) == 3, tips  # three different instants
     for tip in tips:
-        assert "NaN" not in tip and "undefined" not in tip, tip
-        lines = dict(line.split("\t", 1) if "\t" in line else line.rsplit(" ", 1)
-                     for line in tip.splitlines() if line.strip())
-        when = next(v.strip() for k, v in lines.items() if k.strip() == "time")
+        assert "NaN" not in str(tip) and "undefined" not in str(tip), tip
+        when = tip["time"]
         assert when.endswith(" UTC") and when in rows, (when, tip)
         for i, account in enumerate((1, 2, 3)):
-            shown = next(v.strip() for k, v in lines.items() if k.strip() == f"account {account}")
-            assert shown == (rows[when][f"t{i}"] or ""), (account, tip)
+            assert tip[f"account {account}"] == (rows[when][f"t{i}"] or ""), (account, tip)
     assert not pg.problems, pg.problems
 
 
