@@ -18,7 +18,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-__all__ = ["app_command", "app_notebook"]
+__all__ = ["app_command", "app_environment", "app_notebook", "offline_template"]
 
 
 def app_notebook(folder: str | Path, archive: str | Path, *, account: int | None = None,
@@ -56,12 +56,35 @@ def app_notebook(folder: str | Path, archive: str | Path, *, account: int | None
     return target
 
 
+def offline_template(folder: str | Path) -> Path:
+    """Write Voilà's ``lab`` page template without its two CDN links (Font Awesome).
+
+    Voilà's own template loads Font Awesome's CSS from a CDN; the widgets
+    bundle the fonts already. The copy, named ``eventkit``, lives under
+    ``folder/voila/templates`` (put ``folder`` on ``JUPYTER_PATH``). Returns
+    the folder to add to ``JUPYTER_PATH``.
+    """
+    from jupyter_core.paths import jupyter_path  # noqa: PLC0415 (Jupyter's own)
+
+    source = next(Path(p) / "index.html.j2" for p in jupyter_path("voila", "templates", "lab")
+                  if (Path(p) / "index.html.j2").is_file())
+    page = "\n".join(line for line in source.read_text().splitlines()
+                     if not ("<link" in line and "//cdn." in line))
+    target = Path(folder) / "voila" / "templates" / "eventkit"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "index.html.j2").write_text(page)
+    (target / "conf.json").write_text(json.dumps({"base_template": "lab"}))
+    return Path(folder)
+
+
 def app_command(notebook: str | Path, *, host: str = "127.0.0.1", port: int = 8866,
                 token: str | None = None) -> tuple[list[str], str]:
     """The command line that serves ``notebook`` with Voilà, and its token.
 
     Binds to ``host`` only (loopback by default), opens no browser, shows no
-    code and no tracebacks; a random token is made when none is given.
+    code and no tracebacks; a random token is made when none is given. The
+    page template is ``eventkit`` (see :func:`offline_template`): run it with
+    :func:`app_environment`.
 
     Examples
     --------
@@ -80,7 +103,17 @@ def app_command(notebook: str | Path, *, host: str = "127.0.0.1", port: int = 88
         "--strip_sources=True",
         "--show_tracebacks=False",
         "--VoilaConfiguration.file_allowlist=[]",
+        "--template=eventkit",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         argv.append("--ServerApp.allow_root=True")
     return argv, token
+
+
+def app_environment(notebook: str | Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) with the offline page template on ``JUPYTER_PATH``."""
+    base = dict(os.environ if env is None else env)
+    folder = offline_template(Path(notebook).resolve().parent / "share")
+    base["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(folder), base.get("JUPYTER_PATH"))
+                                           if p)
+    return base

@@ -421,7 +421,7 @@ def _lab(args: argparse.Namespace) -> int:
 def _app(args: argparse.Namespace) -> int:
     import tempfile
 
-    from eventkit.workbench.app import app_command, app_notebook
+    from eventkit.workbench.app import app_command, app_environment, app_notebook
 
     if not Path(args.archive).exists():
         msg = f"no archive at {args.archive} (make sample builds data/sample)"
@@ -431,7 +431,7 @@ def _app(args: argparse.Namespace) -> int:
                         currency=args.currency)
     argv, token = app_command(book, host=args.host, port=args.port, token=args.token)
     print(f"eventkit app: http://{args.host}:{args.port}/?token={token}", flush=True)
-    os.execv(argv[0], argv)
+    os.execve(argv[0], argv, app_environment(book))
     return 0  # not reached: exec replaced this process
 
 

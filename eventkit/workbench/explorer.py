@@ -44,6 +44,9 @@ __all__ = ["AccountView", "Explorer", "account_view", "explorer", "rate_scenario
 #: Account ids offered while typing in the account box.
 MAX_OPTIONS: Final = 20
 
+#: Width of the explorer's chart in pixels (the lab and the app alike).
+CHART_WIDTH: Final = 820
+
 #: Seconds without a new change before the explorer recomputes.
 DEBOUNCE_S: Final = 0.2
 
@@ -336,7 +339,9 @@ class Explorer:
                             if points else None)
                 view = account_view(self._source, account, day, rules=rules, scenario=scenario,
                                     scenario_label=f"rate {points:+.2f} pp")
-            chart = view.chart(currency=self.currency, zone=self.zone)
+            # a fixed width: Voila's widget boxes give vega-embed no container width to fill
+            chart = view.chart(currency=self.currency, zone=self.zone).properties(
+                width=CHART_WIDTH)
             shown_table = view.table_html(currency=self.currency, zone=self.zone)
         except (EventDataError, ParameterError, ValueError) as exc:
             return f"<b>{html.escape(str(exc))}</b>"
