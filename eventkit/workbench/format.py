@@ -138,7 +138,9 @@ class Sentence(str):
         return str(self)
 
     def _repr_html_(self) -> str:
-        return f"<p class='eventkit-sentence'>{html.escape(self)}</p>"
+        # tex2jax_ignore: JupyterLab's MathJax would read "$2.00 ... $3.00" as a formula
+        return (f"<p class='eventkit-sentence tex2jax_ignore mathjax_ignore'>"
+                f"{html.escape(self)}</p>")
 
 
 def percent_text(expr: pl.Expr, *, decimals: int = 2) -> pl.Expr:
