@@ -95,14 +95,16 @@ class Currency:
         expr = expr.cast(pl.Int64)
         whole = expr.abs() // 10**self.minor
         part = (expr.abs() % 10**self.minor).cast(pl.String).str.zfill(self.minor)
-        groups = [((whole // 1000**k) % 1000).cast(pl.String) for k in range(7)]
-        digits = pl.lit("")
-        for k in range(6, -1, -1):  # most significant group first; inner groups padded
-            group = groups[k] if k == 6 else pl.when(whole >= 1000 ** (k + 1)).then(
-                groups[k].str.zfill(3)).otherwise(groups[k])
-            digits = pl.when(whole >= 1000**k).then(
-                pl.concat_str(digits, group, pl.lit("," if k else ""))).otherwise(digits)
-        digits = pl.when(whole == 0).then(pl.lit("0")).otherwise(digits.str.strip_suffix(","))
+        pieces = []  # most significant group first; inner groups zero-padded; each apart
+        for k in range(6, -1, -1):  # (nesting them would grow the expression exponentially)
+            group = ((whole // 1000**k) % 1000).cast(pl.String)
+            padded = group if k == 6 else pl.when(whole >= 1000 ** (k + 1)).then(
+                group.str.zfill(3)).otherwise(group)
+            sep = pl.lit("," if k else "")
+            pieces.append(pl.when(whole >= 1000**k).then(pl.concat_str(padded, sep))
+                          .otherwise(pl.lit("")))
+        digits = pl.when(whole == 0).then(pl.lit("0")).otherwise(
+            pl.concat_str(pieces).str.strip_suffix(","))
         frac = pl.concat_str(pl.lit("."), part) if self.minor else pl.lit("")
         sign = pl.when(expr < 0).then(pl.lit(MINUS)).otherwise(pl.lit(""))
         return pl.concat_str(sign, pl.lit(self.symbol), digits, frac)
