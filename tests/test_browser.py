@@ -414,7 +414,8 @@ def test_every_report_stands_alone_offline(tmp_path: Path, page: Any, kernel: st
         for svg in svgs:
             assert "NaN" not in base64.b64decode(svg).decode()
         assert "Parameters of this run" in pg.content(), report.name
-        assert pg.locator(".jp-InputArea").count() == 0, report.name  # code hidden
+        assert pg.locator(".jp-CodeCell .jp-InputArea").count() == 0, report.name  # code hidden
+        assert "import eventkit" not in pg.locator("body").inner_text(), report.name
         pg.screenshot(path=str(SHOTS / f"report-{report.stem}.png"), full_page=True)
     offsite = [u for u in requested if not u.startswith(("file://", "data:"))]
     assert offsite == [], offsite
