@@ -80,6 +80,8 @@ class Fold:
     times: np.ndarray
     seqs: np.ndarray
     coverage: Coverage = Coverage((), ())
+    #: the rate table the fold used: effective instants (µs) and annual rates
+    rates: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.float64))
 
     def last_at(self, micros: int) -> tuple[np.ndarray, np.ndarray]:
         """Per key code: row of its last event at or before ``micros`` (-1: none), and count."""
@@ -206,7 +208,7 @@ def fold(events: pl.DataFrame | Prepared, checked: CheckedRules,
         state = _fold_program(inputs, checked, p.visit, p.keys, p.n_keys, types, p.times,
                               rate_times, rate_rates, carried, texts)
     return Fold(p.events.hstack(state), p.keys, p.n_keys, p.times, p.seqs,
-                _coverage(p.events["event_type"], types, handled))
+                _coverage(p.events["event_type"], types, handled), (rate_times, rate_rates))
 
 
 def _coverage(column: pl.Series, types: np.ndarray, handled: tuple[str, ...]) -> Coverage:

@@ -14,20 +14,22 @@ import altair as alt
 import polars as pl
 
 from eventkit.exceptions import WorkbenchError
-from eventkit.workbench.charts._common import SIZE, TIME_TIP, X_TIME
+from eventkit.workbench.charts._common import SIZE, tip_time, with_when, x_time, y_money
+from eventkit.workbench.format import Currency
 
 __all__ = ["field_history", "state_counts"]
 
 
 def field_history(history: pl.LazyFrame | pl.DataFrame, field: str, *,
                   key: str | Sequence[str], keys: Collection[object], money: bool = False,
-                  title: str | None = None, max_points: int = 2000) -> alt.Chart:
+                  currency: Currency | str | None = None, title: str | None = None,
+                  max_points: int = 2000) -> alt.Chart:
     """Step lines of ``field`` after each event, one line per key in ``keys``.
 
     ``history`` is a replay's history; ``key`` the rule set's key column(s)
-    (a composite key is labelled ``a / b``); ``money`` shows cents as currency
-    units. At most ``max_points`` events are drawn (the first of each key's
-    events beyond are dropped, with a note in the subtitle).
+    (a composite key is labelled ``a / b``); ``money`` shows minor units in
+    ``currency`` (default: the workbench's). At most ``max_points`` events are
+    drawn (the earliest beyond are dropped, with a note in the subtitle).
 
     Examples
     --------
@@ -62,9 +64,11 @@ def field_history(history: pl.LazyFrame | pl.DataFrame, field: str, *,
         raise WorkbenchError(msg)
     dropped = max(0, data.height - max_points)
     data = data.tail(max_points)
+    units = Currency.of(currency)
+    data = data.with_columns(with_when())
     if money:
-        data = data.with_columns(pl.col("value") / 100)
-    subtitle = (f"{field} after each event" + (" (currency units)" if money else "")
+        data = data.with_columns(units.major(pl.col("value")))
+    subtitle = (f"{field} after each event" + (f" ({units.symbol})" if money else "")
                 + (f"; the first {dropped:,} events left out" if dropped else ""))
     if title is None:
         title = (f"{field} of {', '.join(wanted)}" if len(wanted) <= 2
@@ -72,10 +76,10 @@ def field_history(history: pl.LazyFrame | pl.DataFrame, field: str, *,
     return alt.Chart(data, title=alt.Title(title, subtitle=subtitle)).mark_line(
         interpolate="step-after", point=True,
     ).encode(
-        x=X_TIME,
-        y=alt.Y("value:Q", title=field + (" (currency units)" if money else "")),
+        x=x_time(),
+        y=alt.Y("value:Q", axis=y_money(field, units) if money else alt.Axis(title=field)),
         color=alt.Color("key:N", title=" / ".join(columns)),
-        tooltip=[alt.Tooltip("key:N", title=" / ".join(columns)), TIME_TIP,
+        tooltip=[alt.Tooltip("key:N", title=" / ".join(columns)), tip_time(),
                  alt.Tooltip("event_type:N", title="event"),
                  alt.Tooltip("value:Q", title=field, format=",.2f" if money else ",")],
     ).properties(**SIZE)
@@ -98,4 +102,4 @@ def state_counts(state: pl.LazyFrame | pl.DataFrame, field: str, *, title: str =
     ).encode(
         x=alt.X("keys:Q", title=noun), y=alt.Y(f"{field}:N", sort="-x", title=field),
         tooltip=[f"{field}:N", alt.Tooltip("keys:Q", title=noun, format=",")],
-    ).properties(width=SIZE["width"], height=min(SIZE["height"], 28 * max(data.height, 1))))
+    ).properties(width=SIZE["width"], height=min(300, 28 * max(data.height, 1))))
