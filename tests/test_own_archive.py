@@ -266,3 +266,37 @@ def test_open_archive_reads_foreign_data_in_a_schema_of_ones_own(tmp_path: Path)
     with pytest.raises(ValidationError, match="1900-2200") as caught:
         eventkit.open_archive(path, schema=schema, mapping=MAPPING).collect()
     assert (caught.value.column, caught.value.row) == ("event_time", 0)
+
+
+def test_several_kinds_of_stream_in_one_archive_each_rule_set_selecting_its_own(
+        tmp_path: Path) -> None:
+    archive = EventArchive.create(tmp_path / "mixed", key="stream", columns={
+        "stream": "string", "stream_type": "string", "account_id": "int",
+        "order_id": "string", "amount": "money"})
+    t = [T0 + timedelta(hours=h) for h in range(5)]
+    archive.append(pl.DataFrame({
+        "event_id": list("abcde"),
+        "stream": ["account-1", "order-42", "account-1", "order-42", "order-7"],
+        "stream_type": ["account", "order", "account", "order", "order"],
+        "account_id": [1, None, 1, None, None], "order_id": [None, "42", None, "42", "7"],
+        "event_type": ["Deposit", "Placed", "Deposit", "Paid", "Placed"], "event_time": t,
+        "amount": [500, 1200, 250, 1200, 90]}))
+    accounts = RuleSet.from_dict({
+        "ruleset": {"name": "accounts", "key": "account_id",
+                    "where": "stream_type == 'account'"},
+        "columns": {"stream_type": "string"},
+        "fields": {"balance": {"type": "int"}},
+        "on": {"Deposit": {"balance": "balance + amount"}}})
+    orders = RuleSet.from_dict({
+        "ruleset": {"name": "orders", "key": "order_id", "where": "stream_type == 'order'"},
+        "columns": {"stream_type": "string"},
+        "fields": {"status": {"type": "string", "initial": "new"}, "due": {"type": "int"}},
+        "on": {"Placed": {"status": "'placed'", "due": "amount"},
+               "Paid": {"status": "'paid'", "due": "due - amount"}}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # each sees only its own types: nothing unhandled
+        by_account = eventkit.replay(archive, accounts).state().collect()
+        by_order = eventkit.replay(archive, orders).state().collect()
+    assert by_account.select("account_id", "balance").rows() == [(1, 750)]
+    assert by_order.select("order_id", "status", "due").rows() == [("42", "paid", 0),
+                                                                  ("7", "placed", 90)]
