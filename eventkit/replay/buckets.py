@@ -352,11 +352,11 @@ def replay_buckets(
                  out=_out_folder(out))
     archive = _archive(events)
     if archive is not None and expiry_of(archive) is not None:
-        msg = (f"{archive.path} expired events (eventkit.replay.expire.expire); its opening states "
-               "are read by the memory engine only: replay it with engine='memory'")
+        msg = (f"{archive.location} expired events (eventkit.replay.expire.expire); its opening "
+               "states are read by the memory engine only: replay it with engine='memory'")
         raise ScaleError(msg, param="engine")
     if archive is not None and archive.buckets is not None and _all_tagged(archive):
-        plan = replace(plan, source=str(archive.path.resolve()))
+        plan = replace(plan, source=archive.address)
         count = archive.buckets
         result_keep: object = None
     else:
