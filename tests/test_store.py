@@ -6,7 +6,11 @@ local disk: the same rows, the same replay, the same verify; damage names the ob
 
 from __future__ import annotations
 
+import functools
+import json
 import multiprocessing
+import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -193,9 +197,8 @@ def test_concurrent_writer_processes_lose_nothing_and_duplicate_nothing(
     start_at = time.time() + 3
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(4) as pool:
-        results = pool.starmap(workers.concurrent_writer,
-                               [(url, w, 25, start_at) for w in range(4)],
-                               chunksize=1)
+        results = pool.starmap(functools.partial(workers.concurrent_writer, use_lock=True),
+                               [(url, w, 25, start_at) for w in range(4)], chunksize=1)
     conflicts = sum(c for _, c in results)
     archive = EventArchive(url)
     events = archive.scan().collect()
@@ -246,8 +249,31 @@ def test_snapshots_live_views_compaction_and_expiry_in_the_store(
     assert EventArchive(url).verify().ok
 
 
+def test_the_bucket_engine_reads_the_store(s3_server: S3Server) -> None:
+    url = s3_server.url()
+    archive = EventArchive.create(url, buckets=4)
+    fill(archive, 4)
+    expect = eventkit.replay(archive.scan().collect(), "banking")
+    result = eventkit.replay(url, "banking", engine="buckets")
+    assert_frame_equal(result.state().collect(), expect.state().collect())
+    assert_frame_equal(result.as_of("2024-01-02").collect(), expect.as_of("2024-01-02")
+                       .collect())
+    out = s3_server.url("out")
+    written = eventkit.replay(url, "banking", engine="buckets", out=out)
+    assert_frame_equal(written.history.collect(), expect.history.collect())
+    assert open_store(out).list_files("history/")
+    with pytest.raises(eventkit.ScaleError, match="not empty"):
+        eventkit.replay(url, "banking", engine="buckets", out=out)
+
+
+@pytest.mark.slow
 @pytest.mark.cluster
-def test_dask_workers_read_the_store_and_write_histories_there(s3_server: S3Server) -> None:
+def test_dask_workers_read_the_store_and_survive_a_killed_worker(
+    s3_server: S3Server, tmp_path: Path,
+) -> None:
+    """No shared folder: the workers read the buckets and write the histories in the store."""
+    import cloudpickle
+    import test_scale
     from distributed import Client, LocalCluster
 
     url = s3_server.url()
@@ -255,9 +281,37 @@ def test_dask_workers_read_the_store_and_write_histories_there(s3_server: S3Serv
     fill(archive, 6)
     expect = eventkit.replay(url, "banking")
     out = s3_server.url("results")
+    marker = tmp_path / "first-run.json"
+    cloudpickle.register_pickle_by_value(test_scale)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        result = eventkit.replay(url, "banking", client=client, out=out)
-        assert_frame_equal(result.state().collect(), expect.state().collect())
-        assert_frame_equal(result.history.collect(), expect.history.collect())
+        assert_frame_equal(eventkit.replay(url, "banking", client=client).state().collect(),
+                           expect.state().collect())
+        client.register_plugin(test_scale.SlowFirstRun(str(marker)), name="slow-first-run")
+        done: dict[str, object] = {}
+
+        def run() -> None:
+            try:
+                result = eventkit.replay(url, "banking", client=client, out=out)
+                done["history"] = result.history.collect()
+                done["state"] = result.state().collect()
+            except BaseException as exc:
+                done["error"] = exc
+
+        pids = set(client.run(os.getpid).values())
+        job = threading.Thread(target=run)
+        job.start()
+        deadline = time.monotonic() + 60
+        while not marker.exists() or not marker.read_text():
+            assert time.monotonic() < deadline, "no bucket task started"
+            time.sleep(0.05)
+        victim = json.loads(marker.read_text())["pid"]
+        assert victim in pids
+        os.kill(victim, signal.SIGKILL)  # the worker dies while it runs a bucket task
+        job.join(120)
+        assert not job.is_alive() and "error" not in done, done.get("error")
+        client.unregister_worker_plugin("slow-first-run")
+    cloudpickle.unregister_pickle_by_value(test_scale)
+    assert_frame_equal(done["state"], expect.state().collect())  # type: ignore[arg-type]
+    assert_frame_equal(done["history"], expect.history.collect())  # type: ignore[arg-type]
     assert open_store(out).list_files("history/")  # the histories are in the store

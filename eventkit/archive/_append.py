@@ -123,16 +123,18 @@ def remember_ids(store: Store, live_after: list[dict[str, Any]], ids: pl.Series)
         index.covered, index.last = len(live_after), live_after[-1]["path"]
 
 
-def check_new_files(store: Store, live: list[dict[str, Any]]) -> None:
+def check_new_files(store: Store, state: head.LogState) -> None:
     """Check the data files added since this process last checked this archive's files.
 
-    An archive is not extended over a damaged file: the first append of a
-    process checks every live file (each hashed once per process), later ones
-    the files other writers added since.
+    The first append of a process checks the files added after the newest
+    checkpoint (each hashed once per process), later ones the files other
+    writers added since: a cost that does not grow with the archive. (Reads
+    check every file they read; ``verify`` checks them all.)
     """
-    done, last = _FILES_CHECKED.get(store.root, (0, None))
-    if done > len(live) or (done and live[done - 1]["path"] != last):
-        done = 0
+    live = state.live
+    done, last = _FILES_CHECKED.get(store.root, (state.base_files, None))
+    if done > len(live) or (done and last is not None and live[done - 1]["path"] != last):
+        done = state.base_files
     for entry in live[done:]:
         ledger.check_data_file(store, entry)
     _FILES_CHECKED[store.root] = (len(live), live[-1]["path"] if live else None)

@@ -9,6 +9,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -36,8 +37,14 @@ __all__ = [
 
 
 def read_files(store: Store, entries: list[dict[str, Any]],
-                schema: dict[str, pl.DataType] = CANONICAL_SCHEMA) -> pl.LazyFrame:
+               schema: dict[str, pl.DataType] = CANONICAL_SCHEMA, *,
+               check: bool = False) -> pl.LazyFrame:
     """One lazy scan of the data files ``entries`` lists, in order.
+
+    From an object store each file is fetched once (several at a time) and
+    parsed from memory; with ``check`` its bytes are first checked against
+    the entry (:func:`eventkit.archive.ledger.check_bytes`). Local files are
+    read in place (check them with ``check_data_file`` first).
 
     Polars reads the files with projection, predicate and row-limit pushdown, a
     group of small files (up to :data:`_ROWS_PER_READ` rows) at a time. Files
@@ -59,7 +66,7 @@ def read_files(store: Store, entries: list[dict[str, Any]],
         later_min[i] = min(later_min[i], later_min[i + 1])
     # groups of consecutive files of one schema version; a group is never cut where seq
     # ranges interleave (the buckets of one commit, which share a version)
-    groups: list[tuple[int, list[str]]] = []
+    groups: list[tuple[int, list[dict[str, Any]]]] = []
     ordered: list[bool] = []  # whether each group's files, read in order, are in seq order
     rows, high = 0, -1
     for entry, (low, top), after in zip(entries, ranges, later_min, strict=True):
@@ -72,7 +79,7 @@ def read_files(store: Store, entries: list[dict[str, Any]],
             ordered.append(True)
             rows = 0
         ordered[-1] = ordered[-1] and low > high
-        groups[-1][1].append(path)
+        groups[-1][1].append(entry)
         rows += entry.get("rows", 0)
         high = max(high, top)
 
@@ -83,7 +90,10 @@ def read_files(store: Store, entries: list[dict[str, Any]],
             if left is not None and left <= 0:
                 return
             stored = UPCASTERS.stored_schema(version, schema)
-            lf = pl.scan_parquet(group, schema=stored, storage_options=store.storage_options)
+            names = [store.uri(e["path"]) for e in group]
+            sources: list[str] | list[bytes] = names if store.local else _fetch(store, group,
+                                                                                  check=check)
+            lf = pl.scan_parquet(sources, schema=stored)
             if version != CURRENT_VERSION:
                 lf = UPCASTERS.to_canonical(UPCASTERS.upcast(lf, version), schema)
             if predicate is not None:
@@ -97,7 +107,7 @@ def read_files(store: Store, entries: list[dict[str, Any]],
             try:
                 frame = lf.collect()
             except (Exception, pl.exceptions.PanicException) as exc:
-                _raise_unreadable(store, group, exc, stored)
+                _raise_unreadable(store, names, sources, exc, stored)
             if left is not None:
                 left -= frame.height
             yield frame
@@ -118,12 +128,29 @@ def _seq_range(entry: dict[str, Any], after: int) -> tuple[int, int]:
     return int(stats["minValues"]["seq"]), int(stats["maxValues"]["seq"])
 
 
-def _raise_unreadable(store: Store, group: list[str], exc: BaseException,
-                      schema: dict[str, pl.DataType]) -> NoReturn:
-    """Name the file of ``group`` that cannot be read; re-raise ``exc`` if they all can."""
-    for path in group:
+def _fetch(store: Store, group: list[dict[str, Any]], *, check: bool) -> list[bytes]:
+    """The bytes of a group's files from an object store, a few requests at a time."""
+    def one(entry: dict[str, Any]) -> bytes:
+        try:
+            data, st = store.read_stat(entry["path"])
+        except FileNotFoundError:
+            msg = f"{store.root}: data file {entry['path']} is missing"
+            raise CorruptionError(msg, path=store.root, file=store.uri(entry["path"])) from None
+        return ledger.check_bytes(store, entry, data, st) if check else data
+
+    if len(group) == 1:
+        return [one(group[0])]
+    with ThreadPoolExecutor(_FETCHES) as pool:
+        return list(pool.map(one, group))
+
+
+def _raise_unreadable(store: Store, names: list[str], sources: list[str] | list[bytes],
+                      exc: BaseException, schema: dict[str, pl.DataType]) -> NoReturn:
+    """Name the file of a group that cannot be read; re-raise ``exc`` if they all can."""
+    for path, source in zip(names, sources, strict=True):
         try:  # does the file itself read, without the query's expressions?
-            pl.scan_parquet(path, schema=schema, storage_options=store.storage_options).collect()
+            pl.scan_parquet(source if isinstance(source, bytes) else str(source),
+                            schema=schema).collect()
         except (Exception, pl.exceptions.PanicException) as damage:
             text = str(damage).strip()
             first = text.splitlines()[0][:300] if text else ""
@@ -207,6 +234,7 @@ def remove_written(store: Store, written: list[tuple[str, str]]) -> None:
 
 
 _ROWS_PER_READ = 1_000_000  # small files are read together, up to this many rows
+_FETCHES = 8  # files fetched at once from an object store
 
 
 def clean_interrupted(store: Store, latest: int, live: list[dict[str, Any]]) -> None:

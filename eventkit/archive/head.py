@@ -79,6 +79,8 @@ class LogState:
     expiries: list[dict[str, Any]] = field(default_factory=list)
     checkpoint: int = -1
     base: int = -1
+    #: live entries at ``base`` (those after them were added by the commits re-checked)
+    base_files: int = 0
     stats: dict[int, Stat | None] = field(default_factory=dict)
 
     def copy(self) -> LogState:
@@ -90,12 +92,14 @@ class LogState:
     def apply(self, store: Store, commit: ledger.Commit | None, stat: Stat | None) -> None:
         """Check ``commit`` as the next link (see ``check_link``) and apply it in place."""
         version = self.version + 1
+        before = len(self.live)
         self.live = ledger.check_link(store, version, commit, self.digest, self.live)
         assert commit is not None and commit.record is not None  # check_link raised else
         self.absorb(version, commit.record)
         self.stats[version] = stat
         if self.checkpoint > self.base:  # commits up to it are summed up in it
             self.base = self.checkpoint
+            self.base_files = before if self.checkpoint == version - 1 else 0
             self.stats = {v: st for v, st in self.stats.items() if v > self.base}
 
     def absorb(self, version: int, rec: dict[str, Any]) -> None:
@@ -286,6 +290,6 @@ def _from_checkpoint(store: Store, version: int, read: dict[int, ledger.Commit])
         state = LogState(int(body["version"]), body["digest"], body["record"], body["live"],
                          body["batches"], body["meta"], int(body["rows"]), body["expiries"],
                          int(body["checkpoint"]))
-        state.base = state.version
+        state.base, state.base_files = state.version, len(state.live)
         return state
     return LogState(-1, ledger.GENESIS, {})

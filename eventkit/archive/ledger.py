@@ -33,6 +33,7 @@ __all__ = [
     "apply_record",
     "as_store",
     "chain_digest",
+    "check_bytes",
     "check_data_file",
     "check_link",
     "content_digest",
@@ -420,12 +421,36 @@ def check_data_file(root: Path | str | Store, entry: dict[str, Any]) -> str:
     except OSError as exc:
         msg = f"{store.root}: data file {rel} is unreadable ({exc})"
         raise CorruptionError(msg, path=store.root, file=where) from None
-    if digest != entry.get("sha256"):
-        msg = (f"{store.root}: data file {rel} is damaged or was changed: its SHA-256 "
-               "differs from the one recorded")
-        raise CorruptionError(msg, path=store.root, file=where)
+    _same_digest(store, entry, digest)
     remember_verified(store, rel, digest, st)
     return where
+
+
+def check_bytes(store: Store, entry: dict[str, Any], data: bytes, st: Stat) -> bytes:
+    """Check the bytes of a data file read from ``store`` against its record entry.
+
+    What :func:`check_data_file` checks, on bytes fetched to be parsed (one
+    request per file in an object store): the size, then the SHA-256 unless
+    these bytes (size and ETag) passed before in this process.
+    """
+    rel = entry["path"]
+    if len(data) != entry.get("bytes"):
+        msg = (f"{store.root}: data file {rel} is damaged: {len(data):,} bytes instead of "
+               f"the {entry.get('bytes'):,} recorded")
+        raise CorruptionError(msg, path=store.root, file=store.uri(rel))
+    key = _stat_key(store, rel, st)
+    if not st.tag or _VERIFIED.get(key) != entry.get("sha256"):
+        _same_digest(store, entry, hashlib.sha256(data).hexdigest())
+        if st.tag and not store.local:
+            _VERIFIED[key] = entry["sha256"]
+    return data
+
+
+def _same_digest(store: Store, entry: dict[str, Any], digest: str) -> None:
+    if digest != entry.get("sha256"):
+        msg = (f"{store.root}: data file {entry['path']} is damaged or was changed: its "
+               "SHA-256 differs from the one recorded")
+        raise CorruptionError(msg, path=store.root, file=store.uri(entry["path"]))
 
 
 def remember_verified(root: Path | str | Store, rel: str, digest: str,

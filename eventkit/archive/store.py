@@ -109,6 +109,12 @@ class Store:
         """The bytes of ``rel``; :class:`FileNotFoundError` when it does not exist."""
         raise NotImplementedError
 
+    def read_stat(self, rel: str) -> tuple[bytes, Stat]:
+        """The bytes of ``rel`` and its :class:`Stat` as they were read (one request)."""
+        data = self.read(rel)
+        st = self.stat(rel)
+        return data, st if st is not None else Stat(len(data), (), 0)
+
     def write(self, rel: str, data: bytes) -> None:
         """Store ``data`` as ``rel``, durably, replacing it whole (readers never see a part)."""
         raise NotImplementedError
@@ -297,6 +303,14 @@ class ObjectStore(Store):
 
         with self._errors(rel):
             return obstore.get(self._store, rel).bytes().to_bytes()
+
+    def read_stat(self, rel: str) -> tuple[bytes, Stat]:
+        """One GET: the bytes and the object's stat from the same response."""
+        import obstore  # noqa: PLC0415
+
+        with self._errors(rel):
+            found = obstore.get(self._store, rel)
+            return found.bytes().to_bytes(), _stat(found.meta)
 
     def write(self, rel: str, data: bytes) -> None:
         """One PUT (an object appears whole or not at all)."""

@@ -217,11 +217,15 @@ class EventArchive:
         (include :data:`~eventkit.archive.buckets.BANK_BUCKET` for the bank's own events).
 
         Before anything is read, the commit log up to ``version`` is checked (every
-        commit present, parsed, written by eventkit and chained: cheap) and, with
-        ``verify`` (the default), every data file's size and SHA-256 against its
-        record. A file that passed is not hashed again by this process while it
-        stays untouched, so repeated scans cost one ``stat`` per file. Any damage
-        raises :class:`~eventkit.exceptions.CorruptionError` naming the file.
+        commit after the newest checkpoint present, parsed, written by eventkit and
+        chained: cheap, see :mod:`eventkit.archive.head`) and, with ``verify`` (the
+        default), every data file's size and SHA-256 against its record. A file
+        that passed is not hashed again by this process while it stays untouched,
+        so repeated scans cost one ``stat`` per file. Any damage raises
+        :class:`~eventkit.exceptions.CorruptionError` naming the file. In an
+        object store each file is checked as it is fetched to be read (one GET:
+        the bytes are hashed, then parsed from memory), so damage is raised when
+        the frame is collected.
 
         ``verify=False`` is the trusted fast path: data files are not hashed, so a
         change inside a data page may go unnoticed (values silently wrong); run
@@ -277,10 +281,11 @@ class EventArchive:
         0
 
         """
-        if verify:
+        if verify and self.store.local:
             for entry in entries:
                 ledger.check_data_file(self.store, entry)
-        lf = read_files(self.store, list(entries), self.schema)
+        lf = read_files(self.store, list(entries), self.schema,
+                        check=verify and not self.store.local)
         return lf if last_seq is None else lf.filter(pl.col("seq") <= last_seq)
 
     def latest_meta(self, key: str) -> Any:
@@ -400,7 +405,7 @@ class EventArchive:
             # the verified head: checks the commits since this process last looked (and,
             # hashed once per process, the data files added since) before chaining to it
             state = head.log_state(self.store)
-            check_new_files(self.store, state.live)
+            check_new_files(self.store, state)
             clean_interrupted(self.store, state.version, state.live)
             last = state.record
             if batch_id is not None and (old := state.batches.get(batch_id)) is not None:
