@@ -315,3 +315,28 @@ def test_dask_workers_read_the_store_and_survive_a_killed_worker(
     assert_frame_equal(done["state"], expect.state().collect())  # type: ignore[arg-type]
     assert_frame_equal(done["history"], expect.history.collect())  # type: ignore[arg-type]
     assert open_store(out).list_files("history/")  # the histories are in the store
+
+
+def upload(folder: Path, url: str) -> None:
+    """Copy an archive folder to the store, file by file (as ``aws s3 sync`` would)."""
+    store = open_store(url)
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.name.endswith(".lock"):
+            store.write(path.relative_to(folder).as_posix(), path.read_bytes())
+
+
+@pytest.mark.notebooks
+@pytest.mark.usefixtures("sample_archive")
+def test_notebooks_read_an_archive_from_the_store(s3_server: S3Server, tmp_path: Path,
+                                                  kernel: str) -> None:
+    from test_notebooks import NOTEBOOK_DIR, chart_specs, execute
+
+    url = s3_server.url("sample")
+    upload(Path(__file__).resolve().parent.parent / "data" / "sample", url)
+    assert EventArchive(url).verify().ok
+    for name, parameters in (("01_balance_history.ipynb", {"ACCOUNTS": [4, 9]}),
+                             ("02_time_travel.ipynb", {})):
+        local = execute(NOTEBOOK_DIR / name, tmp_path / f"local-{name}", kernel, **parameters)
+        remote = execute(NOTEBOOK_DIR / name, tmp_path / f"s3-{name}", kernel, ARCHIVE=url,
+                         **parameters)
+        assert chart_specs(remote) == chart_specs(local), name  # the same data, from S3
