@@ -273,7 +273,8 @@ def _verify(args: argparse.Namespace) -> int:
         live = head.log_state(store).live
     except ArchiveError:  # a damaged log: verify says where; the bar counts without a total
         live = []
-    total = sum(int(e.get("bytes", 0)) for e in live) or None
+    # (after --since only the newer files are hashed: the bar then counts without a total)
+    total = None if args.since else sum(int(e.get("bytes", 0)) for e in live) or None
     with tqdm(total=total, unit="B", unit_scale=True, desc="verify",
               disable=args.no_progress) as bar:
         report = verify_log(store, expect=args.expect, since=args.since, on_bytes=bar.update)
