@@ -25,7 +25,8 @@ the same engine at the smallest size (1.00 everywhere: time grows linearly).
 disk and from the store (``state-s3``, the bucket engine reading every file
 from the server), ``history`` from disk, and at ``--dask-size`` ``dask-s3``
 (a ``LocalCluster(2)`` whose workers read the buckets from the server and
-write the histories there); then the server's per-object read rate (every
+write the histories to a local folder) and ``dask-s3-out`` (the histories
+written to the server too); then the server's per-object read rate (every
 data file fetched once, 8 at a time, as the engine does).
 """
 
@@ -123,8 +124,9 @@ def run(mode: str, events: int, rules: str) -> None:
         elif mode in ("state", "state-s3"):
             eventkit.replay(path, rules, engine="buckets").state().collect()
         else:
-            if mode == "dask-s3":
+            if mode == "dask-s3-out":
                 out = f"{s3_url(events)}-out-{time.time_ns()}"
+                path = s3_url(events)
             from distributed import Client, LocalCluster
 
             with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -143,8 +145,10 @@ LABELS = {"memory": "in memory (history + state collected)",
           "state": "buckets, local (state only)",
           "dask": "Dask LocalCluster(2 workers) (histories written, then state)",
           "state-s3": "buckets, from the S3 server (state only)",
-          "dask-s3": "Dask LocalCluster(2 workers), from and to the S3 server (histories "
-                     "written, then state)"}
+          "dask-s3": "Dask LocalCluster(2 workers), from the S3 server (histories written "
+                     "to a local folder, then state)",
+          "dask-s3-out": "Dask LocalCluster(2 workers), from and to the S3 server (histories "
+                         "written there, then state)"}
 
 
 def main() -> None:
@@ -214,23 +218,23 @@ def on_s3(args: argparse.Namespace) -> None:
         rates.append((events, uploaded, *read_rate(events)))
         modes = ["state", "state-s3", "history"]
         if events == args.dask_size:
-            modes.append("dask-s3")
+            modes += ["dask-s3", "dask-s3-out"]
         seconds: dict[str, float] = {}
         for mode in modes:
             r = run_child([sys.executable, __file__, "--run", mode, "--events", str(events),
                            "--rules", args.rules])
             seconds[mode] = r["median"]
-            base = {"state-s3": "state", "dask-s3": "history"}.get(mode)
+            base = {"state-s3": "state", "dask-s3": "history", "dask-s3-out": "history"}.get(mode)
             versus = f"{r['median'] / seconds[base]:.2f}" if base else "1.00"
-            rss = f"{r['rss'] / 2**30:.2f} GiB" if mode != "dask-s3" else "(client only)"
+            rss = "(client only)" if mode.startswith("dask") else f"{r['rss'] / 2**30:.2f} GiB"
             print(f"| {events:,} | {LABELS[mode]} | {r['median']:.1f} | "
                   f"{r['median'] / events * 1e9:.0f} ns | {versus} | {rss} |", flush=True)
     print("\nPer-object reads from the S3 server (every data file once, 8 requests at a time):\n")
-    print("| events | objects | MB | seconds | objects/s | MB/s | upload s |")
+    print("| events | objects | MB | GET seconds | objects/s | GET MB/s | PUT (upload) MB/s |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for events, uploaded, n, size, spent in rates:
         print(f"| {events:,} | {n:,} | {size / 1e6:,.0f} | {spent:.2f} | {n / spent:,.0f} | "
-              f"{size / 1e6 / spent:,.0f} | {uploaded:.1f} |")
+              f"{size / 1e6 / spent:,.0f} | {size / 1e6 / uploaded:,.0f} |")
 
 
 if __name__ == "__main__":
