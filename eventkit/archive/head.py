@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -53,6 +54,7 @@ FILES_PER_INTERVAL = 100
 _FORMAT = 1
 #: The latest state of each archive this process has checked, by the store's root.
 _HEADS: dict[str, LogState] = {}
+_LOCK = threading.RLock()
 
 
 @dataclass
@@ -166,10 +168,12 @@ def log_state(store: Store, *, version: int | None = None) -> LogState:
     The returned state is the caller's to change.
     """
     if version is None:
-        return _latest(store).copy()
-    cached = _HEADS.get(store.root)
-    if cached is not None and version == cached.version and _unchanged(store, cached):
-        return cached.copy()
+        with _LOCK:
+            return _latest_locked(store).copy()
+    with _LOCK:
+        cached = _HEADS.get(store.root)
+        if cached is not None and version == cached.version and _unchanged(store, cached):
+            return cached.copy()
     latest = _latest_version(store)  # an earlier version reads even when later ones are bad
     if not 0 <= version <= latest:
         msg = f"{store.root} has no version {version} (versions 0..{latest})"
@@ -185,15 +189,17 @@ def find_digest(store: Store, digest: str) -> int | None:
 
     Costs one read per commit after it (None when no commit has it).
     """
-    head = _latest(store)
-    for v in range(head.version, -1, -1):
+    with _LOCK:
+        latest = _latest_locked(store).version
+    for v in range(latest, -1, -1):
         rec = ledger.read_commit(store, v).record or {}
         if rec.get("digest") == digest:
             return v
     return None
 
 
-def _latest(store: Store) -> LogState:
+def _latest_locked(store: Store) -> LogState:
+    """The cached head of ``store``, brought up to date (hold ``_LOCK``: threads share it)."""
     cached = _HEADS.get(store.root)
     if cached is not None and _unchanged(store, cached):
         _forward(store, cached, None, {})
