@@ -25,9 +25,10 @@ the same engine at the smallest size (1.00 everywhere: time grows linearly).
 disk and from the store (``state-s3``, the bucket engine reading every file
 from the server), ``history`` from disk, and at ``--dask-size`` ``dask-s3``
 (a ``LocalCluster(2)`` whose workers read the buckets from the server and
-write the histories to a local folder) and ``dask-s3-out`` (the histories
-written to the server too); then the server's per-object read rate (every
-data file fetched once, 8 at a time, as the engine does).
+write the histories to a local folder), ``dask-s3-out`` (the histories
+written to the server too) and, for comparison, ``dask`` from disk; then the
+server's per-object read rate (every data file fetched once, 8 at a time, as
+the engine does).
 """
 
 from __future__ import annotations
@@ -218,13 +219,14 @@ def on_s3(args: argparse.Namespace) -> None:
         rates.append((events, uploaded, *read_rate(events)))
         modes = ["state", "state-s3", "history"]
         if events == args.dask_size:
-            modes += ["dask-s3", "dask-s3-out"]
+            modes += ["dask", "dask-s3", "dask-s3-out"]
         seconds: dict[str, float] = {}
         for mode in modes:
             r = run_child([sys.executable, __file__, "--run", mode, "--events", str(events),
                            "--rules", args.rules])
             seconds[mode] = r["median"]
-            base = {"state-s3": "state", "dask-s3": "history", "dask-s3-out": "history"}.get(mode)
+            base = {"state-s3": "state", "dask": "history", "dask-s3": "history",
+                    "dask-s3-out": "history"}.get(mode)
             versus = f"{r['median'] / seconds[base]:.2f}" if base else "1.00"
             rss = "(client only)" if mode.startswith("dask") else f"{r['rss'] / 2**30:.2f} GiB"
             print(f"| {events:,} | {LABELS[mode]} | {r['median']:.1f} | "
