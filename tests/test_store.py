@@ -7,10 +7,7 @@ local disk: the same rows, the same replay, the same verify; damage names the ob
 from __future__ import annotations
 
 import functools
-import json
 import multiprocessing
-import os
-import signal
 import threading
 import time
 from collections import Counter
@@ -272,48 +269,28 @@ def test_dask_workers_read_the_store_and_survive_a_killed_worker(
     s3_server: S3Server, tmp_path: Path,
 ) -> None:
     """No shared folder: the workers read the buckets and write the histories in the store."""
-    import cloudpickle
-    import test_scale
     from distributed import Client, LocalCluster
+    from test_scale import kill_a_worker_mid_task
 
     url = s3_server.url()
     archive = EventArchive.create(url, buckets=4)
     fill(archive, 6)
     expect = eventkit.replay(url, "banking")
     out = s3_server.url("results")
-    marker = tmp_path / "first-run.json"
-    cloudpickle.register_pickle_by_value(test_scale)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None) as cluster, Client(cluster) as client:
         assert_frame_equal(eventkit.replay(url, "banking", client=client).state().collect(),
                            expect.state().collect())
-        client.register_plugin(test_scale.SlowFirstRun(str(marker)), name="slow-first-run")
-        done: dict[str, object] = {}
 
-        def run() -> None:
-            try:
-                result = eventkit.replay(url, "banking", client=client, out=out)
-                done["history"] = result.history.collect()
-                done["state"] = result.state().collect()
-            except BaseException as exc:
-                done["error"] = exc
+        def work() -> tuple[pl.DataFrame, pl.DataFrame]:
+            result = eventkit.replay(url, "banking", client=client, out=out)
+            return result.history.collect(), result.state().collect()
 
-        pids = set(client.run(os.getpid).values())
-        job = threading.Thread(target=run)
-        job.start()
-        deadline = time.monotonic() + 60
-        while not marker.exists() or not marker.read_text():
-            assert time.monotonic() < deadline, "no bucket task started"
-            time.sleep(0.05)
-        victim = json.loads(marker.read_text())["pid"]
-        assert victim in pids
-        os.kill(victim, signal.SIGKILL)  # the worker dies while it runs a bucket task
-        job.join(120)
-        assert not job.is_alive() and "error" not in done, done.get("error")
-        client.unregister_worker_plugin("slow-first-run")
-    cloudpickle.unregister_pickle_by_value(test_scale)
-    assert_frame_equal(done["state"], expect.state().collect())  # type: ignore[arg-type]
-    assert_frame_equal(done["history"], expect.history.collect())  # type: ignore[arg-type]
+        done = kill_a_worker_mid_task(client, tmp_path / "first-run.json", work)
+    assert "error" not in done, done.get("error")
+    history, state = done["result"]  # type: ignore[misc]
+    assert_frame_equal(state, expect.state().collect())
+    assert_frame_equal(history, expect.history.collect())
     assert open_store(out).list_files("history/")  # the histories are in the store
 
 

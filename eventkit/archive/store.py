@@ -40,7 +40,8 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -201,31 +202,31 @@ class LocalStore(Store):
 
     def write(self, rel: str, data: bytes) -> None:
         """A temporary file written and flushed, renamed over ``rel``, the folder flushed."""
-        final = self.path(rel)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
-        try:
-            write_durably(tmp, data)
+        with self._staged(rel, data) as (tmp, final):
             os.replace(tmp, final)
-        finally:
-            tmp.unlink(missing_ok=True)
         fsync(final.parent)
 
     def put_if_absent(self, rel: str, data: bytes) -> bool:
         """A temporary file written and flushed, then hard-linked to ``rel`` (fails if taken)."""
+        with self._staged(rel, data) as (tmp, final):
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                return False
+        fsync(final.parent)
+        return True
+
+    @contextmanager
+    def _staged(self, rel: str, data: bytes) -> Iterator[tuple[Path, Path]]:
+        """``data`` in a flushed temporary file beside ``rel`` (removed afterwards)."""
         final = self.path(rel)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
         try:
             write_durably(tmp, data)
-            try:
-                os.link(tmp, final)
-            except FileExistsError:
-                return False
+            yield tmp, final
         finally:
             tmp.unlink(missing_ok=True)
-        fsync(final.parent)
-        return True
 
     def stat(self, rel: str) -> Stat | None:
         """Size, and (mtime, ctime, inode, device) as the change tag."""
