@@ -164,7 +164,11 @@ def test_adding_a_column_goes_through_the_schema_versions(shop: EventArchive) ->
     shop.append(export(2).with_columns(coupon=pl.lit("MAY")), mapping=MAPPING)
     after = shop.scan().collect()
     assert after["coupon"].to_list() == [None] * 6 + ["MAY"] * 6
+    assert after["seq"].to_list() == list(range(12))  # the log continues after the evolve
     assert_frame_equal(after.head(6).drop("coupon"), before)
+    # Step: plain Delta readers see the evolved table (the new column, every row).
+    plain = pl.read_delta(str(shop.path))
+    assert "coupon" in plain.columns and plain.height == 12
     # Step: the new files carry the new version; the old ones keep theirs.
     versions = eventkit.archive.storage.versions(shop.path)
     assert sorted(set(versions["schema_version"].to_list())) == [3, 4]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
 import polars as pl
 
 from eventkit.archive import ledger
 from eventkit.archive._files import read_files
+from eventkit.archive.store import Store
 from eventkit.exceptions import (
     ArchiveError,
     SchemaError,
@@ -32,7 +32,6 @@ __all__ = [
     "check_personal",
     "check_raw_types",
     "check_values",
-    "reject_known_ids",
     "stale_streams",
     "stamp_recorded_at",
 ]
@@ -218,18 +217,20 @@ _INT64_MAX = 2**63 - 1
 _TIME_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 
 
-def check_new_archive(root: Path, personal: tuple[str, ...],
+def check_new_archive(store: Store, personal: tuple[str, ...],
                       declared: EventSchema | None = None) -> None:
-    """``root`` must be a new or empty folder, ``personal`` distinct plain field names."""
-    if (root / ledger.LOG_DIR).exists():
+    """``store`` must be a new or empty folder (or prefix), ``personal`` distinct plain names."""
+    root = store.root
+    if store.is_folder(ledger.LOG_DIR):
         msg = f"an archive already exists at {root}"
-        raise ArchiveError(msg, path=str(root))
-    if root.exists() and not root.is_dir():
+        raise ArchiveError(msg, path=root)
+    if store.local and store.path("").exists() and not store.path("").is_dir():
         msg = f"{root} is a file; choose a folder for the archive"
-        raise ArchiveError(msg, path=str(root))
-    if root.exists() and any(root.iterdir()):
+        raise ArchiveError(msg, path=root)
+    if store.local and store.path("").is_dir() and any(store.path("").iterdir()) or (
+            not store.local and store.list_files("")):
         msg = f"{root} exists and is not empty; choose a new folder for the archive"
-        raise ArchiveError(msg, path=str(root))
+        raise ArchiveError(msg, path=root)
     taken = CANONICAL_SCHEMA if declared is None else declared.columns
     bad = [f for f in personal if f in taken or f == SUBJECT_COL or not f.isidentifier()]
     if bad or len(set(personal)) != len(personal):
@@ -238,47 +239,36 @@ def check_new_archive(root: Path, personal: tuple[str, ...],
         raise SchemaError(msg, source=str(root), column=bad[0] if bad else None)
 
 
-def reject_known_ids(root: Path, entries: list[dict[str, Any]], schema: dict[str, pl.DataType],
-                     upcasters: Upcasters, rows: pl.DataFrame, source: str) -> None:
-    """Refuse a batch holding an event id the archive (its files ``entries``) has already."""
-    ids = rows["event_id"]
-    known = (
-        read_files(root, entries, schema, upcasters=upcasters)
-        .select("event_id")
-        .filter(pl.col("event_id").is_between(pl.lit(ids.min()), pl.lit(ids.max()))
-                & pl.col("event_id").is_in(ids.implode()))
-        .head(1)
-        .collect()
-    )
-    if known.height:
-        dup = known.item(0, 0)
-        row = rows.with_row_index().filter(pl.col("event_id") == dup).item(0, "index")
-        msg = f"event_id {dup!r} is already in the archive"
-        raise ValidationError(msg, source=source, column="event_id", row=row)
-
-
-def stale_streams(root: Path, commits: list[ledger.Commit], entries: list[dict[str, Any]],
-                  schema: dict[str, pl.DataType], upcasters: Upcasters, rows: pl.DataFrame,
-                  key: tuple[str, ...], version: int) -> str | None:
+def stale_streams(store: Store, entries: list[dict[str, Any]], schema: dict[str, pl.DataType],
+                  upcasters: Upcasters, rows: pl.DataFrame, key: tuple[str, ...], version: int
+                  ) -> str | None:
     """Which of ``rows``' streams got events after archive ``version`` (None: none did).
 
-    A stream is a value of the archive's ``key``; only the files that may hold
-    events after that version's last ``seq`` are read (their recorded ranges
-    say which), one key column each.
+    A stream is a value of the archive's ``key``; only the live files
+    (``entries``) that may hold events after that version's last ``seq`` are
+    read (their recorded ranges say which), one key column each.
     """
-    since = max((int(c.record["seq"][1]) for c in commits
-                 if c.version <= version and c.record and "seq" in c.record), default=-1)
+    since = _last_seq_at(store, version)
     later = [e for e in entries if _last_seq(e) > since]
     if not later:
         return None
     wanted = rows.select(key).unique()
-    found = (read_files(root, later, schema, upcasters=upcasters)
+    found = (read_files(store, later, schema, upcasters=upcasters)
              .filter(pl.col("seq") > since).select(key).unique()
              .join(wanted.lazy(), on=list(key), how="semi").head(1).collect())
     if found.height == 0:
         return None
     value = found.row(0)
     return f"stream {value[0] if len(value) == 1 else value!r}"
+
+
+def _last_seq_at(store: Store, version: int) -> int:
+    """The last ``seq`` stored by version ``version`` (-1: none), reading commits back from it."""
+    for v in range(version, 0, -1):
+        seq = (ledger.read_commit(store, v).record or {}).get("seq")
+        if seq:
+            return int(seq[1])
+    return -1
 
 
 def _last_seq(entry: dict[str, Any]) -> int:

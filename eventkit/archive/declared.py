@@ -34,19 +34,16 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
-from deltalake import DeltaTable, Field, Schema
-from deltalake.exceptions import CommitFailedError
-from deltalake.transaction import CommitProperties
+from deltalake import Schema
 
-from eventkit.archive import ledger
-from eventkit.archive._files import NO_CHECKPOINTS, delta_schema
-from eventkit.archive.lock import writer_lock
-from eventkit.exceptions import AppendConflictError, SchemaError
+from eventkit.archive import head, ledger
+from eventkit.archive._files import commit_actions, commit_version, delta_schema
+from eventkit.archive.store import Store
+from eventkit.exceptions import SchemaError
 from eventkit.schema import BANKING, CORE_COLUMNS, SUBJECT_COL, EventSchema, typed_columns
 from eventkit.sources.upcast import CURRENT_VERSION, UPCASTERS, Upcaster, Upcasters
 
@@ -159,50 +156,47 @@ def genesis_record(stored: Mapping[str, pl.DataType], schema: EventSchema | None
     return record
 
 
-def evolve(root: Path, current: Layout, add: Mapping[str, Any], *,
+def evolve(store: Store, current: Layout, add: Mapping[str, Any], *,
            metadata: Sequence[str] = ()) -> Evolution:
-    """Add columns to the archive at ``root`` (see :meth:`EventArchive.evolve`): one commit.
+    """Add columns to the archive in ``store`` (see :meth:`EventArchive.evolve`): one commit.
 
-    ``current`` is the archive's layout now (its stored columns and version).
+    ``current`` is the archive's layout now (its stored columns and version);
+    the caller holds the writer lock. The commit carries the table's new Delta
+    ``metaData`` (the genesis one with the new schema) and a record pinning it;
+    it is created put-if-absent, so a writer that lost the version gets
+    :class:`~eventkit.exceptions.AppendConflictError` and nothing changes.
     """
+    root = store.root
     if not add:
         msg = "evolve adds at least one column: add={'name': 'type'}"
-        raise SchemaError(msg, source=str(root))
+        raise SchemaError(msg, source=root)
     taken = [c for c in add if c in current.stored or c in CORE_COLUMNS or c == SUBJECT_COL]
     if taken:
         msg = f"column(s) {taken} exist already; evolve only adds new columns"
-        raise SchemaError(msg, source=str(root), column=taken[0])
+        raise SchemaError(msg, source=root, column=taken[0])
     added = typed_columns(add)
     unknown = [m for m in metadata if m not in add]
     if unknown:
         msg = f"metadata column(s) {unknown} are not among the columns added"
-        raise SchemaError(msg, source=str(root), column=unknown[0])
-    with writer_lock(root):
-        commits = ledger.read_log(root)
-        ledger.live_files(root, commits)  # refuse to extend a damaged log
-        last = commits[-1].record or {}
-        base = commits[-1].version
-        new_stored = {**current.stored, **added}
-        record: dict[str, Any] = {
-            "format": _FORMAT, "kind": "evolve", "added": table_fields(added),
-            "money": [c for c, t in add.items() if isinstance(t, str)
-                      and t.strip().lower() == "money"],
-            "metadata": list(metadata),
-            "schema_version": current.upcasters.current + 1,
-            "table": {**(commits[0].record or {}).get("table", {}),
-                      "fields": table_fields(new_stored)},
-            "prev": last["digest"],
-        }
-        record["digest"] = ledger.chain_digest(last["digest"], record)
-        fields = [Field.from_json(json.dumps({"name": c, "type": t, "nullable": True,
-                                              "metadata": {}}))
-                  for c, t in record["added"]]
-        try:
-            DeltaTable(str(root), version=base).alter.add_columns(
-                fields, commit_properties=CommitProperties(
-                    custom_metadata={"eventkit": json.dumps(record)}, max_commit_retries=0),
-                post_commithook_properties=NO_CHECKPOINTS)
-        except CommitFailedError as exc:
-            msg = f"another writer committed version {base + 1} first; nothing was changed ({exc})"
-            raise AppendConflictError(msg, path=str(root)) from None
-    return Evolution(base + 1, tuple(added), record["schema_version"], record["digest"])
+        raise SchemaError(msg, source=root, column=unknown[0])
+    state = head.log_state(store)  # refuses to extend a damaged log
+    genesis = ledger.read_commit(store, 0)
+    new_stored = {**current.stored, **added}
+    last = state.record
+    record: dict[str, Any] = {
+        "format": _FORMAT, "kind": "evolve", "added": table_fields(added),
+        "money": [c for c, t in add.items() if isinstance(t, str)
+                  and t.strip().lower() == "money"],
+        "metadata": list(metadata),
+        "schema_version": current.upcasters.current + 1,
+        "table": {**(genesis.record or {}).get("table", {}), "fields": table_fields(new_stored)},
+        "prev": last["digest"],
+    }
+    for carried in ("seq", "recorded_until"):  # what the next append continues from
+        if carried in last:
+            record[carried] = last[carried]
+    record["digest"] = ledger.chain_digest(last["digest"], record)
+    meta = {**(genesis.metadata or {}), "schemaString": delta_schema(new_stored).to_json()}
+    body = commit_actions(record, "ADD COLUMNS", {"columns": list(added)}, [{"metaData": meta}])
+    commit_version(store, state.version + 1, body)
+    return Evolution(state.version + 1, tuple(added), record["schema_version"], record["digest"])

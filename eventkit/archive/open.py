@@ -6,6 +6,7 @@ and :func:`archive_of` are the one place that tells them apart.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
 
@@ -13,8 +14,9 @@ import polars as pl
 import pyarrow as pa
 
 from eventkit.archive import ledger
+from eventkit.archive.store import Store, open_store
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import SchemaError
+from eventkit.exceptions import EventDataError, SchemaError
 from eventkit.schema import BANKING, EventSchema
 from eventkit.sources.conform import ColumnMapping, complete
 from eventkit.sources.files import read_events
@@ -38,13 +40,17 @@ def open_archive(
     schema: EventSchema = BANKING,
     on_error: Literal["raise", "dead-letter"] = "raise",
     dead_letter: str | Path | None = None,
+    storage_options: Mapping[str, str] | None = None,
 ) -> pl.LazyFrame:
     """Open events as a LazyFrame in the canonical schema, or in ``schema``.
 
-    ``path`` may be an eventkit archive, any other Delta table (column mapping,
-    deletion vectors, checkpoints: see :mod:`eventkit.sources.delta`), a
-    Parquet, CSV or NDJSON file, a folder of them (hive partitions such as
-    ``day=2024-01-01/`` become columns), or a glob such as ``"exports/*.csv"``.
+    ``path`` may be an eventkit archive (a folder, or a URL such as
+    ``s3://bucket/bank`` with credentials from the environment or
+    ``storage_options``, see :mod:`eventkit.archive.store`), any other Delta
+    table (column mapping, deletion vectors, checkpoints: see
+    :mod:`eventkit.sources.delta`), a Parquet, CSV or NDJSON file, a folder of
+    them (hive partitions such as ``day=2024-01-01/`` become columns), or a
+    glob such as ``"exports/*.csv"``.
     ``mapping`` names the user's columns and units (see
     :class:`~eventkit.sources.conform.ColumnMapping`), the key columns included.
     ``schema`` (an :class:`~eventkit.schema.EventSchema`) says which columns to
@@ -81,22 +87,27 @@ def open_archive(
     [(1, 'Deposit', 5000), (1, 'Withdrawal', 2000)]
 
     """
-    root = Path(path)
-    if is_eventkit_archive(root):
+    store = open_store(path, storage_options)
+    if is_eventkit_archive(store):
         if mapping is not None:
             msg = "an eventkit archive is already canonical; mapping applies to foreign data"
-            raise SchemaError(msg, source=str(root))
-        return EventArchive(root).scan()
+            raise SchemaError(msg, source=store.root)
+        return EventArchive(store).scan()
+    if not store.local:
+        msg = ("no eventkit archive there: from object stores eventkit reads its own "
+               "archives only (copy other files to a local folder, or scan them with Polars)")
+        raise EventDataError(msg, source=store.root)
     return read_events(path, mapping=mapping, validate=validate, schema_version=schema_version,
                        upcasters=upcasters, schema=schema, on_error=on_error,
                        dead_letter=dead_letter)
 
 
-def is_eventkit_archive(root: Path) -> bool:
+def is_eventkit_archive(root: Path | str | Store) -> bool:
     """True when ``root`` is an eventkit archive (a Delta table eventkit created)."""
-    if not (root / ledger.LOG_DIR).is_dir():
+    store = ledger.as_store(root)
+    if store.local and not store.is_folder(ledger.LOG_DIR):
         return False
-    record = ledger.read_commit(root, 0).record
+    record = ledger.read_commit(store, 0).record
     return record is not None and record.get("kind") == "create"
 
 
@@ -111,7 +122,7 @@ def archive_of(events: Events) -> EventArchive | None:
     """
     if isinstance(events, EventArchive):
         return events
-    if isinstance(events, str | Path) and is_eventkit_archive(Path(events)):
+    if isinstance(events, str | Path) and is_eventkit_archive(events):
         return EventArchive(events)
     return None
 
