@@ -122,15 +122,21 @@ def test_recorded_at_is_stamped_now_and_never_runs_backwards(tmp_path: Path) -> 
     assert stamped.n_unique() == 1  # one commit, one transaction time
     assert before <= stamped[0] <= after
 
-    # history imported with a recorded_at slightly ahead (within the clock skew allowed)
+    # history imported with a recorded_at slightly ahead (within the clock skew allowed):
+    # the clock is now behind the archive's latest transaction time, so a plain append is
+    # refused naming both instants, and stamps the latest only when asked to clamp
     ahead = datetime.now(UTC) + timedelta(minutes=3)
     archive.append(batch(THREE[:1], "k").with_columns(recorded_at=pl.lit(ahead)),
                    recorded_at="keep")
-    archive.append(batch(THREE[:1], "n"))
+    with pytest.raises(eventkit.ClockError, match="before the latest recorded_at") as info:
+        archive.append(batch(THREE[:1], "n"))
+    assert info.value.latest == ahead and info.value.clock < ahead
+    assert ahead.isoformat() in str(info.value)
+    archive.append(batch(THREE[:1], "n"), before_latest="clamp")
 
     times = archive.scan().collect()["recorded_at"].to_list()
     assert times == sorted(times)
-    assert times[-1] >= ahead
+    assert times[-1] == ahead
 
 
 def test_recorded_at_keep_keeps_the_given_times(tmp_path: Path) -> None:

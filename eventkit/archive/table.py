@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -23,7 +23,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, CommitProperties, RemoveAction
 
-from eventkit.archive import ledger
+from eventkit.archive import clock, ledger
 from eventkit.archive._checks import (
     MAX_ID_BYTES,
     archive_schema,
@@ -68,7 +68,6 @@ __all__ = ["AppendReceipt", "EventArchive"]
 
 _FORMAT = 1
 _ROWS_PER_FILE = 2_000_000
-_CLOCK_SKEW = timedelta(minutes=5)
 _TABLE_CONFIG = {"delta.appendOnly": "true"}
 _EPOCH = "1970-01-01T00:00:00+00:00"
 
@@ -318,6 +317,7 @@ class EventArchive:
         mapping: ColumnMapping | dict[str, Any] | None = None,
         batch_id: str | None = None,
         recorded_at: Literal["now", "keep"] = "now",
+        before_latest: clock.BeforeLatest = "raise",
         meta: dict[str, Any] | None = None,
         expected_version: int | None = None,
         schema_version: int = CURRENT_VERSION,
@@ -327,8 +327,12 @@ class EventArchive:
         The archive assigns ``seq`` (continuing the log, in row order) and, by
         default, stamps ``recorded_at`` with the commit time. ``recorded_at=
         "keep"`` imports history with its own ``recorded_at`` column (which
-        must not lie in the future). Every row is checked before anything is
-        written: a bad batch raises and leaves the archive exactly as it was.
+        must not lie in the future). Transaction time never runs backwards: a
+        ``recorded_at`` (kept, or the clock's after it stepped back) before the
+        archive's latest raises, naming both instants, unless ``before_latest=
+        "clamp"`` moves it up to the latest (see :mod:`eventkit.archive.clock`).
+        Every row is checked before anything is written: a bad batch raises and
+        leaves the archive exactly as it was.
         ``batch_id`` makes a retry idempotent: a batch id stored before is not
         stored again (the first receipt comes back with ``duplicate=True``).
 
@@ -409,7 +413,8 @@ class EventArchive:
                                         expected=expected_version, actual=commits[-1].version)
             self._reject_known_ids(entries, rows, source)
             start = last.get("seq", [-1, -1])[1] + 1
-            stamp = self._stamp(rows, recorded_at, last, source)
+            stamp = clock.stamp(rows, mode=recorded_at, latest=last.get("recorded_until"),
+                                before_latest=before_latest, source=source, path=str(self.path))
             stored = stamp.with_columns(
                 seq=pl.int_range(start, start + rows.height, dtype=pl.Int64)
             ).select(list(self.schema))
@@ -462,23 +467,6 @@ class EventArchive:
             row = rows.with_row_index().filter(pl.col("event_id") == dup).item(0, "index")
             msg = f"event_id {dup!r} is already in the archive"
             raise ValidationError(msg, source=source, column="event_id", row=row)
-
-    def _stamp(
-        self, rows: pl.DataFrame, mode: str, last: dict[str, Any], source: str
-    ) -> pl.DataFrame:
-        now = datetime.now(UTC)
-        if mode == "keep":
-            latest = cast("datetime", rows["recorded_at"].max())  # Datetime, rows, no nulls
-            if latest > now + _CLOCK_SKEW:
-                row = rows.with_row_index().filter(
-                    pl.col("recorded_at") > now + _CLOCK_SKEW).item(0, "index")
-                msg = f"recorded_at {latest} lies in the future"
-                raise ValidationError(msg, source=source, column="recorded_at", row=row)
-            return rows
-        floor = last.get("recorded_until")
-        if floor is not None:  # never let transaction time run backwards
-            now = max(now, datetime.fromisoformat(floor))
-        return rows.with_columns(recorded_at=pl.lit(now, dtype=CANONICAL_SCHEMA["recorded_at"]))
 
     def _commit(
         self, rows: pl.DataFrame, batch_id: str, base: int, last: dict[str, Any], start: int,
