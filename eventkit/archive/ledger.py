@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,14 +29,20 @@ __all__ = [
     "PRIVATE_DIR",
     "REWRITE_KINDS",
     "Commit",
+    "MAX_COMMIT_BYTES",
+    "MAX_JSON_DEPTH",
     "apply_record",
     "chain_digest",
     "check_data_file",
+    "check_inside",
+    "commit_paths",
     "content_digest",
+    "json_depth",
     "live_files",
     "log_path",
     "log_versions",
     "merged_entries",
+    "path_problem",
     "pending_files",
     "read_commit",
     "read_log",
@@ -51,6 +58,11 @@ GENESIS = "0" * 64
 #: Record kinds that may remove data files (eventkit's own audited rewrites, see
 #: :mod:`eventkit.archive.compaction`); any other commit that removes a file is tampering.
 REWRITE_KINDS = ("compact", "expire")
+#: A commit file larger than this is damage (or an attack), never read into memory: a
+#: compaction of 100,000 files writes about 40 MB.
+MAX_COMMIT_BYTES = 128 * 1024 * 1024
+#: How deeply a commit's JSON may nest (eventkit writes 6 levels; ``meta`` is held to it).
+MAX_JSON_DEPTH = 32
 _DIGEST_ROWS = 500_000
 _CHUNK = 1 << 20
 #: Files whose SHA-256 matched their record in this process, by path and the stat fields
@@ -138,19 +150,103 @@ class Commit:
     error: str | None = None  # why the commit file could not be read
 
 
+def path_problem(rel: object) -> str | None:
+    """Why ``rel``, a path a commit names, might lead outside the table folder; else None.
+
+    A path is a plain relative one: no leading ``/``, no ``.`` or ``..`` part, no
+    empty part, no backslash, no ``:`` (a URL or a drive), no ``%`` (Delta readers
+    decode it), no control character. Links are checked where files are opened
+    (:func:`check_inside`).
+
+    Examples
+    --------
+    >>> path_problem("part-00000001-000-ab.parquet") is None
+    True
+    >>> path_problem("../outside.parquet")
+    "'../outside.parquet' leaves the table folder"
+
+    """
+    if not isinstance(rel, str) or not rel:
+        return f"{rel!r} is not a file path"
+    if rel.startswith("/") or any(c in rel for c in "\\:%") or any(ord(c) < 32 for c in rel) \
+            or any(part in ("", ".", "..") for part in rel.split("/")):
+        return f"{rel!r} leaves the table folder"
+    return None
+
+
+def commit_paths(commit: Commit) -> list[object]:
+    """Every path commit ``commit`` names: Delta adds and removes, and its record's files."""
+    rec = commit.record or {}
+    named: list[object] = [a.get("path") for a in commit.adds]
+    named += list(commit.removes)
+    named += [f.get("path") if isinstance(f, dict) else f for f in rec.get("files", [])]
+    for group in rec.get("groups", []):
+        named += [*group.get("removed", []), *group.get("files", [])]
+    if isinstance(rec.get("states"), dict):
+        named.append(rec["states"].get("path"))
+    return named
+
+
+def check_inside(root: Path, rel: str) -> None:
+    """Refuse a data file that is a link (or lies in a linked folder) leading outside ``root``.
+
+    Links that stay inside the table folder are followed; the folder itself may be
+    a link. Raises :class:`~eventkit.exceptions.CorruptionError` naming the file.
+    """
+    path = root / rel
+    try:
+        linked = "/" in rel or stat.S_ISLNK(path.lstat().st_mode)
+    except OSError:
+        return  # missing: reported where it is opened
+    if linked and not os.path.realpath(path).startswith(os.path.realpath(root) + os.sep):
+        msg = (f"{root}: data file {rel} is a link to {os.path.realpath(path)}, outside the "
+               "table folder; the archive was changed behind eventkit's back")
+        raise CorruptionError(msg, path=str(root), file=str(path))
+
+
 def log_path(root: Path, version: int) -> Path:
     """Path of the JSON file of commit ``version``."""
     return root / LOG_DIR / f"{version:020d}.json"
 
 
+def json_depth(value: object, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deeply a parsed JSON value nests lists and objects (counting stops past ``limit``).
+
+    Examples
+    --------
+    >>> json_depth({"a": [1, {"b": "]]}"}]}), json_depth("x")
+    (3, 0)
+
+    """
+    depth, level = 0, [value]
+    while depth <= limit:
+        containers = [x for x in level if isinstance(x, dict | list)]
+        if not containers:
+            return depth
+        depth += 1
+        level = [v for x in containers for v in (x.values() if isinstance(x, dict) else x)]
+    return depth
+
+
 def read_commit(root: Path, version: int) -> Commit:
-    """Parse commit ``version``; a damaged file gives a Commit with ``error`` set."""
+    """Parse commit ``version``; a damaged file gives a Commit with ``error`` set.
+
+    A file over :data:`MAX_COMMIT_BYTES` is not read, and JSON nested too deeply
+    to parse, or a record nested deeper than :data:`MAX_JSON_DEPTH`, is damage:
+    never a ``MemoryError`` or ``RecursionError``.
+    """
+    def damaged(error: str) -> Commit:
+        return Commit(version, None, (), (), metadata=None, record=None, error=error)
+
     try:
-        lines = log_path(root, version).read_text().splitlines()
+        path = log_path(root, version)
+        size = path.stat().st_size
+        if size > MAX_COMMIT_BYTES:
+            return damaged(f"{size:,} bytes, over the {MAX_COMMIT_BYTES:,} a commit may have")
+        lines = path.read_text().splitlines()
         actions = [json.loads(line) for line in lines if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return Commit(version, None, (), (), metadata=None, record=None,
-                      error=f"{type(exc).__name__}: {exc}")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        return damaged(f"{type(exc).__name__}: {exc}")
     adds: list[dict[str, Any]] = []
     removes: list[str] = []
     info: dict[str, Any] = {}
@@ -174,8 +270,10 @@ def read_commit(root: Path, version: int) -> Commit:
     if isinstance(info.get("eventkit"), str):
         try:
             record = json.loads(info["eventkit"])
-        except json.JSONDecodeError:
-            record = None
+        except (json.JSONDecodeError, RecursionError):
+            return damaged("its eventkit record is not JSON, or nests too deeply to read")
+        if json_depth(record) > MAX_JSON_DEPTH:
+            return damaged(f"its eventkit record nests deeper than {MAX_JSON_DEPTH} levels")
     return Commit(version, info.get("timestamp"), tuple(adds), tuple(removes),
                   metadata=meta, record=record)
 
@@ -238,6 +336,9 @@ def live_files(
         rec = commit.record
         if rec is None:
             raise fail("was not written by eventkit (no eventkit record)")
+        for rel in commit_paths(commit):
+            if (problem := path_problem(rel)) is not None:
+                raise fail(f"names a file path {problem}")
         if rec.get("prev") != prev:
             raise fail("does not chain to the commit before it")
         if chain_digest(prev, rec) != rec.get("digest"):
@@ -339,6 +440,7 @@ def check_data_file(root: Path, entry: dict[str, Any]) -> Path:
     second before it was hashed (timestamps are coarse; it is hashed again).
     """
     path = root / entry["path"]
+    check_inside(root, entry["path"])
     try:
         st = path.stat()
     except OSError as exc:

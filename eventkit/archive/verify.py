@@ -20,14 +20,18 @@ from eventkit.archive.ledger import (
     Commit,
     apply_record,
     chain_digest,
+    check_inside,
+    commit_paths,
     content_digest,
     log_path,
     log_versions,
+    path_problem,
     pending_files,
     read_commit,
     remember_verified,
     sha256_file,
 )
+from eventkit.exceptions import CorruptionError
 
 __all__ = ["VerifyReport", "verify_log"]
 
@@ -119,6 +123,12 @@ def verify_log(
             report.problems.append(f"{where}: record altered (digest does not recompute)")
         prev = rec.get("digest", "")
         digests.setdefault(prev, commit.version)
+        unsafe = {str(rel) for rel in commit_paths(commit) if path_problem(rel) is not None}
+        for rel in sorted(unsafe):
+            report.problems.append(f"{where}: names a file path {path_problem(rel)} (never "
+                                   "opened)")
+        if unsafe:
+            continue
         live, problem = apply_record(live, rec, commit.removes)
         if problem:
             report.problems.append(f"{where}: {problem}")
@@ -221,6 +231,13 @@ def _check_file(
     on_bytes: Callable[[int], object] | None,
 ) -> None:
     path = root / rel
+    try:
+        check_inside(root, rel)
+    except CorruptionError:
+        report.problems.append(f"{where}: data file {rel} is a link to "
+                               f"{os.path.realpath(path)}, outside the table folder (never "
+                               "opened)")
+        return
     if not path.is_file():
         report.problems.append(f"{where}: data file {rel} is missing")
         return
