@@ -32,6 +32,7 @@ def open_archive(
     validate: bool = True,
     schema_version: int = UNMARKED_VERSION,
     upcasters: Upcasters = UPCASTERS,
+    max_decoded_bytes: int | None = None,
 ) -> pl.LazyFrame:
     """Open events as a LazyFrame in the canonical schema.
 
@@ -53,6 +54,12 @@ def open_archive(
     version are read together, and any version no upcaster reaches raises
     :class:`~eventkit.exceptions.SchemaVersionError` naming the file.
 
+    A file whose footer declares more than ``max_decoded_bytes`` decoded bytes
+    (of the columns read; default: half the memory this process may use) is
+    refused with an ``EventDataError`` before it is decoded: a small file can
+    declare billions of values (see :mod:`eventkit.sources.budget`). An eventkit
+    archive's own files were written and hashed by eventkit and are not checked.
+
     Examples
     --------
     >>> import tempfile, polars as pl
@@ -72,7 +79,7 @@ def open_archive(
             raise SchemaError(msg, source=str(root))
         return EventArchive(root).scan()
     return read_events(path, mapping=mapping, validate=validate, schema_version=schema_version,
-                       upcasters=upcasters)
+                       upcasters=upcasters, max_decoded_bytes=max_decoded_bytes)
 
 
 def is_eventkit_archive(root: Path) -> bool:
