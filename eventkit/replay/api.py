@@ -195,6 +195,6 @@ def snapshot(
     result = replay(store, ruleset, snapshots=False)  # with an expiry's opening states, if any
     version = store.version if result.archive_version is None else result.archive_version
     grid = stored_sets.period_ends(result.history, every, max_checkpoints=max_checkpoints)
-    states = result.at_times(grid).collect() if grid else pl.DataFrame()
+    states = result.states_at(grid)
     return stored_sets.write_set(store, ruleset, version=version, every=every, grid=grid,
                                  states=states, key_copy=key_copy)

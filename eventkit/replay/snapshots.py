@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -138,8 +139,12 @@ def by_key(archive: EventArchive, keys: list[int], *, version: int,
 
 
 def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
-              grid: list[datetime], states: pl.DataFrame, key_copy: bool) -> Snapshots:
-    """Store ``states`` (``at_times(grid)`` of ``rules`` on ``store`` at ``version``) as a set.
+              grid: list[datetime], states: Iterable[pl.DataFrame], key_copy: bool
+              ) -> Snapshots:
+    """Store ``states`` (``states_at(grid)`` of ``rules`` on ``store`` at ``version``) as a set.
+
+    ``states`` gives one frame per checkpoint of ``grid``, in order: each is
+    written as it comes, so memory holds one checkpoint's state at a time.
 
     What :func:`eventkit.snapshot` writes once it has replayed: one file per
     checkpoint, the bank's rate events, a manifest; with ``key_copy`` the
@@ -151,8 +156,8 @@ def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
     staging = folder / f".v{version}-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
     files = []
-    for i, instant in enumerate(grid):
-        part = states.filter(pl.col("instant") == instant).drop("instant").sort(rules.key)
+    for i, state in enumerate(states):
+        part = state.drop("instant").sort(rules.key)
         name = f"cp-{i:05d}.parquet"
         part.write_parquet(staging / name, row_group_size=_ROW_GROUP, statistics=True)
         files.append({"path": name, "bytes": (staging / name).stat().st_size,
