@@ -171,6 +171,6 @@ def period_problem(text: object, *, signed: bool = False) -> str | None:
     length = period_micros(text) if isinstance(text, str) else None
     if length is None or (not signed and length <= 0):
         return f"{text!r} is not a calendar period such as '1mo', '1q', '7d' or '12h'"
-    if abs(length) > MAX_PERIOD_YEARS * _UNIT_US["y"] * 366 / 365:
+    if abs(length) > MAX_PERIOD_YEARS * _UNIT_US["y"]:
         return f"{text!r} is longer than {MAX_PERIOD_YEARS:,} years"
     return None
