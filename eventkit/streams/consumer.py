@@ -1,0 +1,212 @@
+"""A Kafka consumer in a child process: a crash of the Kafka client is an error, not ours.
+
+librdkafka (under ``confluent-kafka``) crashes the whole process when a topic is
+deleted while it is read (a null pointer in its metadata cache). So
+:func:`eventkit.streams.kafka.ingest` reads through :class:`ConsumerProcess`:
+the consumer lives in a child process (:mod:`eventkit.streams._consumer_worker`,
+which imports nothing of eventkit) that answers over pipes; if it dies, or
+stops answering, the ingest raises :class:`~eventkit.exceptions.IngestError`
+naming the broker, the topic and how the client ended. The archive is never
+touched by the child: events and offsets still commit together in the parent.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from eventkit.exceptions import IngestError
+
+__all__ = ["ConsumerProcess", "Message", "Watch"]
+
+#: ``(partition, offset, value, error)``: ``error`` is None or (code name, text, fatal).
+Message = tuple[int, int, bytes | None, tuple[str, str, bool] | None]
+_WORKER = Path(__file__).with_name("_consumer_worker.py")
+_SLACK = 30.0  # seconds a request may take beyond its own timeout before the child is dead
+
+
+class ConsumerProcess:
+    """``confluent_kafka.Consumer(config)`` in a child process, for one topic.
+
+    Examples
+    --------
+    >>> with ConsumerProcess("127.0.0.1:9092", "tx", {}) as client:  # doctest: +SKIP
+    ...     client.partitions(5.0)
+    ([0, 1, 2], None)
+
+    """
+
+    def __init__(self, bootstrap: str, topic: str, config: dict[str, Any], *,
+                 probe: bool = False) -> None:
+        self.bootstrap, self.topic, self._probe = bootstrap, topic, probe
+        to_child, self._requests = os.pipe()
+        self._replies, from_child = os.pipe()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", str(_WORKER), str(to_child), str(from_child)],
+            pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL)
+        os.close(to_child)
+        os.close(from_child)
+        self._out = Connection(self._requests, readable=False)
+        self._in = Connection(self._replies, writable=False)
+        self._out.send(config)
+
+    def __enter__(self) -> ConsumerProcess:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def partitions(self, timeout: float) -> tuple[list[int], str | None]:
+        """The topic's partitions and None, or ``[]`` and why it cannot be read.
+
+        ``why`` is ``"missing"`` or the broker's error for the topic. Raises
+        :class:`IngestError` when the broker cannot be asked at all.
+        """
+        found = self._call(("topics", self.topic, timeout), timeout)
+        if found is None:
+            return [], "missing"
+        partitions, error = found
+        return ([], error) if error is not None else (list(partitions), None)
+
+    def assign(self, positions: dict[int, int]) -> None:
+        """Read each partition from its offset."""
+        self._call(("assign", self.topic, sorted(positions.items())), 0.0)
+
+    def consume(self, n: int, timeout: float) -> tuple[list[Message], list[tuple[str, str, bool]]]:
+        """Up to ``n`` messages within ``timeout`` s, and the client's errors since last time."""
+        messages, errors = self._call(("consume", n, timeout), timeout)
+        return messages, errors
+
+    def close(self) -> None:
+        """Close the consumer and end the child (killed if it does not end by itself)."""
+        if self.proc.poll() is None:
+            try:
+                self._out.send(("close",))
+                if self._in.poll(10):
+                    self._in.recv()
+            except (OSError, EOFError):
+                pass
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._out.close()
+        self._in.close()
+
+    def _call(self, request: tuple[Any, ...], timeout: float) -> Any:
+        try:
+            self._out.send(request)
+            if not self._in.poll(timeout + _SLACK):
+                self.proc.kill()
+                self.proc.wait(10)
+                msg = (f"the Kafka client reading topic {self.topic!r} on {self.bootstrap} "
+                       f"stopped answering ({request[0]} took over {timeout + _SLACK:.0f} s)")
+                raise IngestError(msg, topic=self.topic)
+            status, value = self._in.recv()
+        except (EOFError, OSError):
+            raise self._died() from None
+        if status != "ok":
+            msg = f"broker {self.bootstrap}, topic {self.topic!r}: {value}"
+            raise IngestError(msg, topic=self.topic)
+        return value
+
+    def _died(self) -> IngestError:
+        """The error for a child that ended without answering: how, and whether the topic is."""
+        code = self.proc.wait(10)
+        how = (f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit status {code}")
+        gone = False
+        if not self._probe:  # ask a fresh client whether the topic is still there
+            try:
+                with ConsumerProcess(self.bootstrap, self.topic, {
+                        "bootstrap.servers": self.bootstrap, "group.id": "eventkit-probe"},
+                        probe=True) as probe:
+                    gone = probe.partitions(10.0)[1] is not None
+            except IngestError:
+                pass
+        why = (f"topic {self.topic!r} no longer exists on {self.bootstrap} (deleted while it "
+               "was read?)" if gone else f"reading topic {self.topic!r} on {self.bootstrap}")
+        msg = (f"{why}: the Kafka client (librdkafka) crashed ({how}); events up to the last "
+               "commit are stored, a new run resumes from there")
+        return IngestError(msg, topic=self.topic)
+
+
+#: librdkafka errors that mean "the topic or a partition is not there (now)".
+_MISSING = {"UNKNOWN_TOPIC_OR_PART", "_UNKNOWN_TOPIC", "_UNKNOWN_PARTITION",
+            "UNKNOWN_TOPIC_ID", "LEADER_NOT_AVAILABLE", "NOT_LEADER_FOR_PARTITION"}
+
+
+class Watch:
+    """Troubles with the broker or the topic, each since when; fatal after ``timeout`` s.
+
+    Kinds: ``("offset", p)`` (partition ``p`` ends before our offset: cleared by
+    a message from it), ``("topic",)`` (the topic or partitions missing) and
+    ``("broker",)`` (unreachable, or any other error: cleared by a metadata
+    request that finds the topic whole).
+    """
+
+    def __init__(self, client: ConsumerProcess, partitions: list[int], timeout: float) -> None:
+        self.client, self.partitions, self.timeout = client, partitions, timeout
+        self.troubles: dict[tuple[Any, ...], tuple[float, str]] = {}
+        self.probed = 0.0
+
+    def saw(self, errors: list[tuple[int | None, tuple[str, str, bool]]], now: float) -> bool:
+        """Note the errors of a ``consume``; whether offsets must be assigned again."""
+        where = f"broker {self.client.bootstrap}, topic {self.client.topic!r}"
+        again = False
+        for partition, (code, text, fatal) in errors:
+            if fatal:
+                msg = f"{where}: {text}"
+                raise IngestError(msg, topic=self.client.topic)
+            if code == "_AUTO_OFFSET_RESET" and partition is not None:
+                again = True
+                self._note(("offset", partition), now, (
+                    f"{where}: partition {partition} ends before the offset the archive has "
+                    "read to (the broker lost data, or the topic was created again)"))
+            elif code in _MISSING:
+                self._note(("topic",), now, f"{where}: {text}")
+            else:
+                self._note(("broker",), now, f"{where}: {text}")
+        return again
+
+    def progress(self, partition: int) -> None:
+        """A message came from ``partition``: its log reaches our offset again."""
+        self.troubles.pop(("offset", partition), None)
+
+    def check(self, now: float, *, stopping: bool = False) -> None:
+        """Ask the broker about open troubles (once a second); raise one that lasted too long."""
+        if not self.troubles:
+            return
+        if now - self.probed >= 1.0 or stopping:
+            self.probed = now
+            where = f"broker {self.client.bootstrap}"
+            try:
+                found, why = self.client.partitions(min(self.timeout, 5.0))
+            except IngestError as exc:
+                self._note(("broker",), now, f"cannot reach the {where} ({exc})")
+            else:
+                self.troubles.pop(("broker",), None)
+                gone = sorted(set(self.partitions) - set(found))
+                if why is not None:
+                    self._note(("topic",), now, f"topic {self.client.topic!r} on {where} "
+                                                f"cannot be read ({why}: deleted?)")
+                elif gone:
+                    self._note(("topic",), now, f"partition(s) {gone} of topic "
+                                                f"{self.client.topic!r} are gone from {where}")
+                else:
+                    self.troubles.pop(("topic",), None)
+        for since, problem in self.troubles.values():
+            if stopping or now - since >= self.timeout:
+                lasted = "" if stopping else f" for {now - since:.0f} s"
+                msg = (f"{problem}{lasted}; events up to the last commit are stored, a new run "
+                       "resumes from there")
+                raise IngestError(msg, topic=self.client.topic)
+
+    def _note(self, kind: tuple[Any, ...], now: float, problem: str) -> None:
+        since = self.troubles.get(kind, (now, problem))[0]
+        self.troubles[kind] = (since, problem)
