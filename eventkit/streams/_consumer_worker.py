@@ -48,6 +48,9 @@ def serve(inbox: Connection, outbox: Connection) -> None:
                     request[1])
                 reply = ("ok", None if found is None else (
                     sorted(found.partitions), found.error.str() if found.error else None))
+            elif request[0] == "ends":  # the high watermarks the last fetches reported
+                reply = ("ok", {p: consumer.get_watermark_offsets(
+                    TopicPartition(request[1], p), cached=True)[1] for p in request[2]})
             elif request[0] == "assign":
                 consumer.assign([TopicPartition(request[1], p, o) for p, o in request[2]])
                 reply = ("ok", None)

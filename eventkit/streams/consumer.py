@@ -77,6 +77,13 @@ class ConsumerProcess:
         """Read each partition from its offset."""
         self._call(("assign", self.topic, sorted(positions.items())), 0.0)
 
+    def ends(self, partitions: list[int]) -> dict[int, int]:
+        """Each partition's log end as the last fetches reported it (negative: not known yet).
+
+        (Not a ListOffsets request: some brokers answer those wrongly.)
+        """
+        return dict(self._call(("ends", self.topic, partitions), 0.0))
+
     def consume(self, n: int, timeout: float) -> tuple[list[Message], list[tuple[str, str, bool]]]:
         """Up to ``n`` messages within ``timeout`` s, and the client's errors since last time."""
         messages, errors = self._call(("consume", n, timeout), timeout)
@@ -144,68 +151,85 @@ _MISSING = {"UNKNOWN_TOPIC_OR_PART", "_UNKNOWN_TOPIC", "_UNKNOWN_PARTITION",
 class Watch:
     """Troubles with the broker or the topic, each since when; fatal after ``timeout`` s.
 
-    Kinds: ``("offset", p)`` (partition ``p`` ends before our offset: cleared by
-    a message from it), ``("topic",)`` (the topic or partitions missing) and
-    ``("broker",)`` (unreachable, or any other error: cleared by a metadata
-    request that finds the topic whole).
+    Kinds: ``("offset", p)`` (partition ``p``'s log ends before the offset the
+    archive has read to: the broker lost data), ``("topic",)`` (the topic or
+    some partitions are missing) and ``("broker",)`` (unreachable, or any other
+    error). The broker is asked (metadata and log ends) once a second while a
+    trouble is open, every few seconds while no message comes (some troubles
+    make no error: a deleted topic may just fall silent), and when the run
+    stops; an answer that finds all well clears the trouble.
     """
 
-    def __init__(self, client: ConsumerProcess, partitions: list[int], timeout: float) -> None:
-        self.client, self.partitions, self.timeout = client, partitions, timeout
+    def __init__(self, client: ConsumerProcess, position: dict[int, int], timeout: float
+                 ) -> None:
+        self.client, self.position, self.timeout = client, position, timeout
         self.troubles: dict[tuple[Any, ...], tuple[float, str]] = {}
-        self.probed = 0.0
+        self.asked = 0.0
+        self.where = f"broker {client.bootstrap}, topic {client.topic!r}"
 
     def saw(self, errors: list[tuple[int | None, tuple[str, str, bool]]], now: float) -> bool:
         """Note the errors of a ``consume``; whether offsets must be assigned again."""
-        where = f"broker {self.client.bootstrap}, topic {self.client.topic!r}"
         again = False
         for partition, (code, text, fatal) in errors:
             if fatal:
-                msg = f"{where}: {text}"
+                msg = f"{self.where}: {text}"
                 raise IngestError(msg, topic=self.client.topic)
             if code == "_AUTO_OFFSET_RESET" and partition is not None:
                 again = True
-                self._note(("offset", partition), now, (
-                    f"{where}: partition {partition} ends before the offset the archive has "
-                    "read to (the broker lost data, or the topic was created again)"))
-            elif code in _MISSING:
-                self._note(("topic",), now, f"{where}: {text}")
+                self._short(partition, now)
             else:
-                self._note(("broker",), now, f"{where}: {text}")
+                self._note(("topic",) if code in _MISSING else ("broker",), now,
+                           f"{self.where}: {text}")
         return again
 
     def progress(self, partition: int) -> None:
-        """A message came from ``partition``: its log reaches our offset again."""
+        """A message came from ``partition``: its log reaches our offset."""
         self.troubles.pop(("offset", partition), None)
 
-    def check(self, now: float, *, stopping: bool = False) -> None:
-        """Ask the broker about open troubles (once a second); raise one that lasted too long."""
-        if not self.troubles:
-            return
-        if now - self.probed >= 1.0 or stopping:
-            self.probed = now
-            where = f"broker {self.client.bootstrap}"
-            try:
-                found, why = self.client.partitions(min(self.timeout, 5.0))
-            except IngestError as exc:
-                self._note(("broker",), now, f"cannot reach the {where} ({exc})")
-            else:
-                self.troubles.pop(("broker",), None)
-                gone = sorted(set(self.partitions) - set(found))
-                if why is not None:
-                    self._note(("topic",), now, f"topic {self.client.topic!r} on {where} "
-                                                f"cannot be read ({why}: deleted?)")
-                elif gone:
-                    self._note(("topic",), now, f"partition(s) {gone} of topic "
-                                                f"{self.client.topic!r} are gone from {where}")
-                else:
-                    self.troubles.pop(("topic",), None)
+    def check(self, now: float, quiet_since: float, *, stopping: bool = False) -> None:
+        """Ask the broker when it is time; raise a trouble that lasted ``timeout`` s.
+
+        ``quiet_since``: when the last message came. ``stopping``: the run ends
+        now, so any open trouble is raised at once (never a silent end).
+        """
+        due = 1.0 if self.troubles else 5.0
+        if stopping or (now - self.asked >= due and (self.troubles or now - quiet_since >= due)):
+            self.asked = now
+            self._ask(now)
         for since, problem in self.troubles.values():
             if stopping or now - since >= self.timeout:
                 lasted = "" if stopping else f" for {now - since:.0f} s"
                 msg = (f"{problem}{lasted}; events up to the last commit are stored, a new run "
                        "resumes from there")
                 raise IngestError(msg, topic=self.client.topic)
+
+    def _ask(self, now: float) -> None:
+        try:
+            found, why = self.client.partitions(min(self.timeout, 5.0))
+            ends = self.client.ends(sorted(self.position)) if why is None else {}
+        except IngestError as exc:
+            self._note(("broker",), now,
+                       f"cannot reach the broker at {self.client.bootstrap} ({exc})")
+            return
+        self.troubles.pop(("broker",), None)
+        gone = sorted(set(self.position) - set(found))
+        if why is not None:
+            self._note(("topic",), now, f"{self.where} cannot be read ({why}: deleted?)")
+        elif gone:
+            self._note(("topic",), now, f"{self.where}: partition(s) {gone} are gone")
+        else:
+            self.troubles.pop(("topic",), None)
+        for partition, end in ends.items():
+            if 0 <= end < self.position[partition]:
+                self._short(partition, now)
+            elif end >= self.position[partition]:
+                self.troubles.pop(("offset", partition), None)
+
+    def _short(self, partition: int, now: float) -> None:
+        self._note(("offset", partition), now, (
+            f"{self.where}: partition {partition} ends before offset "
+            f"{self.position[partition]}, which the archive has read to (the broker lost "
+            "data, or the topic was created again)"))
 
     def _note(self, kind: tuple[Any, ...], now: float, problem: str) -> None:
         since = self.troubles.get(kind, (now, problem))[0]

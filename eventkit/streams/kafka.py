@@ -194,7 +194,7 @@ def ingest(
         partitions = _partitions(client, bootstrap, topic, broker_timeout)
         position = {p: offsets.get(p, 0) for p in partitions}  # next offset after the buffer
         client.assign(position)
-        watch = Watch(client, partitions, broker_timeout)
+        watch = Watch(client, position, broker_timeout)
         batch: list[tuple[int, int, bytes]] = []
         first = last_message = time.monotonic()
         while True:
@@ -214,7 +214,7 @@ def ingest(
                 for partition, offset, _ in good:  # positions only move forward
                     position[partition] = max(position[partition], offset + 1)
                     watch.progress(partition)
-            watch.check(now)
+            watch.check(now, last_message)
             full = len(batch) >= batch_size or (batch and now - first >= max_wait)
             idle = idle_timeout is not None and now - last_message >= idle_timeout
             done = idle or (max_events is not None and summary.events
@@ -225,7 +225,7 @@ def ingest(
                 if on_batch is not None:
                     on_batch(summary)
             if done:
-                watch.check(now, stopping=True)
+                watch.check(now, last_message, stopping=True)
                 return summary
 
 

@@ -30,17 +30,19 @@ STORED = [c for c in CANONICAL_SCHEMA if c not in ("seq", "recorded_at")]
 
 
 def first_of_each_id(rows: pl.DataFrame, batch: Batch
-                      ) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
+                     ) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
     """Of the events of a batch sharing an ``event_id``, the first by (partition, offset).
 
     ``rows`` come in batch order (``__index``); each later copy becomes a dead
-    letter naming the copy kept.
+    letter naming the first (which is archived, unless the archive holds the id
+    already: then it is a dead letter too).
     """
     first = rows.select(pl.col("__index").first().over("event_id")).to_series().to_numpy()
-    later = rows["__index"].to_numpy() != first
-    reasons = [(int(i), f"event_id: duplicate event_id in the topic (the copy at partition "
-                        f"{batch.partition[k]}, offset {batch.offset[k]} is kept)")
-               for i, k in zip(rows["__index"].to_numpy()[later], first[later], strict=True)]
+    index = rows["__index"].to_numpy()
+    later = index != first
+    reasons = [(int(i), f"event_id: duplicate event_id in the topic (the same as partition "
+                        f"{batch.partition[k]}, offset {batch.offset[k]}, before it)")
+               for i, k in zip(index[later], first[later], strict=True)]
     return rows.filter(~pl.Series(later)), reasons
 
 

@@ -227,6 +227,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="commit a batch at most this long after its first message (default 1)")
     p.add_argument("--idle-timeout", type=_seconds, metavar="S",
                    help="stop after this long without a message (default: run until stopped)")
+    p.add_argument("--broker-timeout", type=_seconds, default=30.0, metavar="S",
+                   help="end with an error when the broker stays unreachable, or the topic "
+                        "or a partition missing, this long (default 30)")
+    p.add_argument("--before-latest", choices=("raise", "clamp"), default="raise",
+                   help="when the clock reads before the archive's latest recorded_at: fail "
+                        "(raise, default) or record the latest (clamp)")
     p.set_defaults(run=_ingest)
 
     p = sub.add_parser("produce", help="send an archive's events to a topic (key: account)",
@@ -465,7 +471,8 @@ def _ingest(args: argparse.Namespace) -> int:
                          mapping=_mapping(args.mapping) if args.mapping else None,
                          dead_letter=args.dead_letter, batch_size=args.batch_size,
                          max_wait=args.max_wait, idle_timeout=args.idle_timeout,
-                         on_batch=report)
+                         on_batch=report, broker_timeout=args.broker_timeout,
+                         before_latest=args.before_latest)
     except KeyboardInterrupt:
         print("stopped: events up to the last commit are stored", file=sys.stderr)
         return 0
