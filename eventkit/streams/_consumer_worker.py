@@ -7,11 +7,12 @@ ends this process, and the ingest that drives it ends with an ``IngestError``.
 
 Requests and replies are pickled tuples over two pipes: ``("topics", topic,
 timeout)``, ``("assign", topic, [(partition, offset), ...])``, ``("consume",
-n, timeout)``, ``("close",)``. A reply is ``("ok", value)`` or ``("error",
-text)``; ``consume`` gives ``(messages, errors)``: per message ``(partition,
-offset, value, error)``, where ``error`` is ``None`` or ``(code name, text,
-fatal)``, and the client-wide errors reported since the last call. librdkafka's
-own log lines are dropped (its errors come back here instead).
+n, timeout)``, ``("ends", topic, partitions)``, ``("close",)``. A reply is
+``("ok", value)`` or ``("error", text)``; ``consume`` gives the messages as
+three lists (partitions, offsets, values) and the problems: ``(partition or
+None, (code name, text, fatal))`` per message error and per client-wide error
+reported since the last call. librdkafka's own log lines are dropped (its
+errors come back here instead).
 """
 
 from __future__ import annotations
@@ -55,15 +56,20 @@ def serve(inbox: Connection, outbox: Connection) -> None:
                 consumer.assign([TopicPartition(request[1], p, o) for p, o in request[2]])
                 reply = ("ok", None)
             elif request[0] == "consume":
-                messages = []
+                partitions, offsets, values = [], [], []
+                problems: list[tuple[int | None, tuple[str, str, bool]]] = [
+                    (None, e) for e in errors]
+                errors.clear()
                 for msg in consumer.consume(num_messages=request[1], timeout=request[2]):
                     error = msg.error()
-                    messages.append((msg.partition(), msg.offset(), msg.value(), None)
-                                    if error is None else
-                                    (msg.partition(), msg.offset(), None,
-                                     (error.name(), error.str(), error.fatal())))
-                reply = ("ok", (messages, errors[:]))
-                errors.clear()
+                    if error is None:
+                        partitions.append(msg.partition())
+                        offsets.append(msg.offset())
+                        values.append(msg.value() or b"")
+                    else:
+                        problems.append((msg.partition(), (error.name(), error.str(),
+                                                           error.fatal())))
+                reply = ("ok", (partitions, offsets, values, problems))
             else:
                 consumer.close()
                 outbox.send(("ok", None))

@@ -22,10 +22,11 @@ from typing import Any
 
 from eventkit.exceptions import IngestError
 
-__all__ = ["ConsumerProcess", "Message", "Watch"]
+__all__ = ["ConsumerProcess", "Fetched", "Watch"]
 
-#: ``(partition, offset, value, error)``: ``error`` is None or (code name, text, fatal).
-Message = tuple[int, int, bytes | None, tuple[str, str, bool] | None]
+#: What a ``consume`` gives: the messages' partitions, offsets and values, and the
+#: problems, ``(partition or None, (code name, text, fatal))``.
+Fetched = tuple[list[int], list[int], list[bytes], list[tuple[int | None, tuple[str, str, bool]]]]
 _WORKER = Path(__file__).with_name("_consumer_worker.py")
 _SLACK = 30.0  # seconds a request may take beyond its own timeout before the child is dead
 
@@ -51,6 +52,7 @@ class ConsumerProcess:
             pass_fds=(to_child, from_child), stdin=subprocess.DEVNULL)
         os.close(to_child)
         os.close(from_child)
+        self._ahead: tuple[Any, ...] | None = None  # a consume asked ahead, not yet answered
         self._out = Connection(self._requests, readable=False)
         self._in = Connection(self._replies, writable=False)
         self._out.send(config)
@@ -84,10 +86,26 @@ class ConsumerProcess:
         """
         return dict(self._call(("ends", self.topic, partitions), 0.0))
 
-    def consume(self, n: int, timeout: float) -> tuple[list[Message], list[tuple[str, str, bool]]]:
-        """Up to ``n`` messages within ``timeout`` s, and the client's errors since last time."""
-        messages, errors = self._call(("consume", n, timeout), timeout)
-        return messages, errors
+    def consume(self, n: int, timeout: float) -> Fetched:
+        """Up to ``n`` messages within ``timeout`` s, and the problems met since last time.
+
+        After :meth:`prefetch`, its answer (whatever ``n`` and ``timeout`` say now).
+        """
+        if self._ahead is None:
+            self.prefetch(n, timeout)
+        fetched: Fetched = self._settle()
+        return fetched
+
+    def prefetch(self, n: int, timeout: float) -> None:
+        """Ask for the next :meth:`consume` now: the child fetches while the caller works."""
+        if self._ahead is None:
+            self._ahead = ("consume", n, timeout)
+            self._send(self._ahead)
+
+    def _settle(self) -> Any:
+        """The answer to the consume asked ahead (None if none was)."""
+        ahead, self._ahead = self._ahead, None
+        return None if ahead is None else self._receive(ahead, ahead[2])
 
     def close(self) -> None:
         """Close the consumer and end the child (killed if it does not end by itself)."""
@@ -107,8 +125,19 @@ class ConsumerProcess:
         self._in.close()
 
     def _call(self, request: tuple[Any, ...], timeout: float) -> Any:
+        if self._ahead is not None:  # messages asked ahead come first; nothing is lost:
+            self._settle()           # offsets only advance with commits
+        self._send(request)
+        return self._receive(request, timeout)
+
+    def _send(self, request: tuple[Any, ...]) -> None:
         try:
             self._out.send(request)
+        except OSError:
+            raise self._died() from None
+
+    def _receive(self, request: tuple[Any, ...], timeout: float) -> Any:
+        try:
             if not self._in.poll(timeout + _SLACK):
                 self.proc.kill()
                 self.proc.wait(10)

@@ -195,33 +195,35 @@ def ingest(
         position = {p: offsets.get(p, 0) for p in partitions}  # next offset after the buffer
         client.assign(position)
         watch = Watch(client, position, broker_timeout)
-        batch: list[tuple[int, int, bytes]] = []
+        batch: tuple[list[int], list[int], list[bytes]] = ([], [], [])
         first = last_message = time.monotonic()
         while True:
-            wait = max_wait if not batch else max(0.0, first + max_wait - time.monotonic())
-            messages, errors = client.consume(batch_size - len(batch), wait)
+            wait = max_wait if not batch[0] else max(0.0, first + max_wait - time.monotonic())
+            parts, offs, values, problems = client.consume(batch_size - len(batch[0]), wait)
             now = time.monotonic()
-            good = [(p, o, value or b"") for p, o, value, error in messages if error is None]
-            if watch.saw([(p, error) for p, _, _, error in messages if error is not None]
-                         + [(None, e) for e in errors], now):
+            if watch.saw(problems, now):
                 time.sleep(0.2)  # an offset beyond the log: try again there, never skip
                 client.assign(position)
-            if good:
-                if not batch:
+            if values:
+                if not batch[0]:
                     first = now
-                batch += good
+                batch[0].extend(parts)
+                batch[1].extend(offs)
+                batch[2].extend(values)
                 last_message = now
-                for partition, offset, _ in good:  # positions only move forward
-                    position[partition] = max(position[partition], offset + 1)
+                for partition, offset in zip(parts, offs, strict=True):
+                    position[partition] = max(position[partition], offset + 1)  # only forward
                     watch.progress(partition)
             watch.check(now, last_message)
-            full = len(batch) >= batch_size or (batch and now - first >= max_wait)
+            full = len(batch[0]) >= batch_size or (batch[0] and now - first >= max_wait)
             idle = idle_timeout is not None and now - last_message >= idle_timeout
             done = idle or (max_events is not None and summary.events
-                            + summary.dead_letters + len(batch) >= max_events)
-            if batch and (full or done):
+                            + summary.dead_letters + len(batch[0]) >= max_events)
+            if batch[0] and (full or done):
+                if not done:  # the next messages are fetched while this batch is stored
+                    client.prefetch(batch_size, max_wait)
                 _store(archive, topic, batch, m, letters, summary, before_latest)
-                batch = []
+                batch = ([], [], [])
                 if on_batch is not None:
                     on_batch(summary)
             if done:
@@ -242,21 +244,22 @@ def _partitions(client: ConsumerProcess, bootstrap: str, topic: str, timeout: fl
     return found
 
 
-def _store(archive: EventArchive, topic: str, messages: list[tuple[int, int, bytes]],
+def _store(archive: EventArchive, topic: str, messages: tuple[list[int], list[int], list[bytes]],
            mapping: ColumnMapping, letters: _DeadLetters, summary: IngestSummary,
            before_latest: BeforeLatest = "raise") -> None:
     """Append one batch of messages with the offsets they reach, dead letters first.
 
-    The batch is taken in (partition, offset) order: which copy of a repeated id
-    is kept does not depend on how partitions interleave or what else the batch holds.
+    ``messages`` are the partitions, offsets and values of the batch, taken in
+    (partition, offset) order: which copy of a repeated id is kept does not
+    depend on how partitions interleave or what else the batch holds.
     """
-    messages = sorted(messages, key=lambda m: (m[0], m[1]))  # (partition, offset) are unique
-    partition = np.array([m[0] for m in messages], np.int64)
-    offset = np.array([m[1] for m in messages], np.int64)
+    partition, offset = np.array(messages[0], np.int64), np.array(messages[1], np.int64)
+    order = np.lexsort((offset, partition))
+    partition, offset = partition[order], offset[order]
     # a re-seek may deliver a message twice within a run: keep the first
     keep = new_messages(partition, offset, summary.offsets)
-    values = [m[2].replace(b"\n", b" ").replace(b"\r", b" ")
-              for m, k in zip(messages, keep, strict=True) if k]
+    values = [messages[2][i].replace(b"\n", b" ").replace(b"\r", b" ")
+              for i in order[keep].tolist()]
     partition, offset = partition[keep], offset[keep]
     batch = Batch(mapping, topic, partition, offset, archive.event_types)
     doubled = doubled_keys(values, mapping)
