@@ -82,7 +82,8 @@ from eventkit.sources.upcast import Upcaster, Upcasters
 from eventkit.streams.kafka import IngestSummary, ingest, produce
 
 #: Loaded on first use (widgets and charts take seconds to import): name -> its module.
-_LAZY = {"explorer": "eventkit.workbench.explorer", "account_view": "eventkit.workbench.explorer"}
+_LAZY = {"explorer": "eventkit.workbench.explorer", "account_view": "eventkit.workbench.explorer",
+         "table": "eventkit.workbench.tables"}
 #: Sub-modules reachable as attributes, loaded on first use (``eventkit.charts.what_if``).
 _LAZY_MODULES = {"charts": "eventkit.workbench.charts"}
 
@@ -174,6 +175,7 @@ __all__ = [
     "replay",
     "restatements",
     "snapshot",
+    "table",
 ]
 
 for _name in __all__:
