@@ -38,6 +38,7 @@ from eventkit.archive.verify import VerifyReport
 from eventkit.exceptions import (
     AppendConflictError,
     ArchiveError,
+    ClockError,
     CommandError,
     CorruptionError,
     EventDataError,
@@ -108,6 +109,7 @@ __all__ = [
     "AppendReceipt",
     "ArchiveError",
     "BucketedReplay",
+    "ClockError",
     "ColumnMapping",
     "CommandError",
     "CompactReport",

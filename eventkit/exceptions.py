@@ -17,6 +17,7 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     │   │   └── StaleVersionError   an append expected an older archive version
     │   ├── CorruptionError     a file cannot be read or does not match its hash
     │   ├── IntegrityError      ``verify`` found the hash chain broken
+    │   ├── ClockError          the clock stepped back before the archive's latest recorded_at
     │   ├── ExpiredError        a question about a time whose events were expired
     │   └── StorageError        the store holding it fails, refuses, or cannot append safely
     ├── PrivacyError            key store problems, refused erasures
@@ -36,9 +37,15 @@ Errors that used to be ``ValueError`` still are (``ParameterError`` and
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
 __all__ = [
     "AppendConflictError",
     "ArchiveError",
+    "ClockError",
     "CommandError",
     "CorruptionError",
     "EventDataError",
@@ -170,6 +177,21 @@ class IntegrityError(ArchiveError):
 
     def __init__(self, message: str, *, path: str | None = None, problems: list[str]) -> None:
         self.problems = problems
+        super().__init__(message, path=path)
+
+
+class ClockError(ArchiveError):
+    """An append read a clock before the latest ``recorded_at`` the archive holds.
+
+    Transaction time never runs backwards; ``clock`` and ``latest`` are the two
+    instants. Nothing was written: fix the clock, or append with
+    ``before_latest="clamp"``.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, clock: datetime,
+                 latest: datetime) -> None:
+        self.clock = clock
+        self.latest = latest
         super().__init__(message, path=path)
 
 

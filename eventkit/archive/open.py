@@ -35,6 +35,7 @@ def open_archive(
     schema_version: int = UNMARKED_VERSION,
     upcasters: Upcasters = UPCASTERS,
     storage_options: Mapping[str, str] | None = None,
+    max_decoded_bytes: int | None = None,
 ) -> pl.LazyFrame:
     """Open events as a LazyFrame in the canonical schema.
 
@@ -57,6 +58,12 @@ def open_archive(
     the mapping's units then read the upcast values. Consecutive files of one
     version are read together, and any version no upcaster reaches raises
     :class:`~eventkit.exceptions.SchemaVersionError` naming the file.
+
+    A file whose footer declares more than ``max_decoded_bytes`` decoded bytes
+    (of the columns read; default: half the memory this process may use) is
+    refused with an ``EventDataError`` before it is decoded: a small file can
+    declare billions of values (see :mod:`eventkit.sources.budget`). An eventkit
+    archive's own files were written and hashed by eventkit and are not checked.
 
     Examples
     --------
@@ -81,7 +88,7 @@ def open_archive(
                "archives only (copy other files to a local folder, or scan them with Polars)")
         raise EventDataError(msg, source=store.root)
     return read_events(path, mapping=mapping, validate=validate, schema_version=schema_version,
-                       upcasters=upcasters)
+                       upcasters=upcasters, max_decoded_bytes=max_decoded_bytes)
 
 
 def is_eventkit_archive(root: Path | str | Store) -> bool:

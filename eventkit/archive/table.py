@@ -14,13 +14,13 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import polars as pl
 
-from eventkit.archive import head, ledger
+from eventkit.archive import clock, head, ledger
 from eventkit.archive._append import (
     check_new_files,
     commit_batch,
@@ -61,7 +61,6 @@ __all__ = ["AppendReceipt", "EventArchive"]
 
 _FORMAT = 1
 _ROWS_PER_FILE = 2_000_000
-_CLOCK_SKEW = timedelta(minutes=5)
 _TABLE_CONFIG = {"delta.appendOnly": "true"}
 
 
@@ -281,9 +280,12 @@ class EventArchive:
         0
 
         """
-        if verify and self.store.local:
+        if self.store.local:  # a link never leads outside the folder, even when trusted
             for entry in entries:
-                ledger.check_data_file(self.store, entry)
+                if verify:
+                    ledger.check_data_file(self.store, entry)
+                else:
+                    ledger.check_inside(self.store, entry["path"])
         lf = read_files(self.store, list(entries), self.schema,
                         check=verify and not self.store.local)
         return lf if last_seq is None else lf.filter(pl.col("seq") <= last_seq)
@@ -329,6 +331,7 @@ class EventArchive:
         mapping: ColumnMapping | dict[str, Any] | None = None,
         batch_id: str | None = None,
         recorded_at: Literal["now", "keep"] = "now",
+        before_latest: clock.BeforeLatest = "raise",
         meta: dict[str, Any] | None = None,
         expected_version: int | None = None,
         schema_version: int = CURRENT_VERSION,
@@ -338,8 +341,12 @@ class EventArchive:
         The archive assigns ``seq`` (continuing the log, in row order) and, by
         default, stamps ``recorded_at`` with the commit time. ``recorded_at=
         "keep"`` imports history with its own ``recorded_at`` column (which
-        must not lie in the future). Every row is checked before anything is
-        written: a bad batch raises and leaves the archive exactly as it was.
+        must not lie in the future). Transaction time never runs backwards: a
+        ``recorded_at`` (kept, or the clock's after it stepped back) before the
+        archive's latest raises, naming both instants, unless ``before_latest=
+        "clamp"`` moves it up to the latest (see :mod:`eventkit.archive.clock`).
+        Every row is checked before anything is written: a bad batch raises and
+        leaves the archive exactly as it was.
         ``batch_id`` makes a retry idempotent: a batch id stored before is not
         stored again (the first receipt comes back with ``duplicate=True``).
 
@@ -418,7 +425,8 @@ class EventArchive:
                                         expected=expected_version, actual=state.version)
             reject_known_ids(self.store, state.live, rows, self.schema, source)
             start = last.get("seq", [-1, -1])[1] + 1
-            stamp = self._stamp(rows, recorded_at, last, source)
+            stamp = clock.stamp(rows, mode=recorded_at, latest=last.get("recorded_until"),
+                                before_latest=before_latest, source=source, path=self.location)
             stored = stamp.with_columns(
                 seq=pl.int_range(start, start + rows.height, dtype=pl.Int64)
             ).select(list(self.schema))
@@ -451,23 +459,6 @@ class EventArchive:
         raise ImmutabilityError(msg, path=self.location)
 
     update = overwrite
-
-    def _stamp(
-        self, rows: pl.DataFrame, mode: str, last: dict[str, Any], source: str
-    ) -> pl.DataFrame:
-        now = datetime.now(UTC)
-        if mode == "keep":
-            latest = cast("datetime", rows["recorded_at"].max())  # Datetime, rows, no nulls
-            if latest > now + _CLOCK_SKEW:
-                row = rows.with_row_index().filter(
-                    pl.col("recorded_at") > now + _CLOCK_SKEW).item(0, "index")
-                msg = f"recorded_at {latest} lies in the future"
-                raise ValidationError(msg, source=source, column="recorded_at", row=row)
-            return rows
-        floor = last.get("recorded_until")
-        if floor is not None:  # never let transaction time run backwards
-            now = max(now, datetime.fromisoformat(floor))
-        return rows.with_columns(recorded_at=pl.lit(now, dtype=CANONICAL_SCHEMA["recorded_at"]))
 
     def _parts(self, rows: pl.DataFrame) -> Iterator[tuple[int | None, pl.DataFrame]]:
         """The data files' contents: (bucket or None, rows), each in log order."""

@@ -153,12 +153,15 @@ def snapshot(
     *,
     every: str = "1mo",
     key_copy: bool = True,
+    max_checkpoints: int = stored_sets.MAX_CHECKPOINTS,
 ) -> Snapshots:
     """Replay ``archive`` once and store each key's state at the end of every period.
 
     ``every`` is a calendar period as Polars writes durations (``"1mo"``,
     ``"1q"``, ``"7d"``, ``"1y"``): checkpoints are the last microsecond of each
-    period (UTC) from the first event's period to the last event's. The set is
+    period (UTC) from the first event's period to the last event's, at most
+    ``max_checkpoints`` of them (more raise :class:`SnapshotError` before any
+    is made: ``every="1s"`` over a year would be 31 million). The set is
     stored under ``<archive>/_eventkit/snapshots/`` and replaces older sets of
     the same rules; :func:`eventkit.replay` finds and uses it by itself.
 
@@ -191,7 +194,7 @@ def snapshot(
         raise SnapshotError(msg, param="rules")
     result = replay(store, ruleset, snapshots=False)  # with an expiry's opening states, if any
     version = store.version if result.archive_version is None else result.archive_version
-    grid = stored_sets.period_ends(result.history, every)
-    states = result.at_times(grid).collect() if grid else pl.DataFrame()
+    grid = stored_sets.period_ends(result.history, every, max_checkpoints=max_checkpoints)
+    states = result.states_at(grid)
     return stored_sets.write_set(store, ruleset, version=version, every=every, grid=grid,
                                  states=states, key_copy=key_copy)

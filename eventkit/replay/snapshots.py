@@ -21,9 +21,11 @@ import io
 import json
 import os
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
@@ -33,15 +35,17 @@ from eventkit.archive.table import EventArchive
 from eventkit.exceptions import SnapshotError
 from eventkit.rules.model import RuleSet
 from eventkit.schema import BANK_ACCOUNT, TIME_DTYPE
-from eventkit.timeutil import from_micros, micros
+from eventkit.timeutil import from_micros, micros, period_micros, period_problem
 
-__all__ = ["Snapshots", "by_key", "find", "period_ends", "write_set"]
+__all__ = ["MAX_CHECKPOINTS", "Snapshots", "by_key", "find", "period_ends", "write_set"]
 
 FOLDER = "snapshots"
 _BY_KEY = "by-key"
 _KEY_ROW_GROUP = 65_536  # rows per row group of the by-key copy
 _MANIFEST = "manifest.json"
 _ROW_GROUP = 8_192  # rows per row group: one key's row is read with a few row groups
+#: At most this many checkpoints per snapshot set (daily for 27 years), unless asked.
+MAX_CHECKPOINTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -139,8 +143,12 @@ def by_key(archive: EventArchive, keys: list[int], *, version: int,
 
 
 def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
-              grid: list[datetime], states: pl.DataFrame, key_copy: bool) -> Snapshots:
-    """Store ``states`` (``at_times(grid)`` of ``rules`` on ``store`` at ``version``) as a set.
+              grid: list[datetime], states: Iterable[pl.DataFrame], key_copy: bool
+              ) -> Snapshots:
+    """Store ``states`` (``states_at(grid)`` of ``rules`` on ``store`` at ``version``) as a set.
+
+    ``states`` gives one frame per checkpoint of ``grid``, in order: each is
+    written as it comes, so memory holds one checkpoint's state at a time.
 
     What :func:`eventkit.snapshot` writes once it has replayed: one file per
     checkpoint, the bank's rate events, a manifest; with ``key_copy`` the
@@ -150,8 +158,8 @@ def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
     head = (ledger.read_commit(store.store, version).record or {}).get("digest")
     files: list[dict[str, object]] = []
     blobs: dict[str, bytes | Path] = {}
-    for i, instant in enumerate(grid):
-        part = states.filter(pl.col("instant") == instant).drop("instant").sort(rules.key)
+    for i, state in enumerate(states):
+        part = state.drop("instant").sort(rules.key)
         name = f"cp-{i:05d}.parquet"
         data = _parquet(part, row_group_size=_ROW_GROUP, statistics=True)
         blobs[name] = data
@@ -258,18 +266,41 @@ def load(path: Store) -> Snapshots:
         raise SnapshotError(msg, param="snapshots") from None
 
 
-def period_ends(history: pl.LazyFrame, every: str) -> list[datetime]:
-    """The last microsecond of each ``every`` period from the first event to the last."""
+def period_ends(history: pl.LazyFrame, every: str, *,
+                max_checkpoints: int = MAX_CHECKPOINTS) -> list[datetime]:
+    """The last microsecond of each ``every`` period from the first event to the last.
+
+    More than ``max_checkpoints`` periods raise :class:`SnapshotError` before any
+    is made (``every="1s"`` over a year would be 31 million).
+    """
+    if (problem := period_problem(every)) is not None:
+        raise SnapshotError(problem, param="every")
+    if not isinstance(max_checkpoints, int) or max_checkpoints < 1:
+        msg = f"must be a positive number, not {max_checkpoints!r}"
+        raise SnapshotError(msg, param="max_checkpoints")
     span = history.select(lo=pl.col("event_time").min(), hi=pl.col("event_time").max()).collect()
     lo, hi = span["lo"][0], span["hi"][0]
     if lo is None:
         return []
+    first = pl.Series([lo], dtype=TIME_DTYPE).dt.truncate(every)[0]
+
+    def refuse(count: int) -> SnapshotError:
+        msg = (f"every={every!r} makes {count:,} checkpoints from {lo:%Y-%m-%d} to "
+               f"{hi:%Y-%m-%d}, more than max_checkpoints={max_checkpoints:,}; choose a "
+               "longer period")
+        return SnapshotError(msg, param="every")
+
+    # months and years taken at their shortest over-count by at most 11 %: a cheap bound
+    # first, so that every="1s" is refused before 31 million instants are made
+    bound = int((hi - first) / timedelta(microseconds=1) // cast("float", period_micros(every)))
+    if bound + 1 > max_checkpoints * 1.2:
+        raise refuse(bound + 1)
     try:
-        starts = pl.datetime_range(
-            pl.lit(lo, TIME_DTYPE).dt.truncate(every), pl.lit(hi, TIME_DTYPE), every,
-            eager=True, time_zone="UTC")
+        starts = pl.datetime_range(first, hi, every, eager=True, time_zone="UTC")
         ends = (starts.dt.offset_by(every) - timedelta(microseconds=1)).to_list()
-    except pl.exceptions.PolarsError as exc:
-        msg = f"every={every!r} is not a calendar period such as '1mo', '1q', '7d' ({exc})"
+    except (pl.exceptions.PolarsError, OverflowError) as exc:
+        msg = f"every={every!r}: {' '.join(str(exc).split())}"
         raise SnapshotError(msg, param="every") from None
+    if len(ends) > max_checkpoints:
+        raise refuse(len(ends))
     return ends
