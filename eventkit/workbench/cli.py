@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -158,11 +157,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lab", help="open JupyterLab on the notebooks (loopback, token)",
                        description="Serve the notebooks in JupyterLab bound to one address "
-                                   "(127.0.0.1 by default) with a token; prints the URL.")
+                                   "(127.0.0.1 by default) with a token, and print the URL "
+                                   "once the server answers. The token is $JUPYTER_TOKEN when "
+                                   "set, else random; it reaches JupyterLab in its "
+                                   "environment, never on a command line.")
     p.add_argument("--notebooks", default="notebooks", help="folder to serve")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8888, help="port (default 8888)")
-    p.add_argument("--token", help="access token (default: random)")
     p.set_defaults(run=_lab)
 
     p = sub.add_parser("ingest", help="consume a Kafka/Redpanda topic into an archive, "
@@ -391,12 +392,22 @@ def _expire(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    from eventkit.workbench.lab import lab_command
+    import signal
 
-    argv, token = lab_command(args.notebooks, host=args.host, port=args.port, token=args.token)
-    print(f"JupyterLab: http://{args.host}:{args.port}/lab?token={token}", flush=True)
-    os.execv(argv[0], argv)
-    return 0  # not reached: exec replaced this process
+    from eventkit.workbench.lab import start_lab
+
+    server = start_lab(args.notebooks, host=args.host, port=args.port)
+    print(f"JupyterLab: {server.url}", flush=True)
+
+    def stop(_signum: int, _frame: object) -> None:
+        server.process.terminate()  # JupyterLab shuts its kernels down on SIGTERM
+
+    signal.signal(signal.SIGTERM, stop)
+    while True:
+        try:
+            return server.process.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached JupyterLab too: it asks, then stops
+            continue
 
 
 def _ingest(args: argparse.Namespace) -> int:
