@@ -20,6 +20,7 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     │   └── ExpiredError        a question about a time whose events were expired
     ├── PrivacyError            key store problems, refused erasures
     ├── RuleError               a rule set or rules file is wrong
+    ├── ReplayError             a value cannot be computed exactly: Int64 overflow, NaN/∞
     ├── SnapshotError           a snapshot cannot be built or read
     ├── ViewError               a view in DuckDB or SQLite cannot be written or refreshed
     ├── IngestError             a broker or topic cannot be read or written
@@ -50,6 +51,7 @@ __all__ = [
     "ParameterError",
     "PatternError",
     "PrivacyError",
+    "ReplayError",
     "ReportError",
     "RuleError",
     "ScaleError",
@@ -190,6 +192,39 @@ class PrivacyError(EventkitError):
 
 class RuleError(EventkitError):
     """A rule set is invalid; the message names the file, rule and expression."""
+
+
+class ReplayError(EventkitError):
+    """A replay met a value it cannot compute exactly: no answer rather than a wrong one.
+
+    Integer arithmetic beyond Int64 (the rules' ``+ - * // %``, ``abs``, unary
+    minus, a running sum, posted interest), or a NaN, infinite or out-of-range
+    float that a rounding function or interest would turn into an integer.
+    ``key``, ``event_id``, ``field`` and ``rule`` say where (``None`` when not
+    known, e.g. for a constant); ``problem`` is the message without them.
+    """
+
+    def __init__(self, problem: str, *, key: object = None, event_id: str | None = None,
+                 field: str | None = None, rule: str | None = None) -> None:
+        self.problem = problem
+        self.key = key
+        self.event_id = event_id
+        self.field = field
+        self.rule = rule
+        where = [f"{label} {value}" for label, value in
+                 (("key", None if key is None else repr(key)),
+                  ("event", None if event_id is None else repr(event_id)),
+                  ("field", field), ("rule", rule)) if value is not None]
+        super().__init__(f"{problem} ({', '.join(where)})" if where else problem)
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable: Dask workers send it back
+        return (_replay_error, (type(self), self.problem, self.key, self.event_id, self.field,
+                                self.rule))
+
+
+def _replay_error(cls: type[ReplayError], problem: str, key: object, event_id: str | None,
+                  field: str | None, rule: str | None) -> ReplayError:
+    return cls(problem, key=key, event_id=event_id, field=field, rule=rule)
 
 
 class SnapshotError(EventkitError):
