@@ -270,6 +270,8 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
     for code, pairs in enumerate(checked.assignments.values()):
         for target, expr in pairs:
             kind, node, sign = linear_delta(target, expr)
+            if kind == "keep":
+                continue  # the field keeps its value: untouched by this event type
             _, terms, term_of, sign_of = plans.setdefault(
                 target, (kind, [], np.full(n_types, -1, np.int64), np.ones(n_types, np.int64)))
             dumps = [ast.dump(t) for t in terms]
@@ -284,7 +286,8 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
         term_dtype = pl.Float64 if field.type == "float" else pl.Int64
         exprs += [polars_expr(t, checked, field if field.type == "enum" else None)
                   .cast(term_dtype).alias(f"{target}#{j}") for j, t in enumerate(terms)]
-    columns = events.select(exprs)
+    # with_columns: a constant term (a literal) fills every row, as select would not
+    columns = events.with_columns(exprs).select(e.meta.output_name() for e in exprs)
     for target, (_, terms, term_of, _) in plans.items():  # null: cannot be computed exactly
         for j, node in enumerate(terms):
             column = columns[f"{target}#{j}"]

@@ -45,7 +45,8 @@ def _compare(op: str, a: pl.Expr, b: pl.Expr, *, floats: bool) -> pl.Expr:
               "!=": a != b}[op]
     if not floats:
         return result
-    return pl.when(a.is_nan() | b.is_nan()).then(pl.lit(op == "!=")).otherwise(result)
+    return pl.when(a.is_null() | b.is_null()).then(pl.lit(None, dtype=pl.Boolean)).when(
+        a.is_nan() | b.is_nan()).then(pl.lit(op == "!=")).otherwise(result)
 
 
 class _PolarsBuilder:
@@ -116,7 +117,9 @@ class _PolarsBuilder:
         wide_a, wide_b = a.cast(pl.Int128), b.cast(pl.Int128)
         if op in ("//", "%"):
             wide = wide_a // wide_b if op == "//" else wide_a % wide_b
-            return pl.when(b == 0).then(pl.lit(0, dtype=pl.Int64)).otherwise(_int64(wide))
+            # by zero: 0, once the dividend could be computed (else it stays null)
+            return pl.when((b == 0) & a.is_not_null()).then(pl.lit(0, dtype=pl.Int64)) \
+                .otherwise(_int64(wide))
         return _int64({"+": wide_a + wide_b, "-": wide_a - wide_b, "*": wide_a * wide_b}[op])
 
     def call(self, node: ast.Call) -> pl.Expr:

@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from eventkit.exceptions import RuleError
 from eventkit.rules.expr import INT64_MAX, INT64_MIN, ROUNDING, Expr, Scope, Typ, parse
@@ -385,7 +385,7 @@ class CheckedRules:
         linear = (
             rules.interest is None
             and all(r is None for r in requirements.values())
-            and all(k in ({"add"}, {"set"}) for k in kinds.values())
+            and all(k - {"keep"} in ({"add"}, {"set"}, set()) for k in kinds.values())
         )
         return cls(rules, fields, scope, assignments, requirements, linear)
 
@@ -471,10 +471,13 @@ def _check_interest(interest: Interest, fields: Mapping[str, Field], src: str) -
 
 
 def _linear_kind(target: str, expr: Expr) -> str | None:
-    """``"add"`` for ``target ± event-only``, ``"set"`` for event-only, else None."""
+    """``"add"`` for ``target ± event-only``, ``"set"`` for event-only, ``"keep"`` for
+    ``target`` itself (e.g. ``target + 0`` simplified), else None."""
+    node = expr.node
+    if isinstance(node, ast.Name) and node.id == target:
+        return "keep"
     if not expr.fields:
         return "set"
-    node = expr.node
     if expr.fields == {target} and isinstance(node, ast.BinOp) and isinstance(
             node.op, ast.Add | ast.Sub):
         left_is_target = isinstance(node.left, ast.Name) and node.left.id == target
@@ -490,8 +493,8 @@ def linear_delta(target: str, expr: Expr) -> tuple[str, ast.expr, int]:
     """For a linear assignment: its kind, the event-only part, and its sign (+1/-1)."""
     kind = _linear_kind(target, expr)
     node = expr.node
-    if kind == "set":
-        return "set", node, 1
+    if kind in ("set", "keep"):
+        return cast("str", kind), node, 1
     assert isinstance(node, ast.BinOp)
     if isinstance(node.left, ast.Name) and node.left.id == target:
         return "add", node.right, (-1 if isinstance(node.op, ast.Sub) else 1)
