@@ -23,7 +23,7 @@ from eventkit.rules.model import CheckedRules, Field
 
 __all__ = ["Program", "compile_program"]
 
-_STACK = 64  # the interpreter's stacks: 16 values held + an expression nested 24 deep fit
+_STACK = 128  # the interpreter's stacks: 32 values held + an expression nested 64 deep fit
 _BIN_I = {"+": vm.ADD_I, "-": vm.SUB_I, "*": vm.MUL_I, "//": vm.FDIV_I, "%": vm.MOD_I}
 _BIN_F = {"+": vm.ADD_F, "-": vm.SUB_F, "*": vm.MUL_F, "/": vm.DIV_F}
 

@@ -326,8 +326,8 @@ def run_rules(at: np.ndarray, rows: np.ndarray, keys: np.ndarray, n_keys: int,
             t = start_t[r]
             stf[k, prev_integral] = integral(t, _rate_index(t, -1, rt_times), rt_times,
                                              rt_rates, rt_cum)
-    si = np.empty(64, np.int64)
-    sf = np.empty(64, np.float64)
+    si = np.empty(128, np.int64)  # as compile._STACK
+    sf = np.empty(128, np.float64)
     hint = -1
     bal, posted, acct_rate, mode = interest[1], interest[2], interest[3], interest[4]
     refused = 0

@@ -38,10 +38,10 @@ A rule is first simplified with its parameters' values
 (``x and 0``, a choice between equal values) is not computed. Every engine
 and the reference fold follow these rules exactly.
 
-**Limits** (:data:`LIMITS`): an expression has at most 2,000 characters, 256
-syntax nodes and 24 levels of nesting; integer literals fit Int64 and float
-literals are finite. Anything beyond is a :class:`~eventkit.exceptions.RuleError`
-naming the limit, at load time.
+**Limits** (:data:`LIMITS`): an expression has at most 4,000 characters, 512
+syntax nodes and 64 levels of nesting (a sum of *n* terms nests *n* levels);
+integer literals fit Int64 and float literals are finite. Anything beyond is a
+:class:`~eventkit.exceptions.RuleError` naming the limit, at load time.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ Typ = Literal["int", "float", "enum"]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: Limits of one expression: characters, syntax nodes, nesting depth.
-LIMITS = {"characters": 2_000, "nodes": 256, "depth": 24}
+LIMITS = {"characters": 4_000, "nodes": 512, "depth": 64}
 
 
 def _half_away(x: float) -> float:
@@ -126,10 +126,10 @@ def parse(text: str, scope: Scope, *, where: str) -> Expr:
     Traceback (most recent call last):
     ...
     eventkit.RuleError: rule Deposit: unknown function '__import__' in "balance + __import__('os')"
-    >>> parse("(" * 30 + "amount" + ")" * 30 + " + " + "-" * 30 + "1", s, where="rule Deposit")
+    >>> parse("(" * 80 + "amount" + ")" * 80 + " + " + "-" * 80 + "1", s, where="rule Deposit")
     Traceback (most recent call last):
     ...
-    eventkit.RuleError: rule Deposit: nesting deeper than the limit of 24 levels in ...
+    eventkit.RuleError: rule Deposit: nesting deeper than the limit of 64 levels in ...
 
     """
     if len(text) > LIMITS["characters"]:

@@ -471,8 +471,10 @@ def _check_interest(interest: Interest, fields: Mapping[str, Field], src: str) -
 
 
 def _linear_kind(target: str, expr: Expr) -> str | None:
-    """``"add"`` for ``target ± event-only``, ``"set"`` for event-only, ``"keep"`` for
-    ``target`` itself (e.g. ``target + 0`` simplified), else None."""
+    """``"add"`` for ``target ± event-only``, ``"set"`` for event-only, else None.
+
+    ``"keep"`` for ``target`` itself (e.g. ``target + 0``, simplified).
+    """
     node = expr.node
     if isinstance(node, ast.Name) and node.id == target:
         return "keep"
