@@ -22,9 +22,7 @@ from deltalake.transaction import (
 from polars.io.plugins import register_io_source
 
 from eventkit.archive import ledger
-from eventkit.exceptions import (
-    CorruptionError,
-)
+from eventkit.exceptions import CorruptionError, ValidationError
 from eventkit.schema import CANONICAL_SCHEMA
 from eventkit.sources.upcast import CURRENT_VERSION, UNMARKED_VERSION, UPCASTERS, VERSION_KEY
 
@@ -35,10 +33,30 @@ __all__ = [
     "delta_schema",
     "fsync",
     "read_files",
+    "reject_known_ids",
     "remove_written",
     "write_data_file",
     "write_durably",
 ]
+
+
+def reject_known_ids(root: Path, entries: list[dict[str, Any]], schema: dict[str, pl.DataType],
+                     rows: pl.DataFrame, source: str) -> None:
+    """Raise for the first id of ``rows`` already stored in the data files ``entries`` lists."""
+    ids = rows["event_id"]
+    known = (
+        read_files(root, entries, schema)
+        .select("event_id")
+        .filter(pl.col("event_id").is_between(pl.lit(ids.min()), pl.lit(ids.max()))
+                & pl.col("event_id").is_in(ids.implode()))
+        .head(1)
+        .collect()
+    )
+    if known.height:
+        dup = known.item(0, 0)
+        row = rows.with_row_index().filter(pl.col("event_id") == dup).item(0, "index")
+        msg = f"event_id {dup!r} is already in the archive"
+        raise ValidationError(msg, source=source, column="event_id", row=row)
 
 
 #: Commits eventkit makes write no Delta checkpoint and expire no log (the hash chain needs it).

@@ -18,7 +18,8 @@ from eventkit.sources.conform import ColumnMapping
 from eventkit.sources.files import read_events
 from eventkit.sources.upcast import UNMARKED_VERSION, UPCASTERS, Upcasters
 
-__all__ = ["Events", "archive_of", "as_lazy", "is_eventkit_archive", "open_archive"]
+__all__ = ["Events", "archive_of", "as_lazy", "is_eventkit_archive", "minor_digits_of",
+           "open_archive"]
 
 #: Events as every stage takes them: a frame in the canonical schema, an archive, or a
 #: path :func:`open_archive` reads.
@@ -115,3 +116,21 @@ def as_lazy(events: Events) -> pl.LazyFrame:
     if isinstance(events, EventArchive):
         return events.scan()
     return open_archive(events)
+
+
+def minor_digits_of(events: Events, mapping: ColumnMapping | dict[str, Any] | None = None
+                    ) -> int:
+    """Decimals of the minor unit ``events`` keep amounts in: an archive's own, else the mapping's.
+
+    Displays divide amounts by ``10**minor_digits_of(...)`` (2 for cents).
+
+    Examples
+    --------
+    >>> minor_digits_of(pl.LazyFrame(), {"amount_unit": "major", "minor_digits": 3})
+    3
+
+    """
+    archive = archive_of(events)
+    if archive is not None:
+        return archive.minor_digits
+    return ColumnMapping.parse(mapping).minor_digits

@@ -42,6 +42,7 @@ from eventkit.archive._files import (
     delta_schema,
     fsync,
     read_files,
+    reject_known_ids,
     remove_written,
     write_data_file,
     write_durably,
@@ -135,6 +136,8 @@ class EventArchive:
         self.personal: tuple[str, ...] = tuple(genesis.record.get("personal") or ())
         #: The stored columns: the canonical ones, then ``subject`` and the personal ones.
         self.schema: dict[str, pl.DataType] = archive_schema(self.personal)
+        #: Decimals of the minor unit amounts are stored in (2: cents), pinned at creation.
+        self.minor_digits: int = genesis.record.get("minor_digits", 2)
         #: Number of key buckets (see :mod:`eventkit.archive.buckets`); None: not bucketed.
         self.buckets: int | None = genesis.record.get("buckets")
 
@@ -146,6 +149,7 @@ class EventArchive:
         event_types: tuple[str, ...] | None = EVENT_TYPES,
         personal: tuple[str, ...] = (),
         buckets: int | None = None,
+        minor_digits: int = 2,
     ) -> EventArchive:
         """Create an empty archive at ``path`` (which must not hold one already).
 
@@ -157,8 +161,10 @@ class EventArchive:
         is refused. Without ``personal`` the archive holds the canonical columns.
         ``buckets`` makes a bucketed archive (see :mod:`eventkit.archive.buckets`): each
         append stores one data file per non-empty bucket of accounts, so a replay
-        can read one bucket at a time.
+        can read one bucket at a time. ``minor_digits``: decimals of the currency's minor
+        unit (amounts are stored in it; displays divide by ``10**minor_digits``).
         """
+        ColumnMapping(minor_digits=minor_digits)  # checks it: 0..18
         if buckets is not None:
             check_buckets(buckets)
         root = Path(path)
@@ -170,6 +176,7 @@ class EventArchive:
             "kind": "create",
             "event_types": list(event_types) if event_types is not None else None,
             **({"personal": list(personal)} if personal else {}),
+            **({"minor_digits": minor_digits} if minor_digits != 2 else {}),
             "table": {
                 "configuration": _TABLE_CONFIG,
                 "partitionColumns": [],
@@ -365,7 +372,8 @@ class EventArchive:
             raise ValidationError(msg, source="appended batch")
         stored_meta = check_meta(meta, source)
         batch = collect_batch(events, source)
-        check_batch_columns(batch, mapping, recorded_at, source, self.personal)
+        check_batch_columns(batch, mapping, recorded_at, source, self.personal,
+                            self.minor_digits)
         if batch.height == 0:
             msg = "empty batch: nothing to append"
             raise ValidationError(msg, source=source)
@@ -407,7 +415,7 @@ class EventArchive:
                        f"the expected {expected_version}; read the state again and retry")
                 raise StaleVersionError(msg, path=str(self.path),
                                         expected=expected_version, actual=commits[-1].version)
-            self._reject_known_ids(entries, rows, source)
+            reject_known_ids(self.path, entries, self.schema, rows, source)
             start = last.get("seq", [-1, -1])[1] + 1
             stamp = self._stamp(rows, recorded_at, last, source)
             stored = stamp.with_columns(
@@ -444,24 +452,6 @@ class EventArchive:
                 return commit.record
         msg = f"{self.path}: no eventkit commit record found"
         raise ArchiveError(msg, path=str(self.path))
-
-    def _reject_known_ids(
-        self, entries: list[dict[str, Any]], rows: pl.DataFrame, source: str
-    ) -> None:
-        ids = rows["event_id"]
-        known = (
-            read_files(self.path, entries, self.schema)
-            .select("event_id")
-            .filter(pl.col("event_id").is_between(pl.lit(ids.min()), pl.lit(ids.max()))
-                    & pl.col("event_id").is_in(ids.implode()))
-            .head(1)
-            .collect()
-        )
-        if known.height:
-            dup = known.item(0, 0)
-            row = rows.with_row_index().filter(pl.col("event_id") == dup).item(0, "index")
-            msg = f"event_id {dup!r} is already in the archive"
-            raise ValidationError(msg, source=source, column="event_id", row=row)
 
     def _stamp(
         self, rows: pl.DataFrame, mode: str, last: dict[str, Any], source: str

@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from eventkit.exceptions import RuleError
 from eventkit.rules.expr import INT64_MAX, INT64_MIN, ROUNDING, Expr, Scope, Typ, parse
@@ -496,7 +496,7 @@ def linear_delta(target: str, expr: Expr) -> tuple[str, ast.expr, int]:
     kind = _linear_kind(target, expr)
     node = expr.node
     if kind in ("set", "keep"):
-        return cast("str", kind), node, 1
+        return kind, node, 1
     assert isinstance(node, ast.BinOp)
     if isinstance(node.left, ast.Name) and node.left.id == target:
         return "add", node.right, (-1 if isinstance(node.op, ast.Sub) else 1)

@@ -320,7 +320,10 @@ def _show(args: argparse.Namespace, result: Replayed, state: pl.LazyFrame) -> in
 
 
 def _print(args: argparse.Namespace, table: pl.LazyFrame, money: list[str]) -> int:
-    frame = table.with_columns(_currency(name) for name in money).collect()
+    from eventkit.archive.open import minor_digits_of
+
+    digits = minor_digits_of(args.path, _mapping(args.mapping) if args.mapping else None)
+    frame = table.with_columns(_currency(name, digits) for name in money).collect()
     if args.fmt == "csv":
         sys.stdout.write(frame.write_csv())
     else:
@@ -351,14 +354,15 @@ def _ids(text: str) -> list[int]:
         raise UsageError(msg, param="--accounts") from None
 
 
-def _currency(name: str) -> pl.Expr:
-    """Minor units as exact currency text: -1 -> "-0.01", 12095 -> "120.95"."""
-    magnitude = pl.col(name).abs()
+def _currency(name: str, digits: int) -> pl.Expr:
+    """Minor units as exact currency text: -1 -> "-0.01", 12095 -> "120.95" (2 digits)."""
+    magnitude = pl.col(name).cast(pl.Int128).abs()  # |Int64 min| fits
+    whole = (magnitude // 10**digits).cast(pl.String)
     return pl.concat_str(
         pl.when(pl.col(name) < 0).then(pl.lit("-")).otherwise(pl.lit("")),
-        (magnitude // 100).cast(pl.String),
-        pl.lit("."),
-        (magnitude % 100).cast(pl.String).str.zfill(2),
+        whole,
+        pl.lit("." if digits else ""),
+        (magnitude % 10**digits).cast(pl.String).str.zfill(digits) if digits else pl.lit(""),
     ).alias(name)
 
 

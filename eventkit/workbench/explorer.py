@@ -27,7 +27,7 @@ import ipywidgets as widgets
 import polars as pl
 
 from eventkit._typing import Instant
-from eventkit.archive.open import Events, as_lazy
+from eventkit.archive.open import Events, as_lazy, minor_digits_of
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import EventDataError, ParameterError, WorkbenchError
 from eventkit.replay.api import replay
@@ -66,6 +66,7 @@ class AccountView:
     baseline: Replayed
     scenario: Replayed | None = None
     labels: tuple[str, str] = ("baseline", "scenario")
+    minor_digits: int = 2  # of the source's money: displays divide by 10**minor_digits
 
     def at(self, as_of: datetime | date | str) -> AccountView:
         """The same account at another instant, without reading or replaying again."""
@@ -101,7 +102,8 @@ class AccountView:
     def table(self) -> pl.DataFrame:
         """:attr:`state` for people: money fields in currency units (display only)."""
         money = [f.name for f in self.baseline.rules.fields if f.money]
-        return self.state.with_columns((pl.col(m) / 100).round(2) for m in money)
+        digits = self.minor_digits
+        return self.state.with_columns((pl.col(m) / 10**digits).round(digits) for m in money)
 
 
 def account_view(
@@ -194,7 +196,8 @@ def account_view(
     if scenario is not None:
         other = replay(source, scenario, keys=[account])
         other.history.select(pl.len()).collect()  # replay now: the view is ready to show
-    return AccountView(account, when, baseline, other, ("baseline", scenario_label or "scenario"))
+    return AccountView(account, when, baseline, other, ("baseline", scenario_label or "scenario"),
+                       minor_digits_of(source))
 
 
 def rate_scenario(rules: RuleSet, table: RateTable, points: float, *,
