@@ -22,6 +22,7 @@ from deltalake.transaction import (
 from polars.io.plugins import register_io_source
 
 from eventkit.archive import ledger
+from eventkit.archive.durable import fsync, write_durably
 from eventkit.exceptions import CorruptionError, ValidationError
 from eventkit.schema import CANONICAL_SCHEMA
 from eventkit.sources.upcast import CURRENT_VERSION, UNMARKED_VERSION, UPCASTERS, VERSION_KEY
@@ -159,22 +160,6 @@ def _raise_unreadable(root: Path, group: list[Path], exc: BaseException,
                    f"{first}); the archive is damaged (run eventkit verify)")
             raise CorruptionError(msg, path=str(root), file=str(path)) from None
     raise exc
-
-
-def write_durably(path: Path, data: bytes) -> None:
-    with path.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def fsync(path: Path) -> None:
-    """Flush a file or a folder (its entries) to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_data_file(path: Path, part: pl.DataFrame, schema_version: int = UNMARKED_VERSION

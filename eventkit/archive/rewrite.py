@@ -12,7 +12,8 @@ from typing import Any
 import polars as pl
 
 from eventkit.archive import ledger
-from eventkit.archive._files import fsync, write_data_file, write_durably
+from eventkit.archive._files import write_data_file
+from eventkit.archive.durable import fsync, write_durably
 from eventkit.exceptions import AppendConflictError, CorruptionError
 from eventkit.sources.upcast import UNMARKED_VERSION
 

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, cast
 import polars as pl
 
 from eventkit.archive import ledger
+from eventkit.archive.lock import exclusive
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ViewError
 from eventkit.replay.api import replay
@@ -41,6 +42,7 @@ __all__ = ["RefreshReport", "materialize", "refresh"]
 META = "eventkit_views"
 _HISTORY = ("event_id", "seq", "event_type", "event_time", "recorded_at", "amount")
 _TIME_TEXT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # how SQLite stores instants (sorts as time)
+_WAIT_S = 600.0  # how long a refresh waits for another one on the same database
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ def materialize(result: ReplayResult, url: str, *, table: str = "accounts") -> d
 
     """
     _check_name(table)
-    with _connect(url) as db:
+    with _connect(url, f"materialize {table!r}") as db:
         return _write_view(db, result, table)
 
 
@@ -112,7 +114,7 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
     read; see the module docstring for late events.
     """
     _check_name(table)
-    with _connect(url) as db:
+    with _connect(url, f"refresh {table!r}") as db:
         meta = db.get_meta(table)
         if meta is None:
             msg = f"{url}: no view {table!r} (materialize it first)"
@@ -139,7 +141,7 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
             raise ViewError(msg)
         if version == old:
             return RefreshReport(0, 0, [], False, version)
-        result = replay(archive, ruleset, snapshots=False)
+        result = replay(archive, ruleset, snapshots=False, version=version)
         key = ruleset.key
         newest = db.scalar(f"SELECT max(last_event_time) FROM {table}_state")
         step = advance(
@@ -212,18 +214,35 @@ def _check_name(table: str) -> None:
 # --------------------------------------------------------------------------- databases
 
 @contextmanager
-def _connect(url: str) -> Iterator[_Database]:
+def _connect(url: str, operation: str) -> Iterator[_Database]:
+    """The database at ``url`` in one transaction, held by this process alone.
+
+    Writers of one database file take turns (an ``flock`` beside it: a second
+    ``refresh`` waits for the first, then finds the view current); any error of
+    the database or the file system becomes a :class:`~eventkit.exceptions.ViewError`
+    naming ``operation`` and the file, and the transaction is rolled back.
+    """
     scheme, sep, rest = url.partition(":///")
     if not sep or scheme not in ("duckdb", "sqlite") or not rest:
         msg = f"url: {url!r} is not duckdb:///path or sqlite:///path"
         raise ViewError(msg)
     path = Path(rest)
-    db: _Database = _DuckDB(path) if scheme == "duckdb" else _SQLite(path)
-    try:
-        yield db
-        db.commit()
-    finally:
-        db.close()
+
+    def busy(message: str) -> ViewError:
+        return ViewError(f"{operation} on {path}: another process keeps it busy ({message})")
+
+    with exclusive(path.with_name(f".{path.name}.eventkit.lock"), timeout=_WAIT_S, error=busy):
+        db: _Database | None = None
+        try:
+            db = _DuckDB(path) if scheme == "duckdb" else _SQLite(path)
+            yield db
+            db.commit()
+        except (OSError, sqlite3.Error, pl.exceptions.PolarsError, _duckdb_error()) as exc:
+            msg = f"{operation} on {path} failed, nothing was changed: {exc}"
+            raise ViewError(msg) from exc
+        finally:
+            if db is not None:
+                db.close()
 
 
 class _Database:

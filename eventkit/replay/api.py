@@ -12,7 +12,7 @@ from eventkit._typing import Engine, Instant
 from eventkit.archive.open import Events, archive_of, as_lazy
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import SnapshotError
+from eventkit.exceptions import ScaleError, SnapshotError
 from eventkit.replay import snapshots as stored_sets
 from eventkit.replay.buckets import BucketedReplay, replay_buckets
 from eventkit.replay.protocol import Replayed
@@ -33,28 +33,30 @@ __all__ = ["replay", "snapshot"]
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
            known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
            snapshots: bool = ..., engine: Literal["memory"] | None = ..., client: None = ...,
-           out: None = ...) -> ReplayResult: ...
+           out: None = ..., version: int | None = ...) -> ReplayResult: ...
 
 
 @overload
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
            known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
            snapshots: bool = ..., engine: Literal["buckets", "dask"],
-           client: Client | None = ..., out: str | Path | None = ...) -> BucketedReplay: ...
+           client: Client | None = ..., out: str | Path | None = ...,
+           version: None = ...) -> BucketedReplay: ...
 
 
 @overload  # a client and no engine: the Dask engine
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
            known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
            snapshots: bool = ..., engine: None = ..., client: Client,
-           out: str | Path | None = ...) -> BucketedReplay: ...
+           out: str | Path | None = ..., version: None = ...) -> BucketedReplay: ...
 
 
 @overload  # an engine known only at run time
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
            known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
            snapshots: bool = ..., engine: Engine | None = ..., client: Client | None = ...,
-           out: str | Path | None = ...) -> ReplayResult | BucketedReplay: ...
+           out: str | Path | None = ..., version: int | None = ...
+           ) -> ReplayResult | BucketedReplay: ...
 
 
 def replay(
@@ -67,6 +69,7 @@ def replay(
     engine: Engine | None = None,
     client: Client | None = None,
     out: str | Path | None = None,
+    version: int | None = None,
 ) -> Replayed:
     """Replay events through a rule set.
 
@@ -95,6 +98,9 @@ def replay(
     cluster. Both return a :class:`~eventkit.replay.buckets.BucketedReplay` with the same
     answers; ``events`` must then be an archive or a path.
 
+    ``version`` replays an eventkit archive as it was at that version (default:
+    its latest), with the snapshots made for exactly that version, if any.
+
     Examples
     --------
     >>> from datetime import datetime, UTC
@@ -110,6 +116,9 @@ def replay(
     if engine is None:
         engine = "dask" if client is not None else "memory"
     if engine != "memory" or out is not None or client is not None:
+        if version is not None:
+            msg = "replays an earlier archive version in memory only (engine='memory')"
+            raise ScaleError(msg, param="version")
         return replay_buckets(events, ruleset, engine=engine, client=client, out=out,
                               known_at=known_at, keys=keys)
     archive = archive_of(events)
@@ -118,9 +127,8 @@ def replay(
     if keys is not None:
         wanted = [*keys, BANK_ACCOUNT] if ruleset.key == "account_id" else list(keys)
     lf = None
-    version = None
     if archive is not None:
-        version = archive.version
+        version = archive.version if version is None else version
         if snapshots and known_at is None:
             stored = stored_sets.find(archive, ruleset, version=version)
         if snapshots and wanted is not None and ruleset.key == "account_id":
@@ -128,6 +136,7 @@ def replay(
         if lf is None:
             lf = archive.scan(version=version)
     else:
+        version = None  # not an eventkit archive: no versions
         lf = as_lazy(events)
     if known_at is not None:
         lf = lf.filter(pl.col("recorded_at").dt.epoch("us") <= micros(known_at, param="known_at"))

@@ -17,7 +17,7 @@ import polars as pl
 
 from eventkit.archive.retention import Expiry
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import InstantError
+from eventkit.exceptions import CorruptionError, InstantError, SnapshotError
 from eventkit.replay.engine import Fold, fold
 from eventkit.replay.kernels import grid_positions
 from eventkit.replay.protocol import Window
@@ -180,13 +180,18 @@ class ReplayResult:
             else snapshots.before(first)
         if snapshots is None or index is None:
             return Folded(self.fold, self.start)
-        base = snapshots.read(index, keys=self._keys)
         c = snapshots.checkpoints[index]
         time = pl.col("event_time")
         tail = self._events.filter((time > from_micros(c)) & (time <= from_micros(last)))
-        if self.rules.key == "account_id":  # the bank's rate table: stored with the snapshot
-            bank = snapshots.bank_events().lazy().filter(time <= from_micros(last))
-            tail = pl.concat([tail.filter(pl.col("account_id") != BANK_ACCOUNT), bank])
+        try:
+            base = snapshots.read(index, keys=self._keys)
+            if self.rules.key == "account_id":  # the bank's rate table: stored with the set
+                bank = snapshots.bank_events().lazy().filter(time <= from_micros(last))
+                tail = pl.concat([tail.filter(pl.col("account_id") != BANK_ACCOUNT), bank])
+        except (SnapshotError, CorruptionError):
+            if not snapshots.replaced:
+                raise
+            return Folded(self.fold, self.start)  # a newer snapshot removed it: replay in full
         if lean:
             tail = tail.drop("event_id", "recorded_at")
         return Folded(fold(tail.collect(), self.checked, start=base), base)

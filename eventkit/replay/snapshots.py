@@ -17,16 +17,19 @@ per process while the file stays untouched, as for data files).
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from eventkit.archive import ledger
+from eventkit.archive.durable import clean_leftovers, replaced
+from eventkit.archive.lock import exclusive
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import SnapshotError
 from eventkit.rules.model import RuleSet
@@ -72,6 +75,7 @@ class Snapshots:
 
     def read(self, index: int, keys: list[int] | None = None) -> pl.DataFrame:
         """The state at checkpoint ``index`` (only ``keys``, when given)."""
+        self._still_there()
         path = ledger.check_data_file(self.folder, self.files[index])
         lf = pl.scan_parquet(path)
         if keys is not None:
@@ -83,7 +87,18 @@ class Snapshots:
         if self.bank is None:
             msg = f"snapshot set {self.folder} holds no bank events (rules keyed by {self.key!r})"
             raise SnapshotError(msg, param="snapshots")
+        self._still_there()
         return pl.read_parquet(ledger.check_data_file(self.folder, self.bank))
+
+    @property
+    def replaced(self) -> bool:
+        """True when a newer snapshot removed this set since it was found (use a full replay)."""
+        return not (self.folder / _MANIFEST).is_file()
+
+    def _still_there(self) -> None:
+        if self.replaced:
+            msg = f"snapshot set {self.folder} was replaced by a newer one meanwhile"
+            raise SnapshotError(msg, param="snapshots")
 
     @property
     def instants(self) -> list[datetime]:
@@ -140,62 +155,85 @@ def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
 
     What :func:`eventkit.snapshot` writes once it has replayed: one file per
     checkpoint, the bank's rate events, a manifest; with ``key_copy`` the
-    by-key copy too. Older sets of the same rules are removed; the new one
-    appears in one rename.
+    by-key copy too. Writers take turns (a lock on the snapshots folder); a set
+    is written in a hidden folder and appears in one rename, then older sets of
+    the same rules are removed. A failed write (a full disk) leaves what was
+    there; what a killed one left is removed by the next.
     """
     head = (ledger.read_commit(store.path, version).record or {}).get("digest")
-    folder = store.path / ledger.PRIVATE_DIR / FOLDER / rules.fingerprint[:32]
-    staging = folder / f".v{version}-{uuid.uuid4().hex}"
-    staging.mkdir(parents=True)
-    files = []
-    for i, instant in enumerate(grid):
-        part = states.filter(pl.col("instant") == instant).drop("instant").sort(rules.key)
-        name = f"cp-{i:05d}.parquet"
-        part.write_parquet(staging / name, row_group_size=_ROW_GROUP, statistics=True)
-        files.append({"path": name, "bytes": (staging / name).stat().st_size,
-                      "sha256": ledger.sha256_file(staging / name), "rows": part.height})
-    bank = None
-    if rules.key == "account_id":  # the rate table every account reads: kept with the set
-        store.scan(version=version).filter(pl.col("account_id") == BANK_ACCOUNT).collect(
-            ).write_parquet(staging / "bank.parquet")
-        bank = {"path": "bank.parquet", "bytes": (staging / "bank.parquet").stat().st_size,
-                "sha256": ledger.sha256_file(staging / "bank.parquet")}
-    manifest = {"key": rules.key, "fingerprint": rules.fingerprint, "version": version,
-                "head": head, "every": every,
-                "checkpoints": [micros(t, param="every") for t in grid], "files": files,
-                "bank": bank, "created": datetime.now(UTC).isoformat()}
-    (staging / _MANIFEST).write_text(json.dumps(manifest, indent=1))
+    root = store.path / ledger.PRIVATE_DIR / FOLDER
+    folder = root / rules.fingerprint[:32]
+    final = folder / f"v{version}"
+    with _writing(root, folder):
+        with replaced(final) as staging:
+            staging.mkdir(parents=True)
+            files = []
+            for i, instant in enumerate(grid):
+                part = states.filter(pl.col("instant") == instant).drop("instant").sort(rules.key)
+                name = f"cp-{i:05d}.parquet"
+                part.write_parquet(staging / name, row_group_size=_ROW_GROUP, statistics=True)
+                files.append(_entry(staging, name, rows=part.height))
+            bank = None
+            if rules.key == "account_id":  # the rate table every account reads: kept with it
+                store.scan(version=version).filter(pl.col("account_id") == BANK_ACCOUNT).collect(
+                    ).write_parquet(staging / "bank.parquet")
+                bank = _entry(staging, "bank.parquet")
+            manifest = {"key": rules.key, "fingerprint": rules.fingerprint, "version": version,
+                        "head": head, "every": every,
+                        "checkpoints": [micros(t, param="every") for t in grid], "files": files,
+                        "bank": bank, "created": datetime.now(UTC).isoformat()}
+            (staging / _MANIFEST).write_text(json.dumps(manifest, indent=1))
+        for old in folder.iterdir():  # older (or equal) sets of these rules are never used again
+            if old != final and not old.name.startswith("."):
+                shutil.rmtree(old, ignore_errors=True)
     if key_copy and rules.key == "account_id":
         write_by_key(store, version, head)
-    final = folder / f"v{version}"
-    for old in folder.iterdir():  # older (or equal) sets of these rules are never used again
-        if old != staging and not old.name.startswith("."):
-            shutil.rmtree(old, ignore_errors=True)
-    os.replace(staging, final)
     return load(final)
 
 
 def write_by_key(store: EventArchive, version: int, head: str | None) -> None:
     """Store the archive's events sorted by account (log order within each)."""
-    folder = store.path / ledger.PRIVATE_DIR / FOLDER / _BY_KEY
+    root = store.path / ledger.PRIVATE_DIR / FOLDER
+    folder = root / _BY_KEY
     final = folder / f"v{version}"
-    if (final / _MANIFEST).is_file() and json.loads(
-            (final / _MANIFEST).read_text()).get("head") == head:
-        return  # already there for this archive state
-    staging = folder / f".v{version}-{uuid.uuid4().hex}"
-    staging.mkdir(parents=True)
-    name = "events.parquet"
-    (store.scan(version=version).sort("account_id", maintain_order=True)
-     .sink_parquet(staging / name, compression="zstd", statistics=True,
-                   row_group_size=_KEY_ROW_GROUP))
-    file = {"path": name, "bytes": (staging / name).stat().st_size,
-            "sha256": ledger.sha256_file(staging / name)}
-    (staging / _MANIFEST).write_text(json.dumps({"version": version, "head": head,
-                                                 "file": file}))
-    for old in folder.iterdir():
-        if old != staging and not old.name.startswith("."):
-            shutil.rmtree(old, ignore_errors=True)
-    os.replace(staging, final)
+    with _writing(root, folder):
+        if (final / _MANIFEST).is_file() and json.loads(
+                (final / _MANIFEST).read_text()).get("head") == head:
+            return  # already there for this archive state
+        with replaced(final) as staging:
+            staging.mkdir(parents=True)
+            name = "events.parquet"
+            (store.scan(version=version).sort("account_id", maintain_order=True)
+             .sink_parquet(staging / name, compression="zstd", statistics=True,
+                           row_group_size=_KEY_ROW_GROUP))
+            (staging / _MANIFEST).write_text(json.dumps({"version": version, "head": head,
+                                                         "file": _entry(staging, name)}))
+        for old in folder.iterdir():
+            if old != final and not old.name.startswith("."):
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _entry(folder: Path, name: str, **extra: int) -> dict[str, Any]:
+    """A stored file's record: path, size and SHA-256 (checked when read)."""
+    return {"path": name, "bytes": (folder / name).stat().st_size,
+            "sha256": ledger.sha256_file(folder / name), **extra}
+
+
+@contextmanager
+def _writing(root: Path, folder: Path) -> Iterator[None]:
+    """Hold the snapshots' lock; clean what killed writers left in ``folder``; wrap failures."""
+    def busy(message: str) -> SnapshotError:
+        return SnapshotError(f"another process keeps writing snapshots ({message})",
+                             param="snapshots")
+
+    with exclusive(root / ".lock", error=busy):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            clean_leftovers(folder)
+            yield
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            msg = f"cannot write snapshots under {folder}, nothing was changed: {exc}"
+            raise SnapshotError(msg, param="snapshots") from exc
 
 
 def load(path: Path) -> Snapshots:
