@@ -17,6 +17,7 @@ never on the money events a replay folds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -113,7 +114,7 @@ class KeyStore:
                 raise PrivacyError(msg)
             now = datetime.now(UTC).isoformat()
             new = {s: AESGCM.generate_key(bit_length=256) for s in missing}
-            with self._transaction():
+            with self._transaction("store new subjects' keys"):
                 self._db.executemany("INSERT INTO subject_keys VALUES (?, ?, ?)",
                                      [(s, k, now) for s, k in new.items()])
             found.update(new)
@@ -129,7 +130,7 @@ class KeyStore:
             raise PrivacyError(msg)
         if self._forgotten_among([subject]):
             return False
-        with self._transaction():
+        with self._transaction(f"forget {subject!r}"):  # all of it, or nothing
             deleted = self._db.execute("DELETE FROM subject_keys WHERE subject = ?",
                                        (subject,)).rowcount
             if not deleted:
@@ -137,7 +138,11 @@ class KeyStore:
                 raise PrivacyError(msg)
             self._db.execute("INSERT INTO forgotten VALUES (?, ?, ?, ?)",
                              (subject, datetime.now(UTC).isoformat(), by, reason))
-        self._db.execute("VACUUM")  # no free page keeps a copy of the key
+        # secure_delete zeroed the key's bytes as it was deleted; VACUUM also gives the freed
+        # pages back. It needs room for a copy of the file: on a full disk the erasure stands
+        # (done, recorded, no copy left) and the next erasure compacts the file.
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute("VACUUM")
         return True
 
     def forgotten(self) -> pl.DataFrame:
@@ -151,7 +156,8 @@ class KeyStore:
         if row is not None:
             return bytes(row[0])
         value = os.urandom(32)
-        self._db.execute("INSERT INTO secrets VALUES ('pepper', ?)", (value,))
+        with self._transaction("make the pseudonym secret"):
+            self._db.execute("INSERT INTO secrets VALUES ('pepper', ?)", (value,))
         return value
 
     def close(self) -> None:
@@ -174,14 +180,24 @@ class KeyStore:
             f"SELECT subject FROM forgotten WHERE subject IN ({marks})", subjects)]
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def _transaction(self, what: str) -> Iterator[None]:
+        """One write transaction: committed whole, or rolled back and a PrivacyError raised.
+
+        SQLite may roll back by itself (a full disk): then the error is the one
+        reported, not a failed ``ROLLBACK``.
+        """
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            msg = f"key store {self.path}: cannot {what}, nothing was changed ({exc})"
+            raise PrivacyError(msg) from exc
 
 
 def _aad(field: str, subject: str) -> bytes:

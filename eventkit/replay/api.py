@@ -12,7 +12,7 @@ from eventkit._typing import Engine, Instant
 from eventkit.archive.open import Events, archive_of, as_lazy
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import ScaleError, SnapshotError
+from eventkit.exceptions import ScaleError, SchemaError, SnapshotError
 from eventkit.replay import snapshots as stored_sets
 from eventkit.replay.buckets import BucketedReplay, replay_buckets
 from eventkit.replay.protocol import Replayed
@@ -145,6 +145,7 @@ def replay(
     names = lf.collect_schema().names()
     optional = [pl.lit(None, dtype=CANONICAL_SCHEMA[c]).alias(c)
                 for c in ("counterparty_id", "rate") if c not in names]
+    _check_columns(names, ruleset)
     expiry = None if archive is None else expiry_of(archive, ruleset.fingerprint)
     start = None
     if expiry is not None:
@@ -154,6 +155,21 @@ def replay(
     return ReplayResult(lf.with_columns(optional), ruleset, snapshots=stored,
                         keys=None if keys is None else list(keys), archive=archive,
                         archive_version=version, expiry=expiry, start=start)
+
+
+def _check_columns(names: list[str], ruleset: RuleSet) -> None:
+    """Refuse events that lack a column the fold needs, naming it (not a Polars error later)."""
+    checked = ruleset.check()
+    read = {c for pairs in checked.assignments.values() for _, e in pairs for c in e.columns}
+    read |= {c for r in checked.requirements.values() if r is not None for c in r.columns}
+    needed = [ruleset.key, "event_type", "event_time", "seq",
+              *sorted(read - {"counterparty_id", "rate"})]
+    missing = [c for c in dict.fromkeys(needed) if c not in names]
+    if missing:
+        msg = (f"the events lack column(s) {missing} that replaying {ruleset.name!r} needs; "
+               f"they have {names} (eventkit.open_archive reads any file into the canonical "
+               "columns, deriving seq and the rest)")
+        raise SchemaError(msg, column=missing[0])
 
 
 def snapshot(
