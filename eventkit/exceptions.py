@@ -32,9 +32,19 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
 
 Errors that used to be ``ValueError`` still are (``ParameterError`` and
 ``WorkbenchError`` subclass it), so older ``except ValueError`` blocks keep working.
+
+Errors of the parts eventkit stands on — the operating system (a full disk, a
+file gone), Polars, DuckDB, SQLite, deltalake, Arrow, Kafka — never reach the
+caller raw: public operations are wrapped (:func:`foreign_errors`) in the error
+of their kind above, whose message names the operation and the cause and whose
+``__cause__`` is the original.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 __all__ = [
     "AppendConflictError",
@@ -63,6 +73,8 @@ __all__ = [
     "ValidationError",
     "ViewError",
     "WorkbenchError",
+    "foreign_errors",
+    "is_foreign",
 ]
 
 
@@ -283,3 +295,55 @@ class ReportError(EventkitError):
 
 class WorkbenchError(EventkitError, ValueError):
     """A chart or the explorer cannot show what was asked: nothing to draw, a closed explorer."""
+
+
+#: The top-level modules whose exceptions eventkit wraps (``_internal``: deltalake's,
+#: ``cimpl``: confluent-kafka's, ``pyo3_runtime``: a panic in Polars or deltalake).
+_FOREIGN = frozenset({"polars", "_duckdb", "duckdb", "sqlite3", "_sqlite3", "_internal",
+                      "deltalake", "pyarrow", "cimpl", "confluent_kafka", "pyo3_runtime"})
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def is_foreign(exc: BaseException) -> bool:
+    """True for an error of the OS or of a library eventkit uses (not one of eventkit's own).
+
+    >>> is_foreign(OSError(28, "No space left on device")), is_foreign(RuleError("x"))
+    (True, False)
+    """
+    if isinstance(exc, EventkitError):
+        return False
+    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in _FOREIGN
+
+
+def foreign_errors(error: Callable[[str], EventkitError], operation: str
+                   ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Decorate a public operation: a foreign error escaping it becomes ``error(message)``.
+
+    ``operation`` is formatted with the call's arguments (``"append to {0.path}"``)
+    and leads the message, followed by the cause; the original is the new
+    error's ``__cause__``. Eventkit's own errors and everything else pass.
+
+    >>> @foreign_errors(ArchiveError, "read {0}")
+    ... def read(path): return open(path).read()
+    >>> read("/no/such/file")
+    Traceback (most recent call last):
+    ...
+    eventkit.ArchiveError: read /no/such/file: FileNotFoundError: [Errno 2] No such file ...
+    """
+    def decorate(function: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(function)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return function(*args, **kwargs)
+            except BaseException as exc:
+                if not is_foreign(exc):
+                    raise
+                try:
+                    what = operation.format(*args, **kwargs)
+                except (AttributeError, IndexError, KeyError):
+                    what = operation
+                msg = f"{what}: {type(exc).__name__}: {exc}"
+                raise error(msg) from exc
+        return wrapper
+    return decorate

@@ -11,7 +11,7 @@ import polars as pl
 from eventkit.archive import ledger
 from eventkit.archive.rewrite import TARGET_ROWS, RewriteWriter, delete_files, rewrite_record
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import ArchiveError
+from eventkit.exceptions import ArchiveError, foreign_errors
 from eventkit.sources.upcast import UNMARKED_VERSION
 
 __all__ = ["CompactReport", "compact"]
@@ -32,6 +32,7 @@ class CompactReport:
     head: str
 
 
+@foreign_errors(ArchiveError, "compact {0}")
 def compact(
     archive: EventArchive | str | Path,
     *,

@@ -13,7 +13,7 @@ import polars as pl
 
 from eventkit.archive import ledger
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import SchemaError
+from eventkit.exceptions import EventDataError, SchemaError, foreign_errors
 from eventkit.sources.conform import ColumnMapping
 from eventkit.sources.files import read_events
 from eventkit.sources.upcast import UNMARKED_VERSION, UPCASTERS, Upcasters
@@ -26,6 +26,7 @@ __all__ = ["Events", "archive_of", "as_lazy", "is_eventkit_archive", "minor_digi
 Events: TypeAlias = pl.LazyFrame | pl.DataFrame | EventArchive | str | Path
 
 
+@foreign_errors(EventDataError, "open the events at {0}")
 def open_archive(
     path: str | Path,
     *,

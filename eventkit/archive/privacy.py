@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from eventkit.archive._checks import CIPHERTEXT_PREFIX
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import PrivacyError
+from eventkit.exceptions import PrivacyError, foreign_errors
 from eventkit.schema import SUBJECT_COL
 
 if TYPE_CHECKING:
@@ -93,6 +93,7 @@ class KeyStore:
         root = archive.path if isinstance(archive, EventArchive) else Path(archive)
         return cls(root.parent / f"{root.name}.keys.sqlite")
 
+    @foreign_errors(PrivacyError, "key store {0.path}: keys")
     def keys(self, subjects: Iterable[str], *, create: bool = False) -> dict[str, bytes]:
         """The keys of ``subjects`` that exist (``create``: make the missing ones).
 
@@ -120,6 +121,7 @@ class KeyStore:
             found.update(new)
         return found
 
+    @foreign_errors(PrivacyError, "key store {0.path}: forget {1!r}")
     def forget(self, subject: str, *, by: str, reason: str) -> bool:
         """Destroy ``subject``'s key and record who did it, when and why.
 
@@ -145,11 +147,13 @@ class KeyStore:
             self._db.execute("VACUUM")
         return True
 
+    @foreign_errors(PrivacyError, "key store {0.path}: erasures")
     def forgotten(self) -> pl.DataFrame:
         """Every erasure: ``subject``, ``at``, ``by``, ``reason``."""
         rows = self._db.execute("SELECT subject, at, by, reason FROM forgotten ORDER BY at")
         return pl.DataFrame(list(rows), schema=["subject", "at", "by", "reason"], orient="row")
 
+    @foreign_errors(PrivacyError, "key store {0.path}: pseudonym secret")
     def pepper(self) -> bytes:
         """The secret of keyed pseudonyms (made once per key store)."""
         row = self._db.execute("SELECT value FROM secrets WHERE name = 'pepper'").fetchone()
@@ -204,6 +208,7 @@ def _aad(field: str, subject: str) -> bytes:
     return f"{field}\x00{subject}".encode()
 
 
+@foreign_errors(PrivacyError, "encrypt")
 def encrypt(
     events: pl.DataFrame, keys: KeyStore, *, fields: Iterable[str], subject: str = SUBJECT_COL,
 ) -> pl.DataFrame:
@@ -247,6 +252,7 @@ def encrypt(
     return events.with_columns(out)
 
 
+@foreign_errors(PrivacyError, "reveal")
 def reveal(
     events: pl.DataFrame | pl.LazyFrame, keys: KeyStore, *, fields: Iterable[str] | None = None,
     subject: str = SUBJECT_COL,
@@ -283,6 +289,7 @@ def reveal(
     return frame.with_columns(out)
 
 
+@foreign_errors(PrivacyError, "pseudonymise")
 def pseudonymise(
     events: pl.DataFrame | pl.LazyFrame, keys: KeyStore, *, fields: Iterable[str] | None = None,
     subject: str = SUBJECT_COL,
@@ -322,6 +329,7 @@ def pseudonymise(
         pl.col(c).replace_strict(mapping, default=None, return_dtype=pl.String) for c in columns)
 
 
+@foreign_errors(PrivacyError, "erasure audit of {0}")
 def erasure_audit(archive: EventArchive | str | Path, keys: KeyStore) -> pl.DataFrame:
     """Per forgotten subject: when, by whom, why, and whether the erasure holds.
 

@@ -59,6 +59,7 @@ from eventkit.exceptions import (
     SchemaError,
     StaleVersionError,
     ValidationError,
+    foreign_errors,
 )
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
 from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
@@ -114,6 +115,7 @@ class EventArchive:
 
     """
 
+    @foreign_errors(ArchiveError, "open the archive {1}")
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not (self.path / ledger.LOG_DIR).is_dir():
@@ -142,6 +144,7 @@ class EventArchive:
         self.buckets: int | None = genesis.record.get("buckets")
 
     @classmethod
+    @foreign_errors(ArchiveError, "create an archive at {1}")
     def create(
         cls,
         path: str | Path,
@@ -200,6 +203,7 @@ class EventArchive:
         """The head digest: save it elsewhere to detect a rewritten chain later."""
         return self._last_record()["digest"]
 
+    @foreign_errors(ArchiveError, "scan {0.path}")
     def scan(
         self,
         *,
@@ -303,6 +307,7 @@ class EventArchive:
                 return found[key]
         return None
 
+    @foreign_errors(ArchiveError, "verify {0.path}")
     def verify(
         self,
         *,
@@ -318,6 +323,7 @@ class EventArchive:
     def __repr__(self) -> str:
         return f"EventArchive({str(self.path)!r})"
 
+    @foreign_errors(ArchiveError, "append to {0.path}")
     def append(
         self,
         events: pl.DataFrame | pl.LazyFrame,

@@ -232,12 +232,23 @@ def _connect(url: str, operation: str) -> Iterator[_Database]:
         return ViewError(f"{operation} on {path}: another process keeps it busy ({message})")
 
     with exclusive(path.with_name(f".{path.name}.eventkit.lock"), timeout=_WAIT_S, error=busy):
+        made = not path.exists()  # a file this call creates is removed if it fails
         db: _Database | None = None
         try:
             db = _DuckDB(path) if scheme == "duckdb" else _SQLite(path)
             yield db
             db.commit()
-        except (OSError, sqlite3.Error, pl.exceptions.PolarsError, _duckdb_error()) as exc:
+        except BaseException as exc:
+            if db is not None:
+                db.close()
+                db = None
+            if made:  # (a half-made database file would not even open again)
+                for leftover in (path, path.with_name(f"{path.name}.wal"),
+                                 path.with_name(f"{path.name}-journal")):
+                    leftover.unlink(missing_ok=True)
+            if not isinstance(exc, OSError | sqlite3.Error | pl.exceptions.PolarsError
+                              | _duckdb_error()):
+                raise
             msg = f"{operation} on {path} failed, nothing was changed: {exc}"
             raise ViewError(msg) from exc
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, overload
@@ -12,7 +13,13 @@ from eventkit._typing import Engine, Instant
 from eventkit.archive.open import Events, archive_of, as_lazy
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import ScaleError, SchemaError, SnapshotError
+from eventkit.exceptions import (
+    EventDataError,
+    ScaleError,
+    SchemaError,
+    SnapshotError,
+    foreign_errors,
+)
 from eventkit.replay import snapshots as stored_sets
 from eventkit.replay.buckets import BucketedReplay, replay_buckets
 from eventkit.replay.protocol import Replayed
@@ -59,6 +66,7 @@ def replay(events: Events, rules: RuleSet | str | Path = ..., *,
            ) -> ReplayResult | BucketedReplay: ...
 
 
+@foreign_errors(EventDataError, "replay")
 def replay(
     events: Events,
     rules: RuleSet | str | Path = "balance",
@@ -172,6 +180,7 @@ def _check_columns(names: list[str], ruleset: RuleSet) -> None:
         raise SchemaError(msg, column=missing[0])
 
 
+@foreign_errors(functools.partial(SnapshotError, param="snapshots"), "snapshot {0}")
 def snapshot(
     archive: EventArchive | str | Path,
     rules: RuleSet | str | Path = "balance",

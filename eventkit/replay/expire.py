@@ -13,10 +13,7 @@ from eventkit.archive import ledger
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.rewrite import TARGET_ROWS, RewriteWriter, delete_files, rewrite_record
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import (
-    ArchiveError,
-    ImmutabilityError,
-)
+from eventkit.exceptions import ArchiveError, ImmutabilityError, foreign_errors
 from eventkit.replay.result import ReplayResult
 from eventkit.rules import registry
 from eventkit.schema import BANK_ACCOUNT, MONEY_EVENT_TYPES, TIME_DTYPE
@@ -40,6 +37,7 @@ class ExpireReport:
     head: str
 
 
+@foreign_errors(ArchiveError, "expire events of {0}")
 def expire(
     archive: EventArchive | str | Path,
     *,

@@ -36,7 +36,7 @@ from eventkit.archive.durable import clean_leftovers, replaced, write_durably
 from eventkit.archive.lock import exclusive
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import ArchiveError
+from eventkit.exceptions import ArchiveError, foreign_errors
 from eventkit.replay.api import replay
 from eventkit.replay.engine import fold
 from eventkit.rules import registry
@@ -168,6 +168,7 @@ class LiveReplay:
 
     """
 
+    @foreign_errors(ArchiveError, "live replay of {1}")
     def __init__(self, archive: EventArchive | str | Path, rules: RuleSet | str | Path,
                  *, folder: str | Path | None = None) -> None:
         self.archive = archive if isinstance(archive, EventArchive) else EventArchive(archive)
@@ -183,6 +184,7 @@ class LiveReplay:
         with self._lock():
             self._load()
 
+    @foreign_errors(ArchiveError, "catch up with {0.archive.path}")
     def catch_up(self) -> Advance:
         """Fold the events appended since the state's version; checkpoint; report."""
         with self._lock():

@@ -17,7 +17,13 @@ import polars as pl
 
 from eventkit.archive.retention import Expiry
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import CorruptionError, InstantError, SnapshotError
+from eventkit.exceptions import (
+    CorruptionError,
+    EventDataError,
+    InstantError,
+    SnapshotError,
+    foreign_errors,
+)
 from eventkit.replay.engine import Fold, fold
 from eventkit.replay.kernels import grid_positions
 from eventkit.replay.protocol import Window
@@ -81,8 +87,12 @@ class ReplayResult:
     def fold(self) -> Fold:
         """The fold of every event (made on first use, then kept)."""
         if self._whole is None:
-            self._whole = fold(self._events.collect(), self.checked, start=self.start)
+            self._whole = self._fold_all()
         return self._whole
+
+    @foreign_errors(EventDataError, "replay: reading and folding the events")
+    def _fold_all(self) -> Fold:
+        return fold(self._events.collect(), self.checked, start=self.start)
 
     @property
     def history(self) -> pl.LazyFrame:

@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import EventDataError, IngestError, ValidationError
+from eventkit.exceptions import EventDataError, IngestError, ValidationError, foreign_errors
 from eventkit.schema import CANONICAL_SCHEMA
 from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, Conformed, conform
 
@@ -93,6 +93,7 @@ def dead_letter_path(archive: EventArchive | str | Path) -> Path:
     return path.with_name(path.name + ".dead-letter.jsonl")
 
 
+@foreign_errors(IngestError, "ingest into {0}")
 def ingest(
     archive: EventArchive | str | Path,
     bootstrap: str,
@@ -407,6 +408,7 @@ class _DeadLetters:
         return len(new)
 
 
+@foreign_errors(IngestError, "produce to {2}")
 def produce(
     events: pl.LazyFrame | pl.DataFrame,
     bootstrap: str,

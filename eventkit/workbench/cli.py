@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from eventkit.exceptions import EventkitError, UsageError
+from eventkit.exceptions import EventkitError, UsageError, is_foreign
 
 if TYPE_CHECKING:
     from eventkit.replay.protocol import Replayed
@@ -35,6 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except EventkitError as exc:
         print(f"eventkit: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # an error of the OS or a library that no operation wrapped
+        if not is_foreign(exc):
+            raise
+        print(f"eventkit: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
 
 
