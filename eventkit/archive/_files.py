@@ -210,7 +210,7 @@ _ROWS_PER_READ = 1_000_000  # small files are read together, up to this many row
 
 
 def clean_interrupted(root: Path, latest: int, committed: set[str]) -> None:
-    """Remove data files of appends that died before their commit.
+    """Remove data files (and commit files) of appends and rewrites that died before their commit.
 
     An intent names a data file and, in the name, the version its append
     meant to commit. Once that version is taken (``latest`` or before), the
@@ -219,6 +219,10 @@ def clean_interrupted(root: Path, latest: int, committed: set[str]) -> None:
     intent for a later version may belong to a writer still at work (one
     that does not share this lock): it stays until a commit takes its version.
     """
+    for tmp in (root / ledger.LOG_DIR).glob(".*.json.*.tmp"):  # a commit written, not linked
+        meant = tmp.name[1:].split(".", 1)[0]
+        if meant.isdigit() and int(meant) <= latest:
+            tmp.unlink(missing_ok=True)
     folder = root / ledger.PRIVATE_DIR / "pending"
     if not folder.is_dir():
         return

@@ -30,9 +30,11 @@ TIMEOUT_S = 120.0
 
 
 @contextmanager
-def exclusive(path: Path, *, timeout: float = TIMEOUT_S,
+def exclusive(path: Path, *, timeout: float | None = None,
               error: Callable[[str], Exception]) -> Iterator[None]:
     """Hold an exclusive ``flock`` on the file ``path`` (made if missing), waiting ``timeout`` s.
+
+    (Default: :data:`TIMEOUT_S`, read at each call.)
 
     When it stays held by another process that long, raises ``error(message)``.
 
@@ -43,6 +45,7 @@ def exclusive(path: Path, *, timeout: float = TIMEOUT_S,
     ...     pass
 
     """
+    timeout = TIMEOUT_S if timeout is None else timeout
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
         deadline = time.monotonic() + timeout

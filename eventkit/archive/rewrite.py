@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from eventkit.archive import ledger
-from eventkit.archive._files import write_data_file
+from eventkit.archive._files import clean_interrupted, write_data_file
 from eventkit.archive.durable import fsync, write_durably
 from eventkit.exceptions import AppendConflictError, CorruptionError
 from eventkit.sources.upcast import UNMARKED_VERSION
@@ -93,6 +93,9 @@ class RewriteWriter:
             tmp.unlink(missing_ok=True)
         fsync(final.parent)
         self.committed = True
+        # a rewrite killed before it committed this version meant it too: its files go
+        kept = {e["path"] for e in ledger.live_files(self.root)} | {a["path"] for a in self.adds}
+        clean_interrupted(self.root, self.version, kept)
 
     def __exit__(self, *exc: object) -> None:
         for path, intent in self.written:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from eventkit.archive import ledger
+from eventkit.archive._files import clean_interrupted
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.rewrite import TARGET_ROWS, RewriteWriter, delete_files, rewrite_record
 from eventkit.archive.table import EventArchive
@@ -99,6 +100,7 @@ def expire(
         start = None if prior is None else prior.opening_states(key)
         commits = ledger.read_log(root)
         entries = ledger.live_files(root, commits)
+        clean_interrupted(root, commits[-1].version, {e["path"] for e in entries})
         for entry in entries:
             ledger.check_data_file(root, entry)
         last = commits[-1].record or {}

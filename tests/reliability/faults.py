@@ -139,7 +139,7 @@ def check(root: Path, operation: str, *, done: bool | None) -> None:
     if operation == "forget":
         assert again is not forgotten  # True: done now; False: it was done before
     _check_derived(root, operation, before, done=True, full=full)
-    assert leftovers(root) == []
+    assert leftovers(root) == [], leftovers(root)
 
 
 def _check_derived(root: Path, operation: str, before: dict[str, Any], *, done: bool | None,
