@@ -30,7 +30,7 @@ import polars as pl
 from eventkit.archive import ledger
 from eventkit.archive.lock import exclusive
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import ViewError
+from eventkit.exceptions import ViewError, foreign_errors
 from eventkit.replay.api import replay
 from eventkit.replay.live import advance, last_seq_of
 from eventkit.replay.result import ReplayResult
@@ -56,6 +56,7 @@ class RefreshReport:
     archive_version: int
 
 
+@foreign_errors(ViewError, "materialize into {1}")
 def materialize(result: ReplayResult, url: str, *, table: str = "accounts") -> dict[str, Any]:
     """Write ``result``'s state and history into the database at ``url``; return the record.
 
@@ -104,6 +105,7 @@ def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, An
     return record
 
 
+@foreign_errors(ViewError, "refresh {0}")
 def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
             table: str = "accounts") -> RefreshReport:
     """Bring the view ``table`` at ``url`` up to date with its archive.

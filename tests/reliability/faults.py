@@ -14,6 +14,8 @@ one of its kind) has run.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,15 @@ LATER = [f"c{k}" for k in range(3)]  # appended after the view or checkpoint was
 CUTOFF = workers.T0 + timedelta(days=3)
 RULES = "balance"
 SUBJECT = "s3"
+
+
+def mount(*options: str) -> None:
+    """Run ``mount`` with ``options`` (as root, or through ``sudo -n``, as ``make test`` does)."""
+    command = ["mount", *options] if os.geteuid() == 0 else ["sudo", "-n", "mount", *options]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        msg = f"cannot {' '.join(command)} (needs root or sudo -n): {done.stderr.strip()}"
+        raise RuntimeError(msg)
 
 
 def paths(root: Path) -> dict[str, Path]:

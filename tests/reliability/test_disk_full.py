@@ -30,22 +30,19 @@ LEVELS = (0, 4 << 10, 32 << 10, 128 << 10, 512 << 10, 2 << 20)  # bytes left fre
 OUTCOMES: Counter[str] = Counter()
 
 
-def _sudo(*command: str) -> list[str]:
-    return list(command) if os.geteuid() == 0 else ["sudo", "-n", *command]
-
-
 @pytest.fixture(scope="module")
 def disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A tmpfs of :data:`SIZE` bytes, mounted for these tests and unmounted after."""
     mount = tmp_path_factory.mktemp("tmpfs")
-    done = subprocess.run(_sudo("mount", "-t", "tmpfs", "-o", f"size={SIZE}", "tmpfs",
-                                str(mount)), capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs (needs root or sudo -n): {done.stderr.strip()}")
+    try:
+        faults.mount("-t", "tmpfs", "-o", f"size={SIZE}", "tmpfs", str(mount))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     try:
         yield mount
     finally:
-        subprocess.run(_sudo("umount", "--lazy", str(mount)), check=True)
+        subprocess.run(["umount", "--lazy", str(mount)] if os.geteuid() == 0 else
+                       ["sudo", "-n", "umount", "--lazy", str(mount)], check=True)
     print(f"\ndisk-full trials: {dict(sorted(OUTCOMES.items()))}")
 
 
