@@ -204,6 +204,7 @@ def test_the_fuzzer_reaches_errors_and_answers() -> None:
 
     count()
     assert min(outcomes.values()) > 5, outcomes
+    print(f"\nfuzz outcomes: {outcomes}")
 
 
 def test_a_disagreement_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
