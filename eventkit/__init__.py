@@ -58,6 +58,7 @@ from eventkit.exceptions import (
     SchemaVersionError,
     SnapshotError,
     StaleVersionError,
+    StorageError,
     UsageError,
     ValidationError,
     ViewError,
@@ -82,7 +83,8 @@ from eventkit.sources.upcast import Upcaster, Upcasters
 from eventkit.streams.kafka import IngestSummary, ingest, produce
 
 #: Loaded on first use (widgets and charts take seconds to import): name -> its module.
-_LAZY = {"explorer": "eventkit.workbench.explorer", "account_view": "eventkit.workbench.explorer"}
+_LAZY = {"explorer": "eventkit.workbench.explorer", "account_view": "eventkit.workbench.explorer",
+         "table": "eventkit.workbench.tables"}
 #: Sub-modules reachable as attributes, loaded on first use (``eventkit.charts.what_if``).
 _LAZY_MODULES = {"charts": "eventkit.workbench.charts"}
 
@@ -147,6 +149,7 @@ __all__ = [
     "SnapshotError",
     "Snapshots",
     "StaleVersionError",
+    "StorageError",
     "StorageReport",
     "Thresholds",
     "Upcaster",
@@ -174,6 +177,7 @@ __all__ = [
     "replay",
     "restatements",
     "snapshot",
+    "table",
 ]
 
 for _name in __all__:

@@ -60,7 +60,7 @@ _FAILED = -2  # _interpret's answer when an operation cannot be done exactly
 
 
 @njit(**OPTS)
-def _round(x: float, mode: int) -> float:
+def round_float(x: float, mode: int) -> float:
     """``x`` rounded by ``mode`` (an index into :data:`ROUND_MODES`), still a float."""
     if mode == 0:
         return float(np.rint(x))
@@ -76,7 +76,7 @@ def _round(x: float, mode: int) -> float:
 
 
 @njit(**OPTS)
-def _as_int(r: float) -> int:
+def int_fault(r: float) -> int:
     """0 when the rounded ``r`` is an Int64, else why not (:data:`NOT_FINITE`, ...)."""
     if not np.isfinite(r):
         return NOT_FINITE
@@ -109,7 +109,7 @@ def _cmp(op: int, a: float, b: float) -> bool:
 
 
 @njit(**OPTS)
-def _rate_index(t: int, hint: int, rt_times: np.ndarray) -> int:
+def rate_index(t: int, hint: int, rt_times: np.ndarray) -> int:
     """Index of the rate-table entry in force at ``t`` (-1: before the first).
 
     ``hint`` is the answer for the previous event; in log order it is almost
@@ -230,8 +230,8 @@ def _interpret(code: np.ndarray, a: int, b: int, cf: np.ndarray, st: np.ndarray,
                 tf += 1
             else:
                 tf -= 1
-                rounded = _round(sf[tf], arg)
-                kind = _as_int(rounded)
+                rounded = round_float(sf[tf], arg)
+                kind = int_fault(rounded)
                 if kind:
                     errf[0] = sf[tf]
                     return _fail(err, kind, pc, arg, 0)
@@ -324,7 +324,7 @@ def run_rules(at: np.ndarray, rows: np.ndarray, keys: np.ndarray, n_keys: int,
         st[k, prev_t] = start_t[r]
         if accrue and start_t[r] != NO_TIME:  # as the key's last event left it
             t = start_t[r]
-            stf[k, prev_integral] = integral(t, _rate_index(t, -1, rt_times), rt_times,
+            stf[k, prev_integral] = integral(t, rate_index(t, -1, rt_times), rt_times,
                                              rt_rates, rt_cum)
     si = np.empty(128, np.int64)  # as compile._STACK
     sf = np.empty(128, np.float64)
@@ -344,7 +344,7 @@ def run_rules(at: np.ndarray, rows: np.ndarray, keys: np.ndarray, n_keys: int,
             i += 1
         t = times[e]
         if accrue:
-            hint = _rate_index(t, hint, rt_times)
+            hint = rate_index(t, hint, rt_times)
             now = integral(t, hint, rt_times, rt_rates, rt_cum)
             since = st[k, prev_t]
             balance = st[k, bal]
@@ -355,8 +355,8 @@ def run_rules(at: np.ndarray, rows: np.ndarray, keys: np.ndarray, n_keys: int,
                 else:
                     growth = own * ((t - since) / 1_000_000.0)
                 value = float(balance) * growth / YEAR_SECONDS
-                rounded = _round(value, mode)
-                kind = _as_int(rounded)
+                rounded = round_float(value, mode)
+                kind = int_fault(rounded)
                 if kind:
                     errf[0] = value
                     err[1] = e

@@ -20,10 +20,13 @@ state of one full replay (property-tested).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
 import uuid
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -32,9 +35,9 @@ from typing import Any, cast
 import polars as pl
 
 from eventkit.archive import ledger
-from eventkit.archive.durable import clean_leftovers, replaced, write_durably
 from eventkit.archive.lock import exclusive
 from eventkit.archive.retention import expiry_of
+from eventkit.archive.store import open_store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ArchiveError, foreign_errors
 from eventkit.replay.api import replay
@@ -131,7 +134,7 @@ def advance(archive: EventArchive, rules: RuleSet, *, since_seq: int,
 
 def last_seq_of(archive: EventArchive, version: int) -> int:
     """The last ``seq`` stored by ``version`` of ``archive`` (-1: none yet)."""
-    record = ledger.read_commit(archive.path, version).record or {}
+    record = ledger.read_commit(archive.store, version).record or {}
     return int(record.get("seq", [-1, -1])[1])
 
 
@@ -173,8 +176,9 @@ class LiveReplay:
                  *, folder: str | Path | None = None) -> None:
         self.archive = archive if isinstance(archive, EventArchive) else EventArchive(archive)
         self.rules = registry.resolve(rules)
-        self.folder = Path(folder) if folder is not None else (
-            self.archive.path / ledger.PRIVATE_DIR / _LIVE / self.rules.fingerprint[:32])
+        #: Where the checkpoint is kept: beside the archive (in its store), or ``folder``.
+        self.folder = open_store(folder) if folder is not None else self.archive.store.child(
+            f"{ledger.PRIVATE_DIR}/{_LIVE}/{self.rules.fingerprint[:32]}")
         self.state = self._empty()
         self.version = -1
         self.last_seq = -1
@@ -184,7 +188,7 @@ class LiveReplay:
         with self._lock():
             self._load()
 
-    @foreign_errors(ArchiveError, "catch up with {0.archive.path}")
+    @foreign_errors(ArchiveError, "catch up with {0.archive.location}")
     def catch_up(self) -> Advance:
         """Fold the events appended since the state's version; checkpoint; report."""
         with self._lock():
@@ -195,10 +199,10 @@ class LiveReplay:
                                version, self.last_seq)
             if self.version > version or (self.version >= 0 and self._head(self.version)
                                           != self._saved.get("head")):
-                msg = (f"{self.archive.path}: the archive no longer holds version "
+                msg = (f"{self.archive.location}: the archive no longer holds version "
                        f"{self.version} as this live replay saw it (rewritten?); delete its "
                        "checkpoint")
-                raise ArchiveError(msg, path=str(self.archive.path))
+                raise ArchiveError(msg, path=self.archive.location)
             key = self.rules.key
             step = advance(self.archive, self.rules, since_seq=self.last_seq,
                            stored=lambda keys: self.state.filter(
@@ -223,43 +227,56 @@ class LiveReplay:
         return replay(pl.DataFrame(schema=CANONICAL_SCHEMA), self.rules).state().collect()
 
     def _head(self, version: int) -> str | None:
-        return (ledger.read_commit(self.archive.path, version).record or {}).get("digest")
+        return (ledger.read_commit(self.archive.store, version).record or {}).get("digest")
 
     def _lock(self) -> AbstractContextManager[None]:
-        def busy(message: str) -> ArchiveError:
-            return ArchiveError(f"live replay checkpoint: {message}", path=str(self.folder))
+        """Catch-ups of one checkpoint take turns: an ``flock`` in a local folder.
 
-        return exclusive(self.folder / ".lock", error=busy)
+        (An object store has no lock: there processes may overwrite each
+        other's checkpoint — each one whole, of one version — and every
+        checkpoint is still checked when read.)
+        """
+        if not self.folder.local:
+            return nullcontext()
+
+        def busy(message: str) -> ArchiveError:
+            return ArchiveError(f"live replay checkpoint: {message}", path=self.folder.root)
+
+        return exclusive(self.folder.path(".lock"), error=busy)
 
     def _save(self, state: pl.DataFrame, version: int, last_seq: int) -> None:
         """State into a file of its own, then the record naming it: a crash leaves the old pair.
 
-        Holding the lock. A failure (a full disk) raises and leaves the old pair.
+        Each is written whole (a renamed temporary file locally, one PUT in an
+        object store). A failure (a full disk) raises and leaves the old pair.
         """
         name = f"state-v{version}-{uuid.uuid4().hex[:12]}.parquet"
         try:
-            clean_leftovers(self.folder)
-            with replaced(self.folder / name) as tmp:
-                state.write_parquet(tmp)
+            buffer = io.BytesIO()
+            state.write_parquet(buffer)
+            data = buffer.getvalue()
+            self.folder.write(name, data)
             record = {"version": version, "last_seq": last_seq, "head": self._head(version),
                       "fingerprint": self.rules.fingerprint, "state": name,
-                      "sha256": ledger.sha256_file(self.folder / name), "rows": state.height,
+                      "sha256": hashlib.sha256(data).hexdigest(), "rows": state.height,
                       "events": int(state["events"].sum())}
-            with replaced(self.folder / _META) as tmp:
-                write_durably(tmp, json.dumps(record).encode())
+            self.folder.write(_META, json.dumps(record).encode())
         except (OSError, pl.exceptions.PolarsError) as exc:
-            (self.folder / name).unlink(missing_ok=True)
-            msg = f"{self.folder}: cannot save the live replay's checkpoint ({exc})"
-            raise ArchiveError(msg, path=str(self.folder)) from exc
+            with contextlib.suppress(OSError):
+                self.folder.delete(name)
+            msg = f"{self.folder.root}: cannot save the live replay's checkpoint ({exc})"
+            raise ArchiveError(msg, path=self.folder.root) from exc
         self._saved = record
-        for old in self.folder.glob("state-v*.parquet"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
+        for old in self.folder.list_files(""):  # older states (and what killed saves left)
+            stale = old.startswith("state-v") and old != name and (
+                self.folder.local or _version_of(old) < version)
+            if stale or (self.folder.local and old.startswith(".") and old.endswith(".tmp")):
+                self.folder.delete(old)
 
     def _load(self) -> None:
-        """Adopt the checkpoint on disk, unless it is the one held, or not to be trusted."""
+        """Adopt the checkpoint stored, unless it is the one held, or not to be trusted."""
         try:
-            record = json.loads((self.folder / _META).read_text())
+            record = json.loads(self.folder.read(_META))
         except FileNotFoundError:
             return
         except (OSError, ValueError) as exc:
@@ -268,11 +285,11 @@ class LiveReplay:
         if record.get("fingerprint") != self.rules.fingerprint or record == self._saved:
             return  # another rule set's checkpoint (start from nothing), or the one held
         try:
-            file = self.folder / str(record["state"])
-            if ledger.sha256_file(file) != record["sha256"]:
-                self._discard(f"{file.name} differs from its recorded SHA-256")
+            data = self.folder.read(str(record["state"]))
+            if hashlib.sha256(data).hexdigest() != record["sha256"]:
+                self._discard(f"{record['state']} differs from its recorded SHA-256")
                 return
-            state = pl.read_parquet(file).cast(self.state.schema)
+            state = pl.read_parquet(io.BytesIO(data)).cast(self.state.schema)
             version, last_seq = int(record["version"]), int(record["last_seq"])
         except (OSError, KeyError, TypeError, ValueError, pl.exceptions.PolarsError) as exc:
             self._discard(f"it cannot be read ({type(exc).__name__}: {exc})")
@@ -292,7 +309,7 @@ class LiveReplay:
 
     def _discard(self, why: str) -> None:
         """Start from nothing: the next catch-up folds every event again."""
-        self.discarded = f"checkpoint in {self.folder} not trusted: {why}"
+        self.discarded = f"checkpoint in {self.folder.root} not trusted: {why}"
         self.state, self.version, self.last_seq, self._saved = self._empty(), -1, -1, {}
 
     def _events_at(self, version: int) -> int:
@@ -305,3 +322,9 @@ class LiveReplay:
         expiry = expiry_of(self.archive, self.rules.fingerprint)
         opening = None if expiry is None else expiry.opening_states(key)
         return count + (0 if opening is None else int(opening["events"].sum()))
+
+
+def _version_of(name: str) -> int:
+    """The version in a state file's name (``state-v12-…``; -1 when it has none)."""
+    part = name.removeprefix("state-v").split("-", 1)[0]
+    return int(part) if part.isdigit() else -1
