@@ -289,7 +289,9 @@ def _writing(folder: Store) -> Iterator[None]:
         return SnapshotError(f"another process keeps writing snapshots ({message})",
                              param="snapshots")
 
-    lock = exclusive(folder.path(".lock"), error=busy) if folder.local else nullcontext()
+    here = folder.path("") if folder.local else None  # (the lock beside it, not in it)
+    lock = (exclusive(here.parent / f".{here.name}.lock", error=busy) if here is not None
+            else nullcontext())
     with lock:
         try:
             if folder.local:
