@@ -37,9 +37,13 @@ __all__ = [
 
 def check_batch_columns(
     batch: pl.DataFrame, mapping: ColumnMapping | dict[str, Any] | None, recorded_at: str,
-    source: str, personal: tuple[str, ...] = (),
+    source: str, personal: tuple[str, ...] = (), minor_digits: int = 2,
 ) -> None:
     m = ColumnMapping.parse(mapping)
+    if m.amount_unit == "major" and m.minor_digits != minor_digits:
+        msg = (f"the archive keeps amounts in minor units of {minor_digits} decimals; the "
+               f"mapping converts major units with minor_digits={m.minor_digits}")
+        raise SchemaError(msg, source=source, column="amount")
     if recorded_at not in ("now", "keep"):
         msg = f"recorded_at must be 'now' or 'keep', not {recorded_at!r}"
         raise SchemaError(msg, source=source, column="recorded_at")

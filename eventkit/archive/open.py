@@ -15,18 +15,20 @@ import polars as pl
 from eventkit.archive import ledger
 from eventkit.archive.store import Store, open_store
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import EventDataError, SchemaError
+from eventkit.exceptions import EventDataError, SchemaError, foreign_errors
 from eventkit.sources.conform import ColumnMapping
 from eventkit.sources.files import read_events
 from eventkit.sources.upcast import UNMARKED_VERSION, UPCASTERS, Upcasters
 
-__all__ = ["Events", "archive_of", "as_lazy", "is_eventkit_archive", "open_archive"]
+__all__ = ["Events", "archive_of", "as_lazy", "is_eventkit_archive", "minor_digits_of",
+           "open_archive"]
 
 #: Events as every stage takes them: a frame in the canonical schema, an archive, or a
 #: path :func:`open_archive` reads.
 Events: TypeAlias = pl.LazyFrame | pl.DataFrame | EventArchive | str | Path
 
 
+@foreign_errors(EventDataError, "open the events at {0}")
 def open_archive(
     path: str | Path,
     *,
@@ -132,3 +134,21 @@ def as_lazy(events: Events) -> pl.LazyFrame:
     if isinstance(events, EventArchive):
         return events.scan()
     return open_archive(events)
+
+
+def minor_digits_of(events: Events, mapping: ColumnMapping | dict[str, Any] | None = None
+                    ) -> int:
+    """Decimals of the minor unit ``events`` keep amounts in: an archive's own, else the mapping's.
+
+    Displays divide amounts by ``10**minor_digits_of(...)`` (2 for cents).
+
+    Examples
+    --------
+    >>> minor_digits_of(pl.LazyFrame(), {"amount_unit": "major", "minor_digits": 3})
+    3
+
+    """
+    archive = archive_of(events)
+    if archive is not None:
+        return archive.minor_digits
+    return ColumnMapping.parse(mapping).minor_digits

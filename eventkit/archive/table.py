@@ -51,6 +51,7 @@ from eventkit.exceptions import (
     SchemaError,
     StaleVersionError,
     ValidationError,
+    foreign_errors,
 )
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
 from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
@@ -104,6 +105,7 @@ class EventArchive:
 
     """
 
+    @foreign_errors(ArchiveError, "open the archive {1}")
     def __init__(self, path: str | Path | Store, *,
                  storage_options: Mapping[str, str] | None = None) -> None:
         #: Where the archive's files are (see :mod:`eventkit.archive.store`).
@@ -136,8 +138,11 @@ class EventArchive:
         self.schema: dict[str, pl.DataType] = archive_schema(self.personal)
         #: Number of key buckets (see :mod:`eventkit.archive.buckets`); None: not bucketed.
         self.buckets: int | None = genesis.record.get("buckets")
+        #: Decimals of the minor unit amounts are stored in (2: cents), pinned at creation.
+        self.minor_digits: int = genesis.record.get("minor_digits", 2)
 
     @classmethod
+    @foreign_errors(ArchiveError, "create an archive at {1}")
     def create(
         cls,
         path: str | Path,
@@ -146,6 +151,7 @@ class EventArchive:
         personal: tuple[str, ...] = (),
         buckets: int | None = None,
         storage_options: Mapping[str, str] | None = None,
+        minor_digits: int = 2,
     ) -> EventArchive:
         """Create an empty archive at ``path`` (which must not hold one already).
 
@@ -161,8 +167,10 @@ class EventArchive:
         is refused. Without ``personal`` the archive holds the canonical columns.
         ``buckets`` makes a bucketed archive (see :mod:`eventkit.archive.buckets`): each
         append stores one data file per non-empty bucket of accounts, so a replay
-        can read one bucket at a time.
+        can read one bucket at a time. ``minor_digits``: decimals of the currency's minor
+        unit (amounts are stored in it; displays divide by ``10**minor_digits``).
         """
+        ColumnMapping(minor_digits=minor_digits)  # checks it: 0..18
         if buckets is not None:
             check_buckets(buckets)
         store = open_store(path, storage_options)
@@ -175,6 +183,7 @@ class EventArchive:
             "kind": "create",
             "event_types": list(event_types) if event_types is not None else None,
             **({"personal": list(personal)} if personal else {}),
+            **({"minor_digits": minor_digits} if minor_digits != 2 else {}),
             "table": {
                 "configuration": _TABLE_CONFIG,
                 "partitionColumns": [],
@@ -201,6 +210,7 @@ class EventArchive:
         """The head digest: save it elsewhere to detect a rewritten chain later."""
         return head.log_state(self.store).digest
 
+    @foreign_errors(ArchiveError, "scan {0.location}")
     def scan(
         self,
         *,
@@ -308,6 +318,7 @@ class EventArchive:
         """
         return head.log_state(self.store).meta.get(key)
 
+    @foreign_errors(ArchiveError, "verify {0.location}")
     def verify(
         self,
         *,
@@ -324,6 +335,7 @@ class EventArchive:
     def __repr__(self) -> str:
         return f"EventArchive({self.location!r})"
 
+    @foreign_errors(ArchiveError, "append to {0.location}")
     def append(
         self,
         events: pl.DataFrame | pl.LazyFrame,
@@ -383,7 +395,8 @@ class EventArchive:
             raise ValidationError(msg, source="appended batch")
         stored_meta = check_meta(meta, source)
         batch = collect_batch(events, source)
-        check_batch_columns(batch, mapping, recorded_at, source, self.personal)
+        check_batch_columns(batch, mapping, recorded_at, source, self.personal,
+                            self.minor_digits)
         if batch.height == 0:
             msg = "empty batch: nothing to append"
             raise ValidationError(msg, source=source)

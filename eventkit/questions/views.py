@@ -32,8 +32,9 @@ from typing import Any, ClassVar, cast
 import polars as pl
 
 from eventkit.archive import ledger
+from eventkit.archive.lock import exclusive
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import ViewError
+from eventkit.exceptions import ViewError, foreign_errors
 from eventkit.replay.api import replay
 from eventkit.replay.live import advance, last_seq_of
 from eventkit.replay.result import ReplayResult
@@ -49,6 +50,7 @@ _DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "allow_community_extensions": False, "enable_external_access": False}
 _HISTORY = ("event_id", "seq", "event_type", "event_time", "recorded_at", "amount")
 _TIME_TEXT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # how SQLite stores instants (sorts as time)
+_WAIT_S = 600.0  # how long a refresh waits for another one on the same database
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class RefreshReport:
     archive_version: int
 
 
+@foreign_errors(ViewError, "materialize into {1}")
 def materialize(result: ReplayResult, url: str, *, table: str = "accounts") -> dict[str, Any]:
     """Write ``result``'s state and history into the database at ``url``; return the record.
 
@@ -84,7 +87,7 @@ def materialize(result: ReplayResult, url: str, *, table: str = "accounts") -> d
 
     """
     _check_name(table)
-    with _connect(url) as db:
+    with _connect(url, f"materialize {table!r}") as db:
         return _write_view(db, result, table)
 
 
@@ -110,6 +113,7 @@ def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, An
     return record
 
 
+@foreign_errors(ViewError, "refresh {0}")
 def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
             table: str = "accounts",
             storage_options: Mapping[str, str] | None = None) -> RefreshReport:
@@ -123,7 +127,7 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
     ``storage_options`` (the view records its URL, never credentials).
     """
     _check_name(table)
-    with _connect(url) as db:
+    with _connect(url, f"refresh {table!r}") as db:
         meta = db.get_meta(table)
         if meta is None:
             msg = f"{url}: no view {table!r} (materialize it first)"
@@ -150,7 +154,7 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
             raise ViewError(msg)
         if version == old:
             return RefreshReport(0, 0, [], False, version)
-        result = replay(archive, ruleset, snapshots=False)
+        result = replay(archive, ruleset, snapshots=False, version=version)
         key = ruleset.key
         newest = db.scalar(f"SELECT max(last_event_time) FROM {ident(table + '_state')}")
         step = advance(
@@ -252,14 +256,42 @@ def _columns(names: list[str]) -> str:
 # --------------------------------------------------------------------------- databases
 
 @contextmanager
-def _connect(url: str) -> Iterator[_Database]:
+def _connect(url: str, operation: str) -> Iterator[_Database]:
+    """The database at ``url`` in one transaction, held by this process alone.
+
+    Writers of one database file take turns (an ``flock`` beside it: a second
+    ``refresh`` waits for the first, then finds the view current); any error of
+    the database or the file system becomes a :class:`~eventkit.exceptions.ViewError`
+    naming ``operation`` and the file, and the transaction is rolled back.
+    """
     scheme, path = view_file(url)
-    db: _Database = _DuckDB(path) if scheme == "duckdb" else _SQLite(path)
-    try:
-        yield db
-        db.commit()
-    finally:
-        db.close()
+
+    def busy(message: str) -> ViewError:
+        return ViewError(f"{operation} on {path}: another process keeps it busy ({message})")
+
+    with exclusive(path.with_name(f".{path.name}.eventkit.lock"), timeout=_WAIT_S, error=busy):
+        made = not path.exists()  # a file this call creates is removed if it fails
+        db: _Database | None = None
+        try:
+            db = _DuckDB(path) if scheme == "duckdb" else _SQLite(path)
+            yield db
+            db.commit()
+        except BaseException as exc:
+            if db is not None:
+                db.close()
+                db = None
+            if made:  # (a half-made database file would not even open again)
+                for leftover in (path, path.with_name(f"{path.name}.wal"),
+                                 path.with_name(f"{path.name}-journal")):
+                    leftover.unlink(missing_ok=True)
+            if not isinstance(exc, OSError | sqlite3.Error | pl.exceptions.PolarsError
+                              | _duckdb_error()):
+                raise
+            msg = f"{operation} on {path} failed, nothing was changed: {exc}"
+            raise ViewError(msg) from exc
+        finally:
+            if db is not None:
+                db.close()
 
 
 def view_file(url: str) -> tuple[str, Path]:
@@ -355,11 +387,8 @@ class _DuckDB(_Database):
     def __init__(self, path: Path) -> None:
         import duckdb  # noqa: PLC0415
 
-        try:  # nothing but this one file: no extension installed or loaded, no network
-            self.con = duckdb.connect(str(path), config=_DUCKDB_CONFIG)
-        except duckdb.Error as exc:
-            msg = f"cannot open the DuckDB file {path}: {exc}"
-            raise ViewError(msg) from None
+        # nothing but this one file: no extension installed or loaded, no network
+        self.con = duckdb.connect(str(path), config=_DUCKDB_CONFIG)
         self.con.execute("SET TimeZone = 'UTC'")
         self.con.execute("SET lock_configuration = true")  # no SQL can switch the above on
         self.con.begin()

@@ -18,7 +18,13 @@ from polars.io.plugins import register_io_source
 
 from eventkit.archive.retention import Expiry
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import InstantError
+from eventkit.exceptions import (
+    CorruptionError,
+    EventDataError,
+    InstantError,
+    SnapshotError,
+    foreign_errors,
+)
 from eventkit.replay.accrue import accrue
 from eventkit.replay.engine import Fold, fold
 from eventkit.replay.kernels import grid_positions
@@ -86,8 +92,12 @@ class ReplayResult:
     def fold(self) -> Fold:
         """The fold of every event (made on first use, then kept)."""
         if self._whole is None:
-            self._whole = fold(self._events.collect(), self.checked, start=self.start)
+            self._whole = self._fold_all()
         return self._whole
+
+    @foreign_errors(EventDataError, "replay: reading and folding the events")
+    def _fold_all(self) -> Fold:
+        return fold(self._events.collect(), self.checked, start=self.start)
 
     @property
     def history(self) -> pl.LazyFrame:
@@ -254,13 +264,18 @@ class ReplayResult:
             else snapshots.before(first)
         if snapshots is None or index is None:
             return Folded(self.fold, self.start)
-        base = snapshots.read(index, keys=self._keys)
         c = snapshots.checkpoints[index]
         time = pl.col("event_time")
         tail = self._events.filter((time > from_micros(c)) & (time <= from_micros(last)))
-        if self.rules.key == "account_id":  # the bank's rate table: stored with the snapshot
-            bank = snapshots.bank_events().lazy().filter(time <= from_micros(last))
-            tail = pl.concat([tail.filter(pl.col("account_id") != BANK_ACCOUNT), bank])
+        try:
+            base = snapshots.read(index, keys=self._keys)
+            if self.rules.key == "account_id":  # the bank's rate table: stored with the set
+                bank = snapshots.bank_events().lazy().filter(time <= from_micros(last))
+                tail = pl.concat([tail.filter(pl.col("account_id") != BANK_ACCOUNT), bank])
+        except (SnapshotError, CorruptionError):
+            if not snapshots.replaced:
+                raise
+            return Folded(self.fold, self.start)  # a newer snapshot removed it: replay in full
         if lean:
             tail = tail.drop("event_id", "recorded_at")
         return Folded(fold(tail.collect(), self.checked, start=base), base)

@@ -20,8 +20,10 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +32,9 @@ from typing import cast
 import polars as pl
 
 from eventkit.archive import ledger
-from eventkit.archive.store import Store
+from eventkit.archive.durable import LEFTOVER, clean_leftovers
+from eventkit.archive.lock import exclusive
+from eventkit.archive.store import Store, fsync
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import SnapshotError
 from eventkit.rules.model import RuleSet
@@ -78,6 +82,7 @@ class Snapshots:
 
     def read(self, index: int, keys: list[int] | None = None) -> pl.DataFrame:
         """The state at checkpoint ``index`` (only ``keys``, when given)."""
+        self._still_there()
         path = ledger.check_data_file(self.folder, self.files[index])
         lf = pl.scan_parquet(path, storage_options=self.folder.storage_options)
         if keys is not None:
@@ -90,8 +95,19 @@ class Snapshots:
             msg = (f"snapshot set {self.folder.root} holds no bank events (rules keyed by "
                    f"{self.key!r})")
             raise SnapshotError(msg, param="snapshots")
+        self._still_there()
         return pl.read_parquet(ledger.check_data_file(self.folder, self.bank),
                                storage_options=self.folder.storage_options)
+
+    @property
+    def replaced(self) -> bool:
+        """True when a newer snapshot removed this set since it was found (use a full replay)."""
+        return not self.folder.exists(_MANIFEST)
+
+    def _still_there(self) -> None:
+        if self.replaced:
+            msg = f"snapshot set {self.folder.root} was replaced by a newer one meanwhile"
+            raise SnapshotError(msg, param="snapshots")
 
     @property
     def instants(self) -> list[datetime]:
@@ -177,13 +193,19 @@ def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
     if key_copy and rules.key == "account_id":
         write_by_key(store, version, head)
     folder = _sets(store.store, rules)
-    _publish(folder, f"v{version}", blobs, manifest)
+    with _writing(folder):
+        _publish(folder, f"v{version}", blobs, manifest)
     return load(folder.child(f"v{version}"))
 
 
 def write_by_key(store: EventArchive, version: int, head: str | None) -> None:
     """Store the archive's events sorted by account (log order within each)."""
     folder = store.store.child(f"{ledger.PRIVATE_DIR}/{FOLDER}/{_BY_KEY}")
+    with _writing(folder):
+        _write_by_key(store, folder, version, head)
+
+
+def _write_by_key(store: EventArchive, folder: Store, version: int, head: str | None) -> None:
     try:
         if json.loads(folder.read(f"v{version}/{_MANIFEST}")).get("head") == head:
             return  # already there for this archive state
@@ -193,7 +215,7 @@ def write_by_key(store: EventArchive, version: int, head: str | None) -> None:
     events = store.scan(version=version).sort("account_id", maintain_order=True)
     data: bytes | Path
     if folder.local:  # streamed to a file: flat memory
-        data = folder.path("") / f".events-{uuid.uuid4().hex}.parquet"
+        data = folder.path("") / f".events-{uuid.uuid4().hex}{LEFTOVER}"
         data.parent.mkdir(parents=True, exist_ok=True)
         events.sink_parquet(data, compression="zstd", statistics=True,
                             row_group_size=_KEY_ROW_GROUP)
@@ -226,25 +248,35 @@ def _publish(folder: Store, name: str, blobs: dict[str, bytes | Path],
     """Store a set as ``folder/name/`` (its files, then its manifest); remove older sets.
 
     Locally the set is written to a hidden folder renamed into place, so it
-    appears at once; in an object store its files are put first and the
-    manifest last (a set without its manifest is never read). Every file is
-    checked against the manifest's SHA-256 when read.
+    appears at once (a set of the same name already there is moved aside
+    first), and older sets go once it is there; in an object store its files
+    are put first and the manifest last (a set without its manifest is never
+    read). Every file is checked against the manifest's SHA-256 when read.
     """
     body = json.dumps(manifest, indent=1).encode()
     if folder.local:
         root = folder.path("")
-        staging = root / f".{name}-{uuid.uuid4().hex}"
+        staging = root / f".{name}-{uuid.uuid4().hex}{LEFTOVER}"
         staging.mkdir(parents=True)
-        for file, data in blobs.items():
-            if isinstance(data, Path):
-                os.replace(data, staging / file)
-            else:
-                (staging / file).write_bytes(data)
-        (staging / _MANIFEST).write_bytes(body)
+        try:
+            for file, data in blobs.items():
+                if isinstance(data, Path):
+                    os.replace(data, staging / file)
+                else:
+                    (staging / file).write_bytes(data)
+            (staging / _MANIFEST).write_bytes(body)
+            for written in staging.iterdir():
+                fsync(written)
+            if (root / name).exists():  # the same set made before: aside, then gone
+                os.replace(root / name, root / f".{name}-{uuid.uuid4().hex}.old{LEFTOVER}")
+            os.replace(staging, root / name)
+            fsync(root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         for old in root.iterdir():  # older (or equal) sets are never used again
-            if old != staging and not old.name.startswith("."):
+            if old.name != name and not old.name.startswith("."):
                 folder.delete_tree(old.name)
-        os.replace(staging, root / name)
+        clean_leftovers(root)
         return
     for stale in {r.split("/", 1)[0] for r in folder.list_files("")} - {name}:
         folder.delete_tree(stale)
@@ -252,6 +284,31 @@ def _publish(folder: Store, name: str, blobs: dict[str, bytes | Path],
     for file, data in blobs.items():
         folder.write(f"{name}/{file}", data.read_bytes() if isinstance(data, Path) else data)
     folder.write(f"{name}/{_MANIFEST}", body)
+
+
+@contextmanager
+def _writing(folder: Store) -> Iterator[None]:
+    """Writers of ``folder`` take turns (an ``flock``, locally), clearing what killed ones left.
+
+    A failure (a full disk) is a :class:`SnapshotError` and leaves what was there.
+    """
+    def busy(message: str) -> SnapshotError:
+        return SnapshotError(f"another process keeps writing snapshots ({message})",
+                             param="snapshots")
+
+    here = folder.path("") if folder.local else None  # (the lock beside it, not in it)
+    lock = (exclusive(here.parent / f".{here.name}.lock", error=busy) if here is not None
+            else nullcontext())
+    with lock:
+        try:
+            if folder.local:
+                clean_leftovers(folder.path(""))
+            yield
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            if folder.local:
+                clean_leftovers(folder.path(""))
+            msg = f"cannot write snapshots under {folder.root}, nothing was changed: {exc}"
+            raise SnapshotError(msg, param="snapshots") from exc
 
 
 def load(path: Store) -> Snapshots:

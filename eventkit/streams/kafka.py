@@ -39,7 +39,7 @@ from eventkit.archive.clock import BeforeLatest
 from eventkit.archive.open import is_eventkit_archive
 from eventkit.archive.store import is_url
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import IngestError, ValidationError
+from eventkit.exceptions import IngestError, ValidationError, foreign_errors
 from eventkit.sources.conform import ColumnMapping
 from eventkit.streams.consumer import ConsumerProcess, Watch
 from eventkit.streams.messages import (
@@ -107,6 +107,7 @@ def dead_letter_path(archive: EventArchive | str | Path) -> Path:
     return path.with_name(path.name + ".dead-letter.jsonl")
 
 
+@foreign_errors(IngestError, "ingest into {0}")
 def ingest(
     archive: EventArchive | str | Path,
     bootstrap: str,
@@ -339,6 +340,7 @@ class _DeadLetters:
         return len(new)
 
 
+@foreign_errors(IngestError, "produce to {2}")
 def produce(
     events: pl.LazyFrame | pl.DataFrame,
     bootstrap: str,

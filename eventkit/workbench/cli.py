@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import polars as pl
 
-from eventkit.exceptions import EventkitError, UsageError
+from eventkit.exceptions import EventkitError, UsageError, is_foreign
 
 if TYPE_CHECKING:
     from eventkit.replay.protocol import Replayed
@@ -37,6 +37,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args))
     except EventkitError as exc:
         print(f"eventkit: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
+        return 2
+    except Exception as exc:  # an error of the OS or a library that no operation wrapped
+        if not is_foreign(exc):
+            raise
+        print(f"eventkit: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
 
 
@@ -202,19 +207,23 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lab", help="open JupyterLab on the notebooks (loopback, token)",
                        description="Serve the notebooks in JupyterLab bound to one address "
-                                   "(127.0.0.1 by default) with a token; prints the URL.")
+                                   "(127.0.0.1 by default) with a token, and print the URL "
+                                   "once the server answers. The token is $JUPYTER_TOKEN when "
+                                   "set, else random; it reaches JupyterLab in its "
+                                   "environment, never on a command line.")
     p.add_argument("--notebooks", default="notebooks", help="folder to serve")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=_whole(1, 65_535), default=8888, help="port (default 8888)")
-    p.add_argument("--token", help="access token (default: random)")
     p.set_defaults(run=_lab)
 
     p = sub.add_parser("app", help="serve the account explorer as a page (Voila; loopback, "
                        "token)",
                        description="Serve the replay explorer on ARCHIVE as a standalone page "
                                    "for people who do not code (no code, no notebook), bound "
-                                   "to one address (127.0.0.1 by default) with a token; "
-                                   "prints the URL.")
+                                   "to one address (127.0.0.1 by default) with a token "
+                                   "($JUPYTER_TOKEN when set, else random; passed in the "
+                                   "server's environment, never on a command line); prints "
+                                   "the URL.")
     p.add_argument("archive", nargs="?", default="data/sample",
                    help="archive to explore (default data/sample)")
     p.add_argument("--account", type=int, help="account shown first")
@@ -223,7 +232,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--currency", default="USD", help="ISO 4217 code of the amounts (USD)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8866, help="port (default 8866)")
-    p.add_argument("--token", help="access token (default: random)")
     p.set_defaults(run=_app)
 
     p = sub.add_parser("ingest", help="consume a Kafka/Redpanda topic into an archive, "
@@ -396,7 +404,10 @@ def _show(args: argparse.Namespace, result: Replayed, state: pl.LazyFrame) -> in
 
 
 def _print(args: argparse.Namespace, table: pl.LazyFrame, money: list[str]) -> int:
-    frame = table.with_columns(_currency(name) for name in money).collect()
+    from eventkit.archive.open import minor_digits_of
+
+    digits = minor_digits_of(args.path, _mapping(args.mapping) if args.mapping else None)
+    frame = table.with_columns(_currency(name, digits) for name in money).collect()
     if args.fmt == "csv":
         sys.stdout.write(frame.write_csv())
     else:
@@ -427,14 +438,15 @@ def _ids(text: str) -> list[int]:
         raise UsageError(msg, param="--accounts") from None
 
 
-def _currency(name: str) -> pl.Expr:
-    """Minor units as exact currency text: -1 -> "-0.01", 12095 -> "120.95"."""
-    magnitude = pl.col(name).abs()
+def _currency(name: str, digits: int) -> pl.Expr:
+    """Minor units as exact currency text: -1 -> "-0.01", 12095 -> "120.95" (2 digits)."""
+    magnitude = pl.col(name).cast(pl.Int128).abs()  # |Int64 min| fits
+    whole = (magnitude // 10**digits).cast(pl.String)
     return pl.concat_str(
         pl.when(pl.col(name) < 0).then(pl.lit("-")).otherwise(pl.lit("")),
-        (magnitude // 100).cast(pl.String),
-        pl.lit("."),
-        (magnitude % 100).cast(pl.String).str.zfill(2),
+        whole,
+        pl.lit("." if digits else ""),
+        (magnitude % 10**digits).cast(pl.String).str.zfill(digits) if digits else pl.lit(""),
     ).alias(name)
 
 
@@ -468,12 +480,22 @@ def _expire(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    from eventkit.workbench.lab import lab_command
+    import signal
 
-    argv, token = lab_command(args.notebooks, host=args.host, port=args.port, token=args.token)
-    print(f"JupyterLab: http://{args.host}:{args.port}/lab?token={token}", flush=True)
-    os.execv(argv[0], argv)
-    return 0  # not reached: exec replaced this process
+    from eventkit.workbench.lab import start_lab
+
+    server = start_lab(args.notebooks, host=args.host, port=args.port)
+    print(f"JupyterLab: {server.url}", flush=True)
+
+    def stop(_signum: int, _frame: object) -> None:
+        server.process.terminate()  # JupyterLab shuts its kernels down on SIGTERM
+
+    signal.signal(signal.SIGTERM, stop)
+    while True:
+        try:
+            return server.process.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached JupyterLab too: it asks, then stops
+            continue
 
 
 def _app(args: argparse.Namespace) -> int:
@@ -487,9 +509,10 @@ def _app(args: argparse.Namespace) -> int:
     book = app_notebook(tempfile.mkdtemp(prefix="eventkit-app-"), args.archive,
                         account=args.account, as_of=args.as_of, rules=args.rules,
                         currency=args.currency)
-    argv, token = app_command(book, host=args.host, port=args.port, token=args.token)
+    argv = app_command(book, host=args.host, port=args.port)
+    env, token = app_environment(book)
     print(f"eventkit app: http://{args.host}:{args.port}/?token={token}", flush=True)
-    os.execve(argv[0], argv, app_environment(book))
+    os.execve(argv[0], argv, env)
     return 0  # not reached: exec replaced this process
 
 

@@ -125,7 +125,7 @@ def test_duckdb_reads_and_writes_the_view_file_and_nothing_else(tmp_path: Path) 
     with pytest.raises(duckdb.Error, match="httpfs|extension"):
         duckdb.connect(str(tmp_path / "plain.duckdb")).execute(
             "SELECT * FROM 'https://127.0.0.1:9/x.parquet'")
-    with _connect(f"duckdb:///{tmp_path / 'v.duckdb'}") as db:
+    with _connect(f"duckdb:///{tmp_path / 'v.duckdb'}", "test") as db:
         for sql in ["INSTALL httpfs", "LOAD httpfs", "SELECT * FROM 'https://127.0.0.1:9/x.csv'",
                     f"SELECT * FROM read_csv('{ROOT / 'pyproject.toml'}')",
                     f"ATTACH '{tmp_path / 'other.duckdb'}'",
