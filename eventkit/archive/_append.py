@@ -60,7 +60,7 @@ class _Index:
             self.extra, self.extra_rows = [], 0
 
     def hits(self, hashes: np.ndarray) -> np.ndarray:
-        at = np.searchsorted(self.main, hashes).clip(max(len(self.main) - 1, 0))
+        at = np.searchsorted(self.main, hashes).clip(0, max(len(self.main) - 1, 0))
         found = (self.main[at] == hashes) if len(self.main) else np.zeros(len(hashes), bool)
         if self.extra:
             found |= np.isin(hashes, np.concatenate(self.extra))

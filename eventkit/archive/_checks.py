@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from datetime import UTC, datetime
+from typing import Any
 
 import polars as pl
 
@@ -24,6 +24,7 @@ __all__ = [
     "CIPHERTEXT_PREFIX",
     "MAX_ID_BYTES",
     "MAX_META_BYTES",
+    "MAX_META_DEPTH",
     "MAX_TYPE_BYTES",
     "archive_schema",
     "check_batch_columns",
@@ -33,16 +34,20 @@ __all__ = [
     "check_raw_types",
     "check_values",
     "stale_streams",
-    "stamp_recorded_at",
 ]
 
 
 def check_batch_columns(
     batch: pl.DataFrame, mapping: ColumnMapping | dict[str, Any] | None, recorded_at: str,
     source: str, personal: tuple[str, ...] = (), declared: EventSchema = BANKING,
+    minor_digits: int = 2,
 ) -> None:
     m = ColumnMapping.parse(mapping)
     m.check(declared)
+    if m.amount_unit == "major" and m.minor_digits != minor_digits:
+        msg = (f"the archive keeps amounts in minor units of {minor_digits} decimals; the "
+               f"mapping converts major units with minor_digits={m.minor_digits}")
+        raise SchemaError(msg, source=source, column="amount")
     if recorded_at not in ("now", "keep"):
         msg = f"recorded_at must be 'now' or 'keep', not {recorded_at!r}"
         raise SchemaError(msg, source=source, column="recorded_at")
@@ -113,11 +118,13 @@ def check_meta(meta: dict[str, Any] | None, source: str) -> dict[str, Any] | Non
         return None
     try:
         text = json.dumps(meta, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         msg = f"meta must be a JSON object of text keys and JSON values ({exc})"
         raise ValidationError(msg, source=source, column="meta") from None
-    if not isinstance(meta, dict) or len(text.encode()) > MAX_META_BYTES:
-        msg = f"meta must be a JSON object of at most {MAX_META_BYTES:,} bytes"
+    if not isinstance(meta, dict) or len(text.encode()) > MAX_META_BYTES \
+            or ledger.json_depth(meta) > MAX_META_DEPTH:
+        msg = (f"meta must be a JSON object of at most {MAX_META_BYTES:,} bytes, nested at "
+               f"most {MAX_META_DEPTH} deep")
         raise ValidationError(msg, source=source, column="meta")
     return json.loads(text)
 
@@ -203,6 +210,9 @@ MAX_ID_BYTES = 256
 
 #: Largest ``meta`` object one append stores with its commit, in bytes of JSON.
 MAX_META_BYTES = 64 * 1024
+#: How deeply ``meta`` may nest (its commit record is read back only up to
+#: :data:`~eventkit.archive.ledger.MAX_JSON_DEPTH`).
+MAX_META_DEPTH = 16
 
 
 #: Longest ``event_type`` an archive stores, in UTF-8 bytes.
@@ -274,28 +284,3 @@ def _last_seq_at(store: Store, version: int) -> int:
 def _last_seq(entry: dict[str, Any]) -> int:
     stats = json.loads(entry["stats"]) if "stats" in entry else None
     return int(stats["maxValues"]["seq"]) if stats else 2**62
-
-
-def stamp_recorded_at(rows: pl.DataFrame, mode: str, last: dict[str, Any], source: str
-                      ) -> pl.DataFrame:
-    """``rows`` with their transaction time: now (never before the last commit's), or kept.
-
-    Kept times (``mode="keep"``, an import of history) must not lie in the future.
-    """
-    now = datetime.now(UTC)
-    if mode == "keep":
-        latest = cast("datetime", rows["recorded_at"].max())  # Datetime, rows, no nulls
-        if latest > now + _CLOCK_SKEW:
-            row = rows.with_row_index().filter(
-                pl.col("recorded_at") > now + _CLOCK_SKEW).item(0, "index")
-            msg = f"recorded_at {latest} lies in the future"
-            raise ValidationError(msg, source=source, column="recorded_at", row=row)
-        return rows
-    floor = last.get("recorded_until")
-    if floor is not None:  # never let transaction time run backwards
-        now = max(now, datetime.fromisoformat(floor))
-    return rows.with_columns(recorded_at=pl.lit(now, dtype=CANONICAL_SCHEMA["recorded_at"]))
-
-
-#: How far in the future an imported ``recorded_at`` may lie (clocks differ a little).
-_CLOCK_SKEW = timedelta(minutes=5)

@@ -133,13 +133,14 @@ def declaration(schema: EventSchema | None, *, key: str | Sequence[str] | None,
 def genesis_record(stored: Mapping[str, pl.DataType], schema: EventSchema | None, *,
                    event_types: Sequence[str] | None, personal: Sequence[str],
                    buckets: int | None, shared_key: object, configuration: dict[str, str],
-                   path: str) -> dict[str, Any]:
+                   path: str, minor_digits: int = 2) -> dict[str, Any]:
     """The record of an archive's first commit: what it holds, pinned in the hash chain."""
     record: dict[str, Any] = {
         "format": _FORMAT,
         "kind": "create",
         "event_types": list(event_types) if event_types is not None else None,
         **({"personal": list(personal)} if personal else {}),
+        **({"minor_digits": minor_digits} if minor_digits != 2 else {}),
         "table": {"configuration": configuration, "partitionColumns": [],
                   "fields": table_fields(stored)},
         "prev": ledger.GENESIS,

@@ -18,7 +18,7 @@ from typing import Any, Literal, cast
 
 import polars as pl
 
-from eventkit.archive import head, ledger
+from eventkit.archive import clock, head, ledger
 from eventkit.archive._append import (
     check_new_files,
     commit_batch,
@@ -35,7 +35,6 @@ from eventkit.archive._checks import (
     check_raw_types,
     check_values,
     stale_streams,
-    stamp_recorded_at,
 )
 from eventkit.archive._files import clean_interrupted, create_table, delta_schema, read_files
 from eventkit.archive.buckets import bucket_parts, check_buckets
@@ -60,6 +59,7 @@ from eventkit.exceptions import (
     SchemaError,
     StaleVersionError,
     ValidationError,
+    foreign_errors,
 )
 from eventkit.schema import BANK_ACCOUNT, EVENT_TYPES, EventSchema
 from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
@@ -96,6 +96,7 @@ class EventArchive:
 
     """
 
+    @foreign_errors(ArchiveError, "open the archive {1}")
     def __init__(self, path: str | Path | Store, *,
                  storage_options: Mapping[str, str] | None = None) -> None:
         #: Where the archive's files are (see :mod:`eventkit.archive.store`).
@@ -136,6 +137,8 @@ class EventArchive:
         shared = genesis.record.get("shared_key", BANK_ACCOUNT if self.key == ("account_id",)
                                     else None)
         self.shared_key: object = tuple(shared) if isinstance(shared, list) else shared
+        #: Decimals of the minor unit amounts are stored in (2: cents), pinned at creation.
+        self.minor_digits: int = genesis.record.get("minor_digits", 2)
 
     def _current(self, state: head.LogState | None = None) -> Layout:
         """The declared schema, stored columns and upcasters (as of ``state``, when given).
@@ -188,6 +191,7 @@ class EventArchive:
         return done
 
     @classmethod
+    @foreign_errors(ArchiveError, "create an archive at {1}")
     def create(
         cls,
         path: str | Path,
@@ -202,6 +206,7 @@ class EventArchive:
         shared_key: object = None,
         schema: EventSchema | None = None,
         storage_options: Mapping[str, str] | None = None,
+        minor_digits: int = 2,
     ) -> EventArchive:
         """Create an empty archive at ``path`` (which must not hold one already).
 
@@ -229,7 +234,10 @@ class EventArchive:
         ``buckets`` makes a bucketed archive (see :mod:`eventkit.archive.buckets`): each
         append stores one data file per non-empty bucket of keys; ``shared_key``
         is the key whose events every bucket reads (banking: account 0, the bank).
+        ``minor_digits``: decimals of the currency's minor unit (amounts are
+        stored in it; displays divide by ``10**minor_digits``).
         """
+        ColumnMapping(minor_digits=minor_digits)  # checks it: 0..18
         if buckets is not None:
             check_buckets(buckets)
         declared = declaration(schema, key=key, columns=columns, metadata=metadata,
@@ -243,7 +251,8 @@ class EventArchive:
         stored = archive_schema(tuple(personal), declared)
         record = genesis_record(stored, declared, event_types=event_types, personal=personal,
                                 buckets=buckets, shared_key=shared_key,
-                                configuration=_TABLE_CONFIG, path=store.root)
+                                minor_digits=minor_digits, configuration=_TABLE_CONFIG,
+                                path=store.root)
         record["digest"] = ledger.chain_digest(ledger.GENESIS, record)
         create_table(store, delta_schema(stored), _TABLE_CONFIG, record)
         return cls(store)
@@ -261,6 +270,7 @@ class EventArchive:
         """The head digest: save it elsewhere to detect a rewritten chain later."""
         return head.log_state(self.store).digest
 
+    @foreign_errors(ArchiveError, "scan {0.location}")
     def scan(
         self,
         *,
@@ -343,9 +353,12 @@ class EventArchive:
         0
 
         """
-        if verify and self.store.local:
+        if self.store.local:  # a link never leads outside the folder, even when trusted
             for entry in entries:
-                ledger.check_data_file(self.store, entry)
+                if verify:
+                    ledger.check_data_file(self.store, entry)
+                else:
+                    ledger.check_inside(self.store, entry["path"])
         lf = read_files(self.store, list(entries), self.schema,
                         check=verify and not self.store.local, upcasters=self.upcasters)
         return lf if last_seq is None else lf.filter(pl.col("seq") <= last_seq)
@@ -368,6 +381,7 @@ class EventArchive:
         """
         return head.log_state(self.store).meta.get(key)
 
+    @foreign_errors(ArchiveError, "verify {0.location}")
     def verify(
         self,
         *,
@@ -384,6 +398,7 @@ class EventArchive:
     def __repr__(self) -> str:
         return f"EventArchive({self.location!r})"
 
+    @foreign_errors(ArchiveError, "append to {0.location}")
     def append(
         self,
         events: pl.DataFrame | pl.LazyFrame,
@@ -391,6 +406,7 @@ class EventArchive:
         mapping: ColumnMapping | dict[str, Any] | None = None,
         batch_id: str | None = None,
         recorded_at: Literal["now", "keep"] = "now",
+        before_latest: clock.BeforeLatest = "raise",
         meta: dict[str, Any] | None = None,
         expected_version: int | None = None,
         schema_version: int | None = None,
@@ -401,8 +417,12 @@ class EventArchive:
         The archive assigns ``seq`` (continuing the log, in row order) and, by
         default, stamps ``recorded_at`` with the commit time. ``recorded_at=
         "keep"`` imports history with its own ``recorded_at`` column (which
-        must not lie in the future). Every row is checked before anything is
-        written: a bad batch raises and leaves the archive exactly as it was.
+        must not lie in the future). Transaction time never runs backwards: a
+        ``recorded_at`` (kept, or the clock's after it stepped back) before the
+        archive's latest raises, naming both instants, unless ``before_latest=
+        "clamp"`` moves it up to the latest (see :mod:`eventkit.archive.clock`).
+        Every row is checked before anything is written: a bad batch raises and
+        leaves the archive exactly as it was.
         ``batch_id`` makes a retry idempotent: a batch id stored before is not
         stored again (the first receipt comes back with ``duplicate=True``).
 
@@ -446,7 +466,8 @@ class EventArchive:
         declared, upcasters = current.declared, current.upcasters
         schema_version = upcasters.current if schema_version is None else schema_version
         batch = as_frame(events, source)
-        check_batch_columns(batch, mapping, recorded_at, source, self.personal, declared)
+        check_batch_columns(batch, mapping, recorded_at, source, self.personal, declared,
+                            self.minor_digits)
         if batch.height == 0:
             msg = "empty batch: nothing to append"
             raise ValidationError(msg, source=source)
@@ -499,7 +520,8 @@ class EventArchive:
             reject_known_ids(self.store, state.live, rows, self.schema, source,
                              upcasters=upcasters)
             start = last.get("seq", [-1, -1])[1] + 1
-            stamp = stamp_recorded_at(rows, recorded_at, last, source)
+            stamp = clock.stamp(rows, mode=recorded_at, latest=last.get("recorded_until"),
+                                before_latest=before_latest, source=source, path=self.location)
             stored = stamp.with_columns(
                 seq=pl.int_range(start, start + rows.height, dtype=pl.Int64)
             ).select(list(self.schema))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -12,14 +13,23 @@ from eventkit._typing import Engine, Instant
 from eventkit.archive.open import Events, archive_of, as_lazy
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.table import EventArchive
+from eventkit.exceptions import (
+    EventDataError,
+    ScaleError,
+    SchemaError,
+    SnapshotError,
+    foreign_errors,
+)
 from eventkit.replay import snapshots as stored_sets
 from eventkit.replay.buckets import BucketedReplay, replay_buckets
+from eventkit.replay.engine import columns_read
 from eventkit.replay.protocol import Replayed
 from eventkit.replay.result import ReplayResult
 from eventkit.replay.snapshots import Snapshots, by_key
 from eventkit.rules import registry
 from eventkit.rules.model import RuleSet
 from eventkit.rules.streams import key_filter, key_frame
+from eventkit.schema import CANONICAL_SCHEMA
 from eventkit.timeutil import micros
 
 if TYPE_CHECKING:
@@ -32,7 +42,7 @@ __all__ = ["replay", "snapshot"]
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
            known_at: Instant | None = ..., keys: Sequence[Any] | None = ...,
            snapshots: bool = ..., engine: Literal["memory"] | None = ..., client: None = ...,
-           out: None = ..., strict: bool = ...) -> ReplayResult: ...
+           out: None = ..., strict: bool = ..., version: int | None = ...) -> ReplayResult: ...
 
 
 @overload
@@ -40,24 +50,26 @@ def replay(events: Events, rules: RuleSet | str | Path = ..., *,
            known_at: Instant | None = ..., keys: Sequence[Any] | None = ...,
            snapshots: bool = ..., engine: Literal["buckets", "dask"],
            client: Client | None = ..., out: str | Path | None = ...,
-           strict: bool = ...) -> BucketedReplay: ...
+           strict: bool = ..., version: None = ...) -> BucketedReplay: ...
 
 
 @overload  # a client and no engine: the Dask engine
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
            known_at: Instant | None = ..., keys: Sequence[Any] | None = ...,
            snapshots: bool = ..., engine: None = ..., client: Client,
-           out: str | Path | None = ..., strict: bool = ...) -> BucketedReplay: ...
+           out: str | Path | None = ..., strict: bool = ...,
+           version: None = ...) -> BucketedReplay: ...
 
 
 @overload  # an engine known only at run time
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
            known_at: Instant | None = ..., keys: Sequence[Any] | None = ...,
            snapshots: bool = ..., engine: Engine | None = ..., client: Client | None = ...,
-           out: str | Path | None = ..., strict: bool = ...
+           out: str | Path | None = ..., strict: bool = ..., version: int | None = ...
            ) -> ReplayResult | BucketedReplay: ...
 
 
+@foreign_errors(EventDataError, "replay")
 def replay(
     events: Events,
     rules: RuleSet | str | Path = "balance",
@@ -69,6 +81,7 @@ def replay(
     client: Client | None = None,
     out: str | Path | None = None,
     strict: bool = False,
+    version: int | None = None,
 ) -> Replayed:
     """Replay events through a rule set.
 
@@ -104,6 +117,9 @@ def replay(
     cluster. Both return a :class:`~eventkit.replay.buckets.BucketedReplay` with the same
     answers; ``events`` must then be an archive or a path.
 
+    ``version`` replays an eventkit archive as it was at that version (default:
+    its latest), with the snapshots made for exactly that version, if any.
+
     Examples
     --------
     >>> from datetime import datetime, UTC
@@ -119,14 +135,16 @@ def replay(
     if engine is None:
         engine = "dask" if client is not None else "memory"
     if engine != "memory" or out is not None or client is not None:
+        if version is not None:
+            msg = "replays an earlier archive version in memory only (engine='memory')"
+            raise ScaleError(msg, param="version")
         return replay_buckets(events, ruleset, engine=engine, client=client, out=out,
                               known_at=known_at, keys=keys, strict=strict)
     archive = archive_of(events)
     stored = None
     lf = None
-    version = None
     if archive is not None:
-        version = archive.version
+        version = archive.version if version is None else version
         if snapshots and known_at is None:
             stored = stored_sets.find(archive, ruleset, version=version)
         if snapshots and keys is not None:
@@ -134,11 +152,17 @@ def replay(
         if lf is None:
             lf = archive.scan(version=version)
     else:
+        version = None  # not an eventkit archive: no versions
         lf = as_lazy(events)
     if known_at is not None:
         lf = lf.filter(pl.col("recorded_at").dt.epoch("us") <= micros(known_at, param="known_at"))
     if keys is not None:
         lf = lf.filter(key_filter(ruleset, keys, lf.collect_schema()))
+    names = lf.collect_schema().names()
+    read = columns_read(ruleset.check())
+    optional = [pl.lit(None, dtype=CANONICAL_SCHEMA[c]).alias(c)
+                for c in ("counterparty_id", "rate") if c not in names and c in read]
+    _check_columns(names, ruleset, read)
     expiry = None if archive is None else expiry_of(archive, ruleset.fingerprint)
     start = None
     if expiry is not None:
@@ -146,23 +170,39 @@ def replay(
             expiry.check(known_at_us=micros(known_at, param="known_at"))
         start = expiry.opening_states(None if keys is None else key_frame(
             ruleset, keys, lf.collect_schema()))
-    return ReplayResult(lf, ruleset, snapshots=stored,
+    return ReplayResult(lf.with_columns(optional), ruleset, snapshots=stored,
                         keys=None if keys is None else list(keys), archive=archive,
                         archive_version=version, expiry=expiry, start=start, strict=strict)
 
 
+def _check_columns(names: list[str], ruleset: RuleSet, read: set[str]) -> None:
+    """Refuse events that lack a column the fold needs, naming it (not a Polars error later)."""
+    needed = [*ruleset.key_columns, "event_type", "event_time", "seq",
+              *sorted(read - {"counterparty_id", "rate"})]
+    missing = [c for c in dict.fromkeys(needed) if c not in names]
+    if missing:
+        msg = (f"the events lack column(s) {missing} that replaying {ruleset.name!r} needs; "
+               f"they have {names} (eventkit.open_archive reads any file into the canonical "
+               "columns, deriving seq and the rest)")
+        raise SchemaError(msg, column=missing[0])
+
+
+@foreign_errors(functools.partial(SnapshotError, param="snapshots"), "snapshot {0}")
 def snapshot(
     archive: EventArchive | str | Path,
     rules: RuleSet | str | Path = "balance",
     *,
     every: str = "1mo",
     key_copy: bool = True,
+    max_checkpoints: int = stored_sets.MAX_CHECKPOINTS,
 ) -> Snapshots:
     """Replay ``archive`` once and store each key's state at the end of every period.
 
     ``every`` is a calendar period as Polars writes durations (``"1mo"``,
     ``"1q"``, ``"7d"``, ``"1y"``): checkpoints are the last microsecond of each
-    period (UTC) from the first event's period to the last event's. The set is
+    period (UTC) from the first event's period to the last event's, at most
+    ``max_checkpoints`` of them (more raise :class:`SnapshotError` before any
+    is made: ``every="1s"`` over a year would be 31 million). The set is
     stored under ``<archive>/_eventkit/snapshots/`` and replaces older sets of
     the same rules; :func:`eventkit.replay` finds and uses it by itself.
 
@@ -190,7 +230,7 @@ def snapshot(
     ruleset = registry.resolve(rules)
     result = replay(store, ruleset, snapshots=False)  # with an expiry's opening states, if any
     version = store.version if result.archive_version is None else result.archive_version
-    grid = stored_sets.period_ends(result.history, every)
-    states = result.at_times(grid).collect() if grid else pl.DataFrame()
+    grid = stored_sets.period_ends(result.history, every, max_checkpoints=max_checkpoints)
+    states = result.states_at(grid)
     return stored_sets.write_set(store, ruleset, version=version, every=every, grid=grid,
                                  states=states, key_copy=key_copy)

@@ -34,7 +34,7 @@ import pyarrow as pa
 from numba import njit
 
 from eventkit.exceptions import SchemaError, ValidationError
-from eventkit.replay.kernels import _OPTS, _prefetch
+from eventkit.replay._intrinsics import OPTS, prefetch
 
 __all__ = ["dense_codes", "key_codes"]
 
@@ -132,13 +132,13 @@ def _int_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
     return out, int(count[0])
 
 
-@njit(**_OPTS)
+@njit(**OPTS)
 def _slot(x: int, cap: int) -> int:
     z = x * _MIX
     return int((z ^ (z >> 29)) & (cap - 1))
 
 
-@njit(**_OPTS)
+@njit(**OPTS)
 def _int_table(values: np.ndarray, at: int, table: np.ndarray, count: np.ndarray,
                out: np.ndarray) -> int:
     """Code ``values[at:]`` into ``out`` (new values get the next code); stop when half full.
@@ -153,7 +153,7 @@ def _int_table(values: np.ndarray, at: int, table: np.ndarray, count: np.ndarray
             count[0] = m
             return i
         if i + _AHEAD < n:
-            _prefetch(table, 2 * _slot(values[i + _AHEAD], cap))
+            prefetch(table, 2 * _slot(values[i + _AHEAD], cap))
         x = values[i]
         s = _slot(x, cap)
         while True:
@@ -171,7 +171,7 @@ def _int_table(values: np.ndarray, at: int, table: np.ndarray, count: np.ndarray
     return n
 
 
-@njit(**_OPTS)
+@njit(**OPTS)
 def _grow_ints(table: np.ndarray) -> np.ndarray:
     cap = table.shape[0] * 2
     new = np.full((cap, 2), _EMPTY, np.int64)
@@ -233,7 +233,7 @@ def _table(cap: int) -> np.ndarray:
     return table
 
 
-@njit(**_OPTS)
+@njit(**OPTS)
 def _grow_strings(table: np.ndarray, new: np.ndarray) -> np.ndarray:
     cap = new.shape[0]
     for r in range(table.shape[0]):
@@ -245,7 +245,7 @@ def _grow_strings(table: np.ndarray, new: np.ndarray) -> np.ndarray:
     return new
 
 
-@njit(**_OPTS)
+@njit(**OPTS)
 def _string_table(views: np.ndarray, data: np.ndarray, starts: np.ndarray,
                   hashes: np.ndarray, at: int, table: np.ndarray, arena: np.ndarray,
                   count: np.ndarray, out: np.ndarray) -> int:
@@ -262,7 +262,7 @@ def _string_table(views: np.ndarray, data: np.ndarray, starts: np.ndarray,
     m, used = count[0], count[1]
     for i in range(at, n):
         if i + _AHEAD < n:
-            _prefetch(table, _ROW * _slot(hashes[i + _AHEAD], cap))
+            prefetch(table, _ROW * _slot(hashes[i + _AHEAD], cap))
         w0, w1 = views[i, 0], views[i, 1]
         length = w0 & 0xFFFFFFFF
         if length <= 12:

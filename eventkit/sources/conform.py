@@ -20,6 +20,7 @@ import polars as pl
 
 from eventkit.exceptions import DeadLetterWarning, SchemaError, ValidationError
 from eventkit.schema import BANKING, MONEY_EVENT_TYPES, TIME_DTYPE, EventSchema
+from eventkit.sources.money import Check, to_minor_units
 
 __all__ = ["Check", "ColumnMapping", "Conformed", "check", "complete", "conform"]
 
@@ -29,10 +30,9 @@ ROW_COL = "__row"
 
 TimeUnit = Literal["s", "ms", "us", "ns"]
 _OPTIONS = ("amount_unit", "minor_digits", "time_unit", "assume_timezone", "types", "format")
-_MAX_MINOR = 2**62  # keep sums of a few amounts far from Int64 overflow
-_MAX_EXACT_FLOAT = 2**53  # above this a float cannot hold every whole number of cents
 #: What a dead letter says about its row (see :meth:`Conformed.dead_letters`).
 _WHY = pl.Struct({"column": pl.String, "problem": pl.String, "value": pl.String})
+_MAX_MINOR_DIGITS = 18  # 10**18 minor units per unit still fits Int64
 #: Epoch timestamps must fall in 1900-01-01 .. 2200-01-01 (microseconds): anything
 #: else is a wrong time_unit, not a date.
 _EPOCH_RANGE_US = (-2_208_988_800_000_000, 7_258_118_400_000_000)
@@ -55,7 +55,7 @@ class ColumnMapping:
         are currency units (``-20.0`` is minus twenty), converted exactly to
         cents; a value with more decimals than ``minor_digits`` is an error.
     minor_digits
-        Decimal digits of the minor unit (2 for cents).
+        Decimal digits of the minor unit (2 for cents; 0 to 18).
     time_unit
         Unit of integer epoch timestamps (``"s"`` for ``1702468800``).
     assume_timezone
@@ -110,6 +110,11 @@ class ColumnMapping:
             raise SchemaError(msg)
         if self.amount_unit not in ("minor", "major"):
             msg = f"amount_unit must be 'minor' or 'major', not {self.amount_unit!r}"
+            raise SchemaError(msg, column="amount")
+        digits = self.minor_digits
+        if isinstance(digits, bool) or not isinstance(digits, int) or not (
+                0 <= digits <= _MAX_MINOR_DIGITS):
+            msg = f"minor_digits must be an integer from 0 to {_MAX_MINOR_DIGITS}, not {digits!r}"
             raise SchemaError(msg, column="amount")
         if self.time_unit not in (None, "s", "ms", "us", "ns"):
             msg = f"time_unit must be one of s, ms, us, ns, not {self.time_unit!r}"
@@ -198,7 +203,7 @@ def conform(
         exprs["recorded_at"] = exprs["event_time"]
     for col in schema.money:
         if has(col):
-            value, money_checks = _to_minor_units(raw(col), raw_schema[mapping.source_name(col)],
+            value, money_checks = to_minor_units(raw(col), raw_schema[mapping.source_name(col)],
                                                   mapping, source, column=col)
             exprs[col] = value
             checks += money_checks
@@ -414,16 +419,6 @@ class Conformed:
         return events.filter(~bad).drop("#why", SOURCE_COL, ROW_COL)
 
 
-@dataclass(frozen=True)
-class Check:
-    """One value rule: rows where ``bad`` is true break it; ``value`` is shown."""
-
-    column: str
-    problem: str
-    bad: pl.Expr
-    value: pl.Expr | None = None
-
-
 def canonical_checks(
     schema: EventSchema = BANKING, *, event_types: tuple[str, ...] | None = None
 ) -> list[Check]:
@@ -533,45 +528,4 @@ def _to_time(
                  .dt.replace_time_zone(mapping.assume_timezone).dt.convert_time_zone("UTC"))
         return pl.when(has_zone).then(aware).otherwise(naive)
     msg = f"cannot read {dtype} as a timestamp"
-    raise SchemaError(msg, source=source, column=column)
-
-
-def _to_minor_units(
-    expr: pl.Expr, dtype: pl.DataType, mapping: ColumnMapping, source: str,
-    column: str = "amount",
-) -> tuple[pl.Expr, list[Check]]:
-    scale = 10**mapping.minor_digits if mapping.amount_unit == "major" else 1
-    if dtype.is_integer():
-        value = expr.cast(pl.Int64) * scale
-        return value, [Check(column, "amount too large", expr.abs() > _MAX_MINOR // scale, expr)]
-    if dtype.is_float():
-        scaled = expr * scale
-        cents = scaled.round(0)
-        # A float meant as a whole number of cents is within a few ulps of it: allow
-        # 2**-48 relative, never more than a quarter cent.
-        checks = [
-            Check(column, "amount is NaN or infinite", expr.is_nan() | expr.is_infinite(),
-                  expr),
-            Check(column, "amount too large to be exact as a float (send integer minor "
-                  "units or decimals)", scaled.abs() > _MAX_EXACT_FLOAT, expr),
-            Check(column, f"amount has more than {mapping.minor_digits} decimals"
-                  if scale > 1 else "amount in minor units is not a whole number",
-                  (scaled - cents).abs() > (scaled.abs() * 2.0**-48).clip(1e-6, 0.25),
-                  expr),
-        ]
-        return pl.when(expr.is_finite()).then(cents).cast(pl.Int64, strict=False), checks
-    if isinstance(dtype, pl.Decimal):
-        scaled = expr.cast(pl.Decimal(38, 9)) * scale
-        cents = scaled.cast(pl.Int64, strict=False)
-        checks = [Check(column, f"amount has more than {mapping.minor_digits} decimals",
-                        scaled != cents.cast(pl.Decimal(38, 9)), expr)]
-        return cents, checks
-    if dtype == pl.String:
-        number = expr.cast(pl.Float64, strict=False)
-        value, checks = _to_minor_units(number, pl.Float64(), mapping, source,
-                                        column)
-        unreadable = Check(column, "cannot convert value to an amount",
-                           expr.is_not_null() & number.is_null(), expr)
-        return value, [unreadable, *checks]
-    msg = f"cannot read {dtype} as money"
     raise SchemaError(msg, source=source, column=column)

@@ -21,6 +21,7 @@ feature (or the file) — never a raw ``DeltaProtocolError``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -37,8 +38,11 @@ _POLARS = frozenset({"deletionVectors", "timestampNtz", "variantType", "variantT
 READ_FEATURES = _POLARS | {"columnMapping", "v2Checkpoint", "vacuumProtocolCheck"}
 
 
-def scan_delta(root: Path) -> pl.LazyFrame:
+def scan_delta(root: Path, *, each_file: Callable[[str], object] | None = None
+               ) -> pl.LazyFrame:
     """The current version of the Delta table at ``root``, or an error naming what stops it.
+
+    ``each_file`` is called with every data file's URI first (e.g. a size budget).
 
     Examples
     --------
@@ -72,7 +76,7 @@ def scan_delta(root: Path) -> pl.LazyFrame:
         msg = (f"Delta table needs {what}, which eventkit cannot read (it reads "
                f"{sorted(READ_FEATURES)}); export the table without it")
         raise EventDataError(msg, source=where)
-    _check_files(table, where)
+    _check_files(table, where, each_file)
     if features <= _POLARS:
         try:
             return pl.scan_delta(table)
@@ -90,7 +94,8 @@ def scan_delta(root: Path) -> pl.LazyFrame:
     return frame.lazy()
 
 
-def _check_files(table: DeltaTable, where: str) -> None:
+def _check_files(table: DeltaTable, where: str, each_file: Callable[[str], object] | None
+                 ) -> None:
     """Every data file of the current version must be there (a vacuum may have gone too far)."""
     for uri in table.file_uris():
         path = Path(uri.removeprefix("file://"))
@@ -99,6 +104,8 @@ def _check_files(table: DeltaTable, where: str) -> None:
                 msg = (f"Delta table: data file {path.name} of the current version is missing "
                        "(vacuumed or deleted behind the log's back)")
                 raise EventDataError(msg, source=where)
+        if each_file is not None:
+            each_file(uri)
 
 
 def _feature_hint(exc: BaseException) -> str:

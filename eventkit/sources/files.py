@@ -19,6 +19,7 @@ import polars as pl
 
 from eventkit.exceptions import EventDataError, SchemaError
 from eventkit.schema import BANKING, EventSchema, dtype_of
+from eventkit.sources.budget import check_file, resolve_limit
 from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
 from eventkit.sources.delta import scan_delta
 from eventkit.sources.upcast import (
@@ -47,12 +48,14 @@ def read_events(
     schema: EventSchema = BANKING,
     on_error: Literal["raise", "dead-letter"] = "raise",
     dead_letter: str | Path | None = None,
+    max_decoded_bytes: int | None = None,
 ) -> pl.LazyFrame:
     """Users' events at ``path`` as a LazyFrame in ``schema`` (default: the banking one).
 
     What :func:`eventkit.open_archive` does for anything but an eventkit
     archive; see there for ``mapping``, ``validate``, ``schema``,
-    ``on_error`` and the schema versions.
+    ``on_error``, the schema versions and ``max_decoded_bytes``
+    (:mod:`eventkit.sources.budget`).
 
     Examples
     --------
@@ -68,7 +71,9 @@ def read_events(
     """
     root = Path(path)
     parsed = ColumnMapping.parse(mapping)
-    raw, source, base, parsed = _scan(root, str(path), parsed, schema_version, upcasters)
+    limit = resolve_limit(max_decoded_bytes)
+    raw, source, base, parsed = _scan(root, str(path), parsed, schema_version, upcasters,
+                                      limit, schema)
     framed = raw.with_columns(pl.int_range(pl.len()).over(SOURCE_COL).alias(ROW_COL))
     try:
         conformed = conform(framed, parsed, source=source, id_base=base, schema=schema)
@@ -87,19 +92,22 @@ def read_events(
     return conformed.events.drop(SOURCE_COL, ROW_COL)
 
 
-def _scan(root: Path, text: str, mapping: ColumnMapping, default: int, upcasters: Upcasters
-          ) -> tuple[pl.LazyFrame, str, str, ColumnMapping]:
+def _scan(root: Path, text: str, mapping: ColumnMapping, default: int, upcasters: Upcasters,
+          limit: int, declared: EventSchema) -> tuple[pl.LazyFrame, str, str, ColumnMapping]:
     """A raw scan with a ``__source`` column, a name for messages, the id base, the mapping.
 
-    Every file's footer is read first, so a damaged file is named; columns
+    Every file's footer is read first, so a damaged file is named, and a file
+    declaring more than ``limit`` decoded bytes (of the columns read) is refused; columns
     present in only some files come through (null elsewhere); a column whose
     type differs between files of one schema version is an error naming both
     files. When a file or row of another version than the current one is
     present, the scan comes upcast, under canonical names, and the mapping
     returned keeps only its units.
     """
+    read = {mapping.source_name(c) for c in declared.columns} | {VERSION_COLUMN}
     if (root / DELTA_LOG).is_dir():
-        lf = scan_delta(root).with_columns(pl.lit(str(root)).alias(SOURCE_COL))
+        lf = scan_delta(root, each_file=lambda f: check_file(f, read, limit)).with_columns(
+            pl.lit(str(root)).alias(SOURCE_COL))
         names = lf.collect_schema().names()
         if VERSION_COLUMN not in names and default == upcasters.current:
             return lf, str(root), str(root), mapping
@@ -142,7 +150,7 @@ def _scan(root: Path, text: str, mapping: ColumnMapping, default: int, upcasters
         runs[-1][1].append(f)
     scans = []
     for version, group in runs:
-        schema = _union_schema(group)
+        schema = _union_schema(group, read, limit)
         lf = pl.scan_parquet(group, schema=schema, hive_partitioning=hive,
                              include_file_paths=SOURCE_COL, missing_columns="insert",
                              extra_columns="raise")
@@ -223,10 +231,11 @@ def _units(mapping: ColumnMapping) -> ColumnMapping:
                          types=mapping.types, format=mapping.format)
 
 
-def _union_schema(files: list[str]) -> dict[str, pl.DataType]:
+def _union_schema(files: list[str], read: set[str], limit: int) -> dict[str, pl.DataType]:
     union: dict[str, pl.DataType] = {}
     first_seen: dict[str, str] = {}
     for f in files:
+        check_file(f, read, limit)
         try:
             schema = pl.read_parquet_schema(f)
         except (pl.exceptions.PolarsError, OSError) as exc:
