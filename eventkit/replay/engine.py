@@ -205,10 +205,11 @@ def fold(events: pl.DataFrame | Prepared, checked: CheckedRules,
     inputs, texts = _inputs(p.events, checked, start)
     carried = _start(p.events, p.keys, start, checked, texts)
     if checked.linear:
-        state = _fold_linear(inputs, checked, p.visit, p.keys, p.n_keys, types, carried, texts)
+        state = _fold_linear(inputs, checked, p.visit, p.keys, p.n_keys, types, carried, texts,
+                             p.events)
     else:
         state = _fold_program(inputs, checked, p.visit, p.keys, p.n_keys, types, p.times,
-                              rate_times, rate_rates, carried, texts)
+                              rate_times, rate_rates, carried, texts, p.events)
     return Fold(p.events.hstack(state), p.keys, p.n_keys, p.times, p.seqs,
                 _coverage(p.events["event_type"], types, handled), (rate_times, rate_rates))
 
@@ -395,11 +396,14 @@ def rate_cumulative(rate_times: np.ndarray, rate_rates: np.ndarray) -> np.ndarra
 
 def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
                  visit: tuple[np.ndarray, np.ndarray], keys: np.ndarray, n_keys: int,
-                 types: np.ndarray, start: Start, texts: pl.Series) -> list[pl.Series]:
+                 types: np.ndarray, start: Start, texts: pl.Series, original: pl.DataFrame
+                 ) -> list[pl.Series]:
     """Each event's effect computed column-wise in Polars, then a compiled running fold.
 
     Per field, the distinct event-only expressions ("terms") are evaluated once
-    each; a table says which term (and sign) each event type uses.
+    each; a table says which term (and sign) each event type uses. ``events``
+    are the inputs (:func:`_inputs`), ``original`` the events as they came (a
+    fault names the event and key from them).
     """
     n_types = len(checked.assignments)
     plans: dict[str, tuple[str, list[ast.expr], np.ndarray, np.ndarray]] = {}
@@ -432,7 +436,7 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
                 bad = column.is_null().to_numpy() & (types >= 0)
                 bad[bad] = term_of[types[bad]] == j  # only where the event type uses it
                 if bad.any():
-                    raise term_fault(events, checked, target, int(np.argmax(bad)), node)
+                    raise term_fault(original, checked, target, int(np.argmax(bad)), node)
     out = []
     for name, field in checked.fields.items():
         dtype = np.float64 if field.type == "float" else np.int64
@@ -451,7 +455,7 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
                                values)
             if row >= 0:
                 sign = int(sign_of[types[row]])
-                raise sum_fault(events, checked, name, row, int(values[row]),
+                raise sum_fault(original, checked, name, row, int(values[row]),
                                 int(matrix[term_of[types[row]], row]), sign)
         else:  # untouched by every event: its start value, or the one carried over
             first = np.full(n_keys, initial, dtype)
@@ -464,8 +468,12 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
 def _fold_program(events: pl.DataFrame, checked: CheckedRules,
                   visit: tuple[np.ndarray, np.ndarray], keys: np.ndarray, n_keys: int,
                   types: np.ndarray, times: np.ndarray, rate_times: np.ndarray,
-                  rate_rates: np.ndarray, start: Start, texts: pl.Series) -> list[pl.Series]:
-    """One compiled pass of the rule program over the events (see module docstring)."""
+                  rate_rates: np.ndarray, start: Start, texts: pl.Series, original: pl.DataFrame
+                  ) -> list[pl.Series]:
+    """One compiled pass of the rule program over the events (see module docstring).
+
+    ``events`` are the inputs, ``original`` the events as they came (for faults).
+    """
     program = compile_program(checked)
     icols = _matrix(events, program.int_columns, pl.Int64, 0)
     fcols = _matrix(events, program.float_columns, pl.Float64, float("nan"))
@@ -484,7 +492,7 @@ def _fold_program(events: pl.DataFrame, checked: CheckedRules,
         program.interest, rate_times, rate_rates, rate_cumulative(rate_times, rate_rates),
         out_i, out_f, viol, err, errf)
     if refused < 0:
-        raise program_fault(events, checked, program, err, errf)
+        raise program_fault(original, checked, program, err, errf)
     out = []
     for name, field in checked.fields.items():
         if field.type == "float":

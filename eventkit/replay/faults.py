@@ -83,8 +83,11 @@ def term_fault(events: pl.DataFrame, checked: CheckedRules, field: str, row: int
     env = {}
     for name, typ in checked.scope.columns.items():
         value = events[name][row] if name in events.columns else None
-        env[name] = (math.nan if value is None else float(value)) if typ == "float" else (
-            0 if value is None else int(value))
+        if typ in ("string", "time"):  # text as it is ('' for null), a time for its parts
+            env[name] = ("" if value is None else str(value)) if typ == "string" else value
+        else:
+            env[name] = (math.nan if value is None else float(value)) if typ == "float" else (
+                0 if value is None else int(value))
     try:
         evaluate(node, env, checked.scope)
         problem = "a value cannot be computed exactly (beyond Int64)"
