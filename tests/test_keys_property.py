@@ -129,8 +129,9 @@ def test_a_key_that_is_not_a_column_is_an_eventkit_error() -> None:
                            "event_type": ["Added"], "event_time": [T0], "recorded_at": [T0]})
     rules = RuleSet("r", (Field("total"),), (Handler("Added", {"total": "total + 1"}),),
                     key="orderId")
-    with pytest.raises(RuleError, match=r"keyed by \['orderId'\].*they have"):
+    with pytest.raises(SchemaError, match=r"lack column\(s\) \['orderId'\].*they have") as err:
         eventkit.replay(events, rules).state().collect()
+    assert err.value.column == "orderId"
     with pytest.raises(RuleError, match="key must name a column"):
         RuleSet("r", (Field("total"),), (), key=("a", "a")).check()
     with pytest.raises(RuleError, match="clash with a state field"):
