@@ -98,6 +98,7 @@ def test_the_readme_s_old_module_paths_still_import_with_a_warning(old: str) -> 
 
 def test_import_eventkit_charts_is_the_workbench_s_chart_module() -> None:
     import eventkit.charts
+
     from eventkit.workbench import charts
 
     assert eventkit.charts is charts
