@@ -92,3 +92,46 @@ def test_modules_of_a_package_are_reachable_as_attributes() -> None:
     assert eventkit.rules.names() == ["balance", "banking"]
     assert eventkit.archive.ledger.LOG_DIR == "_delta_log"
     assert eventkit.ReplayResult.__module__ == "eventkit"
+
+
+FIRST_REPLAY = """
+import json, time
+import eventkit
+from eventkit.replay.warm import compile_stats
+began = time.perf_counter()
+for rules in ("balance", "banking"):
+    result = eventkit.replay(ARCHIVE, rules)
+    result.history.collect(); result.state().collect(); result.as_of("2024-06-30").collect()
+print(json.dumps({"file": eventkit.__file__, "compiled": compile_stats(),
+                  "seconds": time.perf_counter() - began, "cpu": time.process_time()}))
+"""
+
+
+@pytest.mark.slow
+def test_the_first_replay_in_a_fresh_clone_after_set_up_compiles_nothing(tmp_path) -> None:
+    """``make setup``'s ``eventkit compile`` fills numba's cache; the first replay only loads.
+
+    The clone is a copy of the package without its ``__pycache__`` (so without a
+    cache: ``compile`` compiles), in another folder (numba's cache must hold there).
+    """
+    import shutil
+
+    from eventkit.banking.generate import generate
+
+    clone = tmp_path / "clone"
+    shutil.copytree(PACKAGE, clone / "eventkit", ignore=shutil.ignore_patterns("__pycache__"))
+    archive = tmp_path / "bank"
+    generate(archive, events=5_000, accounts=50, seed=3, progress=False)
+    env = {**__import__("os").environ, "PYTHONPATH": str(clone)}
+    setup = subprocess.run([sys.executable, "-m", "eventkit", "compile"], cwd=clone, env=env,
+                           capture_output=True, text=True, check=True)
+    compiled = int(setup.stdout.split("(")[1].split()[0])
+    assert compiled > 0, setup.stdout  # the clone came without a cache: set-up compiled
+    assert str(clone) in setup.stdout, setup.stdout  # into the clone's own cache
+    first = subprocess.run([sys.executable, "-c", FIRST_REPLAY.replace("ARCHIVE",
+                                                                          repr(str(archive)))],
+                           cwd=clone, env=env, capture_output=True, text=True, check=True)
+    found = json.loads(first.stdout.splitlines()[-1])
+    assert found["file"].startswith(str(clone)), found
+    assert sum(found["compiled"].values()) == 0, found  # every kernel came from the cache
+    assert found["cpu"] <= 3.0, found  # the whole process, imports included (CPU: load-proof)

@@ -243,7 +243,10 @@ def _rate_table(events: pl.DataFrame, checked: CheckedRules) -> tuple[np.ndarray
         )
     else:
         table = rate_events(events, key=rules.key)
-    return table["t"].dt.epoch("us").to_numpy(), table["rate"].to_numpy().astype(np.float64)
+    # fresh, writable arrays (a handful of rows): a read-only view of Polars' memory would be
+    # another argument type for the kernels, compiled again (see eventkit.replay.warm)
+    return (np.array(table["t"].dt.epoch("us").to_numpy(), np.int64),
+            np.array(table["rate"].to_numpy(), np.float64))
 
 
 def rate_cumulative(rate_times: np.ndarray, rate_rates: np.ndarray) -> np.ndarray:
