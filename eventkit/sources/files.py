@@ -37,11 +37,13 @@ def read_events(
     validate: bool = True,
     schema_version: int = UNMARKED_VERSION,
     upcasters: Upcasters = UPCASTERS,
+    in_memory: bool = True,
 ) -> pl.LazyFrame:
     """Users' events at ``path`` as a LazyFrame in the canonical schema.
 
     What :func:`eventkit.open_archive` does for anything but an eventkit
-    archive; see there for ``mapping``, ``validate`` and the schema versions.
+    archive; see there for ``mapping``, ``validate``, ``in_memory`` and the
+    schema versions.
 
     Examples
     --------
@@ -64,6 +66,8 @@ def read_events(
     except pl.exceptions.PolarsError as exc:
         msg = f"cannot read events: {exc}"
         raise EventDataError(msg, source=source) from None
+    if validate and in_memory:  # decoded once: what was checked is what is read
+        return conformed.collect(source=source).lazy()
     if validate:
         conformed.validate(source=source)
     return conformed.events.drop(SOURCE_COL, ROW_COL)
