@@ -381,8 +381,7 @@ class EventArchive:
         )
         conformed = conform(framed, ColumnMapping.parse(mapping), source=source,
                             keep_extra=bool(self.personal), event_types=self.event_types)
-        conformed.validate(source=source)
-        rows = conformed.events.drop(SOURCE_COL, ROW_COL).collect()
+        rows = conformed.collect(source=source)  # checked in the pass that converts
         check_personal(rows, self.personal, source)
         rows = rows.with_columns(
             (pl.col(c) if c in rows.columns else pl.lit(None)).cast(t).alias(c)
@@ -448,6 +447,8 @@ class EventArchive:
     def _reject_known_ids(
         self, entries: list[dict[str, Any]], rows: pl.DataFrame, source: str
     ) -> None:
+        if not entries:  # a new archive: no id to meet
+            return
         ids = rows["event_id"]
         known = (
             read_files(self.path, entries, self.schema)
