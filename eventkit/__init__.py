@@ -192,4 +192,4 @@ for _error in [v for v in globals().values() if isinstance(v, type)]:
 del _error
 
 _aliases.install()
-_lazy.attach(__name__, _MODULES, home=True)
+_lazy.attach(__name__, _MODULES)

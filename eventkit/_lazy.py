@@ -53,14 +53,15 @@ class Package(types.ModuleType):
         super().__setattr__(name, value)
 
 
-def attach(package: str, modules: Mapping[str, Iterable[str]], *, home: bool = False) -> None:
+def attach(package: str, modules: Mapping[str, Iterable[str]]) -> None:
     """Give ``package`` the names ``modules`` define (module -> names), loaded on first use.
 
     Any other name that is a module of the package (``eventkit.rules``,
     ``eventkit.archive.ledger``) is imported when first read, as it was
     reachable when the package imported everything up front. A public name
     that is also a module's name stays the public value (see :class:`Package`).
-    With ``home`` the classes listed show the package as their module.
+    A class keeps its defining module as ``__module__`` (so its doctests run
+    there, whichever name was read first).
     """
     module = sys.modules[package]
     table = {name: defining for defining, names in modules.items() for name in names}
@@ -79,8 +80,6 @@ def attach(package: str, modules: Mapping[str, Iterable[str]], *, home: bool = F
             msg = f"module {package!r} has no attribute {name!r}"
             raise AttributeError(msg)
         value = getattr(importlib.import_module(table[name]), name)
-        if home and isinstance(value, type) and value.__module__.startswith(f"{package}."):
-            value.__module__ = package  # reprs and docs show the public path
         own[name] = value
         return value
 

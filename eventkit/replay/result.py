@@ -20,6 +20,7 @@ from eventkit.archive.table import EventArchive
 from eventkit.exceptions import InstantError
 from eventkit.replay.engine import Fold, fold
 from eventkit.replay.kernels import grid_positions
+from eventkit.replay.overlap import collect_and_fold
 from eventkit.replay.protocol import Window
 from eventkit.replay.snapshots import Snapshots
 from eventkit.rules.model import CheckedRules, RuleSet
@@ -51,7 +52,7 @@ class ReplayResult:
                  snapshots: Snapshots | None = None, keys: list[int] | None = None,
                  archive: EventArchive | None = None, archive_version: int | None = None,
                  folded: Fold | None = None, start: pl.DataFrame | None = None,
-                 expiry: Expiry | None = None) -> None:
+                 expiry: Expiry | None = None, split: bool = False) -> None:
         self._events = events
         self.rules = rules
         self.checked: CheckedRules = rules.check()
@@ -66,6 +67,9 @@ class ReplayResult:
         self.expiry = expiry
         #: per-key state every fold continues from (an expiry's opening states), or None
         self.start = start
+        #: whether ``events`` reads rows in a fixed order (an archive's scan): then the
+        #: columns the fold does not read are decoded while it runs (see replay.overlap)
+        self._split = split
 
     @property
     def fingerprint(self) -> str:
@@ -81,7 +85,8 @@ class ReplayResult:
     def fold(self) -> Fold:
         """The fold of every event (made on first use, then kept)."""
         if self._whole is None:
-            self._whole = fold(self._events.collect(), self.checked, start=self.start)
+            self._whole = collect_and_fold(self._events, self.checked, start=self.start,
+                                           split=self._split)
         return self._whole
 
     @property
@@ -131,6 +136,7 @@ class ReplayResult:
         Examples
         --------
         >>> from datetime import datetime, UTC
+        >>> from eventkit import replay
         >>> t = [datetime(2024, m, 15, tzinfo=UTC) for m in (1, 2, 3)]
         >>> events = pl.DataFrame({"event_id": ["a", "b", "c"], "seq": [0, 1, 2],
         ...     "account_id": [1, 1, 1], "event_type": ["Deposit"] * 3,
