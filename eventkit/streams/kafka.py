@@ -28,6 +28,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +40,14 @@ import polars as pl
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import EventDataError, IngestError, ValidationError
 from eventkit.schema import CANONICAL_SCHEMA
-from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, Conformed, conform
+from eventkit.sources.conform import (
+    ROW_COL,
+    SOURCE_COL,
+    Check,
+    ColumnMapping,
+    Conformed,
+    conform,
+)
 
 #: What a list of brokers looks like (``host:port[,host:port...]``): how the 0.1 argument
 #: order of :func:`ingest` is recognised.
@@ -100,7 +108,7 @@ def ingest(
     *,
     mapping: ColumnMapping | dict[str, Any] | None = None,
     dead_letter: str | Path | None = None,
-    batch_size: int = 10_000,
+    batch_size: int = 100_000,
     max_wait: float = 1.0,
     idle_timeout: float | None = None,
     max_events: int | None = None,
@@ -127,7 +135,10 @@ def ingest(
         :func:`dead_letter_path`).
     batch_size, max_wait
         An append happens at ``batch_size`` messages or ``max_wait`` seconds
-        after the first message of the batch, whichever comes first.
+        after the first message of the batch, whichever comes first. Appends
+        run one at a time, in order, in a worker thread while the next batch
+        is consumed (a stop waits for the append in flight, which commits
+        whole or not at all).
     idle_timeout
         Stop after this many seconds without a message (default: run until
         interrupted).
@@ -165,6 +176,8 @@ def ingest(
         "auto.offset.reset": "error",  # never skip or repeat: re-seek to our own offsets
         **(config or {}),
     })
+    appends = _Appends(lambda batch, work: _store(archive, topic, batch, m, letters, work),
+                       summary, on_batch)
     try:
         partitions = _partitions(consumer, bootstrap, topic)
         position = {p: offsets.get(p, 0) for p in partitions}  # next offset after the buffer
@@ -173,16 +186,17 @@ def ingest(
             consumer.assign([TopicPartition(topic, p, o) for p, o in position.items()])
 
         assign()
-        batch: list[Any] = []
+        batch = _Messages()
         first = last_message = time.monotonic()
         while True:
-            wait = max_wait if not batch else max(0.0, first + max_wait - time.monotonic())
+            wait = max_wait if not len(batch) else max(0.0, first + max_wait - time.monotonic())
             messages = consumer.consume(num_messages=batch_size - len(batch), timeout=wait)
             now = time.monotonic()
-            good = [msg for msg in messages if msg.error() is None]
+            good = []
             for msg in messages:
                 error = msg.error()
                 if error is None:
+                    good.append(msg)
                     continue
                 if error.code() == KafkaError._AUTO_OFFSET_RESET:
                     # our offset lies outside the log (e.g. a broker lost its data and is
@@ -193,28 +207,70 @@ def ingest(
                     msg_text = f"broker {bootstrap}, topic {topic}: {error.str()}"
                     raise IngestError(msg_text, topic=topic)
             if good:
-                if not batch:
+                if not len(batch):
                     first = now
-                batch += good
+                for p, o in batch.add(good).items():  # positions only move forward (a
+                    position[p] = max(position[p], o + 1)  # re-seek may repeat messages)
                 last_message = now
-                for msg in good:  # positions only move forward (a re-seek may repeat)
-                    partition, offset = msg.partition(), msg.offset()
-                    # a consumed message without an error has both
-                    assert partition is not None and offset is not None
-                    position[partition] = max(position[partition], offset + 1)
-            full = len(batch) >= batch_size or (batch and now - first >= max_wait)
+            appends.settle(wait=False)
+            full = len(batch) >= batch_size or (len(batch) and now - first >= max_wait)
             idle = idle_timeout is not None and now - last_message >= idle_timeout
-            done = idle or (max_events is not None and summary.events
-                            + summary.dead_letters + len(batch) >= max_events)
-            if batch and (full or done):
-                _store(archive, topic, batch, m, letters, summary)
-                batch = []
-                if on_batch is not None:
-                    on_batch(summary)
+            done = idle or (max_events is not None and summary.events + summary.dead_letters
+                            + appends.pending + len(batch) >= max_events)
+            if len(batch) and (full or done):
+                appends.submit(batch)
+                batch = _Messages()
             if done:
+                appends.settle()
                 return summary
     finally:
+        appends.close()
         consumer.close()
+
+
+class _Appends:
+    """Batches appended one at a time, in order, in a worker thread, while the next is consumed.
+
+    Each append works on a copy of the summary (the offsets it starts from), copied
+    back when it is settled: the summary the caller reads changes only then, in
+    its own thread, and ``on_batch`` is called there.
+    """
+
+    def __init__(self, store: Callable[[_Messages, IngestSummary], None],
+                 summary: IngestSummary,
+                 on_batch: Callable[[IngestSummary], object] | None) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="eventkit-ingest")
+        self._store = store
+        self._summary = summary
+        self._on_batch = on_batch
+        self._running: tuple[Future[None], IngestSummary] | None = None
+        #: messages in the append in flight
+        self.pending = 0
+
+    def submit(self, batch: _Messages) -> None:
+        """Append ``batch`` once the append before it is settled."""
+        self.settle()
+        s = self._summary
+        work = IngestSummary(s.events, s.dead_letters, s.batches, dict(s.offsets))
+        self._running = (self._pool.submit(self._store, batch, work), work)
+        self.pending = len(batch)
+
+    def settle(self, *, wait: bool = True) -> None:
+        """Take the result of the append in flight (``wait=False``: only if it is done)."""
+        if self._running is None or not (wait or self._running[0].done()):
+            return
+        (future, work), self._running = self._running, None
+        self.pending = 0
+        future.result()  # its error, if any
+        s = self._summary
+        s.events, s.dead_letters, s.batches, s.offsets = (work.events, work.dead_letters,
+                                                          work.batches, work.offsets)
+        if self._on_batch is not None:
+            self._on_batch(s)
+
+    def close(self) -> None:
+        """Wait for the append in flight (it commits whole or not at all)."""
+        self._pool.shutdown(wait=True)
 
 
 def _partitions(consumer: Any, bootstrap: str, topic: str) -> list[int]:
@@ -233,15 +289,38 @@ def _partitions(consumer: Any, bootstrap: str, topic: str) -> list[int]:
     return sorted(found.partitions)
 
 
-def _store(archive: EventArchive, topic: str, messages: list[Any], mapping: ColumnMapping,
+class _Messages:
+    """A batch of consumed messages: partitions, offsets and values (read once each)."""
+
+    def __init__(self) -> None:
+        self.partitions: list[int] = []
+        self.offsets: list[int] = []
+        self.values: list[bytes] = []
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def add(self, messages: list[Any]) -> dict[int, int]:
+        """Add messages consumed without an error; the last offset seen per partition."""
+        # a consumed message without an error has a partition and an offset
+        partitions = [msg.partition() for msg in messages]
+        offsets = [msg.offset() for msg in messages]
+        self.partitions += partitions
+        self.offsets += offsets
+        self.values += [msg.value() or b"" for msg in messages]
+        p, o = np.array(partitions, np.int64), np.array(offsets, np.int64)
+        return {int(k): int(o[p == k].max()) for k in np.unique(p)}
+
+
+def _store(archive: EventArchive, topic: str, messages: _Messages, mapping: ColumnMapping,
            letters: _DeadLetters, summary: IngestSummary) -> None:
     """Append one batch of messages with the offsets they reach, dead letters first."""
-    partition = np.array([msg.partition() for msg in messages], np.int64)
-    offset = np.array([msg.offset() for msg in messages], np.int64)
+    partition = np.array(messages.partitions, np.int64)
+    offset = np.array(messages.offsets, np.int64)
     # a re-seek may deliver a message twice within a run: keep the first, in order
     keep = _new_messages(partition, offset, summary.offsets)
-    values = [(msg.value() or b"").replace(b"\n", b" ").replace(b"\r", b" ")
-              for msg, k in zip(messages, keep, strict=True) if k]
+    values = messages.values if keep.all() else [
+        v for v, k in zip(messages.values, keep, strict=True) if k]
     partition, offset = partition[keep], offset[keep]
     rows, bad = _parse(values, np.arange(len(values)), _Batch(mapping, topic, partition, offset,
                                                                archive.event_types))
@@ -277,8 +356,13 @@ def _store(archive: EventArchive, topic: str, messages: list[Any], mapping: Colu
 def _new_messages(partition: np.ndarray, offset: np.ndarray, done: dict[int, int]
                   ) -> np.ndarray:
     """Messages not yet stored and not repeated within the batch (a re-seek repeats)."""
-    floor = np.array([done.get(int(p), 0) for p in partition], np.int64) if len(partition) \
-        else np.zeros(0, np.int64)
+    if not len(partition):
+        return np.zeros(0, np.bool_)
+    stored = np.zeros(int(max(partition.max(), max(done, default=0))) + 1, np.int64)
+    for p, o in done.items():
+        if p >= 0:
+            stored[p] = o
+    floor = stored[partition]
     frame = pl.DataFrame({"p": partition, "o": offset})
     first = frame.select(pl.struct("p", "o").is_first_distinct()).to_series().to_numpy()
     return (offset >= floor) & first
@@ -307,8 +391,7 @@ def _parse(values: list[bytes], index: np.ndarray, batch: _Batch
                                     "__index": pl.Int64}), []
     bad: list[tuple[int, str]] | None  # None: the batch is unreadable as a whole
     try:
-        raw = pl.read_ndjson(io.BytesIO(b"\n".join(values[i] for i in index)),
-                             infer_schema_length=None)
+        raw = pl.read_ndjson(io.BytesIO(_lines(values, index)), infer_schema_length=None)
         if raw.height != len(index):
             msg = "a message is empty or holds several JSON values"
             raise ValueError(msg)
@@ -327,14 +410,26 @@ def _parse(values: list[bytes], index: np.ndarray, batch: _Batch
     return rows, bad
 
 
+def _lines(values: list[bytes], index: np.ndarray) -> bytes:
+    """Messages ``index`` of ``values`` as JSON Lines, one line each.
+
+    Line breaks in a value (whitespace between JSON tokens) become spaces.
+    """
+    whole = len(index) == len(values)
+    lines = b"\n".join(values if whole else [values[i] for i in index])
+    if lines.count(b"\n") == len(index) - 1 and b"\r" not in lines:
+        return lines  # (almost always: a message is one line)
+    return b"\n".join(values[i].replace(b"\n", b" ").replace(b"\r", b" ") for i in index)
+
+
 def _conform(raw: pl.DataFrame, index: np.ndarray, batch: _Batch
              ) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
     """Map parsed messages onto the canonical columns; every bad row with its reason."""
     mapping, topic = batch.mapping, batch.topic
     partition, offset = batch.partition, batch.offset
     id_col = mapping.source_name("event_id")
-    derived = pl.Series([f"{topic}/{p}/{o}" for p, o in zip(partition[index], offset[index],
-                                                             strict=True)], dtype=pl.String)
+    derived = pl.concat_str([pl.lit(f"{topic}/"), pl.Series(partition[index]), pl.lit("/"),
+                             pl.Series(offset[index])])
     raw = raw.with_columns((pl.col(id_col).cast(pl.String).fill_null(derived)
                             if id_col in raw.columns else derived).alias(id_col))
     for required in ("account_id", "event_time", "amount"):  # missing: a null, reported per row
@@ -351,16 +446,21 @@ def _conform(raw: pl.DataFrame, index: np.ndarray, batch: _Batch
         pl.lit(topic).alias(SOURCE_COL), pl.Series(ROW_COL, index, dtype=pl.Int64))
     conformed: Conformed = conform(raw.lazy(), mapping, source=f"topic {topic}",
                                    keep_extra=False, event_types=batch.event_types)
-    reasons = [(c, conformed.raw) for c in conformed.conversion_checks] + \
-              [(c, conformed.events) for c in conformed.value_checks
-               if c.problem != "duplicate event_id"]
-    first = pl.concat([lf.select(pl.when(c.bad.fill_null(value=False))
-                                 .then(pl.lit(f"{c.column}: {c.problem}")).alias(str(i)))
-                       for i, (c, lf) in enumerate(reasons)], how="horizontal").collect() \
-        if reasons else pl.DataFrame()
-    reason = first.select(pl.coalesce(first.columns).alias("reason"))["reason"] \
-        if first.width else pl.Series("reason", [None] * raw.height, dtype=pl.String)
-    events = conformed.events.collect().with_columns(reason)
+
+    def why(c: Check, i: int) -> pl.Expr:
+        return pl.when(c.bad.fill_null(value=False)).then(pl.lit(f"{c.column}: {c.problem}")) \
+            .alias(f"#why{i}")
+
+    # one query: the conversions and the checks of the raw values, then those of the
+    # canonical ones; per row the first reason, as the checks come
+    values = [c for c in conformed.value_checks if not c.unique]
+    whys = [f"#why{i}" for i in range(len(conformed.conversion_checks) + len(values))]
+    events = conformed.raw.select(
+        *conformed.columns, ROW_COL,
+        *[why(c, i) for i, c in enumerate(conformed.conversion_checks)],
+    ).with_columns(why(c, i) for i, c in enumerate(values, len(conformed.conversion_checks))
+                   ).with_columns(pl.coalesce(pl.lit(None, dtype=pl.String), *whys)
+                                  .alias("reason")).drop(whys).collect()
     # a repeated id within the batch: the first one counts, the others are bad
     events = events.with_columns(pl.when(pl.col("reason").is_null()
                                          & ~pl.col("event_id").is_first_distinct())

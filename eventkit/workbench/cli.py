@@ -179,8 +179,8 @@ def _parser() -> argparse.ArgumentParser:
                    "JSON text or a .json file (see eventkit.ColumnMapping)")
     p.add_argument("--dead-letter", metavar="FILE", help="dead-letter file (default "
                    "PATH.dead-letter.jsonl)")
-    p.add_argument("--batch-size", type=int, default=10_000, help="messages per commit "
-                   "(default 10000)")
+    p.add_argument("--batch-size", type=int, default=100_000, help="messages per commit "
+                   "at most (default 100000)")
     p.add_argument("--max-wait", type=float, default=1.0, metavar="S",
                    help="commit a batch at most this long after its first message (default 1)")
     p.add_argument("--idle-timeout", type=float, metavar="S",
