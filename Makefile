@@ -15,7 +15,7 @@ PORT   ?= 8888
 CHROMIUM := /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: lab test test-fast lint setup sample patterns-sample bench reports clean
+.PHONY: lab app test test-fast lint setup sample patterns-sample bench reports clean
 
 # The replay kernels compiled into numba's cache, so the first replay does not wait for them.
 KERNELS := $(VENV)/.kernels-stamp
@@ -53,6 +53,11 @@ patterns-sample: $(STAMP)
 lab: setup
 	$(PY) -m eventkit lab --notebooks notebooks --host $(HOST) --port $(PORT)
 
+# The account explorer as a page for people who do not code (Voila), loopback, token.
+APP_PORT ?= 8866
+app: setup
+	$(PY) -m eventkit app $(SAMPLE) --host $(HOST) --port $(APP_PORT)
+
 # The whole suite, as CI runs it: lint and types first, then every test (browser, broker,
 # Dask cluster and notebooks included).
 test: lint $(CHROMIUM)  # the browser test needs Debian's chromium
@@ -67,7 +72,8 @@ lint: setup
 	$(PY) -m ruff check eventkit tests benchmarks
 	$(PY) -m mypy
 
-# Every notebook run with papermill into reports/ (parameters: reports.yaml), plus HTML.
+# Every notebook run with papermill into reports/ (parameters: reports.yaml), plus HTML
+# that stands alone (no script, nothing loaded from the network) and reports/index.html.
 reports: setup
 	$(PY) -m eventkit report --config reports.yaml --out reports
 

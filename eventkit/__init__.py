@@ -83,6 +83,7 @@ if TYPE_CHECKING:
     from eventkit.sources.upcast import Upcaster, Upcasters
     from eventkit.streams.kafka import IngestSummary, ingest, produce
     from eventkit.workbench.explorer import account_view, explorer
+    from eventkit.workbench.tables import table
 
 __all__ = [
     "CANONICAL_SCHEMA",
@@ -157,6 +158,7 @@ __all__ = [
     "replay",
     "restatements",
     "snapshot",
+    "table",
 ]
 
 #: Where each public name lives: its module is imported when the name is first used.
@@ -185,6 +187,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "eventkit.sources.upcast": ("Upcaster", "Upcasters"),
     "eventkit.streams.kafka": ("IngestSummary", "ingest", "produce"),
     "eventkit.workbench.explorer": ("account_view", "explorer"),
+    "eventkit.workbench.tables": ("table",),
 }
 
 for _error in [v for v in globals().values() if isinstance(v, type)]:

@@ -65,6 +65,22 @@ def rows(chart: alt.Chart | alt.LayerChart) -> list[dict]:
     return [row for dataset in chart.to_dict()["datasets"].values() for row in dataset]
 
 
+def layer_rows(chart: alt.Chart | alt.LayerChart, mark: str, index: int = 0) -> list[dict]:
+    """The data rows of the ``index``-th layer drawn with ``mark`` (its own data, or the top's)."""
+    spec = chart.to_dict()
+    layers = [layer for layer in spec.get("layer", [spec]) if layer["mark"]["type"] == mark]
+    name = layers[index].get("data", spec.get("data"))["name"]
+    return spec["datasets"][name]
+
+
+def tooltip_rows(chart: alt.Chart | alt.LayerChart) -> list[dict]:
+    """The rows behind the nearest-instant tooltip (the rule layer with a tooltip)."""
+    spec = chart.to_dict()
+    [layer] = [layer for layer in spec["layer"] if layer["mark"]["type"] == "rect"
+               and "tooltip" in layer.get("encoding", {})]
+    return spec["datasets"][layer.get("data", spec.get("data"))["name"]]
+
+
 def size(chart: alt.Chart | alt.LayerChart) -> int:
     return len(json.dumps(chart.to_dict()))
 
@@ -78,17 +94,56 @@ def final_units(result: eventkit.ReplayResult, at: str | None = None) -> dict[in
 def test_lines_follow_the_replay_for_the_selected_accounts(small):
     chart = charts.balance_history(small.history, accounts=[1])
     spec = chart.to_dict()
-    assert spec["mark"] == {"type": "line", "interpolate": "step-after"}
-    assert spec["encoding"]["color"]["field"] == "account_id"
-    assert spec["encoding"]["y"]["title"] == "balance (currency units)"
+    line = spec["layer"][0]
+    assert line["mark"] == {"type": "line", "interpolate": "step-after"}
+    assert line["encoding"]["color"]["field"] == "series"
+    assert line["encoding"]["y"]["axis"]["title"] == "balance (USD)"
+    assert "'$'" in line["encoding"]["y"]["axis"]["labelExpr"]  # money on the axis
+    assert spec["width"] == "container"
     assert spec["title"]["text"] == "Balance history of account 1"
-    assert [(r["account_id"], r["balance"]) for r in rows(chart)] == [
+    assert [(r["account_id"], r["balance"]) for r in layer_rows(chart, "line")] == [
         (1, 100.0), (1, 97.5), (1, 77.5)]
+
+
+def test_line_tooltips_list_every_series_at_the_nearest_instant_as_text(small):
+    chart = charts.balance_history(small.history, accounts=[1, 2], currency="EUR",
+                                   zone="Europe/Paris")
+    spec = chart.to_dict()
+    [param] = spec["params"]
+    assert param["select"] == {"type": "point", "clear": "pointerout", "fields": ["time"],
+                               "on": "pointerover"}
+    bands = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "rect")
+    assert bands["encoding"]["x2"]["field"] == "until"  # each instant holds until the next
+    assert [(t["field"], t["title"]) for t in bands["encoding"]["tooltip"]] == [
+        ("when", "time"), ("t0", "account 1"), ("t1", "account 2")]
+    assert all(t["type"] == "nominal" for t in bands["encoding"]["tooltip"])  # text: never NaN
+    tips = tooltip_rows(chart)
+    assert [(r["when"], r["t0"], r["t1"]) for r in tips] == [
+        ("2024-01-01 01:00 CET", "€100.00", None),        # account 2 has no event yet
+        ("2024-01-01 01:10 CET", "€100.00", "€5.00"),
+        ("2024-01-02 01:00 CET", "€97.50", "€5.00"),      # each line's last value: step lines
+        ("2024-01-03 01:00 CET", "€77.50", "€5.00"),
+        ("2024-01-04 01:00 CET", "€77.50", "€12.00"),
+    ]
+    for when in ("NaN", "undefined"):
+        assert when not in json.dumps(tips)
+
+
+def test_time_axis_labels_carry_the_date_on_sub_day_scales(small):
+    chart = charts.balance_history(small.history, accounts=[1], start="2024-01-02",
+                                   end="2024-01-02T12:00:00+00:00")
+    axis = chart.to_dict()["layer"][0]["encoding"]["x"]["axis"]
+    assert axis["labelExpr"] == "utcFormat(datum.value, '%d %b %Y %H:%M')"
+    svg = vlc.vegalite_to_svg(chart.to_dict() | {"width": 700},
+                              vl_version=vl_version_for_vl_convert())
+    assert "02 Jan 2024 06:00" in svg
 
 
 def test_several_accounts_get_one_colour_each(big):
     chart = charts.balance_history(big.history, accounts=[3, 5, 8])
-    assert {r["account_id"] for r in rows(chart)} == {3, 5, 8}
+    assert {r["account_id"] for r in layer_rows(chart, "line")} == {3, 5, 8}
+    assert chart.to_dict()["layer"][0]["encoding"]["color"]["sort"] == [
+        "account 3", "account 5", "account 8"]
     assert chart.to_dict()["title"]["text"] == "Balance history of accounts 3, 5, 8"
 
 
@@ -96,9 +151,10 @@ def test_long_histories_are_downsampled_to_max_points(big):
     history = big.history.collect()
     assert history.filter(pl.col("account_id").is_in([1, 2])).height > 15_000
     chart = charts.balance_history(history, accounts=[1, 2], max_points=500)
-    data = rows(chart)
+    data = layer_rows(chart, "line")
     assert len(data) <= 500
-    assert size(chart) < 100_000
+    assert len(tooltip_rows(chart)) <= 500  # the hover: one row per instant, both lines
+    assert size(chart) < 150_000  # lines, and the hover's text for every instant
     assert "last balance of every" in chart.to_dict()["title"]["subtitle"]
     final = final_units(big)
     for account in (1, 2):  # each line still ends on the exact final balance
@@ -113,7 +169,7 @@ def test_max_points_too_small_for_the_lines_is_refused(big):
 def test_window_starts_with_the_carried_balance_and_ends_at_end(big):
     chart = charts.balance_history(big.history, accounts=[4], start="2023-06-01",
                                    end="2023-06-30T12:00:00+00:00")
-    data = rows(chart)
+    data = layer_rows(chart, "line")
     assert data[0]["time"].startswith("2023-06-01T00:00:00")
     assert data[0]["balance"] == final_units(big, "2023-05-31")[4]
     assert data[-1]["time"].startswith("2023-06-30T12:00:00")
@@ -146,9 +202,13 @@ def test_nothing_to_draw_is_refused(small):
 def test_band_of_all_accounts_is_percentiles_of_end_of_day_balances(bank):
     chart = charts.balance_history(bank.history)
     spec = chart.to_dict()
-    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["area", "line"]
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["area", "line", "rule", "rect"]
     assert spec["title"]["text"] == "Balances of 300 accounts: median and 10th-90th percentile"
-    assert spec["title"]["subtitle"].endswith("balance at the end of every day")
+    assert spec["title"]["subtitle"][0].endswith("balance at the end of every day")
+    assert "middle 80 % of accounts" in spec["title"]["subtitle"][1]  # the band explained
+    tip = [t["title"] for t in spec["layer"][3]["encoding"]["tooltip"]]
+    assert tip == ["end of day", "90th percentile", "median", "10th percentile",
+                   "accounts with events"]
     data = {r["time"][:10]: r for r in rows(chart)}
     assert len(data) == DAYS  # one row per day, never one per event
     for day in ("2023-01-01", "2023-03-15", "2024-12-30"):
@@ -163,7 +223,7 @@ def test_band_periods_grow_when_the_grid_would_be_too_big(bank, monkeypatch):
     chart = charts.balance_history(bank.history)
     data = rows(chart)
     assert len(data) <= 50
-    assert chart.to_dict()["title"]["subtitle"].endswith("balance at the end of every 15 days")
+    assert chart.to_dict()["title"]["subtitle"][0].endswith("balance at the end of every 15 days")
     steps = {datetime.fromisoformat(b["time"]) - datetime.fromisoformat(a["time"])
              for a, b in zip(data, data[1:], strict=False)}
     assert steps == {timedelta(days=15)}
@@ -211,15 +271,17 @@ def test_enable_offline_twice_is_the_same_as_once():
 def test_as_of_marker_draws_a_rule_at_the_end_of_the_day_on_top_of_the_lines(small):
     lines = charts.balance_history(small.history, accounts=[1, 2])
     spec = charts.as_of_marker(lines, "2024-01-02").to_dict()
-    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["line", "rule", "text"]
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == [
+        "line", "rule", "point", "rect", "rule", "text"]
+    assert spec["params"] and spec["width"] == "container"  # the hover survives the marker
     assert "title" not in spec["layer"][0]  # one title, on the layer chart
     assert spec["title"]["text"] == "Balance history of accounts 1, 2"
-    marker = spec["datasets"][spec["layer"][1]["data"]["name"]]
+    marker = spec["datasets"][spec["layer"][4]["data"]["name"]]
     assert marker == [{"time": "2024-01-02T23:59:59.999999+0000",
                        "label": "as of 2024-01-02 23:59 UTC"}]
     band = charts.as_of_marker(charts.balance_history(small.history), "2024-01-02")
     assert [layer["mark"]["type"] for layer in band.to_dict()["layer"]] == [
-        "area", "line", "rule", "text"]
+        "area", "line", "rule", "rect", "rule", "text"]
 
 
 def test_as_of_marker_refuses_a_naive_instant(small):
@@ -240,10 +302,13 @@ def test_what_if_overlays_two_runs_of_one_account_that_end_on_their_replays():
     chart = charts.what_if(base.history, high.history, account=2, labels=("2 %", "6 %"))
     spec = chart.to_dict()
     assert spec["title"]["text"] == "Account 2: 2 % and 6 %"
-    assert spec["encoding"]["color"]["scale"]["domain"] == ["2 %", "6 %"]
-    assert spec["encoding"]["strokeDash"]["field"] == "run"
-    data = rows(chart)
+    line = spec["layer"][0]
+    assert line["encoding"]["color"]["scale"]["domain"] == ["2 %", "6 %"]
+    assert line["encoding"]["strokeDash"]["field"] == "series"
+    data = layer_rows(chart, "line")
     finals = {run: [r["balance"] for r in data if r["run"] == run][-1] for run in ("2 %", "6 %")}
+    last = tooltip_rows(chart)[-1]
+    assert (last["t0"], last["t1"]) == tuple(f"${v:,.2f}" for v in finals.values())
     assert finals == {"2 %": final_units(base)[2], "6 %": final_units(high)[2]}
     assert finals["6 %"] != finals["2 %"]
 
@@ -251,7 +316,7 @@ def test_what_if_overlays_two_runs_of_one_account_that_end_on_their_replays():
 def test_what_if_of_a_long_history_stays_under_max_points(big):
     history = big.history.collect()
     chart = charts.what_if(history, history, account=1, max_points=400)
-    assert len(rows(chart)) <= 400
+    assert len(layer_rows(chart, "line")) <= 400
     assert size(chart) < 100_000
 
 
@@ -278,15 +343,20 @@ def test_restatement_view_has_one_point_per_late_event():
     assert spec["title"]["text"] == "Restatements: 2 late events changed balance"
     points = spec["datasets"][spec["layer"][1]["data"]["name"]]
     # at late2's time the state as known now also holds late1: -30 + 2.50
-    assert [(p["event_id"], p["delta"]) for p in points] == [("late1", -30.0), ("late2", -27.5)]
+    assert [(p["event_id"], p["delta"], p["delta_text"], p["when"]) for p in points] == [
+        ("late1", -30.0, "−$30.00", "2024-01-02 00:00 UTC"),
+        ("late2", -27.5, "−$27.50", "2024-01-04 00:00 UTC")]
+    labels = spec["datasets"][spec["layer"][2]["data"]["name"]]  # few points: labelled
+    assert [r["label"] for r in labels] == ["account 1: −$30.00", "account 1: −$27.50"]
 
 
-def test_restatement_view_of_nothing_late_is_an_empty_chart():
+def test_restatement_view_of_nothing_late_is_a_sentence():
     table = eventkit.restatements(late_events(), known_at="2024-01-31",
                                            now_known_at="2024-02-28")
-    chart = charts.restatement_view(table)
-    assert chart.to_dict()["title"]["text"] == "Restatements: 0 late events changed balance"
-    assert chart.layer[1].data.height == 0
+    said = charts.restatement_view(table)
+    assert isinstance(said, charts.Sentence)
+    assert said == "No late event changed balance: nothing was restated."
+    assert said._repr_html_().startswith("<p")
 
 
 def test_many_restatements_are_summed_per_period():
@@ -302,7 +372,8 @@ def test_many_restatements_are_summed_per_period():
     assert data.height <= 200
     assert data["events"].sum() == n
     assert data["delta"].sum() == pytest.approx(table["balance_delta"].sum() / 100)
-    assert chart.to_dict()["title"]["subtitle"].startswith("total change of balance per 2 days")
+    assert chart.to_dict()["title"]["subtitle"][0].startswith(
+        "total change of balance per 2 days")
 
 
 def test_restatement_view_names_a_missing_field():
@@ -346,11 +417,11 @@ def test_specs_of_the_sample_explorer_and_restatements_stay_small(sample_archive
     overlay = charts.as_of_marker(charts.what_if(base.history, high.history, account=3),
                                   "2024-06-30")
     assert size(overlay) < 300_000
-    table = eventkit.restatements(events, banking, known_at="2024-06-30",
+    table = eventkit.restatements(events, banking, known_at="2024-01-20",
                                            now_known_at="2026-01-01")
     view = charts.restatement_view(table)
     assert size(view) < 1_000_000
-    assert rows(view)  # the sample has late corrections
+    assert layer_rows(view, "circle")  # the sample has late corrections
 
 # ---------------------------------------------------------------------- alert timeline
 
@@ -365,18 +436,13 @@ def injected(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.DataFrame, pl
     return history, eventkit.builtin_alerts(history)
 
 
-def spec_rows(chart: alt.Chart) -> list[dict]:
-    spec = chart.to_dict()
-    return [r for rows in spec["datasets"].values() for r in rows]
-
-
 @pytest.mark.parametrize("pattern", ["rapid_withdrawals", "structuring", "ping_pong",
                                      "negative_balance"])
 def test_alert_timeline_highlights_the_alerts_events(injected, pattern):
     history, alerts = injected
     alert = alerts.filter(pl.col("pattern") == pattern, pl.col("account_id") > 100).head(1)
     chart = charts.alert_timeline(history, alert)
-    spec, rows = chart.to_dict(), spec_rows(chart)
+    spec, rows = chart.to_dict(), layer_rows(chart, "point")
     a = alert.row(0, named=True)
     inside = sorted(r["seq"] for r in rows if r["in_alert"])
     assert inside[0] == a["start_seq"]
@@ -384,14 +450,22 @@ def test_alert_timeline_highlights_the_alerts_events(injected, pattern):
     expected = {"rapid_withdrawals": 4, "structuring": 2, "ping_pong": 4, "negative_balance": 2}
     assert len(inside) == expected[pattern]
     assert spec["title"]["text"].startswith(f"{pattern} alert on account")
-    assert spec["encoding"]["color"]["field"] == "event_type"
-    assert spec["encoding"]["size"]["field"] == "in_alert"
+    points = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "point")
+    assert points["encoding"]["color"]["field"] == "event_type"
+    assert points["encoding"]["size"]["field"] == "in_alert"
+    assert all(r["amount_text"].startswith("$") for r in rows)  # amounts, in currency
+    labels = layer_rows(chart, "text", 1)  # the alert's amounts written beside its events
+    assert len(labels) == len(inside)
+    shaded = layer_rows(chart, "rect")
+    assert len(shaded) == 1 and shaded[0]["label"] in ("alert window", "alert start")
+    links = [layer for layer in spec["layer"] if layer["mark"]["type"] == "rule"]
+    assert len(links) == (pattern == "ping_pong")  # the legs of each transfer linked
     lanes = {r["account_id"] for r in rows}
     assert lanes == ({str(a["account_id"]), str(a["counterparty_id"])} if pattern == "ping_pong"
                      else {str(a["account_id"])})
     times = [r["time"] for r in rows]
     assert times == sorted(times)
-    left, right = spec["encoding"]["x"]["scale"]["domain"]
+    left, right = points["encoding"]["x"]["scale"]["domain"]
     assert left <= times[0] and times[-1] <= right
 
 
@@ -399,12 +473,12 @@ def test_alert_timeline_context_and_limits(injected):
     history, alerts = injected
     busy = alerts.filter(pl.col("account_id") <= 100).sort("end_time").head(1)  # a real overdraft
     wide = charts.alert_timeline(history, busy, margin=timedelta(days=60))
-    rows = spec_rows(wide)
+    rows = layer_rows(wide, "point")
     assert any(not r["in_alert"] for r in rows)  # context around the alert
     svg = vlc.vegalite_to_svg(wide.to_dict(), vl_version=vl_version_for_vl_convert())
     assert "negative_balance alert on account" in svg
-    capped = spec_rows(charts.alert_timeline(history, busy, margin=timedelta(days=60),
-                                             max_points=3))
+    capped = layer_rows(charts.alert_timeline(history, busy, margin=timedelta(days=60),
+                                              max_points=3), "point")
     assert len(capped) == 3
     assert [r["seq"] for r in capped if r["in_alert"]] == [r["seq"] for r in rows
                                                            if r["in_alert"]][:3]
@@ -413,3 +487,98 @@ def test_alert_timeline_context_and_limits(injected):
     with pytest.raises(ValueError, match="^max_points: 1 "):
         charts.alert_timeline(history, alerts.filter(pl.col("pattern") == "ping_pong").head(1),
                               max_points=1)
+
+
+# ---------------------------------------------------------------------- what-if views
+@pytest.fixture(scope="module")
+def comparison(sample_archive: Path):
+    from eventkit.rules.rates import rates_of, shift_rates
+
+    actual = rates_of(eventkit.open_archive(sample_archive))
+    earlier = shift_rates(actual, "-3mo", start="2024-01-01", end="2024-12-31")
+    return actual, earlier, eventkit.compare(sample_archive, "banking", {"rate_table": earlier})
+
+
+def test_difference_view_total_is_the_sum_of_every_accounts_latest_difference(comparison):
+    _, _, diff = comparison
+    chart = charts.difference_view(diff.history, window=("2024-01-01", "2024-12-31"))
+    spec = chart.to_dict()
+    assert spec["title"]["text"] == "Total difference of balance over all accounts (B − A)"
+    assert [layer["mark"]["type"] for layer in spec["layer"]][:3] == ["rect", "text", "rule"]
+    data = layer_rows(chart, "line")
+    final = diff.totals().filter(pl.col("field") == "balance")["delta"].item()
+    assert data[-1]["balance"] == pytest.approx(final / 100)  # ends on the total delta
+    assert len(data) <= 2000
+    history = diff.history.collect()
+    at = datetime(2024, 6, 30, 23, 59, 59, 999999, tzinfo=UTC)
+    latest = (history.filter(pl.col("event_time") <= at).sort("event_time", "seq")
+              .group_by("account_id").agg(pl.col("balance_delta").last())["balance_delta"].sum())
+    exact = charts.difference_view(diff.history, end=at)
+    assert layer_rows(exact, "line")[-1]["balance"] == pytest.approx(latest / 100)
+    assert tooltip_rows(exact)[-1]["t0"] == charts.Currency().signed(latest)
+
+
+def test_difference_view_per_account_and_a_missing_field(comparison):
+    _, _, diff = comparison
+    chart = charts.difference_view(diff.history, accounts=[4, 9])
+    assert {r["account_id"] for r in layer_rows(chart, "line")} == {4, 9}
+    assert chart.to_dict()["title"]["text"] == "Difference of balance (B − A), accounts 4, 9"
+    with pytest.raises(ValueError, match="no column 'status_delta'"):
+        charts.difference_view(diff.history, field="status")
+
+
+def test_rate_steps_show_both_tables_in_percent_with_the_window_shaded(comparison):
+    actual, earlier, _ = comparison
+    chart = charts.rate_steps(actual, earlier, window=("2024-01-01", "2024-12-31"))
+    spec = chart.to_dict()
+    shaded = layer_rows(chart, "rect")
+    assert shaded[0]["time"].startswith("2024-01-01")
+    assert shaded[0]["until"].startswith("2024-12-31")
+    lines = layer_rows(chart, "line")
+    assert {r["series"] for r in lines} == {"actual rates", "scenario"}
+    assert max(r["rate"] for r in lines) == pytest.approx(100 * max(actual.values()))
+    line = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "line")
+    assert line["encoding"]["y"]["title"] == "annual rate (%)"
+    tips = tooltip_rows(chart)
+    assert all(r["t0"].endswith(" %") for r in tips if r["t0"])
+    assert any(r["t0"] != r["t1"] for r in tips)  # the shifted window differs
+
+
+def test_what_if_summary_is_one_formatted_sentence(comparison):
+    _, _, diff = comparison
+    said = charts.what_if_summary(diff)
+    totals = diff.totals().filter(pl.col("field") == "interest").row(0, named=True)
+    money = charts.Currency()
+    assert said.startswith("Under the scenario customers ")
+    assert money.words(abs(totals["delta"])) in said
+    assert f"{totals['keys_affected']:,} accounts affected" in said
+    assert money.signed(totals["largest_fall"]) in said
+    same = eventkit.compare(diff.a.events, "banking", "banking")
+    assert charts.what_if_summary(same) == "The scenario changes no account's interest."
+    assert charts.delta_distribution(same.state()) == "No account's interest changed."
+
+
+# ---------------------------------------------------------------------- formats, health
+def test_currency_text_is_exact_for_any_amount():
+    rng = np.random.default_rng(5)
+    values = [*rng.integers(-10**15, 10**15, 5_000).tolist(), 0, 1, -1, 999, 1_000, -100_000]
+    for money in (charts.Currency(), charts.Currency("JPY"), charts.Currency("BHD")):
+        texts = pl.select(money.text(pl.lit(pl.Series(values, dtype=pl.Int64)))).to_series()
+        assert texts.to_list() == [money.words(v) for v in values]
+        for v, text in zip(values[:50], texts, strict=False):  # read back: the same minor units
+            digits = text.lstrip("−").removeprefix(money.symbol).replace(",", "").replace(".", "")
+            assert int(digits) * (-1 if text.startswith("−") else 1) == v
+    with pytest.raises(ValueError, match="not an ISO 4217"):
+        charts.Currency("dollars")
+
+
+def test_storage_and_schema_charts_say_one_file_or_version_in_words():
+    files = pl.DataFrame({"file": ["a"], "partition": ["."], "events": [50_000],
+                          "bytes": [843_520], "uncompressed_bytes": [2_000_000]})
+    said = charts.storage_chart(files)
+    assert said == "One data file: 823.8 KiB, 50,000 events (2.4x compression)."
+    two = charts.storage_chart(pl.concat([files, files]))
+    assert two.to_dict()["encoding"]["y"]["title"] == "size (KiB)"  # not KB on a MiB axis
+    versions = pl.DataFrame({"schema_version": [3], "files": [1], "events": [50_000]})
+    assert charts.schema_version_chart(versions) == (
+        "All 50,000 events (1 file) are in schema version 3.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,18 @@ def data_rows(spec: dict) -> list[dict]:
     return [row for dataset in spec["datasets"].values() for row in dataset]
 
 
+def line_rows(spec: dict) -> list[dict]:
+    """The rows of a chart's line layer."""
+    layer = next(layer for layer in spec.get("layer", [spec]) if layer["mark"]["type"] == "line")
+    return spec["datasets"][layer.get("data", spec.get("data"))["name"]]
+
+
+def html_outputs(nb: nbformat.NotebookNode) -> str:
+    """Every HTML a notebook displayed (tables, sentences), in cell order."""
+    return "\n".join(o.get("data", {}).get("text/html", "") for c in nb.cells
+                     if c.cell_type == "code" for o in c.outputs)
+
+
 def test_notebooks_exist():
     assert NOTEBOOKS, f"no notebooks in {NOTEBOOK_DIR}"
 
@@ -104,14 +117,17 @@ def test_balance_history_follows_its_parameters(tmp_path: Path, kernel: str):
                  ACCOUNTS=[4, 9], START="2024-07-01", END="2024-09-30")
     lines, band = chart_specs(nb)
     assert lines["title"]["text"] == "Balance history of accounts 4, 9"
-    assert {r["account_id"] for r in data_rows(lines)} == {4, 9}
-    for spec in (lines, band):
-        assert spec["title"]["subtitle"].startswith("2024-07-01 00:00 to 2024-09-30 23:59 UTC")
-        days = sorted(r["time"][:10] for r in data_rows(spec))
+    assert {r["account_id"] for r in line_rows(lines)} == {4, 9}
+    for spec, subtitle in ((lines, lines["title"]["subtitle"]),
+                           (band, band["title"]["subtitle"][0])):
+        assert subtitle.startswith("2024-07-01 00:00 to 2024-09-30 23:59 UTC")
+        days = sorted(r["time"][:10] for r in line_rows(spec))
         assert (days[0], days[-1]) == ("2024-07-01", "2024-09-30")
-    state = next(o.data["text/plain"] for c in nb.cells if "as_of(END)" in c.source
+    state = next(o.data["text/html"] for c in nb.cells if "as_of(END)" in c.source
                  for o in c.outputs)
-    assert state.startswith("shape: (2, "), state  # one row per account
+    assert "State at the end of 2024-09-30" in state and state.count("<tr") == 4  # 2 rows
+    assert "$" in state and "shape:" not in state
+    assert "the median account holds $" in html_outputs(nb)  # the take-away
 
 
 @pytest.mark.usefixtures("sample_archive")
@@ -125,7 +141,7 @@ def test_replay_explorer_widgets_show_the_account_and_the_restatements(tmp_path:
     assert restated["title"]["text"].startswith("Restatements: ")
     state = nb.metadata["widgets"][WIDGET_STATE]["state"]
     tables = [m["state"]["value"] for m in state.values()
-              if "eventkit-state" in str(m["state"].get("value", ""))]
+              if "State as of" in str(m["state"].get("value", ""))]
     assert len(tables) == 1 and "rate +0.50 pp" in tables[0]
 
 
@@ -139,18 +155,18 @@ def test_replay_explorer_headless_draws_static_svg_without_widgets(tmp_path: Pat
     assert "Account 7: baseline and rate +1.00 pp" in svgs[0]
     assert "as of 2024-03-31 23:59 UTC" in svgs[0]
     assert "Restatements: " in svgs[1]
-    tables = [o.data for c in nb.cells if c.cell_type == "code"
-              for o in c.outputs if "rate +1.00 pp" in o.get("data", {}).get("text/html", "")]
-    assert len(tables) == 1 and tables[0]["text/plain"].startswith("shape: (2, ")
+    shown = html_outputs(nb)
+    assert "State as of 2024-03-31 23:59 UTC" in shown and "rate +1.00 pp" in shown
+    assert "Account 7 as of 2024-03-31 23:59 UTC: balance $" in shown  # the sentence
     assert "widgets" not in nb.metadata  # nothing for a report reader to run
 
 
 def interest_delta(nb: nbformat.NotebookNode) -> int:
-    """The total interest delta the what-if notebook printed (its totals table, in cents)."""
-    totals = next(o.data["text/plain"] for c in nb.cells if c.source == "diff.totals()"
-                  for o in c.outputs)
-    row = next(line for line in totals.splitlines() if "│ interest" in line)
-    return int(row.split("┆")[3].strip())
+    """The sign of the interest the what-if notebook's summary says customers gain or lose."""
+    said = next(o.data["text/plain"] for c in nb.cells if "what_if_summary" in c.source
+                for o in c.outputs)
+    assert said.startswith("Under the scenario customers "), said
+    return 1 if " gain $" in said else -1 if " lose $" in said else 0
 
 
 @pytest.mark.usefixtures("sample_archive")
@@ -165,10 +181,14 @@ def test_what_if_notebook_follows_its_scenario(tmp_path: Path, kernel: str, scen
                  ACCOUNTS=[4, 9], **scenario)
     delta = interest_delta(nb)
     assert delta != 0 if sign is None else delta * sign > 0, delta
-    spread, histories = chart_specs(nb)
-    assert "accounts changed" in json.dumps(spread["title"])
-    assert [h["title"]["text"] for h in histories["vconcat"]] == [
-        "Account 4: actual rates and scenario", "Account 9: actual rates and scenario"]
+    titles = [s["title"]["text"] for s in chart_specs(nb)]
+    assert titles == ["Bank rate table: actual and scenario",
+                      "Total difference of balance over all accounts (B − A)",
+                      next(t for t in titles if "accounts changed" in t),
+                      "Difference of balance (B − A), accounts 4, 9",
+                      "Account 4: actual rates and scenario",
+                      "Account 9: actual rates and scenario"]
+    assert "Totals over all accounts" in html_outputs(nb)
 
 
 def outputs_text(nb: nbformat.NotebookNode) -> str:
@@ -181,16 +201,18 @@ def outputs_text(nb: nbformat.NotebookNode) -> str:
 def test_archive_health_reports_every_part(tmp_path: Path, kernel: str):
     nb = execute(NOTEBOOK_DIR / "06_archive_health.ipynb", tmp_path / "out.ipynb", kernel)
     text = outputs_text(nb)
+    assert "OK: archive, demo intact, every erasure holds" in html_outputs(nb)  # the banner
     for expected in ("archive ../data/sample: OK", "eventkit archive ../data/sample",
                      "audited rewrites: 1 compact", "demo: 1 snapshot set(s)",
                      "archive: no key store", "demo: 1 subject(s) forgotten, 1 erasure check(s) "
-                     "passed", "archive: versions [3]", "demo: versions [1, 3]"):
+                     "passed", "archive: versions [3]", "demo: versions [1, 3]",
+                     "One data file: ", "are in schema version 3."):
         assert expected in text, expected
     assert "Bob" not in text and "b@x" not in text  # the forgotten subject's plaintext
     titles = [s["title"] if isinstance(s["title"], str) else s["title"]["text"]
               for s in chart_specs(nb)]
-    assert titles == ["Data files in log order (1 files)", "Data files in log order (3 files)",
-                      "Snapshot checkpoints (1 set)", "Events per schema version",
+    # one file, one version: sentences, not a single bar
+    assert titles == ["Data files in log order (3 files)", "Snapshot checkpoints (1 set)",
                       "Events per schema version"]
 
 
@@ -199,7 +221,7 @@ def test_archive_health_without_the_demo(tmp_path: Path, kernel: str):
     nb = execute(NOTEBOOK_DIR / "06_archive_health.ipynb", tmp_path / "out.ipynb", kernel,
                  DEMO=False)
     assert "demo" not in outputs_text(nb)
-    assert len(chart_specs(nb)) == 2  # storage and schema versions of the sample archive
+    assert "widgets" not in nb.metadata  # one file, one version: sentences, no chart
 
 def test_patterns_follow_their_parameters(tmp_path: Path, kernel: str):
     # a missing archive is generated with injected instances; every label is found
@@ -207,27 +229,34 @@ def test_patterns_follow_their_parameters(tmp_path: Path, kernel: str):
                  ARCHIVE=str(tmp_path / "bank"), PATTERN="structuring", ALERT=1,
                  NEGATIVE_LONGER_THAN="30d", interactive=False)
     assert (tmp_path / "bank" / "_eventkit" / "labels.parquet").is_file()
-    summary = next(o.data["text/plain"] for c in nb.cells if c.cell_type == "code"
+    summary = next(o.data["text/html"] for c in nb.cells if c.cell_type == "code"
                    and "labelled" in c.source
                    for o in c.outputs if o.output_type == "execute_result")
-    counts = {line.split()[1]: line.split()[-4:-1:2] for line in summary.splitlines()
-              if line.startswith("│ ") and "┆" in line}  # pattern -> [labelled, found]
+    body = summary.split("<tbody", 1)[1]
+    rows = [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r,
+                                                                    flags=re.S)]
+            for r in re.findall(r"<tr[^>]*>(.*?)</tr>", body, flags=re.S)]
+    counts = {r[0]: [r[3], r[4]] for r in rows}  # pattern -> [labelled, found]
     assert counts["ping_pong"] == counts["rapid_withdrawals"] == counts["structuring"] \
         == ["4", "4"], summary
     assert counts["negative_balance"] == ["4", "0"], summary  # injected dips last 6 days < 30
-    [timeline] = chart_specs(nb)  # interactive=False: no slider
-    assert timeline["title"]["text"].startswith("structuring alert on account")
-    inside = [r for r in data_rows(timeline) if r["in_alert"]]
-    assert [r["event_type"] for r in inside] == ["Deposit", "Withdrawal"]
+    svgs = [o.data["image/svg+xml"] for c in nb.cells if c.cell_type == "code"
+            for o in c.outputs if "image/svg+xml" in o.get("data", {})]
+    assert len(svgs) == 1 and "structuring alert on account" in svgs[0]  # static: no slider
+    assert "widgets" not in nb.metadata
+    assert "missed instances of negative_balance" in outputs_text(nb)
 
 
 @pytest.mark.usefixtures("sample_archive")
 def test_time_travel_notebook_shows_what_late_corrections_restated(tmp_path: Path, kernel: str):
     nb = execute(NOTEBOOK_DIR / "02_time_travel.ipynb", tmp_path / "out.ipynb", kernel)
     text = outputs_text(nb)
-    assert "2 of 226 accounts differ; total difference -9,416 cents" in text
-    [restated] = chart_specs(nb)
-    assert restated["title"]["text"].startswith("Restatements: ")
+    assert "2 of 226 accounts differ; total difference −$94.16" in text
+    restated, month_ends = chart_specs(nb)
+    assert restated["title"]["text"].startswith("Restatements: 2 late events")
+    assert month_ends["title"]["text"] == "Total balance at each month end"
+    assert len(line_rows(month_ends)) == 12  # the month-end totals: a chart, not a table
+    assert "−$94.16 in total" in html_outputs(nb)  # the take-away
     # known at the end of the as-of day itself: what we believed then is what we know now
     nb = execute(NOTEBOOK_DIR / "02_time_travel.ipynb", tmp_path / "later.ipynb", kernel,
                  AS_OF="2023-06-30", KNOWN_AT="2025-12-31")

@@ -54,6 +54,8 @@ class Fold:
     n_keys: int
     times: np.ndarray
     seqs: np.ndarray
+    #: the bank-wide rate table the fold used: effective instants (µs) and annual rates
+    rates: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.float64))
 
     def last_at(self, micros: int) -> tuple[np.ndarray, np.ndarray]:
         """Per key code: row of its last event at or before ``micros`` (-1: none), and count."""
@@ -138,7 +140,8 @@ def fold(events: pl.DataFrame | Prepared, checked: CheckedRules,
     else:
         state = _fold_program(p.events, checked, p.visit, p.keys, p.n_keys, types, p.times,
                               rate_times, rate_rates, carried)
-    return Fold(p.events.hstack(state), p.keys, p.n_keys, p.times, p.seqs)
+    return Fold(p.events.hstack(state), p.keys, p.n_keys, p.times, p.seqs,
+                (rate_times, rate_rates))
 
 
 def _start(column: pl.Series, keys: np.ndarray, start: pl.DataFrame | None,

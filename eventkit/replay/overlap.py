@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import polars as pl
 
@@ -65,5 +66,4 @@ def collect_and_fold(events: pl.LazyFrame, checked: CheckedRules, *,
         others = later.result()
     state = folded.events.drop(core)
     frame = pl.concat([prepared.events, prepared.own(others)], how="horizontal")
-    return Fold(frame.select(names).hstack(state.get_columns()), folded.keys, folded.n_keys,
-                folded.times, folded.seqs)
+    return replace(folded, events=frame.select(names).hstack(state.get_columns()))

@@ -18,6 +18,7 @@ import polars as pl
 from eventkit.archive.retention import Expiry
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import InstantError
+from eventkit.replay.accrue import accrue
 from eventkit.replay.engine import Fold, fold
 from eventkit.replay.kernels import grid_positions
 from eventkit.replay.overlap import collect_and_fold
@@ -98,14 +99,39 @@ class ReplayResult:
         """Final state per key: state fields, number of events, time of the last one."""
         return self._per_key(Folded(self.fold, self.start), np.iinfo(np.int64).max)
 
-    def as_of(self, instant: datetime | date | str) -> pl.LazyFrame:
+    def as_of(self, instant: datetime | date | str, *, accrued: bool = False) -> pl.LazyFrame:
         """State per key at ``instant``: after its last event with ``event_time <= instant``.
 
         A date means the end of that UTC day. Keys with no event by then are
-        left out; interest is as posted at that last event.
+        left out. Interest is as posted at that last event; with ``accrued``
+        the balance and interest also hold the interest accrued from there to
+        ``instant`` under the rules' own convention — exactly what an event at
+        ``instant`` would post first — and the column ``accrued`` that part.
+
+        Examples
+        --------
+        >>> from datetime import datetime, UTC
+        >>> from eventkit import replay, rules
+        >>> t = datetime(2024, 1, 1, tzinfo=UTC)
+        >>> events = pl.DataFrame({"event_id": ["a"], "seq": [0], "account_id": [1],
+        ...     "event_type": ["Deposit"], "event_time": [t], "recorded_at": [t],
+        ...     "amount": [100_000]})
+        >>> bank = rules.get("banking").with_params(require_open=0,
+        ...                                         rate_table={"2023-01-01": 0.05})
+        >>> year = replay(events, bank)
+        >>> accrued = year.as_of("2024-12-31", accrued=True)  # 366 days of 2024, ACT/365
+        >>> accrued.select("balance", "interest", "accrued").collect().row(0)
+        (105014, 5014, 5014)
+        >>> year.as_of("2024-12-31").select("balance", "interest").collect().row(0)
+        (100000, 0)
+
         """
         at = micros(instant, param="as_of")
-        return self._per_key(self._folded(at, at), at)
+        folded = self._folded(at, at)
+        rows = self._per_key(folded, at)
+        if not accrued:
+            return rows
+        return accrue(rows.collect(), self.rules, folded.fold.rates, at).lazy()
 
     def between(self, start: datetime | date | str, end: datetime | date | str) -> Window:
         """The state at ``start`` and every change up to ``end`` (see :class:`Window`).

@@ -1,7 +1,7 @@
 """The ``eventkit`` command line.
 
 generate, verify, replay, as-of, restatements, snapshot, compact, expire, info, ingest,
-produce, report, lab, compile.
+produce, report, lab, app, compile.
 
 Every subcommand has ``--help``. Errors print one clear line and exit 2;
 ``verify`` exits 1 when the archive fails its checks.
@@ -165,6 +165,23 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="access token (default: random)")
     p.set_defaults(run=_lab)
 
+    p = sub.add_parser("app", help="serve the account explorer as a page (Voila; loopback, "
+                       "token)",
+                       description="Serve the replay explorer on ARCHIVE as a standalone page "
+                                   "for people who do not code (no code, no notebook), bound "
+                                   "to one address (127.0.0.1 by default) with a token; "
+                                   "prints the URL.")
+    p.add_argument("archive", nargs="?", default="data/sample",
+                   help="archive to explore (default data/sample)")
+    p.add_argument("--account", type=int, help="account shown first")
+    p.add_argument("--as-of", help="instant shown first (a date: the end of that UTC day)")
+    p.add_argument("--rules", default="banking", help="rule set (default banking)")
+    p.add_argument("--currency", default="USD", help="ISO 4217 code of the amounts (USD)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8866, help="port (default 8866)")
+    p.add_argument("--token", help="access token (default: random)")
+    p.set_defaults(run=_app)
+
     p = sub.add_parser("ingest", help="consume a Kafka/Redpanda topic into an archive, "
                        "exactly once",
                        description="Consume JSON events from every partition of TOPIC into "
@@ -210,6 +227,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="NAMES", help="comma-separated run names to execute")
     p.add_argument("--kernel", default="eventkit", help="Jupyter kernel (default eventkit)")
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    p.add_argument("--with-code", action="store_true",
+                   help="show the code cells in the HTML (default: hidden)")
     p.set_defaults(run=_report)
 
     p = sub.add_parser("compile", help="compile the replay kernels into numba's cache (once)",
@@ -418,6 +437,23 @@ def _lab(args: argparse.Namespace) -> int:
     return 0  # not reached: exec replaced this process
 
 
+def _app(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from eventkit.workbench.app import app_command, app_environment, app_notebook
+
+    if not Path(args.archive).exists():
+        msg = f"no archive at {args.archive} (make sample builds data/sample)"
+        raise UsageError(msg, param="archive")
+    book = app_notebook(tempfile.mkdtemp(prefix="eventkit-app-"), args.archive,
+                        account=args.account, as_of=args.as_of, rules=args.rules,
+                        currency=args.currency)
+    argv, token = app_command(book, host=args.host, port=args.port, token=args.token)
+    print(f"eventkit app: http://{args.host}:{args.port}/?token={token}", flush=True)
+    os.execve(argv[0], argv, app_environment(book))
+    return 0  # not reached: exec replaced this process
+
+
 def _ingest(args: argparse.Namespace) -> int:
     import signal
 
@@ -470,5 +506,6 @@ def _report(args: argparse.Namespace) -> int:
             raise UsageError(msg, param="--only")
         runs = [r for r in runs if r.name in wanted]
     run_reports(runs, args.out, kernel=args.kernel, timeout=args.timeout,
+                with_code=args.with_code,
                 on_done=lambda run, page, s: print(f"{run.name}: {page} ({s:.1f} s)", flush=True))
     return 0

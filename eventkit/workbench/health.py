@@ -8,6 +8,9 @@ Parquet footers only: no data pages.
 
 from __future__ import annotations
 
+import html
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,15 +18,16 @@ import polars as pl
 
 from eventkit.archive import ledger
 from eventkit.archive.compaction import compact
-from eventkit.archive.privacy import KeyStore, encrypt
+from eventkit.archive.privacy import KeyStore, encrypt, erasure_audit
 from eventkit.archive.storage import versions
 from eventkit.archive.table import EventArchive
+from eventkit.archive.verify import VerifyReport
 from eventkit.replay import snapshots
 from eventkit.replay.api import snapshot
 from eventkit.rules import registry
 from eventkit.schema import TIME_DTYPE
 
-__all__ = ["demo_archive", "schema_versions", "snapshot_coverage"]
+__all__ = ["Verdict", "demo_archive", "schema_versions", "snapshot_coverage", "verdict"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -130,3 +134,83 @@ def demo_archive(folder: str | Path) -> tuple[Path, Path]:
     path = keys.path
     keys.close()
     return demo.path, path
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The health check in one banner: OK, or the problems in words.
+
+    ``problems`` must be fixed (a failed verify, an erasure that does not
+    hold); ``notes`` are worth knowing (stale snapshot sets, no key store).
+    ``reports`` keeps each archive's :class:`~eventkit.VerifyReport`.
+    """
+
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    reports: dict[str, VerifyReport] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing must be fixed."""
+        return not self.problems
+
+    def headline(self) -> str:
+        """One line: the verdict and what it covers."""
+        names = ", ".join(self.reports) or "no archive"
+        if self.ok:
+            return f"OK: {names} intact, every erasure holds"
+        return f"PROBLEMS ({len(self.problems)}): " + "; ".join(self.problems)
+
+    def __str__(self) -> str:
+        return "\n".join([self.headline(), *(f"  note: {n}" for n in self.notes)])
+
+    def _repr_html_(self) -> str:
+        colour, edge = ("#e6f4ea", "#1e8e3e") if self.ok else ("#fce8e6", "#d93025")
+        items = "".join(f"<li>{html.escape(n)}</li>" for n in self.notes)
+        return (f"<div class='eventkit-verdict' style='background:{colour};border-left:6px "
+                f"solid {edge};padding:10px 14px;margin:6px 0;font-size:15px'>"
+                f"<b>{html.escape(self.headline())}</b>"
+                + (f"<ul style='margin:6px 0 0 0'>{items}</ul>" if items else "") + "</div>")
+
+
+def verdict(archives: Mapping[str, str | Path], stores: Mapping[str, str | Path] | None = None
+            ) -> Verdict:
+    """Check archives as the health notebook does: verify, erasures, snapshot sets.
+
+    ``stores`` names each archive's key store (absent or missing: no personal
+    fields to audit).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> path, keys = demo_archive(tempfile.mkdtemp())
+    >>> found = verdict({"demo": path}, {"demo": keys})
+    >>> found.ok, found.headline()
+    (True, 'OK: demo intact, every erasure holds')
+
+    """
+    problems: list[str] = []
+    notes: list[str] = []
+    reports: dict[str, VerifyReport] = {}
+    for name, path in archives.items():
+        report = EventArchive(path).verify()
+        reports[name] = report
+        if not report.ok:
+            problems.append(f"{name} fails verify: {report.problems[0]}")
+        store = Path((stores or {}).get(name, "")) if (stores or {}).get(name) else None
+        if store is not None and store.exists():
+            audit = erasure_audit(path, KeyStore(store))
+            leaks = audit.filter((pl.col("readable") > 0) | ~pl.col("erased"))
+            if leaks.height:
+                problems.append(f"{name}: {leaks.height} erasure(s) do not hold "
+                                f"(subjects {', '.join(leaks['subject'].to_list()[:5])})")
+        else:
+            notes.append(f"{name}: no key store, so no personal fields to audit")
+        coverage = snapshot_coverage(path)
+        stale = coverage.filter(~pl.col("current")).height
+        if coverage.height == 0:
+            notes.append(f"{name}: no snapshot sets (as-of queries replay in full)")
+        elif stale:
+            notes.append(f"{name}: {stale} of {coverage.height} snapshot set(s) built from an "
+                         "older archive state (not used; run eventkit snapshot again)")
+    return Verdict(problems, notes, reports)

@@ -10,21 +10,48 @@ The runs are listed in a YAML file (``reports.yaml`` at the project root)::
 A notebook may have several runs; a notebook without any runs once with its
 defaults (named after the file), so every notebook is in the reports. Parameter
 names are checked against the notebook's ``parameters`` cell before anything
-runs. A failing run does not stop the others; at the end :class:`ReportError`
-names each failed notebook, its cell and the error.
+runs. Every run gets ``interactive: false`` unless it says otherwise: charts are
+static SVG pictures. A failing run does not stop the others; at the end
+:class:`ReportError` names each failed notebook, its cell and the error.
+
+The HTML stands alone: no script, font or style is loaded from anywhere (the
+page needs no JavaScript at all: nbconvert's require.js, MathJax, mermaid and
+widget scripts are left out), code cells are hidden (``with_code`` shows them),
+the run's parameters are a small table at the top, and ``index.html`` links
+every report.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from eventkit.exceptions import ReportError
 
-__all__ = ["Run", "load_runs", "run_reports"]
+__all__ = ["Run", "load_runs", "run_reports", "write_index"]
+
+#: nbconvert's lab page without any script: no require.js, MathJax, mermaid or widgets.
+TEMPLATE: Final = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block extra_css -%}
+<style>
+.eventkit-parameters { border-collapse: collapse; margin: 4px 0 12px 0; font-size: 13px; }
+.eventkit-parameters td, .eventkit-parameters th { padding: 2px 12px; text-align: left;
+  border-bottom: 1px solid #ddd; }
+.eventkit-parameters caption { text-align: left; color: #555; padding-bottom: 4px; }
+.eventkit-parameters .default { color: #888; }
+main { max-width: 1100px; margin: auto; }
+</style>
+{%- endblock extra_css -%}
+"""
 
 
 @dataclass(frozen=True)
@@ -95,10 +122,16 @@ def load_runs(config: str | Path, notebooks: str | Path) -> list[Run]:
         if any(r.name == name for r in runs):
             msg = f"{where}: the name {name!r} is used twice (outputs would collide)"
             raise ReportError(msg)
-        runs.append(Run(name, path, dict(parameters)))
+        runs.append(Run(name, path, _static(parameters, declared)))
     listed = {r.notebook.name for r in runs}
-    runs += [Run(p.stem, p) for p in sorted(folder.glob("*.ipynb")) if p.name not in listed]
+    runs += [Run(p.stem, p, _static({}, pm.inspect_notebook(str(p))))
+             for p in sorted(folder.glob("*.ipynb")) if p.name not in listed]
     return runs
+
+
+def _static(parameters: dict[str, Any], declared: dict[str, Any]) -> dict[str, Any]:
+    """A report run's parameters: ``interactive`` false unless the run says otherwise."""
+    return {**({"interactive": False} if "interactive" in declared else {}), **parameters}
 
 
 def run_reports(
@@ -107,13 +140,17 @@ def run_reports(
     *,
     kernel: str = "eventkit",
     timeout: int = 600,
+    with_code: bool = False,
     on_done: Callable[[Run, Path, float], None] | None = None,
 ) -> list[Path]:
     """Execute each run with papermill into ``out``, then export it to HTML beside.
 
     Notebooks run from their own folder (relative paths work as in JupyterLab);
-    ``timeout`` bounds each cell (seconds). ``on_done(run, html, seconds)`` is
-    called after each successful run. Returns the HTML files.
+    ``timeout`` bounds each cell (seconds). The HTML has no script and loads
+    nothing; its code cells are hidden unless ``with_code``; its parameters
+    are a table at the top. ``out/index.html`` links every report written.
+    ``on_done(run, html, seconds)`` is called after each successful run.
+    Returns the HTML files.
 
     Raises
     ------
@@ -124,7 +161,6 @@ def run_reports(
 
     """
     import papermill as pm  # noqa: PLC0415 (a quarter second to import)
-    from nbconvert import HTMLExporter  # noqa: PLC0415 (a quarter second to import)
 
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
@@ -142,13 +178,73 @@ def run_reports(
             failures.append(f"{run.notebook.name} (run {run.name}) cell {exc.cell_index} "
                             f"[{first}]: {error}")
             continue
-        body, _ = HTMLExporter().from_filename(str(executed))
         page = executed.with_suffix(".html")
-        page.write_text(body, encoding="utf-8")
+        page.write_text(to_html(executed, run, with_code=with_code), encoding="utf-8")
         written.append(page)
         if on_done is not None:
             on_done(run, page, time.perf_counter() - began)
+    if written:
+        write_index(target, [(r, target / f"{r.name}.html") for r in runs
+                             if target / f"{r.name}.html" in written], written)
     if failures:
         msg = f"{len(failures)} of {len(runs)} report run(s) failed: " + "; ".join(failures)
         raise ReportError(msg, failures=failures)
     return written
+
+
+def to_html(executed: Path, run: Run, *, with_code: bool = False) -> str:
+    """An executed notebook as a page that stands alone (see the module docstring)."""
+    import jinja2  # noqa: PLC0415 (nbconvert's own dependency)
+    import nbformat  # noqa: PLC0415 (a quarter second to import)
+    import papermill as pm  # noqa: PLC0415 (a quarter second to import)
+    from nbconvert import HTMLExporter  # noqa: PLC0415 (a quarter second to import)
+    from nbformat.v4 import new_markdown_cell  # noqa: PLC0415
+
+    nb = nbformat.read(executed, as_version=4)
+    tags = {"parameters", "injected-parameters"}
+    nb.cells = [c for c in nb.cells if not tags & set(c.metadata.get("tags", []))]
+    defaults = {name: p["default"] for name, p in pm.inspect_notebook(str(run.notebook)).items()}
+    given = nb.metadata.get("papermill", {}).get("parameters", {}) or run.parameters
+    rows = "".join(
+        f"<tr><td><code>{html.escape(name)}</code></td><td>{html.escape(_value(given[name]))}"
+        f"</td></tr>" if name in given else
+        f"<tr class='default'><td><code>{html.escape(name)}</code></td>"
+        f"<td>{html.escape(value)} (default)</td></tr>"
+        for name, value in defaults.items())
+    table = (f"<table class='eventkit-parameters'><caption>Parameters of this run "
+             f"({html.escape(run.notebook.name)})</caption>{rows}</table>")
+    at = 1 if nb.cells and nb.cells[0].cell_type == "markdown" else 0
+    nb.cells.insert(at, new_markdown_cell(table))
+    exporter = HTMLExporter(extra_loaders=[jinja2.DictLoader({"eventkit.html.j2": TEMPLATE})],
+                            template_file="eventkit.html.j2", exclude_input=not with_code,
+                            exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": run.name}})
+    return str(body)
+
+
+def _value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def write_index(out: Path, done: list[tuple[Run, Path]], pages: list[Path]) -> Path:
+    """``out/index.html``: a page linking every report in ``pages``, with its parameters."""
+    by_name = {run.name: run for run, _ in done}
+    items = []
+    for page in sorted(pages):
+        run = by_name.get(page.stem)
+        params = "" if run is None else ", ".join(
+            f"{k}={_value(v)}" for k, v in run.parameters.items() if k != "interactive")
+        source = "" if run is None else run.notebook.name
+        items.append(f"<tr><td><a href='{html.escape(page.name)}'>{html.escape(page.stem)}"
+                     f"</a></td><td>{html.escape(source)}</td><td><code>{html.escape(params)}"
+                     "</code></td></tr>")
+    index = out / "index.html"
+    index.write_text(
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>eventkit reports"
+        "</title><style>body{font-family:sans-serif;max-width:960px;margin:2em auto}"
+        "td,th{padding:4px 12px;text-align:left;border-bottom:1px solid #ddd}"
+        "table{border-collapse:collapse}</style></head><body><h1>eventkit reports</h1>"
+        f"<p>{len(pages)} report(s), made {time.strftime('%Y-%m-%d %H:%M %Z')}.</p>"
+        "<table><tr><th>report</th><th>notebook</th><th>parameters</th></tr>"
+        + "".join(items) + "</table></body></html>", encoding="utf-8")
+    return index

@@ -2,34 +2,166 @@
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal, cast
 
 import altair as alt
 import polars as pl
+import vl_convert as vlc
+from altair.utils._importers import vl_version_for_vl_convert
 
 from eventkit._typing import Instant
 from eventkit.exceptions import ParameterError, WorkbenchError
 from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import to_instant
+from eventkit.workbench.format import Currency, axis_time_format, span_words, time_text
 
-__all__ = ["EMBED_OPTIONS", "TimeWindow", "enable_offline", "enable_static", "export"]
+__all__ = ["EMBED_OPTIONS", "TimeWindow", "enable", "enable_offline", "enable_static", "export"]
 
 KEY: Final = "account_id"
 TIME: Final = "event_time"
 DAY: Final = timedelta(days=1)
 MINUTE: Final = timedelta(minutes=1)
 UNITS: Final = (("day", DAY), ("hour", timedelta(hours=1)), ("minute", MINUTE))
-SIZE: Final = {"width": 640, "height": 320}
+#: Charts fill the notebook's width; static renderings (reports, export) use STATIC_WIDTH.
+SIZE: Final = {"width": "container", "height": 300}
+STATIC_WIDTH: Final = 760
 MARKER_COLOUR: Final = "#d62728"
 RUN_COLOURS: Final = ["#1f77b4", "#ff7f0e"]  # baseline, scenario
-X_TIME: Final = alt.X("time:T", title="time (UTC)", scale=alt.Scale(type="utc"))
-Y_TITLE: Final = "balance (currency units)"
-TIME_TIP: Final = alt.Tooltip("time:T", title="time (UTC)", format="%Y-%m-%d %H:%M",
-                               formatType="utc")
+SHADE_COLOUR: Final = "#fdd49e"  # a window the chart is about (scenario shift, alert)
+GAIN_COLOUR, LOSS_COLOUR = "#2ca02c", "#d62728"
+
+
+def x_time(left: datetime | None = None, right: datetime | None = None, *,
+           title: str = "time (UTC)") -> alt.X:
+    """The time axis of every chart: UTC scale, each label with its date context.
+
+    With a window, the axis spans exactly ``[left, right]`` and its labels
+    carry the day, month and year as the span needs (see
+    :func:`~eventkit.workbench.format.axis_time_format`).
+    """
+    fmt = axis_time_format(right - left) if left is not None and right is not None else "%b %Y"
+    scale = alt.Scale(type="utc") if left is None or right is None else alt.Scale(
+        type="utc", domain=[left.isoformat(), right.isoformat()])
+    return alt.X("time:T", title=title, scale=scale,
+                 axis=alt.Axis(labelExpr=f"utcFormat(datum.value, '{fmt}')", labelOverlap=True,
+                               labelFlush=True))
+
+
+def shade(left: datetime, right: datetime, label: str) -> tuple[alt.Chart, alt.Chart]:
+    """A shaded time window with its label at the top: what the chart's claim is about."""
+    data = pl.DataFrame({"time": [left], "until": [right], "label": [label]},
+                        schema={"time": TIME_DTYPE, "until": TIME_DTYPE, "label": pl.String})
+    base = alt.Chart(data)
+    area = base.mark_rect(color=SHADE_COLOUR, opacity=0.45).encode(x="time:T", x2="until:T")
+    text = base.mark_text(align="left", baseline="top", dx=3, dy=3, color="#8c510a").encode(
+        x="time:T", y=alt.value(0), text="label:N")
+    return area, text
+
+
+def zero_rule() -> alt.Chart:
+    """A grey line at zero: the baseline of a difference."""
+    return alt.Chart(pl.DataFrame({"zero": [0.0]})).mark_rule(color="gray").encode(y="zero:Q")
+
+
+def y_money(title: str, currency: Currency) -> alt.Axis:
+    """A money axis: values in major units, labelled with the currency's symbol."""
+    return alt.Axis(title=title, labelExpr=currency.axis_label())
+
+
+def tip_time(title: str = "time") -> alt.Tooltip:
+    """The tooltip of a ``when`` column made by :func:`with_when` (text: never NaN)."""
+    return alt.Tooltip("when:N", title=title)
+
+
+def with_when(column: str = "time", *, zone: str | None = None) -> pl.Expr:
+    """``column`` as readable text with its zone, for tooltips (``when``)."""
+    return time_text(pl.col(column), zone=zone).alias("when")
+
+
+def series_hover(long: pl.DataFrame, *, by: str, order: list[Any], labels: list[str],
+                 colours: list[str] | None, text: Callable[[pl.Expr], pl.Expr],
+                 scale: Callable[[pl.Expr], pl.Expr], zone: str | None = None,
+                 value: str = "minor") -> list[alt.Chart]:
+    """The hovered instant's rule and points on step lines, every series in the tooltip.
+
+    ``long`` has one row per (``by``, ``time``) with the exact ``value`` (e.g.
+    minor units); ``text`` writes it for the tooltip, ``scale`` puts it on the
+    chart's y scale (e.g. :meth:`Currency.text` and :meth:`Currency.major`).
+    At each instant any series has a point, every series' value then (its
+    last one at or before: step lines) is computed here, in Polars, so the
+    chart holds one row per instant however many series (Altair's "multi-line
+    tooltip" pattern, with the instant found by :func:`hover_layers` instead of
+    a Voronoi "nearest", whose tooltips Vega-Lite leaves undefined). Returns
+    three layers: a rule and points at the hovered instant, and the bands.
+    """
+    names = [f"s{i}" for i in range(len(order))]
+    rename = dict(zip(order, names, strict=True))
+    wide = (long.select(pl.col(by).replace_strict(rename, return_dtype=pl.String).alias("#s"),
+                        "time", value)
+            .pivot(on="#s", index="time", values=value, aggregate_function="last")
+            .sort("time"))
+    dtype = long.schema[value]
+    wide = wide.with_columns(pl.col(n).forward_fill() if n in wide.columns
+                             else pl.lit(None, dtype).alias(n) for n in names)
+    wide = wide.select(
+        "time", with_when(zone=zone),
+        *(text(pl.col(n)).alias(f"t{i}") for i, n in enumerate(names)),
+        *(scale(pl.col(n)).alias(f"v{i}") for i, n in enumerate(names)))
+    rule, points, rects = hover_layers(wide, tooltip=[
+        tip_time(), *(alt.Tooltip(f"t{i}:N", title=label) for i, label in enumerate(labels))])
+    lookup = "{" + ", ".join(f"v{i}: {json.dumps(label)}" for i, label in enumerate(labels)) + "}"
+    colour = alt.Color("series:N", legend=None, sort=labels,
+                       scale=alt.Scale(domain=labels, range=colours) if colours else alt.Undefined)
+    points = points.transform_fold(
+        [f"v{i}" for i in range(len(labels))], as_=["#v", "value"]
+    ).transform_calculate(series=f"{lookup}[datum['#v']]").mark_point(
+        filled=True, size=50).encode(x="time:T", y="value:Q", color=colour)
+    return [rule, points, rects]
+
+
+def with_until(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (one row per ``time``, sorted) with ``until``: the next row's time."""
+    return frame.with_columns(pl.col("time").shift(-1).fill_null(pl.col("time").max())
+                              .alias("until"))
+
+
+def hover_layers(wide: pl.DataFrame, *, tooltip: list[alt.Tooltip]
+                 ) -> tuple[alt.Chart, alt.Chart, alt.Chart]:
+    """Hover over a time chart: the instant in force under the pointer, and its tooltip.
+
+    ``wide`` has one row per instant (``time``, sorted). Each row gets an
+    invisible band from its instant to the next one (step lines: its values
+    hold there); the band under the pointer is selected and shows ``tooltip``,
+    a rule marks its instant. Returns the rule, a base for points drawn at the
+    selected instant (give it a mark and encodings), and the bands (on top).
+    """
+    data = wide if "until" in wide.columns else with_until(wide)
+    hovered = alt.selection_point(on="pointerover", fields=["time"], empty=False,
+                                  clear="pointerout")
+    rule = alt.Chart(data).mark_rule(color="gray", strokeDash=[2, 2]).encode(
+        x="time:T").transform_filter(hovered)
+    points = alt.Chart(data).transform_filter(hovered)
+    rects = alt.Chart(data).mark_rect(opacity=0).encode(
+        x="time:T", x2="until:T", tooltip=tooltip).add_params(hovered)
+    return rule, points, rects
+
+
+def enable(*, interactive: bool) -> None:
+    """What every notebook's first cell calls: widgets offline, or static SVG for reports.
+
+    ``interactive`` (the notebooks' parameter): :func:`enable_offline`, else
+    :func:`enable_static` (papermill runs and HTML reports: pictures, no JavaScript).
+    """
+    if interactive:
+        enable_offline()
+    else:
+        enable_static()
 
 
 def enable_offline() -> None:
@@ -49,6 +181,29 @@ def enable_offline() -> None:
     """
     # embed_options must go in this same call: a later set_embed_options() drops offline=True.
     alt.renderers.enable("jupyter", offline=True, embed_options=dict(EMBED_OPTIONS))
+    if FILL_CSS not in alt.JupyterChart._css:  # read by each new chart widget
+        alt.JupyterChart._css += FILL_CSS
+
+
+def _static(spec: dict[str, Any], **options: Any) -> dict[str, str]:
+    """Altair renderer: the spec as SVG made by vl-convert, ``container`` widths made fixed."""
+    return {"image/svg+xml": vlc.vegalite_to_svg(fixed_width(spec),
+                                                 vl_version=vl_version_for_vl_convert())}
+
+
+def fixed_width(spec: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``spec`` where ``width: container`` (nowhere to fill offline) is fixed."""
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: (STATIC_WIDTH if k == "width" and v == "container" else walk(v))
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+    return cast("dict[str, Any]", walk(spec))
+
+
+alt.renderers.register("eventkit-svg", _static)
 
 
 def enable_static() -> None:
@@ -62,11 +217,11 @@ def enable_static() -> None:
     --------
     >>> enable_static()
     >>> alt.renderers.active
-    'svg'
+    'eventkit-svg'
     >>> enable_offline()
 
     """
-    alt.renderers.enable("svg")
+    alt.renderers.enable("eventkit-svg")
 
 
 #: What :func:`export` writes, by file suffix (as ``alt.Chart.save`` names the formats).
@@ -114,13 +269,22 @@ def export(chart: alt.TopLevelMixin, path: str | Path, *, scale: float = 2.0) ->
         msg = f"{target} must end in .svg or .png"
         raise ParameterError(msg, param="path")
     partial = target.with_name(f".{target.name}.partial")
+    spec = fixed_width(chart.to_dict())
     try:
-        chart.save(str(partial), format=fmt, scale_factor=scale)
+        if fmt == "svg":
+            partial.write_text(vlc.vegalite_to_svg(spec, vl_version=vl_version_for_vl_convert()))
+        else:
+            partial.write_bytes(vlc.vegalite_to_png(spec, scale=scale,
+                                                    vl_version=vl_version_for_vl_convert()))
         partial.replace(target)
     finally:
         partial.unlink(missing_ok=True)
     return target
 
+
+#: A chart with ``width: "container"`` fills its output's width (Altair's widget leaves
+#: vega-embed's element as wide as its content, which is nothing before the chart is drawn).
+FILL_CSS: Final = "\n.vega-embed.fit-x { width: 100%; display: block; }\n"
 
 #: vega-embed options of every chart: SVG (crisp, searchable), no "..." actions menu.
 EMBED_OPTIONS: Final = {"renderer": "svg", "actions": False}
@@ -164,8 +328,8 @@ class TimeWindow:
         right = max(stats["last"], left) if hi is None else hi
         return cls(events, left, right, stats["accounts"], stats["inside"], by)
 
-    def subtitle(self) -> str:
-        return f"{self.left:%Y-%m-%d %H:%M} to {self.right:%Y-%m-%d %H:%M} UTC"
+    def subtitle(self, zone: str | None = None) -> str:
+        return span_words(self.left, self.right, zone=zone)
 
     def last_balances(self, every: timedelta | None, floor: datetime) -> pl.LazyFrame:
         """Each account's last balance per period (per instant if ``every`` is None).
@@ -204,8 +368,3 @@ def describe(period: timedelta) -> str:
     name, unit = next((name, unit) for name, unit in UNITS if period % unit == timedelta(0))
     count = period // unit
     return name if count == 1 else f"{count} {name}s"
-
-
-def to_units(*columns: str) -> list[pl.Expr]:
-    """Cents to currency units: floats for display, rounded to the cent."""
-    return [(pl.col(c) / 100).round(2).alias(c) for c in columns]

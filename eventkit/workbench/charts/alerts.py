@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import altair as alt
 import polars as pl
 
 from eventkit.exceptions import ParameterError
 from eventkit.schema import TIME_DTYPE
-from eventkit.workbench.charts._common import KEY, SIZE, TIME, TIME_TIP, UNITS, to_units
+from eventkit.workbench.charts._common import (
+    KEY,
+    SIZE,
+    TIME,
+    UNITS,
+    shade,
+    tip_time,
+    with_when,
+    x_time,
+)
+from eventkit.workbench.format import Currency, span_words
 
 __all__ = ["alert_timeline"]
 
@@ -22,7 +32,9 @@ def alert_timeline(
     *,
     margin: timedelta | None = None,
     max_points: int = 2000,
-) -> alt.Chart:
+    currency: Currency | str | None = None,
+    zone: str | None = None,
+) -> alt.LayerChart:
     """Chart one alert's events on a time axis: a lane per account, colour by event type.
 
     Parameters
@@ -43,12 +55,16 @@ def alert_timeline(
     max_points
         Upper bound on the chart's rows: the alert's own events are always
         kept, context events nearest the alert first.
+    currency, zone
+        How amounts and instants read (default: USD, UTC).
 
     Returns
     -------
-    alt.Chart
-        Points per event; the alert's events (its key's events from its start
-        to its end event) are large and opaque, the context small and faint.
+    alt.LayerChart
+        The alert's window shaded; points per event, the alert's events (its
+        key's events from its start to its end event) large, opaque and
+        labelled with their amounts, the context small and faint; for a pair
+        of accounts, a line linking the two legs of each transfer in the alert.
 
     Raises
     ------
@@ -66,8 +82,10 @@ def alert_timeline(
     >>> alert = {"account_id": 1, "start_seq": 1, "end_seq": 2, "start_time": t[1],
     ...          "end_time": t[2], "pattern": "rapid_withdrawals"}
     >>> chart = alert_timeline(eventkit.replay(events).history, alert)
-    >>> chart.data.select("seq", "event_type", "in_alert").rows()
-    [(0, 'Deposit', False), (1, 'Withdrawal', True), (2, 'Withdrawal', True), (3, 'Fee', False)]
+    >>> chart.layer[2].data.select("seq", "event_type", "in_alert", "amount_text").rows()
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [(0, 'Deposit', False, '$90.00'), (1, 'Withdrawal', True, '$1.00'),
+     (2, 'Withdrawal', True, '$1.00'), (3, 'Fee', False, '$0.50')]
     >>> chart.to_dict()["title"]["text"]
     'rapid_withdrawals alert on account 1'
 
@@ -102,33 +120,58 @@ def alert_timeline(
         raise ParameterError(msg, param="max_points")
     distance = (pl.when(pl.col(TIME) < start).then(pl.lit(start, TIME_DTYPE) - pl.col(TIME))
                 .otherwise(pl.col(TIME) - pl.lit(end or start, TIME_DTYPE)))
+    money = Currency.of(currency)
     data = (events.sort(~pl.col("in_alert"), distance).head(max_points)
-            .with_columns(to_units(*[c for c in ("amount", "balance") if c in extra]))
-            .with_columns(pl.col(TIME).alias("time"), pl.col(KEY).cast(pl.String))
+            .with_columns(*(money.text(pl.col(c)).alias(f"{c}_text")
+                            for c in ("amount", "balance") if c in extra),
+                          *(money.major(pl.col(c)) for c in ("amount", "balance") if c in extra))
+            .with_columns(pl.col(TIME).alias("time"), pl.col(KEY).cast(pl.String),
+                          with_when(TIME, zone=zone))
             .sort(TIME, "seq"))
     pattern = row.get("pattern") or "pattern"
     who = f"account {account}" if other is None else f"accounts {account} and {other}"
-    until = f"{end:%Y-%m-%d %H:%M}" if end is not None else "still open"
-    title = alt.Title(f"{pattern} alert on {who}",
-                      subtitle=f"{start:%Y-%m-%d %H:%M} to {until} UTC; "
-                               f"{inside} event{'s' * (inside != 1)} in the alert, "
-                               f"context {_describe_span(pad)} either side")
-    tooltip = [TIME_TIP, alt.Tooltip("event_type:N", title="event"),
-               *(alt.Tooltip(f"{c}:Q", format=",.2f") for c in ("amount", "balance")
+    window = (span_words(start, end, zone=zone) if end is not None
+              else f"from {span_words(start, start, zone=zone).split(' to ')[0]}, still open")
+    total = (money.words(int(events.filter("in_alert")["amount"].sum()))
+             if "amount" in extra else None)
+    title = alt.Title(f"{pattern} alert on {who}", subtitle=[
+        f"{window}; {inside} event{'s' * (inside != 1)} in the alert (shaded)"
+        + (f", {total} moved" if total else ""),
+        f"context {_describe_span(pad)} either side, faint"
+        + ("; a line links the two legs of each transfer" if other is not None else "")])
+    tooltip = [tip_time(), alt.Tooltip(f"{KEY}:N", title="account"),
+               alt.Tooltip("event_type:N", title="event"),
+               *(alt.Tooltip(f"{c}_text:N", title=c) for c in ("amount", "balance")
                  if c in extra),
                alt.Tooltip("seq:Q"), alt.Tooltip("in_alert:N", title="in the alert")]
-    return alt.Chart(data, title=title).mark_point(filled=True).encode(
-        x=alt.X("time:T", title="time (UTC)", scale=alt.Scale(type="utc",
-                                                              domain=[left.isoformat(),
-                                                                      right.isoformat()])),
-        y=alt.Y(f"{KEY}:N", title="account"),
-        color=alt.Color("event_type:N", title="event type"),
-        size=alt.Size("in_alert:N", scale=alt.Scale(domain=[True, False], range=[160, 40]),
-                      title="in the alert"),
+    x = x_time(left, right)
+    y = alt.Y(f"{KEY}:N", title="account", sort=[str(v) for v in lanes])
+    points = alt.Chart(data).mark_point(filled=True).encode(
+        x=x, y=y,
+        color=alt.Color("event_type:N", title="event type", legend=alt.Legend(orient="top")),
+        size=alt.Size("in_alert:N", scale=alt.Scale(domain=[True, False], range=[200, 40]),
+                      title="in the alert", legend=None),
         opacity=alt.Opacity("in_alert:N", scale=alt.Scale(domain=[True, False],
                                                           range=[1.0, 0.35]), legend=None),
         tooltip=tooltip,
-    ).properties(width=SIZE["width"], height=60 * len(lanes) + 40)
+    )
+    layers: list[alt.Chart] = []
+    if end is not None and end > start:
+        layers.extend(shade(start, end, "alert window"))
+    else:
+        layers.extend(shade(start, start + pad / 50, "alert start"))
+    if other is not None and "amount" in extra:  # link the legs of each transfer in the alert
+        legs = data.filter("in_alert").group_by("time", "amount").agg(
+            pl.col(KEY).min().alias("from"), pl.col(KEY).max().alias("to"), pl.len().alias("n"))
+        layers.append(alt.Chart(legs.filter(pl.col("n") >= 2)).mark_rule(
+            color="#555555", strokeDash=[3, 2]).encode(
+            x="time:T", y=alt.Y("from:N", sort=[str(v) for v in lanes]), y2="to:N"))
+    labels = alt.Chart(data.filter("in_alert")).mark_text(dy=-14, fontSize=11).encode(
+        x="time:T", y=y, text="amount_text:N") if "amount" in extra else None
+    layers.insert(2, points)
+    return cast("alt.LayerChart", alt.layer(
+        *layers, *([labels] if labels is not None else []), title=title
+    ).properties(width=SIZE["width"], height=70 * len(lanes) + 50))
 
 
 def _one_alert(alert: Mapping[str, Any] | pl.DataFrame) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Final, cast
+from typing import Any, Final, cast
 
 import altair as alt
 import polars as pl
@@ -18,14 +18,18 @@ from eventkit.workbench.charts._common import (
     MARKER_COLOUR,
     MINUTE,
     SIZE,
-    TIME_TIP,
-    X_TIME,
-    Y_TITLE,
     TimeWindow,
     describe,
+    hover_layers,
     period_of,
-    to_units,
+    series_hover,
+    tip_time,
+    with_until,
+    with_when,
+    x_time,
+    y_money,
 )
+from eventkit.workbench.format import Currency, time_text
 
 __all__ = ["as_of_marker", "balance_history"]
 
@@ -34,8 +38,9 @@ GRID_CELLS: Final = 10_000_000
 
 #: Percentiles of the all-accounts chart: column name -> quantile.
 PERCENTILES: Final = {"p10": 0.1, "median": 0.5, "p90": 0.9}
-
-
+#: Lines up to which the hover tooltip lists every line (more would not be read).
+MAX_TIP_LINES: Final = 12
+PERCENTILE_WORDS: Final = {"p10": "10th percentile", "median": "median", "p90": "90th percentile"}
 
 
 def balance_history(
@@ -45,7 +50,9 @@ def balance_history(
     start: Instant | None = None,
     end: Instant | None = None,
     max_points: int = 2000,
-) -> alt.Chart | alt.LayerChart:
+    currency: Currency | str | None = None,
+    zone: str | None = None,
+) -> alt.LayerChart:
     """Chart balances over time: a step line per account, or the spread of all accounts.
 
     Parameters
@@ -68,11 +75,18 @@ def balance_history(
         Upper bound on the chart's data rows. Lines with more points keep the
         last balance of equal periods (whole minutes, hours or days); the band
         uses at most this many periods.
+    currency
+        How money reads on the axis and in tooltips (a :class:`Currency` or an
+        ISO code; default USD with 2 minor digits).
+    zone
+        The time zone of tooltips and subtitles (default UTC).
 
     Returns
     -------
-    alt.Chart or alt.LayerChart
-        The line chart, or the band and median layered.
+    alt.LayerChart
+        The lines, then points and a rule at the instant nearest the pointer
+        whose tooltip lists every line's balance then; or the band and the
+        median with the same kind of tooltip (percentiles and accounts).
 
     Raises
     ------
@@ -92,10 +106,13 @@ def balance_history(
     ...     "event_time": t, "recorded_at": t, "amount": [10_000, 250, 500]})
     >>> history = eventkit.replay(events).history
     >>> chart = balance_history(history, accounts=[1], end="2024-01-04")
-    >>> [(f"{t:%m-%d %H:%M}", units) for t, units in chart.data.select("time", "balance").rows()]
+    >>> lines = chart.layer[0].data
+    >>> [(f"{t:%m-%d %H:%M}", units) for t, units in lines.select("time", "balance").rows()]
     [('01-01 00:00', 100.0), ('01-02 00:00', 97.5), ('01-04 23:59', 97.5)]
     >>> chart.to_dict()["title"]["text"]
     'Balance history of account 1'
+    >>> chart.layer[3].data.select("when", "t0").row(1)  # the hover tooltip
+    ('2024-01-02 00:00 UTC', '$97.50')
     >>> band = balance_history(history, start="2024-01-02")  # all accounts: percentiles
     >>> band.data.select(pl.col("time").dt.day(), "median", "accounts").rows()
     [(2, 97.5, 1), (3, 51.25, 2)]
@@ -108,12 +125,14 @@ def balance_history(
     if accounts is not None:
         events = events.filter(pl.col(KEY).is_in(list(accounts)))
     window = TimeWindow.of(events, start, end)
+    money = Currency.of(currency)
     if accounts is None:
-        return _band_chart(window, max_points)
-    return _line_chart(window, max_points)
+        return _band_chart(window, max_points, money, zone)
+    return _line_chart(window, max_points, money, zone)
 
 
-def as_of_marker(chart: alt.Chart | alt.LayerChart, instant: Instant) -> alt.LayerChart:
+def as_of_marker(chart: alt.Chart | alt.LayerChart, instant: Instant, *,
+                 zone: str | None = None) -> alt.LayerChart:
     """Mark an instant on a time chart: a vertical rule labelled with the instant.
 
     Parameters
@@ -123,6 +142,8 @@ def as_of_marker(chart: alt.Chart | alt.LayerChart, instant: Instant) -> alt.Lay
     instant
         Anything :func:`eventkit.timeutil.to_instant` reads; a date means the
         end of that UTC day, as in ``ReplayResult.as_of``.
+    zone
+        The time zone of the label (default UTC).
 
     Returns
     -------
@@ -140,15 +161,15 @@ def as_of_marker(chart: alt.Chart | alt.LayerChart, instant: Instant) -> alt.Lay
     >>> lines = balance_history(eventkit.replay(events).history, accounts=[1])
     >>> spec = as_of_marker(lines, "2024-01-01").to_dict()
     >>> [layer["mark"]["type"] for layer in spec["layer"]], spec["title"]["text"]
-    (['line', 'rule', 'text'], 'Balance history of account 1')
+    (['line', 'rule', 'point', 'rect', 'rule', 'text'], 'Balance history of account 1')
     >>> [r["label"] for d in spec["datasets"].values() for r in d if "label" in r]
     ['as of 2024-01-01 23:59 UTC']
 
     """
     t = to_instant(instant, param="as_of")
-    marker = pl.DataFrame({"time": [t], "label": [f"as of {t:%Y-%m-%d %H:%M} UTC"]},
-                          schema={"time": TIME_DTYPE, "label": pl.String})
-    base = alt.Chart(marker).encode(x=X_TIME)
+    marker = pl.DataFrame({"time": [t]}, schema={"time": TIME_DTYPE}).with_columns(
+        label=pl.lit("as of ") + time_text(pl.col("time"), zone=zone))
+    base = alt.Chart(marker).encode(x="time:T")
     rule = base.mark_rule(color=MARKER_COLOUR, strokeDash=[4, 3], strokeWidth=2)
     text = base.mark_text(align="left", dx=4, dy=-4, baseline="bottom", color=MARKER_COLOUR
                           ).encode(text="label:N", y=alt.value(0))
@@ -161,11 +182,18 @@ def as_of_marker(chart: alt.Chart | alt.LayerChart, instant: Instant) -> alt.Lay
         plain.append(layer)
     # alt.layer facets only when every layer has the same row/column/facet encoding; the
     # rule and the text have none, so this is a LayerChart
-    return cast("alt.LayerChart", alt.layer(*plain, rule, text, title=title))
+    marked = cast("alt.LayerChart", alt.layer(*plain, rule, text, title=title))
+    for name in ("params", "width", "height"):  # alt.layer hoisted them out of the layers
+        if isinstance(chart, alt.LayerChart) and chart[name] is not alt.Undefined:
+            marked[name] = chart[name]
+    return marked
 
 
-def _line_chart(window: TimeWindow, max_points: int, *, title: str | None = None,
-                color: alt.Color | None = None) -> alt.Chart:
+def _line_chart(window: TimeWindow, max_points: int, currency: Currency, zone: str | None,
+                *, title: str | None = None, labels: list[str] | None = None,
+                colours: list[str] | None = None, dashed: bool = False,
+                y_title: str = "balance", signed: bool = False,
+                extra: tuple[alt.Chart, ...] = ()) -> alt.LayerChart:
     """Step lines, one per ``window.by`` value; by default one per account, titled by ids."""
     by = window.by
     n = window.accounts
@@ -182,27 +210,37 @@ def _line_chart(window: TimeWindow, max_points: int, *, title: str | None = None
     data = (pl.concat([points, closing])
             .unique([by, "time"])  # a closing point may repeat the last one
             .sort(by, "time")
-            .with_columns(to_units("balance"))
+            .with_columns(pl.col("balance").alias("minor"),
+                          currency.major(pl.col("balance")).alias("balance"))
             .collect())
+    order = data[by].unique(maintain_order=True).to_list() if labels is None else labels
     if title is None:
-        ids = data[by].unique().sort().to_list()
-        title = (f"Balance history of account{'s' * (len(ids) > 1)} {', '.join(map(str, ids))}"
-                 if len(ids) <= 10 else f"Balance history of {len(ids)} accounts")
-    color = color if color is not None else alt.Color(f"{KEY}:N", title="account")
-    subtitle = window.subtitle() + ("" if every is None else
-                                    f"; last balance of every {describe(every)}")
-    return alt.Chart(data, title=alt.Title(title, subtitle=subtitle)).mark_line(
-        interpolate="step-after"
-    ).encode(
-        x=X_TIME,
-        y=alt.Y("balance:Q", title=Y_TITLE),
-        color=color,
-        tooltip=[alt.Tooltip(f"{by}:N", title=color["title"]), TIME_TIP,
-                 alt.Tooltip("balance:Q", format=",.2f")],
-    ).properties(**SIZE)
+        title = (f"Balance history of account{'s' * (len(order) > 1)} "
+                 f"{', '.join(map(str, order))}" if len(order) <= 10
+                 else f"Balance history of {len(order)} accounts")
+    names = [f"account {v}" for v in order] if labels is None else labels
+    shown = data.with_columns(pl.col(by).replace_strict(dict(zip(order, names, strict=True)),
+                                                        return_dtype=pl.String).alias("series"))
+    colour = alt.Color("series:N", title="account" if labels is None else "run", sort=names,
+                       scale=alt.Scale(domain=names, range=colours) if colours else alt.Undefined,
+                       legend=alt.Legend(orient="top") if len(names) > 1 else None)
+    subtitle = window.subtitle(zone) + ("" if every is None else
+                                        f"; last balance of every {describe(every)}")
+    encoding: dict[str, Any] = {"strokeDash": alt.StrokeDash("series:N", sort=names, legend=None)
+                                } if dashed else {}
+    lines = alt.Chart(shown).mark_line(interpolate="step-after").encode(
+        x=x_time(window.left, window.right),
+        y=alt.Y("balance:Q", axis=y_money(f"{y_title} ({currency.code})", currency)),
+        color=colour, **encoding)
+    hover = series_hover(data, by=by, order=order, labels=names, colours=colours,
+                         text=currency.signed_text if signed else currency.text,
+                         scale=currency.major, zone=zone) if len(order) <= MAX_TIP_LINES else []
+    return cast("alt.LayerChart", alt.layer(*extra, lines, *hover, title=alt.Title(
+        title, subtitle=subtitle)).properties(**SIZE))
 
 
-def _band_chart(window: TimeWindow, max_points: int) -> alt.LayerChart:
+def _band_chart(window: TimeWindow, max_points: int, currency: Currency,
+                zone: str | None) -> alt.LayerChart:
     periods = max(1, min(max_points, GRID_CELLS // window.accounts) - 1)
     every = period_of(window.right - window.left, periods, finest=DAY)
     floor, ceiling = pl.Series([window.left, window.right], dtype=TIME_DTYPE).dt.truncate(every)
@@ -216,23 +254,28 @@ def _band_chart(window: TimeWindow, max_points: int) -> alt.LayerChart:
             .agg(*(pl.col("balance").quantile(q, "linear").alias(name)
                    for name, q in PERCENTILES.items()),
                  pl.len().alias("accounts"))
-            .with_columns(to_units(*PERCENTILES))
             .sort("time")
-            .collect())
-    base = alt.Chart(data).encode(x=X_TIME).properties(**SIZE)
+            .with_columns(with_when(zone=zone),
+                          *(currency.text(pl.col(name).round().cast(pl.Int64)).alias(f"{name}_text")
+                            for name in PERCENTILES))
+            .with_columns(currency.major(pl.col(name)).round(currency.minor)
+                          for name in PERCENTILES)
+            .collect().pipe(with_until))
+    base = alt.Chart(data).encode(x=x_time(window.left, window.right))
     band = base.mark_area(interpolate="step-after", opacity=0.3).encode(
-        y=alt.Y("p10:Q", title=Y_TITLE),
-        y2="p90:Q",
-        tooltip=[TIME_TIP, *(alt.Tooltip(f"{name}:Q", format=",.2f") for name in PERCENTILES),
-                 alt.Tooltip("accounts:Q", format=",")],
-    )
+        y=alt.Y("p10:Q", axis=y_money(f"balance ({currency.code})", currency)), y2="p90:Q")
     median = base.mark_line(interpolate="step-after").encode(y="median:Q")
+    rule, _, rects = hover_layers(data, tooltip=[
+        tip_time(f"end of {describe(every)}"),
+        *(alt.Tooltip(f"{name}_text:N", title=PERCENTILE_WORDS[name])
+          for name in reversed(PERCENTILES)),
+        alt.Tooltip("accounts:Q", format=",", title="accounts with events")])
     title = alt.Title(
         f"Balances of {window.accounts:,} accounts: median and 10th-90th percentile",
-        subtitle=f"{window.subtitle()}; balance at the end of every {describe(every)}",
+        subtitle=[f"{window.subtitle(zone)}; balance at the end of every {describe(every)}",
+                  "line: the median account; shaded: the middle 80 % of accounts "
+                  "(between the 10th and 90th percentile), each counted from its first event"],
     )
     # no layer has a row, column or facet encoding, so alt.layer makes no FacetChart
-    return cast("alt.LayerChart", alt.layer(band, median, title=title))
-
-
-
+    return cast("alt.LayerChart", alt.layer(band, median, rule, rects, title=title)
+                ).properties(**SIZE)

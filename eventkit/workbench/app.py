@@ -1,0 +1,119 @@
+"""The explorer as a page for people who do not code: ``eventkit app`` (Voilà).
+
+Voilà runs a notebook and shows only its outputs (the widgets), with no code
+and no notebook interface; it serves the same widgets as JupyterLab
+(ipywidgets 8, anywidget, Altair's offline chart). :func:`app_notebook` writes
+that notebook (one cell: the explorer on an archive); :func:`app_command` is
+the command line that serves it, bound to loopback with a token, like the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+__all__ = ["app_command", "app_environment", "app_notebook", "offline_template"]
+
+
+def app_notebook(folder: str | Path, archive: str | Path, *, account: int | None = None,
+                 as_of: str | None = None, rules: str = "banking",
+                 currency: str = "USD", kernel: str = "eventkit") -> Path:
+    """Write ``folder/explorer.ipynb``: a heading and the explorer on ``archive``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> book = app_notebook(tempfile.mkdtemp(), "data/sample", account=7)
+    >>> print(nbformat.read(book, as_version=4).cells[1].source.splitlines()[-2:][1])
+    eventkit.explorer(ARCHIVE, **OPTIONS)
+
+    """
+    options = {"account": account, "as_of": as_of, "rules": rules, "currency": currency}
+    given = {k: v for k, v in options.items() if v is not None}
+    code = ("import eventkit\n"
+            "from eventkit import charts\n\n"
+            "charts.enable(interactive=True)\n"
+            f"ARCHIVE = {json.dumps(str(Path(archive).resolve()))}\n"
+            f"OPTIONS = {json.dumps(given)}\n"
+            "eventkit.explorer(ARCHIVE, **OPTIONS)")
+    intro = ("# Account explorer\n\n"
+             "Type an account id and press Enter (or pick one of the suggestions); move the "
+             "*as of* slider or pick a date; choose the rules; shift the bank's rates to see "
+             "what a different rate would have changed. Money is exact; balances as of an "
+             f"instant include the interest accrued up to it. Archive: `{Path(archive).name}`.")
+    kernelspec = {"name": kernel, "display_name": "Python (eventkit)", "language": "python"}
+    book = new_notebook(cells=[new_markdown_cell(intro), new_code_cell(code)],
+                        metadata={"kernelspec": kernelspec})
+    target = Path(folder) / "explorer.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(book, target)
+    return target
+
+
+def offline_template(folder: str | Path) -> Path:
+    """Write Voilà's ``lab`` page template without its two CDN links (Font Awesome).
+
+    Voilà's own template loads Font Awesome's CSS from a CDN; the widgets
+    bundle the fonts already. The copy, named ``eventkit``, lives under
+    ``folder/voila/templates`` (put ``folder`` on ``JUPYTER_PATH``). Returns
+    the folder to add to ``JUPYTER_PATH``.
+    """
+    from jupyter_core.paths import jupyter_path  # noqa: PLC0415 (Jupyter's own)
+
+    source = next(Path(p) / "index.html.j2" for p in jupyter_path("voila", "templates", "lab")
+                  if (Path(p) / "index.html.j2").is_file())
+    page = "\n".join(line for line in source.read_text().splitlines()
+                     if not ("<link" in line and "//cdn." in line))
+    target = Path(folder) / "voila" / "templates" / "eventkit"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "index.html.j2").write_text(page)
+    (target / "conf.json").write_text(json.dumps({"base_template": "lab"}))
+    return Path(folder)
+
+
+def app_command(notebook: str | Path, *, host: str = "127.0.0.1", port: int = 8866,
+                token: str | None = None) -> tuple[list[str], str]:
+    """The command line that serves ``notebook`` with Voilà, and its token.
+
+    Binds to ``host`` only (loopback by default), opens no browser, shows no
+    code and no tracebacks; a random token is made when none is given. The
+    page template is ``eventkit`` (see :func:`offline_template`): run it with
+    :func:`app_environment`.
+
+    Examples
+    --------
+    >>> argv, token = app_command("explorer.ipynb", port=9999, token="abc")
+    >>> "--Voila.ip=127.0.0.1" in argv and "--token=abc" in argv
+    True
+
+    """
+    token = token or secrets.token_hex(24)
+    argv = [
+        sys.executable, "-m", "voila", str(Path(notebook).resolve()),
+        "--no-browser",
+        f"--Voila.ip={host}",
+        f"--port={port}",
+        f"--token={token}",
+        "--strip_sources=True",
+        "--show_tracebacks=False",
+        "--VoilaConfiguration.file_allowlist=[]",
+        "--template=eventkit",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        argv.append("--ServerApp.allow_root=True")
+    return argv, token
+
+
+def app_environment(notebook: str | Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's) with the offline page template on ``JUPYTER_PATH``."""
+    base = dict(os.environ if env is None else env)
+    folder = offline_template(Path(notebook).resolve().parent / "share")
+    base["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(folder), base.get("JUPYTER_PATH"))
+                                           if p)
+    return base
