@@ -82,6 +82,7 @@ bench: setup
 	$(PY) benchmarks/replay.py
 	$(PY) benchmarks/temporal.py
 	$(PY) benchmarks/whatif.py
+	$(PY) benchmarks/user_path.py
 
 clean:
 	rm -rf $(VENV) $(SAMPLE) $(PATTERNS) build reports .pytest_cache .hypothesis
