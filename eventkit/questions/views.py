@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import polars as pl
+import pyarrow as pa
 
 from eventkit.archive import ledger
 from eventkit.archive.table import EventArchive
@@ -41,6 +42,7 @@ __all__ = ["RefreshReport", "materialize", "refresh"]
 META = "eventkit_views"
 _HISTORY = ("event_id", "seq", "event_type", "event_time", "recorded_at", "amount")
 _TIME_TEXT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # how SQLite stores instants (sorts as time)
+_BATCH_ROWS = 1 << 17  # rows per Arrow batch handed to DuckDB (its threads take one each)
 
 
 @dataclass(frozen=True)
@@ -291,7 +293,7 @@ class _DuckDB(_Database):
 
     def replace(self, table: str, frame: pl.DataFrame, primary: list[str]) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {table}")
-        self.con.register("eventkit_frame", frame.to_arrow())
+        self.con.register("eventkit_frame", _batches(frame))
         self.con.execute(f"CREATE TABLE {table} AS SELECT * FROM eventkit_frame")
         # the key's index built from the loaded rows at once (it checks them all), not
         # grown row by row during the load: for 10M history rows, the difference of a
@@ -300,7 +302,7 @@ class _DuckDB(_Database):
         self.con.unregister("eventkit_frame")
 
     def upsert(self, table: str, frame: pl.DataFrame) -> None:
-        self.con.register("eventkit_frame", frame.to_arrow())
+        self.con.register("eventkit_frame", _batches(frame))
         self.con.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM eventkit_frame")
         self.con.unregister("eventkit_frame")
 
@@ -317,6 +319,16 @@ class _DuckDB(_Database):
 
     def close(self) -> None:
         self.con.close()
+
+
+def _batches(frame: pl.DataFrame) -> pa.Table:
+    """``frame`` as an Arrow table of record batches of ~128k rows (no copy).
+
+    DuckDB reads the batches of an Arrow table in parallel: one batch of
+    millions of rows would be loaded by one thread.
+    """
+    table = frame.to_arrow()
+    return pa.Table.from_batches(table.to_batches(max_chunksize=_BATCH_ROWS), table.schema)
 
 
 class _SQLite(_Database):
