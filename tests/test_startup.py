@@ -14,7 +14,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "eventkit"
 #: Modules ``import eventkit`` must not load: each comes with the first name needing it.
 HEAVY = ("polars", "numpy", "numba", "llvmlite", "deltalake", "pyarrow", "duckdb",
-         "cryptography", "confluent_kafka", "altair", "ipywidgets", "dask", "distributed")
+         "cryptography", "confluent_kafka", "altair", "ipywidgets", "dask", "distributed",
+         "obstore")
 CPU_BUDGET = 0.5  # seconds of CPU for the import itself (the target)
 PACKAGES = ["eventkit", *sorted(f"eventkit.{p.parent.name}"
                                 for p in PACKAGE.glob("*/__init__.py"))]
