@@ -24,6 +24,7 @@ interpreter's first replay. Prints a markdown table and the issue's targets.
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import os
 import shutil
@@ -156,9 +157,16 @@ def in_memory(folder: Path) -> Any:
     return EventArchive(folder / "archive").scan().collect().drop("seq", "recorded_at")
 
 
+def scratch_folder() -> Path:
+    """A folder for a case's output, removed when its process ends."""
+    folder = Path(tempfile.mkdtemp(dir=OUT))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
 def write_parquet(folder: Path) -> Callable[[], Any]:
     frame = in_memory(folder)
-    target = Path(tempfile.mkdtemp(dir=OUT)) / "events.parquet"
+    target = scratch_folder() / "events.parquet"
 
     def work() -> None:
         frame.write_parquet(target)
@@ -171,7 +179,7 @@ def append(folder: Path) -> Callable[[], Any]:
     from eventkit.archive.table import EventArchive
 
     frame = in_memory(folder)
-    scratch = Path(tempfile.mkdtemp(dir=OUT))
+    scratch = scratch_folder()
 
     def work() -> None:
         target = scratch / f"a{time.perf_counter_ns()}"
@@ -199,7 +207,7 @@ def materialize(folder: Path) -> Callable[[], Any]:
 
     result = eventkit.replay(str(folder / "archive"), "banking")
     result.history.collect()  # folded once: the case times writing the views only
-    scratch = Path(tempfile.mkdtemp(dir=OUT))
+    scratch = scratch_folder()
 
     def work() -> None:
         target = scratch / f"v{time.perf_counter_ns()}.duckdb"
@@ -211,7 +219,7 @@ def materialize(folder: Path) -> Callable[[], Any]:
 def cold_start(folder: Path) -> tuple[Callable[[], Any], dict[str, float]]:
     """Copy the package, compile there, time a fresh interpreter's first replay (CPU, wall)."""
     archive = str(folder / "archive")
-    scratch = Path(tempfile.mkdtemp(dir=OUT))
+    scratch = scratch_folder()
     extra: dict[str, float] = {}
 
     def work() -> None:
