@@ -9,6 +9,8 @@ every loader still names file, column and row.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -184,3 +186,38 @@ def test_an_append_still_refuses_a_repeated_id_in_its_batch(tmp_path: Path) -> N
 
     assert (info.value.column, info.value.row) == ("event_id", 0)
     assert archive.version == 0
+
+
+def deposits(ids: list[str]) -> pl.DataFrame:
+    return pl.DataFrame({"event_id": ids, "account_id": [1] * len(ids),
+                         "event_type": ["Deposit"] * len(ids), "event_time": [JAN1] * len(ids),
+                         "amount": [1] * len(ids)})
+
+
+def test_ids_of_earlier_appends_are_known_when_sorted_in_late(tmp_path: Path) -> None:
+    # the first append of a new archive neither hashes nor sorts for the id index; batches
+    # over the index's merge size are sorted in when the next append looks ids up
+    archive = eventkit.EventArchive.create(tmp_path / "bank")
+    n = 70_000
+    archive.append(deposits([f"a{i}" for i in range(n)]))
+    archive.append(deposits([f"b{i}" for i in range(n)]))  # a1.. are sorted in here
+    for old, at in [("a0", 1), (f"a{n - 1}", 2), ("b0", 0), (f"b{n - 1}", 1)]:
+        batch = deposits(["new1", "new2", "new3"][:at] + [old] + ["new4"])
+        with pytest.raises(ValidationError, match="already in the archive") as info:
+            archive.append(batch)
+        assert (info.value.column, info.value.row) == ("event_id", at)
+    archive.append(deposits(["c0", "c1"]))  # new ids pass
+    assert archive.version == 3 and len(archive) == 2 * n + 2
+    # a new process builds its index from the files (sorted at once) and still finds them
+    code = ("import eventkit, polars as pl, sys\n"
+            f"archive = eventkit.EventArchive({str(archive.path)!r})\n"
+            "for old in ('a5', 'b69998', 'c1'):\n"
+            "    try:\n"
+            "        archive.append(pl.read_ipc(sys.argv[1]).with_columns(event_id=pl.lit(old)))\n"
+            "    except eventkit.ValidationError as e:\n"
+            "        print(e.column, e.row)\n")
+    deposits(["z"]).write_ipc(tmp_path / "one.arrow")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "one.arrow")],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["event_id", "0"] * 3
+    assert eventkit.EventArchive(archive.path).version == 3
