@@ -64,7 +64,7 @@ class _Index:
         if self.extra_rows > max(65_536, len(self.main) // 8):
             self.main = np.sort(np.concatenate([self.main, *self.extra]))
             self.extra, self.extra_rows = [], 0
-        at = np.minimum(np.searchsorted(self.main, hashes), max(len(self.main) - 1, 0))
+        at = np.searchsorted(self.main, hashes).clip(0, max(len(self.main) - 1, 0))
         found = (self.main[at] == hashes) if len(self.main) else np.zeros(len(hashes), bool)
         if self.extra:
             found |= np.isin(hashes, np.concatenate(self.extra))

@@ -28,8 +28,12 @@ ROW_COL = "__row"
 
 TimeUnit = Literal["s", "ms", "us", "ns"]
 _OPTIONS = ("amount_unit", "minor_digits", "time_unit", "assume_timezone")
-_MAX_MINOR = 2**62  # keep sums of a few amounts far from Int64 overflow
-_MAX_EXACT_FLOAT = 2**53  # above this a float cannot hold every whole number of cents
+#: The largest amount, in minor units, of one event (its magnitude). Sums of amounts are
+#: checked by the replay (an overflow of Int64 is an error, never a wrap).
+MAX_AMOUNT = 2**62
+_MAX_MINOR_DIGITS = 18  # 10**18 minor units per unit still fits Int64
+#: A plain decimal number, as text: sign, whole part, decimals (one of the two parts at least)
+_DECIMAL_TEXT = r"^\s*([+-]?)(\d*)(?:\.(\d*))?\s*$"
 #: Epoch timestamps must fall in 1900-01-01 .. 2200-01-01 (microseconds): anything
 #: else is a wrong time_unit, not a date.
 _EPOCH_RANGE_US = (-2_208_988_800_000_000, 7_258_118_400_000_000)
@@ -49,7 +53,7 @@ class ColumnMapping:
         are currency units (``-20.0`` is minus twenty), converted exactly to
         cents; a value with more decimals than ``minor_digits`` is an error.
     minor_digits
-        Decimal digits of the minor unit (2 for cents).
+        Decimal digits of the minor unit (2 for cents; 0 to 18).
     time_unit
         Unit of integer epoch timestamps (``"s"`` for ``1702468800``).
     assume_timezone
@@ -91,6 +95,11 @@ class ColumnMapping:
             raise SchemaError(msg, column=unknown[0])
         if self.amount_unit not in ("minor", "major"):
             msg = f"amount_unit must be 'minor' or 'major', not {self.amount_unit!r}"
+            raise SchemaError(msg, column="amount")
+        digits = self.minor_digits
+        if isinstance(digits, bool) or not isinstance(digits, int) or not (
+                0 <= digits <= _MAX_MINOR_DIGITS):
+            msg = f"minor_digits must be an integer from 0 to {_MAX_MINOR_DIGITS}, not {digits!r}"
             raise SchemaError(msg, column="amount")
         if self.time_unit not in (None, "s", "ms", "us", "ns"):
             msg = f"time_unit must be one of s, ms, us, ns, not {self.time_unit!r}"
@@ -452,37 +461,69 @@ def _to_time(
 def _to_minor_units(
     expr: pl.Expr, dtype: pl.DataType, mapping: ColumnMapping, source: str
 ) -> tuple[pl.Expr, list[Check]]:
-    scale = 10**mapping.minor_digits if mapping.amount_unit == "major" else 1
+    """Amounts as Int64 minor units, exactly: the expression and the checks refusing the rest.
+
+    Integers are scaled (major units) and bounded by :data:`MAX_AMOUNT`. A float
+    stands for the decimal with at most ``minor_digits`` decimals within 4 ulps
+    of it, if there is one: ``0.29`` is 29 cents, ``1e-10`` is refused. Decimals
+    and text are read digit by digit: every decimal beyond ``minor_digits`` must
+    be 0.
+    """
+    digits = mapping.minor_digits if mapping.amount_unit == "major" else 0
+    scale = 10**digits
+    too_large = f"amount too large (beyond {MAX_AMOUNT:,} minor units)"
     if dtype.is_integer():
-        value = expr.cast(pl.Int64) * scale
-        return value, [Check("amount", "amount too large", expr.abs() > _MAX_MINOR // scale, expr)]
+        wide = expr.cast(pl.Int128)
+        bad = (wide > MAX_AMOUNT // scale) | (wide < -(MAX_AMOUNT // scale))
+        return pl.when(~bad).then(wide * scale).cast(pl.Int64), [
+            Check("amount", too_large, bad, expr)]
     if dtype.is_float():
-        scaled = expr * scale
+        value = expr.cast(pl.Float64)
+        scaled = value * scale
         cents = scaled.round(0)
-        # A float meant as a whole number of cents is within a few ulps of it: allow
-        # 2**-48 relative, never more than a quarter cent.
+        # A float stands for the decimal within 4 ulps of it (a Float64's ~16 significant
+        # digits, a Float32's ~7; 0.29 * 100 is 28.999999999999996): no absolute slack,
+        # so 1e-10 is never 0 cents.
+        bits = 24 if dtype == pl.Float32 else 53
+        slack = (scaled.abs() * 2.0 ** (2 - bits)).clip(upper_bound=0.25)
         checks = [
             Check("amount", "amount is NaN or infinite", expr.is_nan() | expr.is_infinite(),
                   expr),
             Check("amount", "amount too large to be exact as a float (send integer minor "
-                  "units or decimals)", scaled.abs() > _MAX_EXACT_FLOAT, expr),
-            Check("amount", f"amount has more than {mapping.minor_digits} decimals"
-                  if scale > 1 else "amount in minor units is not a whole number",
-                  (scaled - cents).abs() > (scaled.abs() * 2.0**-48).clip(1e-6, 0.25),
-                  expr),
+                  "units or decimals)", scaled.abs() > 2**bits, expr),
+            Check("amount", f"amount has more than {digits} decimals" if digits
+                  else "amount in minor units is not a whole number",
+                  (scaled - cents).abs() > slack, expr),
         ]
-        return cents.cast(pl.Int64, strict=False), checks  # NaN and inf: null
-    if isinstance(dtype, pl.Decimal):
-        scaled = expr.cast(pl.Decimal(38, 9)) * scale
-        cents = scaled.cast(pl.Int64, strict=False)
-        checks = [Check("amount", f"amount has more than {mapping.minor_digits} decimals",
-                        scaled != cents.cast(pl.Decimal(38, 9)), expr)]
-        return cents, checks
-    if dtype == pl.String:
-        number = expr.cast(pl.Float64, strict=False)
-        value, checks = _to_minor_units(number, pl.Float64(), mapping, source)
-        unreadable = Check("amount", "cannot convert value to an amount",
-                           expr.is_not_null() & number.is_null(), expr)
-        return value, [unreadable, *checks]
+        return pl.when(value.is_finite()).then(cents).cast(pl.Int64, strict=False), checks
+    if isinstance(dtype, pl.Decimal) or dtype == pl.String:
+        return _decimal_text(expr if dtype == pl.String else expr.cast(pl.String), expr,
+                             digits, too_large)
     msg = f"cannot read {dtype} as money"
     raise SchemaError(msg, source=source, column="amount")
+
+
+def _decimal_text(text: pl.Expr, raw: pl.Expr, digits: int, too_large: str
+                  ) -> tuple[pl.Expr, list[Check]]:
+    """Plain decimal text (``-20.5``, ``+3``, ``.25``) as minor units, digit by digit."""
+    parts = text.str.extract_groups(_DECIMAL_TEXT)
+    sign, whole, decimals = (parts.struct.field(n) for n in ("1", "2", "3"))
+    readable = sign.is_not_null() & text.str.contains(r"\d")  # matched, with a digit
+    decimals = decimals.fill_null("")
+    head = decimals.str.slice(0, digits).str.pad_end(digits, "0")  # the minor units' digits
+    rest = decimals.str.slice(digits)
+    units = pl.concat_str(whole, head).str.strip_chars_start("0")  # the amount, as digits
+    long = units.str.len_chars() > 19  # beyond any UInt64
+    magnitude = pl.when(units == "").then(pl.lit("0")).when(~long).then(units).cast(
+        pl.UInt64, strict=False).cast(pl.Int128)
+    big = long | (magnitude > MAX_AMOUNT)
+    value = pl.when(sign == "-").then(pl.lit(0, dtype=pl.Int128) - magnitude).otherwise(magnitude)
+    checks = [
+        Check("amount", "cannot convert value to an amount (write a plain decimal such as "
+              "-20.50)", raw.is_not_null() & ~readable.fill_null(value=False), raw),
+        Check("amount", f"amount has more than {digits} decimals" if digits
+              else "amount in minor units is not a whole number",
+              readable & rest.str.contains("[1-9]"), raw),
+        Check("amount", too_large, readable & big, raw),
+    ]
+    return pl.when(readable & ~big).then(value).cast(pl.Int64, strict=False), checks

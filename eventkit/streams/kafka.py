@@ -21,14 +21,12 @@ id: one key always lands on one partition, so each account's order is kept.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
 import time
 import warnings
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,18 +35,20 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from eventkit.archive.clock import BeforeLatest
 from eventkit.archive.open import is_eventkit_archive
 from eventkit.archive.store import is_url
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import EventDataError, IngestError, ValidationError
-from eventkit.schema import CANONICAL_SCHEMA
-from eventkit.sources.conform import (
-    ROW_COL,
-    SOURCE_COL,
-    Check,
-    ColumnMapping,
-    Conformed,
-    conform,
+from eventkit.exceptions import IngestError, ValidationError, foreign_errors
+from eventkit.sources.conform import ColumnMapping
+from eventkit.streams.consumer import ConsumerProcess, Watch
+from eventkit.streams.messages import (
+    STORED,
+    Batch,
+    doubled_keys,
+    first_of_each_id,
+    new_messages,
+    parse,
 )
 
 #: What a list of brokers looks like (``host:port[,host:port...]``): how the 0.1 argument
@@ -59,7 +59,6 @@ __all__ = ["IngestSummary", "create_topic", "dead_letter_path", "ingest", "produ
            "stored_offsets"]
 
 _META_PREFIX = "kafka/"
-_STORED = [c for c in CANONICAL_SCHEMA if c not in ("seq", "recorded_at")]
 
 
 @dataclass
@@ -108,6 +107,7 @@ def dead_letter_path(archive: EventArchive | str | Path) -> Path:
     return path.with_name(path.name + ".dead-letter.jsonl")
 
 
+@foreign_errors(IngestError, "ingest into {0}")
 def ingest(
     archive: EventArchive | str | Path,
     bootstrap: str,
@@ -121,6 +121,8 @@ def ingest(
     max_events: int | None = None,
     config: dict[str, Any] | None = None,
     on_batch: Callable[[IngestSummary], object] | None = None,
+    broker_timeout: float = 30.0,
+    before_latest: BeforeLatest = "raise",
 ) -> IngestSummary:
     """Consume ``topic`` into ``archive`` exactly once; return what was done.
 
@@ -142,10 +144,7 @@ def ingest(
         :func:`dead_letter_path`).
     batch_size, max_wait
         An append happens at ``batch_size`` messages or ``max_wait`` seconds
-        after the first message of the batch, whichever comes first. Appends
-        run one at a time, in order, in a worker thread while the next batch
-        is consumed (a stop waits for the append in flight, which commits
-        whole or not at all).
+        after the first message of the batch, whichever comes first.
     idle_timeout
         Stop after this many seconds without a message (default: run until
         interrupted).
@@ -155,6 +154,25 @@ def ingest(
         Extra ``confluent-kafka`` consumer settings.
     on_batch
         Called with the running summary after each commit.
+    broker_timeout
+        How long the broker may stay unreachable, the topic or a partition
+        missing, or a partition's log end before the offset the archive has
+        read to (the broker lost data), before the run ends with an
+        :class:`IngestError` naming it; shorter troubles (a broker restart)
+        are waited out. A run that would stop (idle, ``max_events``) during
+        such a trouble raises it at once.
+    before_latest
+        As for :meth:`EventArchive.append`: ``"clamp"`` stamps the archive's
+        latest ``recorded_at`` when the clock stepped back, instead of failing.
+
+    Each batch is taken in (partition, offset) order, so what is archived does
+    not depend on how the partitions' messages interleave: of messages with
+    one ``event_id``, the first by (partition, offset) that is an event is
+    archived and every later one dead-lettered, naming the copy kept (one
+    already archived by an earlier batch wins). The Kafka client runs in a
+    child process (:mod:`eventkit.streams.consumer`): if it crashes (as
+    librdkafka does when a topic is deleted under it), the run ends with an
+    :class:`IngestError`, never the process.
 
     Examples
     --------
@@ -166,8 +184,6 @@ def ingest(
         warnings.warn("ingest(bootstrap, topic, archive) is now ingest(archive, bootstrap, topic); "
                       "the old order goes in the next release", DeprecationWarning, stacklevel=2)
         archive, bootstrap, topic = topic, archive, bootstrap
-    from confluent_kafka import Consumer, KafkaError, TopicPartition  # noqa: PLC0415 (only a broker run pays its import)
-
     if not isinstance(archive, EventArchive):
         exists = is_eventkit_archive(archive) if is_url(archive) else Path(archive).exists()
         archive = EventArchive(archive) if exists else EventArchive.create(archive)
@@ -175,162 +191,90 @@ def ingest(
     letters = _DeadLetters(Path(dead_letter) if dead_letter else dead_letter_path(archive))
     offsets = stored_offsets(archive, topic)
     summary = IngestSummary(offsets=dict(offsets))
-    consumer = Consumer({
+    with ConsumerProcess(bootstrap, topic, {
         "bootstrap.servers": bootstrap,
         "group.id": f"eventkit-{topic}",  # required by the client; offsets live in the archive
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "error",  # never skip or repeat: re-seek to our own offsets
         **(config or {}),
-    })
-    appends = _Appends(lambda batch, work: _store(archive, topic, batch, m, letters, work),
-                       summary, on_batch)
-    try:
-        partitions = _partitions(consumer, bootstrap, topic)
+    }) as client:
+        partitions = _partitions(client, bootstrap, topic, broker_timeout)
         position = {p: offsets.get(p, 0) for p in partitions}  # next offset after the buffer
-
-        def assign() -> None:
-            consumer.assign([TopicPartition(topic, p, o) for p, o in position.items()])
-
-        assign()
-        batch = _Messages()
+        client.assign(position)
+        watch = Watch(client, position, broker_timeout)
+        batch: tuple[list[int], list[int], list[bytes]] = ([], [], [])
         first = last_message = time.monotonic()
         while True:
-            wait = max_wait if not len(batch) else max(0.0, first + max_wait - time.monotonic())
-            messages = consumer.consume(num_messages=batch_size - len(batch), timeout=wait)
+            wait = max_wait if not batch[0] else max(0.0, first + max_wait - time.monotonic())
+            parts, offs, values, problems = client.consume(batch_size - len(batch[0]), wait)
             now = time.monotonic()
-            good = []
-            for msg in messages:
-                error = msg.error()
-                if error is None:
-                    good.append(msg)
-                    continue
-                if error.code() == KafkaError._AUTO_OFFSET_RESET:
-                    # our offset lies outside the log (e.g. a broker lost its data and is
-                    # being refilled): try again at the same offsets, never skip
-                    time.sleep(0.2)
-                    assign()
-                elif error.fatal():
-                    msg_text = f"broker {bootstrap}, topic {topic}: {error.str()}"
-                    raise IngestError(msg_text, topic=topic)
-            if good:
-                if not len(batch):
+            if watch.saw(problems, now):
+                time.sleep(0.2)  # an offset beyond the log: try again there, never skip
+                client.assign(position)
+            if values:
+                if not batch[0]:
                     first = now
-                for p, o in batch.add(good).items():  # positions only move forward (a
-                    position[p] = max(position[p], o + 1)  # re-seek may repeat messages)
+                batch[0].extend(parts)
+                batch[1].extend(offs)
+                batch[2].extend(values)
                 last_message = now
-            appends.settle(wait=False)
-            full = len(batch) >= batch_size or (len(batch) and now - first >= max_wait)
+                for partition, offset in zip(parts, offs, strict=True):
+                    position[partition] = max(position[partition], offset + 1)  # only forward
+                    watch.progress(partition)
+            watch.check(now, last_message)
+            full = len(batch[0]) >= batch_size or (batch[0] and now - first >= max_wait)
             idle = idle_timeout is not None and now - last_message >= idle_timeout
-            done = idle or (max_events is not None and summary.events + summary.dead_letters
-                            + appends.pending + len(batch) >= max_events)
-            if len(batch) and (full or done):
-                appends.submit(batch)
-                batch = _Messages()
+            done = idle or (max_events is not None and summary.events
+                            + summary.dead_letters + len(batch[0]) >= max_events)
+            if batch[0] and (full or done):
+                if not done:  # the next messages are fetched while this batch is stored
+                    client.prefetch(batch_size, max_wait)
+                _store(archive, topic, batch, m, letters, summary, before_latest)
+                batch = ([], [], [])
+                if on_batch is not None:
+                    on_batch(summary)
             if done:
-                appends.settle()
+                watch.check(now, last_message, stopping=True)
                 return summary
-    finally:
-        appends.close()
-        consumer.close()
 
 
-class _Appends:
-    """Batches appended one at a time, in order, in a worker thread, while the next is consumed.
-
-    Each append works on a copy of the summary (the offsets it starts from), copied
-    back when it is settled: the summary the caller reads changes only then, in
-    its own thread, and ``on_batch`` is called there.
-    """
-
-    def __init__(self, store: Callable[[_Messages, IngestSummary], None],
-                 summary: IngestSummary,
-                 on_batch: Callable[[IngestSummary], object] | None) -> None:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="eventkit-ingest")
-        self._store = store
-        self._summary = summary
-        self._on_batch = on_batch
-        self._running: tuple[Future[None], IngestSummary] | None = None
-        #: messages in the append in flight
-        self.pending = 0
-
-    def submit(self, batch: _Messages) -> None:
-        """Append ``batch`` once the append before it is settled."""
-        self.settle()
-        s = self._summary
-        work = IngestSummary(s.events, s.dead_letters, s.batches, dict(s.offsets))
-        self._running = (self._pool.submit(self._store, batch, work), work)
-        self.pending = len(batch)
-
-    def settle(self, *, wait: bool = True) -> None:
-        """Take the result of the append in flight (``wait=False``: only if it is done)."""
-        if self._running is None or not (wait or self._running[0].done()):
-            return
-        (future, work), self._running = self._running, None
-        self.pending = 0
-        future.result()  # its error, if any
-        s = self._summary
-        s.events, s.dead_letters, s.batches, s.offsets = (work.events, work.dead_letters,
-                                                          work.batches, work.offsets)
-        if self._on_batch is not None:
-            self._on_batch(s)
-
-    def close(self) -> None:
-        """Wait for the append in flight (it commits whole or not at all)."""
-        self._pool.shutdown(wait=True)
-
-
-def _partitions(consumer: Any, bootstrap: str, topic: str) -> list[int]:
-    from confluent_kafka import KafkaException  # noqa: PLC0415 (only a broker run pays its import)
-
+def _partitions(client: ConsumerProcess, bootstrap: str, topic: str, timeout: float
+                ) -> list[int]:
     try:
-        meta = consumer.list_topics(topic, timeout=15)
-    except KafkaException as exc:
+        found, why = client.partitions(timeout)
+    except IngestError as exc:
         msg = f"cannot reach the broker at {bootstrap}: {exc}"
         raise IngestError(msg, topic=topic) from None
-    found = meta.topics.get(topic)
-    if found is None or found.error is not None or not found.partitions:
-        why = found.error.str() if found is not None and found.error is not None else "missing"
+    if why is not None:
         msg = f"topic {topic!r} on {bootstrap} cannot be read ({why})"
         raise IngestError(msg, topic=topic)
-    return sorted(found.partitions)
+    return found
 
 
-class _Messages:
-    """A batch of consumed messages: partitions, offsets and values (read once each)."""
+def _store(archive: EventArchive, topic: str, messages: tuple[list[int], list[int], list[bytes]],
+           mapping: ColumnMapping, letters: _DeadLetters, summary: IngestSummary,
+           before_latest: BeforeLatest = "raise") -> None:
+    """Append one batch of messages with the offsets they reach, dead letters first.
 
-    def __init__(self) -> None:
-        self.partitions: list[int] = []
-        self.offsets: list[int] = []
-        self.values: list[bytes] = []
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-    def add(self, messages: list[Any]) -> dict[int, int]:
-        """Add messages consumed without an error; the last offset seen per partition."""
-        # a consumed message without an error has a partition and an offset
-        partitions = [msg.partition() for msg in messages]
-        offsets = [msg.offset() for msg in messages]
-        self.partitions += partitions
-        self.offsets += offsets
-        self.values += [msg.value() or b"" for msg in messages]
-        p, o = np.array(partitions, np.int64), np.array(offsets, np.int64)
-        return {int(k): int(o[p == k].max()) for k in np.unique(p)}
-
-
-def _store(archive: EventArchive, topic: str, messages: _Messages, mapping: ColumnMapping,
-           letters: _DeadLetters, summary: IngestSummary) -> None:
-    """Append one batch of messages with the offsets they reach, dead letters first."""
-    partition = np.array(messages.partitions, np.int64)
-    offset = np.array(messages.offsets, np.int64)
-    # a re-seek may deliver a message twice within a run: keep the first, in order
-    keep = _new_messages(partition, offset, summary.offsets)
-    values = messages.values if keep.all() else [
-        v for v, k in zip(messages.values, keep, strict=True) if k]
+    ``messages`` are the partitions, offsets and values of the batch, taken in
+    (partition, offset) order: which copy of a repeated id is kept does not
+    depend on how partitions interleave or what else the batch holds.
+    """
+    partition, offset = np.array(messages[0], np.int64), np.array(messages[1], np.int64)
+    order = np.lexsort((offset, partition))
+    partition, offset = partition[order], offset[order]
+    # a re-seek may deliver a message twice within a run: keep the first
+    keep = new_messages(partition, offset, summary.offsets)
+    values = [messages[2][i].replace(b"\n", b" ").replace(b"\r", b" ")
+              for i in order[keep].tolist()]
     partition, offset = partition[keep], offset[keep]
-    rows, bad = _parse(values, np.arange(len(values)), _Batch(mapping, topic, partition, offset,
-                                                               archive.event_types))
+    batch = Batch(mapping, topic, partition, offset, archive.event_types)
+    doubled = doubled_keys(values, mapping)
+    rows, bad = parse(values, np.setdiff1d(np.arange(len(values)), [i for i, _ in doubled]),
+                       batch)
+    rows, repeated = first_of_each_id(rows, batch)
+    bad = doubled + bad + repeated
     while True:
         written = letters.write(topic, [(int(partition[i]), int(offset[i]), values[i], why)
                                         for i, why in sorted(bad)])
@@ -347,6 +291,7 @@ def _store(archive: EventArchive, topic: str, messages: _Messages, mapping: Colu
                 rows.drop("__index"),
                 batch_id=f"{_META_PREFIX}{topic}/{hashlib.sha256(key.encode()).hexdigest()[:32]}",
                 meta={_META_PREFIX + topic: {str(p): o for p, o in sorted(reach.items())}},
+                before_latest=before_latest,
             )
         except ValidationError as exc:  # e.g. an id already archived: that message is bad
             if exc.row is None:
@@ -358,125 +303,6 @@ def _store(archive: EventArchive, topic: str, messages: _Messages, mapping: Colu
         summary.batches += 1
         summary.offsets = reach
         return
-
-
-def _new_messages(partition: np.ndarray, offset: np.ndarray, done: dict[int, int]
-                  ) -> np.ndarray:
-    """Messages not yet stored and not repeated within the batch (a re-seek repeats)."""
-    if not len(partition):
-        return np.zeros(0, np.bool_)
-    stored = np.zeros(int(max(partition.max(), max(done, default=0))) + 1, np.int64)
-    for p, o in done.items():
-        if p >= 0:
-            stored[p] = o
-    floor = stored[partition]
-    frame = pl.DataFrame({"p": partition, "o": offset})
-    first = frame.select(pl.struct("p", "o").is_first_distinct()).to_series().to_numpy()
-    return (offset >= floor) & first
-
-
-@dataclass(frozen=True)
-class _Batch:
-    """What parsing a batch of messages needs besides their values."""
-
-    mapping: ColumnMapping
-    topic: str
-    partition: np.ndarray
-    offset: np.ndarray
-    event_types: tuple[str, ...] | None
-
-
-def _parse(values: list[bytes], index: np.ndarray, batch: _Batch
-           ) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
-    """Canonical rows (with ``__index`` into the batch) and (index, reason) of bad ones.
-
-    The whole batch is read at once; only when that fails, or most of it is bad
-    (one odd value can change a column's type for all), it is split in halves.
-    """
-    if not len(index):
-        return pl.DataFrame(schema={**{c: CANONICAL_SCHEMA[c] for c in _STORED},
-                                    "__index": pl.Int64}), []
-    bad: list[tuple[int, str]] | None  # None: the batch is unreadable as a whole
-    try:
-        raw = pl.read_ndjson(io.BytesIO(_lines(values, index)), infer_schema_length=None)
-        if raw.height != len(index):
-            msg = "a message is empty or holds several JSON values"
-            raise ValueError(msg)
-        rows, bad = _conform(raw, index, batch)
-    except (pl.exceptions.PolarsError, ValueError, EventDataError) as exc:
-        if len(index) == 1:
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return _parse(values, index[:0], batch)[0], [
-                (int(index[0]), f"not a JSON event object: {text[:300]}")]
-        rows, bad = pl.DataFrame(), None  # split below
-    if bad is None or (bad and len(index) > 1 and len(bad) * 2 > len(index)):
-        half = len(index) // 2
-        left = _parse(values, index[:half], batch)
-        right = _parse(values, index[half:], batch)
-        return pl.concat([left[0], right[0]]), left[1] + right[1]
-    return rows, bad
-
-
-def _lines(values: list[bytes], index: np.ndarray) -> bytes:
-    """Messages ``index`` of ``values`` as JSON Lines, one line each.
-
-    Line breaks in a value (whitespace between JSON tokens) become spaces.
-    """
-    whole = len(index) == len(values)
-    lines = b"\n".join(values if whole else [values[i] for i in index])
-    if lines.count(b"\n") == len(index) - 1 and b"\r" not in lines:
-        return lines  # (almost always: a message is one line)
-    return b"\n".join(values[i].replace(b"\n", b" ").replace(b"\r", b" ") for i in index)
-
-
-def _conform(raw: pl.DataFrame, index: np.ndarray, batch: _Batch
-             ) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
-    """Map parsed messages onto the canonical columns; every bad row with its reason."""
-    mapping, topic = batch.mapping, batch.topic
-    partition, offset = batch.partition, batch.offset
-    id_col = mapping.source_name("event_id")
-    derived = pl.concat_str([pl.lit(f"{topic}/"), pl.Series(partition[index]), pl.lit("/"),
-                             pl.Series(offset[index])])
-    raw = raw.with_columns((pl.col(id_col).cast(pl.String).fill_null(derived)
-                            if id_col in raw.columns else derived).alias(id_col))
-    for required in ("account_id", "event_time", "amount"):  # missing: a null, reported per row
-        name = mapping.source_name(required)
-        if name not in raw.columns:
-            raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(name))
-    known = {mapping.source_name(c) for c in _STORED}
-    raw = raw.select([c for c in raw.columns if c in known])
-    nested = [c for c, dtype in raw.schema.items() if dtype.is_nested()]
-    if nested:  # found per message by splitting the batch
-        msg = f"field {nested[0]!r} holds a list or an object"
-        raise ValueError(msg)
-    raw = raw.with_columns(
-        pl.lit(topic).alias(SOURCE_COL), pl.Series(ROW_COL, index, dtype=pl.Int64))
-    conformed: Conformed = conform(raw.lazy(), mapping, source=f"topic {topic}",
-                                   keep_extra=False, event_types=batch.event_types)
-
-    def why(c: Check, i: int) -> pl.Expr:
-        return pl.when(c.bad.fill_null(value=False)).then(pl.lit(f"{c.column}: {c.problem}")) \
-            .alias(f"#why{i}")
-
-    # one query: the conversions and the checks of the raw values, then those of the
-    # canonical ones; per row the first reason, as the checks come
-    values = [c for c in conformed.value_checks if not c.unique]
-    whys = [f"#why{i}" for i in range(len(conformed.conversion_checks) + len(values))]
-    events = conformed.raw.select(
-        *conformed.columns, ROW_COL,
-        *[why(c, i) for i, c in enumerate(conformed.conversion_checks)],
-    ).with_columns(why(c, i) for i, c in enumerate(values, len(conformed.conversion_checks))
-                   ).with_columns(pl.coalesce(pl.lit(None, dtype=pl.String), *whys)
-                                  .alias("reason")).drop(whys).collect()
-    # a repeated id within the batch: the first one counts, the others are bad
-    events = events.with_columns(pl.when(pl.col("reason").is_null()
-                                         & ~pl.col("event_id").is_first_distinct())
-                                 .then(pl.lit("event_id: duplicate event_id in the topic"))
-                                 .otherwise(pl.col("reason")).alias("reason"))
-    bad = events.filter(pl.col("reason").is_not_null())
-    good = events.filter(pl.col("reason").is_null())
-    rows = good.select(*_STORED, pl.col(ROW_COL).alias("__index"))
-    return rows, list(zip(bad[ROW_COL].to_list(), bad["reason"].to_list(), strict=True))
 
 
 class _DeadLetters:
@@ -514,6 +340,7 @@ class _DeadLetters:
         return len(new)
 
 
+@foreign_errors(IngestError, "produce to {2}")
 def produce(
     events: pl.LazyFrame | pl.DataFrame,
     bootstrap: str,
@@ -539,7 +366,7 @@ def produce(
 
     if partitions is not None:
         create_topic(bootstrap, topic, partitions)
-    frame = events.lazy().select(_STORED).collect()
+    frame = events.lazy().select(STORED).collect()
     payload = frame.with_columns(pl.col("event_time").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
     lines = payload.write_ndjson().encode().splitlines()
     keys = frame["account_id"].cast(pl.String).to_list()
