@@ -162,7 +162,8 @@ def replay(
         start = expiry.opening_states(ruleset.key, None if keys is None else list(keys))
     return ReplayResult(lf.with_columns(optional), ruleset, snapshots=stored,
                         keys=None if keys is None else list(keys), archive=archive,
-                        archive_version=version, expiry=expiry, start=start)
+                        archive_version=version, expiry=expiry, start=start,
+                        split=archive is not None)
 
 
 def _check_columns(names: list[str], ruleset: RuleSet) -> None:

@@ -377,7 +377,7 @@ def replay_buckets(
             lf = archive.scan()
         else:  # _archive returned no archive: events is a path (it refuses anything else)
             assert isinstance(events, str | Path)
-            lf = open_archive(events)
+            lf = open_archive(events, in_memory=False)  # larger than memory: streamed
         scratch, result_keep = _scratch(None if plan.out and is_url(plan.out) else plan.out)
         count = _split(lf, scratch)
         plan = replace(plan, source=str(scratch), archive=False)

@@ -86,7 +86,8 @@ class Prepared:
 
     ``events`` without the bank's own when keyed by account; ``bank`` the
     bank's own events (account 0: the rate table); dense key codes, times,
-    log positions and the visiting order (see :func:`eventkit.replay.kernels.visiting_order`).
+    log positions and the visiting order (see :func:`eventkit.replay.kernels.visiting_order`);
+    ``cut`` the rows taken out of ``events`` (ascending).
     """
 
     key: str
@@ -97,19 +98,25 @@ class Prepared:
     times: np.ndarray
     seqs: np.ndarray
     visit: tuple[np.ndarray, np.ndarray]
+    cut: np.ndarray
+
+    def own(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The rows of ``frame`` (aligned with the events prepared) that ``events`` kept."""
+        return _without(frame, self.cut) if self.cut.size else frame
 
 
 def prepare(events: pl.DataFrame, key: str) -> Prepared:
     """Everything a fold needs that does not depend on the rules (keyed by ``key``)."""
     bank_rows = (events[key] == BANK_ACCOUNT).arg_true().to_numpy()
     bank = events[bank_rows]
-    if key == "account_id":
-        events = _without(events, bank_rows)
+    cut = bank_rows if key == "account_id" else bank_rows[:0]
+    if cut.size:
+        events = _without(events, cut)
     keys, n_keys = _dense(events[key])
     times = _numpy(events["event_time"].dt.epoch("us"), np.int64)
     seqs = _numpy(events["seq"], np.int64)
     visit = K.visiting_order(keys, times, seqs, n_keys)
-    return Prepared(key, events, bank, keys, n_keys, times, seqs, visit)
+    return Prepared(key, events, bank, keys, n_keys, times, seqs, visit, cut)
 
 
 def fold(events: pl.DataFrame | Prepared, checked: CheckedRules,
@@ -248,7 +255,10 @@ def _rate_table(events: pl.DataFrame, checked: CheckedRules) -> tuple[np.ndarray
         )
     else:
         table = rate_events(events, key=rules.key)
-    return table["t"].dt.epoch("us").to_numpy(), table["rate"].to_numpy().astype(np.float64)
+    # fresh, writable arrays (a handful of rows): a read-only view of Polars' memory would be
+    # another argument type for the kernels, compiled again (see eventkit.replay.warm)
+    return (np.array(table["t"].dt.epoch("us").to_numpy(), np.int64),
+            np.array(table["rate"].to_numpy(), np.float64))
 
 
 def rate_cumulative(rate_times: np.ndarray, rate_rates: np.ndarray) -> np.ndarray:

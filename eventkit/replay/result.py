@@ -28,6 +28,7 @@ from eventkit.exceptions import (
 from eventkit.replay.accrue import accrue
 from eventkit.replay.engine import Fold, fold
 from eventkit.replay.kernels import grid_positions
+from eventkit.replay.overlap import collect_and_fold
 from eventkit.replay.protocol import Window
 from eventkit.replay.snapshots import Snapshots
 from eventkit.rules.model import CheckedRules, RuleSet
@@ -62,7 +63,7 @@ class ReplayResult:
                  snapshots: Snapshots | None = None, keys: list[int] | None = None,
                  archive: EventArchive | None = None, archive_version: int | None = None,
                  folded: Fold | None = None, start: pl.DataFrame | None = None,
-                 expiry: Expiry | None = None) -> None:
+                 expiry: Expiry | None = None, split: bool = False) -> None:
         self._events = events
         self.rules = rules
         self.checked: CheckedRules = rules.check()
@@ -77,6 +78,9 @@ class ReplayResult:
         self.expiry = expiry
         #: per-key state every fold continues from (an expiry's opening states), or None
         self.start = start
+        #: whether ``events`` reads rows in a fixed order (an archive's scan): then the
+        #: columns the fold does not read are decoded while it runs (see replay.overlap)
+        self._split = split
 
     @property
     def fingerprint(self) -> str:
@@ -97,7 +101,8 @@ class ReplayResult:
 
     @foreign_errors(EventDataError, "replay: reading and folding the events")
     def _fold_all(self) -> Fold:
-        return fold(self._events.collect(), self.checked, start=self.start)
+        return collect_and_fold(self._events, self.checked, start=self.start,
+                                split=self._split)
 
     @property
     def history(self) -> pl.LazyFrame:
@@ -120,7 +125,7 @@ class ReplayResult:
         Examples
         --------
         >>> from datetime import datetime, UTC
-        >>> from eventkit import rules
+        >>> from eventkit import replay, rules
         >>> t = datetime(2024, 1, 1, tzinfo=UTC)
         >>> events = pl.DataFrame({"event_id": ["a"], "seq": [0], "account_id": [1],
         ...     "event_type": ["Deposit"], "event_time": [t], "recorded_at": [t],
@@ -178,6 +183,7 @@ class ReplayResult:
         Examples
         --------
         >>> from datetime import datetime, UTC
+        >>> from eventkit import replay
         >>> t = [datetime(2024, m, 15, tzinfo=UTC) for m in (1, 2, 3)]
         >>> events = pl.DataFrame({"event_id": ["a", "b", "c"], "seq": [0, 1, 2],
         ...     "account_id": [1, 1, 1], "event_type": ["Deposit"] * 3,

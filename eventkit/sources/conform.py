@@ -4,19 +4,21 @@ A :class:`ColumnMapping` says which of the user's columns holds each canonical
 column and how to read it (money in major units such as ``-20.0``, epoch
 seconds, ...). :func:`conform` applies it lazily; :func:`check` then scans the
 result once and raises an :class:`~eventkit.exceptions.EventDataError` that
-names the file, column and row of the first bad value.
+names the file, column and row of the first bad value. :meth:`Conformed.collect`
+does the same while decoding the events once: it returns them, checked.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import polars as pl
 
 from eventkit.exceptions import SchemaError, ValidationError
-from eventkit.schema import CANONICAL_SCHEMA, MONEY_EVENT_TYPES, REQUIRED_COLUMNS
+from eventkit.schema import CANONICAL_SCHEMA, MONEY_EVENT_TYPES, REQUIRED_COLUMNS, TIME_DTYPE
+from eventkit.sources.unique import first_duplicate
 
 __all__ = ["Check", "ColumnMapping", "Conformed", "check", "conform"]
 
@@ -163,6 +165,9 @@ def conform(
 
     def converted(canonical: str, expr: pl.Expr, what: str) -> None:
         exprs[canonical] = expr
+        dtype = schema[mapping.source_name(canonical)]
+        if dtype == CANONICAL_SCHEMA[canonical] or isinstance(dtype, pl.Datetime):
+            return  # nothing to convert, or a conversion that cannot fail: nothing to check
         checks.append(
             Check(
                 canonical,
@@ -194,8 +199,11 @@ def conform(
             pl.lit("Deposit"))
         exprs["amount"] = amount.abs()
 
+    ids = None  # the user's ids, when integers: cheaper to check for duplicates
     if has("event_id"):
         exprs["event_id"] = raw("event_id").cast(pl.String)
+        if schema[mapping.source_name("event_id")].is_integer():
+            ids = raw("event_id")
     else:
         file_name = (pl.col(SOURCE_COL).str.strip_prefix(id_base.rstrip("/") + "/")
                      if id_base else pl.col(SOURCE_COL))
@@ -220,13 +228,10 @@ def conform(
     used = {mapping.source_name(c) for c in CANONICAL_SCHEMA}
     extra = [n for n in schema.names() if n not in used and n not in (SOURCE_COL, ROW_COL)
              and n not in CANONICAL_SCHEMA] if keep_extra else []
-    out = lf.select(
-        *[exprs[c].cast(dtype).alias(c) for c, dtype in CANONICAL_SCHEMA.items()],
-        *extra,
-        SOURCE_COL,
-        ROW_COL,
-    )
-    return Conformed(out, lf, checks, canonical_checks(event_types=event_types))
+    columns = [*[exprs[c].cast(dtype).alias(c) for c, dtype in CANONICAL_SCHEMA.items()],
+               *[pl.col(e) for e in extra]]
+    return Conformed(lf.select(*columns, SOURCE_COL, ROW_COL), lf, checks,
+                     canonical_checks(event_types=event_types), columns, ids)
 
 
 @dataclass(frozen=True)
@@ -234,28 +239,91 @@ class Conformed:
     """Events mapped onto the canonical schema, with the checks still to run.
 
     ``conversion_checks`` read the user's raw columns (in ``raw``);
-    ``value_checks`` read the canonical ones (in ``events``).
+    ``value_checks`` read the canonical ones (in ``events``). ``columns`` make
+    the canonical columns (and the extra ones) of ``raw``; ``ids`` is the
+    user's event id column when it holds integers (checked for duplicates as
+    such: distinct integers have distinct texts).
     """
 
     events: pl.LazyFrame
     raw: pl.LazyFrame
     conversion_checks: list[Check]
     value_checks: list[Check]
+    columns: list[pl.Expr] = field(default_factory=list)
+    ids: pl.Expr | None = None
 
     def validate(self, *, source: str) -> None:
         """Scan once and raise for the first broken check (see :func:`check`)."""
         check([(self.raw, self.conversion_checks), (self.events, self.value_checks)],
               source=source)
 
+    def collect(self, *, source: str) -> pl.DataFrame:
+        """The events, decoded once and checked: what :meth:`validate` checks, in memory.
+
+        One pass reads the user's columns, converts them and marks the rows
+        each conversion check finds bad; the value checks then run on the
+        frame in memory (duplicate ids by :func:`~eventkit.sources.unique.first_duplicate`).
+        Raises for the first broken check, in the order of :meth:`validate`,
+        naming file, column and row; returns the canonical columns (and the
+        extra ones), without the helper columns.
+        """
+        flags = [f"#bad{i}" for i in range(len(self.conversion_checks))]
+        extra = [] if self.ids is None else [self.ids.alias("#ids")]
+        try:
+            frame = self.raw.select(
+                *self.columns, *extra,
+                *[c.bad.fill_null(value=False).alias(f)
+                  for f, c in zip(flags, self.conversion_checks, strict=True)]).collect()
+            for flag, c in zip(flags, self.conversion_checks, strict=True):
+                if frame[flag].any():
+                    _raise_at_row(self.raw, c, int(frame[flag].arg_true()[0]), source)
+            frame = frame.drop(flags)
+            for c in self.value_checks:
+                if c.unique and extra:  # the user's integer ids: equal texts, equal integers
+                    c = replace(c, value=pl.col("#ids"))
+                row = c.first_bad(frame)
+                if row is not None:
+                    _raise_at_row(self.raw, c, row, source, frame)
+        except pl.exceptions.PolarsError as exc:
+            msg = f"cannot read events: {exc}"
+            raise SchemaError(msg, source=source) from None
+        return frame.drop("#ids", strict=False)
+
 
 @dataclass(frozen=True)
 class Check:
-    """One value rule: rows where ``bad`` is true break it; ``value`` is shown."""
+    """One value rule: rows where ``bad`` is true break it; ``value`` is shown.
+
+    ``unique``: the rule is that ``value`` never repeats (``bad`` marks the
+    repeated rows, for per-row use; whole frames are checked by a sort, see
+    :func:`~eventkit.sources.unique.first_duplicate`). ``among``: a cheaper
+    condition that every bad row meets; a frame in memory is checked on those
+    rows only.
+    """
 
     column: str
     problem: str
     bad: pl.Expr
     value: pl.Expr | None = None
+    unique: bool = False
+    among: pl.Expr | None = None
+
+    def first_bad(self, frame: pl.DataFrame) -> int | None:
+        """The first row of ``frame`` (in memory) that breaks the rule, or ``None``."""
+        if self.unique:
+            return first_duplicate(frame.select(self.value).to_series())
+        rows = None
+        if self.among is not None:
+            candidates = frame.select(self.among.fill_null(value=False)).to_series()
+            if not candidates.any():
+                return None
+            rows = candidates.arg_true()
+            frame = frame[rows]
+        bad = frame.select(self.bad.fill_null(value=False)).to_series()
+        if not bad.any():
+            return None
+        first = int(bad.arg_true()[0])
+        return first if rows is None else int(rows[first])
 
 
 def canonical_checks(
@@ -267,11 +335,11 @@ def canonical_checks(
         for col in REQUIRED_COLUMNS
     ]
     checks.append(Check("event_id", "duplicate event_id", pl.col("event_id").is_duplicated(),
-                        pl.col("event_id")))
+                        pl.col("event_id"), unique=True))
     checks.append(Check("amount", "negative amount for a money event (amounts are magnitudes; "
                         "the event type gives the sign)",
                         pl.col("event_type").is_in(MONEY_EVENT_TYPES) & (pl.col("amount") < 0),
-                        pl.col("amount")))
+                        pl.col("amount"), among=pl.col("amount") < 0))
     if event_types is not None:
         checks.append(Check("event_type", f"unknown event type (known: {list(event_types)})",
                             ~pl.col("event_type").is_in(event_types), pl.col("event_type")))
@@ -283,16 +351,22 @@ def check(frames: list[tuple[pl.LazyFrame, list[Check]]], *, source: str) -> Non
 
     One pass computes, per check, whether any row breaks it; only when one
     does, a second pass finds where. Each frame carries :data:`SOURCE_COL`
-    and :data:`ROW_COL`, so the error names the file, column and row.
+    and :data:`ROW_COL`, so the error names the file, column and row. A
+    ``unique`` check reads its column on its own (see
+    :func:`~eventkit.sources.unique.first_duplicate`).
     """
-    queries = [lf.select([c.bad.fill_null(value=False).any().alias(str(i))
-                          for i, c in enumerate(checks)] or [pl.len()])
+    queries = [lf.select([(pl.lit(value=False) if c.unique else c.bad.fill_null(value=False))
+                          .any().alias(str(i)) for i, c in enumerate(checks)] or [pl.len()])
                for lf, checks in frames]
     try:
         results = pl.collect_all(queries)
         for (lf, checks), result in zip(frames, results, strict=True):
             for i, c in enumerate(checks):
-                if result.item(0, i):
+                if c.unique and c.value is not None:
+                    row = first_duplicate(lf.select(c.value).collect().to_series())
+                    if row is not None:
+                        _raise_at_row(lf, c, row, source)
+                elif result.item(0, i):
                     _raise_at(lf, c, source)
     except pl.exceptions.PolarsError as exc:
         msg = f"cannot read events: {exc}"
@@ -312,6 +386,24 @@ def _raise_at(lf: pl.LazyFrame, c: Check, source: str) -> None:
                           row=found["row"])
 
 
+def _raise_at_row(lf: pl.LazyFrame, c: Check, row: int, source: str,
+                  frame: pl.DataFrame | None = None) -> None:
+    """Raise for ``c`` broken at scan position ``row`` of ``lf``.
+
+    ``lf`` carries the file and the row within it; the value comes from
+    ``frame`` (the canonical columns in memory) when given, else from ``lf``.
+    """
+    found = lf.select(pl.col(SOURCE_COL).alias("src"), pl.col(ROW_COL).cast(pl.Int64)
+                      .alias("row")).slice(row, 1).collect().row(0, named=True)
+    value = None
+    if c.value is not None:
+        at = frame.slice(row, 1).lazy() if frame is not None else lf.slice(row, 1)
+        value = at.select(c.value.cast(pl.String)).collect().item()
+    problem = c.problem if value is None else f"{c.problem}: {value!r}"
+    raise ValidationError(problem, source=found["src"] or source, column=c.column,
+                          row=found["row"])
+
+
 def _missing(canonical: str, mapping: ColumnMapping, present: set[str], source: str) -> None:
     wanted = mapping.source_name(canonical)
     hint = "" if wanted == canonical else f" (mapped from {wanted!r})"
@@ -321,6 +413,8 @@ def _missing(canonical: str, mapping: ColumnMapping, present: set[str], source: 
 
 
 def _to_int(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.Int64:
+        return expr
     if dtype.is_float():
         whole = expr.is_finite() & (expr == expr.round(0))
         return pl.when(whole).then(expr).otherwise(None).cast(pl.Int64, strict=False)
@@ -331,6 +425,8 @@ def _to_time(
     expr: pl.Expr, dtype: pl.DataType, mapping: ColumnMapping, column: str, source: str
 ) -> pl.Expr:
     if isinstance(dtype, pl.Datetime):
+        if dtype == TIME_DTYPE:
+            return expr
         if dtype.time_zone is None:
             if mapping.assume_timezone is None:
                 msg = ("timestamps without a time zone; eventkit never guesses one: "

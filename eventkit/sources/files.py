@@ -39,13 +39,14 @@ def read_events(
     validate: bool = True,
     schema_version: int = UNMARKED_VERSION,
     upcasters: Upcasters = UPCASTERS,
+    in_memory: bool = True,
     max_decoded_bytes: int | None = None,
 ) -> pl.LazyFrame:
     """Users' events at ``path`` as a LazyFrame in the canonical schema.
 
     What :func:`eventkit.open_archive` does for anything but an eventkit
-    archive; see there for ``mapping``, ``validate``, the schema versions and
-    ``max_decoded_bytes`` (:mod:`eventkit.sources.budget`).
+    archive; see there for ``mapping``, ``validate``, ``in_memory``, the schema
+    versions and ``max_decoded_bytes`` (:mod:`eventkit.sources.budget`).
 
     Examples
     --------
@@ -70,6 +71,8 @@ def read_events(
     except pl.exceptions.PolarsError as exc:
         msg = f"cannot read events: {exc}"
         raise EventDataError(msg, source=source) from None
+    if validate and in_memory:  # decoded once: what was checked is what is read
+        return conformed.collect(source=source).lazy()
     if validate:
         conformed.validate(source=source)
     return conformed.events.drop(SOURCE_COL, ROW_COL)
