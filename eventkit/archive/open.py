@@ -43,6 +43,7 @@ def open_archive(
     on_error: Literal["raise", "dead-letter"] = "raise",
     dead_letter: str | Path | None = None,
     storage_options: Mapping[str, str] | None = None,
+    in_memory: bool = True,
     max_decoded_bytes: int | None = None,
 ) -> pl.LazyFrame:
     """Open events as a LazyFrame in the canonical schema, or in ``schema``.
@@ -63,12 +64,17 @@ def open_archive(
 
     With ``validate`` (the default) one scan checks every value and raises an
     :class:`~eventkit.exceptions.EventDataError` naming the file, column and row
-    of the first bad one. With ``on_error="dead-letter"`` bad rows are set
-    aside instead: written with their problem to ``dead_letter`` (default:
-    ``<path>.dead-letter.parquet``), the rest returned, with a
-    :class:`~eventkit.exceptions.DeadLetterWarning` saying how many. An
-    eventkit archive was checked on append and is returned as stored (run
-    ``verify`` to prove it unchanged).
+    of the first bad one. That scan decodes the events once and keeps them in
+    memory: the LazyFrame returned reads the very rows that were checked (a file
+    changed afterwards changes nothing), and its ``collect`` costs nothing more.
+    For a source larger than memory pass ``in_memory=False``: a streaming pass
+    checks it, and the LazyFrame scans the files again when collected (or use
+    ``replay(..., engine="buckets")``, which does so). With
+    ``on_error="dead-letter"`` bad rows are set aside instead: written with
+    their problem to ``dead_letter`` (default: ``<path>.dead-letter.parquet``),
+    the rest returned, with a :class:`~eventkit.exceptions.DeadLetterWarning`
+    saying how many. An eventkit archive was checked on append and is returned
+    as stored (run ``verify`` to prove it unchanged).
 
     Files of older schema versions are upcast on load (see :mod:`eventkit.sources.upcast`):
     a file's version is its Parquet metadata ``eventkit.schema_version``, else a
@@ -108,7 +114,8 @@ def open_archive(
         raise EventDataError(msg, source=store.root)
     return read_events(path, mapping=mapping, validate=validate, schema_version=schema_version,
                        upcasters=upcasters, schema=schema, on_error=on_error,
-                       dead_letter=dead_letter, max_decoded_bytes=max_decoded_bytes)
+                       dead_letter=dead_letter, in_memory=in_memory,
+                       max_decoded_bytes=max_decoded_bytes)
 
 
 def is_eventkit_archive(root: Path | str | Store) -> bool:

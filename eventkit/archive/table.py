@@ -484,8 +484,7 @@ class EventArchive:
         conformed = conform(framed, ColumnMapping.parse(mapping), source=source,
                             schema=declared, keep_extra=bool(self.personal),
                             event_types=self.event_types)
-        conformed.validate(source=source)
-        rows = conformed.events.drop(SOURCE_COL, ROW_COL).collect()
+        rows = conformed.collect(source=source)  # checked in the pass that converts
         check_personal(rows, self.personal, source)
         rows = rows.with_columns(
             (pl.col(c) if c in rows.columns else pl.lit(None)).cast(t).alias(c)

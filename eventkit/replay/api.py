@@ -172,7 +172,8 @@ def replay(
             ruleset, keys, lf.collect_schema()))
     return ReplayResult(lf.with_columns(optional), ruleset, snapshots=stored,
                         keys=None if keys is None else list(keys), archive=archive,
-                        archive_version=version, expiry=expiry, start=start, strict=strict)
+                        archive_version=version, expiry=expiry, start=start, strict=strict,
+                        split=archive is not None)
 
 
 def _check_columns(names: list[str], ruleset: RuleSet, read: set[str]) -> None:

@@ -405,7 +405,7 @@ def replay_buckets(
         lf = archive.scan(verify=not direct)
     else:  # _archive returned no archive: events is a path (it refuses anything else)
         assert isinstance(events, str | Path)
-        lf = open_archive(events)
+        lf = open_archive(events, in_memory=False)  # larger than memory: streamed
     schema = dict(lf.collect_schema())
     plan = _Plan(source="", archive=True, rules=rules,
                  known_at=None if known_at is None else micros(known_at, param="known_at"),

@@ -114,7 +114,8 @@ class Prepared:
     selection keeps); ``shared`` the global events (the rate table); dense key
     codes, times, log positions and the visiting order (see
     :func:`eventkit.replay.kernels.visiting_order`). ``keying`` is the rule
-    set's (:attr:`RuleSet.keying <eventkit.RuleSet.keying>`).
+    set's (:attr:`RuleSet.keying <eventkit.RuleSet.keying>`); ``cut`` the rows
+    taken out of ``events`` (ascending: the global ones, those not selected).
     """
 
     keying: tuple[object, ...]
@@ -125,6 +126,11 @@ class Prepared:
     times: np.ndarray
     seqs: np.ndarray
     visit: tuple[np.ndarray, np.ndarray]
+    cut: np.ndarray
+
+    def own(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The rows of ``frame`` (aligned with the events prepared) that ``events`` kept."""
+        return _without(frame, self.cut) if self.cut.size else frame
 
 
 def prepare(events: pl.DataFrame, rules: RuleSet | CheckedRules) -> Prepared:
@@ -147,13 +153,16 @@ def prepare(events: pl.DataFrame, rules: RuleSet | CheckedRules) -> Prepared:
         shared_rows = events.select(global_expr(ruleset, events.schema)).to_series(
             ).arg_true().to_numpy()
     shared = events[shared_rows]
-    events = _without(events, shared_rows) if shared_rows.size else events
-    events = selected(events, checked)
+    cut = shared_rows
+    if checked.selection is not None and events.height:
+        unselected = ~events.select(selection_expr(checked)).to_series().fill_null(value=False)
+        cut = np.union1d(cut, unselected.arg_true().to_numpy())
+    events = _without(events, cut) if cut.size else events
     keys, n_keys = dense_codes(events, key)
     times = _numpy(events["event_time"].dt.epoch("us"), np.int64)
     seqs = _numpy(events["seq"], np.int64)
     visit = K.visiting_order(keys, times, seqs, n_keys)
-    return Prepared(ruleset.keying, events, shared, keys, n_keys, times, seqs, visit)
+    return Prepared(ruleset.keying, events, shared, keys, n_keys, times, seqs, visit, cut)
 
 
 def selected(events: pl.DataFrame, checked: CheckedRules) -> pl.DataFrame:
@@ -382,7 +391,10 @@ def _rate_table(shared: pl.DataFrame, checked: CheckedRules) -> tuple[np.ndarray
         )
     else:
         table = rate_events(shared, rules)
-    return table["t"].dt.epoch("us").to_numpy(), table["rate"].to_numpy().astype(np.float64)
+    # fresh, writable arrays (a handful of rows): a read-only view of Polars' memory would be
+    # another argument type for the kernels, compiled again (see eventkit.replay.warm)
+    return (np.array(table["t"].dt.epoch("us").to_numpy(), np.int64),
+            np.array(table["rate"].to_numpy(), np.float64))
 
 
 def rate_cumulative(rate_times: np.ndarray, rate_rates: np.ndarray) -> np.ndarray:

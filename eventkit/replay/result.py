@@ -31,6 +31,7 @@ from eventkit.exceptions import (
 from eventkit.replay.accrue import accrue
 from eventkit.replay.engine import Coverage, Fold, fold
 from eventkit.replay.kernels import grid_positions
+from eventkit.replay.overlap import collect_and_fold
 from eventkit.replay.protocol import Window
 from eventkit.replay.snapshots import Snapshots
 from eventkit.rules.model import CheckedRules, RuleSet
@@ -74,7 +75,8 @@ class ReplayResult:
                  snapshots: Snapshots | None = None, keys: list[object] | None = None,
                  archive: EventArchive | None = None, archive_version: int | None = None,
                  folded: Fold | None = None, start: pl.DataFrame | None = None,
-                 expiry: Expiry | None = None, strict: bool = False) -> None:
+                 expiry: Expiry | None = None, strict: bool = False,
+                 split: bool = False) -> None:
         self._events = events
         self.rules = rules
         self.checked: CheckedRules = rules.check()
@@ -90,6 +92,9 @@ class ReplayResult:
         #: per-key state every fold continues from (an expiry's opening states), or None
         self.start = start
         self.strict = strict
+        #: whether ``events`` reads rows in a fixed order (an archive's scan): then the
+        #: columns the fold does not read are decoded while it runs (see replay.overlap)
+        self._split = split
         if folded is not None:
             self._check(folded.coverage)
 
@@ -114,7 +119,8 @@ class ReplayResult:
 
     @foreign_errors(EventDataError, "replay: reading and folding the events")
     def _fold_all(self) -> Fold:
-        return fold(self._events.collect(), self.checked, start=self.start)
+        return collect_and_fold(self._events, self.checked, start=self.start,
+                                split=self._split)
 
     @property
     def key(self) -> list[str]:
@@ -151,7 +157,7 @@ class ReplayResult:
         Examples
         --------
         >>> from datetime import datetime, UTC
-        >>> from eventkit import rules
+        >>> from eventkit import replay, rules
         >>> t = datetime(2024, 1, 1, tzinfo=UTC)
         >>> events = pl.DataFrame({"event_id": ["a"], "seq": [0], "account_id": [1],
         ...     "event_type": ["Deposit"], "event_time": [t], "recorded_at": [t],
@@ -209,6 +215,7 @@ class ReplayResult:
         Examples
         --------
         >>> from datetime import datetime, UTC
+        >>> from eventkit import replay
         >>> t = [datetime(2024, m, 15, tzinfo=UTC) for m in (1, 2, 3)]
         >>> events = pl.DataFrame({"event_id": ["a", "b", "c"], "seq": [0, 1, 2],
         ...     "account_id": [1, 1, 1], "event_type": ["Deposit"] * 3,

@@ -12,8 +12,22 @@ the per-event fold every engine is tested against. Knows nothing of archives.
 ['balance', 'banking']
 """
 
-from eventkit.rules.model import CheckedRules, Field, GlobalEvents, Handler, Interest, RuleSet
-from eventkit.rules.registry import get, names, register, resolve
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventkit import _lazy
+
+if TYPE_CHECKING:
+    from eventkit.rules.model import (
+        CheckedRules,
+        Field,
+        GlobalEvents,
+        Handler,
+        Interest,
+        RuleSet,
+    )
+    from eventkit.rules.registry import get, names, register, resolve
 
 __all__ = [
     "CheckedRules",
@@ -27,3 +41,9 @@ __all__ = [
     "register",
     "resolve",
 ]
+
+_lazy.attach(__name__, {
+    "eventkit.rules.model": ("CheckedRules", "Field", "GlobalEvents", "Handler", "Interest",
+                             "RuleSet"),
+    "eventkit.rules.registry": ("get", "names", "register", "resolve"),
+})

@@ -4,7 +4,8 @@ A :class:`ColumnMapping` says which of the user's columns holds each canonical
 column and how to read it (money in major units such as ``-20.0``, epoch
 seconds, ...). :func:`conform` applies it lazily; :func:`check` then scans the
 result once and raises an :class:`~eventkit.exceptions.EventDataError` that
-names the file, column and row of the first bad value.
+names the file, column and row of the first bad value. :meth:`Conformed.collect`
+does the same while decoding the events once: it returns them, checked.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import polars as pl
 from eventkit.exceptions import DeadLetterWarning, SchemaError, ValidationError
 from eventkit.schema import BANKING, MONEY_EVENT_TYPES, TIME_DTYPE, EventSchema
 from eventkit.sources.money import Check, to_minor_units
+from eventkit.sources.unique import first_duplicate
 
 __all__ = ["Check", "ColumnMapping", "Conformed", "check", "complete", "conform"]
 
@@ -190,6 +192,9 @@ def conform(
 
     def converted(column: str, expr: pl.Expr, what: str) -> None:
         exprs[column] = expr
+        dtype, target = raw_schema[mapping.source_name(column)], schema.columns[column]
+        if dtype == target or (isinstance(dtype, pl.Datetime) and target == TIME_DTYPE):
+            return  # nothing to convert, or a conversion that cannot fail: nothing to check
         checks.append(Check(column, f"cannot convert {what}",
                             raw(column).is_not_null() & expr.is_null(), raw(column)))
 
@@ -214,8 +219,11 @@ def conform(
         exprs["event_type"] = pl.when(amount < 0).then(pl.lit("Withdrawal")).otherwise(
             pl.lit("Deposit"))
         exprs["amount"] = amount.abs()
+    ids = None  # the user's ids, when integers: cheaper to check for duplicates
     if has("event_id"):
         exprs["event_id"] = raw("event_id").cast(pl.String)
+        if raw_schema[mapping.source_name("event_id")].is_integer():
+            ids = raw("event_id")
     else:
         file_name = (pl.col(SOURCE_COL).str.strip_prefix(id_base.rstrip("/") + "/")
                      if id_base else pl.col(SOURCE_COL))
@@ -239,13 +247,10 @@ def conform(
     used = {mapping.source_name(c) for c in schema.columns}
     extra = [n for n in raw_schema.names() if n not in used and n not in (SOURCE_COL, ROW_COL)
              and n not in schema.columns] if keep_extra else []
-    out = lf.select(
-        *[exprs[c].cast(dtype).alias(c) for c, dtype in schema.columns.items()],
-        *extra,
-        SOURCE_COL,
-        ROW_COL,
-    )
-    return Conformed(out, lf, checks, canonical_checks(schema, event_types=event_types))
+    columns = [*[exprs[c].cast(dtype).alias(c) for c, dtype in schema.columns.items()],
+               *[pl.col(e) for e in extra]]
+    return Conformed(lf.select(*columns, SOURCE_COL, ROW_COL), lf, checks,
+                     canonical_checks(schema, event_types=event_types), columns, ids)
 
 
 def complete(lf: pl.LazyFrame, *, source: str = "events") -> pl.LazyFrame:
@@ -365,18 +370,55 @@ class Conformed:
     """Events mapped onto the canonical schema, with the checks still to run.
 
     ``conversion_checks`` read the user's raw columns (in ``raw``);
-    ``value_checks`` read the canonical ones (in ``events``).
+    ``value_checks`` read the canonical ones (in ``events``). ``columns`` make
+    the schema's columns (and the extra ones) of ``raw``; ``ids`` is the
+    user's event id column when it holds integers (checked for duplicates as
+    such: distinct integers have distinct texts).
     """
 
     events: pl.LazyFrame
     raw: pl.LazyFrame
     conversion_checks: list[Check]
     value_checks: list[Check]
+    columns: list[pl.Expr] = field(default_factory=list)
+    ids: pl.Expr | None = None
 
     def validate(self, *, source: str) -> None:
         """Scan once and raise for the first broken check (see :func:`check`)."""
         check([(self.raw, self.conversion_checks), (self.events, self.value_checks)],
               source=source)
+
+    def collect(self, *, source: str) -> pl.DataFrame:
+        """The events, decoded once and checked: what :meth:`validate` checks, in memory.
+
+        One pass reads the user's columns, converts them and marks the rows
+        each conversion check finds bad; the value checks then run on the
+        frame in memory (duplicate ids by :func:`~eventkit.sources.unique.first_duplicate`).
+        Raises for the first broken check, in the order of :meth:`validate`,
+        naming file, column and row; returns the schema's columns (and the
+        extra ones), without the helper columns.
+        """
+        flags = [f"#bad{i}" for i in range(len(self.conversion_checks))]
+        extra = [] if self.ids is None else [self.ids.alias("#ids")]
+        try:
+            frame = self.raw.select(
+                *self.columns, *extra,
+                *[c.bad.fill_null(value=False).alias(f)
+                  for f, c in zip(flags, self.conversion_checks, strict=True)]).collect()
+            for flag, c in zip(flags, self.conversion_checks, strict=True):
+                if frame[flag].any():
+                    _raise_at_row(self.raw, c, int(frame[flag].arg_true()[0]), source)
+            frame = frame.drop(flags)
+            for c in self.value_checks:
+                if c.unique and extra:  # the user's integer ids: equal texts, equal integers
+                    c = replace(c, value=pl.col("#ids"))
+                row = c.first_bad(frame)
+                if row is not None:
+                    _raise_at_row(self.raw, c, row, source, frame)
+        except pl.exceptions.PolarsError as exc:
+            msg = f"cannot read events: {exc}"
+            raise SchemaError(msg, source=source) from None
+        return frame.drop("#ids", strict=False)
 
     def dead_letters(self, *, source: str, into: Path) -> pl.DataFrame:
         """The good events; the bad rows go to a Parquet file ``into``, each with its problem.
@@ -392,7 +434,7 @@ class Conformed:
             found: list[pl.Expr] = [pl.when(c.bad.fill_null(value=False)).then(pl.struct(
                 column=pl.lit(c.column), problem=pl.lit(c.problem),
                 value=(c.value if c.value is not None else pl.lit(None)).cast(pl.String)))
-                for c in checks if c.problem != "duplicate event_id"]
+                for c in checks if not c.unique]
             return pl.coalesce(found or [pl.lit(None, _WHY)]).cast(_WHY).alias("#why")
         try:
             raw, events = pl.collect_all([
@@ -428,7 +470,7 @@ def canonical_checks(
         for col in schema.non_null
     ]
     checks.append(Check("event_id", "duplicate event_id", pl.col("event_id").is_duplicated(),
-                        pl.col("event_id")))
+                        pl.col("event_id"), unique=True))
     for col in ("event_time", "recorded_at"):
         checks.append(Check(col, f"{col} outside 1900-2200 (a placeholder date such as "
                             "2262-04-11 or 9999-12-31, or a wrong unit?)",
@@ -437,7 +479,8 @@ def canonical_checks(
         checks.append(Check("amount", "negative amount for a money event (amounts are "
                             "magnitudes; the event type gives the sign)",
                             pl.col("event_type").is_in(MONEY_EVENT_TYPES)
-                            & (pl.col("amount") < 0), pl.col("amount")))
+                            & (pl.col("amount") < 0), pl.col("amount"),
+                            among=pl.col("amount") < 0))
     if event_types is not None:
         checks.append(Check("event_type", f"unknown event type (known: {list(event_types)})",
                             ~pl.col("event_type").is_in(event_types), pl.col("event_type")))
@@ -449,16 +492,22 @@ def check(frames: list[tuple[pl.LazyFrame, list[Check]]], *, source: str) -> Non
 
     One pass computes, per check, whether any row breaks it; only when one
     does, a second pass finds where. Each frame carries :data:`SOURCE_COL`
-    and :data:`ROW_COL`, so the error names the file, column and row.
+    and :data:`ROW_COL`, so the error names the file, column and row. A
+    ``unique`` check reads its column on its own (see
+    :func:`~eventkit.sources.unique.first_duplicate`).
     """
-    queries = [lf.select([c.bad.fill_null(value=False).any().alias(str(i))
-                          for i, c in enumerate(checks)] or [pl.len()])
+    queries = [lf.select([(pl.lit(value=False) if c.unique else c.bad.fill_null(value=False))
+                          .any().alias(str(i)) for i, c in enumerate(checks)] or [pl.len()])
                for lf, checks in frames]
     try:
         results = pl.collect_all(queries)
         for (lf, checks), result in zip(frames, results, strict=True):
             for i, c in enumerate(checks):
-                if result.item(0, i):
+                if c.unique and c.value is not None:
+                    row = first_duplicate(lf.select(c.value).collect().to_series())
+                    if row is not None:
+                        _raise_at_row(lf, c, row, source)
+                elif result.item(0, i):
                     _raise_at(lf, c, source)
     except pl.exceptions.PolarsError as exc:
         msg = f"cannot read events: {exc}"
@@ -478,6 +527,20 @@ def _raise_at(lf: pl.LazyFrame, c: Check, source: str) -> None:
                           row=found["row"])
 
 
+def _raise_at_row(lf: pl.LazyFrame, c: Check, row: int, source: str,
+                  frame: pl.DataFrame | None = None) -> None:
+    """Raise for ``c`` broken at scan position ``row`` of ``lf`` (value from ``frame`` if given)."""
+    found = lf.select(pl.col(SOURCE_COL).alias("src"), pl.col(ROW_COL).cast(pl.Int64)
+                      .alias("row")).slice(row, 1).collect().row(0, named=True)
+    value = None
+    if c.value is not None:
+        at = frame.slice(row, 1).lazy() if frame is not None else lf.slice(row, 1)
+        value = at.select(c.value.cast(pl.String)).collect().item()
+    problem = c.problem if value is None else f"{c.problem}: {value!r}"
+    raise ValidationError(problem, source=found["src"] or source, column=c.column,
+                          row=found["row"])
+
+
 def _missing(canonical: str, mapping: ColumnMapping, present: set[str], source: str) -> None:
     wanted = mapping.source_name(canonical)
     hint = "" if wanted == canonical else f" (mapped from {wanted!r})"
@@ -487,6 +550,8 @@ def _missing(canonical: str, mapping: ColumnMapping, present: set[str], source: 
 
 
 def _to_int(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.Int64:
+        return expr
     if dtype.is_float():
         whole = expr.is_finite() & (expr == expr.round(0))
         return pl.when(whole).then(expr).otherwise(None).cast(pl.Int64, strict=False)
@@ -497,6 +562,8 @@ def _to_time(
     expr: pl.Expr, dtype: pl.DataType, mapping: ColumnMapping, column: str, source: str
 ) -> pl.Expr:
     if isinstance(dtype, pl.Datetime):
+        if dtype == TIME_DTYPE:
+            return expr
         if dtype.time_zone is None:
             if mapping.assume_timezone is None:
                 msg = ("timestamps without a time zone; eventkit never guesses one: "

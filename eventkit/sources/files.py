@@ -48,13 +48,14 @@ def read_events(
     schema: EventSchema = BANKING,
     on_error: Literal["raise", "dead-letter"] = "raise",
     dead_letter: str | Path | None = None,
+    in_memory: bool = True,
     max_decoded_bytes: int | None = None,
 ) -> pl.LazyFrame:
     """Users' events at ``path`` as a LazyFrame in ``schema`` (default: the banking one).
 
     What :func:`eventkit.open_archive` does for anything but an eventkit
     archive; see there for ``mapping``, ``validate``, ``schema``,
-    ``on_error``, the schema versions and ``max_decoded_bytes``
+    ``on_error``, ``in_memory``, the schema versions and ``max_decoded_bytes``
     (:mod:`eventkit.sources.budget`).
 
     Examples
@@ -87,6 +88,8 @@ def read_events(
     if on_error != "raise":
         msg = f"on_error must be 'raise' or 'dead-letter', not {on_error!r}"
         raise SchemaError(msg, source=source)
+    if validate and in_memory:  # decoded once: what was checked is what is read
+        return conformed.collect(source=source).lazy()
     if validate:
         conformed.validate(source=source)
     return conformed.events.drop(SOURCE_COL, ROW_COL)

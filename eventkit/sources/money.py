@@ -13,6 +13,7 @@ from typing import Protocol
 import polars as pl
 
 from eventkit.exceptions import SchemaError
+from eventkit.sources.unique import first_duplicate
 
 __all__ = ["MAX_AMOUNT", "Check", "Units", "to_minor_units"]
 
@@ -37,12 +38,38 @@ class Units(Protocol):
 
 @dataclass(frozen=True)
 class Check:
-    """One value rule: rows where ``bad`` is true break it; ``value`` is shown."""
+    """One value rule: rows where ``bad`` is true break it; ``value`` is shown.
+
+    ``unique``: the rule is that ``value`` never repeats (``bad`` marks the
+    repeated rows, for per-row use; whole frames are checked by a sort, see
+    :func:`~eventkit.sources.unique.first_duplicate`). ``among``: a cheaper
+    condition that every bad row meets; a frame in memory is checked on those
+    rows only.
+    """
 
     column: str
     problem: str
     bad: pl.Expr
     value: pl.Expr | None = None
+    unique: bool = False
+    among: pl.Expr | None = None
+
+    def first_bad(self, frame: pl.DataFrame) -> int | None:
+        """The first row of ``frame`` (in memory) that breaks the rule, or ``None``."""
+        if self.unique:
+            return first_duplicate(frame.select(self.value).to_series())
+        rows = None
+        if self.among is not None:
+            candidates = frame.select(self.among.fill_null(value=False)).to_series()
+            if not candidates.any():
+                return None
+            rows = candidates.arg_true()
+            frame = frame[rows]
+        bad = frame.select(self.bad.fill_null(value=False)).to_series()
+        if not bad.any():
+            return None
+        first = int(bad.arg_true()[0])
+        return first if rows is None else int(rows[first])
 
 
 def to_minor_units(

@@ -115,7 +115,7 @@ def ingest(
     *,
     mapping: ColumnMapping | dict[str, Any] | None = None,
     dead_letter: str | Path | None = None,
-    batch_size: int = 10_000,
+    batch_size: int = 100_000,
     max_wait: float = 1.0,
     idle_timeout: float | None = None,
     max_events: int | None = None,

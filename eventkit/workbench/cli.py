@@ -1,7 +1,7 @@
 """The ``eventkit`` command line.
 
 generate, verify, replay, as-of, restatements, snapshot, compact, expire, info, ingest,
-produce, report, lab, app.
+produce, report, lab, app, compile.
 
 Every subcommand has ``--help``. Errors print one clear line and exit 2;
 ``verify`` exits 1 when the archive fails its checks.
@@ -10,17 +10,16 @@ Every subcommand has ``--help``. Errors print one clear line and exit 2;
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import polars as pl
 
 from eventkit.exceptions import EventkitError, UsageError, is_foreign
+from eventkit.workbench.cli_values import key_values, mapping_option, seconds, whole
 
 if TYPE_CHECKING:
     from eventkit.replay.protocol import Replayed
@@ -56,35 +55,6 @@ class _Parser(argparse.ArgumentParser):
                      f"(see {self.prog} --help)\n")
 
 
-def _whole(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An option's whole number, at least ``low`` (and at most ``high``)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            msg = f"expected a whole number, not {text!r}"
-            raise argparse.ArgumentTypeError(msg) from None
-        if value < low or (high is not None and value > high):
-            span = f"from {low} to {high}" if high is not None else f"at least {low}"
-            msg = f"must be {span}, not {value}"
-            raise argparse.ArgumentTypeError(msg)
-        return value
-    return parse
-
-
-def _seconds(text: str) -> float:
-    """An option's positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"expected a number of seconds, not {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    if not math.isfinite(value) or value <= 0:
-        msg = f"must be a positive number of seconds, not {text}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="eventkit",
@@ -97,16 +67,16 @@ def _parser() -> argparse.ArgumentParser:
                                    "(accounts, deposits, withdrawals, fees, transfers, "
                                    "rate changes, late corrections), chunk by chunk.")
     p.add_argument("path", help="folder to create")
-    p.add_argument("--events", type=_whole(0), default=100_000,
+    p.add_argument("--events", type=whole(0), default=100_000,
                    help="number of events (default 100000)")
-    p.add_argument("--accounts", type=_whole(1), default=1_000,
+    p.add_argument("--accounts", type=whole(1), default=1_000,
                    help="number of accounts (default 1000)")
-    p.add_argument("--seed", type=_whole(0), default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=whole(0), default=0, help="random seed (default 0)")
     p.add_argument("--format", choices=("delta", "parquet"), default="delta",
                    help="eventkit archive (delta, default) or plain Parquet files")
-    p.add_argument("--chunk-events", type=_whole(1), default=1_000_000,
+    p.add_argument("--chunk-events", type=whole(1), default=1_000_000,
                    help="events per chunk written (bounds memory; default 1000000)")
-    p.add_argument("--buckets", type=_whole(1), metavar="B",
+    p.add_argument("--buckets", type=whole(1), metavar="B",
                    help="bucketed archive: B buckets of accounts, one file per bucket and "
                         "append, for replays one bucket at a time (default: not bucketed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -174,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "zstd files in one audited commit that verify accepts; "
                                    "every answer stays the same.")
     p.add_argument("path", help="archive folder")
-    p.add_argument("--target-rows", type=_whole(1), default=1_000_000,
+    p.add_argument("--target-rows", type=whole(1), default=1_000_000,
                    help="rows per merged file at most (default 1000000)")
     p.add_argument("--keep-old", action="store_true", help="leave the replaced files on disk")
     p.set_defaults(run=_compact)
@@ -214,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "environment, never on a command line.")
     p.add_argument("--notebooks", default="notebooks", help="folder to serve")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=_whole(1, 65_535), default=8888, help="port (default 8888)")
+    p.add_argument("--port", type=whole(1, 65_535), default=8888, help="port (default 8888)")
     p.set_defaults(run=_lab)
 
     p = sub.add_parser("app", help="serve the account explorer as a page (Voila; loopback, "
@@ -249,13 +219,13 @@ def _parser() -> argparse.ArgumentParser:
                    "JSON text or a .json file (see eventkit.ColumnMapping)")
     p.add_argument("--dead-letter", metavar="FILE", help="dead-letter file (default "
                    "PATH.dead-letter.jsonl)")
-    p.add_argument("--batch-size", type=_whole(1), default=10_000, help="messages per commit "
-                   "(default 10000)")
-    p.add_argument("--max-wait", type=_seconds, default=1.0, metavar="S",
+    p.add_argument("--batch-size", type=whole(1), default=100_000, help="messages per commit "
+                   "at most (default 100000)")
+    p.add_argument("--max-wait", type=seconds, default=1.0, metavar="S",
                    help="commit a batch at most this long after its first message (default 1)")
-    p.add_argument("--idle-timeout", type=_seconds, metavar="S",
+    p.add_argument("--idle-timeout", type=seconds, metavar="S",
                    help="stop after this long without a message (default: run until stopped)")
-    p.add_argument("--broker-timeout", type=_seconds, default=30.0, metavar="S",
+    p.add_argument("--broker-timeout", type=seconds, default=30.0, metavar="S",
                    help="end with an error when the broker stays unreachable, or the topic "
                         "or a partition missing, this long (default 30)")
     p.add_argument("--before-latest", choices=("raise", "clamp"), default="raise",
@@ -269,7 +239,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="events: an archive, Parquet file, folder, glob or Delta table")
     p.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="broker address")
     p.add_argument("--topic", required=True, help="topic to write")
-    p.add_argument("--partitions", type=_whole(1), metavar="N",
+    p.add_argument("--partitions", type=whole(1), metavar="N",
                    help="create the topic with N partitions when it does not exist")
     p.add_argument("--mapping", metavar="JSON", help="column mapping for foreign data")
     p.set_defaults(run=_produce)
@@ -285,11 +255,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports", help="output folder (default reports)")
     p.add_argument("--only", metavar="NAMES", help="comma-separated run names to execute")
     p.add_argument("--kernel", default="eventkit", help="Jupyter kernel (default eventkit)")
-    p.add_argument("--timeout", type=_whole(1), default=600,
+    p.add_argument("--timeout", type=whole(1), default=600,
                    help="seconds per cell (default 600)")
     p.add_argument("--with-code", action="store_true",
                    help="show the code cells in the HTML (default: hidden)")
     p.set_defaults(run=_report)
+
+    p = sub.add_parser("compile", help="compile the replay kernels into numba's cache (once)",
+                       description="Compile the replay engine's kernels for every argument "
+                                   "type a replay passes, into numba's on-disk cache, so the "
+                                   "first replay starts at once (make setup runs this).")
+    p.set_defaults(run=_compile)
     return parser
 
 
@@ -318,6 +294,19 @@ def _snapshot(args: argparse.Namespace) -> int:
     span = f"{first[0]:%Y-%m-%d} .. {last[0]:%Y-%m-%d}" if first else "no events"
     print(f"{len(snaps.checkpoints)} checkpoints ({span}) for rules {snaps.fingerprint[:12]} "
           f"at archive version {snaps.version}: {snaps.folder.root}")
+    return 0
+
+
+def _compile(_args: argparse.Namespace) -> int:
+    import time
+
+    from eventkit.replay import kernels
+    from eventkit.replay.warm import compile_kernels
+
+    began = time.perf_counter()
+    compiled = compile_kernels()
+    print(f"{len(compiled)} replay kernels ready ({sum(compiled.values())} signatures compiled, "
+          f"{time.perf_counter() - began:.1f} s) in {kernels.fold_terms.stats.cache_path}")
     return 0
 
 
@@ -386,7 +375,7 @@ def _restatements(args: argparse.Namespace) -> int:
 def _events(args: argparse.Namespace) -> pl.LazyFrame:
     from eventkit.archive.open import open_archive
 
-    return open_archive(args.path, mapping=_mapping(args.mapping) if args.mapping else None)
+    return open_archive(args.path, mapping=mapping_option(args.mapping) if args.mapping else None)
 
 
 def _result(args: argparse.Namespace, known_at: str | None = None) -> ReplayResult:
@@ -401,7 +390,7 @@ def _filtered(args: argparse.Namespace, table: pl.LazyFrame, rules: RuleSet) -> 
     from eventkit.rules.streams import key_frame
 
     schema = table.collect_schema()
-    wanted = key_frame(rules, _ids(args.accounts, rules, schema), schema)
+    wanted = key_frame(rules, key_values(args.accounts, rules, schema), schema)
     return table.join(wanted.lazy(), on=list(rules.key_columns), how="semi")
 
 
@@ -413,7 +402,7 @@ def _show(args: argparse.Namespace, result: Replayed, state: pl.LazyFrame) -> in
 def _print(args: argparse.Namespace, table: pl.LazyFrame, money: list[str]) -> int:
     from eventkit.archive.open import minor_digits_of
 
-    digits = minor_digits_of(args.path, _mapping(args.mapping) if args.mapping else None)
+    digits = minor_digits_of(args.path, mapping_option(args.mapping) if args.mapping else None)
     frame = table.with_columns(_currency(name, digits) for name in money).collect()
     if args.fmt == "csv":
         sys.stdout.write(frame.write_csv())
@@ -422,46 +411,6 @@ def _print(args: argparse.Namespace, table: pl.LazyFrame, money: list[str]) -> i
                        tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
             print(frame)
     return 0
-
-
-def _mapping(text: str) -> dict[str, object]:
-    try:
-        raw = Path(text).read_text() if text.endswith(".json") else text
-        mapping = json.loads(raw)
-    except (OSError, json.JSONDecodeError) as exc:
-        msg = f"not a JSON object or .json file ({exc})"
-        raise UsageError(msg, param="--mapping") from None
-    if not isinstance(mapping, dict):
-        msg = "expected a JSON object such as {\"account_id\": \"accountId\"}"
-        raise UsageError(msg, param="--mapping")
-    return mapping
-
-
-def _ids(text: str, rules: RuleSet, schema: pl.Schema) -> list[object]:
-    """``--accounts`` as keys of the rule set, each part read as its key column's type."""
-    columns = rules.key_columns
-    out: list[object] = []
-    for item in (x.strip() for x in text.split(",")):
-        if not item:
-            continue
-        parts = item.split(":", len(columns) - 1) if len(columns) > 1 else [item]
-        if len(parts) != len(columns):
-            msg = (f"{item!r}: the key is {list(columns)}; give its parts joined by ':' "
-                   f"(such as {':'.join('...' for _ in columns)})")
-            raise UsageError(msg, param="--accounts")
-        values: list[object] = []
-        for part, column in zip(parts, columns, strict=True):
-            dtype = schema.get(column)
-            if dtype is not None and dtype.is_integer():
-                try:
-                    values.append(int(part))
-                except ValueError:
-                    msg = f"{column} holds integers, not {part!r}"
-                    raise UsageError(msg, param="--accounts") from None
-            else:
-                values.append(part)
-        out.append(values[0] if len(values) == 1 else tuple(values))
-    return out
 
 
 def _currency(name: str, digits: int) -> pl.Expr:
@@ -562,7 +511,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
     try:
         summary = ingest(args.archive, args.bootstrap, args.topic,
-                         mapping=_mapping(args.mapping) if args.mapping else None,
+                         mapping=mapping_option(args.mapping) if args.mapping else None,
                          dead_letter=args.dead_letter, batch_size=args.batch_size,
                          max_wait=args.max_wait, idle_timeout=args.idle_timeout,
                          on_batch=report, broker_timeout=args.broker_timeout,
