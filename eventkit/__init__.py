@@ -62,6 +62,7 @@ from eventkit.exceptions import (
     ViewError,
     WorkbenchError,
 )
+from eventkit.progress import show_progress
 from eventkit.questions.explain import Explanation, explain
 from eventkit.questions.patterns import Detector, Pattern, Thresholds, builtin_alerts
 from eventkit.questions.temporal import restatements
@@ -172,6 +173,7 @@ __all__ = [
     "refresh",
     "replay",
     "restatements",
+    "show_progress",
     "snapshot",
     "table",
 ]

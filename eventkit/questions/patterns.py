@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from eventkit.exceptions import PatternError
+from eventkit.progress import Steps
 
 __all__ = ["BUILTINS", "Detector", "Pattern", "Thresholds", "begin", "builtin_alerts",
            "negative_balance", "ping_pong", "rapid_withdrawals", "structuring"]
@@ -409,14 +410,20 @@ def builtin_alerts(history: pl.DataFrame | pl.LazyFrame, thresholds: Thresholds 
     t = thresholds if thresholds is not None else Thresholds()
     frame = history.lazy().collect() if isinstance(history, pl.LazyFrame) else history
     pair = ["account_id", "counterparty_id"]
-    found = {
-        "rapid_withdrawals": rapid_withdrawals(t.rapid_count, t.rapid_within).detect(frame),
-        "structuring": structuring(t.structuring_within, share=t.structuring_share,
-                                   min_deposit=t.structuring_min_deposit).detect(frame),
-        "ping_pong": ping_pong(t.ping_pong_within).detect(
+    detect = {
+        "rapid_withdrawals": lambda: rapid_withdrawals(t.rapid_count, t.rapid_within).detect(
+            frame),
+        "structuring": lambda: structuring(t.structuring_within, share=t.structuring_share,
+                                           min_deposit=t.structuring_min_deposit).detect(frame),
+        "ping_pong": lambda: ping_pong(t.ping_pong_within).detect(
             frame.filter(pl.col("counterparty_id").is_not_null()), key=pair),
-        "negative_balance": negative_balance(frame, t.negative_longer_than, until=until),
+        "negative_balance": lambda: negative_balance(frame, t.negative_longer_than, until=until),
     }
+    found = {}
+    with Steps(f"alerts in {frame.height:,} events", len(detect), unit="pattern") as steps:
+        for name, run in detect.items():
+            steps.begin(name.replace("_", " "))
+            found[name] = run()
     ids = frame.select("seq", "event_id")
     parts = [alerts.with_columns(pattern=pl.lit(name)) for name, alerts in found.items()]
     return (pl.concat(parts, how="diagonal_relaxed")

@@ -13,6 +13,7 @@ from eventkit.archive.open import Events, archive_of, as_lazy
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import SnapshotError
+from eventkit.progress import Steps
 from eventkit.replay import snapshots as stored_sets
 from eventkit.replay.buckets import BucketedReplay, replay_buckets
 from eventkit.replay.protocol import Replayed
@@ -189,9 +190,13 @@ def snapshot(
         msg = (f"rule set {ruleset.name!r} reads the bank's rate events (key {BANK_ACCOUNT}) "
                f"but is keyed by {ruleset.key!r}; give it a rate_table to snapshot it")
         raise SnapshotError(msg, param="rules")
-    result = replay(store, ruleset, snapshots=False)  # with an expiry's opening states, if any
-    version = store.version if result.archive_version is None else result.archive_version
-    grid = stored_sets.period_ends(result.history, every)
-    states = result.at_times(grid).collect() if grid else pl.DataFrame()
-    return stored_sets.write_set(store, ruleset, version=version, every=every, grid=grid,
-                                 states=states, key_copy=key_copy)
+    with Steps(f"snapshot ({ruleset.name})", 3) as steps:
+        steps.begin("replaying the archive")
+        result = replay(store, ruleset, snapshots=False)  # with an expiry's opening states
+        version = store.version if result.archive_version is None else result.archive_version
+        grid = stored_sets.period_ends(result.history, every)
+        steps.begin(f"states at {len(grid)} checkpoints")
+        states = result.at_times(grid).collect() if grid else pl.DataFrame()
+        steps.begin("storing them" + (" and the events by account" if key_copy else ""))
+        return stored_sets.write_set(store, ruleset, version=version, every=every, grid=grid,
+                                     states=states, key_copy=key_copy)

@@ -18,6 +18,7 @@ import polars as pl
 from eventkit.archive.retention import Expiry
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import InstantError
+from eventkit.progress import Steps
 from eventkit.replay.accrue import accrue
 from eventkit.replay.engine import Fold, fold
 from eventkit.replay.kernels import grid_positions
@@ -82,7 +83,11 @@ class ReplayResult:
     def fold(self) -> Fold:
         """The fold of every event (made on first use, then kept)."""
         if self._whole is None:
-            self._whole = fold(self._events.collect(), self.checked, start=self.start)
+            with Steps(f"replay ({self.rules.name})", 2) as steps:
+                steps.begin("reading events")
+                events = self._events.collect()
+                steps.begin(f"folding {events.height:,} events")
+                self._whole = fold(events, self.checked, start=self.start)
         return self._whole
 
     @property

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from eventkit.exceptions import EventkitError, UsageError
+from eventkit.progress import show_progress
 
 if TYPE_CHECKING:
     from eventkit.replay.protocol import Replayed
@@ -32,11 +33,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.run(args))
-    except EventkitError as exc:
-        print(f"eventkit: error: {exc}", file=sys.stderr)
-        return 2
+    # long steps show a text bar on a terminal (after a delay), never in a pipe or a log
+    with show_progress(sys.stderr.isatty() and not getattr(args, "no_progress", False)):
+        try:
+            return int(args.run(args))
+        except EventkitError as exc:
+            print(f"eventkit: error: {exc}", file=sys.stderr)
+            return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -117,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="checkpoint period: 1mo, 1q, 7d, 1y, ... (default 1mo)")
     p.add_argument("--no-key-copy", action="store_true",
                    help="do not store the events sorted by account")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_snapshot)
 
     p = sub.add_parser("compact", help="merge small data files (audited, changes no answer)",
@@ -229,6 +233,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
     p.add_argument("--with-code", action="store_true",
                    help="show the code cells in the HTML (default: hidden)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_report)
     return parser
 
@@ -246,6 +251,7 @@ def _source_options(p: argparse.ArgumentParser) -> None:
                         "(default balance)")
     p.add_argument("--format", choices=("table", "csv"), default="table", dest="fmt",
                    help="output format (default table)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _snapshot(args: argparse.Namespace) -> int:
