@@ -59,15 +59,17 @@ def shade(left: datetime, right: datetime, label: str) -> tuple[alt.Chart, alt.C
     data = pl.DataFrame({"time": [left], "until": [right], "label": [label]},
                         schema={"time": TIME_DTYPE, "until": TIME_DTYPE, "label": pl.String})
     base = alt.Chart(data)
-    area = base.mark_rect(color=SHADE_COLOUR, opacity=0.45).encode(x="time:T", x2="until:T")
+    area = base.mark_rect(color=SHADE_COLOUR, opacity=0.45).encode(x=alt.X("time:T"),
+                                                                   x2=alt.X2("until:T"))
     text = base.mark_text(align="left", baseline="top", dx=3, dy=3, color="#8c510a").encode(
-        x="time:T", y=alt.value(0), text="label:N")
+        x=alt.X("time:T"), y=alt.YValue(0), text=alt.Text("label:N"))
     return area, text
 
 
 def zero_rule() -> alt.Chart:
     """A grey line at zero: the baseline of a difference."""
-    return alt.Chart(pl.DataFrame({"zero": [0.0]})).mark_rule(color="gray").encode(y="zero:Q")
+    return alt.Chart(pl.DataFrame({"zero": [0.0]})).mark_rule(color="gray").encode(
+        y=alt.Y("zero:Q"))
 
 
 def y_money(title: str, currency: Currency) -> alt.Axis:
@@ -122,7 +124,7 @@ def series_hover(long: pl.DataFrame, *, by: str, order: list[Any], labels: list[
     points = points.transform_fold(
         [f"v{i}" for i in range(len(labels))], as_=["#v", "value"]
     ).transform_calculate(series=f"{lookup}[datum['#v']]").mark_point(
-        filled=True, size=50).encode(x="time:T", y="value:Q", color=colour)
+        filled=True, size=50).encode(x=alt.X("time:T"), y=alt.Y("value:Q"), color=colour)
     return [rule, points, rects]
 
 
@@ -143,13 +145,14 @@ def hover_layers(wide: pl.DataFrame, *, tooltip: list[alt.Tooltip]
     selected instant (give it a mark and encodings), and the bands (on top).
     """
     data = wide if "until" in wide.columns else with_until(wide)
-    hovered = alt.selection_point(on="pointerover", fields=["time"], empty=False,
+    # named: the same chart built twice has the same spec (Altair numbers unnamed params)
+    hovered = alt.selection_point(name="hover", on="pointerover", fields=["time"], empty=False,
                                   clear="pointerout")
     rule = alt.Chart(data).mark_rule(color="gray", strokeDash=[2, 2]).encode(
-        x="time:T").transform_filter(hovered)
+        x=alt.X("time:T")).transform_filter(hovered)
     points = alt.Chart(data).transform_filter(hovered)
     rects = alt.Chart(data).mark_rect(opacity=0).encode(
-        x="time:T", x2="until:T", tooltip=tooltip).add_params(hovered)
+        x=alt.X("time:T"), x2=alt.X2("until:T"), tooltip=tooltip).add_params(hovered)
     return rule, points, rects
 
 

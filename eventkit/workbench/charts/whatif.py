@@ -233,7 +233,7 @@ def rate_steps(
     area = _shaded(window, None, right=right)
     subtitle = f"{span_words(first, right, zone=zone)}; each rate holds until the next change"
     return cast("alt.LayerChart", alt.layer(*area, lines, *hover, title=alt.Title(
-        "Bank rate table: actual and scenario", subtitle=subtitle)).properties(**SIZE))
+        "Bank rate table: actual and scenario", subtitle=subtitle), **SIZE))
 
 
 def what_if_summary(comparison: Comparison, field: str = "interest", *,
