@@ -143,17 +143,26 @@ def hover_layers(wide: pl.DataFrame, *, tooltip: list[alt.Tooltip]
     hold there); the band under the pointer is selected and shows ``tooltip``,
     a rule marks its instant. Returns the rule, a base for points drawn at the
     selected instant (give it a mark and encodings), and the bands (on top).
+    The layer chart that holds them declares the selection: ``params=HOVER``.
     """
     data = wide if "until" in wide.columns else with_until(wide)
-    # named: the same chart built twice has the same spec (Altair numbers unnamed params)
-    hovered = alt.selection_point(name="hover", on="pointerover", fields=["time"], empty=False,
-                                  clear="pointerout")
+    hovered = {"param": "hover", "empty": False}
     rule = alt.Chart(data).mark_rule(color="gray", strokeDash=[2, 2]).encode(
         x=alt.X("time:T")).transform_filter(hovered)
     points = alt.Chart(data).transform_filter(hovered)
-    rects = alt.Chart(data).mark_rect(opacity=0).encode(
-        x=alt.X("time:T"), x2=alt.X2("until:T"), tooltip=tooltip).add_params(hovered)
+    rects = alt.Chart(data, name=HOVER_VIEW).mark_rect(opacity=0).encode(
+        x=alt.X("time:T"), x2=alt.X2("until:T"), tooltip=tooltip)
     return rule, points, rects
+
+
+#: The layer of :func:`hover_layers`' bands, where the pointer is followed.
+HOVER_VIEW: Final = "hover_bands"
+#: The hover selection, declared by the layer chart for the bands' layer (given to a
+#: layer, Altair lifts it out by copying and checking every layer: tens of ms a chart).
+#: Named: a chart built twice has the same spec.
+HOVER: Final = [alt.TopLevelSelectionParameter(
+    name="hover", views=[HOVER_VIEW], select=alt.PointSelectionConfig(
+        type="point", on="pointerover", fields=["time"], clear="pointerout"))]
 
 
 def enable(*, interactive: bool) -> None:

@@ -14,6 +14,7 @@ from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import to_instant
 from eventkit.workbench.charts._common import (
     DAY,
+    HOVER,
     KEY,
     MARKER_COLOUR,
     MINUTE,
@@ -269,7 +270,7 @@ def _line_chart(window: TimeWindow, max_points: int, currency: Currency, zone: s
                          scale=currency.major, zone=zone) if len(order) <= MAX_TIP_LINES else []
     # sizes given to the constructor: .properties() would validate them against the schema
     return cast("alt.LayerChart", alt.layer(*extra, lines, *hover, title=alt.Title(
-        title, subtitle=subtitle), **SIZE))
+        title, subtitle=subtitle), params=HOVER if hover else alt.Undefined, **SIZE))
 
 
 def _band_chart(window: TimeWindow, max_points: int, currency: Currency,
@@ -311,5 +312,5 @@ def _band_chart(window: TimeWindow, max_points: int, currency: Currency,
                   "(between the 10th and 90th percentile), each counted from its first event"],
     )
     # no layer has a row, column or facet encoding, so alt.layer makes no FacetChart
-    return cast("alt.LayerChart", alt.layer(band, median, rule, rects, title=title)
-                ).properties(**SIZE)
+    return cast("alt.LayerChart", alt.layer(band, median, rule, rects, title=title,
+                                            params=HOVER, **SIZE))
