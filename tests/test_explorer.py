@@ -63,7 +63,7 @@ def test_first_view_shows_the_account_at_the_as_of_day(ex, events):
     assert spec["title"]["text"] == "Balance history of account 3"
     assert [layer["mark"]["type"] for layer in spec["layer"]] == [
         "line", "rule", "point", "rect", "rule", "text"]
-    assert "as of 2024-06-30 23:59 UTC" in json.dumps(spec["datasets"])
+    assert "as of 2024-06-30 23:59 UTC" in json.dumps(spec)
     assert "State as of 2024-06-30 23:59 UTC" in ex.table.value
     expected = eventkit.replay(events, "banking").as_of("2024-06-30", accrued=True).filter(
         pl.col("account_id") == 3).collect()

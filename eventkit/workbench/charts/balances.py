@@ -163,8 +163,8 @@ def as_of_marker(chart: alt.Chart | alt.LayerChart, instant: Instant, *,
     >>> spec = as_of_marker(lines, "2024-01-01").to_dict()
     >>> [layer["mark"]["type"] for layer in spec["layer"]], spec["title"]["text"]
     (['line', 'rule', 'point', 'rect', 'rule', 'text'], 'Balance history of account 1')
-    >>> [r["label"] for d in spec["datasets"].values() for r in d if "label" in r]
-    ['as of 2024-01-01 23:59 UTC']
+    >>> spec["layer"][-1]["encoding"]["text"]
+    {'value': 'as of 2024-01-01 23:59 UTC'}
 
     """
     rule, text = marker_layers(instant, zone=zone)
@@ -204,21 +204,28 @@ def with_marker(spec: dict[str, Any], instant: Instant, *, zone: str | None = No
     True
 
     """
-    marker = alt.layer(*marker_layers(instant, zone=zone)).to_dict(validate=False)
-    data = marker["data"]  # the layers' shared data, which alt.layer moved up
-    return {**spec, "layer": [*spec["layer"], *({"data": data, **m} for m in marker["layer"])],
-            "datasets": {**spec.get("datasets", {}), **marker["datasets"]}}
+    layers, datasets = [], dict(spec.get("datasets", {}))
+    for chart in marker_layers(instant, zone=zone):  # no data of their own: cheap to make
+        layer = chart.to_dict(validate=False)
+        datasets.update(layer.pop("datasets", {}))
+        layers.append({k: v for k, v in layer.items() if k not in ("$schema", "config")})
+    return {**spec, "layer": [*spec["layer"], *layers], "datasets": datasets}
 
 
 def marker_layers(instant: Instant, *, zone: str | None = None) -> tuple[alt.Chart, alt.Chart]:
-    """What :func:`as_of_marker` adds to a chart: the rule at ``instant`` and its label."""
+    """What :func:`as_of_marker` adds to a chart: the rule at ``instant`` and its label.
+
+    Placed by constants (a date-time datum, a text value): no dataset to make.
+    """
     t = to_instant(instant, param="as_of")
-    marker = pl.DataFrame({"time": [t]}, schema={"time": TIME_DTYPE}).with_columns(
-        label=pl.lit("as of ") + time_text(pl.col("time"), zone=zone))
-    base = alt.Chart(marker).encode(x=alt.X("time:T"))
-    rule = base.mark_rule(color=MARKER_COLOUR, strokeDash=[4, 3], strokeWidth=2)
+    label = "as of " + pl.select(time_text(pl.lit(t), zone=zone)).item()
+    at = alt.XDatum(alt.DateTime(year=t.year, month=t.month, date=t.day, hours=t.hour,
+                                 minutes=t.minute, seconds=t.second,
+                                 milliseconds=t.microsecond // 1000, utc=True), type="temporal")
+    base = alt.Chart(alt.InlineData(values=[{}]))  # one mark each
+    rule = base.mark_rule(color=MARKER_COLOUR, strokeDash=[4, 3], strokeWidth=2).encode(x=at)
     text = base.mark_text(align="left", dx=4, dy=-4, baseline="bottom", color=MARKER_COLOUR
-                          ).encode(text=alt.Text("label:N"), y=alt.YValue(0))
+                          ).encode(x=at, y=alt.YValue(0), text=alt.TextValue(label))
     return rule, text
 
 
