@@ -231,6 +231,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="NAMES", help="comma-separated run names to execute")
     p.add_argument("--kernel", default="eventkit", help="Jupyter kernel (default eventkit)")
     p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    p.add_argument("--workers", type=int, default=None, help="runs at once, each in its own "
+                   "kernel (default: one per core)")
     p.add_argument("--with-code", action="store_true",
                    help="show the code cells in the HTML (default: hidden)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -493,6 +495,6 @@ def _report(args: argparse.Namespace) -> int:
             raise UsageError(msg, param="--only")
         runs = [r for r in runs if r.name in wanted]
     run_reports(runs, args.out, kernel=args.kernel, timeout=args.timeout,
-                with_code=args.with_code,
+                with_code=args.with_code, workers=args.workers,
                 on_done=lambda run, page, s: print(f"{run.name}: {page} ({s:.1f} s)", flush=True))
     return 0
