@@ -17,7 +17,8 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     │   │   └── StaleVersionError   an append expected an older archive version
     │   ├── CorruptionError     a file cannot be read or does not match its hash
     │   ├── IntegrityError      ``verify`` found the hash chain broken
-    │   └── ExpiredError        a question about a time whose events were expired
+    │   ├── ExpiredError        a question about a time whose events were expired
+    │   └── StorageError        the store holding it fails, refuses, or cannot append safely
     ├── PrivacyError            key store problems, refused erasures
     ├── RuleError               a rule set or rules file is wrong
     ├── SnapshotError           a snapshot cannot be built or read
@@ -57,6 +58,7 @@ __all__ = [
     "SchemaVersionError",
     "SnapshotError",
     "StaleVersionError",
+    "StorageError",
     "UsageError",
     "ValidationError",
     "ViewError",
@@ -182,6 +184,15 @@ class ExpiredError(ArchiveError):
                  cutoff: str | None = None) -> None:
         self.cutoff = cutoff
         super().__init__(message, path=path)
+
+
+class StorageError(ArchiveError):
+    """The store an archive lives in failed, refused, or cannot append safely.
+
+    Network, credentials or permissions; or the store lacks what an operation
+    needs (appends need atomic conditional writes). ``path`` names the archive
+    or object; the store's own message is kept in the text.
+    """
 
 
 class PrivacyError(EventkitError):

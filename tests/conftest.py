@@ -6,12 +6,14 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from s3 import S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
@@ -47,6 +49,29 @@ def sample_archive() -> Path:
     if not (SAMPLE / "_delta_log").is_dir():
         subprocess.run(["make", "sample", f"PY={sys.executable}"], cwd=ROOT, check=True)
     return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-protocol server on 127.0.0.1 (moto, tests/s3.py), for the whole session.
+
+    Its credentials and endpoint are also in the environment while it runs, as
+    a user's would be, so child processes (writers, Dask workers, notebook
+    kernels) reach it too.
+    """
+    server = S3Server()
+    server.start()
+    saved = {k: os.environ.get(k) for k in server.env}
+    os.environ.update(server.env)
+    try:
+        yield server
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
 
 
 @pytest.fixture(scope="session")

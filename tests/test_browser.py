@@ -8,6 +8,7 @@ test. Screenshots go to tests/screenshots/ (git-ignored).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -152,8 +153,21 @@ def wait_for_change(pg: Any, before: str, *, contains: str, timeout: int = 60_00
 
 
 def run_all(pg: Any, lab: dict[str, str], notebook: str) -> None:
-    """Open ``notebook`` in JupyterLab, Run All, wait for every cell; no error output."""
-    pg.goto(f"{lab['base']}/lab/tree/{notebook}?token={lab['token']}")
+    """Open ``notebook`` in JupyterLab, Run All, wait for every cell; no error output.
+
+    Earlier tests' kernels are shut down and the notebook opens in a workspace of its own:
+    JupyterLab would otherwise reopen every notebook an earlier test opened (a kernel each,
+    and another notebook may take the focus that Run All acts on).
+    """
+    api = f"{lab['base']}/api/sessions"
+    auth = {"Authorization": f"token {lab['token']}"}
+    with urllib.request.urlopen(urllib.request.Request(api, headers=auth), timeout=30) as r:
+        sessions = json.load(r)
+    for session in sessions:
+        urllib.request.urlopen(urllib.request.Request(f"{api}/{session['id']}", headers=auth,
+                                                      method="DELETE"), timeout=30).close()
+    workspace = f"{notebook.removesuffix('.ipynb')}-{secrets.token_hex(4)}"
+    pg.goto(f"{lab['base']}/lab/workspaces/{workspace}/tree/{notebook}?token={lab['token']}")
     # Run All does nothing until the kernel is connected and idle
     pg.wait_for_selector(".jp-StatusBar-TextItem:has-text('Python (eventkit) | Idle')",
                          timeout=120_000)

@@ -262,21 +262,21 @@ class SlowFirstRun(distributed.WorkerPlugin):
             time.sleep(60)  # killed long before this ends
 
 
-@pytest.mark.slow
-@pytest.mark.cluster
-def test_dask_survives_a_killed_worker(client, bank: dict[str, Path],
-                                       tmp_path: Path) -> None:
+def kill_a_worker_mid_task(client, marker: Path, work) -> dict[str, object]:
+    """Run ``work()`` in a thread, SIGKILL the worker of the first bucket task it starts.
+
+    Returns what ``work`` returned (``"result"``) or raised (``"error"``), once it ended.
+    """
     import sys
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    marker = tmp_path / "first-run.json"
     client.register_plugin(SlowFirstRun(str(marker)), name="slow-first-run")
     try:
         done: dict[str, object] = {}
 
         def run() -> None:
             try:
-                done["state"] = replay(bank["bucketed"], "banking", client=client).state().collect()
+                done["result"] = work()
             except BaseException as exc:
                 done["error"] = exc
 
@@ -293,12 +293,22 @@ def test_dask_survives_a_killed_worker(client, bank: dict[str, Path],
         os.kill(victim, signal.SIGKILL)  # the worker dies while it runs a bucket task
         job.join(120)
         assert not job.is_alive()
-        assert "error" not in done, done.get("error")
-        assert_frame_equal(done["state"], replay(bank["bucketed"], "banking").state().collect())
-        client.wait_for_workers(2, timeout=60)  # the nanny restarted it
+        return done
     finally:
         client.unregister_worker_plugin("slow-first-run")
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_dask_survives_a_killed_worker(client, bank: dict[str, Path],
+                                       tmp_path: Path) -> None:
+    done = kill_a_worker_mid_task(
+        client, tmp_path / "first-run.json",
+        lambda: replay(bank["bucketed"], "banking", client=client).state().collect())
+    assert "error" not in done, done.get("error")
+    assert_frame_equal(done["result"], replay(bank["bucketed"], "banking").state().collect())
+    client.wait_for_workers(2, timeout=60)  # the nanny restarted it
 
 
 def test_compacted_bucketed_archive_is_split_again_not_skipped(bank: dict[str, Path],

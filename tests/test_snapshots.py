@@ -114,7 +114,7 @@ def test_snapshot_is_used_only_for_its_rules_and_archive_state(archive: EventArc
 
 def test_a_changed_snapshot_file_is_refused(archive: EventArchive) -> None:
     snaps = snapshot(archive, "balance", every="1mo")
-    path = snaps.folder / snaps.files[1]["path"]
+    path = snaps.folder.path(snaps.files[1]["path"])  # the set's store, here a local folder
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 1
     path.write_bytes(bytes(data))

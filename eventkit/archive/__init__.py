@@ -3,7 +3,10 @@
 :class:`~eventkit.archive.table.EventArchive` is a Delta table whose commits
 form a hash chain (:mod:`~eventkit.archive.ledger`, checked by
 :mod:`~eventkit.archive.verify`); :func:`~eventkit.archive.open.open_archive`
-reads it or any source :mod:`eventkit.sources` reads. Upkeep: compaction,
+reads it or any source :mod:`eventkit.sources` reads. Its files live in a
+:class:`~eventkit.archive.store.Store` (a local folder or an object store such
+as ``s3://``); :mod:`eventkit.archive.head` keeps the verified head and the
+checkpoints that spare appends and reads the whole log. Upkeep: compaction,
 the storage report, the read side of retention, buckets of keys, privacy
 (per-subject encryption and erasure). Knows only :mod:`eventkit.sources` below it.
 """

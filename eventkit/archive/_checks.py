@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from eventkit.archive import ledger
+from eventkit.archive.store import Store
 from eventkit.exceptions import (
     ArchiveError,
     SchemaError,
@@ -229,17 +229,19 @@ _TEXT_COLUMNS = ("event_id", "event_type")
 _TIME_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 
 
-def check_new_archive(root: Path, personal: tuple[str, ...]) -> None:
-    """``root`` must be a new or empty folder, ``personal`` distinct plain field names."""
-    if (root / ledger.LOG_DIR).exists():
+def check_new_archive(store: Store, personal: tuple[str, ...]) -> None:
+    """``store`` must be a new or empty folder (or prefix), ``personal`` distinct plain names."""
+    root = store.root
+    if store.is_folder(ledger.LOG_DIR):
         msg = f"an archive already exists at {root}"
-        raise ArchiveError(msg, path=str(root))
-    if root.exists() and not root.is_dir():
+        raise ArchiveError(msg, path=root)
+    if store.local and store.path("").exists() and not store.path("").is_dir():
         msg = f"{root} is a file; choose a folder for the archive"
-        raise ArchiveError(msg, path=str(root))
-    if root.exists() and any(root.iterdir()):
+        raise ArchiveError(msg, path=root)
+    if store.local and store.path("").is_dir() and any(store.path("").iterdir()) or (
+            not store.local and store.list_files("")):
         msg = f"{root} exists and is not empty; choose a new folder for the archive"
-        raise ArchiveError(msg, path=str(root))
+        raise ArchiveError(msg, path=root)
     bad = [f for f in personal if f in CANONICAL_SCHEMA or f == SUBJECT_COL
            or not f.isidentifier()]
     if bad or len(set(personal)) != len(personal):

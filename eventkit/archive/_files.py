@@ -2,52 +2,49 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
 from typing import Any, NoReturn
 
 import polars as pl
 import pyarrow as pa
 from deltalake import Schema
-from deltalake.transaction import (
-    AddAction,
-    CommitProperties,
-    PostCommitHookProperties,
-    create_table_with_add_actions,
-)
 from polars.io.plugins import register_io_source
 
 from eventkit.archive import ledger
-from eventkit.exceptions import (
-    CorruptionError,
-)
+from eventkit.archive.store import Store, fsync, write_durably
+from eventkit.exceptions import AppendConflictError, CorruptionError
 from eventkit.schema import CANONICAL_SCHEMA
 from eventkit.sources.upcast import CURRENT_VERSION, UNMARKED_VERSION, UPCASTERS, VERSION_KEY
 
 __all__ = [
-    "NO_CHECKPOINTS",
+    "add_action",
     "clean_interrupted",
+    "commit_actions",
     "create_table",
     "delta_schema",
-    "fsync",
     "read_files",
     "remove_written",
     "write_data_file",
-    "write_durably",
 ]
 
 
-#: Commits eventkit makes write no Delta checkpoint and expire no log (the hash chain needs it).
-NO_CHECKPOINTS = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
-
-
-def read_files(root: Path, entries: list[dict[str, Any]],
-                schema: dict[str, pl.DataType] = CANONICAL_SCHEMA) -> pl.LazyFrame:
+def read_files(store: Store, entries: list[dict[str, Any]],
+               schema: dict[str, pl.DataType] = CANONICAL_SCHEMA, *,
+               check: bool = False) -> pl.LazyFrame:
     """One lazy scan of the data files ``entries`` lists, in order.
+
+    From an object store each file is fetched once (several at a time) and
+    parsed from memory; with ``check`` its bytes are first checked against
+    the entry (:func:`eventkit.archive.ledger.check_bytes`). Local files are
+    read in place (check them with ``check_data_file`` first).
 
     Polars reads the files with projection, predicate and row-limit pushdown, a
     group of small files (up to :data:`_ROWS_PER_READ` rows) at a time. Files
@@ -69,20 +66,20 @@ def read_files(root: Path, entries: list[dict[str, Any]],
         later_min[i] = min(later_min[i], later_min[i + 1])
     # groups of consecutive files of one schema version; a group is never cut where seq
     # ranges interleave (the buckets of one commit, which share a version)
-    groups: list[tuple[int, list[Path]]] = []
+    groups: list[tuple[int, list[dict[str, Any]]]] = []
     ordered: list[bool] = []  # whether each group's files, read in order, are in seq order
     rows, high = 0, -1
     for entry, (low, top), after in zip(entries, ranges, later_min, strict=True):
         version = entry.get("schema_version", UNMARKED_VERSION)
-        path = root / entry["path"]
+        path = store.uri(entry["path"])
         if not groups or version != groups[-1][0] or (
                 rows + entry.get("rows", 0) > _ROWS_PER_READ and high < after):
-            UPCASTERS.chain(version, source=str(path))  # a version we read, or a clear error
+            UPCASTERS.chain(version, source=path)  # a version we read, or a clear error
             groups.append((version, []))
             ordered.append(True)
             rows = 0
         ordered[-1] = ordered[-1] and low > high
-        groups[-1][1].append(path)
+        groups[-1][1].append(entry)
         rows += entry.get("rows", 0)
         high = max(high, top)
 
@@ -93,7 +90,10 @@ def read_files(root: Path, entries: list[dict[str, Any]],
             if left is not None and left <= 0:
                 return
             stored = UPCASTERS.stored_schema(version, schema)
-            lf = pl.scan_parquet(group, schema=stored)
+            names = [store.uri(e["path"]) for e in group]
+            sources: list[str] | list[bytes] = names if store.local else _fetch(store, group,
+                                                                                  check=check)
+            lf = pl.scan_parquet(sources, schema=stored)
             if version != CURRENT_VERSION:
                 lf = UPCASTERS.to_canonical(UPCASTERS.upcast(lf, version), schema)
             if predicate is not None:
@@ -107,7 +107,7 @@ def read_files(root: Path, entries: list[dict[str, Any]],
             try:
                 frame = lf.collect()
             except (Exception, pl.exceptions.PanicException) as exc:
-                _raise_unreadable(root, group, exc, stored)
+                _raise_unreadable(store, names, sources, exc, stored)
             if left is not None:
                 left -= frame.height
             yield frame
@@ -128,49 +128,66 @@ def _seq_range(entry: dict[str, Any], after: int) -> tuple[int, int]:
     return int(stats["minValues"]["seq"]), int(stats["maxValues"]["seq"])
 
 
-def _raise_unreadable(root: Path, group: list[Path], exc: BaseException,
-                      schema: dict[str, pl.DataType]) -> NoReturn:
-    """Name the file of ``group`` that cannot be read; re-raise ``exc`` if they all can."""
-    for path in group:
+def _fetch(store: Store, group: list[dict[str, Any]], *, check: bool) -> list[bytes]:
+    """The bytes of a group's files from an object store, a few requests at a time."""
+    def one(entry: dict[str, Any]) -> bytes:
+        try:
+            data, st = store.read_stat(entry["path"])
+        except FileNotFoundError:
+            msg = f"{store.root}: data file {entry['path']} is missing"
+            raise CorruptionError(msg, path=store.root, file=store.uri(entry["path"])) from None
+        return ledger.check_bytes(store, entry, data, st) if check else data
+
+    if len(group) == 1:
+        return [one(group[0])]
+    with ThreadPoolExecutor(_FETCHES) as pool:
+        return list(pool.map(one, group))
+
+
+def _raise_unreadable(store: Store, names: list[str], sources: list[str] | list[bytes],
+                      exc: BaseException, schema: dict[str, pl.DataType]) -> NoReturn:
+    """Name the file of a group that cannot be read; re-raise ``exc`` if they all can."""
+    for path, source in zip(names, sources, strict=True):
         try:  # does the file itself read, without the query's expressions?
-            pl.scan_parquet(path, schema=schema).collect()
+            pl.scan_parquet(source if isinstance(source, bytes) else str(source),
+                            schema=schema).collect()
         except (Exception, pl.exceptions.PanicException) as damage:
             text = str(damage).strip()
             first = text.splitlines()[0][:300] if text else ""
-            msg = (f"{root}: data file {path.name} cannot be read ({type(damage).__name__}: "
-                   f"{first}); the archive is damaged (run eventkit verify)")
-            raise CorruptionError(msg, path=str(root), file=str(path)) from None
+            msg = (f"{store.root}: data file {path.rpartition('/')[2]} cannot be read "
+                   f"({type(damage).__name__}: {first}); the archive is damaged (run eventkit "
+                   "verify)")
+            raise CorruptionError(msg, path=store.root, file=path) from None
     raise exc
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    with path.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+def write_data_file(store: Store, rel: str, part: pl.DataFrame,
+                    schema_version: int = UNMARKED_VERSION) -> dict[str, Any]:
+    """Write ``part`` durably as ``rel``; its record entry (marked unless unmarked version).
 
-
-def fsync(path: Path) -> None:
-    """Flush a file or a folder (its entries) to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_data_file(path: Path, part: pl.DataFrame, schema_version: int = UNMARKED_VERSION
-                     ) -> tuple[dict[str, Any], AddAction]:
-    """Write ``part`` durably; its record entry (marked when not :data:`UNMARKED_VERSION`)."""
+    Locally the file is written in place and flushed; to an object store the
+    Parquet bytes are made in memory and put in one request (an object appears
+    whole or not at all).
+    """
     marked = schema_version != UNMARKED_VERSION
-    part.write_parquet(path, compression="zstd", statistics=True, row_group_size=256 * 1024,
-                       metadata={VERSION_KEY: str(schema_version)} if marked else None)
-    before = path.stat()
-    with path.open("rb") as f:
-        os.fsync(f.fileno())
-    size = before.st_size
-    digest = ledger.sha256_file(path)
-    ledger.remember_verified(path, digest, before)
+    options: dict[str, Any] = {
+        "compression": "zstd", "statistics": True, "row_group_size": 256 * 1024,
+        "metadata": {VERSION_KEY: str(schema_version)} if marked else None}
+    if store.local:
+        path = store.path(rel)
+        part.write_parquet(path, **options)
+        with path.open("rb") as f:
+            os.fsync(f.fileno())
+        before = store.stat(rel)
+        digest = ledger.sha256_file(path)
+        size = path.stat().st_size
+    else:
+        buffer = io.BytesIO()
+        part.write_parquet(buffer, **options)
+        data = buffer.getvalue()
+        store.write(rel, data)
+        before, digest, size = store.stat(rel), hashlib.sha256(data).hexdigest(), len(data)
+    ledger.remember_verified(store, rel, digest, before)
     stats = {
         "numRecords": part.height,
         "minValues": {c: _stat(part[c].min()) for c in ("seq", "account_id", "event_time",
@@ -179,12 +196,24 @@ def write_data_file(path: Path, part: pl.DataFrame, schema_version: int = UNMARK
                                                          "recorded_at")},
         "nullCount": {c: part[c].null_count() for c in CANONICAL_SCHEMA},
     }
-    stats_text = json.dumps(stats)
-    entry = {"path": path.name, "sha256": digest, "bytes": size,
-             "rows": part.height, "stats": stats_text,
-             **({"schema_version": schema_version} if marked else {})}
-    add = AddAction(path.name, size, {}, int(time.time() * 1000), True, stats_text)
-    return entry, add
+    return {"path": rel, "sha256": digest, "bytes": size, "rows": part.height,
+            "stats": json.dumps(stats), **({"schema_version": schema_version} if marked else {})}
+
+
+def add_action(entry: dict[str, Any], *, data_change: bool = True) -> dict[str, Any]:
+    """The Delta ``add`` action of the data file a record ``entry`` describes."""
+    return {"path": entry["path"], "partitionValues": {}, "size": entry["bytes"],
+            "modificationTime": int(time.time() * 1000), "dataChange": data_change,
+            "stats": entry["stats"]}
+
+
+def commit_actions(record: dict[str, Any], operation: str, parameters: dict[str, Any],
+                   actions: list[dict[str, Any]]) -> bytes:
+    """A Delta commit file: ``commitInfo`` carrying eventkit's ``record``, then ``actions``."""
+    info = {"commitInfo": {"timestamp": int(time.time() * 1000), "operation": operation,
+                           "operationParameters": parameters, "clientVersion": "eventkit",
+                           "eventkit": json.dumps(record)}}
+    return "".join(json.dumps(a) + "\n" for a in [info, *actions]).encode()
 
 
 def _stat(value: object) -> object:
@@ -197,52 +226,86 @@ def delta_schema(schema: dict[str, pl.DataType]) -> Schema:
     return Schema.from_arrow(pa.schema(pl.DataFrame(schema=schema).to_arrow().schema))
 
 
-def remove_written(written: list[tuple[Path, Path]]) -> None:
+def remove_written(store: Store, written: list[tuple[str, str]]) -> None:
+    """Remove data files (and their intents) of a write that did not commit."""
     for data, intent in written:
-        data.unlink(missing_ok=True)
-        intent.unlink(missing_ok=True)
+        store.delete(data)
+        store.delete(intent)
 
 
 _ROWS_PER_READ = 1_000_000  # small files are read together, up to this many rows
+_FETCHES = 8  # files fetched at once from an object store
 
 
-def clean_interrupted(root: Path, latest: int, committed: set[str]) -> None:
+def clean_interrupted(store: Store, latest: int, live: list[dict[str, Any]]) -> None:
     """Remove data files of appends that died before their commit.
 
     An intent names a data file and, in the name, the version its append
     meant to commit. Once that version is taken (``latest`` or before), the
     append can no longer commit (commits are pinned to one version), so its
-    file goes; ``committed`` data files stay, only their intent goes. An
-    intent for a later version may belong to a writer still at work (one
-    that does not share this lock): it stays until a commit takes its version.
+    file goes; ``live`` data files stay, only their intent goes. An intent
+    for a later version may belong to a writer still at work (one that does
+    not share this lock): it stays until a commit takes its version.
     """
-    folder = root / ledger.PRIVATE_DIR / "pending"
-    if not folder.is_dir():
-        return
-    for intent in folder.glob("*.intent"):
-        name = intent.name.removesuffix(".intent")
+    pending = ledger.pending_files(store)
+    committed = {e["path"] for e in live} if pending else set()
+    for name in sorted(pending):
+        intent = f"{ledger.PRIVATE_DIR}/pending/{name}.intent"
         if name in committed:
-            intent.unlink(missing_ok=True)
+            store.delete(intent)
             continue
         meant = name.split("-")[1] if name.startswith("part-") else ""
         if meant.isdigit() and int(meant) > latest:
             continue
-        (root / name).unlink(missing_ok=True)
-        intent.unlink(missing_ok=True)
+        store.delete(name)
+        store.delete(intent)
 
 
-def create_table(root: Path, schema: Schema, configuration: dict[str, str],
+def write_intent(store: Store, rel: str, tag: bytes) -> str:
+    """Record, before data file ``rel`` is written, that it belongs to an unfinished write."""
+    intent = f"{ledger.PRIVATE_DIR}/pending/{rel}.intent"
+    if store.local:
+        folder = store.path(f"{ledger.PRIVATE_DIR}/pending")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_durably(store.path(intent), tag)
+        fsync(folder)  # the intent is on disk before the data file can be
+    else:
+        store.write(intent, tag)
+    return intent
+
+
+def commit_version(store: Store, version: int, body: bytes) -> None:
+    """Create commit ``version`` with ``body``, or raise :class:`AppendConflictError`.
+
+    Put-if-absent: of two writers of the same version exactly one succeeds,
+    on a local disk (a hard link) as in an object store (a conditional write).
+    """
+    if not store.put_if_absent(ledger.log_rel(version), body):
+        msg = (f"another writer committed version {version} of {store.root} first; nothing "
+               "was written, retry")
+        raise AppendConflictError(msg, path=store.root)
+
+
+def data_name(version: int, index: int) -> str:
+    """A new data file's name: the version its write means to commit, an index, a random tag."""
+    return f"part-{version:08d}-{index:03d}-{uuid.uuid4().hex[:12]}.parquet"
+
+
+def create_table(store: Store, schema: Schema, configuration: dict[str, str],
                  record: dict[str, Any]) -> None:
-    """Create the empty Delta table of a new archive, its genesis ``record`` in commit 0."""
-    create_table_with_add_actions(
-        str(root),
-        schema,
-        [],
-        name="eventkit archive",
-        configuration=configuration,
-        commit_properties=CommitProperties(custom_metadata={"eventkit": json.dumps(record)}),
-        post_commithook_properties=NO_CHECKPOINTS,
-    )
-    (root / ledger.PRIVATE_DIR).mkdir()
-    (root / ledger.PRIVATE_DIR / "append.lock").touch()
+    """Create the empty Delta table of a new archive, its genesis ``record`` in commit 0.
 
+    The commit (protocol, table metadata and eventkit's record) is written as
+    any Delta writer would, created put-if-absent: of two creators one wins.
+    """
+    now = int(time.time() * 1000)
+    metadata: dict[str, Any] = {
+        "id": str(uuid.uuid4()), "name": "eventkit archive", "description": None,
+        "format": {"provider": "parquet", "options": {}}, "schemaString": schema.to_json(),
+        "partitionColumns": [], "createdTime": now, "configuration": configuration}
+    body = commit_actions(record, "CREATE TABLE", {"mode": "ErrorIfExists"}, [
+        {"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}, {"metaData": metadata}])
+    commit_version(store, 0, body)
+    if store.local:
+        store.path(ledger.PRIVATE_DIR).mkdir(exist_ok=True)
+        (store.path(ledger.PRIVATE_DIR) / "append.lock").touch()

@@ -8,8 +8,9 @@ from typing import Any
 
 import polars as pl
 
-from eventkit.archive import ledger
+from eventkit.archive import head, ledger
 from eventkit.archive.rewrite import TARGET_ROWS, RewriteWriter, delete_files, rewrite_record
+from eventkit.archive.store import Store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ArchiveError
 from eventkit.sources.upcast import UNMARKED_VERSION
@@ -68,25 +69,25 @@ def compact(
     archive = archive if isinstance(archive, EventArchive) else EventArchive(archive)
     if target_rows < 1:
         msg = f"target_rows must be at least 1, not {target_rows}"
-        raise ArchiveError(msg, path=str(archive.path))
-    root = archive.path
+        raise ArchiveError(msg, path=archive.location)
+    store = archive.store
     with archive.writing():
-        commits = ledger.read_log(root)
-        entries = ledger.live_files(root, commits)
+        state = head.log_state(store)
+        entries = state.live
         for entry in entries:
-            ledger.check_data_file(root, entry)
+            ledger.check_data_file(store, entry)
         before = (len(entries), sum(e["bytes"] for e in entries))
         plan = [g for g in _runs(entries, target_rows) if len(g) > 1]
-        last = commits[-1].record or {}
+        last = state.record
         if not plan:
             return CompactReport(None, before[0], before[0], before[1], before[1],
                                  last["digest"])
-        version = commits[-1].version + 1
+        version = state.version + 1
         groups: list[dict[str, Any]] = []
         files: list[dict[str, Any]] = []
-        with RewriteWriter(root, version) as writer:
+        with RewriteWriter(store, version) as writer:
             for i, run in enumerate(plan):
-                frames = [pl.read_parquet(root / e["path"]) for e in run]
+                frames = [_stored(store, e) for e in run]
                 content = ledger.content_digest(frames)
                 entry = writer.write(pl.concat(frames), i, content, _version(run[0]))
                 files.append(entry)
@@ -96,8 +97,8 @@ def compact(
             removed = [e for run in plan for e in run]
             writer.commit(record, removed, operation="OPTIMIZE")
         if not keep_old:
-            delete_files(root, removed)
-    after = ledger.live_files(root)
+            delete_files(store, removed)
+    after = head.log_state(store).live
     return CompactReport(version, before[0], len(after), before[1],
                          sum(e["bytes"] for e in after), record["digest"])
 
@@ -116,6 +117,11 @@ def _runs(entries: list[dict[str, Any]], target_rows: int) -> list[list[dict[str
             runs[-1].append(entry)
             rows += n
     return runs
+
+
+def _stored(store: Store, entry: dict[str, Any]) -> pl.DataFrame:
+    """A data file's rows as stored (no upcast: a merged file keeps its files' version)."""
+    return pl.read_parquet(store.uri(entry["path"]), storage_options=store.storage_options)
 
 
 def _version(entry: dict[str, Any]) -> int:

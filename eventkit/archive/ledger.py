@@ -3,7 +3,8 @@
 An eventkit archive is a Delta table whose every commit carries, in its
 ``commitInfo``, an ``eventkit`` record: the SHA-256 of each data file the
 commit adds, the batch's ``seq`` range, and a digest chained to the previous
-commit's digest. This module reads that log and checks it; it never writes.
+commit's digest. This module reads that log and checks it, through the
+archive's :class:`~eventkit.archive.store.Store`; it never writes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from eventkit.archive.store import Stat, Store, open_store
 from eventkit.exceptions import ArchiveError, CorruptionError, ExpiredError
 from eventkit.sources.files import DELTA_LOG
 
@@ -29,18 +31,24 @@ __all__ = [
     "REWRITE_KINDS",
     "Commit",
     "apply_record",
+    "as_store",
     "chain_digest",
+    "check_bytes",
     "check_data_file",
+    "check_link",
     "content_digest",
     "live_files",
     "log_path",
+    "log_rel",
     "log_versions",
     "merged_entries",
+    "parse_commit",
     "pending_files",
     "read_commit",
     "read_log",
     "remember_verified",
     "sha256_file",
+    "sha256_of",
 ]
 
 LOG_DIR = DELTA_LOG
@@ -53,9 +61,10 @@ GENESIS = "0" * 64
 REWRITE_KINDS = ("compact", "expire")
 _DIGEST_ROWS = 500_000
 _CHUNK = 1 << 20
-#: Files whose SHA-256 matched their record in this process, by path and the stat fields
-#: any rewrite changes (size, mtime, ctime, inode): repeated scans only ``stat`` them.
-_VERIFIED: dict[tuple[str, int, int, int, int, int], str] = {}
+#: Files whose SHA-256 matched their record in this process, by location and the stat
+#: fields any rewrite changes (size, and mtime, ctime, inode or an ETag): repeated scans
+#: only ``stat`` them.
+_VERIFIED: dict[tuple[object, ...], str] = {}
 _VERIFIED_MAX = 1_000_000
 #: A file changed within this long of its last change can keep its stat fields
 #: (timestamps are coarse): such a file is hashed on every read until it is older.
@@ -63,7 +72,7 @@ _RACY_NS = 1_000_000_000
 
 
 def sha256_file(path: Path, *, on_bytes: Callable[[int], object] | None = None) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    """Hex SHA-256 of a local file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
@@ -71,6 +80,22 @@ def sha256_file(path: Path, *, on_bytes: Callable[[int], object] | None = None) 
             if on_bytes is not None:
                 on_bytes(len(chunk))
     return h.hexdigest()
+
+
+def sha256_of(store: Store, rel: str, *, on_bytes: Callable[[int], object] | None = None
+              ) -> str:
+    """Hex SHA-256 of the file ``rel`` of ``store`` (read in chunks locally, one GET else)."""
+    if store.local:
+        return sha256_file(store.path(rel), on_bytes=on_bytes)
+    data = store.read(rel)
+    if on_bytes is not None:
+        on_bytes(len(data))
+    return hashlib.sha256(data).hexdigest()
+
+
+def as_store(root: Path | str | Store) -> Store:
+    """``root`` as a :class:`~eventkit.archive.store.Store` (a path: the local folder)."""
+    return root if isinstance(root, Store) else open_store(root)
 
 
 def chain_digest(prev: str, record: dict[str, Any]) -> str:
@@ -138,17 +163,21 @@ class Commit:
     error: str | None = None  # why the commit file could not be read
 
 
-def log_path(root: Path, version: int) -> Path:
-    """Path of the JSON file of commit ``version``."""
-    return root / LOG_DIR / f"{version:020d}.json"
+def log_rel(version: int) -> str:
+    """The name of the JSON file of commit ``version``, inside the archive."""
+    return f"{LOG_DIR}/{version:020d}.json"
 
 
-def read_commit(root: Path, version: int) -> Commit:
-    """Parse commit ``version``; a damaged file gives a Commit with ``error`` set."""
+def log_path(root: Path | str | Store, version: int) -> Path:
+    """Local path of the JSON file of commit ``version`` (a local archive only)."""
+    return as_store(root).path(log_rel(version))
+
+
+def parse_commit(version: int, data: bytes) -> Commit:
+    """Parse the bytes of commit ``version``; a damaged file gives a Commit with ``error`` set."""
     try:
-        lines = log_path(root, version).read_text().splitlines()
-        actions = [json.loads(line) for line in lines if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        actions = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         return Commit(version, None, (), (), metadata=None, record=None,
                       error=f"{type(exc).__name__}: {exc}")
     adds: list[dict[str, Any]] = []
@@ -166,7 +195,7 @@ def read_commit(root: Path, version: int) -> Commit:
             adds.append(action["add"])
         elif "remove" in action:
             removes.append(action["remove"]["path"])
-        elif "commitInfo" in action:
+        elif "commitInfo" in action and isinstance(action["commitInfo"], dict):
             info = action["commitInfo"]
         elif "metaData" in action:
             meta = action["metaData"]
@@ -174,84 +203,111 @@ def read_commit(root: Path, version: int) -> Commit:
     if isinstance(info.get("eventkit"), str):
         try:
             record = json.loads(info["eventkit"])
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
+            record = None
+        if not isinstance(record, dict):
             record = None
     return Commit(version, info.get("timestamp"), tuple(adds), tuple(removes),
                   metadata=meta, record=record)
 
 
-def log_versions(root: Path) -> list[int]:
-    """Versions that have a JSON commit file, ascending."""
+def read_commit(root: Path | str | Store, version: int) -> Commit:
+    """Read and parse commit ``version``; a missing or damaged file gives ``error``."""
+    store = as_store(root)
+    try:
+        data = store.read(log_rel(version))
+    except OSError as exc:
+        return Commit(version, None, (), (), metadata=None, record=None,
+                      error=f"{type(exc).__name__}: {exc}")
+    return parse_commit(version, data)
+
+
+def log_versions(root: Path | str | Store) -> list[int]:
+    """Versions that have a JSON commit file, ascending (one listing of the log)."""
+    store = as_store(root)
     out = []
-    for name in os.listdir(root / LOG_DIR):
-        stem, _, ext = name.partition(".")
+    for rel in store.list_files(f"{LOG_DIR}/"):
+        stem, _, ext = rel.rpartition("/")[2].partition(".")
         if ext == "json" and stem.isdigit():
             out.append(int(stem))
     return sorted(out)
 
 
-def read_log(root: Path) -> list[Commit]:
+def read_log(root: Path | str | Store) -> list[Commit]:
     """Every commit of the table, in version order."""
-    return [read_commit(root, v) for v in log_versions(root)]
+    store = as_store(root)
+    return [read_commit(store, v) for v in log_versions(store)]
+
+
+def check_link(store: Store, version: int, commit: Commit | None, prev: str,
+               entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Check commit ``version`` as the next link after digest ``prev``; the live entries after it.
+
+    The commit exists and parses, carries eventkit's record, chains to ``prev``
+    and recomputes its own digest, removes nothing (but what an audited
+    rewrite's record names, see :func:`apply_record`), changes no metadata
+    after creation, and adds exactly the files its record lists. ``entries``
+    (the live entries before it) may be extended in place. The first failure
+    raises :class:`~eventkit.exceptions.CorruptionError` naming the commit file.
+    """
+    rel = log_rel(version)
+
+    def fail(problem: str) -> CorruptionError:
+        msg = (f"{store.root}: commit {version} ({rel}) {problem}; the archive was "
+               "damaged or changed behind eventkit's back (run eventkit verify)")
+        return CorruptionError(msg, path=store.root, file=store.uri(rel))
+
+    if commit is None:
+        raise fail("is missing")
+    if commit.error is not None:
+        raise fail(f"is unreadable ({commit.error})")
+    rec = commit.record
+    if rec is None:
+        raise fail("was not written by eventkit (no eventkit record)")
+    if rec.get("prev") != prev:
+        raise fail("does not chain to the commit before it")
+    if chain_digest(prev, rec) != rec.get("digest"):
+        raise fail("was altered (its digest does not recompute)")
+    if version > 0 and commit.metadata is not None:
+        raise fail("changes the table's metadata or properties")
+    listed = rec.get("files", [])
+    added = [str(a.get("path")) for a in commit.adds]  # JSON values, as listed
+    if sorted(added) != sorted(str(f.get("path")) for f in listed):
+        raise fail("adds other files than its record lists")
+    entries, problem = apply_record(entries, rec, commit.removes)
+    if problem:
+        raise fail(problem)
+    return entries
 
 
 def live_files(
-    root: Path, commits: list[Commit] | None = None, *, version: int | None = None
+    root: Path | str | Store, commits: list[Commit] | None = None, *, version: int | None = None
 ) -> list[dict[str, Any]]:
     """The record entries (path, sha256, bytes, rows) of the data files live at ``version``.
 
-    A cheap check of the log up to ``version`` (default: the latest), made on
-    every read: every commit file 0..version exists and parses, carries
-    eventkit's record, chains to the previous digest and recomputes its own,
-    removes nothing (but what an audited rewrite's record names, see
-    :func:`apply_record`), changes no metadata after creation, and adds exactly
-    the files its record lists. The first failure raises
-    :class:`~eventkit.exceptions.CorruptionError` naming the commit file (run
-    :func:`verify_log` for the full report). Data files are not opened here:
-    see :func:`check_data_file`.
+    The whole log up to ``version`` (default: the latest) is read and every
+    commit checked by :func:`check_link` (the first failure raises
+    :class:`~eventkit.exceptions.CorruptionError` naming the commit file). Data
+    files are not opened here: see :func:`check_data_file`. Readers use
+    :func:`eventkit.archive.head.log_state`, which starts from the latest
+    checkpoint instead of the first commit.
     """
-    commits = read_log(root) if commits is None else commits
+    store = as_store(root)
+    commits = read_log(store) if commits is None else commits
     if not commits:
-        msg = f"{root}: the commit log is empty"
-        raise CorruptionError(msg, path=str(root), file=str(root / LOG_DIR))
+        msg = f"{store.root}: the commit log is empty"
+        raise CorruptionError(msg, path=store.root, file=store.uri(LOG_DIR))
     latest = commits[-1].version
     if version is not None and not 0 <= version <= latest:
-        msg = f"{root} has no version {version} (versions 0..{latest})"
-        raise ArchiveError(msg, path=str(root))
+        msg = f"{store.root} has no version {version} (versions 0..{latest})"
+        raise ArchiveError(msg, path=store.root)
     upto = latest if version is None else version
     by_version = {c.version: c for c in commits}
     prev = GENESIS
     entries: list[dict[str, Any]] = []
     for v in range(upto + 1):
-        name = log_path(root, v)
-        commit = by_version.get(v)
-
-        def fail(problem: str, name: Path = name, v: int = v) -> CorruptionError:
-            msg = (f"{root}: commit {v} ({LOG_DIR}/{name.name}) {problem}; the archive was "
-                   "damaged or changed behind eventkit's back (run eventkit verify)")
-            return CorruptionError(msg, path=str(root), file=str(name))
-
-        if commit is None:
-            raise fail("is missing")
-        if commit.error is not None:
-            raise fail(f"is unreadable ({commit.error})")
-        rec = commit.record
-        if rec is None:
-            raise fail("was not written by eventkit (no eventkit record)")
-        if rec.get("prev") != prev:
-            raise fail("does not chain to the commit before it")
-        if chain_digest(prev, rec) != rec.get("digest"):
-            raise fail("was altered (its digest does not recompute)")
-        if v > 0 and commit.metadata is not None:
-            raise fail("changes the table's metadata or properties")
-        listed = rec.get("files", [])
-        added = [str(a.get("path")) for a in commit.adds]  # JSON values, as listed
-        if sorted(added) != sorted(str(f.get("path")) for f in listed):
-            raise fail("adds other files than its record lists")
-        entries, problem = apply_record(entries, rec, commit.removes)
-        if problem:
-            raise fail(problem)
-        prev = rec["digest"]
+        entries = check_link(store, v, by_version.get(v), prev, entries)
+        prev = (by_version[v].record or {})["digest"]
     return entries
 
 
@@ -260,12 +316,13 @@ def apply_record(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """The live file entries after a commit with ``record`` (and Delta ``removes``).
 
-    An append adds its files at the end. An audited rewrite (``compact`` or
-    ``expire``, see :mod:`eventkit.archive.compaction`) replaces runs of consecutive live
-    files (its ``groups``) by new files in their place, so the files stay in log
-    order; its Delta ``removes`` must be exactly the files its groups name. Any
-    other removal is tampering. Returns the new entries and the problem found
-    (``None`` when there is none; the entries are then unchanged).
+    An append adds its files at the end (``entries`` is extended in place: a
+    log is applied in linear time). An audited rewrite (``compact`` or
+    ``expire``, see :mod:`eventkit.archive.compaction`) replaces runs of
+    consecutive live files (its ``groups``) by new files in their place, so the
+    files stay in log order; its Delta ``removes`` must be exactly the files its
+    groups name. Any other removal is tampering. Returns the new entries and
+    the problem found (``None`` when there is none; the entries are then unchanged).
 
     Examples
     --------
@@ -281,7 +338,8 @@ def apply_record(
     if record.get("kind") not in REWRITE_KINDS:
         if removes:
             return entries, f"removes {list(removes)} from an append-only archive"
-        return [*entries, *record.get("files", [])], None
+        entries.extend(record.get("files", []))
+        return entries, None
     groups = record.get("groups", [])
     named = [p for g in groups for p in g.get("removed", [])]
     if sorted(removes) != sorted(named):
@@ -303,92 +361,124 @@ def apply_record(
 
 
 def merged_entries(
-    root: Path, version: int, entries: list[dict[str, Any]]
+    root: Path | str | Store, version: int, entries: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Where the rows of ``version`` live after later compactions deleted its files.
 
-    Returns the live files of the first later version whose files are all on
-    disk, and the last ``seq`` of ``version`` (its rows are those up to it:
+    Returns the live files of the first later version whose files are all
+    there, and the last ``seq`` of ``version`` (its rows are those up to it:
     appends only add later ``seq``, compactions keep rows). Raises
     :class:`~eventkit.exceptions.ExpiredError` when an expiry rewrote them
     since; returns ``entries`` unchanged (``None``) when nothing replaced them.
     """
-    commits = read_log(root)
+    store = as_store(root)
+    commits = read_log(store)
     last_seq = (commits[version].record or {}).get("seq", [-1, -1])[1]
     for commit in commits[version + 1:]:
         rec = commit.record or {}
         if rec.get("kind") == "expire":
-            msg = (f"{root}: version {version} cannot be read: it was expired by version "
+            msg = (f"{store.root}: version {version} cannot be read: it was expired by version "
                    f"{commit.version} (events before {rec.get('cutoff')} were replaced by "
                    "opening states)")
-            raise ExpiredError(msg, path=str(root), cutoff=rec.get("cutoff"))
+            raise ExpiredError(msg, path=store.root, cutoff=rec.get("cutoff"))
         if rec.get("kind") == "compact":
-            later = live_files(root, commits, version=commit.version)
-            if all((root / e["path"]).exists() for e in later):
+            later = live_files(store, commits, version=commit.version)
+            if all(store.exists(e["path"]) for e in later):
                 return later, last_seq
     return entries, None
 
 
-def check_data_file(root: Path, entry: dict[str, Any]) -> Path:
-    """Check a data file against its record entry (size, then SHA-256); return its path.
+def check_data_file(root: Path | str | Store, entry: dict[str, Any]) -> str:
+    """Check a data file against its record entry (size, then SHA-256); return its URI.
 
     Raises :class:`~eventkit.exceptions.CorruptionError` naming the file when it is
     missing, of another size, or hashes differently. A file that passed once in
-    this process is not hashed again while its size, mtime, ctime and inode stay
-    the same (any rewrite changes its ctime), unless it had changed less than a
-    second before it was hashed (timestamps are coarse; it is hashed again).
+    this process is not hashed again while its stat stays the same (locally
+    size, mtime, ctime and inode: any rewrite changes its ctime; in an object
+    store its size and ETag), unless a local file had changed less than a second
+    before it was hashed (timestamps are coarse; it is hashed again).
     """
-    path = root / entry["path"]
+    store = as_store(root)
+    rel = entry["path"]
+    where = store.uri(rel)
     try:
-        st = path.stat()
+        st = store.stat(rel)
     except OSError as exc:
-        msg = f"{root}: data file {entry['path']} is missing or unreadable ({exc})"
-        raise CorruptionError(msg, path=str(root), file=str(path)) from None
-    if st.st_size != entry.get("bytes"):
-        msg = (f"{root}: data file {entry['path']} is damaged: {st.st_size:,} bytes instead of "
+        st, problem = None, f" ({exc})"
+    else:
+        problem = ""
+    if st is None:
+        msg = f"{store.root}: data file {rel} is missing or unreadable{problem}"
+        raise CorruptionError(msg, path=store.root, file=where) from None
+    if st.size != entry.get("bytes"):
+        msg = (f"{store.root}: data file {rel} is damaged: {st.size:,} bytes instead of "
                f"the {entry.get('bytes'):,} recorded")
-        raise CorruptionError(msg, path=str(root), file=str(path))
-    key = _stat_key(path, st)
-    if _VERIFIED.get(key) == entry.get("sha256"):
-        return path
+        raise CorruptionError(msg, path=store.root, file=where)
+    if _VERIFIED.get(_stat_key(store, rel, st)) == entry.get("sha256"):
+        return where
     try:
-        digest = sha256_file(path)
+        digest = sha256_of(store, rel)
     except OSError as exc:
-        msg = f"{root}: data file {entry['path']} is unreadable ({exc})"
-        raise CorruptionError(msg, path=str(root), file=str(path)) from None
+        msg = f"{store.root}: data file {rel} is unreadable ({exc})"
+        raise CorruptionError(msg, path=store.root, file=where) from None
+    _same_digest(store, entry, digest)
+    remember_verified(store, rel, digest, st)
+    return where
+
+
+def check_bytes(store: Store, entry: dict[str, Any], data: bytes, st: Stat) -> bytes:
+    """Check the bytes of a data file read from ``store`` against its record entry.
+
+    What :func:`check_data_file` checks, on bytes fetched to be parsed (one
+    request per file in an object store): the size, then the SHA-256 unless
+    these bytes (size and ETag) passed before in this process.
+    """
+    rel = entry["path"]
+    if len(data) != entry.get("bytes"):
+        msg = (f"{store.root}: data file {rel} is damaged: {len(data):,} bytes instead of "
+               f"the {entry.get('bytes'):,} recorded")
+        raise CorruptionError(msg, path=store.root, file=store.uri(rel))
+    key = _stat_key(store, rel, st)
+    if not st.tag or _VERIFIED.get(key) != entry.get("sha256"):
+        _same_digest(store, entry, hashlib.sha256(data).hexdigest())
+        if st.tag and not store.local:
+            _VERIFIED[key] = entry["sha256"]
+    return data
+
+
+def _same_digest(store: Store, entry: dict[str, Any], digest: str) -> None:
     if digest != entry.get("sha256"):
-        msg = (f"{root}: data file {entry['path']} is damaged or was changed: its SHA-256 "
-               "differs from the one recorded")
-        raise CorruptionError(msg, path=str(root), file=str(path))
-    remember_verified(path, digest, st)
-    return path
+        msg = (f"{store.root}: data file {entry['path']} is damaged or was changed: its "
+               "SHA-256 differs from the one recorded")
+        raise CorruptionError(msg, path=store.root, file=store.uri(entry["path"]))
 
 
-def remember_verified(path: Path, digest: str, st: os.stat_result | None = None) -> None:
-    """Record that ``path`` hashes to ``digest`` (see :func:`check_data_file`).
+def remember_verified(root: Path | str | Store, rel: str, digest: str,
+                      st: Stat | None = None) -> None:
+    """Record that ``rel`` hashes to ``digest`` (see :func:`check_data_file`).
 
     ``st`` is the file's stat taken before hashing; nothing is recorded when the
     file changed since.
     """
-    now = path.stat()
-    key = _stat_key(path, now)
-    if st is not None and key != _stat_key(path, st):
+    store = as_store(root)
+    now = store.stat(rel)
+    if now is None or (st is not None and now != st):
         return
-    if time.time_ns() - max(now.st_ctime_ns, now.st_mtime_ns) < _RACY_NS:
+    if store.local and time.time_ns() - now.changed_ns < _RACY_NS:
         return  # "racily clean": a change in the same clock tick would look the same
     if len(_VERIFIED) >= _VERIFIED_MAX:
         _VERIFIED.clear()
-    _VERIFIED[key] = digest
+    _VERIFIED[_stat_key(store, rel, now)] = digest
 
 
-def _stat_key(path: Path, st: os.stat_result) -> tuple[str, int, int, int, int, int]:
-    return (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino,
-            st.st_dev)
+def _stat_key(store: Store, rel: str, st: Stat) -> tuple[object, ...]:
+    where = os.path.abspath(store.uri(rel)) if store.local else store.uri(rel)
+    return (where, st.size, *st.tag)
 
 
-def pending_files(root: Path) -> set[str]:
+def pending_files(root: Path | str | Store) -> set[str]:
     """Data files named by intents of appends that have not finished (yet)."""
-    folder = root / PRIVATE_DIR / "pending"
-    if not folder.is_dir():
-        return set()
-    return {p.stem for p in folder.iterdir() if p.suffix == ".intent"}
+    store = as_store(root)
+    folder = f"{PRIVATE_DIR}/pending/"
+    return {rel.rpartition("/")[2].removesuffix(".intent") for rel in store.list_files(folder)
+            if rel.endswith(".intent")}

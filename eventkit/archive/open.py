@@ -6,14 +6,16 @@ and :func:`archive_of` are the one place that tells them apart.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeAlias
 
 import polars as pl
 
 from eventkit.archive import ledger
+from eventkit.archive.store import Store, open_store
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import SchemaError
+from eventkit.exceptions import EventDataError, SchemaError
 from eventkit.sources.conform import ColumnMapping
 from eventkit.sources.files import read_events
 from eventkit.sources.upcast import UNMARKED_VERSION, UPCASTERS, Upcasters
@@ -32,10 +34,13 @@ def open_archive(
     validate: bool = True,
     schema_version: int = UNMARKED_VERSION,
     upcasters: Upcasters = UPCASTERS,
+    storage_options: Mapping[str, str] | None = None,
 ) -> pl.LazyFrame:
     """Open events as a LazyFrame in the canonical schema.
 
-    ``path`` may be an eventkit archive, any other Delta table, a Parquet file,
+    ``path`` may be an eventkit archive (a folder, or a URL such as
+    ``s3://bucket/bank`` with credentials from the environment or
+    ``storage_options``, see :mod:`eventkit.archive.store`), any other Delta table, a Parquet file,
     a folder of Parquet files (hive partitions such as ``day=2024-01-01/`` become
     columns), or a glob such as ``"exports/*.parquet"``. ``mapping`` names the
     user's columns and units (see :class:`~eventkit.sources.conform.ColumnMapping`).
@@ -65,21 +70,26 @@ def open_archive(
     [(1, 'Deposit', 5000), (1, 'Withdrawal', 2000)]
 
     """
-    root = Path(path)
-    if is_eventkit_archive(root):
+    store = open_store(path, storage_options)
+    if is_eventkit_archive(store):
         if mapping is not None:
             msg = "an eventkit archive is already canonical; mapping applies to foreign data"
-            raise SchemaError(msg, source=str(root))
-        return EventArchive(root).scan()
+            raise SchemaError(msg, source=store.root)
+        return EventArchive(store).scan()
+    if not store.local:
+        msg = ("no eventkit archive there: from object stores eventkit reads its own "
+               "archives only (copy other files to a local folder, or scan them with Polars)")
+        raise EventDataError(msg, source=store.root)
     return read_events(path, mapping=mapping, validate=validate, schema_version=schema_version,
                        upcasters=upcasters)
 
 
-def is_eventkit_archive(root: Path) -> bool:
+def is_eventkit_archive(root: Path | str | Store) -> bool:
     """True when ``root`` is an eventkit archive (a Delta table eventkit created)."""
-    if not (root / ledger.LOG_DIR).is_dir():
+    store = ledger.as_store(root)
+    if store.local and not store.is_folder(ledger.LOG_DIR):
         return False
-    record = ledger.read_commit(root, 0).record
+    record = ledger.read_commit(store, 0).record
     return record is not None and record.get("kind") == "create"
 
 
@@ -94,7 +104,7 @@ def archive_of(events: Events) -> EventArchive | None:
     """
     if isinstance(events, EventArchive):
         return events
-    if isinstance(events, str | Path) and is_eventkit_archive(Path(events)):
+    if isinstance(events, str | Path) and is_eventkit_archive(events):
         return EventArchive(events)
     return None
 

@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from eventkit.archive._checks import CIPHERTEXT_PREFIX
+from eventkit.archive.store import is_url
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import PrivacyError
 from eventkit.schema import SUBJECT_COL
@@ -89,7 +90,12 @@ class KeyStore:
     @classmethod
     def beside(cls, archive: EventArchive | str | Path) -> KeyStore:
         """The default key store of an archive: ``<archive>.keys.sqlite`` next to its folder."""
-        root = archive.path if isinstance(archive, EventArchive) else Path(archive)
+        root = archive.path if isinstance(archive, EventArchive) else archive
+        if not isinstance(root, Path) and is_url(root):
+            msg = (f"{root} is in an object store: a key store is a local SQLite file, open "
+                   "it with KeyStore(path) where the keys are kept")
+            raise PrivacyError(msg)
+        root = Path(root)
         return cls(root.parent / f"{root.name}.keys.sqlite")
 
     def keys(self, subjects: Iterable[str], *, create: bool = False) -> dict[str, bytes]:

@@ -8,7 +8,9 @@ from typing import Any
 
 import polars as pl
 
-from eventkit.archive import ledger
+from eventkit.archive import head, ledger
+from eventkit.archive.open import archive_of
+from eventkit.archive.store import Store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ExpiredError
 from eventkit.timeutil import iso, micros
@@ -31,6 +33,8 @@ class Expiry:
     #: the opening-state file's record entry (path under ``_eventkit/``, sha256, bytes),
     #: for an expiry that stored per-key states rather than opening events
     states: dict[str, Any] | None = None
+    #: the archive's store (the opening-state file is read from it)
+    store: Store | None = None
 
     def opening_states(self, key: str, keys: list[int] | None = None) -> pl.DataFrame | None:
         """Each key's state just before the cut-off (``None``: the expiry left events).
@@ -42,8 +46,9 @@ class Expiry:
         """
         if self.states is None:
             return None
-        path = ledger.check_data_file(Path(self.path) / ledger.PRIVATE_DIR, self.states)
-        lf = pl.scan_parquet(path)
+        store = (self.store or ledger.as_store(self.path)).child(ledger.PRIVATE_DIR)
+        lf = pl.scan_parquet(ledger.check_data_file(store, self.states),
+                             storage_options=store.storage_options)
         if keys is not None:
             lf = lf.filter(pl.col(key).is_in(keys))
         return lf.collect()
@@ -88,20 +93,14 @@ def expiry_of(events: object, fingerprint: str | None = None) -> Expiry | None:
     True
 
     """
-    if isinstance(events, EventArchive):
-        root = events.path
-    elif isinstance(events, str | Path) and (Path(events) / ledger.LOG_DIR).is_dir():
-        root = Path(events)
-    else:
+    archive = archive_of(events) if isinstance(events, EventArchive | str | Path) else None
+    if archive is None:
         return None
     found = None
-    for commit in ledger.read_log(root):
-        rec = commit.record or {}
-        if rec.get("kind") != "expire":
-            continue
-        found = Expiry(str(root), micros(rec["cutoff"], param="cutoff"),
+    for rec in head.log_state(archive.store).expiries:
+        found = Expiry(archive.location, micros(rec["cutoff"], param="cutoff"),
                        micros(rec["known_from"], param="known_from"),
-                       rec.get("states"))
+                       rec.get("states"), archive.store)
         made_for = rec.get("rules", {})
         if fingerprint is not None and made_for.get("fingerprint") != fingerprint:
             found._raise(f"its opening states reproduce the rule set {made_for.get('name')!r} "

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
+import io
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from eventkit.archive import ledger
-from eventkit.archive._files import fsync, write_data_file, write_durably
-from eventkit.exceptions import AppendConflictError, CorruptionError
+from eventkit.archive._files import (
+    add_action,
+    commit_actions,
+    commit_version,
+    data_name,
+    remove_written,
+    write_data_file,
+    write_intent,
+)
+from eventkit.archive.store import Store
+from eventkit.exceptions import CorruptionError
 from eventkit.sources.upcast import UNMARKED_VERSION
 
 __all__ = ["TARGET_ROWS", "RewriteWriter", "delete_files", "rewrite_record"]
@@ -22,91 +28,70 @@ __all__ = ["TARGET_ROWS", "RewriteWriter", "delete_files", "rewrite_record"]
 class RewriteWriter:
     """Data files of one rewrite commit, written with intents, committed or removed."""
 
-    def __init__(self, root: Path, version: int) -> None:
-        self.root, self.version = root, version
-        self.pending = root / ledger.PRIVATE_DIR / "pending"
-        self.written: list[tuple[Path, Path]] = []
-        self.adds: list[dict[str, Any]] = []
-        self.sides: list[Path] = []
+    def __init__(self, store: Store, version: int) -> None:
+        self.store, self.version = store, version
+        self.written: list[tuple[str, str]] = []
+        self.entries: list[dict[str, Any]] = []
+        self.sides: list[str] = []
         self.committed = False
 
     def __enter__(self) -> RewriteWriter:
-        self.pending.mkdir(parents=True, exist_ok=True)
         return self
 
     def write(self, frame: pl.DataFrame, index: int, content: str,
               schema_version: int = UNMARKED_VERSION) -> dict[str, Any]:
         """Write ``frame`` (of ``schema_version``) as a data file whose rows hash to ``content``."""
-        name = f"part-{self.version:08d}-{index:03d}-{uuid.uuid4().hex[:12]}.parquet"
-        path, intent = self.root / name, self.pending / f"{name}.intent"
-        self.written.append((path, intent))
-        write_durably(intent, b"rewrite")
-        fsync(self.pending)
-        entry, add = write_data_file(path, frame, schema_version)
-        if ledger.content_digest([pl.read_parquet(path)]) != content:
-            msg = f"{self.root}: the rewritten file {name} does not read back the same rows"
-            raise CorruptionError(msg, path=str(self.root), file=str(path))
-        self.adds.append({"path": add.path, "partitionValues": {}, "size": add.size,
-                          "modificationTime": add.modification_time, "dataChange": False,
-                          "stats": add.stats})
+        name = data_name(self.version, index)
+        self.written.append((name, write_intent(self.store, name, b"rewrite")))
+        entry = write_data_file(self.store, name, frame, schema_version)
+        back = pl.read_parquet(io.BytesIO(self.store.read(name)))
+        if ledger.content_digest([back]) != content:
+            msg = f"{self.store.root}: the rewritten file {name} does not read back the same rows"
+            raise CorruptionError(msg, path=self.store.root, file=self.store.uri(name))
+        self.entries.append(entry)
         return entry
 
     def side_file(self, frame: pl.DataFrame, rel: str) -> dict[str, Any]:
         """Write ``frame`` to ``_eventkit/<rel>`` (removed unless committed); its record entry."""
-        path = self.root / ledger.PRIVATE_DIR / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.sides.append(path)
-        frame.write_parquet(path, compression="zstd", statistics=True)
-        with path.open("rb") as f:
-            os.fsync(f.fileno())
-        fsync(path.parent)
-        return {"path": rel, "sha256": ledger.sha256_file(path), "bytes": path.stat().st_size,
+        full = f"{ledger.PRIVATE_DIR}/{rel}"
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, compression="zstd", statistics=True)
+        data = buffer.getvalue()
+        self.sides.append(full)
+        self.store.write(full, data)
+        return {"path": rel, "sha256": ledger.sha256_of(self.store, full), "bytes": len(data),
                 "rows": frame.height}
 
     def commit(self, record: dict[str, Any], removed: list[dict[str, Any]], *,
                operation: str, data_change: bool = False) -> None:
         """Commit the new files and the removal of ``removed`` as version ``self.version``."""
         now = int(datetime.now(UTC).timestamp() * 1000)
-        for add in self.adds:
-            add["dataChange"] = data_change
         actions: list[dict[str, Any]] = [
-            {"commitInfo": {"timestamp": now, "operation": operation,
-                            "operationParameters": {}, "clientVersion": "eventkit",
-                            "eventkit": json.dumps(record)}},
             *({"remove": {"path": e["path"], "deletionTimestamp": now,
                           "dataChange": data_change, "extendedFileMetadata": True,
                           "partitionValues": {}, "size": e["bytes"]}} for e in removed),
-            *({"add": add} for add in self.adds),
+            *({"add": add_action(e, data_change=data_change)} for e in self.entries),
         ]
-        fsync(self.root)
-        final = ledger.log_path(self.root, self.version)
-        tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
-        write_durably(tmp, "".join(json.dumps(a) + "\n" for a in actions).encode())
-        try:
-            os.link(tmp, final)  # put-if-absent: the version is ours or nobody's
-        except FileExistsError:
-            msg = (f"another writer committed version {self.version} first; nothing was "
-                   "changed, retry")
-            raise AppendConflictError(msg, path=str(self.root)) from None
-        finally:
-            tmp.unlink(missing_ok=True)
-        fsync(final.parent)
+        self.store.flush()
+        commit_version(self.store, self.version,
+                       commit_actions(record, operation, {}, actions))
         self.committed = True
 
     def __exit__(self, *exc: object) -> None:
-        for path, intent in self.written:
-            if not self.committed:
-                path.unlink(missing_ok=True)
-            intent.unlink(missing_ok=True)
-        for path in self.sides if not self.committed else ():
-            path.unlink(missing_ok=True)
+        if not self.committed:
+            remove_written(self.store, self.written)
+            for rel in self.sides:
+                self.store.delete(rel)
+        else:
+            for _, intent in self.written:
+                self.store.delete(intent)
 
 
-def delete_files(root: Path, entries: list[dict[str, Any]]) -> None:
+def delete_files(store: Store, entries: list[dict[str, Any]]) -> None:
     """Delete the data files ``entries`` name (once a rewrite replaced them)."""
     for entry in entries:
-        (root / entry["path"]).unlink(missing_ok=True)
-    fsync(root)
+        store.delete(entry["path"])
+    store.flush()
 
 
 def rewrite_record(last: dict[str, Any], kind: str, groups: list[dict[str, Any]],

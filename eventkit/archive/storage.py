@@ -8,6 +8,8 @@ audited rewrites that keep an archive in check are :func:`eventkit.compact`
 
 from __future__ import annotations
 
+import io
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from eventkit.archive import ledger
+from eventkit.archive.store import open_store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ArchiveError, CorruptionError
 from eventkit.sources.upcast import UNMARKED_VERSION, VERSION_COLUMN, file_version
@@ -69,7 +72,8 @@ class StorageReport:
         return "\n".join(lines)
 
 
-def info(path: str | Path, *, snapshots: str | Path | None = None) -> StorageReport:
+def info(path: str | Path, *, snapshots: str | Path | None = None,
+         storage_options: Mapping[str, str] | None = None) -> StorageReport:
     """Storage report of an eventkit archive or a folder of Parquet files.
 
     Reads only the commit log and each file's Parquet footer (no data pages).
@@ -89,48 +93,54 @@ def info(path: str | Path, *, snapshots: str | Path | None = None) -> StorageRep
     (2, 1, 1, True)
 
     """
-    root = Path(path)
+    store = open_store(path, storage_options)
+    root = store.root
     versions = None
     rewrites: dict[str, int] = {}
-    if (root / ledger.LOG_DIR).is_dir():
-        EventArchive(root)  # an eventkit archive (or a clear error)
-        commits = ledger.read_log(root)
-        paths = [root / e["path"] for e in ledger.live_files(root, commits)]
+    if store.is_folder(ledger.LOG_DIR):
+        EventArchive(store)  # an eventkit archive (or a clear error)
+        commits = ledger.read_log(store)
+        rels = [e["path"] for e in ledger.live_files(store, commits)]
         versions = commits[-1].version
         for c in commits:
             if c.record and c.record.get("kind") in ledger.REWRITE_KINDS:
                 rewrites[c.record["kind"]] = rewrites.get(c.record["kind"], 0) + 1
         kind = "eventkit archive"
-    elif root.is_dir():
-        paths = sorted(p for p in root.rglob("*.parquet")
-                       if not any(s.startswith((".", "_")) for s in p.relative_to(root).parts))
+    elif store.local and store.path("").is_dir():
+        rels = sorted(p.relative_to(store.path("")).as_posix()
+                      for p in store.path("").rglob("*.parquet")
+                      if not any(s.startswith((".", "_"))
+                                 for s in p.relative_to(store.path("")).parts))
         kind = "Parquet folder"
     else:
         msg = f"{root} is neither an eventkit archive nor a folder of Parquet files"
-        raise ArchiveError(msg, path=str(root))
+        raise ArchiveError(msg, path=root)
     rows = []
-    for p in paths:
+    for rel in rels:
         try:
-            meta = pq.read_metadata(p)
+            meta = pq.read_metadata(store.path(rel) if store.local else
+                                    io.BytesIO(store.read(rel)))
         except (OSError, ValueError) as exc:
-            msg = f"{root}: data file {p.name} cannot be read ({exc}); run eventkit verify"
-            raise CorruptionError(msg, path=str(root), file=str(p)) from None
+            msg = f"{root}: data file {rel} cannot be read ({exc}); run eventkit verify"
+            raise CorruptionError(msg, path=root, file=store.uri(rel)) from None
         raw = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-        rows.append((str(p.relative_to(root)), str(p.parent.relative_to(root)), meta.num_rows,
-                     p.stat().st_size, raw))
+        st = store.stat(rel)
+        rows.append((rel, rel.rpartition("/")[0] or ".", meta.num_rows,
+                     st.size if st else 0, raw))
     files = pl.DataFrame(rows, schema={"file": pl.String, "partition": pl.String,
                                        "events": pl.Int64, "bytes": pl.Int64,
                                        "uncompressed_bytes": pl.Int64}, orient="row")
     partitions = (files.group_by("partition", maintain_order=True)
                   .agg(pl.len().cast(pl.Int64).alias("files"), pl.col("events").sum(),
                        pl.col("bytes").sum(), pl.col("uncompressed_bytes").sum()))
-    snap = Path(snapshots) if snapshots is not None else root / ledger.PRIVATE_DIR / "snapshots"
-    snap_files = [p for p in snap.rglob("*") if p.is_file()] if snap.is_dir() else []
+    snap = open_store(snapshots) if snapshots is not None else store.child(
+        f"{ledger.PRIVATE_DIR}/snapshots")
+    snap_sizes = [st.size for _, st in snap.listing("")] if snap.is_folder("") else []
     return StorageReport(
-        path=str(root), kind=kind, events=int(files["events"].sum()),
+        path=root, kind=kind, events=int(files["events"].sum()),
         bytes=int(files["bytes"].sum()), uncompressed_bytes=int(files["uncompressed_bytes"].sum()),
         files=files, partitions=partitions, versions=versions, rewrites=rewrites,
-        snapshot_files=len(snap_files), snapshot_bytes=sum(p.stat().st_size for p in snap_files),
+        snapshot_files=len(snap_sizes), snapshot_bytes=sum(snap_sizes),
     )
 
 

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import polars as pl
-from deltalake import DeltaTable
-from deltalake.exceptions import CommitFailedError
-from deltalake.transaction import AddAction, CommitProperties, RemoveAction
 
-from eventkit.archive import ledger
+from eventkit.archive import head, ledger
+from eventkit.archive._append import (
+    check_new_files,
+    commit_batch,
+    reject_known_ids,
+    remember_ids,
+)
 from eventkit.archive._checks import (
     MAX_ID_BYTES,
     archive_schema,
@@ -35,22 +38,12 @@ from eventkit.archive._checks import (
     check_values,
     collect_batch,
 )
-from eventkit.archive._files import (
-    NO_CHECKPOINTS,
-    clean_interrupted,
-    create_table,
-    delta_schema,
-    fsync,
-    read_files,
-    remove_written,
-    write_data_file,
-    write_durably,
-)
+from eventkit.archive._files import clean_interrupted, create_table, delta_schema, read_files
 from eventkit.archive.buckets import bucket_expr, check_buckets
 from eventkit.archive.lock import writer_lock
+from eventkit.archive.store import Store, open_store
 from eventkit.archive.verify import VerifyReport, verify_log
 from eventkit.exceptions import (
-    AppendConflictError,
     ArchiveError,
     CorruptionError,
     ImmutabilityError,
@@ -70,7 +63,6 @@ _FORMAT = 1
 _ROWS_PER_FILE = 2_000_000
 _CLOCK_SKEW = timedelta(minutes=5)
 _TABLE_CONFIG = {"delta.appendOnly": "true"}
-_EPOCH = "1970-01-01T00:00:00+00:00"
 
 
 @dataclass(frozen=True)
@@ -113,21 +105,29 @@ class EventArchive:
 
     """
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if not (self.path / ledger.LOG_DIR).is_dir():
-            msg = f"{self.path} is not an eventkit archive (no {ledger.LOG_DIR}/ folder)"
-            raise ArchiveError(msg, path=str(self.path))
-        genesis = ledger.read_commit(self.path, 0)
-        if genesis.error is not None and ledger.log_versions(self.path):
-            name = ledger.log_path(self.path, 0)
-            msg = (f"{self.path}: the first commit ({ledger.LOG_DIR}/{name.name}) is missing or "
+    def __init__(self, path: str | Path | Store, *,
+                 storage_options: Mapping[str, str] | None = None) -> None:
+        #: Where the archive's files are (see :mod:`eventkit.archive.store`).
+        self.store = open_store(path, storage_options)
+        #: The archive's location: its folder, or its URL (``s3://bucket/prefix``).
+        self.location = self.store.root
+        #: The archive's folder (a local archive), or its URL as text.
+        self.path: Path | str = self.store.path("") if self.store.local else self.location
+        #: Where any process finds it: the absolute folder, or the URL.
+        self.address = str(self.store.path("").resolve()) if self.store.local else self.location
+        genesis = ledger.read_commit(self.store, 0)
+        if genesis.error is not None and not self.store.is_folder(ledger.LOG_DIR):
+            msg = f"{self.location} is not an eventkit archive (no {ledger.LOG_DIR}/ folder)"
+            raise ArchiveError(msg, path=self.location)
+        if genesis.error is not None and ledger.log_versions(self.store):
+            name = ledger.log_rel(0)
+            msg = (f"{self.location}: the first commit ({name}) is missing or "
                    f"unreadable ({genesis.error}); run eventkit verify")
-            raise CorruptionError(msg, path=str(self.path), file=str(name))
+            raise CorruptionError(msg, path=self.location, file=self.store.uri(name))
         if genesis.record is None or genesis.record.get("kind") != "create":
-            msg = (f"{self.path} is a Delta table but not an eventkit archive; "
+            msg = (f"{self.location} is a Delta table but not an eventkit archive; "
                    "read it with eventkit.open_archive() instead")
-            raise ArchiveError(msg, path=str(self.path))
+            raise ArchiveError(msg, path=self.location)
         self.event_types: tuple[str, ...] | None = (
             tuple(genesis.record["event_types"]) if genesis.record.get("event_types") else None
         )
@@ -146,8 +146,13 @@ class EventArchive:
         event_types: tuple[str, ...] | None = EVENT_TYPES,
         personal: tuple[str, ...] = (),
         buckets: int | None = None,
+        storage_options: Mapping[str, str] | None = None,
     ) -> EventArchive:
         """Create an empty archive at ``path`` (which must not hold one already).
+
+        ``path`` is a folder or a URL of an object store (``s3://bucket/prefix``,
+        ``gs://…``, ``az://…``; see :mod:`eventkit.archive.store`), whose
+        credentials come from the environment or ``storage_options``.
 
         ``event_types`` lists the types appends accept (default: the banking
         domain's); ``None`` accepts any type. ``personal`` names personal fields
@@ -161,9 +166,10 @@ class EventArchive:
         """
         if buckets is not None:
             check_buckets(buckets)
-        root = Path(path)
-        check_new_archive(root, personal)
-        root.mkdir(parents=True, exist_ok=True)
+        store = open_store(path, storage_options)
+        check_new_archive(store, personal)
+        if store.local:
+            store.path("").mkdir(parents=True, exist_ok=True)
         schema = delta_schema(archive_schema(tuple(personal)))
         record: dict[str, Any] = {
             "format": _FORMAT,
@@ -180,18 +186,21 @@ class EventArchive:
         if buckets is not None:
             record["buckets"] = buckets
         record["digest"] = ledger.chain_digest(ledger.GENESIS, record)
-        create_table(root, schema, _TABLE_CONFIG, record)
-        return cls(root)
+        create_table(store, schema, _TABLE_CONFIG, record)
+        return cls(store)
 
     @property
     def version(self) -> int:
-        """The latest commit version (0 for an empty archive)."""
-        return ledger.log_versions(self.path)[-1]
+        """The latest commit version (0 for an empty archive), even of a damaged log."""
+        try:
+            return head.log_state(self.store).version
+        except CorruptionError:  # the damage is for scan and verify to name
+            return ledger.log_versions(self.store)[-1]
 
     @property
     def head(self) -> str:
         """The head digest: save it elsewhere to detect a rewritten chain later."""
-        return self._last_record()["digest"]
+        return head.log_state(self.store).digest
 
     def scan(
         self,
@@ -208,11 +217,15 @@ class EventArchive:
         (include :data:`~eventkit.archive.buckets.BANK_BUCKET` for the bank's own events).
 
         Before anything is read, the commit log up to ``version`` is checked (every
-        commit present, parsed, written by eventkit and chained: cheap) and, with
-        ``verify`` (the default), every data file's size and SHA-256 against its
-        record. A file that passed is not hashed again by this process while it
-        stays untouched, so repeated scans cost one ``stat`` per file. Any damage
-        raises :class:`~eventkit.exceptions.CorruptionError` naming the file.
+        commit after the newest checkpoint present, parsed, written by eventkit and
+        chained: cheap, see :mod:`eventkit.archive.head`) and, with ``verify`` (the
+        default), every data file's size and SHA-256 against its record. A file
+        that passed is not hashed again by this process while it stays untouched,
+        so repeated scans cost one ``stat`` per file. Any damage raises
+        :class:`~eventkit.exceptions.CorruptionError` naming the file. In an
+        object store each file is checked as it is fetched to be read (one GET:
+        the bytes are hashed, then parsed from memory), so damage is raised when
+        the frame is collected.
 
         ``verify=False`` is the trusted fast path: data files are not hashed, so a
         change inside a data page may go unnoticed (values silently wrong); run
@@ -241,13 +254,13 @@ class EventArchive:
         ([], None)
 
         """
-        entries = ledger.live_files(self.path, version=version)
+        entries = head.log_state(self.store, version=version).live
         last_seq = None
-        if version is not None and not all((self.path / e["path"]).exists() for e in entries):
-            entries, last_seq = ledger.merged_entries(self.path, version, entries)
+        if version is not None and not all(self.store.exists(e["path"]) for e in entries):
+            entries, last_seq = ledger.merged_entries(self.store, version, entries)
         if buckets is not None:
             if self.buckets is None:
-                msg = f"{self.path} is not a bucketed archive (create it with buckets=B)"
+                msg = f"{self.location} is not a bucketed archive (create it with buckets=B)"
                 raise ScaleError(msg, param="buckets")
             wanted = set(buckets)
             entries = [e for e in entries if e.get("bucket") in wanted]
@@ -268,10 +281,11 @@ class EventArchive:
         0
 
         """
-        if verify:
+        if verify and self.store.local:
             for entry in entries:
-                ledger.check_data_file(self.path, entry)
-        lf = read_files(self.path, list(entries), self.schema)
+                ledger.check_data_file(self.store, entry)
+        lf = read_files(self.store, list(entries), self.schema,
+                        check=verify and not self.store.local)
         return lf if last_seq is None else lf.filter(pl.col("seq") <= last_seq)
 
     def latest_meta(self, key: str) -> Any:
@@ -290,26 +304,23 @@ class EventArchive:
         ({'0': 41}, None)
 
         """
-        for commit in reversed(ledger.read_log(self.path)):
-            found = (commit.record or {}).get("meta") or {}
-            if key in found:
-                return found[key]
-        return None
+        return head.log_state(self.store).meta.get(key)
 
     def verify(
         self,
         *,
         expect: str | None = None,
         on_bytes: Callable[[int], object] | None = None,
+        since: str | None = None,
     ) -> VerifyReport:
         """Recompute the hash chain and every file's SHA-256; see :func:`verify_log`."""
-        return verify_log(self.path, expect=expect, on_bytes=on_bytes)
+        return verify_log(self.store, expect=expect, on_bytes=on_bytes, since=since)
 
     def __len__(self) -> int:
-        return sum(c.record.get("rows", 0) for c in ledger.read_log(self.path) if c.record)
+        return head.log_state(self.store).rows
 
     def __repr__(self) -> str:
-        return f"EventArchive({str(self.path)!r})"
+        return f"EventArchive({self.location!r})"
 
     def append(
         self,
@@ -391,23 +402,21 @@ class EventArchive:
         check_values(rows, source, check_recorded_at=recorded_at == "keep")
 
         with self.writing():
-            commits = ledger.read_log(self.path)
-            # refuse to extend a damaged log: checks every commit (and, hashed once per
-            # process, every data file) before the new one is chained to it
-            entries = ledger.live_files(self.path, commits)
-            for entry in entries:
-                ledger.check_data_file(self.path, entry)
-            committed = {e["path"] for e in entries}
-            clean_interrupted(self.path, commits[-1].version, committed)
-            last: dict[str, Any] = commits[-1].record or {}  # live_files checked it
-            if batch_id is not None and (old := _find_batch(commits, batch_id)) is not None:
-                return old
-            if expected_version is not None and commits[-1].version != expected_version:
-                msg = (f"stale append: the archive is at version {commits[-1].version}, not "
+            # the verified head: checks the commits since this process last looked (and,
+            # hashed once per process, the data files added since) before chaining to it
+            state = head.log_state(self.store)
+            check_new_files(self.store, state)
+            clean_interrupted(self.store, state.version, state.live)
+            last = state.record
+            if batch_id is not None and (old := state.batches.get(batch_id)) is not None:
+                return AppendReceipt(old[0], batch_id, old[1], old[2], old[3], old[4],
+                                     duplicate=True)
+            if expected_version is not None and state.version != expected_version:
+                msg = (f"stale append: the archive is at version {state.version}, not "
                        f"the expected {expected_version}; read the state again and retry")
-                raise StaleVersionError(msg, path=str(self.path),
-                                        expected=expected_version, actual=commits[-1].version)
-            self._reject_known_ids(entries, rows, source)
+                raise StaleVersionError(msg, path=self.location,
+                                        expected=expected_version, actual=state.version)
+            reject_known_ids(self.store, state.live, rows, self.schema, source)
             start = last.get("seq", [-1, -1])[1] + 1
             stamp = self._stamp(rows, recorded_at, last, source)
             stored = stamp.with_columns(
@@ -418,50 +427,30 @@ class EventArchive:
                 stored = stored.with_columns(original[c].cast(kept[c]) for c in
                                              {c for s in UPCASTERS.chain(schema_version)
                                               for c in s.changes})
-            receipt = self._commit(stored, batch_id or uuid.uuid4().hex, commits[-1].version,
-                                   last, start, stored_meta, schema_version)
-            new = ledger.read_commit(self.path, receipt.version).record or {}
-            clean_interrupted(self.path, receipt.version,
-                                    committed | {f["path"] for f in new.get("files", [])})
-            return receipt
+            named = batch_id or uuid.uuid4().hex
+            record = commit_batch(
+                self.store, state, list(self._parts(stored)), batch_id=named, start=start,
+                rows=stored.height,
+                recorded_until=cast("datetime", stored["recorded_at"].max()),  # no nulls
+                meta=stored_meta, schema_version=schema_version)
+            state.live.extend(record["files"])
+            remember_ids(self.store, state.live, stored["event_id"])
+            clean_interrupted(self.store, state.version + 1, state.live)
+            return AppendReceipt(state.version + 1, named, stored.height, start,
+                                 start + stored.height - 1, record["digest"])
 
     def delete(self, *_: object, **__: object) -> None:
         """Refused: an archive never forgets events. Append a ``Correction`` instead."""
         msg = ("an eventkit archive is append-only: events cannot be deleted; append a "
                "Correction event to reverse an effect")
-        raise ImmutabilityError(msg, path=str(self.path))
+        raise ImmutabilityError(msg, path=self.location)
 
     def overwrite(self, *_: object, **__: object) -> None:
         """Refused: an archive is never rewritten. Create a new archive instead."""
         msg = "an eventkit archive is append-only: it cannot be overwritten"
-        raise ImmutabilityError(msg, path=str(self.path))
+        raise ImmutabilityError(msg, path=self.location)
 
     update = overwrite
-
-    def _last_record(self) -> dict[str, Any]:
-        for commit in reversed(ledger.read_log(self.path)):
-            if commit.record is not None:
-                return commit.record
-        msg = f"{self.path}: no eventkit commit record found"
-        raise ArchiveError(msg, path=str(self.path))
-
-    def _reject_known_ids(
-        self, entries: list[dict[str, Any]], rows: pl.DataFrame, source: str
-    ) -> None:
-        ids = rows["event_id"]
-        known = (
-            read_files(self.path, entries, self.schema)
-            .select("event_id")
-            .filter(pl.col("event_id").is_between(pl.lit(ids.min()), pl.lit(ids.max()))
-                    & pl.col("event_id").is_in(ids.implode()))
-            .head(1)
-            .collect()
-        )
-        if known.height:
-            dup = known.item(0, 0)
-            row = rows.with_row_index().filter(pl.col("event_id") == dup).item(0, "index")
-            msg = f"event_id {dup!r} is already in the archive"
-            raise ValidationError(msg, source=source, column="event_id", row=row)
 
     def _stamp(
         self, rows: pl.DataFrame, mode: str, last: dict[str, Any], source: str
@@ -480,84 +469,6 @@ class EventArchive:
             now = max(now, datetime.fromisoformat(floor))
         return rows.with_columns(recorded_at=pl.lit(now, dtype=CANONICAL_SCHEMA["recorded_at"]))
 
-    def _commit(
-        self, rows: pl.DataFrame, batch_id: str, base: int, last: dict[str, Any], start: int,
-        meta: dict[str, Any] | None = None, schema_version: int = CURRENT_VERSION,
-    ) -> AppendReceipt:
-        """Write the data files and commit them as version ``base + 1``, or nothing.
-
-        The Delta commit is made against the table as of ``base`` (the version
-        every check saw) with no retries: if any other writer committed since,
-        the commit fails, the files are removed and the append raises
-        :class:`AppendConflictError`. An append acknowledged by a receipt is on
-        disk: data files, commit file and folders are fsync-ed first.
-        """
-        version = base + 1
-        pending = self.path / ledger.PRIVATE_DIR / "pending"
-        pending.mkdir(parents=True, exist_ok=True)
-        written: list[tuple[Path, Path]] = []
-        record: dict[str, Any] = {}
-        try:
-            files: list[dict[str, Any]] = []
-            adds: list[AddAction | RemoveAction] = []  # an append adds files only
-            for i, (bucket, part) in enumerate(self._parts(rows)):
-                name = f"part-{version:08d}-{i:03d}-{uuid.uuid4().hex[:12]}.parquet"
-                intent = pending / f"{name}.intent"
-                written.append((self.path / name, intent))
-                write_durably(intent, batch_id.encode())
-                fsync(pending)  # the intent is on disk before the data file can be
-                entry, add = write_data_file(self.path / name, part, schema_version)
-                if bucket is not None:
-                    entry["bucket"] = bucket
-                files.append(entry)
-                adds.append(add)
-            fsync(self.path)
-            record = {
-                "format": _FORMAT,
-                "kind": "append",
-                "batch_id": batch_id,
-                "rows": rows.height,
-                "seq": [start, start + rows.height - 1],
-                "files": files,
-                "recorded_until": max(
-                    cast("datetime", rows["recorded_at"].max()),  # Datetime, rows, no nulls
-                    datetime.fromisoformat(last.get("recorded_until") or _EPOCH),
-                ).isoformat(),
-                "prev": last["digest"],
-            }
-            if meta is not None:
-                record["meta"] = meta
-            record["digest"] = ledger.chain_digest(last["digest"], record)
-            DeltaTable(str(self.path), version=base).create_write_transaction(
-                adds,
-                "append",
-                delta_schema(self.schema),
-                commit_properties=CommitProperties(
-                    custom_metadata={"eventkit": json.dumps(record)}, max_commit_retries=0),
-                post_commithook_properties=NO_CHECKPOINTS,
-            )
-        except BaseException as exc:
-            if not record or not self._committed(version, record):
-                remove_written(written)
-                # another writer took the version (its clean-up may even have removed
-                # our files while we wrote them, see _clean_interrupted)
-                taken = ledger.log_path(self.path, version).exists()
-                if isinstance(exc, CommitFailedError) or (isinstance(exc, Exception) and taken):
-                    msg = (f"another writer committed version {version} first; nothing was "
-                           f"written, retry the append ({type(exc).__name__}: {exc})")
-                    raise AppendConflictError(msg, path=str(self.path)) from None
-                raise
-            if not isinstance(exc, Exception):  # interrupted after the commit landed: keep it
-                raise
-            # the commit landed but something after it failed: the append did happen
-        commit_file = ledger.log_path(self.path, version)
-        fsync(commit_file)
-        fsync(commit_file.parent)
-        for _, intent in written:  # (a writer without the lock may have cleaned it already)
-            intent.unlink(missing_ok=True)
-        return AppendReceipt(version, batch_id, rows.height, start,
-                             start + rows.height - 1, record["digest"])
-
     def _parts(self, rows: pl.DataFrame) -> Iterator[tuple[int | None, pl.DataFrame]]:
         """The data files' contents: (bucket or None, rows), each in log order."""
         if self.buckets is None:
@@ -570,29 +481,17 @@ class EventArchive:
             for part in frame.iter_slices(_ROWS_PER_FILE):
                 yield int(bucket), part
 
-    def _committed(self, version: int, record: dict[str, Any]) -> bool:
-        """Whether commit ``version`` exists and is the one carrying ``record``."""
-        found = ledger.read_commit(self.path, version).record
-        return found is not None and found.get("digest") == record["digest"]
-
     @contextmanager
     def writing(self) -> Iterator[None]:
         """Hold the archive's writer lock: appends, compaction and expiry wait for each other.
 
         Readers never take it. Raises :class:`~eventkit.exceptions.AppendConflictError`
         when another writer holds it for longer than :data:`~eventkit.archive.lock.TIMEOUT_S`.
+        In an object store there is no lock: writers race for the next version (a
+        conditional write, checked once per process by ``Store.check_atomic``) and
+        the loser gets ``AppendConflictError``.
         """
-        with writer_lock(self.path):
+        if not self.store.local:
+            self.store.check_atomic()
+        with writer_lock(self.store.path("")) if self.store.local else nullcontext():
             yield
-
-
-def _find_batch(commits: list[ledger.Commit], batch_id: str) -> AppendReceipt | None:
-    for commit in commits:
-        rec = commit.record
-        if rec is not None and rec.get("batch_id") == batch_id:
-            return AppendReceipt(commit.version, batch_id, rec["rows"], rec["seq"][0],
-                                 rec["seq"][1], rec["digest"], duplicate=True)
-    return None
-
-
-

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from eventkit.archive.head import LogState, find_digest, log_state
 from eventkit.archive.ledger import (
     GENESIS,
     LOG_DIR,
@@ -19,15 +21,18 @@ from eventkit.archive.ledger import (
     REWRITE_KINDS,
     Commit,
     apply_record,
+    as_store,
     chain_digest,
     content_digest,
-    log_path,
+    log_rel,
     log_versions,
     pending_files,
     read_commit,
     remember_verified,
-    sha256_file,
+    sha256_of,
 )
+from eventkit.archive.store import Store
+from eventkit.exceptions import CorruptionError
 
 __all__ = ["VerifyReport", "verify_log"]
 
@@ -67,10 +72,11 @@ class VerifyReport:
 
 
 def verify_log(
-    root: Path,
+    root: Path | str | Store,
     *,
     expect: str | None = None,
     on_bytes: Callable[[int], object] | None = None,
+    since: str | None = None,
 ) -> VerifyReport:
     """Recompute the hash chain and every data file's SHA-256.
 
@@ -79,34 +85,57 @@ def verify_log(
     digest recomputes; it adds exactly the files the record lists and removes
     none, unless it is an audited rewrite (compaction or expiry) whose record
     names exactly what it replaces; it does not change the table's metadata
-    (after creation). Every listed file exists with the recorded hash (files a
-    rewrite replaced may be gone); the rows of a rewrite's new files hash to its
-    content digest (and, for a compaction, so do the old files when still
-    there); no other data file lies in the table. ``expect``, a head digest
-    saved elsewhere, catches a chain that was rewritten consistently from the start.
+    (after creation); a checkpoint it names has the recorded hash and holds the
+    log state the commits before it give. Every listed file exists with the
+    recorded hash (files a rewrite replaced may be gone); the rows of a
+    rewrite's new files hash to its content digest (and, for a compaction, so do
+    the old files when still there); no other data file lies in the table.
+    ``expect``, a head digest saved elsewhere, catches a chain that was
+    rewritten consistently from the start. Linear in the log and the data.
+
+    ``since``, a head digest verified before (``report.head`` of an earlier
+    run), checks only what came after it: the commits after the one with that
+    head (found by reading back from the latest), their files and the files
+    added since; the state at it is taken from its checkpoint. Time is
+    proportional to what came after.
     """
-    report = VerifyReport(path=str(root))
-    versions = log_versions(root)
-    if not versions:
+    store = as_store(root)
+    report = VerifyReport(path=store.root)
+    live: list[dict[str, Any]] = []
+    first, prev = 0, GENESIS
+    if since is not None:
+        found = find_digest(store, since)
+        if found is None:
+            report.problems.append(f"no commit has the head digest {since} given as --since "
+                                   "(the chain was rewritten, or it is another archive's)")
+            return report
+        try:
+            start = log_state(store, version=found)
+        except CorruptionError as exc:
+            report.problems.append(str(exc))
+            return report
+        first, prev, live = found + 1, since, start.live
+        report.version = found
+    versions = [v for v in log_versions(store) if v >= first]
+    if not versions and since is None:
         report.problems.append("no commits: not an archive")
         return report
-    expected = list(range(versions[-1] + 1))
-    for missing in sorted(set(expected) - set(versions)):
-        report.problems.append(f"commit {missing}: file {log_path(root, missing).name} is missing")
-    prev = GENESIS
+    upto = versions[-1] if versions else first - 1
+    for missing in sorted(set(range(first, upto + 1)) - set(versions)):
+        report.problems.append(f"commit {missing}: file {log_rel(missing)} is missing")
     referenced: set[str] = set()
-    digests: dict[str, int] = {}
-    commits = [read_commit(root, v) for v in versions]
+    digests: dict[str, int] = {since: first - 1} if since is not None else {}
+    commits = [read_commit(store, v) for v in versions]
     rewritten = {p for c in commits if c.record and c.record.get("kind") in REWRITE_KINDS
                  for g in c.record.get("groups", []) for p in g.get("removed", [])}
-    live: list[dict[str, Any]] = []
     merged_away = 0
+    checker = _Checkpoints(store, live, prev, first - 1)
     for commit in commits:
         report.version = commit.version
         where = f"commit {commit.version}"
         if commit.error is not None:
             report.problems.append(f"{where}: unreadable commit file "
-                                   f"{log_path(root, commit.version).name} ({commit.error})")
+                                   f"{log_rel(commit.version)} ({commit.error})")
             continue
         rec = commit.record
         if rec is None:
@@ -117,11 +146,14 @@ def verify_log(
                                    f"{commit.version - 1})")
         if chain_digest(rec.get("prev", ""), rec) != rec.get("digest"):
             report.problems.append(f"{where}: record altered (digest does not recompute)")
+        if rec.get("checkpoint"):
+            report.problems += [f"{where}: {p}" for p in checker.check(rec["checkpoint"])]
         prev = rec.get("digest", "")
         digests.setdefault(prev, commit.version)
         live, problem = apply_record(live, rec, commit.removes)
         if problem:
             report.problems.append(f"{where}: {problem}")
+        checker.advance(commit, live)
         if commit.version == 0:
             _check_table(commit, rec, where, report)
         elif commit.metadata is not None:
@@ -142,17 +174,20 @@ def verify_log(
                                        "the record)")
         for rel, entry in listed.items():
             referenced.add(rel)
-            if rel in rewritten and not (root / rel).exists():
+            if rel in rewritten and not store.exists(rel):
                 merged_away += 1  # replaced by a later audited rewrite, then deleted
                 continue
-            _check_file(root, rel, entry, where, report, on_bytes)
+            _check_file(store, rel, entry, where, report, on_bytes)
         if rec.get("kind") in REWRITE_KINDS and not problem:
-            _check_rewrite(root, rec, where, report)
+            _check_rewrite(store, rec, where, report)
     report.head = prev
     if merged_away:
         report.notes.append(f"{merged_away} data file(s) replaced by audited compactions or "
                             "expiries are no longer on disk (their records remain in the chain)")
-    for rel in _stray_files(root, referenced):
+    if since is not None:
+        report.notes.append(f"verified from the head {since} on (version {first - 1}): "
+                            f"{len(commits)} later commit(s)")
+    for rel in _stray_files(store, referenced, first if since is not None else None):
         report.problems.append(f"file {rel} is not part of any commit (added behind the "
                                "archive's back)")
     if expect is not None and expect != report.head:
@@ -169,27 +204,68 @@ def verify_log(
     return report
 
 
-def _check_rewrite(root: Path, rec: dict[str, Any], where: str, report: VerifyReport) -> None:
+class _Checkpoints:
+    """Follows the log state as verify walks the chain, to check the checkpoints it names."""
+
+    def __init__(self, store: Store, live: list[dict[str, Any]], digest: str,
+                 version: int) -> None:
+        self.store = store
+        self.state = LogState(version, digest, {}, list(live))
+        self.exact = version < 0  # from the start: every part of the state is known
+
+    def advance(self, commit: Commit, live: list[dict[str, Any]]) -> None:
+        self.state.live = live
+        self.state.absorb(commit.version, commit.record or {})
+
+    def check(self, named: dict[str, Any]) -> list[str]:
+        """Problems of a checkpoint named by the next commit (it must hold the state now)."""
+        rel = str(named.get("path"))
+        try:
+            data = self.store.read(rel)
+        except OSError:
+            return [f"checkpoint {rel} is missing"]
+        if len(data) != named.get("bytes") or \
+                hashlib.sha256(data).hexdigest() != named.get("sha256"):
+            return [f"checkpoint {rel} was changed (SHA-256 differs)"]
+        if named.get("version") != self.state.version:
+            return [f"checkpoint {rel} is of version {named.get('version')}, not the "
+                    f"commit before ({self.state.version})"]
+        try:
+            body = json.loads(data)
+        except (json.JSONDecodeError, RecursionError):
+            return [f"checkpoint {rel} is unreadable"]
+        if not self.exact:  # after --since: check what is known (the chain and the files)
+            body = {k: body.get(k) for k in ("digest", "live")}
+            mine = {"digest": self.state.digest, "live": self.state.live}
+            return [] if body == mine else [f"checkpoint {rel} differs from the log state"]
+        if json.loads(self.state.to_json()) != body:
+            return [f"checkpoint {rel} differs from the log state the commits before it give"]
+        return []
+
+
+def _check_rewrite(store: Store, rec: dict[str, Any], where: str, report: VerifyReport
+                   ) -> None:
     """The rows of a rewrite's new files hash to its record; a compaction's old ones too.
 
     An expiry's opening-state file (under ``_eventkit/``) must match its hash.
     """
     if rec.get("states"):
-        _check_file(root / PRIVATE_DIR, rec["states"]["path"], rec["states"], where, report,
-                    None)
+        _check_file(store, f"{PRIVATE_DIR}/{rec['states']['path']}", rec["states"], where,
+                    report, None)
     for group in rec.get("groups", []):
         for side in ("files", "removed"):
             if side == "removed" and rec.get("kind") != "compact":
                 continue  # an expiry replaced those rows on purpose
-            paths = [root / p for p in group.get(side, [])]
-            if not all(p.is_file() for p in paths):
+            paths = list(group.get(side, []))
+            if not all(store.exists(p) for p in paths):
                 continue  # reported (new files) or deleted on purpose (old files)
             try:
-                found = content_digest([pl.read_parquet(p) for p in paths])
+                found = content_digest([pl.read_parquet(io.BytesIO(store.read(p)))
+                                        for p in paths])
             except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException):
                 continue  # an unreadable file is reported by its hash check
             if found != group.get("content"):
-                names = [p.name for p in paths]
+                names = [p.rpartition("/")[2] for p in paths]
                 report.problems.append(f"{where}: the rows of {names} differ from the "
                                        f"{rec.get('kind')} record's content digest")
 
@@ -213,44 +289,51 @@ def _check_table(commit: Commit, rec: dict[str, Any], where: str, report: Verify
 
 
 def _check_file(
-    root: Path,
+    store: Store,
     rel: str,
     entry: dict[str, Any],
     where: str,
     report: VerifyReport,
     on_bytes: Callable[[int], object] | None,
 ) -> None:
-    path = root / rel
-    if not path.is_file():
+    st = store.stat(rel)
+    if st is None:
         report.problems.append(f"{where}: data file {rel} is missing")
         return
-    if path.stat().st_size != entry.get("bytes"):
+    if st.size != entry.get("bytes"):
         report.problems.append(f"{where}: data file {rel} was changed (size differs)")
         return
-    st = path.stat()
-    digest = sha256_file(path, on_bytes=on_bytes)
+    digest = sha256_of(store, rel, on_bytes=on_bytes)
     report.files_checked += 1
-    report.bytes_checked += st.st_size
+    report.bytes_checked += st.size
     if digest != entry.get("sha256"):
         report.problems.append(f"{where}: data file {rel} was changed (SHA-256 differs)")
     else:
-        remember_verified(path, digest, st)
+        remember_verified(store, rel, digest, st)
 
 
 _INTERRUPTED_COMMIT = re.compile(r"\d{20}\.json#\d+")
 
 
-def _stray_files(root: Path, referenced: set[str]) -> Iterator[str]:
-    pending = pending_files(root)
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = Path(dirpath).relative_to(root)
-        if rel_dir == Path():
-            dirnames[:] = [d for d in dirnames if d not in (LOG_DIR, PRIVATE_DIR)]
-        for name in filenames:
-            rel = str(rel_dir / name) if rel_dir != Path() else name
-            if rel not in referenced and rel not in pending:
-                yield rel
-    for name in os.listdir(root / LOG_DIR):
+def _stray_files(store: Store, referenced: set[str], since: int | None) -> Iterator[str]:
+    """Files in the table that no commit lists.
+
+    After ``since``: only files named for a version from it on, found with one
+    listing that starts there.
+    """
+    pending = pending_files(store)
+    after = f"part-{since:08d}" if since is not None else None
+    for rel in store.list_files("", after=after):
+        top = rel.split("/", 1)[0]
+        if top in (LOG_DIR, PRIVATE_DIR) or rel in referenced or rel in pending:
+            continue
+        if since is not None and not (rel.startswith("part-") and rel[5:13].isdigit()
+                                      and int(rel[5:13]) >= since):
+            continue
+        yield rel
+    for rel in store.list_files(f"{LOG_DIR}/", after=f"{LOG_DIR}/{max(since or 0, 0):020d}"
+                          if since is not None else None):
+        name = rel.rpartition("/")[2]
         stem, _, ext = name.partition(".")
         # temp files of a commit that was interrupted (delta-rs / object_store name them
         # ".tmp...", "_commit_..." or "<version>.json#<n>"); no Delta reader reads them

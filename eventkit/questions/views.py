@@ -18,7 +18,7 @@ with ``sqlite``.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -89,7 +89,7 @@ def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, An
         record = {
             "name": table, "rules": result.rules.name, "fingerprint": result.rules.fingerprint,
             "key": result.rules.key,
-            "archive": None if archive is None else str(archive.path.resolve()),
+            "archive": None if archive is None else archive.address,
             "archive_version": version,
             "head": None if archive is None or version is None else _head(archive, version),
             # seq is an Int64 column without nulls: the max of its rows is an int
@@ -108,13 +108,16 @@ def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, An
 
 
 def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
-            table: str = "accounts") -> RefreshReport:
+            table: str = "accounts",
+            storage_options: Mapping[str, str] | None = None) -> RefreshReport:
     """Bring the view ``table`` at ``url`` up to date with its archive.
 
     ``rules`` must be the rule set the view was built with (same
     fingerprint); by default the registered rule set of the name the view
     recorded. Only events appended since the recorded archive version are
-    read; see the module docstring for late events.
+    read; see the module docstring for late events. An archive in an object
+    store is opened with credentials from the environment or
+    ``storage_options`` (the view records its URL, never credentials).
     """
     _check_name(table)
     with _connect(url) as db:
@@ -135,7 +138,7 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
         if meta["archive"] is None:
             msg = f"{url}: view {table!r} was not built from an eventkit archive"
             raise ViewError(msg)
-        archive = EventArchive(meta["archive"])
+        archive = EventArchive(meta["archive"], storage_options=storage_options)
         old = int(meta["archive_version"])
         version = archive.version
         if version < old or _head(archive, old) != meta["head"]:
@@ -201,7 +204,7 @@ def _as_time(value: object) -> datetime:
 
 
 def _head(archive: EventArchive, version: int) -> str | None:
-    return (ledger.read_commit(archive.path, version).record or {}).get("digest")
+    return (ledger.read_commit(archive.store, version).record or {}).get("digest")
 
 
 def _now() -> str:

@@ -11,14 +11,16 @@ Small buckets are folded together, a *step* of about :data:`ROWS_PER_STEP`
 events at a time. ``engine="buckets"`` runs the steps in this process,
 :data:`LOCAL_STEPS` at once: peak memory is that many steps', whatever the
 archive's size. ``engine="dask"`` makes each step a task on a
-``dask.distributed`` cluster; tasks read the events by path, so the workers
-must reach that path (and ``out``); Dask runs a task again elsewhere when its
-worker dies.
+``dask.distributed`` cluster; tasks read the events by path or URL, so the
+workers must reach the archive and ``out``: a shared folder, or an object
+store (``s3://…``: each worker reads its buckets' files from the store and
+writes its histories there, with the archive's storage options or the
+workers' environment); Dask runs a task again elsewhere when its worker dies.
 """
 
 from __future__ import annotations
 
-import os
+import io
 import shutil
 import tempfile
 import uuid
@@ -36,6 +38,7 @@ from eventkit._typing import Engine
 from eventkit.archive.buckets import BANK_BUCKET, bucket_expr, bucket_of
 from eventkit.archive.open import Events, archive_of, open_archive
 from eventkit.archive.retention import expiry_of
+from eventkit.archive.store import is_url, open_store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ScaleError
 from eventkit.progress import Steps
@@ -71,13 +74,15 @@ Runner = Callable[["_Plan", list["_Step"]], list[Any]]
 class _Plan:
     """What a step task needs; small and picklable (the events are read by path)."""
 
-    source: str  # an archive folder, or a folder of split buckets ("bucket=<b>/")
+    source: str  # an archive folder or URL, or a folder of split buckets ("bucket=<b>/")
     archive: bool
     rules: RuleSet
     known_at: int | None
     keys: tuple[int, ...] | None
     out: str | None
     question: Question = ("history",)
+    #: how the workers reach an archive or ``out`` in an object store (None: environment)
+    storage_options: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ def _read(plan: _Plan, step: _Step, *, lean: bool, until: int | None) -> pl.Data
     history shows; ``until`` the events after that instant.
     """
     if plan.archive:
-        archive = EventArchive(plan.source)
+        archive = EventArchive(plan.source, storage_options=_options(plan, plan.source))
         parts = [archive.scan_entries(f, last_seq=step.last_seq) for f in step.files]
     else:
         folders = [Path(plan.source) / f"bucket={b}" for b in (*step.buckets, BANK_BUCKET)]
@@ -160,14 +165,19 @@ def _run(plan: _Plan, step: _Step) -> Any:
     state = result.state().collect()
     if plan.out is None:
         return history, state
-    folder = Path(plan.out) / _HISTORY
-    folder.mkdir(parents=True, exist_ok=True)
-    final = folder / f"buckets-{step.buckets[0]:05d}-{step.buckets[-1]:05d}.parquet"
-    temp = folder / f".{final.name}.{uuid.uuid4().hex}"  # a task run twice writes it twice
     # lz4 without statistics: a few times cheaper to write than zstd, for files read whole
-    history.write_parquet(temp, compression="lz4", statistics=False)
-    os.replace(temp, final)
+    buffer = io.BytesIO()
+    history.write_parquet(buffer, compression="lz4", statistics=False)
+    # written whole (a renamed temporary file, or one PUT): a task run twice writes it twice
+    open_store(plan.out, _options(plan, plan.out)).write(
+        f"{_HISTORY}/buckets-{step.buckets[0]:05d}-{step.buckets[-1]:05d}.parquet",
+        buffer.getvalue())
     return None, state
+
+
+def _options(plan: _Plan, location: str) -> dict[str, str] | None:
+    """The storage options for ``location`` (only URLs take them)."""
+    return plan.storage_options if is_url(location) else None
 
 
 class BucketedReplay:
@@ -235,7 +245,9 @@ class BucketedReplay:
         history, _ = self._fold()
         if history is not None:
             return history.lazy()
-        lf = pl.scan_parquet(Path(self._plan.out or "") / _HISTORY / "buckets-*.parquet")
+        out = self._plan.out or ""
+        lf = pl.scan_parquet(f"{out.rstrip('/')}/{_HISTORY}/buckets-*.parquet",
+                             storage_options=_options(self._plan, out))
         if self._plan.archive:
             return lf.sort("seq")
         return lf.sort(_ORDER).drop(_ORDER)
@@ -347,17 +359,18 @@ def replay_buckets(
                "(account_id): use engine='memory'")
         raise ScaleError(msg, param="rules")
     runner = _runner(engine, client)
+    archive = _archive(events)
+    options = None if archive is None else archive.store.storage_options
     plan = _Plan(source="", archive=True, rules=rules,
                  known_at=None if known_at is None else micros(known_at, param="known_at"),
                  keys=None if keys is None else tuple(int(k) for k in keys),
-                 out=_out_folder(out))
-    archive = _archive(events)
+                 out=_out_folder(out, options), storage_options=options)
     if archive is not None and expiry_of(archive) is not None:
-        msg = (f"{archive.path} expired events (eventkit.replay.expire.expire); its opening states "
-               "are read by the memory engine only: replay it with engine='memory'")
+        msg = (f"{archive.location} expired events (eventkit.replay.expire.expire); its opening "
+               "states are read by the memory engine only: replay it with engine='memory'")
         raise ScaleError(msg, param="engine")
     if archive is not None and archive.buckets is not None and _all_tagged(archive):
-        plan = replace(plan, source=str(archive.path.resolve()))
+        plan = replace(plan, source=archive.address)
         count = archive.buckets
         result_keep: object = None
     else:
@@ -366,7 +379,7 @@ def replay_buckets(
         else:  # _archive returned no archive: events is a path (it refuses anything else)
             assert isinstance(events, str | Path)
             lf = open_archive(events)
-        scratch, result_keep = _scratch(plan.out)
+        scratch, result_keep = _scratch(None if plan.out and is_url(plan.out) else plan.out)
         count = _split(lf, scratch)
         plan = replace(plan, source=str(scratch), archive=False)
     wanted = list(range(count)) if keys is None else sorted({bucket_of(k, count) for k in keys}
@@ -426,9 +439,14 @@ def _archive(events: object) -> EventArchive | None:
     return archive_of(events)
 
 
-def _out_folder(out: str | Path | None) -> str | None:
+def _out_folder(out: str | Path | None, options: dict[str, str] | None) -> str | None:
     if out is None:
         return None
+    if is_url(out):
+        if open_store(out, options).list_files(""):
+            msg = f"{out} is not empty; choose a new prefix for the results"
+            raise ScaleError(msg, param="out")
+        return str(out).rstrip("/")
     folder = Path(out)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         msg = f"{folder} exists and is not an empty folder; choose a new folder for the results"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from eventkit.archive import ledger
+from eventkit.archive import head, ledger
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.rewrite import TARGET_ROWS, RewriteWriter, delete_files, rewrite_record
 from eventkit.archive.table import EventArchive
@@ -80,7 +80,8 @@ def expire(
     before the opening states were known, raise :class:`~eventkit.exceptions.ExpiredError`.
     """
     archive = archive if isinstance(archive, EventArchive) else EventArchive(archive)
-    root = archive.path
+    root = archive.location
+    store = archive.store
     if not confirm:
         msg = (f"expire removes events from {root} for good: pass confirm=True (and by=, "
                "reason=) to do it")
@@ -97,13 +98,13 @@ def expire(
         if prior is not None and cutoff <= prior.cutoff_us:
             msg = (f"{root}: events before {iso(prior.cutoff_us)} were expired already; "
                    f"a new cut-off must be later, not {iso(cutoff)}")
-            raise ArchiveError(msg, path=str(root))
+            raise ArchiveError(msg, path=root)
         start = None if prior is None else prior.opening_states(key)
-        commits = ledger.read_log(root)
-        entries = ledger.live_files(root, commits)
+        state = head.log_state(store)
+        entries = state.live
         for entry in entries:
-            ledger.check_data_file(root, entry)
-        last = commits[-1].record or {}
+            ledger.check_data_file(store, entry)
+        last = state.record
         frames = [archive.scan_entries([e], verify=False).collect()  # checked above; upcast
                   for e in entries]
         old = pl.concat(frames) if frames else pl.DataFrame(schema=archive.schema)
@@ -113,7 +114,7 @@ def expire(
         hit = [i for i, f in enumerate(frames) if f.select(gone.any()).item()]
         if not hit:
             msg = f"no events to expire before {iso(cutoff)} in {root}"
-            raise ArchiveError(msg, path=str(root))
+            raise ArchiveError(msg, path=root)
         replaced = old.filter(gone)
         if by_state:
             states = _replayed(old, ruleset, start).as_of(iso(cutoff - 1)).collect()
@@ -128,8 +129,8 @@ def expire(
         run = entries[hit[0]:hit[-1] + 1]
         seqs = pl.concat(frames[hit[0]:hit[-1] + 1])["seq"]
         rows = new.filter(pl.col("seq").is_in(seqs.implode()))
-        version = commits[-1].version + 1
-        with RewriteWriter(root, version) as writer:
+        version = state.version + 1
+        with RewriteWriter(store, version) as writer:
             files = [writer.write(part, i, ledger.content_digest([part]))
                      for i, part in enumerate(rows.iter_slices(TARGET_ROWS))]
             group = {"removed": [e["path"] for e in run], "files": [f["path"] for f in files],
@@ -149,7 +150,7 @@ def expire(
                                                    ".parquet")
             record = rewrite_record(last, "expire", [group], files, extra)
             writer.commit(record, run, operation="DELETE", data_change=True)
-        delete_files(root, run)
+        delete_files(store, run)
     return ExpireReport(version, iso(cutoff), replaced.height, extra["opening_rows"],
                         len(run), record["digest"])
 
@@ -185,7 +186,7 @@ def _openings(old: pl.DataFrame, replaced: pl.DataFrame, gone: pl.Expr, cutoff: 
 
 def _same_after(old: pl.DataFrame, start: pl.DataFrame | None, new: pl.DataFrame,
                 states: pl.DataFrame | None, cutoff: int, ruleset: RuleSet,
-                root: Path) -> None:
+                root: str) -> None:
     """Every event from the cut-off on must leave the same state in the new log."""
     fields = [f.name for f in ruleset.fields]
     after = pl.col("event_time").dt.epoch("us") >= cutoff
@@ -201,4 +202,4 @@ def _same_after(old: pl.DataFrame, start: pl.DataFrame | None, new: pl.DataFrame
         where = diff["event_id"][0] if diff.height else "?"
         msg = (f"{root}: opening states cannot reproduce {ruleset.name!r} after the cut-off "
                f"(event {where} would change); nothing was expired")
-        raise ArchiveError(msg, path=str(root))
+        raise ArchiveError(msg, path=root)

@@ -20,8 +20,8 @@ state of one full replay (property-tested).
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +31,7 @@ from typing import cast
 import polars as pl
 
 from eventkit.archive import ledger
+from eventkit.archive.store import open_store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ArchiveError
 from eventkit.replay.api import replay
@@ -126,7 +127,7 @@ def advance(archive: EventArchive, rules: RuleSet, *, since_seq: int,
 
 def last_seq_of(archive: EventArchive, version: int) -> int:
     """The last ``seq`` stored by ``version`` of ``archive`` (-1: none yet)."""
-    record = ledger.read_commit(archive.path, version).record or {}
+    record = ledger.read_commit(archive.store, version).record or {}
     return int(record.get("seq", [-1, -1])[1])
 
 
@@ -161,8 +162,9 @@ class LiveReplay:
                  *, folder: str | Path | None = None) -> None:
         self.archive = archive if isinstance(archive, EventArchive) else EventArchive(archive)
         self.rules = registry.resolve(rules)
-        self.folder = Path(folder) if folder is not None else (
-            self.archive.path / ledger.PRIVATE_DIR / _LIVE / self.rules.fingerprint[:32])
+        #: Where the checkpoint is kept: beside the archive (in its store), or ``folder``.
+        self.folder = open_store(folder) if folder is not None else self.archive.store.child(
+            f"{ledger.PRIVATE_DIR}/{_LIVE}/{self.rules.fingerprint[:32]}")
         self.state = self._empty()
         self.version = -1
         self.last_seq = -1
@@ -176,9 +178,10 @@ class LiveReplay:
                            self.last_seq)
         if self.version > version or (self.version >= 0 and self._head(self.version)
                                       != self._saved_head):
-            msg = (f"{self.archive.path}: the archive no longer holds version {self.version} "
-                   "as this live replay saw it (rewritten?); delete its checkpoint")
-            raise ArchiveError(msg, path=str(self.archive.path))
+            msg = (f"{self.archive.location}: the archive no longer holds version "
+                   f"{self.version} as this live replay saw it (rewritten?); delete its "
+                   "checkpoint")
+            raise ArchiveError(msg, path=self.archive.location)
         key = self.rules.key
         step = advance(self.archive, self.rules, since_seq=self.last_seq,
                        stored=lambda keys: self.state.filter(pl.col(key).is_in(keys.implode())),
@@ -200,31 +203,35 @@ class LiveReplay:
         return replay(pl.DataFrame(schema=CANONICAL_SCHEMA), self.rules).state().collect()
 
     def _head(self, version: int) -> str | None:
-        return (ledger.read_commit(self.archive.path, version).record or {}).get("digest")
+        return (ledger.read_commit(self.archive.store, version).record or {}).get("digest")
 
     def _save(self) -> None:
-        """State into its own file, then the pointer to it: a crash leaves the old pair."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """State into its own file, then the pointer to it: a crash leaves the old pair.
+
+        Each is written whole (a renamed temporary file locally, one PUT in an
+        object store), so a reader sees the old pair or the new one.
+        """
         name = f"state-v{self.version}.parquet"
-        self.state.write_parquet(self.folder / name)
+        buffer = io.BytesIO()
+        self.state.write_parquet(buffer)
+        self.folder.write(name, buffer.getvalue())
         self._saved_head = self._head(self.version)
         meta = {"version": self.version, "last_seq": self.last_seq, "head": self._saved_head,
                 "fingerprint": self.rules.fingerprint, "state": name}
-        tmp = self.folder / f".meta-{os.getpid()}.json"
-        tmp.write_text(json.dumps(meta))
-        os.replace(tmp, self.folder / "meta.json")
-        for old in self.folder.glob("state-v*.parquet"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
+        self.folder.write("meta.json", json.dumps(meta).encode())
+        for old in self.folder.list_files(""):
+            if old.startswith("state-v") and old != name:
+                self.folder.delete(old)
 
     def _load(self) -> None:
         self._saved_head = None
-        meta_path = self.folder / "meta.json"
-        if not meta_path.is_file():
+        try:
+            meta = json.loads(self.folder.read("meta.json"))
+        except FileNotFoundError:
             return
-        meta = json.loads(meta_path.read_text())
         if meta.get("fingerprint") != self.rules.fingerprint:
             return  # another rule set's checkpoint: start from nothing
-        self.state = pl.read_parquet(self.folder / meta["state"]).cast(self.state.schema)
+        self.state = pl.read_parquet(io.BytesIO(self.folder.read(meta["state"]))).cast(
+            self.state.schema)
         self.version, self.last_seq = int(meta["version"]), int(meta["last_seq"])
         self._saved_head = meta.get("head")

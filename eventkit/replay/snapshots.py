@@ -16,9 +16,10 @@ per process while the file stays untouched, as for data files).
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
-import shutil
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from pathlib import Path
 import polars as pl
 
 from eventkit.archive import ledger
+from eventkit.archive.store import Store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import SnapshotError
 from eventkit.rules.model import RuleSet
@@ -51,7 +53,7 @@ class Snapshots:
     ``events`` (how many so far) and ``last_event_time``, sorted by key.
     """
 
-    folder: Path
+    folder: Store
     key: str
     fingerprint: str
     version: int
@@ -73,7 +75,7 @@ class Snapshots:
     def read(self, index: int, keys: list[int] | None = None) -> pl.DataFrame:
         """The state at checkpoint ``index`` (only ``keys``, when given)."""
         path = ledger.check_data_file(self.folder, self.files[index])
-        lf = pl.scan_parquet(path)
+        lf = pl.scan_parquet(path, storage_options=self.folder.storage_options)
         if keys is not None:
             lf = lf.filter(pl.col(self.key).is_in(keys))
         return lf.collect()
@@ -81,9 +83,11 @@ class Snapshots:
     def bank_events(self) -> pl.DataFrame:
         """The bank's own events (account 0: its rate table) in the archive state stored."""
         if self.bank is None:
-            msg = f"snapshot set {self.folder} holds no bank events (rules keyed by {self.key!r})"
+            msg = (f"snapshot set {self.folder.root} holds no bank events (rules keyed by "
+                   f"{self.key!r})")
             raise SnapshotError(msg, param="snapshots")
-        return pl.read_parquet(ledger.check_data_file(self.folder, self.bank))
+        return pl.read_parquet(ledger.check_data_file(self.folder, self.bank),
+                               storage_options=self.folder.storage_options)
 
     @property
     def instants(self) -> list[datetime]:
@@ -99,14 +103,13 @@ def find(archive: EventArchive, rules: RuleSet, *, version: int | None = None,
     other rules (another fingerprint) or from another archive state (another
     version or head digest) is never returned.
     """
-    folder = archive.path / ledger.PRIVATE_DIR / FOLDER / rules.fingerprint[:32]
     version = archive.version if version is None else version
-    path = folder / f"v{version}"
-    if not (path / _MANIFEST).is_file():
+    path = _sets(archive.store, rules).child(f"v{version}")
+    if not path.exists(_MANIFEST):
         return None
     found = load(path)
     if head is None:
-        head = (ledger.read_commit(archive.path, version).record or {}).get("digest")
+        head = (ledger.read_commit(archive.store, version).record or {}).get("digest")
     if found.fingerprint != rules.fingerprint or found.version != version or found.head != head:
         return None
     if found.key == "account_id" and found.bank is None:  # made without the rate table
@@ -121,17 +124,18 @@ def by_key(archive: EventArchive, keys: list[int], *, version: int,
     Only a copy made from exactly this archive state (version and head digest)
     is used; its file is checked against its SHA-256 like a data file.
     """
-    path = archive.path / ledger.PRIVATE_DIR / FOLDER / _BY_KEY / f"v{version}"
+    path = archive.store.child(f"{ledger.PRIVATE_DIR}/{FOLDER}/{_BY_KEY}/v{version}")
     try:
-        m = json.loads((path / _MANIFEST).read_text())
+        m = json.loads(path.read(_MANIFEST))
     except (OSError, ValueError):
         return None
     if head is None:
-        head = (ledger.read_commit(archive.path, version).record or {}).get("digest")
+        head = (ledger.read_commit(archive.store, version).record or {}).get("digest")
     if m.get("version") != version or m.get("head") != head:
         return None
     file = ledger.check_data_file(path, m["file"])
-    return pl.scan_parquet(file).filter(pl.col("account_id").is_in(keys)).sort("seq")
+    return (pl.scan_parquet(file, storage_options=path.storage_options)
+            .filter(pl.col("account_id").is_in(keys)).sort("seq"))
 
 
 def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
@@ -141,71 +145,116 @@ def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
     What :func:`eventkit.snapshot` writes once it has replayed: one file per
     checkpoint, the bank's rate events, a manifest; with ``key_copy`` the
     by-key copy too. Older sets of the same rules are removed; the new one
-    appears in one rename.
+    appears at once (see :func:`_publish`).
     """
-    head = (ledger.read_commit(store.path, version).record or {}).get("digest")
-    folder = store.path / ledger.PRIVATE_DIR / FOLDER / rules.fingerprint[:32]
-    staging = folder / f".v{version}-{uuid.uuid4().hex}"
-    staging.mkdir(parents=True)
-    files = []
+    head = (ledger.read_commit(store.store, version).record or {}).get("digest")
+    files: list[dict[str, object]] = []
+    blobs: dict[str, bytes | Path] = {}
     for i, instant in enumerate(grid):
         part = states.filter(pl.col("instant") == instant).drop("instant").sort(rules.key)
         name = f"cp-{i:05d}.parquet"
-        part.write_parquet(staging / name, row_group_size=_ROW_GROUP, statistics=True)
-        files.append({"path": name, "bytes": (staging / name).stat().st_size,
-                      "sha256": ledger.sha256_file(staging / name), "rows": part.height})
+        data = _parquet(part, row_group_size=_ROW_GROUP, statistics=True)
+        blobs[name] = data
+        files.append({"path": name, **_entry(data), "rows": part.height})
     bank = None
     if rules.key == "account_id":  # the rate table every account reads: kept with the set
-        store.scan(version=version).filter(pl.col("account_id") == BANK_ACCOUNT).collect(
-            ).write_parquet(staging / "bank.parquet")
-        bank = {"path": "bank.parquet", "bytes": (staging / "bank.parquet").stat().st_size,
-                "sha256": ledger.sha256_file(staging / "bank.parquet")}
+        data = _parquet(
+            store.scan(version=version).filter(pl.col("account_id") == BANK_ACCOUNT).collect())
+        blobs["bank.parquet"] = data
+        bank = {"path": "bank.parquet", **_entry(data)}
     manifest = {"key": rules.key, "fingerprint": rules.fingerprint, "version": version,
                 "head": head, "every": every,
                 "checkpoints": [micros(t, param="every") for t in grid], "files": files,
                 "bank": bank, "created": datetime.now(UTC).isoformat()}
-    (staging / _MANIFEST).write_text(json.dumps(manifest, indent=1))
     if key_copy and rules.key == "account_id":
         write_by_key(store, version, head)
-    final = folder / f"v{version}"
-    for old in folder.iterdir():  # older (or equal) sets of these rules are never used again
-        if old != staging and not old.name.startswith("."):
-            shutil.rmtree(old, ignore_errors=True)
-    os.replace(staging, final)
-    return load(final)
+    folder = _sets(store.store, rules)
+    _publish(folder, f"v{version}", blobs, manifest)
+    return load(folder.child(f"v{version}"))
 
 
 def write_by_key(store: EventArchive, version: int, head: str | None) -> None:
     """Store the archive's events sorted by account (log order within each)."""
-    folder = store.path / ledger.PRIVATE_DIR / FOLDER / _BY_KEY
-    final = folder / f"v{version}"
-    if (final / _MANIFEST).is_file() and json.loads(
-            (final / _MANIFEST).read_text()).get("head") == head:
-        return  # already there for this archive state
-    staging = folder / f".v{version}-{uuid.uuid4().hex}"
-    staging.mkdir(parents=True)
-    name = "events.parquet"
-    (store.scan(version=version).sort("account_id", maintain_order=True)
-     .sink_parquet(staging / name, compression="zstd", statistics=True,
-                   row_group_size=_KEY_ROW_GROUP))
-    file = {"path": name, "bytes": (staging / name).stat().st_size,
-            "sha256": ledger.sha256_file(staging / name)}
-    (staging / _MANIFEST).write_text(json.dumps({"version": version, "head": head,
-                                                 "file": file}))
-    for old in folder.iterdir():
-        if old != staging and not old.name.startswith("."):
-            shutil.rmtree(old, ignore_errors=True)
-    os.replace(staging, final)
-
-
-def load(path: Path) -> Snapshots:
+    folder = store.store.child(f"{ledger.PRIVATE_DIR}/{FOLDER}/{_BY_KEY}")
     try:
-        m = json.loads((path / _MANIFEST).read_text())
+        if json.loads(folder.read(f"v{version}/{_MANIFEST}")).get("head") == head:
+            return  # already there for this archive state
+    except (OSError, ValueError):
+        pass
+    name = "events.parquet"
+    events = store.scan(version=version).sort("account_id", maintain_order=True)
+    data: bytes | Path
+    if folder.local:  # streamed to a file: flat memory
+        data = folder.path("") / f".events-{uuid.uuid4().hex}.parquet"
+        data.parent.mkdir(parents=True, exist_ok=True)
+        events.sink_parquet(data, compression="zstd", statistics=True,
+                            row_group_size=_KEY_ROW_GROUP)
+        entry: dict[str, object] = {"bytes": data.stat().st_size,
+                                    "sha256": ledger.sha256_file(data)}
+    else:
+        data = _parquet(events.collect(), compression="zstd", statistics=True,
+                        row_group_size=_KEY_ROW_GROUP)
+        entry = _entry(data)
+    _publish(folder, f"v{version}", {name: data},
+             {"version": version, "head": head, "file": {"path": name, **entry}})
+
+
+def _sets(store: Store, rules: RuleSet) -> Store:
+    return store.child(f"{ledger.PRIVATE_DIR}/{FOLDER}/{rules.fingerprint[:32]}")
+
+
+def _parquet(frame: pl.DataFrame, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, **options)  # type: ignore[arg-type]  # (options: keywords)
+    return buffer.getvalue()
+
+
+def _entry(data: bytes) -> dict[str, object]:
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _publish(folder: Store, name: str, blobs: dict[str, bytes | Path],
+             manifest: dict[str, object]) -> None:
+    """Store a set as ``folder/name/`` (its files, then its manifest); remove older sets.
+
+    Locally the set is written to a hidden folder renamed into place, so it
+    appears at once; in an object store its files are put first and the
+    manifest last (a set without its manifest is never read). Every file is
+    checked against the manifest's SHA-256 when read.
+    """
+    body = json.dumps(manifest, indent=1).encode()
+    if folder.local:
+        root = folder.path("")
+        staging = root / f".{name}-{uuid.uuid4().hex}"
+        staging.mkdir(parents=True)
+        for file, data in blobs.items():
+            if isinstance(data, Path):
+                os.replace(data, staging / file)
+            else:
+                (staging / file).write_bytes(data)
+        (staging / _MANIFEST).write_bytes(body)
+        for old in root.iterdir():  # older (or equal) sets are never used again
+            if old != staging and not old.name.startswith("."):
+                folder.delete_tree(old.name)
+        os.replace(staging, root / name)
+        return
+    for stale in {r.split("/", 1)[0] for r in folder.list_files("")} - {name}:
+        folder.delete_tree(stale)
+    folder.delete(f"{name}/{_MANIFEST}")
+    for file, data in blobs.items():
+        folder.write(f"{name}/{file}", data.read_bytes() if isinstance(data, Path) else data)
+    folder.write(f"{name}/{_MANIFEST}", body)
+
+
+def load(path: Store) -> Snapshots:
+    """The snapshot set whose manifest is in ``path``."""
+    try:
+        m = json.loads(path.read(_MANIFEST))
         return Snapshots(path, m["key"], m["fingerprint"], int(m["version"]), m["head"],
                          m["every"], tuple(int(c) for c in m["checkpoints"]),
                          tuple(m["files"]), m.get("bank"))
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        msg = f"snapshot manifest {path / _MANIFEST} is unreadable ({exc})"
+        msg = f"snapshot manifest {path.uri(_MANIFEST)} is unreadable ({exc})"
         raise SnapshotError(msg, param="snapshots") from None
 
 

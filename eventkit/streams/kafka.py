@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from eventkit.archive.open import is_eventkit_archive
+from eventkit.archive.store import is_url
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import EventDataError, IngestError, ValidationError
 from eventkit.schema import CANONICAL_SCHEMA
@@ -89,7 +91,12 @@ def dead_letter_path(archive: EventArchive | str | Path) -> Path:
     '/data/bank.dead-letter.jsonl'
 
     """
-    path = archive.path if isinstance(archive, EventArchive) else Path(archive)
+    path = archive.path if isinstance(archive, EventArchive) else archive
+    if not isinstance(path, Path) and is_url(path):
+        msg = (f"{path} is in an object store: pass dead_letter= a local file for the "
+               "messages that are not events")
+        raise IngestError(msg)
+    path = Path(path)
     return path.with_name(path.name + ".dead-letter.jsonl")
 
 
@@ -151,8 +158,8 @@ def ingest(
     from confluent_kafka import Consumer, KafkaError, TopicPartition  # noqa: PLC0415 (only a broker run pays its import)
 
     if not isinstance(archive, EventArchive):
-        root = Path(archive)
-        archive = EventArchive(root) if root.exists() else EventArchive.create(root)
+        exists = is_eventkit_archive(archive) if is_url(archive) else Path(archive).exists()
+        archive = EventArchive(archive) if exists else EventArchive.create(archive)
     m = ColumnMapping.parse(mapping)
     letters = _DeadLetters(Path(dead_letter) if dead_letter else dead_letter_path(archive))
     offsets = stored_offsets(archive, topic)

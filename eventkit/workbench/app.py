@@ -18,6 +18,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from eventkit.archive.store import is_url
+
 __all__ = ["app_command", "app_environment", "app_notebook", "offline_template"]
 
 
@@ -36,17 +38,19 @@ def app_notebook(folder: str | Path, archive: str | Path, *, account: int | None
     """
     options = {"account": account, "as_of": as_of, "rules": rules, "currency": currency}
     given = {k: v for k, v in options.items() if v is not None}
+    where = str(archive) if is_url(archive) else str(Path(archive).resolve())  # s3://... as is
+    name = where.rstrip("/").rsplit("/", 1)[-1]
     code = ("import eventkit\n"
             "from eventkit import charts\n\n"
             "charts.enable(interactive=True)\n"
-            f"ARCHIVE = {json.dumps(str(Path(archive).resolve()))}\n"
+            f"ARCHIVE = {json.dumps(where)}\n"
             f"OPTIONS = {json.dumps(given)}\n"
             "eventkit.explorer(ARCHIVE, **OPTIONS)")
     intro = ("# Account explorer\n\n"
              "Type an account id and press Enter (or pick one of the suggestions); move the "
              "*as of* slider or pick a date; choose the rules; shift the bank's rates to see "
              "what a different rate would have changed. Money is exact; balances as of an "
-             f"instant include the interest accrued up to it. Archive: `{Path(archive).name}`.")
+             f"instant include the interest accrued up to it. Archive: `{name}`.")
     kernelspec = {"name": kernel, "display_name": "Python (eventkit)", "language": "python"}
     book = new_notebook(cells=[new_markdown_cell(intro), new_code_cell(code)],
                         metadata={"kernelspec": kernelspec})

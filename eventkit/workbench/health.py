@@ -54,22 +54,25 @@ def snapshot_coverage(archive: EventArchive | str | Path) -> pl.DataFrame:
     """
     store = archive if isinstance(archive, EventArchive) else EventArchive(archive)
     names = {registry.get(n).fingerprint: n for n in registry.names()}
-    folder = store.path / ledger.PRIVATE_DIR / snapshots.FOLDER
+    folder = store.store.child(f"{ledger.PRIVATE_DIR}/{snapshots.FOLDER}")
     rows = []
-    sets = sorted(m for m in folder.glob("*/v*/manifest.json")
-                  if m.parent.parent.name != snapshots._BY_KEY) if folder.is_dir() else []
-    for manifest in sets:
-        found = snapshots.load(manifest.parent)
-        head = (ledger.read_commit(store.path, found.version).record or {}).get("digest") \
+    listed = folder.listing("")
+    sets = sorted(rel.rpartition("/")[0] for rel, _ in listed
+                  if rel.count("/") == 2 and rel.endswith("/manifest.json")
+                  and not rel.startswith((f"{snapshots._BY_KEY}/", "."))
+                  and rel.split("/")[1].startswith("v"))
+    for prefix in sets:
+        found = snapshots.load(folder.child(prefix))
+        head = (ledger.read_commit(store.store, found.version).record or {}).get("digest") \
             if found.version <= store.version else None
-        files = [p for p in manifest.parent.iterdir() if p.is_file()]
+        files = [st.size for rel, st in listed if rel.rpartition("/")[0] == prefix]
         rows.append({
             "rules": names.get(found.fingerprint), "fingerprint": found.fingerprint,
             "version": found.version,
             "current": found.version == store.version and found.head == head,
             "every": found.every,
             "checkpoints": [_EPOCH + timedelta(microseconds=c) for c in found.checkpoints],
-            "files": len(files), "bytes": sum(p.stat().st_size for p in files)})
+            "files": len(files), "bytes": sum(files)})
     return pl.DataFrame(rows, schema={
         "rules": pl.String, "fingerprint": pl.String, "version": pl.Int64,
         "current": pl.Boolean, "every": pl.String, "checkpoints": pl.List(TIME_DTYPE),
@@ -133,7 +136,7 @@ def demo_archive(folder: str | Path) -> tuple[Path, Path]:
     snapshot(demo, "banking", every="1d")
     path = keys.path
     keys.close()
-    return demo.path, path
+    return Path(demo.path), path
 
 
 @dataclass(frozen=True)

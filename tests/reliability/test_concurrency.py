@@ -20,8 +20,8 @@ import pytest
 from test_archive import assert_unchanged, snapshot
 
 from eventkit import AppendConflictError, EventArchive
+from eventkit.archive import _append as archive_module
 from eventkit.archive import ledger, lock
-from eventkit.archive import table as archive_module
 from reliability import workers
 
 WRITERS = 4

@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 
 from eventkit import AppendConflictError, EventArchive
-from eventkit.archive import table as archive_module
+from eventkit.archive import _append as append_module
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 #: Where a crash-test writer kills itself (None: killed from outside at a random moment).
@@ -91,40 +91,20 @@ def _die() -> None:
 
 def _arm(stage: str) -> None:
     """Make this process SIGKILL itself at ``stage`` of its first append."""
-    if stage in ("before-intent", "after-intent"):
-        real_write = archive_module.write_durably
+    hooks = {"before-intent": "write_intent", "after-intent": "write_intent",
+             "after-data-file": "write_data_file", "before-commit": "commit_version",
+             "after-commit": "commit_version"}
+    name = hooks[stage]
+    real = getattr(append_module, name)
 
-        def write(path: Path, data: bytes) -> None:
-            if stage == "before-intent":
-                _die()
-            real_write(path, data)
+    def hooked(*args: Any, **kwargs: Any) -> Any:
+        if stage.startswith("before"):
             _die()
+        out = real(*args, **kwargs)
+        _die()
+        return out
 
-        archive_module.write_durably = write  # type: ignore[assignment]
-    elif stage == "after-data-file":
-        real_data = archive_module.write_data_file
-
-        def write_data(path: Path, part: pl.DataFrame, *rest: Any) -> Any:
-            out = real_data(path, part, *rest)
-            _die()
-            return out
-
-        archive_module.write_data_file = write_data  # type: ignore[assignment]
-    elif stage in ("before-commit", "after-commit"):
-        real_table = archive_module.DeltaTable
-
-        class Table:
-            def __init__(self, *args: Any, **kwargs: Any) -> None:
-                self._table = real_table(*args, **kwargs)
-
-            def create_write_transaction(self, *args: Any, **kwargs: Any) -> Any:
-                if stage == "before-commit":
-                    _die()
-                out = self._table.create_write_transaction(*args, **kwargs)
-                _die()
-                return out
-
-        archive_module.DeltaTable = Table  # type: ignore[assignment,misc]
+    setattr(append_module, name, hooked)
 
 
 def crash_writer(path: str, receipts: str, batch_ids: list[str], stage: str | None) -> None:
@@ -157,7 +137,7 @@ def concurrent_writer(path: str, writer: int, appends: int, start_at: float, *,
     skips the archive's file lock, so writers really race for each commit.
     """
     if not use_lock:
-        EventArchive._lock = _no_lock  # type: ignore[method-assign,assignment]
+        EventArchive.writing = _no_lock  # type: ignore[method-assign,assignment]
     archive = EventArchive(path)
     while time.time() < start_at:  # all writers start together
         time.sleep(0.001)
