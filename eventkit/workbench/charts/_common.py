@@ -146,7 +146,7 @@ def hover_layers(wide: pl.DataFrame, *, tooltip: list[alt.Tooltip]
     The layer chart that holds them declares the selection: ``params=HOVER``.
     """
     data = wide if "until" in wide.columns else with_until(wide)
-    hovered = {"param": "hover", "empty": False}
+    hovered = alt.ParameterPredicate(param="hover", empty=False)
     rule = alt.Chart(data).mark_rule(color="gray", strokeDash=[2, 2]).encode(
         x=alt.X("time:T")).transform_filter(hovered)
     points = alt.Chart(data).transform_filter(hovered)
