@@ -89,22 +89,25 @@ def test_a_failing_notebook_is_named_with_its_cell_and_error_and_others_still_ru
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_runs_execute_side_by_side_up_to_workers_each_in_its_own_kernel(tmp_path, kernel,
-                                                                        workers):
+                                                                        workers, monkeypatch):
     books = tmp_path / "notebooks"
     books.mkdir()
-    for name in "abc":  # each run notes when its kernel worked, and which kernel it was
+    for name in "abc":  # each run notes when its kernel worked, which kernel, and where
         write_notebook(books / f"{name}.ipynb", "import os, time\nbegan = time.time()",
-                       "time.sleep(3)\nprint(f'{os.getpid()} {began} {time.time()}')")
-    runs = load_runs(runs_file(tmp_path, "runs: []\n"), books)
+                       "time.sleep(3)\nprint(f'{os.getpid()} {began} {time.time()} {os.getcwd()}')")
+    monkeypatch.chdir(tmp_path)  # relative paths, as `make reports` gives
+    runs = load_runs(runs_file(tmp_path, "runs: []\n"), "notebooks")
     done: list[str] = []
-    pages = run_reports(runs, tmp_path / "out", kernel=kernel, timeout=60, workers=workers,
+    pages = run_reports(runs, "out", kernel=kernel, timeout=60, workers=workers,
                         on_done=lambda run, page, s: done.append(run.name))
     assert [p.name for p in pages] == ["a.html", "b.html", "c.html"]  # the runs' order
     assert sorted(done) == ["a", "b", "c"]
+    assert Path.cwd() == tmp_path  # no run moved this process
     spans = []
     for name in "abc":
         nb = nbformat.read(tmp_path / "out" / f"{name}.ipynb", as_version=4)
-        pid, began, ended = nb.cells[-1].outputs[0]["text"].split()
+        pid, began, ended, cwd = nb.cells[-1].outputs[0]["text"].split()
+        assert cwd == str(books)  # each kernel in the notebook's folder
         spans.append((int(pid), float(began), float(ended)))
     assert len({pid for pid, _, _ in spans}) == 3  # a fresh kernel per run
     at_once = max(sum(b <= t < e for _, b, e in spans) for _, t, _ in spans)

@@ -211,9 +211,11 @@ def _run_one(run: Run, target: Path, *, kernel: str, timeout: int,
     began = time.perf_counter()
     executed = target / f"{run.name}.ipynb"
     page = executed.with_suffix(".html")
-    try:
-        pm.execute_notebook(str(run.notebook), str(executed), parameters=run.parameters,
-                            cwd=str(run.notebook.parent), kernel_name=kernel,
+    try:  # the kernel starts in the notebook's folder; papermill's cwd= would chdir this
+        # process, which the other runs' threads share
+        pm.execute_notebook(str(run.notebook.resolve()), str(executed.resolve()),
+                            parameters=run.parameters, kernel_name=kernel,
+                            resources={"metadata": {"path": str(run.notebook.parent.resolve())}},
                             execution_timeout=timeout, progress_bar=False)
     except pm.PapermillExecutionError as exc:
         first = exc.source.strip().splitlines()[0] if exc.source.strip() else ""
