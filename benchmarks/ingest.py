@@ -1,6 +1,6 @@
 """Benchmark live streams: ingest from a local Tansu broker, produce-to-state latency, patterns.
 
-Usage: ``.venv/bin/python benchmarks/ingest.py [--events 200000] [--detect-events 1000000]
+Usage: ``.venv/bin/python benchmarks/ingest.py [--events 1000000] [--detect-events 1000000]
 [--latency-rounds 5]``
 
 * **Ingest throughput.** ``--events`` generated events go into a 3-partition topic of a
@@ -84,7 +84,7 @@ def latency(bootstrap: str, root: Path, rounds: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--detect-events", type=int, default=1_000_000)
     parser.add_argument("--latency-rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
@@ -104,7 +104,7 @@ def main() -> None:
             bare_s = bare_consume(broker.bootstrap, "tx", args.events)
             began = time.perf_counter()
             summary = eventkit.ingest(root / "bank", broker.bootstrap, "tx",
-                                      max_events=args.events, batch_size=50_000)
+                                      max_events=args.events)  # the default batch size
             ingest_s = time.perf_counter() - began
             assert summary.events == args.events, summary
             waits = latency(broker.bootstrap, root, args.latency_rounds)

@@ -16,7 +16,9 @@ The package is a house of stages, each knowing only those below it::
     sources/     users' files read into the canonical schema
     schema, timeutil, exceptions, _typing
 
-Every public name is re-exported here:
+Every public name is re-exported here, and loaded on first use (see
+:mod:`eventkit._lazy`): ``import eventkit`` itself loads none of Polars,
+numba, Delta, Arrow, DuckDB or cryptography.
 
 >>> import eventkit
 >>> sorted(eventkit.__all__)[:3]
@@ -25,19 +27,13 @@ Every public name is re-exported here:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
 
-from eventkit import _aliases
-from eventkit.archive.compaction import CompactReport, compact
-from eventkit.archive.open import Events, open_archive
-from eventkit.archive.privacy import KeyStore
-from eventkit.archive.storage import StorageReport, info
-from eventkit.archive.table import AppendReceipt, EventArchive
-from eventkit.archive.verify import VerifyReport
+from eventkit import _aliases, _lazy
 from eventkit.exceptions import (
     AppendConflictError,
     ArchiveError,
+    ClockError,
     CommandError,
     CorruptionError,
     EventDataError,
@@ -50,6 +46,7 @@ from eventkit.exceptions import (
     ParameterError,
     PatternError,
     PrivacyError,
+    ReplayError,
     ReportError,
     RuleError,
     ScaleError,
@@ -63,44 +60,34 @@ from eventkit.exceptions import (
     ViewError,
     WorkbenchError,
 )
-from eventkit.progress import show_progress
-from eventkit.questions.explain import Explanation, explain
-from eventkit.questions.patterns import Detector, Pattern, Thresholds, builtin_alerts
-from eventkit.questions.temporal import restatements
-from eventkit.questions.views import RefreshReport, materialize, refresh
-from eventkit.questions.whatif import Comparison, compare
-from eventkit.replay.api import replay, snapshot
-from eventkit.replay.buckets import BucketedReplay
-from eventkit.replay.expire import ExpireReport, expire
-from eventkit.replay.live import LiveReplay
-from eventkit.replay.protocol import Replayed, Window
-from eventkit.replay.result import ReplayResult
-from eventkit.replay.snapshots import Snapshots
-from eventkit.rules.model import Field, Handler, Interest, RuleSet
-from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
-from eventkit.sources.conform import ColumnMapping
-from eventkit.sources.upcast import Upcaster, Upcasters
-from eventkit.streams.kafka import IngestSummary, ingest, produce
 
-#: Loaded on first use (widgets and charts take seconds to import): name -> its module.
-_LAZY = {"explorer": "eventkit.workbench.explorer", "account_view": "eventkit.workbench.explorer",
-         "table": "eventkit.workbench.tables"}
-#: Sub-modules reachable as attributes, loaded on first use (``eventkit.charts.what_if``).
-_LAZY_MODULES = {"charts": "eventkit.workbench.charts"}
-
-_aliases.install()
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    if name in _LAZY_MODULES:
-        return importlib.import_module(_LAZY_MODULES[name])
-    if f"eventkit.{name}" in _aliases.MOVED:
-        return importlib.import_module(f"eventkit.{name}")
-    msg = f"module 'eventkit' has no attribute {name!r}"
-    raise AttributeError(msg)
-
+if TYPE_CHECKING:
+    from eventkit.archive.compaction import CompactReport, compact
+    from eventkit.archive.open import Events, open_archive
+    from eventkit.archive.privacy import KeyStore
+    from eventkit.archive.storage import StorageReport, info
+    from eventkit.archive.table import AppendReceipt, EventArchive
+    from eventkit.archive.verify import VerifyReport
+    from eventkit.questions.explain import Explanation, explain
+    from eventkit.questions.patterns import Detector, Pattern, Thresholds, builtin_alerts
+    from eventkit.questions.temporal import restatements
+    from eventkit.questions.views import RefreshReport, materialize, refresh
+    from eventkit.questions.whatif import Comparison, compare
+    from eventkit.replay.api import replay, snapshot
+    from eventkit.replay.buckets import BucketedReplay
+    from eventkit.replay.expire import ExpireReport, expire
+    from eventkit.replay.live import LiveReplay
+    from eventkit.replay.progress import show_progress
+    from eventkit.replay.protocol import Replayed, Window
+    from eventkit.replay.result import ReplayResult
+    from eventkit.replay.snapshots import Snapshots
+    from eventkit.rules.model import Field, Handler, Interest, RuleSet
+    from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
+    from eventkit.sources.conform import ColumnMapping
+    from eventkit.sources.upcast import Upcaster, Upcasters
+    from eventkit.streams.kafka import IngestSummary, ingest, produce
+    from eventkit.workbench.explorer import account_view, explorer
+    from eventkit.workbench.tables import table
 
 __all__ = [
     "CANONICAL_SCHEMA",
@@ -109,6 +96,7 @@ __all__ = [
     "AppendReceipt",
     "ArchiveError",
     "BucketedReplay",
+    "ClockError",
     "ColumnMapping",
     "CommandError",
     "CompactReport",
@@ -138,6 +126,7 @@ __all__ = [
     "PrivacyError",
     "RefreshReport",
     "ReplayResult",
+    "ReplayError",
     "Replayed",
     "ReportError",
     "RuleError",
@@ -180,8 +169,39 @@ __all__ = [
     "table",
 ]
 
-for _name in __all__:
-    _obj = globals().get(_name)
-    if isinstance(_obj, type) and _obj.__module__.startswith("eventkit."):
-        _obj.__module__ = "eventkit"
-del _name, _obj
+#: Where each public name lives: its module is imported when the name is first used.
+_MODULES: dict[str, tuple[str, ...]] = {
+    "eventkit.archive.compaction": ("CompactReport", "compact"),
+    "eventkit.archive.open": ("Events", "open_archive"),
+    "eventkit.archive.privacy": ("KeyStore",),
+    "eventkit.archive.storage": ("StorageReport", "info"),
+    "eventkit.archive.table": ("AppendReceipt", "EventArchive"),
+    "eventkit.archive.verify": ("VerifyReport",),
+    "eventkit.replay.progress": ("show_progress",),
+    "eventkit.questions.explain": ("Explanation", "explain"),
+    "eventkit.questions.patterns": ("Detector", "Pattern", "Thresholds", "builtin_alerts"),
+    "eventkit.questions.temporal": ("restatements",),
+    "eventkit.questions.views": ("RefreshReport", "materialize", "refresh"),
+    "eventkit.questions.whatif": ("Comparison", "compare"),
+    "eventkit.replay.api": ("replay", "snapshot"),
+    "eventkit.replay.buckets": ("BucketedReplay",),
+    "eventkit.replay.expire": ("ExpireReport", "expire"),
+    "eventkit.replay.live": ("LiveReplay",),
+    "eventkit.replay.protocol": ("Replayed", "Window"),
+    "eventkit.replay.result": ("ReplayResult",),
+    "eventkit.replay.snapshots": ("Snapshots",),
+    "eventkit.rules.model": ("Field", "Handler", "Interest", "RuleSet"),
+    "eventkit.schema": ("CANONICAL_SCHEMA", "EVENT_TYPES"),
+    "eventkit.sources.conform": ("ColumnMapping",),
+    "eventkit.sources.upcast": ("Upcaster", "Upcasters"),
+    "eventkit.streams.kafka": ("IngestSummary", "ingest", "produce"),
+    "eventkit.workbench.explorer": ("account_view", "explorer"),
+    "eventkit.workbench.tables": ("table",),
+}
+
+for _error in [v for v in globals().values() if isinstance(v, type)]:
+    _error.__module__ = __name__  # reprs show the public path
+del _error
+
+_aliases.install()
+_lazy.attach(__name__, _MODULES)

@@ -17,10 +17,12 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     │   │   └── StaleVersionError   an append expected an older archive version
     │   ├── CorruptionError     a file cannot be read or does not match its hash
     │   ├── IntegrityError      ``verify`` found the hash chain broken
+    │   ├── ClockError          the clock stepped back before the archive's latest recorded_at
     │   ├── ExpiredError        a question about a time whose events were expired
     │   └── StorageError        the store holding it fails, refuses, or cannot append safely
     ├── PrivacyError            key store problems, refused erasures
     ├── RuleError               a rule set or rules file is wrong
+    ├── ReplayError             a value cannot be computed exactly: Int64 overflow, NaN/∞
     ├── SnapshotError           a snapshot cannot be built or read
     ├── ViewError               a view in DuckDB or SQLite cannot be written or refreshed
     ├── IngestError             a broker or topic cannot be read or written
@@ -32,13 +34,27 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
 
 Errors that used to be ``ValueError`` still are (``ParameterError`` and
 ``WorkbenchError`` subclass it), so older ``except ValueError`` blocks keep working.
+
+Errors of the parts eventkit stands on — the operating system (a full disk, a
+file gone), Polars, DuckDB, SQLite, deltalake, Arrow, Kafka — never reach the
+caller raw: public operations are wrapped (:func:`foreign_errors`) in the error
+of their kind above, whose message names the operation and the cause and whose
+``__cause__`` is the original.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
 __all__ = [
     "AppendConflictError",
     "ArchiveError",
+    "ClockError",
     "CommandError",
     "CorruptionError",
     "EventDataError",
@@ -51,6 +67,7 @@ __all__ = [
     "ParameterError",
     "PatternError",
     "PrivacyError",
+    "ReplayError",
     "ReportError",
     "RuleError",
     "ScaleError",
@@ -63,6 +80,8 @@ __all__ = [
     "ValidationError",
     "ViewError",
     "WorkbenchError",
+    "foreign_errors",
+    "is_foreign",
 ]
 
 
@@ -173,6 +192,21 @@ class IntegrityError(ArchiveError):
         super().__init__(message, path=path)
 
 
+class ClockError(ArchiveError):
+    """An append read a clock before the latest ``recorded_at`` the archive holds.
+
+    Transaction time never runs backwards; ``clock`` and ``latest`` are the two
+    instants. Nothing was written: fix the clock, or append with
+    ``before_latest="clamp"``.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, clock: datetime,
+                 latest: datetime) -> None:
+        self.clock = clock
+        self.latest = latest
+        super().__init__(message, path=path)
+
+
 class ExpiredError(ArchiveError):
     """The events a question needs were expired (see :func:`eventkit.replay.expire.expire`).
 
@@ -201,6 +235,39 @@ class PrivacyError(EventkitError):
 
 class RuleError(EventkitError):
     """A rule set is invalid; the message names the file, rule and expression."""
+
+
+class ReplayError(EventkitError):
+    """A replay met a value it cannot compute exactly: no answer rather than a wrong one.
+
+    Integer arithmetic beyond Int64 (the rules' ``+ - * // %``, ``abs``, unary
+    minus, a running sum, posted interest), or a NaN, infinite or out-of-range
+    float that a rounding function or interest would turn into an integer.
+    ``key``, ``event_id``, ``field`` and ``rule`` say where (``None`` when not
+    known, e.g. for a constant); ``problem`` is the message without them.
+    """
+
+    def __init__(self, problem: str, *, key: object = None, event_id: str | None = None,
+                 field: str | None = None, rule: str | None = None) -> None:
+        self.problem = problem
+        self.key = key
+        self.event_id = event_id
+        self.field = field
+        self.rule = rule
+        where = [f"{label} {value}" for label, value in
+                 (("key", None if key is None else repr(key)),
+                  ("event", None if event_id is None else repr(event_id)),
+                  ("field", field), ("rule", rule)) if value is not None]
+        super().__init__(f"{problem} ({', '.join(where)})" if where else problem)
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable: Dask workers send it back
+        return (_replay_error, (type(self), self.problem, self.key, self.event_id, self.field,
+                                self.rule))
+
+
+def _replay_error(cls: type[ReplayError], problem: str, key: object, event_id: str | None,
+                  field: str | None, rule: str | None) -> ReplayError:
+    return cls(problem, key=key, event_id=event_id, field=field, rule=rule)
 
 
 class SnapshotError(EventkitError):
@@ -259,3 +326,55 @@ class ReportError(EventkitError):
 
 class WorkbenchError(EventkitError, ValueError):
     """A chart or the explorer cannot show what was asked: nothing to draw, a closed explorer."""
+
+
+#: The top-level modules whose exceptions eventkit wraps (``_internal``: deltalake's,
+#: ``cimpl``: confluent-kafka's, ``pyo3_runtime``: a panic in Polars or deltalake).
+_FOREIGN = frozenset({"polars", "_duckdb", "duckdb", "sqlite3", "_sqlite3", "_internal",
+                      "deltalake", "pyarrow", "cimpl", "confluent_kafka", "pyo3_runtime"})
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def is_foreign(exc: BaseException) -> bool:
+    """True for an error of the OS or of a library eventkit uses (not one of eventkit's own).
+
+    >>> is_foreign(OSError(28, "No space left on device")), is_foreign(RuleError("x"))
+    (True, False)
+    """
+    if isinstance(exc, EventkitError):
+        return False
+    return isinstance(exc, OSError) or type(exc).__module__.split(".")[0] in _FOREIGN
+
+
+def foreign_errors(error: Callable[[str], EventkitError], operation: str
+                   ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Decorate a public operation: a foreign error escaping it becomes ``error(message)``.
+
+    ``operation`` is formatted with the call's arguments (``"append to {0.path}"``)
+    and leads the message, followed by the cause; the original is the new
+    error's ``__cause__``. Eventkit's own errors and everything else pass.
+
+    >>> @foreign_errors(ArchiveError, "read {0}")
+    ... def read(path): return open(path).read()
+    >>> read("/no/such/file")
+    Traceback (most recent call last):
+    ...
+    eventkit.ArchiveError: read /no/such/file: FileNotFoundError: [Errno 2] No such file ...
+    """
+    def decorate(function: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(function)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return function(*args, **kwargs)
+            except BaseException as exc:
+                if not is_foreign(exc):
+                    raise
+                try:
+                    what = operation.format(*args, **kwargs)
+                except (AttributeError, IndexError, KeyError):
+                    what = operation
+                msg = f"{what}: {type(exc).__name__}: {exc}"
+                raise error(msg) from exc
+        return wrapper
+    return decorate

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 from eventkit._typing import Instant
 from eventkit.exceptions import InstantError
 
-__all__ = ["EPOCH", "from_micros", "is_date", "iso", "micros", "to_instant"]
+__all__ = ["EPOCH", "MAX_PERIOD_YEARS", "from_micros", "is_date", "iso", "micros",
+           "period_micros", "period_problem", "to_instant"]
 
 #: The start of the Unix epoch, in UTC: instants are microseconds since then.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
+#: The longest calendar period eventkit takes (instants stay within Python's years 1..9999).
+MAX_PERIOD_YEARS = 1_000
+_PART = re.compile(r"(\d{1,12})(ns|us|ms|mo|s|m|h|d|w|q|y)")
+#: Microseconds per unit, months and years at their shortest (the count of periods in a
+#: span is then never under-estimated).
+_UNIT_US = {"ns": 0.001, "us": 1, "ms": 1_000, "s": 10**6, "m": 60 * 10**6, "h": 3_600 * 10**6,
+            "d": 86_400 * 10**6, "w": 7 * 86_400 * 10**6, "mo": 28 * 86_400 * 10**6,
+            "q": 89 * 86_400 * 10**6, "y": 365 * 86_400 * 10**6}
 
 
 def to_instant(
@@ -118,3 +128,49 @@ def is_date(value: object) -> bool:
     if isinstance(value, str):
         return len(value.strip()) == len("YYYY-MM-DD")
     return isinstance(value, date) and not isinstance(value, datetime)
+
+
+def period_micros(text: str) -> float | None:
+    """The length of a calendar period such as ``"1mo"`` or ``"-1d12h"`` in microseconds.
+
+    Months count as 28 days, quarters 89 and years 365 (their shortest). ``None``
+    when ``text`` is not such a period.
+
+    Examples
+    --------
+    >>> period_micros("1d12h") == 36 * 3600 * 10**6, period_micros("-1w"), period_micros("1x")
+    (True, -604800000000.0, None)
+
+    """
+    if not isinstance(text, str):
+        return None
+    body = text.removeprefix("-")
+    parts = _PART.findall(body)
+    if not parts or "".join(n + u for n, u in parts) != body:
+        return None
+    length = float(sum(int(n) * _UNIT_US[u] for n, u in parts))
+    return -length if text.startswith("-") else length
+
+
+def period_problem(text: object, *, signed: bool = False) -> str | None:
+    """Why ``text`` is not a usable calendar period (Polars' duration text), else None.
+
+    A period is positive (``signed``: an offset, which may also be zero or start
+    with ``-``) and at most :data:`MAX_PERIOD_YEARS` years long.
+
+    Examples
+    --------
+    >>> period_problem("1mo") is None, period_problem("-3mo", signed=True) is None
+    (True, True)
+    >>> period_problem("10000y")
+    "'10000y' is longer than 1,000 years"
+    >>> period_problem("monthly")
+    "'monthly' is not a calendar period such as '1mo', '1q', '7d' or '12h'"
+
+    """
+    length = period_micros(text) if isinstance(text, str) else None
+    if length is None or (not signed and length <= 0):
+        return f"{text!r} is not a calendar period such as '1mo', '1q', '7d' or '12h'"
+    if abs(length) > MAX_PERIOD_YEARS * _UNIT_US["y"]:
+        return f"{text!r} is longer than {MAX_PERIOD_YEARS:,} years"
+    return None

@@ -123,15 +123,21 @@ def test_recorded_at_is_stamped_now_and_never_runs_backwards(tmp_path: Path) -> 
     assert stamped.n_unique() == 1  # one commit, one transaction time
     assert before <= stamped[0] <= after
 
-    # history imported with a recorded_at slightly ahead (within the clock skew allowed)
+    # history imported with a recorded_at slightly ahead (within the clock skew allowed):
+    # the clock is now behind the archive's latest transaction time, so a plain append is
+    # refused naming both instants, and stamps the latest only when asked to clamp
     ahead = datetime.now(UTC) + timedelta(minutes=3)
     archive.append(batch(THREE[:1], "k").with_columns(recorded_at=pl.lit(ahead)),
                    recorded_at="keep")
-    archive.append(batch(THREE[:1], "n"))
+    with pytest.raises(eventkit.ClockError, match="before the latest recorded_at") as info:
+        archive.append(batch(THREE[:1], "n"))
+    assert info.value.latest == ahead and info.value.clock < ahead
+    assert ahead.isoformat() in str(info.value)
+    archive.append(batch(THREE[:1], "n"), before_latest="clamp")
 
     times = archive.scan().collect()["recorded_at"].to_list()
     assert times == sorted(times)
-    assert times[-1] >= ahead
+    assert times[-1] == ahead
 
 
 def test_recorded_at_keep_keeps_the_given_times(tmp_path: Path) -> None:
@@ -481,3 +487,22 @@ def test_bad_meta_is_refused_and_changes_nothing(archive: EventArchive, meta: ob
         archive.append(batch(THREE, "b"), meta=meta)  # type: ignore[arg-type]
     assert info.value.column == "meta"
     assert_unchanged(archive.path, before)
+
+
+def test_an_archived_id_is_refused_once_the_id_index_has_grown(tmp_path: Path) -> None:
+    """Past 65,536 ids the per-process index sorts them: a lookup must still find each
+    (it once compared every id with the largest hash only, and indexed past the end)."""
+    archive = EventArchive.create(tmp_path / "bank")
+
+    def ids(lo: int, hi: int) -> pl.DataFrame:
+        return pl.DataFrame({"event_id": [f"e{i}" for i in range(lo, hi)],
+                             "account_id": [1] * (hi - lo), "event_type": ["Deposit"] * (hi - lo),
+                             "event_time": [JAN1] * (hi - lo), "amount": [1] * (hi - lo)})
+
+    for k in range(8):
+        archive.append(ids(k * 10_000, (k + 1) * 10_000))
+    for old in (5, 45_678, 79_999):
+        with pytest.raises(ValidationError, match=f"'e{old}' is already in the archive"):
+            archive.append(ids(old, old + 1))
+    archive.append(ids(80_000, 80_001))
+    assert len(archive) == 80_001

@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from conftest import ROOT, stop_server
 
-from eventkit.workbench.lab import lab_command
+from eventkit.exceptions import WorkbenchError
+from eventkit.workbench.lab import start_lab
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -74,31 +75,19 @@ def lab(tmp_path_factory: pytest.TempPathFactory, kernel: str) -> Iterator[dict[
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"),
            "JUPYTER_DATA_DIR": str(tmp / "data-dir"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
            "PYTHONUNBUFFERED": "1"}
-    port, token = free_port(), secrets.token_hex(16)
-    argv, _ = lab_command(served, port=port, token=token)
-    argv += [f"--LabApp.user_settings_dir={settings}",
-             f"--LabApp.workspaces_dir={tmp / 'workspaces'}"]
+    port = free_port()
     log_path = tmp / "lab.log"
     with log_path.open("w") as log:
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # own group: the server and its kernels
-    base = f"http://127.0.0.1:{port}"
+        try:  # own process group: the server and its kernels
+            server = start_lab(served, port=port, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               new_session=True, extra_args=[
+                                   f"--LabApp.user_settings_dir={settings}",
+                                   f"--LabApp.workspaces_dir={tmp / 'workspaces'}"])
+        except WorkbenchError as exc:
+            pytest.fail(f"{exc}:\n{log_path.read_text()[-3000:]}")
+    proc = server.process
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                log = log_path.read_text()[-3000:]
-                pytest.fail(f"jupyter lab exited {proc.returncode}:\n{log}")
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"jupyter lab not up in 60 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
-        yield {"base": base, "token": token, "log": str(log_path)}
+        yield {"base": f"http://127.0.0.1:{port}", "token": server.token, "log": str(log_path)}
     finally:
         stop_server(proc)
 
@@ -345,12 +334,12 @@ def app(tmp_path_factory: pytest.TempPathFactory, kernel: str,
 
     tmp = tmp_path_factory.mktemp("app")
     book = app_notebook(tmp / "book", sample_archive, account=1, as_of="2024-06-30")
-    env = app_environment(book, {
+    env, token = app_environment(book, {
         **os.environ, "JUPYTER_CONFIG_DIR": str(tmp / "config"),
         "JUPYTER_DATA_DIR": str(tmp / "data-dir"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
         "PYTHONUNBUFFERED": "1"})
-    port, token = free_port(), secrets.token_hex(16)
-    argv, _ = app_command(book, port=port, token=token)
+    port = free_port()
+    argv = app_command(book, port=port)
     log_path = tmp / "app.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,

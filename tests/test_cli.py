@@ -31,7 +31,7 @@ HELP = {  # subcommand -> words its --help must mention
                  "--no-progress", "--inject-patterns"],
     "verify": ["--expect", "--no-progress"],
     "replay": ["--as-of", "--accounts", "--mapping", "--format"],
-    "lab": ["--notebooks", "--host", "--port", "--token"],
+    "lab": ["--notebooks", "--host", "--port", "JUPYTER_TOKEN"],
     "snapshot": ["--rules", "--every", "--no-key-copy"],
     "ingest": ["--bootstrap", "--topic", "--archive", "--mapping", "--dead-letter",
                "--batch-size", "--max-wait", "--idle-timeout"],

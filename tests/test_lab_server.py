@@ -55,11 +55,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
            "JUPYTER_DATA_DIR": str(tmp / "data"), "JUPYTER_RUNTIME_DIR": str(tmp / "runtime"),
            "PYTHONUNBUFFERED": "1"}
     port, token = free_port(), secrets.token_hex(16)
+    env["JUPYTER_TOKEN"] = token  # as a user who wants a fixed token sets it
     lab = Lab(f"http://127.0.0.1:{port}", port, token, tmp / "stdout.log", tmp / "stderr.log")
     with lab.stdout.open("w") as out, lab.stderr.open("w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "eventkit", "lab", "--notebooks", "notebooks",
-             "--port", str(port), "--token", token],
+             "--port", str(port)],
             cwd=ROOT, env=env, stdout=out, stderr=err, start_new_session=True)
     try:
         wait_until_up(proc, lab)
@@ -74,7 +75,8 @@ def wait_until_up(proc: subprocess.Popen, lab: Lab) -> None:
         if proc.poll() is not None:
             pytest.fail(f"jupyter lab exited {proc.returncode}:\n{lab.stderr.read_text()[-3000:]}")
         try:
-            if get(f"{lab.base}/api/status?token={lab.token}")[0] == 200:
+            if get(f"{lab.base}/api/status?token={lab.token}")[0] == 200 \
+                    and lab.stdout.read_text().endswith("\n"):  # and the URL was printed
                 return
         except OSError:
             pass
@@ -87,6 +89,41 @@ def wait_until_up(proc: subprocess.Popen, lab: Lab) -> None:
 def test_first_line_is_the_loopback_url_with_the_token(lab: Lab):
     first = lab.stdout.read_text().splitlines()[0]
     assert first == f"JupyterLab: http://127.0.0.1:{lab.port}/lab?token={lab.token}"
+
+
+def test_url_is_printed_once_the_server_answers(tmp_path: Path):
+    """The line comes after the server is up: printed at once, it could point at nothing."""
+    port = free_port()
+    out = tmp_path / "stdout"
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+           "JUPYTER_DATA_DIR": str(tmp_path / "data"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "PYTHONUNBUFFERED": "1"}
+    with out.open("w") as stdout:
+        proc = subprocess.Popen([sys.executable, "-m", "eventkit", "lab", "--notebooks",
+                                 "notebooks", "--port", str(port)], cwd=ROOT, env=env,
+                                stdout=stdout, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not out.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        url = out.read_text().split("JupyterLab: ", 1)[1].strip()
+        status, _ = get(url.replace("/lab?", "/api/status?"))  # answered at once
+        assert status == 200
+    finally:
+        stop_server(proc)
+
+
+def test_the_token_is_not_on_any_command_line(lab: Lab):
+    """`ps` shows every process's argv to every local user: the token must not be there."""
+    leaks = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes()
+        except OSError:
+            continue  # the process ended
+        if lab.token.encode() in argv:
+            leaks.append(argv.replace(b"\0", b" ").decode(errors="replace"))
+    assert leaks == []
 
 
 def test_serves_the_notebooks(lab: Lab):

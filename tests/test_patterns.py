@@ -117,6 +117,65 @@ def test_incremental_chunks_give_the_same_alerts_as_the_whole(
     assert_frame_equal(pl.concat(parts).sort("end_seq"), pattern.detect(events))
 
 
+@st.composite
+def logs(draw: st.DrawFn) -> pl.DataFrame:
+    """Streams in log order with late events (times out of order), pairs of keys, balances."""
+    n = draw(st.integers(0, 40))
+    pick = st.lists(st.integers(1, 3), min_size=n, max_size=n)
+    return pl.DataFrame({
+        "seq": list(range(n)), "account_id": draw(pick),
+        "counterparty_id": draw(st.lists(st.none() | st.integers(1, 2), min_size=n,
+                                         max_size=n)),
+        "event_type": draw(st.lists(st.sampled_from(TYPES), min_size=n, max_size=n)),
+        "event_time": [T0 + timedelta(minutes=m)
+                       for m in draw(st.lists(st.integers(0, 30), min_size=n, max_size=n))],
+        "balance": draw(st.lists(st.integers(-3, 3), min_size=n, max_size=n)),
+    }, schema={"seq": pl.Int64, "account_id": pl.Int64, "counterparty_id": pl.Int64,
+               "event_type": pl.String, "event_time": pl.Datetime("us", "UTC"),
+               "balance": pl.Int64})
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=logs(), spec=specs, window=st.none() | st.integers(1, 12))
+def test_a_pair_of_keys_detects_as_one_key_per_pair(events: pl.DataFrame,
+                                                    spec: list[tuple[str, int, bool]],
+                                                    window: int | None) -> None:
+    """Per (account, counterparty) pair, as the oracle finds on one key per pair."""
+    pair = ["account_id", "counterparty_id"]
+    pattern = build(spec, window)
+    found = pattern.detect(events, key=pair)
+    code = pl.struct(pair).rank("dense").cast(pl.Int64)
+    coded = events.with_columns(code.alias("account_id")).drop("counterparty_id")
+    expected = oracle(coded, spec, window)
+    assert_frame_equal(found.drop(pair), expected.drop("account_id"))
+    by_code = dict(zip(coded["account_id"], events.select(pl.struct(pair))[:, 0], strict=True))
+    assert [tuple(by_code[c].values()) for c in expected["account_id"]] == found.select(
+        pair).rows()
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=logs(), minutes=st.integers(1, 20), until=st.booleans())
+def test_negative_balance_equals_a_plain_walk(events: pl.DataFrame, minutes: int,
+                                              until: bool) -> None:  # noqa: FBT001
+    end = T0 + timedelta(hours=1) if until else None
+    limit = timedelta(minutes=minutes)
+    expected = []
+    for (key,), rows in events.sort("account_id", "event_time", "seq").group_by(
+            "account_id", maintain_order=True):
+        stretch = None
+        for seq, time, balance in rows.select("seq", "event_time", "balance").iter_rows():
+            if balance < 0 and stretch is None:
+                stretch = (seq, time)
+            elif balance >= 0 and stretch is not None:
+                if time - stretch[1] > limit:
+                    expected.append((key, stretch[0], seq, stretch[1], time))
+                stretch = None
+        if stretch is not None and end is not None and end - stretch[1] > limit:
+            expected.append((key, stretch[0], None, stretch[1], None))
+    found = negative_balance(events, limit, until=end)
+    assert sorted(found.rows(), key=str) == sorted(expected, key=str)
+
+
 def test_bad_patterns_are_clear_errors() -> None:
     with pytest.raises(PatternError, match="times"):
         begin(is_type("A")).times(0)

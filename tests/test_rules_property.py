@@ -109,7 +109,10 @@ TALLY = RuleSet(
         Handler("Withdrawal", {"net": "net - amount * 2 // 3", "last_amount": "-amount",
                                "kind": "'out' if amount > 0 else 'none'"}),
         Handler("InterestRateChanged", {"rate_sum": "rate_sum + rate * 2.5",
-                                        "net": "net + round_half_even(rate * 1000.0)"}),
+                                        # a missing rate reads NaN, which cannot be rounded:
+                                        # the guard (NaN != NaN) keeps it out
+                                        "net": "net + (round_half_even(rate * 1000.0) "
+                                               "if rate == rate else 0)"}),
         Handler("Correction", {"net": "amount % 7 + net"}),
     ),
 )

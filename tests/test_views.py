@@ -162,3 +162,16 @@ def test_materialize_records_times_as_utc(archive: EventArchive, tmp_path: Path)
     assert state["last_event_time"][0] == first
     assert first.tzinfo is not None and first.utcoffset() == timedelta(0)
     assert datetime.now(UTC) > first
+
+
+def test_the_duckdb_tables_keep_their_primary_keys(archive: EventArchive, tmp_path: Path
+                                                   ) -> None:
+    """Built after the bulk load, the keys still refuse a second row with the same id."""
+    db = tmp_path / "views.duckdb"
+    materialize(replay(archive, "banking"), f"duckdb:///{db}")
+    con = duckdb.connect(str(db))
+    keys = con.sql("SELECT table_name, constraint_column_names FROM duckdb_constraints() "
+                   "WHERE constraint_type = 'PRIMARY KEY' ORDER BY table_name").fetchall()
+    assert keys[:2] == [("accounts_history", ["event_id"]), ("accounts_state", ["account_id"])]
+    with pytest.raises(duckdb.ConstraintException):
+        con.execute("INSERT INTO accounts_history SELECT * FROM accounts_history LIMIT 1")

@@ -11,12 +11,19 @@ the storage report, the read side of retention, buckets of keys, privacy
 (per-subject encryption and erasure). Knows only :mod:`eventkit.sources` below it.
 """
 
-from eventkit.archive.compaction import CompactReport, compact
-from eventkit.archive.open import Events, open_archive
-from eventkit.archive.privacy import KeyStore
-from eventkit.archive.storage import StorageReport, info
-from eventkit.archive.table import AppendReceipt, EventArchive
-from eventkit.archive.verify import VerifyReport
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventkit import _lazy
+
+if TYPE_CHECKING:
+    from eventkit.archive.compaction import CompactReport, compact
+    from eventkit.archive.open import Events, open_archive
+    from eventkit.archive.privacy import KeyStore
+    from eventkit.archive.storage import StorageReport, info
+    from eventkit.archive.table import AppendReceipt, EventArchive
+    from eventkit.archive.verify import VerifyReport
 
 __all__ = [
     "AppendReceipt",
@@ -30,3 +37,12 @@ __all__ = [
     "info",
     "open_archive",
 ]
+
+_lazy.attach(__name__, {
+    "eventkit.archive.compaction": ("CompactReport", "compact"),
+    "eventkit.archive.open": ("Events", "open_archive"),
+    "eventkit.archive.privacy": ("KeyStore",),
+    "eventkit.archive.storage": ("StorageReport", "info"),
+    "eventkit.archive.table": ("AppendReceipt", "EventArchive"),
+    "eventkit.archive.verify": ("VerifyReport",),
+})

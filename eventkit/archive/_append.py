@@ -54,12 +54,17 @@ class _Index:
     def add(self, hashes: np.ndarray) -> None:
         self.extra.append(hashes)
         self.extra_rows += len(hashes)
+
+    @property
+    def empty(self) -> bool:
+        return not len(self.main) and not self.extra
+
+    def hits(self, hashes: np.ndarray) -> np.ndarray:
+        # additions are sorted in when next read (a process that appends once never sorts)
         if self.extra_rows > max(65_536, len(self.main) // 8):
             self.main = np.sort(np.concatenate([self.main, *self.extra]))
             self.extra, self.extra_rows = [], 0
-
-    def hits(self, hashes: np.ndarray) -> np.ndarray:
-        at = np.searchsorted(self.main, hashes).clip(max(len(self.main) - 1, 0))
+        at = np.searchsorted(self.main, hashes).clip(0, max(len(self.main) - 1, 0))
         found = (self.main[at] == hashes) if len(self.main) else np.zeros(len(hashes), bool)
         if self.extra:
             found |= np.isin(hashes, np.concatenate(self.extra))
@@ -97,6 +102,8 @@ def reject_known_ids(store: Store, live: list[dict[str, Any]], rows: pl.DataFram
         known = read_files(store, new, schema).select("event_id").collect()["event_id"]
         index.add(_hashes(known))
         index.covered, index.last = len(live), live[-1]["path"]
+    if index.empty:  # a new archive: no id to meet
+        return
     hit = index.hits(_hashes(ids))
     if hit.any():
         _confirm(store, live, rows, schema, source, ids.filter(pl.Series(hit)))

@@ -22,6 +22,7 @@ __all__ = [
     "CIPHERTEXT_PREFIX",
     "MAX_ID_BYTES",
     "MAX_META_BYTES",
+    "MAX_META_DEPTH",
     "MAX_TYPE_BYTES",
     "archive_schema",
     "check_batch_columns",
@@ -36,9 +37,13 @@ __all__ = [
 
 def check_batch_columns(
     batch: pl.DataFrame, mapping: ColumnMapping | dict[str, Any] | None, recorded_at: str,
-    source: str, personal: tuple[str, ...] = (),
+    source: str, personal: tuple[str, ...] = (), minor_digits: int = 2,
 ) -> None:
     m = ColumnMapping.parse(mapping)
+    if m.amount_unit == "major" and m.minor_digits != minor_digits:
+        msg = (f"the archive keeps amounts in minor units of {minor_digits} decimals; the "
+               f"mapping converts major units with minor_digits={m.minor_digits}")
+        raise SchemaError(msg, source=source, column="amount")
     if recorded_at not in ("now", "keep"):
         msg = f"recorded_at must be 'now' or 'keep', not {recorded_at!r}"
         raise SchemaError(msg, source=source, column="recorded_at")
@@ -106,11 +111,13 @@ def check_meta(meta: dict[str, Any] | None, source: str) -> dict[str, Any] | Non
         return None
     try:
         text = json.dumps(meta, allow_nan=False)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         msg = f"meta must be a JSON object of text keys and JSON values ({exc})"
         raise ValidationError(msg, source=source, column="meta") from None
-    if not isinstance(meta, dict) or len(text.encode()) > MAX_META_BYTES:
-        msg = f"meta must be a JSON object of at most {MAX_META_BYTES:,} bytes"
+    if not isinstance(meta, dict) or len(text.encode()) > MAX_META_BYTES \
+            or ledger.json_depth(meta) > MAX_META_DEPTH:
+        msg = (f"meta must be a JSON object of at most {MAX_META_BYTES:,} bytes, nested at "
+               f"most {MAX_META_DEPTH} deep")
         raise ValidationError(msg, source=source, column="meta")
     return json.loads(text)
 
@@ -209,6 +216,9 @@ MAX_ID_BYTES = 256
 
 #: Largest ``meta`` object one append stores with its commit, in bytes of JSON.
 MAX_META_BYTES = 64 * 1024
+#: How deeply ``meta`` may nest (its commit record is read back only up to
+#: :data:`~eventkit.archive.ledger.MAX_JSON_DEPTH`).
+MAX_META_DEPTH = 16
 
 
 #: Longest ``event_type`` an archive stores, in UTF-8 bytes.

@@ -238,7 +238,7 @@ _FETCHES = 8  # files fetched at once from an object store
 
 
 def clean_interrupted(store: Store, latest: int, live: list[dict[str, Any]]) -> None:
-    """Remove data files of appends that died before their commit.
+    """Remove data files (and commit files) of appends and rewrites that died before their commit.
 
     An intent names a data file and, in the name, the version its append
     meant to commit. Once that version is taken (``latest`` or before), the
@@ -247,6 +247,11 @@ def clean_interrupted(store: Store, latest: int, live: list[dict[str, Any]]) -> 
     for a later version may belong to a writer still at work (one that does
     not share this lock): it stays until a commit takes its version.
     """
+    if store.local:  # a commit written to a temporary file, never linked into place
+        for tmp in store.path(ledger.LOG_DIR).glob(".*.json.*.tmp"):
+            meant = tmp.name[1:].split(".", 1)[0]
+            if meant.isdigit() and int(meant) <= latest:
+                tmp.unlink(missing_ok=True)
     pending = ledger.pending_files(store)
     committed = {e["path"] for e in live} if pending else set()
     for name in sorted(pending):

@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from eventkit.archive import head, ledger
+from eventkit.archive._files import clean_interrupted
 from eventkit.archive.rewrite import TARGET_ROWS, RewriteWriter, delete_files, rewrite_record
 from eventkit.archive.store import Store
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import ArchiveError
+from eventkit.exceptions import ArchiveError, foreign_errors
 from eventkit.sources.upcast import UNMARKED_VERSION
 
-__all__ = ["CompactReport", "compact"]
+__all__ = ["RETAIN_S", "CompactReport", "compact"]
+
+#: How long the files a compaction replaced stay on disk (seconds): readers that
+#: resolved an earlier version before the commit may still be reading them.
+RETAIN_S = 600.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,7 @@ class CompactReport:
     head: str
 
 
+@foreign_errors(ArchiveError, "compact {0}")
 def compact(
     archive: EventArchive | str | Path,
     *,
@@ -45,10 +53,12 @@ def compact(
     read back from each new file and must hash to the same content digest as
     the files they replace, or nothing is committed. The commit records, in
     the hash chain, which files were replaced by which and that content digest;
-    ``verify`` recomputes it. The replaced files are then deleted (``keep_old``
-    leaves them on disk, as Delta's ``vacuum`` would before its retention).
-    Earlier versions stay readable (``scan(version=v)`` reads the merged files
-    up to that version's last ``seq``).
+    ``verify`` recomputes it. Earlier versions stay readable (``scan(version=v)``
+    reads the merged files up to that version's last ``seq``). The replaced
+    files stay on disk for :data:`RETAIN_S` seconds — a reader that resolved an
+    earlier version before the commit may still be reading them — and a later
+    ``compact`` deletes them, as Delta's ``vacuum`` does after its retention
+    (``keep_old``: this call deletes none).
 
     Examples
     --------
@@ -74,12 +84,15 @@ def compact(
     with archive.writing():
         state = head.log_state(store)
         entries = state.live
+        clean_interrupted(store, state.version, entries)
         for entry in entries:
             ledger.check_data_file(store, entry)
         before = (len(entries), sum(e["bytes"] for e in entries))
         plan = [g for g in _runs(entries, target_rows) if len(g) > 1]
         last = state.record
         if not plan:
+            if not keep_old:
+                delete_files(store, _retired(store, time.time() - RETAIN_S))
             return CompactReport(None, before[0], before[0], before[1], before[1],
                                  last["digest"])
         version = state.version + 1
@@ -97,10 +110,24 @@ def compact(
             removed = [e for run in plan for e in run]
             writer.commit(record, removed, operation="OPTIMIZE")
         if not keep_old:
-            delete_files(store, removed)
+            delete_files(store, _retired(store, time.time() - RETAIN_S))
     after = head.log_state(store).live
     return CompactReport(version, before[0], len(after), before[1],
                          sum(e["bytes"] for e in after), record["digest"])
+
+
+def _retired(store: Store, before: float) -> list[dict[str, Any]]:
+    """Files replaced by compactions committed before ``before`` (epoch s), still stored."""
+    live = {e["path"] for e in head.log_state(store).live}
+    out = []
+    for commit in ledger.read_log(store):
+        record = commit.record or {}
+        if record.get("kind") != "compact" or \
+                datetime.fromisoformat(record["at"]).timestamp() >= before:
+            continue
+        out += [{"path": path} for group in record.get("groups", [])
+                for path in group["removed"] if path not in live and store.exists(path)]
+    return out
 
 
 def _runs(entries: list[dict[str, Any]], target_rows: int) -> list[list[dict[str, Any]]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,19 +31,25 @@ __all__ = [
     "PRIVATE_DIR",
     "REWRITE_KINDS",
     "Commit",
+    "MAX_COMMIT_BYTES",
+    "MAX_JSON_DEPTH",
     "apply_record",
     "as_store",
     "chain_digest",
     "check_bytes",
     "check_data_file",
+    "check_inside",
     "check_link",
+    "commit_paths",
     "content_digest",
+    "json_depth",
     "live_files",
     "log_path",
     "log_rel",
     "log_versions",
     "merged_entries",
     "parse_commit",
+    "path_problem",
     "pending_files",
     "read_commit",
     "read_log",
@@ -59,6 +66,11 @@ GENESIS = "0" * 64
 #: Record kinds that may remove data files (eventkit's own audited rewrites, see
 #: :mod:`eventkit.archive.compaction`); any other commit that removes a file is tampering.
 REWRITE_KINDS = ("compact", "expire")
+#: A commit file larger than this is damage (or an attack), never read into memory: a
+#: compaction of 100,000 files writes about 40 MB.
+MAX_COMMIT_BYTES = 128 * 1024 * 1024
+#: How deeply a commit's JSON may nest (eventkit writes 6 levels; ``meta`` is held to it).
+MAX_JSON_DEPTH = 32
 _DIGEST_ROWS = 500_000
 _CHUNK = 1 << 20
 #: Files whose SHA-256 matched their record in this process, by location and the stat
@@ -163,6 +175,69 @@ class Commit:
     error: str | None = None  # why the commit file could not be read
 
 
+def path_problem(rel: object) -> str | None:
+    """Why ``rel``, a path a commit names, might lead outside the table folder; else None.
+
+    A path is a plain relative one: no leading ``/``, no ``.`` or ``..`` part, no
+    empty part, no backslash, no ``:`` (a URL or a drive), no ``%`` (Delta readers
+    decode it), no control character. Links are checked where files are opened
+    (:func:`check_inside`).
+
+    Examples
+    --------
+    >>> path_problem("part-00000001-000-ab.parquet") is None
+    True
+    >>> path_problem("../outside.parquet")
+    "'../outside.parquet' leaves the table folder"
+
+    """
+    if not isinstance(rel, str) or not rel:
+        return f"{rel!r} is not a file path"
+    if rel.startswith("/") or any(c in rel for c in "\\:%") or any(ord(c) < 32 for c in rel) \
+            or any(part in ("", ".", "..") for part in rel.split("/")):
+        return f"{rel!r} leaves the table folder"
+    return None
+
+
+def commit_paths(commit: Commit) -> list[object]:
+    """Every path commit ``commit`` names: Delta adds and removes, and its record's files."""
+    rec = commit.record or {}
+    named: list[object] = [a.get("path") for a in commit.adds]
+    named += list(commit.removes)
+    named += [f.get("path") if isinstance(f, dict) else f for f in rec.get("files", [])]
+    for group in rec.get("groups", []):
+        named += [*group.get("removed", []), *group.get("files", [])]
+    if isinstance(rec.get("states"), dict):
+        named.append(rec["states"].get("path"))
+    return named
+
+
+def check_inside(root: Path | str | Store, rel: str) -> None:
+    """Refuse a data file whose path, or a link on it, leads outside the table folder.
+
+    The path must pass :func:`path_problem`; in a local archive, links that stay
+    inside the table folder are followed (the folder itself may be a link), links
+    that lead out are refused. Raises :class:`~eventkit.exceptions.CorruptionError`
+    naming the file.
+    """
+    store = as_store(root)
+    if (problem := path_problem(rel)) is not None:
+        msg = (f"{store.root}: a data file path {problem}; the archive was changed behind "
+               "eventkit's back")
+        raise CorruptionError(msg, path=store.root, file=str(rel))
+    if not store.local:
+        return  # object stores have no links
+    path, top = store.path(rel), store.path("")
+    try:
+        linked = "/" in rel or stat.S_ISLNK(path.lstat().st_mode)
+    except OSError:
+        return  # missing: reported where it is opened
+    if linked and not os.path.realpath(path).startswith(os.path.realpath(top) + os.sep):
+        msg = (f"{store.root}: data file {rel} is a link to {os.path.realpath(path)}, outside "
+               "the table folder; the archive was changed behind eventkit's back")
+        raise CorruptionError(msg, path=store.root, file=str(path))
+
+
 def log_rel(version: int) -> str:
     """The name of the JSON file of commit ``version``, inside the archive."""
     return f"{LOG_DIR}/{version:020d}.json"
@@ -173,13 +248,40 @@ def log_path(root: Path | str | Store, version: int) -> Path:
     return as_store(root).path(log_rel(version))
 
 
+def json_depth(value: object, limit: int = MAX_JSON_DEPTH) -> int:
+    """How deeply a parsed JSON value nests lists and objects (counting stops past ``limit``).
+
+    Examples
+    --------
+    >>> json_depth({"a": [1, {"b": "]]}"}]}), json_depth("x")
+    (3, 0)
+
+    """
+    depth, level = 0, [value]
+    while depth <= limit:
+        containers = [x for x in level if isinstance(x, dict | list)]
+        if not containers:
+            return depth
+        depth += 1
+        level = [v for x in containers for v in (x.values() if isinstance(x, dict) else x)]
+    return depth
+
+
 def parse_commit(version: int, data: bytes) -> Commit:
-    """Parse the bytes of commit ``version``; a damaged file gives a Commit with ``error`` set."""
+    """Parse the bytes of commit ``version``; a damaged file gives a Commit with ``error`` set.
+
+    JSON nested too deeply to parse, or a record nested deeper than
+    :data:`MAX_JSON_DEPTH`, is damage, never a ``RecursionError``.
+    """
+    def damaged(error: str) -> Commit:
+        return Commit(version, None, (), (), metadata=None, record=None, error=error)
+
     try:
         actions = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        return Commit(version, None, (), (), metadata=None, record=None,
-                      error=f"{type(exc).__name__}: {exc}")
+        return damaged(f"{type(exc).__name__}: {exc}")
+
+
     adds: list[dict[str, Any]] = []
     removes: list[str] = []
     info: dict[str, Any] = {}
@@ -204,17 +306,26 @@ def parse_commit(version: int, data: bytes) -> Commit:
         try:
             record = json.loads(info["eventkit"])
         except (json.JSONDecodeError, RecursionError):
-            record = None
+            return damaged("its eventkit record is not JSON, or nests too deeply to read")
         if not isinstance(record, dict):
             record = None
+        elif json_depth(record) > MAX_JSON_DEPTH:
+            return damaged(f"its eventkit record nests deeper than {MAX_JSON_DEPTH} levels")
     return Commit(version, info.get("timestamp"), tuple(adds), tuple(removes),
                   metadata=meta, record=record)
 
 
 def read_commit(root: Path | str | Store, version: int) -> Commit:
-    """Read and parse commit ``version``; a missing or damaged file gives ``error``."""
+    """Read and parse commit ``version``; a missing or damaged file gives ``error``.
+
+    A file over :data:`MAX_COMMIT_BYTES` is damage, never read into memory.
+    """
     store = as_store(root)
     try:
+        st = store.stat(log_rel(version))
+        if st is not None and st.size > MAX_COMMIT_BYTES:
+            return Commit(version, None, (), (), metadata=None, record=None, error=(
+                f"{st.size:,} bytes, over the {MAX_COMMIT_BYTES:,} a commit may have"))
         data = store.read(log_rel(version))
     except OSError as exc:
         return Commit(version, None, (), (), metadata=None, record=None,
@@ -264,6 +375,9 @@ def check_link(store: Store, version: int, commit: Commit | None, prev: str,
     rec = commit.record
     if rec is None:
         raise fail("was not written by eventkit (no eventkit record)")
+    for named in commit_paths(commit):
+        if (problem := path_problem(named)) is not None:
+            raise fail(f"names a file path {problem}")
     if rec.get("prev") != prev:
         raise fail("does not chain to the commit before it")
     if chain_digest(prev, rec) != rec.get("digest"):
@@ -401,6 +515,7 @@ def check_data_file(root: Path | str | Store, entry: dict[str, Any]) -> str:
     store = as_store(root)
     rel = entry["path"]
     where = store.uri(rel)
+    check_inside(store, rel)
     try:
         st = store.stat(rel)
     except OSError as exc:
@@ -434,6 +549,7 @@ def check_bytes(store: Store, entry: dict[str, Any], data: bytes, st: Stat) -> b
     these bytes (size and ETag) passed before in this process.
     """
     rel = entry["path"]
+    check_inside(store, rel)
     if len(data) != entry.get("bytes"):
         msg = (f"{store.root}: data file {rel} is damaged: {len(data):,} bytes instead of "
                f"the {entry.get('bytes'):,} recorded")

@@ -15,18 +15,20 @@ import polars as pl
 from eventkit.archive import ledger
 from eventkit.archive.store import Store, open_store
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import EventDataError, SchemaError
+from eventkit.exceptions import EventDataError, SchemaError, foreign_errors
 from eventkit.sources.conform import ColumnMapping
 from eventkit.sources.files import read_events
 from eventkit.sources.upcast import UNMARKED_VERSION, UPCASTERS, Upcasters
 
-__all__ = ["Events", "archive_of", "as_lazy", "is_eventkit_archive", "open_archive"]
+__all__ = ["Events", "archive_of", "as_lazy", "is_eventkit_archive", "minor_digits_of",
+           "open_archive"]
 
 #: Events as every stage takes them: a frame in the canonical schema, an archive, or a
 #: path :func:`open_archive` reads.
 Events: TypeAlias = pl.LazyFrame | pl.DataFrame | EventArchive | str | Path
 
 
+@foreign_errors(EventDataError, "open the events at {0}")
 def open_archive(
     path: str | Path,
     *,
@@ -35,6 +37,8 @@ def open_archive(
     schema_version: int = UNMARKED_VERSION,
     upcasters: Upcasters = UPCASTERS,
     storage_options: Mapping[str, str] | None = None,
+    in_memory: bool = True,
+    max_decoded_bytes: int | None = None,
 ) -> pl.LazyFrame:
     """Open events as a LazyFrame in the canonical schema.
 
@@ -47,8 +51,13 @@ def open_archive(
 
     With ``validate`` (the default) one scan checks every value and raises an
     :class:`~eventkit.exceptions.EventDataError` naming the file, column and row
-    of the first bad one. An eventkit archive was checked on append and is
-    returned as stored (run ``verify`` to prove it unchanged).
+    of the first bad one. That scan decodes the events once and keeps them in
+    memory: the LazyFrame returned reads the very rows that were checked (a file
+    changed afterwards changes nothing), and its ``collect`` costs nothing more.
+    For a source larger than memory pass ``in_memory=False``: a streaming pass
+    checks it, and the LazyFrame scans the files again when collected (or use
+    ``replay(..., engine="buckets")``, which does so). An eventkit archive was
+    checked on append and is returned as stored (run ``verify`` to prove it unchanged).
 
     Files of older schema versions are upcast on load (see :mod:`eventkit.sources.upcast`):
     a file's version is its Parquet metadata ``eventkit.schema_version``, else a
@@ -57,6 +66,12 @@ def open_archive(
     the mapping's units then read the upcast values. Consecutive files of one
     version are read together, and any version no upcaster reaches raises
     :class:`~eventkit.exceptions.SchemaVersionError` naming the file.
+
+    A file whose footer declares more than ``max_decoded_bytes`` decoded bytes
+    (of the columns read; default: half the memory this process may use) is
+    refused with an ``EventDataError`` before it is decoded: a small file can
+    declare billions of values (see :mod:`eventkit.sources.budget`). An eventkit
+    archive's own files were written and hashed by eventkit and are not checked.
 
     Examples
     --------
@@ -81,7 +96,8 @@ def open_archive(
                "archives only (copy other files to a local folder, or scan them with Polars)")
         raise EventDataError(msg, source=store.root)
     return read_events(path, mapping=mapping, validate=validate, schema_version=schema_version,
-                       upcasters=upcasters)
+                       upcasters=upcasters, in_memory=in_memory,
+                       max_decoded_bytes=max_decoded_bytes)
 
 
 def is_eventkit_archive(root: Path | str | Store) -> bool:
@@ -125,3 +141,21 @@ def as_lazy(events: Events) -> pl.LazyFrame:
     if isinstance(events, EventArchive):
         return events.scan()
     return open_archive(events)
+
+
+def minor_digits_of(events: Events, mapping: ColumnMapping | dict[str, Any] | None = None
+                    ) -> int:
+    """Decimals of the minor unit ``events`` keep amounts in: an archive's own, else the mapping's.
+
+    Displays divide amounts by ``10**minor_digits_of(...)`` (2 for cents).
+
+    Examples
+    --------
+    >>> minor_digits_of(pl.LazyFrame(), {"amount_unit": "major", "minor_digits": 3})
+    3
+
+    """
+    archive = archive_of(events)
+    if archive is not None:
+        return archive.minor_digits
+    return ColumnMapping.parse(mapping).minor_digits

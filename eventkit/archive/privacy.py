@@ -17,6 +17,7 @@ never on the money events a replay folds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -34,7 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from eventkit.archive._checks import CIPHERTEXT_PREFIX
 from eventkit.archive.store import is_url
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import PrivacyError
+from eventkit.exceptions import PrivacyError, foreign_errors
 from eventkit.schema import SUBJECT_COL
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class KeyStore:
         root = Path(root)
         return cls(root.parent / f"{root.name}.keys.sqlite")
 
+    @foreign_errors(PrivacyError, "key store {0.path}: keys")
     def keys(self, subjects: Iterable[str], *, create: bool = False) -> dict[str, bytes]:
         """The keys of ``subjects`` that exist (``create``: make the missing ones).
 
@@ -119,12 +121,13 @@ class KeyStore:
                 raise PrivacyError(msg)
             now = datetime.now(UTC).isoformat()
             new = {s: AESGCM.generate_key(bit_length=256) for s in missing}
-            with self._transaction():
+            with self._transaction("store new subjects' keys"):
                 self._db.executemany("INSERT INTO subject_keys VALUES (?, ?, ?)",
                                      [(s, k, now) for s, k in new.items()])
             found.update(new)
         return found
 
+    @foreign_errors(PrivacyError, "key store {0.path}: forget {1!r}")
     def forget(self, subject: str, *, by: str, reason: str) -> bool:
         """Destroy ``subject``'s key and record who did it, when and why.
 
@@ -135,7 +138,7 @@ class KeyStore:
             raise PrivacyError(msg)
         if self._forgotten_among([subject]):
             return False
-        with self._transaction():
+        with self._transaction(f"forget {subject!r}"):  # all of it, or nothing
             deleted = self._db.execute("DELETE FROM subject_keys WHERE subject = ?",
                                        (subject,)).rowcount
             if not deleted:
@@ -143,21 +146,28 @@ class KeyStore:
                 raise PrivacyError(msg)
             self._db.execute("INSERT INTO forgotten VALUES (?, ?, ?, ?)",
                              (subject, datetime.now(UTC).isoformat(), by, reason))
-        self._db.execute("VACUUM")  # no free page keeps a copy of the key
+        # secure_delete zeroed the key's bytes as it was deleted; VACUUM also gives the freed
+        # pages back. It needs room for a copy of the file: on a full disk the erasure stands
+        # (done, recorded, no copy left) and the next erasure compacts the file.
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute("VACUUM")
         return True
 
+    @foreign_errors(PrivacyError, "key store {0.path}: erasures")
     def forgotten(self) -> pl.DataFrame:
         """Every erasure: ``subject``, ``at``, ``by``, ``reason``."""
         rows = self._db.execute("SELECT subject, at, by, reason FROM forgotten ORDER BY at")
         return pl.DataFrame(list(rows), schema=["subject", "at", "by", "reason"], orient="row")
 
+    @foreign_errors(PrivacyError, "key store {0.path}: pseudonym secret")
     def pepper(self) -> bytes:
         """The secret of keyed pseudonyms (made once per key store)."""
         row = self._db.execute("SELECT value FROM secrets WHERE name = 'pepper'").fetchone()
         if row is not None:
             return bytes(row[0])
         value = os.urandom(32)
-        self._db.execute("INSERT INTO secrets VALUES ('pepper', ?)", (value,))
+        with self._transaction("make the pseudonym secret"):
+            self._db.execute("INSERT INTO secrets VALUES ('pepper', ?)", (value,))
         return value
 
     def close(self) -> None:
@@ -180,20 +190,31 @@ class KeyStore:
             f"SELECT subject FROM forgotten WHERE subject IN ({marks})", subjects)]
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def _transaction(self, what: str) -> Iterator[None]:
+        """One write transaction: committed whole, or rolled back and a PrivacyError raised.
+
+        SQLite may roll back by itself (a full disk): then the error is the one
+        reported, not a failed ``ROLLBACK``.
+        """
         try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            msg = f"key store {self.path}: cannot {what}, nothing was changed ({exc})"
+            raise PrivacyError(msg) from exc
 
 
 def _aad(field: str, subject: str) -> bytes:
     return f"{field}\x00{subject}".encode()
 
 
+@foreign_errors(PrivacyError, "encrypt")
 def encrypt(
     events: pl.DataFrame, keys: KeyStore, *, fields: Iterable[str], subject: str = SUBJECT_COL,
 ) -> pl.DataFrame:
@@ -237,6 +258,7 @@ def encrypt(
     return events.with_columns(out)
 
 
+@foreign_errors(PrivacyError, "reveal")
 def reveal(
     events: pl.DataFrame | pl.LazyFrame, keys: KeyStore, *, fields: Iterable[str] | None = None,
     subject: str = SUBJECT_COL,
@@ -273,6 +295,7 @@ def reveal(
     return frame.with_columns(out)
 
 
+@foreign_errors(PrivacyError, "pseudonymise")
 def pseudonymise(
     events: pl.DataFrame | pl.LazyFrame, keys: KeyStore, *, fields: Iterable[str] | None = None,
     subject: str = SUBJECT_COL,
@@ -312,6 +335,7 @@ def pseudonymise(
         pl.col(c).replace_strict(mapping, default=None, return_dtype=pl.String) for c in columns)
 
 
+@foreign_errors(PrivacyError, "erasure audit of {0}")
 def erasure_audit(archive: EventArchive | str | Path, keys: KeyStore) -> pl.DataFrame:
     """Per forgotten subject: when, by whom, why, and whether the erasure holds.
 

@@ -11,6 +11,7 @@ import polars as pl
 from eventkit.archive import ledger
 from eventkit.archive._files import (
     add_action,
+    clean_interrupted,
     commit_actions,
     commit_version,
     data_name,
@@ -76,6 +77,9 @@ class RewriteWriter:
         commit_version(self.store, self.version,
                        commit_actions(record, operation, {}, actions))
         self.committed = True
+        # a rewrite killed before it committed this version meant it too: its files go
+        clean_interrupted(self.store, self.version,
+                          [*ledger.live_files(self.store), *self.entries])
 
     def __exit__(self, *exc: object) -> None:
         if not self.committed:

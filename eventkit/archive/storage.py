@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from eventkit.archive import ledger
 from eventkit.archive.store import open_store
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import ArchiveError, CorruptionError
+from eventkit.exceptions import ArchiveError, CorruptionError, foreign_errors
 from eventkit.sources.upcast import UNMARKED_VERSION, VERSION_COLUMN, file_version
 
 __all__ = ["StorageReport", "info", "versions"]
@@ -72,6 +72,7 @@ class StorageReport:
         return "\n".join(lines)
 
 
+@foreign_errors(ArchiveError, "info on {0}")
 def info(path: str | Path, *, snapshots: str | Path | None = None,
          storage_options: Mapping[str, str] | None = None) -> StorageReport:
     """Storage report of an eventkit archive or a folder of Parquet files.

@@ -14,13 +14,13 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import polars as pl
 
-from eventkit.archive import head, ledger
+from eventkit.archive import clock, head, ledger
 from eventkit.archive._append import (
     check_new_files,
     commit_batch,
@@ -51,6 +51,7 @@ from eventkit.exceptions import (
     SchemaError,
     StaleVersionError,
     ValidationError,
+    foreign_errors,
 )
 from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
 from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
@@ -61,7 +62,6 @@ __all__ = ["AppendReceipt", "EventArchive"]
 
 _FORMAT = 1
 _ROWS_PER_FILE = 2_000_000
-_CLOCK_SKEW = timedelta(minutes=5)
 _TABLE_CONFIG = {"delta.appendOnly": "true"}
 
 
@@ -105,6 +105,7 @@ class EventArchive:
 
     """
 
+    @foreign_errors(ArchiveError, "open the archive {1}")
     def __init__(self, path: str | Path | Store, *,
                  storage_options: Mapping[str, str] | None = None) -> None:
         #: Where the archive's files are (see :mod:`eventkit.archive.store`).
@@ -137,8 +138,11 @@ class EventArchive:
         self.schema: dict[str, pl.DataType] = archive_schema(self.personal)
         #: Number of key buckets (see :mod:`eventkit.archive.buckets`); None: not bucketed.
         self.buckets: int | None = genesis.record.get("buckets")
+        #: Decimals of the minor unit amounts are stored in (2: cents), pinned at creation.
+        self.minor_digits: int = genesis.record.get("minor_digits", 2)
 
     @classmethod
+    @foreign_errors(ArchiveError, "create an archive at {1}")
     def create(
         cls,
         path: str | Path,
@@ -147,6 +151,7 @@ class EventArchive:
         personal: tuple[str, ...] = (),
         buckets: int | None = None,
         storage_options: Mapping[str, str] | None = None,
+        minor_digits: int = 2,
     ) -> EventArchive:
         """Create an empty archive at ``path`` (which must not hold one already).
 
@@ -162,8 +167,10 @@ class EventArchive:
         is refused. Without ``personal`` the archive holds the canonical columns.
         ``buckets`` makes a bucketed archive (see :mod:`eventkit.archive.buckets`): each
         append stores one data file per non-empty bucket of accounts, so a replay
-        can read one bucket at a time.
+        can read one bucket at a time. ``minor_digits``: decimals of the currency's minor
+        unit (amounts are stored in it; displays divide by ``10**minor_digits``).
         """
+        ColumnMapping(minor_digits=minor_digits)  # checks it: 0..18
         if buckets is not None:
             check_buckets(buckets)
         store = open_store(path, storage_options)
@@ -176,6 +183,7 @@ class EventArchive:
             "kind": "create",
             "event_types": list(event_types) if event_types is not None else None,
             **({"personal": list(personal)} if personal else {}),
+            **({"minor_digits": minor_digits} if minor_digits != 2 else {}),
             "table": {
                 "configuration": _TABLE_CONFIG,
                 "partitionColumns": [],
@@ -202,6 +210,7 @@ class EventArchive:
         """The head digest: save it elsewhere to detect a rewritten chain later."""
         return head.log_state(self.store).digest
 
+    @foreign_errors(ArchiveError, "scan {0.location}")
     def scan(
         self,
         *,
@@ -281,9 +290,12 @@ class EventArchive:
         0
 
         """
-        if verify and self.store.local:
+        if self.store.local:  # a link never leads outside the folder, even when trusted
             for entry in entries:
-                ledger.check_data_file(self.store, entry)
+                if verify:
+                    ledger.check_data_file(self.store, entry)
+                else:
+                    ledger.check_inside(self.store, entry["path"])
         lf = read_files(self.store, list(entries), self.schema,
                         check=verify and not self.store.local)
         return lf if last_seq is None else lf.filter(pl.col("seq") <= last_seq)
@@ -306,6 +318,7 @@ class EventArchive:
         """
         return head.log_state(self.store).meta.get(key)
 
+    @foreign_errors(ArchiveError, "verify {0.location}")
     def verify(
         self,
         *,
@@ -322,6 +335,7 @@ class EventArchive:
     def __repr__(self) -> str:
         return f"EventArchive({self.location!r})"
 
+    @foreign_errors(ArchiveError, "append to {0.location}")
     def append(
         self,
         events: pl.DataFrame | pl.LazyFrame,
@@ -329,6 +343,7 @@ class EventArchive:
         mapping: ColumnMapping | dict[str, Any] | None = None,
         batch_id: str | None = None,
         recorded_at: Literal["now", "keep"] = "now",
+        before_latest: clock.BeforeLatest = "raise",
         meta: dict[str, Any] | None = None,
         expected_version: int | None = None,
         schema_version: int = CURRENT_VERSION,
@@ -338,8 +353,12 @@ class EventArchive:
         The archive assigns ``seq`` (continuing the log, in row order) and, by
         default, stamps ``recorded_at`` with the commit time. ``recorded_at=
         "keep"`` imports history with its own ``recorded_at`` column (which
-        must not lie in the future). Every row is checked before anything is
-        written: a bad batch raises and leaves the archive exactly as it was.
+        must not lie in the future). Transaction time never runs backwards: a
+        ``recorded_at`` (kept, or the clock's after it stepped back) before the
+        archive's latest raises, naming both instants, unless ``before_latest=
+        "clamp"`` moves it up to the latest (see :mod:`eventkit.archive.clock`).
+        Every row is checked before anything is written: a bad batch raises and
+        leaves the archive exactly as it was.
         ``batch_id`` makes a retry idempotent: a batch id stored before is not
         stored again (the first receipt comes back with ``duplicate=True``).
 
@@ -376,7 +395,8 @@ class EventArchive:
             raise ValidationError(msg, source="appended batch")
         stored_meta = check_meta(meta, source)
         batch = collect_batch(events, source)
-        check_batch_columns(batch, mapping, recorded_at, source, self.personal)
+        check_batch_columns(batch, mapping, recorded_at, source, self.personal,
+                            self.minor_digits)
         if batch.height == 0:
             msg = "empty batch: nothing to append"
             raise ValidationError(msg, source=source)
@@ -392,8 +412,7 @@ class EventArchive:
         )
         conformed = conform(framed, ColumnMapping.parse(mapping), source=source,
                             keep_extra=bool(self.personal), event_types=self.event_types)
-        conformed.validate(source=source)
-        rows = conformed.events.drop(SOURCE_COL, ROW_COL).collect()
+        rows = conformed.collect(source=source)  # checked in the pass that converts
         check_personal(rows, self.personal, source)
         rows = rows.with_columns(
             (pl.col(c) if c in rows.columns else pl.lit(None)).cast(t).alias(c)
@@ -418,7 +437,8 @@ class EventArchive:
                                         expected=expected_version, actual=state.version)
             reject_known_ids(self.store, state.live, rows, self.schema, source)
             start = last.get("seq", [-1, -1])[1] + 1
-            stamp = self._stamp(rows, recorded_at, last, source)
+            stamp = clock.stamp(rows, mode=recorded_at, latest=last.get("recorded_until"),
+                                before_latest=before_latest, source=source, path=self.location)
             stored = stamp.with_columns(
                 seq=pl.int_range(start, start + rows.height, dtype=pl.Int64)
             ).select(list(self.schema))
@@ -451,23 +471,6 @@ class EventArchive:
         raise ImmutabilityError(msg, path=self.location)
 
     update = overwrite
-
-    def _stamp(
-        self, rows: pl.DataFrame, mode: str, last: dict[str, Any], source: str
-    ) -> pl.DataFrame:
-        now = datetime.now(UTC)
-        if mode == "keep":
-            latest = cast("datetime", rows["recorded_at"].max())  # Datetime, rows, no nulls
-            if latest > now + _CLOCK_SKEW:
-                row = rows.with_row_index().filter(
-                    pl.col("recorded_at") > now + _CLOCK_SKEW).item(0, "index")
-                msg = f"recorded_at {latest} lies in the future"
-                raise ValidationError(msg, source=source, column="recorded_at", row=row)
-            return rows
-        floor = last.get("recorded_until")
-        if floor is not None:  # never let transaction time run backwards
-            now = max(now, datetime.fromisoformat(floor))
-        return rows.with_columns(recorded_at=pl.lit(now, dtype=CANONICAL_SCHEMA["recorded_at"]))
 
     def _parts(self, rows: pl.DataFrame) -> Iterator[tuple[int | None, pl.DataFrame]]:
         """The data files' contents: (bucket or None, rows), each in log order."""

@@ -23,9 +23,12 @@ from eventkit.archive.ledger import (
     apply_record,
     as_store,
     chain_digest,
+    check_inside,
+    commit_paths,
     content_digest,
     log_rel,
     log_versions,
+    path_problem,
     pending_files,
     read_commit,
     remember_verified,
@@ -150,6 +153,12 @@ def verify_log(
             report.problems += [f"{where}: {p}" for p in checker.check(rec["checkpoint"])]
         prev = rec.get("digest", "")
         digests.setdefault(prev, commit.version)
+        unsafe = {str(rel) for rel in commit_paths(commit) if path_problem(rel) is not None}
+        for rel in sorted(unsafe):
+            report.problems.append(f"{where}: names a file path {path_problem(rel)} (never "
+                                   "opened)")
+        if unsafe:
+            continue
         live, problem = apply_record(live, rec, commit.removes)
         if problem:
             report.problems.append(f"{where}: {problem}")
@@ -296,6 +305,11 @@ def _check_file(
     report: VerifyReport,
     on_bytes: Callable[[int], object] | None,
 ) -> None:
+    try:
+        check_inside(store, rel)
+    except CorruptionError as exc:
+        report.problems.append(f"{where}: data file {rel} is refused, never opened ({exc})")
+        return
     st = store.stat(rel)
     if st is None:
         report.problems.append(f"{where}: data file {rel} is missing")

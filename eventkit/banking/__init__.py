@@ -7,6 +7,17 @@ deposit, withdraw, transfer, checked against the replayed state). The core
 stages (sources to questions) know nothing of it.
 """
 
-from eventkit.banking.generate import GenerateSummary, generate, read_labels
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventkit import _lazy
+
+if TYPE_CHECKING:
+    from eventkit.banking.generate import GenerateSummary, generate, read_labels
 
 __all__ = ["GenerateSummary", "generate", "read_labels"]
+
+_lazy.attach(__name__, {
+    "eventkit.banking.generate": ("GenerateSummary", "generate", "read_labels"),
+})

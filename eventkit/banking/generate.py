@@ -44,7 +44,7 @@ from eventkit.archive.buckets import check_buckets
 from eventkit.archive.ledger import PRIVATE_DIR
 from eventkit.archive.table import EventArchive
 from eventkit.banking.injection import Injection, plan
-from eventkit.exceptions import ArchiveError, ParameterError, ScaleError
+from eventkit.exceptions import ArchiveError, ParameterError, ScaleError, foreign_errors
 from eventkit.questions.patterns import Thresholds
 from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA, EVENT_TYPES, TIME_DTYPE
 
@@ -186,6 +186,7 @@ def _prepare(events: int, accounts: int, seed: int, start: datetime, end: dateti
                       end=t_end, thresholds=thresholds)
 
 
+@foreign_errors(ArchiveError, "generate {0}")
 def generate(
     path: str | Path,
     *,

@@ -9,11 +9,18 @@ answers one kind of question: what late events restated
 (:mod:`~eventkit.questions.views`). Knows replay, rules and the archive.
 """
 
-from eventkit.questions.explain import Explanation, explain
-from eventkit.questions.patterns import Detector, Pattern, Thresholds, builtin_alerts
-from eventkit.questions.temporal import restatements
-from eventkit.questions.views import RefreshReport, materialize, refresh
-from eventkit.questions.whatif import Comparison, compare
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventkit import _lazy
+
+if TYPE_CHECKING:
+    from eventkit.questions.explain import Explanation, explain
+    from eventkit.questions.patterns import Detector, Pattern, Thresholds, builtin_alerts
+    from eventkit.questions.temporal import restatements
+    from eventkit.questions.views import RefreshReport, materialize, refresh
+    from eventkit.questions.whatif import Comparison, compare
 
 __all__ = [
     "Comparison",
@@ -29,3 +36,11 @@ __all__ = [
     "refresh",
     "restatements",
 ]
+
+_lazy.attach(__name__, {
+    "eventkit.questions.explain": ("Explanation", "explain"),
+    "eventkit.questions.patterns": ("Detector", "Pattern", "Thresholds", "builtin_alerts"),
+    "eventkit.questions.temporal": ("restatements",),
+    "eventkit.questions.views": ("RefreshReport", "materialize", "refresh"),
+    "eventkit.questions.whatif": ("Comparison", "compare"),
+})

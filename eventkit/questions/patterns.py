@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from eventkit.exceptions import PatternError
-from eventkit.progress import Steps
+from eventkit.replay.progress import Steps
 
 __all__ = ["BUILTINS", "Detector", "Pattern", "Thresholds", "begin", "builtin_alerts",
            "negative_balance", "ping_pong", "rapid_withdrawals", "structuring"]
@@ -136,52 +136,82 @@ def _duration(value: timedelta | str) -> timedelta:
     return timedelta(**{units[unit]: amount})
 
 
-def _detect(pattern: Pattern, frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+def _by_key(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """``frame`` sorted by (keys, time, seq): by the keys (stable), then the late keys' rows.
+
+    A log is in time order for almost every key; ordering by the keys alone
+    keeps it, and only the keys with an event out of (time, seq) order are
+    ordered again by time. The order is worked out on row numbers and the
+    frame gathered once (a full sort on three columns costs several times more).
+    """
+    order = frame.select(pl.arg_sort_by(keys, maintain_order=True)).to_series()
+    lines = frame.select(*keys, *_ORDER)[order]
+    same = pl.all_horizontal(pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys)
+    time, seq = pl.col("event_time"), pl.col("seq")
+    late = same & ((time < time.shift(1)) | ((time == time.shift(1)) & (seq < seq.shift(1))))
+    found = lines.filter(late.fill_null(value=False)).select(keys).unique()
+    if found.height:
+        # the late keys' rows, by (keys, time, seq), into the places they hold
+        at = lines.with_row_index("#at").join(found, on=keys, how="semi", nulls_equal=True,
+                                              maintain_order="left")
+        again = at.select(pl.col("#at").sort_by([*keys, *_ORDER]))
+        order = order.scatter(at["#at"], order.gather(again.to_series()))
+    return frame[order]
+
+
+def _detect(pattern: Pattern, frame: pl.DataFrame, keys: list[str], *,
+            presorted: bool = False) -> pl.DataFrame:
     """One vectorized pass per step; see the module docstring for the semantics.
 
     ``best`` is, per row, the row index of the latest start of a match of the
     steps so far that ends at that row (null: none ends there). Rows are sorted
-    by (key, time, seq), so a larger index is a later start within a key.
+    by (key, time, seq) (``presorted``: they already are), so each key's rows
+    are one run and a larger index is a later start within a key. Counts per
+    key are global counts (cumulative sums, maxima, fills) read against the
+    first row of the key's run: no window, no join.
     """
-    df = frame.sort([*keys, *_ORDER]).with_row_index("__i").with_columns(
-        pl.col("__i").cast(pl.Int64))
-    group = pl.struct(keys) if len(keys) > 1 else pl.col(keys[0])
-    df = df.with_columns(group.rank("dense").cast(pl.Int64).alias("__k"))
-    first_of_key = pl.col("__i").min().over("__k")
+    df = frame
+    if not any(step.cond.meta.has_multiple_outputs() for step in pattern.steps):
+        # the columns the conditions name (a selector such as pl.all() may read any)
+        read = {name for step in pattern.steps for name in step.cond.meta.root_names()}
+        df = frame.select(list(dict.fromkeys([*keys, *_ORDER, *sorted(read - {*keys, *_ORDER})])))
+    if not presorted:
+        df = _by_key(df, keys)
+    index = pl.int_range(pl.len(), dtype=pl.Int64)
+    new_key = pl.any_horizontal(pl.col(k).ne_missing(pl.col(k).shift(1)) for k in keys)
+    df = df.with_columns(index.alias("__i"), pl.when(new_key.fill_null(value=True))
+                         .then(index).forward_fill().alias("__first_of_key"))
+    i, first_of_key = pl.col("__i"), pl.col("__first_of_key")
     for n, step in enumerate(pattern.steps):
         hit = step.cond.fill_null(value=False).cast(pl.Boolean)
         df = df.with_columns(hit.alias("__hit"))
         if step.strict:
-            # consecutive run of hits ending here, and the step's n events end here
-            gap = (~pl.col("__hit")).cast(pl.Int64).cum_sum().over("__k").alias("__gap")
-            df = df.with_columns(gap).with_columns(
-                pl.col("__hit").cast(pl.Int64).cum_sum().over("__k", "__gap").alias("__run"))
-            first = pl.col("__i") - step.times + 1
-            ok = pl.col("__hit") & (pl.col("__run") >= step.times)
+            # the run of hits ending here (within the key) holds the step's n events
+            last_miss = pl.when(~pl.col("__hit")).then(i).forward_fill().fill_null(-1)
+            run = i - pl.max_horizontal(last_miss, first_of_key - 1)
+            first = i - step.times + 1
+            ok = pl.col("__hit") & (run >= step.times)
             prev_at = first - 1  # the previous step must end right before
-            start = (pl.col("__best").gather(prev_at.clip(0)) if n else first)
+            start = pl.col("__best").gather(prev_at.clip(0)) if n else first
             valid = ok & ((prev_at >= first_of_key) if n else pl.lit(value=True))
         else:
-            # the latest n hits at or before this row (this row one of them)
-            rank = pl.col("__hit").cast(pl.Int64).cum_sum().over("__k")
-            df = df.with_columns(rank.alias("__rank"))
-            hits = df.filter("__hit").select("__k", pl.col("__rank").alias("__want"),
-                                             pl.col("__i").alias("__first"))
-            df = df.with_columns((pl.col("__rank") - step.times + 1).alias("__want")).join(
-                hits, on=["__k", "__want"], how="left", maintain_order="left")
-            first = pl.col("__first")
+            # the latest n hits at or before this row (this row one of them): the hit
+            # numbered (hits so far) - n + 1, when it is in this key
+            at = pl.col("__hit").cast(pl.Int64).cum_sum() - step.times
+            hits = i.filter(pl.col("__hit")).append(pl.lit(-1, dtype=pl.Int64))  # never empty
+            first = pl.when(at >= 0).then(hits.gather(at.clip(0)))
+            first = pl.when(first >= first_of_key).then(first)
             ok = pl.col("__hit") & first.is_not_null()
             if n:  # the latest start of a previous-steps match ending before `first`
-                prior = pl.col("__best").cum_max().forward_fill().over("__k")
-                df = df.with_columns(prior.alias("__prior"))
+                latest = pl.col("__best").fill_null(-1).cum_max()
+                df = df.with_columns(pl.when(latest >= first_of_key).then(latest)
+                                     .alias("__prior"))
                 prev_at = first - 1
                 start = pl.col("__prior").gather(prev_at.clip(0))
                 valid = ok & (prev_at >= first_of_key)
             else:
                 start, valid = first, ok
-            df = df.drop("__rank", "__want")
         df = df.with_columns(pl.when(valid).then(start).otherwise(None).alias("__best"))
-        df = df.drop([c for c in ("__gap", "__run", "__first", "__prior") if c in df.columns])
     ends = df.filter(pl.col("__best").is_not_null())
     starts = df.select(pl.col("seq").alias("start_seq"),
                        pl.col("event_time").alias("start_time"))[ends["__best"]]
@@ -307,21 +337,31 @@ def negative_balance(history: pl.DataFrame | pl.LazyFrame, longer_than: timedelt
     [(1, 1, 2)]
 
     """
-    limit = _duration(longer_than)
-    df = history.lazy().sort(key, *_ORDER).with_columns(
-        (pl.col("balance") < 0).alias("__neg"))
-    df = df.with_columns(
-        (pl.col("__neg") != pl.col("__neg").shift(1).over(key).fill_null(value=False))
-        .cum_sum().over(key).alias("__run"))
-    runs = df.group_by(key, "__run", maintain_order=True).agg(
-        pl.col("__neg").first().alias("neg"), pl.col("seq").first().alias("start_seq"),
-        pl.col("event_time").first().alias("start_time"))
-    nxt = runs.with_columns(pl.col("start_seq").shift(-1).over(key).alias("end_seq"),
-                            pl.col("start_time").shift(-1).over(key).alias("end_time"))
+    frame = _by_key(history.lazy().select(key, *_ORDER, "balance").collect(), [key])
+    return _negative_stretches(frame, _duration(longer_than), key, until)
+
+
+def _negative_stretches(frame: pl.DataFrame, limit: timedelta, key: str, until: object
+                        ) -> pl.DataFrame:
+    """:func:`negative_balance` on a frame sorted by (key, time, seq).
+
+    A stretch starts where the balance turns negative (or a key starts
+    negative) and ends at the next change of sign of the same key.
+    """
+    neg = pl.col("balance") < 0
+    new_key = pl.col(key).ne_missing(pl.col(key).shift(1)).fill_null(value=True)
+    before = pl.when(new_key).then(pl.lit(value=False)).otherwise(neg.shift(1))
+    runs = frame.filter(new_key | (neg != before)).select(
+        key, neg.alias("neg"), pl.col("seq").alias("start_seq"),
+        pl.col("event_time").alias("start_time"))
+    same = pl.col(key).shift(-1) == pl.col(key)
+    runs = runs.with_columns(pl.when(same).then(pl.col("start_seq").shift(-1)).alias("end_seq"),
+                             pl.when(same).then(pl.col("start_time").shift(-1))
+                             .alias("end_time"))
     end = pl.col("end_time").fill_null(pl.lit(until, dtype=pl.Datetime("us", "UTC"))) \
         if until is not None else pl.col("end_time")
-    return nxt.filter(pl.col("neg") & ((end - pl.col("start_time")) > limit)).select(
-        key, "start_seq", "end_seq", "start_time", "end_time").collect()
+    return runs.filter(pl.col("neg") & ((end - pl.col("start_time")) > limit)).select(
+        key, "start_seq", "end_seq", "start_time", "end_time")
 
 
 # ---------------------------------------------------------------------- all built-ins at once
@@ -410,23 +450,34 @@ def builtin_alerts(history: pl.DataFrame | pl.LazyFrame, thresholds: Thresholds 
     t = thresholds if thresholds is not None else Thresholds()
     frame = history.lazy().collect() if isinstance(history, pl.LazyFrame) else history
     pair = ["account_id", "counterparty_id"]
-    detect = {
-        "rapid_withdrawals": lambda: rapid_withdrawals(t.rapid_count, t.rapid_within).detect(
-            frame),
-        "structuring": lambda: structuring(t.structuring_within, share=t.structuring_share,
-                                           min_deposit=t.structuring_min_deposit).detect(frame),
-        "ping_pong": lambda: ping_pong(t.ping_pong_within).detect(
-            frame.filter(pl.col("counterparty_id").is_not_null()), key=pair),
-        "negative_balance": lambda: negative_balance(frame, t.negative_longer_than, until=until),
-    }
     found = {}
-    with Steps(f"alerts in {frame.height:,} events", len(detect), unit="pattern") as steps:
+    with Steps(f"alerts in {frame.height:,} events", 5) as steps:
+        steps.begin("sorting by account")
+        # sorted once for the three patterns per account (the columns they read only)
+        by_account = _by_key(frame.select("account_id", *_ORDER, "amount", "balance",
+                                          pl.col("event_type").cast(pl.Categorical)),
+                             ["account_id"])  # (types as codes: compared and moved cheaply)
+        transfers = frame.filter(pl.col("counterparty_id").is_not_null())
+        detect = {
+            "rapid_withdrawals": lambda: _detect(
+                rapid_withdrawals(t.rapid_count, t.rapid_within),
+                by_account, ["account_id"], presorted=True),
+            "structuring": lambda: _detect(
+                structuring(t.structuring_within, share=t.structuring_share,
+                            min_deposit=t.structuring_min_deposit),
+                by_account, ["account_id"], presorted=True),
+            "ping_pong": lambda: ping_pong(t.ping_pong_within).detect(transfers, key=pair),
+            "negative_balance": lambda: _negative_stretches(
+                by_account, t.negative_longer_than, "account_id", until),
+        }
         for name, run in detect.items():
             steps.begin(name.replace("_", " "))
             found[name] = run()
-    ids = frame.select("seq", "event_id")
     parts = [alerts.with_columns(pattern=pl.lit(name)) for name, alerts in found.items()]
-    return (pl.concat(parts, how="diagonal_relaxed")
+    alerts = pl.concat(parts, how="diagonal_relaxed")
+    wanted = pl.concat([alerts["start_seq"], alerts["end_seq"]]).unique()
+    ids = frame.select("seq", "event_id").filter(pl.col("seq").is_in(wanted.implode()))
+    return (alerts
             .join(ids.rename({"seq": "start_seq", "event_id": "start_event_id"}),
                   on="start_seq", how="left")
             .join(ids.rename({"seq": "end_seq", "event_id": "end_event_id"}),

@@ -14,8 +14,8 @@ from pathlib import Path
 import polars as pl
 
 from eventkit._typing import Instant
-from eventkit.progress import Steps
 from eventkit.replay.api import replay
+from eventkit.replay.progress import Steps
 from eventkit.rules.model import RuleSet
 from eventkit.timeutil import micros
 

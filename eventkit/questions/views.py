@@ -12,7 +12,11 @@ rebuilds the view. Plain SQL (``duckdb`` or ``sqlite3``) then answers with the
 same numbers as eventkit.
 
 URLs: ``duckdb:///relative.db``, ``duckdb:////absolute/path.db``, and the same
-with ``sqlite``.
+with ``sqlite``: always a file (``:memory:`` is refused: the view would vanish
+with the connection). Every name that reaches SQL (the table, the key, the rule
+set's fields) is quoted, so a field called ``x INTEGER, y`` is a column of that
+name, never SQL; DuckDB is opened with extension auto-install and auto-load,
+community extensions and access to other files or the network switched off.
 """
 
 from __future__ import annotations
@@ -26,13 +30,15 @@ from pathlib import Path
 from typing import Any, ClassVar, cast
 
 import polars as pl
+import pyarrow as pa
 
 from eventkit.archive import ledger
+from eventkit.archive.lock import exclusive
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import ViewError
-from eventkit.progress import Steps
+from eventkit.exceptions import ViewError, foreign_errors
 from eventkit.replay.api import replay
 from eventkit.replay.live import advance, last_seq_of
+from eventkit.replay.progress import Steps
 from eventkit.replay.result import ReplayResult
 from eventkit.rules import registry
 from eventkit.rules.model import RuleSet
@@ -40,8 +46,14 @@ from eventkit.rules.model import RuleSet
 __all__ = ["RefreshReport", "materialize", "refresh"]
 
 META = "eventkit_views"
+#: DuckDB reads and writes the view file and nothing else.
+_DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False, "autoload_known_extensions": False,
+    "allow_community_extensions": False, "enable_external_access": False}
 _HISTORY = ("event_id", "seq", "event_type", "event_time", "recorded_at", "amount")
 _TIME_TEXT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # how SQLite stores instants (sorts as time)
+_BATCH_ROWS = 1 << 17  # rows per Arrow batch handed to DuckDB (its threads take one each)
+_WAIT_S = 600.0  # how long a refresh waits for another one on the same database
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,7 @@ class RefreshReport:
     archive_version: int
 
 
+@foreign_errors(ViewError, "materialize into {1}")
 def materialize(result: ReplayResult, url: str, *, table: str = "accounts") -> dict[str, Any]:
     """Write ``result``'s state and history into the database at ``url``; return the record.
 
@@ -77,7 +90,7 @@ def materialize(result: ReplayResult, url: str, *, table: str = "accounts") -> d
 
     """
     _check_name(table)
-    with _connect(url) as db:
+    with _connect(url, f"materialize {table!r}") as db:
         return _write_view(db, result, table)
 
 
@@ -107,6 +120,7 @@ def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, An
     return record
 
 
+@foreign_errors(ViewError, "refresh {0}")
 def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
             table: str = "accounts",
             storage_options: Mapping[str, str] | None = None) -> RefreshReport:
@@ -120,7 +134,7 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
     ``storage_options`` (the view records its URL, never credentials).
     """
     _check_name(table)
-    with _connect(url) as db:
+    with _connect(url, f"refresh {table!r}") as db:
         meta = db.get_meta(table)
         if meta is None:
             msg = f"{url}: no view {table!r} (materialize it first)"
@@ -147,9 +161,9 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
             raise ViewError(msg)
         if version == old:
             return RefreshReport(0, 0, [], False, version)
-        result = replay(archive, ruleset, snapshots=False)
+        result = replay(archive, ruleset, snapshots=False, version=version)
         key = ruleset.key
-        newest = db.scalar(f"SELECT max(last_event_time) FROM {table}_state")
+        newest = db.scalar(f"SELECT max(last_event_time) FROM {ident(table + '_state')}")
         step = advance(
             archive, ruleset, since_seq=int(meta["last_seq"]), version=version,
             stored=lambda keys: _typed_state(db.rows_for_keys(f"{table}_state", key, keys),
@@ -182,6 +196,8 @@ def _history_frame(history: pl.DataFrame, result: ReplayResult) -> pl.DataFrame:
 
 def _typed_state(stored: pl.DataFrame, result: ReplayResult) -> pl.DataFrame:
     """Stored state rows back in the engine's types (enums, UTC instants)."""
+    if not stored.height:  # no stored row: SQLite's answer has no column types
+        return result.state().head(0).collect().select(stored.columns)
     fields = result.checked.fields
     casts = [pl.col(n).cast(pl.Enum(list(f.values))) for n, f in fields.items()
              if f.type == "enum"]
@@ -212,26 +228,111 @@ def _now() -> str:
 
 
 def _check_name(table: str) -> None:
-    if not table.isidentifier():
+    if not (table.isascii() and table.isidentifier()):
         msg = f"table: {table!r} is not a plain SQL name (letters, digits, underscores)"
         raise ViewError(msg)
+
+
+def ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier (DuckDB and SQLite), whatever it holds.
+
+    Examples
+    --------
+    >>> ident("balance"), ident('x INTEGER, "y')
+    ('"balance"', '"x INTEGER, ""y"')
+
+    """
+    if not name or any(ord(c) < 32 for c in name):
+        msg = f"{name!r} cannot be a column or table name in SQL (empty, or a control character)"
+        raise ViewError(msg)
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _columns(names: list[str]) -> str:
+    """The quoted column list; names SQL would confuse (equal but for case) are refused."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(name.casefold(), name)
+        if other != name:
+            msg = (f"columns {other!r} and {name!r} differ only in case: SQL would take them "
+                   "for one column; rename a field of the rule set")
+            raise ViewError(msg)
+    return ", ".join(ident(n) for n in names)
 
 
 # --------------------------------------------------------------------------- databases
 
 @contextmanager
-def _connect(url: str) -> Iterator[_Database]:
+def _connect(url: str, operation: str) -> Iterator[_Database]:
+    """The database at ``url`` in one transaction, held by this process alone.
+
+    Writers of one database file take turns (an ``flock`` beside it: a second
+    ``refresh`` waits for the first, then finds the view current); any error of
+    the database or the file system becomes a :class:`~eventkit.exceptions.ViewError`
+    naming ``operation`` and the file, and the transaction is rolled back.
+    """
+    scheme, path = view_file(url)
+
+    def busy(message: str) -> ViewError:
+        return ViewError(f"{operation} on {path}: another process keeps it busy ({message})")
+
+    with exclusive(path.with_name(f".{path.name}.eventkit.lock"), timeout=_WAIT_S, error=busy):
+        made = not path.exists()  # a file this call creates is removed if it fails
+        db: _Database | None = None
+        try:
+            db = _DuckDB(path) if scheme == "duckdb" else _SQLite(path)
+            yield db
+            db.commit()
+        except BaseException as exc:
+            if db is not None:
+                db.close()
+                db = None
+            if made:  # (a half-made database file would not even open again)
+                for leftover in (path, path.with_name(f"{path.name}.wal"),
+                                 path.with_name(f"{path.name}-journal")):
+                    leftover.unlink(missing_ok=True)
+            if not isinstance(exc, OSError | sqlite3.Error | pl.exceptions.PolarsError
+                              | _duckdb_error()):
+                raise
+            msg = f"{operation} on {path} failed, nothing was changed: {exc}"
+            raise ViewError(msg) from exc
+        finally:
+            if db is not None:
+                db.close()
+
+
+def view_file(url: str) -> tuple[str, Path]:
+    """The database (``duckdb`` or ``sqlite``) and the absolute file of a view URL.
+
+    The path always names a file: ``:memory:`` (a view that vanishes with the
+    connection), an empty path, a folder, or a URL inside the URL (``md:``,
+    ``s3://``: DuckDB would fetch an extension for it) are refused. A relative
+    path is taken from the working folder.
+
+    Examples
+    --------
+    >>> view_file("sqlite:///:memory:")
+    Traceback (most recent call last):
+    ...
+    eventkit.ViewError: url: 'sqlite:///:memory:' is an in-memory database: ...
+
+    """
     scheme, sep, rest = url.partition(":///")
     if not sep or scheme not in ("duckdb", "sqlite") or not rest:
         msg = f"url: {url!r} is not duckdb:///path or sqlite:///path"
         raise ViewError(msg)
-    path = Path(rest)
-    db: _Database = _DuckDB(path) if scheme == "duckdb" else _SQLite(path)
-    try:
-        yield db
-        db.commit()
-    finally:
-        db.close()
+    if rest.startswith(":memory:"):
+        msg = (f"url: {url!r} is an in-memory database: the view would be lost when the "
+               "connection closes; name a file such as duckdb:///views.duckdb")
+        raise ViewError(msg)
+    if "://" in rest or (":" in rest.split("/")[0] and not rest.startswith("/")):
+        msg = f"url: {url!r} names another URL, not a file; name a file path"
+        raise ViewError(msg)
+    path = Path(rest).absolute()
+    if path.is_dir():
+        msg = f"url: {url!r} names a folder, not a database file"
+        raise ViewError(msg)
+    return scheme, path
 
 
 class _Database:
@@ -263,8 +364,8 @@ class _Database:
         self.execute("CREATE TEMP TABLE IF NOT EXISTS eventkit_keys (k BIGINT PRIMARY KEY)")
         self.execute("DELETE FROM eventkit_keys")
         self.upsert("eventkit_keys", pl.DataFrame({"k": keys}))
-        return self.query(f"SELECT * FROM {table} WHERE {key} IN (SELECT k FROM eventkit_keys) "
-                          f"ORDER BY {key}")
+        return self.query(f"SELECT * FROM {ident(table)} WHERE {ident(key)} IN "
+                          f"(SELECT k FROM eventkit_keys) ORDER BY {ident(key)}")
 
     def put_meta(self, record: dict[str, Any]) -> None:
         self.execute(f"CREATE TABLE IF NOT EXISTS {META} (name TEXT PRIMARY KEY, rules TEXT, "
@@ -293,21 +394,26 @@ class _DuckDB(_Database):
     def __init__(self, path: Path) -> None:
         import duckdb  # noqa: PLC0415
 
-        self.con = duckdb.connect(str(path))
+        # nothing but this one file: no extension installed or loaded, no network
+        self.con = duckdb.connect(str(path), config=_DUCKDB_CONFIG)
         self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET lock_configuration = true")  # no SQL can switch the above on
         self.con.begin()
 
     def replace(self, table: str, frame: pl.DataFrame, primary: list[str]) -> None:
-        self.con.execute(f"DROP TABLE IF EXISTS {table}")
-        self.con.register("eventkit_frame", frame.to_arrow())
-        self.con.execute(f"CREATE TABLE {table} AS SELECT * FROM eventkit_frame LIMIT 0")
-        self.con.execute(f"ALTER TABLE {table} ADD PRIMARY KEY ({', '.join(primary)})")
-        self.con.execute(f"INSERT INTO {table} SELECT * FROM eventkit_frame")
+        _columns(frame.columns)
+        self.con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
+        self.con.register("eventkit_frame", _batches(frame))
+        self.con.execute(f"CREATE TABLE {ident(table)} AS SELECT * FROM eventkit_frame")
+        # the key's index built from the loaded rows at once (it checks them all), not
+        # grown row by row during the load: for 10M history rows, the difference of a
+        # few seconds and a minute
+        self.con.execute(f"ALTER TABLE {ident(table)} ADD PRIMARY KEY ({_columns(primary)})")
         self.con.unregister("eventkit_frame")
 
     def upsert(self, table: str, frame: pl.DataFrame) -> None:
-        self.con.register("eventkit_frame", frame.to_arrow())
-        self.con.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM eventkit_frame")
+        self.con.register("eventkit_frame", _batches(frame))
+        self.con.execute(f"INSERT OR REPLACE INTO {ident(table)} SELECT * FROM eventkit_frame")
         self.con.unregister("eventkit_frame")
 
     def query(self, sql: str, params: tuple = ()) -> pl.DataFrame:
@@ -325,27 +431,43 @@ class _DuckDB(_Database):
         self.con.close()
 
 
+def _batches(frame: pl.DataFrame) -> pa.Table:
+    """``frame`` as an Arrow table of record batches of ~128k rows (no copy).
+
+    DuckDB reads the batches of an Arrow table in parallel: one batch of
+    millions of rows would be loaded by one thread.
+    """
+    table = frame.to_arrow()
+    return pa.Table.from_batches(table.to_batches(max_chunksize=_BATCH_ROWS), table.schema)
+
+
 class _SQLite(_Database):
     _TYPES: ClassVar[dict[pl.DataType | type[pl.DataType], str]] = {
         pl.Int64: "INTEGER", pl.Float64: "REAL", pl.String: "TEXT"}
 
     def __init__(self, path: Path) -> None:
-        self.con = sqlite3.connect(str(path))
+        try:
+            self.con = sqlite3.connect(str(path))
+        except sqlite3.Error as exc:
+            msg = f"cannot open the SQLite file {path}: {exc}"
+            raise ViewError(msg) from None
         self.con.execute("BEGIN")
 
     def replace(self, table: str, frame: pl.DataFrame, primary: list[str]) -> None:
         frame = self._text_times(frame)
-        columns = ", ".join(f"{name} {self._TYPES.get(dtype, 'TEXT')}"
+        _columns(frame.columns)
+        columns = ", ".join(f"{ident(name)} {self._TYPES.get(dtype, 'TEXT')}"
                             for name, dtype in frame.schema.items())
-        self.con.execute(f"DROP TABLE IF EXISTS {table}")
-        self.con.execute(f"CREATE TABLE {table} ({columns}, PRIMARY KEY ({', '.join(primary)}))")
+        self.con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
+        self.con.execute(f"CREATE TABLE {ident(table)} ({columns}, "
+                         f"PRIMARY KEY ({_columns(primary)}))")
         self.upsert(table, frame)
 
     def upsert(self, table: str, frame: pl.DataFrame) -> None:
         frame = self._text_times(frame)
         marks = ", ".join("?" * frame.width)
-        self.con.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})",
-                             frame.iter_rows())
+        self.con.executemany(f"INSERT OR REPLACE INTO {ident(table)} ({_columns(frame.columns)}) "
+                             f"VALUES ({marks})", frame.iter_rows())
 
     def query(self, sql: str, params: tuple = ()) -> pl.DataFrame:
         cursor = self.con.execute(sql, params)

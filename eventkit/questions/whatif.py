@@ -18,9 +18,9 @@ import polars as pl
 from eventkit._typing import Instant
 from eventkit.archive.open import Events
 from eventkit.exceptions import ExpiredError, RuleError
-from eventkit.progress import Steps
 from eventkit.replay.api import replay
 from eventkit.replay.engine import fold, prepare
+from eventkit.replay.progress import Steps
 from eventkit.replay.result import ReplayResult
 from eventkit.rules import registry
 from eventkit.rules.model import RuleSet

@@ -11,13 +11,20 @@ for the rest). Also here: stored snapshots, incremental replay
 prove it changes no answer. Knows the archive and the rules.
 """
 
-from eventkit.replay.api import replay, snapshot
-from eventkit.replay.buckets import BucketedReplay
-from eventkit.replay.expire import ExpireReport, expire
-from eventkit.replay.live import LiveReplay
-from eventkit.replay.protocol import Replayed
-from eventkit.replay.result import ReplayResult, Window
-from eventkit.replay.snapshots import Snapshots
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventkit import _lazy
+
+if TYPE_CHECKING:
+    from eventkit.replay.api import replay, snapshot
+    from eventkit.replay.buckets import BucketedReplay
+    from eventkit.replay.expire import ExpireReport, expire
+    from eventkit.replay.live import LiveReplay
+    from eventkit.replay.protocol import Replayed
+    from eventkit.replay.result import ReplayResult, Window
+    from eventkit.replay.snapshots import Snapshots
 
 __all__ = [
     "BucketedReplay",
@@ -31,3 +38,13 @@ __all__ = [
     "replay",
     "snapshot",
 ]
+
+_lazy.attach(__name__, {
+    "eventkit.replay.api": ("replay", "snapshot"),
+    "eventkit.replay.buckets": ("BucketedReplay",),
+    "eventkit.replay.expire": ("ExpireReport", "expire"),
+    "eventkit.replay.live": ("LiveReplay",),
+    "eventkit.replay.protocol": ("Replayed",),
+    "eventkit.replay.result": ("ReplayResult", "Window"),
+    "eventkit.replay.snapshots": ("Snapshots",),
+})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, overload
@@ -12,10 +13,16 @@ from eventkit._typing import Engine, Instant
 from eventkit.archive.open import Events, archive_of, as_lazy
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import SnapshotError
-from eventkit.progress import Steps
+from eventkit.exceptions import (
+    EventDataError,
+    ScaleError,
+    SchemaError,
+    SnapshotError,
+    foreign_errors,
+)
 from eventkit.replay import snapshots as stored_sets
 from eventkit.replay.buckets import BucketedReplay, replay_buckets
+from eventkit.replay.progress import Steps
 from eventkit.replay.protocol import Replayed
 from eventkit.replay.result import ReplayResult
 from eventkit.replay.snapshots import Snapshots, by_key
@@ -34,30 +41,33 @@ __all__ = ["replay", "snapshot"]
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
            known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
            snapshots: bool = ..., engine: Literal["memory"] | None = ..., client: None = ...,
-           out: None = ...) -> ReplayResult: ...
+           out: None = ..., version: int | None = ...) -> ReplayResult: ...
 
 
 @overload
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
            known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
            snapshots: bool = ..., engine: Literal["buckets", "dask"],
-           client: Client | None = ..., out: str | Path | None = ...) -> BucketedReplay: ...
+           client: Client | None = ..., out: str | Path | None = ...,
+           version: None = ...) -> BucketedReplay: ...
 
 
 @overload  # a client and no engine: the Dask engine
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
            known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
            snapshots: bool = ..., engine: None = ..., client: Client,
-           out: str | Path | None = ...) -> BucketedReplay: ...
+           out: str | Path | None = ..., version: None = ...) -> BucketedReplay: ...
 
 
 @overload  # an engine known only at run time
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
            known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
            snapshots: bool = ..., engine: Engine | None = ..., client: Client | None = ...,
-           out: str | Path | None = ...) -> ReplayResult | BucketedReplay: ...
+           out: str | Path | None = ..., version: int | None = ...
+           ) -> ReplayResult | BucketedReplay: ...
 
 
+@foreign_errors(EventDataError, "replay")
 def replay(
     events: Events,
     rules: RuleSet | str | Path = "balance",
@@ -68,6 +78,7 @@ def replay(
     engine: Engine | None = None,
     client: Client | None = None,
     out: str | Path | None = None,
+    version: int | None = None,
 ) -> Replayed:
     """Replay events through a rule set.
 
@@ -96,6 +107,9 @@ def replay(
     cluster. Both return a :class:`~eventkit.replay.buckets.BucketedReplay` with the same
     answers; ``events`` must then be an archive or a path.
 
+    ``version`` replays an eventkit archive as it was at that version (default:
+    its latest), with the snapshots made for exactly that version, if any.
+
     Examples
     --------
     >>> from datetime import datetime, UTC
@@ -111,6 +125,9 @@ def replay(
     if engine is None:
         engine = "dask" if client is not None else "memory"
     if engine != "memory" or out is not None or client is not None:
+        if version is not None:
+            msg = "replays an earlier archive version in memory only (engine='memory')"
+            raise ScaleError(msg, param="version")
         return replay_buckets(events, ruleset, engine=engine, client=client, out=out,
                               known_at=known_at, keys=keys)
     archive = archive_of(events)
@@ -119,9 +136,8 @@ def replay(
     if keys is not None:
         wanted = [*keys, BANK_ACCOUNT] if ruleset.key == "account_id" else list(keys)
     lf = None
-    version = None
     if archive is not None:
-        version = archive.version
+        version = archive.version if version is None else version
         if snapshots and known_at is None:
             stored = stored_sets.find(archive, ruleset, version=version)
         if snapshots and wanted is not None and ruleset.key == "account_id":
@@ -129,6 +145,7 @@ def replay(
         if lf is None:
             lf = archive.scan(version=version)
     else:
+        version = None  # not an eventkit archive: no versions
         lf = as_lazy(events)
     if known_at is not None:
         lf = lf.filter(pl.col("recorded_at").dt.epoch("us") <= micros(known_at, param="known_at"))
@@ -137,6 +154,7 @@ def replay(
     names = lf.collect_schema().names()
     optional = [pl.lit(None, dtype=CANONICAL_SCHEMA[c]).alias(c)
                 for c in ("counterparty_id", "rate") if c not in names]
+    _check_columns(names, ruleset)
     expiry = None if archive is None else expiry_of(archive, ruleset.fingerprint)
     start = None
     if expiry is not None:
@@ -145,21 +163,41 @@ def replay(
         start = expiry.opening_states(ruleset.key, None if keys is None else list(keys))
     return ReplayResult(lf.with_columns(optional), ruleset, snapshots=stored,
                         keys=None if keys is None else list(keys), archive=archive,
-                        archive_version=version, expiry=expiry, start=start)
+                        archive_version=version, expiry=expiry, start=start,
+                        split=archive is not None)
 
 
+def _check_columns(names: list[str], ruleset: RuleSet) -> None:
+    """Refuse events that lack a column the fold needs, naming it (not a Polars error later)."""
+    checked = ruleset.check()
+    read = {c for pairs in checked.assignments.values() for _, e in pairs for c in e.columns}
+    read |= {c for r in checked.requirements.values() if r is not None for c in r.columns}
+    needed = [ruleset.key, "event_type", "event_time", "seq",
+              *sorted(read - {"counterparty_id", "rate"})]
+    missing = [c for c in dict.fromkeys(needed) if c not in names]
+    if missing:
+        msg = (f"the events lack column(s) {missing} that replaying {ruleset.name!r} needs; "
+               f"they have {names} (eventkit.open_archive reads any file into the canonical "
+               "columns, deriving seq and the rest)")
+        raise SchemaError(msg, column=missing[0])
+
+
+@foreign_errors(functools.partial(SnapshotError, param="snapshots"), "snapshot {0}")
 def snapshot(
     archive: EventArchive | str | Path,
     rules: RuleSet | str | Path = "balance",
     *,
     every: str = "1mo",
     key_copy: bool = True,
+    max_checkpoints: int = stored_sets.MAX_CHECKPOINTS,
 ) -> Snapshots:
     """Replay ``archive`` once and store each key's state at the end of every period.
 
     ``every`` is a calendar period as Polars writes durations (``"1mo"``,
     ``"1q"``, ``"7d"``, ``"1y"``): checkpoints are the last microsecond of each
-    period (UTC) from the first event's period to the last event's. The set is
+    period (UTC) from the first event's period to the last event's, at most
+    ``max_checkpoints`` of them (more raise :class:`SnapshotError` before any
+    is made: ``every="1s"`` over a year would be 31 million). The set is
     stored under ``<archive>/_eventkit/snapshots/`` and replaces older sets of
     the same rules; :func:`eventkit.replay` finds and uses it by itself.
 
@@ -194,9 +232,9 @@ def snapshot(
         steps.begin("replaying the archive")
         result = replay(store, ruleset, snapshots=False)  # with an expiry's opening states
         version = store.version if result.archive_version is None else result.archive_version
-        grid = stored_sets.period_ends(result.history, every)
+        grid = stored_sets.period_ends(result.history, every, max_checkpoints=max_checkpoints)
         steps.begin(f"states at {len(grid)} checkpoints")
-        states = result.at_times(grid).collect() if grid else pl.DataFrame()
+        states = result.states_at(grid)
         steps.begin("storing them" + (" and the events by account" if key_copy else ""))
         return stored_sets.write_set(store, ruleset, version=version, every=every, grid=grid,
                                      states=states, key_copy=key_copy)

@@ -41,7 +41,7 @@ from eventkit.archive.retention import expiry_of
 from eventkit.archive.store import is_url, open_store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ScaleError
-from eventkit.progress import Steps
+from eventkit.replay.progress import Steps
 from eventkit.replay.protocol import Window
 from eventkit.replay.result import ReplayResult
 from eventkit.rules.model import RuleSet
@@ -378,7 +378,7 @@ def replay_buckets(
             lf = archive.scan()
         else:  # _archive returned no archive: events is a path (it refuses anything else)
             assert isinstance(events, str | Path)
-            lf = open_archive(events)
+            lf = open_archive(events, in_memory=False)  # larger than memory: streamed
         scratch, result_keep = _scratch(None if plan.out and is_url(plan.out) else plan.out)
         count = _split(lf, scratch)
         plan = replace(plan, source=str(scratch), archive=False)

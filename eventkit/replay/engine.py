@@ -28,8 +28,10 @@ import polars as pl
 import pyarrow as pa
 
 from eventkit.exceptions import RuleError
+from eventkit.replay import interpreter
 from eventkit.replay import kernels as K
 from eventkit.replay.compile import compile_program
+from eventkit.replay.faults import program_fault, sum_fault, term_fault
 from eventkit.replay.to_polars import polars_expr
 from eventkit.rules.model import CheckedRules, Field, linear_delta
 from eventkit.rules.rates import rate_events
@@ -84,7 +86,8 @@ class Prepared:
 
     ``events`` without the bank's own when keyed by account; ``bank`` the
     bank's own events (account 0: the rate table); dense key codes, times,
-    log positions and the visiting order (see :func:`eventkit.replay.kernels.visiting_order`).
+    log positions and the visiting order (see :func:`eventkit.replay.kernels.visiting_order`);
+    ``cut`` the rows taken out of ``events`` (ascending).
     """
 
     key: str
@@ -95,19 +98,25 @@ class Prepared:
     times: np.ndarray
     seqs: np.ndarray
     visit: tuple[np.ndarray, np.ndarray]
+    cut: np.ndarray
+
+    def own(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The rows of ``frame`` (aligned with the events prepared) that ``events`` kept."""
+        return _without(frame, self.cut) if self.cut.size else frame
 
 
 def prepare(events: pl.DataFrame, key: str) -> Prepared:
     """Everything a fold needs that does not depend on the rules (keyed by ``key``)."""
     bank_rows = (events[key] == BANK_ACCOUNT).arg_true().to_numpy()
     bank = events[bank_rows]
-    if key == "account_id":
-        events = _without(events, bank_rows)
+    cut = bank_rows if key == "account_id" else bank_rows[:0]
+    if cut.size:
+        events = _without(events, cut)
     keys, n_keys = _dense(events[key])
     times = _numpy(events["event_time"].dt.epoch("us"), np.int64)
     seqs = _numpy(events["seq"], np.int64)
     visit = K.visiting_order(keys, times, seqs, n_keys)
-    return Prepared(key, events, bank, keys, n_keys, times, seqs, visit)
+    return Prepared(key, events, bank, keys, n_keys, times, seqs, visit, cut)
 
 
 def fold(events: pl.DataFrame | Prepared, checked: CheckedRules,
@@ -246,7 +255,10 @@ def _rate_table(events: pl.DataFrame, checked: CheckedRules) -> tuple[np.ndarray
         )
     else:
         table = rate_events(events, key=rules.key)
-    return table["t"].dt.epoch("us").to_numpy(), table["rate"].to_numpy().astype(np.float64)
+    # fresh, writable arrays (a handful of rows): a read-only view of Polars' memory would be
+    # another argument type for the kernels, compiled again (see eventkit.replay.warm)
+    return (np.array(table["t"].dt.epoch("us").to_numpy(), np.int64),
+            np.array(table["rate"].to_numpy(), np.float64))
 
 
 def rate_cumulative(rate_times: np.ndarray, rate_rates: np.ndarray) -> np.ndarray:
@@ -271,6 +283,8 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
     for code, pairs in enumerate(checked.assignments.values()):
         for target, expr in pairs:
             kind, node, sign = linear_delta(target, expr)
+            if kind == "keep":
+                continue  # the field keeps its value: untouched by this event type
             _, terms, term_of, sign_of = plans.setdefault(
                 target, (kind, [], np.full(n_types, -1, np.int64), np.ones(n_types, np.int64)))
             dumps = [ast.dump(t) for t in terms]
@@ -285,7 +299,16 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
         term_dtype = pl.Float64 if field.type == "float" else pl.Int64
         exprs += [polars_expr(t, checked, field if field.type == "enum" else None)
                   .cast(term_dtype).alias(f"{target}#{j}") for j, t in enumerate(terms)]
-    columns = events.select(exprs)
+    # with_columns: a constant term (a literal) fills every row, as select would not
+    columns = events.with_columns(exprs).select(e.meta.output_name() for e in exprs)
+    for target, (_, terms, term_of, _) in plans.items():  # null: cannot be computed exactly
+        for j, node in enumerate(terms):
+            column = columns[f"{target}#{j}"]
+            if column.null_count():
+                bad = column.is_null().to_numpy() & (types >= 0)
+                bad[bad] = term_of[types[bad]] == j  # only where the event type uses it
+                if bad.any():
+                    raise term_fault(events, checked, target, int(np.argmax(bad)), node)
     out = []
     for name, field in checked.fields.items():
         dtype = np.float64 if field.type == "float" else np.int64
@@ -298,8 +321,13 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
                              pl.Float64 if field.type == "float" else pl.Int64,
                              float("nan") if field.type == "float" else 0)
             values = np.empty(events.height, dtype)
-            K.fold_terms(*visit, keys, n_keys, types, term_of, sign_of, matrix, initial,
-                         start.keys, start.values[name].astype(dtype), kind == "add", values)
+            row = K.fold_terms(*visit, keys, n_keys, types, term_of, sign_of, matrix, initial,
+                               start.keys, start.values[name].astype(dtype), kind == "add",
+                               values)
+            if row >= 0:
+                sign = int(sign_of[types[row]])
+                raise sum_fault(events, checked, name, row, int(values[row]),
+                                int(matrix[term_of[types[row]], row]), sign)
         else:  # untouched by every event: its start value, or the one carried over
             first = np.full(n_keys, initial, dtype)
             first[start.keys] = start.values[name]
@@ -322,13 +350,16 @@ def _fold_program(events: pl.DataFrame, checked: CheckedRules,
     viol = np.empty(n, np.int32)
     start_i = np.array([start.values[f] for f in program.int_fields], np.int64).T.copy()
     start_f = np.array([start.values[f] for f in program.float_fields], np.float64).T.copy()
-    refused = K.run_rules(*visit, keys, n_keys, types, times, icols, fcols, program.code,
-                          program.prog, program.refusal, program.consts_f, program.init_i,
-                          program.init_f, start.keys,
-                          start_i.reshape(start.keys.shape[0], len(program.int_fields)),
-                          start_f.reshape(start.keys.shape[0], len(program.float_fields)),
-                          start.times, program.interest, rate_times, rate_rates,
-                          rate_cumulative(rate_times, rate_rates), out_i, out_f, viol)
+    err, errf = np.zeros(5, np.int64), np.zeros(1, np.float64)
+    refused = interpreter.run_rules(
+        *visit, keys, n_keys, types, times, icols, fcols, program.code, program.prog,
+        program.refusal, program.consts_f, program.init_i, program.init_f, start.keys,
+        start_i.reshape(start.keys.shape[0], len(program.int_fields)),
+        start_f.reshape(start.keys.shape[0], len(program.float_fields)), start.times,
+        program.interest, rate_times, rate_rates, rate_cumulative(rate_times, rate_rates),
+        out_i, out_f, viol, err, errf)
+    if refused < 0:
+        raise program_fault(events, checked, program, err, errf)
     out = []
     for name, field in checked.fields.items():
         if field.type == "float":

@@ -10,16 +10,14 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from eventkit.archive import head, ledger
+from eventkit.archive._files import clean_interrupted
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.rewrite import TARGET_ROWS, RewriteWriter, delete_files, rewrite_record
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import (
-    ArchiveError,
-    ImmutabilityError,
-)
+from eventkit.exceptions import ArchiveError, ImmutabilityError, foreign_errors
 from eventkit.replay.result import ReplayResult
 from eventkit.rules import registry
-from eventkit.schema import BANK_ACCOUNT, MONEY_EVENT_TYPES
+from eventkit.schema import BANK_ACCOUNT, MONEY_EVENT_TYPES, TIME_DTYPE
 from eventkit.timeutil import iso, micros
 
 if TYPE_CHECKING:
@@ -40,6 +38,7 @@ class ExpireReport:
     head: str
 
 
+@foreign_errors(ArchiveError, "expire events of {0}")
 def expire(
     archive: EventArchive | str | Path,
     *,
@@ -102,6 +101,7 @@ def expire(
         start = None if prior is None else prior.opening_states(key)
         state = head.log_state(store)
         entries = state.live
+        clean_interrupted(store, state.version, entries)
         for entry in entries:
             ledger.check_data_file(store, entry)
         last = state.record
@@ -121,8 +121,8 @@ def expire(
             opening = old.clear()
             new = old.filter(~gone)
         else:
-            states = start
             opening = _openings(old, replaced, gone, cutoff, ruleset, start, archive.schema)
+            states = _counts(replaced, ruleset, start)
             new = pl.concat([old.filter(~gone), opening]).sort("seq")
         _same_after(old, start, new, states, cutoff, ruleset, root)
 
@@ -184,6 +184,26 @@ def _openings(old: pl.DataFrame, replaced: pl.DataFrame, gone: pl.Expr, cutoff: 
     return stub.drop("amount").join(amounts, on=key, how="left").select(list(schema))
 
 
+def _counts(replaced: pl.DataFrame, ruleset: RuleSet, start: pl.DataFrame | None
+            ) -> pl.DataFrame:
+    """Per key, the events an opening Correction stands for beyond itself (``events`` stays).
+
+    As opening states (fields at their start, no time): a replay adds them to the
+    count of the events it folds, and nothing else changes.
+    """
+    key = ruleset.key
+    counts = replaced.group_by(key).agg(pl.len().alias("#n"))
+    before = (start.select(key, pl.col("events").alias("#before")) if start is not None
+              else pl.DataFrame(schema={key: counts.schema[key], "#before": pl.Int64}))
+    merged = counts.join(before, on=key, how="full", coalesce=True)
+    return merged.select(
+        key,
+        *[pl.lit(f.start, dtype=pl.Int64).alias(f.name) for f in ruleset.fields],
+        (pl.col("#n").fill_null(1) - 1 + pl.col("#before").fill_null(0)).alias("events"),
+        pl.lit(None, dtype=TIME_DTYPE).alias("last_event_time"),
+    ).sort(key)
+
+
 def _same_after(old: pl.DataFrame, start: pl.DataFrame | None, new: pl.DataFrame,
                 states: pl.DataFrame | None, cutoff: int, ruleset: RuleSet,
                 root: str) -> None:
@@ -196,6 +216,12 @@ def _same_after(old: pl.DataFrame, start: pl.DataFrame | None, new: pl.DataFrame
                 .select("event_id", *fields).sort("event_id").collect())
 
     a, b = states_after(old, start), states_after(new, states)
+    now_a = _replayed(old, ruleset, start).state().collect()
+    now_b = _replayed(new, ruleset, states).state().collect()
+    if not now_a.equals(now_b):  # every column: the fields, events, last_event_time
+        msg = (f"{root}: opening states cannot reproduce {ruleset.name!r}'s current state, "
+               "events counted included; nothing was expired")
+        raise ArchiveError(msg, path=str(root))
     if not a.equals(b):
         diff = a.join(b, on="event_id", suffix="_new", how="full").filter(
             pl.any_horizontal(pl.col(f).ne_missing(pl.col(f"{f}_new")) for f in fields))

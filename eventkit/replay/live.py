@@ -20,20 +20,26 @@ state of one full replay (property-tested).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import polars as pl
 
 from eventkit.archive import ledger
+from eventkit.archive.lock import exclusive
+from eventkit.archive.retention import expiry_of
 from eventkit.archive.store import open_store
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import ArchiveError
+from eventkit.exceptions import ArchiveError, foreign_errors
 from eventkit.replay.api import replay
 from eventkit.replay.engine import fold
 from eventkit.rules import registry
@@ -43,6 +49,7 @@ from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA
 __all__ = ["Advance", "LiveReplay", "advance"]
 
 _LIVE = "live"
+_META = "meta.json"
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,7 @@ def advance(archive: EventArchive, rules: RuleSet, *, since_seq: int,
     if (rules.interest is not None and rules.rate_table is None and bank_new.height
             and newest is not None
             and cast("datetime", bank_new["event_time"].min()) <= newest):
-        full = replay(archive, rules, snapshots=False)
+        full = replay(archive, rules, snapshots=False, version=version)
         return Advance(full.state().collect(), full.history.collect(), new.height, -1, [], True,
                        version, last_seq)
     if key == "account_id":
@@ -113,7 +120,7 @@ def advance(archive: EventArchive, rules: RuleSet, *, since_seq: int,
                       .drop("#before"))
         histories.append(folded.events)
     if late:
-        again = replay(archive, rules, keys=late, snapshots=False)
+        again = replay(archive, rules, keys=late, snapshots=False, version=version)
         states.append(again.state().collect())
         histories.append(again.history.collect())
     if not states:  # nothing but the bank's own events came
@@ -136,7 +143,13 @@ class LiveReplay:
 
     The state is checkpointed under ``<archive>/_eventkit/live/<fingerprint>/``
     (or ``folder``) after every :meth:`catch_up`, so a new process resumes
-    where the last one stopped.
+    where the last one stopped. Processes sharing a checkpoint take turns (a
+    lock on the folder): each catch-up starts from the newest checkpoint any of
+    them saved, and a checkpoint holds exactly the state of the version it
+    names. It is checked when read — its file's SHA-256, the archive's last
+    ``seq`` and the number of events folded at that version — and one that
+    fails (torn, edited, folded twice) is not trusted: the next catch-up folds
+    everything again (``rebuilt``), and :attr:`discarded` says why.
 
     Examples
     --------
@@ -158,6 +171,7 @@ class LiveReplay:
 
     """
 
+    @foreign_errors(ArchiveError, "live replay of {1}")
     def __init__(self, archive: EventArchive | str | Path, rules: RuleSet | str | Path,
                  *, folder: str | Path | None = None) -> None:
         self.archive = archive if isinstance(archive, EventArchive) else EventArchive(archive)
@@ -168,35 +182,45 @@ class LiveReplay:
         self.state = self._empty()
         self.version = -1
         self.last_seq = -1
-        self._load()
+        #: Why the checkpoint last read was not trusted (None: it was, or there was none).
+        self.discarded: str | None = None
+        self._saved: dict[str, Any] = {}  # the record of the checkpoint the state came from
+        with self._lock():
+            self._load()
 
+    @foreign_errors(ArchiveError, "catch up with {0.archive.location}")
     def catch_up(self) -> Advance:
         """Fold the events appended since the state's version; checkpoint; report."""
-        version = self.archive.version
-        if version == self.version:
-            return Advance(self.state.head(0), self.state.head(0), 0, 0, [], False, version,
-                           self.last_seq)
-        if self.version > version or (self.version >= 0 and self._head(self.version)
-                                      != self._saved_head):
-            msg = (f"{self.archive.location}: the archive no longer holds version "
-                   f"{self.version} as this live replay saw it (rewritten?); delete its "
-                   "checkpoint")
-            raise ArchiveError(msg, path=self.archive.location)
-        key = self.rules.key
-        step = advance(self.archive, self.rules, since_seq=self.last_seq,
-                       stored=lambda keys: self.state.filter(pl.col(key).is_in(keys.implode())),
-                       # a Datetime column: its max is a datetime, None when no state yet
-                       newest=cast("datetime | None", self.state["last_event_time"].max()),
-                       version=version)
-        if step.rebuilt:
-            self.state = step.state
-        else:
-            changed = step.state[key].implode()
-            self.state = pl.concat([self.state.filter(~pl.col(key).is_in(changed)),
-                                    step.state]).sort(key)
-        self.version, self.last_seq = step.version, step.last_seq
-        self._save()
-        return step
+        with self._lock():
+            self._load()  # another process may have saved a newer checkpoint
+            version = self.archive.version
+            if version == self.version:
+                return Advance(self.state.head(0), self.state.head(0), 0, 0, [], False,
+                               version, self.last_seq)
+            if self.version > version or (self.version >= 0 and self._head(self.version)
+                                          != self._saved.get("head")):
+                msg = (f"{self.archive.location}: the archive no longer holds version "
+                       f"{self.version} as this live replay saw it (rewritten?); delete its "
+                       "checkpoint")
+                raise ArchiveError(msg, path=self.archive.location)
+            key = self.rules.key
+            step = advance(self.archive, self.rules, since_seq=self.last_seq,
+                           stored=lambda keys: self.state.filter(
+                               pl.col(key).is_in(keys.implode())),
+                           # a Datetime column: its max is a datetime, None when no state yet
+                           newest=cast("datetime | None", self.state["last_event_time"].max()),
+                           version=version)
+            if step.rebuilt:
+                state = step.state
+            else:
+                changed = step.state[key].implode()
+                state = pl.concat([self.state.filter(~pl.col(key).is_in(changed)),
+                                   step.state]).sort(key)
+            self._save(state, step.version, step.last_seq)  # raises: nothing changes
+            self.state, self.version, self.last_seq = state, step.version, step.last_seq
+            rebuilt = step.rebuilt or self.discarded is not None
+            self.discarded = None
+            return replace(step, rebuilt=rebuilt)
 
     # ------------------------------------------------------------------ checkpoint
     def _empty(self) -> pl.DataFrame:
@@ -205,33 +229,102 @@ class LiveReplay:
     def _head(self, version: int) -> str | None:
         return (ledger.read_commit(self.archive.store, version).record or {}).get("digest")
 
-    def _save(self) -> None:
-        """State into its own file, then the pointer to it: a crash leaves the old pair.
+    def _lock(self) -> AbstractContextManager[None]:
+        """Catch-ups of one checkpoint take turns: an ``flock`` in a local folder.
+
+        (An object store has no lock: there processes may overwrite each
+        other's checkpoint — each one whole, of one version — and every
+        checkpoint is still checked when read.)
+        """
+        if not self.folder.local:
+            return nullcontext()
+
+        def busy(message: str) -> ArchiveError:
+            return ArchiveError(f"live replay checkpoint: {message}", path=self.folder.root)
+
+        return exclusive(self.folder.path(".lock"), error=busy)
+
+    def _save(self, state: pl.DataFrame, version: int, last_seq: int) -> None:
+        """State into a file of its own, then the record naming it: a crash leaves the old pair.
 
         Each is written whole (a renamed temporary file locally, one PUT in an
-        object store), so a reader sees the old pair or the new one.
+        object store). A failure (a full disk) raises and leaves the old pair.
         """
-        name = f"state-v{self.version}.parquet"
-        buffer = io.BytesIO()
-        self.state.write_parquet(buffer)
-        self.folder.write(name, buffer.getvalue())
-        self._saved_head = self._head(self.version)
-        meta = {"version": self.version, "last_seq": self.last_seq, "head": self._saved_head,
-                "fingerprint": self.rules.fingerprint, "state": name}
-        self.folder.write("meta.json", json.dumps(meta).encode())
-        for old in self.folder.list_files(""):
-            if old.startswith("state-v") and old != name:
+        name = f"state-v{version}-{uuid.uuid4().hex[:12]}.parquet"
+        try:
+            buffer = io.BytesIO()
+            state.write_parquet(buffer)
+            data = buffer.getvalue()
+            self.folder.write(name, data)
+            record = {"version": version, "last_seq": last_seq, "head": self._head(version),
+                      "fingerprint": self.rules.fingerprint, "state": name,
+                      "sha256": hashlib.sha256(data).hexdigest(), "rows": state.height,
+                      "events": int(state["events"].sum())}
+            self.folder.write(_META, json.dumps(record).encode())
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            with contextlib.suppress(OSError):
+                self.folder.delete(name)
+            msg = f"{self.folder.root}: cannot save the live replay's checkpoint ({exc})"
+            raise ArchiveError(msg, path=self.folder.root) from exc
+        self._saved = record
+        for old in self.folder.list_files(""):  # older states (and what killed saves left)
+            stale = old.startswith("state-v") and old != name and (
+                self.folder.local or _version_of(old) < version)
+            if stale or (self.folder.local and old.startswith(".") and old.endswith(".tmp")):
                 self.folder.delete(old)
 
     def _load(self) -> None:
-        self._saved_head = None
+        """Adopt the checkpoint stored, unless it is the one held, or not to be trusted."""
         try:
-            meta = json.loads(self.folder.read("meta.json"))
+            record = json.loads(self.folder.read(_META))
         except FileNotFoundError:
             return
-        if meta.get("fingerprint") != self.rules.fingerprint:
-            return  # another rule set's checkpoint: start from nothing
-        self.state = pl.read_parquet(io.BytesIO(self.folder.read(meta["state"]))).cast(
-            self.state.schema)
-        self.version, self.last_seq = int(meta["version"]), int(meta["last_seq"])
-        self._saved_head = meta.get("head")
+        except (OSError, ValueError) as exc:
+            self._discard(f"its record is unreadable ({exc})")
+            return
+        if record.get("fingerprint") != self.rules.fingerprint or record == self._saved:
+            return  # another rule set's checkpoint (start from nothing), or the one held
+        try:
+            data = self.folder.read(str(record["state"]))
+            if hashlib.sha256(data).hexdigest() != record["sha256"]:
+                self._discard(f"{record['state']} differs from its recorded SHA-256")
+                return
+            state = pl.read_parquet(io.BytesIO(data)).cast(self.state.schema)
+            version, last_seq = int(record["version"]), int(record["last_seq"])
+        except (OSError, KeyError, TypeError, ValueError, pl.exceptions.PolarsError) as exc:
+            self._discard(f"it cannot be read ({type(exc).__name__}: {exc})")
+            return
+        if version > self.archive.version or record.get("head") != self._head(version):
+            # another history: catch_up refuses it (the archive was rewritten)
+            self.state, self.version, self.last_seq, self._saved = state, version, last_seq, \
+                record
+            return
+        folded, want = int(state["events"].sum()), self._events_at(version)
+        if last_seq != last_seq_of(self.archive, version) or folded != want:
+            self._discard(f"it claims version {version} (last seq {last_seq}) but holds "
+                          f"{folded:,} events folded where that version has {want:,}")
+            return
+        self.state, self.version, self.last_seq, self._saved = state, version, last_seq, record
+        self.discarded = None
+
+    def _discard(self, why: str) -> None:
+        """Start from nothing: the next catch-up folds every event again."""
+        self.discarded = f"checkpoint in {self.folder.root} not trusted: {why}"
+        self.state, self.version, self.last_seq, self._saved = self._empty(), -1, -1, {}
+
+    def _events_at(self, version: int) -> int:
+        """How many events a state of ``version`` has folded (the expiry's opening ones too)."""
+        key = self.rules.key
+        events = self.archive.scan(version=version)
+        if key == "account_id":
+            events = events.filter(pl.col(key) != BANK_ACCOUNT)
+        count = int(events.select(pl.len()).collect().item())
+        expiry = expiry_of(self.archive, self.rules.fingerprint)
+        opening = None if expiry is None else expiry.opening_states(key)
+        return count + (0 if opening is None else int(opening["events"].sum()))
+
+
+def _version_of(name: str) -> int:
+    """The version in a state file's name (``state-v12-…``; -1 when it has none)."""
+    part = name.removeprefix("state-v").split("-", 1)[0]
+    return int(part) if part.isdigit() else -1

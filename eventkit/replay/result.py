@@ -8,27 +8,38 @@ never used here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
 import numpy as np
 import polars as pl
+from polars.io.plugins import register_io_source
 
 from eventkit.archive.retention import Expiry
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import InstantError
-from eventkit.progress import Steps
+from eventkit.exceptions import (
+    CorruptionError,
+    EventDataError,
+    InstantError,
+    SnapshotError,
+    foreign_errors,
+)
 from eventkit.replay.accrue import accrue
 from eventkit.replay.engine import Fold, fold
 from eventkit.replay.kernels import grid_positions
+from eventkit.replay.overlap import collect_and_fold
+from eventkit.replay.progress import Steps
 from eventkit.replay.protocol import Window
 from eventkit.replay.snapshots import Snapshots
 from eventkit.rules.model import CheckedRules, RuleSet
 from eventkit.schema import BANK_ACCOUNT, TIME_DTYPE
 from eventkit.timeutil import from_micros, is_date, micros
 
-__all__ = ["ReplayResult", "Window"]
+__all__ = ["GRID_CELLS", "ReplayResult", "Window"]
+
+#: About how many (instant, key) cells :meth:`ReplayResult.at_times` makes at a time.
+GRID_CELLS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,7 @@ class ReplayResult:
                  snapshots: Snapshots | None = None, keys: list[int] | None = None,
                  archive: EventArchive | None = None, archive_version: int | None = None,
                  folded: Fold | None = None, start: pl.DataFrame | None = None,
-                 expiry: Expiry | None = None) -> None:
+                 expiry: Expiry | None = None, split: bool = False) -> None:
         self._events = events
         self.rules = rules
         self.checked: CheckedRules = rules.check()
@@ -68,6 +79,9 @@ class ReplayResult:
         self.expiry = expiry
         #: per-key state every fold continues from (an expiry's opening states), or None
         self.start = start
+        #: whether ``events`` reads rows in a fixed order (an archive's scan): then the
+        #: columns the fold does not read are decoded while it runs (see replay.overlap)
+        self._split = split
 
     @property
     def fingerprint(self) -> str:
@@ -83,12 +97,17 @@ class ReplayResult:
     def fold(self) -> Fold:
         """The fold of every event (made on first use, then kept)."""
         if self._whole is None:
-            with Steps(f"replay ({self.rules.name})", 2) as steps:
-                steps.begin("reading events")
-                events = self._events.collect()
-                steps.begin(f"folding {events.height:,} events")
-                self._whole = fold(events, self.checked, start=self.start)
+            # one step: the events are decoded while the compiled fold runs (a long step
+            # ticks)
+            with Steps(f"replay ({self.rules.name})", 1) as steps:
+                steps.begin("reading and folding the events")
+                self._whole = self._fold_all()
         return self._whole
+
+    @foreign_errors(EventDataError, "replay: reading and folding the events")
+    def _fold_all(self) -> Fold:
+        return collect_and_fold(self._events, self.checked, start=self.start,
+                                split=self._split)
 
     @property
     def history(self) -> pl.LazyFrame:
@@ -111,7 +130,7 @@ class ReplayResult:
         Examples
         --------
         >>> from datetime import datetime, UTC
-        >>> from eventkit import rules
+        >>> from eventkit import replay, rules
         >>> t = datetime(2024, 1, 1, tzinfo=UTC)
         >>> events = pl.DataFrame({"event_id": ["a"], "seq": [0], "account_id": [1],
         ...     "event_type": ["Deposit"], "event_time": [t], "recorded_at": [t],
@@ -159,9 +178,17 @@ class ReplayResult:
         the key, the state fields, ``events`` so far and ``last_event_time``.
         Dates mean the end of the day, as in :meth:`as_of`.
 
+        The rows are made when the frame is collected, a few instants at a time
+        (about :data:`GRID_CELLS` instant-key cells), so a streaming query —
+        ``sink_parquet``, or an aggregation collected with ``engine="streaming"``
+        — holds one such chunk at a time, however many instants are asked for.
+        ``collect()`` of everything holds every row: 10,000 instants of 20,000
+        keys are 200 million.
+
         Examples
         --------
         >>> from datetime import datetime, UTC
+        >>> from eventkit import replay
         >>> t = [datetime(2024, m, 15, tzinfo=UTC) for m in (1, 2, 3)]
         >>> events = pl.DataFrame({"event_id": ["a", "b", "c"], "seq": [0, 1, 2],
         ...     "account_id": [1, 1, 1], "event_type": ["Deposit"] * 3,
@@ -171,25 +198,62 @@ class ReplayResult:
         [100, 120, 123]
 
         """
-        values = list(instants)
-        grid = np.array([micros(v, param="instants") for v in values], np.int64)
+        grid = np.sort(np.array([micros(v, param="instants") for v in list(instants)],
+                                np.int64), kind="stable")
+        folded = self._grid_fold(grid)
+        empty = np.zeros(0, np.int64)
+        schema = self._rows(folded, empty, empty).with_columns(
+            instant=pl.lit(None, dtype=TIME_DTYPE)).schema
+        order = ["instant", *[c for c in schema if c != "instant"]]
+
+        def source(with_columns: list[str] | None, predicate: pl.Expr | None,
+                   n_rows: int | None, _batch_size: int | None) -> Iterator[pl.DataFrame]:
+            left = n_rows
+            for frame in self._grid_states(folded, grid):
+                if predicate is not None:
+                    frame = frame.filter(predicate)
+                if with_columns is not None:
+                    frame = frame.select(with_columns)
+                if left is not None:
+                    frame = frame.head(left)
+                    left -= frame.height
+                yield frame
+                if left is not None and left <= 0:
+                    return
+
+        return register_io_source(source, schema={c: schema[c] for c in order},
+                                  explain_name="eventkit at_times")
+
+    def states_at(self, instants: Sequence[datetime | date | str] | pl.Series
+                  ) -> Iterator[pl.DataFrame]:
+        """What :meth:`at_times` streams, one frame per instant (in time order).
+
+        Each frame holds ``instant`` and the state of every key with an event by
+        then, sorted by key. The events are folded once (now); the frames are
+        made as they are taken, a few instants at a time.
+        """
+        grid = np.sort(np.array([micros(v, param="instants") for v in list(instants)],
+                                np.int64), kind="stable")
+        return self._grid_states(self._grid_fold(grid), grid)
+
+    def _grid_fold(self, grid: np.ndarray) -> Folded:
         if self.expiry is not None and len(grid):
-            self.expiry.check(at_us=int(grid.min()))
-        order = np.argsort(grid, kind="stable")
-        if not values:
-            return self._rows(Folded(self.fold, self.start), np.zeros(0, np.int64),
-                              np.zeros(0, np.int64)).with_columns(
-                instant=pl.lit(None, dtype=TIME_DTYPE)).lazy()
-        folded = self._folded(int(grid.min()), int(grid.max()))
+            self.expiry.check(at_us=int(grid[0]))
+        if not len(grid):
+            return Folded(self.fold, self.start)
+        return self._folded(int(grid[0]), int(grid[-1]))
+
+    def _grid_states(self, folded: Folded, grid: np.ndarray) -> Iterator[pl.DataFrame]:
         f = folded.fold
-        rows, counts = grid_positions(f.keys, f.times, f.seqs, f.n_keys, grid[order])
-        frames = []
-        for slot, g in enumerate(order):
-            found = rows[slot] >= 0
-            frames.append(self._rows(folded, rows[slot][found], counts[slot][found]).with_columns(
-                instant=pl.lit(int(grid[g])).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")))
-        out = pl.concat(frames)
-        return out.select("instant", *[c for c in out.columns if c != "instant"]).lazy()
+        step = max(1, GRID_CELLS // max(f.n_keys, 1))
+        for at in range(0, len(grid), step):  # a pass over the events per chunk of instants
+            part = grid[at:at + step]
+            rows, counts = grid_positions(f.keys, f.times, f.seqs, f.n_keys, part)
+            for slot, instant in enumerate(part):
+                found = rows[slot] >= 0
+                frame = self._rows(folded, rows[slot][found], counts[slot][found])
+                yield frame.select(pl.lit(int(instant)).cast(pl.Datetime("us"))
+                                   .dt.replace_time_zone("UTC").alias("instant"), pl.all())
 
     def violations(self) -> pl.LazyFrame:
         """Events the rules refused to fold, with the reason (empty when none)."""
@@ -211,13 +275,18 @@ class ReplayResult:
             else snapshots.before(first)
         if snapshots is None or index is None:
             return Folded(self.fold, self.start)
-        base = snapshots.read(index, keys=self._keys)
         c = snapshots.checkpoints[index]
         time = pl.col("event_time")
         tail = self._events.filter((time > from_micros(c)) & (time <= from_micros(last)))
-        if self.rules.key == "account_id":  # the bank's rate table: stored with the snapshot
-            bank = snapshots.bank_events().lazy().filter(time <= from_micros(last))
-            tail = pl.concat([tail.filter(pl.col("account_id") != BANK_ACCOUNT), bank])
+        try:
+            base = snapshots.read(index, keys=self._keys)
+            if self.rules.key == "account_id":  # the bank's rate table: stored with the set
+                bank = snapshots.bank_events().lazy().filter(time <= from_micros(last))
+                tail = pl.concat([tail.filter(pl.col("account_id") != BANK_ACCOUNT), bank])
+        except (SnapshotError, CorruptionError):
+            if not snapshots.replaced:
+                raise
+            return Folded(self.fold, self.start)  # a newer snapshot removed it: replay in full
         if lean:
             tail = tail.drop("event_id", "recorded_at")
         return Folded(fold(tail.collect(), self.checked, start=base), base)

@@ -20,28 +20,36 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
 from eventkit.archive import ledger
-from eventkit.archive.store import Store
+from eventkit.archive.durable import LEFTOVER, clean_leftovers
+from eventkit.archive.lock import exclusive
+from eventkit.archive.store import Store, fsync
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import SnapshotError
 from eventkit.rules.model import RuleSet
 from eventkit.schema import BANK_ACCOUNT, TIME_DTYPE
-from eventkit.timeutil import from_micros, micros
+from eventkit.timeutil import from_micros, micros, period_micros, period_problem
 
-__all__ = ["Snapshots", "by_key", "find", "period_ends", "write_set"]
+__all__ = ["MAX_CHECKPOINTS", "Snapshots", "by_key", "find", "period_ends", "write_set"]
 
 FOLDER = "snapshots"
 _BY_KEY = "by-key"
 _KEY_ROW_GROUP = 65_536  # rows per row group of the by-key copy
 _MANIFEST = "manifest.json"
 _ROW_GROUP = 8_192  # rows per row group: one key's row is read with a few row groups
+#: At most this many checkpoints per snapshot set (daily for 27 years), unless asked.
+MAX_CHECKPOINTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,7 @@ class Snapshots:
 
     def read(self, index: int, keys: list[int] | None = None) -> pl.DataFrame:
         """The state at checkpoint ``index`` (only ``keys``, when given)."""
+        self._still_there()
         path = ledger.check_data_file(self.folder, self.files[index])
         lf = pl.scan_parquet(path, storage_options=self.folder.storage_options)
         if keys is not None:
@@ -86,8 +95,19 @@ class Snapshots:
             msg = (f"snapshot set {self.folder.root} holds no bank events (rules keyed by "
                    f"{self.key!r})")
             raise SnapshotError(msg, param="snapshots")
+        self._still_there()
         return pl.read_parquet(ledger.check_data_file(self.folder, self.bank),
                                storage_options=self.folder.storage_options)
+
+    @property
+    def replaced(self) -> bool:
+        """True when a newer snapshot removed this set since it was found (use a full replay)."""
+        return not self.folder.exists(_MANIFEST)
+
+    def _still_there(self) -> None:
+        if self.replaced:
+            msg = f"snapshot set {self.folder.root} was replaced by a newer one meanwhile"
+            raise SnapshotError(msg, param="snapshots")
 
     @property
     def instants(self) -> list[datetime]:
@@ -139,8 +159,12 @@ def by_key(archive: EventArchive, keys: list[int], *, version: int,
 
 
 def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
-              grid: list[datetime], states: pl.DataFrame, key_copy: bool) -> Snapshots:
-    """Store ``states`` (``at_times(grid)`` of ``rules`` on ``store`` at ``version``) as a set.
+              grid: list[datetime], states: Iterable[pl.DataFrame], key_copy: bool
+              ) -> Snapshots:
+    """Store ``states`` (``states_at(grid)`` of ``rules`` on ``store`` at ``version``) as a set.
+
+    ``states`` gives one frame per checkpoint of ``grid``, in order: each is
+    written as it comes, so memory holds one checkpoint's state at a time.
 
     What :func:`eventkit.snapshot` writes once it has replayed: one file per
     checkpoint, the bank's rate events, a manifest; with ``key_copy`` the
@@ -150,8 +174,8 @@ def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
     head = (ledger.read_commit(store.store, version).record or {}).get("digest")
     files: list[dict[str, object]] = []
     blobs: dict[str, bytes | Path] = {}
-    for i, instant in enumerate(grid):
-        part = states.filter(pl.col("instant") == instant).drop("instant").sort(rules.key)
+    for i, state in enumerate(states):
+        part = state.drop("instant").sort(rules.key)
         name = f"cp-{i:05d}.parquet"
         data = _parquet(part, row_group_size=_ROW_GROUP, statistics=True)
         blobs[name] = data
@@ -169,13 +193,19 @@ def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
     if key_copy and rules.key == "account_id":
         write_by_key(store, version, head)
     folder = _sets(store.store, rules)
-    _publish(folder, f"v{version}", blobs, manifest)
+    with _writing(folder):
+        _publish(folder, f"v{version}", blobs, manifest)
     return load(folder.child(f"v{version}"))
 
 
 def write_by_key(store: EventArchive, version: int, head: str | None) -> None:
     """Store the archive's events sorted by account (log order within each)."""
     folder = store.store.child(f"{ledger.PRIVATE_DIR}/{FOLDER}/{_BY_KEY}")
+    with _writing(folder):
+        _write_by_key(store, folder, version, head)
+
+
+def _write_by_key(store: EventArchive, folder: Store, version: int, head: str | None) -> None:
     try:
         if json.loads(folder.read(f"v{version}/{_MANIFEST}")).get("head") == head:
             return  # already there for this archive state
@@ -185,7 +215,7 @@ def write_by_key(store: EventArchive, version: int, head: str | None) -> None:
     events = store.scan(version=version).sort("account_id", maintain_order=True)
     data: bytes | Path
     if folder.local:  # streamed to a file: flat memory
-        data = folder.path("") / f".events-{uuid.uuid4().hex}.parquet"
+        data = folder.path("") / f".events-{uuid.uuid4().hex}{LEFTOVER}"
         data.parent.mkdir(parents=True, exist_ok=True)
         events.sink_parquet(data, compression="zstd", statistics=True,
                             row_group_size=_KEY_ROW_GROUP)
@@ -218,25 +248,35 @@ def _publish(folder: Store, name: str, blobs: dict[str, bytes | Path],
     """Store a set as ``folder/name/`` (its files, then its manifest); remove older sets.
 
     Locally the set is written to a hidden folder renamed into place, so it
-    appears at once; in an object store its files are put first and the
-    manifest last (a set without its manifest is never read). Every file is
-    checked against the manifest's SHA-256 when read.
+    appears at once (a set of the same name already there is moved aside
+    first), and older sets go once it is there; in an object store its files
+    are put first and the manifest last (a set without its manifest is never
+    read). Every file is checked against the manifest's SHA-256 when read.
     """
     body = json.dumps(manifest, indent=1).encode()
     if folder.local:
         root = folder.path("")
-        staging = root / f".{name}-{uuid.uuid4().hex}"
+        staging = root / f".{name}-{uuid.uuid4().hex}{LEFTOVER}"
         staging.mkdir(parents=True)
-        for file, data in blobs.items():
-            if isinstance(data, Path):
-                os.replace(data, staging / file)
-            else:
-                (staging / file).write_bytes(data)
-        (staging / _MANIFEST).write_bytes(body)
+        try:
+            for file, data in blobs.items():
+                if isinstance(data, Path):
+                    os.replace(data, staging / file)
+                else:
+                    (staging / file).write_bytes(data)
+            (staging / _MANIFEST).write_bytes(body)
+            for written in staging.iterdir():
+                fsync(written)
+            if (root / name).exists():  # the same set made before: aside, then gone
+                os.replace(root / name, root / f".{name}-{uuid.uuid4().hex}.old{LEFTOVER}")
+            os.replace(staging, root / name)
+            fsync(root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         for old in root.iterdir():  # older (or equal) sets are never used again
-            if old != staging and not old.name.startswith("."):
+            if old.name != name and not old.name.startswith("."):
                 folder.delete_tree(old.name)
-        os.replace(staging, root / name)
+        clean_leftovers(root)
         return
     for stale in {r.split("/", 1)[0] for r in folder.list_files("")} - {name}:
         folder.delete_tree(stale)
@@ -244,6 +284,31 @@ def _publish(folder: Store, name: str, blobs: dict[str, bytes | Path],
     for file, data in blobs.items():
         folder.write(f"{name}/{file}", data.read_bytes() if isinstance(data, Path) else data)
     folder.write(f"{name}/{_MANIFEST}", body)
+
+
+@contextmanager
+def _writing(folder: Store) -> Iterator[None]:
+    """Writers of ``folder`` take turns (an ``flock``, locally), clearing what killed ones left.
+
+    A failure (a full disk) is a :class:`SnapshotError` and leaves what was there.
+    """
+    def busy(message: str) -> SnapshotError:
+        return SnapshotError(f"another process keeps writing snapshots ({message})",
+                             param="snapshots")
+
+    here = folder.path("") if folder.local else None  # (the lock beside it, not in it)
+    lock = (exclusive(here.parent / f".{here.name}.lock", error=busy) if here is not None
+            else nullcontext())
+    with lock:
+        try:
+            if folder.local:
+                clean_leftovers(folder.path(""))
+            yield
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            if folder.local:
+                clean_leftovers(folder.path(""))
+            msg = f"cannot write snapshots under {folder.root}, nothing was changed: {exc}"
+            raise SnapshotError(msg, param="snapshots") from exc
 
 
 def load(path: Store) -> Snapshots:
@@ -258,18 +323,41 @@ def load(path: Store) -> Snapshots:
         raise SnapshotError(msg, param="snapshots") from None
 
 
-def period_ends(history: pl.LazyFrame, every: str) -> list[datetime]:
-    """The last microsecond of each ``every`` period from the first event to the last."""
+def period_ends(history: pl.LazyFrame, every: str, *,
+                max_checkpoints: int = MAX_CHECKPOINTS) -> list[datetime]:
+    """The last microsecond of each ``every`` period from the first event to the last.
+
+    More than ``max_checkpoints`` periods raise :class:`SnapshotError` before any
+    is made (``every="1s"`` over a year would be 31 million).
+    """
+    if (problem := period_problem(every)) is not None:
+        raise SnapshotError(problem, param="every")
+    if not isinstance(max_checkpoints, int) or max_checkpoints < 1:
+        msg = f"must be a positive number, not {max_checkpoints!r}"
+        raise SnapshotError(msg, param="max_checkpoints")
     span = history.select(lo=pl.col("event_time").min(), hi=pl.col("event_time").max()).collect()
     lo, hi = span["lo"][0], span["hi"][0]
     if lo is None:
         return []
+    first = pl.Series([lo], dtype=TIME_DTYPE).dt.truncate(every)[0]
+
+    def refuse(count: int) -> SnapshotError:
+        msg = (f"every={every!r} makes {count:,} checkpoints from {lo:%Y-%m-%d} to "
+               f"{hi:%Y-%m-%d}, more than max_checkpoints={max_checkpoints:,}; choose a "
+               "longer period")
+        return SnapshotError(msg, param="every")
+
+    # months and years taken at their shortest over-count by at most 11 %: a cheap bound
+    # first, so that every="1s" is refused before 31 million instants are made
+    bound = int((hi - first) / timedelta(microseconds=1) // cast("float", period_micros(every)))
+    if bound + 1 > max_checkpoints * 1.2:
+        raise refuse(bound + 1)
     try:
-        starts = pl.datetime_range(
-            pl.lit(lo, TIME_DTYPE).dt.truncate(every), pl.lit(hi, TIME_DTYPE), every,
-            eager=True, time_zone="UTC")
+        starts = pl.datetime_range(first, hi, every, eager=True, time_zone="UTC")
         ends = (starts.dt.offset_by(every) - timedelta(microseconds=1)).to_list()
-    except pl.exceptions.PolarsError as exc:
-        msg = f"every={every!r} is not a calendar period such as '1mo', '1q', '7d' ({exc})"
+    except (pl.exceptions.PolarsError, OverflowError) as exc:
+        msg = f"every={every!r}: {' '.join(str(exc).split())}"
         raise SnapshotError(msg, param="every") from None
+    if len(ends) > max_checkpoints:
+        raise refuse(len(ends))
     return ends

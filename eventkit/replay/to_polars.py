@@ -1,4 +1,13 @@
-"""Rule expressions as Polars expressions: the linear (column-wise) path of the engine."""
+"""Rule expressions as Polars expressions: the linear (column-wise) path of the engine.
+
+Values follow the language exactly (:mod:`eventkit.rules.expr`): integer
+operations are done in Int128 and a result beyond Int64 — or a rounding of NaN,
+±∞ or a value beyond Int64 — becomes **null**, which every later operation
+keeps; nulls read from the event columns are replaced first (0, NaN), so a
+null in a result means "cannot be computed exactly here" and the engine raises
+:class:`~eventkit.exceptions.ReplayError` for it. A choice and ``and``/``or``
+carry a null only from what they compute; float comparisons follow IEEE 754.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +17,36 @@ from typing import cast
 import polars as pl
 
 from eventkit.exceptions import RuleError
-from eventkit.rules.expr import BINOPS, CMPOPS
-from eventkit.rules.model import CheckedRules, Field, static_type
+from eventkit.rules.expr import BINOPS, CMPOPS, INT64_MAX, INT64_MIN, static_type
+from eventkit.rules.model import CheckedRules, Field
 
 __all__ = ["polars_expr"]
 
+_NULL_INT = pl.lit(None, dtype=pl.Int64)
 
-# --------------------------------------------------------------------------- Polars target
+
 def polars_expr(node: ast.expr, checked: CheckedRules, enum: Field | None = None) -> pl.Expr:
-    """A vectorized Polars expression for an event-only syntax tree.
+    """A vectorized Polars expression for an event-only syntax tree (null: not exact).
 
     Integer columns read nulls as 0 and float columns as NaN, like the other
     engines. String literals become the integer codes of ``enum``'s values.
     """
     return _PolarsBuilder(checked, enum).visit(node)
+
+
+def _int64(wide: pl.Expr) -> pl.Expr:
+    """An Int128 result as Int64, null where it is beyond Int64."""
+    return pl.when(wide.is_between(INT64_MIN, INT64_MAX)).then(wide).cast(pl.Int64)
+
+
+def _compare(op: str, a: pl.Expr, b: pl.Expr, *, floats: bool) -> pl.Expr:
+    """``a op b`` as a boolean; for floats as IEEE 754 has it (NaN: false but for ``!=``)."""
+    result = {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b,
+              "!=": a != b}[op]
+    if not floats:
+        return result
+    return pl.when(a.is_null() | b.is_null()).then(pl.lit(None, dtype=pl.Boolean)).when(
+        a.is_nan() | b.is_nan()).then(pl.lit(op == "!=")).otherwise(result)
 
 
 class _PolarsBuilder:
@@ -30,7 +55,12 @@ class _PolarsBuilder:
         self.enum = enum
 
     def typ(self, node: ast.expr) -> str:
-        return static_type(node, self.checked)
+        return static_type(node, self.checked.scope)
+
+    def number(self, node: ast.expr, typ: str) -> pl.Expr:
+        """The node's value as ``typ`` (an int met by a float is a float)."""
+        value = self.visit(node)
+        return value.cast(pl.Float64) if typ == "float" and self.typ(node) == "int" else value
 
     def visit(self, node: ast.expr) -> pl.Expr:
         if isinstance(node, ast.Constant):
@@ -41,60 +71,75 @@ class _PolarsBuilder:
                 return pl.lit(node.value, dtype=pl.Float64)
             # a checked rule's other literals are ints and bools (parse refuses the rest)
             return pl.lit(int(cast("int", node.value)), dtype=pl.Int64)
-        if isinstance(node, ast.Name):
-            scope = self.checked.scope
-            if node.id in scope.params:
-                param = scope.params[node.id]
-                return pl.lit(param, dtype=pl.Float64 if isinstance(param, float) else pl.Int64)
-            if scope.columns[node.id] == "float":
+        if isinstance(node, ast.Name):  # parameters are constants by now (simplified)
+            if self.checked.scope.columns[node.id] == "float":
                 return pl.col(node.id).cast(pl.Float64).fill_null(float("nan"))
             return pl.col(node.id).cast(pl.Int64).fill_null(0)
         if isinstance(node, ast.BinOp):
-            op = BINOPS[type(node.op)]
-            a, b = self.visit(node.left), self.visit(node.right)
-            if op == "/":
-                return a.cast(pl.Float64) / b.cast(pl.Float64)
-            if op in ("//", "%"):
-                result = a // b if op == "//" else a % b
-                return pl.when(b == 0).then(pl.lit(0, dtype=pl.Int64)).otherwise(result)
-            return {"+": a + b, "-": a - b, "*": a * b}[op]
+            return self.binop(BINOPS[type(node.op)], node)
         if isinstance(node, ast.UnaryOp):
             value = self.visit(node.operand)
-            if isinstance(node.op, ast.USub):
+            if isinstance(node.op, ast.Not):
+                return (value == 0).cast(pl.Int64)
+            if self.typ(node.operand) == "float":
                 return -value
-            return (value == 0).cast(pl.Int64)
-        if isinstance(node, ast.BoolOp):
-            parts = [self.visit(v) != 0 for v in node.values]
-            out = parts[0]
-            for p in parts[1:]:
-                out = (out & p) if isinstance(node.op, ast.And) else (out | p)
-            return out.cast(pl.Int64)
+            return _int64(pl.lit(0, dtype=pl.Int128) - value.cast(pl.Int128))
+        if isinstance(node, ast.BoolOp):  # stops at the operand that decides
+            decides = 0 if isinstance(node.op, ast.And) else 1
+            out = (self.visit(node.values[-1]) != 0).cast(pl.Int64)
+            for operand in reversed(node.values[:-1]):
+                v = self.visit(operand)
+                out = pl.when(v.is_null()).then(_NULL_INT).when((v != 0) == bool(decides)) \
+                    .then(pl.lit(decides, pl.Int64)).otherwise(out)
+            return out
         if isinstance(node, ast.Compare):
-            a, b = self.visit(node.left), self.visit(node.comparators[0])
-            op = CMPOPS[type(node.ops[0])]
-            result = {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b,
-                      "!=": a != b}[op]
-            return result.cast(pl.Int64)
-        if isinstance(node, ast.IfExp):
-            return pl.when(self.visit(node.test) != 0).then(self.visit(node.body)).otherwise(
-                self.visit(node.orelse))
+            left, right = node.left, node.comparators[0]
+            floats = "float" in (self.typ(left), self.typ(right))
+            kind = "float" if floats else "int"
+            a, b = self.number(left, kind), self.number(right, kind)
+            return _compare(CMPOPS[type(node.ops[0])], a, b, floats=floats).cast(pl.Int64)
+        if isinstance(node, ast.IfExp):  # only the branch taken counts
+            test, typ = self.visit(node.test), self.typ(node)
+            return pl.when(test.is_null()).then(pl.lit(None, dtype=pl.Float64 if typ == "float"
+                                                       else pl.Int64)) \
+                .when(test != 0).then(self.number(node.body, typ)) \
+                .otherwise(self.number(node.orelse, typ))
         if isinstance(node, ast.Call):
             return self.call(node)
         msg = f"cannot compile {ast.unparse(node)}"
         raise RuleError(msg)
 
+    def binop(self, op: str, node: ast.BinOp) -> pl.Expr:
+        typ = "float" if op == "/" else self.typ(node)
+        a, b = self.number(node.left, typ), self.number(node.right, typ)
+        if typ == "float":
+            return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[op]
+        wide_a, wide_b = a.cast(pl.Int128), b.cast(pl.Int128)
+        if op in ("//", "%"):
+            wide = wide_a // wide_b if op == "//" else wide_a % wide_b
+            # by zero: 0, once the dividend could be computed (else it stays null)
+            return pl.when((b == 0) & a.is_not_null()).then(pl.lit(0, dtype=pl.Int64)) \
+                .otherwise(_int64(wide))
+        return _int64({"+": wide_a + wide_b, "-": wide_a - wide_b, "*": wide_a * wide_b}[op])
+
     def call(self, node: ast.Call) -> pl.Expr:
         name = node.func.id  # type: ignore[attr-defined]
-        args = [self.visit(a) for a in node.args]
         if name in ("min", "max"):
-            a, b = args
-            keep_a = (a <= b) if name == "min" else (a >= b)
-            return pl.when(keep_a).then(a).otherwise(b)
+            floats = "float" in {self.typ(a) for a in node.args}
+            kind = "float" if floats else "int"
+            a, b = (self.number(x, kind) for x in node.args)
+            keep_a = _compare("<=" if name == "min" else ">=", a, b, floats=floats)
+            return pl.when(a.is_null() | b.is_null()).then(
+                pl.lit(None, dtype=pl.Float64 if floats else pl.Int64)
+            ).when(keep_a).then(a).otherwise(b)
+        value = self.visit(node.args[0])
         if name == "abs":
-            return args[0].abs()
+            if self.typ(node.args[0]) == "float":
+                return value.abs()
+            return _int64(value.cast(pl.Int128).abs())
+        x = value.cast(pl.Float64)
         if name == "float":
-            return args[0].cast(pl.Float64)
-        x = args[0].cast(pl.Float64)
+            return x
         rounded = {
             "round_half_even": x.round(0, mode="half_to_even"),
             "round_half_up": x.round(0, mode="half_away_from_zero"),
@@ -102,5 +147,6 @@ class _PolarsBuilder:
             "ceil": x.ceil(),
             "trunc": x.sign() * x.abs().floor(),
         }[name]
-        return pl.when(x.is_finite()).then(rounded.cast(pl.Int64, strict=False)).otherwise(
-            pl.lit(0, dtype=pl.Int64))
+        # NaN, ±inf and values beyond Int64 (2**63 is the first float beyond it): null
+        exact = rounded.is_finite() & (rounded >= -(2.0**63)) & (rounded < 2.0**63)
+        return pl.when(exact).then(rounded).cast(pl.Int64)

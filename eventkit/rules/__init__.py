@@ -12,8 +12,15 @@ the per-event fold every engine is tested against. Knows nothing of archives.
 ['balance', 'banking']
 """
 
-from eventkit.rules.model import CheckedRules, Field, Handler, Interest, RuleSet
-from eventkit.rules.registry import get, names, register, resolve
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventkit import _lazy
+
+if TYPE_CHECKING:
+    from eventkit.rules.model import CheckedRules, Field, Handler, Interest, RuleSet
+    from eventkit.rules.registry import get, names, register, resolve
 
 __all__ = [
     "CheckedRules",
@@ -26,3 +33,8 @@ __all__ = [
     "register",
     "resolve",
 ]
+
+_lazy.attach(__name__, {
+    "eventkit.rules.model": ("CheckedRules", "Field", "Handler", "Interest", "RuleSet"),
+    "eventkit.rules.registry": ("get", "names", "register", "resolve"),
+})

@@ -10,7 +10,7 @@ literals           ``12``, ``0.5``, ``'closed'``, ``True``
 names              state fields, event columns, parameters of the rule set
 arithmetic         ``+ - *``, ``/`` (float), ``//`` and ``%`` (integers), unary ``-``
 comparison         ``< <= > >= == !=`` (one operator per comparison)
-logic              ``and``, ``or``, ``not`` (both sides are always evaluated)
+logic              ``and``, ``or``, ``not`` (on integers: 0 is false)
 choice             ``a if cond else b``
 functions          ``min(a, b)``, ``max(a, b)``, ``abs(x)``, ``float(x)``,
                    ``round_half_even(x)``, ``round_half_up(x)``, ``floor(x)``,
@@ -21,8 +21,27 @@ Types are ``int`` (money in minor units, counts, flags), ``float`` (rates) and
 ``enum`` (a field with named values such as ``'open'``/``'closed'``, compared
 and assigned by name). An integer is never silently turned into a float where
 exactness matters: assigning a float to an integer field needs a rounding
-function. Integer ``//`` and ``%`` by zero give 0, float ``/`` by zero gives
-``inf``/``nan`` (both engines and the reference fold agree on this).
+function, and a condition (``not``, ``and``, ``or``, the test of a choice) is an
+integer or a comparison, never a float.
+
+**Exact or an error.** Integers are Int64 and every operation is checked: a
+result beyond Int64 raises :class:`~eventkit.exceptions.ReplayError`, never
+wraps. So does a rounding function given NaN, ±∞ or a value beyond Int64.
+Integer ``//`` and ``%`` by zero give 0, float ``/`` by zero gives ``inf``/``nan``
+(floats follow IEEE 754: NaN compares false, except ``!=``).
+
+**Evaluation.** Operands are computed left to right; ``a if c else b``
+computes only the branch taken, and ``and``/``or`` stop at the operand that
+decides — so ``amount * 1000 if amount < 1_000_000_000 else 0`` is a guard that works.
+A rule is first simplified with its parameters' values
+(:mod:`eventkit.rules.simplify`): a part whose value cannot change the result
+(``x and 0``, a choice between equal values) is not computed. Every engine
+and the reference fold follow these rules exactly.
+
+**Limits** (:data:`LIMITS`): an expression has at most 4,000 characters, 512
+syntax nodes and 64 levels of nesting (a sum of *n* terms nests *n* levels);
+integer literals fit Int64 and float literals are finite. Anything beyond is a
+:class:`~eventkit.exceptions.RuleError` naming the limit, at load time.
 """
 
 from __future__ import annotations
@@ -33,11 +52,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from eventkit.exceptions import RuleError
+from eventkit.exceptions import ReplayError, RuleError
 
-__all__ = ["Expr", "Scope", "Typ", "evaluate", "parse"]
+__all__ = ["LIMITS", "Expr", "Scope", "Typ", "evaluate", "parse", "static_type"]
 
 Typ = Literal["int", "float", "enum"]
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: Limits of one expression: characters, syntax nodes, nesting depth.
+LIMITS = {"characters": 4_000, "nodes": 512, "depth": 64}
+
 
 def _half_away(x: float) -> float:
     whole = math.floor(abs(x))
@@ -102,16 +126,50 @@ def parse(text: str, scope: Scope, *, where: str) -> Expr:
     Traceback (most recent call last):
     ...
     eventkit.RuleError: rule Deposit: unknown function '__import__' in "balance + __import__('os')"
+    >>> parse("(" * 80 + "amount" + ")" * 80 + " + " + "-" * 80 + "1", s, where="rule Deposit")
+    Traceback (most recent call last):
+    ...
+    eventkit.RuleError: rule Deposit: nesting deeper than the limit of 64 levels in ...
 
     """
+    if len(text) > LIMITS["characters"]:
+        msg = (f"{where}: expression of {len(text):,} characters, beyond the limit of "
+               f"{LIMITS['characters']:,}: {_shown(text)}")
+        raise RuleError(msg)
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        msg = f"{where}: syntax error in {text!r}: {exc.msg} (column {exc.offset})"
+        msg = f"{where}: syntax error in {_shown(text)}: {exc.msg} (column {exc.offset})"
         raise RuleError(msg) from None
+    except (RecursionError, MemoryError, ValueError) as exc:  # the parser's own limits
+        msg = f"{where}: expression too complex to parse ({type(exc).__name__}): {_shown(text)}"
+        raise RuleError(msg) from None
+    _check_size(tree.body, text, where)
     checker = _Checker(scope, text, where)
     typ, enum = checker.visit(tree.body)
     return Expr(text, tree.body, typ, enum, frozenset(checker.fields), frozenset(checker.columns))
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for a message, cut short when long."""
+    return repr(text) if len(text) <= 120 else f"{text[:120]!r}..."
+
+
+def _check_size(root: ast.expr, text: str, where: str) -> None:
+    """Refuse trees beyond :data:`LIMITS` (walked without recursion)."""
+    nodes, todo = 0, [(root, 1)]
+    while todo:
+        node, depth = todo.pop()
+        nodes += 1
+        if depth > LIMITS["depth"]:
+            msg = (f"{where}: nesting deeper than the limit of {LIMITS['depth']} levels in "
+                   f"{_shown(text)}")
+            raise RuleError(msg)
+        if nodes > LIMITS["nodes"]:
+            msg = f"{where}: more than the limit of {LIMITS['nodes']} terms in {_shown(text)}"
+            raise RuleError(msg)
+        todo += [(child, depth + 1) for child in ast.iter_child_nodes(node)
+                 if isinstance(child, ast.expr)]
 
 
 class _Checker:
@@ -123,19 +181,11 @@ class _Checker:
         self.columns: set[str] = set()
 
     def fail(self, problem: str) -> RuleError:
-        return RuleError(f"{self.where}: {problem} in {self.text!r}")
+        return RuleError(f"{self.where}: {problem} in {_shown(self.text)}")
 
     def visit(self, node: ast.AST) -> tuple[Typ, str | None]:
         if isinstance(node, ast.Constant):
-            if isinstance(node.value, bool):
-                return "int", None
-            if isinstance(node.value, int):
-                return "int", None
-            if isinstance(node.value, float):
-                return "float", None
-            if isinstance(node.value, str):
-                return "enum", None  # resolved against the enum it is compared with
-            raise self.fail(f"unsupported literal {node.value!r}")
+            return self.literal(node.value)
         if isinstance(node, ast.Name):
             return self.name(node.id)
         if isinstance(node, ast.BinOp) and type(node.op) in BINOPS:
@@ -149,21 +199,36 @@ class _Checker:
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return self.number(node.operand), None
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
-            self.number(node.operand)
+            self.condition(node.operand)
             return "int", None
         if isinstance(node, ast.BoolOp):
             for value in node.values:
-                self.number(value)
+                self.condition(value)
             return "int", None
         if isinstance(node, ast.Compare):
             return self.compare(node)
         if isinstance(node, ast.IfExp):
-            self.number(node.test)
+            self.condition(node.test)
             a, b = self.visit(node.body), self.visit(node.orelse)
             return self.unify(a, b)
         if isinstance(node, ast.Call):
             return self.call(node)
         raise self.fail(f"unsupported syntax '{ast.unparse(node)}'")
+
+    def literal(self, value: object) -> tuple[Typ, str | None]:
+        if isinstance(value, bool):
+            return "int", None
+        if isinstance(value, int):
+            if not INT64_MIN <= value <= INT64_MAX:
+                raise self.fail(f"integer literal {value} is beyond Int64")
+            return "int", None
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise self.fail("a float literal must be finite")
+            return "float", None
+        if isinstance(value, str):
+            return "enum", None  # resolved against the enum it is compared with
+        raise self.fail(f"unsupported literal {value!r}")
 
     def name(self, name: str) -> tuple[Typ, str | None]:
         scope = self.scope
@@ -184,6 +249,11 @@ class _Checker:
         if typ == "enum":
             raise self.fail(f"'{ast.unparse(node)}' is a named value, not a number")
         return typ
+
+    def condition(self, node: ast.AST) -> None:
+        if self.number(node) == "float":
+            raise self.fail(f"the condition '{ast.unparse(node)}' is a float; conditions are "
+                            "integers or comparisons (write e.g. 'x != 0.0')")
 
     def compare(self, node: ast.Compare) -> tuple[Typ, None]:
         if len(node.ops) != 1 or type(node.ops[0]) not in CMPOPS:
@@ -233,18 +303,64 @@ class _Checker:
         return ("float" if "float" in types else "int"), None
 
 
-def evaluate(expr: Expr, env: Mapping[str, Any], enums: Mapping[str, tuple[str, ...]]) -> Any:
-    """Evaluate a checked expression in plain Python (the reference fold's evaluator).
+def static_type(node: ast.expr, scope: Scope) -> str:
+    """Static type of a checked syntax tree: ``int`` (incl. enums and flags) or ``float``."""
+    if isinstance(node, ast.Constant):
+        return "float" if isinstance(node.value, float) else "int"
+    if isinstance(node, ast.Name):
+        if node.id in scope.params:
+            return "float" if isinstance(scope.params[node.id], float) else "int"
+        typ = scope.fields.get(node.id) or scope.columns.get(node.id)
+        return "float" if typ == "float" else "int"
+    if isinstance(node, ast.BinOp):
+        if isinstance(node.op, ast.Div):
+            return "float"
+        kinds = {static_type(node.left, scope), static_type(node.right, scope)}
+        return "float" if "float" in kinds else "int"
+    if isinstance(node, ast.UnaryOp):
+        return "int" if isinstance(node.op, ast.Not) else static_type(node.operand, scope)
+    if isinstance(node, ast.BoolOp | ast.Compare):
+        return "int"
+    if isinstance(node, ast.IfExp):
+        kinds = {static_type(node.body, scope), static_type(node.orelse, scope)}
+        return "float" if "float" in kinds else "int"
+    if isinstance(node, ast.Call):
+        name = node.func.id  # type: ignore[attr-defined]
+        if name in ROUNDING:
+            return "int"
+        if name == "float":
+            return "float"
+        kinds = {static_type(a, scope) for a in node.args}
+        return "float" if "float" in kinds else "int"
+    return "int"
 
-    ``env`` maps names to values; enum fields hold their value's name.
+
+def evaluate(expr: Expr | ast.expr, env: Mapping[str, Any], scope: Scope) -> Any:
+    """Evaluate a checked expression (or a part of its tree) in plain Python.
+
+    The reference fold's evaluator (the engines use it only to say exactly why
+    a value they computed column-wise cannot be computed).
+
+    ``env`` maps names to values (enum fields hold their value's name);
+    ``scope`` gives the static types. Integer results are checked against
+    Int64 (:class:`~eventkit.exceptions.ReplayError`), choices and ``and``/``or``
+    compute only what they need (see the module docstring).
+
+    >>> s = Scope(fields={"b": "int"}, columns={}, params={}, enums={})
+    >>> evaluate(parse("b * 2 if b < 10 else 0", s, where="x"), {"b": 2**62}, s)
+    0
+    >>> evaluate(parse("b * 2", s, where="x"), {"b": 2**62}, s)
+    Traceback (most recent call last):
+    ...
+    eventkit.ReplayError: integer overflow: 4611686018427387904 * 2 is beyond Int64
     """
-    del enums  # enum values are compared by name in Python
-    return _Eval(env).visit(expr.node)
+    return _Eval(env, scope).visit(expr.node if isinstance(expr, Expr) else expr)
 
 
 class _Eval:
-    def __init__(self, env: Mapping[str, Any]) -> None:
+    def __init__(self, env: Mapping[str, Any], scope: Scope) -> None:
         self.env = env
+        self.scope = scope
 
     def visit(self, node: ast.AST) -> Any:
         if isinstance(node, ast.Constant):
@@ -252,65 +368,92 @@ class _Eval:
         if isinstance(node, ast.Name):
             return self.env[node.id]
         if isinstance(node, ast.BinOp):
-            return binop(BINOPS[type(node.op)], self.visit(node.left), self.visit(node.right))
+            left = self.visit(node.left)
+            return binop(BINOPS[type(node.op)], left, self.visit(node.right))
         if isinstance(node, ast.UnaryOp):
             value = self.visit(node.operand)
-            return -value if isinstance(node.op, ast.USub) else int(not value)
+            return negate(value) if isinstance(node.op, ast.USub) else int(value == 0)
         if isinstance(node, ast.BoolOp):
-            values = [bool(self.visit(v)) for v in node.values]
-            return int(all(values) if isinstance(node.op, ast.And) else any(values))
+            decides = 0 if isinstance(node.op, ast.And) else 1
+            for value in node.values:
+                if (self.visit(value) != 0) == bool(decides):
+                    return decides
+            return 1 - decides
         if isinstance(node, ast.Compare):
-            a, b = self.visit(node.left), self.visit(node.comparators[0])
-            return int(compare(CMPOPS[type(node.ops[0])], a, b))
+            a = self.visit(node.left)
+            return int(compare(CMPOPS[type(node.ops[0])], a, self.visit(node.comparators[0])))
         if isinstance(node, ast.IfExp):
-            test, a, b = self.visit(node.test), self.visit(node.body), self.visit(node.orelse)
-            return a if test else b
+            value = self.visit(node.body if self.visit(node.test) != 0 else node.orelse)
+            return float(value) if static_type(node, self.scope) == "float" else value
         if isinstance(node, ast.Call):
             name = node.func.id  # type: ignore[attr-defined]
-            args = [self.visit(a) for a in node.args]
-            return call(name, args)
+            return call(name, [self.visit(a) for a in node.args])
         msg = f"cannot evaluate {ast.unparse(node)}"
         raise RuleError(msg)
 
 
+def checked(value: int, what: str) -> int:
+    """``value`` when it fits Int64, else :class:`~eventkit.exceptions.ReplayError` for ``what``."""
+    if INT64_MIN <= value <= INT64_MAX:
+        return value
+    msg = f"integer overflow: {what} is beyond Int64"
+    raise ReplayError(msg)
+
+
+def _floats(a: Any, b: Any) -> tuple[Any, Any]:
+    """Both as floats when either is one (an int meets a float as a float, as in the engines)."""
+    if isinstance(a, float) or isinstance(b, float):
+        return float(a), float(b)
+    return a, b
+
+
 def binop(op: str, a: Any, b: Any) -> Any:
     """Apply an arithmetic operator with the language's semantics (see module doc)."""
-    if op == "+":
-        return a + b
-    if op == "-":
-        return a - b
-    if op == "*":
-        return a * b
     if op == "/":
         a, b = float(a), float(b)
         if b == 0.0:
             return math.nan if a == 0.0 or math.isnan(a) else math.copysign(math.inf, a) * (
                 math.copysign(1.0, b))
         return a / b
-    if b == 0:
+    a, b = _floats(a, b)
+    if isinstance(a, float):
+        return {"+": a + b, "-": a - b, "*": a * b}[op]
+    if op in ("//", "%") and b == 0:
         return 0
-    if op == "//":
-        return a // b
-    return a % b
+    value = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
+             "//": lambda: a // b, "%": lambda: a % b}[op]()
+    return checked(value, f"{a} {op} {b}")
+
+
+def negate(value: Any) -> Any:
+    """Unary minus, checked for integers."""
+    return -value if isinstance(value, float) else checked(-value, f"-({value})")
 
 
 def compare(op: str, a: Any, b: Any) -> bool:
-    """Apply a comparison operator."""
+    """Apply a comparison operator (IEEE 754 for floats: NaN compares false but for ``!=``)."""
+    a, b = _floats(a, b)
     return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b,
             "!=": a != b}[op]
 
 
 def call(name: str, args: list[Any]) -> Any:
     """Apply a built-in function."""
-    if name == "min":
-        return args[0] if args[0] <= args[1] else args[1]
-    if name == "max":
-        return args[0] if args[0] >= args[1] else args[1]
+    if name in ("min", "max"):
+        a, b = _floats(*args)
+        keep_a = a <= b if name == "min" else a >= b
+        return a if keep_a else b
     if name == "abs":
-        return abs(args[0])
+        return abs(args[0]) if isinstance(args[0], float) else checked(
+            abs(args[0]), f"abs({args[0]})")
     if name == "float":
         return float(args[0])
-    value = float(args[0])
+    return round_to_int(name, float(args[0]))
+
+
+def round_to_int(mode: str, value: float) -> int:
+    """``value`` rounded by ``mode`` (a :data:`ROUNDING` name) to an Int64, or ReplayError."""
     if not math.isfinite(value):
-        return 0
-    return int(ROUNDING[name](value))
+        msg = f"{mode}() of {value} (not a finite number) cannot be an integer"
+        raise ReplayError(msg)
+    return checked(int(ROUNDING[mode](value)), f"{mode}({value!r})")

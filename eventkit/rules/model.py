@@ -44,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from eventkit.exceptions import RuleError
-from eventkit.rules.expr import ROUNDING, Expr, Scope, Typ, parse
+from eventkit.rules.expr import INT64_MAX, INT64_MIN, ROUNDING, Expr, Scope, Typ, parse
+from eventkit.rules.simplify import fold_constants
 from eventkit.timeutil import InstantError, to_instant
 
 __all__ = ["CheckedRules", "Field", "Handler", "Interest", "RuleSet"]
@@ -56,6 +57,8 @@ EVENT_COLUMNS: Mapping[str, Typ] = {
     "rate": "float",
 }
 _RESERVED = {"require", *EVENT_COLUMNS}
+#: The largest rules file read (bytes): far beyond any real rule set, and bounds load time.
+MAX_FILE_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -212,8 +215,14 @@ class RuleSet:
         """
         where = str(path)
         try:
-            data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
+            with Path(path).open("rb") as file:
+                raw = file.read(MAX_FILE_BYTES + 1)
+            if len(raw) > MAX_FILE_BYTES:
+                msg = (f"{where}: rules file larger than the limit of {MAX_FILE_BYTES:,} bytes "
+                       "(eventkit.rules.model.MAX_FILE_BYTES)")
+                raise RuleError(msg)
+            data = tomllib.loads(raw.decode())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
             msg = f"{where}: cannot read rules file: {exc}"
             raise RuleError(msg) from None
         return cls.from_dict(data, source=where)
@@ -328,21 +337,23 @@ class CheckedRules:
         if clash:
             msg = f"{src}: names {clash} are reserved for event columns or 'require'"
             raise RuleError(msg)
+        clash = sorted(set(fields) & set(rules.params))
+        if clash:
+            msg = f"{src}: {clash} named both a parameter and a state field; rename one"
+            raise RuleError(msg)
         for name, typ in rules.columns.items():
             if typ not in ("int", "float"):
                 msg = f"{src}: column {name!r} must be of type int or float, not {typ!r}"
                 raise RuleError(msg)
         for name, value in rules.params.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                msg = f"{src}: parameter {name!r} must be a number, not {value!r}"
-                raise RuleError(msg)
+            _check_number(f"{src}: parameter {name!r}", value)
         scope = Scope(
             fields={f.name: f.type for f in rules.fields},
             columns={**EVENT_COLUMNS, **rules.columns},
             params=dict(rules.params),
             enums={f.name: f.values for f in rules.fields if f.type == "enum"},
         )
-        default_req = (parse(rules.require, scope, where=f"{src}, require")
+        default_req = (_parse(rules.require, scope, where=f"{src}, require")
                        if rules.require else None)
         assignments: dict[str, tuple[tuple[str, Expr], ...]] = {}
         requirements: dict[str, Expr | None] = {}
@@ -358,12 +369,12 @@ class CheckedRules:
                     raise RuleError(msg)
                 expr = parse(str(text), scope, where=f"{where}, field {target}")
                 _check_assignment(fields[target], expr, where)
-                pairs.append((target, expr))
+                pairs.append((target, _simplified(expr, scope, f"{where}, field {target}")))
             assignments[h.event_type] = tuple(pairs)
             if h.require is None:
                 requirements[h.event_type] = default_req
             else:
-                requirements[h.event_type] = (parse(h.require, scope, where=f"{where}, require")
+                requirements[h.event_type] = (_parse(h.require, scope, where=f"{where}, require")
                                               if h.require else None)
         if rules.interest is not None:
             _check_interest(rules.interest, fields, src)
@@ -374,9 +385,34 @@ class CheckedRules:
         linear = (
             rules.interest is None
             and all(r is None for r in requirements.values())
-            and all(k in ({"add"}, {"set"}) for k in kinds.values())
+            and all(k - {"keep"} in ({"add"}, {"set"}, set()) for k in kinds.values())
         )
         return cls(rules, fields, scope, assignments, requirements, linear)
+
+
+def _parse(text: str, scope: Scope, *, where: str) -> Expr:
+    return _simplified(parse(text, scope, where=where), scope, where)
+
+
+def _simplified(expr: Expr, scope: Scope, where: str) -> Expr:
+    """``expr`` with its tree simplified by the parameters' values (what every engine runs)."""
+    node = fold_constants(expr.node, scope, where=where)
+    names = {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+    return replace(expr, node=node, fields=frozenset(names & set(scope.fields)),
+                   columns=frozenset(names & set(scope.columns)))
+
+
+def _check_number(what: str, value: object) -> None:
+    """A parameter or an initial value: an Int64, or a finite float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"{what} must be a number, not {value!r}"
+        raise RuleError(msg)
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        msg = f"{what} is {value}, beyond Int64"
+        raise RuleError(msg)
+    if isinstance(value, float) and not math.isfinite(value):
+        msg = f"{what} must be finite, not {value!r}"
+        raise RuleError(msg)
 
 
 def _check_field(f: Field, src: str) -> None:
@@ -390,9 +426,11 @@ def _check_field(f: Field, src: str) -> None:
         if f.start not in f.values:
             msg = f"{src}: initial value {f.start!r} of {f.name!r} is not one of {f.values}"
             raise RuleError(msg)
-    elif f.type == "int" and not isinstance(f.start, int):
+    elif f.type == "int" and (isinstance(f.start, bool) or not isinstance(f.start, int)):
         msg = f"{src}: initial value of int field {f.name!r} must be an integer"
         raise RuleError(msg)
+    elif f.type == "int":
+        _check_number(f"{src}: initial value of {f.name!r}", f.start)
     elif f.type == "float" and not isinstance(f.start, int | float):
         msg = f"{src}: initial value of float field {f.name!r} must be a number"
         raise RuleError(msg)
@@ -433,10 +471,15 @@ def _check_interest(interest: Interest, fields: Mapping[str, Field], src: str) -
 
 
 def _linear_kind(target: str, expr: Expr) -> str | None:
-    """``"add"`` for ``target ± event-only``, ``"set"`` for event-only, else None."""
+    """``"add"`` for ``target ± event-only``, ``"set"`` for event-only, else None.
+
+    ``"keep"`` for ``target`` itself (e.g. ``target + 0``, simplified).
+    """
+    node = expr.node
+    if isinstance(node, ast.Name) and node.id == target:
+        return "keep"
     if not expr.fields:
         return "set"
-    node = expr.node
     if expr.fields == {target} and isinstance(node, ast.BinOp) and isinstance(
             node.op, ast.Add | ast.Sub):
         left_is_target = isinstance(node.left, ast.Name) and node.left.id == target
@@ -452,42 +495,9 @@ def linear_delta(target: str, expr: Expr) -> tuple[str, ast.expr, int]:
     """For a linear assignment: its kind, the event-only part, and its sign (+1/-1)."""
     kind = _linear_kind(target, expr)
     node = expr.node
-    if kind == "set":
-        return "set", node, 1
+    if kind in ("set", "keep"):
+        return kind, node, 1
     assert isinstance(node, ast.BinOp)
     if isinstance(node.left, ast.Name) and node.left.id == target:
         return "add", node.right, (-1 if isinstance(node.op, ast.Sub) else 1)
     return "add", node.left, 1
-
-
-def static_type(node: ast.expr, checked: CheckedRules) -> str:
-    """Static type of a checked syntax tree: ``int`` (incl. enums and flags) or ``float``."""
-    scope = checked.scope
-    if isinstance(node, ast.Constant):
-        return "float" if isinstance(node.value, float) else "int"
-    if isinstance(node, ast.Name):
-        if node.id in scope.params:
-            return "float" if isinstance(scope.params[node.id], float) else "int"
-        typ = scope.fields.get(node.id) or scope.columns.get(node.id)
-        return "float" if typ == "float" else "int"
-    if isinstance(node, ast.BinOp):
-        if isinstance(node.op, ast.Div):
-            return "float"
-        kinds = {static_type(node.left, checked), static_type(node.right, checked)}
-        return "float" if "float" in kinds else "int"
-    if isinstance(node, ast.UnaryOp):
-        return "int" if isinstance(node.op, ast.Not) else static_type(node.operand, checked)
-    if isinstance(node, ast.BoolOp | ast.Compare):
-        return "int"
-    if isinstance(node, ast.IfExp):
-        kinds = {static_type(node.body, checked), static_type(node.orelse, checked)}
-        return "float" if "float" in kinds else "int"
-    if isinstance(node, ast.Call):
-        name = node.func.id  # type: ignore[attr-defined]
-        if name in ROUNDING:
-            return "int"
-        if name == "float":
-            return "float"
-        kinds = {static_type(a, checked) for a in node.args}
-        return "float" if "float" in kinds else "int"
-    return "int"

@@ -15,7 +15,7 @@ import polars as pl
 from eventkit._typing import Instant
 from eventkit.exceptions import EventDataError, InstantError, SchemaError
 from eventkit.schema import BANK_ACCOUNT, TIME_DTYPE
-from eventkit.timeutil import to_instant
+from eventkit.timeutil import period_problem, to_instant
 
 __all__ = ["RateTable", "bump_rates", "rate_events", "rates_of", "read_rates", "shift_rates"]
 
@@ -128,11 +128,13 @@ def shift_rates(table: RateTable, by: str, *, start: Instant | None = None,
     """
     lo = None if start is None else to_instant(start, param="start", day="start")
     hi = None if end is None else to_instant(end, param="end")
+    if (problem := period_problem(by, signed=True)) is not None:
+        raise InstantError(problem, param="by")
     times = pl.Series(list(table), dtype=TIME_DTYPE)
     try:
         moved = times.dt.offset_by(by).to_list()
-    except pl.exceptions.PolarsError as exc:
-        msg = f"{by!r} is not a duration such as '-3mo' or '10d' ({exc})"
+    except (pl.exceptions.PolarsError, OverflowError) as exc:
+        msg = f"{by!r} moves a rate change out of the years 1..9999 ({type(exc).__name__})"
         raise InstantError(msg, param="by") from None
     out: RateTable = {}
     for (t, rate), new in zip(table.items(), moved, strict=True):  # a handful of entries

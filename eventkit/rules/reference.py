@@ -4,7 +4,10 @@
 each rule's syntax tree directly (:func:`eventkit.rules.expr.evaluate`), written to
 be obviously right rather than fast. Property tests require the engine
 (vectorized Polars and compiled passes) to agree with it exactly, for every
-state field after every event. Use it to test your own rule sets too.
+state field after every event — or both to raise the same error: integers are
+Python's own (unbounded), and every result is checked against Int64 here, so an
+overflow is a :class:`~eventkit.exceptions.ReplayError`, as in the engines.
+Use it to test your own rule sets too.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from eventkit.rules.expr import ROUNDING, evaluate
+from eventkit.exceptions import ReplayError
+from eventkit.rules.expr import binop, evaluate, round_to_int
 from eventkit.rules.model import RuleSet
 from eventkit.schema import BANK_ACCOUNT
 
@@ -56,21 +60,31 @@ def reference_fold(events: Iterable[Mapping[str, Any]], rules: RuleSet) -> list[
     for event in ordered:
         state = states.setdefault(event[key], dict(initial))
         now = _micros(event["event_time"])
-        if rules.interest is not None and event[key] in last_time:
-            _post_interest(state, rules, rate_table, last_time[event[key]], now)
-        last_time[event[key]] = now
-        violation = None
-        if event["event_type"] in checked.assignments:
-            env = {**checked.scope.params, **_columns(event, checked.scope.columns), **state}
-            requirement = checked.requirements[event["event_type"]]
-            if requirement is not None and not evaluate(requirement, env, {}):
-                violation = f"{event['event_type']} requires {requirement.text}"
-            else:
-                updates = {target: evaluate(expr, env, {})
-                           for target, expr in checked.assignments[event["event_type"]]}
-                for target, value in updates.items():
-                    typ = checked.fields[target].type
-                    state[target] = float(value) if typ == "float" else value
+        at: list[str | None] = ["interest", None]  # the rule and field being computed
+        try:
+            if rules.interest is not None and event[key] in last_time:
+                _post_interest(state, rules, rate_table, last_time[event[key]], now, at)
+            last_time[event[key]] = now
+            violation = None
+            if event["event_type"] in checked.assignments:
+                scope = checked.scope
+                env = {**scope.params, **_columns(event, scope.columns), **state}
+                requirement = checked.requirements[event["event_type"]]
+                if requirement is not None:
+                    at[:] = [f"on {event['event_type']}: require {requirement.text}", None]
+                if requirement is not None and not evaluate(requirement, env, scope):
+                    violation = f"{event['event_type']} requires {requirement.text}"
+                else:
+                    updates = {}
+                    for target, expr in checked.assignments[event["event_type"]]:
+                        at[:] = [f"on {event['event_type']}: {target} = {expr.text}", target]
+                        updates[target] = evaluate(expr, env, scope)
+                    for target, value in updates.items():
+                        typ = checked.fields[target].type
+                        state[target] = float(value) if typ == "float" else value
+        except ReplayError as exc:
+            raise ReplayError(exc.problem, key=event[key], event_id=event.get("event_id"),
+                              field=at[1], rule=at[0]) from exc
         row = {**event, **state}
         if has_requirements:
             row["violation"] = violation
@@ -121,7 +135,7 @@ def _integral(table: list[tuple[int, float]], t: int) -> float:
 
 
 def _post_interest(state: dict[str, Any], rules: RuleSet, table: list[tuple[int, float]],
-                   since: int, now: int) -> None:
+                   since: int, now: int, at: list[str | None]) -> None:
     spec = rules.interest
     assert spec is not None
     own = state[spec.account_rate_field] if spec.account_rate_field else math.nan
@@ -129,8 +143,12 @@ def _post_interest(state: dict[str, Any], rules: RuleSet, table: list[tuple[int,
         growth = _integral(table, now) - _integral(table, since)
     else:
         growth = own * ((now - since) / 1_000_000.0)
-    value = float(state[spec.balance_field]) * growth / _YEAR_SECONDS
-    gain = int(ROUNDING[spec.rounding](value)) if math.isfinite(value) else 0
-    state[spec.balance_field] += gain
+    balance = state[spec.balance_field]
+    if balance == 0:  # interest on nothing is 0, at any rate
+        return
+    at[1] = spec.balance_field
+    gain = round_to_int(spec.rounding, float(balance) * growth / _YEAR_SECONDS)
+    state[spec.balance_field] = binop("+", balance, gain)
     if spec.posted_field:
-        state[spec.posted_field] += gain
+        at[1] = spec.posted_field
+        state[spec.posted_field] = binop("+", state[spec.posted_field], gain)

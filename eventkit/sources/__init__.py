@@ -8,8 +8,21 @@ current shape. Knows only :mod:`eventkit.schema`, :mod:`eventkit.timeutil`
 and :mod:`eventkit.exceptions`.
 """
 
-from eventkit.sources.conform import ColumnMapping
-from eventkit.sources.files import read_events
-from eventkit.sources.upcast import UPCASTERS, Upcaster, Upcasters
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventkit import _lazy
+
+if TYPE_CHECKING:
+    from eventkit.sources.conform import ColumnMapping
+    from eventkit.sources.files import read_events
+    from eventkit.sources.upcast import UPCASTERS, Upcaster, Upcasters
 
 __all__ = ["UPCASTERS", "ColumnMapping", "Upcaster", "Upcasters", "read_events"]
+
+_lazy.attach(__name__, {
+    "eventkit.sources.conform": ("ColumnMapping",),
+    "eventkit.sources.files": ("read_events",),
+    "eventkit.sources.upcast": ("UPCASTERS", "Upcaster", "Upcasters"),
+})

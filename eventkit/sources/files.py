@@ -15,6 +15,8 @@ from typing import Any
 import polars as pl
 
 from eventkit.exceptions import EventDataError, SchemaError
+from eventkit.schema import CANONICAL_SCHEMA
+from eventkit.sources.budget import check_file, resolve_limit
 from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
 from eventkit.sources.upcast import (
     UNMARKED_VERSION,
@@ -37,11 +39,14 @@ def read_events(
     validate: bool = True,
     schema_version: int = UNMARKED_VERSION,
     upcasters: Upcasters = UPCASTERS,
+    in_memory: bool = True,
+    max_decoded_bytes: int | None = None,
 ) -> pl.LazyFrame:
     """Users' events at ``path`` as a LazyFrame in the canonical schema.
 
     What :func:`eventkit.open_archive` does for anything but an eventkit
-    archive; see there for ``mapping``, ``validate`` and the schema versions.
+    archive; see there for ``mapping``, ``validate``, ``in_memory``, the schema
+    versions and ``max_decoded_bytes`` (:mod:`eventkit.sources.budget`).
 
     Examples
     --------
@@ -57,36 +62,47 @@ def read_events(
     """
     root = Path(path)
     parsed = ColumnMapping.parse(mapping)
-    raw, source, base, parsed = _scan(root, str(path), parsed, schema_version, upcasters)
+    limit = resolve_limit(max_decoded_bytes)
+    raw, source, base, parsed = _scan(root, str(path), parsed, schema_version, upcasters,
+                                      limit)
     framed = raw.with_columns(pl.int_range(pl.len()).over(SOURCE_COL).alias(ROW_COL))
     try:
         conformed = conform(framed, parsed, source=source, id_base=base)
     except pl.exceptions.PolarsError as exc:
         msg = f"cannot read events: {exc}"
         raise EventDataError(msg, source=source) from None
+    if validate and in_memory:  # decoded once: what was checked is what is read
+        return conformed.collect(source=source).lazy()
     if validate:
         conformed.validate(source=source)
     return conformed.events.drop(SOURCE_COL, ROW_COL)
 
 
-def _scan(root: Path, text: str, mapping: ColumnMapping, default: int, upcasters: Upcasters
-          ) -> tuple[pl.LazyFrame, str, str, ColumnMapping]:
+def _scan(root: Path, text: str, mapping: ColumnMapping, default: int, upcasters: Upcasters,
+          limit: int) -> tuple[pl.LazyFrame, str, str, ColumnMapping]:
     """A raw scan with a ``__source`` column, a name for messages, the id base, the mapping.
 
-    Every file's footer is read first, so a damaged file is named; columns
+    Every file's footer is read first, so a damaged file is named, and a file
+    declaring more than ``limit`` decoded bytes (of the columns read) is refused; columns
     present in only some files come through (null elsewhere); a column whose
     type differs between files of one schema version is an error naming both
     files. When a file or row of another version than the current one is
     present, the scan comes upcast, under canonical names, and the mapping
     returned keeps only its units.
     """
+    read = {mapping.source_name(c) for c in CANONICAL_SCHEMA} | {VERSION_COLUMN}
     if (root / DELTA_LOG).is_dir():
+        from deltalake import DeltaTable  # noqa: PLC0415 (only Delta tables pay its import)
+
         try:
             lf = pl.scan_delta(str(root)).with_columns(pl.lit(str(root)).alias(SOURCE_COL))
             names = lf.collect_schema().names()
+            files = DeltaTable(str(root)).file_uris()
         except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
             msg = f"cannot read Delta table: {exc}"
             raise EventDataError(msg, source=str(root)) from None
+        for f in files:
+            check_file(f, read, limit)
         if VERSION_COLUMN not in names and default == upcasters.current:
             return lf, str(root), str(root), mapping
         lf = _canonical_names(lf, mapping, names)
@@ -123,7 +139,7 @@ def _scan(root: Path, text: str, mapping: ColumnMapping, default: int, upcasters
         runs[-1][1].append(f)
     scans = []
     for version, group in runs:
-        schema = _union_schema(group)
+        schema = _union_schema(group, read, limit)
         lf = pl.scan_parquet(group, schema=schema, hive_partitioning=hive,
                              include_file_paths=SOURCE_COL, missing_columns="insert",
                              extra_columns="raise")
@@ -155,10 +171,11 @@ def _units(mapping: ColumnMapping) -> ColumnMapping:
                          time_unit=mapping.time_unit, assume_timezone=mapping.assume_timezone)
 
 
-def _union_schema(files: list[str]) -> dict[str, pl.DataType]:
+def _union_schema(files: list[str], read: set[str], limit: int) -> dict[str, pl.DataType]:
     union: dict[str, pl.DataType] = {}
     first_seen: dict[str, str] = {}
     for f in files:
+        check_file(f, read, limit)
         try:
             schema = pl.read_parquet_schema(f)
         except (pl.exceptions.PolarsError, OSError) as exc:

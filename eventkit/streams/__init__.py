@@ -5,6 +5,17 @@
 writes events to a topic. Knows the archive and the sources' mapping.
 """
 
-from eventkit.streams.kafka import IngestSummary, ingest, produce
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eventkit import _lazy
+
+if TYPE_CHECKING:
+    from eventkit.streams.kafka import IngestSummary, ingest, produce
 
 __all__ = ["IngestSummary", "ingest", "produce"]
+
+_lazy.attach(__name__, {
+    "eventkit.streams.kafka": ("IngestSummary", "ingest", "produce"),
+})

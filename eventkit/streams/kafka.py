@@ -21,7 +21,6 @@ id: one key always lands on one partition, so each account's order is kept.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -36,12 +35,21 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from eventkit.archive.clock import BeforeLatest
 from eventkit.archive.open import is_eventkit_archive
 from eventkit.archive.store import is_url
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import EventDataError, IngestError, ValidationError
-from eventkit.schema import CANONICAL_SCHEMA
-from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, Conformed, conform
+from eventkit.exceptions import IngestError, ValidationError, foreign_errors
+from eventkit.sources.conform import ColumnMapping
+from eventkit.streams.consumer import ConsumerProcess, Watch
+from eventkit.streams.messages import (
+    STORED,
+    Batch,
+    doubled_keys,
+    first_of_each_id,
+    new_messages,
+    parse,
+)
 
 #: What a list of brokers looks like (``host:port[,host:port...]``): how the 0.1 argument
 #: order of :func:`ingest` is recognised.
@@ -51,7 +59,6 @@ __all__ = ["IngestSummary", "create_topic", "dead_letter_path", "ingest", "produ
            "stored_offsets"]
 
 _META_PREFIX = "kafka/"
-_STORED = [c for c in CANONICAL_SCHEMA if c not in ("seq", "recorded_at")]
 
 
 @dataclass
@@ -100,6 +107,7 @@ def dead_letter_path(archive: EventArchive | str | Path) -> Path:
     return path.with_name(path.name + ".dead-letter.jsonl")
 
 
+@foreign_errors(IngestError, "ingest into {0}")
 def ingest(
     archive: EventArchive | str | Path,
     bootstrap: str,
@@ -107,12 +115,14 @@ def ingest(
     *,
     mapping: ColumnMapping | dict[str, Any] | None = None,
     dead_letter: str | Path | None = None,
-    batch_size: int = 10_000,
+    batch_size: int = 100_000,
     max_wait: float = 1.0,
     idle_timeout: float | None = None,
     max_events: int | None = None,
     config: dict[str, Any] | None = None,
     on_batch: Callable[[IngestSummary], object] | None = None,
+    broker_timeout: float = 30.0,
+    before_latest: BeforeLatest = "raise",
 ) -> IngestSummary:
     """Consume ``topic`` into ``archive`` exactly once; return what was done.
 
@@ -144,6 +154,25 @@ def ingest(
         Extra ``confluent-kafka`` consumer settings.
     on_batch
         Called with the running summary after each commit.
+    broker_timeout
+        How long the broker may stay unreachable, the topic or a partition
+        missing, or a partition's log end before the offset the archive has
+        read to (the broker lost data), before the run ends with an
+        :class:`IngestError` naming it; shorter troubles (a broker restart)
+        are waited out. A run that would stop (idle, ``max_events``) during
+        such a trouble raises it at once.
+    before_latest
+        As for :meth:`EventArchive.append`: ``"clamp"`` stamps the archive's
+        latest ``recorded_at`` when the clock stepped back, instead of failing.
+
+    Each batch is taken in (partition, offset) order, so what is archived does
+    not depend on how the partitions' messages interleave: of messages with
+    one ``event_id``, the first by (partition, offset) that is an event is
+    archived and every later one dead-lettered, naming the copy kept (one
+    already archived by an earlier batch wins). The Kafka client runs in a
+    child process (:mod:`eventkit.streams.consumer`): if it crashes (as
+    librdkafka does when a topic is deleted under it), the run ends with an
+    :class:`IngestError`, never the process.
 
     Examples
     --------
@@ -155,8 +184,6 @@ def ingest(
         warnings.warn("ingest(bootstrap, topic, archive) is now ingest(archive, bootstrap, topic); "
                       "the old order goes in the next release", DeprecationWarning, stacklevel=2)
         archive, bootstrap, topic = topic, archive, bootstrap
-    from confluent_kafka import Consumer, KafkaError, TopicPartition  # noqa: PLC0415 (only a broker run pays its import)
-
     if not isinstance(archive, EventArchive):
         exists = is_eventkit_archive(archive) if is_url(archive) else Path(archive).exists()
         archive = EventArchive(archive) if exists else EventArchive.create(archive)
@@ -164,94 +191,90 @@ def ingest(
     letters = _DeadLetters(Path(dead_letter) if dead_letter else dead_letter_path(archive))
     offsets = stored_offsets(archive, topic)
     summary = IngestSummary(offsets=dict(offsets))
-    consumer = Consumer({
+    with ConsumerProcess(bootstrap, topic, {
         "bootstrap.servers": bootstrap,
         "group.id": f"eventkit-{topic}",  # required by the client; offsets live in the archive
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "error",  # never skip or repeat: re-seek to our own offsets
         **(config or {}),
-    })
-    try:
-        partitions = _partitions(consumer, bootstrap, topic)
+    }) as client:
+        partitions = _partitions(client, bootstrap, topic, broker_timeout)
         position = {p: offsets.get(p, 0) for p in partitions}  # next offset after the buffer
-
-        def assign() -> None:
-            consumer.assign([TopicPartition(topic, p, o) for p, o in position.items()])
-
-        assign()
-        batch: list[Any] = []
+        client.assign(position)
+        watch = Watch(client, position, broker_timeout)
+        batch: tuple[list[int], list[int], list[bytes]] = ([], [], [])
         first = last_message = time.monotonic()
         while True:
-            wait = max_wait if not batch else max(0.0, first + max_wait - time.monotonic())
-            messages = consumer.consume(num_messages=batch_size - len(batch), timeout=wait)
+            wait = max_wait if not batch[0] else max(0.0, first + max_wait - time.monotonic())
+            parts, offs, values, problems = client.consume(batch_size - len(batch[0]), wait)
             now = time.monotonic()
-            good = [msg for msg in messages if msg.error() is None]
-            for msg in messages:
-                error = msg.error()
-                if error is None:
-                    continue
-                if error.code() == KafkaError._AUTO_OFFSET_RESET:
-                    # our offset lies outside the log (e.g. a broker lost its data and is
-                    # being refilled): try again at the same offsets, never skip
-                    time.sleep(0.2)
-                    assign()
-                elif error.fatal():
-                    msg_text = f"broker {bootstrap}, topic {topic}: {error.str()}"
-                    raise IngestError(msg_text, topic=topic)
-            if good:
-                if not batch:
+            if watch.saw(problems, now):
+                time.sleep(0.2)  # an offset beyond the log: try again there, never skip
+                client.assign(position)
+            if values:
+                if not batch[0]:
                     first = now
-                batch += good
+                batch[0].extend(parts)
+                batch[1].extend(offs)
+                batch[2].extend(values)
                 last_message = now
-                for msg in good:  # positions only move forward (a re-seek may repeat)
-                    partition, offset = msg.partition(), msg.offset()
-                    # a consumed message without an error has both
-                    assert partition is not None and offset is not None
-                    position[partition] = max(position[partition], offset + 1)
-            full = len(batch) >= batch_size or (batch and now - first >= max_wait)
+                for partition, offset in zip(parts, offs, strict=True):
+                    position[partition] = max(position[partition], offset + 1)  # only forward
+                    watch.progress(partition)
+            watch.check(now, last_message)
+            full = len(batch[0]) >= batch_size or (batch[0] and now - first >= max_wait)
             idle = idle_timeout is not None and now - last_message >= idle_timeout
             done = idle or (max_events is not None and summary.events
-                            + summary.dead_letters + len(batch) >= max_events)
-            if batch and (full or done):
-                _store(archive, topic, batch, m, letters, summary)
-                batch = []
+                            + summary.dead_letters + len(batch[0]) >= max_events)
+            if batch[0] and (full or done):
+                if not done:  # the next messages are fetched while this batch is stored
+                    client.prefetch(batch_size, max_wait)
+                _store(archive, topic, batch, m, letters, summary, before_latest)
+                batch = ([], [], [])
                 if on_batch is not None:
                     on_batch(summary)
             if done:
+                watch.check(now, last_message, stopping=True)
                 return summary
-    finally:
-        consumer.close()
 
 
-def _partitions(consumer: Any, bootstrap: str, topic: str) -> list[int]:
-    from confluent_kafka import KafkaException  # noqa: PLC0415 (only a broker run pays its import)
-
+def _partitions(client: ConsumerProcess, bootstrap: str, topic: str, timeout: float
+                ) -> list[int]:
     try:
-        meta = consumer.list_topics(topic, timeout=15)
-    except KafkaException as exc:
+        found, why = client.partitions(timeout)
+    except IngestError as exc:
         msg = f"cannot reach the broker at {bootstrap}: {exc}"
         raise IngestError(msg, topic=topic) from None
-    found = meta.topics.get(topic)
-    if found is None or found.error is not None or not found.partitions:
-        why = found.error.str() if found is not None and found.error is not None else "missing"
+    if why is not None:
         msg = f"topic {topic!r} on {bootstrap} cannot be read ({why})"
         raise IngestError(msg, topic=topic)
-    return sorted(found.partitions)
+    return found
 
 
-def _store(archive: EventArchive, topic: str, messages: list[Any], mapping: ColumnMapping,
-           letters: _DeadLetters, summary: IngestSummary) -> None:
-    """Append one batch of messages with the offsets they reach, dead letters first."""
-    partition = np.array([msg.partition() for msg in messages], np.int64)
-    offset = np.array([msg.offset() for msg in messages], np.int64)
-    # a re-seek may deliver a message twice within a run: keep the first, in order
-    keep = _new_messages(partition, offset, summary.offsets)
-    values = [(msg.value() or b"").replace(b"\n", b" ").replace(b"\r", b" ")
-              for msg, k in zip(messages, keep, strict=True) if k]
+def _store(archive: EventArchive, topic: str, messages: tuple[list[int], list[int], list[bytes]],
+           mapping: ColumnMapping, letters: _DeadLetters, summary: IngestSummary,
+           before_latest: BeforeLatest = "raise") -> None:
+    """Append one batch of messages with the offsets they reach, dead letters first.
+
+    ``messages`` are the partitions, offsets and values of the batch, taken in
+    (partition, offset) order: which copy of a repeated id is kept does not
+    depend on how partitions interleave or what else the batch holds.
+    """
+    partition, offset = np.array(messages[0], np.int64), np.array(messages[1], np.int64)
+    order = np.lexsort((offset, partition))
+    partition, offset = partition[order], offset[order]
+    # a re-seek may deliver a message twice within a run: keep the first
+    keep = new_messages(partition, offset, summary.offsets)
+    values = [messages[2][i].replace(b"\n", b" ").replace(b"\r", b" ")
+              for i in order[keep].tolist()]
     partition, offset = partition[keep], offset[keep]
-    rows, bad = _parse(values, np.arange(len(values)), _Batch(mapping, topic, partition, offset,
-                                                               archive.event_types))
+    batch = Batch(mapping, topic, partition, offset, archive.event_types)
+    doubled = doubled_keys(values, mapping)
+    rows, bad = parse(values, np.setdiff1d(np.arange(len(values)), [i for i, _ in doubled]),
+                       batch)
+    rows, repeated = first_of_each_id(rows, batch)
+    bad = doubled + bad + repeated
     while True:
         written = letters.write(topic, [(int(partition[i]), int(offset[i]), values[i], why)
                                         for i, why in sorted(bad)])
@@ -268,6 +291,7 @@ def _store(archive: EventArchive, topic: str, messages: list[Any], mapping: Colu
                 rows.drop("__index"),
                 batch_id=f"{_META_PREFIX}{topic}/{hashlib.sha256(key.encode()).hexdigest()[:32]}",
                 meta={_META_PREFIX + topic: {str(p): o for p, o in sorted(reach.items())}},
+                before_latest=before_latest,
             )
         except ValidationError as exc:  # e.g. an id already archived: that message is bad
             if exc.row is None:
@@ -279,104 +303,6 @@ def _store(archive: EventArchive, topic: str, messages: list[Any], mapping: Colu
         summary.batches += 1
         summary.offsets = reach
         return
-
-
-def _new_messages(partition: np.ndarray, offset: np.ndarray, done: dict[int, int]
-                  ) -> np.ndarray:
-    """Messages not yet stored and not repeated within the batch (a re-seek repeats)."""
-    floor = np.array([done.get(int(p), 0) for p in partition], np.int64) if len(partition) \
-        else np.zeros(0, np.int64)
-    frame = pl.DataFrame({"p": partition, "o": offset})
-    first = frame.select(pl.struct("p", "o").is_first_distinct()).to_series().to_numpy()
-    return (offset >= floor) & first
-
-
-@dataclass(frozen=True)
-class _Batch:
-    """What parsing a batch of messages needs besides their values."""
-
-    mapping: ColumnMapping
-    topic: str
-    partition: np.ndarray
-    offset: np.ndarray
-    event_types: tuple[str, ...] | None
-
-
-def _parse(values: list[bytes], index: np.ndarray, batch: _Batch
-           ) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
-    """Canonical rows (with ``__index`` into the batch) and (index, reason) of bad ones.
-
-    The whole batch is read at once; only when that fails, or most of it is bad
-    (one odd value can change a column's type for all), it is split in halves.
-    """
-    if not len(index):
-        return pl.DataFrame(schema={**{c: CANONICAL_SCHEMA[c] for c in _STORED},
-                                    "__index": pl.Int64}), []
-    bad: list[tuple[int, str]] | None  # None: the batch is unreadable as a whole
-    try:
-        raw = pl.read_ndjson(io.BytesIO(b"\n".join(values[i] for i in index)),
-                             infer_schema_length=None)
-        if raw.height != len(index):
-            msg = "a message is empty or holds several JSON values"
-            raise ValueError(msg)
-        rows, bad = _conform(raw, index, batch)
-    except (pl.exceptions.PolarsError, ValueError, EventDataError) as exc:
-        if len(index) == 1:
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return _parse(values, index[:0], batch)[0], [
-                (int(index[0]), f"not a JSON event object: {text[:300]}")]
-        rows, bad = pl.DataFrame(), None  # split below
-    if bad is None or (bad and len(index) > 1 and len(bad) * 2 > len(index)):
-        half = len(index) // 2
-        left = _parse(values, index[:half], batch)
-        right = _parse(values, index[half:], batch)
-        return pl.concat([left[0], right[0]]), left[1] + right[1]
-    return rows, bad
-
-
-def _conform(raw: pl.DataFrame, index: np.ndarray, batch: _Batch
-             ) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
-    """Map parsed messages onto the canonical columns; every bad row with its reason."""
-    mapping, topic = batch.mapping, batch.topic
-    partition, offset = batch.partition, batch.offset
-    id_col = mapping.source_name("event_id")
-    derived = pl.Series([f"{topic}/{p}/{o}" for p, o in zip(partition[index], offset[index],
-                                                             strict=True)], dtype=pl.String)
-    raw = raw.with_columns((pl.col(id_col).cast(pl.String).fill_null(derived)
-                            if id_col in raw.columns else derived).alias(id_col))
-    for required in ("account_id", "event_time", "amount"):  # missing: a null, reported per row
-        name = mapping.source_name(required)
-        if name not in raw.columns:
-            raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(name))
-    known = {mapping.source_name(c) for c in _STORED}
-    raw = raw.select([c for c in raw.columns if c in known])
-    nested = [c for c, dtype in raw.schema.items() if dtype.is_nested()]
-    if nested:  # found per message by splitting the batch
-        msg = f"field {nested[0]!r} holds a list or an object"
-        raise ValueError(msg)
-    raw = raw.with_columns(
-        pl.lit(topic).alias(SOURCE_COL), pl.Series(ROW_COL, index, dtype=pl.Int64))
-    conformed: Conformed = conform(raw.lazy(), mapping, source=f"topic {topic}",
-                                   keep_extra=False, event_types=batch.event_types)
-    reasons = [(c, conformed.raw) for c in conformed.conversion_checks] + \
-              [(c, conformed.events) for c in conformed.value_checks
-               if c.problem != "duplicate event_id"]
-    first = pl.concat([lf.select(pl.when(c.bad.fill_null(value=False))
-                                 .then(pl.lit(f"{c.column}: {c.problem}")).alias(str(i)))
-                       for i, (c, lf) in enumerate(reasons)], how="horizontal").collect() \
-        if reasons else pl.DataFrame()
-    reason = first.select(pl.coalesce(first.columns).alias("reason"))["reason"] \
-        if first.width else pl.Series("reason", [None] * raw.height, dtype=pl.String)
-    events = conformed.events.collect().with_columns(reason)
-    # a repeated id within the batch: the first one counts, the others are bad
-    events = events.with_columns(pl.when(pl.col("reason").is_null()
-                                         & ~pl.col("event_id").is_first_distinct())
-                                 .then(pl.lit("event_id: duplicate event_id in the topic"))
-                                 .otherwise(pl.col("reason")).alias("reason"))
-    bad = events.filter(pl.col("reason").is_not_null())
-    good = events.filter(pl.col("reason").is_null())
-    rows = good.select(*_STORED, pl.col(ROW_COL).alias("__index"))
-    return rows, list(zip(bad[ROW_COL].to_list(), bad["reason"].to_list(), strict=True))
 
 
 class _DeadLetters:
@@ -414,6 +340,7 @@ class _DeadLetters:
         return len(new)
 
 
+@foreign_errors(IngestError, "produce to {2}")
 def produce(
     events: pl.LazyFrame | pl.DataFrame,
     bootstrap: str,
@@ -439,7 +366,7 @@ def produce(
 
     if partitions is not None:
         create_topic(bootstrap, topic, partitions)
-    frame = events.lazy().select(_STORED).collect()
+    frame = events.lazy().select(STORED).collect()
     payload = frame.with_columns(pl.col("event_time").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
     lines = payload.write_ndjson().encode().splitlines()
     keys = frame["account_id"].cast(pl.String).to_list()

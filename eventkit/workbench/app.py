@@ -81,29 +81,28 @@ def offline_template(folder: str | Path) -> Path:
     return Path(folder)
 
 
-def app_command(notebook: str | Path, *, host: str = "127.0.0.1", port: int = 8866,
-                token: str | None = None) -> tuple[list[str], str]:
-    """The command line that serves ``notebook`` with Voilà, and its token.
+def app_command(notebook: str | Path, *, host: str = "127.0.0.1", port: int = 8866
+                ) -> list[str]:
+    """The command line that serves ``notebook`` with Voilà (without the token).
 
     Binds to ``host`` only (loopback by default), opens no browser, shows no
-    code and no tracebacks; a random token is made when none is given. The
-    page template is ``eventkit`` (see :func:`offline_template`): run it with
+    code and no tracebacks. The page template is ``eventkit`` (see
+    :func:`offline_template`) and the token reaches Voilà in its environment
+    (``JUPYTER_TOKEN``, never on the command line ``ps`` shows): run it with
     :func:`app_environment`.
 
     Examples
     --------
-    >>> argv, token = app_command("explorer.ipynb", port=9999, token="abc")
-    >>> "--Voila.ip=127.0.0.1" in argv and "--token=abc" in argv
+    >>> argv = app_command("explorer.ipynb", port=9999)
+    >>> "--Voila.ip=127.0.0.1" in argv and not any("token" in a for a in argv)
     True
 
     """
-    token = token or secrets.token_hex(24)
     argv = [
         sys.executable, "-m", "voila", str(Path(notebook).resolve()),
         "--no-browser",
         f"--Voila.ip={host}",
         f"--port={port}",
-        f"--token={token}",
         "--strip_sources=True",
         "--show_tracebacks=False",
         "--VoilaConfiguration.file_allowlist=[]",
@@ -111,13 +110,20 @@ def app_command(notebook: str | Path, *, host: str = "127.0.0.1", port: int = 88
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         argv.append("--ServerApp.allow_root=True")
-    return argv, token
+    return argv
 
 
-def app_environment(notebook: str | Path, env: dict[str, str] | None = None) -> dict[str, str]:
-    """``env`` (default: this process's) with the offline page template on ``JUPYTER_PATH``."""
+def app_environment(notebook: str | Path, env: dict[str, str] | None = None, *,
+                    token: str | None = None) -> tuple[dict[str, str], str]:
+    """``env`` (default: this process's) for :func:`app_command`, and the token in it.
+
+    The offline page template is on ``JUPYTER_PATH``; the token is ``token``,
+    else ``JUPYTER_TOKEN`` of ``env``, else a fresh random one.
+    """
     base = dict(os.environ if env is None else env)
+    token = token or base.get("JUPYTER_TOKEN") or secrets.token_hex(24)
+    base["JUPYTER_TOKEN"] = token
     folder = offline_template(Path(notebook).resolve().parent / "share")
     base["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(folder), base.get("JUPYTER_PATH"))
                                            if p)
-    return base
+    return base, token

@@ -1,7 +1,7 @@
 """The ``eventkit`` command line.
 
 generate, verify, replay, as-of, restatements, snapshot, compact, expire, info, ingest,
-produce, report, lab, app.
+produce, report, lab, app, compile.
 
 Every subcommand has ``--help``. Errors print one clear line and exit 2;
 ``verify`` exits 1 when the archive fails its checks.
@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import polars as pl
 
-from eventkit.exceptions import EventkitError, UsageError
-from eventkit.progress import show_progress
+from eventkit.exceptions import EventkitError, UsageError, is_foreign
+from eventkit.replay.progress import show_progress
 
 if TYPE_CHECKING:
     from eventkit.replay.protocol import Replayed
@@ -38,12 +39,56 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return int(args.run(args))
         except EventkitError as exc:
-            print(f"eventkit: error: {exc}", file=sys.stderr)
+            print(f"eventkit: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
+            return 2
+        except Exception as exc:  # an error of the OS or a library that no operation wrapped
+            if not is_foreign(exc):
+                raise
+            print(f"eventkit: error: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """Options that cannot be used are one line on stderr and exit status 2, as other errors."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix("eventkit").strip()
+        where = f"{command}: " if command else ""
+        self.exit(2, f"eventkit: error: {where}{' '.join(message.split())} "
+                     f"(see {self.prog} --help)\n")
+
+
+def _whole(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An option's whole number, at least ``low`` (and at most ``high``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            msg = f"expected a whole number, not {text!r}"
+            raise argparse.ArgumentTypeError(msg) from None
+        if value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f"at least {low}"
+            msg = f"must be {span}, not {value}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """An option's positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"expected a number of seconds, not {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if not math.isfinite(value) or value <= 0:
+        msg = f"must be a positive number of seconds, not {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="eventkit",
         description="Event-sourcing analytics workbench: archives, replay, temporal queries.",
     )
@@ -54,14 +99,16 @@ def _parser() -> argparse.ArgumentParser:
                                    "(accounts, deposits, withdrawals, fees, transfers, "
                                    "rate changes, late corrections), chunk by chunk.")
     p.add_argument("path", help="folder to create")
-    p.add_argument("--events", type=int, default=100_000, help="number of events (default 100000)")
-    p.add_argument("--accounts", type=int, default=1_000, help="number of accounts (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--events", type=_whole(0), default=100_000,
+                   help="number of events (default 100000)")
+    p.add_argument("--accounts", type=_whole(1), default=1_000,
+                   help="number of accounts (default 1000)")
+    p.add_argument("--seed", type=_whole(0), default=0, help="random seed (default 0)")
     p.add_argument("--format", choices=("delta", "parquet"), default="delta",
                    help="eventkit archive (delta, default) or plain Parquet files")
-    p.add_argument("--chunk-events", type=int, default=1_000_000,
+    p.add_argument("--chunk-events", type=_whole(1), default=1_000_000,
                    help="events per chunk written (bounds memory; default 1000000)")
-    p.add_argument("--buckets", type=int, metavar="B",
+    p.add_argument("--buckets", type=_whole(1), metavar="B",
                    help="bucketed archive: B buckets of accounts, one file per bucket and "
                         "append, for replays one bucket at a time (default: not bucketed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -130,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "zstd files in one audited commit that verify accepts; "
                                    "every answer stays the same.")
     p.add_argument("path", help="archive folder")
-    p.add_argument("--target-rows", type=int, default=1_000_000,
+    p.add_argument("--target-rows", type=_whole(1), default=1_000_000,
                    help="rows per merged file at most (default 1000000)")
     p.add_argument("--keep-old", action="store_true", help="leave the replaced files on disk")
     p.set_defaults(run=_compact)
@@ -164,19 +211,23 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lab", help="open JupyterLab on the notebooks (loopback, token)",
                        description="Serve the notebooks in JupyterLab bound to one address "
-                                   "(127.0.0.1 by default) with a token; prints the URL.")
+                                   "(127.0.0.1 by default) with a token, and print the URL "
+                                   "once the server answers. The token is $JUPYTER_TOKEN when "
+                                   "set, else random; it reaches JupyterLab in its "
+                                   "environment, never on a command line.")
     p.add_argument("--notebooks", default="notebooks", help="folder to serve")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8888, help="port (default 8888)")
-    p.add_argument("--token", help="access token (default: random)")
+    p.add_argument("--port", type=_whole(1, 65_535), default=8888, help="port (default 8888)")
     p.set_defaults(run=_lab)
 
     p = sub.add_parser("app", help="serve the account explorer as a page (Voila; loopback, "
                        "token)",
                        description="Serve the replay explorer on ARCHIVE as a standalone page "
                                    "for people who do not code (no code, no notebook), bound "
-                                   "to one address (127.0.0.1 by default) with a token; "
-                                   "prints the URL.")
+                                   "to one address (127.0.0.1 by default) with a token "
+                                   "($JUPYTER_TOKEN when set, else random; passed in the "
+                                   "server's environment, never on a command line); prints "
+                                   "the URL.")
     p.add_argument("archive", nargs="?", default="data/sample",
                    help="archive to explore (default data/sample)")
     p.add_argument("--account", type=int, help="account shown first")
@@ -185,7 +236,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--currency", default="USD", help="ISO 4217 code of the amounts (USD)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8866, help="port (default 8866)")
-    p.add_argument("--token", help="access token (default: random)")
     p.set_defaults(run=_app)
 
     p = sub.add_parser("ingest", help="consume a Kafka/Redpanda topic into an archive, "
@@ -202,12 +252,18 @@ def _parser() -> argparse.ArgumentParser:
                    "JSON text or a .json file (see eventkit.ColumnMapping)")
     p.add_argument("--dead-letter", metavar="FILE", help="dead-letter file (default "
                    "PATH.dead-letter.jsonl)")
-    p.add_argument("--batch-size", type=int, default=10_000, help="messages per commit "
-                   "(default 10000)")
-    p.add_argument("--max-wait", type=float, default=1.0, metavar="S",
+    p.add_argument("--batch-size", type=_whole(1), default=100_000, help="messages per commit "
+                   "at most (default 100000)")
+    p.add_argument("--max-wait", type=_seconds, default=1.0, metavar="S",
                    help="commit a batch at most this long after its first message (default 1)")
-    p.add_argument("--idle-timeout", type=float, metavar="S",
+    p.add_argument("--idle-timeout", type=_seconds, metavar="S",
                    help="stop after this long without a message (default: run until stopped)")
+    p.add_argument("--broker-timeout", type=_seconds, default=30.0, metavar="S",
+                   help="end with an error when the broker stays unreachable, or the topic "
+                        "or a partition missing, this long (default 30)")
+    p.add_argument("--before-latest", choices=("raise", "clamp"), default="raise",
+                   help="when the clock reads before the archive's latest recorded_at: fail "
+                        "(raise, default) or record the latest (clamp)")
     p.set_defaults(run=_ingest)
 
     p = sub.add_parser("produce", help="send an archive's events to a topic (key: account)",
@@ -216,7 +272,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="events: an archive, Parquet file, folder, glob or Delta table")
     p.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="broker address")
     p.add_argument("--topic", required=True, help="topic to write")
-    p.add_argument("--partitions", type=int, metavar="N",
+    p.add_argument("--partitions", type=_whole(1), metavar="N",
                    help="create the topic with N partitions when it does not exist")
     p.add_argument("--mapping", metavar="JSON", help="column mapping for foreign data")
     p.set_defaults(run=_produce)
@@ -232,13 +288,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports", help="output folder (default reports)")
     p.add_argument("--only", metavar="NAMES", help="comma-separated run names to execute")
     p.add_argument("--kernel", default="eventkit", help="Jupyter kernel (default eventkit)")
-    p.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
-    p.add_argument("--workers", type=int, default=None, help="runs at once, each in its own "
-                   "kernel (default: one per core)")
+    p.add_argument("--timeout", type=_whole(1), default=600,
+                   help="seconds per cell (default 600)")
+    p.add_argument("--workers", type=_whole(1), help="runs at once (default: one per core)")
     p.add_argument("--with-code", action="store_true",
                    help="show the code cells in the HTML (default: hidden)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_report)
+
+    p = sub.add_parser("compile", help="compile the replay kernels into numba's cache (once)",
+                       description="Compile the replay engine's kernels for every argument "
+                                   "type a replay passes, into numba's on-disk cache, so the "
+                                   "first replay starts at once (make setup runs this).")
+    p.set_defaults(run=_compile)
     return parser
 
 
@@ -266,6 +328,19 @@ def _snapshot(args: argparse.Namespace) -> int:
     span = f"{first[0]:%Y-%m-%d} .. {last[0]:%Y-%m-%d}" if first else "no events"
     print(f"{len(snaps.checkpoints)} checkpoints ({span}) for rules {snaps.fingerprint[:12]} "
           f"at archive version {snaps.version}: {snaps.folder.root}")
+    return 0
+
+
+def _compile(_args: argparse.Namespace) -> int:
+    import time
+
+    from eventkit.replay import kernels
+    from eventkit.replay.warm import compile_kernels
+
+    began = time.perf_counter()
+    compiled = compile_kernels()
+    print(f"{len(compiled)} replay kernels ready ({sum(compiled.values())} signatures compiled, "
+          f"{time.perf_counter() - began:.1f} s) in {kernels.fold_terms.stats.cache_path}")
     return 0
 
 
@@ -355,7 +430,10 @@ def _show(args: argparse.Namespace, result: Replayed, state: pl.LazyFrame) -> in
 
 
 def _print(args: argparse.Namespace, table: pl.LazyFrame, money: list[str]) -> int:
-    frame = table.with_columns(_currency(name) for name in money).collect()
+    from eventkit.archive.open import minor_digits_of
+
+    digits = minor_digits_of(args.path, _mapping(args.mapping) if args.mapping else None)
+    frame = table.with_columns(_currency(name, digits) for name in money).collect()
     if args.fmt == "csv":
         sys.stdout.write(frame.write_csv())
     else:
@@ -386,14 +464,15 @@ def _ids(text: str) -> list[int]:
         raise UsageError(msg, param="--accounts") from None
 
 
-def _currency(name: str) -> pl.Expr:
-    """Minor units as exact currency text: -1 -> "-0.01", 12095 -> "120.95"."""
-    magnitude = pl.col(name).abs()
+def _currency(name: str, digits: int) -> pl.Expr:
+    """Minor units as exact currency text: -1 -> "-0.01", 12095 -> "120.95" (2 digits)."""
+    magnitude = pl.col(name).cast(pl.Int128).abs()  # |Int64 min| fits
+    whole = (magnitude // 10**digits).cast(pl.String)
     return pl.concat_str(
         pl.when(pl.col(name) < 0).then(pl.lit("-")).otherwise(pl.lit("")),
-        (magnitude // 100).cast(pl.String),
-        pl.lit("."),
-        (magnitude % 100).cast(pl.String).str.zfill(2),
+        whole,
+        pl.lit("." if digits else ""),
+        (magnitude % 10**digits).cast(pl.String).str.zfill(digits) if digits else pl.lit(""),
     ).alias(name)
 
 
@@ -427,12 +506,22 @@ def _expire(args: argparse.Namespace) -> int:
 
 
 def _lab(args: argparse.Namespace) -> int:
-    from eventkit.workbench.lab import lab_command
+    import signal
 
-    argv, token = lab_command(args.notebooks, host=args.host, port=args.port, token=args.token)
-    print(f"JupyterLab: http://{args.host}:{args.port}/lab?token={token}", flush=True)
-    os.execv(argv[0], argv)
-    return 0  # not reached: exec replaced this process
+    from eventkit.workbench.lab import start_lab
+
+    server = start_lab(args.notebooks, host=args.host, port=args.port)
+    print(f"JupyterLab: {server.url}", flush=True)
+
+    def stop(_signum: int, _frame: object) -> None:
+        server.process.terminate()  # JupyterLab shuts its kernels down on SIGTERM
+
+    signal.signal(signal.SIGTERM, stop)
+    while True:
+        try:
+            return server.process.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached JupyterLab too: it asks, then stops
+            continue
 
 
 def _app(args: argparse.Namespace) -> int:
@@ -446,9 +535,10 @@ def _app(args: argparse.Namespace) -> int:
     book = app_notebook(tempfile.mkdtemp(prefix="eventkit-app-"), args.archive,
                         account=args.account, as_of=args.as_of, rules=args.rules,
                         currency=args.currency)
-    argv, token = app_command(book, host=args.host, port=args.port, token=args.token)
+    argv = app_command(book, host=args.host, port=args.port)
+    env, token = app_environment(book)
     print(f"eventkit app: http://{args.host}:{args.port}/?token={token}", flush=True)
-    os.execve(argv[0], argv, app_environment(book))
+    os.execve(argv[0], argv, env)
     return 0  # not reached: exec replaced this process
 
 
@@ -475,7 +565,8 @@ def _ingest(args: argparse.Namespace) -> int:
                          mapping=_mapping(args.mapping) if args.mapping else None,
                          dead_letter=args.dead_letter, batch_size=args.batch_size,
                          max_wait=args.max_wait, idle_timeout=args.idle_timeout,
-                         on_batch=report)
+                         on_batch=report, broker_timeout=args.broker_timeout,
+                         before_latest=args.before_latest)
     except KeyboardInterrupt:
         print("stopped: events up to the last commit are stored", file=sys.stderr)
         return 0

@@ -28,10 +28,10 @@ import ipywidgets as widgets
 import polars as pl
 from altair.utils.schemapi import debug_mode
 
-from eventkit.archive.open import Events, as_lazy
+from eventkit.archive.open import Events, as_lazy, minor_digits_of
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import EventDataError, ParameterError, WorkbenchError
-from eventkit.progress import show_progress
+from eventkit.replay.progress import show_progress
 from eventkit.rules import registry
 from eventkit.rules.rates import rates_of
 from eventkit.schema import BANK_ACCOUNT
@@ -113,7 +113,9 @@ class Explorer:
         # its by-account copy when eventkit.snapshot made one (a few row groups, not a scan)
         self._source = source if isinstance(source, str | Path | EventArchive) else self._events
         self.debounce = debounce
-        self.currency = Currency.of(currency)
+        digits = minor_digits_of(source)  # an archive's own minor unit (2: cents)
+        self.currency = Currency.of(currency) if currency is not None or digits == 2 else \
+            Currency(digits=digits)
         self.zone = zone
         self.refreshes = 0  # views computed so far
         self.dropped = 0  # computations overtaken by a newer request: never drawn

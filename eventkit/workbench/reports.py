@@ -8,10 +8,15 @@ The runs are listed in a YAML file (``reports.yaml`` at the project root)::
         parameters: {ACCOUNT: 7, RATE_SHIFT: 1.0, interactive: false}
 
 A notebook may have several runs; a notebook without any runs once with its
-defaults (named after the file), so every notebook is in the reports. Parameter
-names are checked against the notebook's ``parameters`` cell before anything
-runs. Every run gets ``interactive: false`` unless it says otherwise: charts are
-static SVG pictures. A failing run does not stop the others; at the end
+defaults (named after the file), so every notebook is in the reports. Before
+anything runs, each entry is checked: the name is a plain file name (no folder,
+not hidden), so outputs stay inside the output folder; the notebook lies inside
+the notebook folder; parameter names are those of the notebook's ``parameters``
+cell, and their values plain YAML text, numbers, booleans, nulls, lists and
+mappings (a YAML date such as ``2024-01-01`` unquoted, an anchor reused, or
+nesting deeper than :data:`MAX_DEPTH` is refused in one line). Every run gets
+``interactive: false`` unless it says otherwise: charts are static SVG
+pictures. A failing run does not stop the others; at the end
 :class:`ReportError` names each failed notebook, its cell and the error.
 
 The HTML stands alone: no script, font or style is loaded from anywhere (the
@@ -27,17 +32,23 @@ import asyncio
 import contextlib
 import html
 import json
+import math
 import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any, Final
 
 from eventkit.exceptions import ParameterError, ReportError
 
-__all__ = ["Run", "load_runs", "run_reports", "write_index"]
+__all__ = ["MAX_DEPTH", "Run", "load_runs", "run_reports", "write_index"]
+
+#: How deeply a parameter value may nest lists and mappings.
+MAX_DEPTH = 16
+_MAX_NAME = 200
 
 #: nbconvert's lab page without any script: no require.js, MathJax, mermaid or widgets.
 TEMPLATE: Final = """{%- extends 'lab/index.html.j2' -%}
@@ -115,7 +126,15 @@ def load_runs(config: str | Path, notebooks: str | Path) -> list[Run]:
         if not path.is_file():
             msg = f"{where}: no notebook {path}"
             raise ReportError(msg)
+        if not path.resolve().is_relative_to(folder.resolve()):
+            msg = f"{where}: notebook {entry['notebook']!r} lies outside {folder}"
+            raise ReportError(msg)
         parameters = entry.get("parameters") or {}
+        if not isinstance(parameters, dict):
+            msg = f"{where}.parameters: expected a mapping of names to values"
+            raise ReportError(msg)
+        for key, value in parameters.items():
+            _check_value(value, f"{where}.parameters.{key}", set(), 0)
         declared = pm.inspect_notebook(str(path))
         unknown = sorted(set(parameters) - set(declared))
         if unknown:
@@ -123,6 +142,7 @@ def load_runs(config: str | Path, notebooks: str | Path) -> list[Run]:
                    f"(it has {', '.join(declared) or 'none'})")
             raise ReportError(msg)
         name = str(entry.get("name", path.stem))
+        _check_run_name(name, f"{where}.name")
         if any(r.name == name for r in runs):
             msg = f"{where}: the name {name!r} is used twice (outputs would collide)"
             raise ReportError(msg)
@@ -131,6 +151,45 @@ def load_runs(config: str | Path, notebooks: str | Path) -> list[Run]:
     runs += [Run(p.stem, p, _static({}, pm.inspect_notebook(str(p))))
              for p in sorted(folder.glob("*.ipynb")) if p.name not in listed]
     return runs
+
+
+def _check_run_name(name: str, where: str) -> None:
+    """A run's name becomes two file names in the output folder: a plain one only."""
+    if not name or len(name) > _MAX_NAME or name.startswith(".") or any(
+            c in "/\\" or ord(c) < 32 for c in name):
+        msg = (f"{where}: {name[:_MAX_NAME]!r} is not a plain file name (1-{_MAX_NAME} "
+               "characters, no folder separator or control character, not starting with '.')")
+        raise ReportError(msg)
+    if name == "index":
+        msg = f"{where}: 'index' is taken by the page that links every report (index.html)"
+        raise ReportError(msg)
+
+
+def _check_value(value: object, where: str, seen: set[int], depth: int) -> None:
+    """A parameter value papermill can pass on: plain YAML scalars, lists and mappings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        msg = f"{where}: {value} is not a finite number"
+        raise ReportError(msg)
+    if value is None or isinstance(value, str | bool | int | float):
+        return
+    if isinstance(value, date):
+        msg = (f"{where}: {value.isoformat()} is a YAML {type(value).__name__}, which a "
+               f"notebook parameter cannot take; quote it: \"{value.isoformat()}\"")
+        raise ReportError(msg)
+    if not isinstance(value, list | dict):
+        msg = f"{where}: a YAML {type(value).__name__} cannot be a notebook parameter"
+        raise ReportError(msg)
+    if id(value) in seen or depth >= MAX_DEPTH:
+        msg = (f"{where}: nested more than {MAX_DEPTH} deep, or a YAML anchor used twice "
+               "(write the value out)")
+        raise ReportError(msg)
+    seen.add(id(value))
+    for key, item in (value.items() if isinstance(value, dict) else enumerate(value)):
+        if isinstance(value, dict) and not isinstance(key, str):
+            msg = f"{where}: key {key!r} is not text"
+            raise ReportError(msg)
+        _check_value(item, f"{where}.{key}" if isinstance(value, dict) else f"{where}[{key}]",
+                     seen, depth + 1)
 
 
 def _static(parameters: dict[str, Any], declared: dict[str, Any]) -> dict[str, Any]:
@@ -176,6 +235,12 @@ def run_reports(
 
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
+    for run in runs:  # runs built by hand are checked as load_runs checks them
+        _check_run_name(run.name, f"run {run.name!r}")
+        for side in (".ipynb", ".html"):  # not through a link that leads elsewhere
+            if (target / f"{run.name}{side}").resolve().parent != target.resolve():
+                msg = f"run {run.name!r}: {target / run.name}{side} leads outside {target}"
+                raise ReportError(msg)
     n = max(1, min(len(runs), workers or os.cpu_count() or 1))
     pages: dict[str, Path] = {}
     failures: dict[str, str] = {}

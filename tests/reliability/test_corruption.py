@@ -14,7 +14,7 @@ import random
 import struct
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -42,7 +42,8 @@ def archive(tmp_path: Path) -> EventArchive:
     for k, events in enumerate(batches):
         archive.append(events.drop("seq").with_columns(
             event_id=pl.lit(f"b{k}-") + pl.col("event_id"),
-            recorded_at=pl.col("event_time") + timedelta(days=1)), recorded_at="keep")
+            recorded_at=pl.lit(datetime(2024, 3, 1, tzinfo=UTC) + timedelta(days=k))),
+            recorded_at="keep")  # imported history: transaction time rises from batch to batch
     return archive
 
 

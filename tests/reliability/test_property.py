@@ -86,6 +86,7 @@ def test_valid_batches_round_trip_exactly(data: st.DataObject, sent: list[pl.Dat
     with tempfile.TemporaryDirectory() as tmp:
         archive = EventArchive.create(Path(tmp) / "bank")
         expected = []
+        latest = None  # the archive's latest recorded_at: transaction time never goes below it
         for frame in sent:
             keep = data.draw(st.booleans(), label="keep recorded_at")
             if keep:
@@ -93,10 +94,19 @@ def test_valid_batches_round_trip_exactly(data: st.DataObject, sent: list[pl.Dat
                     st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2024, 1, 1),
                                  timezones=st.just(UTC))) for _ in range(frame.height)]))
             user_frame, mapping = with_mapping(data.draw, frame)
+            if keep and latest is not None and frame["recorded_at"].min() < latest:
+                before = snapshot(archive.path)  # an older kept time: refused, naming it
+                with pytest.raises(EventDataError, match="before the latest recorded_at"):
+                    archive.append(user_frame, mapping=mapping or None, recorded_at="keep")
+                assert_unchanged(archive.path, before)
+                frame = frame.with_columns(  # clamped to the latest only when asked
+                    pl.max_horizontal("recorded_at", pl.lit(latest)).alias("recorded_at"))
             receipt = archive.append(user_frame, mapping=mapping or None,
-                                     recorded_at="keep" if keep else "now")
+                                     recorded_at="keep" if keep else "now",
+                                     before_latest="clamp" if keep else "raise")
             assert receipt.rows == frame.height
             expected.append(frame)
+            latest = archive.scan().select(pl.col("recorded_at").max()).collect().item()
 
         stored = archive.scan().collect()
 

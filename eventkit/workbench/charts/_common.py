@@ -17,7 +17,7 @@ from altair.utils._importers import vl_version_for_vl_convert
 
 from eventkit._typing import Instant
 from eventkit.exceptions import ParameterError, WorkbenchError
-from eventkit.progress import show_progress
+from eventkit.replay.progress import show_progress
 from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import to_instant
 from eventkit.workbench.format import Currency, axis_time_format, span_words, time_text
@@ -169,7 +169,7 @@ def enable(*, interactive: bool) -> None:
     """What every notebook's first cell calls: widgets offline, or static SVG for reports.
 
     ``interactive`` (the notebooks' parameter): :func:`enable_offline` and
-    progress bars for long steps (see :mod:`eventkit.progress`); else
+    progress bars for long steps (see :mod:`eventkit.replay.progress`); else
     :func:`enable_static` and no progress bars (papermill runs and HTML reports:
     pictures, no JavaScript, nobody watching, the same output every run).
     """

@@ -55,7 +55,7 @@ class show_progress:  # a function to the caller (as torch.set_grad_enabled), an
 
     Examples
     --------
-    >>> from eventkit.progress import progress_enabled, show_progress
+    >>> from eventkit.replay.progress import progress_enabled, show_progress
     >>> progress_enabled()  # not in a Jupyter kernel: quiet
     False
     >>> with show_progress(True):

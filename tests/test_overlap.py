@@ -1,0 +1,58 @@
+"""Decoding while folding (eventkit.replay.overlap) gives the fold of one collect, exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+import eventkit
+from eventkit.replay.overlap import collect_and_fold, fold_columns
+from eventkit.replay.result import ReplayResult
+from eventkit.rules import registry
+from eventkit.rules.model import RuleSet
+
+LOYALTY = Path(__file__).resolve().parents[1] / "data" / "rules" / "loyalty.toml"
+
+
+@pytest.mark.parametrize("rules", ["balance", "banking", str(LOYALTY)])
+@pytest.mark.parametrize("query", ["history", "state", "as_of"])
+def test_an_archive_replay_decodes_while_folding_and_answers_the_same(
+        sample_archive: Path, rules: str, query: str) -> None:
+    result = eventkit.replay(sample_archive, rules, snapshots=False)
+    once = ReplayResult(result.events, result.rules)  # one collect, then the fold
+    assert result._split and not once._split
+
+    def ask(r: ReplayResult) -> pl.DataFrame:
+        if query == "history":
+            return r.history.collect()
+        return (r.state() if query == "state" else r.as_of("2024-06-30")).collect()
+
+    assert_frame_equal(ask(result), ask(once))
+
+
+def test_filters_and_keys_split_the_same(sample_archive: Path) -> None:
+    for kwargs in ({"keys": [3, 17, 42]}, {"known_at": "2024-05-01"}):
+        result = eventkit.replay(sample_archive, "banking", snapshots=False, **kwargs)
+        once = ReplayResult(result.events, result.rules).history.collect()
+        assert_frame_equal(result.history.collect(), once)
+
+
+def test_the_fold_reads_only_what_the_rules_name() -> None:
+    names = ["event_id", "seq", "account_id", "event_type", "event_time", "recorded_at",
+             "amount", "counterparty_id", "rate"]
+    assert "event_id" not in fold_columns(registry.get("banking").check(), names)
+    assert "rate" in fold_columns(registry.get("banking").check(), names)  # interest
+    loyalty = RuleSet.from_toml(LOYALTY).check()
+    assert fold_columns(loyalty, names) == ["seq", "account_id", "event_type", "event_time",
+                                            "amount"]
+
+
+def test_a_frame_without_other_columns_is_folded_once(sample_archive: Path) -> None:
+    events = eventkit.open_archive(sample_archive).select(
+        "seq", "account_id", "event_type", "event_time", "amount")
+    checked = registry.get("balance").check()
+    split = collect_and_fold(events, checked, split=True).events
+    assert_frame_equal(split, collect_and_fold(events, checked).events)
