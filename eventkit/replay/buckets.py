@@ -41,6 +41,7 @@ from eventkit.archive.retention import expiry_of
 from eventkit.archive.store import is_url, open_store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ScaleError
+from eventkit.replay.progress import Steps
 from eventkit.replay.protocol import Window
 from eventkit.replay.result import ReplayResult
 from eventkit.rules.model import RuleSet
@@ -496,25 +497,40 @@ def _runner(engine: str, client: Client | None) -> Runner:
 
     def run(plan: _Plan, steps: list[_Step]) -> list[Any]:
         tag = uuid.uuid4().hex[:8]
-        futures = dask.map(_run, [plan] * len(steps), steps,
-                           key=[f"eventkit-bucket-{s.buckets[0]}-{tag}" for s in steps])
-        return dask.gather(futures)
+        with _progress(plan, steps) as shown:
+            futures = dask.map(_run, [plan] * len(steps), steps,
+                               key=[f"eventkit-bucket-{s.buckets[0]}-{tag}" for s in steps])
+            for future in futures:
+                future.add_done_callback(lambda _done: shown.advance())
+            return dask.gather(futures)
 
     return run
 
 
 def _local(plan: _Plan, steps: list[_Step]) -> list[Any]:
     """The steps run here, :data:`LOCAL_STEPS` at a time (folds and Parquet I/O drop the GIL)."""
-    if len(steps) < 2 or LOCAL_STEPS < 2:
-        return [_run(plan, step) for step in steps]
-    with ThreadPoolExecutor(LOCAL_STEPS) as pool:
-        futures = [pool.submit(_run, plan, step) for step in steps]
-        try:
-            return [future.result() for future in futures]
-        except BaseException:
-            for future in futures:  # a failed step: the steps not started yet are not run
-                future.cancel()
-            raise
+    with _progress(plan, steps) as shown:
+        if len(steps) < 2 or LOCAL_STEPS < 2:
+            done = []
+            for step in steps:
+                done.append(_run(plan, step))
+                shown.advance()
+            return done
+        with ThreadPoolExecutor(LOCAL_STEPS) as pool:
+            futures = [pool.submit(_run, plan, step) for step in steps]
+            for future in futures:
+                future.add_done_callback(lambda _done: shown.advance())
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for future in futures:  # a failed step: the steps not started yet are not run
+                    future.cancel()
+                raise
+
+
+def _progress(plan: _Plan, steps: list[_Step]) -> Steps:
+    """The bar of a bucketed replay: steps of buckets done (the folds inside are quiet)."""
+    return Steps(f"replay ({plan.rules.name}, {plan.question[0]}) by buckets", len(steps))
 
 
 def _empty_history(plan: _Plan) -> pl.DataFrame:

@@ -29,6 +29,7 @@ from eventkit.replay.accrue import accrue
 from eventkit.replay.engine import Fold, fold
 from eventkit.replay.kernels import grid_positions
 from eventkit.replay.overlap import collect_and_fold
+from eventkit.replay.progress import Steps
 from eventkit.replay.protocol import Window
 from eventkit.replay.snapshots import Snapshots
 from eventkit.rules.model import CheckedRules, RuleSet
@@ -96,7 +97,11 @@ class ReplayResult:
     def fold(self) -> Fold:
         """The fold of every event (made on first use, then kept)."""
         if self._whole is None:
-            self._whole = self._fold_all()
+            # one step: the events are decoded while the compiled fold runs (a long step
+            # ticks)
+            with Steps(f"replay ({self.rules.name})", 1) as steps:
+                steps.begin("reading and folding the events")
+                self._whole = self._fold_all()
         return self._whole
 
     @foreign_errors(EventDataError, "replay: reading and folding the events")
