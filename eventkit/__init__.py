@@ -81,6 +81,7 @@ if TYPE_CHECKING:
     from eventkit.replay.buckets import BucketedReplay
     from eventkit.replay.expire import ExpireReport, expire
     from eventkit.replay.live import LiveReplay
+    from eventkit.replay.progress import show_progress
     from eventkit.replay.protocol import Replayed, Window
     from eventkit.replay.result import ReplayResult
     from eventkit.replay.snapshots import Snapshots
@@ -173,6 +174,7 @@ __all__ = [
     "refresh",
     "replay",
     "restatements",
+    "show_progress",
     "snapshot",
     "table",
 ]
@@ -185,6 +187,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "eventkit.archive.storage": ("StorageReport", "info"),
     "eventkit.archive.table": ("AppendReceipt", "EventArchive"),
     "eventkit.archive.verify": ("VerifyReport",),
+    "eventkit.replay.progress": ("show_progress",),
     "eventkit.questions.explain": ("Explanation", "explain"),
     "eventkit.questions.patterns": ("Detector", "Pattern", "Thresholds", "builtin_alerts"),
     "eventkit.questions.temporal": ("restatements",),

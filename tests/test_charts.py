@@ -276,9 +276,11 @@ def test_as_of_marker_draws_a_rule_at_the_end_of_the_day_on_top_of_the_lines(sma
     assert spec["params"] and spec["width"] == "container"  # the hover survives the marker
     assert "title" not in spec["layer"][0]  # one title, on the layer chart
     assert spec["title"]["text"] == "Balance history of accounts 1, 2"
-    marker = spec["datasets"][spec["layer"][4]["data"]["name"]]
-    assert marker == [{"time": "2024-01-02T23:59:59.999999+0000",
-                       "label": "as of 2024-01-02 23:59 UTC"}]
+    rule, text = spec["layer"][4:]
+    at = {"year": 2024, "month": 1, "date": 2, "hours": 23, "minutes": 59, "seconds": 59,
+          "milliseconds": 999, "utc": True}  # the end of the day (to the millisecond)
+    assert rule["encoding"]["x"] == text["encoding"]["x"] == {"datum": at, "type": "temporal"}
+    assert text["encoding"]["text"] == {"value": "as of 2024-01-02 23:59 UTC"}
     band = charts.as_of_marker(charts.balance_history(small.history), "2024-01-02")
     assert [layer["mark"]["type"] for layer in band.to_dict()["layer"]] == [
         "area", "line", "rule", "rect", "rule", "text"]

@@ -139,7 +139,7 @@ def test_replay_explorer_widgets_show_the_account_and_the_restatements(tmp_path:
                  ACCOUNT=7, AS_OF="2024-03-31", RATE_SHIFT=0.5)
     explorer, restated = chart_specs(nb)
     assert explorer["title"]["text"] == "Account 7: baseline and rate +0.50 pp"
-    assert "as of 2024-03-31 23:59 UTC" in json.dumps(explorer["datasets"])
+    assert "as of 2024-03-31 23:59 UTC" in json.dumps(explorer)
     assert restated["title"]["text"].startswith("Restatements: ")
     state = nb.metadata["widgets"][WIDGET_STATE]["state"]
     tables = [m["state"]["value"] for m in state.values()

@@ -87,6 +87,40 @@ def test_a_failing_notebook_is_named_with_its_cell_and_error_and_others_still_ru
     assert (out / "b.html").read_text().count("b ran") >= 1
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_runs_execute_side_by_side_up_to_workers_each_in_its_own_kernel(tmp_path, kernel,
+                                                                        workers, monkeypatch):
+    books = tmp_path / "notebooks"
+    books.mkdir()
+    for name in "abc":  # each run notes when its kernel worked, which kernel, and where
+        write_notebook(books / f"{name}.ipynb", "import os, time\nbegan = time.time()",
+                       "time.sleep(3)\nprint(f'{os.getpid()} {began} {time.time()} {os.getcwd()}')")
+    monkeypatch.chdir(tmp_path)  # relative paths, as `make reports` gives
+    runs = load_runs(runs_file(tmp_path, "runs: []\n"), "notebooks")
+    done: list[str] = []
+    pages = run_reports(runs, "out", kernel=kernel, timeout=60, workers=workers,
+                        on_done=lambda run, page, s: done.append(run.name))
+    assert [p.name for p in pages] == ["a.html", "b.html", "c.html"]  # the runs' order
+    assert sorted(done) == ["a", "b", "c"]
+    assert Path.cwd() == tmp_path  # no run moved this process
+    spans = []
+    for name in "abc":
+        nb = nbformat.read(tmp_path / "out" / f"{name}.ipynb", as_version=4)
+        pid, began, ended, cwd = nb.cells[-1].outputs[0]["text"].split()
+        assert cwd == str(books)  # each kernel in the notebook's folder
+        spans.append((int(pid), float(began), float(ended)))
+    assert len({pid for pid, _, _ in spans}) == 3  # a fresh kernel per run
+    at_once = max(sum(b <= t < e for _, b, e in spans) for _, t, _ in spans)
+    assert at_once == workers
+
+
+def test_workers_below_one_are_refused(tmp_path, folder):
+    runs = load_runs(runs_file(tmp_path, "runs: []\n"), folder)
+    with pytest.raises(eventkit.ParameterError, match="workers: must be at least 1, got 0"):
+        run_reports(runs, tmp_path / "out", workers=0)
+    assert not (tmp_path / "out").exists()
+
+
 def test_report_command_writes_notebooks_and_html_with_static_charts(tmp_path, kernel,
                                                                      sample_archive):
     out = tmp_path / "reports"

@@ -34,9 +34,13 @@ RULES = ["balance", "banking"]
 
 
 def archive_of(events: pl.DataFrame, folder: Path, buckets: int | None) -> EventArchive:
-    """An archive of ``events`` (in seq order), appended in two batches."""
+    """An archive of ``events`` (in seq order), appended in two batches.
+
+    Their ``recorded_at`` is kept, made non-decreasing along ``seq`` first: an archive
+    never learns of an event before the ones appended ahead of it (issue 20).
+    """
     archive = EventArchive.create(folder, buckets=buckets)
-    ordered = events.sort("seq").drop("seq")
+    ordered = events.sort("seq").drop("seq").with_columns(pl.col("recorded_at").cum_max())
     half = ordered.height // 2
     for batch in (ordered[:half], ordered[half:]):
         if batch.height:

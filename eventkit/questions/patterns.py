@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from eventkit.exceptions import PatternError
+from eventkit.replay.progress import Steps
 
 __all__ = ["BUILTINS", "Detector", "Pattern", "Thresholds", "begin", "builtin_alerts",
            "negative_balance", "ping_pong", "rapid_withdrawals", "structuring"]
@@ -451,21 +452,29 @@ def builtin_alerts(history: pl.DataFrame | pl.LazyFrame, thresholds: Thresholds 
     if "counterparty_id" not in frame.columns:  # no transfers: no ping-pong
         frame = frame.with_columns(counterparty_id=pl.lit(None, frame.schema["account_id"]))
     pair = ["account_id", "counterparty_id"]
-    # sorted once for the three patterns per account (the columns they read only)
-    by_account = _by_key(frame.select("account_id", *_ORDER, "amount", "balance",
-                                      pl.col("event_type").cast(pl.Categorical)),
-                         ["account_id"])  # (types as codes: compared and moved cheaply)
-    transfers = frame.filter(pl.col("counterparty_id").is_not_null())
-    found = {
-        "rapid_withdrawals": _detect(rapid_withdrawals(t.rapid_count, t.rapid_within),
-                                     by_account, ["account_id"], presorted=True),
-        "structuring": _detect(structuring(t.structuring_within, share=t.structuring_share,
-                                           min_deposit=t.structuring_min_deposit),
-                               by_account, ["account_id"], presorted=True),
-        "ping_pong": ping_pong(t.ping_pong_within).detect(transfers, key=pair),
-        "negative_balance": _negative_stretches(by_account, t.negative_longer_than,
-                                                "account_id", until),
-    }
+    found = {}
+    with Steps(f"alerts in {frame.height:,} events", 5) as steps:
+        steps.begin("sorting by account")
+        # sorted once for the three patterns per account (the columns they read only)
+        by_account = _by_key(frame.select("account_id", *_ORDER, "amount", "balance",
+                                          pl.col("event_type").cast(pl.Categorical)),
+                             ["account_id"])  # (types as codes: compared and moved cheaply)
+        transfers = frame.filter(pl.col("counterparty_id").is_not_null())
+        detect = {
+            "rapid_withdrawals": lambda: _detect(
+                rapid_withdrawals(t.rapid_count, t.rapid_within),
+                by_account, ["account_id"], presorted=True),
+            "structuring": lambda: _detect(
+                structuring(t.structuring_within, share=t.structuring_share,
+                            min_deposit=t.structuring_min_deposit),
+                by_account, ["account_id"], presorted=True),
+            "ping_pong": lambda: ping_pong(t.ping_pong_within).detect(transfers, key=pair),
+            "negative_balance": lambda: _negative_stretches(
+                by_account, t.negative_longer_than, "account_id", until),
+        }
+        for name, run in detect.items():
+            steps.begin(name.replace("_", " "))
+            found[name] = run()
     parts = [alerts.with_columns(pattern=pl.lit(name)) for name, alerts in found.items()]
     alerts = pl.concat(parts, how="diagonal_relaxed")
     wanted = pl.concat([alerts["start_seq"], alerts["end_seq"]]).unique()

@@ -15,6 +15,7 @@ import polars as pl
 
 from eventkit._typing import Instant
 from eventkit.replay.api import replay
+from eventkit.replay.progress import Steps
 from eventkit.rules.model import RuleSet
 from eventkit.timeutil import micros
 
@@ -55,6 +56,11 @@ def restatements(
     r1, r2 = micros(known_at, param="known_at"), micros(now_known_at, param="now_known_at")
     then = replay(events, rules, known_at=known_at)
     now = replay(events, rules, known_at=now_known_at)
+    with Steps("restatements", 2) as steps:
+        steps.begin(f"replaying as known at {known_at}")
+        then.fold  # noqa: B018 (folded now, under this bar)
+        steps.begin(f"replaying as known at {now_known_at}")
+        now.fold  # noqa: B018
     key = now.rules.key
     fields = list(now.checked.fields)
     recorded = pl.col("recorded_at").dt.epoch("us")

@@ -38,6 +38,7 @@ from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ViewError, foreign_errors
 from eventkit.replay.api import replay
 from eventkit.replay.live import advance, last_seq_of
+from eventkit.replay.progress import Steps
 from eventkit.replay.result import ReplayResult
 from eventkit.rules import registry
 from eventkit.rules.model import RuleSet
@@ -95,23 +96,27 @@ def materialize(result: ReplayResult, url: str, *, table: str = "accounts") -> d
 
 def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, Any]:
     archive, version = result.archive, result.archive_version
-    history = result.history.collect()
-    record = {
-        "name": table, "rules": result.rules.name, "fingerprint": result.rules.fingerprint,
-        "key": ", ".join(result.rules.key_columns),
-        "archive": None if archive is None else archive.address,
-        "archive_version": version,
-        "head": None if archive is None or version is None else _head(archive, version),
-        # seq is an Int64 column without nulls: the max of its rows is an int
-        "last_seq": int(cast("int", history["seq"].max())) if history.height else -1,
-        "built_at": _now(), "refreshed_at": None,
-    }
-    if archive is not None and version is not None:  # the bank's events count too
-        record["last_seq"] = last_seq_of(archive, version)
-    key = list(result.rules.key_columns)
-    db.replace(f"{table}_state", _state_frame(result.state().collect(), result), key)
-    db.replace(f"{table}_history", _history_frame(history, result), ["event_id"])
-    db.put_meta(record)
+    with Steps(f"materialize {table}", 3) as steps:
+        steps.begin("replaying")
+        history = result.history.collect()
+        record = {
+            "name": table, "rules": result.rules.name, "fingerprint": result.rules.fingerprint,
+            "key": ", ".join(result.rules.key_columns),
+            "archive": None if archive is None else archive.address,
+            "archive_version": version,
+            "head": None if archive is None or version is None else _head(archive, version),
+            # seq is an Int64 column without nulls: the max of its rows is an int
+            "last_seq": int(cast("int", history["seq"].max())) if history.height else -1,
+            "built_at": _now(), "refreshed_at": None,
+        }
+        if archive is not None and version is not None:  # the bank's events count too
+            record["last_seq"] = last_seq_of(archive, version)
+        key = list(result.rules.key_columns)
+        steps.begin(f"writing {table}_state")
+        db.replace(f"{table}_state", _state_frame(result.state().collect(), result), key)
+        steps.begin(f"writing {table}_history ({history.height:,} rows)")
+        db.replace(f"{table}_history", _history_frame(history, result), ["event_id"])
+        db.put_meta(record)
     return record
 
 

@@ -20,6 +20,7 @@ from eventkit.archive.open import Events
 from eventkit.exceptions import ExpiredError, RuleError
 from eventkit.replay.api import replay
 from eventkit.replay.engine import fold, prepare
+from eventkit.replay.progress import Steps
 from eventkit.replay.result import ReplayResult
 from eventkit.rules import registry
 from eventkit.rules.model import RuleSet
@@ -185,10 +186,16 @@ def compare(
                "states hold for the rule set they were made for only, so no other can be "
                "compared")
         raise ExpiredError(msg)
-    frame = base.events.collect()  # loaded once, for both
-    prepared = prepare(frame, a)
-    results = [ReplayResult(frame.lazy(), r, folded=fold(prepared, r.check()),
-                            archive=base.archive, archive_version=base.archive_version)
-               for r in (a, b)]
+    with Steps(f"compare ({a.name} and {b.name})", 4) as steps:
+        steps.begin("reading events")
+        frame = base.events.collect()  # loaded once, for both
+        steps.begin(f"preparing {frame.height:,} events")
+        prepared = prepare(frame, a)
+        results = []
+        for side, r in (("A", a), ("B", b)):
+            steps.begin(f"folding under {side}")
+            results.append(ReplayResult(frame.lazy(), r, folded=fold(prepared, r.check()),
+                                        archive=base.archive,
+                                        archive_version=base.archive_version))
     return Comparison(*results, same_events=True)
 

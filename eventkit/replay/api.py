@@ -23,6 +23,7 @@ from eventkit.exceptions import (
 from eventkit.replay import snapshots as stored_sets
 from eventkit.replay.buckets import BucketedReplay, replay_buckets
 from eventkit.replay.engine import columns_read
+from eventkit.replay.progress import Steps
 from eventkit.replay.protocol import Replayed
 from eventkit.replay.result import ReplayResult
 from eventkit.replay.snapshots import Snapshots, by_key
@@ -229,9 +230,13 @@ def snapshot(
     """
     store = archive if isinstance(archive, EventArchive) else EventArchive(archive)
     ruleset = registry.resolve(rules)
-    result = replay(store, ruleset, snapshots=False)  # with an expiry's opening states, if any
-    version = store.version if result.archive_version is None else result.archive_version
-    grid = stored_sets.period_ends(result.history, every, max_checkpoints=max_checkpoints)
-    states = result.states_at(grid)
-    return stored_sets.write_set(store, ruleset, version=version, every=every, grid=grid,
-                                 states=states, key_copy=key_copy)
+    with Steps(f"snapshot ({ruleset.name})", 3) as steps:
+        steps.begin("replaying the archive")
+        result = replay(store, ruleset, snapshots=False)  # with an expiry's opening states
+        version = store.version if result.archive_version is None else result.archive_version
+        grid = stored_sets.period_ends(result.history, every, max_checkpoints=max_checkpoints)
+        steps.begin(f"states at {len(grid)} checkpoints")
+        states = result.states_at(grid)
+        steps.begin("storing them" + (" and the events by key" if key_copy else ""))
+        return stored_sets.write_set(store, ruleset, version=version, every=every, grid=grid,
+                                     states=states, key_copy=key_copy)

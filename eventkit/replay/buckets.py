@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import tempfile
 import uuid
 import warnings
 import weakref
@@ -46,6 +45,8 @@ from eventkit.archive.store import is_url, open_store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import CoverageError, CoverageWarning, ScaleError
 from eventkit.replay.engine import Coverage, columns_read, selection_expr
+from eventkit.replay.folders import out_folder, scratch_folder
+from eventkit.replay.progress import Steps
 from eventkit.replay.protocol import Window
 from eventkit.replay.result import ReplayResult, coverage
 from eventkit.rules.model import RuleSet
@@ -409,7 +410,7 @@ def replay_buckets(
     schema = dict(lf.collect_schema())
     plan = _Plan(source="", archive=True, rules=rules,
                  known_at=None if known_at is None else micros(known_at, param="known_at"),
-                 keys=None if keys is None else tuple(keys), out=_out_folder(out, options),
+                 keys=None if keys is None else tuple(keys), out=out_folder(out, options),
                  schema=schema, storage_options=options)
     if archive is not None and direct:
         plan = replace(plan, source=archive.address)
@@ -420,7 +421,7 @@ def replay_buckets(
             {SHARED_BUCKET if k == shared_key else bucket_of(k, count) for k in keys})
         steps = _steps(archive, wanted)
     else:
-        scratch, result_keep = _scratch(None if plan.out and is_url(plan.out) else plan.out)
+        scratch, result_keep = scratch_folder(None if plan.out and is_url(plan.out) else plan.out)
         count = _split(lf, scratch, rules)
         plan = replace(plan, source=str(scratch), archive=False)
         wanted = list(range(count)) if keys is None else sorted(
@@ -504,30 +505,6 @@ def _archive(events: object) -> EventArchive | None:
     return archive_of(events)
 
 
-def _out_folder(out: str | Path | None, options: dict[str, str] | None) -> str | None:
-    if out is None:
-        return None
-    if is_url(out):
-        if open_store(out, options).list_files(""):
-            msg = f"{out} is not empty; choose a new prefix for the results"
-            raise ScaleError(msg, param="out")
-        return str(out).rstrip("/")
-    folder = Path(out)
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        msg = f"{folder} exists and is not an empty folder; choose a new folder for the results"
-        raise ScaleError(msg, param="out")
-    folder.mkdir(parents=True, exist_ok=True)
-    return str(folder.resolve())
-
-
-def _scratch(out: str | None) -> tuple[Path, str | None]:
-    """Where a source is split: ``<out>/_buckets``, or a temporary folder (to remove)."""
-    if out is not None:
-        return Path(out) / "_buckets", None
-    folder = tempfile.mkdtemp(prefix="eventkit-buckets-")
-    return Path(folder), folder
-
-
 def _split(lf: pl.LazyFrame, folder: Path, rules: RuleSet) -> int:
     """Split events into ``folder/bucket=<b>/`` by the rule set's key, in one streaming pass.
 
@@ -568,25 +545,40 @@ def _runner(engine: str, client: Client | None) -> Runner:
 
     def run(plan: _Plan, steps: list[_Step]) -> list[Any]:
         tag = uuid.uuid4().hex[:8]
-        futures = dask.map(_run, [plan] * len(steps), steps,
-                           key=[f"eventkit-bucket-{s.buckets[0]}-{tag}" for s in steps])
-        return dask.gather(futures)
+        with _progress(plan, steps) as shown:
+            futures = dask.map(_run, [plan] * len(steps), steps,
+                               key=[f"eventkit-bucket-{s.buckets[0]}-{tag}" for s in steps])
+            for future in futures:
+                future.add_done_callback(lambda _done: shown.advance())
+            return dask.gather(futures)
 
     return run
 
 
 def _local(plan: _Plan, steps: list[_Step]) -> list[Any]:
     """The steps run here, :data:`LOCAL_STEPS` at a time (folds and Parquet I/O drop the GIL)."""
-    if len(steps) < 2 or LOCAL_STEPS < 2:
-        return [_run(plan, step) for step in steps]
-    with ThreadPoolExecutor(LOCAL_STEPS) as pool:
-        futures = [pool.submit(_run, plan, step) for step in steps]
-        try:
-            return [future.result() for future in futures]
-        except BaseException:
-            for future in futures:  # a failed step: the steps not started yet are not run
-                future.cancel()
-            raise
+    with _progress(plan, steps) as shown:
+        if len(steps) < 2 or LOCAL_STEPS < 2:
+            done = []
+            for step in steps:
+                done.append(_run(plan, step))
+                shown.advance()
+            return done
+        with ThreadPoolExecutor(LOCAL_STEPS) as pool:
+            futures = [pool.submit(_run, plan, step) for step in steps]
+            for future in futures:
+                future.add_done_callback(lambda _done: shown.advance())
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for future in futures:  # a failed step: the steps not started yet are not run
+                    future.cancel()
+                raise
+
+
+def _progress(plan: _Plan, steps: list[_Step]) -> Steps:
+    """The bar of a bucketed replay: steps of buckets done (the folds inside are quiet)."""
+    return Steps(f"replay ({plan.rules.name}, {plan.question[0]}) by buckets", len(steps))
 
 
 def _empty_history(plan: _Plan) -> pl.DataFrame:

@@ -32,6 +32,7 @@ from eventkit.replay.accrue import accrue
 from eventkit.replay.engine import Coverage, Fold, fold
 from eventkit.replay.kernels import grid_positions
 from eventkit.replay.overlap import collect_and_fold
+from eventkit.replay.progress import Steps
 from eventkit.replay.protocol import Window
 from eventkit.replay.snapshots import Snapshots
 from eventkit.rules.model import CheckedRules, RuleSet
@@ -112,7 +113,11 @@ class ReplayResult:
     def fold(self) -> Fold:
         """The fold of every event (made on first use, then kept)."""
         if self._whole is None:
-            whole = self._fold_all()
+            # one step: the events are decoded while the compiled fold runs (a long step
+            # ticks)
+            with Steps(f"replay ({self.rules.name})", 1) as steps:
+                steps.begin("reading and folding the events")
+                whole = self._fold_all()
             self._check(whole.coverage)
             self._whole = whole
         return self._whole

@@ -118,11 +118,25 @@ def app_environment(notebook: str | Path, env: dict[str, str] | None = None, *,
     """``env`` (default: this process's) for :func:`app_command`, and the token in it.
 
     The offline page template is on ``JUPYTER_PATH``; the token is ``token``,
-    else ``JUPYTER_TOKEN`` of ``env``, else a fresh random one.
+    else ``JUPYTER_TOKEN`` of ``env``, else a fresh random one. Voilà does not read
+    ``JUPYTER_TOKEN`` (without a token of its own it would serve anyone), so the
+    token goes into a ``voila.json`` only the user can read (mode 0600, in a folder
+    of mode 0700 beside the notebook) on ``JUPYTER_CONFIG_PATH``: never on a
+    command line.
     """
     base = dict(os.environ if env is None else env)
     token = token or base.get("JUPYTER_TOKEN") or secrets.token_hex(24)
     base["JUPYTER_TOKEN"] = token
+    private = Path(notebook).resolve().parent / ".eventkit-app-config"
+    private.mkdir(mode=0o700, exist_ok=True)
+    private.chmod(0o700)
+    config = private / "voila.json"
+    config.unlink(missing_ok=True)
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"Voila": {"token": token}}, out)
+    base["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+        p for p in (str(private), base.get("JUPYTER_CONFIG_PATH")) if p)
     folder = offline_template(Path(notebook).resolve().parent / "share")
     base["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(folder), base.get("JUPYTER_PATH"))
                                            if p)

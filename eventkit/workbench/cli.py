@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 import polars as pl
 
 from eventkit.exceptions import EventkitError, UsageError, is_foreign
+from eventkit.replay.progress import show_progress
 from eventkit.workbench.cli_values import key_values, mapping_option, seconds, whole
 
 if TYPE_CHECKING:
@@ -33,16 +34,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.run(args))
-    except EventkitError as exc:
-        print(f"eventkit: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
-        return 2
-    except Exception as exc:  # an error of the OS or a library that no operation wrapped
-        if not is_foreign(exc):
-            raise
-        print(f"eventkit: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+    # long steps show a text bar on a terminal (after a delay), never in a pipe or a log
+    with show_progress(sys.stderr.isatty() and not getattr(args, "no_progress", False)):
+        try:
+            return int(args.run(args))
+        except EventkitError as exc:
+            print(f"eventkit: error: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
+            return 2
+        except Exception as exc:  # an error of the OS or a library that no operation wrapped
+            if not is_foreign(exc):
+                raise
+            print(f"eventkit: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="checkpoint period: 1mo, 1q, 7d, 1y, ... (default 1mo)")
     p.add_argument("--no-key-copy", action="store_true",
                    help="do not store the events sorted by account")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_snapshot)
 
     p = sub.add_parser("compact", help="merge small data files (audited, changes no answer)",
@@ -257,8 +261,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", default="eventkit", help="Jupyter kernel (default eventkit)")
     p.add_argument("--timeout", type=whole(1), default=600,
                    help="seconds per cell (default 600)")
+    p.add_argument("--workers", type=whole(1), help="runs at once (default: one per core)")
     p.add_argument("--with-code", action="store_true",
                    help="show the code cells in the HTML (default: hidden)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_report)
 
     p = sub.add_parser("compile", help="compile the replay kernels into numba's cache (once)",
@@ -284,6 +290,7 @@ def _source_options(p: argparse.ArgumentParser) -> None:
                         "(default balance)")
     p.add_argument("--format", choices=("table", "csv"), default="table", dest="fmt",
                    help="output format (default table)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _snapshot(args: argparse.Namespace) -> int:
@@ -544,6 +551,6 @@ def _report(args: argparse.Namespace) -> int:
             raise UsageError(msg, param="--only")
         runs = [r for r in runs if r.name in wanted]
     run_reports(runs, args.out, kernel=args.kernel, timeout=args.timeout,
-                with_code=args.with_code,
+                with_code=args.with_code, workers=args.workers,
                 on_done=lambda run, page, s: print(f"{run.name}: {page} ({s:.1f} s)", flush=True))
     return 0

@@ -26,15 +26,18 @@ from typing import Any, Final, NamedTuple
 import altair as alt
 import ipywidgets as widgets
 import polars as pl
+from altair.utils.schemapi import debug_mode
 
 from eventkit.archive.open import Events, as_lazy, minor_digits_of
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import EventDataError, ParameterError, WorkbenchError
+from eventkit.replay.progress import show_progress
 from eventkit.rules import registry
 from eventkit.rules.rates import rates_of
 from eventkit.rules.streams import global_expr
 from eventkit.timeutil import to_instant
 from eventkit.workbench.charts._common import EMBED_OPTIONS
+from eventkit.workbench.charts.balances import with_marker
 from eventkit.workbench.combobox import AccountBox
 from eventkit.workbench.format import Currency
 from eventkit.workbench.view import AccountView, account_view, rate_scenario
@@ -76,7 +79,8 @@ class Shown(NamedTuple):
     """Everything one view puts on screen, made together (off the event loop)."""
 
     view: AccountView
-    chart: alt.LayerChart
+    lines: dict[str, Any]  # the chart's spec without the as-of marker (kept per replay)
+    spec: dict[str, Any]  # the chart's spec
     table: str
     difference: str
     status: str
@@ -119,6 +123,7 @@ class Explorer:
         self._asked = 0  # generation of the latest request
         self._view: AccountView | None = None
         self._view_key: tuple[Any, ...] | None = None
+        self._lines: dict[str, Any] = {}  # the chart of the view's replay, without the marker
         shared = global_expr(registry.get(rules), self._events.collect_schema())
         ids, first, last = pl.collect_all([
             self._events.filter(~shared).select(pl.col("account_id").unique().sort()),
@@ -160,8 +165,12 @@ class Explorer:
         shown = self._make(wanted)
         if shown is None or isinstance(shown, str):  # the first account failed: say why
             raise EventDataError(shown or "no view", column="account_id")
-        self.chart: alt.JupyterChart = alt.JupyterChart(shown.chart,
-                                                        embed_options=dict(EMBED_OPTIONS))
+        # the widget gets specs made off the event loop, never a chart to convert (and
+        # no selection synced back: the hover is the page's own business)
+        self.chart: alt.JupyterChart = alt.JupyterChart(
+            None,  # type: ignore[arg-type]  # its chart trait allows None: no chart, a spec
+            embed_options=dict(EMBED_OPTIONS))
+        self.chart.spec = shown.spec
         self.view_box = widgets.VBox([self.chart, widgets.HBox([self.table, self.difference])],
                                      layout=widgets.Layout(width="100%"))
         self.widget: widgets.VBox = widgets.VBox([
@@ -313,9 +322,8 @@ class Explorer:
         if isinstance(shown, str):
             self.status.value = shown
             return
-        if shown is not None:
-            self._show(shown, wanted)
-            self.chart.chart = shown.chart
+        self._show(shown, wanted)
+        self.chart.spec = shown.spec
 
     def _unknown(self) -> None:
         text = html.escape(self.account.value.strip())
@@ -327,22 +335,31 @@ class Explorer:
         """Everything to show for ``wanted``; a message on failure; None when overtaken."""
         if asked is not None and asked != self._asked:
             return None  # a newer request came before this one started
+        # one account is quick, and drawn here: no progress bar; the spec is built without
+        # Altair's schema checks (tests/test_explorer.py checks it against the schema)
+        with show_progress(False), debug_mode(False):
+            return self._compute(wanted)
+
+    def _compute(self, wanted: Wanted) -> Shown | str:
         account, day, rules_name, points = wanted
         assert account is not None
         began = time.perf_counter()
         key = (account, rules_name, points)
         try:
+            lines = None
             if self._view is not None and self._view_key == key:
-                view = self._view.at(day)  # same replay, another instant
+                view, lines = self._view.at(day), self._lines  # same replay, another instant
             else:
                 rules = registry.get(rules_name)
                 scenario = (rate_scenario(rules, self._bank_rates, points, since=self._first)
                             if points else None)
                 view = account_view(self._source, account, day, rules=rules, scenario=scenario,
                                     scenario_label=f"rate {points:+.2f} pp")
-            # a fixed width: Voila's widget boxes give vega-embed no container width to fill
-            chart = view.chart(currency=self.currency, zone=self.zone).properties(
-                width=CHART_WIDTH)
+            if lines is None:
+                # a fixed width: Voila's widget boxes give vega-embed no container width
+                lines = {**view.lines(currency=self.currency, zone=self.zone).to_dict(
+                    validate=False), "width": CHART_WIDTH}
+            spec = with_marker(lines, view.as_of, zone=self.zone)
             shown_table = view.table_html(currency=self.currency, zone=self.zone)
         except (EventDataError, ParameterError, ValueError) as exc:
             return f"<b>{html.escape(str(exc))}</b>"
@@ -356,12 +373,13 @@ class Explorer:
             f"Account {account} ")
         status = (f"account {account} {html.escape(said)} <span style='color:#888'>"
                   f"({view.history.height:,} events; {ms:,.0f} ms)</span>")
-        return Shown(view, chart, shown_table, difference, status)
+        return Shown(view, lines, spec, shown_table, difference, status)
 
     def _show(self, shown: Shown, wanted: Wanted) -> None:
         self.refreshes += 1
         self._view = shown.view
         self._view_key = (wanted.account, wanted.rules, wanted.points)
+        self._lines = shown.lines
         self.table.value = shown.table
         self.difference.value = shown.difference
         self.status.value = shown.status

@@ -28,17 +28,21 @@ every report.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
 import json
 import math
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any, Final
 
-from eventkit.exceptions import ReportError
+from eventkit.exceptions import ParameterError, ReportError
 
 __all__ = ["MAX_DEPTH", "Run", "load_runs", "run_reports", "write_index"]
 
@@ -200,26 +204,34 @@ def run_reports(
     kernel: str = "eventkit",
     timeout: int = 600,
     with_code: bool = False,
+    workers: int | None = None,
     on_done: Callable[[Run, Path, float], None] | None = None,
 ) -> list[Path]:
     """Execute each run with papermill into ``out``, then export it to HTML beside.
 
     Notebooks run from their own folder (relative paths work as in JupyterLab);
-    ``timeout`` bounds each cell (seconds). The HTML has no script and loads
-    nothing; its code cells are hidden unless ``with_code``; its parameters
+    ``timeout`` bounds each cell (seconds). Up to ``workers`` runs execute at
+    once, each in its own kernel (default: one per core, at most one per run);
+    a run's outputs do not depend on the others. The HTML has no script and
+    loads nothing; its code cells are hidden unless ``with_code``; its parameters
     are a table at the top. ``out/index.html`` links every report written.
-    ``on_done(run, html, seconds)`` is called after each successful run.
-    Returns the HTML files.
+    ``on_done(run, html, seconds)`` is called after each successful run, as it
+    finishes. Returns the HTML files, in the order of ``runs``.
 
     Raises
     ------
+    eventkit.ParameterError
+        ``workers`` is less than 1.
     eventkit.ReportError
         After all runs, if any failed: per failed run the notebook, the cell
         (its index and first line) and the error. The failed run's output notebook
         (with papermill's error banner) is kept for inspection.
 
     """
-    import papermill as pm  # noqa: PLC0415 (a quarter second to import)
+    if workers is not None and workers < 1:
+        msg = f"must be at least 1, got {workers}"
+        raise ParameterError(msg, param="workers")
+    import papermill  # noqa: F401, PLC0415 (once, before the threads that use it)
 
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
@@ -229,32 +241,59 @@ def run_reports(
             if (target / f"{run.name}{side}").resolve().parent != target.resolve():
                 msg = f"run {run.name!r}: {target / run.name}{side} leads outside {target}"
                 raise ReportError(msg)
-    written, failures = [], []
-    for run in runs:
-        began = time.perf_counter()
-        executed = target / f"{run.name}.ipynb"
-        try:
-            pm.execute_notebook(str(run.notebook), str(executed), parameters=run.parameters,
-                                cwd=str(run.notebook.parent), kernel_name=kernel,
-                                execution_timeout=timeout, progress_bar=False)
-        except pm.PapermillExecutionError as exc:
-            first = exc.source.strip().splitlines()[0] if exc.source.strip() else ""
-            error = " ".join(f"{exc.ename}: {exc.evalue}".split())  # one line
-            failures.append(f"{run.notebook.name} (run {run.name}) cell {exc.cell_index} "
-                            f"[{first}]: {error}")
-            continue
-        page = executed.with_suffix(".html")
-        page.write_text(to_html(executed, run, with_code=with_code), encoding="utf-8")
-        written.append(page)
-        if on_done is not None:
-            on_done(run, page, time.perf_counter() - began)
+    n = max(1, min(len(runs), workers or os.cpu_count() or 1))
+    pages: dict[str, Path] = {}
+    failures: dict[str, str] = {}
+    # threads, each waiting on its own kernel process: the work is in the kernels
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="eventkit-report") as pool:
+        futures = {pool.submit(_run_one, run, target, kernel=kernel, timeout=timeout,
+                               with_code=with_code): run for run in runs}
+        for future in as_completed(futures):
+            run = futures[future]
+            page, seconds, failure = future.result()
+            if failure is not None:
+                failures[run.name] = failure
+            else:
+                pages[run.name] = page
+                if on_done is not None:
+                    on_done(run, page, seconds)
+    written = [pages[r.name] for r in runs if r.name in pages]
     if written:
         write_index(target, [(r, target / f"{r.name}.html") for r in runs
                              if target / f"{r.name}.html" in written], written)
     if failures:
-        msg = f"{len(failures)} of {len(runs)} report run(s) failed: " + "; ".join(failures)
-        raise ReportError(msg, failures=failures)
+        failed = [failures[r.name] for r in runs if r.name in failures]
+        msg = f"{len(failed)} of {len(runs)} report run(s) failed: " + "; ".join(failed)
+        raise ReportError(msg, failures=failed)
     return written
+
+
+def _run_one(run: Run, target: Path, *, kernel: str, timeout: int,
+             with_code: bool) -> tuple[Path, float, str | None]:
+    """One run executed and exported: its page, its seconds, and its failure line or None."""
+    import papermill as pm  # noqa: PLC0415 (a quarter second to import)
+
+    began = time.perf_counter()
+    executed = target / f"{run.name}.ipynb"
+    page = executed.with_suffix(".html")
+    try:  # the kernel starts in the notebook's folder; papermill's cwd= would chdir this
+        # process, which the other runs' threads share
+        pm.execute_notebook(str(run.notebook.resolve()), str(executed.resolve()),
+                            parameters=run.parameters, kernel_name=kernel,
+                            resources={"metadata": {"path": str(run.notebook.parent.resolve())}},
+                            execution_timeout=timeout, progress_bar=False)
+    except pm.PapermillExecutionError as exc:
+        first = exc.source.strip().splitlines()[0] if exc.source.strip() else ""
+        error = " ".join(f"{exc.ename}: {exc.evalue}".split())  # one line
+        return page, 0.0, (f"{run.notebook.name} (run {run.name}) cell {exc.cell_index} "
+                           f"[{first}]: {error}")
+    finally:  # nbclient talked to the kernel on an event loop it made for this thread
+        policy = asyncio.get_event_loop_policy()
+        with contextlib.suppress(RuntimeError):  # (none made)
+            policy.get_event_loop().close()
+            policy.set_event_loop(None)
+    page.write_text(to_html(executed, run, with_code=with_code), encoding="utf-8")
+    return page, time.perf_counter() - began, None
 
 
 def to_html(executed: Path, run: Run, *, with_code: bool = False) -> str:

@@ -10,18 +10,28 @@ every row in a scrollable box; an empty result is one sentence.
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
-from eventkit.workbench.format import Currency, Sentence, percent_text, plural, time_text
+from eventkit.workbench.format import (
+    Currency,
+    Sentence,
+    number_text,
+    percent_text,
+    plural,
+    time_text,
+)
 
 if TYPE_CHECKING:
     from great_tables import GT
     from great_tables._text import BaseText
 
-__all__ = ["label_of", "table"]
+__all__ = ["label_of", "table", "table_html"]
 
 #: State fields and columns that hold money in minor units (also with _a, _b, _delta, ...).
 MONEY: Final = frozenset({"balance", "amount", "interest", "fees", "total_balance",
@@ -118,11 +128,83 @@ def table(
     No account differs.
 
     """
-    from great_tables import GT, loc, style  # noqa: PLC0415 (a second to import)
+    made = _prepare(frame, money=money, percent=percent, labels=labels, currency=currency,
+                    zone=zone, max_rows=max_rows, scroll=scroll)
+    if made is None:
+        return Sentence(empty)
+    return _gt(made, title=title, subtitle=subtitle)
 
+
+def table_html(frame: pl.DataFrame | pl.LazyFrame, *, title: str | None = None,
+               **options: Any) -> str:
+    """:func:`table` as HTML (the same options), fast enough to redo at every interaction.
+
+    Great Tables lays a table out once per shape (columns, labels, rows,
+    note): the layout is kept with a placeholder in each cell and the title,
+    and filled with this frame's text (escaped). What a widget shows.
+
+    Examples
+    --------
+    >>> a = table_html(pl.DataFrame({"balance": [100]}), title="A")
+    >>> b = table_html(pl.DataFrame({"balance": [-250]}), title="B <b>")
+    >>> "$1.00" in a and "−$2.50" in b and "B &lt;b&gt;" in b and "$1.00" not in b
+    True
+    >>> table_html(pl.DataFrame({"balance": []}), empty="Nothing yet.")
+    "<p class='eventkit-sentence tex2jax_ignore mathjax_ignore'>Nothing yet.</p>"
+
+    """
+    empty = options.pop("empty", "Nothing to show.")
+    made = _prepare(frame, **options)
+    if made is None:
+        return Sentence(empty)._repr_html_()
+    shape = (tuple(made.shown.columns), tuple(made.words.values()), made.right,
+             made.shown.height, made.note, title is not None)
+    layout = _LAYOUTS.get(shape)
+    if layout is None:
+        cells = pl.DataFrame({c: [f"{_CELL}{r},{i}{_END}" for r in range(made.shown.height)]
+                              for i, c in enumerate(made.shown.columns)})
+        layout = _gt(_Prepared(cells, made.words, made.right, made.note),
+                     title=None if title is None else f"{_CELL}title{_END}").as_raw_html()
+        if len(_LAYOUTS) >= _MAX_LAYOUTS:
+            _LAYOUTS.pop(next(iter(_LAYOUTS)))
+        _LAYOUTS[shape] = layout
+    rows = made.shown.rows()
+
+    def cell(match: re.Match[str]) -> str:
+        if match[1] == "title":
+            return html.escape(title or "")
+        r, c = map(int, match[1].split(","))
+        return html.escape(rows[r][c] or "")
+
+    return _PLACEHOLDER.sub(cell, layout)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A table's text: every cell formatted, the labels, the right-aligned columns, a note."""
+
+    shown: pl.DataFrame
+    words: dict[str, str]
+    right: tuple[str, ...]
+    note: str | None
+
+
+#: Great Tables layouts by shape, with placeholders (see :func:`table_html`).
+_LAYOUTS: dict[tuple[Any, ...], str] = {}
+_MAX_LAYOUTS: Final = 64
+_CELL, _END = "\ue000", "\ue001"  # private-use characters: never in data, never escaped
+_PLACEHOLDER: Final = re.compile(f"{_CELL}([^{_END}]*){_END}")
+
+
+def _prepare(frame: pl.DataFrame | pl.LazyFrame, *, money: Iterable[str] | None = None,
+             percent: Iterable[str] = (), labels: Mapping[str, str] | None = None,
+             currency: Currency | str | None = None, zone: str | None = None,
+             max_rows: int = 15, scroll: bool = False) -> _Prepared | None:
+    """Every cell as text (Polars, column-wise), or None when there are no rows."""
     data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     if data.height == 0:
-        return Sentence(empty)
+        return None
+    data = data.with_columns(pl.col(pl.Float32, pl.Float64).fill_nan(None))  # NaN: no value
     data = data.select(c for c in data.columns if data[c].null_count() < data.height)
     total = data.height
     if not scroll and total > max_rows:
@@ -140,26 +222,34 @@ def table(
         *(unit.text(pl.col(c)).alias(c) for c in money_columns),
         *(percent_text(pl.col(c) * 100).alias(c) for c in percents),
         *(time_text(pl.col(c), zone=zone).alias(c) for c in times),
-        *(pl.col(c).cast(pl.String) for c, t in data.schema.items()
-          if isinstance(t, pl.Enum | pl.Categorical)))
-    gt = GT(shown)
+        *(number_text(pl.col(c)).alias(c) for c in counts),
+        *(number_text(pl.col(c), decimals=2).alias(c) for c in floats),
+    ).with_columns(pl.all().cast(pl.String))
+    words = {c: (labels or {}).get(c, label_of(c)) for c in shown.columns}
+    right = tuple(c for c, t in data.schema.items() if t.is_numeric())
+    note = None
+    if total > shown.height:
+        note = f"First {shown.height:,} of {plural(total, 'row')}."
+    elif scroll and total > max_rows:
+        note = f"All {plural(total, 'row')}; scroll to see them."
+    return _Prepared(shown, words, right, note)
+
+
+def _gt(made: _Prepared, *, title: str | None, subtitle: str | None = None) -> GT:
+    """Lay ``made`` out with Great Tables: header, labels in bold, numbers to the right."""
+    from great_tables import GT, loc, style  # noqa: PLC0415 (a second to import)
+
+    gt = GT(made.shown)
     if title or subtitle:
         gt = gt.tab_header(title=title or "", subtitle=subtitle)
-    words: dict[str, str | BaseText] = {c: (labels or {}).get(c, label_of(c))
-                                        for c in shown.columns}
+    words: dict[str, str | BaseText] = dict(made.words)
     gt = gt.cols_label(words)
-    if counts:
-        gt = gt.fmt_integer(columns=counts)
-    if floats:
-        gt = gt.fmt_number(columns=floats, decimals=2)
-    right = [*money_columns, *percents, *counts, *floats]
-    if right:
-        gt = gt.cols_align(align="right", columns=right)
+    if made.right:
+        gt = gt.cols_align(align="right", columns=list(made.right))
     gt = gt.sub_missing(missing_text="")
     gt = gt.tab_style(style=style.text(weight="bold"), locations=loc.column_labels())
-    if total > shown.height:
-        gt = gt.tab_source_note(f"First {shown.height:,} of {plural(total, 'row')}.")
-    elif scroll and total > max_rows:
-        gt = gt.tab_options(container_height="420px", container_overflow_y="auto")
-        gt = gt.tab_source_note(f"All {plural(total, 'row')}; scroll to see them.")
+    if made.note is not None:
+        if made.note.startswith("All "):
+            gt = gt.tab_options(container_height="420px", container_overflow_y="auto")
+        gt = gt.tab_source_note(made.note)
     return gt

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import altair as alt
 import polars as pl
@@ -29,6 +29,7 @@ from eventkit.workbench.charts.balances import as_of_marker, balance_history
 from eventkit.workbench.charts.whatif import what_if
 from eventkit.workbench.format import Currency, Sentence, time_text
 from eventkit.workbench.tables import table as format_table
+from eventkit.workbench.tables import table_html
 
 if TYPE_CHECKING:
     from great_tables import GT
@@ -78,14 +79,17 @@ class AccountView:
     def chart(self, *, max_points: int = 2000, currency: Currency | str | None = None,
               zone: str | None = None) -> alt.LayerChart:
         """Balance history with ``as_of`` marked; two lines when there is a scenario."""
+        return as_of_marker(self.lines(max_points=max_points, currency=currency, zone=zone),
+                            self.as_of, zone=zone)
+
+    def lines(self, *, max_points: int = 2000, currency: Currency | str | None = None,
+              zone: str | None = None) -> alt.LayerChart:
+        """:meth:`chart` without the as-of marker: the same at every instant."""
         if self.scenario is None:
-            lines = balance_history(self.baseline.history, accounts=[self.account],
-                                    max_points=max_points, currency=currency, zone=zone)
-        else:
-            lines = what_if(self.baseline.history, self.scenario.history,
-                            account=self.account, labels=self.labels, max_points=max_points,
-                            currency=currency, zone=zone)
-        return as_of_marker(lines, self.as_of, zone=zone)
+            return balance_history(self.baseline.history, accounts=[self.account],
+                                   max_points=max_points, currency=currency, zone=zone)
+        return what_if(self.baseline.history, self.scenario.history, account=self.account,
+                       labels=self.labels, max_points=max_points, currency=currency, zone=zone)
 
     def summary(self, *, currency: Currency | str | None = None,
                 zone: str | None = None) -> Sentence:
@@ -116,20 +120,25 @@ class AccountView:
 
     def table_html(self, *, currency: Currency | str | None = None,
                    zone: str | None = None) -> str:
-        """:meth:`table` as HTML, for a widget."""
-        shown = self.table(currency=currency, zone=zone)
-        return shown._repr_html_() if isinstance(shown, Sentence) else shown.as_raw_html()
+        """:meth:`table` as HTML, for a widget (a layout kept per shape: fast)."""
+        frame, options = self._table(currency=currency, zone=zone)
+        return table_html(frame, **options)
 
     def table(self, *, currency: Currency | str | None = None, zone: str | None = None
               ) -> GT | Sentence:
         """:attr:`state` for people (see :func:`eventkit.table`): money in currency."""
+        frame, options = self._table(currency=currency, zone=zone)
+        return format_table(frame, **options)
+
+    def _table(self, *, currency: Currency | str | None, zone: str | None
+               ) -> tuple[pl.DataFrame, dict[str, Any]]:
         when = pl.select(time_text(pl.lit(self.as_of), zone=zone)).item()
         money = [f.name for f in self.baseline.rules.fields if f.money]
         shown = self.state.drop(self.baseline.rules.key)
-        return format_table(shown, title=f"State as of {when}",
-                            money=[*money, *(["accrued"] if "accrued" in shown.columns else [])],
-                            currency=currency, zone=zone,
-                            empty=f"Account {self.account} has no events by {when}.")
+        return shown, {
+            "title": f"State as of {when}", "currency": currency, "zone": zone,
+            "money": [*money, *(["accrued"] if "accrued" in shown.columns else [])],
+            "empty": f"Account {self.account} has no events by {when}."}
 
 
 def account_view(

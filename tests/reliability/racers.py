@@ -26,8 +26,9 @@ def race(root: str, role: str, until: float, batches: list[str]) -> dict[str, An
     Returns what it did and every error it met (none is expected).
     """
     p = faults.paths(Path(root))
-    done, errors, checked = 0, [], 0
-    while time.time() < until or (role == "append" and done < len(batches)):
+    done, errors, checked, tries = 0, [], 0, 0
+    while tries == 0 or time.time() < until or (role == "append" and done < len(batches)):
+        tries += 1  # (at least once, however late this worker started)
         try:
             if role == "append":
                 if done == len(batches):

@@ -12,7 +12,6 @@ the snapshots equal a full replay.
 
 from __future__ import annotations
 
-import multiprocessing
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import eventkit
+import reliability
 from eventkit import EventArchive, LiveReplay
 from reliability import faults, racers, workers
 
@@ -34,12 +34,11 @@ def test_appends_race_compaction_snapshots_catch_ups_and_refreshes(tmp_path: Pat
     faults.prepare(tmp_path, "refresh")  # an archive and a view of it
     p = faults.paths(tmp_path)
     LiveReplay(p["bank"], faults.RULES, folder=p["live"]).catch_up()
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["eventkit", "reliability.racers"])
-    until = time.time() + SECONDS
+    ctx = reliability.forkserver()
     sent = {i: [f"r{i}-{k}" for k in range(40)] for i, role in enumerate(ROLES)
             if role == "append"}
     with ctx.Pool(len(ROLES)) as pool:
+        until = time.time() + SECONDS  # from when the workers are up (loading takes a while)
         results = pool.starmap(racers.race, [(str(tmp_path), role, until, sent.get(i, []))
                                              for i, role in enumerate(ROLES)])
     errors = [e for r in results for e in r["errors"]]

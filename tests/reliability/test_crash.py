@@ -12,7 +12,6 @@ trial costs milliseconds, not an interpreter start-up.
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import reliability
 from eventkit import EventArchive
 from eventkit.archive import ledger
 from reliability import workers
@@ -32,8 +32,7 @@ MAX_DELAY_S = 0.45
 
 @pytest.fixture(scope="module")
 def forkserver() -> Iterator[ForkServerContext]:
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["eventkit", "reliability.workers"])
+    ctx = reliability.forkserver()
     yield ctx
 
 
@@ -47,6 +46,9 @@ def run_writer(ctx: ForkServerContext, path: Path, receipts: Path, batch_ids: li
                        args=(str(path), str(receipts), batch_ids, stage))
     proc.start()
     if kill_after is not None:
+        ready = time.monotonic() + 60  # the writer opens its receipts once its archive is open
+        while not receipts.exists() and proc.is_alive() and time.monotonic() < ready:
+            time.sleep(0.01)
         deadline = time.monotonic() + kill_after
         while time.monotonic() < deadline:  # read while the writer writes
             workers.check_whole_batches(EventArchive(path).scan().collect())

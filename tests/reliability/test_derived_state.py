@@ -20,6 +20,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import eventkit
+import reliability
 from eventkit import EventArchive, LiveReplay, SchemaError, ViewError
 from eventkit.archive import ledger
 from reliability import faults, workers
@@ -139,8 +140,7 @@ def test_a_view_database_held_by_another_program_is_a_view_error(tmp_path: Path)
 def test_two_refreshes_at_once_take_turns(tmp_path: Path) -> None:
     """The second waits for the first (a lock beside the database), then finds it current."""
     faults.prepare(tmp_path, "refresh")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["eventkit", "reliability.faults"])
+    ctx = reliability.forkserver()
     with ctx.Pool(2) as pool:
         reports = pool.starmap(faults.run, [(str(tmp_path), "refresh")] * 2)
     assert sorted(r.new_events for r in reports) == [0, LATER_ROWS]

@@ -12,7 +12,6 @@ operation again succeeds and leaves nothing half-written.
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 import shutil
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+import reliability
 from reliability import faults
 
 pytestmark = pytest.mark.slow
@@ -33,8 +33,7 @@ OUTCOMES: Counter[str] = Counter()
 
 @pytest.fixture(scope="module")
 def forkserver() -> Iterator[ForkServerContext]:
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["eventkit", "reliability.faults"])
+    ctx = reliability.forkserver()
     yield ctx
     print(f"\nSIGKILL trials: {dict(sorted(OUTCOMES.items()))}")
 

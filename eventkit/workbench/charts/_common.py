@@ -17,6 +17,7 @@ from altair.utils._importers import vl_version_for_vl_convert
 
 from eventkit._typing import Instant
 from eventkit.exceptions import ParameterError, WorkbenchError
+from eventkit.replay.progress import show_progress
 from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import to_instant
 from eventkit.workbench.format import Currency, axis_time_format, span_words, time_text
@@ -58,15 +59,17 @@ def shade(left: datetime, right: datetime, label: str) -> tuple[alt.Chart, alt.C
     data = pl.DataFrame({"time": [left], "until": [right], "label": [label]},
                         schema={"time": TIME_DTYPE, "until": TIME_DTYPE, "label": pl.String})
     base = alt.Chart(data)
-    area = base.mark_rect(color=SHADE_COLOUR, opacity=0.45).encode(x="time:T", x2="until:T")
+    area = base.mark_rect(color=SHADE_COLOUR, opacity=0.45).encode(x=alt.X("time:T"),
+                                                                   x2=alt.X2("until:T"))
     text = base.mark_text(align="left", baseline="top", dx=3, dy=3, color="#8c510a").encode(
-        x="time:T", y=alt.value(0), text="label:N")
+        x=alt.X("time:T"), y=alt.YValue(0), text=alt.Text("label:N"))
     return area, text
 
 
 def zero_rule() -> alt.Chart:
     """A grey line at zero: the baseline of a difference."""
-    return alt.Chart(pl.DataFrame({"zero": [0.0]})).mark_rule(color="gray").encode(y="zero:Q")
+    return alt.Chart(pl.DataFrame({"zero": [0.0]})).mark_rule(color="gray").encode(
+        y=alt.Y("zero:Q"))
 
 
 def y_money(title: str, currency: Currency) -> alt.Axis:
@@ -121,7 +124,7 @@ def series_hover(long: pl.DataFrame, *, by: str, order: list[Any], labels: list[
     points = points.transform_fold(
         [f"v{i}" for i in range(len(labels))], as_=["#v", "value"]
     ).transform_calculate(series=f"{lookup}[datum['#v']]").mark_point(
-        filled=True, size=50).encode(x="time:T", y="value:Q", color=colour)
+        filled=True, size=50).encode(x=alt.X("time:T"), y=alt.Y("value:Q"), color=colour)
     return [rule, points, rects]
 
 
@@ -140,24 +143,37 @@ def hover_layers(wide: pl.DataFrame, *, tooltip: list[alt.Tooltip]
     hold there); the band under the pointer is selected and shows ``tooltip``,
     a rule marks its instant. Returns the rule, a base for points drawn at the
     selected instant (give it a mark and encodings), and the bands (on top).
+    The layer chart that holds them declares the selection: ``params=HOVER``.
     """
     data = wide if "until" in wide.columns else with_until(wide)
-    hovered = alt.selection_point(on="pointerover", fields=["time"], empty=False,
-                                  clear="pointerout")
+    hovered = alt.ParameterPredicate(param="hover", empty=False)
     rule = alt.Chart(data).mark_rule(color="gray", strokeDash=[2, 2]).encode(
-        x="time:T").transform_filter(hovered)
+        x=alt.X("time:T")).transform_filter(hovered)
     points = alt.Chart(data).transform_filter(hovered)
-    rects = alt.Chart(data).mark_rect(opacity=0).encode(
-        x="time:T", x2="until:T", tooltip=tooltip).add_params(hovered)
+    rects = alt.Chart(data, name=HOVER_VIEW).mark_rect(opacity=0).encode(
+        x=alt.X("time:T"), x2=alt.X2("until:T"), tooltip=tooltip)
     return rule, points, rects
+
+
+#: The layer of :func:`hover_layers`' bands, where the pointer is followed.
+HOVER_VIEW: Final = "hover_bands"
+#: The hover selection, declared by the layer chart for the bands' layer (given to a
+#: layer, Altair lifts it out by copying and checking every layer: tens of ms a chart).
+#: Named: a chart built twice has the same spec.
+HOVER: Final = [alt.TopLevelSelectionParameter(
+    name="hover", views=[HOVER_VIEW], select=alt.PointSelectionConfig(
+        type="point", on="pointerover", fields=["time"], clear="pointerout"))]
 
 
 def enable(*, interactive: bool) -> None:
     """What every notebook's first cell calls: widgets offline, or static SVG for reports.
 
-    ``interactive`` (the notebooks' parameter): :func:`enable_offline`, else
-    :func:`enable_static` (papermill runs and HTML reports: pictures, no JavaScript).
+    ``interactive`` (the notebooks' parameter): :func:`enable_offline` and
+    progress bars for long steps (see :mod:`eventkit.replay.progress`); else
+    :func:`enable_static` and no progress bars (papermill runs and HTML reports:
+    pictures, no JavaScript, nobody watching, the same output every run).
     """
+    show_progress(None if interactive else False)
     if interactive:
         enable_offline()
     else:

@@ -161,7 +161,7 @@ def alert_timeline(
     else:
         layers.extend(shade(start, start + pad / 50, "alert start"))
     if other is not None and "amount" in extra:  # link the legs of each transfer in the alert
-        legs = data.filter("in_alert").group_by("time", "amount").agg(
+        legs = data.filter("in_alert").group_by("time", "amount", maintain_order=True).agg(
             pl.col(KEY).min().alias("from"), pl.col(KEY).max().alias("to"), pl.len().alias("n"))
         layers.append(alt.Chart(legs.filter(pl.col("n") >= 2)).mark_rule(
             color="#555555", strokeDash=[3, 2]).encode(

@@ -14,6 +14,7 @@ from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import to_instant
 from eventkit.workbench.charts._common import (
     DAY,
+    HOVER,
     KEY,
     MARKER_COLOUR,
     MINUTE,
@@ -31,7 +32,7 @@ from eventkit.workbench.charts._common import (
 )
 from eventkit.workbench.format import Currency, time_text
 
-__all__ = ["as_of_marker", "balance_history"]
+__all__ = ["as_of_marker", "balance_history", "marker_layers", "with_marker"]
 
 #: Largest accounts x periods grid the percentile chart builds; more accounts mean longer periods.
 GRID_CELLS: Final = 10_000_000
@@ -162,22 +163,16 @@ def as_of_marker(chart: alt.Chart | alt.LayerChart, instant: Instant, *,
     >>> spec = as_of_marker(lines, "2024-01-01").to_dict()
     >>> [layer["mark"]["type"] for layer in spec["layer"]], spec["title"]["text"]
     (['line', 'rule', 'point', 'rect', 'rule', 'text'], 'Balance history of account 1')
-    >>> [r["label"] for d in spec["datasets"].values() for r in d if "label" in r]
-    ['as of 2024-01-01 23:59 UTC']
+    >>> spec["layer"][-1]["encoding"]["text"]
+    {'value': 'as of 2024-01-01 23:59 UTC'}
 
     """
-    t = to_instant(instant, param="as_of")
-    marker = pl.DataFrame({"time": [t]}, schema={"time": TIME_DTYPE}).with_columns(
-        label=pl.lit("as of ") + time_text(pl.col("time"), zone=zone))
-    base = alt.Chart(marker).encode(x="time:T")
-    rule = base.mark_rule(color=MARKER_COLOUR, strokeDash=[4, 3], strokeWidth=2)
-    text = base.mark_text(align="left", dx=4, dy=-4, baseline="bottom", color=MARKER_COLOUR
-                          ).encode(text="label:N", y=alt.value(0))
+    rule, text = marker_layers(instant, zone=zone)
     layers = list(chart.layer) if isinstance(chart, alt.LayerChart) else [chart]
     title = chart["title"]
     plain = []
     for layer in layers:
-        layer = layer.copy()
+        layer = layer.copy(deep=False)
         layer["title"] = alt.Undefined  # one title, on the layer chart
         plain.append(layer)
     # alt.layer facets only when every layer has the same row/column/facet encoding; the
@@ -187,6 +182,51 @@ def as_of_marker(chart: alt.Chart | alt.LayerChart, instant: Instant, *,
         if isinstance(chart, alt.LayerChart) and chart[name] is not alt.Undefined:
             marked[name] = chart[name]
     return marked
+
+
+def with_marker(spec: dict[str, Any], instant: Instant, *, zone: str | None = None
+                ) -> dict[str, Any]:
+    """:func:`as_of_marker` on a chart's spec (a dict): a new spec, ``spec`` unchanged.
+
+    What the explorer redraws when only the instant moves: the chart's own
+    spec is made once, the marker's two layers at each instant.
+
+    Examples
+    --------
+    >>> import eventkit
+    >>> from datetime import UTC, datetime
+    >>> t = [datetime(2024, 1, d, tzinfo=UTC) for d in (1, 2)]
+    >>> events = pl.DataFrame({"event_id": ["a", "b"], "seq": [0, 1], "account_id": [1, 1],
+    ...     "event_type": ["Deposit", "Fee"], "event_time": t, "recorded_at": t,
+    ...     "amount": [10_000, 250]})
+    >>> lines = balance_history(eventkit.replay(events).history, accounts=[1])
+    >>> with_marker(lines.to_dict(), "2024-01-01") == as_of_marker(lines, "2024-01-01").to_dict()
+    True
+
+    """
+    layers, datasets = [], dict(spec.get("datasets", {}))
+    for chart in marker_layers(instant, zone=zone):  # no data of their own: cheap to make
+        layer = chart.to_dict(validate=False)
+        datasets.update(layer.pop("datasets", {}))
+        layers.append({k: v for k, v in layer.items() if k not in ("$schema", "config")})
+    return {**spec, "layer": [*spec["layer"], *layers], "datasets": datasets}
+
+
+def marker_layers(instant: Instant, *, zone: str | None = None) -> tuple[alt.Chart, alt.Chart]:
+    """What :func:`as_of_marker` adds to a chart: the rule at ``instant`` and its label.
+
+    Placed by constants (a date-time datum, a text value): no dataset to make.
+    """
+    t = to_instant(instant, param="as_of")
+    label = "as of " + pl.select(time_text(pl.lit(t), zone=zone)).item()
+    at = alt.XDatum(alt.DateTime(year=t.year, month=t.month, date=t.day, hours=t.hour,
+                                 minutes=t.minute, seconds=t.second,
+                                 milliseconds=t.microsecond // 1000, utc=True), type="temporal")
+    base = alt.Chart(alt.InlineData(values=[{}]))  # one mark each
+    rule = base.mark_rule(color=MARKER_COLOUR, strokeDash=[4, 3], strokeWidth=2).encode(x=at)
+    text = base.mark_text(align="left", dx=4, dy=-4, baseline="bottom", color=MARKER_COLOUR
+                          ).encode(x=at, y=alt.YValue(0), text=alt.TextValue(label))
+    return rule, text
 
 
 def _line_chart(window: TimeWindow, max_points: int, currency: Currency, zone: str | None,
@@ -235,8 +275,9 @@ def _line_chart(window: TimeWindow, max_points: int, currency: Currency, zone: s
     hover = series_hover(data, by=by, order=order, labels=names, colours=colours,
                          text=currency.signed_text if signed else currency.text,
                          scale=currency.major, zone=zone) if len(order) <= MAX_TIP_LINES else []
+    # sizes given to the constructor: .properties() would validate them against the schema
     return cast("alt.LayerChart", alt.layer(*extra, lines, *hover, title=alt.Title(
-        title, subtitle=subtitle)).properties(**SIZE))
+        title, subtitle=subtitle), params=HOVER if hover else alt.Undefined, **SIZE))
 
 
 def _band_chart(window: TimeWindow, max_points: int, currency: Currency,
@@ -263,8 +304,9 @@ def _band_chart(window: TimeWindow, max_points: int, currency: Currency,
             .collect().pipe(with_until))
     base = alt.Chart(data).encode(x=x_time(window.left, window.right))
     band = base.mark_area(interpolate="step-after", opacity=0.3).encode(
-        y=alt.Y("p10:Q", axis=y_money(f"balance ({currency.code})", currency)), y2="p90:Q")
-    median = base.mark_line(interpolate="step-after").encode(y="median:Q")
+        y=alt.Y("p10:Q", axis=y_money(f"balance ({currency.code})", currency)),
+        y2=alt.Y2("p90:Q"))
+    median = base.mark_line(interpolate="step-after").encode(y=alt.Y("median:Q"))
     rule, _, rects = hover_layers(data, tooltip=[
         tip_time(f"end of {describe(every)}"),
         *(alt.Tooltip(f"{name}_text:N", title=PERCENTILE_WORDS[name])
@@ -277,5 +319,5 @@ def _band_chart(window: TimeWindow, max_points: int, currency: Currency,
                   "(between the 10th and 90th percentile), each counted from its first event"],
     )
     # no layer has a row, column or facet encoding, so alt.layer makes no FacetChart
-    return cast("alt.LayerChart", alt.layer(band, median, rule, rects, title=title)
-                ).properties(**SIZE)
+    return cast("alt.LayerChart", alt.layer(band, median, rule, rects, title=title,
+                                            params=HOVER, **SIZE))

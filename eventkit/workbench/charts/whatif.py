@@ -21,6 +21,7 @@ from eventkit.exceptions import ParameterError
 from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import to_instant
 from eventkit.workbench.charts._common import (
+    HOVER,
     KEY,
     RUN_COLOURS,
     SIZE,
@@ -233,7 +234,7 @@ def rate_steps(
     area = _shaded(window, None, right=right)
     subtitle = f"{span_words(first, right, zone=zone)}; each rate holds until the next change"
     return cast("alt.LayerChart", alt.layer(*area, lines, *hover, title=alt.Title(
-        "Bank rate table: actual and scenario", subtitle=subtitle)).properties(**SIZE))
+        "Bank rate table: actual and scenario", subtitle=subtitle), params=HOVER, **SIZE))
 
 
 def what_if_summary(comparison: Comparison, field: str = "interest", *,
