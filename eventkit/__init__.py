@@ -36,8 +36,12 @@ from eventkit.exceptions import (
     ClockError,
     CommandError,
     CorruptionError,
+    CoverageError,
+    CoverageWarning,
+    DeadLetterWarning,
     EventDataError,
     EventkitError,
+    EventkitWarning,
     ExpiredError,
     ImmutabilityError,
     IngestError,
@@ -81,8 +85,8 @@ if TYPE_CHECKING:
     from eventkit.replay.protocol import Replayed, Window
     from eventkit.replay.result import ReplayResult
     from eventkit.replay.snapshots import Snapshots
-    from eventkit.rules.model import Field, Handler, Interest, RuleSet
-    from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
+    from eventkit.rules.model import Field, GlobalEvents, Handler, Interest, RuleSet
+    from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES, EventSchema
     from eventkit.sources.conform import ColumnMapping
     from eventkit.sources.upcast import Upcaster, Upcasters
     from eventkit.streams.kafka import IngestSummary, ingest, produce
@@ -102,15 +106,21 @@ __all__ = [
     "CompactReport",
     "Comparison",
     "CorruptionError",
+    "CoverageError",
+    "CoverageWarning",
+    "DeadLetterWarning",
     "Detector",
     "EventArchive",
     "EventDataError",
+    "EventSchema",
     "EventkitError",
+    "EventkitWarning",
     "Events",
     "ExpireReport",
     "ExpiredError",
     "Explanation",
     "Field",
+    "GlobalEvents",
     "Handler",
     "ImmutabilityError",
     "IngestError",
@@ -190,8 +200,8 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "eventkit.replay.protocol": ("Replayed", "Window"),
     "eventkit.replay.result": ("ReplayResult",),
     "eventkit.replay.snapshots": ("Snapshots",),
-    "eventkit.rules.model": ("Field", "Handler", "Interest", "RuleSet"),
-    "eventkit.schema": ("CANONICAL_SCHEMA", "EVENT_TYPES"),
+    "eventkit.rules.model": ("Field", "GlobalEvents", "Handler", "Interest", "RuleSet"),
+    "eventkit.schema": ("CANONICAL_SCHEMA", "EVENT_TYPES", "EventSchema"),
     "eventkit.sources.conform": ("ColumnMapping",),
     "eventkit.sources.upcast": ("Upcaster", "Upcasters"),
     "eventkit.streams.kafka": ("IngestSummary", "ingest", "produce"),

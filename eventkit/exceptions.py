@@ -22,6 +22,7 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     │   └── StorageError        the store holding it fails, refuses, or cannot append safely
     ├── PrivacyError            key store problems, refused erasures
     ├── RuleError               a rule set or rules file is wrong
+    │   └── CoverageError       (``strict``) event types no rule handles, rules that never apply
     ├── ReplayError             a value cannot be computed exactly: Int64 overflow, NaN/∞
     ├── SnapshotError           a snapshot cannot be built or read
     ├── ViewError               a view in DuckDB or SQLite cannot be written or refreshed
@@ -31,6 +32,12 @@ Every error eventkit raises on purpose derives from :class:`EventkitError`, so
     ├── ScaleError              a bucket count, or a bucketed or Dask replay, is not possible
     ├── ReportError             a report run is misconfigured or a notebook failed
     └── WorkbenchError (ValueError)  a chart or the explorer cannot show what was asked
+
+Warnings derive from :class:`EventkitWarning` (a ``UserWarning``)::
+
+    EventkitWarning
+    ├── CoverageWarning         event types no rule handles, rules that never apply
+    └── DeadLetterWarning       rows refused by a load with on_error="dead-letter"
 
 Errors that used to be ``ValueError`` still are (``ParameterError`` and
 ``WorkbenchError`` subclass it), so older ``except ValueError`` blocks keep working.
@@ -57,8 +64,12 @@ __all__ = [
     "ClockError",
     "CommandError",
     "CorruptionError",
+    "CoverageError",
+    "CoverageWarning",
+    "DeadLetterWarning",
     "EventDataError",
     "EventkitError",
+    "EventkitWarning",
     "ExpiredError",
     "ImmutabilityError",
     "IngestError",
@@ -237,6 +248,27 @@ class RuleError(EventkitError):
     """A rule set is invalid; the message names the file, rule and expression."""
 
 
+class CoverageError(RuleError):
+    """Event types no rule handles, or rules that cannot apply (``replay(..., strict=True)``).
+
+    See :class:`CoverageWarning`, which is given instead without ``strict``.
+    """
+
+
+class EventkitWarning(UserWarning):
+    """Base class of the warnings eventkit gives."""
+
+
+class DeadLetterWarning(EventkitWarning):
+    """A load with ``on_error="dead-letter"`` refused rows: how many, and the file they are in."""
+
+
+class CoverageWarning(EventkitWarning):
+    """Event types occur that no rule handles (nor ignores), or rules cannot apply.
+
+    The message lists the unhandled types, the handled types that never
+    occurred, and rules for types the archive does not declare.
+    """
 class ReplayError(EventkitError):
     """A replay met a value it cannot compute exactly: no answer rather than a wrong one.
 
@@ -300,7 +332,7 @@ class CommandError(EventkitError):
     ``account_id`` names the account.
     """
 
-    def __init__(self, message: str, *, account_id: int | None = None) -> None:
+    def __init__(self, message: str, *, account_id: object = None) -> None:
         self.account_id = account_id
         super().__init__(message)
 

@@ -21,13 +21,18 @@ from test_rules_property import BANKING, ROUNDINGS, VARIANTS, interest_streams
 import eventkit
 from eventkit.rules.model import RuleSet
 from eventkit.rules.reference import reference_fold
-from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA
+from eventkit.rules.streams import global_expr
+from eventkit.schema import CANONICAL_SCHEMA
 
 
 def oracle_at(events: pl.DataFrame, rules: RuleSet, at) -> dict[int, tuple[int, int]]:
-    """Per account: (balance, interest) after a synthetic event at ``at``."""
+    """Per account: (balance, interest) after a synthetic event at ``at``.
+
+    The accounts are the keys of the events that are not the rule set's global
+    ones (account 0's own events, say an ``AccountOpened``, make it an account).
+    """
     upto = events.filter(pl.col("event_time") <= at)
-    accounts = upto.filter(pl.col("account_id") != BANK_ACCOUNT)["account_id"].unique().to_list()
+    accounts = upto.filter(~global_expr(rules, upto.schema))["account_id"].unique().to_list()
     top = int(events["seq"].max() or 0) + 1
     probe = pl.DataFrame([{
         "event_id": f"probe-{a}", "seq": top + i, "account_id": a, "event_type": "Probe",

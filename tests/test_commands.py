@@ -1,14 +1,23 @@
-"""Commands: validated against current state, appended with an expected version."""
+"""Commands: validated against the account's own stream, appended with a per-stream version."""
 
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from eventkit import CommandError, EventArchive, StaleVersionError
-from eventkit.banking.commands import account_state, deposit, open_account, transfer, withdraw
+from eventkit.banking.commands import (
+    account_state,
+    close_account,
+    deposit,
+    open_account,
+    set_overdraft_limit,
+    transfer,
+    withdraw,
+)
 
 
 @pytest.fixture
@@ -22,14 +31,19 @@ def bank(tmp_path: Path) -> EventArchive:
 
 
 def test_story_open_deposit_withdraw_transfer(bank: EventArchive) -> None:
-    # Withdraw within the balance, then into an allowed overdraft.
+    # Withdraw within the balance; no overdraft before a limit is stored.
     withdraw(bank, 1, 4_000)
-    withdraw(bank, 1, 6_500, overdraft_limit=1_000)
+    with pytest.raises(CommandError, match="below the overdraft limit of 0"):
+        withdraw(bank, 1, 6_500)
+    # Store a limit (an event of the account's own), then overdraw within it.
+    set_overdraft_limit(bank, 1, 1_000)
+    assert account_state(bank, 1)["overdraft_limit"] == 1_000
+    withdraw(bank, 1, 6_500)
     assert account_state(bank, 1)["balance"] == -500
     # Beyond the limit: refused, nothing written.
     before = len(bank)
     with pytest.raises(CommandError, match="below the overdraft limit of 1000") as info:
-        withdraw(bank, 1, 600, overdraft_limit=1_000)
+        withdraw(bank, 1, 600)
     assert info.value.account_id == 1 and len(bank) == before
     # A transfer is two legs in one commit.
     deposit(bank, 1, 2_000)
@@ -47,6 +61,10 @@ def test_story_open_deposit_withdraw_transfer(bank: EventArchive) -> None:
     lambda a: deposit(a, 1, 1.5),
     lambda a: transfer(a, 1, 1, 100),
     lambda a: open_account(a, 1),
+    lambda a: set_overdraft_limit(a, 1, -100),      # "keep at least 100" is not a limit
+    lambda a: set_overdraft_limit(a, 3, 100),       # no such account
+    lambda a: close_account(a, 1),                  # money still in it
+    lambda a: withdraw(a, 1, 10_001),               # beyond the balance, no limit stored
 ])
 def test_refused_commands_write_nothing(bank: EventArchive, command) -> None:
     version = bank.version
@@ -56,8 +74,6 @@ def test_refused_commands_write_nothing(bank: EventArchive, command) -> None:
 
 
 def test_no_events_on_a_closed_account(bank: EventArchive) -> None:
-    from datetime import UTC, datetime
-
     import polars as pl
 
     bank.append(pl.DataFrame({"event_id": ["close-2"], "account_id": [2],
@@ -67,16 +83,49 @@ def test_no_events_on_a_closed_account(bank: EventArchive) -> None:
         deposit(bank, 2, 100)
     with pytest.raises(CommandError, match="account 2 is closed"):
         transfer(bank, 1, 2, 100)
+    with pytest.raises(CommandError, match="account 2 is closed"):
+        set_overdraft_limit(bank, 2, 100)
+
+
+def test_close_account_and_the_stored_limit_in_the_rules(bank: EventArchive) -> None:
+    close_account(bank, 2)
+    assert account_state(bank, 2)["status"] == "closed"
+    with pytest.raises(CommandError, match="account 2 is closed"):
+        close_account(bank, 2)
+    # The banking rules honour a stored limit even for events appended behind the
+    # commands' back: money out beyond it is a violation, never folded.
+    import polars as pl
+
+    set_overdraft_limit(bank, 1, 500)
+    late = pl.DataFrame({"event_id": ["raw"], "account_id": [1], "event_type": ["Withdrawal"],
+                         "amount": [10_600], "event_time": [datetime.now(UTC)]})
+    bank.append(late)
+    from eventkit import replay
+
+    refused = replay(bank, "banking").violations().collect()
+    assert refused["event_id"].to_list() == ["raw"]
+    assert account_state(bank, 1)["balance"] == 10_000
 
 
 def test_a_stale_command_gets_a_conflict_and_writes_nothing(bank: EventArchive) -> None:
     seen = bank.version
     assert account_state(bank, 1, version=seen)["balance"] == 10_000
-    withdraw(bank, 1, 9_000)  # someone else acts first
-    with pytest.raises(StaleVersionError, match=f"not the expected {seen}") as info:
+    withdraw(bank, 1, 9_000)  # someone else acts first, on the same account
+    with pytest.raises(StaleVersionError, match=f"not the expected {seen}.*stream 1") as info:
         withdraw(bank, 1, 9_000, expected_version=seen)  # valid at `seen`, not now
     assert (info.value.expected, info.value.actual) == (seen, seen + 1)
     assert account_state(bank, 1)["balance"] == 1_000
+
+
+def test_unrelated_streams_never_conflict(bank: EventArchive) -> None:
+    seen = bank.version
+    deposit(bank, 2, 500)  # another account moves on
+    withdraw(bank, 1, 1_000, expected_version=seen)  # still valid: account 1 did not change
+    assert account_state(bank, 1)["balance"] == 9_000
+    transfer(bank, 1, 2, 100, expected_version=seen + 2)  # read after the withdrawal
+    deposit(bank, 1, 1)
+    with pytest.raises(StaleVersionError, match="stream 1"):  # a transfer touches both
+        transfer(bank, 2, 1, 100, expected_version=seen + 3)
 
 
 def test_racing_commands_never_overdraw(bank: EventArchive) -> None:

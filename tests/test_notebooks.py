@@ -13,6 +13,8 @@ import papermill as pm
 import pytest
 from conftest import ROOT
 
+import eventkit
+
 pytestmark = pytest.mark.notebooks
 
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -261,3 +263,20 @@ def test_time_travel_notebook_shows_what_late_corrections_restated(tmp_path: Pat
     nb = execute(NOTEBOOK_DIR / "02_time_travel.ipynb", tmp_path / "later.ipynb", kernel,
                  AS_OF="2023-06-30", KNOWN_AT="2025-12-31")
     assert "0 of " in outputs_text(nb)
+
+
+def test_your_archive_notebook_replays_the_shop_export(tmp_path: Path, kernel: str):
+    nb = execute(NOTEBOOK_DIR / "07_your_archive.ipynb", tmp_path / "out.ipynb", kernel,
+                 ARCHIVE=str(tmp_path / "shop"), AS_OF="2024-02-29", ORDERS=3)
+    specs = chart_specs(nb)
+    titles = [s["title"] if isinstance(s["title"], str) else s["title"]["text"] for s in specs]
+    assert titles == ["Orders by status at the end of 2024-02-29",
+                      "Totals of the 3 orders active last"]
+    counts = {r["status"]: r["keys"] for r in data_rows(specs[0])}
+    assert set(counts) <= {"placed", "paid", "shipped", "delivered", "cancelled"}
+    assert {r["key"] for r in data_rows(specs[1]) if "key" in r} and len(
+        {r["key"] for r in data_rows(specs[1]) if "key" in r}) == 3
+    text = outputs_text(nb)
+    assert "requires status" in text  # the refused events are shown, with why
+    archive = eventkit.EventArchive(tmp_path / "shop")  # a real archive, verified
+    assert archive.verify().ok and archive.key == ("order_id",)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -19,6 +20,9 @@ LOYALTY = Path(__file__).resolve().parents[1] / "data" / "rules" / "loyalty.toml
 
 @pytest.mark.parametrize("rules", ["balance", "banking", str(LOYALTY)])
 @pytest.mark.parametrize("query", ["history", "state", "as_of"])
+# the loyalty rules on the bank's archive: a rule set that selects nothing there (the
+# coverage warning says so), its fold still split alike
+@pytest.mark.filterwarnings("ignore::eventkit.CoverageWarning")
 def test_an_archive_replay_decodes_while_folding_and_answers_the_same(
         sample_archive: Path, rules: str, query: str) -> None:
     result = eventkit.replay(sample_archive, rules, snapshots=False)
@@ -56,3 +60,18 @@ def test_a_frame_without_other_columns_is_folded_once(sample_archive: Path) -> N
     checked = registry.get("balance").check()
     split = collect_and_fold(events, checked, split=True).events
     assert_frame_equal(split, collect_and_fold(events, checked).events)
+
+
+@pytest.mark.filterwarnings("ignore::eventkit.CoverageWarning")
+def test_a_selection_global_events_and_a_text_key_split_the_same(sample_archive: Path) -> None:
+    """The rows a split fold leaves out (global, not selected) are left out of the rest too."""
+    banking, balance = registry.get("banking"), registry.get("balance")
+    for rules in (replace(banking, where="amount > 5000"),  # global events and a selection
+                  replace(balance, key="event_type", global_events=None,  # a text key
+                          where="event_type != 'Fee'")):
+        result = eventkit.replay(sample_archive, rules, snapshots=False)
+        once = ReplayResult(result.events, result.rules)
+        assert result._split
+        split = result.history.collect()
+        assert 0 < split.height < result.events.collect().height
+        assert_frame_equal(split, once.history.collect())

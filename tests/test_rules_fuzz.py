@@ -29,6 +29,10 @@ from eventkit.rules.expr import ROUNDING
 from eventkit.rules.model import Field, Handler, Interest, RuleSet
 from eventkit.schema import CANONICAL_SCHEMA
 
+# Random rule sets need not handle every random event type: coverage warnings are
+# tested on their own (tests/test_rules.py); here the folds are the question.
+pytestmark = pytest.mark.filterwarnings("ignore::eventkit.CoverageWarning")
+
 TYPES = ("Deposit", "Withdrawal", "Correction", "InterestRateChanged")
 INTS = [0, 1, -1, 2, 7, 100, 2**31, 2**53 + 1, 2**62, 2**63 - 1, -(2**62), -(2**63) + 1]
 FLOATS = [0.0, -0.0, 0.5, 2.5, -1.5, 1e-300, 1e300, 3.0e18, 9.3e18, 0.035]

@@ -86,14 +86,16 @@ def test_append_writes_one_file_per_bucket_in_one_commit(tmp_path: Path) -> None
     assert commits[0].record["buckets"] == 4
     files = commits[1].record["files"]
     buckets = [f["bucket"] for f in files]
-    expected = sorted(set(bucket_of(a, 4) for a in range(12)))
+    # the bank's own account 0 is the archive's shared key: its events go to the shared bucket
+    expected = sorted({BANK_BUCKET if a == 0 else bucket_of(a, 4) for a in range(12)})
     assert buckets == expected
     assert BANK_BUCKET in buckets
     # Step: each file holds exactly its bucket's accounts, in log order.
     for f in files:
         part = pl.read_parquet(archive.path / f["path"])
-        assert part.select(bucket_expr("account_id", 4))["bucket"].unique().to_list() == \
-            [f["bucket"]]
+        bank = pl.col("account_id") == 0
+        assert part.select(bucket_expr("account_id", 4, shared=bank))["bucket"].unique(
+            ).to_list() == [f["bucket"]]
         assert part["seq"].is_sorted()
     # Step: readers see the archive as before: log order, verify, Delta.
     assert archive.scan().collect()["seq"].to_list() == list(range(12))
@@ -180,7 +182,7 @@ def test_bucket_engine_writes_histories_to_out(bank: dict[str, Path], tmp_path: 
     out = tmp_path / "out"
     result = replay(bank["bucketed"], "banking", engine="buckets", out=out)
     memory = replay(bank["bucketed"], "banking")
-    assert sorted(result.buckets) == list(range(5))
+    assert sorted(result.buckets) == [BANK_BUCKET, *range(5)]  # (the bank's own key too)
     assert 1 < len(result.steps) < 5
     # Step: the state alone reads what a state needs and writes nothing.
     assert_frame_equal(result.state().collect(), memory.state().collect())
@@ -188,7 +190,9 @@ def test_bucket_engine_writes_histories_to_out(bank: dict[str, Path], tmp_path: 
     # Step: the history is one file per step, read back in log order.
     assert_frame_equal(result.history.collect(), memory.history.collect())
     files = sorted(p.name for p in (out / "history").iterdir())
-    assert files == [f"buckets-{s[0]:05d}-{s[-1]:05d}.parquet" for s in result.steps]
+    label = lambda b: "shared" if b == BANK_BUCKET else f"{b:05d}"  # noqa: E731
+    assert files == sorted(f"buckets-{label(s[0])}-{label(s[-1])}.parquet"
+                           for s in result.steps)
     assert_frame_equal(result.state().collect(), memory.state().collect())
     with pytest.raises(ScaleError, match="not an empty folder"):
         replay(bank["bucketed"], engine="buckets", out=out)
@@ -220,9 +224,11 @@ def test_bucket_engine_refusals(bank: dict[str, Path]) -> None:
     with pytest.raises(eventkit.InstantError) as caught:
         result.at_times(["2024-01-01", "soon"])
     assert caught.value.param == "instants"
+    # any key column may be the rules' (split by it on the fly), but never a null key
     keyed = dataclasses.replace(eventkit.rules.get("balance"), key="counterparty_id")
-    with pytest.raises(ScaleError, match="keyed by 'counterparty_id'"):
-        replay(bank["bucketed"], keyed, engine="buckets")
+    with pytest.raises(eventkit.ValidationError, match="null key") as err:
+        replay(bank["bucketed"], keyed, engine="buckets").state().collect()
+    assert err.value.column == "counterparty_id"
 
 
 # ---------------------------------------------------------------- Dask

@@ -144,9 +144,9 @@ def test_key_copy_serves_one_account_exactly_and_only_while_current(
         fast, slow = replay(archive, rules, keys=[2]), replay(archive, rules, keys=[2],
                                                                snapshots=False)
         assert_frame_equal(fast.history.collect(), slow.history.collect())
-        assert by_key(archive, [2], version=archive.version) is not None
+        assert by_key(archive, get(rules), [2], version=archive.version) is not None
     archive.append(deposits([(2, 7, 200)], "new"))
-    assert by_key(archive, [2], version=archive.version) is None
+    assert by_key(archive, get(rules), [2], version=archive.version) is None
     assert replay(archive, keys=[2]).state().collect()["events"].item() == 14
     snapshot(archive, "balance")
     assert replay(archive, keys=[2]).state().collect()["events"].item() == 14

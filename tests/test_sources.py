@@ -40,7 +40,7 @@ from polars.testing import assert_frame_equal
 
 import eventkit
 from eventkit import EventDataError, SchemaError, ValidationError
-from eventkit.schema import CANONICAL_SCHEMA
+from eventkit.schema import CANONICAL_SCHEMA, EventSchema
 
 SEED = Path(__file__).resolve().parent / "data" / "seed_transactions.parquet"
 SEED_MAPPING = {"account_id": "accountId", "event_time": "timestamp",
@@ -303,11 +303,23 @@ def test_unconvertible_amount_names_file_column_and_row(tmp_path: Path) -> None:
     assert "abc" in str(err)
 
 
-def test_unconvertible_account_id_names_the_row(tmp_path: Path) -> None:
+def test_text_account_ids_stay_text_unless_the_schema_says_integers(tmp_path: Path) -> None:
     path = tmp_path / "x.parquet"
+    simple(3).with_columns(account_id=pl.Series(["C1231006815", "8", "eight"])
+                           ).write_parquet(path)
+    # text ids are keys as good as integers (a mobile-money log, UUIDs)
+    events = eventkit.open_archive(path).collect()
+    assert events.schema["account_id"] == pl.String
+    assert events["account_id"].to_list() == ["C1231006815", "8", "eight"]
+    assert eventkit.replay(events).state().collect()["account_id"].to_list() == [
+        "8", "C1231006815", "eight"]
+    # a schema that declares integer ids refuses the one that is not, naming the row
+    ints = EventSchema.declare(key="account_id", columns={"account_id": "int",
+                                                          "amount": "money"})
+    path.unlink()
     simple(3).with_columns(account_id=pl.Series(["7", "8", "eight"])).write_parquet(path)
-
-    raises_at(ValidationError, path, column="account_id", row=2)
+    err = raises_at(ValidationError, path, column="account_id", row=2, schema=ints)
+    assert "an integer (a key)" in str(err) and "eight" in str(err)
 
 
 def test_fractional_account_id_is_not_truncated(tmp_path: Path) -> None:

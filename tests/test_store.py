@@ -317,3 +317,44 @@ def test_notebooks_read_an_archive_from_the_store(s3_server: S3Server, tmp_path:
         remote = execute(NOTEBOOK_DIR / name, tmp_path / f"s3-{name}", kernel, ARCHIVE=url,
                          **parameters)
         assert chart_specs(remote) == chart_specs(local), name  # the same data, from S3
+
+
+def test_an_archive_of_ones_own_in_the_store(s3_server: S3Server, tmp_path: Path) -> None:
+    """Declared columns, a text key, evolve and per-stream appends: as on disk, at a URL."""
+    rules = eventkit.RuleSet.from_dict({
+        "ruleset": {"name": "orders", "key": "order_id"}, "columns": {"n": "int"},
+        "fields": {"status": {"type": "string", "initial": "new"}, "qty": {"type": "int"}},
+        "on": {"Placed": {"status": "'placed'", "qty": "qty + n"},
+               "Shipped": {"status": "'shipped'"}}})
+    declared = {"order_id": "string", "n": "int"}
+    orders = [f"{k:08x}-0000-4000-8000-000000000000" for k in range(3)]
+
+    def events(first: int, kinds: list[str]) -> pl.DataFrame:
+        return pl.DataFrame({
+            "event_id": [f"o{first + i}" for i in range(len(kinds))],
+            "order_id": [orders[(first + i) % 3] for i in range(len(kinds))],
+            "event_type": kinds, "n": list(range(1, len(kinds) + 1)),
+            "event_time": [T0 + timedelta(hours=first + i) for i in range(len(kinds))]})
+
+    archives = [EventArchive.create(where, key="order_id", columns=declared, buckets=2)
+                for where in (s3_server.url("shop"), tmp_path / "shop")]
+    for archive in archives:
+        archive.append(events(0, ["Placed"] * 6))
+        evolution = archive.evolve({"carrier": "string"})
+        assert evolution.schema_version == 4
+        archive.append(events(6, ["Shipped"] * 3).with_columns(carrier=pl.lit("DHL")),
+                       expected_version=1, conflicts="stream")  # no stream moved: accepted
+        with pytest.raises(eventkit.StaleVersionError, match="changed since"):
+            archive.append(events(9, ["Placed"]), expected_version=1, conflicts="stream")
+        assert archive.verify().ok
+    remote, local = archives
+    assert remote.schema == local.schema and remote.declared.key == ("order_id",)
+    got = remote.scan().collect()
+    assert got["seq"].to_list() == list(range(9)) and got["carrier"].null_count() == 6
+    expect = eventkit.replay(local, rules).state().collect()
+    assert expect.select("order_id", "status", "qty").sort("order_id").rows() == [
+        (orders[0], "shipped", 1 + 4), (orders[1], "shipped", 2 + 5),
+        (orders[2], "shipped", 3 + 6)]
+    for engine in ("memory", "buckets"):
+        assert_frame_equal(eventkit.replay(remote, rules, engine=engine).state().collect()
+                           .sort("order_id"), expect.sort("order_id"))

@@ -27,6 +27,7 @@ from eventkit.archive._files import (
 )
 from eventkit.archive.store import Store
 from eventkit.exceptions import AppendConflictError, ValidationError
+from eventkit.sources.upcast import UPCASTERS, Upcasters
 
 __all__ = ["check_new_files", "commit_batch", "reject_known_ids"]
 
@@ -79,7 +80,8 @@ def _hashes(ids: pl.Series) -> np.ndarray:
 
 
 def reject_known_ids(store: Store, live: list[dict[str, Any]], rows: pl.DataFrame,
-                     schema: dict[str, pl.DataType], source: str) -> None:
+                     schema: dict[str, pl.DataType], source: str, *,
+                     upcasters: Upcasters = UPCASTERS) -> None:
     """Raise :class:`ValidationError` when an id of ``rows`` is in the archive already.
 
     The ids' hashes are looked up in the index (brought up to date with the
@@ -93,25 +95,27 @@ def reject_known_ids(store: Store, live: list[dict[str, Any]], rows: pl.DataFram
     if fresh:
         if sum(int(e.get("rows", 0)) for e in live) > MAX_INDEXED:
             _INDEX.pop(store.root, None)
-            _confirm(store, live, rows, schema, source, ids)
+            _confirm(store, live, rows, schema, source, ids, upcasters)
             return
         index = _INDEX[store.root] = _Index()
     assert index is not None
     new = live[index.covered:]
     if new:
-        known = read_files(store, new, schema).select("event_id").collect()["event_id"]
+        known = (read_files(store, new, schema, upcasters=upcasters).select("event_id")
+                 .collect()["event_id"])
         index.add(_hashes(known))
         index.covered, index.last = len(live), live[-1]["path"]
     if index.empty:  # a new archive: no id to meet
         return
     hit = index.hits(_hashes(ids))
     if hit.any():
-        _confirm(store, live, rows, schema, source, ids.filter(pl.Series(hit)))
+        _confirm(store, live, rows, schema, source, ids.filter(pl.Series(hit)), upcasters)
 
 
 def _confirm(store: Store, live: list[dict[str, Any]], rows: pl.DataFrame,
-             schema: dict[str, pl.DataType], source: str, ids: pl.Series) -> None:
-    known = (read_files(store, live, schema).select("event_id")
+             schema: dict[str, pl.DataType], source: str, ids: pl.Series,
+             upcasters: Upcasters) -> None:
+    known = (read_files(store, live, schema, upcasters=upcasters).select("event_id")
              .filter(pl.col("event_id").is_between(pl.lit(ids.min()), pl.lit(ids.max()))
                      & pl.col("event_id").is_in(ids.implode()))
              .head(1).collect())
@@ -149,7 +153,8 @@ def check_new_files(store: Store, state: head.LogState) -> None:
 
 def commit_batch(store: Store, state: head.LogState, parts: list[tuple[int | None, pl.DataFrame]],
                  *, batch_id: str, start: int, rows: int, recorded_until: datetime,
-                 meta: dict[str, Any] | None, schema_version: int) -> dict[str, Any]:
+                 meta: dict[str, Any] | None, schema_version: int,
+                 key: tuple[str, ...] = ("account_id",)) -> dict[str, Any]:
     """Write ``parts`` as data files and commit them as version ``state.version + 1``.
 
     Each data file's intent is stored before the file; then, when one is due,
@@ -166,7 +171,7 @@ def commit_batch(store: Store, state: head.LogState, parts: list[tuple[int | Non
         for i, (bucket, part) in enumerate(parts):
             name = data_name(version, i)
             written.append((name, write_intent(store, name, batch_id.encode())))
-            entry = write_data_file(store, name, part, schema_version)
+            entry = write_data_file(store, name, part, schema_version, key=key)
             if bucket is not None:
                 entry["bucket"] = bucket
             files.append(entry)

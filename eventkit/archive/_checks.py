@@ -9,14 +9,16 @@ from typing import Any
 import polars as pl
 
 from eventkit.archive import ledger
+from eventkit.archive._files import read_files
 from eventkit.archive.store import Store
 from eventkit.exceptions import (
     ArchiveError,
     SchemaError,
     ValidationError,
 )
-from eventkit.schema import CANONICAL_SCHEMA, SUBJECT_COL
+from eventkit.schema import BANKING, CANONICAL_SCHEMA, SUBJECT_COL, EventSchema
 from eventkit.sources.conform import ColumnMapping
+from eventkit.sources.upcast import Upcasters
 
 __all__ = [
     "CIPHERTEXT_PREFIX",
@@ -31,15 +33,17 @@ __all__ = [
     "check_personal",
     "check_raw_types",
     "check_values",
-    "collect_batch",
+    "stale_streams",
 ]
 
 
 def check_batch_columns(
     batch: pl.DataFrame, mapping: ColumnMapping | dict[str, Any] | None, recorded_at: str,
-    source: str, personal: tuple[str, ...] = (), minor_digits: int = 2,
+    source: str, personal: tuple[str, ...] = (), declared: EventSchema = BANKING,
+    minor_digits: int = 2,
 ) -> None:
     m = ColumnMapping.parse(mapping)
+    m.check(declared)
     if m.amount_unit == "major" and m.minor_digits != minor_digits:
         msg = (f"the archive keeps amounts in minor units of {minor_digits} decimals; the "
                f"mapping converts major units with minor_digits={m.minor_digits}")
@@ -63,8 +67,8 @@ def check_batch_columns(
             msg = (f"missing column {canonical!r} (mapped from {name!r}); the batch has "
                    f"{sorted(names)}")
             raise SchemaError(msg, source=source, column=canonical)
-    known = {m.source_name(c) for c in CANONICAL_SCHEMA}
-    stored = [*CANONICAL_SCHEMA, *([SUBJECT_COL, *personal] if personal else [])]
+    known = {m.source_name(c) for c in declared.columns}
+    stored = [*declared.columns, *([SUBJECT_COL, *personal] if personal else [])]
     extra = sorted(names - known - set(stored))
     if extra:
         msg = f"unknown column(s) {extra}; the archive stores {stored}"
@@ -80,10 +84,13 @@ def check_batch_columns(
         raise SchemaError(msg, source=source, column=SUBJECT_COL)
 
 
-def archive_schema(personal: tuple[str, ...]) -> dict[str, pl.DataType]:
+def archive_schema(personal: tuple[str, ...], declared: EventSchema | None = None
+                   ) -> dict[str, pl.DataType]:
+    """The columns an archive stores: the declared ones (banking), ``subject``, personal ones."""
+    columns = dict(CANONICAL_SCHEMA if declared is None else declared.columns)
     if not personal:
-        return dict(CANONICAL_SCHEMA)
-    return {**CANONICAL_SCHEMA, SUBJECT_COL: pl.String(), **{f: pl.Binary() for f in personal}}
+        return columns
+    return {**columns, SUBJECT_COL: pl.String(), **{f: pl.Binary() for f in personal}}
 
 
 def check_personal(rows: pl.DataFrame, personal: tuple[str, ...], source: str) -> None:
@@ -122,37 +129,24 @@ def check_meta(meta: dict[str, Any] | None, source: str) -> dict[str, Any] | Non
     return json.loads(text)
 
 
-def collect_batch(events: pl.DataFrame | pl.LazyFrame, source: str) -> pl.DataFrame:
-    if isinstance(events, pl.DataFrame):
-        return events
-    if not isinstance(events, pl.LazyFrame):
-        msg = f"expected a Polars DataFrame or LazyFrame, not {type(events).__name__}"
-        raise SchemaError(msg, source=source)
-    try:
-        return events.collect()
-    except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException) as exc:
-        text = str(exc).strip()
-        msg = f"cannot read the batch: {text.splitlines()[0] if text else type(exc).__name__}"
-        raise SchemaError(msg, source=source) from None
-
-
-def check_raw_types(batch: pl.DataFrame, mapping: ColumnMapping, source: str) -> pl.DataFrame:
+def check_raw_types(batch: pl.DataFrame, mapping: ColumnMapping, source: str,
+                    declared: EventSchema = BANKING) -> pl.DataFrame:
     """Refuse column types no conversion makes sense of, before they reach the checks.
 
-    Nested values (lists, structs) are refused; bytes (Binary) in a text column
-    must be valid UTF-8 (then they are read as text); unsigned integers must fit
-    in Int64.
+    Nested values (lists, structs) are refused unless the column is declared
+    nested; bytes (Binary) in a text column must be valid UTF-8 (then they are
+    read as text); unsigned integers must fit in Int64.
     """
-    for canonical in CANONICAL_SCHEMA:
+    for canonical, want in declared.columns.items():
         name = mapping.source_name(canonical)
         if name not in batch.columns:
             continue
         column = batch[name]
         dtype = column.dtype
-        if dtype.is_nested() or dtype == pl.Object:
-            msg = f"column holds {dtype} values; expected {CANONICAL_SCHEMA[canonical]}"
+        if (dtype.is_nested() and not want.is_nested()) or dtype == pl.Object:
+            msg = f"column holds {dtype} values; expected {want}"
             raise SchemaError(msg, source=source, column=canonical)
-        if dtype == pl.Binary and canonical in _TEXT_COLUMNS:
+        if dtype == pl.Binary and want == pl.String:
             try:
                 text = column.cast(pl.String)
             except pl.exceptions.PolarsError:
@@ -160,7 +154,7 @@ def check_raw_types(batch: pl.DataFrame, mapping: ColumnMapping, source: str) ->
                 msg = f"bytes that are not UTF-8 text: {column[row][:80]!r}"
                 raise ValidationError(msg, source=source, column=canonical, row=row) from None
             batch = batch.with_columns(text.alias(name))
-        if dtype == pl.UInt64 and canonical in _INT_COLUMNS:
+        if dtype == pl.UInt64 and want.is_integer():
             bad = (column > _INT64_MAX).arg_true()
             if len(bad):
                 row = int(bad[0])
@@ -185,8 +179,8 @@ def check_values(rows: pl.DataFrame, source: str, *, check_recorded_at: bool) ->
          f"event_id longer than {MAX_ID_BYTES} bytes (ids are keys, not documents)"),
         ("event_type", pl.col("event_type").str.len_bytes() > MAX_TYPE_BYTES,
          f"event_type longer than {MAX_TYPE_BYTES} bytes"),
-        ("rate", pl.col("rate").is_nan() | pl.col("rate").is_infinite(),
-         "rate is NaN or infinite"),
+        *[(c, pl.col(c).is_nan() | pl.col(c).is_infinite(), f"{c} is NaN or infinite")
+          for c, t in rows.schema.items() if t.is_float()],
         ("event_time", ~pl.col("event_time").is_between(*_TIME_RANGE, closed="left"),
          "event_time outside 1900-2200 (a wrong unit or a placeholder date?)"),
     ]
@@ -228,18 +222,13 @@ MAX_TYPE_BYTES = 64
 _INT64_MAX = 2**63 - 1
 
 
-_INT_COLUMNS = ("account_id", "amount", "counterparty_id")
-
-
-_TEXT_COLUMNS = ("event_id", "event_type")
-
-
 #: Valid and transaction times must fall in 1900 .. 2200 (a wrong unit or a sentinel
 #: such as 9999-12-31 otherwise): the same plausible range the loaders use for epochs.
 _TIME_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 
 
-def check_new_archive(store: Store, personal: tuple[str, ...]) -> None:
+def check_new_archive(store: Store, personal: tuple[str, ...],
+                      declared: EventSchema | None = None) -> None:
     """``store`` must be a new or empty folder (or prefix), ``personal`` distinct plain names."""
     root = store.root
     if store.is_folder(ledger.LOG_DIR):
@@ -252,10 +241,46 @@ def check_new_archive(store: Store, personal: tuple[str, ...]) -> None:
             not store.local and store.list_files("")):
         msg = f"{root} exists and is not empty; choose a new folder for the archive"
         raise ArchiveError(msg, path=root)
-    bad = [f for f in personal if f in CANONICAL_SCHEMA or f == SUBJECT_COL
-           or not f.isidentifier()]
+    taken = CANONICAL_SCHEMA if declared is None else declared.columns
+    bad = [f for f in personal if f in taken or f == SUBJECT_COL or not f.isidentifier()]
     if bad or len(set(personal)) != len(personal):
         msg = (f"personal fields must be distinct names other than the canonical columns "
                f"and {SUBJECT_COL!r}: {list(personal)}")
         raise SchemaError(msg, source=str(root), column=bad[0] if bad else None)
 
+
+def stale_streams(store: Store, entries: list[dict[str, Any]], schema: dict[str, pl.DataType],
+                  upcasters: Upcasters, rows: pl.DataFrame, key: tuple[str, ...], version: int
+                  ) -> str | None:
+    """Which of ``rows``' streams got events after archive ``version`` (None: none did).
+
+    A stream is a value of the archive's ``key``; only the live files
+    (``entries``) that may hold events after that version's last ``seq`` are
+    read (their recorded ranges say which), one key column each.
+    """
+    since = _last_seq_at(store, version)
+    later = [e for e in entries if _last_seq(e) > since]
+    if not later:
+        return None
+    wanted = rows.select(key).unique()
+    found = (read_files(store, later, schema, upcasters=upcasters)
+             .filter(pl.col("seq") > since).select(key).unique()
+             .join(wanted.lazy(), on=list(key), how="semi").head(1).collect())
+    if found.height == 0:
+        return None
+    value = found.row(0)
+    return f"stream {value[0] if len(value) == 1 else value!r}"
+
+
+def _last_seq_at(store: Store, version: int) -> int:
+    """The last ``seq`` stored by version ``version`` (-1: none), reading commits back from it."""
+    for v in range(version, 0, -1):
+        seq = (ledger.read_commit(store, v).record or {}).get("seq")
+        if seq:
+            return int(seq[1])
+    return -1
+
+
+def _last_seq(entry: dict[str, Any]) -> int:
+    stats = json.loads(entry["stats"]) if "stats" in entry else None
+    return int(stats["maxValues"]["seq"]) if stats else 2**62

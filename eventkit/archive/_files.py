@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, NoReturn
 
 import polars as pl
@@ -22,7 +22,12 @@ from eventkit.archive import ledger
 from eventkit.archive.store import Store, fsync, write_durably
 from eventkit.exceptions import AppendConflictError, CorruptionError
 from eventkit.schema import CANONICAL_SCHEMA
-from eventkit.sources.upcast import CURRENT_VERSION, UNMARKED_VERSION, UPCASTERS, VERSION_KEY
+from eventkit.sources.upcast import (
+    UNMARKED_VERSION,
+    UPCASTERS,
+    VERSION_KEY,
+    Upcasters,
+)
 
 __all__ = [
     "add_action",
@@ -38,7 +43,7 @@ __all__ = [
 
 def read_files(store: Store, entries: list[dict[str, Any]],
                schema: dict[str, pl.DataType] = CANONICAL_SCHEMA, *,
-               check: bool = False) -> pl.LazyFrame:
+               check: bool = False, upcasters: Upcasters = UPCASTERS) -> pl.LazyFrame:
     """One lazy scan of the data files ``entries`` lists, in order.
 
     From an object store each file is fetched once (several at a time) and
@@ -54,7 +59,8 @@ def read_files(store: Store, entries: list[dict[str, Any]],
     a damaged file becomes :class:`CorruptionError`; an error raised by the query
     itself (a failing cast in a filter) passes through unchanged. Files of an
     older schema version (see :mod:`eventkit.sources.upcast`) are read in groups of their
-    own and upcast to the current shape before any predicate sees them.
+    own and upcast to the current shape (by ``upcasters``: the archive's, with
+    the columns it added since) before any predicate sees them.
     """
     if not entries:
         return pl.LazyFrame(schema=schema)
@@ -74,7 +80,7 @@ def read_files(store: Store, entries: list[dict[str, Any]],
         path = store.uri(entry["path"])
         if not groups or version != groups[-1][0] or (
                 rows + entry.get("rows", 0) > _ROWS_PER_READ and high < after):
-            UPCASTERS.chain(version, source=path)  # a version we read, or a clear error
+            upcasters.chain(version, source=path)  # a version we read, or a clear error
             groups.append((version, []))
             ordered.append(True)
             rows = 0
@@ -89,13 +95,13 @@ def read_files(store: Store, entries: list[dict[str, Any]],
         for (version, group), in_order in zip(groups, ordered, strict=True):
             if left is not None and left <= 0:
                 return
-            stored = UPCASTERS.stored_schema(version, schema)
+            stored = upcasters.stored_schema(version, schema)
             names = [store.uri(e["path"]) for e in group]
             sources: list[str] | list[bytes] = names if store.local else _fetch(store, group,
                                                                                   check=check)
             lf = pl.scan_parquet(sources, schema=stored)
-            if version != CURRENT_VERSION:
-                lf = UPCASTERS.to_canonical(UPCASTERS.upcast(lf, version), schema)
+            if version != upcasters.current:
+                lf = upcasters.to_canonical(upcasters.upcast(lf, version), schema)
             if predicate is not None:
                 lf = lf.filter(predicate)
             if not in_order:
@@ -162,8 +168,12 @@ def _raise_unreadable(store: Store, names: list[str], sources: list[str] | list[
 
 
 def write_data_file(store: Store, rel: str, part: pl.DataFrame,
-                    schema_version: int = UNMARKED_VERSION) -> dict[str, Any]:
+                    schema_version: int = UNMARKED_VERSION, *,
+                    key: tuple[str, ...] = ("account_id",)) -> dict[str, Any]:
     """Write ``part`` durably as ``rel``; its record entry (marked unless unmarked version).
+
+    The statistics (Delta's, in the entry) cover ``seq``, the ``key`` columns and
+    the two times; null counts every column.
 
     Locally the file is written in place and flushed; to an object store the
     Parquet bytes are made in memory and put in one request (an object appears
@@ -188,13 +198,13 @@ def write_data_file(store: Store, rel: str, part: pl.DataFrame,
         store.write(rel, data)
         before, digest, size = store.stat(rel), hashlib.sha256(data).hexdigest(), len(data)
     ledger.remember_verified(store, rel, digest, before)
+    ranged = [c for c in ("seq", *key, "event_time", "recorded_at") if c in part.columns]
     stats = {
         "numRecords": part.height,
-        "minValues": {c: _stat(part[c].min()) for c in ("seq", "account_id", "event_time",
-                                                         "recorded_at")},
-        "maxValues": {c: _stat(part[c].max()) for c in ("seq", "account_id", "event_time",
-                                                         "recorded_at")},
-        "nullCount": {c: part[c].null_count() for c in CANONICAL_SCHEMA},
+        "minValues": {c: _stat(part[c].min()) for c in ranged},
+        "maxValues": {c: _stat(part[c].max()) for c in ranged},
+        "nullCount": {c: part[c].null_count() for c in part.columns
+                      if not part[c].dtype.is_nested()},
     }
     return {"path": rel, "sha256": digest, "bytes": size, "rows": part.height,
             "stats": json.dumps(stats), **({"schema_version": schema_version} if marked else {})}
@@ -219,6 +229,8 @@ def commit_actions(record: dict[str, Any], operation: str, parameters: dict[str,
 def _stat(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
     return value
 
 

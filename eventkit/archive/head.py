@@ -68,7 +68,9 @@ class LogState:
     appends (rows minus none: rewrites keep rows); ``expiries``: every expiry
     record; ``checkpoint``: the version of the newest checkpoint named in the
     chain (-1: none yet); ``stats``: the stat of each commit file applied on
-    top of the checkpoint this state grew from (for the cheap re-check).
+    top of the checkpoint this state grew from (for the cheap re-check);
+    ``evolutions``: what each ``evolve`` commit added to the archive's schema
+    (see :mod:`eventkit.archive.declared`), in order.
     """
 
     version: int
@@ -84,12 +86,13 @@ class LogState:
     #: live entries at ``base`` (those after them were added by the commits re-checked)
     base_files: int = 0
     stats: dict[int, Stat | None] = field(default_factory=dict)
+    evolutions: list[dict[str, Any]] = field(default_factory=list)
 
     def copy(self) -> LogState:
         """An independent copy (the lists and maps are copied, their entries shared)."""
         return replace(self, live=list(self.live), batches=dict(self.batches),
                        meta=dict(self.meta), expiries=list(self.expiries),
-                       stats=dict(self.stats))
+                       stats=dict(self.stats), evolutions=list(self.evolutions))
 
     def apply(self, store: Store, commit: ledger.Commit | None, stat: Stat | None) -> None:
         """Check ``commit`` as the next link (see ``check_link``) and apply it in place."""
@@ -112,6 +115,9 @@ class LogState:
             if rec.get("batch_id") is not None:
                 self.batches.setdefault(rec["batch_id"], [
                     version, rec.get("rows"), *rec.get("seq", [None, None]), rec.get("digest")])
+        if rec.get("kind") == "evolve":
+            self.evolutions.append({k: rec.get(k) for k in
+                                    ("added", "money", "metadata", "schema_version")})
         if rec.get("kind") == "expire":
             self.expiries.append({k: rec.get(k) for k in
                                   ("cutoff", "known_from", "states", "rules")})
@@ -124,7 +130,7 @@ class LogState:
         body = {"format": _FORMAT, "version": self.version, "digest": self.digest,
                 "record": self.record, "live": self.live, "batches": self.batches,
                 "meta": self.meta, "rows": self.rows, "expiries": self.expiries,
-                "checkpoint": self.checkpoint}
+                "checkpoint": self.checkpoint, "evolutions": self.evolutions}
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -295,7 +301,7 @@ def _from_checkpoint(store: Store, version: int, read: dict[int, ledger.Commit])
         body = json.loads(data)
         state = LogState(int(body["version"]), body["digest"], body["record"], body["live"],
                          body["batches"], body["meta"], int(body["rows"]), body["expiries"],
-                         int(body["checkpoint"]))
+                         int(body["checkpoint"]), evolutions=body.get("evolutions", []))
         state.base, state.base_files = state.version, len(state.live)
         return state
     return LogState(-1, ledger.GENESIS, {})

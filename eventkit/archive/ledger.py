@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
+from eventkit.archive.digest import content_digest
 from eventkit.archive.store import Stat, Store, open_store
 from eventkit.exceptions import ArchiveError, CorruptionError, ExpiredError
 from eventkit.sources.files import DELTA_LOG
@@ -56,6 +55,7 @@ __all__ = [
     "remember_verified",
     "sha256_file",
     "sha256_of",
+    "table_problem",
 ]
 
 LOG_DIR = DELTA_LOG
@@ -71,7 +71,6 @@ REWRITE_KINDS = ("compact", "expire")
 MAX_COMMIT_BYTES = 128 * 1024 * 1024
 #: How deeply a commit's JSON may nest (eventkit writes 6 levels; ``meta`` is held to it).
 MAX_JSON_DEPTH = 32
-_DIGEST_ROWS = 500_000
 _CHUNK = 1 << 20
 #: Files whose SHA-256 matched their record in this process, by location and the stat
 #: fields any rewrite changes (size, and mtime, ctime, inode or an ETag): repeated scans
@@ -123,43 +122,6 @@ def chain_digest(prev: str, record: dict[str, Any]) -> str:
     body = {k: v for k, v in record.items() if k != "digest"}
     text = prev + "\n" + json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def content_digest(frames: list[pl.DataFrame]) -> str:
-    """SHA-256 of the rows of ``frames`` (in order), independent of how they are stored.
-
-    Two sets of data files hold the same events in the same order exactly when
-    their content digests are equal, however the rows are split into files,
-    row groups or compressed. Values are hashed as text (times as epoch
-    microseconds, bytes as hex), with the column names first.
-
-    Examples
-    --------
-    >>> a = pl.DataFrame({"seq": [0, 1, 2], "amount": [5, 7, 9]})
-    >>> content_digest([a]) == content_digest([a.head(1), a.tail(2)])
-    True
-    >>> content_digest([a]) == content_digest([a.reverse()])
-    False
-
-    """
-    h = hashlib.sha256()
-    names: list[str] | None = None
-    for frame in frames:
-        if names is None:
-            names = frame.columns
-            h.update(("\t".join(names) + "\n").encode())
-        stable = frame.select(_stable(name, frame.schema[name]) for name in names)
-        for part in stable.iter_slices(_DIGEST_ROWS):
-            h.update(part.write_csv(include_header=False, float_precision=None).encode())
-    return h.hexdigest()
-
-
-def _stable(name: str, dtype: pl.DataType) -> pl.Expr:
-    if isinstance(dtype, pl.Datetime):
-        return pl.col(name).dt.epoch("us")
-    if dtype == pl.Binary:
-        return pl.col(name).bin.encode("hex")
-    return pl.col(name)
 
 
 @dataclass(frozen=True)
@@ -357,8 +319,9 @@ def check_link(store: Store, version: int, commit: Commit | None, prev: str,
     The commit exists and parses, carries eventkit's record, chains to ``prev``
     and recomputes its own digest, removes nothing (but what an audited
     rewrite's record names, see :func:`apply_record`), changes no metadata
-    after creation, and adds exactly the files its record lists. ``entries``
-    (the live entries before it) may be extended in place. The first failure
+    after creation (but an evolve commit, to what its record pins), and adds
+    exactly the files its record lists. ``entries`` (the live entries before
+    it) may be extended in place. The first failure
     raises :class:`~eventkit.exceptions.CorruptionError` naming the commit file.
     """
     rel = log_rel(version)
@@ -382,7 +345,7 @@ def check_link(store: Store, version: int, commit: Commit | None, prev: str,
         raise fail("does not chain to the commit before it")
     if chain_digest(prev, rec) != rec.get("digest"):
         raise fail("was altered (its digest does not recompute)")
-    if version > 0 and commit.metadata is not None:
+    if version > 0 and commit.metadata is not None and table_problem(commit, rec, evolve=True):
         raise fail("changes the table's metadata or properties")
     listed = rec.get("files", [])
     added = [str(a.get("path")) for a in commit.adds]  # JSON values, as listed
@@ -423,6 +386,31 @@ def live_files(
         entries = check_link(store, v, by_version.get(v), prev, entries)
         prev = (by_version[v].record or {})["digest"]
     return entries
+
+
+def table_problem(commit: Commit, rec: dict[str, Any], *, evolve: bool = False) -> str | None:
+    """How a commit's Delta table definition differs from the one its record pins (None: same).
+
+    The genesis commit defines the table; after it, only an ``evolve`` commit
+    (``evolve=True`` asks whether this is one) may change it, to what its
+    record says (columns added, see :mod:`eventkit.archive.declared`).
+    """
+    if evolve and rec.get("kind") != "evolve":
+        return "changes the table's metadata or properties"
+    meta = commit.metadata or {}
+    expected = rec.get("table", {})
+    try:
+        fields = [[f["name"], f["type"]] for f in json.loads(meta.get("schemaString", "{}"))
+                  .get("fields", [])]
+    except (json.JSONDecodeError, TypeError, KeyError):
+        fields = None
+    found = {"configuration": meta.get("configuration"),
+             "partitionColumns": meta.get("partitionColumns"), "fields": fields}
+    for key, value in found.items():
+        if value != expected.get(key):
+            return (f"table {key} differ from the archive's record ({value!r} instead of "
+                    f"{expected.get(key)!r})")
+    return None
 
 
 def apply_record(

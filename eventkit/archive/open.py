@@ -8,24 +8,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import polars as pl
+import pyarrow as pa
 
 from eventkit.archive import ledger
 from eventkit.archive.store import Store, open_store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import EventDataError, SchemaError, foreign_errors
-from eventkit.sources.conform import ColumnMapping
+from eventkit.schema import BANKING, EventSchema
+from eventkit.sources.conform import ColumnMapping, complete
 from eventkit.sources.files import read_events
+from eventkit.sources.frames import as_polars
 from eventkit.sources.upcast import UNMARKED_VERSION, UPCASTERS, Upcasters
 
 __all__ = ["Events", "archive_of", "as_lazy", "is_eventkit_archive", "minor_digits_of",
            "open_archive"]
 
-#: Events as every stage takes them: a frame in the canonical schema, an archive, or a
-#: path :func:`open_archive` reads.
-Events: TypeAlias = pl.LazyFrame | pl.DataFrame | EventArchive | str | Path
+#: Events as every stage takes them: a frame of events (Polars; pandas and pyarrow frames
+#: are read too), an archive, or a path :func:`open_archive` reads.
+Events: TypeAlias = pl.LazyFrame | pl.DataFrame | pa.Table | EventArchive | str | Path
 
 
 @foreign_errors(EventDataError, "open the events at {0}")
@@ -36,18 +39,28 @@ def open_archive(
     validate: bool = True,
     schema_version: int = UNMARKED_VERSION,
     upcasters: Upcasters = UPCASTERS,
+    schema: EventSchema = BANKING,
+    on_error: Literal["raise", "dead-letter"] = "raise",
+    dead_letter: str | Path | None = None,
     storage_options: Mapping[str, str] | None = None,
     in_memory: bool = True,
     max_decoded_bytes: int | None = None,
 ) -> pl.LazyFrame:
-    """Open events as a LazyFrame in the canonical schema.
+    """Open events as a LazyFrame in the canonical schema, or in ``schema``.
 
     ``path`` may be an eventkit archive (a folder, or a URL such as
     ``s3://bucket/bank`` with credentials from the environment or
-    ``storage_options``, see :mod:`eventkit.archive.store`), any other Delta table, a Parquet file,
-    a folder of Parquet files (hive partitions such as ``day=2024-01-01/`` become
-    columns), or a glob such as ``"exports/*.parquet"``. ``mapping`` names the
-    user's columns and units (see :class:`~eventkit.sources.conform.ColumnMapping`).
+    ``storage_options``, see :mod:`eventkit.archive.store`), any other Delta
+    table (column mapping, deletion vectors, checkpoints: see
+    :mod:`eventkit.sources.delta`), a Parquet, CSV or NDJSON file, a folder of
+    them (hive partitions such as ``day=2024-01-01/`` become columns), or a
+    glob such as ``"exports/*.csv"``.
+    ``mapping`` names the user's columns and units (see
+    :class:`~eventkit.sources.conform.ColumnMapping`), the key columns included.
+    ``schema`` (an :class:`~eventkit.schema.EventSchema`) says which columns to
+    read and their types; by default the banking schema,
+    whose ``account_id`` (and ``counterparty_id``) stay text when the data's
+    ids are text (``"C1231006815"``, UUIDs).
 
     With ``validate`` (the default) one scan checks every value and raises an
     :class:`~eventkit.exceptions.EventDataError` naming the file, column and row
@@ -56,8 +69,12 @@ def open_archive(
     changed afterwards changes nothing), and its ``collect`` costs nothing more.
     For a source larger than memory pass ``in_memory=False``: a streaming pass
     checks it, and the LazyFrame scans the files again when collected (or use
-    ``replay(..., engine="buckets")``, which does so). An eventkit archive was
-    checked on append and is returned as stored (run ``verify`` to prove it unchanged).
+    ``replay(..., engine="buckets")``, which does so). With
+    ``on_error="dead-letter"`` bad rows are set aside instead: written with
+    their problem to ``dead_letter`` (default: ``<path>.dead-letter.parquet``),
+    the rest returned, with a :class:`~eventkit.exceptions.DeadLetterWarning`
+    saying how many. An eventkit archive was checked on append and is returned
+    as stored (run ``verify`` to prove it unchanged).
 
     Files of older schema versions are upcast on load (see :mod:`eventkit.sources.upcast`):
     a file's version is its Parquet metadata ``eventkit.schema_version``, else a
@@ -96,7 +113,8 @@ def open_archive(
                "archives only (copy other files to a local folder, or scan them with Polars)")
         raise EventDataError(msg, source=store.root)
     return read_events(path, mapping=mapping, validate=validate, schema_version=schema_version,
-                       upcasters=upcasters, in_memory=in_memory,
+                       upcasters=upcasters, schema=schema, on_error=on_error,
+                       dead_letter=dead_letter, in_memory=in_memory,
                        max_decoded_bytes=max_decoded_bytes)
 
 
@@ -126,21 +144,23 @@ def archive_of(events: Events) -> EventArchive | None:
 
 
 def as_lazy(events: Events) -> pl.LazyFrame:
-    """``events`` as a LazyFrame in the canonical schema (an archive scanned, a path opened).
+    """``events`` as a LazyFrame of events (an archive scanned, a path opened, a frame completed).
+
+    A Polars, pandas or pyarrow frame gets its missing core columns derived
+    and its times read (see :func:`eventkit.sources.conform.complete`).
 
     Examples
     --------
-    >>> as_lazy(pl.DataFrame({"a": [1]})).collect().height
-    1
+    >>> as_lazy(pl.DataFrame({"event_type": ["Deposit"], "event_time": ["2024-01-01Z"]})
+    ...         ).collect().columns
+    ['event_type', 'event_time', 'recorded_at', 'seq', 'event_id']
 
     """
-    if isinstance(events, pl.LazyFrame):
-        return events
-    if isinstance(events, pl.DataFrame):
-        return events.lazy()
     if isinstance(events, EventArchive):
         return events.scan()
-    return open_archive(events)
+    if isinstance(events, str | Path):
+        return open_archive(events)
+    return complete(as_polars(events, "events").lazy())
 
 
 def minor_digits_of(events: Events, mapping: ColumnMapping | dict[str, Any] | None = None

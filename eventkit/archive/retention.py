@@ -36,13 +36,14 @@ class Expiry:
     #: the archive's store (the opening-state file is read from it)
     store: Store | None = None
 
-    def opening_states(self, key: str, keys: list[int] | None = None) -> pl.DataFrame | None:
+    def opening_states(self, keys: pl.DataFrame | None = None) -> pl.DataFrame | None:
         """Each key's state just before the cut-off (``None``: the expiry left events).
 
         One row per key: the key, every state field, ``events`` (how many were
         folded) and ``last_event_time``, as :func:`eventkit.replay.engine.fold` takes
-        for ``start``. The file is checked against the SHA-256 in the expiry's
-        record (in the hash chain) first.
+        for ``start``; only the keys in ``keys`` (a frame of the key columns) when
+        given. The file is checked against the SHA-256 in the expiry's record (in
+        the hash chain) first.
         """
         if self.states is None:
             return None
@@ -50,7 +51,7 @@ class Expiry:
         lf = pl.scan_parquet(ledger.check_data_file(store, self.states),
                              storage_options=store.storage_options)
         if keys is not None:
-            lf = lf.filter(pl.col(key).is_in(keys))
+            lf = lf.join(keys.lazy(), on=keys.columns, how="semi")
         return lf.collect()
 
     def check(self, *, at_us: int | None = None, known_at_us: int | None = None) -> None:

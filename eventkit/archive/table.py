@@ -9,11 +9,9 @@ table; :meth:`EventArchive.verify` proves nothing was changed behind its back.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -36,14 +34,24 @@ from eventkit.archive._checks import (
     check_personal,
     check_raw_types,
     check_values,
-    collect_batch,
+    stale_streams,
 )
 from eventkit.archive._files import clean_interrupted, create_table, delta_schema, read_files
-from eventkit.archive.buckets import bucket_expr, check_buckets
+from eventkit.archive.buckets import bucket_parts, check_buckets
+from eventkit.archive.declared import (
+    Evolution,
+    Layout,
+    declaration,
+    evolve,
+    genesis_record,
+    layout,
+)
 from eventkit.archive.lock import writer_lock
+from eventkit.archive.receipt import AppendReceipt
 from eventkit.archive.store import Store, open_store
 from eventkit.archive.verify import VerifyReport, verify_log
 from eventkit.exceptions import (
+    AppendConflictError,
     ArchiveError,
     CorruptionError,
     ImmutabilityError,
@@ -53,9 +61,10 @@ from eventkit.exceptions import (
     ValidationError,
     foreign_errors,
 )
-from eventkit.schema import CANONICAL_SCHEMA, EVENT_TYPES
+from eventkit.schema import BANK_ACCOUNT, EVENT_TYPES, EventSchema
 from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
-from eventkit.sources.upcast import CURRENT_VERSION, UPCASTERS
+from eventkit.sources.frames import as_frame
+from eventkit.sources.upcast import UPCASTERS, Upcasters
 
 __all__ = ["AppendReceipt", "EventArchive"]
 
@@ -63,24 +72,6 @@ __all__ = ["AppendReceipt", "EventArchive"]
 _FORMAT = 1
 _ROWS_PER_FILE = 2_000_000
 _TABLE_CONFIG = {"delta.appendOnly": "true"}
-
-
-@dataclass(frozen=True)
-class AppendReceipt:
-    """What one :meth:`EventArchive.append` stored.
-
-    ``seq_start``..``seq_end`` (inclusive) are the log positions given to the
-    batch; ``digest`` is the archive's new head digest. ``duplicate`` is true
-    when the batch id had been stored before and nothing was written.
-    """
-
-    version: int
-    batch_id: str
-    rows: int
-    seq_start: int
-    seq_end: int
-    digest: str
-    duplicate: bool = False
 
 
 class EventArchive:
@@ -129,17 +120,75 @@ class EventArchive:
             msg = (f"{self.location} is a Delta table but not an eventkit archive; "
                    "read it with eventkit.open_archive() instead")
             raise ArchiveError(msg, path=self.location)
+        self._genesis = genesis.record
+        #: the evolve records, the registered upcasters and the layout they give
+        self._layout: tuple[list[dict[str, Any]], tuple[int, ...], Layout] | None = None
         self.event_types: tuple[str, ...] | None = (
             tuple(genesis.record["event_types"]) if genesis.record.get("event_types") else None
         )
         #: Personal columns (ciphertext, see :mod:`eventkit.archive.privacy`), pinned at creation.
         self.personal: tuple[str, ...] = tuple(genesis.record.get("personal") or ())
-        #: The stored columns: the canonical ones, then ``subject`` and the personal ones.
-        self.schema: dict[str, pl.DataType] = archive_schema(self.personal)
         #: Number of key buckets (see :mod:`eventkit.archive.buckets`); None: not bucketed.
         self.buckets: int | None = genesis.record.get("buckets")
+        #: The stream key: the column(s) naming the stream each event belongs to.
+        self.key: tuple[str, ...] = tuple(genesis.record.get("key") or ("account_id",))
+        #: The key whose events a bucketed archive keeps in its shared bucket (read with
+        #: every bucket): the bank's account 0 in the banking schema.
+        shared = genesis.record.get("shared_key", BANK_ACCOUNT if self.key == ("account_id",)
+                                    else None)
+        self.shared_key: object = tuple(shared) if isinstance(shared, list) else shared
         #: Decimals of the minor unit amounts are stored in (2: cents), pinned at creation.
         self.minor_digits: int = genesis.record.get("minor_digits", 2)
+
+    def _current(self, state: head.LogState | None = None) -> Layout:
+        """The declared schema, stored columns and upcasters (as of ``state``, when given).
+
+        Kept between calls: brought up to date by every read of the latest log
+        state (:meth:`live_entries`, :meth:`append`), so a schema read costs nothing.
+        """
+        if state is None and self._layout is None:
+            try:
+                state = head.log_state(self.store)
+            except CorruptionError:  # the damage is for scan and verify to name
+                return layout(self._genesis, [])
+        if state is not None:
+            evolutions = state.evolutions
+        else:
+            assert self._layout is not None  # (read above when there was none)
+            evolutions = self._layout[0]
+        known = tuple(UPCASTERS._steps)  # upcasters registered since count too
+        if self._layout is None or self._layout[:2] != (evolutions, known):
+            self._layout = (list(evolutions), known, layout(self._genesis, evolutions))
+        return self._layout[2]
+
+    @property
+    def schema(self) -> dict[str, pl.DataType]:
+        """The stored columns: the declared ones, then ``subject`` and the personal ones."""
+        return self._current().stored
+
+    @property
+    def declared(self) -> EventSchema:
+        """The archive's schema: the banking one, or the one declared at creation (evolved)."""
+        return self._current().declared
+
+    @property
+    def upcasters(self) -> Upcasters:
+        """The schema versions this archive's files may have, and how each is brought up."""
+        return self._current().upcasters
+
+    def evolve(self, add: Mapping[str, Any], *, metadata: Sequence[str] = ()) -> Evolution:
+        """Add columns (name -> type, as :meth:`create` takes them): one audited commit.
+
+        Files already stored are never rewritten: rows written before read the
+        new columns as null. The archive's schema version goes up by one; see
+        :mod:`eventkit.archive.declared`. ``metadata`` marks added columns as
+        per-event metadata.
+        """
+        with self.writing():
+            done = evolve(self.store, self._current(head.log_state(self.store)), add,
+                          metadata=metadata)
+        self._layout = None
+        return done
 
     @classmethod
     @foreign_errors(ArchiveError, "create an archive at {1}")
@@ -147,9 +196,15 @@ class EventArchive:
         cls,
         path: str | Path,
         *,
-        event_types: tuple[str, ...] | None = EVENT_TYPES,
+        event_types: tuple[str, ...] | None | Literal["default"] = "default",
         personal: tuple[str, ...] = (),
         buckets: int | None = None,
+        key: str | Sequence[str] | None = None,
+        columns: Mapping[str, Any] | None = None,
+        metadata: Sequence[str] | Mapping[str, Any] = (),
+        required: Sequence[str] = (),
+        shared_key: object = None,
+        schema: EventSchema | None = None,
         storage_options: Mapping[str, str] | None = None,
         minor_digits: int = 2,
     ) -> EventArchive:
@@ -159,42 +214,47 @@ class EventArchive:
         ``gs://…``, ``az://…``; see :mod:`eventkit.archive.store`), whose
         credentials come from the environment or ``storage_options``.
 
+        Without ``columns`` (or ``schema``) the archive holds the banking schema
+        (:data:`~eventkit.schema.CANONICAL_SCHEMA`). ``key`` and ``columns``
+        declare one's own (see :meth:`eventkit.schema.EventSchema.declare`): the
+        key column(s) and payload columns with their types (``int``, ``float``,
+        ``bool``, ``string``, ``date``, ``datetime``, ``money``, ``decimal(p,
+        s)``, ``list[...]``, or a Polars type such as a struct), ``metadata``
+        per-event metadata columns (causation or correlation ids, user, source),
+        ``required`` payload columns never null; or pass ``schema``. Appends are
+        checked against it: an unknown column, a missing required one, a value
+        that does not convert exactly is refused, and nothing is written.
         ``event_types`` lists the types appends accept (default: the banking
-        domain's); ``None`` accepts any type. ``personal`` names personal fields
-        (e.g. ``("name", "email", "iban")``): the archive then also stores a
-        ``subject`` column (String, the data subject) and each personal field as
-        ciphertext (Binary) that :func:`eventkit.archive.privacy.encrypt` made; plaintext
-        is refused. Without ``personal`` the archive holds the canonical columns.
+        ones for the banking schema, any for one's own; ``None``: any).
+
+        ``personal`` names personal fields (e.g. ``("name", "email",
+        "iban")``): the archive then also stores a ``subject`` column (String,
+        the data subject) and each personal field as ciphertext (Binary) that
+        :func:`eventkit.archive.privacy.encrypt` made; plaintext is refused.
         ``buckets`` makes a bucketed archive (see :mod:`eventkit.archive.buckets`): each
-        append stores one data file per non-empty bucket of accounts, so a replay
-        can read one bucket at a time. ``minor_digits``: decimals of the currency's minor
-        unit (amounts are stored in it; displays divide by ``10**minor_digits``).
+        append stores one data file per non-empty bucket of keys; ``shared_key``
+        is the key whose events every bucket reads (banking: account 0, the bank).
+        ``minor_digits``: decimals of the currency's minor unit (amounts are
+        stored in it; displays divide by ``10**minor_digits``).
         """
         ColumnMapping(minor_digits=minor_digits)  # checks it: 0..18
         if buckets is not None:
             check_buckets(buckets)
+        declared = declaration(schema, key=key, columns=columns, metadata=metadata,
+                               required=required, path=str(path))
+        if event_types == "default":
+            event_types = EVENT_TYPES if declared is None else declared.event_types
         store = open_store(path, storage_options)
-        check_new_archive(store, personal)
+        check_new_archive(store, personal, declared)
         if store.local:
             store.path("").mkdir(parents=True, exist_ok=True)
-        schema = delta_schema(archive_schema(tuple(personal)))
-        record: dict[str, Any] = {
-            "format": _FORMAT,
-            "kind": "create",
-            "event_types": list(event_types) if event_types is not None else None,
-            **({"personal": list(personal)} if personal else {}),
-            **({"minor_digits": minor_digits} if minor_digits != 2 else {}),
-            "table": {
-                "configuration": _TABLE_CONFIG,
-                "partitionColumns": [],
-                "fields": [[f.name, json.loads(f.to_json())["type"]] for f in schema.fields],
-            },
-            "prev": ledger.GENESIS,
-        }
-        if buckets is not None:
-            record["buckets"] = buckets
+        stored = archive_schema(tuple(personal), declared)
+        record = genesis_record(stored, declared, event_types=event_types, personal=personal,
+                                buckets=buckets, shared_key=shared_key,
+                                minor_digits=minor_digits, configuration=_TABLE_CONFIG,
+                                path=store.root)
         record["digest"] = ledger.chain_digest(ledger.GENESIS, record)
-        create_table(store, schema, _TABLE_CONFIG, record)
+        create_table(store, delta_schema(stored), _TABLE_CONFIG, record)
         return cls(store)
 
     @property
@@ -263,7 +323,10 @@ class EventArchive:
         ([], None)
 
         """
-        entries = head.log_state(self.store, version=version).live
+        state = head.log_state(self.store, version=version)
+        if version is None:
+            self._current(state)
+        entries = state.live
         last_seq = None
         if version is not None and not all(self.store.exists(e["path"]) for e in entries):
             entries, last_seq = ledger.merged_entries(self.store, version, entries)
@@ -297,7 +360,7 @@ class EventArchive:
                 else:
                     ledger.check_inside(self.store, entry["path"])
         lf = read_files(self.store, list(entries), self.schema,
-                        check=verify and not self.store.local)
+                        check=verify and not self.store.local, upcasters=self.upcasters)
         return lf if last_seq is None else lf.filter(pl.col("seq") <= last_seq)
 
     def latest_meta(self, key: str) -> Any:
@@ -346,7 +409,8 @@ class EventArchive:
         before_latest: clock.BeforeLatest = "raise",
         meta: dict[str, Any] | None = None,
         expected_version: int | None = None,
-        schema_version: int = CURRENT_VERSION,
+        schema_version: int | None = None,
+        conflicts: Literal["archive", "stream"] = "archive",
     ) -> AppendReceipt:
         """Append a batch of events as one atomic commit.
 
@@ -374,13 +438,17 @@ class EventArchive:
 
         ``expected_version`` (optimistic concurrency): append only if the archive
         is still at that version, else raise :class:`StaleVersionError` and write
-        nothing (the caller decided on state that has changed since).
+        nothing (the caller decided on state that has changed since). With
+        ``conflicts="stream"`` only the batch's own streams count: the append is
+        stale only if events of its keys were appended after that version, so
+        commands on unrelated streams never conflict.
 
-        ``schema_version`` (see :mod:`eventkit.sources.upcast`) stores a batch of an older
-        schema version as it is (e.g. version 1: ``amount`` as float currency
-        units): every check runs on the batch upcast to the current shape, the
-        file keeps the old shape and its version (record and Parquet metadata),
-        and reads upcast it. Plain Delta readers see the stored shape.
+        ``schema_version`` (see :mod:`eventkit.sources.upcast`; default: the archive's
+        current one) stores a batch of an older schema version as it is (e.g.
+        version 1: ``amount`` as float currency units): every check runs on the
+        batch upcast to the current shape, the file keeps the old shape and its
+        version (record and Parquet metadata), and reads upcast it. Plain Delta
+        readers see the stored shape.
 
         When the receipt comes back the batch is on disk (files, commit and
         folders fsync-ed). Writers on one machine take turns (a file lock);
@@ -394,29 +462,33 @@ class EventArchive:
             msg = f"batch_id must be non-empty text of at most {MAX_ID_BYTES} bytes"
             raise ValidationError(msg, source="appended batch")
         stored_meta = check_meta(meta, source)
-        batch = collect_batch(events, source)
-        check_batch_columns(batch, mapping, recorded_at, source, self.personal,
+        current = self._current(head.log_state(self.store))
+        declared, upcasters = current.declared, current.upcasters
+        schema_version = upcasters.current if schema_version is None else schema_version
+        batch = as_frame(events, source)
+        check_batch_columns(batch, mapping, recorded_at, source, self.personal, declared,
                             self.minor_digits)
         if batch.height == 0:
             msg = "empty batch: nothing to append"
             raise ValidationError(msg, source=source)
-        batch = check_raw_types(batch, ColumnMapping.parse(mapping), source)
+        batch = check_raw_types(batch, ColumnMapping.parse(mapping), source, declared)
         original = batch
-        if schema_version != CURRENT_VERSION:
+        if schema_version != upcasters.current:
             if mapping is not None:
                 msg = "a batch of an older schema version is stored as it is: no mapping"
                 raise SchemaError(msg, source=source)
-            batch = UPCASTERS.upcast(batch.lazy(), schema_version, source=source).collect()
+            batch = upcasters.upcast(batch.lazy(), schema_version, source=source).collect()
         framed = batch.lazy().with_columns(
             pl.lit(source).alias(SOURCE_COL), pl.int_range(pl.len()).alias(ROW_COL)
         )
         conformed = conform(framed, ColumnMapping.parse(mapping), source=source,
-                            keep_extra=bool(self.personal), event_types=self.event_types)
+                            schema=declared, keep_extra=bool(self.personal),
+                            event_types=self.event_types)
         rows = conformed.collect(source=source)  # checked in the pass that converts
         check_personal(rows, self.personal, source)
         rows = rows.with_columns(
             (pl.col(c) if c in rows.columns else pl.lit(None)).cast(t).alias(c)
-            for c, t in self.schema.items() if c not in CANONICAL_SCHEMA)
+            for c, t in self.schema.items() if c not in declared.columns)
 
         check_values(rows, source, check_recorded_at=recorded_at == "keep")
 
@@ -424,6 +496,10 @@ class EventArchive:
             # the verified head: checks the commits since this process last looked (and,
             # hashed once per process, the data files added since) before chaining to it
             state = head.log_state(self.store)
+            if self._current(state) is not current:
+                msg = (f"{self.location}: the archive's columns changed (evolve) while the "
+                       "batch was checked; nothing was written, retry the append")
+                raise AppendConflictError(msg, path=self.location)
             check_new_files(self.store, state)
             clean_interrupted(self.store, state.version, state.live)
             last = state.record
@@ -431,27 +507,34 @@ class EventArchive:
                 return AppendReceipt(old[0], batch_id, old[1], old[2], old[3], old[4],
                                      duplicate=True)
             if expected_version is not None and state.version != expected_version:
-                msg = (f"stale append: the archive is at version {state.version}, not "
-                       f"the expected {expected_version}; read the state again and retry")
-                raise StaleVersionError(msg, path=self.location,
-                                        expected=expected_version, actual=state.version)
-            reject_known_ids(self.store, state.live, rows, self.schema, source)
+                moved = (stale_streams(self.store, state.live, self.schema, upcasters, rows,
+                                       self.key, expected_version)
+                         if conflicts == "stream" else "the archive")
+                if moved is not None:
+                    msg = (f"stale append: the archive is at version {state.version}, not "
+                           f"the expected {expected_version}, and {moved} changed since; "
+                           "read the state again and retry")
+                    raise StaleVersionError(msg, path=self.location,
+                                            expected=expected_version, actual=state.version)
+            reject_known_ids(self.store, state.live, rows, self.schema, source,
+                             upcasters=upcasters)
             start = last.get("seq", [-1, -1])[1] + 1
             stamp = clock.stamp(rows, mode=recorded_at, latest=last.get("recorded_until"),
                                 before_latest=before_latest, source=source, path=self.location)
             stored = stamp.with_columns(
                 seq=pl.int_range(start, start + rows.height, dtype=pl.Int64)
             ).select(list(self.schema))
-            if schema_version != CURRENT_VERSION:  # the old shape of what the steps change
-                kept = UPCASTERS.stored_schema(schema_version, self.schema)
-                stored = stored.with_columns(original[c].cast(kept[c]) for c in
-                                             {c for s in UPCASTERS.chain(schema_version)
-                                              for c in s.changes})
+            recorded_until = cast("datetime", stored["recorded_at"].max())  # no nulls
+            if schema_version != upcasters.current:  # the old shape of what the steps change
+                kept = upcasters.stored_schema(schema_version, self.schema)
+                changed = {c for s in upcasters.chain(schema_version) for c in s.changes}
+                stored = stored.with_columns(original[c].cast(kept[c]) for c in changed
+                                             if c in kept).select(list(kept))
             named = batch_id or uuid.uuid4().hex
+            parts = bucket_parts(stored, self.key, self.buckets, self.shared_key, _ROWS_PER_FILE)
             record = commit_batch(
-                self.store, state, list(self._parts(stored)), batch_id=named, start=start,
-                rows=stored.height,
-                recorded_until=cast("datetime", stored["recorded_at"].max()),  # no nulls
+                self.store, state, list(parts), batch_id=named, start=start,
+                rows=stored.height, recorded_until=recorded_until, key=self.key,
                 meta=stored_meta, schema_version=schema_version)
             state.live.extend(record["files"])
             remember_ids(self.store, state.live, stored["event_id"])
@@ -471,18 +554,6 @@ class EventArchive:
         raise ImmutabilityError(msg, path=self.location)
 
     update = overwrite
-
-    def _parts(self, rows: pl.DataFrame) -> Iterator[tuple[int | None, pl.DataFrame]]:
-        """The data files' contents: (bucket or None, rows), each in log order."""
-        if self.buckets is None:
-            for part in rows.iter_slices(_ROWS_PER_FILE):
-                yield None, part
-            return
-        split = rows.with_columns(bucket_expr("account_id", self.buckets)).partition_by(
-            "bucket", maintain_order=True, include_key=False, as_dict=True)
-        for (bucket,), frame in sorted(split.items()):
-            for part in frame.iter_slices(_ROWS_PER_FILE):
-                yield int(bucket), part
 
     @contextmanager
     def writing(self) -> Iterator[None]:

@@ -33,6 +33,7 @@ from eventkit.archive.ledger import (
     read_commit,
     remember_verified,
     sha256_of,
+    table_problem,
 )
 from eventkit.archive.store import Store
 from eventkit.exceptions import CorruptionError
@@ -163,10 +164,10 @@ def verify_log(
         if problem:
             report.problems.append(f"{where}: {problem}")
         checker.advance(commit, live)
-        if commit.version == 0:
-            _check_table(commit, rec, where, report)
-        elif commit.metadata is not None:
-            report.problems.append(f"{where}: changes the table's metadata or properties")
+        if commit.version == 0 or commit.metadata is not None:
+            problem = table_problem(commit, rec, evolve=commit.version > 0)
+            if problem:
+                report.problems.append(f"{where}: {problem}")
         listed = {f["path"]: f for f in rec.get("files", [])}
         added = {a["path"]: a for a in commit.adds}
         for extra in sorted(set(added) - set(listed)):
@@ -277,24 +278,6 @@ def _check_rewrite(store: Store, rec: dict[str, Any], where: str, report: Verify
                 names = [p.rpartition("/")[2] for p in paths]
                 report.problems.append(f"{where}: the rows of {names} differ from the "
                                        f"{rec.get('kind')} record's content digest")
-
-
-def _check_table(commit: Commit, rec: dict[str, Any], where: str, report: VerifyReport
-                 ) -> None:
-    """The genesis commit's table definition must be the one its record describes."""
-    meta = commit.metadata or {}
-    expected = rec.get("table", {})
-    try:
-        fields = [[f["name"], f["type"]] for f in json.loads(meta.get("schemaString", "{}"))
-                  .get("fields", [])]
-    except (json.JSONDecodeError, TypeError, KeyError):
-        fields = None
-    found = {"configuration": meta.get("configuration"),
-             "partitionColumns": meta.get("partitionColumns"), "fields": fields}
-    for key, value in found.items():
-        if value != expected.get(key):
-            report.problems.append(f"{where}: table {key} differ from the archive's record "
-                                   f"({value!r} instead of {expected.get(key)!r})")
 
 
 def _check_file(

@@ -3,7 +3,8 @@
 A deterministic synthetic bank (:mod:`~eventkit.banking.generate`) with
 injected fraud-like patterns (:mod:`~eventkit.banking.injection`), and the
 write side of a bank account (:mod:`~eventkit.banking.commands`: open,
-deposit, withdraw, transfer, checked against the replayed state). The core
+deposit, withdraw, transfer, set an overdraft limit, close, each checked
+against the account's replayed state and appended per stream). The core
 stages (sources to questions) know nothing of it.
 """
 

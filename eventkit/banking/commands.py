@@ -1,12 +1,19 @@
-"""The write side of the banking domain: commands checked against current state.
+"""The write side of the banking domain: commands checked against each account's own stream.
 
 A command reads the accounts it touches (a replay of just those keys with the
 ``banking`` rules, at the archive version it read), refuses what the state
 forbids (:class:`~eventkit.exceptions.CommandError`: an unknown, unopened or
-closed account, a withdrawal beyond the overdraft limit) and appends its events
-with ``expected_version``: if anything was appended since it read, nothing is
-written and :class:`~eventkit.exceptions.StaleVersionError` says so (read again,
-retry). Events go through :meth:`EventArchive.append` and all its checks.
+closed account, a withdrawal beyond the account's stored overdraft limit, a
+negative limit) and appends its events with that ``expected_version`` **per
+stream**: if events of *those accounts* were appended since it read, nothing is
+written and :class:`~eventkit.exceptions.StaleVersionError` says so (read
+again, retry); events of other accounts never make it stale. Events go through
+:meth:`EventArchive.append` and all its checks.
+
+The overdraft limit is state like any other: :func:`set_overdraft_limit`
+stores it as an ``OverdraftLimitSet`` event (validated: an open account, not
+negative), the banking rules keep it in ``overdraft_limit`` and refuse money
+out beyond it (``-1``: never set, no overdraft for commands).
 """
 
 from __future__ import annotations
@@ -20,10 +27,11 @@ from eventkit.archive.table import AppendReceipt, EventArchive
 from eventkit.exceptions import CommandError
 from eventkit.replay.api import replay
 
-__all__ = ["account_state", "deposit", "open_account", "transfer", "withdraw"]
+__all__ = ["account_state", "close_account", "deposit", "open_account", "set_overdraft_limit",
+           "transfer", "withdraw"]
 
 
-def account_state(archive: EventArchive, account_id: int, *, version: int | None = None
+def account_state(archive: EventArchive, account_id: object, *, version: int | None = None
                   ) -> dict[str, object] | None:
     """The account's ``banking`` state at ``version`` (default: now), or ``None`` if unknown.
 
@@ -42,7 +50,7 @@ def account_state(archive: EventArchive, account_id: int, *, version: int | None
     return state.row(0, named=True) if state.height else None
 
 
-def open_account(archive: EventArchive, account_id: int, *, at: datetime | None = None,
+def open_account(archive: EventArchive, account_id: object, *, at: datetime | None = None,
                  expected_version: int | None = None) -> AppendReceipt:
     """Open ``account_id`` (which must not exist yet).
 
@@ -65,7 +73,7 @@ def open_account(archive: EventArchive, account_id: int, *, at: datetime | None 
     return _append(archive, [(account_id, "AccountOpened", 0, None)], at, version)
 
 
-def deposit(archive: EventArchive, account_id: int, amount: int, *,
+def deposit(archive: EventArchive, account_id: object, amount: int, *,
             at: datetime | None = None, expected_version: int | None = None) -> AppendReceipt:
     """Deposit ``amount`` cents into an open account.
 
@@ -85,9 +93,9 @@ def deposit(archive: EventArchive, account_id: int, amount: int, *,
     return _append(archive, [(account_id, "Deposit", amount, None)], at, version)
 
 
-def withdraw(archive: EventArchive, account_id: int, amount: int, *, overdraft_limit: int = 0,
+def withdraw(archive: EventArchive, account_id: object, amount: int, *,
              at: datetime | None = None, expected_version: int | None = None) -> AppendReceipt:
-    """Withdraw ``amount`` cents; the balance may not fall below ``-overdraft_limit``.
+    """Withdraw ``amount`` cents; the balance may not fall below the account's stored limit.
 
     Examples
     --------
@@ -97,18 +105,21 @@ def withdraw(archive: EventArchive, account_id: int, amount: int, *, overdraft_l
     >>> withdraw(archive, 1, 100)
     Traceback (most recent call last):
     eventkit.CommandError: account 1: withdrawing 100 would leave -100, below ...
+    >>> _ = set_overdraft_limit(archive, 1, 500)
+    >>> _ = withdraw(archive, 1, 100)
+    >>> account_state(archive, 1)["balance"]
+    -100
 
     """
     version = _version(archive, expected_version)
     state = _open(archive, account_id, version)
     _positive(amount, account_id)
-    _covered(state, account_id, amount, overdraft_limit)
+    _covered(state, account_id, amount)
     return _append(archive, [(account_id, "Withdrawal", amount, None)], at, version)
 
 
-def transfer(archive: EventArchive, from_id: int, to_id: int, amount: int, *,
-             overdraft_limit: int = 0, at: datetime | None = None,
-             expected_version: int | None = None) -> AppendReceipt:
+def transfer(archive: EventArchive, from_id: object, to_id: object, amount: int, *,
+             at: datetime | None = None, expected_version: int | None = None) -> AppendReceipt:
     """Move ``amount`` cents between two open accounts: both legs in one commit.
 
     Examples
@@ -131,16 +142,77 @@ def transfer(archive: EventArchive, from_id: int, to_id: int, amount: int, *,
     payer = _open(archive, from_id, version)
     _open(archive, to_id, version)
     _positive(amount, from_id)
-    _covered(payer, from_id, amount, overdraft_limit)
+    _covered(payer, from_id, amount)
     return _append(archive, [(from_id, "TransferOut", amount, to_id),
                              (to_id, "TransferIn", amount, from_id)], at, version)
+
+
+def set_overdraft_limit(archive: EventArchive, account_id: object, limit: int, *,
+                        at: datetime | None = None, expected_version: int | None = None
+                        ) -> AppendReceipt:
+    """Store how far (cents) the balance of an open account may go below zero; 0: none.
+
+    A negative limit (which would mean "keep at least X") is refused, as is a
+    limit the balance is already beyond.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank")
+    >>> _ = open_account(archive, 1)
+    >>> _ = set_overdraft_limit(archive, 1, 2_000)
+    >>> account_state(archive, 1)["overdraft_limit"]
+    2000
+    >>> set_overdraft_limit(archive, 1, -100)
+    Traceback (most recent call last):
+    eventkit.CommandError: account 1: an overdraft limit is a whole number of cents >= 0, not -100
+
+    """
+    version = _version(archive, expected_version)
+    state = _open(archive, account_id, version)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        msg = (f"account {account_id}: an overdraft limit is a whole number of cents >= 0, "
+               f"not {limit!r}")
+        raise CommandError(msg, account_id=account_id)
+    balance = int(state["balance"])  # type: ignore[call-overload]
+    if balance < -limit:
+        msg = (f"account {account_id}: the balance {balance} is already below a limit of "
+               f"{limit}; bring it back first")
+        raise CommandError(msg, account_id=account_id)
+    return _append(archive, [(account_id, "OverdraftLimitSet", limit, None)], at, version)
+
+
+def close_account(archive: EventArchive, account_id: object, *, at: datetime | None = None,
+                  expected_version: int | None = None) -> AppendReceipt:
+    """Close an open account whose balance is zero (move the money out first).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank")
+    >>> _ = open_account(archive, 1)
+    >>> _ = close_account(archive, 1)
+    >>> account_state(archive, 1)["status"]
+    'closed'
+    >>> deposit(archive, 1, 100)
+    Traceback (most recent call last):
+    eventkit.CommandError: account 1 is closed; only open accounts take money events
+
+    """
+    version = _version(archive, expected_version)
+    state = _open(archive, account_id, version)
+    if state["balance"] != 0:
+        msg = (f"account {account_id}: the balance is {state['balance']}, not 0; withdraw or "
+               "transfer it before closing")
+        raise CommandError(msg, account_id=account_id)
+    return _append(archive, [(account_id, "AccountClosed", 0, None)], at, version)
 
 
 def _version(archive: EventArchive, expected: int | None) -> int:
     return archive.version if expected is None else expected
 
 
-def _open(archive: EventArchive, account_id: int, version: int) -> dict[str, object]:
+def _open(archive: EventArchive, account_id: object, version: int) -> dict[str, object]:
     state = account_state(archive, account_id, version=version)
     if state is None or state["status"] != "open":
         why = "does not exist" if state is None else f"is {state['status']}"
@@ -149,28 +221,31 @@ def _open(archive: EventArchive, account_id: int, version: int) -> dict[str, obj
     return state
 
 
-def _positive(amount: int, account_id: int) -> None:
+def _positive(amount: int, account_id: object) -> None:
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         msg = f"account {account_id}: amount must be a positive whole number of cents, " \
               f"not {amount!r}"
         raise CommandError(msg, account_id=account_id)
 
 
-def _covered(state: dict[str, object], account_id: int, amount: int, limit: int) -> None:
+def _covered(state: dict[str, object], account_id: object, amount: int) -> None:
+    limit = max(int(state["overdraft_limit"]), 0)  # type: ignore[call-overload]  # -1: unset
     after = int(state["balance"]) - amount  # type: ignore[call-overload]
     if after < -limit:
         msg = (f"account {account_id}: withdrawing {amount} would leave {after}, below the "
-               f"overdraft limit of {limit}")
+               f"overdraft limit of {limit} (set_overdraft_limit stores another)")
         raise CommandError(msg, account_id=account_id)
 
 
-def _append(archive: EventArchive, legs: list[tuple[int, str, int, int | None]],
+def _append(archive: EventArchive, legs: list[tuple[object, str, int, object]],
             at: datetime | None, version: int) -> AppendReceipt:
     when = at or datetime.now(UTC)
+    key = archive.schema["account_id"]
     batch = pl.DataFrame({
         "event_id": [f"cmd-{uuid.uuid4().hex}" for _ in legs],
         "account_id": [leg[0] for leg in legs], "event_type": [leg[1] for leg in legs],
         "event_time": [when] * len(legs), "amount": [leg[2] for leg in legs],
         "counterparty_id": [leg[3] for leg in legs],
-    }, schema_overrides={"counterparty_id": pl.Int64, "event_time": pl.Datetime("us", "UTC")})
-    return archive.append(batch, expected_version=version)
+    }, schema_overrides={"account_id": key, "counterparty_id": archive.schema.get(
+        "counterparty_id", key), "event_time": pl.Datetime("us", "UTC")})
+    return archive.append(batch, expected_version=version, conflicts="stream")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from eventkit.exceptions import RuleError
+from eventkit.rules.streams import global_expr, key_filter
 from eventkit.timeutil import micros, to_instant
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class Explanation:
     the key's events the rules refused (they changed nothing).
     """
 
-    key: int
+    key: object
     field: str
     at: datetime | None
     value: int | float | str | None
@@ -50,7 +51,7 @@ class Explanation:
     archive_version: int | None
 
 
-def explain(result: ReplayResult, key: int, field: str,
+def explain(result: ReplayResult, key: object, field: str,
             at: datetime | date | str | None = None) -> Explanation:
     """Explain ``field`` of ``key`` in ``result`` at ``at`` (default: after the last event).
 
@@ -72,7 +73,8 @@ def explain(result: ReplayResult, key: int, field: str,
         msg = f"field: {field!r} is not a state field of {rules.name!r} ({list(checked.fields)})"
         raise RuleError(msg)
     spec = checked.fields[field]
-    history = result.history.filter(pl.col(rules.key) == key)
+    history = result.history.filter(key_filter(rules, [key], result.history.collect_schema())
+                                    & ~global_expr(rules, result.history.collect_schema()))
     if at is not None:
         history = history.filter(pl.col("event_time").dt.epoch("us")
                                  <= micros(at, param="at"))
@@ -81,7 +83,8 @@ def explain(result: ReplayResult, key: int, field: str,
     posted_field = interest.posted_field if interest is not None and \
         interest.balance_field == field else None
     earns = posted_field is not None
-    cols = ["event_id", "event_type", "event_time", "seq", "amount", field]
+    has_amount = "amount" in result.history.collect_schema().names()
+    cols = ["event_id", "event_type", "event_time", "seq", *(["amount"] * has_amount), field]
     if posted_field is not None and posted_field != field:
         cols.append(posted_field)
     has_violation = "violation" in result.history.collect_schema().names()
@@ -109,9 +112,10 @@ def explain(result: ReplayResult, key: int, field: str,
     refused = steps.head(0)
     if has_violation:
         refused = steps.filter(pl.col("violation").is_not_null()).select(
-            "event_id", "event_type", "event_time", "seq", "amount", "violation")
-    keep = ["event_id", "event_type", "event_time", "seq", "amount", "rule", "before", "after",
-            "change", *(["interest", "effect"] if earns else [])]
+            "event_id", "event_type", "event_time", "seq", *(["amount"] * has_amount),
+            "violation")
+    keep = ["event_id", "event_type", "event_time", "seq", *(["amount"] * has_amount), "rule",
+            "before", "after", "change", *(["interest", "effect"] if earns else [])]
     steps = steps.filter(changed).select(keep)
     value = rows[field][-1] if rows.height else start
     return Explanation(key, field, None if at is None else to_instant(at, param="at"), value,

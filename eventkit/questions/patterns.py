@@ -449,6 +449,8 @@ def builtin_alerts(history: pl.DataFrame | pl.LazyFrame, thresholds: Thresholds 
     """
     t = thresholds if thresholds is not None else Thresholds()
     frame = history.lazy().collect() if isinstance(history, pl.LazyFrame) else history
+    if "counterparty_id" not in frame.columns:  # no transfers: no ping-pong
+        frame = frame.with_columns(counterparty_id=pl.lit(None, frame.schema["account_id"]))
     pair = ["account_id", "counterparty_id"]
     found = {}
     with Steps(f"alerts in {frame.height:,} events", 5) as steps:
@@ -482,4 +484,5 @@ def builtin_alerts(history: pl.DataFrame | pl.LazyFrame, thresholds: Thresholds 
                   on="start_seq", how="left")
             .join(ids.rename({"seq": "end_seq", "event_id": "end_event_id"}),
                   on="end_seq", how="left")
-            .select([pl.col(c).cast(d) for c, d in _ALERTS_SCHEMA.items()]))
+            .select([pl.col(c).cast(frame.schema[c] if c in pair else d)  # ids: text or not
+                     for c, d in _ALERTS_SCHEMA.items()]))

@@ -62,7 +62,7 @@ class RefreshReport:
 
     new_events: int
     keys_updated: int
-    keys_replayed: list[int]
+    keys_replayed: list[object]
     rebuilt: bool
     archive_version: int
 
@@ -101,7 +101,7 @@ def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, An
         history = result.history.collect()
         record = {
             "name": table, "rules": result.rules.name, "fingerprint": result.rules.fingerprint,
-            "key": result.rules.key,
+            "key": ", ".join(result.rules.key_columns),
             "archive": None if archive is None else archive.address,
             "archive_version": version,
             "head": None if archive is None or version is None else _head(archive, version),
@@ -111,9 +111,9 @@ def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, An
         }
         if archive is not None and version is not None:  # the bank's events count too
             record["last_seq"] = last_seq_of(archive, version)
-        key = result.rules.key
+        key = list(result.rules.key_columns)
         steps.begin(f"writing {table}_state")
-        db.replace(f"{table}_state", _state_frame(result.state().collect(), result), [key])
+        db.replace(f"{table}_state", _state_frame(result.state().collect(), result), key)
         steps.begin(f"writing {table}_history ({history.height:,} rows)")
         db.replace(f"{table}_history", _history_frame(history, result), ["event_id"])
         db.put_meta(record)
@@ -162,11 +162,10 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
         if version == old:
             return RefreshReport(0, 0, [], False, version)
         result = replay(archive, ruleset, snapshots=False, version=version)
-        key = ruleset.key
         newest = db.scalar(f"SELECT max(last_event_time) FROM {ident(table + '_state')}")
         step = advance(
             archive, ruleset, since_seq=int(meta["last_seq"]), version=version,
-            stored=lambda keys: _typed_state(db.rows_for_keys(f"{table}_state", key, keys),
+            stored=lambda keys: _typed_state(db.rows_for_keys(f"{table}_state", keys),
                                              result),
             newest=None if newest is None else _as_time(newest))
         if step.rebuilt:  # a late change of the bank's rate table: every balance may change
@@ -182,15 +181,16 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
 # --------------------------------------------------------------------------- frames
 
 def _state_frame(state: pl.DataFrame, result: ReplayResult) -> pl.DataFrame:
-    key = result.rules.key
-    return state.select(key, *result.checked.fields, "events", "last_event_time").with_columns(
+    key = list(result.rules.key_columns)
+    return state.select(*key, *result.checked.fields, "events", "last_event_time").with_columns(
         _enums_as_text(result)).sort(key)
 
 
 def _history_frame(history: pl.DataFrame, result: ReplayResult) -> pl.DataFrame:
-    key = result.rules.key
+    key = list(result.rules.key_columns)
     extra = ["violation"] if "violation" in history.columns else []
-    return history.select(*_HISTORY, key, *result.checked.fields, *extra).with_columns(
+    base = [c for c in _HISTORY if c in history.columns]
+    return history.select(*base, *key, *result.checked.fields, *extra).with_columns(
         _enums_as_text(result))
 
 
@@ -360,12 +360,14 @@ class _Database:
         frame = self.query(sql)
         return frame.item() if frame.height else None
 
-    def rows_for_keys(self, table: str, key: str, keys: pl.Series) -> pl.DataFrame:
-        self.execute("CREATE TEMP TABLE IF NOT EXISTS eventkit_keys (k BIGINT PRIMARY KEY)")
-        self.execute("DELETE FROM eventkit_keys")
-        self.upsert("eventkit_keys", pl.DataFrame({"k": keys}))
-        return self.query(f"SELECT * FROM {ident(table)} WHERE {ident(key)} IN "
-                          f"(SELECT k FROM eventkit_keys) ORDER BY {ident(key)}")
+    def rows_for_keys(self, table: str, keys: pl.DataFrame) -> pl.DataFrame:
+        """The rows of ``table`` whose key (the columns of ``keys``) is in ``keys``."""
+        names = ", ".join(ident(c) for c in keys.columns)
+        self.replace("eventkit_keys", keys.unique(), list(keys.columns))
+        found = self.query(f"SELECT t.* FROM {ident(table)} AS t JOIN eventkit_keys "
+                           f"USING ({names}) ORDER BY {names}")
+        self.execute("DROP TABLE eventkit_keys")
+        return found
 
     def put_meta(self, record: dict[str, Any]) -> None:
         self.execute(f"CREATE TABLE IF NOT EXISTS {META} (name TEXT PRIMARY KEY, rules TEXT, "

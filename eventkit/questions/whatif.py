@@ -40,7 +40,7 @@ class Comparison:
 
     def __init__(self, a: ReplayResult, b: ReplayResult, *, same_events: bool) -> None:
         self.a, self.b = a, b
-        self.key = a.rules.key
+        self.key = list(a.rules.key_columns)
         fa, fb = a.checked.fields, b.checked.fields
         self.fields = [f for f in fa if f in fb and fa[f].type == fb[f].type]
         if not self.fields:
@@ -52,31 +52,31 @@ class Comparison:
     @property
     def history(self) -> pl.LazyFrame:
         """Every event with the state after it under A and B, in log order."""
-        a = self.a.history.select(self.key, *_BASE, *[pl.col(f).alias(f"{f}_a")
-                                                       for f in self.fields])
+        a = self.a.history.select(*self.key, *_BASE, *[pl.col(f).alias(f"{f}_a")
+                                                        for f in self.fields])
         b = self.b.history.select(*[pl.col(f).alias(f"{f}_b") for f in self.fields])
         if self._same_events:  # the same rows in the same order: side by side
             both = pl.concat([a, b], how="horizontal")
         else:  # what each knew differs: events matched by id
-            b = self.b.history.select("event_id", self.key, *_BASE[1:],
+            b = self.b.history.select("event_id", *self.key, *_BASE[1:],
                                       *[pl.col(f).alias(f"{f}_b") for f in self.fields])
             both = a.join(b, on="event_id", how="full", coalesce=True, suffix="#b").with_columns(
-                [pl.coalesce(c, f"{c}#b").alias(c) for c in (self.key, *_BASE[1:])]
-            ).drop([f"{c}#b" for c in (self.key, *_BASE[1:])]).sort("seq")
+                [pl.coalesce(c, f"{c}#b").alias(c) for c in (*self.key, *_BASE[1:])]
+            ).drop([f"{c}#b" for c in (*self.key, *_BASE[1:])]).sort("seq")
         return self._deltas(both)
 
     def state(self) -> pl.LazyFrame:
         """Final state per key under A and B."""
-        return self._side_by_side(self.a.state(), self.b.state(), [self.key])
+        return self._side_by_side(self.a.state(), self.b.state(), self.key)
 
     def as_of(self, instant: Instant) -> pl.LazyFrame:
         """State per key at ``instant`` under A and B (see :meth:`ReplayResult.as_of`)."""
-        return self._side_by_side(self.a.as_of(instant), self.b.as_of(instant), [self.key])
+        return self._side_by_side(self.a.as_of(instant), self.b.as_of(instant), self.key)
 
     def at_times(self, instants: Sequence[Instant]) -> pl.LazyFrame:
         """State per (instant, key) under A and B, each in one pass over the events."""
         return self._side_by_side(self.a.at_times(instants), self.b.at_times(instants),
-                                  ["instant", self.key])
+                                  ["instant", *self.key])
 
     def divergence(self) -> pl.LazyFrame:
         """Per key whose state ever differs: the first event (in time order) where it does."""
@@ -85,8 +85,8 @@ class Comparison:
         history = self.history.collect()
         # sort narrow rows (key, time, seq, row) only, then fetch the first row of each key
         first = (history.lazy().with_row_index("#row").filter(differs)
-                 .select(self.key, "event_time", "seq", "#row")
-                 .sort(self.key, "event_time", "seq")
+                 .select(*self.key, "event_time", "seq", "#row")
+                 .sort(*self.key, "event_time", "seq")
                  .unique(self.key, keep="first", maintain_order=True).collect())
         return history[first["#row"]].lazy()
 
@@ -118,7 +118,8 @@ class Comparison:
             msg = f"field: {field!r} is not a numeric field of both rule sets {self.numeric}"
             raise RuleError(msg)
         return (self.state().filter(pl.col(f"{field}_delta") != 0)
-                .sort(pl.col(f"{field}_delta").abs(), self.key, descending=[True, False])
+                .sort(pl.col(f"{field}_delta").abs(), *self.key,
+                      descending=[True, *[False] * len(self.key)])
                 .head(n).collect())
 
     def _side_by_side(self, a: pl.LazyFrame, b: pl.LazyFrame, on: list[str]) -> pl.LazyFrame:
@@ -141,7 +142,7 @@ def compare(
     rules_a: RuleSet | str | Path = "banking",
     rules_b: RuleSet | str | Path | Mapping[str, Any] | None = None,
     *,
-    keys: Sequence[int] | None = None,
+    keys: Sequence[Any] | None = None,
     known_at: Instant | None = None,
     known_at_b: Instant | None = None,
 ) -> Comparison:
@@ -171,8 +172,9 @@ def compare(
     a = registry.resolve(rules_a)
     b = a.with_params(**rules_b) if isinstance(rules_b, Mapping) else registry.resolve(
         a if rules_b is None else rules_b)
-    if a.key != b.key:
-        msg = f"rules_b: keyed by {b.key!r}, rules_a by {a.key!r}; compare needs one key"
+    if a.keying != b.keying:
+        msg = (f"rules_b: keyed by {b.key!r}, rules_a by {a.key!r} (or they select or share "
+               "other events); compare needs one key and one selection")
         raise RuleError(msg)
     if known_at_b is not None and known_at_b != known_at:
         ra = replay(events, a, keys=keys, known_at=known_at, snapshots=False)
@@ -188,7 +190,7 @@ def compare(
         steps.begin("reading events")
         frame = base.events.collect()  # loaded once, for both
         steps.begin(f"preparing {frame.height:,} events")
-        prepared = prepare(frame, a.key)
+        prepared = prepare(frame, a)
         results = []
         for side, r in (("A", a), ("B", b)):
             steps.begin(f"folding under {side}")

@@ -90,7 +90,8 @@ def accrue(rows: pl.DataFrame, rules: RuleSet, rates: tuple[np.ndarray, np.ndarr
     if bad >= 0:
         msg = (f"the interest accrued on {balance[bad]} to {from_micros(at).isoformat()} "
                "cannot be an Int64 (nor the balance or the posted total with it)")
-        raise ReplayError(msg, key=rows[rules.key][bad], field=spec.balance_field,
+        key = tuple(rows[c][bad] for c in rules.key_columns)
+        raise ReplayError(msg, key=key[0] if len(key) == 1 else key, field=spec.balance_field,
                           rule="interest (accrued)")
     gained = pl.Series(ACCRUED, gains, dtype=pl.Int64)
     changed = [pl.col(spec.balance_field) + gained]

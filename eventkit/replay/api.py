@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import polars as pl
 
@@ -22,13 +22,15 @@ from eventkit.exceptions import (
 )
 from eventkit.replay import snapshots as stored_sets
 from eventkit.replay.buckets import BucketedReplay, replay_buckets
+from eventkit.replay.engine import columns_read
 from eventkit.replay.progress import Steps
 from eventkit.replay.protocol import Replayed
 from eventkit.replay.result import ReplayResult
 from eventkit.replay.snapshots import Snapshots, by_key
 from eventkit.rules import registry
 from eventkit.rules.model import RuleSet
-from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA
+from eventkit.rules.streams import key_filter, key_frame
+from eventkit.schema import CANONICAL_SCHEMA
 from eventkit.timeutil import micros
 
 if TYPE_CHECKING:
@@ -39,31 +41,32 @@ __all__ = ["replay", "snapshot"]
 
 @overload
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
-           known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
+           known_at: Instant | None = ..., keys: Sequence[Any] | None = ...,
            snapshots: bool = ..., engine: Literal["memory"] | None = ..., client: None = ...,
-           out: None = ..., version: int | None = ...) -> ReplayResult: ...
+           out: None = ..., strict: bool = ..., version: int | None = ...) -> ReplayResult: ...
 
 
 @overload
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
-           known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
+           known_at: Instant | None = ..., keys: Sequence[Any] | None = ...,
            snapshots: bool = ..., engine: Literal["buckets", "dask"],
            client: Client | None = ..., out: str | Path | None = ...,
-           version: None = ...) -> BucketedReplay: ...
+           strict: bool = ..., version: None = ...) -> BucketedReplay: ...
 
 
 @overload  # a client and no engine: the Dask engine
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
-           known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
+           known_at: Instant | None = ..., keys: Sequence[Any] | None = ...,
            snapshots: bool = ..., engine: None = ..., client: Client,
-           out: str | Path | None = ..., version: None = ...) -> BucketedReplay: ...
+           out: str | Path | None = ..., strict: bool = ...,
+           version: None = ...) -> BucketedReplay: ...
 
 
 @overload  # an engine known only at run time
 def replay(events: Events, rules: RuleSet | str | Path = ..., *,
-           known_at: Instant | None = ..., keys: Sequence[int] | None = ...,
+           known_at: Instant | None = ..., keys: Sequence[Any] | None = ...,
            snapshots: bool = ..., engine: Engine | None = ..., client: Client | None = ...,
-           out: str | Path | None = ..., version: int | None = ...
+           out: str | Path | None = ..., strict: bool = ..., version: int | None = ...
            ) -> ReplayResult | BucketedReplay: ...
 
 
@@ -73,11 +76,12 @@ def replay(
     rules: RuleSet | str | Path = "balance",
     *,
     known_at: Instant | None = None,
-    keys: Sequence[int] | None = None,
+    keys: Sequence[Any] | None = None,
     snapshots: bool = True,
     engine: Engine | None = None,
     client: Client | None = None,
     out: str | Path | None = None,
+    strict: bool = False,
     version: int | None = None,
 ) -> Replayed:
     """Replay events through a rule set.
@@ -89,9 +93,16 @@ def replay(
     machine, fees, interest), or the path of a TOML rules file. ``known_at``
     answers as the archive knew it then: events recorded after that instant
     (``recorded_at``) are left out, whatever their ``event_time``. ``keys``
-    replays only those keys (and the bank's own events, which every account
+    replays only those keys — values of the key column, or tuples for a
+    composite key — (and the rule set's global events, which every key
     reads): the filter reaches the Parquet reader, so one account of a large
     archive costs a scan of one column, not a replay of everything.
+
+    Event types are checked against the rules on the first full fold: a type
+    that occurs but that no rule handles (nor ``ignore``-s) gives a
+    :class:`~eventkit.exceptions.CoverageWarning` naming it and the handled
+    types that never occurred (a misspelt ``[on.Deposits]``); ``strict=True``
+    makes it a :class:`~eventkit.exceptions.CoverageError`.
 
     On an eventkit archive (an :class:`EventArchive` or its path), a snapshot
     set stored by :func:`eventkit.snapshot` for exactly these rules and this
@@ -129,19 +140,16 @@ def replay(
             msg = "replays an earlier archive version in memory only (engine='memory')"
             raise ScaleError(msg, param="version")
         return replay_buckets(events, ruleset, engine=engine, client=client, out=out,
-                              known_at=known_at, keys=keys)
+                              known_at=known_at, keys=keys, strict=strict)
     archive = archive_of(events)
     stored = None
-    wanted = None
-    if keys is not None:
-        wanted = [*keys, BANK_ACCOUNT] if ruleset.key == "account_id" else list(keys)
     lf = None
     if archive is not None:
         version = archive.version if version is None else version
         if snapshots and known_at is None:
             stored = stored_sets.find(archive, ruleset, version=version)
-        if snapshots and wanted is not None and ruleset.key == "account_id":
-            lf = by_key(archive, wanted, version=version)
+        if snapshots and keys is not None:
+            lf = by_key(archive, ruleset, keys, version=version)
         if lf is None:
             lf = archive.scan(version=version)
     else:
@@ -149,30 +157,29 @@ def replay(
         lf = as_lazy(events)
     if known_at is not None:
         lf = lf.filter(pl.col("recorded_at").dt.epoch("us") <= micros(known_at, param="known_at"))
-    if wanted is not None:
-        lf = lf.filter(pl.col(ruleset.key).is_in(wanted))
+    if keys is not None:
+        lf = lf.filter(key_filter(ruleset, keys, lf.collect_schema()))
     names = lf.collect_schema().names()
+    read = columns_read(ruleset.check())
     optional = [pl.lit(None, dtype=CANONICAL_SCHEMA[c]).alias(c)
-                for c in ("counterparty_id", "rate") if c not in names]
-    _check_columns(names, ruleset)
+                for c in ("counterparty_id", "rate") if c not in names and c in read]
+    _check_columns(names, ruleset, read)
     expiry = None if archive is None else expiry_of(archive, ruleset.fingerprint)
     start = None
     if expiry is not None:
         if known_at is not None:
             expiry.check(known_at_us=micros(known_at, param="known_at"))
-        start = expiry.opening_states(ruleset.key, None if keys is None else list(keys))
+        start = expiry.opening_states(None if keys is None else key_frame(
+            ruleset, keys, lf.collect_schema()))
     return ReplayResult(lf.with_columns(optional), ruleset, snapshots=stored,
                         keys=None if keys is None else list(keys), archive=archive,
-                        archive_version=version, expiry=expiry, start=start,
+                        archive_version=version, expiry=expiry, start=start, strict=strict,
                         split=archive is not None)
 
 
-def _check_columns(names: list[str], ruleset: RuleSet) -> None:
+def _check_columns(names: list[str], ruleset: RuleSet, read: set[str]) -> None:
     """Refuse events that lack a column the fold needs, naming it (not a Polars error later)."""
-    checked = ruleset.check()
-    read = {c for pairs in checked.assignments.values() for _, e in pairs for c in e.columns}
-    read |= {c for r in checked.requirements.values() if r is not None for c in r.columns}
-    needed = [ruleset.key, "event_type", "event_time", "seq",
+    needed = [*ruleset.key_columns, "event_type", "event_time", "seq",
               *sorted(read - {"counterparty_id", "rate"})]
     missing = [c for c in dict.fromkeys(needed) if c not in names]
     if missing:
@@ -223,11 +230,6 @@ def snapshot(
     """
     store = archive if isinstance(archive, EventArchive) else EventArchive(archive)
     ruleset = registry.resolve(rules)
-    if ruleset.key != "account_id" and ruleset.interest is not None \
-            and ruleset.rate_table is None:
-        msg = (f"rule set {ruleset.name!r} reads the bank's rate events (key {BANK_ACCOUNT}) "
-               f"but is keyed by {ruleset.key!r}; give it a rate_table to snapshot it")
-        raise SnapshotError(msg, param="rules")
     with Steps(f"snapshot ({ruleset.name})", 3) as steps:
         steps.begin("replaying the archive")
         result = replay(store, ruleset, snapshots=False)  # with an expiry's opening states
@@ -235,6 +237,6 @@ def snapshot(
         grid = stored_sets.period_ends(result.history, every, max_checkpoints=max_checkpoints)
         steps.begin(f"states at {len(grid)} checkpoints")
         states = result.states_at(grid)
-        steps.begin("storing them" + (" and the events by account" if key_copy else ""))
+        steps.begin("storing them" + (" and the events by key" if key_copy else ""))
         return stored_sets.write_set(store, ruleset, version=version, every=every, grid=grid,
                                      states=states, key_copy=key_copy)

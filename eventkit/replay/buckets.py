@@ -1,11 +1,14 @@
 """Replay larger than memory: a few buckets of accounts at a time, here or on a Dask cluster.
 
-The accounts of different buckets are disjoint, so each bucket folds on its
-own, with the bank's events (the rate table every account reads) added: the
-union of the buckets' results is the in-memory engine's result, row for row.
-A bucketed :class:`~eventkit.archive.table.EventArchive` is read bucket by bucket
-(its record names each file's bucket); any other source is first split into
-buckets by one streaming Polars pass into a scratch folder.
+The keys of different buckets are disjoint, so each bucket folds on its own,
+with the rule set's global events (the bank's rate table every account reads)
+added: the union of the buckets' results is the in-memory engine's result,
+row for row. A bucketed :class:`~eventkit.archive.table.EventArchive` bucketed
+by the rule set's key is read bucket by bucket (its record names each file's
+bucket); any other source (or an archive bucketed by another key) is first
+split into buckets of the rule set's key, by its stable hash (see
+:mod:`eventkit.archive.buckets`), in one streaming Polars pass into a scratch
+folder.
 
 Small buckets are folded together, a *step* of about :data:`ROWS_PER_STEP`
 events at a time. ``engine="buckets"`` runs the steps in this process,
@@ -22,8 +25,8 @@ from __future__ import annotations
 
 import io
 import shutil
-import tempfile
 import uuid
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -35,17 +38,19 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 
 from eventkit._typing import Engine
-from eventkit.archive.buckets import BANK_BUCKET, bucket_expr, bucket_of
+from eventkit.archive.buckets import SHARED_BUCKET, bucket_expr, bucket_of
 from eventkit.archive.open import Events, archive_of, open_archive
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.store import is_url, open_store
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import ScaleError
+from eventkit.exceptions import CoverageError, CoverageWarning, ScaleError
+from eventkit.replay.engine import Coverage, columns_read, selection_expr
+from eventkit.replay.folders import out_folder, scratch_folder
 from eventkit.replay.progress import Steps
 from eventkit.replay.protocol import Window
-from eventkit.replay.result import ReplayResult
+from eventkit.replay.result import ReplayResult, coverage
 from eventkit.rules.model import RuleSet
-from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA
+from eventkit.rules.streams import global_expr, key_filter
 from eventkit.timeutil import from_micros, micros
 
 if TYPE_CHECKING:
@@ -78,8 +83,9 @@ class _Plan:
     archive: bool
     rules: RuleSet
     known_at: int | None
-    keys: tuple[int, ...] | None
+    keys: tuple[Any, ...] | None
     out: str | None
+    schema: dict[str, pl.DataType]
     question: Question = ("history",)
     #: how the workers reach an archive or ``out`` in an object store (None: environment)
     storage_options: dict[str, str] | None = None
@@ -89,8 +95,9 @@ class _Plan:
 class _Step:
     """Buckets folded together, and (from an archive) the data files each is read from.
 
-    ``files`` holds one tuple of record entries per bucket, then the bank's: the
-    commit log is checked once for all the steps, not by each.
+    ``files`` holds one tuple of record entries per bucket, then the shared
+    bucket's (its global events are read by every step): the commit log is
+    checked once for all the steps, not by each.
     """
 
     buckets: tuple[int, ...]
@@ -99,41 +106,46 @@ class _Step:
 
 
 def _read(plan: _Plan, step: _Step, *, lean: bool, until: int | None) -> pl.DataFrame:
-    """The events of the ``step``'s buckets and the bank's, filtered as the plan says.
+    """The events of the ``step``'s buckets and the global ones, filtered as the plan says.
 
     Each bucket is read on its own, in log order without a sort (a bucket's
-    files do not interleave), then the next: every account's events are in log
-    order, which is all a fold needs. ``lean`` leaves out the columns only a
-    history shows; ``until`` the events after that instant.
+    files do not interleave), then the next: every key's events are in log
+    order, which is all a fold needs. The shared bucket's global events come
+    last (a step that folds the shared bucket's own stream reads it whole).
+    ``lean`` leaves out the columns only a history shows; ``until`` the
+    events after that instant.
     """
+    rules = plan.rules
     if plan.archive:
         archive = EventArchive(plan.source, storage_options=_options(plan, plan.source))
-        parts = [archive.scan_entries(f, last_seq=step.last_seq) for f in step.files]
+        parts = [archive.scan_entries(f, last_seq=step.last_seq) for f in step.files[:-1]]
+        if SHARED_BUCKET not in step.buckets:
+            shared = archive.scan_entries(step.files[-1], last_seq=step.last_seq)
+            parts.append(shared.filter(global_expr(rules, shared.collect_schema())))
     else:
-        folders = [Path(plan.source) / f"bucket={b}" for b in (*step.buckets, BANK_BUCKET)]
+        folders = [Path(plan.source) / f"bucket={b}" for b in (*step.buckets, SHARED_BUCKET)]
         parts = [pl.scan_parquet(f / "*.parquet", hive_partitioning=False).sort(_ORDER)
                  for f in folders if f.is_dir()]
-    lf = pl.concat(parts)
+    lf = pl.concat(parts, how="diagonal_relaxed") if parts else pl.LazyFrame(schema=plan.schema)
     if plan.known_at is not None:
         lf = lf.filter(pl.col("recorded_at").dt.epoch("us") <= plan.known_at)
     if plan.keys is not None:
-        lf = lf.filter(pl.col("account_id").is_in([*plan.keys, BANK_ACCOUNT]))
+        lf = lf.filter(key_filter(rules, plan.keys, lf.collect_schema()))
     if until is not None:
         lf = lf.filter(pl.col("event_time").dt.epoch("us") <= until)
     names = lf.collect_schema().names()
     if lean:
-        read_by_rules = set(plan.rules.columns)
+        read_by_rules = columns_read(rules.check())
         lf = lf.drop([c for c in _HISTORY_ONLY if c in names and c not in read_by_rules])
-    optional = [pl.lit(None, dtype=CANONICAL_SCHEMA[c]).alias(c)
-                for c in ("counterparty_id", "rate") if c not in names]
-    return lf.with_columns(optional).collect()
+    return lf.collect()
 
 
 def _run(plan: _Plan, step: _Step) -> Any:
-    """One step task: the plan's question answered for the accounts of ``step``'s buckets.
+    """One step task: the plan's question answered for the keys of ``step``'s buckets.
 
     ``("history",)``: (history, or None when written to ``out``; state);
     ``("between", ...)``: (opening, changes); any other: one frame.
+    (The replay checks which event types occur once, for the whole replay.)
     """
     question = plan.question
     kind = question[0]
@@ -145,11 +157,18 @@ def _run(plan: _Plan, step: _Step) -> Any:
     elif question[0] == "between":
         until = micros(question[2], param="end")
     events = _read(plan, step, lean=kind in ("state", "as_of", "at_times"), until=until)
-    order = None
-    if not plan.archive:  # the split source's log order, aligned with the history's rows
-        order = events.filter(pl.col("account_id") != BANK_ACCOUNT)[_ORDER]
-        events = events.drop(_ORDER)
-    result = ReplayResult(events.lazy(), plan.rules)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CoverageWarning)
+        return _answer(plan, step, ReplayResult(events.lazy(), plan.rules))
+
+
+def _label(bucket: int) -> str:
+    """A bucket as history files name it: its number, or ``shared``."""
+    return "shared" if bucket == SHARED_BUCKET else f"{bucket:05d}"
+
+
+def _answer(plan: _Plan, step: _Step, result: ReplayResult) -> Any:
+    question = plan.question
     if question[0] == "state":
         return result.state().collect()
     if question[0] == "as_of":
@@ -158,10 +177,9 @@ def _run(plan: _Plan, step: _Step) -> Any:
         return result.at_times([from_micros(t) for t in question[1]]).collect()
     if question[0] == "between":
         window = result.between(question[1], question[2])
-        return window.opening.collect(), window.changes.collect()
-    history = result.history.collect()
-    if order is not None:
-        history = history.with_columns(order)
+        changes = window.changes.collect()
+        return window.opening.collect(), changes.drop(_ORDER, strict=False)
+    history = result.history.collect()  # (a split source's rows carry their log order)
     state = result.state().collect()
     if plan.out is None:
         return history, state
@@ -170,7 +188,7 @@ def _run(plan: _Plan, step: _Step) -> Any:
     history.write_parquet(buffer, compression="lz4", statistics=False)
     # written whole (a renamed temporary file, or one PUT): a task run twice writes it twice
     open_store(plan.out, _options(plan, plan.out)).write(
-        f"{_HISTORY}/buckets-{step.buckets[0]:05d}-{step.buckets[-1]:05d}.parquet",
+        f"{_HISTORY}/buckets-{_label(step.buckets[0])}-{_label(step.buckets[-1])}.parquet",
         buffer.getvalue())
     return None, state
 
@@ -212,13 +230,16 @@ class BucketedReplay:
 
     """
 
-    def __init__(self, plan: _Plan, steps: list[_Step], runner: Runner) -> None:
+    def __init__(self, plan: _Plan, steps: list[_Step], runner: Runner, *,
+                 types: Callable[[], Coverage] | None = None, strict: bool = False) -> None:
         self._plan = plan
         self._steps = steps
         self._runner = runner
         self._done: tuple[pl.DataFrame | None, pl.DataFrame] | None = None
         self._state: pl.DataFrame | None = None
         self.rules = plan.rules
+        self._types = types
+        self._strict = strict
 
     @property
     def fingerprint(self) -> str:
@@ -240,7 +261,8 @@ class BucketedReplay:
         """Every event with the state after it, in log order, as the in-memory engine's.
 
         With ``out``, the histories are files ``<out>/history/buckets-FFFFF-LLLLL.parquet``
-        (first and last bucket of each step); this frame scans them in log order.
+        (first and last bucket of each step; ``shared`` for the shared bucket, whose
+        key's own events are folded too); this frame scans them in log order.
         """
         history, _ = self._fold()
         if history is not None:
@@ -271,24 +293,24 @@ class BucketedReplay:
         distinct = tuple(sorted(set(grid)))
         parts = self._ask(("at_times", distinct)) if distinct else []
         if not parts:
-            return _nothing(self.rules).at_times(values)
-        key = self.rules.key
-        found = pl.concat(parts).sort("instant", key)
+            return _nothing(self._plan).at_times(values)
+        key = list(self.rules.key_columns)
+        found = pl.concat(parts).sort("instant", *key)
         if len(distinct) < len(grid):  # an instant asked twice: its rows twice, as in memory
             slots = pl.DataFrame({"#at": grid}).with_row_index("#slot")
             found = (slots.join(found.with_columns(pl.col("instant").dt.epoch("us").alias("#at")),
-                                on="#at").sort("#slot", key).drop("#slot", "#at"))
+                                on="#at").sort("#slot", *key).drop("#slot", "#at"))
         return found.lazy()
 
     def between(self, start: datetime | date | str, end: datetime | date | str) -> Window:
         """The state at ``start`` and every change up to ``end``, as ``ReplayResult.between``."""
-        empty = _nothing(self.rules).between(start, end)  # checks the instants before any work
+        empty = _nothing(self._plan).between(start, end)  # checks the instants before any work
         parts = self._ask(("between", start, end))
         if not parts:
             return empty
-        key = self.rules.key
+        key = list(self.rules.key_columns)
         return Window(pl.concat([o for o, _ in parts]).sort(key).lazy(),
-                      pl.concat([c for _, c in parts]).sort(key, "event_time", "seq").lazy())
+                      pl.concat([c for _, c in parts]).sort(*key, "event_time", "seq").lazy())
 
     def violations(self) -> pl.LazyFrame:
         """Events the rules refused to fold, with the reason (empty when none)."""
@@ -297,11 +319,27 @@ class BucketedReplay:
             return history.head(0).with_columns(violation=pl.lit(None, dtype=pl.String))
         return history.filter(pl.col("violation").is_not_null())
 
+    def _check(self) -> None:
+        """Which event types occur, once per replay (see :func:`eventkit.replay`)."""
+        if self._types is None:
+            return
+        met, self._types = self._types(), None
+        problem = coverage(self.rules, met, declared=self._declared(), strict=self._strict)
+        if problem is not None and self._strict:
+            raise CoverageError(problem)
+        if problem is not None:
+            warnings.warn(problem, CoverageWarning, stacklevel=4)
+
+    def _declared(self) -> tuple[str, ...] | None:
+        return EventArchive(self._plan.source).event_types if self._plan.archive else None
+
     def _ask(self, question: Question) -> list[Any]:
+        self._check()
         return self._runner(replace(self._plan, question=question, out=None), self._steps)
 
     def _fold(self) -> tuple[pl.DataFrame | None, pl.DataFrame]:
         if self._done is None:
+            self._check()
             parts = self._runner(self._plan, self._steps)
             state = self._concat([s for _, s in parts])
             history = None
@@ -315,8 +353,8 @@ class BucketedReplay:
 
     def _concat(self, frames: list[pl.DataFrame]) -> pl.DataFrame:
         if not frames:
-            return _nothing(self.rules).state().collect()
-        return pl.concat(frames).sort(self.rules.key)
+            return _nothing(self._plan).state().collect()
+        return pl.concat(frames).sort(self.rules.key_columns)
 
 
 def replay_buckets(
@@ -327,18 +365,20 @@ def replay_buckets(
     client: Client | None = None,
     out: str | Path | None = None,
     known_at: datetime | date | str | None = None,
-    keys: Sequence[int] | None = None,
+    keys: Sequence[Any] | None = None,
+    strict: bool = False,
 ) -> BucketedReplay:
-    """Replay ``events`` one bucket of accounts at a time; what ``replay(engine=...)`` runs.
+    """Replay ``events`` one bucket of keys at a time; what ``replay(engine=...)`` runs.
 
-    ``events`` is an eventkit archive (bucketed: read bucket by bucket; not
-    bucketed: split first) or a path :func:`eventkit.open_archive` reads (split
-    first, into ``<out>/_buckets`` or a temporary folder, removed when the result
-    is). ``engine="dask"`` runs the buckets as tasks of ``client`` (default: the
-    current Dask client); the workers read the events, the scratch folder and
-    ``out`` by path. ``out`` (a new or empty folder) receives each bucket's
-    history as Parquet instead of keeping them in memory. Rules must be keyed by
-    ``account_id`` (the buckets' key).
+    ``events`` is an eventkit archive (bucketed by the rule set's key: read
+    bucket by bucket; else split first) or a path :func:`eventkit.open_archive`
+    reads (split first, into ``<out>/_buckets`` or a temporary folder, removed
+    when the result is). ``engine="dask"`` runs the buckets as tasks of
+    ``client`` (default: the current Dask client); the workers read the
+    events, the scratch folder and ``out`` by path. ``out`` (a new or empty
+    folder) receives each bucket's history as Parquet instead of keeping them
+    in memory. Keys of any type (text, composite) are bucketed by eventkit's
+    stable hash.
 
     Examples
     --------
@@ -354,44 +394,70 @@ def replay_buckets(
     [(1, 103), (2, 20)]
 
     """
-    if rules.key != "account_id":
-        msg = (f"rule set {rules.name!r} is keyed by {rules.key!r}; buckets hold accounts "
-               "(account_id): use engine='memory'")
-        raise ScaleError(msg, param="rules")
     runner = _runner(engine, client)
     archive = _archive(events)
     options = None if archive is None else archive.store.storage_options
-    plan = _Plan(source="", archive=True, rules=rules,
-                 known_at=None if known_at is None else micros(known_at, param="known_at"),
-                 keys=None if keys is None else tuple(int(k) for k in keys),
-                 out=_out_folder(out, options), storage_options=options)
     if archive is not None and expiry_of(archive) is not None:
         msg = (f"{archive.location} expired events (eventkit.replay.expire.expire); its opening "
                "states are read by the memory engine only: replay it with engine='memory'")
         raise ScaleError(msg, param="engine")
-    if archive is not None and archive.buckets is not None and _all_tagged(archive):
+    direct = archive is not None and _direct(archive, rules)
+    if archive is not None:  # (the steps check the files they read; a split reads them all)
+        lf = archive.scan(verify=not direct)
+    else:  # _archive returned no archive: events is a path (it refuses anything else)
+        assert isinstance(events, str | Path)
+        lf = open_archive(events, in_memory=False)  # larger than memory: streamed
+    schema = dict(lf.collect_schema())
+    plan = _Plan(source="", archive=True, rules=rules,
+                 known_at=None if known_at is None else micros(known_at, param="known_at"),
+                 keys=None if keys is None else tuple(keys), out=out_folder(out, options),
+                 schema=schema, storage_options=options)
+    if archive is not None and direct:
         plan = replace(plan, source=archive.address)
-        count = archive.buckets
+        count = archive.buckets or 0
+        shared_key = archive.shared_key
         result_keep: object = None
+        wanted = [*range(count), SHARED_BUCKET] if keys is None else sorted(
+            {SHARED_BUCKET if k == shared_key else bucket_of(k, count) for k in keys})
+        steps = _steps(archive, wanted)
     else:
-        if archive is not None:
-            lf = archive.scan()
-        else:  # _archive returned no archive: events is a path (it refuses anything else)
-            assert isinstance(events, str | Path)
-            lf = open_archive(events, in_memory=False)  # larger than memory: streamed
-        scratch, result_keep = _scratch(None if plan.out and is_url(plan.out) else plan.out)
-        count = _split(lf, scratch)
+        scratch, result_keep = scratch_folder(None if plan.out and is_url(plan.out) else plan.out)
+        count = _split(lf, scratch, rules)
         plan = replace(plan, source=str(scratch), archive=False)
-    wanted = list(range(count)) if keys is None else sorted({bucket_of(k, count) for k in keys}
-                                                          - {BANK_BUCKET})
-    if plan.archive:
-        steps = _steps(archive, wanted)  # type: ignore[arg-type]
-    else:
+        wanted = list(range(count)) if keys is None else sorted(
+            {bucket_of(k, count) for k in keys})
         steps = [_Step((b,)) for b in wanted if (Path(plan.source) / f"bucket={b}").is_dir()]
-    result = BucketedReplay(plan, steps, runner)
+    result = BucketedReplay(plan, steps, runner, types=lambda: _types(lf, rules),
+                            strict=strict)
     if isinstance(result_keep, str):  # the temporary split goes with the result
         weakref.finalize(result, shutil.rmtree, result_keep, ignore_errors=True)
     return result
+
+
+def _direct(archive: EventArchive, rules: RuleSet) -> bool:
+    """Whether the archive's own buckets serve these rules (else the events are split).
+
+    They do when the archive is bucketed by the rule set's key, every live file
+    still records its bucket, and the rules' global events (if any) are the
+    events of the archive's shared key, which every bucket reads.
+    """
+    shared = rules.global_events
+    return (archive.buckets is not None and archive.key == rules.key_columns
+            and (shared is None or (archive.shared_key is not None
+                                    and shared.key == archive.shared_key))
+            and _all_tagged(archive))
+
+
+def _types(lf: pl.LazyFrame, rules: RuleSet) -> Coverage:
+    """The event types the rules fold, handled or not: one scan of a few columns."""
+    checked = rules.check()
+    schema = lf.collect_schema()
+    found = (lf.filter(~global_expr(rules, schema) & selection_expr(checked))
+             .select(pl.col("event_type").unique()).collect(engine="streaming")
+             ["event_type"].to_list())
+    handled = set(checked.assignments)
+    return Coverage(tuple(t for t in checked.assignments if t in found),
+                    tuple(sorted(str(t) for t in found if t not in handled)))
 
 
 def _all_tagged(archive: EventArchive) -> bool:
@@ -414,7 +480,7 @@ def _steps(archive: EventArchive, buckets: list[int]) -> list[_Step]:
     for entry in entries:
         if entry.get("bucket") is not None:
             files.setdefault(entry["bucket"], []).append(entry)
-    bank = tuple(files.get(BANK_BUCKET, ()))
+    bank = tuple(files.get(SHARED_BUCKET, ()))
     runs: list[list[int]] = []
     size = ROWS_PER_STEP
     for bucket in buckets:
@@ -439,36 +505,18 @@ def _archive(events: object) -> EventArchive | None:
     return archive_of(events)
 
 
-def _out_folder(out: str | Path | None, options: dict[str, str] | None) -> str | None:
-    if out is None:
-        return None
-    if is_url(out):
-        if open_store(out, options).list_files(""):
-            msg = f"{out} is not empty; choose a new prefix for the results"
-            raise ScaleError(msg, param="out")
-        return str(out).rstrip("/")
-    folder = Path(out)
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-        msg = f"{folder} exists and is not an empty folder; choose a new folder for the results"
-        raise ScaleError(msg, param="out")
-    folder.mkdir(parents=True, exist_ok=True)
-    return str(folder.resolve())
+def _split(lf: pl.LazyFrame, folder: Path, rules: RuleSet) -> int:
+    """Split events into ``folder/bucket=<b>/`` by the rule set's key, in one streaming pass.
 
-
-def _scratch(out: str | None) -> tuple[Path, str | None]:
-    """Where a source is split: ``<out>/_buckets``, or a temporary folder (to remove)."""
-    if out is not None:
-        return Path(out) / "_buckets", None
-    folder = tempfile.mkdtemp(prefix="eventkit-buckets-")
-    return Path(folder), folder
-
-
-def _split(lf: pl.LazyFrame, folder: Path) -> int:
-    """Split events into ``folder/bucket=<b>/`` in one streaming pass; return the count."""
+    The rules' global events go to the shared bucket, which every step reads.
+    Returns the number of buckets.
+    """
     rows = int(lf.select(pl.len()).collect().item())
     count = max(1, -(-rows // ROWS_PER_BUCKET))
+    shared = global_expr(rules, lf.collect_schema())
     (lf.with_row_index(_ORDER)
-     .sink_parquet(pl.PartitionBy(folder, key=bucket_expr("account_id", count),
+     .sink_parquet(pl.PartitionBy(folder, key=bucket_expr(rules.key_columns, count,
+                                                            shared=shared),
                                   include_key=False)))
     return count
 
@@ -534,10 +582,10 @@ def _progress(plan: _Plan, steps: list[_Step]) -> Steps:
 
 
 def _empty_history(plan: _Plan) -> pl.DataFrame:
-    history = _nothing(plan.rules).history.collect()
+    history = _nothing(plan).history.collect()
     return history if plan.archive else history.with_columns(pl.lit(0, pl.UInt32).alias(_ORDER))
 
 
-def _nothing(rules: RuleSet) -> ReplayResult:
+def _nothing(plan: _Plan) -> ReplayResult:
     """The replay of no events: the answers' schemas, and the checks of their arguments."""
-    return ReplayResult(pl.LazyFrame(schema=CANONICAL_SCHEMA), rules)
+    return ReplayResult(pl.LazyFrame(schema=plan.schema), plan.rules)

@@ -18,7 +18,7 @@ import numpy as np
 
 from eventkit.exceptions import RuleError
 from eventkit.replay import interpreter as vm
-from eventkit.rules.expr import BINOPS, CMPOPS, ROUNDING, static_type
+from eventkit.rules.expr import BINOPS, CMPOPS, ROUNDING, TIME_PARTS, derived_name, static_type
 from eventkit.rules.model import CheckedRules, Field
 
 __all__ = ["Program", "compile_program"]
@@ -73,11 +73,14 @@ def compile_program(checked: CheckedRules) -> Program:
     ``and``/``or`` jump over what they do not need.
     """
     fields = checked.fields
-    int_fields = tuple(n for n, f in fields.items() if f.type in ("int", "enum"))
+    int_fields = tuple(n for n, f in fields.items() if f.type in ("int", "enum", "string"))
     float_fields = tuple(n for n, f in fields.items() if f.type == "float")
-    used = {c for pairs in checked.assignments.values() for _, e in pairs for c in e.columns}
-    used |= {c for r in checked.requirements.values() if r is not None for c in r.columns}
-    int_columns = tuple(sorted(c for c in used if checked.scope.columns[c] == "int"))
+    exprs = [e for pairs in checked.assignments.values() for _, e in pairs]
+    exprs += [r for r in checked.requirements.values() if r is not None]
+    used = {c for e in exprs for c in e.columns}
+    # text columns are read as codes, time parts as columns of their own: both integers
+    int_columns = tuple(sorted({c for c in used if checked.scope.columns[c] != "float"}
+                               | {d for e in exprs for d in e.derived}))
     float_columns = tuple(sorted(c for c in used if checked.scope.columns[c] == "float"))
     asm = _Assembler(checked, int_fields, float_fields, int_columns, float_columns)
     event_types = tuple(checked.assignments)
@@ -156,7 +159,7 @@ def compile_program(checked: CheckedRules) -> Program:
         float_fields=float_fields,
         int_columns=int_columns,
         float_columns=float_columns,
-        init_i=np.array([_initial_code(fields[n]) for n in int_fields], np.int64),
+        init_i=np.array([_initial_code(fields[n], checked) for n in int_fields], np.int64),
         init_f=np.array([float(fields[n].start) for n in float_fields], np.float64),
         interest=interest,
         violations=tuple(violations),
@@ -212,10 +215,16 @@ def fuse(code: list[Instruction]) -> list[Instruction]:
     return code
 
 
-def _initial_code(field: Field) -> int:
+def _initial_code(field: Field, checked: CheckedRules) -> int:
     if field.type == "enum":
         return field.values.index(str(field.start))
+    if field.type == "string":
+        return checked.strings.index(str(field.start))
     return int(field.start)
+
+
+#: Stands for "text" where an enum field is expected: string literals are read as text codes.
+_TEXT = Field("#text", "string")
 
 
 class _Assembler:
@@ -260,7 +269,7 @@ class _Assembler:
         """Code leaving the new value of field ``target`` on its stack."""
         field = self.checked.fields[target]
         want = "float" if field.type == "float" else "int"
-        self.emit_expr(node, field if field.type == "enum" else None, want=want)
+        self.emit_expr(node, field if field.type in ("enum", "string") else None, want=want)
 
     def emit_store(self, target: str) -> None:
         self.emit(vm.STORE_F if self.checked.fields[target].type == "float" else vm.STORE_I,
@@ -287,6 +296,8 @@ class _Assembler:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, str):
                 target = enum or self.enum_for(node)
+                if target.type == "string":  # text: its code (rules' texts come first)
+                    return self.push_const(self.checked.strings.index(node.value))
                 return self.push_const(target.values.index(node.value))
             # a checked rule's other literals are ints and bools (parse refuses the rest)
             number = cast("int | float", node.value)
@@ -314,7 +325,8 @@ class _Assembler:
         if isinstance(node, ast.Compare):
             comparison = vm.CMP_OPS.index(CMPOPS[type(node.ops[0])])
             left, right = node.left, node.comparators[0]
-            side_enum = self.enum_of(left) or self.enum_of(right) or enum
+            side_enum = (self.enum_of(left) or self.enum_of(right)
+                         or (_TEXT if self.is_text(left) or self.is_text(right) else enum))
             if "float" in (self.typ(left), self.typ(right)):
                 self.as_float(left, side_enum)
                 self.as_float(right, side_enum)
@@ -385,6 +397,10 @@ class _Assembler:
     def call(self, node: ast.Call, enum: Field | None) -> str:
         name = node.func.id  # type: ignore[attr-defined]
         args = node.args
+        if name in TIME_PARTS:  # a column of its own (see eventkit.replay.engine)
+            column = args[0].id  # type: ignore[attr-defined]
+            self.emit(vm.COL_I, self.int_columns.index(derived_name(name, column)))
+            return "int"
         if name in ROUNDING:
             self.as_float(args[0], enum)
             self.emit(vm.ROUND, vm.ROUND_MODES.index(name))
@@ -402,6 +418,15 @@ class _Assembler:
     def as_float(self, node: ast.expr, enum: Field | None) -> None:
         if self.visit(node, enum) == "int":
             self.emit(vm.I2F)
+
+    def is_text(self, node: ast.expr) -> bool:
+        """Whether ``node`` is text (a string column or field; a choice between such)."""
+        if isinstance(node, ast.Name):
+            scope = self.checked.scope
+            return scope.fields.get(node.id, scope.columns.get(node.id)) == "string"
+        if isinstance(node, ast.IfExp):
+            return self.is_text(node.body) or self.is_text(node.orelse)
+        return False
 
     def enum_of(self, node: ast.expr) -> Field | None:
         if isinstance(node, ast.Name):

@@ -2,8 +2,10 @@
 
 Steps, none of them a Python loop over events:
 
-1. take the bank's own events (account 0) aside: they feed the rate table;
-2. map keys to dense codes;
+1. take the rule set's global events aside (they feed the rate table) and
+   keep only the events its ``where`` selects;
+2. map keys of any type to dense codes (:mod:`eventkit.replay.keys`), and the
+   text the rules read to codes of one dictionary per fold;
 3. find the keys whose log order is not their valid-time order (late
    corrections, ties decided by seq); only their events get sorted, and the
    folds visit them in that order at the key's places in the log
@@ -20,35 +22,58 @@ from __future__ import annotations
 import ast
 import sys
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
-from eventkit.exceptions import RuleError
+from eventkit.exceptions import RuleError, ValidationError
 from eventkit.replay import interpreter
 from eventkit.replay import kernels as K
 from eventkit.replay.compile import compile_program
 from eventkit.replay.faults import program_fault, sum_fault, term_fault
+from eventkit.replay.keys import dense_codes, key_codes
 from eventkit.replay.to_polars import polars_expr
-from eventkit.rules.model import CheckedRules, Field, linear_delta
+from eventkit.rules.expr import derived_name
+from eventkit.rules.model import CheckedRules, Field, RuleSet, linear_delta
 from eventkit.rules.rates import rate_events
-from eventkit.schema import BANK_ACCOUNT
+from eventkit.rules.streams import global_expr
 
-__all__ = ["Fold", "Prepared", "Start", "fold", "prepare"]
+if TYPE_CHECKING:
+    from eventkit.rules.expr import Expr
 
-_DENSE_SLACK = 1 << 20
-_FEW_ROWS = 256  # the bank's own events are cut out of the frame, when this few
+__all__ = [
+    "Coverage",
+    "Fold",
+    "Prepared",
+    "Start",
+    "columns_read",
+    "fold",
+    "prepare",
+    "selected",
+    "selection_expr",
+]
+
+_FEW_ROWS = 256  # global events are cut out of the frame, when this few
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which event types a fold met: handled ones it saw, and types no rule handles."""
+
+    seen: tuple[str, ...]
+    unhandled: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class Fold:
-    """Events (without the bank's own) with the state after each, and their keys.
+    """Events (without the global ones) with the state after each, and their keys.
 
     ``keys`` are dense key codes (``n_keys`` of them), ``times`` event times in
-    microseconds and ``seqs`` the log positions, all aligned with ``events``.
+    microseconds and ``seqs`` the log positions, all aligned with ``events``;
+    ``coverage`` the event types met.
     """
 
     events: pl.DataFrame  # input columns + one column per state field (+ violation)
@@ -56,7 +81,8 @@ class Fold:
     n_keys: int
     times: np.ndarray
     seqs: np.ndarray
-    #: the bank-wide rate table the fold used: effective instants (µs) and annual rates
+    coverage: Coverage = Coverage((), ())
+    #: the rate table the fold used: effective instants (µs) and annual rates
     rates: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.float64))
 
     def last_at(self, micros: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,17 +108,19 @@ class Start:
 
 @dataclass(frozen=True)
 class Prepared:
-    """Events ready to fold, for any rule set with this key: the work rule sets share.
+    """Events ready to fold, for any rule set keyed and selecting alike: the work they share.
 
-    ``events`` without the bank's own when keyed by account; ``bank`` the
-    bank's own events (account 0: the rate table); dense key codes, times,
-    log positions and the visiting order (see :func:`eventkit.replay.kernels.visiting_order`);
-    ``cut`` the rows taken out of ``events`` (ascending).
+    ``events`` the events folded (without the global ones, only those the
+    selection keeps); ``shared`` the global events (the rate table); dense key
+    codes, times, log positions and the visiting order (see
+    :func:`eventkit.replay.kernels.visiting_order`). ``keying`` is the rule
+    set's (:attr:`RuleSet.keying <eventkit.RuleSet.keying>`); ``cut`` the rows
+    taken out of ``events`` (ascending: the global ones, those not selected).
     """
 
-    key: str
+    keying: tuple[object, ...]
     events: pl.DataFrame
-    bank: pl.DataFrame
+    shared: pl.DataFrame
     keys: np.ndarray
     n_keys: int
     times: np.ndarray
@@ -105,18 +133,57 @@ class Prepared:
         return _without(frame, self.cut) if self.cut.size else frame
 
 
-def prepare(events: pl.DataFrame, key: str) -> Prepared:
-    """Everything a fold needs that does not depend on the rules (keyed by ``key``)."""
-    bank_rows = (events[key] == BANK_ACCOUNT).arg_true().to_numpy()
-    bank = events[bank_rows]
-    cut = bank_rows if key == "account_id" else bank_rows[:0]
-    if cut.size:
-        events = _without(events, cut)
-    keys, n_keys = _dense(events[key])
+def prepare(events: pl.DataFrame, rules: RuleSet | CheckedRules) -> Prepared:
+    """Everything a fold needs that depends only on the rule set's key and selection."""
+    checked = rules if isinstance(rules, CheckedRules) else rules.check()
+    ruleset = checked.rules
+    key = ruleset.key_columns
+    missing = [c for c in key if c not in events.columns]
+    if missing:
+        msg = (f"rule set {ruleset.name!r} is keyed by {list(key)}, but the events have no "
+               f"column {missing[0]!r}; they have {events.columns}")
+        raise RuleError(msg)
+    for column in ("event_time", "seq", "event_type"):
+        if column in events.columns and events[column].null_count():
+            row = int(events[column].is_null().arg_true()[0])
+            msg = "null value in a required column"
+            raise ValidationError(msg, source="events", column=column, row=row)
+    shared_rows = np.zeros(0, np.int64)
+    if ruleset.global_events is not None and events.height:
+        shared_rows = events.select(global_expr(ruleset, events.schema)).to_series(
+            ).arg_true().to_numpy()
+    shared = events[shared_rows]
+    cut = shared_rows
+    if checked.selection is not None and events.height:
+        unselected = ~events.select(selection_expr(checked)).to_series().fill_null(value=False)
+        cut = np.union1d(cut, unselected.arg_true().to_numpy())
+    events = _without(events, cut) if cut.size else events
+    keys, n_keys = dense_codes(events, key)
     times = _numpy(events["event_time"].dt.epoch("us"), np.int64)
     seqs = _numpy(events["seq"], np.int64)
     visit = K.visiting_order(keys, times, seqs, n_keys)
-    return Prepared(key, events, bank, keys, n_keys, times, seqs, visit, cut)
+    return Prepared(ruleset.keying, events, shared, keys, n_keys, times, seqs, visit, cut)
+
+
+def selected(events: pl.DataFrame, checked: CheckedRules) -> pl.DataFrame:
+    """The events the rule set's ``where`` keeps (all of them when it has none)."""
+    if checked.selection is None or events.height == 0:
+        return events
+    return events.filter(selection_expr(checked))
+
+
+def selection_expr(checked: CheckedRules) -> pl.Expr:
+    """True for the events the rule set's ``where`` keeps (a Polars filter, lazy or not)."""
+    if checked.selection is None:
+        return pl.lit(value=True)
+    return polars_expr(checked.selection.node, checked, text=None) != 0
+
+
+def columns_read(checked: CheckedRules) -> set[str]:
+    """The event columns the rules read (a time part reads its time column)."""
+    exprs = _exprs(checked) + ([checked.selection] if checked.selection is not None else [])
+    read = {c for e in exprs for c in e.columns}
+    return read | {d[:-1].split("(")[1] for e in exprs for d in e.derived}
 
 
 def fold(events: pl.DataFrame | Prepared, checked: CheckedRules,
@@ -130,33 +197,113 @@ def fold(events: pl.DataFrame | Prepared, checked: CheckedRules,
     through several rule sets shares the work that does not depend on them.
     """
     rules = checked.rules
-    p = events if isinstance(events, Prepared) else prepare(events, rules.key)
-    if p.key != rules.key:
-        msg = f"events were prepared for key {p.key!r}, the rules are keyed by {rules.key!r}"
+    p = events if isinstance(events, Prepared) else prepare(events, checked)
+    if p.keying != rules.keying:
+        msg = (f"events were prepared for another key or selection than the rule set "
+               f"{rules.name!r} has ({rules.key!r})")
         raise RuleError(msg)
-    rate_times, rate_rates = _rate_table(p.bank, checked)
-    types = _type_codes(p.events["event_type"], tuple(checked.assignments))
-    carried = _start(p.events[p.key], p.keys, start, checked)
+    clash = [f for f in (*checked.fields, "violation") if f in p.events.columns
+             and (f != "violation" or any(r is not None for r in checked.requirements.values()))]
+    if clash:
+        msg = (f"rule set {rules.name!r}: state field(s) {clash} have the name of event "
+               f"column(s); a history holds both: rename the field(s)")
+        raise RuleError(msg)
+    rate_times, rate_rates = _rate_table(p.shared, checked)
+    handled = tuple(checked.assignments)
+    types = _type_codes(p.events["event_type"], handled)
+    inputs, texts = _inputs(p.events, checked, start)
+    carried = _start(p.events, p.keys, start, checked, texts)
     if checked.linear:
-        state = _fold_linear(p.events, checked, p.visit, p.keys, p.n_keys, types, carried)
+        state = _fold_linear(inputs, checked, p.visit, p.keys, p.n_keys, types, carried, texts,
+                             p.events)
     else:
-        state = _fold_program(p.events, checked, p.visit, p.keys, p.n_keys, types, p.times,
-                              rate_times, rate_rates, carried)
+        state = _fold_program(inputs, checked, p.visit, p.keys, p.n_keys, types, p.times,
+                              rate_times, rate_rates, carried, texts, p.events)
     return Fold(p.events.hstack(state), p.keys, p.n_keys, p.times, p.seqs,
-                (rate_times, rate_rates))
+                _coverage(p.events["event_type"], types, handled), (rate_times, rate_rates))
 
 
-def _start(column: pl.Series, keys: np.ndarray, start: pl.DataFrame | None,
-           checked: CheckedRules) -> Start:
-    """``start``'s rows for the keys in ``column``, addressed by their codes ``keys``."""
+def _coverage(column: pl.Series, types: np.ndarray, handled: tuple[str, ...]) -> Coverage:
+    seen = np.bincount(types[types >= 0], minlength=len(handled)) if handled else np.zeros(0)
+    other = types < 0
+    unhandled: tuple[str, ...] = ()
+    if other.any():
+        unhandled = tuple(sorted(str(t) for t in column.filter(pl.Series(other)).unique()
+                                 .to_list()))
+    return Coverage(tuple(t for t, n in zip(handled, seen, strict=True) if n), unhandled)
+
+
+def _inputs(events: pl.DataFrame, checked: CheckedRules, start: pl.DataFrame | None
+            ) -> tuple[pl.DataFrame, pl.Series]:
+    """The event columns the rules read, as numbers: time parts computed, text as codes.
+
+    Text (the columns of type ``string`` read, the string fields' values in
+    ``start``) is coded with one dictionary, returned too: the rules' own
+    texts (:attr:`CheckedRules.strings`) first, so their codes are fixed.
+    """
+    exprs = []
+    for name in sorted({d for e in _exprs(checked) for d in e.derived}):
+        part, column = name[:-1].split("(")
+        call = ast.Call(ast.Name(part), [ast.Name(column)], [])
+        exprs.append(polars_expr(call, checked, text=None).alias(derived_name(part, column)))
+    numeric = sorted({c for e in _exprs(checked) for c in e.columns}
+                     - set(checked.text_columns))
+    frame = events.select(pl.col("seq").alias("#seq"),  # (a frame of the events' height)
+                          *[pl.col(c) if c in events.columns else pl.lit(
+                              None, pl.Float64 if checked.scope.columns[c] == "float"
+                              else pl.Int64).alias(c) for c in numeric], *exprs)
+    dictionary = pl.Series("text", checked.strings, dtype=pl.String)
+    coded = []
+    for name in checked.text_columns:
+        text = events[name] if name in events.columns else pl.Series(
+            name, [None] * events.height, pl.String)
+        codes, dictionary = _text_codes(text.cast(pl.String).fill_null(""), dictionary)
+        coded.append(pl.Series(name, codes))
+    for name, f in checked.fields.items():  # carried-over text joins the dictionary too
+        if f.type == "string" and start is not None and name in start.columns:
+            _, dictionary = _text_codes(start[name].cast(pl.String).fill_null(""), dictionary)
+    return frame.with_columns(coded), dictionary
+
+
+def _exprs(checked: CheckedRules) -> list[Expr]:
+    out = [e for pairs in checked.assignments.values() for _, e in pairs]
+    return out + [r for r in checked.requirements.values() if r is not None]
+
+
+def _text_codes(column: pl.Series, dictionary: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """Codes of ``column``'s text in ``dictionary`` (extended with the text it lacks)."""
+    local, n = key_codes(column)
+    first = np.full(n, -1, np.int64)
+    first[local[::-1]] = np.arange(local.shape[0] - 1, -1, -1)  # the first row of each code
+    values = column.gather(first)
+    known = dictionary.to_frame("v").with_row_index("#code").with_columns(
+        pl.col("#code").cast(pl.Int64))
+    found = values.to_frame("v").join(known, on="v", how="left", maintain_order="left")["#code"]
+    new = found.is_null()
+    extra = values.filter(new)
+    lut = found.to_numpy().copy() if not new.any() else found.fill_null(-1).to_numpy().copy()
+    lut[new.to_numpy()] = np.arange(dictionary.len(), dictionary.len() + extra.len())
+    return lut[local], pl.concat([dictionary, extra.rename(dictionary.name)])
+
+
+def _start(events: pl.DataFrame, keys: np.ndarray, start: pl.DataFrame | None,
+           checked: CheckedRules, texts: pl.Series) -> Start:
+    """``start``'s rows for the keys of ``events``, addressed by their codes ``keys``."""
     fields = checked.fields
-    if start is None or start.height == 0 or column.len() == 0:
+    if start is None or start.height == 0 or events.height == 0:
         return Start(np.zeros(0, np.int64),
                      {n: np.zeros(0, np.float64 if f.type == "float" else np.int64)
                       for n, f in fields.items()}, np.zeros(0, np.int64))
-    name = column.name
-    codes = pl.DataFrame({name: column, "#code": keys}).unique(name)
-    rows = start.join(codes, on=name, how="inner")
+    names = list(checked.rules.key_columns)
+    codes = events.select(names).with_columns(pl.Series("#code", keys)).unique(names)
+    rows = start.join(codes, on=names, how="inner")
+    if any(f.type == "string" for f in fields.values()):
+        coded = texts.to_frame("#text").with_row_index("#tcode").with_columns(
+            pl.col("#tcode").cast(pl.Int64))
+        rows = rows.with_columns(
+            rows.select(pl.col(n).cast(pl.String).fill_null("")).to_series().to_frame("#text")
+            .join(coded, on="#text", how="left", maintain_order="left")["#tcode"].alias(n)
+            for n, f in fields.items() if f.type == "string")
     return Start(
         rows["#code"].to_numpy().astype(np.int64),
         {n: (rows[n].to_physical().cast(pl.Int64).to_numpy() if f.type == "enum"
@@ -232,19 +379,8 @@ def _view_table(names: tuple[str, ...]) -> np.ndarray:
     return table
 
 
-def _dense(column: pl.Series) -> tuple[np.ndarray, int]:
-    """Key codes 0..n_keys-1 (the values themselves when small and non-negative)."""
-    if column.len() == 0:
-        return np.zeros(0, np.int64), 0
-    lo, hi = column.min(), column.max()
-    if lo >= 0 and hi <= 4 * column.len() + _DENSE_SLACK:  # type: ignore[operator]
-        return _numpy(column.cast(pl.Int64), np.int64), int(hi) + 1  # type: ignore[arg-type]
-    codes = column.rank("dense").cast(pl.Int64) - 1
-    return _numpy(codes, np.int64), int(codes.max()) + 1  # type: ignore[arg-type]
-
-
-def _rate_table(events: pl.DataFrame, checked: CheckedRules) -> tuple[np.ndarray, np.ndarray]:
-    """The bank-wide rate table: the rule set's own, else the bank's rate events in ``events``."""
+def _rate_table(shared: pl.DataFrame, checked: CheckedRules) -> tuple[np.ndarray, np.ndarray]:
+    """The rate table: the rule set's own, else the rate events among its global events."""
     rules = checked.rules
     if rules.interest is None:
         return np.zeros(0, np.int64), np.zeros(0, np.float64)
@@ -254,7 +390,7 @@ def _rate_table(events: pl.DataFrame, checked: CheckedRules) -> tuple[np.ndarray
             schema={"t": pl.Datetime("us", "UTC"), "rate": pl.Float64},
         )
     else:
-        table = rate_events(events, key=rules.key)
+        table = rate_events(shared, rules)
     # fresh, writable arrays (a handful of rows): a read-only view of Polars' memory would be
     # another argument type for the kernels, compiled again (see eventkit.replay.warm)
     return (np.array(table["t"].dt.epoch("us").to_numpy(), np.int64),
@@ -272,11 +408,14 @@ def rate_cumulative(rate_times: np.ndarray, rate_rates: np.ndarray) -> np.ndarra
 
 def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
                  visit: tuple[np.ndarray, np.ndarray], keys: np.ndarray, n_keys: int,
-                 types: np.ndarray, start: Start) -> list[pl.Series]:
+                 types: np.ndarray, start: Start, texts: pl.Series, original: pl.DataFrame
+                 ) -> list[pl.Series]:
     """Each event's effect computed column-wise in Polars, then a compiled running fold.
 
     Per field, the distinct event-only expressions ("terms") are evaluated once
-    each; a table says which term (and sign) each event type uses.
+    each; a table says which term (and sign) each event type uses. ``events``
+    are the inputs (:func:`_inputs`), ``original`` the events as they came (a
+    fault names the event and key from them).
     """
     n_types = len(checked.assignments)
     plans: dict[str, tuple[str, list[ast.expr], np.ndarray, np.ndarray]] = {}
@@ -297,8 +436,9 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
     for target, (_, terms, _, _) in plans.items():
         field = checked.fields[target]
         term_dtype = pl.Float64 if field.type == "float" else pl.Int64
-        exprs += [polars_expr(t, checked, field if field.type == "enum" else None)
-                  .cast(term_dtype).alias(f"{target}#{j}") for j, t in enumerate(terms)]
+        exprs += [polars_expr(t, checked, field if field.type == "enum" else None,
+                              text="codes").cast(term_dtype).alias(f"{target}#{j}")
+                  for j, t in enumerate(terms)]
     # with_columns: a constant term (a literal) fills every row, as select would not
     columns = events.with_columns(exprs).select(e.meta.output_name() for e in exprs)
     for target, (_, terms, term_of, _) in plans.items():  # null: cannot be computed exactly
@@ -308,12 +448,13 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
                 bad = column.is_null().to_numpy() & (types >= 0)
                 bad[bad] = term_of[types[bad]] == j  # only where the event type uses it
                 if bad.any():
-                    raise term_fault(events, checked, target, int(np.argmax(bad)), node)
+                    raise term_fault(original, checked, target, int(np.argmax(bad)), node)
     out = []
     for name, field in checked.fields.items():
         dtype = np.float64 if field.type == "float" else np.int64
         # a checked int or float field starts at a number (only an enum's start is text)
         initial = (field.values.index(str(field.start)) if field.type == "enum"
+                   else checked.strings.index(str(field.start)) if field.type == "string"
                    else cast("int | float", field.start))
         if name in plans:
             kind, terms, term_of, sign_of = plans[name]
@@ -326,21 +467,25 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
                                values)
             if row >= 0:
                 sign = int(sign_of[types[row]])
-                raise sum_fault(events, checked, name, row, int(values[row]),
+                raise sum_fault(original, checked, name, row, int(values[row]),
                                 int(matrix[term_of[types[row]], row]), sign)
         else:  # untouched by every event: its start value, or the one carried over
             first = np.full(n_keys, initial, dtype)
             first[start.keys] = start.values[name]
             values = first[keys]
-        out.append(_state_series(name, field, values))
+        out.append(_state_series(name, field, values, texts))
     return out
 
 
 def _fold_program(events: pl.DataFrame, checked: CheckedRules,
                   visit: tuple[np.ndarray, np.ndarray], keys: np.ndarray, n_keys: int,
                   types: np.ndarray, times: np.ndarray, rate_times: np.ndarray,
-                  rate_rates: np.ndarray, start: Start) -> list[pl.Series]:
-    """One compiled pass of the rule program over the events (see module docstring)."""
+                  rate_rates: np.ndarray, start: Start, texts: pl.Series, original: pl.DataFrame
+                  ) -> list[pl.Series]:
+    """One compiled pass of the rule program over the events (see module docstring).
+
+    ``events`` are the inputs, ``original`` the events as they came (for faults).
+    """
     program = compile_program(checked)
     icols = _matrix(events, program.int_columns, pl.Int64, 0)
     fcols = _matrix(events, program.float_columns, pl.Float64, float("nan"))
@@ -359,14 +504,14 @@ def _fold_program(events: pl.DataFrame, checked: CheckedRules,
         program.interest, rate_times, rate_rates, rate_cumulative(rate_times, rate_rates),
         out_i, out_f, viol, err, errf)
     if refused < 0:
-        raise program_fault(events, checked, program, err, errf)
+        raise program_fault(original, checked, program, err, errf)
     out = []
     for name, field in checked.fields.items():
         if field.type == "float":
             values = out_f[program.float_fields.index(name)]
         else:
             values = out_i[program.int_fields.index(name)]
-        out.append(_state_series(name, field, values))
+        out.append(_state_series(name, field, values, texts))
     if any(r is not None for r in checked.requirements.values()):
         out.append(_violations(viol, refused, program.violations))
     return out
@@ -396,8 +541,11 @@ def _matrix(events: pl.DataFrame, names: tuple[str, ...],
     return out
 
 
-def _state_series(name: str, field: Field, values: np.ndarray) -> pl.Series:
+def _state_series(name: str, field: Field, values: np.ndarray, texts: pl.Series
+                  ) -> pl.Series:
     if field.type == "enum":
         names = pl.Series(name, field.values, dtype=pl.Enum(list(field.values)))
         return names.gather(values)
+    if field.type == "string":
+        return texts.gather(values).rename(name)
     return pl.Series(name, values)

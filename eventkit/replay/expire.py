@@ -17,7 +17,8 @@ from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ArchiveError, ImmutabilityError, foreign_errors
 from eventkit.replay.result import ReplayResult
 from eventkit.rules import registry
-from eventkit.schema import BANK_ACCOUNT, MONEY_EVENT_TYPES, TIME_DTYPE
+from eventkit.rules.streams import global_expr
+from eventkit.schema import MONEY_EVENT_TYPES, TIME_DTYPE
 from eventkit.timeutil import iso, micros
 
 if TYPE_CHECKING:
@@ -90,7 +91,6 @@ def expire(
         raise ImmutabilityError(msg, path=str(root))
     cutoff = micros(before, param="before", day="start")
     ruleset = registry.resolve(rules)
-    key = ruleset.key
     by_state = [f.name for f in ruleset.fields] != ["balance"]
     with archive.writing():
         prior = expiry_of(archive, ruleset.fingerprint)
@@ -98,7 +98,7 @@ def expire(
             msg = (f"{root}: events before {iso(prior.cutoff_us)} were expired already; "
                    f"a new cut-off must be later, not {iso(cutoff)}")
             raise ArchiveError(msg, path=root)
-        start = None if prior is None else prior.opening_states(key)
+        start = None if prior is None else prior.opening_states()
         state = head.log_state(store)
         entries = state.live
         clean_interrupted(store, state.version, entries)
@@ -108,7 +108,7 @@ def expire(
         frames = [archive.scan_entries([e], verify=False).collect()  # checked above; upcast
                   for e in entries]
         old = pl.concat(frames) if frames else pl.DataFrame(schema=archive.schema)
-        gone = (pl.col("event_time").dt.epoch("us") < cutoff) & (pl.col(key) != BANK_ACCOUNT)
+        gone = (pl.col("event_time").dt.epoch("us") < cutoff) & ~global_expr(ruleset, old.schema)
         if not by_state:
             gone = gone & pl.col("event_type").is_in([*MONEY_EVENT_TYPES, "Correction"])
         hit = [i for i, f in enumerate(frames) if f.select(gone.any()).item()]
@@ -164,23 +164,24 @@ def _openings(old: pl.DataFrame, replaced: pl.DataFrame, gone: pl.Expr, cutoff: 
               ruleset: RuleSet, start: pl.DataFrame | None,
               schema: dict[str, pl.DataType]) -> pl.DataFrame:
     """One Correction per key at its last replaced event, for the balance it had."""
-    key = ruleset.key
-    last = (replaced.sort(key, "event_time", "seq")
+    key = list(ruleset.key_columns)
+    last = (replaced.sort(*key, "event_time", "seq")
             .group_by(key, maintain_order=True)
             .agg(pl.col("seq", "event_time").last(), pl.col("recorded_at").max()))
     stub = last.with_columns(
-        event_id=pl.format("opening-{}-{}", pl.col(key), pl.lit(iso(cutoff))),
+        event_id=pl.concat_str([pl.lit("opening"), *[pl.col(k).cast(pl.String) for k in key],
+                                pl.lit(iso(cutoff))], separator="-"),
         event_type=pl.lit("Correction"), amount=pl.lit(0, pl.Int64),
     ).with_columns(pl.lit(None, dtype=t).alias(c) for c, t in schema.items()
-                   if c not in (key, "seq", "event_time", "recorded_at", "event_id",
+                   if c not in (*key, "seq", "event_time", "recorded_at", "event_id",
                                 "event_type", "amount")).select(list(schema))
     at = iso(cutoff - 1)
-    wanted = _replayed(old, ruleset, start).as_of(at).select(key, "balance")
+    wanted = _replayed(old, ruleset, start).as_of(at).select(*key, "balance")
     zero = pl.concat([old.filter(~gone), stub]).sort("seq")
-    have = _replayed(zero, ruleset, start).as_of(at).select(key,
+    have = _replayed(zero, ruleset, start).as_of(at).select(*key,
                                                             pl.col("balance").alias("was"))
     amounts = wanted.join(have, on=key, how="left").collect().select(
-        key, (pl.col("balance") - pl.col("was").fill_null(0)).alias("amount"))
+        *key, (pl.col("balance") - pl.col("was").fill_null(0)).alias("amount"))
     return stub.drop("amount").join(amounts, on=key, how="left").select(list(schema))
 
 
@@ -191,13 +192,14 @@ def _counts(replaced: pl.DataFrame, ruleset: RuleSet, start: pl.DataFrame | None
     As opening states (fields at their start, no time): a replay adds them to the
     count of the events it folds, and nothing else changes.
     """
-    key = ruleset.key
+    key = list(ruleset.key_columns)
     counts = replaced.group_by(key).agg(pl.len().alias("#n"))
-    before = (start.select(key, pl.col("events").alias("#before")) if start is not None
-              else pl.DataFrame(schema={key: counts.schema[key], "#before": pl.Int64}))
+    before = (start.select(*key, pl.col("events").alias("#before")) if start is not None
+              else pl.DataFrame(schema={**{k: counts.schema[k] for k in key},
+                                        "#before": pl.Int64}))
     merged = counts.join(before, on=key, how="full", coalesce=True)
     return merged.select(
-        key,
+        *key,
         *[pl.lit(f.start, dtype=pl.Int64).alias(f.name) for f in ruleset.fields],
         (pl.col("#n").fill_null(1) - 1 + pl.col("#before").fill_null(0)).alias("events"),
         pl.lit(None, dtype=TIME_DTYPE).alias("last_event_time"),

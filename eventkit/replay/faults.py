@@ -27,10 +27,11 @@ _SYMBOL = {vm.ADD_I: "+", vm.ADD_COL_I: "+", vm.ADD_K_I: "+", vm.SUB_I: "-",
            vm.SUB_COL_I: "-", vm.MUL_I: "*", vm.FDIV_I: "//", vm.MOD_I: "%"}
 
 
-def _where(events: pl.DataFrame, row: int, key: str) -> dict[str, Any]:
-    """The key and event id of ``row`` (a lean fold has no ids: its seq then)."""
+def _where(events: pl.DataFrame, row: int, key: tuple[str, ...]) -> dict[str, Any]:
+    """The key (a tuple for a composite key) and event id of ``row`` (or its seq)."""
     has_id = "event_id" in events.columns
-    return {"key": events[key][row],
+    values = tuple(events[c][row] for c in key)
+    return {"key": values[0] if len(values) == 1 else values,
             "event_id": events["event_id"][row] if has_id else f"seq {events['seq'][row]}"}
 
 
@@ -54,7 +55,8 @@ def program_fault(events: pl.DataFrame, checked: CheckedRules, program: Program,
         problem = (f"{mode}() of {value} (not a finite number) cannot be an integer"
                    if kind == vm.NOT_FINITE else
                    f"integer overflow: {mode}({value!r}) is beyond Int64")
-    return ReplayError(problem, field=field, rule=rule, **_where(events, row, checked.rules.key))
+    return ReplayError(problem, field=field, rule=rule,
+                       **_where(events, row, checked.rules.key_columns))
 
 
 def sum_fault(events: pl.DataFrame, checked: CheckedRules, field: str, row: int,
@@ -64,7 +66,8 @@ def sum_fault(events: pl.DataFrame, checked: CheckedRules, field: str, row: int,
     rule = next(f"on {event_type}: {t} = {e.text}"
                 for t, e in checked.assignments[event_type] if t == field)
     problem = f"integer overflow: {before} {'-' if sign < 0 else '+'} {term} is beyond Int64"
-    return ReplayError(problem, field=field, rule=rule, **_where(events, row, checked.rules.key))
+    return ReplayError(problem, field=field, rule=rule,
+                       **_where(events, row, checked.rules.key_columns))
 
 
 def term_fault(events: pl.DataFrame, checked: CheckedRules, field: str, row: int,
@@ -80,11 +83,15 @@ def term_fault(events: pl.DataFrame, checked: CheckedRules, field: str, row: int
     env = {}
     for name, typ in checked.scope.columns.items():
         value = events[name][row] if name in events.columns else None
-        env[name] = (math.nan if value is None else float(value)) if typ == "float" else (
-            0 if value is None else int(value))
+        if typ in ("string", "time"):  # text as it is ('' for null), a time for its parts
+            env[name] = ("" if value is None else str(value)) if typ == "string" else value
+        else:
+            env[name] = (math.nan if value is None else float(value)) if typ == "float" else (
+                0 if value is None else int(value))
     try:
         evaluate(node, env, checked.scope)
         problem = "a value cannot be computed exactly (beyond Int64)"
     except ReplayError as exc:
         problem = exc.problem
-    return ReplayError(problem, field=field, rule=rule, **_where(events, row, checked.rules.key))
+    return ReplayError(problem, field=field, rule=rule,
+                       **_where(events, row, checked.rules.key_columns))

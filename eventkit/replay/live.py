@@ -41,10 +41,10 @@ from eventkit.archive.store import open_store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ArchiveError, foreign_errors
 from eventkit.replay.api import replay
-from eventkit.replay.engine import fold
+from eventkit.replay.engine import fold, selected, selection_expr
 from eventkit.rules import registry
 from eventkit.rules.model import RuleSet
-from eventkit.schema import BANK_ACCOUNT, CANONICAL_SCHEMA
+from eventkit.rules.streams import global_expr
 
 __all__ = ["Advance", "LiveReplay", "advance"]
 
@@ -67,55 +67,61 @@ class Advance:
     history: pl.DataFrame
     new_events: int
     keys_updated: int
-    late: list[int]
+    late: list[object]
     rebuilt: bool
     version: int
     last_seq: int
 
 
 def advance(archive: EventArchive, rules: RuleSet, *, since_seq: int,
-            stored: Callable[[pl.Series], pl.DataFrame], newest: datetime | None,
+            stored: Callable[[pl.DataFrame], pl.DataFrame], newest: datetime | None,
             version: int | None = None) -> Advance:
     """Fold the events appended after ``since_seq`` from the stored state of their keys.
 
-    ``stored(keys)`` returns the stored state rows of those keys (as
-    ``ReplayResult.state()`` gives them; keys never seen are simply absent);
-    ``newest`` is the latest ``last_event_time`` of any stored key (None: no
-    state yet). ``version`` defaults to the archive's latest.
+    ``stored(keys)`` returns the stored state rows of the keys in ``keys`` (a
+    frame of the key columns; rows as ``ReplayResult.state()`` gives them, keys
+    never seen simply absent); ``newest`` is the latest ``last_event_time`` of
+    any stored key (None: no state yet). ``version`` defaults to the archive's
+    latest.
     """
     version = archive.version if version is None else version
     last_seq = last_seq_of(archive, version)
-    key = rules.key
+    key = list(rules.key_columns)
     checked = rules.check()
     new = archive.scan(version=version).filter(pl.col("seq") > since_seq).collect()
-    bank_new = new.filter(pl.col(key) == BANK_ACCOUNT) if key == "account_id" else new.head(0)
+    is_shared = global_expr(rules, new.schema)
+    shared_new = new.filter(is_shared)
+    if rules.interest is not None:
+        shared_new = shared_new.filter(pl.col("event_type") == rules.interest.rate_event)
     # event_time: a Datetime column without nulls, so the min of its rows is a datetime
-    if (rules.interest is not None and rules.rate_table is None and bank_new.height
+    if (rules.interest is not None and rules.rate_table is None and shared_new.height
             and newest is not None
-            and cast("datetime", bank_new["event_time"].min()) <= newest):
+            and cast("datetime", shared_new["event_time"].min()) <= newest):
         full = replay(archive, rules, snapshots=False, version=version)
         return Advance(full.state().collect(), full.history.collect(), new.height, -1, [], True,
                        version, last_seq)
-    if key == "account_id":
-        new = new.filter(pl.col(key) != BANK_ACCOUNT)
+    new = selected(new.filter(~is_shared), checked)
     touched = new.group_by(key).agg(pl.col("event_time").min().alias("#first"))
-    before = stored(touched[key])
-    late = sorted(touched.join(before.select(key, "last_event_time"), on=key)
-                  .filter(pl.col("#first") < pl.col("last_event_time"))[key].to_list())
-    regular = new.filter(~pl.col(key).is_in(late))
+    before = stored(touched.select(key))
+    late_keys = (touched.join(before.select(*key, "last_event_time"), on=key)
+                 .filter(pl.col("#first") < pl.col("last_event_time")).select(key).sort(key))
+    late: list[object] = (late_keys.to_series().to_list() if len(key) == 1
+                          else list(late_keys.rows()))
+    regular = new.join(late_keys, on=key, how="anti", maintain_order="left")
     states, histories = [], []
     if regular.height:
-        bank = (archive.scan(version=version).filter(pl.col(key) == BANK_ACCOUNT).collect()
-                if key == "account_id" else regular.head(0))
-        folded = fold(pl.concat([regular, bank.select(regular.columns)]), checked,
-                      start=before.filter(~pl.col(key).is_in(late)))
+        everything = archive.scan(version=version)
+        shared = (everything.filter(global_expr(rules, everything.collect_schema())).collect()
+                  if rules.global_events is not None else regular.head(0))
+        folded = fold(pl.concat([regular, shared.select(regular.columns)]), checked,
+                      start=before.join(late_keys, on=key, how="anti"))
         positions, counts = folded.last_at(2**62)
         found = positions >= 0
         rows = folded.events[positions[found]].select(
-            key, *checked.fields, pl.Series("events", counts[found], dtype=pl.Int64),
+            *key, *checked.fields, pl.Series("events", counts[found], dtype=pl.Int64),
             pl.col("event_time").alias("last_event_time"))
-        states.append(rows.join(before.select(key, pl.col("events").alias("#before")), on=key,
-                                how="left")
+        states.append(rows.join(before.select(*key, pl.col("events").alias("#before")),
+                                on=key, how="left")
                       .with_columns(pl.col("events") + pl.col("#before").fill_null(0))
                       .drop("#before"))
         histories.append(folded.events)
@@ -123,7 +129,7 @@ def advance(archive: EventArchive, rules: RuleSet, *, since_seq: int,
         again = replay(archive, rules, keys=late, snapshots=False, version=version)
         states.append(again.state().collect())
         histories.append(again.history.collect())
-    if not states:  # nothing but the bank's own events came
+    if not states:  # nothing but global events came
         empty = replay(new.head(0), rules)
         states, histories = [empty.state().collect()], [empty.history.collect()]
     state = pl.concat(states)
@@ -203,18 +209,16 @@ class LiveReplay:
                        f"{self.version} as this live replay saw it (rewritten?); delete its "
                        "checkpoint")
                 raise ArchiveError(msg, path=self.archive.location)
-            key = self.rules.key
+            key = list(self.rules.key_columns)
             step = advance(self.archive, self.rules, since_seq=self.last_seq,
-                           stored=lambda keys: self.state.filter(
-                               pl.col(key).is_in(keys.implode())),
+                           stored=lambda keys: self.state.join(keys, on=key, how="semi"),
                            # a Datetime column: its max is a datetime, None when no state yet
                            newest=cast("datetime | None", self.state["last_event_time"].max()),
                            version=version)
             if step.rebuilt:
                 state = step.state
             else:
-                changed = step.state[key].implode()
-                state = pl.concat([self.state.filter(~pl.col(key).is_in(changed)),
+                state = pl.concat([self.state.join(step.state.select(key), on=key, how="anti"),
                                    step.state]).sort(key)
             self._save(state, step.version, step.last_seq)  # raises: nothing changes
             self.state, self.version, self.last_seq = state, step.version, step.last_seq
@@ -224,7 +228,7 @@ class LiveReplay:
 
     # ------------------------------------------------------------------ checkpoint
     def _empty(self) -> pl.DataFrame:
-        return replay(pl.DataFrame(schema=CANONICAL_SCHEMA), self.rules).state().collect()
+        return replay(pl.DataFrame(schema=self.archive.schema), self.rules).state().collect()
 
     def _head(self, version: int) -> str | None:
         return (ledger.read_commit(self.archive.store, version).record or {}).get("digest")
@@ -314,13 +318,12 @@ class LiveReplay:
 
     def _events_at(self, version: int) -> int:
         """How many events a state of ``version`` has folded (the expiry's opening ones too)."""
-        key = self.rules.key
         events = self.archive.scan(version=version)
-        if key == "account_id":
-            events = events.filter(pl.col(key) != BANK_ACCOUNT)
+        events = events.filter(~global_expr(self.rules, events.collect_schema())
+                               & selection_expr(self.rules.check()))
         count = int(events.select(pl.len()).collect().item())
         expiry = expiry_of(self.archive, self.rules.fingerprint)
-        opening = None if expiry is None else expiry.opening_states(key)
+        opening = None if expiry is None else expiry.opening_states()
         return count + (0 if opening is None else int(opening["events"].sum()))
 
 

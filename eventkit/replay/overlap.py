@@ -2,7 +2,8 @@
 
 A history carries every column of the events, but the fold reads a few: the
 key, the event type, time and ``seq``, and the columns the rule expressions
-name (``amount`` for ``balance``; the bank's ``rate`` events for interest).
+and the selection name (``amount`` for ``balance``; the global ``rate`` events
+for interest).
 :func:`collect_and_fold` has Polars decode those first; while the compiled fold
 (one core) runs on them, a second query decodes the others — event ids,
 transaction times — on the other cores, and the two come side by side.
@@ -26,7 +27,7 @@ from dataclasses import replace
 
 import polars as pl
 
-from eventkit.replay.engine import Fold, fold, prepare
+from eventkit.replay.engine import Fold, columns_read, fold, prepare
 from eventkit.rules.model import CheckedRules
 
 __all__ = ["collect_and_fold", "fold_columns"]
@@ -35,15 +36,9 @@ __all__ = ["collect_and_fold", "fold_columns"]
 def fold_columns(checked: CheckedRules, names: Sequence[str]) -> list[str]:
     """The columns of ``names`` (in their order) a fold through ``checked`` reads."""
     rules = checked.rules
-    wanted = {rules.key, "event_type", "event_time", "seq"}
-    for pairs in checked.assignments.values():
-        for _, expr in pairs:
-            wanted |= expr.columns
-    for requirement in checked.requirements.values():
-        if requirement is not None:
-            wanted |= requirement.columns
+    wanted = {*rules.key_columns, "event_type", "event_time", "seq", *columns_read(checked)}
     if rules.interest is not None and rules.rate_table is None:
-        wanted.add("rate")  # the bank's rate events make the rate table
+        wanted.add("rate")  # the global rate events make the rate table
     return [n for n in names if n in wanted]
 
 
@@ -57,11 +52,12 @@ def collect_and_fold(events: pl.LazyFrame, checked: CheckedRules, *,
     names = events.collect_schema().names()
     core = fold_columns(checked, names)
     rest = [n for n in names if n not in core]
-    if not split or not rest:
+    clash = {*checked.fields, "violation"} & set(rest)  # the fold refuses it, naming them
+    if not split or not rest or clash:
         return fold(events.collect(), checked, start=start)
     with ThreadPoolExecutor(1, thread_name_prefix="eventkit-decode") as pool:
         later = pool.submit(events.select(rest).collect)
-        prepared = prepare(events.select(core).collect(), checked.rules.key)
+        prepared = prepare(events.select(core).collect(), checked)
         folded = fold(prepared, checked, start=start)
         others = later.result()
     state = folded.events.drop(core)

@@ -8,6 +8,7 @@ never used here.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -20,23 +21,26 @@ from eventkit.archive.retention import Expiry
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import (
     CorruptionError,
+    CoverageError,
+    CoverageWarning,
     EventDataError,
     InstantError,
     SnapshotError,
     foreign_errors,
 )
 from eventkit.replay.accrue import accrue
-from eventkit.replay.engine import Fold, fold
+from eventkit.replay.engine import Coverage, Fold, fold
 from eventkit.replay.kernels import grid_positions
 from eventkit.replay.overlap import collect_and_fold
 from eventkit.replay.progress import Steps
 from eventkit.replay.protocol import Window
 from eventkit.replay.snapshots import Snapshots
 from eventkit.rules.model import CheckedRules, RuleSet
-from eventkit.schema import BANK_ACCOUNT, TIME_DTYPE
+from eventkit.rules.streams import global_expr
+from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import from_micros, is_date, micros
 
-__all__ = ["GRID_CELLS", "ReplayResult", "Window"]
+__all__ = ["GRID_CELLS", "ReplayResult", "Window", "coverage"]
 
 #: About how many (instant, key) cells :meth:`ReplayResult.at_times` makes at a time.
 GRID_CELLS = 2_000_000
@@ -53,18 +57,27 @@ class Folded:
 class ReplayResult:
     """The outcome of :func:`replay`. Work is done on first use, then kept.
 
-    ``history`` holds every event (except the bank's own, account 0) in the
-    order they came in (log order), with the state after each event in
+    ``history`` holds every event the rules fold (not their global events,
+    such as the bank's own rate changes, nor those their ``where`` leaves out)
+    in the order they came in (log order), with the state after each event in
     valid-time order: one column per state field, and ``violation`` (null, or
     why the event was not folded) when the rules have requirements. Sort by
-    (key, ``event_time``, ``seq``) for a per-account time line.
+    (key, ``event_time``, ``seq``) for a per-key time line. The key comes back
+    in its own column(s) and type.
+
+    The first full fold checks which event types it met (see :func:`coverage`):
+    a :class:`~eventkit.exceptions.CoverageWarning` (with ``strict``: a
+    :class:`~eventkit.exceptions.CoverageError`) when a type occurs that no rule
+    handles and the rules do not ``ignore`` (and, with ``strict``, when a rule
+    handles a type the archive does not declare).
     """
 
     def __init__(self, events: pl.LazyFrame, rules: RuleSet, *,
-                 snapshots: Snapshots | None = None, keys: list[int] | None = None,
+                 snapshots: Snapshots | None = None, keys: list[object] | None = None,
                  archive: EventArchive | None = None, archive_version: int | None = None,
                  folded: Fold | None = None, start: pl.DataFrame | None = None,
-                 expiry: Expiry | None = None, split: bool = False) -> None:
+                 expiry: Expiry | None = None, strict: bool = False,
+                 split: bool = False) -> None:
         self._events = events
         self.rules = rules
         self.checked: CheckedRules = rules.check()
@@ -79,9 +92,12 @@ class ReplayResult:
         self.expiry = expiry
         #: per-key state every fold continues from (an expiry's opening states), or None
         self.start = start
+        self.strict = strict
         #: whether ``events`` reads rows in a fixed order (an archive's scan): then the
         #: columns the fold does not read are decoded while it runs (see replay.overlap)
         self._split = split
+        if folded is not None:
+            self._check(folded.coverage)
 
     @property
     def fingerprint(self) -> str:
@@ -101,13 +117,29 @@ class ReplayResult:
             # ticks)
             with Steps(f"replay ({self.rules.name})", 1) as steps:
                 steps.begin("reading and folding the events")
-                self._whole = self._fold_all()
+                whole = self._fold_all()
+            self._check(whole.coverage)
+            self._whole = whole
         return self._whole
 
     @foreign_errors(EventDataError, "replay: reading and folding the events")
     def _fold_all(self) -> Fold:
         return collect_and_fold(self._events, self.checked, start=self.start,
                                 split=self._split)
+
+    @property
+    def key(self) -> list[str]:
+        """The key's column names (one, or several for a composite key)."""
+        return list(self.rules.key_columns)
+
+    def _check(self, met: Coverage) -> None:
+        problem = coverage(self.rules, met, declared=None if self.archive is None
+                           else self.archive.event_types, strict=self.strict)
+        if problem is None:
+            return
+        if self.strict:
+            raise CoverageError(problem)
+        warnings.warn(problem, CoverageWarning, stacklevel=3)
 
     @property
     def history(self) -> pl.LazyFrame:
@@ -164,11 +196,11 @@ class ReplayResult:
         if t2 < begins:
             msg = f"{end!r} is before {start!r}"
             raise InstantError(msg, param="end")
-        key = self.rules.key
+        key = self.key
         folded = self._folded(t1, t2, lean=False)
         changes = (folded.fold.events.lazy()
                    .filter(pl.col("event_time").dt.epoch("us").is_between(t1, t2, closed="right"))
-                   .sort(key, "event_time", "seq"))
+                   .sort(*key, "event_time", "seq"))
         return Window(self._per_key(folded, t1), changes)
 
     def at_times(self, instants: Sequence[datetime | date | str] | pl.Series) -> pl.LazyFrame:
@@ -280,9 +312,11 @@ class ReplayResult:
         tail = self._events.filter((time > from_micros(c)) & (time <= from_micros(last)))
         try:
             base = snapshots.read(index, keys=self._keys)
-            if self.rules.key == "account_id":  # the bank's rate table: stored with the set
-                bank = snapshots.bank_events().lazy().filter(time <= from_micros(last))
-                tail = pl.concat([tail.filter(pl.col("account_id") != BANK_ACCOUNT), bank])
+            if self.rules.global_events is not None:  # the global events: stored with the set
+                shared = snapshots.shared_events().lazy().filter(time <= from_micros(last))
+                schema = self._events.collect_schema()
+                tail = pl.concat([tail.filter(~global_expr(self.rules, schema)),
+                                  shared.select(schema.names()).cast(schema)])
         except (SnapshotError, CorruptionError):
             if not snapshots.replaced:
                 raise
@@ -300,18 +334,55 @@ class ReplayResult:
 
     def _rows(self, folded: Folded, positions: np.ndarray, counts: np.ndarray) -> pl.DataFrame:
         """State rows at ``positions`` of the fold, completed from the snapshot if any."""
-        key = self.rules.key
+        key = self.key
         rows = folded.fold.events[positions].select(
-            key, *self.checked.fields, pl.Series("events", counts, dtype=pl.Int64),
+            *key, *self.checked.fields, pl.Series("events", counts, dtype=pl.Int64),
             pl.col("event_time").alias("last_event_time"),
         )
         if folded.base is not None:
             base = folded.base.select(rows.columns).cast(rows.schema)
             rows = pl.concat([
-                rows.join(base.select(key, pl.col("events").alias("#before")), on=key,
+                rows.join(base.select(*key, pl.col("events").alias("#before")), on=key,
                           how="left")
                 .with_columns(pl.col("events") + pl.col("#before").fill_null(0))
                 .drop("#before"),
                 base.join(rows.select(key), on=key, how="anti"),
             ])
         return rows.sort(key)
+
+
+def coverage(rules: RuleSet, met: Coverage, *, declared: tuple[str, ...] | None = None,
+             strict: bool = False) -> str | None:
+    """What a fold's event types say about the rules: a problem to report, or None.
+
+    Reported: event types that occur and that no rule handles nor the rules
+    ``ignore`` (their events change nothing: a misspelt rule, a rule set meant
+    for other events), with the handled types that never occurred. Rules for
+    types the archive does not declare (``declared``), which can never apply,
+    are named with them, and on their own when ``strict`` (an archive created
+    before a rule set learnt a new type is no mistake).
+
+    Examples
+    --------
+    >>> from eventkit.rules.model import Field, Handler
+    >>> typo = RuleSet("r", (Field("balance"),),
+    ...                (Handler("Deposits", {"balance": "balance + amount"}),))
+    >>> print(coverage(typo, Coverage(seen=(), unhandled=("Deposit",))))
+    rule set 'r': event type(s) ['Deposit'] occur but no rule handles them (or ignores them:
+    ignore=[...]); rules for ['Deposits'] never applied
+
+    """
+    handled = [h.event_type for h in rules.handlers]
+    absent = [t for t in handled if t not in met.seen]
+    unhandled = [t for t in met.unhandled if t not in rules.ignore]
+    foreign = [t for t in handled if declared is not None and t not in declared]
+    parts = []
+    if unhandled:
+        parts.append(f"event type(s) {unhandled} occur but no rule handles them (or ignores "
+                     f"them: ignore=[...])")
+        if absent:
+            parts.append(f"rules for {absent} never applied")
+    if foreign and (parts or strict):
+        parts.append(f"rules for {foreign} handle types the archive does not declare "
+                     f"({list(declared or ())})")
+    return f"rule set {rules.name!r}: " + "; ".join(parts) if parts else None

@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,7 +38,8 @@ from eventkit.archive.store import Store, fsync
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import SnapshotError
 from eventkit.rules.model import RuleSet
-from eventkit.schema import BANK_ACCOUNT, TIME_DTYPE
+from eventkit.rules.streams import global_expr, key_filter, key_frame
+from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import from_micros, micros, period_micros, period_problem
 
 __all__ = ["MAX_CHECKPOINTS", "Snapshots", "by_key", "find", "period_ends", "write_set"]
@@ -62,14 +63,14 @@ class Snapshots:
     """
 
     folder: Store
-    key: str
+    key: tuple[str, ...]
     fingerprint: str
     version: int
     head: str
     every: str
     checkpoints: tuple[int, ...]
     files: tuple[dict, ...]
-    bank: dict | None = None
+    shared: dict | None = None
 
     def before(self, micros: int) -> int | None:
         """Index of the last checkpoint at or before ``micros`` (None: none is)."""
@@ -80,23 +81,25 @@ class Snapshots:
             found = i
         return found
 
-    def read(self, index: int, keys: list[int] | None = None) -> pl.DataFrame:
+    def read(self, index: int, keys: list[object] | None = None) -> pl.DataFrame:
         """The state at checkpoint ``index`` (only ``keys``, when given)."""
         self._still_there()
         path = ledger.check_data_file(self.folder, self.files[index])
         lf = pl.scan_parquet(path, storage_options=self.folder.storage_options)
         if keys is not None:
-            lf = lf.filter(pl.col(self.key).is_in(keys))
+            wanted = key_frame(RuleSet("keys", (), (), key=self.key), keys,
+                               lf.collect_schema())
+            lf = lf.join(wanted.lazy(), on=list(self.key), how="semi")
         return lf.collect()
 
-    def bank_events(self) -> pl.DataFrame:
-        """The bank's own events (account 0: its rate table) in the archive state stored."""
-        if self.bank is None:
-            msg = (f"snapshot set {self.folder.root} holds no bank events (rules keyed by "
-                   f"{self.key!r})")
+    def shared_events(self) -> pl.DataFrame:
+        """The rule set's global events (the bank's rate table) in the archive state stored."""
+        if self.shared is None:
+            msg = (f"snapshot set {self.folder.root} holds no global events (its rules "
+                   "declare none)")
             raise SnapshotError(msg, param="snapshots")
         self._still_there()
-        return pl.read_parquet(ledger.check_data_file(self.folder, self.bank),
+        return pl.read_parquet(ledger.check_data_file(self.folder, self.shared),
                                storage_options=self.folder.storage_options)
 
     @property
@@ -132,17 +135,18 @@ def find(archive: EventArchive, rules: RuleSet, *, version: int | None = None,
         head = (ledger.read_commit(archive.store, version).record or {}).get("digest")
     if found.fingerprint != rules.fingerprint or found.version != version or found.head != head:
         return None
-    if found.key == "account_id" and found.bank is None:  # made without the rate table
+    if rules.global_events is not None and found.shared is None:  # made without them
         return None
     return found
 
 
-def by_key(archive: EventArchive, keys: list[int], *, version: int,
-           head: str | None = None) -> pl.LazyFrame | None:
-    """The events of ``keys`` from the archive's by-key copy, in log order (None: no copy).
+def by_key(archive: EventArchive, rules: RuleSet, keys: Sequence[object], *,
+           version: int, head: str | None = None) -> pl.LazyFrame | None:
+    """The events of ``keys`` (and the global ones) from the by-key copy, in log order.
 
-    Only a copy made from exactly this archive state (version and head digest)
-    is used; its file is checked against its SHA-256 like a data file.
+    None when there is no copy, or it is sorted by another key than the rule
+    set's. Only a copy made from exactly this archive state (version and head
+    digest) is used; its file is checked against its SHA-256 like a data file.
     """
     path = archive.store.child(f"{ledger.PRIVATE_DIR}/{FOLDER}/{_BY_KEY}/v{version}")
     try:
@@ -151,11 +155,12 @@ def by_key(archive: EventArchive, keys: list[int], *, version: int,
         return None
     if head is None:
         head = (ledger.read_commit(archive.store, version).record or {}).get("digest")
-    if m.get("version") != version or m.get("head") != head:
+    if m.get("version") != version or m.get("head") != head \
+            or tuple(m.get("key", ("account_id",))) != rules.key_columns:
         return None
     file = ledger.check_data_file(path, m["file"])
-    return (pl.scan_parquet(file, storage_options=path.storage_options)
-            .filter(pl.col("account_id").is_in(keys)).sort("seq"))
+    lf = pl.scan_parquet(file, storage_options=path.storage_options)
+    return lf.filter(key_filter(rules, keys, lf.collect_schema())).sort("seq")
 
 
 def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
@@ -167,7 +172,7 @@ def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
     written as it comes, so memory holds one checkpoint's state at a time.
 
     What :func:`eventkit.snapshot` writes once it has replayed: one file per
-    checkpoint, the bank's rate events, a manifest; with ``key_copy`` the
+    checkpoint, the rule set's global events, a manifest; with ``key_copy`` the
     by-key copy too. Older sets of the same rules are removed; the new one
     appears at once (see :func:`_publish`).
     """
@@ -175,22 +180,22 @@ def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
     files: list[dict[str, object]] = []
     blobs: dict[str, bytes | Path] = {}
     for i, state in enumerate(states):
-        part = state.drop("instant").sort(rules.key)
+        part = state.drop("instant").sort(rules.key_columns)
         name = f"cp-{i:05d}.parquet"
         data = _parquet(part, row_group_size=_ROW_GROUP, statistics=True)
         blobs[name] = data
         files.append({"path": name, **_entry(data), "rows": part.height})
-    bank = None
-    if rules.key == "account_id":  # the rate table every account reads: kept with the set
-        data = _parquet(
-            store.scan(version=version).filter(pl.col("account_id") == BANK_ACCOUNT).collect())
-        blobs["bank.parquet"] = data
-        bank = {"path": "bank.parquet", **_entry(data)}
-    manifest = {"key": rules.key, "fingerprint": rules.fingerprint, "version": version,
-                "head": head, "every": every,
+    shared = None
+    if rules.global_events is not None:  # what every key reads: kept with the set
+        events = store.scan(version=version)
+        data = _parquet(events.filter(global_expr(rules, events.collect_schema())).collect())
+        blobs["shared.parquet"] = data
+        shared = {"path": "shared.parquet", **_entry(data)}
+    manifest = {"key": list(rules.key_columns), "fingerprint": rules.fingerprint,
+                "version": version, "head": head, "every": every,
                 "checkpoints": [micros(t, param="every") for t in grid], "files": files,
-                "bank": bank, "created": datetime.now(UTC).isoformat()}
-    if key_copy and rules.key == "account_id":
+                "shared": shared, "created": datetime.now(UTC).isoformat()}
+    if key_copy:
         write_by_key(store, version, head)
     folder = _sets(store.store, rules)
     with _writing(folder):
@@ -199,7 +204,7 @@ def write_set(store: EventArchive, rules: RuleSet, *, version: int, every: str,
 
 
 def write_by_key(store: EventArchive, version: int, head: str | None) -> None:
-    """Store the archive's events sorted by account (log order within each)."""
+    """Store the archive's events sorted by its key (log order within each key)."""
     folder = store.store.child(f"{ledger.PRIVATE_DIR}/{FOLDER}/{_BY_KEY}")
     with _writing(folder):
         _write_by_key(store, folder, version, head)
@@ -212,7 +217,7 @@ def _write_by_key(store: EventArchive, folder: Store, version: int, head: str | 
     except (OSError, ValueError):
         pass
     name = "events.parquet"
-    events = store.scan(version=version).sort("account_id", maintain_order=True)
+    events = store.scan(version=version).sort(list(store.key), maintain_order=True)
     data: bytes | Path
     if folder.local:  # streamed to a file: flat memory
         data = folder.path("") / f".events-{uuid.uuid4().hex}{LEFTOVER}"
@@ -226,7 +231,8 @@ def _write_by_key(store: EventArchive, folder: Store, version: int, head: str | 
                         row_group_size=_KEY_ROW_GROUP)
         entry = _entry(data)
     _publish(folder, f"v{version}", {name: data},
-             {"version": version, "head": head, "file": {"path": name, **entry}})
+             {"version": version, "head": head, "key": list(store.key),
+              "file": {"path": name, **entry}})
 
 
 def _sets(store: Store, rules: RuleSet) -> Store:
@@ -315,9 +321,11 @@ def load(path: Store) -> Snapshots:
     """The snapshot set whose manifest is in ``path``."""
     try:
         m = json.loads(path.read(_MANIFEST))
-        return Snapshots(path, m["key"], m["fingerprint"], int(m["version"]), m["head"],
-                         m["every"], tuple(int(c) for c in m["checkpoints"]),
-                         tuple(m["files"]), m.get("bank"))
+        key = m["key"]
+        return Snapshots(path, (key,) if isinstance(key, str) else tuple(key), m["fingerprint"],
+                         int(m["version"]), m["head"], m["every"],
+                         tuple(int(c) for c in m["checkpoints"]), tuple(m["files"]),
+                         m.get("shared"))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         msg = f"snapshot manifest {path.uri(_MANIFEST)} is unreadable ({exc})"
         raise SnapshotError(msg, param="snapshots") from None

@@ -12,12 +12,21 @@ carry a null only from what they compute; float comparisons follow IEEE 754.
 from __future__ import annotations
 
 import ast
-from typing import cast
+from typing import Literal, cast
 
+import numpy as np
 import polars as pl
 
 from eventkit.exceptions import RuleError
-from eventkit.rules.expr import BINOPS, CMPOPS, INT64_MAX, INT64_MIN, static_type
+from eventkit.rules.expr import (
+    BINOPS,
+    CMPOPS,
+    INT64_MAX,
+    INT64_MIN,
+    TIME_PARTS,
+    derived_name,
+    static_type,
+)
 from eventkit.rules.model import CheckedRules, Field
 
 __all__ = ["polars_expr"]
@@ -25,18 +34,42 @@ __all__ = ["polars_expr"]
 _NULL_INT = pl.lit(None, dtype=pl.Int64)
 
 
-def polars_expr(node: ast.expr, checked: CheckedRules, enum: Field | None = None) -> pl.Expr:
+# --------------------------------------------------------------------------- Polars target
+def polars_expr(node: ast.expr, checked: CheckedRules, enum: Field | None = None, *,
+                text: Literal["codes"] | None = "codes") -> pl.Expr:
     """A vectorized Polars expression for an event-only syntax tree (null: not exact).
 
     Integer columns read nulls as 0 and float columns as NaN, like the other
-    engines. String literals become the integer codes of ``enum``'s values.
+    engines. String literals become the integer codes of ``enum``'s values
+    when ``enum`` is given. Text: with ``text="codes"`` text columns hold
+    their codes in the engine's dictionary (whose first entries are
+    :attr:`CheckedRules.strings`), and time parts are columns of their own
+    (``day(event_time)``); with ``text=None`` both are read from the events
+    as they are (a selection filter).
     """
-    return _PolarsBuilder(checked, enum).visit(node)
+    return _PolarsBuilder(checked, enum, text).visit(node)
 
 
 def _int64(wide: pl.Expr) -> pl.Expr:
     """An Int128 result as Int64, null where it is beyond Int64."""
     return pl.when(wide.is_between(INT64_MIN, INT64_MAX)).then(wide).cast(pl.Int64)
+
+
+def _divide(a: pl.Expr, b: pl.Expr) -> pl.Expr:
+    """``a / b`` of Float64s as IEEE 754 divides (numpy, column-wise; nulls stay null).
+
+    Polars' division kernel multiplies by the reciprocal, which is an ulp off
+    for about a third of values (5 / -1.5 gives -3.333333333333333, not
+    -3.3333333333333335): every engine must agree with the reference fold exactly.
+    """
+    def exact(pair: pl.Series) -> pl.Series:
+        x, y = (pair.struct.field(n).to_numpy() for n in ("a", "b"))
+        with np.errstate(all="ignore"):  # IEEE 754: inf and nan, as Python and numba give
+            return pl.Series(x / y, dtype=pl.Float64)
+
+    either_null = a.is_null() | b.is_null()
+    return pl.when(either_null).then(pl.lit(None, dtype=pl.Float64)).otherwise(
+        pl.struct(a.alias("a"), b.alias("b")).map_batches(exact, return_dtype=pl.Float64))
 
 
 def _compare(op: str, a: pl.Expr, b: pl.Expr, *, floats: bool) -> pl.Expr:
@@ -50,9 +83,11 @@ def _compare(op: str, a: pl.Expr, b: pl.Expr, *, floats: bool) -> pl.Expr:
 
 
 class _PolarsBuilder:
-    def __init__(self, checked: CheckedRules, enum: Field | None) -> None:
+    def __init__(self, checked: CheckedRules, enum: Field | None,
+                 text: Literal["codes"] | None) -> None:
         self.checked = checked
         self.enum = enum
+        self.codes = text == "codes"
 
     def typ(self, node: ast.expr) -> str:
         return static_type(node, self.checked.scope)
@@ -65,8 +100,11 @@ class _PolarsBuilder:
     def visit(self, node: ast.expr) -> pl.Expr:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, str):
-                assert self.enum is not None
-                return pl.lit(self.enum.values.index(node.value), dtype=pl.Int64)
+                if self.enum is not None:
+                    return pl.lit(self.enum.values.index(node.value), dtype=pl.Int64)
+                if self.codes:
+                    return pl.lit(self.checked.strings.index(node.value), dtype=pl.Int64)
+                return pl.lit(node.value, dtype=pl.String)
             if isinstance(node.value, float):
                 return pl.lit(node.value, dtype=pl.Float64)
             # a checked rule's other literals are ints and bools (parse refuses the rest)
@@ -74,6 +112,8 @@ class _PolarsBuilder:
         if isinstance(node, ast.Name):  # parameters are constants by now (simplified)
             if self.checked.scope.columns[node.id] == "float":
                 return pl.col(node.id).cast(pl.Float64).fill_null(float("nan"))
+            if self.checked.scope.columns[node.id] == "string" and not self.codes:
+                return pl.col(node.id).cast(pl.String).fill_null("")
             return pl.col(node.id).cast(pl.Int64).fill_null(0)
         if isinstance(node, ast.BinOp):
             return self.binop(BINOPS[type(node.op)], node)
@@ -113,7 +153,7 @@ class _PolarsBuilder:
         typ = "float" if op == "/" else self.typ(node)
         a, b = self.number(node.left, typ), self.number(node.right, typ)
         if typ == "float":
-            return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[op]
+            return _divide(a, b) if op == "/" else {"+": a + b, "-": a - b, "*": a * b}[op]
         wide_a, wide_b = a.cast(pl.Int128), b.cast(pl.Int128)
         if op in ("//", "%"):
             wide = wide_a // wide_b if op == "//" else wide_a % wide_b
@@ -124,6 +164,14 @@ class _PolarsBuilder:
 
     def call(self, node: ast.Call) -> pl.Expr:
         name = node.func.id  # type: ignore[attr-defined]
+        if name in TIME_PARTS:
+            column = node.args[0].id  # type: ignore[attr-defined]
+            if self.codes:
+                return pl.col(derived_name(name, column)).cast(pl.Int64)
+            utc = pl.col(column).dt.convert_time_zone("UTC")
+            return {"year": utc.dt.year(), "month": utc.dt.month(), "day": utc.dt.day(),
+                    "hour": utc.dt.hour(), "minute": utc.dt.minute(),
+                    "weekday": utc.dt.weekday()}[name].cast(pl.Int64)
         if name in ("min", "max"):
             floats = "float" in {self.typ(a) for a in node.args}
             kind = "float" if floats else "int"

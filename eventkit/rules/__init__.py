@@ -19,12 +19,20 @@ from typing import TYPE_CHECKING
 from eventkit import _lazy
 
 if TYPE_CHECKING:
-    from eventkit.rules.model import CheckedRules, Field, Handler, Interest, RuleSet
+    from eventkit.rules.model import (
+        CheckedRules,
+        Field,
+        GlobalEvents,
+        Handler,
+        Interest,
+        RuleSet,
+    )
     from eventkit.rules.registry import get, names, register, resolve
 
 __all__ = [
     "CheckedRules",
     "Field",
+    "GlobalEvents",
     "Handler",
     "Interest",
     "RuleSet",
@@ -35,6 +43,7 @@ __all__ = [
 ]
 
 _lazy.attach(__name__, {
-    "eventkit.rules.model": ("CheckedRules", "Field", "Handler", "Interest", "RuleSet"),
+    "eventkit.rules.model": ("CheckedRules", "Field", "GlobalEvents", "Handler", "Interest",
+                             "RuleSet"),
     "eventkit.rules.registry": ("get", "names", "register", "resolve"),
 })

@@ -15,11 +15,18 @@ choice             ``a if cond else b``
 functions          ``min(a, b)``, ``max(a, b)``, ``abs(x)``, ``float(x)``,
                    ``round_half_even(x)``, ``round_half_up(x)``, ``floor(x)``,
                    ``ceil(x)``, ``trunc(x)`` (float -> integer)
+time parts         ``year(t)``, ``month(t)`` (1-12), ``day(t)`` (1-31),
+                   ``hour(t)`` (0-23), ``minute(t)``, ``weekday(t)`` (1 =
+                   Monday .. 7 = Sunday), of ``event_time`` or
+                   ``recorded_at`` (in UTC)
 =================  ====================================================
 
-Types are ``int`` (money in minor units, counts, flags), ``float`` (rates) and
+Types are ``int`` (money in minor units, counts, flags), ``float`` (rates),
 ``enum`` (a field with named values such as ``'open'``/``'closed'``, compared
-and assigned by name). An integer is never silently turned into a float where
+and assigned by name), ``string`` (text: a payload column such as ``sku``,
+``event_type``, or a string field; compared with ``==``/``!=`` and assigned to
+string fields) and ``time`` (``event_time``, ``recorded_at``: read through the
+time parts). An integer is never silently turned into a float where
 exactness matters: assigning a float to an integer field needs a rounding
 function, and a condition (``not``, ``and``, ``or``, the test of a choice) is an
 integer or a comparison, never a float.
@@ -28,7 +35,8 @@ integer or a comparison, never a float.
 result beyond Int64 raises :class:`~eventkit.exceptions.ReplayError`, never
 wraps. So does a rounding function given NaN, ±∞ or a value beyond Int64.
 Integer ``//`` and ``%`` by zero give 0, float ``/`` by zero gives ``inf``/``nan``
-(floats follow IEEE 754: NaN compares false, except ``!=``).
+(floats follow IEEE 754: NaN compares false, except ``!=``). A null in an
+event column reads as 0 (int), NaN (float) or the empty string (text).
 
 **Evaluation.** Operands are computed left to right; ``a if c else b``
 computes only the branch taken, and ``and``/``or`` stop at the operand that
@@ -50,13 +58,18 @@ import ast
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from eventkit.exceptions import ReplayError, RuleError
 
-__all__ = ["LIMITS", "Expr", "Scope", "Typ", "evaluate", "parse", "static_type"]
+__all__ = ["LIMITS", "TIME_PARTS", "Expr", "Scope", "Typ", "derived_name", "evaluate", "parse",
+           "static_type"]
 
-Typ = Literal["int", "float", "enum"]
+Typ = Literal["int", "float", "enum", "string", "time"]
+
+#: Parts of a time (UTC) rules may read: ``day(event_time)``. ``weekday``: 1 = Monday.
+TIME_PARTS = ("year", "month", "day", "hour", "minute", "weekday")
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: Limits of one expression: characters, syntax nodes, nesting depth.
@@ -106,6 +119,8 @@ class Expr:
     enum: str | None  # for enum-typed expressions: the field whose values apply
     fields: frozenset[str]
     columns: frozenset[str]
+    derived: frozenset[str] = frozenset()  # time parts read, as ``"day(event_time)"``
+    texts: tuple[str, ...] = ()  # the text literals, in order
 
     @property
     def reads_state(self) -> bool:
@@ -147,7 +162,15 @@ def parse(text: str, scope: Scope, *, where: str) -> Expr:
     _check_size(tree.body, text, where)
     checker = _Checker(scope, text, where)
     typ, enum = checker.visit(tree.body)
-    return Expr(text, tree.body, typ, enum, frozenset(checker.fields), frozenset(checker.columns))
+    texts = tuple(dict.fromkeys(n.value for n in ast.walk(tree.body)
+                                if isinstance(n, ast.Constant) and isinstance(n.value, str)))
+    return Expr(text, tree.body, typ, enum, frozenset(checker.fields),
+                frozenset(checker.columns), frozenset(checker.derived), texts)
+
+
+def derived_name(part: str, column: str) -> str:
+    """The name of a time part's derived column, as the engines compute it: ``day(event_time)``."""
+    return f"{part}({column})"
 
 
 def _shown(text: str) -> str:
@@ -179,6 +202,7 @@ class _Checker:
         self.where = where
         self.fields: set[str] = set()
         self.columns: set[str] = set()
+        self.derived: set[str] = set()
 
     def fail(self, problem: str) -> RuleError:
         return RuleError(f"{self.where}: {problem} in {_shown(self.text)}")
@@ -246,8 +270,11 @@ class _Checker:
 
     def number(self, node: ast.AST) -> Typ:
         typ, _ = self.visit(node)
-        if typ == "enum":
-            raise self.fail(f"'{ast.unparse(node)}' is a named value, not a number")
+        if typ in ("enum", "string"):
+            raise self.fail(f"'{ast.unparse(node)}' is a named value or text, not a number")
+        if typ == "time":
+            raise self.fail(f"'{ast.unparse(node)}' is a time: read a part of it, such as "
+                            f"day({ast.unparse(node)}) ({', '.join(TIME_PARTS)})")
         return typ
 
     def condition(self, node: ast.AST) -> None:
@@ -260,9 +287,11 @@ class _Checker:
             raise self.fail("use one comparison operator at a time")
         left, right = node.left, node.comparators[0]
         a, b = self.visit(left), self.visit(right)
-        if "enum" in (a[0], b[0]):
+        if "time" in (a[0], b[0]):
+            self.number(left if a[0] == "time" else right)  # (fails, saying how)
+        if {"enum", "string"} & {a[0], b[0]}:
             if CMPOPS[type(node.ops[0])] not in ("==", "!="):
-                raise self.fail("named values compare only with == and !=")
+                raise self.fail("named values and text compare only with == and !=")
             self.unify(a, b)
             for side, other in ((left, b[1]), (right, a[1])):
                 self.literal_of(side, other)
@@ -278,6 +307,13 @@ class _Checker:
 
     def unify(self, a: tuple[Typ, str | None], b: tuple[Typ, str | None]
               ) -> tuple[Typ, str | None]:
+        if "string" in (a[0], b[0]):  # text meets text, or a bare literal ('x')
+            other = b if a[0] == "string" else a
+            if other[0] == "string" or (other[0] == "enum" and other[1] is None):
+                return "string", None
+            raise self.fail("cannot mix text with a number or a named value")
+        if "time" in (a[0], b[0]):
+            raise self.fail("a time is read through its parts, such as day(event_time)")
         if a[0] == "enum" or b[0] == "enum":
             if a[0] != b[0]:
                 raise self.fail("cannot mix a named value with a number")
@@ -290,6 +326,13 @@ class _Checker:
         if not isinstance(node.func, ast.Name) or node.keywords:
             raise self.fail("only plain calls of the listed functions are allowed")
         name, args = node.func.id, node.args
+        if name in TIME_PARTS:
+            if len(args) != 1 or not isinstance(args[0], ast.Name) or self.visit(args[0])[0] \
+                    != "time":
+                raise self.fail(f"{name}() takes a time column, such as event_time")
+            self.columns.discard(args[0].id)  # read through the part only
+            self.derived.add(derived_name(name, args[0].id))
+            return "int", None
         arity = {"min": 2, "max": 2, "abs": 1, "float": 1, **dict.fromkeys(ROUNDING, 1)}
         if name not in arity:
             raise self.fail(f"unknown function '{name}'")
@@ -387,7 +430,10 @@ class _Eval:
             return float(value) if static_type(node, self.scope) == "float" else value
         if isinstance(node, ast.Call):
             name = node.func.id  # type: ignore[attr-defined]
-            return call(name, [self.visit(a) for a in node.args])
+            args = [self.visit(a) for a in node.args]
+            if name in TIME_PARTS:
+                return time_part(name, args[0])
+            return call(name, args)
         msg = f"cannot evaluate {ast.unparse(node)}"
         raise RuleError(msg)
 
@@ -435,6 +481,14 @@ def compare(op: str, a: Any, b: Any) -> bool:
     a, b = _floats(a, b)
     return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b,
             "!=": a != b}[op]
+
+
+def time_part(name: str, t: datetime) -> int:
+    """A part of an aware datetime, in UTC (what ``day(event_time)`` means)."""
+    utc = t.astimezone(UTC)
+    if name == "weekday":
+        return utc.isoweekday()
+    return int(getattr(utc, name))
 
 
 def call(name: str, args: list[Any]) -> Any:

@@ -2,7 +2,14 @@
 
 A rule set declares
 
-* the **key** whose state events change (``account_id``);
+* the **key** whose state events change: one column (``account_id``, a text
+  ``order_id``, ...) or several (``("tenant", "order_id")``), of any type a
+  key can have (integers, text, dates, booleans);
+* optionally the **global events**: events that belong to no key but apply to
+  every key (:class:`GlobalEvents`; the banking rules: the bank's own
+  ``InterestRateChanged`` events, on account 0, form the bank-wide rate table);
+* optionally a **selection** (``where``): the events this rule set folds, when
+  one archive holds several kinds of streams (``stream_type == 'order'``);
 * the **state fields** with their type and initial value;
 * per **event type**, the new value of some fields, as expressions of the
   state before the event, the event's columns and the rule set's parameters
@@ -36,6 +43,7 @@ import ast
 import hashlib
 import json
 import math
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -45,104 +53,62 @@ from typing import Any
 
 from eventkit.exceptions import RuleError
 from eventkit.rules.expr import INT64_MAX, INT64_MIN, ROUNDING, Expr, Scope, Typ, parse
+from eventkit.rules.parts import (
+    Field,
+    GlobalEvents,
+    Handler,
+    Interest,
+    key_value,
+    normal,
+    plain,
+    read_rate_table,
+)
 from eventkit.rules.simplify import fold_constants
-from eventkit.timeutil import InstantError, to_instant
 
-__all__ = ["CheckedRules", "Field", "Handler", "Interest", "RuleSet"]
+__all__ = ["CheckedRules", "Field", "GlobalEvents", "Handler", "Interest", "RuleSet"]
 
-#: Event columns rules may read, with their types (nulls read as 0, or NaN for floats).
+#: Event columns rules may read, with their types (nulls read as 0, NaN for floats, the
+#: empty string for text); a rule set's ``columns`` declares more.
 EVENT_COLUMNS: Mapping[str, Typ] = {
     "amount": "int",
     "counterparty_id": "int",
     "rate": "float",
+    "event_type": "string",
+    "event_id": "string",
+    "event_time": "time",
+    "recorded_at": "time",
+    "seq": "int",
 }
+#: Types a declared event column may have (``time``: read through ``day(t)``, ``hour(t)``...).
+COLUMN_TYPES = ("int", "float", "string", "time")
 _RESERVED = {"require", *EVENT_COLUMNS}
+#: What an event type is: a plain name (no wildcard, no spaces around it).
+_TYPE_NAME = re.compile(r"[^\s*?\[\]]+(?:[^*?\[\]]*[^\s*?\[\]])?")
 #: The largest rules file read (bytes): far beyond any real rule set, and bounds load time.
 MAX_FILE_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class Field:
-    """A state field: ``int`` (exact money in minor units, counts), ``float`` or ``enum``.
-
-    An ``enum`` field holds one of ``values`` (by name); its initial value
-    defaults to the first. ``money`` marks an int field as an amount in minor
-    units, so displays show it in currency units (it changes no arithmetic).
-    """
-
-    name: str
-    type: Typ = "int"
-    initial: int | float | str | None = None
-    values: tuple[str, ...] = ()
-    money: bool = False
-
-    @property
-    def start(self) -> int | float | str:
-        """The initial value, with the type's default filled in."""
-        if self.initial is not None:
-            return self.initial
-        defaults: dict[str, int | float | str] = {
-            "int": 0, "float": 0.0, "enum": self.values[0] if self.values else ""}
-        return defaults[self.type]
-
-
-@dataclass(frozen=True)
-class Handler:
-    """What one event type does: new field values, and an optional requirement.
-
-    ``require`` replaces the rule set's requirement for this event type; the
-    empty string means "no requirement".
-    """
-
-    event_type: str
-    set: Mapping[str, str] = field(default_factory=dict)
-    require: str | None = None
-
-
-@dataclass(frozen=True)
-class Interest:
-    """Interest accrued on a field between consecutive events of a key.
-
-    Convention (stated once, used by every engine and the reference fold):
-    simple interest **ACT/365 on exact elapsed time**. When an event arrives,
-    the interest for the interval since the key's previous event is
-
-        ``rounding(balance * I / 31_536_000)``
-
-    where ``I`` is the integral of the annual rate over the interval in
-    rate-seconds (the rate in force changes at each rate-table entry) and
-    ``balance`` is in minor units. The rounded amount is *posted* then: added to
-    ``balance_field`` (so interest compounds at every posting) and to
-    ``posted_field``. Negative balances accrue at the same rate. Posting
-    happens before the event's own effect, also for events that a requirement
-    rejects.
-
-    The rate in force is the key's own ``account_rate_field`` when that is
-    not NaN, else the bank-wide rate table: the rule set's ``rate_table``
-    parameter when given, else the ``InterestRateChanged`` events of the bank
-    key (account 0) in the replayed events.
-    """
-
-    balance_field: str = "balance"
-    posted_field: str | None = "interest"
-    account_rate_field: str | None = None
-    rounding: str = "round_half_even"
 
 
 @dataclass(frozen=True)
 class RuleSet:
     """A set of folding rules; see the module docstring.
 
+    ``key`` names the key column, or a tuple of columns (a composite key).
     ``rate_table`` (effective instant, annual rate) pairs, when given,
-    replace the bank's ``InterestRateChanged`` events as the bank-wide rate
-    table: that is how a what-if scenario changes rates. A date as effective
-    instant means the start of that UTC day.
+    replace the rate events among the global events as the rate table: that
+    is how a what-if scenario changes rates. A date as effective instant
+    means the start of that UTC day. ``where`` (an expression over event
+    columns, e.g. ``"stream_type == 'order'"``) selects the events the rule
+    set folds; the others are not part of its replay. ``ignore`` names event
+    types the rules leave alone on purpose: a replay warns about any other
+    type that occurs and no rule handles (see :func:`eventkit.replay`).
+    ``columns`` declares further event columns the expressions read, with
+    their types (``int``, ``float``, ``string``, ``time``).
     """
 
     name: str
     fields: tuple[Field, ...]
     handlers: tuple[Handler, ...]
-    key: str = "account_id"
+    key: str | tuple[str, ...] = "account_id"
     params: Mapping[str, int | float] = field(default_factory=dict)
     require: str | None = None
     interest: Interest | None = None
@@ -150,6 +116,24 @@ class RuleSet:
     columns: Mapping[str, Typ] = field(default_factory=dict)
     description: str = ""
     source: str = "<python>"
+    global_events: GlobalEvents | None = None
+    where: str | None = None
+    ignore: tuple[str, ...] = ()
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        """The key's column names: one, or several for a composite key."""
+        return (self.key,) if isinstance(self.key, str) else tuple(self.key)
+
+    @property
+    def keying(self) -> tuple[object, ...]:
+        """What decides which events fold, and under which key.
+
+        Two rule sets that agree on it can share the preparation of one set of
+        events (see ``compare``).
+        """
+        return (self.key_columns, self.global_events,
+                None if self.where is None else normal(self.where))
 
     # ------------------------------------------------------------------ variants
     def with_params(self, **overrides: Any) -> RuleSet:
@@ -170,7 +154,7 @@ class RuleSet:
                    f"known: {sorted(self.params)}, rate_table and rounding")
             raise RuleError(msg)
         return replace(self, params={**self.params, **overrides}, interest=interest,
-                       rate_table=_rate_table(rate_table, self.source))
+                       rate_table=read_rate_table(rate_table, self.source))
 
     # ------------------------------------------------------------------ identity
     @property
@@ -181,15 +165,21 @@ class RuleSet:
         rules file does not change it; the name and description do not count.
         """
         body = {
-            "key": self.key,
+            "key": self.key if isinstance(self.key, str) else list(self.key),
+            **({"global": [plain(self.global_events.key),
+                           plain(self.global_events.event_types)]}
+               if self.global_events is not None else {}),
+            **({"where": normal(self.where)} if self.where is not None else {}),
             "fields": [[f.name, f.type, f.start, list(f.values)] for f in self.fields],
             "handlers": sorted(
-                [h.event_type, sorted((k, _normal(v)) for k, v in h.set.items()),
-                 None if h.require is None else _normal(h.require)]
+                [h.event_type, sorted((k, normal(v)) for k, v in h.set.items()),
+                 None if h.require is None else normal(h.require)]
                 for h in self.handlers),
             "params": sorted((k, repr(v)) for k, v in self.params.items()),
-            "require": None if self.require is None else _normal(self.require),
-            "interest": None if self.interest is None else vars(self.interest),
+            "require": None if self.require is None else normal(self.require),
+            "interest": None if self.interest is None else {
+                k: v for k, v in vars(self.interest).items()
+                if not (k == "rate_event" and v == Interest.rate_event)},
             "rate_table": None if self.rate_table is None else [
                 [t.isoformat(), repr(r)] for t, r in self.rate_table],
             "columns": sorted(self.columns.items()),
@@ -206,12 +196,14 @@ class RuleSet:
     def from_toml(cls, path: str | Path) -> RuleSet:
         """Load a rule set from a TOML rules file.
 
-        The file holds ``[ruleset]`` (``name``, optional ``key``, ``require``,
+        The file holds ``[ruleset]`` (``name``, optional ``key`` — a column
+        name or a list of them —, ``require``, ``where``, ``ignore``,
         ``description``), ``[params]``, ``[fields.NAME]`` tables (``type``,
         ``initial``, ``values``), optional ``[columns]`` (extra event columns and
-        their types), optional ``[interest]`` (the :class:`Interest` options)
-        and one ``[on.EVENT_TYPE]`` table per event type mapping field names to
-        expressions (plus an optional ``require``).
+        their types), optional ``[interest]`` (the :class:`Interest` options),
+        optional ``[global]`` (the :class:`GlobalEvents`: ``key``,
+        ``event_types``) and one ``[on.EVENT_TYPE]`` table per event type
+        mapping field names to expressions (plus an optional ``require``).
         """
         where = str(path)
         try:
@@ -231,13 +223,18 @@ class RuleSet:
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "<dict>") -> RuleSet:
         """Build a rule set from the structure of a rules file (see :meth:`from_toml`)."""
         unknown = sorted(set(data) - {"ruleset", "params", "fields", "on", "interest",
-                                      "columns", "rate_table"})
+                                      "columns", "rate_table", "global"})
         if unknown:
             msg = f"{source}: unknown section(s) {unknown}"
             raise RuleError(msg)
         head = data.get("ruleset", {})
         if "name" not in head:
             msg = f"{source}: [ruleset] needs a name"
+            raise RuleError(msg)
+        bad_head = sorted(set(head) - {"name", "key", "require", "description", "where",
+                                       "ignore"})
+        if bad_head:
+            msg = f"{source}: [ruleset] has unknown key(s) {bad_head}"
             raise RuleError(msg)
         fields = []
         for name, spec in data.get("fields", {}).items():
@@ -260,48 +257,33 @@ class RuleSet:
         except TypeError as exc:
             msg = f"{source}: [interest]: {exc}"
             raise RuleError(msg) from None
+        shared = data.get("global")
+        if shared is not None:
+            extra = sorted(set(shared) - {"key", "event_types"}) if isinstance(
+                shared, Mapping) else ["(not a table)"]
+            if extra or "key" not in shared:
+                msg = (f"{source}: [global] takes key (the key value of global events) and "
+                       f"optional event_types; got {sorted(shared) if not extra else extra}")
+                raise RuleError(msg)
+            shared = GlobalEvents(key_value(shared["key"]), None if shared.get(
+                "event_types") is None else tuple(shared["event_types"]))
+        key = head.get("key", "account_id")
         return cls(
             name=head["name"],
-            key=head.get("key", "account_id"),
+            key=key if isinstance(key, str) else tuple(key),
+            global_events=shared,
+            where=head.get("where"),
+            ignore=tuple(head.get("ignore", ())),
             require=head.get("require"),
             description=head.get("description", ""),
             params=dict(data.get("params", {})),
             fields=tuple(fields),
             handlers=tuple(handlers),
             interest=interest_obj,
-            rate_table=_rate_table(data.get("rate_table"), source),
+            rate_table=read_rate_table(data.get("rate_table"), source),
             columns=dict(data.get("columns", {})),
             source=source,
         )
-
-
-def _normal(text: str) -> str:
-    try:
-        return ast.dump(ast.parse(text.strip(), mode="eval"))
-    except SyntaxError:
-        return text
-
-
-def _rate_table(
-    table: Any, source: str
-) -> tuple[tuple[datetime, float], ...] | None:
-    """Read a rate table: (instant, rate) pairs, or a mapping instant -> rate."""
-    if table is None:
-        return None
-    pairs = table.items() if isinstance(table, Mapping) else table
-    out = []
-    try:
-        for when, rate in pairs:
-            out.append((to_instant(when, param="rate_table", day="start"), float(rate)))
-    except (InstantError, TypeError, ValueError) as exc:
-        msg = f"{source}: bad rate_table entry: {exc}"
-        raise RuleError(msg) from None
-    out.sort(key=lambda p: p[0])
-    for _, rate in out:
-        if not math.isfinite(rate):
-            msg = f"{source}: rate_table holds a non-finite rate {rate}"
-            raise RuleError(msg)
-    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -309,11 +291,14 @@ class CheckedRules:
     """A rule set whose expressions are parsed and type-checked.
 
     ``assignments[event_type]`` lists (field, expression) pairs;
-    ``requirements[event_type]`` is the requirement in force (or None).
-    ``linear`` is true when, for every field, all assignments add an
-    event-only amount to it, or all set it from the event alone, and there is
-    no requirement and no interest: then each event's effect is a vectorized
-    Polars expression and the fold is a running sum (or a forward fill) per key.
+    ``requirements[event_type]`` is the requirement in force (or None);
+    ``selection`` the parsed ``where`` (or None). ``linear`` is true when,
+    for every field, all assignments add an event-only amount to it, or all
+    set it from the event alone, and there is no requirement and no interest:
+    then each event's effect is a vectorized Polars expression and the fold
+    is a running sum (or a forward fill) per key. ``strings`` lists the text
+    values the rules name (literals, initial values of string fields): the
+    engines code them first, so their codes never depend on the data.
     """
 
     rules: RuleSet
@@ -322,6 +307,15 @@ class CheckedRules:
     assignments: Mapping[str, tuple[tuple[str, Expr], ...]]
     requirements: Mapping[str, Expr | None]
     linear: bool
+    selection: Expr | None = None
+    strings: tuple[str, ...] = ()
+
+    @property
+    def text_columns(self) -> tuple[str, ...]:
+        """The event columns of type ``string`` the rules read (in the engine: as codes)."""
+        read = {c for pairs in self.assignments.values() for _, e in pairs for c in e.columns}
+        read |= {c for r in self.requirements.values() if r is not None for c in r.columns}
+        return tuple(sorted(c for c in read if self.scope.columns.get(c) == "string"))
 
     @classmethod
     def build(cls, rules: RuleSet) -> CheckedRules:
@@ -333,6 +327,7 @@ class CheckedRules:
             raise RuleError(msg)
         for f in rules.fields:
             _check_field(f, src)
+        _check_key(rules, fields, src)
         clash = sorted((set(fields) | set(rules.params)) & (_RESERVED | set(rules.columns)))
         if clash:
             msg = f"{src}: names {clash} are reserved for event columns or 'require'"
@@ -342,11 +337,14 @@ class CheckedRules:
             msg = f"{src}: {clash} named both a parameter and a state field; rename one"
             raise RuleError(msg)
         for name, typ in rules.columns.items():
-            if typ not in ("int", "float"):
-                msg = f"{src}: column {name!r} must be of type int or float, not {typ!r}"
+            if typ not in COLUMN_TYPES:
+                msg = (f"{src}: column {name!r} must be of type {', '.join(COLUMN_TYPES)}, "
+                       f"not {typ!r}")
                 raise RuleError(msg)
         for name, value in rules.params.items():
             _check_number(f"{src}: parameter {name!r}", value)
+        for ignored in rules.ignore:
+            _check_type_name(ignored, f"{src}, ignore")
         scope = Scope(
             fields={f.name: f.type for f in rules.fields},
             columns={**EVENT_COLUMNS, **rules.columns},
@@ -359,6 +357,7 @@ class CheckedRules:
         requirements: dict[str, Expr | None] = {}
         for h in rules.handlers:
             where = f"{src}, rule on {h.event_type}"
+            _check_type_name(h.event_type, where)
             if h.event_type in assignments:
                 msg = f"{where}: event type handled twice"
                 raise RuleError(msg)
@@ -376,8 +375,14 @@ class CheckedRules:
             else:
                 requirements[h.event_type] = (_parse(h.require, scope, where=f"{where}, require")
                                               if h.require else None)
+        for req in requirements.values():
+            if req is not None and req.typ not in ("int", "float"):
+                msg = f"{src}: requirement {req.text!r} is not a condition"
+                raise RuleError(msg)
         if rules.interest is not None:
             _check_interest(rules.interest, fields, src)
+        _check_global(rules, src)
+        selection = _selection(rules, scope, src)
         kinds: dict[str, set[str | None]] = {}
         for assigned in assignments.values():
             for target, expr in assigned:
@@ -387,7 +392,57 @@ class CheckedRules:
             and all(r is None for r in requirements.values())
             and all(k - {"keep"} in ({"add"}, {"set"}, set()) for k in kinds.values())
         )
-        return cls(rules, fields, scope, assignments, requirements, linear)
+        exprs = [e for pairs in assignments.values() for _, e in pairs]
+        exprs += [r for r in requirements.values() if r is not None]
+        texts = [str(f.start) for f in rules.fields if f.type == "string"]
+        texts += [t for e in exprs for t in e.texts]
+        return cls(rules, fields, scope, assignments, requirements, linear, selection,
+                   tuple(dict.fromkeys(texts)))
+
+
+def _check_type_name(name: object, where: str) -> None:
+    if not isinstance(name, str) or not _TYPE_NAME.fullmatch(name):
+        msg = (f"{where}: {name!r} is not an event type (a handler names one type, exactly "
+               "as the events spell it; wildcards such as '*' are not supported)")
+        raise RuleError(msg)
+
+
+def _check_key(rules: RuleSet, fields: Mapping[str, Field], src: str) -> None:
+    columns = rules.key_columns
+    if not columns or not all(isinstance(c, str) and c for c in columns) \
+            or len(set(columns)) != len(columns):
+        msg = (f"{src}: key must name a column, or distinct columns (a composite key), "
+               f"not {rules.key!r}")
+        raise RuleError(msg)
+    clash = sorted(set(columns) & (set(fields) | set(rules.params) | {"require"}))
+    if clash:
+        msg = f"{src}: key column(s) {clash} clash with a state field or parameter"
+        raise RuleError(msg)
+
+
+def _check_global(rules: RuleSet, src: str) -> None:
+    shared = rules.global_events
+    if shared is None:
+        return
+    values = shared.key if isinstance(shared.key, tuple) else (shared.key,)
+    if len(values) != len(rules.key_columns) or not all(
+            isinstance(v, int | str) for v in values):
+        msg = (f"{src}: global events' key {shared.key!r} must be one value per key column "
+               f"{list(rules.key_columns)} (integers or text)")
+        raise RuleError(msg)
+    for name in shared.event_types or ():
+        _check_type_name(name, f"{src}, global event_types")
+
+
+def _selection(rules: RuleSet, scope: Scope, src: str) -> Expr | None:
+    if rules.where is None:
+        return None
+    only_events = Scope(fields={}, columns=scope.columns, params=scope.params, enums={})
+    selection = _parse(rules.where, only_events, where=f"{src}, where")
+    if selection.typ not in ("int", "float"):
+        msg = f"{src}, where: {rules.where!r} is not a condition"
+        raise RuleError(msg)
+    return selection
 
 
 def _parse(text: str, scope: Scope, *, where: str) -> Expr:
@@ -416,8 +471,12 @@ def _check_number(what: str, value: object) -> None:
 
 
 def _check_field(f: Field, src: str) -> None:
-    if f.type not in ("int", "float", "enum"):
-        msg = f"{src}: field {f.name!r} has unknown type {f.type!r} (int, float or enum)"
+    if f.type not in ("int", "float", "enum", "string"):
+        msg = (f"{src}: field {f.name!r} has unknown type {f.type!r} (int, float, enum or "
+               "string)")
+        raise RuleError(msg)
+    if f.type == "string" and not isinstance(f.start, str):
+        msg = f"{src}: initial value of string field {f.name!r} must be text"
         raise RuleError(msg)
     if f.type == "enum":
         if not f.values:
@@ -437,6 +496,17 @@ def _check_field(f: Field, src: str) -> None:
 
 
 def _check_assignment(target: Field, expr: Expr, where: str) -> None:
+    if target.type == "string" or expr.typ == "string":
+        if target.type != "string" or expr.typ not in ("string", "enum") or (
+                expr.typ == "enum" and expr.enum is not None):
+            msg = (f"{where}, field {target.name}: text goes only to a string field, and a "
+                   "string field takes only text (a string column, field or literal)")
+            raise RuleError(msg)
+        return
+    if expr.typ == "time":
+        msg = (f"{where}, field {target.name}: a time is read through day(t), hour(t), "
+               "month(t), year(t), weekday(t) or minute(t)")
+        raise RuleError(msg)
     if target.type == "enum":
         if expr.typ != "enum":
             msg = f"{where}, field {target.name}: assigns a number to a named-value field"

@@ -14,7 +14,10 @@ import polars as pl
 
 from eventkit._typing import Instant
 from eventkit.exceptions import EventDataError, InstantError, SchemaError
-from eventkit.schema import BANK_ACCOUNT, TIME_DTYPE
+from eventkit.rules import registry
+from eventkit.rules.model import RuleSet
+from eventkit.rules.streams import global_expr
+from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import period_problem, to_instant
 
 __all__ = ["RateTable", "bump_rates", "rate_events", "rates_of", "read_rates", "shift_rates"]
@@ -67,13 +70,14 @@ def read_rates(path: str | Path, *, effective: str = "effective", rate: str = "r
     return dict(sorted(table.items()))
 
 
-def rate_events(events: pl.LazyFrame | pl.DataFrame, *, key: str = "account_id"
+def rate_events(events: pl.LazyFrame | pl.DataFrame, rules: RuleSet | str = "banking"
                 ) -> pl.DataFrame:
-    """The bank-wide rate changes in ``events``: ``t`` and ``rate``, in log order.
+    """The rate changes among the rule set's global events: ``t`` and ``rate``, in time order.
 
-    They are the ``InterestRateChanged`` events of the bank itself (key
-    :data:`~eventkit.schema.BANK_ACCOUNT`) that carry a rate. The one place
-    that knows it: the engine reads them through here, :func:`rates_of` too.
+    They are the global events (see :class:`~eventkit.rules.model.GlobalEvents`;
+    for the ``banking`` rules the bank's own, on account 0) of the interest's
+    ``rate_event`` type that carry a rate. The one place that knows it: the
+    engine reads them through here, :func:`rates_of` too.
 
     Examples
     --------
@@ -84,19 +88,22 @@ def rate_events(events: pl.LazyFrame | pl.DataFrame, *, key: str = "account_id"
     [(datetime.datetime(2024, 3, 1, 0, 0, tzinfo=zoneinfo.ZoneInfo(key='UTC')), 0.03)]
 
     """
+    ruleset = registry.resolve(rules)
     lf = events.lazy()
-    if "rate" not in lf.collect_schema().names():
+    schema = lf.collect_schema()
+    if "rate" not in schema.names() or ruleset.interest is None:
         return pl.DataFrame(schema={"t": TIME_DTYPE, "rate": pl.Float64})
-    return (lf.filter((pl.col(key) == BANK_ACCOUNT)
-                      & (pl.col("event_type") == "InterestRateChanged")
+    return (lf.filter(global_expr(ruleset, schema)
+                      & (pl.col("event_type") == ruleset.interest.rate_event)
                       & pl.col("rate").is_not_null())
             .sort("event_time", "seq")
             .select(pl.col("event_time").alias("t"), pl.col("rate").cast(pl.Float64))
             .collect())
 
 
-def rates_of(events: pl.LazyFrame | pl.DataFrame, *, key: str = "account_id") -> RateTable:
-    """The bank's own rate table: its ``InterestRateChanged`` events (see :func:`rate_events`).
+def rates_of(events: pl.LazyFrame | pl.DataFrame, rules: RuleSet | str = "banking"
+             ) -> RateTable:
+    """The rate table in ``events``: the rule set's global rate events (see :func:`rate_events`).
 
     Examples
     --------
@@ -106,7 +113,7 @@ def rates_of(events: pl.LazyFrame | pl.DataFrame, *, key: str = "account_id") ->
     True
 
     """
-    rows = rate_events(events, key=key)
+    rows = rate_events(events, rules)
     return {t.astimezone(UTC): r for t, r in zip(rows["t"].to_list(), rows["rate"].to_list(),
                                                   strict=True)}
 

@@ -19,10 +19,9 @@ from typing import Any
 
 from eventkit.exceptions import ReplayError
 from eventkit.rules.expr import binop, evaluate, round_to_int
-from eventkit.rules.model import RuleSet
-from eventkit.schema import BANK_ACCOUNT
+from eventkit.rules.model import CheckedRules, RuleSet
 
-__all__ = ["reference_fold"]
+__all__ = ["is_global", "reference_fold"]
 
 _YEAR_SECONDS = 31_536_000.0
 
@@ -30,10 +29,11 @@ _YEAR_SECONDS = 31_536_000.0
 def reference_fold(events: Iterable[Mapping[str, Any]], rules: RuleSet) -> list[dict[str, Any]]:
     """Fold events through ``rules`` one by one.
 
-    Returns one dict per event (bank events of account 0 left out), in (key,
-    event time, seq) order: the event's fields plus every state field after it,
-    plus ``violation`` (None or the reason) when the rules have requirements.
-    Enum fields hold their value names.
+    Returns one dict per event the rules fold (their global events and the
+    events their ``where`` leaves out are not folded), in (key, event time,
+    seq) order: the event's fields plus every state field after it, plus
+    ``violation`` (None or the reason) when the rules have requirements. Enum
+    and string fields hold their text.
 
     Examples
     --------
@@ -46,25 +46,26 @@ def reference_fold(events: Iterable[Mapping[str, Any]], rules: RuleSet) -> list[
 
     """
     checked = rules.check()
-    key = rules.key
     all_events = list(events)
-    rate_table = _rate_table(all_events, rules)
-    if key == "account_id":
-        all_events = [e for e in all_events if e[key] != BANK_ACCOUNT]
-    ordered = sorted(all_events, key=lambda e: (e[key], _micros(e["event_time"]), e["seq"]))
+    shared = [e for e in all_events if is_global(e, rules)]
+    rate_table = _rate_table(shared, rules)
+    chosen = [e for e in all_events if not is_global(e, rules) and _selected(e, checked)]
+    ordered = sorted(chosen, key=lambda e: (key_of(e, rules), _micros(e["event_time"]),
+                                            e["seq"]))
     initial = {name: f.start for name, f in checked.fields.items()}
     has_requirements = any(r is not None for r in checked.requirements.values())
     states: dict[Any, dict[str, Any]] = {}
     last_time: dict[Any, int] = {}
     out = []
     for event in ordered:
-        state = states.setdefault(event[key], dict(initial))
+        key = key_of(event, rules)
+        state = states.setdefault(key, dict(initial))
         now = _micros(event["event_time"])
         at: list[str | None] = ["interest", None]  # the rule and field being computed
         try:
-            if rules.interest is not None and event[key] in last_time:
-                _post_interest(state, rules, rate_table, last_time[event[key]], now, at)
-            last_time[event[key]] = now
+            if rules.interest is not None and key in last_time:
+                _post_interest(state, rules, rate_table, last_time[key], now, at)
+            last_time[key] = now
             violation = None
             if event["event_type"] in checked.assignments:
                 scope = checked.scope
@@ -83,7 +84,7 @@ def reference_fold(events: Iterable[Mapping[str, Any]], rules: RuleSet) -> list[
                         typ = checked.fields[target].type
                         state[target] = float(value) if typ == "float" else value
         except ReplayError as exc:
-            raise ReplayError(exc.problem, key=event[key], event_id=event.get("event_id"),
+            raise ReplayError(exc.problem, key=key, event_id=event.get("event_id"),
                               field=at[1], rule=at[0]) from exc
         row = {**event, **state}
         if has_requirements:
@@ -92,14 +93,46 @@ def reference_fold(events: Iterable[Mapping[str, Any]], rules: RuleSet) -> list[
     return out
 
 
+def key_of(event: Mapping[str, Any], rules: RuleSet) -> Any:
+    """The event's key: the key column's value, or a tuple of them for a composite key."""
+    columns = rules.key_columns
+    return event[columns[0]] if len(columns) == 1 else tuple(event[c] for c in columns)
+
+
+def is_global(event: Mapping[str, Any], rules: RuleSet) -> bool:
+    """Whether ``event`` is one of the rule set's global events (see ``GlobalEvents``)."""
+    shared = rules.global_events
+    if shared is None:
+        return False
+    key = key_of(event, rules)
+    want = shared.key
+    same = [type(v) is type(w) and v == w for v, w in zip(
+        key if isinstance(key, tuple) else (key,), want if isinstance(want, tuple) else (want,),
+        strict=True)]
+    return all(same) and (shared.event_types is None
+                          or event["event_type"] in shared.event_types)
+
+
+def _selected(event: Mapping[str, Any], checked: CheckedRules) -> bool:
+    if checked.selection is None:
+        return True
+    env = {**checked.scope.params, **_columns(event, checked.scope.columns)}
+    return bool(evaluate(checked.selection, env, checked.scope))
+
+
 def _columns(event: Mapping[str, Any], columns: Mapping[str, str]) -> dict[str, Any]:
-    """Event columns as rules see them: null ints read 0, null floats read NaN."""
-    out = {}
+    """Event columns as rules see them: nulls read 0 (int), NaN (float), '' (text)."""
+    out: dict[str, Any] = {}
     for name, typ in columns.items():
         value = event.get(name)
-        if value is None:
-            value = math.nan if typ == "float" else 0
-        out[name] = float(value) if typ == "float" else int(value)
+        if typ == "time":
+            out[name] = value
+        elif typ == "string":
+            out[name] = "" if value is None else str(value)
+        elif value is None:
+            out[name] = math.nan if typ == "float" else 0
+        else:
+            out[name] = float(value) if typ == "float" else int(value)
     return out
 
 
@@ -110,12 +143,14 @@ def _micros(t: datetime | int) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _rate_table(events: list[Mapping[str, Any]], rules: RuleSet) -> list[tuple[int, float]]:
+def _rate_table(shared: list[Mapping[str, Any]], rules: RuleSet) -> list[tuple[int, float]]:
     if rules.rate_table is not None:
         return [(_micros(t), r) for t, r in rules.rate_table]
+    if rules.interest is None:
+        return []
     changes = sorted(
-        (e for e in events if e[rules.key] == BANK_ACCOUNT
-         and e["event_type"] == "InterestRateChanged" and e.get("rate") is not None),
+        (e for e in shared if e["event_type"] == rules.interest.rate_event
+         and e.get("rate") is not None),
         key=lambda e: (_micros(e["event_time"]), e["seq"]),
     )
     return [(_micros(e["event_time"]), float(e["rate"])) for e in changes]

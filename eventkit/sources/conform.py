@@ -10,33 +10,37 @@ does the same while decoding the events once: it returns them, checked.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
-from eventkit.exceptions import SchemaError, ValidationError
-from eventkit.schema import CANONICAL_SCHEMA, MONEY_EVENT_TYPES, REQUIRED_COLUMNS, TIME_DTYPE
+from eventkit.exceptions import DeadLetterWarning, SchemaError, ValidationError
+from eventkit.schema import BANKING, MONEY_EVENT_TYPES, TIME_DTYPE, EventSchema
+from eventkit.sources.money import Check, to_minor_units
 from eventkit.sources.unique import first_duplicate
 
-__all__ = ["Check", "ColumnMapping", "Conformed", "check", "conform"]
+__all__ = ["Check", "ColumnMapping", "Conformed", "check", "complete", "conform"]
 
 #: Helper columns carried next to the events while checking: file and row in it.
 SOURCE_COL = "__source"
 ROW_COL = "__row"
 
 TimeUnit = Literal["s", "ms", "us", "ns"]
-_OPTIONS = ("amount_unit", "minor_digits", "time_unit", "assume_timezone")
-#: The largest amount, in minor units, of one event (its magnitude). Sums of amounts are
-#: checked by the replay (an overflow of Int64 is an error, never a wrap).
-MAX_AMOUNT = 2**62
+_OPTIONS = ("amount_unit", "minor_digits", "time_unit", "assume_timezone", "types", "format")
+#: What a dead letter says about its row (see :meth:`Conformed.dead_letters`).
+_WHY = pl.Struct({"column": pl.String, "problem": pl.String, "value": pl.String})
 _MAX_MINOR_DIGITS = 18  # 10**18 minor units per unit still fits Int64
-#: A plain decimal number, as text: sign, whole part, decimals (one of the two parts at least)
-_DECIMAL_TEXT = r"^\s*([+-]?)(\d*)(?:\.(\d*))?\s*$"
 #: Epoch timestamps must fall in 1900-01-01 .. 2200-01-01 (microseconds): anything
 #: else is a wrong time_unit, not a date.
 _EPOCH_RANGE_US = (-2_208_988_800_000_000, 7_258_118_400_000_000)
+#: The same range for instants of any kind: outside it, a placeholder (such as
+#: 2262-04-11, the largest nanosecond time, or 9999-12-31) or a wrong unit.
+TIME_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,13 @@ class ColumnMapping:
     assume_timezone
         Time zone for naive datetimes. Without it a naive datetime is an error:
         eventkit never guesses a zone.
+    types
+        For text files (CSV): the type of some of the user's columns, by the
+        user's name (``{"timestamp": "int"}``); the others are read as text and
+        converted to the schema's types, each value checked.
+    format
+        The file format when the path's suffix does not say it: ``"csv"``,
+        ``"ndjson"`` or ``"parquet"``.
 
     Missing columns are derived, never invented silently:
 
@@ -84,15 +95,21 @@ class ColumnMapping:
     minor_digits: int = 2
     time_unit: TimeUnit | None = None
     assume_timezone: str | None = None
+    types: Mapping[str, str] = field(default_factory=dict)
+    format: Literal["csv", "ndjson", "parquet"] | None = None
+
+    def check(self, schema: EventSchema = BANKING) -> None:
+        """Every name the mapping gives a column must be one of ``schema``'s columns."""
+        unknown = sorted(set(self.columns) - set(schema.columns))
+        if unknown:
+            msg = (f"mapping names unknown column(s) {unknown}; the schema's columns are "
+                   f"{list(schema.columns)}")
+            raise SchemaError(msg, column=unknown[0])
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.columns) - set(CANONICAL_SCHEMA))
-        if unknown:
-            msg = (
-                f"mapping names unknown canonical column(s) {unknown}; "
-                f"known: {list(CANONICAL_SCHEMA)}"
-            )
-            raise SchemaError(msg, column=unknown[0])
+        if self.format not in (None, "csv", "ndjson", "parquet"):
+            msg = f"format must be 'csv', 'ndjson' or 'parquet', not {self.format!r}"
+            raise SchemaError(msg)
         if self.amount_unit not in ("minor", "major"):
             msg = f"amount_unit must be 'minor' or 'major', not {self.amount_unit!r}"
             raise SchemaError(msg, column="amount")
@@ -119,6 +136,9 @@ class ColumnMapping:
             return spec
         options = {k: v for k, v in spec.items() if k in _OPTIONS}
         columns = {k: str(v) for k, v in spec.items() if k not in _OPTIONS}
+        if "types" in options and not isinstance(options["types"], Mapping):
+            msg = "types must map the user's column names to types, such as {'ts': 'int'}"
+            raise SchemaError(msg)
         return cls(columns=columns, **options)
 
     def source_name(self, canonical: str) -> str:
@@ -131,26 +151,33 @@ def conform(
     mapping: ColumnMapping,
     *,
     source: str,
+    schema: EventSchema = BANKING,
     keep_extra: bool = True,
     event_types: tuple[str, ...] | None = None,
     id_base: str | None = None,
 ) -> Conformed:
-    """Map ``lf`` onto the canonical schema; return it with the checks to run.
+    """Map ``lf`` onto ``schema`` (default: the banking schema); return it with the checks to run.
 
     ``lf`` must carry :data:`SOURCE_COL` (file) and :data:`ROW_COL` (row within
-    that file). The result has the canonical columns, then any extra columns of
+    that file). The result has the schema's columns, then any extra columns of
     the user's (``keep_extra``), then the two helper columns. Values that cannot
     be converted become null here; the returned checks report them (and, with
     ``event_types``, any other event type). Derived event ids name the file
-    relative to ``id_base`` (the folder opened).
+    relative to ``id_base`` (the folder opened). Every column is converted to
+    its declared type; text keys of a schema whose key is an integer stay text
+    when the data's key is text (see :func:`key_types`).
     """
-    schema = lf.collect_schema()
-    present = {name for name in schema.names() if name not in (SOURCE_COL, ROW_COL)}
+    mapping.check(schema)
+    raw_schema = lf.collect_schema()
+    present = {name for name in raw_schema.names() if name not in (SOURCE_COL, ROW_COL)}
+    schema = key_types(schema, mapping, raw_schema)
 
-    def has(canonical: str) -> bool:
-        return mapping.source_name(canonical) in present
+    def has(column: str) -> bool:
+        return mapping.source_name(column) in present
 
-    for required in ("account_id", "event_time", "amount"):
+    derives_type = not has("event_type") and "amount" in schema.money
+    for required in (*schema.key, "event_time", *schema.required,
+                     *(() if derives_type else ("event_type",))):
         if not has(required):
             _missing(required, mapping, present, source)
     for named in mapping.columns:  # a column the mapping names must exist
@@ -160,49 +187,42 @@ def conform(
     exprs: dict[str, pl.Expr] = {}
     checks: list[Check] = []
 
-    def raw(canonical: str) -> pl.Expr:
-        return pl.col(mapping.source_name(canonical))
+    def raw(column: str) -> pl.Expr:
+        return pl.col(mapping.source_name(column))
 
-    def converted(canonical: str, expr: pl.Expr, what: str) -> None:
-        exprs[canonical] = expr
-        dtype = schema[mapping.source_name(canonical)]
-        if dtype == CANONICAL_SCHEMA[canonical] or isinstance(dtype, pl.Datetime):
+    def converted(column: str, expr: pl.Expr, what: str) -> None:
+        exprs[column] = expr
+        dtype, target = raw_schema[mapping.source_name(column)], schema.columns[column]
+        if dtype == target or (isinstance(dtype, pl.Datetime) and target == TIME_DTYPE):
             return  # nothing to convert, or a conversion that cannot fail: nothing to check
-        checks.append(
-            Check(
-                canonical,
-                f"cannot convert {what}",
-                raw(canonical).is_not_null() & expr.is_null(),
-                raw(canonical),
-            )
-        )
+        checks.append(Check(column, f"cannot convert {what}",
+                            raw(column).is_not_null() & expr.is_null(), raw(column)))
 
-    converted("account_id", _to_int(raw("account_id"), schema[mapping.source_name("account_id")]),
-              "value to an integer account id")
-    time_cols = [c for c in ("event_time", "recorded_at") if has(c)]
-    for col in time_cols:
-        dtype = schema[mapping.source_name(col)]
-        converted(col, _to_time(raw(col), dtype, mapping, col, source),
-                  "value to a timestamp (text needs a zone such as Z or +01:00, or "
-                  "assume_timezone; epoch numbers must fall in 1900-2200 in time_unit)")
+    for col in ("event_time", "recorded_at"):
+        if has(col):
+            dtype = raw_schema[mapping.source_name(col)]
+            converted(col, _to_time(raw(col), dtype, mapping, col, source),
+                      "value to a timestamp (text needs a zone such as Z or +01:00, or "
+                      "assume_timezone; epoch numbers must fall in 1900-2200 in time_unit)")
     if not has("recorded_at"):
         exprs["recorded_at"] = exprs["event_time"]
-
-    amount, amount_checks = _to_minor_units(raw("amount"), schema[mapping.source_name("amount")],
-                                            mapping, source)
-    checks += amount_checks
+    for col in schema.money:
+        if has(col):
+            value, money_checks = to_minor_units(raw(col), raw_schema[mapping.source_name(col)],
+                                                  mapping, source, column=col)
+            exprs[col] = value
+            checks += money_checks
     if has("event_type"):
         exprs["event_type"] = raw("event_type").cast(pl.String)
-        exprs["amount"] = amount
-    else:  # signed amounts: the sign says what happened
+    elif derives_type:  # signed amounts: the sign says what happened
+        amount = exprs["amount"]
         exprs["event_type"] = pl.when(amount < 0).then(pl.lit("Withdrawal")).otherwise(
             pl.lit("Deposit"))
         exprs["amount"] = amount.abs()
-
     ids = None  # the user's ids, when integers: cheaper to check for duplicates
     if has("event_id"):
         exprs["event_id"] = raw("event_id").cast(pl.String)
-        if schema[mapping.source_name("event_id")].is_integer():
+        if raw_schema[mapping.source_name("event_id")].is_integer():
             ids = raw("event_id")
     else:
         file_name = (pl.col(SOURCE_COL).str.strip_prefix(id_base.rstrip("/") + "/")
@@ -210,28 +230,139 @@ def conform(
         exprs["event_id"] = pl.concat_str([file_name, pl.col(ROW_COL).cast(pl.String)],
                                           separator=":")
     if has("seq"):
-        converted("seq", _to_int(raw("seq"), schema[mapping.source_name("seq")]),
+        converted("seq", _to_int(raw("seq"), raw_schema[mapping.source_name("seq")]),
                   "value to an integer seq")
     else:
         exprs["seq"] = pl.int_range(pl.len(), dtype=pl.Int64)
-    for col in ("counterparty_id",):
-        if has(col):
-            converted(col, _to_int(raw(col), schema[mapping.source_name(col)]),
-                      "value to an integer account id")
-        else:
-            exprs[col] = pl.lit(None, dtype=pl.Int64)
-    if has("rate"):
-        converted("rate", raw("rate").cast(pl.Float64, strict=False), "value to a float rate")
-    else:
-        exprs["rate"] = pl.lit(None, dtype=pl.Float64)
+    for col, dtype in schema.columns.items():
+        if col in exprs:
+            continue
+        if not has(col):
+            exprs[col] = pl.lit(None, dtype=dtype)
+            continue
+        source_dtype = raw_schema[mapping.source_name(col)]
+        what = f"value to {_type_name(dtype)}" + (" (a key)" if col in schema.key else "")
+        converted(col, _to_type(raw(col), source_dtype, dtype, mapping, col, source), what)
 
-    used = {mapping.source_name(c) for c in CANONICAL_SCHEMA}
-    extra = [n for n in schema.names() if n not in used and n not in (SOURCE_COL, ROW_COL)
-             and n not in CANONICAL_SCHEMA] if keep_extra else []
-    columns = [*[exprs[c].cast(dtype).alias(c) for c, dtype in CANONICAL_SCHEMA.items()],
+    used = {mapping.source_name(c) for c in schema.columns}
+    extra = [n for n in raw_schema.names() if n not in used and n not in (SOURCE_COL, ROW_COL)
+             and n not in schema.columns] if keep_extra else []
+    columns = [*[exprs[c].cast(dtype).alias(c) for c, dtype in schema.columns.items()],
                *[pl.col(e) for e in extra]]
     return Conformed(lf.select(*columns, SOURCE_COL, ROW_COL), lf, checks,
-                     canonical_checks(event_types=event_types), columns, ids)
+                     canonical_checks(schema, event_types=event_types), columns, ids)
+
+
+def complete(lf: pl.LazyFrame, *, source: str = "events") -> pl.LazyFrame:
+    """A frame of events as the engines read it: the core columns there, in their types.
+
+    A frame passed to a replay (Polars, pandas, pyarrow) is taken as it is
+    when ``event_id``, ``seq``, ``event_type``, ``event_time`` and
+    ``recorded_at`` are there in their types: nothing is scanned. What is
+    missing is derived as a file load derives it (``seq``: the row order;
+    ``event_id``: ``row:<n>``; ``recorded_at``: the event time); an
+    ``event_time`` of another type is read as a file's would be (text with a
+    zone); what cannot be (a naive time, epoch numbers without a unit, no
+    ``event_time`` or ``event_type`` at all) raises a
+    :class:`~eventkit.exceptions.SchemaError` naming the column.
+
+    Examples
+    --------
+    >>> frame = pl.LazyFrame({"account_id": [1], "event_type": ["Deposit"], "amount": [5],
+    ...                       "event_time": ["2024-01-01T00:00:00Z"]})
+    >>> complete(frame).collect().select("event_id", "seq", "event_time").row(0)
+    ('row:0', 0, datetime.datetime(2024, 1, 1, 0, 0, tzinfo=zoneinfo.ZoneInfo(key='UTC')))
+
+    """
+    try:
+        schema = lf.collect_schema()
+    except pl.exceptions.PolarsError as exc:
+        msg = f"cannot read the events: {str(exc).strip().splitlines()[0]}"
+        raise SchemaError(msg, source=source) from None
+    for required in ("event_time", "event_type"):
+        if required not in schema.names():
+            msg = (f"missing column {required!r}; the events have {schema.names()} (rename "
+                   "the column, or open the data with open_archive(..., mapping=...))")
+            raise SchemaError(msg, source=source, column=required)
+    exprs: list[pl.Expr] = []
+    if schema["event_time"] != TIME_DTYPE:
+        exprs.append(_to_time(pl.col("event_time"), schema["event_time"], ColumnMapping(),
+                              "event_time", source).alias("event_time"))
+    if "recorded_at" not in schema.names():
+        exprs.append(pl.col("event_time").alias("recorded_at") if not exprs
+                     else exprs[0].alias("recorded_at"))
+    elif schema["recorded_at"] != TIME_DTYPE:
+        exprs.append(_to_time(pl.col("recorded_at"), schema["recorded_at"], ColumnMapping(),
+                              "recorded_at", source).alias("recorded_at"))
+    if "seq" not in schema.names():
+        exprs.append(pl.int_range(pl.len(), dtype=pl.Int64).alias("seq"))
+    elif schema["seq"] != pl.Int64:
+        exprs.append(_to_int(pl.col("seq"), schema["seq"]).alias("seq"))
+    if "event_id" not in schema.names():
+        exprs.append(pl.format("row:{}", pl.int_range(pl.len())).alias("event_id"))
+    elif schema["event_id"] != pl.String:
+        exprs.append(pl.col("event_id").cast(pl.String))
+    if schema["event_type"] != pl.String:
+        exprs.append(pl.col("event_type").cast(pl.String))
+    return lf.with_columns(exprs) if exprs else lf
+
+
+def key_types(schema: EventSchema, mapping: ColumnMapping, raw: pl.Schema) -> EventSchema:
+    """``schema`` with integer id columns read as text where the data's ids are text.
+
+    Account ids such as ``"C1231006815"`` or UUIDs are keys as good as
+    integers: with a schema that allows it (``text_ids``, as the banking schema
+    does for foreign data), a text ``account_id`` (and ``counterparty_id``)
+    column stays text instead of being refused.
+
+    Examples
+    --------
+    >>> typed = key_types(BANKING, ColumnMapping(), pl.Schema({"account_id": pl.String}))
+    >>> typed.columns["account_id"], typed.columns["counterparty_id"]
+    (String, Int64)
+
+    """
+    ids = (*schema.key, *(("counterparty_id",) if "counterparty_id" in schema.columns else ()))
+    text = {c: pl.String() for c in ids if schema.columns[c].is_integer()
+            and mapping.source_name(c) in raw.names()
+            and raw[mapping.source_name(c)] in (pl.String, pl.Categorical)}
+    if not schema.text_ids or not text:
+        return schema
+    return replace(schema, columns={c: text.get(c, t) for c, t in schema.columns.items()})
+
+
+def _type_name(dtype: pl.DataType) -> str:
+    if dtype.is_integer():
+        return "an integer"
+    if dtype == TIME_DTYPE:
+        return "a timestamp"
+    return f"{dtype}"
+
+
+def _to_type(expr: pl.Expr, dtype: pl.DataType, target: pl.DataType, mapping: ColumnMapping,
+             column: str, source: str) -> pl.Expr:
+    """``expr`` (of the user's ``dtype``) as ``target``; null where it cannot be, exactly."""
+    if target == dtype:
+        return expr
+    if target.is_integer():
+        return _to_int(expr, dtype)
+    if target == TIME_DTYPE:
+        return _to_time(expr, dtype, mapping, column, source)
+    if target == pl.String:
+        if dtype.is_nested():
+            return pl.lit(None, pl.String)
+        return expr.cast(pl.String, strict=False)
+    if target == pl.Boolean and dtype == pl.String:
+        text = expr.str.strip_chars().str.to_lowercase()
+        return (pl.when(text.is_in(["true", "1", "yes"])).then(pl.lit(value=True))
+                .when(text.is_in(["false", "0", "no"])).then(pl.lit(value=False)))
+    if target == pl.Boolean and dtype.is_integer():
+        return pl.when(expr.is_in([0, 1])).then(expr == 1)
+    if target == pl.Date and dtype == pl.String:
+        return expr.str.to_date(strict=False)
+    if target.is_float() and dtype == pl.String:
+        return expr.str.strip_chars().cast(target, strict=False)
+    return expr.cast(target, strict=False)
 
 
 @dataclass(frozen=True)
@@ -240,7 +371,7 @@ class Conformed:
 
     ``conversion_checks`` read the user's raw columns (in ``raw``);
     ``value_checks`` read the canonical ones (in ``events``). ``columns`` make
-    the canonical columns (and the extra ones) of ``raw``; ``ids`` is the
+    the schema's columns (and the extra ones) of ``raw``; ``ids`` is the
     user's event id column when it holds integers (checked for duplicates as
     such: distinct integers have distinct texts).
     """
@@ -264,7 +395,7 @@ class Conformed:
         each conversion check finds bad; the value checks then run on the
         frame in memory (duplicate ids by :func:`~eventkit.sources.unique.first_duplicate`).
         Raises for the first broken check, in the order of :meth:`validate`,
-        naming file, column and row; returns the canonical columns (and the
+        naming file, column and row; returns the schema's columns (and the
         extra ones), without the helper columns.
         """
         flags = [f"#bad{i}" for i in range(len(self.conversion_checks))]
@@ -289,57 +420,67 @@ class Conformed:
             raise SchemaError(msg, source=source) from None
         return frame.drop("#ids", strict=False)
 
+    def dead_letters(self, *, source: str, into: Path) -> pl.DataFrame:
+        """The good events; the bad rows go to a Parquet file ``into``, each with its problem.
 
-@dataclass(frozen=True)
-class Check:
-    """One value rule: rows where ``bad`` is true break it; ``value`` is shown.
-
-    ``unique``: the rule is that ``value`` never repeats (``bad`` marks the
-    repeated rows, for per-row use; whole frames are checked by a sort, see
-    :func:`~eventkit.sources.unique.first_duplicate`). ``among``: a cheaper
-    condition that every bad row meets; a frame in memory is checked on those
-    rows only.
-    """
-
-    column: str
-    problem: str
-    bad: pl.Expr
-    value: pl.Expr | None = None
-    unique: bool = False
-    among: pl.Expr | None = None
-
-    def first_bad(self, frame: pl.DataFrame) -> int | None:
-        """The first row of ``frame`` (in memory) that breaks the rule, or ``None``."""
-        if self.unique:
-            return first_duplicate(frame.select(self.value).to_series())
-        rows = None
-        if self.among is not None:
-            candidates = frame.select(self.among.fill_null(value=False)).to_series()
-            if not candidates.any():
-                return None
-            rows = candidates.arg_true()
-            frame = frame[rows]
-        bad = frame.select(self.bad.fill_null(value=False)).to_series()
-        if not bad.any():
-            return None
-        first = int(bad.arg_true()[0])
-        return first if rows is None else int(rows[first])
+        Row by row instead of all or nothing: a row breaking any check (the
+        first one it breaks is its ``problem``, with ``column`` and ``value``)
+        is written to ``into`` with its own columns as the user's file had them,
+        its ``source`` file and ``row``; of rows sharing an ``event_id``, the
+        first is kept. A :class:`~eventkit.exceptions.DeadLetterWarning` says
+        how many rows went where (never silently dropped). Collects the events.
+        """
+        def reasons(checks: list[Check]) -> pl.Expr:
+            found: list[pl.Expr] = [pl.when(c.bad.fill_null(value=False)).then(pl.struct(
+                column=pl.lit(c.column), problem=pl.lit(c.problem),
+                value=(c.value if c.value is not None else pl.lit(None)).cast(pl.String)))
+                for c in checks if not c.unique]
+            return pl.coalesce(found or [pl.lit(None, _WHY)]).cast(_WHY).alias("#why")
+        try:
+            raw, events = pl.collect_all([
+                self.raw.with_columns(reasons(self.conversion_checks)),
+                self.events.with_columns(reasons(self.value_checks))])
+        except pl.exceptions.PolarsError as exc:
+            msg = f"cannot read events: {exc}"
+            raise SchemaError(msg, source=source) from None
+        first = pl.coalesce(pl.lit(raw["#why"]), pl.lit(events["#why"]))
+        repeated = first.is_null() & ~pl.lit(events["event_id"]).is_first_distinct()
+        why = pl.select(pl.when(repeated).then(pl.struct(
+            column=pl.lit("event_id"), problem=pl.lit("duplicate event_id"),
+            value=pl.lit(events["event_id"]))).otherwise(first)).to_series()
+        bad = why.is_not_null()
+        if bad.any():
+            letters = raw.filter(bad).drop("#why").with_columns(
+                why.filter(bad).struct.unnest()).rename(
+                {SOURCE_COL: "source", ROW_COL: "row"}, strict=False)
+            into.parent.mkdir(parents=True, exist_ok=True)
+            letters.write_parquet(into)
+            msg = (f"{letters.height:,} of {raw.height:,} rows refused, written with their "
+                   f"problem to {into}")
+            warnings.warn(msg, DeadLetterWarning, stacklevel=4)
+        return events.filter(~bad).drop("#why", SOURCE_COL, ROW_COL)
 
 
 def canonical_checks(
-    *, event_types: tuple[str, ...] | None = None
+    schema: EventSchema = BANKING, *, event_types: tuple[str, ...] | None = None
 ) -> list[Check]:
-    """The rules every canonical event table obeys (run after :func:`conform`)."""
+    """The rules every event table of ``schema`` obeys (run after :func:`conform`)."""
     checks = [
         Check(col, "null value in a required column", pl.col(col).is_null())
-        for col in REQUIRED_COLUMNS
+        for col in schema.non_null
     ]
     checks.append(Check("event_id", "duplicate event_id", pl.col("event_id").is_duplicated(),
                         pl.col("event_id"), unique=True))
-    checks.append(Check("amount", "negative amount for a money event (amounts are magnitudes; "
-                        "the event type gives the sign)",
-                        pl.col("event_type").is_in(MONEY_EVENT_TYPES) & (pl.col("amount") < 0),
-                        pl.col("amount"), among=pl.col("amount") < 0))
+    for col in ("event_time", "recorded_at"):
+        checks.append(Check(col, f"{col} outside 1900-2200 (a placeholder date such as "
+                            "2262-04-11 or 9999-12-31, or a wrong unit?)",
+                            ~pl.col(col).is_between(*TIME_RANGE, closed="left"), pl.col(col)))
+    if "amount" in schema.money:
+        checks.append(Check("amount", "negative amount for a money event (amounts are "
+                            "magnitudes; the event type gives the sign)",
+                            pl.col("event_type").is_in(MONEY_EVENT_TYPES)
+                            & (pl.col("amount") < 0), pl.col("amount"),
+                            among=pl.col("amount") < 0))
     if event_types is not None:
         checks.append(Check("event_type", f"unknown event type (known: {list(event_types)})",
                             ~pl.col("event_type").is_in(event_types), pl.col("event_type")))
@@ -388,11 +529,7 @@ def _raise_at(lf: pl.LazyFrame, c: Check, source: str) -> None:
 
 def _raise_at_row(lf: pl.LazyFrame, c: Check, row: int, source: str,
                   frame: pl.DataFrame | None = None) -> None:
-    """Raise for ``c`` broken at scan position ``row`` of ``lf``.
-
-    ``lf`` carries the file and the row within it; the value comes from
-    ``frame`` (the canonical columns in memory) when given, else from ``lf``.
-    """
+    """Raise for ``c`` broken at scan position ``row`` of ``lf`` (value from ``frame`` if given)."""
     found = lf.select(pl.col(SOURCE_COL).alias("src"), pl.col(ROW_COL).cast(pl.Int64)
                       .alias("row")).slice(row, 1).collect().row(0, named=True)
     value = None
@@ -446,6 +583,9 @@ def _to_time(
             if mapping.time_unit != "ns" else (_EPOCH_RANGE_US[0] * 1000, _EPOCH_RANGE_US[1] * 1000)
         plausible = raw.is_between(lo, hi)  # also keeps the multiplication from overflowing
         return pl.when(plausible).then(micros).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if dtype == pl.String and mapping.time_unit is not None:  # epoch numbers, as text (CSV)
+        return _to_time(expr.str.strip_chars().cast(pl.Int64, strict=False), pl.Int64(),
+                        mapping, column, source)
     if dtype == pl.String:
         has_zone = expr.str.contains(r"(?:[Zz]|[+-]\d{2}:?\d{2})$")
         aware = expr.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
@@ -456,74 +596,3 @@ def _to_time(
         return pl.when(has_zone).then(aware).otherwise(naive)
     msg = f"cannot read {dtype} as a timestamp"
     raise SchemaError(msg, source=source, column=column)
-
-
-def _to_minor_units(
-    expr: pl.Expr, dtype: pl.DataType, mapping: ColumnMapping, source: str
-) -> tuple[pl.Expr, list[Check]]:
-    """Amounts as Int64 minor units, exactly: the expression and the checks refusing the rest.
-
-    Integers are scaled (major units) and bounded by :data:`MAX_AMOUNT`. A float
-    stands for the decimal with at most ``minor_digits`` decimals within 4 ulps
-    of it, if there is one: ``0.29`` is 29 cents, ``1e-10`` is refused. Decimals
-    and text are read digit by digit: every decimal beyond ``minor_digits`` must
-    be 0.
-    """
-    digits = mapping.minor_digits if mapping.amount_unit == "major" else 0
-    scale = 10**digits
-    too_large = f"amount too large (beyond {MAX_AMOUNT:,} minor units)"
-    if dtype.is_integer():
-        wide = expr.cast(pl.Int128)
-        bad = (wide > MAX_AMOUNT // scale) | (wide < -(MAX_AMOUNT // scale))
-        return pl.when(~bad).then(wide * scale).cast(pl.Int64), [
-            Check("amount", too_large, bad, expr)]
-    if dtype.is_float():
-        value = expr.cast(pl.Float64)
-        scaled = value * scale
-        cents = scaled.round(0)
-        # A float stands for the decimal within 4 ulps of it (a Float64's ~16 significant
-        # digits, a Float32's ~7; 0.29 * 100 is 28.999999999999996): no absolute slack,
-        # so 1e-10 is never 0 cents.
-        bits = 24 if dtype == pl.Float32 else 53
-        slack = (scaled.abs() * 2.0 ** (2 - bits)).clip(upper_bound=0.25)
-        checks = [
-            Check("amount", "amount is NaN or infinite", expr.is_nan() | expr.is_infinite(),
-                  expr),
-            Check("amount", "amount too large to be exact as a float (send integer minor "
-                  "units or decimals)", scaled.abs() > 2**bits, expr),
-            Check("amount", f"amount has more than {digits} decimals" if digits
-                  else "amount in minor units is not a whole number",
-                  (scaled - cents).abs() > slack, expr),
-        ]
-        return pl.when(value.is_finite()).then(cents).cast(pl.Int64, strict=False), checks
-    if isinstance(dtype, pl.Decimal) or dtype == pl.String:
-        return _decimal_text(expr if dtype == pl.String else expr.cast(pl.String), expr,
-                             digits, too_large)
-    msg = f"cannot read {dtype} as money"
-    raise SchemaError(msg, source=source, column="amount")
-
-
-def _decimal_text(text: pl.Expr, raw: pl.Expr, digits: int, too_large: str
-                  ) -> tuple[pl.Expr, list[Check]]:
-    """Plain decimal text (``-20.5``, ``+3``, ``.25``) as minor units, digit by digit."""
-    parts = text.str.extract_groups(_DECIMAL_TEXT)
-    sign, whole, decimals = (parts.struct.field(n) for n in ("1", "2", "3"))
-    readable = sign.is_not_null() & text.str.contains(r"\d")  # matched, with a digit
-    decimals = decimals.fill_null("")
-    head = decimals.str.slice(0, digits).str.pad_end(digits, "0")  # the minor units' digits
-    rest = decimals.str.slice(digits)
-    units = pl.concat_str(whole, head).str.strip_chars_start("0")  # the amount, as digits
-    long = units.str.len_chars() > 19  # beyond any UInt64
-    magnitude = pl.when(units == "").then(pl.lit("0")).when(~long).then(units).cast(
-        pl.UInt64, strict=False).cast(pl.Int128)
-    big = long | (magnitude > MAX_AMOUNT)
-    value = pl.when(sign == "-").then(pl.lit(0, dtype=pl.Int128) - magnitude).otherwise(magnitude)
-    checks = [
-        Check("amount", "cannot convert value to an amount (write a plain decimal such as "
-              "-20.50)", raw.is_not_null() & ~readable.fill_null(value=False), raw),
-        Check("amount", f"amount has more than {digits} decimals" if digits
-              else "amount in minor units is not a whole number",
-              readable & rest.str.contains("[1-9]"), raw),
-        Check("amount", too_large, readable & big, raw),
-    ]
-    return pl.when(readable & ~big).then(value).cast(pl.Int64, strict=False), checks

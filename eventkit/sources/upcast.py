@@ -70,7 +70,8 @@ class Upcaster:
     ``columns`` maps a column to its new value, an expression over the old
     row; ``event_types`` renames event types (old name → new); ``dtypes`` are
     the types the changed columns have in ``version`` (how an archive stores
-    them).
+    them); ``added`` names the columns of ``columns`` that ``version`` does not
+    have at all (a column added later: its value for older rows).
 
     Examples
     --------
@@ -89,11 +90,12 @@ class Upcaster:
     event_types: Mapping[str, str] = field(default_factory=dict)
     dtypes: Mapping[str, pl.DataType] = field(default_factory=dict)
     description: str = ""
+    added: tuple[str, ...] = ()
 
     def apply(self, lf: pl.LazyFrame) -> pl.LazyFrame:
         """``lf`` (of this step's version) in the next version's shape."""
         names = lf.collect_schema().names()
-        exprs = [e.alias(c) for c, e in self.columns.items() if c in names]
+        exprs = [e.alias(c) for c, e in self.columns.items() if c in names or c in self.added]
         if self.event_types and "event_type" in names:
             exprs.append(pl.col("event_type").replace(dict(self.event_types)))
         return lf.with_columns(exprs) if exprs else lf
@@ -195,6 +197,8 @@ class Upcasters:
         out = dict(schema)
         for step in reversed(self.chain(version)):
             out.update({c: t for c, t in step.dtypes.items() if c in out})
+            for c in step.added:
+                out.pop(c, None)
         return out
 
     def to_canonical(self, lf: pl.LazyFrame, schema: Mapping[str, pl.DataType]) -> pl.LazyFrame:

@@ -10,11 +10,9 @@ Every subcommand has ``--help``. Errors print one clear line and exit 2;
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -22,10 +20,12 @@ import polars as pl
 
 from eventkit.exceptions import EventkitError, UsageError, is_foreign
 from eventkit.replay.progress import show_progress
+from eventkit.workbench.cli_values import key_values, mapping_option, seconds, whole
 
 if TYPE_CHECKING:
     from eventkit.replay.protocol import Replayed
     from eventkit.replay.result import ReplayResult
+    from eventkit.rules.model import RuleSet
 
 __all__ = ["main"]
 
@@ -58,35 +58,6 @@ class _Parser(argparse.ArgumentParser):
                      f"(see {self.prog} --help)\n")
 
 
-def _whole(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An option's whole number, at least ``low`` (and at most ``high``)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            msg = f"expected a whole number, not {text!r}"
-            raise argparse.ArgumentTypeError(msg) from None
-        if value < low or (high is not None and value > high):
-            span = f"from {low} to {high}" if high is not None else f"at least {low}"
-            msg = f"must be {span}, not {value}"
-            raise argparse.ArgumentTypeError(msg)
-        return value
-    return parse
-
-
-def _seconds(text: str) -> float:
-    """An option's positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"expected a number of seconds, not {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    if not math.isfinite(value) or value <= 0:
-        msg = f"must be a positive number of seconds, not {text}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="eventkit",
@@ -99,16 +70,16 @@ def _parser() -> argparse.ArgumentParser:
                                    "(accounts, deposits, withdrawals, fees, transfers, "
                                    "rate changes, late corrections), chunk by chunk.")
     p.add_argument("path", help="folder to create")
-    p.add_argument("--events", type=_whole(0), default=100_000,
+    p.add_argument("--events", type=whole(0), default=100_000,
                    help="number of events (default 100000)")
-    p.add_argument("--accounts", type=_whole(1), default=1_000,
+    p.add_argument("--accounts", type=whole(1), default=1_000,
                    help="number of accounts (default 1000)")
-    p.add_argument("--seed", type=_whole(0), default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=whole(0), default=0, help="random seed (default 0)")
     p.add_argument("--format", choices=("delta", "parquet"), default="delta",
                    help="eventkit archive (delta, default) or plain Parquet files")
-    p.add_argument("--chunk-events", type=_whole(1), default=1_000_000,
+    p.add_argument("--chunk-events", type=whole(1), default=1_000_000,
                    help="events per chunk written (bounds memory; default 1000000)")
-    p.add_argument("--buckets", type=_whole(1), metavar="B",
+    p.add_argument("--buckets", type=whole(1), metavar="B",
                    help="bucketed archive: B buckets of accounts, one file per bucket and "
                         "append, for replays one bucket at a time (default: not bucketed)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -177,7 +148,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "zstd files in one audited commit that verify accepts; "
                                    "every answer stays the same.")
     p.add_argument("path", help="archive folder")
-    p.add_argument("--target-rows", type=_whole(1), default=1_000_000,
+    p.add_argument("--target-rows", type=whole(1), default=1_000_000,
                    help="rows per merged file at most (default 1000000)")
     p.add_argument("--keep-old", action="store_true", help="leave the replaced files on disk")
     p.set_defaults(run=_compact)
@@ -217,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
                                    "environment, never on a command line.")
     p.add_argument("--notebooks", default="notebooks", help="folder to serve")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=_whole(1, 65_535), default=8888, help="port (default 8888)")
+    p.add_argument("--port", type=whole(1, 65_535), default=8888, help="port (default 8888)")
     p.set_defaults(run=_lab)
 
     p = sub.add_parser("app", help="serve the account explorer as a page (Voila; loopback, "
@@ -252,13 +223,13 @@ def _parser() -> argparse.ArgumentParser:
                    "JSON text or a .json file (see eventkit.ColumnMapping)")
     p.add_argument("--dead-letter", metavar="FILE", help="dead-letter file (default "
                    "PATH.dead-letter.jsonl)")
-    p.add_argument("--batch-size", type=_whole(1), default=100_000, help="messages per commit "
+    p.add_argument("--batch-size", type=whole(1), default=100_000, help="messages per commit "
                    "at most (default 100000)")
-    p.add_argument("--max-wait", type=_seconds, default=1.0, metavar="S",
+    p.add_argument("--max-wait", type=seconds, default=1.0, metavar="S",
                    help="commit a batch at most this long after its first message (default 1)")
-    p.add_argument("--idle-timeout", type=_seconds, metavar="S",
+    p.add_argument("--idle-timeout", type=seconds, metavar="S",
                    help="stop after this long without a message (default: run until stopped)")
-    p.add_argument("--broker-timeout", type=_seconds, default=30.0, metavar="S",
+    p.add_argument("--broker-timeout", type=seconds, default=30.0, metavar="S",
                    help="end with an error when the broker stays unreachable, or the topic "
                         "or a partition missing, this long (default 30)")
     p.add_argument("--before-latest", choices=("raise", "clamp"), default="raise",
@@ -272,7 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="events: an archive, Parquet file, folder, glob or Delta table")
     p.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="broker address")
     p.add_argument("--topic", required=True, help="topic to write")
-    p.add_argument("--partitions", type=_whole(1), metavar="N",
+    p.add_argument("--partitions", type=whole(1), metavar="N",
                    help="create the topic with N partitions when it does not exist")
     p.add_argument("--mapping", metavar="JSON", help="column mapping for foreign data")
     p.set_defaults(run=_produce)
@@ -288,9 +259,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports", help="output folder (default reports)")
     p.add_argument("--only", metavar="NAMES", help="comma-separated run names to execute")
     p.add_argument("--kernel", default="eventkit", help="Jupyter kernel (default eventkit)")
-    p.add_argument("--timeout", type=_whole(1), default=600,
+    p.add_argument("--timeout", type=whole(1), default=600,
                    help="seconds per cell (default 600)")
-    p.add_argument("--workers", type=_whole(1), help="runs at once (default: one per core)")
+    p.add_argument("--workers", type=whole(1), help="runs at once (default: one per core)")
     p.add_argument("--with-code", action="store_true",
                    help="show the code cells in the HTML (default: hidden)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -309,7 +280,9 @@ _WHEN = "ISO 8601 instant with a zone, or a date (the end of that UTC day)"
 
 def _source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="events: an archive, Parquet file, folder, glob or Delta table")
-    p.add_argument("--accounts", metavar="IDS", help="comma-separated account ids")
+    p.add_argument("--accounts", "--keys", metavar="IDS", dest="accounts",
+                   help="comma-separated keys of the rule set: account ids, text ids such as "
+                        "C1231006815 or UUIDs; a composite key's parts joined by ':' (acme:7)")
     p.add_argument("--mapping", metavar="JSON", help="column mapping for foreign data, as "
                    "JSON text or a .json file (see eventkit.ColumnMapping)")
     p.add_argument("--rules", default="balance", metavar="RULES",
@@ -403,13 +376,13 @@ def _restatements(args: argparse.Namespace) -> int:
     rules = _result(args).rules
     money = [f"{f.name}_{part}" for f in rules.fields if f.money
              for part in ("then", "now", "delta")]
-    return _print(args, _filtered(args, table, rules.key), money + ["amount"])
+    return _print(args, _filtered(args, table, rules), money + ["amount"])
 
 
 def _events(args: argparse.Namespace) -> pl.LazyFrame:
     from eventkit.archive.open import open_archive
 
-    return open_archive(args.path, mapping=_mapping(args.mapping) if args.mapping else None)
+    return open_archive(args.path, mapping=mapping_option(args.mapping) if args.mapping else None)
 
 
 def _result(args: argparse.Namespace, known_at: str | None = None) -> ReplayResult:
@@ -418,21 +391,25 @@ def _result(args: argparse.Namespace, known_at: str | None = None) -> ReplayResu
     return replay(_events(args), args.rules, known_at=known_at)
 
 
-def _filtered(args: argparse.Namespace, table: pl.LazyFrame, key: str) -> pl.LazyFrame:
+def _filtered(args: argparse.Namespace, table: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
     if not args.accounts:
         return table
-    return table.filter(pl.col(key).is_in(_ids(args.accounts)))
+    from eventkit.rules.streams import key_frame
+
+    schema = table.collect_schema()
+    wanted = key_frame(rules, key_values(args.accounts, rules, schema), schema)
+    return table.join(wanted.lazy(), on=list(rules.key_columns), how="semi")
 
 
 def _show(args: argparse.Namespace, result: Replayed, state: pl.LazyFrame) -> int:
     money = [f.name for f in result.rules.fields if f.money]
-    return _print(args, _filtered(args, state, result.rules.key), money)
+    return _print(args, _filtered(args, state, result.rules), money)
 
 
 def _print(args: argparse.Namespace, table: pl.LazyFrame, money: list[str]) -> int:
     from eventkit.archive.open import minor_digits_of
 
-    digits = minor_digits_of(args.path, _mapping(args.mapping) if args.mapping else None)
+    digits = minor_digits_of(args.path, mapping_option(args.mapping) if args.mapping else None)
     frame = table.with_columns(_currency(name, digits) for name in money).collect()
     if args.fmt == "csv":
         sys.stdout.write(frame.write_csv())
@@ -441,27 +418,6 @@ def _print(args: argparse.Namespace, table: pl.LazyFrame, money: list[str]) -> i
                        tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
             print(frame)
     return 0
-
-
-def _mapping(text: str) -> dict[str, object]:
-    try:
-        raw = Path(text).read_text() if text.endswith(".json") else text
-        mapping = json.loads(raw)
-    except (OSError, json.JSONDecodeError) as exc:
-        msg = f"not a JSON object or .json file ({exc})"
-        raise UsageError(msg, param="--mapping") from None
-    if not isinstance(mapping, dict):
-        msg = "expected a JSON object such as {\"account_id\": \"accountId\"}"
-        raise UsageError(msg, param="--mapping")
-    return mapping
-
-
-def _ids(text: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        msg = f"expected comma-separated integer ids, not {text!r}"
-        raise UsageError(msg, param="--accounts") from None
 
 
 def _currency(name: str, digits: int) -> pl.Expr:
@@ -562,7 +518,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
     try:
         summary = ingest(args.archive, args.bootstrap, args.topic,
-                         mapping=_mapping(args.mapping) if args.mapping else None,
+                         mapping=mapping_option(args.mapping) if args.mapping else None,
                          dead_letter=args.dead_letter, batch_size=args.batch_size,
                          max_wait=args.max_wait, idle_timeout=args.idle_timeout,
                          on_batch=report, broker_timeout=args.broker_timeout,

@@ -34,7 +34,7 @@ from eventkit.exceptions import EventDataError, ParameterError, WorkbenchError
 from eventkit.replay.progress import show_progress
 from eventkit.rules import registry
 from eventkit.rules.rates import rates_of
-from eventkit.schema import BANK_ACCOUNT
+from eventkit.rules.streams import global_expr
 from eventkit.timeutil import to_instant
 from eventkit.workbench.charts._common import EMBED_OPTIONS
 from eventkit.workbench.charts.balances import with_marker
@@ -69,7 +69,7 @@ STYLE: Final = """<style>
 class Wanted(NamedTuple):
     """What the widgets ask for: account (None: unknown), day, rules, rate shift."""
 
-    account: int | None
+    account: object | None
     day: date
     rules: str
     points: float
@@ -100,7 +100,7 @@ class Explorer:
         self,
         source: Events,
         *,
-        account: int | None = None,
+        account: object | None = None,
         as_of: date | str | None = None,
         rules: str = "balance",
         rate_shift_points: float = 0.0,
@@ -124,9 +124,9 @@ class Explorer:
         self._view: AccountView | None = None
         self._view_key: tuple[Any, ...] | None = None
         self._lines: dict[str, Any] = {}  # the chart of the view's replay, without the marker
+        shared = global_expr(registry.get(rules), self._events.collect_schema())
         ids, first, last = pl.collect_all([
-            self._events.select(pl.col("account_id").unique().sort())
-                .filter(pl.col("account_id") != BANK_ACCOUNT),
+            self._events.filter(~shared).select(pl.col("account_id").unique().sort()),
             self._events.select(pl.col("event_time").min()),
             self._events.select(pl.col("event_time").max()),
         ])
@@ -139,7 +139,7 @@ class Explorer:
         self._first: datetime = first.item()
         days = pl.date_range(self._first.date(), last.item().date(), "1d", eager=True)
         self._days = (days[0], days[-1])
-        start = account if account is not None else int(self._ids[0])
+        start = account if account is not None else self._ids[0]
         day = to_instant(as_of, param="as_of").date() if as_of is not None else days[-1]
         day = min(max(day, days[0]), days[-1])
         if registry.get(rules).interest is None:
@@ -282,9 +282,8 @@ class Explorer:
 
     def _wanted(self) -> Wanted:
         text = self.account.value.strip()
-        account = int(text) if text.isdigit() else None
-        if account is not None and not self._ids.is_in([account]).any():
-            account = None
+        found = self._ids.filter(self._id_text == text)  # ids of any type, typed as text
+        account = found[0] if found.len() else None
         rate = self.rate.value if registry.get(self.rules.value).interest is not None else 0.0
         return Wanted(account, self.as_of.value, self.rules.value, rate)
 

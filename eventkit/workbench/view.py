@@ -46,7 +46,7 @@ class AccountView:
     the bank's, which every account reads).
     """
 
-    account: int
+    account: object
     as_of: datetime
     baseline: ReplayResult
     scenario: ReplayResult | None = None
@@ -143,7 +143,7 @@ class AccountView:
 
 def account_view(
     source: Events,
-    account: int,
+    account: object,
     as_of: Instant,
     *,
     rules: RuleSet | str = "balance",
@@ -229,7 +229,7 @@ def account_view(
     baseline = replay(source, ruleset, keys=[account])
     if baseline.history.select(pl.len()).collect().item() == 0:
         msg = f"account {account} has no events"
-        raise EventDataError(msg, column=baseline.rules.key)
+        raise EventDataError(msg, column=", ".join(baseline.rules.key_columns))
     other = None
     if scenario is not None:
         other = replay(source, scenario, keys=[account])

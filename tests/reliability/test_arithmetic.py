@@ -203,3 +203,18 @@ def test_a_guard_works_only_the_branch_taken_is_computed() -> None:
     stream = events([(1, "Deposit", CAP, 0), (1, "Deposit", 7, 1)])
     assert eventkit.replay(stream, rules).state().collect()["v"].to_list() == [7_000]
     assert reference_fold(stream.to_dicts(), rules)[-1]["v"] == 7_000
+
+
+def test_float_division_is_ieee_754_in_the_vectorized_path() -> None:
+    """Polars divides by the reciprocal (an ulp off for a third of values): not the engine."""
+    t = datetime(2024, 1, 1, tzinfo=UTC)
+    amounts = list(range(-300, 300))
+    events = pl.DataFrame({"event_id": [f"e{a}" for a in amounts], "seq": range(len(amounts)),
+                           "account_id": amounts, "event_type": ["Deposit"] * len(amounts),
+                           "event_time": [t] * len(amounts), "recorded_at": [t] * len(amounts),
+                           "amount": amounts})
+    rules = RuleSet("div", (Field("f", "float", 0.0),),
+                    (Handler("Deposit", {"f": "amount / -1.5"}),))
+    assert rules.check().linear  # the column-wise Polars path
+    got = eventkit.replay(events, rules).history.collect()["f"].to_list()
+    assert got == [a / -1.5 for a in amounts]  # exactly, as Python (and the oracle) divide

@@ -177,7 +177,7 @@ CORPUS: dict[str, Case] = {
                                            "missing column",
                                            kwargs={"mapping": {"event_type": "kind"}}),
     "mapping-unknown-canonical-name": Case(new(lambda b: b), SchemaError, "acount_id",
-                                           "unknown canonical",
+                                           "unknown column(s) ['acount_id']",
                                            kwargs={"mapping": {"acount_id": "account_id"}}),
     "mapping-unknown-amount-unit": Case(new(lambda b: b), SchemaError, "amount",
                                         "amount_unit", kwargs={"mapping": {

@@ -110,8 +110,9 @@ def test_losing_a_commit_race_writes_nothing_and_the_retry_succeeds(
     real_write = archive_module.write_data_file
     raced = []
 
-    def write_then_let_another_writer_commit(file: Path, part: Any, *rest: Any) -> Any:
-        out = real_write(file, part, *rest)
+    def write_then_let_another_writer_commit(file: Path, part: Any, *rest: Any,
+                                             **options: Any) -> Any:
+        out = real_write(file, part, *rest, **options)
         if not raced:
             raced.append(True)
             EventArchive(path).append(workers.make_batch("rival"), batch_id="rival")

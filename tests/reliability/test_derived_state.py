@@ -97,11 +97,17 @@ def test_expire_keeps_every_state_column_events_included(tmp_path: Path, rules: 
     assert_frame_equal(after, before)  # balance, events, last_event_time: all of them
 
 
-def test_replay_of_a_frame_without_seq_names_the_column() -> None:
-    events = workers.make_batch("x")  # no seq, no recorded_at
-    with pytest.raises(SchemaError, match=r"lack column\(s\) \['seq'\]") as caught:
-        eventkit.replay(events).state().collect()
-    assert caught.value.column == "seq"
+def test_replay_of_a_frame_without_seq_completes_it_and_names_a_missing_column() -> None:
+    events = workers.make_batch("x")  # no seq, no recorded_at: completed (seq in row order)
+    state = eventkit.replay(events).state().collect()
+    given = events.with_columns(seq=pl.int_range(pl.len(), dtype=pl.Int64),
+                                recorded_at=pl.col("event_time"))
+    assert state.equals(eventkit.replay(given).state().collect())
+    assert state["events"].sum() == events.height
+    # a column the rules read and nothing can derive is named, never a raw Polars error
+    with pytest.raises(SchemaError, match=r"lack column\(s\) \['amount'\]") as caught:
+        eventkit.replay(events.drop("amount")).state().collect()
+    assert caught.value.column == "amount"
 
 
 def _hold(path: str, ready: str, seconds: float) -> None:

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import eventkit
 from eventkit import EventArchive, SchemaError, ValidationError
-from eventkit.sources.conform import MAX_AMOUNT, _to_minor_units
+from eventkit.sources.money import MAX_AMOUNT, to_minor_units
 from eventkit.workbench.cli import main
 
 
@@ -129,7 +129,7 @@ def test_any_decimal_text_is_exact_or_refused(value: Decimal, digits: int) -> No
     text = format(value, "f")
     frame = pl.DataFrame({"amount": [text]}).lazy()
     mapping = eventkit.ColumnMapping(amount_unit="major", minor_digits=digits)
-    expr, checks = _to_minor_units(pl.col("amount"), pl.String(), mapping, "x")
+    expr, checks = to_minor_units(pl.col("amount"), pl.String(), mapping, "x")
     row = frame.select(expr.alias("v"), *[c.bad.alias(str(i)) for i, c in enumerate(checks)]
                        ).collect().row(0)
     want = expected(value, digits)

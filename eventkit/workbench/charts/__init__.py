@@ -25,6 +25,7 @@ from eventkit.workbench.charts._common import (
 from eventkit.workbench.charts.alerts import alert_timeline
 from eventkit.workbench.charts.balances import as_of_marker, balance_history
 from eventkit.workbench.charts.health import schema_version_chart, snapshot_chart, storage_chart
+from eventkit.workbench.charts.streams import field_history, state_counts
 from eventkit.workbench.charts.temporal import restatement_view, totals_over_time
 from eventkit.workbench.charts.whatif import (
     delta_distribution,
@@ -48,10 +49,12 @@ __all__ = [
     "enable_offline",
     "enable_static",
     "export",
+    "field_history",
     "rate_steps",
     "restatement_view",
     "schema_version_chart",
     "snapshot_chart",
+    "state_counts",
     "storage_chart",
     "totals_over_time",
     "what_if",

@@ -47,7 +47,7 @@ PERCENTILE_WORDS: Final = {"p10": "10th percentile", "median": "median", "p90": 
 def balance_history(
     history: pl.LazyFrame | pl.DataFrame,
     *,
-    accounts: Collection[int] | None = None,
+    accounts: Collection[object] | None = None,
     start: Instant | None = None,
     end: Instant | None = None,
     max_points: int = 2000,

@@ -47,7 +47,7 @@ def what_if(
     baseline: pl.LazyFrame | pl.DataFrame,
     scenario: pl.LazyFrame | pl.DataFrame,
     *,
-    account: int,
+    account: object,
     start: Instant | None = None,
     end: Instant | None = None,
     labels: tuple[str, str] = ("baseline", "scenario"),

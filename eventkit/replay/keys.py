@@ -1,0 +1,314 @@
+"""Keys of any type as dense codes: what every fold indexes its state arrays by.
+
+A rule set's key is one column or several (:attr:`eventkit.RuleSet.key_columns`):
+Int64 account ids, text such as ``"C1231006815"`` or UUIDs, dates, booleans,
+or a tuple of them. The engine needs, per event, a code ``0 .. n_keys-1``;
+the answers carry the key back in its own columns and types (the codes never
+leave the engine).
+
+* small non-negative integers are their own codes (no work at all);
+* other integers (and dates, times, booleans: their physical integers) get
+  codes from a compiled open-addressing hash table keyed by the exact value;
+* text gets codes from a compiled hash table keyed by Polars' hash of the
+  string, where two strings share a code only if their bytes are equal
+  (compared in place in Arrow's string-view buffers): exact, never a guess
+  from a hash;
+* a composite key combines its columns' codes (``a * n_b + b``), coded again.
+
+Nothing here loops over events in Python.
+
+>>> import polars as pl
+>>> codes, n = dense_codes(pl.DataFrame({"k": ["b", "a", "b", "c"]}), ("k",))
+>>> codes.tolist(), n
+([0, 1, 0, 2], 3)
+>>> codes, n = dense_codes(pl.DataFrame({"t": ["x", "x", "y"], "i": [1, 2, 1]}), ("t", "i"))
+>>> len(set(codes.tolist())), bool(codes.max() < n)
+(3, True)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from numba import njit
+
+from eventkit.exceptions import SchemaError, ValidationError
+from eventkit.replay._intrinsics import OPTS, prefetch
+
+__all__ = ["dense_codes", "key_codes"]
+
+_DENSE_SLACK = 1 << 20  # integer keys up to 4 n + this are their own codes
+_EMPTY = -1
+_AHEAD = 8
+# For a string of n <= 12 bytes, the bits of its view's two words that hold its length and
+# bytes (the rest should be zero, but is not read)
+_INLINE = np.array([[(1 << min(64, 32 + 8 * n)) - 1, (1 << max(0, 8 * (n - 4))) - 1]
+                    for n in range(13)], np.uint64).view(np.int64)
+_MIX = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as a signed word
+
+
+def dense_codes(frame: pl.DataFrame, columns: tuple[str, ...], *,
+                source: str = "events") -> tuple[np.ndarray, int]:
+    """Codes ``0 .. n_keys-1`` of the key ``columns`` of ``frame``, and ``n_keys``.
+
+    Equal keys get equal codes, different keys different ones. Codes need
+    not all be used (small integer keys are their own codes). A null key or
+    a column of a type no key can have (floats, lists, structs) raises an
+    :class:`~eventkit.exceptions.EventDataError` naming the column and row.
+    """
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        msg = (f"the rule set's key {list(columns)} names column(s) {missing} the events do "
+               f"not have; they have {frame.columns}")
+        raise SchemaError(msg, source=source, column=missing[0])
+    if frame.height == 0:
+        return np.zeros(0, np.int64), 0
+    codes, n = key_codes(frame[columns[0]], source=source)
+    for name in columns[1:]:
+        more, m = key_codes(frame[name], source=source)
+        if n * m < 1 << 62:  # the pair as one integer, then coded again
+            codes, n = _int_codes(codes * m + more)
+        else:  # (never with fewer than 2**31 events: n and m are at most their number)
+            codes, n = _int_codes(_pairs(codes, more))
+    return codes, n
+
+
+def key_codes(column: pl.Series, *, source: str = "events") -> tuple[np.ndarray, int]:
+    """Codes of one key column (see :func:`dense_codes`)."""
+    if column.null_count():
+        row = int(column.is_null().arg_true()[0])
+        msg = "null key: every event needs a value in each key column"
+        raise ValidationError(msg, source=source, column=column.name, row=row)
+    dtype = column.dtype
+    if dtype == pl.String:
+        return _string_codes(column)
+    if dtype.is_integer() or dtype == pl.Boolean:
+        if dtype == pl.UInt64 and column.max() > np.iinfo(np.int64).max:  # type: ignore[operator]
+            return _string_codes(column.cast(pl.String))
+        return _int_codes(_numpy(column.cast(pl.Int64)))
+    if dtype.is_temporal():
+        return _int_codes(_numpy(column.to_physical().cast(pl.Int64)))
+    if isinstance(dtype, pl.Categorical | pl.Enum | pl.Decimal) or dtype == pl.Binary:
+        return _string_codes(column.cast(pl.String))
+    msg = (f"a key column cannot hold {dtype} values (keys are integers, text, dates or "
+           "booleans, or several such columns)")
+    raise SchemaError(msg, source=source, column=column.name)
+
+
+def _numpy(column: pl.Series) -> np.ndarray:
+    out = np.empty(column.len(), np.int64)
+    at = 0
+    for chunk in column.get_chunks():
+        out[at:at + chunk.len()] = chunk.to_numpy()
+        at += chunk.len()
+    return out
+
+
+def _pairs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Codes of (a, b) pairs when ``a * n_b + b`` could overflow: dense rank of the pairs."""
+    frame = pl.DataFrame({"a": a, "b": b})
+    return (frame.select(pl.struct("a", "b").rank("dense")).to_series().cast(pl.Int64) - 1
+            ).to_numpy()
+
+
+# --------------------------------------------------------------------------- integers
+def _int_codes(values: np.ndarray) -> tuple[np.ndarray, int]:
+    n = values.shape[0]
+    if n == 0:
+        return values, 0
+    lo, hi = int(values.min()), int(values.max())
+    if lo >= 0 and hi <= 4 * n + _DENSE_SLACK:
+        return values, hi + 1
+    out = np.empty(n, np.int64)
+    cap = 1 << 12
+    table = np.full((cap, 2), _EMPTY, np.int64)
+    count = np.zeros(1, np.int64)
+    at = 0
+    while at < n:
+        at = _int_table(values, at, table, count, out)
+        if at < n:
+            table = _grow_ints(table)
+    return out, int(count[0])
+
+
+@njit(**OPTS)
+def _slot(x: int, cap: int) -> int:
+    z = x * _MIX
+    return int((z ^ (z >> 29)) & (cap - 1))
+
+
+@njit(**OPTS)
+def _int_table(values: np.ndarray, at: int, table: np.ndarray, count: np.ndarray,
+               out: np.ndarray) -> int:
+    """Code ``values[at:]`` into ``out`` (new values get the next code); stop when half full.
+
+    ``table`` rows are (value, code), code -1 when empty. Returns where it stopped.
+    """
+    cap = table.shape[0]
+    n = values.shape[0]
+    m = count[0]
+    for i in range(at, n):
+        if 2 * (m + 1) > cap:
+            count[0] = m
+            return i
+        if i + _AHEAD < n:
+            prefetch(table, 2 * _slot(values[i + _AHEAD], cap))
+        x = values[i]
+        s = _slot(x, cap)
+        while True:
+            c = table[s, 1]
+            if c == _EMPTY:
+                table[s, 0], table[s, 1] = x, m
+                out[i] = m
+                m += 1
+                break
+            if table[s, 0] == x:
+                out[i] = c
+                break
+            s = (s + 1) & (cap - 1)
+    count[0] = m
+    return n
+
+
+@njit(**OPTS)
+def _grow_ints(table: np.ndarray) -> np.ndarray:
+    cap = table.shape[0] * 2
+    new = np.full((cap, 2), _EMPTY, np.int64)
+    for r in range(table.shape[0]):
+        if table[r, 1] != _EMPTY:
+            s = _slot(table[r, 0], cap)
+            while new[s, 1] != _EMPTY:
+                s = (s + 1) & (cap - 1)
+            new[s, 0], new[s, 1] = table[r, 0], table[r, 1]
+    return new
+
+
+# --------------------------------------------------------------------------- text
+#: A row of the text table: 8 words (one cache line): the string's hash, its code (-1: an
+#: empty row), its view's first word (length, first 4 bytes), then up to 40 more of its
+#: bytes (longer strings: where their bytes are in the arena).
+_ROW = 8
+_HELD = 4 + 8 * (_ROW - 3)  # strings up to this long are held whole in their table row
+
+
+def _string_codes(column: pl.Series) -> tuple[np.ndarray, int]:
+    """Codes of a text column: hashed by Polars, equal only when the bytes are equal."""
+    n = column.len()
+    out = np.empty(n, np.int64)
+    hashes = column.hash().to_numpy().view(np.int64)
+    table = _table(1 << 12)
+    arena = np.zeros(1 << 12, np.uint8)  # the bytes of strings too long for a table row
+    count = np.zeros(2, np.int64)  # codes, arena bytes used
+    row = 0
+    for chunk in pa.chunked_array(column).chunks:  # Polars' own buffers, not a copy
+        chunk = chunk.cast(pa.string_view()) if chunk.type != pa.string_view() else chunk
+        _, views, *buffers = chunk.buffers()
+        words = np.frombuffer(views, np.int64).reshape(-1, 2)[chunk.offset:][:len(chunk)]
+        parts = [np.frombuffer(b, np.uint8) for b in buffers if b is not None]
+        data = (parts[0] if len(parts) == 1 else np.concatenate(parts) if parts
+                else np.zeros(0, np.uint8))
+        starts = np.cumsum([0] + [b.size for b in buffers if b is not None], dtype=np.int64)
+        at = 0
+        while at < len(chunk):
+            at = _string_table(words, data, starts, hashes[row:row + len(chunk)], at, table,
+                               arena, count, out[row:row + len(chunk)])
+            if at < len(chunk):  # the table or the arena filled up: grow it, go on
+                if 2 * (count[0] + 1) > table.shape[0]:
+                    table = _grow_strings(table, _table(2 * table.shape[0]))
+                longest = int(words[at, 0] & 0xFFFFFFFF)
+                if count[1] + longest > arena.shape[0]:
+                    arena = np.concatenate([arena, np.zeros(max(arena.shape[0], longest),
+                                                            np.uint8)])
+        row += len(chunk)
+    return out, int(count[0])
+
+
+def _table(cap: int) -> np.ndarray:
+    """An empty text table of ``cap`` rows, each aligned to a cache line."""
+    buf = np.empty(cap * _ROW + _ROW, np.int64)
+    skip = (-buf.ctypes.data % (8 * _ROW)) // 8
+    table = buf[skip:skip + cap * _ROW].reshape(cap, _ROW)
+    table[:, 1] = _EMPTY
+    return table
+
+
+@njit(**OPTS)
+def _grow_strings(table: np.ndarray, new: np.ndarray) -> np.ndarray:
+    cap = new.shape[0]
+    for r in range(table.shape[0]):
+        if table[r, 1] != _EMPTY:
+            s = _slot(table[r, 0], cap)
+            while new[s, 1] != _EMPTY:
+                s = (s + 1) & (cap - 1)
+            new[s] = table[r]
+    return new
+
+
+@njit(**OPTS)
+def _string_table(views: np.ndarray, data: np.ndarray, starts: np.ndarray,
+                  hashes: np.ndarray, at: int, table: np.ndarray, arena: np.ndarray,
+                  count: np.ndarray, out: np.ndarray) -> int:
+    """Code the strings ``at..`` of one chunk (Arrow string views, see ``type_codes``).
+
+    A string gets the code of a table row only if the row holds its hash and
+    its bytes (compared in the row, or in ``arena`` for long strings); else a
+    new row and code. Stops (returning the row number) when the table would be
+    half full or ``arena`` is too short; returns the chunk's length when done.
+    """
+    cap = table.shape[0]
+    held = table.view(np.uint8).reshape(cap, 8 * _ROW)
+    n = views.shape[0]
+    m, used = count[0], count[1]
+    for i in range(at, n):
+        if i + _AHEAD < n:
+            prefetch(table, _ROW * _slot(hashes[i + _AHEAD], cap))
+        w0, w1 = views[i, 0], views[i, 1]
+        length = w0 & 0xFFFFFFFF
+        if length <= 12:
+            w0 &= _INLINE[length, 0]
+            w1 &= _INLINE[length, 1]
+            src = 0
+        else:
+            src = starts[w1 & 0xFFFFFFFF] + ((w1 >> 32) & 0xFFFFFFFF)
+        h = hashes[i]
+        s = _slot(h, cap)
+        while True:
+            c = table[s, 1]
+            if c == _EMPTY:
+                if 2 * (m + 1) > cap or (length > _HELD and used + length > arena.shape[0]):
+                    count[0], count[1] = m, used
+                    return i
+                table[s, 0], table[s, 1], table[s, 2] = h, m, w0
+                if length <= 12:
+                    table[s, 3] = w1
+                elif length <= _HELD:
+                    held[s, 24:24 + length - 4] = data[src + 4:src + length]
+                else:
+                    table[s, 3] = used
+                    arena[used:used + length] = data[src:src + length]
+                    used += length
+                out[i] = m
+                m += 1
+                break
+            if table[s, 0] == h and table[s, 2] == w0:
+                same = True
+                if length <= 12:
+                    same = table[s, 3] == w1
+                elif length <= _HELD:
+                    for b in range(4, length):  # the first 4 bytes are in the view
+                        if data[src + b] != held[s, 20 + b]:
+                            same = False
+                            break
+                else:
+                    rep = table[s, 3]
+                    for b in range(4, length):
+                        if data[src + b] != arena[rep + b]:
+                            same = False
+                            break
+                if same:
+                    out[i] = c
+                    break
+            s = (s + 1) & (cap - 1)
+    count[0], count[1] = m, used
+    return n

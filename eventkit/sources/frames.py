@@ -1,0 +1,70 @@
+"""Frames users hold in memory: Polars, pandas, pyarrow, read as Polars without surprises.
+
+:func:`as_polars` is the one place that tells them apart: a Polars
+DataFrame or LazyFrame as it is, a pyarrow Table or RecordBatch and a pandas
+DataFrame converted (through Arrow; a pandas index that holds data becomes
+columns), anything else refused with an eventkit error. :func:`as_frame`
+also collects a lazy frame, turning Polars' errors into eventkit's.
+
+>>> import pyarrow as pa
+>>> as_frame(pa.table({"account_id": [1], "amount": [5]}), "batch").rows()
+[(1, 5)]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from eventkit.exceptions import SchemaError
+
+__all__ = ["as_frame", "as_polars", "is_frame"]
+
+
+def is_frame(obj: object) -> bool:
+    """Whether ``obj`` is a frame :func:`as_polars` reads (not a path or an archive)."""
+    return isinstance(obj, pl.DataFrame | pl.LazyFrame | pa.Table | pa.RecordBatch) \
+        or _is_pandas(obj)
+
+
+def as_polars(obj: Any, source: str) -> pl.DataFrame | pl.LazyFrame:
+    """``obj`` as a Polars frame (lazy stays lazy); an eventkit error for anything else."""
+    if isinstance(obj, pl.DataFrame | pl.LazyFrame):
+        return obj
+    try:
+        if isinstance(obj, pa.Table | pa.RecordBatch):
+            frame = pl.from_arrow(obj)
+            assert isinstance(frame, pl.DataFrame)  # (a table or batch gives a frame)
+            return frame
+        if _is_pandas(obj):
+            named = [n for n in obj.index.names if n is not None]
+            return pl.from_pandas(obj.reset_index() if named else obj)
+    except (pl.exceptions.PolarsError, pa.ArrowException, TypeError, ValueError) as exc:
+        msg = f"cannot read the {type(obj).__name__} as events: {_first_line(exc)}"
+        raise SchemaError(msg, source=source) from None
+    msg = (f"expected a Polars DataFrame or LazyFrame, a pandas DataFrame or a pyarrow "
+           f"Table (or a path), not a {type(obj).__name__}")
+    raise SchemaError(msg, source=source)
+
+
+def as_frame(obj: Any, source: str) -> pl.DataFrame:
+    """``obj`` collected into a Polars DataFrame (see :func:`as_polars`)."""
+    frame = as_polars(obj, source)
+    if isinstance(frame, pl.DataFrame):
+        return frame
+    try:
+        return frame.collect()
+    except (pl.exceptions.PolarsError, OSError, pl.exceptions.PanicException) as exc:
+        msg = f"cannot read the batch: {_first_line(exc)}"
+        raise SchemaError(msg, source=source) from None
+
+
+def _is_pandas(obj: object) -> bool:
+    return type(obj).__module__.startswith("pandas") and type(obj).__name__ == "DataFrame"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

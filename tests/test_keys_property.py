@@ -1,0 +1,151 @@
+"""Keys of any type, payload columns and event types of one's own: engine == oracle, exactly.
+
+Random streams keyed by integers (small, huge, negative), text (UUIDs, ids that
+share a prefix, the empty string, non-ASCII, strings too long to sit in the
+coder's table rows) or a composite (tenant, number), with payload columns of
+several types (nulls included), rules that read text, time parts and a
+selection, string state fields, and global events declared by the rule set.
+Every state field after every event, and the final state, must equal the
+per-event reference fold's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from oracle_checks import FAST, check_against_oracle
+
+import eventkit
+from eventkit import Field, GlobalEvents, Handler, RuleSet
+from eventkit.exceptions import RuleError, SchemaError, ValidationError
+
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+UUIDS = [str(uuid.UUID(int=i * 7919 + 17)) for i in range(5)]
+TEXT_KEYS = [*UUIDS, "C1231006815", "order-1", "order-2", "order-10", "", "ключ-ü",
+             "x" * 60, "x" * 59 + "y", "abcd" + "q" * 40, "abcd" + "r" * 40]
+INT_KEYS = [0, 1, 2, 7, -5, 2**40, 2**62, -(2**62)]
+TYPES = ("Added", "Removed", "Paid", "Noted")
+OFFSETS = [0, 1, 3_600_000_000, 13 * 3_600_000_000, 86_400_000_000, 5 * 86_400_000_000 + 7]
+COLUMNS = {"sku": "string", "qty": "int", "price": "float", "kind": "string"}
+HANDLERS = (
+    Handler("Added", {"total": "total + qty", "last_sku": "sku", "spent": "spent + price"}),
+    Handler("Removed", {"total": "total - qty",
+                        "status": "'edited' if sku != last_sku else status"}),
+    Handler("Paid", {"status": "'paid'", "tag": "'late' if hour(event_time) >= 12 else tag",
+                     "weekend": "weekend + (1 if weekday(event_time) >= 6 else 0)",
+                     "day_paid": "day(event_time)"},
+            require="status != 'paid' and total > 0"),
+)
+FIELDS = (Field("total", "int"), Field("last_sku", "string"),
+          Field("status", "string", initial="new"), Field("spent", "float"),
+          Field("tag", "enum", values=("early", "late")), Field("weekend", "int"),
+          Field("day_paid", "int"))
+LINEAR_FIELDS = (Field("total", "int"), Field("last_sku", "string"),
+                 Field("last_kind", "string", initial="none"))
+LINEAR = (Handler("Added", {"total": "total + qty", "last_sku": "sku", "last_kind": "kind"}),
+          Handler("Removed", {"total": "total - qty", "last_sku": "'removed'"}))
+
+
+@st.composite
+def streams(draw: st.DrawFn) -> tuple[pl.DataFrame, tuple[str, ...], Any]:
+    """Events with a key of a random type; returns them, the key and a global key value."""
+    kind = draw(st.sampled_from(["int", "text", "composite"]))
+    n = draw(st.integers(0, 30))
+    seq = draw(st.permutations(list(range(n)))) if n else []
+    rows = []
+    for i in range(n):
+        if kind == "int":
+            key: dict[str, Any] = {"k": draw(st.sampled_from(INT_KEYS))}
+        elif kind == "text":
+            key = {"k": draw(st.sampled_from(TEXT_KEYS))}
+        else:
+            key = {"tenant": draw(st.sampled_from(["acme", "", "zeta", "ü"])),
+                   "n": draw(st.sampled_from([0, 1, -3, 2**50]))}
+        when = T0 + timedelta(microseconds=draw(st.sampled_from(OFFSETS)))
+        rows.append({
+            "event_id": f"e{i}", "seq": seq[i], **key,
+            "event_type": draw(st.sampled_from(TYPES)),
+            "event_time": when, "recorded_at": when,
+            "sku": draw(st.sampled_from([None, "", "A-1", "B-2", "a-1", "sku-" + "z" * 50])),
+            "qty": draw(st.sampled_from([None, 0, 1, 5, -2, 2**40])),
+            "price": draw(st.sampled_from([None, 0.0, 1.5, -0.25, 1e9])),
+            "kind": draw(st.sampled_from(["order", "order", "skip", None])),
+        })
+    schema = {"event_id": pl.String, "seq": pl.Int64,
+              **({"k": pl.Int64 if kind == "int" else pl.String} if kind != "composite"
+                 else {"tenant": pl.String, "n": pl.Int64}),
+              "event_type": pl.String, "event_time": pl.Datetime("us", "UTC"),
+              "recorded_at": pl.Datetime("us", "UTC"), "sku": pl.String, "qty": pl.Int64,
+              "price": pl.Float64, "kind": pl.String}
+    events = pl.DataFrame(rows, schema=schema)
+    key = ("k",) if kind != "composite" else ("tenant", "n")
+    shared = {"int": 0, "text": "", "composite": ("acme", 0)}[kind]
+    return events, key, shared
+
+
+@settings(FAST, max_examples=150)
+@given(stream=streams(), linear=st.booleans(), shared=st.booleans(), where=st.booleans())
+def test_any_key_matches_the_oracle(stream: tuple[pl.DataFrame, tuple[str, ...], Any], *,
+                                    linear: bool, shared: bool, where: bool) -> None:
+    events, key, shared_key = stream
+    rules = RuleSet(
+        name="orders", key=key[0] if len(key) == 1 else key, columns=COLUMNS,
+        fields=LINEAR_FIELDS if linear else FIELDS, handlers=LINEAR if linear else HANDLERS,
+        global_events=GlobalEvents(shared_key, ("Noted",)) if shared else None,
+        where="kind != 'skip'" if where else None, ignore=("Noted", "Paid"))
+    assert rules.check().linear is linear
+    check_against_oracle(events, rules)
+
+
+def test_the_key_comes_back_in_its_own_type_and_columns() -> None:
+    t = [T0 + timedelta(days=d) for d in range(4)]
+    events = pl.DataFrame({
+        "event_id": list("abcd"), "seq": [0, 1, 2, 3],
+        "tenant": ["acme", "acme", "zeta", "acme"], "n": [1, 2, 1, 1],
+        "event_type": ["Added"] * 4, "event_time": t, "recorded_at": t,
+        "sku": ["x", "y", "z", "w"], "qty": [1, 2, 3, 4], "price": [0.0] * 4, "kind": ["o"] * 4})
+    rules = RuleSet("orders", LINEAR_FIELDS, LINEAR, key=("tenant", "n"), columns=COLUMNS)
+    result = eventkit.replay(events, rules)
+    state = result.state().collect()
+    assert state.select("tenant", "n", "total", "last_sku").rows() == [
+        ("acme", 1, 5, "w"), ("acme", 2, 2, "y"), ("zeta", 1, 3, "z")]
+    assert state.schema["tenant"] == pl.String and state.schema["n"] == pl.Int64
+    assert result.as_of(t[1]).collect().height == 2
+    assert result.at_times([t[0], t[3]]).collect().select("tenant", "n").rows()[-1] == ("zeta", 1)
+    one = eventkit.replay(events, rules, keys=[("acme", 1)]).state().collect()
+    assert one.select("tenant", "n", "total").rows() == [("acme", 1, 5)]
+    with pytest.raises(eventkit.ParameterError, match="tuple of 2 values"):
+        eventkit.replay(events, rules, keys=["acme"]).state().collect()
+
+
+def test_a_key_that_is_not_a_column_is_an_eventkit_error() -> None:
+    events = pl.DataFrame({"event_id": ["a"], "seq": [0], "order_id": ["o1"],
+                           "event_type": ["Added"], "event_time": [T0], "recorded_at": [T0]})
+    rules = RuleSet("r", (Field("total"),), (Handler("Added", {"total": "total + 1"}),),
+                    key="orderId")
+    with pytest.raises(SchemaError, match=r"lack column\(s\) \['orderId'\].*they have") as err:
+        eventkit.replay(events, rules).state().collect()
+    assert err.value.column == "orderId"
+    with pytest.raises(RuleError, match="key must name a column"):
+        RuleSet("r", (Field("total"),), (), key=("a", "a")).check()
+    with pytest.raises(RuleError, match="clash with a state field"):
+        RuleSet("r", (Field("total"),), (), key="total").check()
+
+
+def test_null_and_float_keys_are_refused_naming_column_and_row() -> None:
+    events = pl.DataFrame({"event_id": ["a", "b"], "seq": [0, 1], "k": ["x", None],
+                           "event_type": ["Added"] * 2, "event_time": [T0] * 2,
+                           "recorded_at": [T0] * 2})
+    rules = RuleSet("r", (Field("total"),), (Handler("Added", {"total": "total + 1"}),), key="k")
+    with pytest.raises(ValidationError, match="null key") as err:
+        eventkit.replay(events, rules).state().collect()
+    assert (err.value.column, err.value.row) == ("k", 1)
+    floats = events.with_columns(k=pl.Series([1.5, 2.5]))
+    with pytest.raises(SchemaError, match="cannot hold Float64"):
+        eventkit.replay(floats, rules).state().collect()
