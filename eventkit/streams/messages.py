@@ -13,14 +13,14 @@ from __future__ import annotations
 import io
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from eventkit.exceptions import EventDataError
-from eventkit.schema import CANONICAL_SCHEMA
+from eventkit.schema import BANKING, CANONICAL_SCHEMA
 from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, Conformed, conform
 
 __all__ = ["STORED", "Batch", "doubled_keys", "first_of_each_id", "new_messages", "parse"]
@@ -95,6 +95,10 @@ def new_messages(partition: np.ndarray, offset: np.ndarray, done: dict[int, int]
     return (offset >= floor) & first
 
 
+#: What ingest conforms messages to: the banking schema, account ids integers only.
+_INTEGER_IDS = replace(BANKING, text_ids=False)
+
+
 @dataclass(frozen=True)
 class Batch:
     """What parsing a batch of messages needs besides their values."""
@@ -160,8 +164,11 @@ def _conform(raw: pl.DataFrame, index: np.ndarray, batch: Batch
         raise ValueError(msg)
     raw = raw.with_columns(
         pl.lit(topic).alias(SOURCE_COL), pl.Series(ROW_COL, index, dtype=pl.Int64))
+    # the archive's account ids are integers: a text id is a bad message, never a text key
+    # (one message must not change the column's type for the rest of its batch)
     conformed: Conformed = conform(raw.lazy(), mapping, source=f"topic {topic}",
-                                   keep_extra=False, event_types=batch.event_types)
+                                   schema=_INTEGER_IDS, keep_extra=False,
+                                   event_types=batch.event_types)
     reasons = [(c, conformed.raw) for c in conformed.conversion_checks] + \
               [(c, conformed.events) for c in conformed.value_checks
                if c.problem != "duplicate event_id"]
