@@ -91,13 +91,18 @@ class KeyStore:
     @classmethod
     def beside(cls, archive: EventArchive | str | Path) -> KeyStore:
         """The default key store of an archive: ``<archive>.keys.sqlite`` next to its folder."""
+        return cls(cls.path_beside(archive))
+
+    @staticmethod
+    def path_beside(archive: EventArchive | str | Path) -> Path:
+        """Where :meth:`beside` keeps an archive's keys (the file is not made)."""
         root = archive.path if isinstance(archive, EventArchive) else archive
         if not isinstance(root, Path) and is_url(root):
             msg = (f"{root} is in an object store: a key store is a local SQLite file, open "
                    "it with KeyStore(path) where the keys are kept")
             raise PrivacyError(msg)
         root = Path(root)
-        return cls(root.parent / f"{root.name}.keys.sqlite")
+        return root.parent / f"{root.name}.keys.sqlite"
 
     @foreign_errors(PrivacyError, "key store {0.path}: keys")
     def keys(self, subjects: Iterable[str], *, create: bool = False) -> dict[str, bytes]:

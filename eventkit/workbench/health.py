@@ -9,6 +9,7 @@ Parquet footers only: no data pages.
 from __future__ import annotations
 
 import html
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,8 @@ from eventkit.replay.api import snapshot
 from eventkit.rules import registry
 from eventkit.schema import TIME_DTYPE
 
-__all__ = ["Verdict", "demo_archive", "schema_versions", "snapshot_coverage", "verdict"]
+__all__ = ["Verdict", "demo_archive", "health_inputs", "schema_versions", "snapshot_coverage",
+           "verdict"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -97,6 +99,28 @@ def schema_versions(path: str | Path) -> pl.DataFrame:
     return (versions(path).group_by("schema_version")
             .agg(pl.len().cast(pl.Int64).alias("files"), pl.col("events").sum())
             .sort("schema_version", nulls_last=True))
+
+
+def health_inputs(archive: str | Path, keys: str | Path | None = None, *, demo: bool = False
+                  ) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The archives the health check looks at, by name, and their key stores.
+
+    ``archive`` under the name ``"archive"`` with ``keys`` (default: its
+    :meth:`KeyStore.path_beside` file, not made); with ``demo``, also :func:`demo_archive` in a
+    temporary folder under ``"demo"``.
+
+    Examples
+    --------
+    >>> archives, stores = health_inputs("data/bank")
+    >>> archives["archive"].name, stores["archive"].name
+    ('bank', 'bank.keys.sqlite')
+
+    """
+    archives = {"archive": Path(archive)}
+    stores = {"archive": Path(keys) if keys else KeyStore.path_beside(archive)}
+    if demo:  # personal fields, one subject forgotten, a v1 batch, a compaction, a snapshot set
+        archives["demo"], stores["demo"] = demo_archive(tempfile.mkdtemp())
+    return archives, stores
 
 
 def demo_archive(folder: str | Path) -> tuple[Path, Path]:
