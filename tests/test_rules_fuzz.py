@@ -224,12 +224,9 @@ def test_a_disagreement_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
         check(stream, rules)
 
 
-@pytest.mark.xfail(strict=True, raises=eventkit.EventDataError,
-                   reason="known bug (found by the fuzzer 2026-12-07): Polars broadcasts this "
-                          "comparison's term as one row in the linear path")
 def test_a_comparison_with_min_of_a_constant_in_a_linear_term() -> None:
-    """A term ``(0 + 0) < min(0, amount)`` in the linear path gives a Polars shape error
-    instead of 0 per event; when this passes, the bug is fixed: remove the mark."""
+    """A term ``(0 + 0) < min(0, amount)``, every row taking min's literal: 0 per event
+    (found by the fuzzer; Polars' eager with_columns gave a shape error)."""
     rules = RuleSet(name="cmp", fields=(Field("i", "int"),),
                     handlers=(Handler("Deposit", {"i": "i + (((0) + (0)) < min((0), amount))"}),))
     stream = pl.DataFrame([{"event_id": f"e{n}", "seq": n, "account_id": 1,

@@ -32,7 +32,6 @@ from eventkit.sources.upcast import UPCASTERS, Upcasters
 __all__ = ["check_new_files", "commit_batch", "reject_known_ids"]
 
 _FORMAT = 1
-_EPOCH = "1970-01-01T00:00:00+00:00"
 #: Archives with more events than this are not indexed: each append then reads the ids
 #: of the files whose statistics may hold the batch's (a cost that grows with the archive).
 MAX_INDEXED = 20_000_000
@@ -183,9 +182,7 @@ def commit_batch(store: Store, state: head.LogState, parts: list[tuple[int | Non
             "rows": rows,
             "seq": [start, start + rows - 1],
             "files": files,
-            "recorded_until": max(
-                recorded_until, datetime.fromisoformat(last.get("recorded_until") or _EPOCH),
-            ).isoformat(),
+            "recorded_until": _latest(recorded_until, last.get("recorded_until")).isoformat(),
             "prev": last["digest"],
         }
         if meta is not None:
@@ -218,3 +215,8 @@ def _committed(store: Store, version: int, record: dict[str, Any]) -> bool:
     """Whether commit ``version`` exists and is the one carrying ``record``."""
     found = ledger.read_commit(store, version).record
     return found is not None and found.get("digest") == record.get("digest")
+
+
+def _latest(batch: datetime, before: str | None) -> datetime:
+    """The archive's latest ``recorded_at`` after a batch whose latest is ``batch``."""
+    return batch if before is None else max(batch, datetime.fromisoformat(before))

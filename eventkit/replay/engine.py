@@ -439,8 +439,11 @@ def _fold_linear(events: pl.DataFrame, checked: CheckedRules,
         exprs += [polars_expr(t, checked, field if field.type == "enum" else None,
                               text="codes").cast(term_dtype).alias(f"{target}#{j}")
                   for j, t in enumerate(terms)]
-    # with_columns: a constant term (a literal) fills every row, as select would not
-    columns = events.with_columns(exprs).select(e.meta.output_name() for e in exprs)
+    # with_columns: a constant term (a literal) fills every row, as select would not. Lazy:
+    # eager with_columns of Polars 2.1 keeps a length-1 column (a shape error) where a
+    # comparison meets a when/then whose rows all took a literal, as in 0 < min(0, amount)
+    columns = events.lazy().with_columns(exprs).select(
+        e.meta.output_name() for e in exprs).collect()
     for target, (_, terms, term_of, _) in plans.items():  # null: cannot be computed exactly
         for j, node in enumerate(terms):
             column = columns[f"{target}#{j}"]

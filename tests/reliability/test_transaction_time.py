@@ -108,6 +108,17 @@ def test_kept_history_older_than_the_archive_is_refused_or_clamped(tmp_path: Pat
     assert known(archive, years_ago) == set()  # never "known years ago"
 
 
+def test_history_kept_from_before_1970_stays_as_it_was(tmp_path: Path) -> None:
+    # found in CI by the round-trip property: the first commit's latest time once
+    # defaulted to the Unix epoch, so a second batch's 1969 was clamped to 1970
+    archive = EventArchive.create(tmp_path / "bank")
+    moon = datetime(1969, 7, 20, 20, 17, tzinfo=UTC)
+    archive.append(batch(["a"], [moon]), recorded_at="keep")
+    archive.append(batch(["b", "c"], [NOW, moon]), recorded_at="keep", before_latest="clamp")
+    assert archive.scan().collect()["recorded_at"].to_list() == [moon, NOW, moon]
+    assert known(archive, moon) == {"a", "c"}
+
+
 def test_before_latest_takes_only_raise_or_clamp(tmp_path: Path) -> None:
     archive = EventArchive.create(tmp_path / "bank")
     with pytest.raises(eventkit.ParameterError, match="before_latest"):
