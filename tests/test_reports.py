@@ -92,9 +92,16 @@ def test_runs_execute_side_by_side_up_to_workers_each_in_its_own_kernel(tmp_path
                                                                         workers, monkeypatch):
     books = tmp_path / "notebooks"
     books.mkdir()
+    started = tmp_path / "started"
+    started.mkdir()
     for name in "abc":  # each run notes when its kernel worked, which kernel, and where
-        write_notebook(books / f"{name}.ipynb", "import os, time\nbegan = time.time()",
-                       "time.sleep(3)\nprint(f'{os.getpid()} {began} {time.time()} {os.getcwd()}')")
+        # it waits (up to 50 s) until `workers` kernels have started, then works 1 s: under
+        # load kernels start seconds apart, and a fixed sleep let the first end too early
+        write_notebook(books / f"{name}.ipynb", "import os, time, pathlib\nbegan = time.time()",
+                       f"started = pathlib.Path({str(started)!r})\n(started / {name!r}).touch()\n"
+                       f"while len(list(started.iterdir())) < {workers} and "
+                       "time.time() - began < 50:\n    time.sleep(0.05)\ntime.sleep(1)\n"
+                       "print(f'{os.getpid()} {began} {time.time()} {os.getcwd()}')")
     monkeypatch.chdir(tmp_path)  # relative paths, as `make reports` gives
     runs = load_runs(runs_file(tmp_path, "runs: []\n"), "notebooks")
     done: list[str] = []
