@@ -149,3 +149,22 @@ def test_explorer_and_patterns_take_text_account_ids() -> None:
     history = eventkit.replay(events).history
     found = eventkit.builtin_alerts(history, eventkit.Thresholds(rapid_count=3))
     assert found.select("pattern", "account_id").rows() == [("rapid_withdrawals", ids[0])]
+
+
+def test_restatements_and_the_account_table_take_a_composite_key() -> None:
+    t = [T0 + timedelta(days=d) for d in (0, 1, 2)]
+    events = pl.DataFrame({"event_id": ["a", "b", "late"], "seq": [0, 1, 2],
+                           "shop": ["s1", "s1", "s1"], "sku": [1, 2, 1],
+                           "event_type": ["Deposit"] * 3, "event_time": t,
+                           "recorded_at": [t[0], t[1], T0 + timedelta(days=20)],
+                           "amount": [100, 5, -30]})
+    rules = RuleSet(name="stock", key=("shop", "sku"), fields=(eventkit.Field("balance", "int"),),
+                    handlers=(eventkit.Handler("Deposit", {"balance": "balance + amount"}),))
+    late = eventkit.restatements(events, rules, known_at=T0 + timedelta(days=5),
+                                 now_known_at=T0 + timedelta(days=30)).collect()
+    assert late.select("shop", "sku", "event_id", "balance_then", "balance_now",
+                       "balance_delta").rows() == [("s1", 1, "late", 100, 70, -30)]
+    view = eventkit.account_view(events, ("s1", 1), T0 + timedelta(days=30), rules=rules)
+    table = view.table().as_raw_html()  # the key is the view's subject, not a column
+    assert "balance" in table and ">70<" in table
+    assert ">shop<" not in table and ">sku<" not in table

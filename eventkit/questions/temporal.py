@@ -61,20 +61,20 @@ def restatements(
         then.fold  # noqa: B018 (folded now, under this bar)
         steps.begin(f"replaying as known at {now_known_at}")
         now.fold  # noqa: B018
-    key = now.rules.key
+    key = list(now.rules.key_columns)
     fields = list(now.checked.fields)
     recorded = pl.col("recorded_at").dt.epoch("us")
     late = (
         now.history.filter((recorded > r1) & (recorded <= r2)
                            & (pl.col("event_time").dt.epoch("us") <= r1))
-        .select(key, pl.col("event_time").alias("instant"), "event_id", "event_type",
+        .select(*key, pl.col("event_time").alias("instant"), "event_id", "event_type",
                 "amount", "recorded_at")
         .sort("instant")
     )
 
     def states(result: pl.LazyFrame, suffix: str) -> pl.LazyFrame:
         return result.sort("event_time", "seq").select(
-            key, pl.col("event_time").alias("instant"),
+            *key, pl.col("event_time").alias("instant"),
             *[pl.col(f).alias(f"{f}_{suffix}") for f in fields])
 
     out = late.join_asof(states(then.history, "then"), on="instant", by=key,
@@ -84,4 +84,4 @@ def restatements(
     deltas = [(pl.col(f"{f}_now") - pl.col(f"{f}_then").fill_null(now.checked.fields[f].start)
                ).alias(f"{f}_delta")
               for f in fields if now.checked.fields[f].type != "enum"]
-    return out.with_columns(deltas).sort(key, "instant", "event_id")
+    return out.with_columns(deltas).sort(*key, "instant", "event_id")

@@ -134,7 +134,7 @@ class AccountView:
                ) -> tuple[pl.DataFrame, dict[str, Any]]:
         when = pl.select(time_text(pl.lit(self.as_of), zone=zone)).item()
         money = [f.name for f in self.baseline.rules.fields if f.money]
-        shown = self.state.drop(self.baseline.rules.key)
+        shown = self.state.drop(self.baseline.rules.key_columns)
         return shown, {
             "title": f"State as of {when}", "currency": currency, "zone": zone,
             "money": [*money, *(["accrued"] if "accrued" in shown.columns else [])],
