@@ -216,6 +216,13 @@ def test_every_notebook_runs_in_jupyterlab_and_draws_its_charts(lab: dict[str, s
     pg.wait_for_timeout(1000)  # charts finish drawing
     text = pg.locator(NB).inner_text()
     assert "NaN" not in text and "undefined" not in text
+    assert "JavaScript Error" not in text and "Error displaying widget" not in text
+    # every chart drew marks from its data, in a picture of some width (a chart whose data
+    # came late drew them 0 px wide: nothing on screen, no error)
+    empty = pg.evaluate(f"""() => [...document.querySelectorAll('{NB} .vega-embed')]
+        .filter(c => !c.querySelector('svg g.role-mark path, svg g.role-mark line')
+                     || c.querySelector('svg').getBoundingClientRect().width < 100).length""")
+    assert empty == 0, f"{empty} chart(s) drew nothing to see"
     pg.locator(NB).screenshot(path=str(SHOTS / f"notebook-{notebook.removesuffix('.ipynb')}.png"))
     assert not pg.problems, pg.problems
 

@@ -186,17 +186,18 @@ def enable_offline() -> None:
     Charts become Altair's ``JupyterChart`` widget, whose JavaScript (Vega,
     Vega-Lite, vega-embed) is bundled locally by vl-convert instead of loaded
     from a CDN; they are drawn as SVG without the actions menu. Calling it
-    again changes nothing.
+    again changes nothing. The renderer is Altair's ``jupyter`` one without its
+    two extra validations of every data row (:func:`widget_of`).
 
     Examples
     --------
     >>> enable_offline()
     >>> alt.renderers.active, alt.renderers.options["offline"]
-    ('jupyter', True)
+    ('eventkit-widget', True)
 
     """
     # embed_options must go in this same call: a later set_embed_options() drops offline=True.
-    alt.renderers.enable("jupyter", offline=True, embed_options=dict(EMBED_OPTIONS))
+    alt.renderers.enable("eventkit-widget", offline=True, embed_options=dict(EMBED_OPTIONS))
     if FILL_CSS not in alt.JupyterChart._css:  # read by each new chart widget
         alt.JupyterChart._css += FILL_CSS
 
@@ -220,6 +221,48 @@ def fixed_width(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 alt.renderers.register("eventkit-svg", _static)
+
+#: The chart class of a top-level spec, by the key only that kind of chart has.
+_TOP_LEVEL: Final = (("layer", alt.LayerChart), ("vconcat", alt.VConcatChart),
+                     ("hconcat", alt.HConcatChart), ("concat", alt.ConcatChart),
+                     ("facet", alt.FacetChart), ("repeat", alt.RepeatChart))
+
+
+def widget_of(spec: dict[str, Any], **options: Any) -> alt.JupyterChart:
+    """The ``JupyterChart`` widget of ``spec``, as Altair's ``jupyter`` renderer makes it.
+
+    Altair validated the chart when it made ``spec``; its ``jupyter`` renderer
+    builds the chart again from ``spec``, validating every data row against the
+    schema with jsonschema, and the widget validates them once more: seconds
+    for a chart of a few thousand points. Here the chart is rebuilt without
+    its data rows and unvalidated (it was just checked; the widget reads its
+    parameters and selections), and gives the widget ``spec`` itself. (Setting
+    the data on the widget after it is made does not do: its first state
+    reaches JupyterLab without them, and the update can arrive before the
+    widget's model exists there: JupyterLab draws the chart 0 px wide.)
+
+    Examples
+    --------
+    >>> spec = alt.Chart(pl.DataFrame({"x": [1, 2]})).mark_point().encode(x="x:Q").to_dict()
+    >>> widget_of(spec).spec == alt.JupyterChart(alt.Chart.from_dict(spec)).spec
+    True
+
+    """
+    alt.JupyterChart.enable_offline(offline=options.get("offline", False))
+    rest = {k: v for k, v in spec.items() if k != "datasets"}
+    kind = next((cls for key, cls in _TOP_LEVEL if key in rest), alt.Chart)
+    chart = kind.from_dict(rest, validate=False)
+    # the instance's own to_dict (SchemaBase keeps other attributes as spec properties)
+    object.__setattr__(chart, "to_dict", lambda *_, **__: spec)
+    return alt.JupyterChart(chart=chart, embed_options=options.get("embed_options"))
+
+
+def _widget(spec: dict[str, Any], **options: Any) -> dict[str, Any]:
+    """Altair renderer: the chart as its widget (:func:`widget_of`)."""
+    return cast("dict[str, Any]", widget_of(spec, **options)._repr_mimebundle_())
+
+
+alt.renderers.register("eventkit-widget", _widget)
 
 
 def enable_static() -> None:
