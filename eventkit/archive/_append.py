@@ -42,33 +42,41 @@ _FILES_CHECKED: dict[str, tuple[int, str | None]] = {}
 
 
 class _Index:
-    """Hashes of an archive's ids: a sorted array plus small unsorted additions."""
+    """Hashes of an archive's ids: a sorted array, plus a smaller sorted one of additions.
+
+    An addition is merged into the small array (a copy of it, not of the large
+    one); the small one is merged into the large one once it holds more than an
+    eighth of it. A lookup is two binary searches: no cost grows with the number
+    of appends since the last merge.
+    """
 
     def __init__(self) -> None:
         self.covered = 0  # leading live entries whose ids are in
         self.last: str | None = None
         self.main = np.empty(0, dtype=np.uint64)
-        self.extra: list[np.ndarray] = []
-        self.extra_rows = 0
+        self.extra = np.empty(0, dtype=np.uint64)
 
     def add(self, hashes: np.ndarray) -> None:
-        self.extra.append(hashes)
-        self.extra_rows += len(hashes)
+        new = np.sort(hashes)
+        self.extra = np.insert(self.extra, np.searchsorted(self.extra, new), new)
+        if len(self.extra) > max(65_536, len(self.main) // 8):
+            self.main = np.insert(self.main, np.searchsorted(self.main, self.extra), self.extra)
+            self.extra = np.empty(0, dtype=np.uint64)
 
     @property
     def empty(self) -> bool:
-        return not len(self.main) and not self.extra
+        return not len(self.main) and not len(self.extra)
 
     def hits(self, hashes: np.ndarray) -> np.ndarray:
-        # additions are sorted in when next read (a process that appends once never sorts)
-        if self.extra_rows > max(65_536, len(self.main) // 8):
-            self.main = np.sort(np.concatenate([self.main, *self.extra]))
-            self.extra, self.extra_rows = [], 0
-        at = np.searchsorted(self.main, hashes).clip(0, max(len(self.main) - 1, 0))
-        found = (self.main[at] == hashes) if len(self.main) else np.zeros(len(hashes), bool)
-        if self.extra:
-            found |= np.isin(hashes, np.concatenate(self.extra))
-        return found
+        return _in_sorted(self.main, hashes) | _in_sorted(self.extra, hashes)
+
+
+def _in_sorted(values: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+    """Which ``hashes`` are in the sorted array ``values``."""
+    if not len(values):
+        return np.zeros(len(hashes), bool)
+    at = np.searchsorted(values, hashes).clip(0, len(values) - 1)
+    return values[at] == hashes
 
 
 _INDEX: dict[str, _Index] = {}

@@ -19,7 +19,7 @@ from deltalake import Schema
 from polars.io.plugins import register_io_source
 
 from eventkit.archive import ledger
-from eventkit.archive.store import Store, fsync, write_durably
+from eventkit.archive.store import STAGING, Store, fsync, write_durably
 from eventkit.exceptions import AppendConflictError, CorruptionError
 from eventkit.schema import CANONICAL_SCHEMA
 from eventkit.sources.upcast import (
@@ -260,7 +260,7 @@ def clean_interrupted(store: Store, latest: int, live: list[dict[str, Any]]) -> 
     not share this lock): it stays until a commit takes its version.
     """
     if store.local:  # a commit written to a temporary file, never linked into place
-        for tmp in store.path(ledger.LOG_DIR).glob(".*.json.*.tmp"):
+        for tmp in store.path(STAGING).glob(".*.json.*.tmp"):
             meant = tmp.name[1:].split(".", 1)[0]
             if meant.isdigit() and int(meant) <= latest:
                 tmp.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from eventkit.archive.digest import content_digest
-from eventkit.archive.store import Stat, Store, open_store
+from eventkit.archive.store import PRIVATE_DIR, Stat, Store, open_store
 from eventkit.exceptions import ArchiveError, CorruptionError, ExpiredError
 from eventkit.sources.files import DELTA_LOG
 
@@ -59,8 +59,6 @@ __all__ = [
 ]
 
 LOG_DIR = DELTA_LOG
-#: Folder of eventkit's own bookkeeping inside the table (lock, pending writes).
-PRIVATE_DIR = "_eventkit"
 #: The digest a chain starts from.
 GENESIS = "0" * 64
 #: Record kinds that may remove data files (eventkit's own audited rewrites, see

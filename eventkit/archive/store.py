@@ -6,7 +6,9 @@ archive: paths are relative to it, with ``/`` between parts. Two kinds:
 
 * :class:`LocalStore` — a folder on this machine's file system. Writes are
   durable (file and folder ``fsync``-ed) and atomic (a temporary file renamed);
-  :meth:`Store.put_if_absent` is a hard link, which fails when the name exists.
+  :meth:`Store.put_if_absent` is a hard link, which fails when the name exists,
+  from a temporary file in :data:`STAGING` (one small folder: what a killed
+  writer left there is found without listing the commit log).
 * :class:`ObjectStore` — ``s3://``, ``gs://``, ``az://``/``abfs://`` (and any
   other URL :mod:`obstore` opens), the same object stores Polars and deltalake
   read. Credentials come from the environment (``AWS_ACCESS_KEY_ID``,
@@ -51,7 +53,13 @@ from eventkit.exceptions import StorageError
 if TYPE_CHECKING:
     from obstore.store import ObjectStore as _Obstore
 
-__all__ = ["LocalStore", "ObjectStore", "Stat", "Store", "is_url", "open_store"]
+__all__ = ["PRIVATE_DIR", "STAGING", "LocalStore", "ObjectStore", "Stat", "Store", "is_url",
+           "open_store"]
+
+#: Folder of eventkit's own bookkeeping inside a table (lock, pending writes, staging).
+PRIVATE_DIR = "_eventkit"
+#: Where a local store writes the temporary files it links into place (hidden names).
+STAGING = f"{PRIVATE_DIR}/staging"
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 #: Storage options that are HTTP client settings rather than the store's own (obstore
@@ -207,8 +215,8 @@ class LocalStore(Store):
         fsync(final.parent)
 
     def put_if_absent(self, rel: str, data: bytes) -> bool:
-        """A temporary file written and flushed, then hard-linked to ``rel`` (fails if taken)."""
-        with self._staged(rel, data) as (tmp, final):
+        """A flushed temporary file in :data:`STAGING` hard-linked to ``rel`` (fails if taken)."""
+        with self._staged(rel, data, folder=self.path(STAGING)) as (tmp, final):
             try:
                 os.link(tmp, final)
             except FileExistsError:
@@ -217,11 +225,14 @@ class LocalStore(Store):
         return True
 
     @contextmanager
-    def _staged(self, rel: str, data: bytes) -> Iterator[tuple[Path, Path]]:
-        """``data`` in a flushed temporary file beside ``rel`` (removed afterwards)."""
+    def _staged(self, rel: str, data: bytes, *, folder: Path | None = None
+                ) -> Iterator[tuple[Path, Path]]:
+        """``data`` in a flushed temporary file beside ``rel`` or in ``folder`` (then removed)."""
         final = self.path(rel)
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{final.name}.{uuid.uuid4().hex}.tmp"
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        tmp = (folder or final.parent) / f".{final.name}.{uuid.uuid4().hex}.tmp"
         try:
             write_durably(tmp, data)
             yield tmp, final

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -47,11 +48,49 @@ def often(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     head.forget()
 
 
+class _Listing:
+    """What os.scandir returns, from a list: an iterator and a context manager."""
+
+    def __init__(self, entries: list[os.DirEntry[str]]) -> None:
+        self.entries = entries
+        self._it = iter(entries)
+
+    def __iter__(self) -> _Listing:
+        return self
+
+    def __next__(self) -> os.DirEntry[str]:
+        return next(self._it)
+
+    def __enter__(self) -> _Listing:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """How many commit files are read and data files hashed."""
+    """How many commit files are read, data files hashed and folder entries listed."""
     seen: Counter[str] = Counter()
     read, sha = ledger.read_commit, ledger.sha256_of
+    scandir, listdir = os.scandir, os.listdir
+
+    def counted_scandir(path: object = ".") -> _Listing:
+        with scandir(path) as found:  # type: ignore[call-overload]
+            entries = list(found)
+        seen["listed"] += len(entries)
+        return _Listing(entries)
+
+    def counted_listdir(path: object = ".") -> list[str]:
+        names = listdir(path)  # type: ignore[call-overload]
+        seen["listed"] += len(names)
+        return names
+
+    monkeypatch.setattr(os, "scandir", counted_scandir)
+    monkeypatch.setattr(os, "listdir", counted_listdir)
 
     def read_commit(root: object, version: int) -> ledger.Commit:
         seen["commits"] += 1
@@ -78,12 +117,13 @@ def test_work_per_append_does_not_grow_with_the_log(
     fill(archive, 25)
     early = Counter(counted)
     fill(archive, 5, start=25)
-    per_early = {k: (counted[k] - early[k]) / 5 for k in ("commits", "hashed")}
+    per_early = {k: (counted[k] - early[k]) / 5 for k in ("commits", "hashed", "listed")}
     fill(archive, 170, start=30)
     late = Counter(counted)
     fill(archive, 5, start=200)
-    per_late = {k: (counted[k] - late[k]) / 5 for k in ("commits", "hashed")}
-    assert per_late == per_early  # the same work at 200 commits as at 25
+    per_late = {k: (counted[k] - late[k]) / 5 for k in ("commits", "hashed", "listed")}
+    # the same work at 200 commits as at 25 (folders listed: never the log, nor the data)
+    assert per_late == per_early
     assert per_late["commits"] <= 2 and per_late["hashed"] <= 1
     # a fresh process reads the newest checkpoint and the commits after it, not the log
     head.forget()
