@@ -69,7 +69,7 @@ test-fast: lint
 	$(PY) -m pytest -m "$(FAST)"
 
 lint: setup
-	$(PY) -m ruff check eventkit tests benchmarks
+	$(PY) -m ruff check eventkit tests benchmarks notebooks
 	$(PY) -m mypy
 
 # Every notebook run with papermill into reports/ (parameters: reports.yaml), plus HTML
