@@ -241,8 +241,8 @@ class LocalStore(Store):
 
     def stat(self, rel: str) -> Stat | None:
         """Size, and (mtime, ctime, inode, device) as the change tag."""
-        try:
-            st = self.path(rel).stat()
+        try:  # (os.path, not pathlib: the cached head stats its commits on every append)
+            st = os.stat(os.path.join(self.root, rel) if rel else self.root)
         except FileNotFoundError:
             return None
         return Stat(st.st_size, (st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev),
