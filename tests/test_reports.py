@@ -135,6 +135,7 @@ def test_report_command_writes_notebooks_and_html_with_static_charts(tmp_path, k
                            "--only", "replay-explorer-account-7", "--kernel", kernel],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
+    assert "TCP" not in done.stderr  # the kernel listened on Unix sockets, not on a port
     assert done.stdout.startswith(f"replay-explorer-account-7: {out}/replay-explorer-account-7"
                                   ".html (")
     page = (out / "replay-explorer-account-7.html").read_text()

@@ -281,7 +281,8 @@ def _run_one(run: Run, target: Path, *, kernel: str, timeout: int,
         pm.execute_notebook(str(run.notebook.resolve()), str(executed.resolve()),
                             parameters=run.parameters, kernel_name=kernel,
                             resources={"metadata": {"path": str(run.notebook.parent.resolve())}},
-                            execution_timeout=timeout, progress_bar=False)
+                            execution_timeout=timeout, progress_bar=False,
+                            kernel_manager_class="eventkit.workbench.kernels.SocketKernelManager")
     except pm.PapermillExecutionError as exc:
         first = exc.source.strip().splitlines()[0] if exc.source.strip() else ""
         error = " ".join(f"{exc.ename}: {exc.evalue}".split())  # one line
