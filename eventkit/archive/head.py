@@ -89,10 +89,15 @@ class LogState:
     evolutions: list[dict[str, Any]] = field(default_factory=list)
 
     def copy(self) -> LogState:
-        """An independent copy (the lists and maps are copied, their entries shared)."""
-        return replace(self, live=list(self.live), batches=dict(self.batches),
-                       meta=dict(self.meta), expiries=list(self.expiries),
-                       stats=dict(self.stats), evolutions=list(self.evolutions))
+        """An independent copy (the lists and maps are copied, their entries shared).
+
+        ``batches`` is shared, not copied (one entry per append ever: copying it was an
+        append's cost growing with the log): it is only ever added to, under ``_LOCK``,
+        and an entry added later answers "was batch b appended?" the same for any copy.
+        """
+        return replace(self, live=list(self.live), meta=dict(self.meta),
+                       expiries=list(self.expiries), stats=dict(self.stats),
+                       evolutions=list(self.evolutions))
 
     def apply(self, store: Store, commit: ledger.Commit | None, stat: Stat | None) -> None:
         """Check ``commit`` as the next link (see ``check_link``) and apply it in place."""
