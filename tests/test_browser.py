@@ -8,6 +8,7 @@ test. Screenshots go to tests/screenshots/ (git-ignored).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -219,9 +220,14 @@ def test_every_notebook_runs_in_jupyterlab_and_draws_its_charts(lab: dict[str, s
     assert "JavaScript Error" not in text and "Error displaying widget" not in text
     # every chart drew marks from its data, in a picture of some width (a chart whose data
     # came late drew them 0 px wide: nothing on screen, no error)
-    empty = pg.evaluate(f"""() => [...document.querySelectorAll('{NB} .vega-embed')]
+    blank = f"""() => [...document.querySelectorAll('{NB} .vega-embed')]
         .filter(c => !c.querySelector('svg g.role-mark path, svg g.role-mark line')
-                     || c.querySelector('svg').getBoundingClientRect().width < 100).length""")
+                     || c.querySelector('svg').getBoundingClientRect().width < 100).length"""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    with contextlib.suppress(PlaywrightTimeout):  # under load a chart may still be drawing
+        pg.wait_for_function(f"() => ({blank})() === 0", timeout=30_000)
+    empty = pg.evaluate(blank)
     assert empty == 0, f"{empty} chart(s) drew nothing to see"
     pg.locator(NB).screenshot(path=str(SHOTS / f"notebook-{notebook.removesuffix('.ipynb')}.png"))
     assert not pg.problems, pg.problems
