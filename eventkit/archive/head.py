@@ -16,17 +16,20 @@ It never reads the whole log:
   that the commit after it chains to the checkpoint's digest, then applies the
   commits after it.
 * **A verified head per process.** The state at the latest version is kept
-  per archive, with the stat (size and change tag) of every commit file since
-  the checkpoint it grew from. The next call re-checks those stats (a few
-  ``stat`` calls, or one listing in an object store) and applies only the new
-  commits. A commit changed, removed or rolled back since makes the process
-  start over from a checkpoint.
+  per archive, with the stat (size and change tag) of the newest commit files
+  it applied (at most :data:`RECHECKED` of them, since the checkpoint it grew
+  from). The next call re-checks those stats (a few ``stat`` calls, or one
+  short listing in an object store) and applies only the new commits. A commit
+  among them changed, removed or rolled back since (e.g. the archive restored
+  from an older copy) makes the process start over from a checkpoint.
 
 So an append or a read costs the same with 10 commits as with 100,000; only
 :func:`eventkit.archive.verify.verify_log` reads everything (or everything
-after a head verified before, ``since=``). Commits older than the newest
-checkpoint are trusted through it by reads: damage there (which plain Delta
-readers would see) is found by ``verify``.
+after a head verified before, ``since=``). Older commits (those before the
+newest checkpoint, trusted through it, and those this process checked once,
+more than :data:`RECHECKED` commits back) are not re-read by reads: damage to
+them later (which plain Delta readers would see) is found by ``verify``, while
+this process keeps answering from what it checked.
 """
 
 from __future__ import annotations
@@ -35,14 +38,15 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from eventkit.archive import ledger
 from eventkit.archive.store import Stat, Store
 from eventkit.exceptions import ArchiveError, CorruptionError
 
 __all__ = ["CHECKPOINT_DIR", "LogState", "checkpoint_due", "checkpoint_every", "find_digest",
-           "forget", "log_state", "write_checkpoint"]
+           "forget", "latest", "log_state", "write_checkpoint"]
 
 #: Folder of the checkpoints, inside the archive's private folder.
 CHECKPOINT_DIR = f"{ledger.PRIVATE_DIR}/checkpoints"
@@ -51,10 +55,13 @@ MIN_INTERVAL = 100
 #: ... and at least one per this many live data files (a checkpoint's size grows with them,
 #: so its cost per commit stays constant).
 FILES_PER_INTERVAL = 100
+#: Commits (the newest applied since the checkpoint) whose files each call re-checks.
+RECHECKED = 100
 _FORMAT = 1
 #: The latest state of each archive this process has checked, by the store's root.
 _HEADS: dict[str, LogState] = {}
 _LOCK = threading.RLock()
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -68,7 +75,8 @@ class LogState:
     appends (rows minus none: rewrites keep rows); ``expiries``: every expiry
     record; ``checkpoint``: the version of the newest checkpoint named in the
     chain (-1: none yet); ``stats``: the stat of each commit file applied on
-    top of the checkpoint this state grew from (for the cheap re-check);
+    top of the checkpoint this state grew from, the newest :data:`RECHECKED`
+    of them (for the cheap re-check);
     ``evolutions``: what each ``evolve`` commit added to the archive's schema
     (see :mod:`eventkit.archive.declared`), in order.
     """
@@ -107,6 +115,8 @@ class LogState:
         assert commit is not None and commit.record is not None  # check_link raised else
         self.absorb(version, commit.record)
         self.stats[version] = stat
+        if len(self.stats) > RECHECKED:  # (in version order: the oldest goes)
+            del self.stats[next(iter(self.stats))]
         if self.checkpoint > self.base:  # commits up to it are summed up in it
             self.base = self.checkpoint
             self.base_files = before if self.checkpoint == version - 1 else 0
@@ -195,6 +205,22 @@ def log_state(store: Store, *, version: int | None = None) -> LogState:
     return state
 
 
+def latest(store: Store, read: Callable[[LogState], _T]) -> _T:
+    """What ``read`` takes from the checked latest state, without a copy of it.
+
+    For a value or two (the version, the head digest, a ``meta`` entry): a copy
+    of the state costs time in proportion to its live files. ``read`` runs
+    under the lock that guards the cached state and must not change it.
+
+    >>> import tempfile, eventkit
+    >>> archive = eventkit.EventArchive.create(tempfile.mkdtemp() + "/bank")
+    >>> latest(archive.store, lambda state: state.version)
+    0
+    """
+    with _LOCK:
+        return read(_latest_locked(store))
+
+
 def find_digest(store: Store, digest: str) -> int | None:
     """The version whose record has head ``digest``, reading commits back from the latest.
 
@@ -224,10 +250,10 @@ def _latest_locked(store: Store) -> LogState:
 
 
 def _unchanged(store: Store, state: LogState) -> bool:
-    """Whether every commit file the cached state applied still has the stat it had."""
+    """Whether the commit files whose stats the cached state keeps still have them."""
     if store.local:
         return all(store.stat(ledger.log_rel(v)) == st for v, st in state.stats.items())
-    found = dict(_listing(store, state.base))
+    found = dict(_listing(store, min(state.stats, default=state.version + 1) - 1))
     return all(found.get(v) == st for v, st in state.stats.items())
 
 

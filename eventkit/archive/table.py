@@ -261,14 +261,14 @@ class EventArchive:
     def version(self) -> int:
         """The latest commit version (0 for an empty archive), even of a damaged log."""
         try:
-            return head.log_state(self.store).version
+            return head.latest(self.store, lambda state: state.version)
         except CorruptionError:  # the damage is for scan and verify to name
             return ledger.log_versions(self.store)[-1]
 
     @property
     def head(self) -> str:
         """The head digest: save it elsewhere to detect a rewritten chain later."""
-        return head.log_state(self.store).digest
+        return head.latest(self.store, lambda state: state.digest)
 
     @foreign_errors(ArchiveError, "scan {0.location}")
     def scan(
@@ -379,7 +379,7 @@ class EventArchive:
         ({'0': 41}, None)
 
         """
-        return head.log_state(self.store).meta.get(key)
+        return head.latest(self.store, lambda state: state.meta.get(key))
 
     @foreign_errors(ArchiveError, "verify {0.location}")
     def verify(
@@ -393,7 +393,7 @@ class EventArchive:
         return verify_log(self.store, expect=expect, on_bytes=on_bytes, since=since)
 
     def __len__(self) -> int:
-        return head.log_state(self.store).rows
+        return head.latest(self.store, lambda state: state.rows)
 
     def __repr__(self) -> str:
         return f"EventArchive({self.location!r})"
@@ -462,7 +462,7 @@ class EventArchive:
             msg = f"batch_id must be non-empty text of at most {MAX_ID_BYTES} bytes"
             raise ValidationError(msg, source="appended batch")
         stored_meta = check_meta(meta, source)
-        current = self._current(head.log_state(self.store))
+        current = head.latest(self.store, self._current)
         declared, upcasters = current.declared, current.upcasters
         schema_version = upcasters.current if schema_version is None else schema_version
         batch = as_frame(events, source)

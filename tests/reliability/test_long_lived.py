@@ -134,6 +134,36 @@ def test_work_per_append_does_not_grow_with_the_log(
     assert len(checkpoints) == 20 and checkpoints[-1].endswith(f"{200:020d}.json")
 
 
+def test_reads_recheck_a_bounded_number_of_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Checkpoints come further apart as files pile up; the commits re-checked do not grow.
+
+    (With one checkpoint per live file, the commits since the newest one reach 100
+    here: re-checking them all made each append's cost grow with the archive.)
+    """
+    monkeypatch.setattr(head, "MIN_INTERVAL", 10)
+    monkeypatch.setattr(head, "FILES_PER_INTERVAL", 1)  # interval = live files
+    monkeypatch.setattr(head, "RECHECKED", 6)
+    archive = EventArchive.create(tmp_path / "bank")
+    stats: list[str] = []
+    stat = type(archive.store).stat
+
+    def counted(store: object, rel: str) -> object:
+        stats.append(rel)
+        return stat(store, rel)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(type(archive.store), "stat", counted)
+    per_append = []
+    for n in range(190):
+        before = len(stats)
+        archive.append(small(n), batch_id=f"b{n}")
+        per_append.append(len(stats) - before)
+    assert max(per_append[100:]) <= max(per_append[:40]) <= 3 * (head.RECHECKED + 4)
+    state = head.log_state(archive.store)  # 40 commits and more since its checkpoint:
+    assert state.version == 190 and state.checkpoint < 150  # more than it re-checks
+
+
 def test_checkpoints_answer_as_the_whole_log_does(tmp_path: Path, often: None) -> None:
     archive = EventArchive.create(tmp_path / "bank")
     fill(archive, 47)
