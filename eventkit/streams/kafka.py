@@ -219,7 +219,7 @@ def ingest(
                 batch[1].extend(offs)
                 batch[2].extend(values)
                 last_message = now
-                for partition, offset in zip(parts, offs, strict=True):
+                for partition, offset in _highest(parts, offs).items():
                     position[partition] = max(position[partition], offset + 1)  # only forward
                     watch.progress(partition)
             watch.check(now, last_message)
@@ -237,6 +237,12 @@ def ingest(
             if done:
                 watch.check(now, last_message, stopping=True)
                 return summary
+
+
+def _highest(partitions: list[int], offsets: list[int]) -> dict[int, int]:
+    """The highest offset fetched from each partition."""
+    found = pl.DataFrame({"p": partitions, "o": offsets}, schema={"p": pl.Int64, "o": pl.Int64})
+    return dict(found.group_by("p").agg(pl.col("o").max()).iter_rows())
 
 
 def _partitions(client: ConsumerProcess, bootstrap: str, topic: str, timeout: float
@@ -266,8 +272,10 @@ def _store(archive: EventArchive, topic: str, messages: tuple[list[int], list[in
     partition, offset = partition[order], offset[order]
     # a re-seek may deliver a message twice within a run: keep the first
     keep = new_messages(partition, offset, summary.offsets)
-    values = [messages[2][i].replace(b"\n", b" ").replace(b"\r", b" ")
-              for i in order[keep].tolist()]
+    values = [messages[2][i] for i in order[keep].tolist()]
+    joined = b"".join(values)
+    if b"\n" in joined or b"\r" in joined:  # a message is one line of the parse's input
+        values = [v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]
     partition, offset = partition[keep], offset[keep]
     batch = Batch(mapping, topic, partition, offset, archive.event_types)
     doubled = doubled_keys(values, mapping)

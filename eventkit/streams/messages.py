@@ -56,7 +56,10 @@ def doubled_keys(values: list[bytes], mapping: ColumnMapping) -> list[tuple[int,
     """
     if not values:
         return []
-    text = pl.Series([v.decode("utf-8", "replace") for v in values], dtype=pl.String)
+    try:
+        text = pl.Series(values, dtype=pl.Binary).cast(pl.String)
+    except pl.exceptions.ComputeError:  # bytes that are not UTF-8 (the parse names them)
+        text = pl.Series([v.decode("utf-8", "replace") for v in values], dtype=pl.String)
     fields = {mapping.source_name(c) for c in CANONICAL_SCHEMA}
     flags = pl.select(pl.any_horizontal(
         [text.str.count_matches(f'"{re.escape(name)}"\\s*:') > 1 for name in sorted(fields)]
@@ -88,8 +91,9 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def new_messages(partition: np.ndarray, offset: np.ndarray, done: dict[int, int]
                   ) -> np.ndarray:
     """Messages not yet stored and not repeated within the batch (a re-seek repeats)."""
-    floor = np.array([done.get(int(p), 0) for p in partition], np.int64) if len(partition) \
-        else np.zeros(0, np.int64)
+    floor = np.zeros(len(partition), np.int64)
+    for p, stored in done.items():
+        floor[partition == p] = stored
     frame = pl.DataFrame({"p": partition, "o": offset})
     first = frame.select(pl.struct("p", "o").is_first_distinct()).to_series().to_numpy()
     return (offset >= floor) & first
@@ -148,8 +152,8 @@ def _conform(raw: pl.DataFrame, index: np.ndarray, batch: Batch
     mapping, topic = batch.mapping, batch.topic
     partition, offset = batch.partition, batch.offset
     id_col = mapping.source_name("event_id")
-    derived = pl.Series([f"{topic}/{p}/{o}" for p, o in zip(partition[index], offset[index],
-                                                             strict=True)], dtype=pl.String)
+    where = pl.DataFrame({"p": partition[index], "o": offset[index]})
+    derived = where.select(pl.concat_str(pl.lit(f"{topic}/"), "p", pl.lit("/"), "o")).to_series()
     raw = raw.with_columns((pl.col(id_col).cast(pl.String).fill_null(derived)
                             if id_col in raw.columns else derived).alias(id_col))
     for required in ("account_id", "event_time", "amount"):  # missing: a null, reported per row
