@@ -55,8 +55,9 @@ MIN_INTERVAL = 100
 #: ... and at least one per this many live data files (a checkpoint's size grows with them,
 #: so its cost per commit stays constant).
 FILES_PER_INTERVAL = 100
-#: Commits (the newest applied since the checkpoint) whose files each call re-checks.
-RECHECKED = 100
+#: Commits (the newest applied since the checkpoint) whose files each call re-checks: a
+#: rollback (an older copy of the archive put back) or a replaced head changes the newest.
+RECHECKED = 10
 _FORMAT = 1
 #: The latest state of each archive this process has checked, by the store's root.
 _HEADS: dict[str, LogState] = {}
