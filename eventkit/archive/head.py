@@ -37,8 +37,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass, field, replace
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from eventkit.archive import ledger
