@@ -11,11 +11,14 @@ per-event reference fold's.
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,6 +27,7 @@ from oracle_checks import FAST, check_against_oracle
 import eventkit
 from eventkit import Field, GlobalEvents, Handler, RuleSet
 from eventkit.exceptions import RuleError, SchemaError, ValidationError
+from eventkit.replay.keys import key_codes
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 UUIDS = [str(uuid.UUID(int=i * 7919 + 17)) for i in range(5)]
@@ -149,3 +153,45 @@ def test_null_and_float_keys_are_refused_naming_column_and_row() -> None:
     floats = events.with_columns(k=pl.Series([1.5, 2.5]))
     with pytest.raises(SchemaError, match="cannot hold Float64"):
         eventkit.replay(floats, rules).state().collect()
+
+
+def _same_when_equal(codes: np.ndarray, text: pl.Series) -> None:
+    """Codes are a one-to-one image of the text: equal codes exactly where strings are equal."""
+    ranks = text.rank("dense").to_numpy().astype(np.int64)
+    pairs = set(zip(codes.tolist(), ranks.tolist(), strict=True))
+    assert len(pairs) == len({c for c, _ in pairs}) == len({r for _, r in pairs})
+
+
+@given(words=st.lists(st.sampled_from(TEXT_KEYS + [k + "!" for k in TEXT_KEYS]), max_size=300),
+       group=st.integers(1, 120), cut=st.integers(0, 5))
+@settings(FAST)
+def test_text_read_from_parquet_dictionary_pages_is_coded_by_its_bytes(
+        words: list[str], group: int, cut: int) -> None:
+    # Read back from dictionary pages, equal strings point at the same bytes: the coder codes
+    # each place once (row groups of `group` rows: a string in several of them has several
+    # places); a slice starts its views mid-buffer.
+    buffer = io.BytesIO()
+    pl.DataFrame({"k": words}, schema={"k": pl.String}).write_parquet(
+        buffer, row_group_size=group)
+    text = pl.read_parquet(buffer.getvalue())["k"][cut:]
+    codes, n = key_codes(text)
+    assert n == text.n_unique() and codes.shape == (text.len(),)
+    _same_when_equal(codes, text)
+
+
+def test_strings_whose_bytes_start_at_one_place_are_told_apart_by_length_and_bytes() -> None:
+    data = b"abcdefghijklmnopqrstuvwxyz" + b"abcdefghijklmnop"
+
+    def view(at: int, length: int) -> list[int]:
+        return [length | int.from_bytes(data[at:at + 4], "little") << 32, at << 32]
+
+    # "a..p" at 0 and at 26 (equal bytes, two places), "a..q" also at 0, "b..q" at 1
+    views = np.array([view(0, 16), view(0, 17), view(26, 16), view(1, 16), view(0, 17),
+                      view(0, 16)], np.int64)
+    text = pl.Series("k", pa.Array.from_buffers(
+        pa.string_view(), len(views), [None, pa.py_buffer(views.tobytes()), pa.py_buffer(data)]))
+    assert text.to_list()[:4] == ["abcdefghijklmnop", "abcdefghijklmnopq", "abcdefghijklmnop",
+                                  "bcdefghijklmnopq"]
+    codes, n = key_codes(text)
+    assert n == 3
+    _same_when_equal(codes, text)

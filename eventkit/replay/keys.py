@@ -9,10 +9,13 @@ leave the engine).
 * small non-negative integers are their own codes (no work at all);
 * other integers (and dates, times, booleans: their physical integers) get
   codes from a compiled open-addressing hash table keyed by the exact value;
-* text gets codes from a compiled hash table keyed by Polars' hash of the
-  string, where two strings share a code only if their bytes are equal
-  (compared in place in Arrow's string-view buffers): exact, never a guess
-  from a hash;
+* text gets codes from a compiled hash table keyed by a hash of the string,
+  where two strings share a code only if their bytes are equal (compared in
+  place in Arrow's string-view buffers): exact, never a guess from a hash.
+  Text read from dictionary-encoded Parquet pages (what Polars, Spark and
+  pyarrow write for repeated ids) points at each distinct string's bytes
+  from every row that holds it: such a place is hashed and coded once, and
+  its other rows only look it up (a UUID key: about a third of the time);
 * a composite key combines its columns' codes (``a * n_b + b``), coded again.
 
 Nothing here loops over events in Python.
@@ -46,6 +49,10 @@ _AHEAD = 8
 _INLINE = np.array([[(1 << min(64, 32 + 8 * n)) - 1, (1 << max(0, 8 * (n - 4))) - 1]
                     for n in range(13)], np.uint64).view(np.int64)
 _MIX = np.int64(-7046029254386353131)  # 0x9E3779B97F4A7C15 as a signed word
+_FNV_OFFSET = np.int64(-3750763034362895579)  # 0xCBF29CE484222325 as a signed word
+_FNV_PRIME = np.int64(0x100000001B3)
+_FIN_1 = np.int64(-4658895280553007687)  # 0xBF58476D1CE4E5B9, splitmix64's finaliser
+_FIN_2 = np.int64(-7723592293110705685)  # 0x94D049BB133111EB
 
 
 def dense_codes(frame: pl.DataFrame, columns: tuple[str, ...], *,
@@ -193,35 +200,215 @@ _HELD = 4 + 8 * (_ROW - 3)  # strings up to this long are held whole in their ta
 
 
 def _string_codes(column: pl.Series) -> tuple[np.ndarray, int]:
-    """Codes of a text column: hashed by Polars, equal only when the bytes are equal."""
-    n = column.len()
-    out = np.empty(n, np.int64)
-    hashes = column.hash().to_numpy().view(np.int64)
-    table = _table(1 << 12)
-    arena = np.zeros(1 << 12, np.uint8)  # the bytes of strings too long for a table row
-    count = np.zeros(2, np.int64)  # codes, arena bytes used
+    """Codes of a text column: hashed, equal only when the bytes are equal."""
+    out = np.empty(column.len(), np.int64)
+    joined: dict[tuple[tuple[int, int], ...], np.ndarray] = {}  # (one copy per buffer set)
+    chunks = [_Chunk(chunk, joined) for chunk in pa.chunked_array(column).chunks]
+    # Text read from dictionary-encoded Parquet pages: the views of equal strings point at
+    # the same bytes (chunks often share them), so each place of bytes is coded once (see
+    # _Places). Otherwise Polars hashes every row, and every row is coded.
+    held = {c.buffers: c.data.size for c in chunks}
+    shared = column.len() < 1 << 31 and sum(held.values()) < sum(
+        _long_bytes(c.words) for c in chunks)
+    hashes = np.zeros(0, np.int64) if shared else column.hash().to_numpy().view(np.int64)
+    rows = dict.fromkeys(held, 0)
+    for c in chunks:
+        rows[c.buffers] += c.words.shape[0]
+    text = _Text()
+    places: _Places | None = None
     row = 0
-    for chunk in pa.chunked_array(column).chunks:  # Polars' own buffers, not a copy
+    for c in chunks:
+        size = c.words.shape[0]
+        if not shared:
+            text.code(c.words, c.data, c.starts, hashes[row:row + size], out[row:row + size])
+        elif c.data.size > 16 * rows[c.buffers]:  # an index of places would outweigh the rows
+            text.code(c.words, c.data, c.starts, _hashes(c.words, c.data, c.starts),
+                      out[row:row + size])
+        else:
+            if places is None or places.buffers != c.buffers:
+                places = _Places(c)  # (the one before is dropped: its memory is bounded)
+            places.code(text, c, out[row:row + size])
+        row += size
+    return out, int(text.count[0])
+
+
+class _Chunk:
+    """A text chunk's 16-byte views (pairs of words), its bytes, where each buffer starts.
+
+    ``buffers`` names the data buffers (address, size): chunks sliced from one
+    array share them (and, in ``joined``, their bytes in one array).
+    """
+
+    def __init__(self, chunk: pa.Array,
+                 joined: dict[tuple[tuple[int, int], ...], np.ndarray]) -> None:
         chunk = chunk.cast(pa.string_view()) if chunk.type != pa.string_view() else chunk
-        _, views, *buffers = chunk.buffers()
-        words = np.frombuffer(views, np.int64).reshape(-1, 2)[chunk.offset:][:len(chunk)]
+        _, views, *buffers = chunk.buffers()  # Polars' own buffers, not a copy
+        self.words = np.frombuffer(views, np.int64).reshape(-1, 2)[chunk.offset:][:len(chunk)]
         parts = [np.frombuffer(b, np.uint8) for b in buffers if b is not None]
-        data = (parts[0] if len(parts) == 1 else np.concatenate(parts) if parts
-                else np.zeros(0, np.uint8))
-        starts = np.cumsum([0] + [b.size for b in buffers if b is not None], dtype=np.int64)
+        self.buffers = tuple((b.address, b.size) for b in buffers if b is not None)
+        if self.buffers not in joined:
+            joined[self.buffers] = (parts[0] if len(parts) == 1 else np.concatenate(parts)
+                                    if parts else np.zeros(0, np.uint8))
+        self.data = joined[self.buffers]
+        self.starts = np.cumsum([0] + [b.size for b in buffers if b is not None],
+                                dtype=np.int64)
+
+
+class _Text:
+    """The table of the text coded so far (see ``_string_table``), grown as it fills."""
+
+    def __init__(self) -> None:
+        self.table = _table(1 << 12)
+        self.arena = np.zeros(1 << 12, np.uint8)  # the bytes of strings too long for a row
+        self.count = np.zeros(2, np.int64)  # codes, arena bytes used
+
+    def code(self, words: np.ndarray, data: np.ndarray, starts: np.ndarray,
+             hashes: np.ndarray, out: np.ndarray) -> None:
+        """Code the strings of ``words`` (views into ``data``) into ``out``."""
         at = 0
-        while at < len(chunk):
-            at = _string_table(words, data, starts, hashes[row:row + len(chunk)], at, table,
-                               arena, count, out[row:row + len(chunk)])
-            if at < len(chunk):  # the table or the arena filled up: grow it, go on
-                if 2 * (count[0] + 1) > table.shape[0]:
-                    table = _grow_strings(table, _table(2 * table.shape[0]))
+        while at < words.shape[0]:
+            at = _string_table(words, data, starts, hashes, at, self.table, self.arena,
+                               self.count, out)
+            if at < words.shape[0]:  # the table or the arena filled up: grow it, go on
+                if 2 * (self.count[0] + 1) > self.table.shape[0]:
+                    self.table = _grow_strings(self.table, _table(2 * self.table.shape[0]))
                 longest = int(words[at, 0] & 0xFFFFFFFF)
-                if count[1] + longest > arena.shape[0]:
-                    arena = np.concatenate([arena, np.zeros(max(arena.shape[0], longest),
-                                                            np.uint8)])
-        row += len(chunk)
-    return out, int(count[0])
+                if self.count[1] + longest > self.arena.shape[0]:
+                    self.arena = np.concatenate(
+                        [self.arena, np.zeros(max(self.arena.shape[0], longest), np.uint8)])
+
+
+class _Places:
+    """The codes of the long strings (over 12 bytes) of chunks sharing one set of buffers.
+
+    A long string whose bytes are where an earlier one's of the same length
+    are is the same string: its row takes that place's code. The first row of
+    each new place and the short strings (held in their views) are hashed and
+    coded; the other rows only look their place up. ``at[p >> 3]`` holds
+    the code of the string whose bytes start at ``p`` and ``p``'s low 32 bits
+    (-1: none yet; two long strings that do not overlap start 13 or more bytes
+    apart), ``length[c]`` the length of code ``c``'s string. Overlapping
+    places (never from Parquet): the chunk's rows are all coded.
+    """
+
+    def __init__(self, chunk: _Chunk) -> None:
+        self.buffers = chunk.buffers
+        self.at = np.full((chunk.data.size >> 3) + 1, -1, np.int64)
+        self.length = np.zeros(1 << 12, np.int32)
+
+    def code(self, text: _Text, c: _Chunk, out: np.ndarray) -> None:
+        """Code the rows of chunk ``c`` into ``out``."""
+        first = np.empty(c.words.shape[0], np.int64)
+        new = _places(c.words, c.starts, self.at, self.length, first, out)
+        if new < 0:
+            text.code(c.words, c.data, c.starts, _hashes(c.words, c.data, c.starts), out)
+            return
+        short = np.flatnonzero(out == -1)
+        sub = c.words[np.concatenate([first[:new], short])]
+        sub.flags.writeable = False  # (typed as every chunk's views: one compiled kernel)
+        codes = np.empty(sub.shape[0], np.int64)
+        text.code(sub, c.data, c.starts, _hashes(sub, c.data, c.starts), codes)
+        if text.count[0] > self.length.shape[0]:
+            self.length = np.concatenate([self.length, np.zeros(
+                max(self.length.shape[0], int(text.count[0])), np.int32)])
+        _settle(c.words, c.starts, first[:new], codes, self.at, self.length, out)
+        out[short] = codes[new:]
+
+
+@njit(**OPTS)
+def _places(views: np.ndarray, starts: np.ndarray, at: np.ndarray, length: np.ndarray,
+            first: np.ndarray, out: np.ndarray) -> int:
+    """Per row: the code of its place (see ``_Places``), or ``-2 - k``, or -1.
+
+    ``-2 - k`` is for a new place ``k`` (``first[k]``: its first row), -1 for
+    a short string. Returns the number of new places, or -1 (nothing changed) if places
+    overlap: two strings of different lengths start at one spot, or two start
+    within 8 bytes.
+    """
+    n = views.shape[0]
+    k = 0
+    for i in range(n):
+        if i + _AHEAD < n and views[i + _AHEAD, 0] & 0xFFFFFFFF > 12:
+            ahead = views[i + _AHEAD, 1]
+            prefetch(at, (starts[ahead & 0xFFFFFFFF] + ((ahead >> 32) & 0xFFFFFFFF)) >> 3)
+        size = views[i, 0] & 0xFFFFFFFF
+        if size <= 12:
+            out[i] = -1
+            continue
+        w1 = views[i, 1]
+        p = starts[w1 & 0xFFFFFFFF] + ((w1 >> 32) & 0xFFFFFFFF)
+        e = at[p >> 3]
+        c = e >> 32
+        if e == -1:
+            c = -2 - k
+            at[p >> 3] = (c << 32) | (p & 0xFFFFFFFF)
+            first[k] = i
+            k += 1
+        elif e & 0xFFFFFFFF != p & 0xFFFFFFFF or (
+                length[c] if c >= 0 else views[first[-2 - c], 0] & 0xFFFFFFFF) != size:
+            for j in range(k):  # undo the new places
+                w = views[first[j], 1]
+                at[(starts[w & 0xFFFFFFFF] + ((w >> 32) & 0xFFFFFFFF)) >> 3] = -1
+            return -1
+        out[i] = c
+    return k
+
+
+@njit(**OPTS)
+def _settle(views: np.ndarray, starts: np.ndarray, first: np.ndarray, codes: np.ndarray,
+            at: np.ndarray, length: np.ndarray, out: np.ndarray) -> None:
+    """The new places get their codes (``codes[k]``: place ``k``'s), and so do their rows."""
+    for k in range(first.shape[0]):
+        w0, w1 = views[first[k], 0], views[first[k], 1]
+        p = starts[w1 & 0xFFFFFFFF] + ((w1 >> 32) & 0xFFFFFFFF)
+        at[p >> 3] = (codes[k] << 32) | (p & 0xFFFFFFFF)
+        length[codes[k]] = w0 & 0xFFFFFFFF
+    for i in range(out.shape[0]):
+        if out[i] < -1:
+            out[i] = codes[-2 - out[i]]
+
+
+@njit(**OPTS)
+def _hashes(views: np.ndarray, data: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Each string's hash (:func:`_hash`)."""
+    out = np.empty(views.shape[0], np.int64)
+    for i in range(views.shape[0]):
+        w0, w1 = views[i, 0], views[i, 1]
+        length = w0 & 0xFFFFFFFF
+        if length <= 12:
+            out[i] = _hash(w0 & _INLINE[length, 0], w1 & _INLINE[length, 1], data, 0, length)
+        else:
+            out[i] = _hash(w0, w1, data, starts[w1 & 0xFFFFFFFF] + ((w1 >> 32) & 0xFFFFFFFF),
+                           length)
+    return out
+
+
+@njit(**OPTS)
+def _long_bytes(views: np.ndarray) -> int:
+    """How many bytes the strings longer than 12 bytes have (those not held in their view)."""
+    total = 0
+    for i in range(views.shape[0]):
+        length = views[i, 0] & 0xFFFFFFFF
+        if length > 12:
+            total += length
+    return total
+
+
+@njit(**OPTS)
+def _hash(w0: int, w1: int, data: np.ndarray, src: int, length: int) -> np.int64:
+    """A string's hash: FNV-1a of its view's two words (up to 12 bytes), else of its bytes.
+
+    Then splitmix64's finaliser, so that every bit counts in the table's slot.
+    """
+    h = _FNV_OFFSET
+    if length <= 12:
+        h = ((h ^ w0) * _FNV_PRIME ^ w1) * _FNV_PRIME
+    else:
+        for b in range(src, src + length):
+            h = (h ^ data[b]) * _FNV_PRIME
+    h = (h ^ ((h >> 30) & 0x3FFFFFFFF)) * _FIN_1
+    h = (h ^ ((h >> 27) & 0x1FFFFFFFFF)) * _FIN_2
+    return h ^ ((h >> 31) & 0x1FFFFFFFF)
 
 
 def _table(cap: int) -> np.ndarray:

@@ -17,6 +17,7 @@ running this again).
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -38,7 +39,8 @@ _MODULES: dict[str, tuple[ModuleType, tuple[str, ...]]] = {
     "interpreter": (interpreter, ("round_float", "int_fault", "_fail", "_cmp", "rate_index",
                                   "integral", "_int_op", "_interpret", "run_rules")),
     "accrue": (accrue, ("_gains",)),
-    "keys": (keys, ("_slot", "_int_table", "_grow_ints", "_string_table", "_grow_strings")),
+    "keys": (keys, ("_slot", "_int_table", "_grow_ints", "_string_table", "_grow_strings",
+                       "_long_bytes", "_hash", "_hashes", "_places", "_settle")),
 }
 #: The compiled functions whose machine code the cache holds (``module.function``).
 KERNELS = tuple(f"{m}.{name}" for m, (_, names) in _MODULES.items() for name in names)
@@ -103,14 +105,20 @@ def compile_kernels() -> dict[str, int]:
         # interest accrued to an instant (rules with interest only)
         ReplayResult(events.lazy(), registry.get("banking")).as_of("2024-01-31",
                                                                    accrued=True).collect()
-        # keys of text (UUIDs), of sparse integers, of two columns: the key coder's kernels
+        # keys of text (UUIDs, read back from Parquet: rows share their bytes), of sparse
+        # integers, of two columns: the key coder's kernels
         balance = registry.get("balance")
-        keyed = events.with_columns(
+        parquet = io.BytesIO()
+        events.with_columns(
             pl.format("00000000-0000-4000-8000-{}", pl.col("account_id").cast(pl.String)
                       .str.zfill(12)).alias("order_id"),
-            (pl.col("account_id") * 10**15).alias("customer"))
+            (pl.col("account_id") * 10**15).alias("customer")).write_parquet(parquet)
+        keyed = pl.read_parquet(parquet.getvalue())
         for key in ("order_id", "customer", ("order_id", "customer")):
             ReplayResult(keyed.lazy(), replace(balance, key=key, global_events=None)).state(
+            ).collect()
+        fresh = keyed.with_columns(pl.col("order_id").str.to_uppercase())  # bytes of its own
+        ReplayResult(fresh.lazy(), replace(balance, key="order_id", global_events=None)).state(
             ).collect()
     after = compile_stats()
     return {name: after[name] - before[name] for name in KERNELS}
