@@ -298,42 +298,47 @@ class _Places:
 
     def code(self, text: _Text, c: _Chunk, out: np.ndarray) -> None:
         """Code the rows of chunk ``c`` into ``out``."""
-        first = np.empty(c.words.shape[0], np.int64)
-        new = _places(c.words, c.starts, self.at, self.length, first, out)
+        first = np.empty(c.words.shape[0], np.int64)  # new places' rows, then short strings'
+        new, short, pending = _places(c.words, c.starts, self.at, self.length, first, out)
         if new < 0:
             text.code(c.words, c.data, c.starts, _hashes(c.words, c.data, c.starts), out)
             return
-        short = np.flatnonzero(out == -1)
-        sub = c.words[np.concatenate([first[:new], short])]
+        if new + short == 0:
+            return
+        rows = first[:new + short]
+        sub = c.words[rows]
         sub.flags.writeable = False  # (typed as every chunk's views: one compiled kernel)
         codes = np.empty(sub.shape[0], np.int64)
         text.code(sub, c.data, c.starts, _hashes(sub, c.data, c.starts), codes)
         if text.count[0] > self.length.shape[0]:
             self.length = np.concatenate([self.length, np.zeros(
                 max(self.length.shape[0], int(text.count[0])), np.int32)])
-        _settle(c.words, c.starts, first[:new], codes, self.at, self.length, out)
-        out[short] = codes[new:]
+        _settle(c.words, c.starts, first[:new], codes, self.at, self.length,
+                out if pending else out[:0])
+        out[rows[new:]] = codes[new:]
 
 
 @njit(**OPTS)
 def _places(views: np.ndarray, starts: np.ndarray, at: np.ndarray, length: np.ndarray,
-            first: np.ndarray, out: np.ndarray) -> int:
-    """Per row: the code of its place (see ``_Places``), or ``-2 - k``, or -1.
+            first: np.ndarray, out: np.ndarray) -> tuple[int, int, int]:
+    """Per row: the code of its place (see ``_Places``), or ``-2 - k`` for a new place ``k``.
 
-    ``-2 - k`` is for a new place ``k`` (``first[k]``: its first row), -1 for
-    a short string. Returns the number of new places, or -1 (nothing changed) if places
-    overlap: two strings of different lengths start at one spot, or two start
-    within 8 bytes.
+    ``first`` gets the first row of each new place, then the rows of short
+    strings. Returns the numbers of new places, of short strings and of rows
+    of new places; or -1 (nothing changed) if places overlap: two strings of
+    different lengths start at one spot, or two start within 8 bytes.
     """
     n = views.shape[0]
-    k = 0
+    k = pending = 0
+    short = n
     for i in range(n):
         if i + _AHEAD < n and views[i + _AHEAD, 0] & 0xFFFFFFFF > 12:
             ahead = views[i + _AHEAD, 1]
             prefetch(at, (starts[ahead & 0xFFFFFFFF] + ((ahead >> 32) & 0xFFFFFFFF)) >> 3)
         size = views[i, 0] & 0xFFFFFFFF
         if size <= 12:
-            out[i] = -1
+            short -= 1
+            first[short] = i
             continue
         w1 = views[i, 1]
         p = starts[w1 & 0xFFFFFFFF] + ((w1 >> 32) & 0xFFFFFFFF)
@@ -349,9 +354,11 @@ def _places(views: np.ndarray, starts: np.ndarray, at: np.ndarray, length: np.nd
             for j in range(k):  # undo the new places
                 w = views[first[j], 1]
                 at[(starts[w & 0xFFFFFFFF] + ((w >> 32) & 0xFFFFFFFF)) >> 3] = -1
-            return -1
+            return -1, 0, 0
+        pending += c < -1
         out[i] = c
-    return k
+    first[k:k + n - short] = first[short:][::-1].copy()  # the short strings' rows, in order
+    return k, n - short, pending
 
 
 @njit(**OPTS)
