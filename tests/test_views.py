@@ -172,6 +172,20 @@ def test_the_duckdb_tables_keep_their_primary_keys(archive: EventArchive, tmp_pa
     con = duckdb.connect(str(db))
     keys = con.sql("SELECT table_name, constraint_column_names FROM duckdb_constraints() "
                    "WHERE constraint_type = 'PRIMARY KEY' ORDER BY table_name").fetchall()
-    assert keys[:2] == [("accounts_history", ["event_id"]), ("accounts_state", ["account_id"])]
+    assert keys[:2] == [("accounts_history", ["seq"]), ("accounts_state", ["account_id"])]
     with pytest.raises(duckdb.ConstraintException):
         con.execute("INSERT INTO accounts_history SELECT * FROM accounts_history LIMIT 1")
+
+
+@pytest.mark.parametrize("scheme", ENGINES)
+def test_events_sharing_a_seq_are_refused_not_merged(tmp_path: Path, scheme: str) -> None:
+    """The history is keyed by seq: a frame whose seq repeats would lose rows, so it is refused."""
+    t = [datetime(2024, 1, d, tzinfo=UTC) for d in (1, 2, 3)]
+    events = pl.DataFrame({"event_id": ["a", "b", "c"], "seq": [0, 1, 1], "account_id": [1, 1, 2],
+                           "event_type": ["Deposit", "Fee", "Deposit"], "event_time": t,
+                           "recorded_at": t, "amount": [10_000, 250, 5]})
+    url = f"{scheme}:///{tmp_path / 'views.db'}"
+    with pytest.raises(ViewError, match=r"seq 1 is the seq of 2 events \(event_id 'b'"):
+        materialize(replay(events), url)
+    materialize(replay(events.with_columns(seq=pl.Series([0, 1, 2]))), url)
+    assert read(url, "accounts_history")["event_id"].to_list() == ["a", "b", "c"]
