@@ -1,10 +1,9 @@
 """Views in a real database: state and history written to DuckDB or SQLite, kept current.
 
 :func:`materialize` writes a replay's current state (``<table>_state``, one row
-per key, keyed by the rule set's key) and history (``<table>_history``, one row
-per event with the state after it, keyed by ``seq``: unique like the event ids,
-and an integer, which DuckDB indexes for 10 M rows in a second where text ids
-take ten) into a database file, and records in
+per key, the rule set's key its primary key) and history (``<table>_history``,
+one row per event with the state after it, unique by ``seq``) into a database
+file, and records in
 ``eventkit_views`` which rules (fingerprint) and which archive state (version,
 head digest, last ``seq``) they reflect. :func:`refresh` brings a view up to
 date after appends by folding only the new events of the keys that got some,
@@ -12,6 +11,14 @@ from their stored state; a key with a late event (dated before its stored
 last event) is replayed again in full; a late change of the bank's rate table
 rebuilds the view. Plain SQL (``duckdb`` or ``sqlite3``) then answers with the
 same numbers as eventkit.
+
+The history's key is ``seq`` (the event's place in the log: unique like the
+event ids, and an integer); events whose ``seq`` repeats are refused. SQLite
+declares it (an integer primary key is the row id: no index to build); DuckDB
+does not: its index of 10 M rows took 1–10 s to build and was written again
+at every checkpoint (each refresh: 3–4 s), for an analytic table scanned, not
+looked up by key — a refresh deletes the rows of the new events' ``seq`` and
+inserts them in one transaction instead.
 
 URLs: ``duckdb:///relative.db``, ``duckdb:////absolute/path.db``, and the same
 with ``sqlite``: always a file (``:memory:`` is refused: the view would vanish
@@ -54,7 +61,11 @@ _DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "allow_community_extensions": False, "enable_external_access": False}
 _HISTORY = ("event_id", "seq", "event_type", "event_time", "recorded_at", "amount")
 _TIME_TEXT = "%Y-%m-%dT%H:%M:%S%.6fZ"  # how SQLite stores instants (sorts as time)
-_BATCH_ROWS = 1 << 17  # rows per Arrow batch handed to DuckDB (its threads take one each)
+#: Rows per Arrow batch handed to DuckDB (its threads take one each): its row group size, so
+#: each batch makes one full row group. Batches of 2**17 rows left a part-filled row group
+#: each, which DuckDB merged at the next checkpoints: 3.5 s, then 1 s, for a change of one
+#: row after loading 10 M rows (and a `refresh` paid it).
+_BATCH_ROWS = 122_880
 _WAIT_S = 600.0  # how long a refresh waits for another one on the same database
 
 
@@ -119,7 +130,7 @@ def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, An
         steps.begin(f"writing {table}_state")
         db.replace(f"{table}_state", _state_frame(result.state().collect(), result), key)
         steps.begin(f"writing {table}_history ({history.height:,} rows)")
-        db.replace(f"{table}_history", _history_frame(history, result), ["seq"])
+        db.replace(f"{table}_history", _history_frame(history, result), ["seq"], index=False)
         db.put_meta(record)
     return record
 
@@ -185,7 +196,7 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
         if step.rebuilt:  # a late change of the bank's rate table: every balance may change
             _write_view(db, result, table)
             return RefreshReport(step.new_events, -1, [], True, version)
-        db.upsert(f"{table}_history", _history_frame(step.history, result))
+        db.upsert(f"{table}_history", _history_frame(step.history, result), key=["seq"])
         db.upsert(f"{table}_state", _state_frame(step.state, result))
         db.put_meta({**meta, "archive_version": version, "head": _head(archive, version),
                      "last_seq": step.last_seq, "refreshed_at": _now()})
@@ -352,10 +363,20 @@ def view_file(url: str) -> tuple[str, Path]:
 class _Database:
     """The few operations views need, in one transaction per :func:`_connect`."""
 
-    def replace(self, table: str, frame: pl.DataFrame, primary: list[str]) -> None:
+    def replace(self, table: str, frame: pl.DataFrame, primary: list[str], *,
+                index: bool = True) -> None:
+        """``table`` holds ``frame``, its rows unique by ``primary``.
+
+        The key is declared if ``index`` (a database that pays for the key's
+        index at each change may leave it out).
+        """
         raise NotImplementedError
 
-    def upsert(self, table: str, frame: pl.DataFrame) -> None:
+    def upsert(self, table: str, frame: pl.DataFrame, *, key: list[str] | None = None) -> None:
+        """``frame``'s rows replace those of ``table`` with the same key.
+
+        The key is the primary key, or ``key`` for a table made without its index.
+        """
         raise NotImplementedError
 
     def query(self, sql: str, params: tuple = ()) -> pl.DataFrame:
@@ -416,20 +437,30 @@ class _DuckDB(_Database):
         self.con.execute("SET lock_configuration = true")  # no SQL can switch the above on
         self.con.begin()
 
-    def replace(self, table: str, frame: pl.DataFrame, primary: list[str]) -> None:
+    def replace(self, table: str, frame: pl.DataFrame, primary: list[str], *,
+                index: bool = True) -> None:
         _columns(frame.columns)
         self.con.execute(f"DROP TABLE IF EXISTS {ident(table)}")
         self.con.register("eventkit_frame", _batches(frame))
         self.con.execute(f"CREATE TABLE {ident(table)} AS SELECT * FROM eventkit_frame")
-        # the key's index built from the loaded rows at once (it checks them all), not
-        # grown row by row during the load: for 10M history rows, the difference of a
-        # few seconds and a minute
-        self.con.execute(f"ALTER TABLE {ident(table)} ADD PRIMARY KEY ({_columns(primary)})")
+        if index:
+            # the key's index built from the loaded rows at once (it checks them all), not
+            # grown row by row during the load: for 10M history rows, the difference of a
+            # few seconds and a minute
+            self.con.execute(f"ALTER TABLE {ident(table)} ADD PRIMARY KEY "
+                             f"({_columns(primary)})")
         self.con.unregister("eventkit_frame")
 
-    def upsert(self, table: str, frame: pl.DataFrame) -> None:
+    def upsert(self, table: str, frame: pl.DataFrame, *, key: list[str] | None = None) -> None:
         self.con.register("eventkit_frame", _batches(frame))
-        self.con.execute(f"INSERT OR REPLACE INTO {ident(table)} SELECT * FROM eventkit_frame")
+        if key is None:
+            self.con.execute(f"INSERT OR REPLACE INTO {ident(table)} "
+                             "SELECT * FROM eventkit_frame")
+        else:  # no index: the rows of those keys deleted, then inserted (one transaction)
+            same = " AND ".join(f"t.{ident(c)} = f.{ident(c)}" for c in key)
+            self.con.execute(f"DELETE FROM {ident(table)} AS t USING eventkit_frame AS f "
+                             f"WHERE {same}")
+            self.con.execute(f"INSERT INTO {ident(table)} SELECT * FROM eventkit_frame")
         self.con.unregister("eventkit_frame")
 
     def query(self, sql: str, params: tuple = ()) -> pl.DataFrame:
@@ -448,11 +479,14 @@ class _DuckDB(_Database):
 
 
 def _batches(frame: pl.DataFrame) -> pa.Table:
-    """``frame`` as an Arrow table of record batches of ~128k rows (no copy).
+    """``frame`` as an Arrow table of record batches of :data:`_BATCH_ROWS` rows.
 
     DuckDB reads the batches of an Arrow table in parallel: one batch of
-    millions of rows would be loaded by one thread.
+    millions of rows would be loaded by one thread. No copy, unless ``frame``
+    comes in several chunks (batches end where chunks do).
     """
+    if frame.n_chunks("all") != [1] * frame.width:
+        frame = frame.rechunk()
     table = frame.to_arrow()
     return pa.Table.from_batches(table.to_batches(max_chunksize=_BATCH_ROWS), table.schema)
 
@@ -469,7 +503,9 @@ class _SQLite(_Database):
             raise ViewError(msg) from None
         self.con.execute("BEGIN")
 
-    def replace(self, table: str, frame: pl.DataFrame, primary: list[str]) -> None:
+    def replace(self, table: str, frame: pl.DataFrame, primary: list[str], *,
+                index: bool = True) -> None:
+        # (SQLite keeps the key: an INTEGER PRIMARY KEY is the row id itself, no index)
         frame = self._text_times(frame)
         _columns(frame.columns)
         columns = ", ".join(f"{ident(name)} {self._TYPES.get(dtype, 'TEXT')}"
@@ -479,7 +515,7 @@ class _SQLite(_Database):
                          f"PRIMARY KEY ({_columns(primary)}))")
         self.upsert(table, frame)
 
-    def upsert(self, table: str, frame: pl.DataFrame) -> None:
+    def upsert(self, table: str, frame: pl.DataFrame, *, key: list[str] | None = None) -> None:
         frame = self._text_times(frame)
         marks = ", ".join("?" * frame.width)
         self.con.executemany(f"INSERT OR REPLACE INTO {ident(table)} ({_columns(frame.columns)}) "
