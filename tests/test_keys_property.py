@@ -27,7 +27,7 @@ from oracle_checks import FAST, check_against_oracle
 import eventkit
 from eventkit import Field, GlobalEvents, Handler, RuleSet
 from eventkit.exceptions import RuleError, SchemaError, ValidationError
-from eventkit.replay.keys import key_codes
+from eventkit.replay.keys import _places, key_codes
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 UUIDS = [str(uuid.UUID(int=i * 7919 + 17)) for i in range(5)]
@@ -195,3 +195,15 @@ def test_strings_whose_bytes_start_at_one_place_are_told_apart_by_length_and_byt
     codes, n = key_codes(text)
     assert n == 3
     _same_when_equal(codes, text)
+
+
+def test_the_places_pass_marks_every_row() -> None:
+    # every row gets its place, or -1 (a short string): nothing is left as it was in `out`
+    data = b"abcdefghijklmnopqrstuvwxyz"
+    views = np.array([[16 | int.from_bytes(data[:4], "little") << 32, 0],  # "a..p", at 0
+                      [3 | int.from_bytes(b"xyz", "little") << 32, 0],  # "xyz", in its view
+                      [16 | int.from_bytes(data[:4], "little") << 32, 0]], np.int64)
+    at, length = np.full(len(data) // 8 + 1, -1, np.int64), np.zeros(4, np.int32)
+    first, out = np.empty(3, np.int64), np.full(3, 99, np.int64)
+    assert _places(views, np.zeros(2, np.int64), at, length, first, out) == (1, 1, 2)
+    assert out.tolist() == [-2, -1, -2] and first[:2].tolist() == [0, 1]

@@ -321,11 +321,12 @@ class _Places:
 @njit(**OPTS)
 def _places(views: np.ndarray, starts: np.ndarray, at: np.ndarray, length: np.ndarray,
             first: np.ndarray, out: np.ndarray) -> tuple[int, int, int]:
-    """Per row: the code of its place (see ``_Places``), or ``-2 - k`` for a new place ``k``.
+    """Per row: the code of its place (see ``_Places``), or ``-2 - k``, or -1.
 
-    ``first`` gets the first row of each new place, then the rows of short
-    strings. Returns the numbers of new places, of short strings and of rows
-    of new places; or -1 (nothing changed) if places overlap: two strings of
+    ``-2 - k`` marks a row of new place ``k``, -1 a short string. ``first``
+    gets the first row of each new place, then the rows of short strings.
+    Returns the numbers of new places, of short strings and of rows of new
+    places; or -1 (nothing changed) if places overlap: two strings of
     different lengths start at one spot, or two start within 8 bytes.
     """
     n = views.shape[0]
@@ -339,6 +340,7 @@ def _places(views: np.ndarray, starts: np.ndarray, at: np.ndarray, length: np.nd
         if size <= 12:
             short -= 1
             first[short] = i
+            out[i] = -1
             continue
         w1 = views[i, 1]
         p = starts[w1 & 0xFFFFFFFF] + ((w1 >> 32) & 0xFFFFFFFF)
