@@ -199,8 +199,10 @@ def _detect(pattern: Pattern, frame: pl.DataFrame, keys: list[str], *,
             # numbered (hits so far) - n + 1, when it is in this key
             at = pl.col("__hit").cast(pl.Int64).cum_sum() - step.times
             hits = i.filter(pl.col("__hit")).append(pl.lit(-1, dtype=pl.Int64))  # never empty
-            first = pl.when(at >= 0).then(hits.gather(at.clip(0)))
-            first = pl.when(first >= first_of_key).then(first)
+            # a column of its own (each use of an expression computes it again)
+            df = df.with_columns(pl.when(at >= 0).then(hits.gather(at.clip(0))).alias("__first"))
+            first = pl.col("__first")
+            df = df.with_columns(pl.when(first >= first_of_key).then(first).alias("__first"))
             ok = pl.col("__hit") & first.is_not_null()
             if n:  # the latest start of a previous-steps match ending before `first`
                 latest = pl.col("__best").fill_null(-1).cum_max()
