@@ -60,6 +60,8 @@ def collect_and_fold(events: pl.LazyFrame, checked: CheckedRules, *,
         prepared = prepare(events.select(core).collect(), checked)
         folded = fold(prepared, checked, start=start)
         others = later.result()
-    state = folded.events.drop(core)
+    # the state columns by name: a drop or select would first rechunk every column alike
+    # (the state is one chunk, the decoded columns many: ~0.25 s on 10 M events)
+    state = [folded.events.get_column(n) for n in folded.events.columns if n not in core]
     frame = pl.concat([prepared.events, prepared.own(others)], how="horizontal")
-    return replace(folded, events=frame.select(names).hstack(state.get_columns()))
+    return replace(folded, events=frame.select(names).hstack(state))
