@@ -112,6 +112,42 @@ def test_snapshot_is_used_only_for_its_rules_and_archive_state(archive: EventArc
                        replay(archive, rules, snapshots=False).as_of("2024-03-15").collect())
 
 
+def test_a_replaced_set_loses_its_manifest_before_any_file(archive: EventArchive) -> None:
+    """A reader that finds a file of its set missing sees the set replaced, never damaged.
+
+    (Removed file by file, an old set once kept its manifest while its checkpoints went:
+    a reader of it raised CorruptionError instead of replaying in full; found by the
+    concurrency family's race of snapshots and reads.)
+    """
+    import threading
+
+    seen: list[str] = []
+    for round_ in range(4):
+        old = snapshot(archive, "balance", every="1d")
+        paths = [old.folder.path(f["path"]) for f in old.files]
+        manifest = old.folder.path("manifest.json")
+        stop = threading.Event()
+
+        def watch(paths: list[Path] = paths, manifest: Path = manifest,
+                  stop: threading.Event = stop) -> None:
+            while not stop.is_set():
+                gone = [p for p in paths if not p.exists()]
+                if gone and manifest.exists():
+                    seen.append(f"{gone[0].name} gone, manifest still there")
+                    return
+                if gone:
+                    return
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        archive.append(deposits([(1, 7, 100 + round_)], f"more-{round_}"))
+        snapshot(archive, "balance", every="1d")  # replaces the old set
+        stop.set()
+        watcher.join()
+        assert old.replaced
+    assert seen == []
+
+
 def test_a_changed_snapshot_file_is_refused(archive: EventArchive) -> None:
     snaps = snapshot(archive, "balance", every="1mo")
     path = snaps.folder.path(snaps.files[1]["path"])  # the set's store, here a local folder

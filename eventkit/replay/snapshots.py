@@ -130,7 +130,12 @@ def find(archive: EventArchive, rules: RuleSet, *, version: int | None = None,
     path = _sets(archive.store, rules).child(f"v{version}")
     if not path.exists(_MANIFEST):
         return None
-    found = load(path)
+    try:
+        found = load(path)
+    except SnapshotError:
+        if not path.exists(_MANIFEST):  # replaced by a newer set meanwhile
+            return None
+        raise
     if head is None:
         head = (ledger.read_commit(archive.store, version).record or {}).get("digest")
     if found.fingerprint != rules.fingerprint or found.version != version or found.head != head:
@@ -255,9 +260,12 @@ def _publish(folder: Store, name: str, blobs: dict[str, bytes | Path],
 
     Locally the set is written to a hidden folder renamed into place, so it
     appears at once (a set of the same name already there is moved aside
-    first), and older sets go once it is there; in an object store its files
-    are put first and the manifest last (a set without its manifest is never
-    read). Every file is checked against the manifest's SHA-256 when read.
+    first), and older sets go once it is there, each moved aside whole first;
+    in an object store its files are put first and the manifest last, and an
+    older set loses its manifest first (a set without its manifest is never
+    read). So a reader of an older set that finds a file missing finds the
+    set :attr:`~Snapshots.replaced`, never damaged. Every file is checked
+    against the manifest's SHA-256 when read.
     """
     body = json.dumps(manifest, indent=1).encode()
     if folder.local:
@@ -279,12 +287,13 @@ def _publish(folder: Store, name: str, blobs: dict[str, bytes | Path],
             fsync(root)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        for old in root.iterdir():  # older (or equal) sets are never used again
-            if old.name != name and not old.name.startswith("."):
-                folder.delete_tree(old.name)
+        for old in root.iterdir():  # older (or equal) sets are never used again: moved
+            if old.name != name and not old.name.startswith("."):  # aside whole, then gone
+                os.replace(old, root / f".{old.name}-{uuid.uuid4().hex}.old{LEFTOVER}")
         clean_leftovers(root)
         return
     for stale in {r.split("/", 1)[0] for r in folder.list_files("")} - {name}:
+        folder.delete(f"{stale}/{_MANIFEST}")  # first: a reader missing a file sees it replaced
         folder.delete_tree(stale)
     folder.delete(f"{name}/{_MANIFEST}")
     for file, data in blobs.items():
