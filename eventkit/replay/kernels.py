@@ -202,15 +202,20 @@ def grid_positions(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, n_keys
     g_n = grid.shape[0]
     best = np.full((g_n, n_keys), -1, np.int64)
     count = np.zeros((g_n, n_keys), np.int64)
+    # the best row's time and seq beside it: no lookup of a far row's time for each event
+    best_t = np.empty((g_n, n_keys), np.int64)
+    best_s = np.empty((g_n, n_keys), np.int64)
     for e in range(keys.shape[0]):
-        g = np.searchsorted(grid, times[e], side="left")
+        t = times[e]
+        g = np.searchsorted(grid, t, side="left")
         if g == g_n:
             continue
         k = keys[e]
         count[g, k] += 1
-        p = best[g, k]
-        if p < 0 or times[e] > times[p] or (times[e] == times[p] and seqs[e] > seqs[p]):
+        if best[g, k] < 0 or t > best_t[g, k] or (t == best_t[g, k] and seqs[e] > best_s[g, k]):
             best[g, k] = e
+            best_t[g, k] = t
+            best_s[g, k] = seqs[e]
     for g in range(1, g_n):
         for k in range(n_keys):
             count[g, k] += count[g - 1, k]
