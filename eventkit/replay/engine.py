@@ -224,11 +224,11 @@ def fold(events: pl.DataFrame | Prepared, checked: CheckedRules,
 
 
 def _coverage(column: pl.Series, types: np.ndarray, handled: tuple[str, ...]) -> Coverage:
-    seen = np.bincount(types[types >= 0], minlength=len(handled)) if handled else np.zeros(0)
-    other = types < 0
+    counts = np.bincount(types + 1, minlength=len(handled) + 1)  # [0]: -1, no rule's type
+    seen = counts[1:]
     unhandled: tuple[str, ...] = ()
-    if other.any():
-        unhandled = tuple(sorted(str(t) for t in column.filter(pl.Series(other)).unique()
+    if counts[0]:
+        unhandled = tuple(sorted(str(t) for t in column.filter(pl.Series(types < 0)).unique()
                                  .to_list()))
     return Coverage(tuple(t for t, n in zip(handled, seen, strict=True) if n), unhandled)
 
