@@ -142,8 +142,11 @@ def _by_key(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     A log is in time order for almost every key; ordering by the keys alone
     keeps it, and only the keys with an event out of (time, seq) order are
     ordered again by time. The order is worked out on row numbers and the
-    frame gathered once (a full sort on three columns costs several times more).
+    frame gathered once (a full sort on three columns costs several times more),
+    from one chunk per column (a gather across chunks costs several times more:
+    a replay's history comes in the chunks its files were read in).
     """
+    frame = frame.rechunk()  # (a no-op when it is one chunk)
     order = frame.select(pl.arg_sort_by(keys, maintain_order=True)).to_series()
     lines = frame.select(*keys, *_ORDER)[order]
     same = pl.all_horizontal(pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys)
