@@ -40,6 +40,7 @@ from eventkit.rules.expr import derived_name
 from eventkit.rules.model import CheckedRules, Field, RuleSet, linear_delta
 from eventkit.rules.rates import rate_events
 from eventkit.rules.streams import global_expr
+from eventkit.sources.frames import aligned
 
 if TYPE_CHECKING:
     from eventkit.rules.expr import Expr
@@ -219,7 +220,7 @@ def fold(events: pl.DataFrame | Prepared, checked: CheckedRules,
     else:
         state = _fold_program(inputs, checked, p.visit, p.keys, p.n_keys, types, p.times,
                               rate_times, rate_rates, carried, texts, p.events)
-    return Fold(p.events.hstack(chunked_like(p.events, state)), p.keys, p.n_keys, p.times,
+    return Fold(aligned(p.events.hstack(state)), p.keys, p.n_keys, p.times,
                 p.seqs, _coverage(p.events["event_type"], types, handled), (rate_times, rate_rates))
 
 
@@ -323,27 +324,6 @@ def _without(events: pl.DataFrame, rows: np.ndarray) -> pl.DataFrame:
     parts = [events.slice(int(a) + 1, int(b - a) - 1) for a, b in zip(cuts[:-1], cuts[1:],
                                                                         strict=True)]
     return pl.concat([p for p in parts if p.height] or [events.clear()], rechunk=False)
-
-
-def chunked_like(frame: pl.DataFrame, columns: list[pl.Series]) -> list[pl.Series]:
-    """``columns`` (one chunk each, ``frame``'s height) cut into ``frame``'s chunks, no copy.
-
-    A frame whose columns are chunked alike is used as it is; one whose columns
-    differ is rechunked whole by the next operation on it (a filter, a select:
-    ~0.3 s for a 10 M-event history), and again by each one after that.
-
-    >>> frame = pl.concat([pl.DataFrame({"a": [1]}), pl.DataFrame({"a": [2, 3]})], rechunk=False)
-    >>> [s.n_chunks() for s in chunked_like(frame, [pl.Series("b", [4, 5, 6])])]
-    [2]
-    """
-    if frame.width == 0 or frame.n_chunks() < 2:
-        return columns
-    lengths = [c.len() for c in frame.to_series(0).get_chunks()]
-    if any([c.len() for c in s.get_chunks()] != lengths for s in frame.iter_columns()):
-        return columns  # chunked unlike each other: rechunked anyway
-    starts = np.cumsum([0, *lengths[:-1]])
-    return [pl.concat([c.slice(int(a), n) for a, n in zip(starts, lengths, strict=True)],
-                      rechunk=False) for c in columns]
 
 
 def _numpy(column: pl.Series, dtype: npt.DTypeLike, out: np.ndarray | None = None

@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from eventkit.exceptions import SchemaError
 
-__all__ = ["as_frame", "as_polars", "is_frame"]
+__all__ = ["aligned", "as_frame", "as_polars", "is_frame"]
 
 
 def is_frame(obj: object) -> bool:
@@ -68,3 +68,30 @@ def _is_pandas(obj: object) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def aligned(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with its one-chunk columns cut, without a copy, into the others' chunks.
+
+    A frame whose columns are chunked unlike each other is rechunked whole by
+    the next operation on it (a filter, a select, a drop: ~0.3 s for a 10 M-row
+    history), and again by each one after that. Columns computed over a whole
+    frame (a fold's state, a row number) come in one chunk beside decoded ones
+    in many; those are cut alike here. Columns of two different many-chunk
+    layouts are left as they are (Polars rechunks them).
+
+    >>> parts = pl.concat([pl.DataFrame({"a": [1]}), pl.DataFrame({"a": [2, 3]})], rechunk=False)
+    >>> aligned(parts.hstack([pl.Series("b", [4, 5, 6])])).n_chunks("all")
+    [2, 2]
+    """
+    layouts = [[c.len() for c in s.get_chunks()] for s in frame.iter_columns()]
+    many = {tuple(lengths) for lengths in layouts if len(lengths) > 1}
+    if len(many) != 1 or all(len(lengths) > 1 for lengths in layouts):
+        return frame
+    lengths = list(many.pop())
+    starts = [sum(lengths[:i]) for i in range(len(lengths))]
+    return pl.DataFrame([
+        s if len(layout) > 1 else pl.concat([s.slice(a, n) for a, n in zip(starts, lengths,
+                                                                           strict=True)],
+                                            rechunk=False)
+        for s, layout in zip(frame.iter_columns(), layouts, strict=True)])
