@@ -180,6 +180,10 @@ def test_the_duckdb_tables_keep_their_keys(archive: EventArchive, tmp_path: Path
         assert "accounts_history" not in {name for name, _ in keys}
         with pytest.raises(duckdb.ConstraintException):
             con.execute("INSERT INTO accounts_state SELECT * FROM accounts_state LIMIT 1")
+        # text handed over as Arrow string views arrives as text
+        types = dict(con.sql("SELECT column_name, data_type FROM information_schema.columns "
+                             "WHERE table_name = 'accounts_history'").fetchall())
+        assert {types[c] for c in ("event_id", "event_type", "status")} == {"VARCHAR"}
 
 
 @pytest.mark.parametrize("scheme", ENGINES)
