@@ -203,7 +203,15 @@ def test_the_places_pass_marks_every_row() -> None:
     views = np.array([[16 | int.from_bytes(data[:4], "little") << 32, 0],  # "a..p", at 0
                       [3 | int.from_bytes(b"xyz", "little") << 32, 0],  # "xyz", in its view
                       [16 | int.from_bytes(data[:4], "little") << 32, 0]], np.int64)
-    at, length = np.full(len(data) // 8 + 1, -1, np.int64), np.zeros(4, np.int32)
+    at = np.full(len(data) // 8 + 1, -1, np.int64)
     first, out = np.empty(3, np.int64), np.full(3, 99, np.int64)
-    assert _places(views, np.zeros(2, np.int64), at, length, first, out) == (1, 1, 2)
+    assert _places(views, np.zeros(2, np.int64), at, first, out) == (1, 1, 2)
     assert out.tolist() == [-2, -1, -2] and first[:2].tolist() == [0, 1]
+    # the place holds new place 0's code, the string's length and its first byte's last bits
+    assert at[0] == (-2 << 32) | (16 << 3)
+    # the same place read with another length is another string: every row coded instead
+    other = views.copy()
+    other[2, 0] = 17 | int.from_bytes(data[:4], "little") << 32
+    at[:] = -1
+    assert _places(other, np.zeros(2, np.int64), at, first, out)[0] == -1
+    assert (at == -1).all()  # (the new places undone)

@@ -285,21 +285,21 @@ class _Places:
     are is the same string: its row takes that place's code. The first row of
     each new place and the short strings (held in their views) are hashed and
     coded; the other rows only look their place up. ``at[p >> 3]`` holds
-    the code of the string whose bytes start at ``p`` and ``p``'s low 32 bits
-    (-1: none yet; two long strings that do not overlap start 13 or more bytes
-    apart), ``length[c]`` the length of code ``c``'s string. Overlapping
-    places (never from Parquet): the chunk's rows are all coded.
+    the code of the string whose bytes start at ``p`` (high 32 bits), its
+    length and ``p``'s last 3 bits (``length << 3 | p & 7``): one word read
+    per row (-1: none yet; two long strings that do not overlap start 13 or
+    more bytes apart). Overlapping places (never from Parquet) and strings of
+    2**28 bytes or more: the chunk's rows are all coded.
     """
 
     def __init__(self, chunk: _Chunk) -> None:
         self.buffers = chunk.buffers
         self.at = np.full((chunk.data.size >> 3) + 1, -1, np.int64)
-        self.length = np.zeros(1 << 12, np.int32)
 
     def code(self, text: _Text, c: _Chunk, out: np.ndarray) -> None:
         """Code the rows of chunk ``c`` into ``out``."""
         first = np.empty(c.words.shape[0], np.int64)  # new places' rows, then short strings'
-        new, short, pending = _places(c.words, c.starts, self.at, self.length, first, out)
+        new, short, pending = _places(c.words, c.starts, self.at, first, out)
         if new < 0:
             text.code(c.words, c.data, c.starts, _hashes(c.words, c.data, c.starts), out)
             return
@@ -310,16 +310,13 @@ class _Places:
         sub.flags.writeable = False  # (typed as every chunk's views: one compiled kernel)
         codes = np.empty(sub.shape[0], np.int64)
         text.code(sub, c.data, c.starts, _hashes(sub, c.data, c.starts), codes)
-        if text.count[0] > self.length.shape[0]:
-            self.length = np.concatenate([self.length, np.zeros(
-                max(self.length.shape[0], int(text.count[0])), np.int32)])
-        _settle(c.words, c.starts, first[:new], codes, self.at, self.length,
+        _settle(c.words, c.starts, first[:new], codes, self.at,
                 out if pending else out[:0])
         out[rows[new:]] = codes[new:]
 
 
 @njit(**OPTS)
-def _places(views: np.ndarray, starts: np.ndarray, at: np.ndarray, length: np.ndarray,
+def _places(views: np.ndarray, starts: np.ndarray, at: np.ndarray,
             first: np.ndarray, out: np.ndarray) -> tuple[int, int, int]:
     """Per row: the code of its place (see ``_Places``), or ``-2 - k``, or -1.
 
@@ -327,7 +324,8 @@ def _places(views: np.ndarray, starts: np.ndarray, at: np.ndarray, length: np.nd
     gets the first row of each new place, then the rows of short strings.
     Returns the numbers of new places, of short strings and of rows of new
     places; or -1 (nothing changed) if places overlap: two strings of
-    different lengths start at one spot, or two start within 8 bytes.
+    different lengths start at one spot, or two start within 8 bytes (or a
+    string is 2**28 bytes long or more).
     """
     n = views.shape[0]
     k = pending = 0
@@ -344,19 +342,19 @@ def _places(views: np.ndarray, starts: np.ndarray, at: np.ndarray, length: np.nd
             continue
         w1 = views[i, 1]
         p = starts[w1 & 0xFFFFFFFF] + ((w1 >> 32) & 0xFFFFFFFF)
+        tag = (size << 3) | (p & 7)  # the same string: the same length, at the same byte
         e = at[p >> 3]
         c = e >> 32
-        if e == -1:
-            c = -2 - k
-            at[p >> 3] = (c << 32) | (p & 0xFFFFFFFF)
-            first[k] = i
-            k += 1
-        elif e & 0xFFFFFFFF != p & 0xFFFFFFFF or (
-                length[c] if c >= 0 else views[first[-2 - c], 0] & 0xFFFFFFFF) != size:
+        if size >= 1 << 28 or (e != -1 and e & 0xFFFFFFFF != tag):
             for j in range(k):  # undo the new places
                 w = views[first[j], 1]
                 at[(starts[w & 0xFFFFFFFF] + ((w >> 32) & 0xFFFFFFFF)) >> 3] = -1
             return -1, 0, 0
+        if e == -1:
+            c = -2 - k
+            at[p >> 3] = (c << 32) | tag
+            first[k] = i
+            k += 1
         pending += c < -1
         out[i] = c
     first[k:k + n - short] = first[short:][::-1].copy()  # the short strings' rows, in order
@@ -365,13 +363,12 @@ def _places(views: np.ndarray, starts: np.ndarray, at: np.ndarray, length: np.nd
 
 @njit(**OPTS)
 def _settle(views: np.ndarray, starts: np.ndarray, first: np.ndarray, codes: np.ndarray,
-            at: np.ndarray, length: np.ndarray, out: np.ndarray) -> None:
+            at: np.ndarray, out: np.ndarray) -> None:
     """The new places get their codes (``codes[k]``: place ``k``'s), and so do their rows."""
     for k in range(first.shape[0]):
-        w0, w1 = views[first[k], 0], views[first[k], 1]
+        w1 = views[first[k], 1]
         p = starts[w1 & 0xFFFFFFFF] + ((w1 >> 32) & 0xFFFFFFFF)
-        at[p >> 3] = (codes[k] << 32) | (p & 0xFFFFFFFF)
-        length[codes[k]] = w0 & 0xFFFFFFFF
+        at[p >> 3] = (codes[k] << 32) | (at[p >> 3] & 0xFFFFFFFF)  # (the tag stays)
     for i in range(out.shape[0]):
         if out[i] < -1:
             out[i] = codes[-2 - out[i]]
