@@ -33,7 +33,7 @@ class Program:
     """Rule programs of all handlers, and the layout of state and columns.
 
     ``event_types[t]`` is handled by ``code[prog[t]:prog[t + 1]]``: instructions,
-    one row (opcode, a, b, c) each (see :mod:`eventkit.replay.interpreter`); an
+    one row (opcode, a, b, c, d) each (see :mod:`eventkit.replay.interpreter`); an
     event it refuses gets violation code ``refusal[t]``, explained by
     ``violations[refusal[t] - 1]``. ``int_fields`` and ``float_fields`` name the
     state fields (enum fields are int fields holding value codes); in a key's
@@ -68,8 +68,9 @@ def compile_program(checked: CheckedRules) -> Program:
     new values come from the old state (simultaneous assignment): a value that
     reads another assigned field is computed before any field is stored; one
     that reads no field but its own target (``balance + amount``) is computed
-    and stored last, in place. A requirement or an in-place assignment of a
-    common form becomes one fused instruction (:func:`fuse`). A choice and
+    and stored last, in place. A requirement is checked part by part (see
+    :meth:`_Assembler.require`); a part or an in-place assignment of a common
+    form becomes one fused instruction (:func:`fuse`). A choice and
     ``and``/``or`` jump over what they do not need.
     """
     fields = checked.fields
@@ -105,9 +106,9 @@ def compile_program(checked: CheckedRules) -> Program:
             if not (isinstance(test, ast.Constant) and test.value):  # not always met
                 origins.append((f"on {event_type}: require {requirement.text}", None))
                 asm.origin = len(origins) - 1
-                asm.emit_expr(test, None)
-                asm.emit(vm.REQUIRE)
-                add(*asm.take(), fused=True)
+                unit = asm.require(test)
+                code.extend(unit)
+                origin.extend([asm.origin] * len(unit))
                 violations.append(f"{event_type} requires {requirement.text}")
                 refusal[-1] = len(violations)
         computed: list[tuple[str, ast.expr, int]] = []
@@ -151,7 +152,7 @@ def compile_program(checked: CheckedRules) -> Program:
         ], np.int64)
     return Program(
         event_types=event_types,
-        code=np.array(code, np.int64).reshape(-1, 4),
+        code=np.array(code, np.int64).reshape(-1, 5),
         prog=np.array(prog, np.int64),
         refusal=np.array(refusal, np.int32),
         consts_f=np.array(asm.consts_f or [0.0], np.float64),
@@ -168,7 +169,7 @@ def compile_program(checked: CheckedRules) -> Program:
     )
 
 
-Instruction = tuple[int, int, int, int]
+Instruction = tuple[int, int, int, int, int]
 
 # Instruction sequences, and the fused instruction doing the same: a pattern's names
 # ("f", "c", "o") match any operand, the same one wherever a name repeats.
@@ -200,8 +201,8 @@ def fuse(code: list[Instruction]) -> list[Instruction]:
     instructions always stand where the stacks are empty (the interpreter
     relies on it).
 
-    >>> fuse([(vm.FIELD_I, 0, 0, 0), (vm.COL_I, 2, 0, 0), (vm.SUB_I, 0, 0, 0),
-    ...       (vm.STORE_I, 0, 0, 0)]) == [(vm.SUB_COL_I, 0, 2, 0)]
+    >>> fuse([(vm.FIELD_I, 0, 0, 0, 0), (vm.COL_I, 2, 0, 0, 0), (vm.SUB_I, 0, 0, 0, 0),
+    ...       (vm.STORE_I, 0, 0, 0, 0)]) == [(vm.SUB_COL_I, 0, 2, 0, 0)]
     True
     """
     for pattern, (op, *operands) in _FUSED:
@@ -211,7 +212,7 @@ def fuse(code: list[Instruction]) -> list[Instruction]:
         if all(got[0] == want and (not name or bound.setdefault(name, got[1]) == got[1])
                for (want, name), got in zip(pattern, code, strict=True)):
             a, b, c = (bound.get(name, 0) for name in operands)
-            return [(op, a, b, c)]
+            return [(op, a, b, c, 0)]
     return code
 
 
@@ -240,7 +241,7 @@ class _Assembler:
         self.consts_f: list[float] = []
 
     def emit(self, op: int, arg: int = 0) -> None:
-        self.code.append((op, arg, 0, 0))
+        self.code.append((op, arg, 0, 0, 0))
         self.origin_of.append(self.origin)
 
     def take(self) -> tuple[list[Instruction], list[int]]:
@@ -256,8 +257,36 @@ class _Assembler:
 
     def land(self, jump: int) -> None:
         """Point the jump at ``jump`` to the next instruction emitted."""
-        op, _, b, c = self.code[jump]
-        self.code[jump] = (op, len(self.code) - jump, b, c)
+        op, _, b, c, d = self.code[jump]
+        self.code[jump] = (op, len(self.code) - jump, b, c, d)
+
+    def require(self, node: ast.expr) -> list[Instruction]:
+        """Code refusing the event unless ``node`` holds, fused where it has a common form.
+
+        ``a and b`` is ``a``'s requirement, then ``b``'s: the first one unmet
+        refuses the event, and ``b`` is not computed (as ``and`` would not). ``a
+        or b``, ``a`` a field compared with a constant, is one instruction that
+        passes over ``b``'s requirement when ``a`` holds.
+        """
+        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+            return [i for value in node.values for i in self.require(value)]
+        if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.Or):
+            first = self.field_test(node.values[0])
+            if first is not None:
+                rest = node.values[1:]
+                code = self.require(rest[0] if len(rest) == 1 else ast.BoolOp(ast.Or(), rest))
+                return [(vm.PASS_FIELD_I, *first, len(code) + 1), *code]
+        self.emit_expr(node, None)
+        self.emit(vm.REQUIRE)
+        return fuse(self.take()[0])
+
+    def field_test(self, node: ast.expr) -> tuple[int, int, int] | None:
+        """(slot, constant, comparison) when ``node`` compares an int field with a constant."""
+        self.emit_expr(node, None)
+        code = self.take()[0]
+        if [i[0] for i in code] == [vm.FIELD_I, vm.PUSH_I, vm.CMP_I]:
+            return code[0][1], code[1][1], code[2][1]
+        return None
 
     def slot(self, field: str) -> int:
         """The field's slot in a key's state row: int fields, then float fields."""

@@ -13,7 +13,7 @@ Steps, none of them a Python loop over events:
    order, with no sort at all;
 4. linear rules: compute each event's effect column-wise in Polars, then a
    compiled running sum / forward fill per key; other rules: one compiled pass
-   of the rule program (:func:`eventkit.replay.kernels.run_rules`);
+   of the rule program (:func:`eventkit.replay.interpreter.run_rules`);
 5. attach the state after each event to the events, in their original order.
 """
 

@@ -1,7 +1,7 @@
 """The rule interpreter: one compiled pass (numba) of a rule program over the events.
 
 :mod:`eventkit.replay.compile` turns a rule set into a program of instructions,
-one row (opcode, a, b, c) each; :func:`run_rules` runs it for every event, in
+one row (opcode, a, b, c, d) each; :func:`run_rules` runs it for every event, in
 the order :func:`eventkit.replay.kernels.visiting_order` gives. Integer
 arithmetic is checked (Int64 overflow is an error, never a wrap), and so is
 every float that becomes an integer (a rounding, posted interest): the pass
@@ -37,6 +37,7 @@ SET_K_I = 5  # int field a = constant b
 SET_COL_I = 6  # int field a = int column b
 SET_K_F = 7  # float field a = float constant number b
 SET_COL_F = 8  # float field a = float column b
+PASS_FIELD_I = 9  # when int field a <cmp c> constant b, go d instructions on (past a requirement)
 # Stack instructions: loads push onto the int or the float stack (a: the value, the float
 # constant's number, the slot, the column), operators pop their operands and push the
 # result, stores pop.
@@ -396,6 +397,9 @@ def run_rules(at: np.ndarray, rows: np.ndarray, keys: np.ndarray, n_keys: int,
             elif op == REQ_FIELD_I:
                 if not _cmp(code[pc - 1, 3], st[k, a], b):
                     pc = -1
+            elif op == PASS_FIELD_I:
+                if _cmp(code[pc - 1, 3], st[k, a], b):
+                    pc += code[pc - 1, 4] - 1
             elif op == SET_K_I:
                 st[k, a] = b
             elif op == SET_COL_I:
