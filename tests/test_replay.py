@@ -137,3 +137,21 @@ def test_a_customer_story() -> None:
     assert timeline["event_type"].to_list() == ["AccountOpened", "Deposit", "Withdrawal",
                                                 "Correction", "Fee"]
     assert timeline["balance"].to_list() == [0, 100_000, 74_950, 74_999, 74_500]
+
+
+@settings(FAST, max_examples=100)
+@given(parts=st.lists(st.lists(st.one_of(st.none(), st.sampled_from(
+    ["Deposit", "Withdrawal", "X", "", "a-type-name-longer-than-twelve-bytes",
+     "a-type-name-longer-than-twelve-bytez"])), max_size=30), min_size=1, max_size=4))
+def test_event_types_are_coded_and_counted_as_polars_would(parts: list[list[str | None]]
+                                                           ) -> None:
+    """Codes read from string views in place (any chunks, nulls, long names) and their counts."""
+    from eventkit.replay.engine import _type_codes
+
+    names = ("Deposit", "Withdrawal", "a-type-name-longer-than-twelve-bytes")
+    column = pl.concat([pl.Series(p, dtype=pl.String) for p in parts], rechunk=False)
+    codes, counts = _type_codes(column, names)
+    want = column.replace_strict({n: i for i, n in enumerate(names)}, default=-1,
+                                 return_dtype=pl.Int32)
+    assert codes.tolist() == want.to_list()
+    assert counts.tolist() == [want.to_list().count(c) for c in range(-1, len(names))]

@@ -211,7 +211,7 @@ def fold(events: pl.DataFrame | Prepared, checked: CheckedRules,
         raise RuleError(msg)
     rate_times, rate_rates = _rate_table(p.shared, checked)
     handled = tuple(checked.assignments)
-    types = _type_codes(p.events["event_type"], handled)
+    types, counts = _type_codes(p.events["event_type"], handled)
     inputs, texts = _inputs(p.events, checked, start)
     carried = _start(p.events, p.keys, start, checked, texts)
     if checked.linear:
@@ -220,12 +220,14 @@ def fold(events: pl.DataFrame | Prepared, checked: CheckedRules,
     else:
         state = _fold_program(inputs, checked, p.visit, p.keys, p.n_keys, types, p.times,
                               rate_times, rate_rates, carried, texts, p.events)
-    return Fold(aligned(p.events.hstack(state)), p.keys, p.n_keys, p.times,
-                p.seqs, _coverage(p.events["event_type"], types, handled), (rate_times, rate_rates))
+    return Fold(aligned(p.events.hstack(state)), p.keys, p.n_keys, p.times, p.seqs,
+                _coverage(p.events["event_type"], types, counts, handled),
+                (rate_times, rate_rates))
 
 
-def _coverage(column: pl.Series, types: np.ndarray, handled: tuple[str, ...]) -> Coverage:
-    counts = np.bincount(types + 1, minlength=len(handled) + 1)  # [0]: -1, no rule's type
+def _coverage(column: pl.Series, types: np.ndarray, counts: np.ndarray,
+              handled: tuple[str, ...]) -> Coverage:
+    """Which handled types occur, which types occur unhandled (``counts``: of each code)."""
     seen = counts[1:]
     unhandled: tuple[str, ...] = ()
     if counts[0]:
@@ -341,8 +343,10 @@ def _numpy(column: pl.Series, dtype: npt.DTypeLike, out: np.ndarray | None = Non
     return out
 
 
-def _type_codes(column: pl.Series, names: tuple[str, ...]) -> np.ndarray:
+def _type_codes(column: pl.Series, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Per row: ``i`` where the string is ``names[i]``, -1 for any other string or null.
+
+    Also the rows of each code: ``counts[i + 1]`` of code ``i``, ``counts[0]`` of -1.
 
     Reads Polars' strings in place (Arrow's string-view layout, see
     :func:`eventkit.replay.kernels.type_codes`): no string is hashed or copied.
@@ -350,8 +354,10 @@ def _type_codes(column: pl.Series, names: tuple[str, ...]) -> np.ndarray:
     chunks = pa.chunked_array(column)  # Polars' own buffers, not a copy
     if chunks.type != pa.string_view() or sys.byteorder != "little":
         handled = {name: i for i, name in enumerate(names)}
-        return column.replace_strict(handled, default=-1, return_dtype=pl.Int32).to_numpy()
+        codes = column.replace_strict(handled, default=-1, return_dtype=pl.Int32).to_numpy()
+        return codes, np.bincount(codes + 1, minlength=len(names) + 1)
     out = np.empty(column.len(), np.int32)
+    counts = np.zeros(len(names) + 1, np.int64)
     table = _view_table(names)
     at = 0
     for chunk in chunks.chunks:
@@ -361,11 +367,15 @@ def _type_codes(column: pl.Series, names: tuple[str, ...]) -> np.ndarray:
         data = np.frombuffer(b"".join(b"" if b is None else b.to_pybytes() for b in buffers),
                              np.uint8)
         starts = np.cumsum([0] + [0 if b is None else b.size for b in buffers], dtype=np.int64)
-        K.type_codes(rows, data, starts, table, out[at:at + len(chunk)])
-        if chunk.null_count:
-            out[at:at + len(chunk)][chunk.is_null().to_numpy(zero_copy_only=False)] = -1
+        part = out[at:at + len(chunk)]
+        K.type_codes(rows, data, starts, table, part, counts)
+        if chunk.null_count:  # (a null's view was read as some string: it is none)
+            nulls = chunk.is_null().to_numpy(zero_copy_only=False)
+            np.subtract.at(counts, part[nulls] + 1, 1)
+            counts[0] += chunk.null_count
+            part[nulls] = -1
         at += len(chunk)
-    return out
+    return out, counts
 
 
 def _view_table(names: tuple[str, ...]) -> np.ndarray:

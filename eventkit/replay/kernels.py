@@ -97,7 +97,7 @@ _CACHE = 256  # remembered views (a power of two)
 
 @njit(**OPTS)
 def type_codes(views: np.ndarray, data: np.ndarray, starts: np.ndarray, names: np.ndarray,
-               out: np.ndarray) -> None:
+               out: np.ndarray, counts: np.ndarray) -> None:
     """Codes of strings in Arrow's string-view layout: ``i`` for ``names[i]``, else -1.
 
     ``views`` has two int64 words per string (Arrow's 16-byte views): the byte
@@ -107,6 +107,7 @@ def type_codes(views: np.ndarray, data: np.ndarray, starts: np.ndarray, names: n
     other). ``names`` holds name ``i`` as views do in row ``i``, padded with
     zero bytes, then its bytes (one per column). A small cache remembers the
     code of each view seen (for a long string: of its place in ``data``).
+    Adds the rows of code ``i`` to ``counts[i + 1]`` (of -1 to ``counts[0]``).
     """
     seen = np.full((_CACHE, 3), -1, np.int64)  # view words and code; -1: no view looks so
     for r in range(views.shape[0]):
@@ -120,6 +121,7 @@ def type_codes(views: np.ndarray, data: np.ndarray, starts: np.ndarray, names: n
             seen[slot, 0], seen[slot, 1] = w0, w1
             seen[slot, 2] = _type_code(w0, w1, length, data, starts, names)
         out[r] = seen[slot, 2]
+        counts[seen[slot, 2] + 1] += 1
 
 
 @njit(**OPTS)
