@@ -27,7 +27,7 @@ from oracle_checks import FAST, check_against_oracle
 import eventkit
 from eventkit import Field, GlobalEvents, Handler, RuleSet
 from eventkit.exceptions import RuleError, SchemaError, ValidationError
-from eventkit.replay.keys import _places, key_codes
+from eventkit.replay.keys import _places, key_codes, rows_by_key
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
 UUIDS = [str(uuid.UUID(int=i * 7919 + 17)) for i in range(5)]
@@ -215,3 +215,51 @@ def test_the_places_pass_marks_every_row() -> None:
     at[:] = -1
     assert _places(other, np.zeros(2, np.int64), at, first, out)[0] == -1
     assert (at == -1).all()  # (the new places undone)
+
+
+@settings(FAST, max_examples=150)
+@given(data=st.data(), kind=st.sampled_from(["int", "text", "composite"]),
+       n=st.integers(0, 120), reversed_run=st.integers(0, 60))
+def test_rows_by_key_groups_keys_each_in_time_and_seq_order(
+        data: st.DataObject, kind: str, n: int, reversed_run: int) -> None:
+    """Each key's rows in one run, ordered as a stable sort by (time, seq) orders them.
+
+    Times tie and go back (late events); one key's run may come in reverse time
+    order (more moves than the insertion sort's budget: the merge sort's path).
+    """
+    pick = st.sampled_from(TEXT_KEYS if kind == "text" else INT_KEYS)
+    keys = data.draw(st.lists(pick, min_size=n, max_size=n))
+    times = data.draw(st.lists(st.sampled_from(OFFSETS[:4]), min_size=n, max_size=n))
+    seqs = data.draw(st.lists(st.integers(0, 5), min_size=n, max_size=n))  # repeats too
+    lone = "zz-reversed" if kind == "text" else 99
+    keys += [lone] * reversed_run
+    times += [OFFSETS[-1] - i // 2 for i in range(reversed_run)]  # back in time, in pairs
+    seqs += list(range(reversed_run, 0, -1))  # a pair's second row first
+    frame = pl.DataFrame({"k": keys, "event_time": times, "seq": seqs},
+                         schema={"k": pl.Int64 if kind != "text" else pl.String,
+                                 "event_time": pl.Int64, "seq": pl.Int64})
+    columns: tuple[str, ...] = ("k",)
+    if kind == "composite":
+        frame = frame.with_columns(tenant=(pl.col("k") % 2 == 0).cast(pl.String))
+        columns = ("tenant", "k")
+    rows = rows_by_key(frame, columns)
+    if frame.height == 0:
+        assert rows is None
+        return
+    assert rows is not None
+    assert sorted(rows.tolist()) == list(range(frame.height))
+    got = frame.with_row_index("row")[rows]
+    runs = got.select(pl.struct(columns).rle_id()).to_series()
+    assert runs.n_unique() == got.select(pl.struct(columns).n_unique()).item()  # one run each
+    for _, part in got.group_by(columns, maintain_order=True):
+        want = part.sort("row").sort("event_time", "seq", maintain_order=True)
+        assert part["row"].to_list() == want["row"].to_list()
+
+
+def test_rows_by_key_leaves_nulls_and_float_keys_to_the_caller() -> None:
+    frame = pl.DataFrame({"k": [1, None], "event_time": [1, 2], "seq": [0, 1]})
+    assert rows_by_key(frame, ("k",)) is None
+    assert rows_by_key(frame.with_columns(pl.col("k").cast(pl.Float64).fill_null(2.0)),
+                       ("k",)) is None
+    assert rows_by_key(frame.fill_null(3).with_columns(pl.lit(None, pl.Int64).alias("seq")),
+                       ("k",)) is None

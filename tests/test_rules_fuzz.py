@@ -207,7 +207,7 @@ def test_the_fuzzer_reaches_errors_and_answers() -> None:
     """The generated cases are not all errors, nor all quiet: both outcomes are exercised."""
     outcomes: dict[str, int] = {"answer": 0, "replay-error": 0, "rule-error": 0}
 
-    @settings(FUZZ, max_examples=150, database=None, derandomize=True)  # (a fixed set: no flake)
+    @settings(FUZZ, max_examples=300, database=None, derandomize=True)  # (a fixed set: no flake)
     @given(stream=events(), rules=st.one_of(general_rules(), linear_rules()))
     def count(stream: pl.DataFrame, rules: RuleSet) -> None:
         try:

@@ -103,6 +103,7 @@ began = time.perf_counter()
 for rules in ("balance", "banking"):
     result = eventkit.replay(ARCHIVE, rules)
     result.history.collect(); result.state().collect(); result.as_of("2024-06-30").collect()
+eventkit.builtin_alerts(result.history)  # the patterns' grouping by key
 print(json.dumps({"file": eventkit.__file__, "compiled": compile_stats(),
                   "seconds": time.perf_counter() - began, "cpu": time.process_time()}))
 """

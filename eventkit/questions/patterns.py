@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from eventkit.exceptions import PatternError
+from eventkit.replay.keys import rows_by_key
 from eventkit.replay.progress import Steps
 
 __all__ = ["BUILTINS", "Detector", "Pattern", "Thresholds", "begin", "builtin_alerts",
@@ -137,16 +138,21 @@ def _duration(value: timedelta | str) -> timedelta:
 
 
 def _by_key(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """``frame`` sorted by (keys, time, seq): by the keys (stable), then the late keys' rows.
+    """``frame`` grouped by the keys, each key's rows in (time, seq) order.
 
-    A log is in time order for almost every key; ordering by the keys alone
-    keeps it, and only the keys with an event out of (time, seq) order are
-    ordered again by time. The order is worked out on row numbers and the
-    frame gathered once (a full sort on three columns costs several times more),
-    from one chunk per column (a gather across chunks costs several times more:
-    a replay's history comes in the chunks its files were read in).
+    A log is in time order for almost every key: coded keys and a counting
+    sort keep it (:func:`~eventkit.replay.keys.rows_by_key`), and only the
+    keys with an event out of (time, seq) order are ordered again. A key that
+    is null somewhere is sorted by Polars: by the keys (stable), then the late
+    keys' rows. Either way the order is worked out on row numbers and the
+    frame gathered once, from one chunk per column (a gather across chunks
+    costs several times more: a replay's history comes in the chunks its
+    files were read in).
     """
     frame = frame.rechunk()  # (a no-op when it is one chunk)
+    rows = rows_by_key(frame, tuple(keys))
+    if rows is not None:
+        return frame[rows]
     order = frame.select(pl.arg_sort_by(keys, maintain_order=True)).to_series()
     lines = frame.select(*keys, *_ORDER)[order]
     same = pl.all_horizontal(pl.col(k).eq_missing(pl.col(k).shift(1)) for k in keys)
@@ -167,9 +173,10 @@ def _detect(pattern: Pattern, frame: pl.DataFrame, keys: list[str], *,
     """One vectorized pass per step; see the module docstring for the semantics.
 
     ``best`` is, per row, the row index of the latest start of a match of the
-    steps so far that ends at that row (null: none ends there). Rows are sorted
-    by (key, time, seq) (``presorted``: they already are), so each key's rows
-    are one run and a larger index is a later start within a key. Counts per
+    steps so far that ends at that row (null: none ends there). Rows are grouped
+    by key, each key's by (time, seq) (:func:`_by_key`; ``presorted``: they
+    already are), so each key's rows are one run and a larger index is a later
+    start within a key. Counts per
     key are global counts (cumulative sums, maxima, fills) read against the
     first row of the key's run: no window, no join.
     """
@@ -348,10 +355,11 @@ def negative_balance(history: pl.DataFrame | pl.LazyFrame, longer_than: timedelt
 
 def _negative_stretches(frame: pl.DataFrame, limit: timedelta, key: str, until: object
                         ) -> pl.DataFrame:
-    """:func:`negative_balance` on a frame sorted by (key, time, seq).
+    """:func:`negative_balance` on a frame grouped by key, each key's rows by (time, seq).
 
     A stretch starts where the balance turns negative (or a key starts
-    negative) and ends at the next change of sign of the same key.
+    negative) and ends at the next change of sign of the same key. The
+    stretches come ordered by key, then start.
     """
     neg = pl.col("balance") < 0
     new_key = pl.col(key).ne_missing(pl.col(key).shift(1)).fill_null(value=True)
@@ -366,7 +374,8 @@ def _negative_stretches(frame: pl.DataFrame, limit: timedelta, key: str, until: 
     end = pl.col("end_time").fill_null(pl.lit(until, dtype=pl.Datetime("us", "UTC"))) \
         if until is not None else pl.col("end_time")
     return runs.filter(pl.col("neg") & ((end - pl.col("start_time")) > limit)).select(
-        key, "start_seq", "end_seq", "start_time", "end_time")
+        key, "start_seq", "end_seq", "start_time", "end_time").sort(key, "start_time",
+                                                                   "start_seq")
 
 
 # ---------------------------------------------------------------------- all built-ins at once

@@ -36,10 +36,11 @@ import polars as pl
 import pyarrow as pa
 from numba import njit
 
-from eventkit.exceptions import SchemaError, ValidationError
+from eventkit.exceptions import EventDataError, SchemaError, ValidationError
+from eventkit.replay import kernels as K
 from eventkit.replay._intrinsics import OPTS, prefetch
 
-__all__ = ["dense_codes", "key_codes"]
+__all__ = ["dense_codes", "key_codes", "rows_by_key"]
 
 _DENSE_SLACK = 1 << 20  # integer keys up to 4 n + this are their own codes
 _EMPTY = -1
@@ -79,6 +80,32 @@ def dense_codes(frame: pl.DataFrame, columns: tuple[str, ...], *,
         else:  # (never with fewer than 2**31 events: n and m are at most their number)
             codes, n = _int_codes(_pairs(codes, more))
     return codes, n
+
+
+def rows_by_key(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray | None:
+    """Row numbers grouping ``frame``'s rows by the key ``columns``, each key's by (time, seq).
+
+    Keys come in no particular order; each key's rows in the order of
+    ``event_time``, then ``seq``. The cost is coding the keys and one
+    counting sort (a log is in time order for almost every key: only the
+    keys with a late event are sorted again). ``None`` when a key, time or
+    seq is null or of a type this cannot order (the caller sorts).
+
+    >>> frame = pl.DataFrame({"k": ["b", "a", "b"], "event_time": [2, 1, 1], "seq": [0, 1, 2]})
+    >>> rows_by_key(frame, ("k",)).tolist()
+    [2, 0, 1]
+    """
+    order = ("event_time", "seq")
+    if frame.height == 0 or any(frame[c].null_count() for c in (*columns, *order)) or not all(
+            frame.schema[c].is_temporal() or frame.schema[c].is_integer() for c in order):
+        return None
+    try:
+        codes, n_keys = dense_codes(frame, columns)
+        times, seqs = (frame[c].to_physical().cast(pl.Int64).to_numpy() for c in order)
+    except (EventDataError, pl.exceptions.PolarsError):  # e.g. float keys, seqs beyond Int64
+        return None
+    counts, late = K.key_runs(codes, times, seqs, n_keys)
+    return K.key_time_order(codes, times, seqs, counts, late)
 
 
 def key_codes(column: pl.Series, *, source: str = "events") -> tuple[np.ndarray, int]:

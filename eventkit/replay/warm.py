@@ -35,7 +35,8 @@ __all__ = ["KERNELS", "compile_kernels", "compile_stats"]
 
 _MODULES: dict[str, tuple[ModuleType, tuple[str, ...]]] = {
     "kernels": (kernels, ("visiting_order", "type_codes", "_type_code", "fold_terms",
-                          "grid_positions")),
+                          "grid_positions", "key_runs", "key_time_order",
+                          "_insertion_sort")),
     "interpreter": (interpreter, ("round_float", "int_fault", "_fail", "_cmp", "rate_index",
                                   "integral", "_int_op", "_interpret", "run_rules")),
     "accrue": (accrue, ("_gains",)),
@@ -117,6 +118,7 @@ def compile_kernels() -> dict[str, int]:
         for key in ("order_id", "customer", ("order_id", "customer")):
             ReplayResult(keyed.lazy(), replace(balance, key=key, global_events=None)).state(
             ).collect()
+        keys.rows_by_key(keyed, ("order_id",))  # the patterns' grouping by key (a late event)
         fresh = keyed.with_columns(pl.col("order_id").str.to_uppercase())  # bytes of its own
         ReplayResult(fresh.lazy(), replace(balance, key="order_id", global_events=None)).state(
             ).collect()
