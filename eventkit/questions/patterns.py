@@ -176,9 +176,9 @@ def _detect(pattern: Pattern, frame: pl.DataFrame, keys: list[str], *,
     steps so far that ends at that row (null: none ends there). Rows are grouped
     by key, each key's by (time, seq) (:func:`_by_key`; ``presorted``: they
     already are), so each key's rows are one run and a larger index is a later
-    start within a key. Counts per
-    key are global counts (cumulative sums, maxima, fills) read against the
-    first row of the key's run: no window, no join.
+    start within a key. Counts per key are global counts (cumulative sums,
+    maxima, fills) read against the first row of the key's run: no window, no
+    join.
     """
     df = frame
     if not any(step.cond.meta.has_multiple_outputs() for step in pattern.steps):
