@@ -361,7 +361,8 @@ def erasure_audit(archive: EventArchive | str | Path, keys: KeyStore) -> pl.Data
         pl.sum_horizontal(pl.col(archive.personal).is_not_null()
                            & (pl.col(archive.personal) != ERASED)).sum().alias("readable"))
     left = keys.keys(gone["subject"].to_list())
-    return (gone.join(per, left_on="subject", right_on=SUBJECT_COL, how="left")
+    return (gone.join(per, left_on="subject", right_on=SUBJECT_COL, how="left",
+                      maintain_order="left")
             .with_columns(pl.col("personal_values", "readable").fill_null(0),
                           erased=pl.col("subject").is_in(list(left)).not_()))
 

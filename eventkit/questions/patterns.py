@@ -495,8 +495,8 @@ def builtin_alerts(history: pl.DataFrame | pl.LazyFrame, thresholds: Thresholds 
     ids = frame.select("seq", "event_id").filter(pl.col("seq").is_in(wanted.implode()))
     return (alerts
             .join(ids.rename({"seq": "start_seq", "event_id": "start_event_id"}),
-                  on="start_seq", how="left")
+                  on="start_seq", how="left", maintain_order="left")
             .join(ids.rename({"seq": "end_seq", "event_id": "end_event_id"}),
-                  on="end_seq", how="left")
+                  on="end_seq", how="left", maintain_order="left")
             .select([pl.col(c).cast(frame.schema[c] if c in pair else d)  # ids: text or not
                      for c, d in _ALERTS_SCHEMA.items()]))

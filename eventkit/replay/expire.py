@@ -180,9 +180,10 @@ def _openings(old: pl.DataFrame, replaced: pl.DataFrame, gone: pl.Expr, cutoff: 
     zero = pl.concat([old.filter(~gone), stub]).sort("seq")
     have = _replayed(zero, ruleset, start).as_of(at).select(*key,
                                                             pl.col("balance").alias("was"))
-    amounts = wanted.join(have, on=key, how="left").collect().select(
+    amounts = wanted.join(have, on=key, how="left", maintain_order="left").collect().select(
         *key, (pl.col("balance") - pl.col("was").fill_null(0)).alias("amount"))
-    return stub.drop("amount").join(amounts, on=key, how="left").select(list(schema))
+    return stub.drop("amount").join(amounts, on=key, how="left", maintain_order="left").select(
+        list(schema))
 
 
 def _counts(replaced: pl.DataFrame, ruleset: RuleSet, start: pl.DataFrame | None

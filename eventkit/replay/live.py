@@ -121,7 +121,7 @@ def advance(archive: EventArchive, rules: RuleSet, *, since_seq: int,
             *key, *checked.fields, pl.Series("events", counts[found], dtype=pl.Int64),
             pl.col("event_time").alias("last_event_time"))
         states.append(rows.join(before.select(*key, pl.col("events").alias("#before")),
-                                on=key, how="left")
+                                on=key, how="left", maintain_order="left")
                       .with_columns(pl.col("events") + pl.col("#before").fill_null(0))
                       .drop("#before"))
         histories.append(folded.events)

@@ -343,7 +343,7 @@ class ReplayResult:
             base = folded.base.select(rows.columns).cast(rows.schema)
             rows = pl.concat([
                 rows.join(base.select(*key, pl.col("events").alias("#before")), on=key,
-                          how="left")
+                          how="left", maintain_order="left")
                 .with_columns(pl.col("events") + pl.col("#before").fill_null(0))
                 .drop("#before"),
                 base.join(rows.select(key), on=key, how="anti"),
