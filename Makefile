@@ -59,9 +59,10 @@ app: setup
 	$(PY) -m eventkit app $(SAMPLE) --host $(HOST) --port $(APP_PORT)
 
 # The whole suite, as CI runs it: lint and types first, then every test (browser, broker,
-# Dask cluster and notebooks included).
+# Dask cluster and notebooks included); the slowest ones are listed at the end (the suite
+# should stay under ~20 minutes).
 test: lint $(CHROMIUM)  # the browser test needs Debian's chromium
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 # The edit loop: everything but the browser, broker, cluster, notebook and slow tests.
 FAST := not slow and not notebooks and not browser and not broker and not cluster
