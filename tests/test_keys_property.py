@@ -225,7 +225,7 @@ def test_rows_by_key_groups_keys_each_in_time_and_seq_order(
     """Each key's rows in one run, ordered as a stable sort by (time, seq) orders them.
 
     Times tie and go back (late events); one key's run may come in reverse time
-    order (more moves than the insertion sort's budget: the merge sort's path).
+    order, pairs of its events at the same time in reverse seq order.
     """
     pick = st.sampled_from(TEXT_KEYS if kind == "text" else INT_KEYS)
     keys = data.draw(st.lists(pick, min_size=n, max_size=n))

@@ -16,8 +16,8 @@ from numba import njit
 
 from eventkit.replay._intrinsics import AHEAD, NO_TIME, OPTS, accumulate, prefetch
 
-__all__ = ["NO_TIME", "fold_terms", "grid_positions", "key_runs", "key_time_order",
-           "type_codes", "visiting_order"]
+__all__ = ["NO_TIME", "fold_terms", "grid_positions", "key_time_order", "type_codes",
+           "visiting_order"]
 
 
 @njit(**OPTS)
@@ -90,75 +90,30 @@ def visiting_order(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, n_keys
 
 
 @njit(**OPTS)
-def key_runs(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, n_keys: int
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """Per key code: its rows, and whether they are out of order.
-
-    A key's rows are out of order when one comes, in the log, after a later
-    (time, seq) of the same key (see :func:`key_time_order`).
-    """
-    counts = np.zeros(n_keys, np.int64)
-    late = np.zeros(n_keys, np.bool_)
-    last = np.full((n_keys, 2), np.iinfo(np.int64).min, np.int64)  # the latest (time, seq)
-    n = keys.shape[0]
-    for e in range(n):
-        if e + AHEAD < n:
-            prefetch(last, 2 * keys[e + AHEAD])
-        k = keys[e]
-        counts[k] += 1
-        t, q = times[e], seqs[e]
-        if t < last[k, 0] or (t == last[k, 0] and q < last[k, 1]):
-            late[k] = True
-        else:
-            last[k, 0], last[k, 1] = t, q
-    return counts, late
-
-
-@njit(**OPTS)
-def key_time_order(keys: np.ndarray, times: np.ndarray, seqs: np.ndarray, counts: np.ndarray,
-                   late: np.ndarray) -> np.ndarray:
+def key_time_order(keys: np.ndarray, at: np.ndarray, rows: np.ndarray, n_keys: int
+                   ) -> np.ndarray:
     """Row numbers that group the rows by key code, each key's rows by (time, seq).
 
-    A counting sort: each key's rows in log order, which is their (time, seq)
-    order unless ``late[k]`` (see :func:`key_runs`); those keys' rows are then
-    sorted (by insertion, a log being nearly in order; a run that needs more
-    moves than a few per row is merge-sorted instead).
+    A counting sort of the rows in the order a fold visits them (``at`` and
+    ``rows`` from :func:`visiting_order`: each key's rows by (time, seq)).
     """
     n = keys.shape[0]
-    begin = np.zeros(counts.shape[0] + 1, np.int64)
-    begin[1:] = np.cumsum(counts)
-    fill = begin[:-1].copy()
-    order = np.empty(n, np.int64)
+    fill = np.zeros(n_keys + 1, np.int64)
     for e in range(n):
+        fill[keys[e] + 1] += 1
+    for k in range(n_keys):
+        fill[k + 1] += fill[k]
+    order = np.empty(n, np.int64)
+    i = 0
+    for j in range(n):
+        e = j
+        if i < at.shape[0] and at[i] == j:
+            e = rows[i]
+            i += 1
         k = keys[e]
         order[fill[k]] = e
         fill[k] += 1
-    for k in np.flatnonzero(late):
-        run = order[begin[k]:begin[k + 1]]
-        if not _insertion_sort(run, times, seqs, 8 * run.shape[0]):
-            by_seq = run[np.argsort(seqs[run], kind="mergesort")]
-            run[:] = by_seq[np.argsort(times[by_seq], kind="mergesort")]
     return order
-
-
-@njit(**OPTS)
-def _insertion_sort(run: np.ndarray, times: np.ndarray, seqs: np.ndarray, budget: int) -> bool:
-    """Sort rows ``run`` by (time, seq) in place; False (``run`` kept) past ``budget`` moves."""
-    rows = run.copy()
-    moves = 0
-    for j in range(1, rows.shape[0]):
-        row = rows[j]
-        t, q = times[row], seqs[row]
-        i = j - 1
-        while i >= 0 and (times[rows[i]] > t or (times[rows[i]] == t and seqs[rows[i]] > q)):
-            rows[i + 1] = rows[i]
-            i -= 1
-            moves += 1
-        if moves > budget:
-            return False
-        rows[i + 1] = row
-    run[:] = rows
-    return True
 
 
 # For a string of n <= 12 bytes, the bits of its view's two words that hold its length and

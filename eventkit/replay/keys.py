@@ -89,10 +89,10 @@ def rows_by_key(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray | N
     """Row numbers grouping ``frame``'s rows by the key ``columns``, each key's by (time, seq).
 
     Keys come in no particular order; each key's rows in the order of
-    ``event_time``, then ``seq``. The cost is coding the keys and one
-    counting sort (a log is in time order for almost every key: only the
-    keys with a late event are sorted again). ``None`` when a key, time or
-    seq is null or of a type this cannot order (the caller sorts).
+    ``event_time``, then ``seq``: the order a fold visits them in
+    (:func:`~eventkit.replay.kernels.visiting_order`), grouped by a counting
+    sort. ``None`` when a key, time or seq is null or of a type this cannot
+    order (the caller sorts).
 
     >>> frame = pl.DataFrame({"k": ["b", "a", "b"], "event_time": [2, 1, 1], "seq": [0, 1, 2]})
     >>> rows_by_key(frame, ("k",)).tolist()
@@ -107,8 +107,7 @@ def rows_by_key(frame: pl.DataFrame, columns: tuple[str, ...]) -> np.ndarray | N
         times, seqs = (frame[c].to_physical().cast(pl.Int64).to_numpy() for c in order)
     except (EventDataError, pl.exceptions.PolarsError):  # e.g. float keys, seqs beyond Int64
         return None
-    counts, late = K.key_runs(codes, times, seqs, n_keys)
-    return K.key_time_order(codes, times, seqs, counts, late)
+    return K.key_time_order(codes, *K.visiting_order(codes, times, seqs, n_keys), n_keys)
 
 
 def key_codes(column: pl.Series, *, source: str = "events") -> tuple[np.ndarray, int]:

@@ -35,8 +35,7 @@ __all__ = ["KERNELS", "compile_kernels", "compile_stats"]
 
 _MODULES: dict[str, tuple[ModuleType, tuple[str, ...]]] = {
     "kernels": (kernels, ("visiting_order", "type_codes", "_type_code", "fold_terms",
-                          "grid_positions", "key_runs", "key_time_order",
-                          "_insertion_sort")),
+                          "grid_positions", "key_time_order")),
     "interpreter": (interpreter, ("round_float", "int_fault", "_fail", "_cmp", "rate_index",
                                   "integral", "_int_op", "_interpret", "run_rules")),
     "accrue": (accrue, ("_gains",)),
