@@ -110,6 +110,19 @@ def test_multi_partition_topic_is_archived_exactly_with_offsets(
     assert stored(tmp_path / "a").height == bank.height
 
 
+def test_an_idle_run_ends_after_idle_timeout_not_after_max_wait(
+        broker: Broker, bank: pl.DataFrame, tmp_path: Path) -> None:
+    # a consume waits its whole timeout unless its batch fills: the run must not wait out a
+    # long max_wait (twice: the batch, then nothing) before noticing it went idle
+    topic = new_topic(broker, partitions=2)
+    produce(bank.head(20), broker.bootstrap, topic)
+    began = time.monotonic()
+    summary = ingest(tmp_path / "a", broker.bootstrap, topic, max_wait=30.0, idle_timeout=1.0)
+    took = time.monotonic() - began
+    assert (summary.events, summary.batches) == (20, 1)
+    assert took < 15, f"{took:.1f} s: an idle run waited out max_wait"
+
+
 def test_resume_takes_offsets_from_the_archive_not_the_broker(
         broker: Broker, bank: pl.DataFrame, tmp_path: Path) -> None:
     topic = new_topic(broker, partitions=2)

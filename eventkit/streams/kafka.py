@@ -207,7 +207,8 @@ def ingest(
         first = last_message = time.monotonic()
         while True:
             wait = max_wait if not batch[0] else max(0.0, first + max_wait - time.monotonic())
-            parts, offs, values, problems = client.consume(batch_size - len(batch[0]), wait)
+            parts, offs, values, problems = client.consume(
+                batch_size - len(batch[0]), _until_idle(wait, last_message, idle_timeout))
             now = time.monotonic()
             if watch.saw(problems, now):
                 time.sleep(0.2)  # an offset beyond the log: try again there, never skip
@@ -229,7 +230,8 @@ def ingest(
                             + summary.dead_letters + len(batch[0]) >= max_events)
             if batch[0] and (full or done):
                 if not done:  # the next messages are fetched while this batch is stored
-                    client.prefetch(batch_size, max_wait)
+                    client.prefetch(batch_size,
+                                    _until_idle(max_wait, last_message, idle_timeout))
                 _store(archive, topic, batch, m, letters, summary, before_latest)
                 batch = ([], [], [])
                 if on_batch is not None:
@@ -237,6 +239,17 @@ def ingest(
             if done:
                 watch.check(now, last_message, stopping=True)
                 return summary
+
+
+def _until_idle(wait: float, last_message: float, idle_timeout: float | None) -> float:
+    """``wait``, cut short to end when the run would be idle: a consume returns in time.
+
+    (A consume waits its whole timeout unless its ``n`` messages come: a run
+    idle for ``idle_timeout`` must not wait out ``max_wait`` first.)
+    """
+    if idle_timeout is None:
+        return wait
+    return min(wait, max(0.0, last_message + idle_timeout - time.monotonic()))
 
 
 def _highest(partitions: list[int], offsets: list[int]) -> dict[int, int]:

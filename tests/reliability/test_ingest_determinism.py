@@ -153,7 +153,7 @@ def test_one_batch_keeps_the_first_copy_by_partition_and_offset_whatever_the_int
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "a"
         summary = ingest(archive, broker.bootstrap, topic, batch_size=10_000, max_wait=3.0,
-                         idle_timeout=0.5)
+                         idle_timeout=1.0)
         check(archive, placed)
         assert summary.batches <= 1
 
@@ -169,7 +169,7 @@ def test_copies_within_a_partition_keep_the_first_whatever_the_batches(
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "a"
         ingest(archive, broker.bootstrap, topic, batch_size=batch_size, max_wait=0.2,
-               idle_timeout=0.5)
+               idle_timeout=1.0)
         check(archive, placed, one_batch=False)
         # a second run adds nothing and writes no letter twice
         again = ingest(archive, broker.bootstrap, topic, idle_timeout=0.5)
