@@ -195,6 +195,14 @@ def test_strings_whose_bytes_start_at_one_place_are_told_apart_by_length_and_byt
     codes, n = key_codes(text)
     assert n == 3
     _same_when_equal(codes, text)
+    # two strings of one length starting a byte apart: one word of the index (a word per 16
+    # bytes), told apart by the place's last bits
+    views = np.array([view(0, 16), view(1, 16), view(0, 16), view(1, 16)], np.int64)
+    text = pl.Series("k", pa.Array.from_buffers(
+        pa.string_view(), len(views), [None, pa.py_buffer(views.tobytes()), pa.py_buffer(data)]))
+    codes, n = key_codes(text)
+    assert n == 2
+    _same_when_equal(codes, text)
 
 
 def test_the_places_pass_marks_every_row() -> None:
@@ -203,18 +211,20 @@ def test_the_places_pass_marks_every_row() -> None:
     views = np.array([[16 | int.from_bytes(data[:4], "little") << 32, 0],  # "a..p", at 0
                       [3 | int.from_bytes(b"xyz", "little") << 32, 0],  # "xyz", in its view
                       [16 | int.from_bytes(data[:4], "little") << 32, 0]], np.int64)
-    at = np.full(len(data) // 8 + 1, -1, np.int64)
-    first, out = np.empty(3, np.int64), np.full(3, 99, np.int64)
-    assert _places(views, np.zeros(2, np.int64), at, first, out) == (1, 1, 2)
-    assert out.tolist() == [-2, -1, -2] and first[:2].tolist() == [0, 1]
-    # the place holds new place 0's code, the string's length and its first byte's last bits
-    assert at[0] == (-2 << 32) | (16 << 3)
-    # the same place read with another length is another string: every row coded instead
-    other = views.copy()
-    other[2, 0] = 17 | int.from_bytes(data[:4], "little") << 32
-    at[:] = -1
-    assert _places(other, np.zeros(2, np.int64), at, first, out)[0] == -1
-    assert (at == -1).all()  # (the new places undone)
+    for shift in (3, 4):  # a word of the index per 8 bytes, or per 16 (the shortest is 16)
+        at = np.full((len(data) >> shift) + 1, -1, np.int64)
+        first, out = np.empty(3, np.int64), np.full(3, 99, np.int64)
+        assert _places(views, np.zeros(2, np.int64), at, shift, first, out) == (1, 1, 2)
+        assert out.tolist() == [-2, -1, -2] and first[:2].tolist() == [0, 1]
+        # the place holds new place 0's code, the string's length and its first byte's last
+        # bits
+        assert at[0] == (-2 << 32) | (16 << shift)
+        # the same place read with another length is another string: every row coded instead
+        other = views.copy()
+        other[2, 0] = 17 | int.from_bytes(data[:4], "little") << 32
+        at[:] = -1
+        assert _places(other, np.zeros(2, np.int64), at, shift, first, out)[0] == -1
+        assert (at == -1).all()  # (the new places undone)
 
 
 @settings(FAST, max_examples=150)
