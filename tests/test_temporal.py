@@ -47,6 +47,20 @@ def test_time_grid_equals_one_as_of_per_instant(events: pl.DataFrame, cuts: list
 
 
 @settings(FAST, max_examples=80)
+@given(events=event_streams(), rules=RULES)
+def test_final_state_equals_as_of_a_day_after_every_event(events: pl.DataFrame,
+                                                          rules: str) -> None:
+    # state() takes each key's last visited row (no times read); as_of, the rows by time
+    result = replay(events, rules)
+    state = result.state().collect()
+    if not events.height:
+        assert state.height == 0
+        return
+    after = events["event_time"].max() + timedelta(days=1)  # type: ignore[operator]
+    assert_frame_equal(state, result.as_of(after).collect().select(state.columns))
+
+
+@settings(FAST, max_examples=80)
 @given(events=event_streams(), cut=st.sampled_from(CUTS), rules=RULES)
 def test_known_at_forgets_what_was_recorded_later(events: pl.DataFrame, cut: int,
                                                   rules: str) -> None:

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from eventkit.rules.expr import Expr
 
 __all__ = [
+    "AFTER_ALL",
     "Coverage",
     "Fold",
     "Prepared",
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 _FEW_ROWS = 256  # global events are cut out of the frame, when this few
+#: An instant after every event (in microseconds): state "as of" it is the final state.
+AFTER_ALL = int(np.iinfo(np.int64).max)
 
 
 @dataclass(frozen=True)
@@ -82,12 +85,18 @@ class Fold:
     n_keys: int
     times: np.ndarray
     seqs: np.ndarray
+    visit: tuple[np.ndarray, np.ndarray]  # where the fold visited other rows (visiting_order)
     coverage: Coverage = Coverage((), ())
     #: the rate table the fold used: effective instants (µs) and annual rates
     rates: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros(0, np.float64))
 
     def last_at(self, micros: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per key code: row of its last event at or before ``micros`` (-1: none), and count."""
+        """Per key code: row of its last event at or before ``micros`` (-1: none), and count.
+
+        ``micros`` :data:`AFTER_ALL`: each key's last event (the final state).
+        """
+        if micros == AFTER_ALL:
+            return K.last_visits(*self.visit, self.keys, self.n_keys)
         rows, counts = K.grid_positions(self.keys, self.times, self.seqs, self.n_keys,
                                         np.array([micros], np.int64))
         return rows[0], counts[0]
@@ -220,7 +229,7 @@ def fold(events: pl.DataFrame | Prepared, checked: CheckedRules,
     else:
         state = _fold_program(inputs, checked, p.visit, p.keys, p.n_keys, types, p.times,
                               rate_times, rate_rates, carried, texts, p.events)
-    return Fold(aligned(p.events.hstack(state)), p.keys, p.n_keys, p.times, p.seqs,
+    return Fold(aligned(p.events.hstack(state)), p.keys, p.n_keys, p.times, p.seqs, p.visit,
                 _coverage(p.events["event_type"], types, counts, handled),
                 (rate_times, rate_rates))
 

@@ -16,8 +16,8 @@ from numba import njit
 
 from eventkit.replay._intrinsics import AHEAD, NO_TIME, OPTS, accumulate, prefetch
 
-__all__ = ["NO_TIME", "fold_terms", "grid_positions", "key_time_order", "type_codes",
-           "visiting_order"]
+__all__ = ["NO_TIME", "fold_terms", "grid_positions", "key_time_order", "last_visits",
+           "type_codes", "visiting_order"]
 
 
 @njit(**OPTS)
@@ -114,6 +114,33 @@ def key_time_order(keys: np.ndarray, at: np.ndarray, rows: np.ndarray, n_keys: i
         order[fill[k]] = e
         fill[k] += 1
     return order
+
+
+@njit(**OPTS)
+def last_visits(at: np.ndarray, rows: np.ndarray, keys: np.ndarray, n_keys: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per key code: the row a fold visits last (its latest by (time, seq)), and its rows.
+
+    (``at`` and ``rows`` from :func:`visiting_order`: a key's events are
+    visited at its own places in the log, so the last one at its last place.)
+    What :func:`grid_positions` gives for an instant after every event,
+    without reading times or seqs; -1 and 0 for a code no row has.
+    """
+    last = np.full(n_keys, -1, np.int64)
+    count = np.zeros(n_keys, np.int64)
+    n = keys.shape[0]
+    i = 0
+    for j in range(n):
+        if j + AHEAD < n:
+            prefetch(last, keys[j + AHEAD])
+        k = keys[j]
+        e = j
+        if i < at.shape[0] and at[i] == j:
+            e = rows[i]
+            i += 1
+        last[k] = e
+        count[k] += 1
+    return last, count
 
 
 # For a string of n <= 12 bytes, the bits of its view's two words that hold its length and

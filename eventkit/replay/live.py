@@ -41,7 +41,7 @@ from eventkit.archive.store import open_store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ArchiveError, foreign_errors
 from eventkit.replay.api import replay
-from eventkit.replay.engine import fold, selected, selection_expr
+from eventkit.replay.engine import AFTER_ALL, fold, selected, selection_expr
 from eventkit.rules import registry
 from eventkit.rules.model import RuleSet
 from eventkit.rules.streams import global_expr
@@ -115,7 +115,7 @@ def advance(archive: EventArchive, rules: RuleSet, *, since_seq: int,
                   if rules.global_events is not None else regular.head(0))
         folded = fold(pl.concat([regular, shared.select(regular.columns)]), checked,
                       start=before.join(late_keys, on=key, how="anti"))
-        positions, counts = folded.last_at(2**62)
+        positions, counts = folded.last_at(AFTER_ALL)
         found = positions >= 0
         rows = folded.events[positions[found]].select(
             *key, *checked.fields, pl.Series("events", counts[found], dtype=pl.Int64),

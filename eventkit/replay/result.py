@@ -29,7 +29,7 @@ from eventkit.exceptions import (
     foreign_errors,
 )
 from eventkit.replay.accrue import accrue
-from eventkit.replay.engine import Coverage, Fold, fold
+from eventkit.replay.engine import AFTER_ALL, Coverage, Fold, fold
 from eventkit.replay.kernels import grid_positions
 from eventkit.replay.overlap import collect_and_fold
 from eventkit.replay.progress import Steps
@@ -148,7 +148,7 @@ class ReplayResult:
 
     def state(self) -> pl.LazyFrame:
         """Final state per key: state fields, number of events, time of the last one."""
-        return self._per_key(Folded(self.fold, self.start), np.iinfo(np.int64).max)
+        return self._per_key(Folded(self.fold, self.start), AFTER_ALL)
 
     def as_of(self, instant: datetime | date | str, *, accrued: bool = False) -> pl.LazyFrame:
         """State per key at ``instant``: after its last event with ``event_time <= instant``.

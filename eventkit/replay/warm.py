@@ -35,7 +35,7 @@ __all__ = ["KERNELS", "compile_kernels", "compile_stats"]
 
 _MODULES: dict[str, tuple[ModuleType, tuple[str, ...]]] = {
     "kernels": (kernels, ("visiting_order", "type_codes", "_type_code", "fold_terms",
-                          "grid_positions", "key_time_order")),
+                          "grid_positions", "key_time_order", "last_visits")),
     "interpreter": (interpreter, ("round_float", "int_fault", "_fail", "_cmp", "rate_index",
                                   "integral", "_int_op", "_interpret", "run_rules")),
     "accrue": (accrue, ("_gains",)),
