@@ -117,7 +117,7 @@ def advance(archive: EventArchive, rules: RuleSet, *, since_seq: int,
                       start=before.join(late_keys, on=key, how="anti"))
         positions, counts = folded.last_at(AFTER_ALL)
         found = positions >= 0
-        rows = folded.events[positions[found]].select(
+        rows = folded.events.select(*key, *checked.fields, "event_time")[positions[found]].select(
             *key, *checked.fields, pl.Series("events", counts[found], dtype=pl.Int64),
             pl.col("event_time").alias("last_event_time"))
         states.append(rows.join(before.select(*key, pl.col("events").alias("#before")),

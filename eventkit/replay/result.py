@@ -335,7 +335,8 @@ class ReplayResult:
     def _rows(self, folded: Folded, positions: np.ndarray, counts: np.ndarray) -> pl.DataFrame:
         """State rows at ``positions`` of the fold, completed from the snapshot if any."""
         key = self.key
-        rows = folded.fold.events[positions].select(
+        rows = folded.fold.events.select(*key, *self.checked.fields, "event_time")[
+            positions].select(  # (only the columns kept are gathered)
             *key, *self.checked.fields, pl.Series("events", counts, dtype=pl.Int64),
             pl.col("event_time").alias("last_event_time"),
         )
