@@ -62,7 +62,8 @@ from eventkit.exceptions import (
     foreign_errors,
 )
 from eventkit.schema import BANK_ACCOUNT, EVENT_TYPES, EventSchema
-from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
+from eventkit.sources.checks import ROW_COL, SOURCE_COL
+from eventkit.sources.conform import ColumnMapping, conform
 from eventkit.sources.frames import as_frame
 from eventkit.sources.upcast import UPCASTERS, Upcasters
 

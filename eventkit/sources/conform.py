@@ -2,34 +2,37 @@
 
 A :class:`ColumnMapping` says which of the user's columns holds each canonical
 column and how to read it (money in major units such as ``-20.0``, epoch
-seconds, ...). :func:`conform` applies it lazily; :func:`check` then scans the
-result once and raises an :class:`~eventkit.exceptions.EventDataError` that
-names the file, column and row of the first bad value. :meth:`Conformed.collect`
-does the same while decoding the events once: it returns them, checked.
+seconds, ...). :func:`conform` applies it lazily; :meth:`Conformed.validate`
+then scans the result once and raises an
+:class:`~eventkit.exceptions.EventDataError` that names the file, column and
+row of the first bad value (see :mod:`eventkit.sources.checks`).
+:meth:`Conformed.collect` does the same while decoding the events once: it
+returns them, checked.
 """
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
-from eventkit.exceptions import DeadLetterWarning, SchemaError, ValidationError
-from eventkit.schema import BANKING, MONEY_EVENT_TYPES, TIME_DTYPE, EventSchema
-from eventkit.sources.money import Check, to_minor_units
-from eventkit.sources.unique import first_duplicate
+from eventkit.exceptions import DeadLetterWarning, SchemaError
+from eventkit.schema import BANKING, TIME_DTYPE, EventSchema
+from eventkit.sources.checks import (
+    ROW_COL,
+    SOURCE_COL,
+    Check,
+    canonical_checks,
+    check,
+    raise_at_row,
+)
+from eventkit.sources.money import to_minor_units
 
-__all__ = ["Check", "ColumnMapping", "Conformed", "check", "complete", "conform"]
-
-#: Helper columns carried next to the events while checking: file and row in it.
-SOURCE_COL = "__source"
-ROW_COL = "__row"
+__all__ = ["ColumnMapping", "Conformed", "complete", "conform"]
 
 TimeUnit = Literal["s", "ms", "us", "ns"]
 _OPTIONS = ("amount_unit", "minor_digits", "time_unit", "assume_timezone", "types", "format")
@@ -39,9 +42,6 @@ _MAX_MINOR_DIGITS = 18  # 10**18 minor units per unit still fits Int64
 #: Epoch timestamps must fall in 1900-01-01 .. 2200-01-01 (microseconds): anything
 #: else is a wrong time_unit, not a date.
 _EPOCH_RANGE_US = (-2_208_988_800_000_000, 7_258_118_400_000_000)
-#: The same range for instants of any kind: outside it, a placeholder (such as
-#: 2262-04-11, the largest nanosecond time, or 9999-12-31) or a wrong unit.
-TIME_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
 
 
 @dataclass(frozen=True)
@@ -408,7 +408,7 @@ class Conformed:
                   for f, c in zip(flags, self.conversion_checks, strict=True)]).collect()
             for flag, c in zip(flags, self.conversion_checks, strict=True):
                 if frame[flag].any():
-                    _raise_at_row(self.raw, c, int(frame[flag].arg_true()[0]), source)
+                    raise_at_row(self.raw, c, int(frame[flag].arg_true()[0]), source)
             frame = frame.drop(flags)
             # one query says which checks any row may break (a small append ran one per check)
             maybe = frame.select([pl.lit(value=True).alias(str(i)) if c.unique else (
@@ -421,7 +421,7 @@ class Conformed:
                     c = replace(c, value=pl.col("#ids"))
                 row = c.first_bad(frame)
                 if row is not None:
-                    _raise_at_row(self.raw, c, row, source, frame)
+                    raise_at_row(self.raw, c, row, source, frame)
         except pl.exceptions.PolarsError as exc:
             msg = f"cannot read events: {exc}"
             raise SchemaError(msg, source=source) from None
@@ -466,93 +466,6 @@ class Conformed:
                    f"problem to {into}")
             warnings.warn(msg, DeadLetterWarning, stacklevel=4)
         return events.filter(~bad).drop("#why", SOURCE_COL, ROW_COL)
-
-
-def canonical_checks(
-    schema: EventSchema = BANKING, *, event_types: tuple[str, ...] | None = None
-) -> list[Check]:
-    """The rules every event table of ``schema`` obeys (run after :func:`conform`)."""
-    return list(_checks(schema.non_null, "amount" in schema.money, event_types))
-
-
-@functools.lru_cache(maxsize=64)
-def _checks(non_null: tuple[str, ...], money: bool,  # noqa: FBT001
-            event_types: tuple[str, ...] | None) -> tuple[Check, ...]:
-    """The checks, made once per kind of table (building them took 2 ms of a small append)."""
-    checks = [
-        Check(col, "null value in a required column", pl.col(col).is_null())
-        for col in non_null
-    ]
-    checks.append(Check("event_id", "duplicate event_id", pl.col("event_id").is_duplicated(),
-                        pl.col("event_id"), unique=True))
-    for col in ("event_time", "recorded_at"):
-        checks.append(Check(col, f"{col} outside 1900-2200 (a placeholder date such as "
-                            "2262-04-11 or 9999-12-31, or a wrong unit?)",
-                            ~pl.col(col).is_between(*TIME_RANGE, closed="left"), pl.col(col)))
-    if money:
-        checks.append(Check("amount", "negative amount for a money event (amounts are "
-                            "magnitudes; the event type gives the sign)",
-                            pl.col("event_type").is_in(MONEY_EVENT_TYPES)
-                            & (pl.col("amount") < 0), pl.col("amount"),
-                            among=pl.col("amount") < 0))
-    if event_types is not None:
-        checks.append(Check("event_type", f"unknown event type (known: {list(event_types)})",
-                            ~pl.col("event_type").is_in(event_types), pl.col("event_type")))
-    return tuple(checks)
-
-
-def check(frames: list[tuple[pl.LazyFrame, list[Check]]], *, source: str) -> None:
-    """Scan the frames and raise for the first broken check.
-
-    One pass computes, per check, whether any row breaks it; only when one
-    does, a second pass finds where. Each frame carries :data:`SOURCE_COL`
-    and :data:`ROW_COL`, so the error names the file, column and row. A
-    ``unique`` check reads its column on its own (see
-    :func:`~eventkit.sources.unique.first_duplicate`).
-    """
-    queries = [lf.select([(pl.lit(value=False) if c.unique else c.bad.fill_null(value=False))
-                          .any().alias(str(i)) for i, c in enumerate(checks)] or [pl.len()])
-               for lf, checks in frames]
-    try:
-        results = pl.collect_all(queries)
-        for (lf, checks), result in zip(frames, results, strict=True):
-            for i, c in enumerate(checks):
-                if c.unique and c.value is not None:
-                    row = first_duplicate(lf.select(c.value).collect().to_series())
-                    if row is not None:
-                        _raise_at_row(lf, c, row, source)
-                elif result.item(0, i):
-                    _raise_at(lf, c, source)
-    except pl.exceptions.PolarsError as exc:
-        msg = f"cannot read events: {exc}"
-        raise SchemaError(msg, source=source) from None
-
-
-def _raise_at(lf: pl.LazyFrame, c: Check, source: str) -> None:
-    bad = c.bad.fill_null(value=False)
-    value = c.value.filter(bad).first().cast(pl.String) if c.value is not None else pl.lit(None)
-    found = lf.select(
-        pl.col(SOURCE_COL).filter(bad).first().alias("src"),
-        pl.col(ROW_COL).filter(bad).first().cast(pl.Int64).alias("row"),
-        value.alias("val"),
-    ).collect().row(0, named=True)
-    problem = c.problem if found["val"] is None else f"{c.problem}: {found['val']!r}"
-    raise ValidationError(problem, source=found["src"] or source, column=c.column,
-                          row=found["row"])
-
-
-def _raise_at_row(lf: pl.LazyFrame, c: Check, row: int, source: str,
-                  frame: pl.DataFrame | None = None) -> None:
-    """Raise for ``c`` broken at scan position ``row`` of ``lf`` (value from ``frame`` if given)."""
-    found = lf.select(pl.col(SOURCE_COL).alias("src"), pl.col(ROW_COL).cast(pl.Int64)
-                      .alias("row")).slice(row, 1).collect().row(0, named=True)
-    value = None
-    if c.value is not None:
-        at = frame.slice(row, 1).lazy() if frame is not None else lf.slice(row, 1)
-        value = at.select(c.value.cast(pl.String)).collect().item()
-    problem = c.problem if value is None else f"{c.problem}: {value!r}"
-    raise ValidationError(problem, source=found["src"] or source, column=c.column,
-                          row=found["row"])
 
 
 def _missing(canonical: str, mapping: ColumnMapping, present: set[str], source: str) -> None:

@@ -20,7 +20,8 @@ import polars as pl
 from eventkit.exceptions import EventDataError, SchemaError
 from eventkit.schema import BANKING, EventSchema, dtype_of
 from eventkit.sources.budget import check_file, resolve_limit
-from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, conform
+from eventkit.sources.checks import ROW_COL, SOURCE_COL
+from eventkit.sources.conform import ColumnMapping, conform
 from eventkit.sources.delta import scan_delta
 from eventkit.sources.upcast import (
     UNMARKED_VERSION,

@@ -1,21 +1,20 @@
 """Exact money: amounts in any form (integers, floats, decimals, text) as Int64 minor units.
 
-Each conversion gives the converted expression and the :class:`Check` rules
+Each conversion gives the converted expression and the :class:`~eventkit.sources.checks.Check` rules
 that refuse what cannot be converted exactly (run by
 :func:`eventkit.sources.conform.conform`, vectorized: no per-row Python).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 import polars as pl
 
 from eventkit.exceptions import SchemaError
-from eventkit.sources.unique import first_duplicate
+from eventkit.sources.checks import Check
 
-__all__ = ["MAX_AMOUNT", "Check", "Units", "to_minor_units"]
+__all__ = ["MAX_AMOUNT", "Units", "to_minor_units"]
 
 #: The largest amount, in minor units, of one event (its magnitude). Sums of amounts are
 #: checked by the replay (an overflow of Int64 is an error, never a wrap).
@@ -34,42 +33,6 @@ class Units(Protocol):
     @property
     def minor_digits(self) -> int:
         """Decimals of the minor unit (2: cents)."""
-
-
-@dataclass(frozen=True)
-class Check:
-    """One value rule: rows where ``bad`` is true break it; ``value`` is shown.
-
-    ``unique``: the rule is that ``value`` never repeats (``bad`` marks the
-    repeated rows, for per-row use; whole frames are checked by a sort, see
-    :func:`~eventkit.sources.unique.first_duplicate`). ``among``: a cheaper
-    condition that every bad row meets; a frame in memory is checked on those
-    rows only.
-    """
-
-    column: str
-    problem: str
-    bad: pl.Expr
-    value: pl.Expr | None = None
-    unique: bool = False
-    among: pl.Expr | None = None
-
-    def first_bad(self, frame: pl.DataFrame) -> int | None:
-        """The first row of ``frame`` (in memory) that breaks the rule, or ``None``."""
-        if self.unique:
-            return first_duplicate(frame.select(self.value).to_series())
-        rows = None
-        if self.among is not None:
-            candidates = frame.select(self.among.fill_null(value=False)).to_series()
-            if not candidates.any():
-                return None
-            rows = candidates.arg_true()
-            frame = frame[rows]
-        bad = frame.select(self.bad.fill_null(value=False)).to_series()
-        if not bad.any():
-            return None
-        first = int(bad.arg_true()[0])
-        return first if rows is None else int(rows[first])
 
 
 def to_minor_units(

@@ -39,7 +39,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from eventkit.exceptions import EventDataError, SchemaError, SchemaVersionError
-from eventkit.sources.conform import SOURCE_COL
+from eventkit.sources.checks import SOURCE_COL
 
 __all__ = [
     "CURRENT_VERSION",

@@ -21,7 +21,8 @@ import polars as pl
 
 from eventkit.exceptions import EventDataError
 from eventkit.schema import BANKING, CANONICAL_SCHEMA
-from eventkit.sources.conform import ROW_COL, SOURCE_COL, ColumnMapping, Conformed, conform
+from eventkit.sources.checks import ROW_COL, SOURCE_COL
+from eventkit.sources.conform import ColumnMapping, Conformed, conform
 
 __all__ = ["STORED", "Batch", "doubled_keys", "first_of_each_id", "new_messages", "parse"]
 
