@@ -411,9 +411,11 @@ class Conformed:
                     raise_at_row(self.raw, c, int(frame[flag].arg_true()[0]), source)
             frame = frame.drop(flags)
             # one query says which checks any row may break (a small append ran one per check)
-            maybe = frame.select([pl.lit(value=True).alias(str(i)) if c.unique else (
-                c.bad if c.among is None else c.among).fill_null(value=False).any().alias(str(i))
-                for i, c in enumerate(self.value_checks)] or [pl.lit(value=True)]).row(0)
+            probes = [pl.lit(value=True) if c.unique else  # (duplicates: found by a sort)
+                      (c.bad if c.among is None else c.among).fill_null(value=False).any()
+                      for c in self.value_checks]
+            maybe = frame.select([p.alias(str(i)) for i, p in enumerate(probes)]
+                                 or [pl.lit(value=True)]).row(0)
             for c, suspect in zip(self.value_checks, maybe, strict=False):
                 if not suspect:
                     continue
