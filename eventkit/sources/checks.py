@@ -70,7 +70,7 @@ class Check:
 def canonical_checks(
     schema: EventSchema = BANKING, *, event_types: tuple[str, ...] | None = None
 ) -> list[Check]:
-    """The rules every event table of ``schema`` obeys (run after :func:`conform`)."""
+    """The rules every event table of ``schema`` obeys (after it is conformed)."""
     return list(_checks(schema.non_null, "amount" in schema.money, event_types))
 
 
@@ -141,7 +141,7 @@ def _raise_at(lf: pl.LazyFrame, c: Check, source: str) -> None:
 
 
 def raise_at_row(lf: pl.LazyFrame, c: Check, row: int, source: str,
-                  frame: pl.DataFrame | None = None) -> None:
+                 frame: pl.DataFrame | None = None) -> None:
     """Raise for ``c`` broken at scan position ``row`` of ``lf`` (value from ``frame`` if given)."""
     found = lf.select(pl.col(SOURCE_COL).alias("src"), pl.col(ROW_COL).cast(pl.Int64)
                       .alias("row")).slice(row, 1).collect().row(0, named=True)
