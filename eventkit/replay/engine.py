@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -100,6 +101,18 @@ class Fold:
         rows, counts = K.grid_positions(self.keys, self.times, self.seqs, self.n_keys,
                                         np.array([micros], np.int64))
         return rows[0], counts[0]
+
+    def rows_at(self, positions: np.ndarray, counts: np.ndarray, key: Sequence[str],
+                fields: Sequence[str]) -> pl.DataFrame:
+        """State rows at ``positions`` (as :meth:`last_at` gives them; -1 rows left out).
+
+        Each: the ``key``, the ``fields`` after that event, ``events`` (the key's
+        count) and ``last_event_time``. Only the columns kept are gathered.
+        """
+        found = positions >= 0
+        return self.events.select(*key, *fields, "event_time")[positions[found]].select(
+            *key, *fields, pl.Series("events", counts[found], dtype=pl.Int64),
+            pl.col("event_time").alias("last_event_time"))
 
 
 @dataclass(frozen=True)

@@ -115,11 +115,7 @@ def advance(archive: EventArchive, rules: RuleSet, *, since_seq: int,
                   if rules.global_events is not None else regular.head(0))
         folded = fold(pl.concat([regular, shared.select(regular.columns)]), checked,
                       start=before.join(late_keys, on=key, how="anti"))
-        positions, counts = folded.last_at(AFTER_ALL)
-        found = positions >= 0
-        rows = folded.events.select(*key, *checked.fields, "event_time")[positions[found]].select(
-            *key, *checked.fields, pl.Series("events", counts[found], dtype=pl.Int64),
-            pl.col("event_time").alias("last_event_time"))
+        rows = folded.rows_at(*folded.last_at(AFTER_ALL), key, list(checked.fields))
         states.append(rows.join(before.select(*key, pl.col("events").alias("#before")),
                                 on=key, how="left", maintain_order="left")
                       .with_columns(pl.col("events") + pl.col("#before").fill_null(0))

@@ -282,8 +282,7 @@ class ReplayResult:
             part = grid[at:at + step]
             rows, counts = grid_positions(f.keys, f.times, f.seqs, f.n_keys, part)
             for slot, instant in enumerate(part):
-                found = rows[slot] >= 0
-                frame = self._rows(folded, rows[slot][found], counts[slot][found])
+                frame = self._rows(folded, rows[slot], counts[slot])
                 yield frame.select(pl.lit(int(instant)).cast(pl.Datetime("us"))
                                    .dt.replace_time_zone("UTC").alias("instant"), pl.all())
 
@@ -328,18 +327,12 @@ class ReplayResult:
     def _per_key(self, folded: Folded, at: int) -> pl.LazyFrame:
         if self.expiry is not None:
             self.expiry.check(at_us=at)
-        positions, counts = folded.fold.last_at(at)
-        found = positions >= 0
-        return self._rows(folded, positions[found], counts[found]).lazy()
+        return self._rows(folded, *folded.fold.last_at(at)).lazy()
 
     def _rows(self, folded: Folded, positions: np.ndarray, counts: np.ndarray) -> pl.DataFrame:
-        """State rows at ``positions`` of the fold, completed from the snapshot if any."""
+        """State rows at ``positions`` of the fold (-1: none), completed from the snapshot."""
         key = self.key
-        rows = folded.fold.events.select(*key, *self.checked.fields, "event_time")[
-            positions].select(  # (only the columns kept are gathered)
-            *key, *self.checked.fields, pl.Series("events", counts, dtype=pl.Int64),
-            pl.col("event_time").alias("last_event_time"),
-        )
+        rows = folded.fold.rows_at(positions, counts, key, list(self.checked.fields))
         if folded.base is not None:
             base = folded.base.select(rows.columns).cast(rows.schema)
             rows = pl.concat([
