@@ -123,6 +123,25 @@ def test_a_declared_archive_stores_its_own_columns_under_the_users_names(
      "paid_on", 2, ValidationError, "cannot convert"),
     (lambda f: f.with_columns(when=pl.lit(datetime(2262, 4, 11, tzinfo=UTC))), "event_time",
      0, ValidationError, "1900-2200"),
+    # nothing is cut off on the way in: a decimal's digits beyond its scale, in any form
+    (lambda f: f.with_columns(tax=pl.Series([None, "0.12345", None, None, None, "1"])), "tax",
+     1, ValidationError, "'0.12345'"),
+    (lambda f: f.with_columns(tax=pl.Series([None, "1e-5", None, None, None, "1"])), "tax",
+     1, ValidationError, "'1e-5'"),
+    (lambda f: f.with_columns(tax=pl.Series([None, 0.1, None, None, None, 1.00005])), "tax",
+     5, ValidationError, "'1.00005'"),
+    (lambda f: f.with_columns(tax=pl.Series([None, Decimal("0.12345"), None, None, None, None],
+                                            dtype=pl.Decimal(10, 5))), "tax", 1,
+     ValidationError, "0.12345"),
+    (lambda f: f.with_columns(paid_on=pl.Series([None, None, T0, None, None, None])), "paid_on",
+     2, ValidationError, "09:30"),  # a date has no time of day to drop
+    (lambda f: f.with_columns(lines=pl.Series([None, [{"sku": "A-1", "n": 2}], None, None, [],
+                                               None])), "lines", 1, ValidationError,
+     '"n":2'),  # a struct field the declaration lacks is not dropped
+    (lambda f: f.with_columns(lines=pl.Series([None, [{"sku": "A-1", "qty": 2.5}], None, None,
+                                               [], None])), "lines", 1, ValidationError, "2.5"),
+    (lambda f: f.with_columns(lines=pl.lit("A-1 x2")), "lines", None, SchemaError,
+     "nested values"),
 ])
 def test_a_refused_append_names_where_and_changes_no_byte(
         shop: EventArchive, change: object, column: str, row: int | None,

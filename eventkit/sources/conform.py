@@ -196,8 +196,11 @@ def conform(
         dtype, target = raw_schema[mapping.source_name(column)], schema.columns[column]
         if dtype == target or (isinstance(dtype, pl.Datetime) and target == TIME_DTYPE):
             return  # nothing to convert, or a conversion that cannot fail: nothing to check
+        shown = raw(column)  # nested values are shown as JSON
+        if dtype.is_nested():
+            shown = pl.struct(shown.alias("v")).struct.json_encode().str.slice(5).str.head(-1)
         checks.append(Check(column, f"cannot convert {what}",
-                            raw(column).is_not_null() & expr.is_null(), raw(column)))
+                            raw(column).is_not_null() & expr.is_null(), shown))
 
     for col in ("event_time", "recorded_at"):
         if has(col):
@@ -363,7 +366,38 @@ def _to_type(expr: pl.Expr, dtype: pl.DataType, target: pl.DataType, mapping: Co
         return expr.str.to_date(strict=False)
     if target.is_float() and dtype == pl.String:
         return expr.str.strip_chars().cast(target, strict=False)
-    return expr.cast(target, strict=False)
+    if target.is_nested() and not dtype.is_nested():
+        msg = (f"column holds {dtype} values; expected {target} (nested values come from "
+               "Parquet, NDJSON or a frame, not from text)")
+        raise SchemaError(msg, source=source, column=column)
+    if isinstance(target, pl.Decimal) and (dtype == pl.String or dtype.is_float()):
+        return _to_decimal(expr, dtype, target)
+    value = expr.cast(target, strict=False)
+    if target.is_float():  # a float column holds the nearest float
+        return value
+    # anything else must come back as it was: no decimals cut off, no time of day dropped
+    # from a date, no struct field or list item lost (null where it would be)
+    return pl.when(value.cast(dtype, strict=False) == expr).then(value)
+
+
+def _to_decimal(expr: pl.Expr, dtype: pl.DataType, target: pl.Decimal) -> pl.Expr:
+    """Text or floats as ``target``; null where a digit beyond its scale would be lost.
+
+    Text must be a plain decimal (``-20.50``, ``.25``; not ``1e-5``); a float
+    stands for the decimal with at most ``scale`` decimals within 4 ulps of it
+    (as amounts do, see :func:`~eventkit.sources.money.to_minor_units`).
+    """
+    scale = target.scale or 0
+    if dtype == pl.String:
+        parts = expr.str.extract_groups(r"^\s*[+-]?\d*(?:\.(\d*))?\s*$").struct.field("1")
+        plain = expr.str.contains(r"^\s*[+-]?\d*(?:\.\d*)?\s*$") & expr.str.contains(r"\d")
+        exact = plain & ~parts.fill_null("").str.slice(scale).str.contains("[1-9]")
+        return pl.when(exact).then(expr.str.strip_chars().cast(target, strict=False))
+    scaled = expr.cast(pl.Float64) * 10.0**scale
+    bits = 24 if dtype == pl.Float32 else 53
+    slack = (scaled.abs() * 2.0 ** (2 - bits)).clip(upper_bound=0.25)
+    exact = (scaled - scaled.round(0)).abs() <= slack
+    return pl.when(exact).then(expr.cast(target, strict=False))
 
 
 @dataclass(frozen=True)
