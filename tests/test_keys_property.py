@@ -128,6 +128,25 @@ def test_the_key_comes_back_in_its_own_type_and_columns() -> None:
         eventkit.replay(events, rules, keys=["acme"]).state().collect()
 
 
+@pytest.mark.parametrize(("key", "keys", "match"), [
+    ("tenant", [5], "tenant holds String values; 5"),
+    ("n", ["1"], "n holds Int64 values; '1'"),
+    ("n", [1.5], "1.5"),
+    ("n", [2**70], "1180591620717411303424"),
+    (("tenant", "n"), [("acme", "1")], "n holds Int64 values; '1'"),
+])
+def test_a_key_of_another_type_is_refused_naming_the_column(
+        key: str | tuple[str, ...], keys: list[Any], match: str) -> None:
+    t = [T0, T0]
+    events = pl.DataFrame({
+        "event_id": ["a", "b"], "tenant": ["acme", "1"], "n": [1, 1], "event_type": ["Added"] * 2,
+        "event_time": t, "sku": ["x", "y"], "qty": [1, 2], "price": [0.0] * 2, "kind": ["o"] * 2})
+    rules = RuleSet("orders", LINEAR_FIELDS, LINEAR, key=key, columns=COLUMNS)
+    with pytest.raises(eventkit.ParameterError, match=match) as caught:
+        eventkit.replay(events, rules, keys=keys).state().collect()
+    assert caught.value.param == "keys"
+
+
 def test_a_key_that_is_not_a_column_is_an_eventkit_error() -> None:
     events = pl.DataFrame({"event_id": ["a"], "seq": [0], "order_id": ["o1"],
                            "event_type": ["Added"], "event_time": [T0], "recorded_at": [T0]})

@@ -54,8 +54,8 @@ def key_filter(rules: RuleSet, keys: Sequence[Any], schema: Mapping[str, pl.Data
     """True for the events of ``keys`` (values, or tuples for a composite key) and the globals."""
     columns = rules.key_columns
     if len(columns) == 1:
-        wanted = pl.col(columns[0]).is_in(pl.Series(_single(keys, columns[0]),
-                                                    dtype=schema.get(columns[0])).implode())
+        wanted = pl.col(columns[0]).is_in(_typed(_single(keys, columns[0]), columns[0],
+                                                 schema.get(columns[0])).implode())
     else:
         frame = key_frame(rules, keys, schema)
         wanted = pl.struct(columns).is_in(frame.select(pl.struct(columns)).to_series().implode())
@@ -67,16 +67,16 @@ def key_frame(rules: RuleSet, keys: Sequence[Any], schema: Mapping[str, pl.DataT
     """``keys`` as a frame of the key columns, in the events' types."""
     columns = rules.key_columns
     if len(columns) == 1:
-        return pl.DataFrame({columns[0]: _single(keys, columns[0])},
-                            schema={columns[0]: schema.get(columns[0])})
+        return pl.DataFrame(_typed(_single(keys, columns[0]), columns[0], schema.get(columns[0])))
     rows = []
-    for key in keys:
+    for key in _single(keys, str(list(columns))):
         if not isinstance(key, tuple | list) or len(key) != len(columns):
             msg = (f"the key is composite ({list(columns)}): give each key as a tuple of "
                    f"{len(columns)} values, not {key!r}")
             raise ParameterError(msg, param="keys")
         rows.append(tuple(key))
-    return pl.DataFrame(rows, schema={c: schema.get(c) for c in columns}, orient="row")
+    return pl.DataFrame([_typed([r[i] for r in rows], c, schema.get(c))
+                         for i, c in enumerate(columns)])
 
 
 def _single(keys: Sequence[Any], column: str) -> list[Any]:
@@ -84,6 +84,25 @@ def _single(keys: Sequence[Any], column: str) -> list[Any]:
         msg = f"keys must be a list of {column} values, not {keys!r}"
         raise ParameterError(msg, param="keys")
     return list(keys)
+
+
+def _typed(values: list[Any], column: str, dtype: pl.DataType | None) -> pl.Series:
+    """``values`` as a ``column`` of the events' ``dtype``; a value of another type is refused.
+
+    Nothing is converted: ``"7"`` is no integer id, ``7`` no text id, and
+    ``"2024-03-01"`` no date.
+    """
+    try:
+        return pl.Series(column, values, dtype=dtype, strict=True)
+    except (TypeError, OverflowError, pl.exceptions.PolarsError):
+        for value in values:
+            try:
+                pl.Series([value], dtype=dtype, strict=True)
+            except (TypeError, OverflowError, pl.exceptions.PolarsError):
+                msg = (f"the key column {column} holds {dtype} values; {value!r} "
+                       f"({type(value).__name__}) is not one")
+                raise ParameterError(msg, param="keys") from None
+        raise
 
 
 def _comparable(value: object, dtype: pl.DataType) -> bool:
