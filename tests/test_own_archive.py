@@ -323,3 +323,13 @@ def test_several_kinds_of_stream_in_one_archive_each_rule_set_selecting_its_own(
     assert by_account.select("account_id", "balance").rows() == [(1, 750)]
     assert by_order.select("order_id", "status", "due").rows() == [("42", "paid", 0),
                                                                   ("7", "placed", 90)]
+
+
+@pytest.mark.parametrize("declared", [pl.Time, pl.Duration("us"), pl.Int128,
+                                      pl.Datetime("us", "Europe/Paris")])
+def test_a_type_no_delta_table_stores_is_refused_before_anything_is_made(
+        tmp_path: Path, declared: pl.DataType) -> None:
+    with pytest.raises(SchemaError, match="cannot store") as caught:
+        EventArchive.create(tmp_path / "a", key="k", columns={"k": "string", "at": declared})
+    assert caught.value.column == "at"
+    assert not (tmp_path / "a").exists()

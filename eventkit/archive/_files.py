@@ -20,7 +20,7 @@ from polars.io.plugins import register_io_source
 
 from eventkit.archive import ledger
 from eventkit.archive.store import STAGING, Store, fsync, write_durably
-from eventkit.exceptions import AppendConflictError, CorruptionError
+from eventkit.exceptions import AppendConflictError, CorruptionError, SchemaError
 from eventkit.schema import CANONICAL_SCHEMA
 from eventkit.sources.upcast import (
     UNMARKED_VERSION,
@@ -198,7 +198,8 @@ def write_data_file(store: Store, rel: str, part: pl.DataFrame,
         store.write(rel, data)
         before, digest, size = store.stat(rel), hashlib.sha256(data).hexdigest(), len(data)
     ledger.remember_verified(store, rel, digest, before)
-    ranged = [c for c in ("seq", *key, "event_time", "recorded_at") if c in part.columns]
+    ranged = [c for c in ("seq", *key, "event_time", "recorded_at") if c in part.columns
+              and _ranged(part.schema[c])]
     stats = {
         "numRecords": part.height,
         "minValues": {c: _stat(part[c].min()) for c in ranged},
@@ -226,6 +227,15 @@ def commit_actions(record: dict[str, Any], operation: str, parameters: dict[str,
     return "".join(json.dumps(a) + "\n" for a in [info, *actions]).encode()
 
 
+def _ranged(dtype: pl.DataType) -> bool:
+    """Whether a file's statistics keep the least and greatest value of a column of ``dtype``.
+
+    Those whose values JSON holds as such: integers, text, dates and instants (not
+    decimals, bytes or booleans, of which Delta readers need none).
+    """
+    return dtype.is_integer() or dtype in (pl.String, pl.Date) or isinstance(dtype, pl.Datetime)
+
+
 def _stat(value: object) -> object:
     if isinstance(value, datetime):
         return value.isoformat().replace("+00:00", "Z")
@@ -235,7 +245,18 @@ def _stat(value: object) -> object:
 
 
 def delta_schema(schema: dict[str, pl.DataType]) -> Schema:
-    return Schema.from_arrow(pa.schema(pl.DataFrame(schema=schema).to_arrow().schema))
+    """The Delta schema of ``schema``; a type a Delta table cannot store is a SchemaError."""
+    try:
+        return Schema.from_arrow(pa.schema(pl.DataFrame(schema=schema).to_arrow().schema))
+    except Exception:  # deltalake raises a bare Exception (and Arrow its own) for such types
+        for name, dtype in schema.items():
+            try:
+                Schema.from_arrow(pa.schema(pl.DataFrame(schema={name: dtype}).to_arrow().schema))
+            except Exception:
+                msg = (f"a Delta table cannot store {dtype} values (declare int, float, bool, "
+                       "string, date, datetime, money, decimal(p, s), a list or a struct)")
+                raise SchemaError(msg, column=name) from None
+        raise
 
 
 def remove_written(store: Store, written: list[tuple[str, str]]) -> None:

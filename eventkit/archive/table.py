@@ -247,15 +247,16 @@ class EventArchive:
             event_types = EVENT_TYPES if declared is None else declared.event_types
         store = open_store(path, storage_options)
         check_new_archive(store, personal, declared)
-        if store.local:
-            store.path("").mkdir(parents=True, exist_ok=True)
         stored = archive_schema(tuple(personal), declared)
         record = genesis_record(stored, declared, event_types=event_types, personal=personal,
                                 buckets=buckets, shared_key=shared_key,
                                 minor_digits=minor_digits, configuration=_TABLE_CONFIG,
                                 path=store.root)
         record["digest"] = ledger.chain_digest(ledger.GENESIS, record)
-        create_table(store, delta_schema(stored), _TABLE_CONFIG, record)
+        table = delta_schema(stored)  # checked before anything is made
+        if store.local:
+            store.path("").mkdir(parents=True, exist_ok=True)
+        create_table(store, table, _TABLE_CONFIG, record)
         return cls(store)
 
     @property
