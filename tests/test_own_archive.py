@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -323,6 +324,43 @@ def test_several_kinds_of_stream_in_one_archive_each_rule_set_selecting_its_own(
     assert by_account.select("account_id", "balance").rows() == [(1, 750)]
     assert by_order.select("order_id", "status", "due").rows() == [("42", "paid", 0),
                                                                   ("7", "placed", 90)]
+
+
+@pytest.mark.parametrize(("declared", "values"), [
+    ("date", [date(2024, 5, 1), date(2024, 5, 2), date(2030, 1, 1)]),
+    ("datetime", [T0, T0 + timedelta(hours=1), T0 + timedelta(days=900)]),
+    ("bool", [True, False, False]),
+    ("decimal(10,2)", [Decimal("1.50"), Decimal("-2.00"), Decimal("3.25")]),
+    (pl.Binary, [b"\x00a", b"b", b"c"]),
+])
+def test_keys_of_any_type_are_stored_replayed_and_kept_in_views(
+        tmp_path: Path, declared: object, values: list[object]) -> None:
+    archive = EventArchive.create(tmp_path / "a", key="k", columns={"k": declared, "n": "int"})
+    rules = RuleSet.from_dict({"ruleset": {"name": "sums", "key": "k"},
+                               "columns": {"n": "int"}, "fields": {"total": {"type": "int"}},
+                               "on": {"Counted": {"total": "total + n"}}})
+    def batch(ids: list[str], keys: list[object], days: list[int]) -> pl.DataFrame:
+        return pl.DataFrame({"event_id": ids, "event_type": ["Counted"] * len(ids),
+                             "event_time": [T0 + timedelta(days=d) for d in days],
+                             "n": list(range(1, len(ids) + 1))}).with_columns(
+            pl.Series("k", keys, dtype=archive.schema["k"]))
+    archive.append(batch(["a", "b"], values[:2], [1, 2]))  # (file statistics of any key type)
+    assert archive.verify().ok
+    urls = [f"duckdb:///{tmp_path}/v.duckdb", f"sqlite:///{tmp_path}/v.sqlite"]
+    for url in urls:
+        eventkit.materialize(eventkit.replay(archive, rules), url)
+    archive.append(batch(["late", "new"], [values[0], values[2]], [0, 3]))  # late, new key
+    for url in urls:
+        assert eventkit.refresh(url, rules).keys_replayed == [values[0]]
+    full = eventkit.replay(archive, rules).state().collect()
+    assert full.schema["k"] == archive.schema["k"]
+    with duckdb.connect(f"{tmp_path}/v.duckdb", read_only=True) as con:
+        got = pl.from_arrow(con.sql("SELECT k, total FROM accounts_state ORDER BY k")
+                            .to_arrow_table())
+    assert got.rows() == full.select("k", "total").rows()
+    stored = sqlite3.connect(tmp_path / "v.sqlite").execute(
+        "SELECT total FROM accounts_state ORDER BY k").fetchall()
+    assert sorted(t for (t,) in stored) == sorted(full["total"].to_list())
 
 
 @pytest.mark.parametrize("declared", [pl.Time, pl.Duration("us"), pl.Int128,

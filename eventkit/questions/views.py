@@ -191,7 +191,7 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
         step = advance(
             archive, ruleset, since_seq=int(meta["last_seq"]), version=version,
             stored=lambda keys: _typed_state(db.rows_for_keys(f"{table}_state", keys),
-                                             result),
+                                             result, keys.schema),
             newest=None if newest is None else _as_time(newest))
         if step.rebuilt:  # a late change of the bank's rate table: every balance may change
             _write_view(db, result, table)
@@ -219,14 +219,28 @@ def _history_frame(history: pl.DataFrame, result: ReplayResult) -> pl.DataFrame:
         _enums_as_text(result))
 
 
-def _typed_state(stored: pl.DataFrame, result: ReplayResult) -> pl.DataFrame:
-    """Stored state rows back in the engine's types (enums, UTC instants)."""
+def _typed_state(stored: pl.DataFrame, result: ReplayResult,
+                 key: Mapping[str, pl.DataType]) -> pl.DataFrame:
+    """Stored state rows back in the engine's types (enums, UTC instants, ``key``'s types).
+
+    SQLite gives dates and instants back as text.
+    """
     if not stored.height:  # no stored row: SQLite's answer has no column types
         return result.state().head(0).collect().select(stored.columns)
     fields = result.checked.fields
     casts = [pl.col(n).cast(pl.Enum(list(f.values))) for n, f in fields.items()
              if f.type == "enum"]
-    return stored.with_columns(*casts, last_event_time=_times(stored["last_event_time"]))
+    keys = [_typed(stored[c], t) for c, t in key.items() if stored.schema[c] != t]
+    return stored.with_columns(*casts, *keys, last_event_time=_times(stored["last_event_time"]))
+
+
+def _typed(column: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """A key column as the database gave it back, in its own type ``dtype``."""
+    if isinstance(dtype, pl.Datetime):
+        return _times(column).dt.convert_time_zone(dtype.time_zone or "UTC")
+    if dtype == pl.Date and column.dtype == pl.String:
+        return column.str.to_date("%Y-%m-%d")
+    return column.cast(dtype)
 
 
 def _enums_as_text(result: ReplayResult) -> list[pl.Expr]:
@@ -495,7 +509,7 @@ def _batches(frame: pl.DataFrame) -> pa.Table:
 
 class _SQLite(_Database):
     _TYPES: ClassVar[dict[pl.DataType | type[pl.DataType], str]] = {
-        pl.Int64: "INTEGER", pl.Float64: "REAL", pl.String: "TEXT"}
+        pl.Int64: "INTEGER", pl.Float64: "REAL", pl.String: "TEXT", pl.Boolean: "INTEGER"}
 
     def __init__(self, path: Path) -> None:
         try:
@@ -539,4 +553,6 @@ class _SQLite(_Database):
 
     @staticmethod
     def _text_times(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.with_columns(pl.col(pl.Datetime).dt.strftime(_TIME_TEXT))
+        return frame.with_columns(pl.col(pl.Datetime).dt.strftime(_TIME_TEXT),
+                                  pl.col(pl.Date).dt.strftime("%Y-%m-%d"),
+                                  pl.col(pl.Decimal).cast(pl.String))
