@@ -292,6 +292,24 @@ def test_open_archive_reads_foreign_data_in_a_schema_of_ones_own(tmp_path: Path)
     assert (caught.value.column, caught.value.row) == ("event_time", 0)
 
 
+def test_a_line_item_that_would_change_is_set_aside_as_json(tmp_path: Path) -> None:
+    schema = EventSchema.declare(key="order_id", columns={"order_id": "string",
+                                                          "lines": COLUMNS["lines"]})
+    path = tmp_path / "orders.ndjson"
+    path.write_text("".join(
+        f'{{"id": "e{i}", "orderId": "o", "type": "Placed", "when": "2024-05-03T09:30:00Z", '
+        f'"lines": [{line}]}}\n' for i, line in enumerate(
+            ['{"sku": "A", "qty": 1}', '{"sku": "A", "qty": 1.5}', '{"sku": "B", "n": 2}'])))
+    with pytest.warns(eventkit.DeadLetterWarning, match="2 of 3 rows"):
+        events = eventkit.open_archive(path, schema=schema, mapping=MAPPING,
+                                       on_error="dead-letter").collect()
+    assert events["lines"].to_list() == [[{"sku": "A", "qty": 1}]]
+    letters = pl.read_parquet(f"{path}.dead-letter.parquet")
+    assert letters.select("row", "column").rows() == [(1, "lines"), (2, "lines")]
+    assert letters["value"].to_list() == ['[{"sku":"A","qty":1.5,"n":null}]',
+                                          '[{"sku":"B","qty":null,"n":2}]']
+
+
 def test_several_kinds_of_stream_in_one_archive_each_rule_set_selecting_its_own(
         tmp_path: Path) -> None:
     archive = EventArchive.create(tmp_path / "mixed", key="stream", columns={
