@@ -381,11 +381,31 @@ def test_keys_of_any_type_are_stored_replayed_and_kept_in_views(
     assert sorted(t for (t,) in stored) == sorted(full["total"].to_list())
 
 
-@pytest.mark.parametrize("declared", [pl.Time, pl.Duration("us"), pl.Int128,
-                                      pl.Datetime("us", "Europe/Paris")])
+@pytest.mark.parametrize(("declared", "problem"), [
+    (pl.Time, "cannot store"), (pl.Duration("us"), "cannot store"), (pl.Int128, "cannot store"),
+    (pl.Datetime("us", "Europe/Paris"), "cannot store"),
+    # stored as another type: a UInt8 column would come back Int8 and refuse 200
+    (pl.UInt8, "no unsigned integers"), (pl.UInt64, "no unsigned integers"),
+    (pl.List(pl.UInt16), "no unsigned integers"),
+    (pl.Struct({"n": pl.UInt32}), "no unsigned integers"),
+    (pl.Categorical, "categories as text"), (pl.Enum(["a", "b"]), "categories as text")])
 def test_a_type_no_delta_table_stores_is_refused_before_anything_is_made(
-        tmp_path: Path, declared: pl.DataType) -> None:
-    with pytest.raises(SchemaError, match="cannot store") as caught:
+        tmp_path: Path, declared: pl.DataType, problem: str) -> None:
+    with pytest.raises(SchemaError, match=problem) as caught:
         EventArchive.create(tmp_path / "a", key="k", columns={"k": "string", "at": declared})
     assert caught.value.column == "at"
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.parametrize(("declared", "given", "value"), [
+    (pl.Int8, pl.Int64, 200), (pl.Int16, pl.UInt16, 40_000), (pl.Int32, pl.Float64, 2.0**40)])
+def test_a_value_beyond_a_narrow_integer_column_is_refused_naming_it(
+        tmp_path: Path, declared: pl.DataType, given: pl.DataType, value: object) -> None:
+    archive = EventArchive.create(tmp_path / "a", key="k", columns={"k": "string", "n": declared})
+    before = snapshot(tmp_path / "a")
+    batch = pl.DataFrame({"event_id": ["e1", "e2"], "k": ["x", "x"], "event_type": ["T", "T"],
+                          "event_time": [T0, T0], "n": pl.Series([1, value], dtype=given)})
+    with pytest.raises(ValidationError, match=f"integer of {declared}") as caught:
+        archive.append(batch)
+    assert (caught.value.column, caught.value.row) == ("n", 1)
+    assert_unchanged(tmp_path / "a", before)

@@ -245,7 +245,22 @@ def _stat(value: object) -> object:
 
 
 def delta_schema(schema: dict[str, pl.DataType]) -> Schema:
-    """The Delta schema of ``schema``; a type a Delta table cannot store is a SchemaError."""
+    """The Delta schema of ``schema``; a type a Delta table cannot store is a SchemaError.
+
+    So is one it would store as another type (values read back in it would not be
+    what was declared): unsigned integers (Delta's are signed: a ``UInt8``
+    column would come back ``Int8`` and refuse 128..255), categories and enums.
+    """
+    for name, dtype in schema.items():
+        for part in _parts(dtype):
+            if part.is_unsigned_integer():
+                msg = (f"a Delta table has no unsigned integers ({dtype}): declare a signed "
+                       "type that holds every value (Int16 for UInt8, Int32 for UInt16, int "
+                       "for UInt32, decimal(20, 0) for UInt64)")
+                raise SchemaError(msg, column=name)
+            if isinstance(part, pl.Categorical | pl.Enum):
+                msg = f"a Delta table stores categories as text ({dtype}): declare string"
+                raise SchemaError(msg, column=name)
     try:
         return Schema.from_arrow(pa.schema(pl.DataFrame(schema=schema).to_arrow().schema))
     except Exception:  # deltalake raises a bare Exception (and Arrow its own) for such types
@@ -257,6 +272,17 @@ def delta_schema(schema: dict[str, pl.DataType]) -> Schema:
                        "string, date, datetime, money, decimal(p, s), a list or a struct)")
                 raise SchemaError(msg, column=name) from None
         raise
+
+
+def _parts(dtype: pl.DataType | type[pl.DataType]) -> list[pl.DataType]:
+    """``dtype`` and every type nested in it."""
+    if isinstance(dtype, type):
+        dtype = dtype()
+    if isinstance(dtype, pl.List | pl.Array):
+        return [dtype, *_parts(dtype.inner)]
+    if isinstance(dtype, pl.Struct):
+        return [dtype, *[p for f in dtype.fields for p in _parts(f.dtype)]]
+    return [dtype]
 
 
 def remove_written(store: Store, written: list[tuple[str, str]]) -> None:

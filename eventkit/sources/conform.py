@@ -336,8 +336,10 @@ def key_types(schema: EventSchema, mapping: ColumnMapping, raw: pl.Schema) -> Ev
 
 
 def _type_name(dtype: pl.DataType) -> str:
-    if dtype.is_integer():
+    if dtype == pl.Int64:
         return "an integer"
+    if dtype.is_integer():  # a narrower one: say which
+        return f"an integer of {dtype} (a whole number in its range)"
     if dtype == TIME_DTYPE:
         return "a timestamp"
     return f"{dtype}"
@@ -349,7 +351,7 @@ def _to_type(expr: pl.Expr, dtype: pl.DataType, target: pl.DataType, mapping: Co
     if target == dtype:
         return expr
     if target.is_integer():
-        return _to_int(expr, dtype)
+        return _to_int(expr, dtype, target)
     if target == TIME_DTYPE:
         return _to_time(expr, dtype, mapping, column, source)
     if target == pl.String:
@@ -512,13 +514,15 @@ def _missing(canonical: str, mapping: ColumnMapping, present: set[str], source: 
     raise SchemaError(msg, source=source, column=canonical)
 
 
-def _to_int(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    if dtype == pl.Int64:
+def _to_int(expr: pl.Expr, dtype: pl.DataType, target: pl.DataType | None = None) -> pl.Expr:
+    """``expr`` as integers of ``target`` (Int64); null where one is no whole number in range."""
+    target = pl.Int64() if target is None else target
+    if dtype == target:
         return expr
     if dtype.is_float():
         whole = expr.is_finite() & (expr == expr.round(0))
-        return pl.when(whole).then(expr).otherwise(None).cast(pl.Int64, strict=False)
-    return expr.cast(pl.Int64, strict=False)
+        return pl.when(whole).then(expr).otherwise(None).cast(target, strict=False)
+    return expr.cast(target, strict=False)
 
 
 def _to_time(
