@@ -274,8 +274,8 @@ def delta_schema(schema: dict[str, pl.DataType]) -> Schema:
         raise
 
 
-def _parts(dtype: pl.DataType | type[pl.DataType]) -> list[pl.DataType]:
-    """``dtype`` and every type nested in it."""
+def _parts(dtype: Any) -> list[pl.DataType]:
+    """``dtype`` (a Polars type, or its class) and every type nested in it."""
     if isinstance(dtype, type):
         dtype = dtype()
     if isinstance(dtype, pl.List | pl.Array):
