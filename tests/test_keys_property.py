@@ -14,6 +14,8 @@ from __future__ import annotations
 import io
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -292,3 +294,47 @@ def test_rows_by_key_leaves_nulls_and_float_keys_to_the_caller() -> None:
                        ("k",)) is None
     assert rows_by_key(frame.fill_null(3).with_columns(pl.lit(None, pl.Int64).alias("seq")),
                        ("k",)) is None
+
+
+def test_a_column_the_rules_cannot_read_exactly_is_refused_naming_it(tmp_path: Path) -> None:
+    """A float or a decimal read as int was truncated (2.7 -> 2), a naive time taken as UTC."""
+    t = [T0, T0 + timedelta(hours=3)]
+    events = pl.DataFrame({
+        "event_id": ["a", "b"], "seq": [0, 1], "k": ["x", "x"], "event_type": ["Added"] * 2,
+        "event_time": t, "recorded_at": t, "qty": [2.7, 1.9],
+        "tax": [Decimal("0.75"), Decimal("1.25")], "whole": [Decimal("3"), Decimal("4")],
+        "local": [datetime(2024, 3, 1, 23, 30), datetime(2024, 3, 2, 0, 30)],
+        "day": [T0.date(), T0.date()], "n": [1, 2], "flag": [True, False]})
+
+    def rules(columns: dict[str, Any], expr: str) -> RuleSet:
+        return RuleSet("r", (Field("total"),), (Handler("Added", {"total": expr}),), key="k",
+                       columns=columns)
+
+    for column, typ, expr in [("qty", "int", "total + qty"), ("tax", "int", "total + tax"),
+                              ("local", "time", "hour(local)"), ("day", "time", "day(day)"),
+                              ("qty", "string", "1 if qty == '2.7' else 0"),
+                              ("local", "int", "local")]:
+        with pytest.raises(SchemaError, match=f"read {column} as {typ}.*holds") as err:
+            eventkit.replay(events, rules({column: typ}, expr)).state().collect()
+        assert err.value.column == column
+    readable = [({"whole": "int"}, "total + whole", 7), ({"flag": "int"}, "total + flag", 1),
+                ({"n": "string"}, "total + (1 if n == '2' else 0)", 1),
+                ({"tax": "float"}, "round_half_even(tax * 100)", 125)]
+    for columns, expr, want in readable:
+        assert eventkit.replay(events, rules(columns, expr)).state().collect()["total"][0] == want
+
+    # the bucket engine checks the columns too (a column it lacked read as 0; a float key
+    # raised a TypeError)
+    archive = eventkit.EventArchive.create(tmp_path / "a", key="k", buckets=4,
+                                           columns={"k": "string", "temp": "float"})
+    archive.append(events.select("event_id", "k", "event_type", "event_time",
+                                 pl.col("qty").alias("temp")))
+    for engine in ("memory", "buckets"):
+        with pytest.raises(SchemaError, match=r"lack column\(s\) \['humid'\]"):
+            eventkit.replay(archive, rules({"humid": "int"}, "total + humid"),
+                            engine=engine).state().collect()
+        keyed = RuleSet("r", (Field("total"),), (Handler("Added", {"total": "total + 1"}),),
+                        key="temp")
+        with pytest.raises(SchemaError, match="cannot hold Float64") as err:
+            eventkit.replay(archive, keyed, engine=engine).state().collect()
+        assert err.value.column == "temp"

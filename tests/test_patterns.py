@@ -15,7 +15,9 @@ from eventkit.exceptions import PatternError
 from eventkit.questions.patterns import (
     Detector,
     Pattern,
+    Thresholds,
     begin,
+    builtin_alerts,
     negative_balance,
     ping_pong,
     rapid_withdrawals,
@@ -247,3 +249,28 @@ def test_builtins_find_their_instances_and_nothing_in_a_clean_stream(tmp_path) -
     assert structuring("3h").detect(clean_history).height == 0
     assert ping_pong("2h").detect(clean_history, key=["account_id", "counterparty_id"]).height == 0
     assert negative_balance(clean_history, "1d").height == 0
+
+
+def test_text_keys_and_a_missing_column_named_never_a_polars_error() -> None:
+    """A condition, negative_balance or builtin_alerts reading a column the events lack
+    raised Polars' ColumnNotFoundError (builtin_alerts: a KeyError); now a PatternError."""
+    t = [T0 + timedelta(minutes=m) for m in range(5)]
+    events = pl.DataFrame({
+        "event_id": list("abcde"), "seq": list(range(5)), "account_id": ["ü"] * 4 + ["v"],
+        "event_type": ["Deposit", "Withdrawal", "Withdrawal", "Withdrawal", "Deposit"],
+        "event_time": t, "recorded_at": t, "amount": [100, 10, 10, 10, 5]})
+    history = eventkit.replay(events).history
+    alerts = builtin_alerts(history, Thresholds(rapid_count=3))
+    assert alerts.select("pattern", "account_id", "start_event_id", "end_event_id").rows() == [
+        ("rapid_withdrawals", "ü", "b", "d")]
+    handlers = (eventkit.Handler("Deposit", {"balance": "balance + 1"}),
+                eventkit.Handler("Withdrawal", {"balance": "balance - 1"}))
+    orders = eventkit.replay(events.rename({"account_id": "order_id"}), eventkit.RuleSet(
+        "o", (eventkit.Field("balance"),), handlers, key="order_id")).history
+    assert begin(is_type("Withdrawal")).times(3).detect(orders, key="order_id").height == 1
+    for call, missing in [(lambda: builtin_alerts(orders), "account_id"),
+                          (lambda: negative_balance(orders, "1m"), "account_id"),
+                          (lambda: negative_balance(events, "1m"), "balance"),
+                          (lambda: begin(pl.col("channel") == "web").detect(events), "channel")]:
+        with pytest.raises(PatternError, match=rf"needs column\(s\) \['{missing}'\]"):
+            call()

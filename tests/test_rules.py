@@ -143,3 +143,47 @@ def test_seed_example_balances_then_historical_interest() -> None:
     assert (with_interest["balance"] - with_interest["interest"]).to_list() == \
         plain["balance"].to_list()
     assert with_interest["interest"].abs().sum() > 0
+
+
+def test_an_enum_field_takes_values_of_its_own_and_compares_with_any() -> None:
+    """Literals a choice compares with are not the values it gives; another enum's are refused.
+
+    ``tier = 'gold' if status == 'vip' else tier`` is a valid rule (it was refused:
+    every literal of the expression was checked against ``tier``'s values), and
+    ``tier = status`` of other values is refused (it gave ``status``'s value at the
+    same place in ``tier``'s list: 'vip' became 'gold').
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from eventkit.rules.reference import reference_fold
+
+    t0 = datetime(2024, 3, 1, tzinfo=UTC)
+    events = pl.DataFrame({
+        "event_id": ["a", "b", "c", "d"], "seq": [0, 1, 2, 3], "account_id": [1, 1, 1, 2],
+        "event_type": ["Vip", "Buy", "Buy", "Buy"],
+        "event_time": [t0 + timedelta(days=d) for d in range(4)], "recorded_at": [t0] * 4,
+        "amount": [0, 5, 7, 1], "channel": ["web", "web", "shop", "shop"]})
+
+    def rules(tier: str, require: str | None = None) -> RuleSet:
+        return RuleSet.from_dict({
+            "ruleset": {"name": "two"}, "columns": {"channel": "string"},
+            "fields": {"status": {"type": "enum", "values": ["normal", "vip"],
+                                  "initial": "normal"},
+                       "tier": {"type": "enum", "values": ["basic", "silver", "gold"],
+                                "initial": "basic"}},
+            "on": {"Vip": {"status": "'vip'"},
+                   "Buy": {"tier": tier, **({"require": require} if require else {})}}})
+
+    for tier, want in [("'gold' if status == 'vip' else tier", ["basic", "gold", "gold", "basic"]),
+                       ("'silver' if channel == 'shop' else tier",
+                        ["basic", "basic", "silver", "silver"])]:
+        for ruleset in (rules(tier), rules(tier, "amount >= 0")):  # linear path, interpreter
+            history = replay(events, ruleset).history.collect()
+            assert history["tier"].to_list() == want
+            oracle = {r["event_id"]: r["tier"] for r in reference_fold(events.to_dicts(), ruleset)}
+            assert [oracle[e] for e in history["event_id"]] == want
+    for tier in ("status", "status if amount > 6 else 'gold'"):
+        with pytest.raises(RuleError, match=r"rule on Buy, field tier: .*status"):
+            rules(tier).check()
+    with pytest.raises(RuleError, match="'vip' is not one of"):
+        rules("'vip' if channel == 'shop' else tier").check()

@@ -210,3 +210,37 @@ def test_rate_scenarios() -> None:
     with pytest.raises(InstantError) as info:
         shift_rates(table, "three months")
     assert info.value.param == "by"
+
+
+def test_compare_and_explain_a_rule_set_of_ones_own_with_text_fields_and_no_amount() -> None:
+    """Text state fields had a '-' delta (Polars: sub on str) and the history needed `amount`."""
+    t = [T0 + timedelta(hours=h) for h in range(5)]
+    events = pl.DataFrame({
+        "event_id": list("abcde"), "seq": [0, 1, 2, 3, 4], "site": ["x", "x", "y", "x", "y"],
+        "sensor": [1, 2, 1, 1, 1], "event_type": ["Read", "Read", "Read", "Mode", "Read"],
+        "event_time": t, "recorded_at": t, "temp": [20.5, 21.0, 19.0, None, 18.0],
+        "mode": [None, None, None, "eco", None]})
+    rules = eventkit.RuleSet.from_dict({
+        "ruleset": {"name": "sensors", "key": ["site", "sensor"]}, "params": {"limit": 20.0},
+        "columns": {"temp": "float", "mode": "string"},
+        "fields": {"reads": {"type": "int"}, "mode_now": {"type": "string", "initial": "std"},
+                   "alarm": {"type": "enum", "values": ["off", "on"], "initial": "off"}},
+        "on": {"Read": {"reads": "reads + 1", "alarm": "'on' if temp > limit else 'off'"},
+               "Mode": {"mode_now": "mode"}}})
+    diff = compare(events, rules, {"limit": 18.5})
+    state = diff.state().collect()
+    assert state.select("site", "sensor", "mode_now_a", "mode_now_b", "alarm_a", "alarm_b",
+                        "reads_delta").rows() == [("x", 1, "eco", "eco", "on", "on", 0),
+                                                  ("x", 2, "std", "std", "on", "on", 0),
+                                                  ("y", 1, "std", "std", "off", "off", 0)]
+    assert "mode_now_delta" not in state.columns
+    assert diff.totals()["field"].to_list() == ["reads"]
+    assert diff.divergence().collect()["event_id"].to_list() == ["c"]
+    assert diff.history.collect().height == 5
+    assert diff.at_times([t[4]]).collect().height == 3
+    with pytest.raises(RuleError, match="not a numeric field"):
+        diff.largest("mode_now")
+    why = eventkit.explain(replay(events, rules), ("x", 1), "mode_now")
+    assert (why.start, why.value) == ("std", "eco")
+    assert why.steps.select("event_id", "before", "after", "change").rows() == [
+        ("d", "std", "eco", "eco")]

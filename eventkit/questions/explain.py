@@ -35,7 +35,8 @@ class Explanation:
     ``before``, ``after``, ``change``, and, for a field that earns interest,
     ``interest`` (posted at that event, for the time since the key's previous
     event) and ``effect`` (the event's own part: ``change - interest``).
-    ``start + steps["change"].sum() == value`` always holds. ``refused`` lists
+    ``start + steps["change"].sum() == value`` always holds for a number (for a
+    named value or text, ``change`` is the new value). ``refused`` lists
     the key's events the rules refused (they changed nothing).
     """
 
@@ -94,7 +95,7 @@ def explain(result: ReplayResult, key: object, field: str,
     before = rows[field].shift(1)
     steps = rows.with_columns(before=before.fill_null(start).cast(rows[field].dtype),
                               after=pl.col(field))
-    if spec.type == "enum":
+    if spec.type in ("enum", "string"):  # named values and text: the change is the new value
         steps = steps.with_columns(change=pl.col("after").cast(pl.String))
         changed = pl.col("after").cast(pl.String) != pl.col("before").cast(pl.String)
     else:

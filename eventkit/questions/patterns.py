@@ -96,10 +96,9 @@ class Pattern:
         """
         keys = [key] if isinstance(key, str) else list(key)
         frame = events.lazy().collect() if isinstance(events, pl.LazyFrame) else events
-        missing = [c for c in [*keys, *_ORDER] if c not in frame.columns]
-        if missing:
-            msg = f"pattern needs column(s) {missing}; the events have {frame.columns}"
-            raise PatternError(msg)
+        read = [] if any(step.cond.meta.has_multiple_outputs() for step in self.steps) else [
+            name for step in self.steps for name in step.cond.meta.root_names()]
+        _need(frame, [*keys, *_ORDER, *read], "pattern")
         return _detect(self, frame, keys)
 
 
@@ -116,6 +115,15 @@ def begin(cond: pl.Expr) -> Pattern:
         msg = f"a pattern condition is a Polars expression, not {type(cond).__name__}"
         raise PatternError(msg)
     return Pattern((_Step(cond),))
+
+
+def _need(frame: pl.DataFrame | pl.LazyFrame, columns: list[str], what: str) -> None:
+    """Refuse a frame that lacks any of ``columns``, naming them (not a Polars error later)."""
+    names = frame.collect_schema().names()
+    missing = [c for c in dict.fromkeys(columns) if c not in names]
+    if missing:
+        msg = f"{what} needs column(s) {missing}; the events have {names}"
+        raise PatternError(msg)
 
 
 def _duration(value: timedelta | str) -> timedelta:
@@ -349,6 +357,7 @@ def negative_balance(history: pl.DataFrame | pl.LazyFrame, longer_than: timedelt
     [(1, 1, 2)]
 
     """
+    _need(history, [key, *_ORDER, "balance"], "negative_balance")
     frame = _by_key(history.lazy().select(key, *_ORDER, "balance").collect(), [key])
     return _negative_stretches(frame, _duration(longer_than), key, until)
 
@@ -462,6 +471,8 @@ def builtin_alerts(history: pl.DataFrame | pl.LazyFrame, thresholds: Thresholds 
 
     """
     t = thresholds if thresholds is not None else Thresholds()
+    _need(history, ["account_id", *_ORDER, "event_id", "event_type", "amount", "balance"],
+          "builtin_alerts (the bank's patterns, on a replay's history)")
     frame = history.lazy().collect() if isinstance(history, pl.LazyFrame) else history
     if "counterparty_id" not in frame.columns:  # no transfers: no ping-pong
         frame = frame.with_columns(counterparty_id=pl.lit(None, frame.schema["account_id"]))

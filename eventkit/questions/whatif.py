@@ -46,23 +46,25 @@ class Comparison:
         if not self.fields:
             msg = f"rule sets {a.rules.name!r} and {b.rules.name!r} share no state field"
             raise RuleError(msg)
-        self.numeric = [f for f in self.fields if fa[f].type != "enum"]
+        self.numeric = [f for f in self.fields if fa[f].type in ("int", "float")]
         self._same_events = same_events
 
     @property
     def history(self) -> pl.LazyFrame:
         """Every event with the state after it under A and B, in log order."""
-        a = self.a.history.select(*self.key, *_BASE, *[pl.col(f).alias(f"{f}_a")
-                                                        for f in self.fields])
+        names = self.a.history.collect_schema().names()
+        base = [c for c in _BASE if c in names]  # (an archive of one's own may have no amount)
+        a = self.a.history.select(*self.key, *base, *[pl.col(f).alias(f"{f}_a")
+                                                       for f in self.fields])
         b = self.b.history.select(*[pl.col(f).alias(f"{f}_b") for f in self.fields])
         if self._same_events:  # the same rows in the same order: side by side
             both = pl.concat([a, b], how="horizontal")
         else:  # what each knew differs: events matched by id
-            b = self.b.history.select("event_id", *self.key, *_BASE[1:],
+            b = self.b.history.select(*self.key, *base,
                                       *[pl.col(f).alias(f"{f}_b") for f in self.fields])
             both = a.join(b, on="event_id", how="full", coalesce=True, suffix="#b").with_columns(
-                [pl.coalesce(c, f"{c}#b").alias(c) for c in (*self.key, *_BASE[1:])]
-            ).drop([f"{c}#b" for c in (*self.key, *_BASE[1:])]).sort("seq")
+                [pl.coalesce(c, f"{c}#b").alias(c) for c in (*self.key, *base[1:])]
+            ).drop([f"{c}#b" for c in (*self.key, *base[1:])]).sort("seq")
         return self._deltas(both)
 
     def state(self) -> pl.LazyFrame:

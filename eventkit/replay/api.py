@@ -16,13 +16,12 @@ from eventkit.archive.table import EventArchive
 from eventkit.exceptions import (
     EventDataError,
     ScaleError,
-    SchemaError,
     SnapshotError,
     foreign_errors,
 )
 from eventkit.replay import snapshots as stored_sets
 from eventkit.replay.buckets import BucketedReplay, replay_buckets
-from eventkit.replay.engine import columns_read
+from eventkit.replay.engine import check_columns, columns_read
 from eventkit.replay.progress import Steps
 from eventkit.replay.protocol import Replayed
 from eventkit.replay.result import ReplayResult
@@ -155,6 +154,7 @@ def replay(
     else:
         version = None  # not an eventkit archive: no versions
         lf = as_lazy(events)
+    check_columns(ruleset.check(), lf.collect_schema())
     if known_at is not None:
         lf = lf.filter(pl.col("recorded_at").dt.epoch("us") <= micros(known_at, param="known_at"))
     if keys is not None:
@@ -163,7 +163,6 @@ def replay(
     read = columns_read(ruleset.check())
     optional = [pl.lit(None, dtype=CANONICAL_SCHEMA[c]).alias(c)
                 for c in ("counterparty_id", "rate") if c not in names and c in read]
-    _check_columns(names, ruleset, read)
     expiry = None if archive is None else expiry_of(archive, ruleset.fingerprint)
     start = None
     if expiry is not None:
@@ -175,18 +174,6 @@ def replay(
                         keys=None if keys is None else list(keys), archive=archive,
                         archive_version=version, expiry=expiry, start=start, strict=strict,
                         split=archive is not None)
-
-
-def _check_columns(names: list[str], ruleset: RuleSet, read: set[str]) -> None:
-    """Refuse events that lack a column the fold needs, naming it (not a Polars error later)."""
-    needed = [*ruleset.key_columns, "event_type", "event_time", "seq",
-              *sorted(read - {"counterparty_id", "rate"})]
-    missing = [c for c in dict.fromkeys(needed) if c not in names]
-    if missing:
-        msg = (f"the events lack column(s) {missing} that replaying {ruleset.name!r} needs; "
-               f"they have {names} (eventkit.open_archive reads any file into the canonical "
-               "columns, deriving seq and the rest)")
-        raise SchemaError(msg, column=missing[0])
 
 
 @foreign_errors(functools.partial(SnapshotError, param="snapshots"), "snapshot {0}")

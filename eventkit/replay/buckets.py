@@ -44,7 +44,7 @@ from eventkit.archive.retention import expiry_of
 from eventkit.archive.store import is_url, open_store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import CoverageError, CoverageWarning, ScaleError
-from eventkit.replay.engine import Coverage, columns_read, selection_expr
+from eventkit.replay.engine import Coverage, check_columns, columns_read, selection_expr
 from eventkit.replay.folders import out_folder, scratch_folder
 from eventkit.replay.progress import Steps
 from eventkit.replay.protocol import Window
@@ -408,6 +408,7 @@ def replay_buckets(
         assert isinstance(events, str | Path)
         lf = open_archive(events, in_memory=False)  # larger than memory: streamed
     schema = dict(lf.collect_schema())
+    check_columns(rules.check(), schema)
     plan = _Plan(source="", archive=True, rules=rules,
                  known_at=None if known_at is None else micros(known_at, param="known_at"),
                  keys=None if keys is None else tuple(keys), out=out_folder(out, options),

@@ -43,7 +43,7 @@ from eventkit.exceptions import EventDataError, SchemaError, ValidationError
 from eventkit.replay import kernels as K
 from eventkit.replay._intrinsics import OPTS, prefetch
 
-__all__ = ["dense_codes", "key_codes", "rows_by_key"]
+__all__ = ["dense_codes", "key_codes", "key_type_error", "rows_by_key"]
 
 _DENSE_SLACK = 1 << 20  # integer keys up to 4 n + this are their own codes
 _EMPTY = -1
@@ -117,6 +117,9 @@ def key_codes(column: pl.Series, *, source: str = "events") -> tuple[np.ndarray,
         msg = "null key: every event needs a value in each key column"
         raise ValidationError(msg, source=source, column=column.name, row=row)
     dtype = column.dtype
+    error = key_type_error(column.name, dtype, source=source)
+    if error is not None:
+        raise error
     if dtype == pl.String:
         return _string_codes(column)
     if dtype.is_integer() or dtype == pl.Boolean:
@@ -125,11 +128,18 @@ def key_codes(column: pl.Series, *, source: str = "events") -> tuple[np.ndarray,
         return _int_codes(_numpy(column.cast(pl.Int64)))
     if dtype.is_temporal():
         return _int_codes(_numpy(column.to_physical().cast(pl.Int64)))
-    if isinstance(dtype, pl.Categorical | pl.Enum | pl.Decimal) or dtype == pl.Binary:
-        return _string_codes(column.cast(pl.String))
+    return _string_codes(column.cast(pl.String))  # categories, decimals, bytes
+
+
+def key_type_error(name: str, dtype: pl.DataType, *, source: str = "events"
+                   ) -> SchemaError | None:
+    """The error of a key column ``name`` of ``dtype`` values, or None for a type keys may have."""
+    if dtype == pl.String or dtype.is_integer() or dtype == pl.Boolean or dtype.is_temporal() \
+            or isinstance(dtype, pl.Categorical | pl.Enum | pl.Decimal) or dtype == pl.Binary:
+        return None
     msg = (f"a key column cannot hold {dtype} values (keys are integers, text, dates or "
            "booleans, or several such columns)")
-    raise SchemaError(msg, source=source, column=column.name)
+    return SchemaError(msg, source=source, column=name)
 
 
 def _numpy(column: pl.Series) -> np.ndarray:

@@ -367,7 +367,7 @@ class CheckedRules:
                     msg = f"{where}: assigns unknown field {target!r} (fields: {sorted(fields)})"
                     raise RuleError(msg)
                 expr = parse(str(text), scope, where=f"{where}, field {target}")
-                _check_assignment(fields[target], expr, where)
+                _check_assignment(fields[target], expr, where, fields)
                 pairs.append((target, _simplified(expr, scope, f"{where}, field {target}")))
             assignments[h.event_type] = tuple(pairs)
             if h.require is None:
@@ -495,7 +495,8 @@ def _check_field(f: Field, src: str) -> None:
         raise RuleError(msg)
 
 
-def _check_assignment(target: Field, expr: Expr, where: str) -> None:
+def _check_assignment(target: Field, expr: Expr, where: str, fields: Mapping[str, Field]
+                      ) -> None:
     if target.type == "string" or expr.typ == "string":
         if target.type != "string" or expr.typ not in ("string", "enum") or (
                 expr.typ == "enum" and expr.enum is not None):
@@ -511,8 +512,11 @@ def _check_assignment(target: Field, expr: Expr, where: str) -> None:
         if expr.typ != "enum":
             msg = f"{where}, field {target.name}: assigns a number to a named-value field"
             raise RuleError(msg)
-        bad = [n.value for n in ast.walk(expr.node) if isinstance(n, ast.Constant)
-               and isinstance(n.value, str) and n.value not in target.values]
+        if expr.enum is not None and fields[expr.enum].values != target.values:
+            msg = (f"{where}, field {target.name}: assigns a value of {expr.enum} "
+                   f"{list(fields[expr.enum].values)}, not one of {list(target.values)}")
+            raise RuleError(msg)
+        bad = [v for v in _results(expr.node) if v not in target.values]
         if bad:
             msg = f"{where}, field {target.name}: {bad[0]!r} is not one of {list(target.values)}"
             raise RuleError(msg)
@@ -524,6 +528,15 @@ def _check_assignment(target: Field, expr: Expr, where: str) -> None:
         msg = (f"{where}, field {target.name}: a float expression for an integer field; "
                f"round it explicitly with one of {sorted(ROUNDING)}")
         raise RuleError(msg)
+
+
+def _results(node: ast.expr) -> list[str]:
+    """The text literals an expression can give as its value (not those it compares with)."""
+    if isinstance(node, ast.IfExp):
+        return _results(node.body) + _results(node.orelse)
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    return []
 
 
 def _check_interest(interest: Interest, fields: Mapping[str, Field], src: str) -> None:
