@@ -97,15 +97,36 @@ __all__ = [
 
 
 class EventkitError(Exception):
-    """Base class of every error eventkit raises on purpose."""
+    """Base class of every error eventkit raises on purpose.
+
+    Each one can be pickled (a Dask worker sends it back) and made again from its
+    message alone, ``type(e)(*e.args)``, as Polars re-raises an error from inside an
+    expression: the keyword arguments that say where are optional.
+    """
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuilt, (type(self), self.args, self.__dict__))
+
+
+def _rebuilt(cls: type[EventkitError], args: tuple[object, ...],
+             state: dict[str, object]) -> EventkitError:
+    """An unpickled error: its message and attributes as they were (``__init__`` not run)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+def _named(param: str | None, message: str) -> str:
+    return message if param is None else f"{param}: {message}"
 
 
 class ParameterError(EventkitError, ValueError):
     """An argument cannot be used: out of range, of the wrong type; ``param`` names it."""
 
-    def __init__(self, message: str, *, param: str) -> None:
+    def __init__(self, message: str, *, param: str | None = None) -> None:
         self.param = param
-        super().__init__(f"{param}: {message}")
+        super().__init__(_named(param, message))
 
 
 class InstantError(ParameterError):
@@ -177,8 +198,8 @@ class StaleVersionError(AppendConflictError):
     ``expected`` and ``actual`` are the versions. Re-read the state, re-check, retry.
     """
 
-    def __init__(self, message: str, *, path: str | None = None, expected: int,
-                 actual: int) -> None:
+    def __init__(self, message: str, *, path: str | None = None, expected: int | None = None,
+                 actual: int | None = None) -> None:
         self.expected = expected
         self.actual = actual
         super().__init__(message, path=path)
@@ -198,8 +219,9 @@ class CorruptionError(ArchiveError):
 class IntegrityError(ArchiveError):
     """``verify`` found the archive's hash chain broken; ``problems`` lists what and where."""
 
-    def __init__(self, message: str, *, path: str | None = None, problems: list[str]) -> None:
-        self.problems = problems
+    def __init__(self, message: str, *, path: str | None = None,
+                 problems: list[str] | None = None) -> None:
+        self.problems = [] if problems is None else problems
         super().__init__(message, path=path)
 
 
@@ -211,8 +233,8 @@ class ClockError(ArchiveError):
     ``before_latest="clamp"``.
     """
 
-    def __init__(self, message: str, *, path: str | None = None, clock: datetime,
-                 latest: datetime) -> None:
+    def __init__(self, message: str, *, path: str | None = None, clock: datetime | None = None,
+                 latest: datetime | None = None) -> None:
         self.clock = clock
         self.latest = latest
         super().__init__(message, path=path)
@@ -292,22 +314,13 @@ class ReplayError(EventkitError):
                   ("field", field), ("rule", rule)) if value is not None]
         super().__init__(f"{problem} ({', '.join(where)})" if where else problem)
 
-    def __reduce__(self) -> tuple[object, ...]:  # picklable: Dask workers send it back
-        return (_replay_error, (type(self), self.problem, self.key, self.event_id, self.field,
-                                self.rule))
-
-
-def _replay_error(cls: type[ReplayError], problem: str, key: object, event_id: str | None,
-                  field: str | None, rule: str | None) -> ReplayError:
-    return cls(problem, key=key, event_id=event_id, field=field, rule=rule)
-
 
 class SnapshotError(EventkitError):
     """A snapshot cannot be built or read; ``param`` names the argument at fault."""
 
-    def __init__(self, message: str, *, param: str) -> None:
+    def __init__(self, message: str, *, param: str | None = None) -> None:
         self.param = param
-        super().__init__(f"{param}: {message}")
+        super().__init__(_named(param, message))
 
 
 class ViewError(EventkitError):
@@ -340,9 +353,9 @@ class CommandError(EventkitError):
 class ScaleError(EventkitError):
     """A bucket count, or a bucketed or Dask replay, is not possible; ``param`` names why."""
 
-    def __init__(self, message: str, *, param: str) -> None:
+    def __init__(self, message: str, *, param: str | None = None) -> None:
         self.param = param
-        super().__init__(f"{param}: {message}")
+        super().__init__(_named(param, message))
 
 
 class ReportError(EventkitError):
