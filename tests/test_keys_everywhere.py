@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,29 @@ def test_an_archive_bucketed_by_a_text_key_is_read_bucket_by_bucket(tmp_path: Pa
     want = eventkit.replay(archive, rules, keys=ids[:3]).state().collect()
     assert_frame_equal(result.state().collect(), want)
     assert want["total"].to_list() == [sum(range(i, 120, 40)) for i in range(3)]
+
+
+@pytest.mark.parametrize(("declared_as", "ids"), [
+    ("decimal(10,2)", [Decimal("1.50"), Decimal("-7.25"), Decimal("1000.00")]),
+    (pl.Binary, [b"\x00\xff", b"order-7", b""])])
+def test_an_archive_bucketed_by_a_decimal_or_bytes_key_replays_by_bucket(
+        tmp_path: Path, declared_as: object, ids: list[object]) -> None:
+    dtype = pl.Decimal(10, 2) if declared_as != pl.Binary else pl.Binary
+    events = pl.DataFrame({
+        "event_id": [f"e{i}" for i in range(9)], "k": pl.Series([ids[i % 3] for i in range(9)],
+                                                                dtype=dtype),
+        "event_type": ["Added"] * 9, "event_time": [T0 + timedelta(minutes=i) for i in range(9)],
+        "qty": list(range(9))})
+    archive = EventArchive.create(tmp_path / "a", key="k", buckets=2,
+                                  columns={"k": declared_as, "qty": "int"})
+    archive.append(events)  # each key's bucket from its stable hash (was a ScaleError)
+    rules = RuleSet("n", (eventkit.Field("total"),),
+                    (eventkit.Handler("Added", {"total": "total + qty"}),), key="k",
+                    columns={"qty": "int"})
+    state = eventkit.replay(archive, rules, engine="buckets").state().collect()
+    assert_frame_equal(state, eventkit.replay(archive, rules).state().collect())
+    assert dict(zip(state["k"], state["total"], strict=True)) == {
+        ids[i]: sum(range(i, 9, 3)) for i in range(3)}
 
 
 @pytest.mark.cluster

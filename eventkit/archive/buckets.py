@@ -147,8 +147,10 @@ def _hash_batch(keys: pl.Series) -> pl.Series:
 
 def _column_hash(column: pl.Series) -> np.ndarray:
     dtype = column.dtype
-    if dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum):
-        arrow = pa.array(column.cast(pl.String).fill_null("").to_arrow()).cast(pa.large_string())
+    if dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum | pl.Decimal) \
+            or dtype == pl.Binary:  # text, decimals as their text ("1.50"), bytes: their bytes
+        arrow = pa.array(column.fill_null(b"" if dtype == pl.Binary else "").cast(
+            pl.Binary if dtype == pl.Binary else pl.String).to_arrow()).cast(pa.large_binary())
         _, offsets, data = arrow.buffers()
         starts = np.frombuffer(offsets, np.int64)[arrow.offset:arrow.offset + len(arrow) + 1]
         return _fnv1a(starts, np.frombuffer(data, np.uint8) if data is not None
@@ -156,7 +158,7 @@ def _column_hash(column: pl.Series) -> np.ndarray:
     if dtype.is_integer() or dtype == pl.Boolean or dtype.is_temporal():
         values = column.to_physical().cast(pl.Int64).fill_null(0).to_numpy()
         return _finalise(values.view(np.uint64) + np.uint64(_GOLDEN))
-    msg = f"a key column of {dtype} values cannot be bucketed (integers, text, dates)"
+    msg = f"a key column of {dtype} values cannot be bucketed (integers, text, dates, bytes)"
     raise ScaleError(msg, param="buckets")
 
 

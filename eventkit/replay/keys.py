@@ -128,7 +128,9 @@ def key_codes(column: pl.Series, *, source: str = "events") -> tuple[np.ndarray,
         return _int_codes(_numpy(column.cast(pl.Int64)))
     if dtype.is_temporal():
         return _int_codes(_numpy(column.to_physical().cast(pl.Int64)))
-    return _string_codes(column.cast(pl.String))  # categories, decimals, bytes
+    if dtype == pl.Binary:  # any bytes, not only UTF-8 text: coded by their hex digits
+        return _string_codes(column.bin.encode("hex"))
+    return _string_codes(column.cast(pl.String))  # categories, decimals
 
 
 def key_type_error(name: str, dtype: pl.DataType, *, source: str = "events"
