@@ -21,7 +21,7 @@ from eventkit.exceptions import (
 )
 from eventkit.replay import snapshots as stored_sets
 from eventkit.replay.buckets import BucketedReplay, replay_buckets
-from eventkit.replay.engine import check_columns, columns_read
+from eventkit.replay.columns import check_columns, columns_read
 from eventkit.replay.progress import Steps
 from eventkit.replay.protocol import Replayed
 from eventkit.replay.result import ReplayResult

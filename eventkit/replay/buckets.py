@@ -44,7 +44,8 @@ from eventkit.archive.retention import expiry_of
 from eventkit.archive.store import is_url, open_store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import CoverageError, CoverageWarning, ScaleError
-from eventkit.replay.engine import Coverage, check_columns, columns_read, selection_expr
+from eventkit.replay.columns import check_columns, columns_read
+from eventkit.replay.engine import Coverage, selection_expr
 from eventkit.replay.folders import out_folder, scratch_folder
 from eventkit.replay.progress import Steps
 from eventkit.replay.protocol import Window

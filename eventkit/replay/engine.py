@@ -21,21 +21,22 @@ from __future__ import annotations
 
 import ast
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
-from eventkit.exceptions import RuleError, SchemaError, ValidationError
+from eventkit.exceptions import RuleError, ValidationError
 from eventkit.replay import interpreter
 from eventkit.replay import kernels as K
+from eventkit.replay.columns import check_column_types, rule_exprs
 from eventkit.replay.compile import compile_program
 from eventkit.replay.faults import program_fault, sum_fault, term_fault
-from eventkit.replay.keys import dense_codes, key_codes, key_type_error
+from eventkit.replay.keys import dense_codes, key_codes
 from eventkit.replay.to_polars import polars_expr
 from eventkit.rules.expr import derived_name
 from eventkit.rules.model import CheckedRules, Field, RuleSet, linear_delta
@@ -43,18 +44,12 @@ from eventkit.rules.rates import rate_events
 from eventkit.rules.streams import global_expr
 from eventkit.sources.frames import aligned
 
-if TYPE_CHECKING:
-    from eventkit.rules.expr import Expr
-
 __all__ = [
     "AFTER_ALL",
     "Coverage",
     "Fold",
     "Prepared",
     "Start",
-    "check_column_types",
-    "check_columns",
-    "columns_read",
     "fold",
     "prepare",
     "selected",
@@ -205,82 +200,6 @@ def selection_expr(checked: CheckedRules) -> pl.Expr:
     return polars_expr(checked.selection.node, checked, text=None) != 0
 
 
-def columns_read(checked: CheckedRules) -> set[str]:
-    """The event columns the rules read (a time part reads its time column)."""
-    exprs = _exprs(checked) + ([checked.selection] if checked.selection is not None else [])
-    read = {c for e in exprs for c in e.columns}
-    return read | {d[:-1].split("(")[1] for e in exprs for d in e.derived}
-
-
-def check_columns(checked: CheckedRules, schema: Mapping[str, pl.DataType]) -> None:
-    """Refuse events (their ``schema``) that lack a column the fold needs, naming it.
-
-    Or whose key column holds values no key can have, or a column the rules
-    read that they cannot read exactly (:func:`check_column_types`); checked
-    before anything is read, for every engine.
-    """
-    rules = checked.rules
-    read = columns_read(checked)
-    needed = [*rules.key_columns, "event_type", "event_time", "seq",
-              *sorted(read - {"counterparty_id", "rate"})]
-    missing = [c for c in dict.fromkeys(needed) if c not in schema]
-    if missing:
-        msg = (f"the events lack column(s) {missing} that replaying {rules.name!r} needs; "
-               f"they have {list(schema)} (eventkit.open_archive reads any file into the "
-               "canonical columns, deriving seq and the rest)")
-        raise SchemaError(msg, column=missing[0])
-    for name in rules.key_columns:
-        error = key_type_error(name, schema[name])
-        if error is not None:
-            raise error
-    check_column_types(checked, schema)
-
-
-def check_column_types(checked: CheckedRules, schema: Mapping[str, pl.DataType]) -> None:
-    """Refuse a column the rules read whose values they cannot read exactly as declared.
-
-    An ``int`` column holds integers (or booleans, or decimals of scale 0): never
-    floats or decimals with a fraction, which would be truncated; a ``float``
-    column numbers; a ``string`` column text (or integers, booleans); a ``time``
-    column instants with a time zone (a naive one is never guessed to be UTC).
-
-    >>> from eventkit.rules.model import RuleSet, Field, Handler
-    >>> rules = RuleSet("r", (Field("n", "int"),), (Handler("Buy", {"n": "n + qty"}),),
-    ...                 columns={"qty": "int"})
-    >>> check_column_types(rules.check(), {"qty": pl.Float64})
-    Traceback (most recent call last):
-    ...
-    eventkit.SchemaError: the rules read qty as int, but the column holds Float64, ...
-    """
-    for name in sorted(columns_read(checked)):
-        dtype = schema.get(name)
-        typ = checked.scope.columns[name]
-        if dtype is None or dtype == pl.Null or _readable(typ, dtype):
-            continue
-        hint = {"int": "declare it float and round explicitly" if dtype.is_numeric()
-                else "cast it to integers",
-                "float": "cast it to a number", "string": "cast it to text",
-                "time": "give it a time zone (dt.replace_time_zone) or cast it to a "
-                        "datetime with one"}[typ]
-        msg = (f"the rules read {name} as {typ}, but the column holds {dtype}, which cannot "
-               f"be read as {typ} exactly: {hint} (rule set {checked.rules.name!r}, "
-               f"{checked.rules.source})")
-        raise SchemaError(msg, column=name)
-
-
-def _readable(typ: str, dtype: pl.DataType) -> bool:
-    """Whether a column of ``dtype`` reads exactly as the rules' type ``typ``."""
-    if typ == "int":
-        return dtype.is_integer() or dtype == pl.Boolean or (
-            isinstance(dtype, pl.Decimal) and dtype.scale == 0)
-    if typ == "float":
-        return dtype.is_numeric() or dtype == pl.Boolean
-    if typ == "string":
-        return isinstance(dtype, pl.String | pl.Categorical | pl.Enum) or dtype.is_integer() \
-            or dtype == pl.Boolean
-    return isinstance(dtype, pl.Datetime) and dtype.time_zone is not None
-
-
 def fold(events: pl.DataFrame | Prepared, checked: CheckedRules,
          start: pl.DataFrame | None = None) -> Fold:
     """Fold ``events`` (canonical columns, or :func:`prepare`-d) through ``checked`` rules.
@@ -339,11 +258,11 @@ def _inputs(events: pl.DataFrame, checked: CheckedRules, start: pl.DataFrame | N
     texts (:attr:`CheckedRules.strings`) first, so their codes are fixed.
     """
     exprs = []
-    for name in sorted({d for e in _exprs(checked) for d in e.derived}):
+    for name in sorted({d for e in rule_exprs(checked) for d in e.derived}):
         part, column = name[:-1].split("(")
         call = ast.Call(ast.Name(part), [ast.Name(column)], [])
         exprs.append(polars_expr(call, checked, text=None).alias(derived_name(part, column)))
-    numeric = sorted({c for e in _exprs(checked) for c in e.columns}
+    numeric = sorted({c for e in rule_exprs(checked) for c in e.columns}
                      - set(checked.text_columns))
     frame = events.select(pl.col("seq").alias("#seq"),  # (a frame of the events' height)
                           *[pl.col(c) if c in events.columns else pl.lit(
@@ -360,11 +279,6 @@ def _inputs(events: pl.DataFrame, checked: CheckedRules, start: pl.DataFrame | N
         if f.type == "string" and start is not None and name in start.columns:
             _, dictionary = _text_codes(start[name].cast(pl.String).fill_null(""), dictionary)
     return frame.with_columns(coded), dictionary
-
-
-def _exprs(checked: CheckedRules) -> list[Expr]:
-    out = [e for pairs in checked.assignments.values() for _, e in pairs]
-    return out + [r for r in checked.requirements.values() if r is not None]
 
 
 def _text_codes(column: pl.Series, dictionary: pl.Series) -> tuple[np.ndarray, pl.Series]:

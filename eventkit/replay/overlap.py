@@ -27,7 +27,8 @@ from dataclasses import replace
 
 import polars as pl
 
-from eventkit.replay.engine import Fold, columns_read, fold, prepare
+from eventkit.replay.columns import columns_read
+from eventkit.replay.engine import Fold, fold, prepare
 from eventkit.rules.model import CheckedRules
 
 __all__ = ["collect_and_fold", "fold_columns"]
