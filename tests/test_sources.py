@@ -495,6 +495,30 @@ def test_integer_timestamp_units(tmp_path: Path, unit: str, scale: int) -> None:
     assert events["event_time"].to_list() == [T0]
 
 
+NS = 1_702_468_800 * 10**9 + 1_000  # T0 and a microsecond, in nanoseconds
+
+
+@pytest.mark.parametrize(("form", "mapping"), [
+    ("datetime", {}), ("epoch", {"time_unit": "ns"}), ("text", {})])
+def test_nanoseconds_are_never_cut_off_without_a_word(tmp_path: Path, form: str,
+                                                      mapping: dict[str, str]) -> None:
+    """A whole number of microseconds is kept exactly; a time with nanoseconds is refused."""
+    def written(nanos: list[int]) -> Path:
+        values = pl.Series(nanos)
+        column = {"datetime": values.cast(pl.Datetime("ns", "UTC")), "epoch": values,
+                  "text": values.cast(pl.Datetime("ns", "UTC")).dt.to_string(
+                      "%Y-%m-%dT%H:%M:%S.%9fZ")}[form]
+        path = tmp_path / f"{len(nanos)}-{nanos[-1]}.parquet"
+        simple(len(nanos)).with_columns(event_time=column).write_parquet(path)
+        return path
+
+    kept = eventkit.open_archive(written([NS, NS]), mapping=mapping).collect()
+    assert kept["event_time"].to_list() == [T0 + timedelta(microseconds=1)] * 2
+    err = raises_at(ValidationError, written([NS, NS + 999]), column="event_time", row=1,
+                    mapping=mapping)
+    assert "keeps microseconds" in str(err)
+
+
 def test_out_of_range_integer_timestamps_are_rejected(tmp_path: Path) -> None:
     path = tmp_path / "x.parquet"
     simple(2).with_columns(event_time=pl.Series([1_702_468_800, 2**62])).write_parquet(path)

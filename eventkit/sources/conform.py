@@ -194,7 +194,8 @@ def conform(
     def converted(column: str, expr: pl.Expr, what: str) -> None:
         exprs[column] = expr
         dtype, target = raw_schema[mapping.source_name(column)], schema.columns[column]
-        if dtype == target or (isinstance(dtype, pl.Datetime) and target == TIME_DTYPE):
+        if dtype == target or (isinstance(dtype, pl.Datetime) and dtype.time_unit != "ns"
+                               and target == TIME_DTYPE):
             return  # nothing to convert, or a conversion that cannot fail: nothing to check
         shown = raw(column)  # nested values are shown as JSON
         if dtype.is_nested():
@@ -206,8 +207,7 @@ def conform(
         if has(col):
             dtype = raw_schema[mapping.source_name(col)]
             converted(col, _to_time(raw(col), dtype, mapping, col, source),
-                      "value to a timestamp (text needs a zone such as Z or +01:00, or "
-                      "assume_timezone; epoch numbers must fall in 1900-2200 in time_unit)")
+                      f"value to {_type_name(TIME_DTYPE)}")
     if not has("recorded_at"):
         exprs["recorded_at"] = exprs["event_time"]
     for col in schema.money:
@@ -341,7 +341,9 @@ def _type_name(dtype: pl.DataType) -> str:
     if dtype.is_integer():  # a narrower one: say which
         return f"an integer of {dtype} (a whole number in its range)"
     if dtype == TIME_DTYPE:
-        return "a timestamp"
+        return ("a timestamp (text needs a zone such as Z or +01:00, or assume_timezone; epoch "
+                "numbers must fall in 1900-2200 in time_unit; eventkit keeps microseconds: "
+                "truncate nanoseconds first, .dt.truncate('1us'), if they may go)")
     return f"{dtype}"
 
 
@@ -537,7 +539,10 @@ def _to_time(
                        "pass assume_timezone='UTC' (or the right zone) in the mapping")
                 raise SchemaError(msg, source=source, column=column)
             expr = expr.dt.replace_time_zone(mapping.assume_timezone)
-        return expr.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+        micros = expr.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+        if dtype.time_unit == "ns":  # (the cast would cut nanoseconds off: null, refused)
+            return pl.when(expr.dt.nanosecond() % 1000 == 0).then(micros)
+        return micros
     if dtype.is_integer() or dtype.is_float():
         if mapping.time_unit is None:
             msg = (f"column holds numbers ({dtype}); say their epoch unit with "
@@ -545,7 +550,8 @@ def _to_time(
             raise SchemaError(msg, source=source, column=column)
         per_us = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 1}[mapping.time_unit]
         raw = _to_int(expr, dtype)
-        micros = raw // 1000 if mapping.time_unit == "ns" else raw * per_us
+        micros = pl.when(raw % 1000 == 0).then(raw // 1000) if mapping.time_unit == "ns" \
+            else raw * per_us  # (nanoseconds that would be cut off: null, refused)
         lo, hi = (_EPOCH_RANGE_US[0] // per_us, _EPOCH_RANGE_US[1] // per_us) \
             if mapping.time_unit != "ns" else (_EPOCH_RANGE_US[0] * 1000, _EPOCH_RANGE_US[1] * 1000)
         plausible = raw.is_between(lo, hi)  # also keeps the multiplication from overflowing
@@ -554,12 +560,13 @@ def _to_time(
         return _to_time(expr.str.strip_chars().cast(pl.Int64, strict=False), pl.Int64(),
                         mapping, column, source)
     if dtype == pl.String:
+        cut = expr.str.contains(r"\.\d{6}\d*[1-9]")  # a digit beyond the microseconds, not 0
         has_zone = expr.str.contains(r"(?:[Zz]|[+-]\d{2}:?\d{2})$")
         aware = expr.str.to_datetime(time_unit="us", time_zone="UTC", strict=False)
         if mapping.assume_timezone is None:
-            return pl.when(has_zone).then(aware)
+            return pl.when(has_zone & ~cut).then(aware)
         naive = (expr.str.to_datetime(time_unit="us", strict=False)
                  .dt.replace_time_zone(mapping.assume_timezone).dt.convert_time_zone("UTC"))
-        return pl.when(has_zone).then(aware).otherwise(naive)
+        return pl.when(cut).then(None).when(has_zone).then(aware).otherwise(naive)
     msg = f"cannot read {dtype} as a timestamp"
     raise SchemaError(msg, source=source, column=column)
