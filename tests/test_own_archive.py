@@ -409,3 +409,23 @@ def test_a_value_beyond_a_narrow_integer_column_is_refused_naming_it(
         archive.append(batch)
     assert (caught.value.column, caught.value.row) == ("n", 1)
     assert_unchanged(tmp_path / "a", before)
+
+
+@pytest.mark.parametrize(("declared", "bad"), [
+    (pl.List(pl.Float64), [2.0, float("nan")]),
+    (pl.Struct({"n": pl.Int64, "w": pl.Float64}), {"n": 2, "w": float("inf")}),
+    (pl.List(pl.Struct({"w": pl.Float32})), [{"w": None}, {"w": float("-inf")}])])
+def test_nan_inside_a_list_or_struct_is_refused_as_at_the_top(
+        tmp_path: Path, declared: pl.DataType, bad: object) -> None:
+    archive = EventArchive.create(tmp_path / "a", key="k", columns={"k": "string", "x": declared})
+    before = snapshot(tmp_path / "a")
+    good = [1.0] if isinstance(declared, pl.List) and declared.inner == pl.Float64 else (
+        {"n": 1, "w": 1.0} if isinstance(declared, pl.Struct) else [{"w": 1.0}])
+    batch = pl.DataFrame({"event_id": ["e1", "e2"], "k": ["x", "x"], "event_type": ["T", "T"],
+                          "event_time": [T0, T0], "x": pl.Series([good, bad], dtype=declared)})
+    with pytest.raises(ValidationError, match="holds a NaN or infinite number") as caught:
+        archive.append(batch)
+    assert (caught.value.column, caught.value.row) == ("x", 1)
+    assert_unchanged(tmp_path / "a", before)
+    archive.append(batch.head(1))  # finite values (and nulls inside) are stored as they are
+    assert archive.scan().collect()["x"].to_list() == [good]

@@ -163,6 +163,20 @@ def check_raw_types(batch: pl.DataFrame, mapping: ColumnMapping, source: str,
     return batch
 
 
+def _non_finite(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+    """True where ``expr`` (of ``dtype``) is or holds NaN or ±inf; None: it holds no floats."""
+    if dtype.is_float():
+        return expr.is_nan() | expr.is_infinite()
+    if isinstance(dtype, pl.List):
+        inner = _non_finite(pl.element(), dtype.inner)
+        return None if inner is None else expr.list.eval(inner).list.any()
+    if isinstance(dtype, pl.Struct):
+        parts = [bad for f in dtype.fields
+                 if (bad := _non_finite(expr.struct.field(f.name), f.dtype)) is not None]
+        return None if not parts else pl.any_horizontal(parts)
+    return None
+
+
 def _utf8(value: bytes) -> bool:
     try:
         value.decode("utf-8")
@@ -179,8 +193,9 @@ def check_values(rows: pl.DataFrame, source: str, *, check_recorded_at: bool) ->
          f"event_id longer than {MAX_ID_BYTES} bytes (ids are keys, not documents)"),
         ("event_type", pl.col("event_type").str.len_bytes() > MAX_TYPE_BYTES,
          f"event_type longer than {MAX_TYPE_BYTES} bytes"),
-        *[(c, pl.col(c).is_nan() | pl.col(c).is_infinite(), f"{c} is NaN or infinite")
-          for c, t in rows.schema.items() if t.is_float()],
+        *[(c, bad, f"{c} is NaN or infinite" if t.is_float() else
+           f"{c} holds a NaN or infinite number")
+          for c, t in rows.schema.items() if (bad := _non_finite(pl.col(c), t)) is not None],
         ("event_time", ~pl.col("event_time").is_between(*_TIME_RANGE, closed="left"),
          "event_time outside 1900-2200 (a wrong unit or a placeholder date?)"),
     ]
@@ -193,6 +208,7 @@ def check_values(rows: pl.DataFrame, source: str, *, check_recorded_at: bool) ->
         if count:
             row = int(rows.select(bad.fill_null(value=False).arg_true().first()).item())
             value = rows[column][row]
+            value = value.to_list() if isinstance(value, pl.Series) else value  # (a list)
             shown = f"{len(value.encode()):,} bytes" if isinstance(value, str) and \
                 len(value) > 80 else repr(value)
             raise ValidationError(f"{problem}: {shown}", source=source, column=column,
