@@ -163,8 +163,10 @@ def check_raw_types(batch: pl.DataFrame, mapping: ColumnMapping, source: str,
     return batch
 
 
-def _non_finite(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+def _non_finite(expr: pl.Expr, dtype: Any) -> pl.Expr | None:
     """True where ``expr`` (of ``dtype``) is or holds NaN or ±inf; None: it holds no floats."""
+    if isinstance(dtype, type):  # (a schema may hold a type's class)
+        dtype = dtype()
     if dtype.is_float():
         return expr.is_nan() | expr.is_infinite()
     if isinstance(dtype, pl.List):
