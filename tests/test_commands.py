@@ -73,6 +73,24 @@ def test_refused_commands_write_nothing(bank: EventArchive, command) -> None:
     assert bank.version == version
 
 
+def test_a_command_never_goes_back_in_the_accounts_time(tmp_path: Path) -> None:
+    # A backdated withdrawal, checked against today's balance, would overdraw the account
+    # back then (balance -500 on 1 Feb, no limit); a naive time would be a guessed zone.
+    archive = EventArchive.create(tmp_path / "bank")
+    open_account(archive, 1, at=datetime(2024, 1, 1, tzinfo=UTC))
+    deposit(archive, 1, 1_000, at=datetime(2024, 3, 1, tzinfo=UTC))
+    version = archive.version
+    with pytest.raises(CommandError, match="before the account's last event"):
+        withdraw(archive, 1, 500, at=datetime(2024, 2, 1, tzinfo=UTC))
+    with pytest.raises(CommandError, match="before the account's last event"):
+        deposit(archive, 1, 5, at=datetime(2023, 12, 1, tzinfo=UTC))   # before it opened
+    with pytest.raises(CommandError, match="time zone"):
+        deposit(archive, 1, 5, at=datetime(2024, 4, 1))
+    assert archive.version == version
+    withdraw(archive, 1, 500, at=datetime(2024, 3, 1, tzinfo=UTC))    # the same instant: after
+    assert account_state(archive, 1)["balance"] == 500
+
+
 def test_no_events_on_a_closed_account(bank: EventArchive) -> None:
     import polars as pl
 
