@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eventkit import CommandError, EventArchive, StaleVersionError
+from eventkit import CommandError, EventArchive, ParameterError, StaleVersionError
 from eventkit.banking.commands import (
     account_state,
     close_account,
@@ -69,6 +69,18 @@ def test_story_open_deposit_withdraw_transfer(bank: EventArchive) -> None:
 def test_refused_commands_write_nothing(bank: EventArchive, command) -> None:
     version = bank.version
     with pytest.raises(CommandError):
+        command(bank)
+    assert bank.version == version
+
+
+@pytest.mark.parametrize("command", [
+    lambda a: deposit(a, "x", 100), lambda a: open_account(a, "new"),
+    lambda a: transfer(a, 1, "two", 100),
+])
+def test_an_account_id_of_another_type_than_the_archives_is_named(bank: EventArchive,
+                                                                   command) -> None:
+    version = bank.version
+    with pytest.raises(ParameterError, match=r"account_id Int64"):
         command(bank)
     assert bank.version == version
 

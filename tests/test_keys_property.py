@@ -128,6 +128,22 @@ def test_the_key_comes_back_in_its_own_type_and_columns() -> None:
         eventkit.replay(events, rules, keys=["acme"]).state().collect()
 
 
+def test_a_wanted_key_of_another_type_than_its_column_is_named() -> None:
+    t = [T0, T0 + timedelta(days=1)]
+    events = pl.DataFrame({
+        "event_id": ["a", "b"], "seq": [0, 1], "tenant": ["acme", "zeta"], "n": [1, 2],
+        "event_type": ["Added"] * 2, "event_time": t, "recorded_at": t,
+        "sku": ["x", "y"], "qty": [1, 2], "price": [0.0] * 2, "kind": ["o"] * 2})
+    rules = RuleSet("orders", LINEAR_FIELDS, LINEAR, key=("tenant", "n"), columns=COLUMNS)
+    with pytest.raises(eventkit.ParameterError, match=r"key column\(s\) \(tenant String, n Int64"):
+        eventkit.replay(events, rules, keys=[("acme", "one")]).state().collect()
+    single = RuleSet("orders", LINEAR_FIELDS, LINEAR, key="n", columns=COLUMNS)
+    with pytest.raises(eventkit.ParameterError, match=r"\(n Int64\).*String: \"x\""):
+        eventkit.replay(events, single, keys=["x"]).state().collect()
+    with pytest.raises(eventkit.ParameterError, match=r"\(n Int64\)"):
+        eventkit.replay(events, single, keys=[2**70]).state().collect()
+
+
 def test_a_key_that_is_not_a_column_is_an_eventkit_error() -> None:
     events = pl.DataFrame({"event_id": ["a"], "seq": [0], "order_id": ["o1"],
                            "event_type": ["Added"], "event_time": [T0], "recorded_at": [T0]})

@@ -18,7 +18,7 @@ expressions every engine and question filters with, in one place.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
@@ -54,8 +54,7 @@ def key_filter(rules: RuleSet, keys: Sequence[Any], schema: Mapping[str, pl.Data
     """True for the events of ``keys`` (values, or tuples for a composite key) and the globals."""
     columns = rules.key_columns
     if len(columns) == 1:
-        wanted = pl.col(columns[0]).is_in(pl.Series(_single(keys, columns[0]),
-                                                    dtype=schema.get(columns[0])).implode())
+        wanted = pl.col(columns[0]).is_in(key_frame(rules, keys, schema).to_series().implode())
     else:
         frame = key_frame(rules, keys, schema)
         wanted = pl.struct(columns).is_in(frame.select(pl.struct(columns)).to_series().implode())
@@ -67,8 +66,7 @@ def key_frame(rules: RuleSet, keys: Sequence[Any], schema: Mapping[str, pl.DataT
     """``keys`` as a frame of the key columns, in the events' types."""
     columns = rules.key_columns
     if len(columns) == 1:
-        return pl.DataFrame({columns[0]: _single(keys, columns[0])},
-                            schema={columns[0]: schema.get(columns[0])})
+        return _typed({columns[0]: _single(keys, columns[0])}, columns, schema, "col")
     rows = []
     for key in keys:
         if not isinstance(key, tuple | list) or len(key) != len(columns):
@@ -76,7 +74,22 @@ def key_frame(rules: RuleSet, keys: Sequence[Any], schema: Mapping[str, pl.DataT
                    f"{len(columns)} values, not {key!r}")
             raise ParameterError(msg, param="keys")
         rows.append(tuple(key))
-    return pl.DataFrame(rows, schema={c: schema.get(c) for c in columns}, orient="row")
+    return _typed(rows, columns, schema, "row")
+
+
+def _typed(data: Any, columns: Sequence[str], schema: Mapping[str, pl.DataType],
+           orient: Literal["col", "row"]) -> pl.DataFrame:
+    """The keys in the events' types; a key that is not of its column's type is named."""
+    try:
+        return pl.DataFrame(data, schema={c: schema.get(c) for c in columns}, orient=orient)
+    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError) as exc:
+        types = ", ".join(f"{c} {schema.get(c)}" for c in columns)
+        msg = f"keys must be values of the key column(s) ({types}): {_first_line(exc)}"
+        raise ParameterError(msg, param="keys") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _single(keys: Sequence[Any], column: str) -> list[Any]:
