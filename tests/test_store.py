@@ -28,7 +28,7 @@ from eventkit import (
     LiveReplay,
     StorageError,
 )
-from eventkit.archive import head, ledger
+from eventkit.archive import compaction, head, ledger
 from eventkit.archive.store import ObjectStore, open_store
 from eventkit.workbench.cli import main
 
@@ -154,6 +154,35 @@ def test_damaged_or_changed_objects_are_named(s3_server: S3Server) -> None:
     store.write("part-stray.parquet", b"x")
     assert EventArchive(url).verify().problems == [
         "file part-stray.parquet is not part of any commit (added behind the archive's back)"]
+
+
+def test_an_append_whose_clean_up_fails_after_its_commit_is_not_reported_failed(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once the commit landed the batch is in: a store failing at the clean-up after it (a
+    bucket refusing deletes, the server gone) must not turn the receipt into an error.
+    Likewise a compaction."""
+    url = s3_server.url()
+    fill(EventArchive.create(url), 1)
+
+    class NoDeletes(ObjectStore):  # e.g. a bucket whose policy denies DeleteObject
+        def delete(self, rel: str) -> None:
+            msg = f"{self.uri(rel)}: the object store failed (AccessDenied)"
+            raise StorageError(msg, path=self.root)
+
+    receipt = EventArchive(NoDeletes(url)).append(batch(10, 10), batch_id="b1")
+    assert receipt.version == 2 and not receipt.duplicate
+    archive = EventArchive(url)
+    assert len(archive) == 20 and archive.verify().ok
+    assert archive.store.list_files(f"{ledger.PRIVATE_DIR}/pending/")  # its intents are left
+    assert archive.append(batch(10, 10), batch_id="b1").duplicate
+    archive.append(batch(10, 20), batch_id="b2")  # the next writer removes what was left
+    assert not archive.store.list_files(f"{ledger.PRIVATE_DIR}/pending/")
+    assert archive.verify().ok and len(archive) == 30
+    monkeypatch.setattr(compaction, "RETAIN_S", 0)  # the replaced files are due at once
+    report = eventkit.compact(EventArchive(NoDeletes(url)))
+    assert report.version == 4 and report.files_after == 1
+    assert archive.verify().ok and len(archive) == 30
 
 
 def test_losing_the_race_for_a_version_raises_and_leaves_nothing(s3_server: S3Server) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from eventkit.archive import head, ledger
-from eventkit.archive._files import clean_interrupted
+from eventkit.archive._files import clean_interrupted, tidying
 from eventkit.archive.rewrite import TARGET_ROWS, RewriteWriter, delete_files, rewrite_record
 from eventkit.archive.store import Store
 from eventkit.archive.table import EventArchive
@@ -110,7 +110,8 @@ def compact(
             removed = [e for run in plan for e in run]
             writer.commit(record, removed, operation="OPTIMIZE")
         if not keep_old:
-            delete_files(store, _retired(store, time.time() - RETAIN_S))
+            with tidying():  # committed: files left now go with the next compaction
+                delete_files(store, _retired(store, time.time() - RETAIN_S))
     after = head.log_state(store).live
     return CompactReport(version, before[0], len(after), before[1],
                          sum(e["bytes"] for e in after), record["digest"])

@@ -36,7 +36,13 @@ from eventkit.archive._checks import (
     check_values,
     stale_streams,
 )
-from eventkit.archive._files import clean_interrupted, create_table, delta_schema, read_files
+from eventkit.archive._files import (
+    clean_interrupted,
+    create_table,
+    delta_schema,
+    read_files,
+    tidying,
+)
 from eventkit.archive.buckets import bucket_parts, check_buckets
 from eventkit.archive.declared import (
     Evolution,
@@ -539,7 +545,8 @@ class EventArchive:
                 meta=stored_meta, schema_version=schema_version)
             state.live.extend(record["files"])
             remember_ids(self.store, state.live, stored["event_id"])
-            clean_interrupted(self.store, state.version + 1, state.live)
+            with tidying():
+                clean_interrupted(self.store, state.version + 1, state.live)
             return AppendReceipt(state.version + 1, named, stored.height, start,
                                  start + stored.height - 1, record["digest"])
 
