@@ -61,6 +61,7 @@ from eventkit.exceptions import (
     ArchiveError,
     CorruptionError,
     ImmutabilityError,
+    ParameterError,
     ScaleError,
     SchemaError,
     StaleVersionError,
@@ -469,6 +470,13 @@ class EventArchive:
             msg = f"batch_id must be non-empty text of at most {MAX_ID_BYTES} bytes"
             raise ValidationError(msg, source="appended batch")
         stored_meta = check_meta(meta, source)
+        for param, value in (("expected_version", expected_version),
+                             ("schema_version", schema_version)):
+            if value is not None:
+                head.check_version(value, param)
+        if conflicts not in ("archive", "stream"):
+            msg = f"must be 'archive' or 'stream', not {conflicts!r}"
+            raise ParameterError(msg, param="conflicts")
         current = head.latest(self.store, self._current)
         declared, upcasters = current.declared, current.upcasters
         schema_version = upcasters.current if schema_version is None else schema_version
