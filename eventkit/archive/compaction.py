@@ -112,9 +112,10 @@ def compact(
         if not keep_old:
             with tidying():  # committed: files left now go with the next compaction
                 delete_files(store, _retired(store, time.time() - RETAIN_S))
-    after = head.log_state(store).live
-    return CompactReport(version, before[0], len(after), before[1],
-                         sum(e["bytes"] for e in after), record["digest"])
+    # (from what was committed, not read again: the store may fail now, after the commit)
+    return CompactReport(version, before[0], before[0] - len(removed) + len(files), before[1],
+                         before[1] - sum(e["bytes"] for e in removed)
+                         + sum(e["bytes"] for e in files), record["digest"])
 
 
 def _retired(store: Store, before: float) -> list[dict[str, Any]]:
