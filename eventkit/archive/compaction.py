@@ -119,13 +119,17 @@ def compact(
 
 
 def _retired(store: Store, before: float) -> list[dict[str, Any]]:
-    """Files replaced by compactions committed before ``before`` (epoch s), still stored."""
+    """Files still stored that compactions before ``before`` (epoch s) or expiries removed.
+
+    An expiry deletes its files at once: those still here, the store kept.
+    """
     live = {e["path"] for e in head.log_state(store).live}
     out = []
     for commit in ledger.read_log(store):
         record = commit.record or {}
-        if record.get("kind") != "compact" or \
-                datetime.fromisoformat(record["at"]).timestamp() >= before:
+        kind = record.get("kind")
+        if kind not in ledger.REWRITE_KINDS or (
+                kind == "compact" and datetime.fromisoformat(record["at"]).timestamp() >= before):
             continue
         out += [{"path": path} for group in record.get("groups", [])
                 for path in group["removed"] if path not in live and store.exists(path)]
