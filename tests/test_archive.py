@@ -506,3 +506,28 @@ def test_an_archived_id_is_refused_once_the_id_index_has_grown(tmp_path: Path) -
             archive.append(ids(old, old + 1))
     archive.append(ids(80_000, 80_001))
     assert len(archive) == 80_001
+
+
+@pytest.mark.parametrize(("call", "param"), [
+    (lambda a: a.scan(version="1"), "version"),
+    (lambda a: a.scan(version=1.0), "version"),
+    (lambda a: a.append(batch(THREE, "b"), expected_version="1"), "expected_version"),
+    (lambda a: a.append(batch(THREE, "b"), expected_version=True), "expected_version"),
+    (lambda a: a.append(batch(THREE, "b"), schema_version=True), "schema_version"),  # not 1
+    (lambda a: a.append(batch(THREE, "b"), expected_version=1, conflicts="streams"),
+     "conflicts"),
+])
+def test_versions_and_conflict_modes_of_another_type_are_named(
+    archive: EventArchive, call: Callable[[EventArchive], object], param: str,
+) -> None:
+    # They escaped as TypeError, or were taken as something else: "1" as a stale version,
+    # True as schema version 1 (amounts read as currency units), "streams" as "archive".
+    before = snapshot(archive.path)
+    with pytest.raises(eventkit.ParameterError, match=f"^{param}: must be"):
+        call(archive)
+    assert_unchanged(archive.path, before)
+
+
+def test_a_mapping_that_is_not_a_dict_is_named(archive: EventArchive) -> None:
+    with pytest.raises(SchemaError, match="a mapping is a dict"):
+        archive.append(batch(THREE, "b"), mapping=5)  # type: ignore[arg-type]

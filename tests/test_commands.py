@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from eventkit import CommandError, EventArchive, StaleVersionError
+from eventkit import CommandError, EventArchive, ParameterError, StaleVersionError
 from eventkit.banking.commands import (
     account_state,
     close_account,
@@ -71,6 +71,36 @@ def test_refused_commands_write_nothing(bank: EventArchive, command) -> None:
     with pytest.raises(CommandError):
         command(bank)
     assert bank.version == version
+
+
+@pytest.mark.parametrize("command", [
+    lambda a: deposit(a, "x", 100), lambda a: open_account(a, "new"),
+    lambda a: transfer(a, 1, "two", 100),
+])
+def test_an_account_id_of_another_type_than_the_archives_is_named(bank: EventArchive,
+                                                                   command) -> None:
+    version = bank.version
+    with pytest.raises(ParameterError, match=r"account_id holds Int64 values"):
+        command(bank)
+    assert bank.version == version
+
+
+def test_a_command_never_goes_back_in_the_accounts_time(tmp_path: Path) -> None:
+    # A backdated withdrawal, checked against today's balance, would overdraw the account
+    # back then (balance -500 on 1 Feb, no limit); a naive time would be a guessed zone.
+    archive = EventArchive.create(tmp_path / "bank")
+    open_account(archive, 1, at=datetime(2024, 1, 1, tzinfo=UTC))
+    deposit(archive, 1, 1_000, at=datetime(2024, 3, 1, tzinfo=UTC))
+    version = archive.version
+    with pytest.raises(CommandError, match="before the account's last event"):
+        withdraw(archive, 1, 500, at=datetime(2024, 2, 1, tzinfo=UTC))
+    with pytest.raises(CommandError, match="before the account's last event"):
+        deposit(archive, 1, 5, at=datetime(2023, 12, 1, tzinfo=UTC))   # before it opened
+    with pytest.raises(CommandError, match="time zone"):
+        deposit(archive, 1, 5, at=datetime(2024, 4, 1))
+    assert archive.version == version
+    withdraw(archive, 1, 500, at=datetime(2024, 3, 1, tzinfo=UTC))    # the same instant: after
+    assert account_state(archive, 1)["balance"] == 500
 
 
 def test_no_events_on_a_closed_account(bank: EventArchive) -> None:

@@ -371,3 +371,28 @@ def test_help(sub: str, options: list[str], capsys: pytest.CaptureFixture[str]) 
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert all(o in out for o in options)
+
+
+def test_an_expiry_whose_files_the_store_keeps_is_done_and_the_next_compact_deletes_them(
+    small_files: EventArchive,
+) -> None:
+    # The commit is in: a StorageError would say nothing changed, and the retry is refused
+    # ("expired already"), so the expired events' files would stay for good.
+    from eventkit.archive.store import LocalStore
+    from eventkit.exceptions import StorageError
+
+    class NoDeletes(LocalStore):  # e.g. a store refusing deletes for a while
+        def delete(self, rel: str) -> None:
+            msg = f"{self.uri(rel)}: delete refused"
+            raise StorageError(msg, path=self.root)
+
+    archive = small_files
+    with pytest.warns(eventkit.EventkitWarning, match="the next compact deletes them"):
+        report = eventkit.expire(EventArchive(NoDeletes(archive.path)), before=CUTOFF,
+                                 by="ops", reason="retention", confirm=True)
+    removed = ledger.read_commit(archive.path, report.version).record["groups"][0]["removed"]
+    assert all((archive.path / name).exists() for name in removed)  # still there
+    assert archive.verify().ok and archive.version == report.version
+    eventkit.compact(archive)
+    assert not any((archive.path / name).exists() for name in removed)
+    assert archive.verify().ok

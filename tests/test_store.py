@@ -11,6 +11,7 @@ import multiprocessing
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,8 +29,8 @@ from eventkit import (
     LiveReplay,
     StorageError,
 )
-from eventkit.archive import head, ledger
-from eventkit.archive.store import ObjectStore, open_store
+from eventkit.archive import compaction, head, ledger
+from eventkit.archive.store import ObjectStore, Stat, open_store
 from eventkit.workbench.cli import main
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -154,6 +155,85 @@ def test_damaged_or_changed_objects_are_named(s3_server: S3Server) -> None:
     store.write("part-stray.parquet", b"x")
     assert EventArchive(url).verify().problems == [
         "file part-stray.parquet is not part of any commit (added behind the archive's back)"]
+
+
+def test_an_append_whose_clean_up_fails_after_its_commit_is_not_reported_failed(
+    s3_server: S3Server, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once the commit landed the batch is in: a store failing at the clean-up after it (a
+    bucket refusing deletes, the server gone) must not turn the receipt into an error.
+    Likewise a compaction."""
+    url = s3_server.url()
+    fill(EventArchive.create(url), 1)
+
+    class NoDeletes(ObjectStore):  # e.g. a bucket whose policy denies DeleteObject
+        def delete(self, rel: str) -> None:
+            msg = f"{self.uri(rel)}: the object store failed (AccessDenied)"
+            raise StorageError(msg, path=self.root)
+
+    receipt = EventArchive(NoDeletes(url)).append(batch(10, 10), batch_id="b1")
+    assert receipt.version == 2 and not receipt.duplicate
+    archive = EventArchive(url)
+    assert len(archive) == 20 and archive.verify().ok
+    assert archive.store.list_files(f"{ledger.PRIVATE_DIR}/pending/")  # its intents are left
+    assert archive.append(batch(10, 10), batch_id="b1").duplicate
+    archive.append(batch(10, 20), batch_id="b2")  # the next writer removes what was left
+    assert not archive.store.list_files(f"{ledger.PRIVATE_DIR}/pending/")
+    assert archive.verify().ok and len(archive) == 30
+    monkeypatch.setattr(compaction, "RETAIN_S", 0)  # the replaced files are due at once
+    report = eventkit.compact(EventArchive(NoDeletes(url)))
+    assert report.version == 4 and report.files_after == 1
+    assert archive.verify().ok and len(archive) == 30
+
+
+class GoneAfterCommit(ObjectStore):
+    """The server goes away right after it took a commit: every later request fails."""
+
+    gone = False
+
+    def put_if_absent(self, rel: str, data: bytes) -> bool:
+        self._up(rel)
+        won = super().put_if_absent(rel, data)
+        self.gone = won and rel.startswith(f"{ledger.LOG_DIR}/")
+        return won
+
+    def _up(self, rel: str) -> None:
+        if self.gone:
+            msg = f"{self.uri(rel)}: the object store failed (connection refused)"
+            raise StorageError(msg, path=self.root)
+
+    def read(self, rel: str) -> bytes:
+        self._up(rel)
+        return super().read(rel)
+
+    def stat(self, rel: str) -> Stat | None:
+        self._up(rel)
+        return super().stat(rel)
+
+    def list_files(self, prefix: str = "") -> list[str]:
+        self._up(prefix)
+        return super().list_files(prefix)
+
+    def delete(self, rel: str) -> None:
+        self._up(rel)
+        super().delete(rel)
+
+
+@pytest.mark.parametrize(("operation", "rows"), [
+    (lambda archive: archive.append(batch(10, 20), batch_id="b2").version, 30),
+    (lambda archive: eventkit.compact(archive, keep_old=False).files_after, 20),
+])
+def test_an_operation_is_not_reported_failed_when_the_server_goes_after_its_commit(
+    s3_server: S3Server, operation: Callable[[EventArchive], int], rows: int,
+) -> None:
+    """Its commit is in: an error for it would invite a retry of what happened."""
+    url = s3_server.url()
+    fill(EventArchive.create(url), 2)
+
+    assert operation(EventArchive(GoneAfterCommit(url))) in (3, 1)  # the version, 1 file
+
+    archive = EventArchive(url)
+    assert archive.version == 3 and len(archive) == rows and archive.verify().ok
 
 
 def test_losing_the_race_for_a_version_raises_and_leaves_nothing(s3_server: S3Server) -> None:

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import polars as pl
 import pytest
 from conftest import make_events
+from delta_tables import dv, z85
 
 from eventkit import CorruptionError, EventArchive
 from eventkit.archive import ledger
@@ -289,6 +290,47 @@ def test_edited_add_stats_that_hide_events_from_delta_readers(archive: EventArch
     assert seen == 2  # the tampering worked: Delta readers now miss one of three events
 
     assert not archive.verify().ok
+
+
+def test_a_deletion_vector_slipped_into_a_commit_hides_rows_from_delta_readers(
+    archive: EventArchive,
+) -> None:
+    # The record is untouched (the chain verifies): the Delta actions beside it changed.
+    raw = dv([0])
+    vector = {"storageType": "i", "pathOrInlineDv": z85(raw), "sizeInBytes": len(raw),
+              "cardinality": 1}
+    protocol = {"minReaderVersion": 3, "minWriterVersion": 7,
+                "readerFeatures": ["deletionVectors"], "writerFeatures": ["deletionVectors"]}
+    edit_commit(archive, 2, lambda a: a["add"].update(deletionVector=vector) if "add" in a
+                else None)
+    path = commit_json(archive, 2)
+    path.write_text(path.read_text() + json.dumps({"protocol": protocol}) + "\n")
+    assert pl.scan_delta(str(archive.path)).collect().height == 8  # one of nine events hidden
+
+    problems = archive.verify().problems
+
+    assert problems == [f"commit 2: sets the table's protocol to {json.dumps(protocol)} "
+                        "(eventkit's needs no reader feature, set once in commit 0)"]
+
+
+@pytest.mark.parametrize(("version", "edit", "named"), [
+    (2, lambda a: a["add"].update(deletionVector={"cardinality": 1}) if "add" in a else None,
+     "carries deletionVector"),
+    (2, lambda a: a["add"].update(dataChange=False) if "add" in a else None,
+     "has dataChange false, not true"),  # streaming Delta readers skip such a file
+    (2, lambda a: a.update(txn={"appId": "x", "version": 1}) if "commitInfo" in a else None,
+     "has Delta action(s) eventkit never writes: ['txn']"),
+    (0, lambda a: a["protocol"].update(minReaderVersion=2) if "protocol" in a else None,
+     "sets the table's protocol"),
+])
+def test_delta_actions_beside_the_record_are_checked(archive: EventArchive, version: int,
+                                                    edit: Callable[[Action], None],
+                                                    named: str) -> None:
+    edit_commit(archive, version, edit)
+
+    problem = first_problem(archive)
+
+    assert problem.startswith(f"commit {version}:") and named in problem
 
 
 def test_edited_table_properties_in_the_genesis_commit(archive: EventArchive) -> None:

@@ -22,6 +22,7 @@ from eventkit.archive._files import (
     data_name,
     read_files,
     remove_written,
+    tidying,
     write_data_file,
     write_intent,
 )
@@ -214,8 +215,9 @@ def commit_batch(store: Store, state: head.LogState, parts: list[tuple[int | Non
         if not isinstance(exc, Exception):  # interrupted after the commit landed: keep it
             raise
         # the commit landed but something after it failed: the append did happen
-    for _, intent in written:  # (a writer without the lock may have cleaned it already)
-        store.delete(intent)
+    with tidying():
+        for _, intent in written:  # (a writer without the lock may have cleaned it already)
+            store.delete(intent)
     return record
 
 

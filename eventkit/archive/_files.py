@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from datetime import date, datetime
 from typing import Any, NoReturn
 
@@ -20,7 +21,7 @@ from polars.io.plugins import register_io_source
 
 from eventkit.archive import ledger
 from eventkit.archive.store import STAGING, Store, fsync, write_durably
-from eventkit.exceptions import AppendConflictError, CorruptionError, SchemaError
+from eventkit.exceptions import AppendConflictError, CorruptionError, SchemaError, StorageError
 from eventkit.schema import CANONICAL_SCHEMA
 from eventkit.sources.upcast import (
     UNMARKED_VERSION,
@@ -37,6 +38,7 @@ __all__ = [
     "delta_schema",
     "read_files",
     "remove_written",
+    "tidying",
     "write_data_file",
 ]
 
@@ -283,6 +285,18 @@ def _parts(dtype: Any) -> list[pl.DataType]:
     if isinstance(dtype, pl.Struct):
         return [dtype, *[p for f in dtype.fields for p in _parts(f.dtype)]]
     return [dtype]
+
+
+@contextmanager
+def tidying() -> Iterator[None]:
+    """Clean-up after a commit landed: a store failing now fails nothing.
+
+    The operation happened (its commit is in the log), so it must not be
+    reported as failed; what is left (intents, files of writers that died)
+    the next writer removes (:func:`clean_interrupted`).
+    """
+    with suppress(StorageError, OSError):
+        yield
 
 
 def remove_written(store: Store, written: list[tuple[str, str]]) -> None:

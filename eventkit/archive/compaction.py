@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 
 from eventkit.archive import head, ledger
-from eventkit.archive._files import clean_interrupted
+from eventkit.archive._files import clean_interrupted, tidying
 from eventkit.archive.rewrite import TARGET_ROWS, RewriteWriter, delete_files, rewrite_record
 from eventkit.archive.store import Store
 from eventkit.archive.table import EventArchive
@@ -110,20 +110,26 @@ def compact(
             removed = [e for run in plan for e in run]
             writer.commit(record, removed, operation="OPTIMIZE")
         if not keep_old:
-            delete_files(store, _retired(store, time.time() - RETAIN_S))
-    after = head.log_state(store).live
-    return CompactReport(version, before[0], len(after), before[1],
-                         sum(e["bytes"] for e in after), record["digest"])
+            with tidying():  # committed: files left now go with the next compaction
+                delete_files(store, _retired(store, time.time() - RETAIN_S))
+    # (from what was committed, not read again: the store may fail now, after the commit)
+    return CompactReport(version, before[0], before[0] - len(removed) + len(files), before[1],
+                         before[1] - sum(e["bytes"] for e in removed)
+                         + sum(e["bytes"] for e in files), record["digest"])
 
 
 def _retired(store: Store, before: float) -> list[dict[str, Any]]:
-    """Files replaced by compactions committed before ``before`` (epoch s), still stored."""
+    """Files still stored that compactions before ``before`` (epoch s) or expiries removed.
+
+    An expiry deletes its files at once: those still here, the store kept.
+    """
     live = {e["path"] for e in head.log_state(store).live}
     out = []
     for commit in ledger.read_log(store):
         record = commit.record or {}
-        if record.get("kind") != "compact" or \
-                datetime.fromisoformat(record["at"]).timestamp() >= before:
+        kind = record.get("kind")
+        if kind not in ledger.REWRITE_KINDS or (
+                kind == "compact" and datetime.fromisoformat(record["at"]).timestamp() >= before):
             continue
         out += [{"path": path} for group in record.get("groups", [])
                 for path in group["removed"] if path not in live and store.exists(path)]

@@ -43,10 +43,10 @@ from typing import Any, TypeVar
 
 from eventkit.archive import ledger
 from eventkit.archive.store import Stat, Store
-from eventkit.exceptions import ArchiveError, CorruptionError
+from eventkit.exceptions import ArchiveError, CorruptionError, ParameterError
 
-__all__ = ["CHECKPOINT_DIR", "LogState", "checkpoint_due", "checkpoint_every", "find_digest",
-           "forget", "latest", "log_state", "write_checkpoint"]
+__all__ = ["CHECKPOINT_DIR", "LogState", "check_version", "checkpoint_due", "checkpoint_every",
+           "find_digest", "forget", "latest", "log_state", "write_checkpoint"]
 
 #: Folder of the checkpoints, inside the archive's private folder.
 CHECKPOINT_DIR = f"{ledger.PRIVATE_DIR}/checkpoints"
@@ -192,6 +192,7 @@ def log_state(store: Store, *, version: int | None = None) -> LogState:
     if version is None:
         with _LOCK:
             return _latest_locked(store).copy()
+    check_version(version, "version")
     with _LOCK:
         cached = _HEADS.get(store.root)
         if cached is not None and version == cached.version and _unchanged(store, cached):
@@ -248,6 +249,22 @@ def _latest_locked(store: Store) -> LogState:
         _forward(store, cached, latest, read)
     _HEADS[store.root] = cached
     return cached
+
+
+def check_version(value: object, param: str) -> None:
+    """Refuse a ``value`` that is not a whole number (a version, ``True`` or ``"3"`` is not).
+
+    Examples
+    --------
+    >>> check_version(3, "version")
+    >>> check_version("3", "version")
+    Traceback (most recent call last):
+    eventkit.ParameterError: version: must be a whole number, not '3'
+
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        msg = f"must be a whole number, not {value!r}"
+        raise ParameterError(msg, param=param)
 
 
 def _unchanged(store: Store, state: LogState) -> bool:

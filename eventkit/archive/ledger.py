@@ -25,6 +25,7 @@ from eventkit.exceptions import ArchiveError, CorruptionError, ExpiredError
 from eventkit.sources.files import DELTA_LOG
 
 __all__ = [
+    "ADD_KEYS",
     "GENESIS",
     "LOG_DIR",
     "PRIVATE_DIR",
@@ -32,6 +33,7 @@ __all__ = [
     "Commit",
     "MAX_COMMIT_BYTES",
     "MAX_JSON_DEPTH",
+    "actions_problem",
     "apply_record",
     "as_store",
     "chain_digest",
@@ -133,6 +135,8 @@ class Commit:
     metadata: dict[str, Any] | None  # the Delta metaData action, if the commit has one
     record: dict[str, Any] | None  # eventkit's commitInfo record, None if absent
     error: str | None = None  # why the commit file could not be read
+    protocol: dict[str, Any] | None = None  # the Delta protocol action, if the commit has one
+    others: tuple[str, ...] = ()  # the names of any other kind of action
 
 
 def path_problem(rel: object) -> str | None:
@@ -245,7 +249,8 @@ def parse_commit(version: int, data: bytes) -> Commit:
     adds: list[dict[str, Any]] = []
     removes: list[str] = []
     info: dict[str, Any] = {}
-    meta = None
+    meta = protocol = None
+    others: list[str] = []
     for action in actions:
         if not isinstance(action, dict) or any(
                 k in action and not (isinstance(action[k], dict)
@@ -261,6 +266,9 @@ def parse_commit(version: int, data: bytes) -> Commit:
             info = action["commitInfo"]
         elif "metaData" in action:
             meta = action["metaData"]
+        elif "protocol" in action:
+            protocol = action["protocol"]
+        others.extend(str(k)[:40] for k in action if k not in _KNOWN)
     record = None
     if isinstance(info.get("eventkit"), str):
         try:
@@ -272,7 +280,7 @@ def parse_commit(version: int, data: bytes) -> Commit:
         elif json_depth(record) > MAX_JSON_DEPTH:
             return damaged(f"its eventkit record nests deeper than {MAX_JSON_DEPTH} levels")
     return Commit(version, info.get("timestamp"), tuple(adds), tuple(removes),
-                  metadata=meta, record=record)
+                  metadata=meta, record=record, protocol=protocol, others=tuple(others))
 
 
 def read_commit(root: Path | str | Store, version: int) -> Commit:
@@ -408,6 +416,50 @@ def table_problem(commit: Commit, rec: dict[str, Any], *, evolve: bool = False) 
         if value != expected.get(key):
             return (f"table {key} differ from the archive's record ({value!r} instead of "
                     f"{expected.get(key)!r})")
+    return None
+
+
+#: The kinds of Delta action eventkit writes.
+_KNOWN = frozenset({"add", "remove", "commitInfo", "metaData", "protocol"})
+#: The keys of the add actions eventkit writes; any other (a deletion vector, tags, row
+#: ids) is allowed only empty.
+ADD_KEYS = frozenset({"path", "partitionValues", "size", "modificationTime", "dataChange",
+                      "stats"})
+
+
+def actions_problem(commit: Commit, rec: dict[str, Any]) -> str | None:
+    """What a commit's Delta actions carry beyond what eventkit writes for ``rec`` (None: none).
+
+    The hash chain covers eventkit's record, not the Delta actions beside it,
+    and Delta readers (Polars, Spark) follow those: a protocol asking readers
+    for features, a deletion vector on an add (rows those readers then skip),
+    an add marked as no change of data, or any other kind of action would
+    change what they read while every record still verifies. The genesis
+    commit's protocol needs no reader feature; no later commit has one.
+
+    Examples
+    --------
+    >>> add = {"path": "p", "size": 1, "dataChange": True, "deletionVector": {"cardinality": 2}}
+    >>> actions_problem(Commit(3, None, (add,), (), None, None), {"kind": "append"})
+    'the add action of file p carries deletionVector, which eventkit never writes'
+
+    """
+    if commit.others:
+        return f"has Delta action(s) eventkit never writes: {sorted(set(commit.others))}"
+    protocol = commit.protocol
+    if protocol is not None and (commit.version != 0 or protocol.get("minReaderVersion") != 1
+                                 or protocol.get("readerFeatures")):
+        return (f"sets the table's protocol to {json.dumps(protocol)[:200]} (eventkit's needs "
+                "no reader feature, set once in commit 0)")
+    change = rec.get("kind") != "compact"  # a compaction's files hold no new data
+    for add in commit.adds:
+        extra = sorted(k for k in set(add) - ADD_KEYS if add[k] not in (None, {}, []))
+        if extra:
+            return (f"the add action of file {add['path']} carries {', '.join(extra)}, which "
+                    "eventkit never writes")
+        if add.get("dataChange") is not change:
+            return (f"the add action of file {add['path']} has dataChange "
+                    f"{json.dumps(add.get('dataChange'))}, not {json.dumps(change)}")
     return None
 
 

@@ -16,6 +16,7 @@ from eventkit.archive._files import (
     commit_version,
     data_name,
     remove_written,
+    tidying,
     write_data_file,
     write_intent,
 )
@@ -78,8 +79,9 @@ class RewriteWriter:
                        commit_actions(record, operation, {}, actions))
         self.committed = True
         # a rewrite killed before it committed this version meant it too: its files go
-        clean_interrupted(self.store, self.version,
-                          [*ledger.live_files(self.store), *self.entries])
+        with tidying():
+            clean_interrupted(self.store, self.version,
+                              [*ledger.live_files(self.store), *self.entries])
 
     def __exit__(self, *exc: object) -> None:
         if not self.committed:
@@ -87,8 +89,9 @@ class RewriteWriter:
             for rel in self.sides:
                 self.store.delete(rel)
         else:
-            for _, intent in self.written:
-                self.store.delete(intent)
+            with tidying():
+                for _, intent in self.written:
+                    self.store.delete(intent)
 
 
 def delete_files(store: Store, entries: list[dict[str, Any]]) -> None:

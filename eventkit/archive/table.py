@@ -36,7 +36,13 @@ from eventkit.archive._checks import (
     check_values,
     stale_streams,
 )
-from eventkit.archive._files import clean_interrupted, create_table, delta_schema, read_files
+from eventkit.archive._files import (
+    clean_interrupted,
+    create_table,
+    delta_schema,
+    read_files,
+    tidying,
+)
 from eventkit.archive.buckets import bucket_parts, check_buckets
 from eventkit.archive.declared import (
     Evolution,
@@ -55,6 +61,7 @@ from eventkit.exceptions import (
     ArchiveError,
     CorruptionError,
     ImmutabilityError,
+    ParameterError,
     ScaleError,
     SchemaError,
     StaleVersionError,
@@ -464,6 +471,13 @@ class EventArchive:
             msg = f"batch_id must be non-empty text of at most {MAX_ID_BYTES} bytes"
             raise ValidationError(msg, source="appended batch")
         stored_meta = check_meta(meta, source)
+        for param, value in (("expected_version", expected_version),
+                             ("schema_version", schema_version)):
+            if value is not None:
+                head.check_version(value, param)
+        if conflicts not in ("archive", "stream"):
+            msg = f"must be 'archive' or 'stream', not {conflicts!r}"
+            raise ParameterError(msg, param="conflicts")
         current = head.latest(self.store, self._current)
         declared, upcasters = current.declared, current.upcasters
         schema_version = upcasters.current if schema_version is None else schema_version
@@ -540,7 +554,8 @@ class EventArchive:
                 meta=stored_meta, schema_version=schema_version)
             state.live.extend(record["files"])
             remember_ids(self.store, state.live, stored["event_id"])
-            clean_interrupted(self.store, state.version + 1, state.live)
+            with tidying():
+                clean_interrupted(self.store, state.version + 1, state.live)
             return AppendReceipt(state.version + 1, named, stored.height, start,
                                  start + stored.height - 1, record["digest"])
 

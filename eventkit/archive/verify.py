@@ -20,6 +20,7 @@ from eventkit.archive.ledger import (
     PRIVATE_DIR,
     REWRITE_KINDS,
     Commit,
+    actions_problem,
     apply_record,
     as_store,
     chain_digest,
@@ -168,6 +169,9 @@ def verify_log(
             problem = table_problem(commit, rec, evolve=commit.version > 0)
             if problem:
                 report.problems.append(f"{where}: {problem}")
+        foreign = actions_problem(commit, rec)
+        if foreign:
+            report.problems.append(f"{where}: {foreign}")
         listed = {f["path"]: f for f in rec.get("files", [])}
         added = {a["path"]: a for a in commit.adds}
         for extra in sorted(set(added) - set(listed)):

@@ -4,7 +4,8 @@ A command reads the accounts it touches (a replay of just those keys with the
 ``banking`` rules, at the archive version it read), refuses what the state
 forbids (:class:`~eventkit.exceptions.CommandError`: an unknown, unopened or
 closed account, a withdrawal beyond the account's stored overdraft limit, a
-negative limit) and appends its events with that ``expected_version`` **per
+negative limit, a time ``at`` without a zone or before the account's last event:
+a command adds to the end of its stream) and appends its events with that ``expected_version`` **per
 stream**: if events of *those accounts* were appended since it read, nothing is
 written and :class:`~eventkit.exceptions.StaleVersionError` says so (read
 again, retry); events of other accounts never make it stale. Events go through
@@ -65,12 +66,13 @@ def open_account(archive: EventArchive, account_id: object, *, at: datetime | No
     eventkit.CommandError: account 1 already exists (status open)
 
     """
+    when = _when(at, account_id)
     version = _version(archive, expected_version)
     state = account_state(archive, account_id, version=version)
     if state is not None:
         msg = f"account {account_id} already exists (status {state['status']})"
         raise CommandError(msg, account_id=account_id)
-    return _append(archive, [(account_id, "AccountOpened", 0, None)], at, version)
+    return _append(archive, [(account_id, "AccountOpened", 0, None)], when, version)
 
 
 def deposit(archive: EventArchive, account_id: object, amount: int, *,
@@ -87,10 +89,11 @@ def deposit(archive: EventArchive, account_id: object, amount: int, *,
     5000
 
     """
+    when = _when(at, account_id)
     version = _version(archive, expected_version)
-    _open(archive, account_id, version)
+    _open(archive, account_id, version, when)
     _positive(amount, account_id)
-    return _append(archive, [(account_id, "Deposit", amount, None)], at, version)
+    return _append(archive, [(account_id, "Deposit", amount, None)], when, version)
 
 
 def withdraw(archive: EventArchive, account_id: object, amount: int, *,
@@ -111,11 +114,12 @@ def withdraw(archive: EventArchive, account_id: object, amount: int, *,
     -100
 
     """
+    when = _when(at, account_id)
     version = _version(archive, expected_version)
-    state = _open(archive, account_id, version)
+    state = _open(archive, account_id, version, when)
     _positive(amount, account_id)
     _covered(state, account_id, amount)
-    return _append(archive, [(account_id, "Withdrawal", amount, None)], at, version)
+    return _append(archive, [(account_id, "Withdrawal", amount, None)], when, version)
 
 
 def transfer(archive: EventArchive, from_id: object, to_id: object, amount: int, *,
@@ -138,13 +142,14 @@ def transfer(archive: EventArchive, from_id: object, to_id: object, amount: int,
     if from_id == to_id:
         msg = f"account {from_id}: a transfer needs two different accounts"
         raise CommandError(msg, account_id=from_id)
+    when = _when(at, from_id)
     version = _version(archive, expected_version)
-    payer = _open(archive, from_id, version)
-    _open(archive, to_id, version)
+    payer = _open(archive, from_id, version, when)
+    _open(archive, to_id, version, when)
     _positive(amount, from_id)
     _covered(payer, from_id, amount)
     return _append(archive, [(from_id, "TransferOut", amount, to_id),
-                             (to_id, "TransferIn", amount, from_id)], at, version)
+                             (to_id, "TransferIn", amount, from_id)], when, version)
 
 
 def set_overdraft_limit(archive: EventArchive, account_id: object, limit: int, *,
@@ -168,8 +173,9 @@ def set_overdraft_limit(archive: EventArchive, account_id: object, limit: int, *
     eventkit.CommandError: account 1: an overdraft limit is a whole number of cents >= 0, not -100
 
     """
+    when = _when(at, account_id)
     version = _version(archive, expected_version)
-    state = _open(archive, account_id, version)
+    state = _open(archive, account_id, version, when)
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
         msg = (f"account {account_id}: an overdraft limit is a whole number of cents >= 0, "
                f"not {limit!r}")
@@ -179,7 +185,7 @@ def set_overdraft_limit(archive: EventArchive, account_id: object, limit: int, *
         msg = (f"account {account_id}: the balance {balance} is already below a limit of "
                f"{limit}; bring it back first")
         raise CommandError(msg, account_id=account_id)
-    return _append(archive, [(account_id, "OverdraftLimitSet", limit, None)], at, version)
+    return _append(archive, [(account_id, "OverdraftLimitSet", limit, None)], when, version)
 
 
 def close_account(archive: EventArchive, account_id: object, *, at: datetime | None = None,
@@ -199,24 +205,48 @@ def close_account(archive: EventArchive, account_id: object, *, at: datetime | N
     eventkit.CommandError: account 1 is closed; only open accounts take money events
 
     """
+    when = _when(at, account_id)
     version = _version(archive, expected_version)
-    state = _open(archive, account_id, version)
+    state = _open(archive, account_id, version, when)
     if state["balance"] != 0:
         msg = (f"account {account_id}: the balance is {state['balance']}, not 0; withdraw or "
                "transfer it before closing")
         raise CommandError(msg, account_id=account_id)
-    return _append(archive, [(account_id, "AccountClosed", 0, None)], at, version)
+    return _append(archive, [(account_id, "AccountClosed", 0, None)], when, version)
 
 
 def _version(archive: EventArchive, expected: int | None) -> int:
     return archive.version if expected is None else expected
 
 
-def _open(archive: EventArchive, account_id: object, version: int) -> dict[str, object]:
+def _when(at: datetime | None, account_id: object) -> datetime:
+    if at is None:
+        return datetime.now(UTC)
+    if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
+        msg = (f"account {account_id}: at must be a datetime with a time zone, not {at!r} "
+               "(eventkit never guesses one)")
+        raise CommandError(msg, account_id=account_id)
+    return at
+
+
+def _open(archive: EventArchive, account_id: object, version: int, when: datetime
+          ) -> dict[str, object]:
+    """The state of an open account whose last event is not after ``when``.
+
+    A command adds to the end of the account's stream: an event dated before
+    the account's last one would change the history the state was checked
+    against (a withdrawal overdrawing the account back then), so it is refused.
+    """
     state = account_state(archive, account_id, version=version)
     if state is None or state["status"] != "open":
         why = "does not exist" if state is None else f"is {state['status']}"
         msg = f"account {account_id} {why}; only open accounts take money events"
+        raise CommandError(msg, account_id=account_id)
+    last = state["last_event_time"]
+    if isinstance(last, datetime) and when < last:
+        msg = (f"account {account_id}: a command at {when.isoformat()} would come before the "
+               f"account's last event ({last.isoformat()}); commands only add to the end of "
+               "an account's stream (append a Correction to restate the past)")
         raise CommandError(msg, account_id=account_id)
     return state
 
@@ -238,8 +268,7 @@ def _covered(state: dict[str, object], account_id: object, amount: int) -> None:
 
 
 def _append(archive: EventArchive, legs: list[tuple[object, str, int, object]],
-            at: datetime | None, version: int) -> AppendReceipt:
-    when = at or datetime.now(UTC)
+            when: datetime, version: int) -> AppendReceipt:
     key = archive.schema["account_id"]
     batch = pl.DataFrame({
         "event_id": [f"cmd-{uuid.uuid4().hex}" for _ in legs],

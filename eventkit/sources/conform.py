@@ -135,6 +135,10 @@ class ColumnMapping:
             return cls()
         if isinstance(spec, ColumnMapping):
             return spec
+        if not isinstance(spec, Mapping):
+            msg = (f"a mapping is a dict of your column names (and options), not "
+                   f"{type(spec).__name__} {spec!r:.80}")
+            raise SchemaError(msg)
         options = {k: v for k, v in spec.items() if k in _OPTIONS}
         columns = {k: str(v) for k, v in spec.items() if k not in _OPTIONS}
         if "types" in options and not isinstance(options["types"], Mapping):
