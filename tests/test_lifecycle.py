@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import eventkit
 from eventkit import EventArchive
-from eventkit.archive import compaction, ledger
+from eventkit.archive import compaction, datafiles, ledger
 from eventkit.archive.compaction import compact
 from eventkit.archive.storage import info
 from eventkit.banking.generate import generate
@@ -156,7 +156,7 @@ def test_a_compaction_record_with_other_rows_is_named(tmp_path: Path) -> None:
     new = archive.path / record["files"][0]["path"]
     frame = pl.read_parquet(new).with_columns(amount=pl.col("amount") + 1)
     frame.write_parquet(new, compression="zstd")
-    record["files"][0]["sha256"] = ledger.sha256_file(new)
+    record["files"][0]["sha256"] = datafiles.sha256_file(new)
     record["files"][0]["bytes"] = new.stat().st_size
     record["digest"] = ledger.chain_digest(record["prev"], record)
 

@@ -19,7 +19,8 @@ from delta_tables import dv, z85
 
 from eventkit import CorruptionError, EventArchive
 from eventkit.archive import ledger
-from eventkit.archive.ledger import chain_digest, sha256_file
+from eventkit.archive.datafiles import sha256_file
+from eventkit.archive.ledger import chain_digest
 from eventkit.archive.verify import verify_log
 from eventkit.workbench.cli import main
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from eventkit.archive import head, ledger
+from eventkit.archive import datafiles, head, ledger
 from eventkit.archive._files import (
     add_action,
     commit_actions,
@@ -155,7 +155,7 @@ def check_new_files(store: Store, state: head.LogState) -> None:
     if done > len(live) or (done and last is not None and live[done - 1]["path"] != last):
         done = state.base_files
     for entry in live[done:]:
-        ledger.check_data_file(store, entry)
+        datafiles.check_data_file(store, entry)
     _FILES_CHECKED[store.root] = (len(live), live[-1]["path"] if live else None)
 
 

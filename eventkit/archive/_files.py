@@ -19,7 +19,7 @@ import pyarrow as pa
 from deltalake import Schema
 from polars.io.plugins import register_io_source
 
-from eventkit.archive import ledger
+from eventkit.archive import datafiles, ledger
 from eventkit.archive.store import STAGING, Store, fsync, write_durably
 from eventkit.exceptions import AppendConflictError, CorruptionError, SchemaError, StorageError
 from eventkit.schema import CANONICAL_SCHEMA
@@ -50,7 +50,7 @@ def read_files(store: Store, entries: list[dict[str, Any]],
 
     From an object store each file is fetched once (several at a time) and
     parsed from memory; with ``check`` its bytes are first checked against
-    the entry (:func:`eventkit.archive.ledger.check_bytes`). Local files are
+    the entry (:func:`eventkit.archive.datafiles.check_bytes`). Local files are
     read in place (check them with ``check_data_file`` first).
 
     Polars reads the files with projection, predicate and row-limit pushdown, a
@@ -144,7 +144,7 @@ def _fetch(store: Store, group: list[dict[str, Any]], *, check: bool) -> list[by
         except FileNotFoundError:
             msg = f"{store.root}: data file {entry['path']} is missing"
             raise CorruptionError(msg, path=store.root, file=store.uri(entry["path"])) from None
-        return ledger.check_bytes(store, entry, data, st) if check else data
+        return datafiles.check_bytes(store, entry, data, st) if check else data
 
     if len(group) == 1:
         return [one(group[0])]
@@ -191,7 +191,7 @@ def write_data_file(store: Store, rel: str, part: pl.DataFrame,
         with path.open("rb") as f:
             os.fsync(f.fileno())
         before = store.stat(rel)
-        digest = ledger.sha256_file(path)
+        digest = datafiles.sha256_file(path)
         size = path.stat().st_size
     else:
         buffer = io.BytesIO()
@@ -199,7 +199,7 @@ def write_data_file(store: Store, rel: str, part: pl.DataFrame,
         data = buffer.getvalue()
         store.write(rel, data)
         before, digest, size = store.stat(rel), hashlib.sha256(data).hexdigest(), len(data)
-    ledger.remember_verified(store, rel, digest, before)
+    datafiles.remember_verified(store, rel, digest, before)
     ranged = [c for c in ("seq", *key, "event_time", "recorded_at") if c in part.columns
               and _ranged(part.schema[c])]
     stats = {

@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from eventkit.archive import head, ledger
+from eventkit.archive import datafiles, head, ledger
 from eventkit.archive._files import clean_interrupted, tidying
 from eventkit.archive.rewrite import TARGET_ROWS, RewriteWriter, delete_files, rewrite_record
 from eventkit.archive.store import Store
@@ -86,7 +86,7 @@ def compact(
         entries = state.live
         clean_interrupted(store, state.version, entries)
         for entry in entries:
-            ledger.check_data_file(store, entry)
+            datafiles.check_data_file(store, entry)
         before = (len(entries), sum(e["bytes"] for e in entries))
         plan = [g for g in _runs(entries, target_rows) if len(g) > 1]
         last = state.record

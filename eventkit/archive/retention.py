@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from eventkit.archive import head, ledger
+from eventkit.archive import datafiles, head, ledger
 from eventkit.archive.open import archive_of
 from eventkit.archive.store import Store
 from eventkit.archive.table import EventArchive
@@ -48,7 +48,7 @@ class Expiry:
         if self.states is None:
             return None
         store = (self.store or ledger.as_store(self.path)).child(ledger.PRIVATE_DIR)
-        lf = pl.scan_parquet(ledger.check_data_file(store, self.states),
+        lf = pl.scan_parquet(datafiles.check_data_file(store, self.states),
                              storage_options=store.storage_options)
         if keys is not None:
             lf = lf.join(keys.lazy(), on=keys.columns, how="semi")

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from eventkit.archive import ledger
+from eventkit.archive import datafiles, ledger
 from eventkit.archive._files import (
     add_action,
     clean_interrupted,
@@ -61,7 +61,7 @@ class RewriteWriter:
         data = buffer.getvalue()
         self.sides.append(full)
         self.store.write(full, data)
-        return {"path": rel, "sha256": ledger.sha256_of(self.store, full), "bytes": len(data),
+        return {"path": rel, "sha256": datafiles.sha256_of(self.store, full), "bytes": len(data),
                 "rows": frame.height}
 
     def commit(self, record: dict[str, Any], removed: list[dict[str, Any]], *,

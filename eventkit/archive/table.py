@@ -18,7 +18,7 @@ from typing import Any, Literal, cast
 
 import polars as pl
 
-from eventkit.archive import clock, head, ledger
+from eventkit.archive import clock, datafiles, head, ledger
 from eventkit.archive._append import (
     check_new_files,
     commit_batch,
@@ -365,7 +365,7 @@ class EventArchive:
         if self.store.local:  # a link never leads outside the folder, even when trusted
             for entry in entries:
                 if verify:
-                    ledger.check_data_file(self.store, entry)
+                    datafiles.check_data_file(self.store, entry)
                 else:
                     ledger.check_inside(self.store, entry["path"])
         lf = read_files(self.store, list(entries), self.schema,

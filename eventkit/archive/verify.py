@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from eventkit.archive.datafiles import remember_verified, sha256_of
 from eventkit.archive.head import LogState, find_digest, log_state
 from eventkit.archive.ledger import (
     GENESIS,
@@ -32,8 +33,6 @@ from eventkit.archive.ledger import (
     path_problem,
     pending_files,
     read_commit,
-    remember_verified,
-    sha256_of,
     table_problem,
 )
 from eventkit.archive.store import Store

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from eventkit.archive import head, ledger
+from eventkit.archive import datafiles, head, ledger
 from eventkit.archive._files import clean_interrupted
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.rewrite import TARGET_ROWS, RewriteWriter, delete_files, rewrite_record
@@ -110,7 +110,7 @@ def expire(
         entries = state.live
         clean_interrupted(store, state.version, entries)
         for entry in entries:
-            ledger.check_data_file(store, entry)
+            datafiles.check_data_file(store, entry)
         last = state.record
         frames = [archive.scan_entries([e], verify=False).collect()  # checked above; upcast
                   for e in entries]

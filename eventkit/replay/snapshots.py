@@ -31,7 +31,7 @@ from typing import cast
 
 import polars as pl
 
-from eventkit.archive import ledger
+from eventkit.archive import datafiles, ledger
 from eventkit.archive.durable import LEFTOVER, clean_leftovers
 from eventkit.archive.lock import exclusive
 from eventkit.archive.store import Store, fsync
@@ -84,7 +84,7 @@ class Snapshots:
     def read(self, index: int, keys: list[object] | None = None) -> pl.DataFrame:
         """The state at checkpoint ``index`` (only ``keys``, when given)."""
         self._still_there()
-        path = ledger.check_data_file(self.folder, self.files[index])
+        path = datafiles.check_data_file(self.folder, self.files[index])
         lf = pl.scan_parquet(path, storage_options=self.folder.storage_options)
         if keys is not None:
             wanted = key_frame(RuleSet("keys", (), (), key=self.key), keys,
@@ -99,7 +99,7 @@ class Snapshots:
                    "declare none)")
             raise SnapshotError(msg, param="snapshots")
         self._still_there()
-        return pl.read_parquet(ledger.check_data_file(self.folder, self.shared),
+        return pl.read_parquet(datafiles.check_data_file(self.folder, self.shared),
                                storage_options=self.folder.storage_options)
 
     @property
@@ -163,7 +163,7 @@ def by_key(archive: EventArchive, rules: RuleSet, keys: Sequence[object], *,
     if m.get("version") != version or m.get("head") != head \
             or tuple(m.get("key", ("account_id",))) != rules.key_columns:
         return None
-    file = ledger.check_data_file(path, m["file"])
+    file = datafiles.check_data_file(path, m["file"])
     lf = pl.scan_parquet(file, storage_options=path.storage_options)
     return lf.filter(key_filter(rules, keys, lf.collect_schema())).sort("seq")
 
@@ -230,7 +230,7 @@ def _write_by_key(store: EventArchive, folder: Store, version: int, head: str | 
         events.sink_parquet(data, compression="zstd", statistics=True,
                             row_group_size=_KEY_ROW_GROUP)
         entry: dict[str, object] = {"bytes": data.stat().st_size,
-                                    "sha256": ledger.sha256_file(data)}
+                                    "sha256": datafiles.sha256_file(data)}
     else:
         data = _parquet(events.collect(), compression="zstd", statistics=True,
                         row_group_size=_KEY_ROW_GROUP)

@@ -24,7 +24,7 @@ from conftest import make_events
 
 import eventkit
 from eventkit import CorruptionError, EventArchive
-from eventkit.archive import ledger
+from eventkit.archive import datafiles, ledger
 from eventkit.workbench.cli import main
 
 Damage = Callable[[EventArchive], Path]
@@ -254,21 +254,21 @@ def test_damage_after_a_verified_scan_was_built_is_still_named(archive: EventArc
 
 def count_hashing(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     hashed: list[Path] = []
-    real = ledger.sha256_file
+    real = datafiles.sha256_file
 
     def counting(path: Path, **kwargs: object) -> str:
         hashed.append(path)
         return real(path, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ledger, "sha256_file", counting)
-    ledger._VERIFIED.clear()
+    monkeypatch.setattr(datafiles, "sha256_file", counting)
+    datafiles._VERIFIED.clear()
     return hashed
 
 
 def test_repeated_scans_hash_each_file_once_and_catch_a_later_change(
     archive: EventArchive, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    time.sleep(ledger._RACY_NS / 1e9 + 0.1)  # files older than the timestamp granularity
+    time.sleep(datafiles._RACY_NS / 1e9 + 0.1)  # files older than the timestamp granularity
     hashed = count_hashing(monkeypatch)
     archive.scan()
     assert len(hashed) == 3

@@ -22,7 +22,7 @@ from polars.testing import assert_frame_equal
 import eventkit
 import reliability
 from eventkit import EventArchive, LiveReplay, SchemaError, ViewError
-from eventkit.archive import ledger
+from eventkit.archive import datafiles
 from reliability import faults, workers
 
 LATER_ROWS = sum(workers.batch_rows(b) for b in faults.LATER)
@@ -47,7 +47,7 @@ def test_a_checkpoint_that_folded_events_twice_is_rebuilt(archive: EventArchive,
     # what a catch-up racing appends used to save: some events folded twice, hash intact
     doubled = live.state.with_columns(pl.col("balance") * 2, pl.col("events") * 2)
     doubled.write_parquet(folder / meta["state"])
-    meta["sha256"] = ledger.sha256_file(folder / meta["state"])
+    meta["sha256"] = datafiles.sha256_file(folder / meta["state"])
     (folder / "meta.json").write_text(json.dumps(meta))
 
     again = LiveReplay(archive, faults.RULES, folder=folder)

@@ -26,7 +26,7 @@ import pytest
 
 import eventkit
 from eventkit import CorruptionError, EventArchive
-from eventkit.archive import head, ledger
+from eventkit.archive import datafiles, head, ledger
 from eventkit.workbench.cli import main
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -75,7 +75,7 @@ class _Listing:
 def counted(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     """How many commit files are read, data files hashed and folder entries listed."""
     seen: Counter[str] = Counter()
-    read, sha = ledger.read_commit, ledger.sha256_of
+    read, sha = ledger.read_commit, datafiles.sha256_of
     scandir, listdir = os.scandir, os.listdir
 
     def counted_scandir(path: object = ".") -> _Listing:
@@ -101,7 +101,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
         return sha(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ledger, "read_commit", read_commit)
-    monkeypatch.setattr(ledger, "sha256_of", sha256_of)
+    monkeypatch.setattr(datafiles, "sha256_of", sha256_of)
     return seen
 
 
