@@ -1,7 +1,8 @@
 """Kafka/Redpanda topics into the archive, exactly once; archives back into topics.
 
 :func:`ingest` reads JSON events from every partition of a topic with
-``confluent-kafka``, maps them onto the canonical schema (a
+``confluent-kafka``, maps them onto the archive's schema (the banking one or
+one's own declared key, payload and metadata columns; a
 :class:`~eventkit.sources.conform.ColumnMapping`, as for files) and appends them in
 batches. Each append stores, in the same atomic commit, the next offset of every
 partition read so far (``meta`` of :meth:`EventArchive.append`): a run starts at
@@ -135,8 +136,9 @@ def ingest(
     topic
         The topic; every partition it has when the run starts is read.
     mapping
-        How a message's JSON fields map onto the canonical columns (as for
-        files). Without an ``event_id`` field an event's id is
+        How a message's JSON fields map onto the archive's columns (as for
+        files; a declared archive's key, payload and metadata columns too).
+        Without an ``event_id`` field an event's id is
         ``"<topic>/<partition>/<offset>"``. Fields the archive does not store
         (``seq``, ``recorded_at``, anything unknown) are ignored.
     dead_letter
@@ -290,8 +292,8 @@ def _store(archive: EventArchive, topic: str, messages: tuple[list[int], list[in
     if b"\n" in joined or b"\r" in joined:  # a message is one line of the parse's input
         values = [v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]
     partition, offset = partition[keep], offset[keep]
-    batch = Batch(mapping, topic, partition, offset, archive.event_types)
-    doubled = doubled_keys(values, mapping)
+    batch = Batch(mapping, topic, partition, offset, archive.event_types, archive.declared)
+    doubled = doubled_keys(values, mapping, batch.schema)
     rows, bad = parse(values, np.setdiff1d(np.arange(len(values)), [i for i, _ in doubled]),
                        batch)
     rows, repeated = first_of_each_id(rows, batch)
