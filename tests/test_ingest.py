@@ -235,6 +235,36 @@ def test_a_declared_archive_takes_messages_of_its_own_columns(
 def test_an_unknown_topic_or_broker_is_a_clear_error(broker: Broker, tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="topic 'nope' on 127.0.0.1"):
         ingest(tmp_path / "a", broker.bootstrap, "nope", idle_timeout=1.0)
+    with pytest.raises(IngestError, match="cannot reach the broker at 127.0.0.1:1"):
+        ingest(tmp_path / "a", "127.0.0.1:1", "nope", idle_timeout=1.0, broker_timeout=1.0)
+    assert not (tmp_path / "a").exists()  # a failed run creates no archive
+
+
+@pytest.mark.parametrize(("option", "param"), [
+    ({"batch_size": 0}, "batch_size"), ({"batch_size": -5}, "batch_size"),
+    ({"batch_size": 2_000_000}, "batch_size"), ({"max_wait": -1.0}, "max_wait"),
+    ({"idle_timeout": -1.0}, "idle_timeout"), ({"max_events": 0}, "max_events"),
+    ({"broker_timeout": float("nan")}, "broker_timeout"),
+    ({"config": {"no.such.setting": 1}}, "config"),
+    ({"config": {"session.timeout.ms": "abc"}}, "config"),
+])
+def test_options_the_run_cannot_use_are_refused_naming_them(
+        broker: Broker, tmp_path: Path, option: dict[str, object], param: str) -> None:
+    # (they read nothing, hung, or ended as "the Kafka client crashed")
+    topic = new_topic(broker, partitions=1)
+    with pytest.raises(eventkit.ParameterError) as caught:
+        ingest(tmp_path / "a", broker.bootstrap, topic, **{"idle_timeout": 1.0, **option})  # type: ignore[arg-type]
+    assert caught.value.param == param
+    assert "crashed" not in str(caught.value)
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_mapping_naming_a_column_the_archive_lacks_is_refused(
+        broker: Broker, tmp_path: Path) -> None:
+    topic = new_topic(broker, partitions=1)
+    with pytest.raises(eventkit.SchemaError, match="nosuch"):
+        ingest(tmp_path / "a", broker.bootstrap, topic, mapping={"nosuch": "x"},
+               idle_timeout=1.0)
 
 
 def run_ingester(broker: Broker, topic: str, archive: Path, *args: str
