@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -191,9 +192,79 @@ def test_poison_messages_go_to_the_dead_letter_file_and_never_block(
     assert len(dead_letter_path(tmp_path / "a").read_text().splitlines()) == len(letters)
 
 
+def test_a_declared_archive_takes_messages_of_its_own_columns(
+        broker: Broker, tmp_path: Path) -> None:
+    # its key, payload and event types are its own: no account_id, no amount
+    archive = EventArchive.create(tmp_path / "shop", key="order_id", columns={
+        "order_id": "string", "qty": "int", "price": "money", "due": "date",
+        "tags": "list[string]"}, metadata=["user"], event_types=("Placed", "Shipped"))
+    topic = new_topic(broker, partitions=1)
+    sent = [
+        {"event_id": "e1", "order_id": "7d1c0c52-9b3e", "event_type": "Placed",
+         "event_time": "2024-01-01T12:00:00+02:00", "qty": 9_223_372_036_854_775_807,
+         "price": 12.5, "due": "2024-02-01", "tags": ["gift", "ü"], "user": "ana"},
+        {"event_id": "e2", "order_id": "7d1c0c52-9b3e", "event_type": "Shipped",
+         "event_time": "2024-01-02T00:00:00Z"},
+        {"event_id": "e3", "event_type": "Placed", "event_time": "2024-01-02T00:00:00Z"},
+        {"event_id": "e4", "order_id": "o-4", "event_type": "Placed",
+         "event_time": "2024-01-02T00:00:00Z", "qty": 1.5},
+    ]
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for message in sent:
+        producer.produce(topic, json.dumps(message).encode())
+    producer.flush(10)
+
+    summary = ingest(archive, broker.bootstrap, topic, mapping={"amount_unit": "major"},
+                     idle_timeout=1.0)
+
+    assert (summary.events, summary.dead_letters) == (2, 2)
+    got = stored(tmp_path / "shop").drop("seq", "recorded_at")
+    assert got.to_dicts() == [
+        {"event_id": "e1", "order_id": "7d1c0c52-9b3e", "event_type": "Placed",
+         "event_time": datetime(2024, 1, 1, 10, tzinfo=UTC), "qty": 9_223_372_036_854_775_807,
+         "price": 1250, "due": date(2024, 2, 1), "tags": ["gift", "ü"], "user": "ana"},
+        {"event_id": "e2", "order_id": "7d1c0c52-9b3e", "event_type": "Shipped",
+         "event_time": datetime(2024, 1, 2, tzinfo=UTC), "qty": None, "price": None,
+         "due": None, "tags": None, "user": None}]
+    letters = [json.loads(line) for line in dead_letter_path(archive).read_text().splitlines()]
+    assert [(x["offset"], x["reason"]) for x in letters] == [
+        (2, "order_id: null value in a required column"),
+        (3, "qty: cannot convert value to an integer")]
+
+
 def test_an_unknown_topic_or_broker_is_a_clear_error(broker: Broker, tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="topic 'nope' on 127.0.0.1"):
         ingest(tmp_path / "a", broker.bootstrap, "nope", idle_timeout=1.0)
+    with pytest.raises(IngestError, match="cannot reach the broker at 127.0.0.1:1"):
+        ingest(tmp_path / "a", "127.0.0.1:1", "nope", idle_timeout=1.0, broker_timeout=1.0)
+    assert not (tmp_path / "a").exists()  # a failed run creates no archive
+
+
+@pytest.mark.parametrize(("option", "param"), [
+    ({"batch_size": 0}, "batch_size"), ({"batch_size": -5}, "batch_size"),
+    ({"batch_size": 2_000_000}, "batch_size"), ({"max_wait": -1.0}, "max_wait"),
+    ({"idle_timeout": -1.0}, "idle_timeout"), ({"max_events": 0}, "max_events"),
+    ({"broker_timeout": float("nan")}, "broker_timeout"),
+    ({"config": {"no.such.setting": 1}}, "config"),
+    ({"config": {"session.timeout.ms": "abc"}}, "config"),
+])
+def test_options_the_run_cannot_use_are_refused_naming_them(
+        broker: Broker, tmp_path: Path, option: dict[str, object], param: str) -> None:
+    # (they read nothing, hung, or ended as "the Kafka client crashed")
+    topic = new_topic(broker, partitions=1)
+    with pytest.raises(eventkit.ParameterError) as caught:
+        ingest(tmp_path / "a", broker.bootstrap, topic, **{"idle_timeout": 1.0, **option})  # type: ignore[arg-type]
+    assert caught.value.param == param
+    assert "crashed" not in str(caught.value)
+    assert not (tmp_path / "a").exists()
+
+
+def test_a_mapping_naming_a_column_the_archive_lacks_is_refused(
+        broker: Broker, tmp_path: Path) -> None:
+    topic = new_topic(broker, partitions=1)
+    with pytest.raises(eventkit.SchemaError, match="nosuch"):
+        ingest(tmp_path / "a", broker.bootstrap, topic, mapping={"nosuch": "x"},
+               idle_timeout=1.0)
 
 
 def run_ingester(broker: Broker, topic: str, archive: Path, *args: str

@@ -338,3 +338,23 @@ def test_expired_archive_is_refused_by_the_bucket_engine(bank: dict[str, Path],
                               rules="banking", confirm=True)
     with pytest.raises(ScaleError, match="engine='memory'"):
         replay(copy, "banking", engine="buckets")
+
+
+@pytest.mark.cluster
+def test_a_cluster_that_is_gone_or_no_client_is_a_scale_error(tmp_path: Path) -> None:
+    # a closed client escaped as distributed's ClosedClientError; a text address as an
+    # AttributeError of str
+    archive = archive_of(make_events([(1, "Deposit", 100, 0), (2, "Deposit", 5, 1)]),
+                         tmp_path / "a", buckets=2)
+    with pytest.raises(ScaleError, match="must be a dask.distributed Client") as caught:
+        replay(archive, "balance", client="tcp://127.0.0.1:8786")  # type: ignore[call-overload]
+    assert caught.value.param == "client"
+    with distributed.LocalCluster(n_workers=1, processes=False,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        result = replay(archive, "balance", client=client)
+        assert result.state().collect()["balance"].to_list() == [100, 5]
+    with pytest.raises(ScaleError, match="did not run the replay's 1 step") as caught:
+        result.as_of("2024-01-01").collect()
+    assert caught.value.param == "client"
+    assert EventArchive(archive.path).verify().ok

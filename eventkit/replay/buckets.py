@@ -43,7 +43,7 @@ from eventkit.archive.open import Events, archive_of, open_archive
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.store import is_url, open_store
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import CoverageError, CoverageWarning, ScaleError
+from eventkit.exceptions import CoverageError, CoverageWarning, EventkitError, ScaleError
 from eventkit.replay.columns import check_columns, columns_read
 from eventkit.replay.engine import Coverage, selection_expr
 from eventkit.replay.folders import out_folder, scratch_folder
@@ -543,18 +543,38 @@ def _runner(engine: str, client: Client | None) -> Runner:
         except ValueError:
             msg = "engine='dask' needs a client: pass client=Client('tcp://scheduler:8786')"
             raise ScaleError(msg, param="client") from None
+    from distributed import Client  # noqa: PLC0415 (only the Dask engine needs it)
+
+    if not isinstance(client, Client):
+        msg = (f"client must be a dask.distributed Client, such as "
+               f"Client('tcp://scheduler:8786'), not {type(client).__name__}")
+        raise ScaleError(msg, param="client")
     dask = client
 
     def run(plan: _Plan, steps: list[_Step]) -> list[Any]:
         tag = uuid.uuid4().hex[:8]
-        with _progress(plan, steps) as shown:
-            futures = dask.map(_run, [plan] * len(steps), steps,
-                               key=[f"eventkit-bucket-{s.buckets[0]}-{tag}" for s in steps])
-            for future in futures:
-                future.add_done_callback(lambda _done: shown.advance())
-            return dask.gather(futures)
+        try:
+            with _progress(plan, steps) as shown:
+                futures = dask.map(_run, [plan] * len(steps), steps,
+                                   key=[f"eventkit-bucket-{s.buckets[0]}-{tag}" for s in steps])
+                for future in futures:
+                    future.add_done_callback(lambda _done: shown.advance())
+                return list(dask.gather(futures))
+        except Exception as exc:  # a cluster gone, closed or failing: said as eventkit's
+            if isinstance(exc, EventkitError):
+                raise
+            msg = (f"the Dask cluster {_address(dask)} did not run the replay's "
+                   f"{len(steps)} step(s) ({type(exc).__name__}: {exc}); nothing was "
+                   "changed, run it again when the cluster is back")
+            raise ScaleError(msg, param="client") from exc
 
     return run
+
+
+def _address(client: Client) -> str:
+    """The scheduler a client talks to, as its address (or the client's own text)."""
+    address = getattr(client.scheduler, "address", None)  # None: closed before it connected
+    return str(address) if address else repr(client)
 
 
 def _local(plan: _Plan, steps: list[_Step]) -> list[Any]:

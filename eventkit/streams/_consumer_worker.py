@@ -8,7 +8,8 @@ ends this process, and the ingest that drives it ends with an ``IngestError``.
 Requests and replies are pickled tuples over two pipes: ``("topics", topic,
 timeout)``, ``("assign", topic, [(partition, offset), ...])``, ``("consume",
 n, timeout)``, ``("ends", topic, partitions)``, ``("close",)``. A reply is
-``("ok", value)`` or ``("error", text)``; ``consume`` gives the messages as
+``("ok", value)``, ``("error", text)``, or ``("config", text)`` when the client
+refused the consumer settings; ``consume`` gives the messages as
 three lists (partitions, offsets, values) and the problems: ``(partition or
 None, (code name, text, fatal))`` per message error and per client-wide error
 reported since the last call. librdkafka's own log lines are dropped (its
@@ -36,7 +37,11 @@ def serve(inbox: Connection, outbox: Connection) -> None:
     def on_error(error: KafkaError) -> None:
         errors.append((error.name(), error.str(), error.fatal()))
 
-    consumer = Consumer({**inbox.recv(), "error_cb": on_error, "logger": quiet})
+    try:
+        consumer = Consumer({**inbox.recv(), "error_cb": on_error, "logger": quiet})
+    except (KafkaException, ValueError, TypeError) as exc:  # settings the client refuses
+        refused(inbox, outbox, exc.args[0].str() if isinstance(exc, KafkaException) else str(exc))
+        return
     while True:
         try:
             request = inbox.recv()
@@ -77,6 +82,18 @@ def serve(inbox: Connection, outbox: Connection) -> None:
         except KafkaException as exc:
             reply = ("error", str(exc))
         outbox.send(reply)
+
+
+def refused(inbox: Connection, outbox: Connection, why: str) -> None:
+    """Answer every request with why the consumer settings were refused, until ``close``."""
+    while True:
+        try:
+            request = inbox.recv()
+        except (EOFError, OSError):
+            return
+        outbox.send(("ok", None) if request[0] == "close" else ("config", why))
+        if request[0] == "close":
+            return
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from eventkit.exceptions import IngestError
+from eventkit.exceptions import IngestError, ParameterError
 
 __all__ = ["ConsumerProcess", "Fetched", "Watch"]
 
@@ -147,6 +147,9 @@ class ConsumerProcess:
             status, value = self._in.recv()
         except (EOFError, OSError):
             raise self._died() from None
+        if status == "config":
+            msg = f"the Kafka client refused the consumer settings: {value}"
+            raise ParameterError(msg, param="config")
         if status != "ok":
             msg = f"broker {self.bootstrap}, topic {self.topic!r}: {value}"
             raise IngestError(msg, topic=self.topic)

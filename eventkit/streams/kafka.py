@@ -1,7 +1,8 @@
 """Kafka/Redpanda topics into the archive, exactly once; archives back into topics.
 
 :func:`ingest` reads JSON events from every partition of a topic with
-``confluent-kafka``, maps them onto the canonical schema (a
+``confluent-kafka``, maps them onto the archive's schema (the banking one or
+one's own declared key, payload and metadata columns; a
 :class:`~eventkit.sources.conform.ColumnMapping`, as for files) and appends them in
 batches. Each append stores, in the same atomic commit, the next offset of every
 partition read so far (``meta`` of :meth:`EventArchive.append`): a run starts at
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -39,7 +40,8 @@ from eventkit.archive.clock import BeforeLatest
 from eventkit.archive.open import is_eventkit_archive
 from eventkit.archive.store import is_url
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import IngestError, ValidationError, foreign_errors
+from eventkit.exceptions import IngestError, ParameterError, ValidationError, foreign_errors
+from eventkit.schema import BANKING
 from eventkit.sources.conform import ColumnMapping
 from eventkit.streams.consumer import ConsumerProcess, Watch
 from eventkit.streams.messages import (
@@ -135,8 +137,9 @@ def ingest(
     topic
         The topic; every partition it has when the run starts is read.
     mapping
-        How a message's JSON fields map onto the canonical columns (as for
-        files). Without an ``event_id`` field an event's id is
+        How a message's JSON fields map onto the archive's columns (as for
+        files; a declared archive's key, payload and metadata columns too).
+        Without an ``event_id`` field an event's id is
         ``"<topic>/<partition>/<offset>"``. Fields the archive does not store
         (``seq``, ``recorded_at``, anything unknown) are ignored.
     dead_letter
@@ -184,12 +187,15 @@ def ingest(
         warnings.warn("ingest(bootstrap, topic, archive) is now ingest(archive, bootstrap, topic); "
                       "the old order goes in the next release", DeprecationWarning, stacklevel=2)
         archive, bootstrap, topic = topic, archive, bootstrap
-    if not isinstance(archive, EventArchive):
-        exists = is_eventkit_archive(archive) if is_url(archive) else Path(archive).exists()
-        archive = EventArchive(archive) if exists else EventArchive.create(archive)
+    _check_options(batch_size=batch_size, max_wait=max_wait, idle_timeout=idle_timeout,
+                   max_events=max_events, broker_timeout=broker_timeout)
     m = ColumnMapping.parse(mapping)
-    letters = _DeadLetters(Path(dead_letter) if dead_letter else dead_letter_path(archive))
-    offsets = stored_offsets(archive, topic)
+    target, where = (archive, None) if isinstance(archive, EventArchive) else (None, archive)
+    if where is not None:  # a new archive is created once the topic is found
+        exists = is_eventkit_archive(where) if is_url(where) else Path(where).exists()
+        target = EventArchive(where) if exists else None
+    m.check(BANKING if target is None else target.declared)
+    offsets = {} if target is None else stored_offsets(target, topic)
     summary = IngestSummary(offsets=dict(offsets))
     with ConsumerProcess(bootstrap, topic, {
         "bootstrap.servers": bootstrap,
@@ -200,6 +206,9 @@ def ingest(
         **(config or {}),
     }) as client:
         partitions = _partitions(client, bootstrap, topic, broker_timeout)
+        if target is None:
+            target = EventArchive.create(cast("str | Path", where))
+        letters = _DeadLetters(Path(dead_letter) if dead_letter else dead_letter_path(target))
         position = {p: offsets.get(p, 0) for p in partitions}  # next offset after the buffer
         client.assign(position)
         watch = Watch(client, position, broker_timeout)
@@ -232,13 +241,40 @@ def ingest(
                 if not done:  # the next messages are fetched while this batch is stored
                     client.prefetch(batch_size,
                                     _until_idle(max_wait, last_message, idle_timeout))
-                _store(archive, topic, batch, m, letters, summary, before_latest)
+                _store(target, topic, batch, m, letters, summary, before_latest)
                 batch = ([], [], [])
                 if on_batch is not None:
                     on_batch(summary)
             if done:
                 watch.check(now, last_message, stopping=True)
                 return summary
+
+
+#: The most messages one fetch of the Kafka client takes (librdkafka's limit).
+MAX_BATCH = 1_000_000
+
+
+def _check_options(*, batch_size: int, max_wait: float, idle_timeout: float | None,
+                   max_events: int | None, broker_timeout: float) -> None:
+    """Refuse an option :func:`ingest` cannot use, naming it, before anything is done."""
+    counts = {"batch_size": (batch_size, MAX_BATCH), "max_events": (max_events, None)}
+    for name, (count, high) in counts.items():
+        if count is None and high is None:
+            continue
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1 or (
+                high is not None and count > high):
+            span = f"from 1 to {high:,}" if high is not None else "at least 1"
+            msg = f"must be a whole number {span}, not {count!r}"
+            raise ParameterError(msg, param=name)
+    times = {"max_wait": max_wait, "idle_timeout": idle_timeout, "broker_timeout": broker_timeout}
+    for name, value in times.items():
+        if value is None and name == "idle_timeout":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                0 <= value < float("inf")) or (value == 0 and name != "max_wait"):
+            least = "0 or more" if name == "max_wait" else "more than 0"
+            msg = f"must be a number of seconds, {least}, not {value!r}"
+            raise ParameterError(msg, param=name)
 
 
 def _until_idle(wait: float, last_message: float, idle_timeout: float | None) -> float:
@@ -290,8 +326,8 @@ def _store(archive: EventArchive, topic: str, messages: tuple[list[int], list[in
     if b"\n" in joined or b"\r" in joined:  # a message is one line of the parse's input
         values = [v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]
     partition, offset = partition[keep], offset[keep]
-    batch = Batch(mapping, topic, partition, offset, archive.event_types)
-    doubled = doubled_keys(values, mapping)
+    batch = Batch(mapping, topic, partition, offset, archive.event_types, archive.declared)
+    doubled = doubled_keys(values, mapping, batch.schema)
     rows, bad = parse(values, np.setdiff1d(np.arange(len(values)), [i for i, _ in doubled]),
                        batch)
     rows, repeated = first_of_each_id(rows, batch)

@@ -20,14 +20,28 @@ import numpy as np
 import polars as pl
 
 from eventkit.exceptions import EventDataError
-from eventkit.schema import BANKING, CANONICAL_SCHEMA
+from eventkit.schema import BANKING, EventSchema
 from eventkit.sources.checks import ROW_COL, SOURCE_COL
 from eventkit.sources.conform import ColumnMapping, Conformed, conform
 
-__all__ = ["STORED", "Batch", "doubled_keys", "first_of_each_id", "new_messages", "parse"]
+__all__ = ["STORED", "Batch", "doubled_keys", "first_of_each_id", "given", "new_messages",
+           "parse"]
 
-#: The columns a message gives (the archive assigns ``seq`` and ``recorded_at``).
-STORED = [c for c in CANONICAL_SCHEMA if c not in ("seq", "recorded_at")]
+
+def given(schema: EventSchema) -> list[str]:
+    """The columns a message gives: all of ``schema``'s but those the archive assigns.
+
+    Examples
+    --------
+    >>> given(EventSchema.declare(key="order_id", columns={"order_id": "string", "qty": "int"}))
+    ['event_id', 'order_id', 'event_type', 'event_time', 'qty']
+
+    """
+    return [c for c in schema.columns if c not in ("seq", "recorded_at")]
+
+
+#: The columns a message of the banking schema gives.
+STORED = given(BANKING)
 
 
 def first_of_each_id(rows: pl.DataFrame, batch: Batch
@@ -47,7 +61,8 @@ def first_of_each_id(rows: pl.DataFrame, batch: Batch
     return rows.filter(~pl.Series(later)), reasons
 
 
-def doubled_keys(values: list[bytes], mapping: ColumnMapping) -> list[tuple[int, str]]:
+def doubled_keys(values: list[bytes], mapping: ColumnMapping, schema: EventSchema = BANKING
+                 ) -> list[tuple[int, str]]:
     r"""Messages whose JSON names a key twice (JSON readers would keep one value silently).
 
     Found for the fields eventkit reads: a cheap count of each field's key per
@@ -61,7 +76,7 @@ def doubled_keys(values: list[bytes], mapping: ColumnMapping) -> list[tuple[int,
         text = pl.Series(values, dtype=pl.Binary).cast(pl.String)
     except pl.exceptions.ComputeError:  # bytes that are not UTF-8 (the parse names them)
         text = pl.Series([v.decode("utf-8", "replace") for v in values], dtype=pl.String)
-    fields = {mapping.source_name(c) for c in CANONICAL_SCHEMA}
+    fields = {mapping.source_name(c) for c in schema.columns}
     flags = pl.select(pl.any_horizontal(
         [text.str.count_matches(f'"{re.escape(name)}"\\s*:') > 1 for name in sorted(fields)]
         + [text.str.contains("\\u", literal=True)])).to_series()
@@ -100,19 +115,24 @@ def new_messages(partition: np.ndarray, offset: np.ndarray, done: dict[int, int]
     return (offset >= floor) & first
 
 
-#: What ingest conforms messages to: the banking schema, account ids integers only.
-_INTEGER_IDS = replace(BANKING, text_ids=False)
-
-
 @dataclass(frozen=True)
 class Batch:
-    """What parsing a batch of messages needs besides their values."""
+    """What parsing a batch of messages needs besides their values.
+
+    ``schema`` is the archive's (banking or declared); its key columns keep
+    their stored type: a text id in an integer key is a bad message, never a
+    text key (one message must not change the column's type for its batch).
+    """
 
     mapping: ColumnMapping
     topic: str
     partition: np.ndarray
     offset: np.ndarray
     event_types: tuple[str, ...] | None
+    schema: EventSchema = BANKING
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schema", replace(self.schema, text_ids=False))
 
 
 def parse(values: list[bytes], index: np.ndarray, batch: Batch
@@ -123,7 +143,7 @@ def parse(values: list[bytes], index: np.ndarray, batch: Batch
     (one odd value can change a column's type for all), it is split in halves.
     """
     if not len(index):
-        return pl.DataFrame(schema={**{c: CANONICAL_SCHEMA[c] for c in STORED},
+        return pl.DataFrame(schema={**{c: batch.schema.columns[c] for c in given(batch.schema)},
                                     "__index": pl.Int64}), []
     bad: list[tuple[int, str]] | None  # None: the batch is unreadable as a whole
     try:
@@ -150,29 +170,28 @@ def parse(values: list[bytes], index: np.ndarray, batch: Batch
 def _conform(raw: pl.DataFrame, index: np.ndarray, batch: Batch
              ) -> tuple[pl.DataFrame, list[tuple[int, str]]]:
     """Map parsed messages onto the canonical columns; every bad row with its reason."""
-    mapping, topic = batch.mapping, batch.topic
+    mapping, topic, schema = batch.mapping, batch.topic, batch.schema
     partition, offset = batch.partition, batch.offset
     id_col = mapping.source_name("event_id")
     where = pl.DataFrame({"p": partition[index], "o": offset[index]})
     derived = where.select(pl.concat_str(pl.lit(f"{topic}/"), "p", pl.lit("/"), "o")).to_series()
     raw = raw.with_columns((pl.col(id_col).cast(pl.String).fill_null(derived)
                             if id_col in raw.columns else derived).alias(id_col))
-    for required in ("account_id", "event_time", "amount"):  # missing: a null, reported per row
+    for required in (*schema.key, "event_time", *schema.required):  # missing: a null per row
         name = mapping.source_name(required)
         if name not in raw.columns:
             raw = raw.with_columns(pl.lit(None, dtype=pl.String).alias(name))
-    known = {mapping.source_name(c) for c in STORED}
-    raw = raw.select([c for c in raw.columns if c in known])
-    nested = [c for c, dtype in raw.schema.items() if dtype.is_nested()]
+    fields = {mapping.source_name(c): c for c in given(schema)}
+    raw = raw.select([c for c in raw.columns if c in fields])
+    nested = [c for c, dtype in raw.schema.items()
+              if dtype.is_nested() and not schema.columns[fields[c]].is_nested()]
     if nested:  # found per message by splitting the batch
         msg = f"field {nested[0]!r} holds a list or an object"
         raise ValueError(msg)
     raw = raw.with_columns(
         pl.lit(topic).alias(SOURCE_COL), pl.Series(ROW_COL, index, dtype=pl.Int64))
-    # the archive's account ids are integers: a text id is a bad message, never a text key
-    # (one message must not change the column's type for the rest of its batch)
     conformed: Conformed = conform(raw.lazy(), mapping, source=f"topic {topic}",
-                                   schema=_INTEGER_IDS, keep_extra=False,
+                                   schema=schema, keep_extra=False,
                                    event_types=batch.event_types)
     reasons = [(c, conformed.raw) for c in conformed.conversion_checks] + \
               [(c, conformed.events) for c in conformed.value_checks
@@ -186,5 +205,5 @@ def _conform(raw: pl.DataFrame, index: np.ndarray, batch: Batch
     events = conformed.events.collect().with_columns(reason)
     bad = events.filter(pl.col("reason").is_not_null())
     good = events.filter(pl.col("reason").is_null())
-    rows = good.select(*STORED, pl.col(ROW_COL).alias("__index"))
+    rows = good.select(*given(schema), pl.col(ROW_COL).alias("__index"))
     return rows, list(zip(bad[ROW_COL].to_list(), bad["reason"].to_list(), strict=True))
