@@ -12,7 +12,7 @@ folder.
 
 Small buckets are folded together, a *step* of about :data:`ROWS_PER_STEP`
 events at a time. ``engine="buckets"`` runs the steps in this process,
-:data:`LOCAL_STEPS` at once: peak memory is that many steps', whatever the
+:data:`~eventkit.replay.runners.LOCAL_STEPS` at once: peak memory is that many steps', whatever the
 archive's size. ``engine="dask"`` makes each step a task on a
 ``dask.distributed`` cluster; tasks read the events by path or URL, so the
 workers must reach the archive and ``out``: a shared folder, or an object
@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import io
 import shutil
-import uuid
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -43,7 +41,8 @@ from eventkit.archive.open import Events, archive_of, open_archive
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.store import is_url, open_store
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import CoverageError, CoverageWarning, EventkitError, ScaleError
+from eventkit.exceptions import CoverageError, CoverageWarning, ScaleError
+from eventkit.replay import runners
 from eventkit.replay.columns import check_columns, columns_read
 from eventkit.replay.engine import Coverage, selection_expr
 from eventkit.replay.folders import out_folder, scratch_folder
@@ -63,8 +62,6 @@ __all__ = ["BucketedReplay", "replay_buckets"]
 ROWS_PER_BUCKET = 2_000_000
 #: Small buckets of an archive are folded together, up to about this many events a step.
 ROWS_PER_STEP = 1_000_000
-#: Steps the local engine runs at once (threads: one reads or writes while one folds).
-LOCAL_STEPS = 2
 _ORDER = "#order"  # input position of each row of a split source (its log order)
 _HISTORY = "history"
 _HISTORY_ONLY = ("event_id", "recorded_at")  # columns no state depends on
@@ -73,7 +70,7 @@ _HISTORY_ONLY = ("event_id", "recorded_at")  # columns no state depends on
 Question = (tuple[Literal["history"]] | tuple[Literal["state"]] | tuple[Literal["as_of"], int]
             | tuple[Literal["at_times"], tuple[int, ...]] | tuple[Literal["between"], Any, Any])
 #: Runs a plan's steps (here, or as Dask tasks) and returns their answers in order.
-Runner = Callable[["_Plan", list["_Step"]], list[Any]]
+Runner = Callable[["_Plan", list["_Step"]], list[Any]]  # the steps' answers, in order
 
 
 @dataclass(frozen=True)
@@ -524,78 +521,10 @@ def _split(lf: pl.LazyFrame, folder: Path, rules: RuleSet) -> int:
 
 
 def _runner(engine: str, client: Client | None) -> Runner:
-    if engine == "buckets":
-        if client is not None:
-            msg = "a Dask client needs engine='dask'"
-            raise ScaleError(msg, param="client")
-        return _local
-    if engine == "memory":
-        msg = "out= and client= need engine='buckets' or 'dask' (not 'memory')"
-        raise ScaleError(msg, param="engine")
-    if engine != "dask":
-        msg = f"engine must be 'memory', 'buckets' or 'dask', not {engine!r}"
-        raise ScaleError(msg, param="engine")
-    if client is None:
-        from distributed import default_client  # noqa: PLC0415 (only the Dask engine needs it)
-
-        try:
-            client = default_client()
-        except ValueError:
-            msg = "engine='dask' needs a client: pass client=Client('tcp://scheduler:8786')"
-            raise ScaleError(msg, param="client") from None
-    from distributed import Client  # noqa: PLC0415 (only the Dask engine needs it)
-
-    if not isinstance(client, Client):
-        msg = (f"client must be a dask.distributed Client, such as "
-               f"Client('tcp://scheduler:8786'), not {type(client).__name__}")
-        raise ScaleError(msg, param="client")
-    dask = client
-
-    def run(plan: _Plan, steps: list[_Step]) -> list[Any]:
-        tag = uuid.uuid4().hex[:8]
-        try:
-            with _progress(plan, steps) as shown:
-                futures = dask.map(_run, [plan] * len(steps), steps,
-                                   key=[f"eventkit-bucket-{s.buckets[0]}-{tag}" for s in steps])
-                for future in futures:
-                    future.add_done_callback(lambda _done: shown.advance())
-                return list(dask.gather(futures))
-        except Exception as exc:  # a cluster gone, closed or failing: said as eventkit's
-            if isinstance(exc, EventkitError):
-                raise
-            msg = (f"the Dask cluster {_address(dask)} did not run the replay's "
-                   f"{len(steps)} step(s) ({type(exc).__name__}: {exc}); nothing was "
-                   "changed, run it again when the cluster is back")
-            raise ScaleError(msg, param="client") from exc
-
-    return run
-
-
-def _address(client: Client) -> str:
-    """The scheduler a client talks to, as its address (or the client's own text)."""
-    address = getattr(client.scheduler, "address", None)  # None: closed before it connected
-    return str(address) if address else repr(client)
-
-
-def _local(plan: _Plan, steps: list[_Step]) -> list[Any]:
-    """The steps run here, :data:`LOCAL_STEPS` at a time (folds and Parquet I/O drop the GIL)."""
-    with _progress(plan, steps) as shown:
-        if len(steps) < 2 or LOCAL_STEPS < 2:
-            done = []
-            for step in steps:
-                done.append(_run(plan, step))
-                shown.advance()
-            return done
-        with ThreadPoolExecutor(LOCAL_STEPS) as pool:
-            futures = [pool.submit(_run, plan, step) for step in steps]
-            for future in futures:
-                future.add_done_callback(lambda _done: shown.advance())
-            try:
-                return [future.result() for future in futures]
-            except BaseException:
-                for future in futures:  # a failed step: the steps not started yet are not run
-                    future.cancel()
-                raise
+    run = runners.runner(engine, client)
+    return lambda plan, steps: run(_run, [(plan, step) for step in steps],
+                                   _progress(plan, steps),
+                                   [f"eventkit-bucket-{step.buckets[0]}" for step in steps])
 
 
 def _progress(plan: _Plan, steps: list[_Step]) -> Steps:
