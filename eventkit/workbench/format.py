@@ -106,11 +106,17 @@ class Currency:
         plus = pl.when(expr.cast(pl.Int64) > 0).then(pl.lit("+")).otherwise(pl.lit(""))
         return pl.concat_str(plus, self.text(expr))
 
-    def axis_label(self, *, decimals: int = 0) -> str:
-        """A Vega expression labelling a money axis (values in major units)."""
+    def axis_label(self) -> str:
+        """A Vega expression labelling a money axis (values in major units).
+
+        Whole ticks read without decimals (``$1,000``), the others with the
+        currency's minor digits (``$0.20``, ``BHD 0.125``; ``¥0.5`` for a
+        currency without minor unit): a tick is never rounded to a whole unit.
+        """
         symbol = self.symbol.replace("'", "\\'")
-        return (f"(datum.value < 0 ? '{MINUS}' : '') + '{symbol}' + "
-                f"format(abs(datum.value), ',.{decimals}~f')")
+        part = f",.{self.minor}f" if self.minor else ",.6~f"  # ¥0.5: no minor unit to round to
+        return (f"(datum.value < 0 ? '{MINUS}' : '') + '{symbol}' + format(abs(datum.value), "
+                f"datum.value % 1 ? '{part}' : ',.0f')")
 
     def d3(self, *, decimals: int | None = None) -> str:
         """A d3 number format for tooltips of major units (no symbol: see :meth:`text`)."""
