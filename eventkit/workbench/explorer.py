@@ -124,7 +124,13 @@ class Explorer:
         self._view: AccountView | None = None
         self._view_key: tuple[Any, ...] | None = None
         self._lines: dict[str, Any] = {}  # the chart of the view's replay, without the marker
-        shared = global_expr(registry.get(rules), self._events.collect_schema())
+        schema = self._events.collect_schema()
+        if "account_id" not in schema:
+            msg = (f"the explorer shows one account at a time: the events have no account_id "
+                   f"(columns: {', '.join(schema.names())}); for streams of other keys: "
+                   "eventkit.charts.field_history and state_counts")
+            raise EventDataError(msg, column="account_id")
+        shared = global_expr(registry.get(rules), schema)
         ids, first, last = pl.collect_all([
             self._events.filter(~shared).select(pl.col("account_id").unique().sort()),
             self._events.select(pl.col("event_time").min()),
@@ -162,6 +168,9 @@ class Explorer:
         self.table = widgets.HTML(layout=widgets.Layout(flex="1 1 auto"))
         self.difference = widgets.HTML(layout=widgets.Layout(min_width="240px"))
         wanted = self._wanted()
+        if wanted.account is None:
+            msg = f"no account {start!r} in the events (ids such as {self._id_text[0]!r})"
+            raise EventDataError(msg, column="account_id")
         shown = self._make(wanted)
         if shown is None or isinstance(shown, str):  # the first account failed: say why
             raise EventDataError(shown or "no view", column="account_id")
@@ -307,7 +316,7 @@ class Explorer:
         if loop is None:
             self._finish(self._make(wanted, asked), wanted, asked)
             return
-        self.status.value = f"computing account {wanted.account} …"
+        self.status.value = f"computing account {html.escape(str(wanted.account))} …"
         future = loop.run_in_executor(None, self._make, wanted, asked)
         future.add_done_callback(lambda done: self._finished(done, wanted, asked))
 
@@ -371,7 +380,8 @@ class Explorer:
         ms = (time.perf_counter() - began) * 1000
         said = view.summary(currency=self.currency, zone=self.zone).removeprefix(
             f"Account {account} ")
-        status = (f"account {account} {html.escape(said)} <span style='color:#888'>"
+        status = (f"account {html.escape(str(account))} {html.escape(said)} "
+                  "<span style='color:#888'>"
                   f"({view.history.height:,} events; {ms:,.0f} ms)</span>")
         return Shown(view, lines, spec, shown_table, difference, status)
 
