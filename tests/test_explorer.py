@@ -299,3 +299,18 @@ def test_an_account_or_events_the_explorer_cannot_show_are_named():
     with pytest.raises(eventkit.EventDataError, match="no account_id .columns: event_id, seq, "
                                                       "order_id"):
         eventkit.explorer(orders, name="orders", rules="balance", debounce=0)
+
+
+@pytest.mark.parametrize("currency", [None, "USD", "JPY", "BHD"])
+def test_money_keeps_the_archives_own_minor_digits_in_any_currency(tmp_path, currency):
+    archive = eventkit.EventArchive.create(tmp_path / "mils", minor_digits=3)
+    archive.append(text_keyed(["m-1", "m-1"]).select(
+        "event_type", "event_time", account_id=pl.lit(1), amount=pl.Series(["12.345", "0.005"])),
+        mapping={"amount_unit": "major", "minor_digits": 3})
+    ex = eventkit.explorer(archive.path, name="mils", rules="balance", debounce=0,
+                           currency=currency)
+    try:
+        symbol = {None: "$", "USD": "$", "JPY": "¥", "BHD": "BHD "}[currency]
+        assert f"balance {symbol}12.350." in ex.status.value
+    finally:
+        ex.close()

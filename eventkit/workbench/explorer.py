@@ -28,7 +28,7 @@ import ipywidgets as widgets
 import polars as pl
 from altair.utils.schemapi import debug_mode
 
-from eventkit.archive.open import Events, as_lazy, minor_digits_of
+from eventkit.archive.open import Events, archive_of, as_lazy, minor_digits_of
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import EventDataError, ParameterError, WorkbenchError
 from eventkit.replay.progress import show_progress
@@ -113,9 +113,7 @@ class Explorer:
         # its by-account copy when eventkit.snapshot made one (a few row groups, not a scan)
         self._source = source if isinstance(source, str | Path | EventArchive) else self._events
         self.debounce = debounce
-        digits = minor_digits_of(source)  # an archive's own minor unit (2: cents)
-        self.currency = Currency.of(currency) if currency is not None or digits == 2 else \
-            Currency(digits=digits)
+        self.currency = _currency_of(source, currency)
         self.zone = zone
         self.refreshes = 0  # views computed so far
         self.dropped = 0  # computations overtaken by a newer request: never drawn
@@ -394,6 +392,26 @@ class Explorer:
         self.difference.value = shown.difference
         self.status.value = shown.status
         self.view_box.remove_class("eventkit-unknown")
+
+
+def _currency_of(source: Events, currency: Currency | str | None) -> Currency:
+    """How the explorer shows money: in ``currency``, in the minor unit amounts are kept in.
+
+    An archive keeps amounts in a minor unit of its own (``minor_digits``):
+    a code (``"JPY"``) names the symbol, the archive gives the digits, so
+    cents are never read as yen. Only a :class:`Currency` with ``digits`` of
+    its own overrides them; events that are not an archive use the code's.
+
+    Examples
+    --------
+    >>> _currency_of(pl.LazyFrame(), "JPY").minor
+    0
+
+    """
+    chosen = Currency.of(currency)
+    if archive_of(source) is None or chosen.digits is not None:
+        return chosen
+    return Currency(chosen.code, digits=minor_digits_of(source))
 
 
 def explorer(source: Events, *, name: str = "explorer", **options: Any) -> Explorer:
