@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -192,8 +193,10 @@ def test_start_after_end_is_refused(small):
 
 
 def test_nothing_to_draw_is_refused(small):
-    with pytest.raises(ValueError, match="no events to draw"):
+    with pytest.raises(ValueError, match="no events of account 99 to draw"):
         charts.balance_history(small.history, accounts=[99])
+    with pytest.raises(ValueError, match="no accounts chosen"):
+        charts.balance_history(small.history, accounts=[])
     with pytest.raises(ValueError, match="no events to draw up to 2023-12-31"):
         charts.balance_history(small.history, end="2023-12-31")
 
@@ -614,3 +617,103 @@ def test_storage_and_schema_charts_say_one_file_or_version_in_words():
     versions = pl.DataFrame({"schema_version": [3], "files": [1], "events": [50_000]})
     assert charts.schema_version_chart(versions) == (
         "All 50,000 events (1 file) are in schema version 3.")
+
+
+# --------------------------------------------------------------------------- own streams
+def order_history(totals: list[int], *, keys: list[str] | None = None) -> pl.DataFrame:
+    """Orders keyed by text: ``total`` (minor units) and ``status`` after each event."""
+    n = len(totals)
+    times = [START + timedelta(hours=i) for i in range(n)]
+    return pl.DataFrame({
+        "event_id": [f"e{i}" for i in range(n)], "seq": list(range(n)),
+        "order_id": keys or ["ö-1"] * n, "event_type": ["ItemAdded"] * n,
+        "event_time": times, "recorded_at": times, "total": totals,
+        "status": ["placed"] * n, "share": [0.5] * n,
+    })
+
+
+def svg_labels(chart: alt.TopLevelMixin) -> list[str]:
+    svg = vlc.vegalite_to_svg(charts._common.fixed_width(chart.to_dict()),
+                              vl_version=vl_version_for_vl_convert())
+    return re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+
+
+@pytest.mark.parametrize(("currency", "expected"), [
+    ("USD", ["$0", "$0.20", "$1", "$1.20", "$2"]),
+    ("BHD", ["BHD 0", "BHD 0.020", "BHD 0.100", "BHD 0.200"]),
+])
+def test_money_axes_keep_the_minor_digits_of_fractional_ticks(currency, expected):
+    events = make_events([(1, "Deposit", 50, 60 * 24 * d) for d in range(4)])
+    labels = svg_labels(charts.balance_history(eventkit.replay(events).history, accounts=[1],
+                                               currency=currency))
+    money = [label for label in labels if label.startswith(expected[0].rstrip("0"))]
+    assert set(expected) <= set(money)
+    assert len(money) == len(set(money))  # no two ticks read the same amount
+
+
+@pytest.mark.parametrize(("currency", "texts", "values"), [
+    ("BHD", ["BHD 1.875", "BHD 4.275"], [1.875, 4.275]),
+    ("JPY", ["¥1,875", "¥4,275"], [1875.0, 4275.0]),
+])
+def test_field_history_tooltips_show_money_exactly_in_its_currency(currency, texts, values):
+    chart = charts.field_history(order_history([1875, 4275]), "total", key="order_id",
+                                 keys=["ö-1"], money=True, currency=currency)
+    assert chart.data["text"].to_list() == texts
+    assert chart.data["value"].to_list() == values
+    tooltip = {t["title"]: t for t in chart.to_dict()["encoding"]["tooltip"]}
+    assert tooltip["total"] == {"field": "text", "title": "total", "type": "nominal"}
+
+
+def test_field_history_shows_integers_exactly_and_keeps_the_latest_events():
+    history = order_history([2**62 + 1, 5, 7, 9], keys=["a", "b", "a", "b"])
+    chart = charts.field_history(history, "total", key="order_id", keys=["a", "b"],
+                                 max_points=3)
+    assert chart.data.select("key", "text").rows() == [("a", "7"), ("b", "5"), ("b", "9")]
+    assert "the first 1 events left out" in chart.to_dict()["title"]["subtitle"]
+    full = charts.field_history(history, "total", key="order_id", keys="a")  # one key as text
+    assert full.data["text"][0] == "4,611,686,018,427,387,905"
+
+
+def test_field_history_and_state_counts_name_what_cannot_be_drawn():
+    history = order_history([100, 200])
+    with pytest.raises(eventkit.ParameterError, match="no column 'totl'") as caught:
+        charts.field_history(history, "totl", key="order_id", keys=["ö-1"])
+    assert caught.value.param == "field"
+    with pytest.raises(eventkit.ParameterError, match="no column 'order'") as caught:
+        charts.field_history(history, "total", key="order", keys=["ö-1"])
+    assert caught.value.param == "key"
+    with pytest.raises(eventkit.ParameterError, match="'status' is String"):
+        charts.field_history(history, "status", key="order_id", keys=["ö-1"])
+    with pytest.raises(eventkit.ParameterError, match="'share' is Float64") as caught:
+        charts.field_history(history, "share", key="order_id", keys=["ö-1"], money=True)
+    assert caught.value.param == "money"
+    with pytest.raises(eventkit.WorkbenchError, match="no events of order_id ö-2 in the"):
+        charts.field_history(history, "total", key="order_id", keys=["ö-1", "ö-2"])
+    with pytest.raises(eventkit.ParameterError, match="no column 'stage' in the state"):
+        charts.state_counts(history, "stage")
+
+
+def test_nothing_to_count_or_follow_is_a_sentence_the_marker_keeps():
+    none = charts.field_history(order_history([100]), "total", key="order_id", keys=[])
+    assert none == "No keys chosen: no total to draw."
+    assert charts.as_of_marker(none, "2024-01-01") is none
+    empty = charts.state_counts(order_history([]), "status", noun="orders")
+    assert isinstance(empty, charts.Sentence)
+    assert empty == "No orders to count by status."
+    counts = charts.state_counts(pl.DataFrame({"status": ["paid", None, None]}), "status")
+    assert counts.data.rows() == [("(none)", 2), ("paid", 1)]
+
+
+def test_balance_history_names_a_history_or_accounts_it_cannot_draw(small):
+    other = small.history.rename({"account_id": "customer"})
+    with pytest.raises(eventkit.ParameterError, match="field_history") as caught:
+        charts.balance_history(other, accounts=[1])
+    assert caught.value.param == "history"
+    with pytest.raises(eventkit.ParameterError, match="Int64") as caught:
+        charts.balance_history(small.history, accounts=["x-1"])
+    assert caught.value.param == "accounts"
+    with pytest.raises(eventkit.ParameterError, match="positive whole number"):
+        charts.balance_history(small.history, accounts=[1], max_points="100")
+    keyed = small.history.with_columns(pl.col("account_id").cast(pl.String))
+    chart = charts.balance_history(keyed, accounts=1)  # one id, given as a number
+    assert chart.to_dict()["title"]["text"] == "Balance history of account 1"

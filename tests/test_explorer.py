@@ -269,3 +269,48 @@ def test_rerunning_the_cell_leaves_no_widgets_observers_or_memory_behind(events)
 def test_account_view_refuses_an_account_without_events(events):
     with pytest.raises(eventkit.EventDataError, match="account 123456 has no events"):
         eventkit.account_view(events, 123456, "2024-06-30")
+
+
+def text_keyed(ids: list[str]) -> pl.DataFrame:
+    times = [datetime(2024, 1, d + 1, tzinfo=UTC) for d in range(len(ids))]
+    return pl.DataFrame({"event_id": [f"e{i}" for i in range(len(ids))],
+                         "seq": list(range(len(ids))), "account_id": ids,
+                         "event_type": ["Deposit"] * len(ids), "event_time": times,
+                         "recorded_at": times, "amount": [1_875] * len(ids)})
+
+
+def test_text_ids_are_shown_as_text_never_as_markup():
+    ex = eventkit.explorer(text_keyed(["<img src=x onerror=alert(1)>", "a&b"]),
+                           name="markup", rules="balance", debounce=0, currency="BHD")
+    try:
+        assert "&lt;img src=x onerror=alert(1)&gt;" in ex.status.value
+        assert "<img" not in ex.status.value
+        ex.account.value = "a&b"
+        assert ex.status.value.startswith("account a&amp;b as of 2024-01-02 23:59 UTC: "
+                                          "balance BHD 1.875.")
+    finally:
+        ex.close()
+
+
+def test_an_account_or_events_the_explorer_cannot_show_are_named():
+    with pytest.raises(eventkit.EventDataError, match="no account 'x-9' in the events"):
+        eventkit.explorer(text_keyed(["x-1"]), name="unknown", account="x-9", debounce=0)
+    orders = text_keyed(["o-1"]).rename({"account_id": "order_id"})
+    with pytest.raises(eventkit.EventDataError, match="no account_id .columns: event_id, seq, "
+                                                      "order_id"):
+        eventkit.explorer(orders, name="orders", rules="balance", debounce=0)
+
+
+@pytest.mark.parametrize("currency", [None, "USD", "JPY", "BHD"])
+def test_money_keeps_the_archives_own_minor_digits_in_any_currency(tmp_path, currency):
+    archive = eventkit.EventArchive.create(tmp_path / "mils", minor_digits=3)
+    archive.append(text_keyed(["m-1", "m-1"]).select(
+        "event_type", "event_time", account_id=pl.lit(1), amount=pl.Series(["12.345", "0.005"])),
+        mapping={"amount_unit": "major", "minor_digits": 3})
+    ex = eventkit.explorer(archive.path, name="mils", rules="balance", debounce=0,
+                           currency=currency)
+    try:
+        symbol = {None: "$", "USD": "$", "JPY": "¥", "BHD": "BHD "}[currency]
+        assert f"balance {symbol}12.350." in ex.status.value
+    finally:
+        ex.close()

@@ -272,7 +272,7 @@ def test_your_archive_notebook_replays_the_shop_export(tmp_path: Path, kernel: s
     titles = [s["title"] if isinstance(s["title"], str) else s["title"]["text"] for s in specs]
     assert titles == ["Orders by status at the end of 2024-02-29",
                       "Totals of the 3 orders active last"]
-    counts = {r["status"]: r["keys"] for r in data_rows(specs[0])}
+    counts = {r["value"]: r["keys"] for r in data_rows(specs[0])}
     assert set(counts) <= {"placed", "paid", "shipped", "delivered", "cancelled"}
     assert {r["key"] for r in data_rows(specs[1]) if "key" in r} and len(
         {r["key"] for r in data_rows(specs[1]) if "key" in r}) == 3
@@ -280,3 +280,17 @@ def test_your_archive_notebook_replays_the_shop_export(tmp_path: Path, kernel: s
     assert "requires status" in text  # the refused events are shown, with why
     archive = eventkit.EventArchive(tmp_path / "shop")  # a real archive, verified
     assert archive.verify().ok and archive.key == ("order_id",)
+
+
+def test_your_archive_notebook_before_any_order_and_in_another_currency(tmp_path: Path,
+                                                                       kernel: str):
+    nb = execute(NOTEBOOK_DIR / "07_your_archive.ipynb", tmp_path / "out.ipynb", kernel,
+                 AS_OF="2023-12-31", CURRENCY="JPY")
+    assert "widgets" not in nb.metadata  # nothing to draw: sentences, no empty chart
+    text = outputs_text(nb)
+    assert "No orders to count by status." in text
+    assert "No keys chosen: no total to draw." in text
+    assert "0 were still open (placed or paid, ¥0.00 in total)" in text  # the archive's cents
+    late = execute(NOTEBOOK_DIR / "07_your_archive.ipynb", tmp_path / "late.ipynb", kernel,
+                   AS_OF="2024-12-31", CURRENCY="BHD")
+    assert re.search(r"open \(placed or paid, BHD [\d,]+\.\d\d in total\)", outputs_text(late))

@@ -28,7 +28,7 @@ import ipywidgets as widgets
 import polars as pl
 from altair.utils.schemapi import debug_mode
 
-from eventkit.archive.open import Events, as_lazy, minor_digits_of
+from eventkit.archive.open import Events, archive_of, as_lazy, minor_digits_of
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import EventDataError, ParameterError, WorkbenchError
 from eventkit.replay.progress import show_progress
@@ -113,9 +113,7 @@ class Explorer:
         # its by-account copy when eventkit.snapshot made one (a few row groups, not a scan)
         self._source = source if isinstance(source, str | Path | EventArchive) else self._events
         self.debounce = debounce
-        digits = minor_digits_of(source)  # an archive's own minor unit (2: cents)
-        self.currency = Currency.of(currency) if currency is not None or digits == 2 else \
-            Currency(digits=digits)
+        self.currency = _currency_of(source, currency)
         self.zone = zone
         self.refreshes = 0  # views computed so far
         self.dropped = 0  # computations overtaken by a newer request: never drawn
@@ -124,7 +122,13 @@ class Explorer:
         self._view: AccountView | None = None
         self._view_key: tuple[Any, ...] | None = None
         self._lines: dict[str, Any] = {}  # the chart of the view's replay, without the marker
-        shared = global_expr(registry.get(rules), self._events.collect_schema())
+        schema = self._events.collect_schema()
+        if "account_id" not in schema:
+            msg = (f"the explorer shows one account at a time: the events have no account_id "
+                   f"(columns: {', '.join(schema.names())}); for streams of other keys: "
+                   "eventkit.charts.field_history and state_counts")
+            raise EventDataError(msg, column="account_id")
+        shared = global_expr(registry.get(rules), schema)
         ids, first, last = pl.collect_all([
             self._events.filter(~shared).select(pl.col("account_id").unique().sort()),
             self._events.select(pl.col("event_time").min()),
@@ -162,6 +166,9 @@ class Explorer:
         self.table = widgets.HTML(layout=widgets.Layout(flex="1 1 auto"))
         self.difference = widgets.HTML(layout=widgets.Layout(min_width="240px"))
         wanted = self._wanted()
+        if wanted.account is None:
+            msg = f"no account {start!r} in the events (ids such as {self._id_text[0]!r})"
+            raise EventDataError(msg, column="account_id")
         shown = self._make(wanted)
         if shown is None or isinstance(shown, str):  # the first account failed: say why
             raise EventDataError(shown or "no view", column="account_id")
@@ -307,7 +314,7 @@ class Explorer:
         if loop is None:
             self._finish(self._make(wanted, asked), wanted, asked)
             return
-        self.status.value = f"computing account {wanted.account} …"
+        self.status.value = f"computing account {html.escape(str(wanted.account))} …"
         future = loop.run_in_executor(None, self._make, wanted, asked)
         future.add_done_callback(lambda done: self._finished(done, wanted, asked))
 
@@ -371,7 +378,8 @@ class Explorer:
         ms = (time.perf_counter() - began) * 1000
         said = view.summary(currency=self.currency, zone=self.zone).removeprefix(
             f"Account {account} ")
-        status = (f"account {account} {html.escape(said)} <span style='color:#888'>"
+        status = (f"account {html.escape(str(account))} {html.escape(said)} "
+                  "<span style='color:#888'>"
                   f"({view.history.height:,} events; {ms:,.0f} ms)</span>")
         return Shown(view, lines, spec, shown_table, difference, status)
 
@@ -384,6 +392,26 @@ class Explorer:
         self.difference.value = shown.difference
         self.status.value = shown.status
         self.view_box.remove_class("eventkit-unknown")
+
+
+def _currency_of(source: Events, currency: Currency | str | None) -> Currency:
+    """How the explorer shows money: in ``currency``, in the minor unit amounts are kept in.
+
+    An archive keeps amounts in a minor unit of its own (``minor_digits``):
+    a code (``"JPY"``) names the symbol, the archive gives the digits, so
+    cents are never read as yen. Only a :class:`Currency` with ``digits`` of
+    its own overrides them; events that are not an archive use the code's.
+
+    Examples
+    --------
+    >>> _currency_of(pl.LazyFrame(), "JPY").minor
+    0
+
+    """
+    chosen = Currency.of(currency)
+    if archive_of(source) is None or chosen.digits is not None:
+        return chosen
+    return Currency(chosen.code, digits=minor_digits_of(source))
 
 
 def explorer(source: Events, *, name: str = "explorer", **options: Any) -> Explorer:

@@ -27,6 +27,8 @@ SYMBOLS: Final = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "�
 #: Minor digits of codes whose minor unit is not the cent.
 DIGITS: Final = {"JPY": 0, "KRW": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3, "TND": 3}
 MINUS: Final = "−"  # U+2212: as wide as the plus sign, reads as a minus in tables and tooltips
+#: Scaled floats from here on are shown as Polars writes them (no Int64 holds them exactly).
+_LARGEST: Final = 1e18
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,10 @@ class Currency:
         """A :class:`Currency` from one, a code, or ``None`` (the default, USD)."""
         if isinstance(currency, Currency):
             return currency
+        if currency is not None and not isinstance(currency, str):
+            msg = (f"expected an ISO 4217 code such as 'EUR' or a Currency, not "
+                   f"{type(currency).__name__} {currency!r}")
+            raise ParameterError(msg, param="currency")
         return cls() if currency is None else cls(currency.upper())
 
     @property
@@ -100,11 +106,17 @@ class Currency:
         plus = pl.when(expr.cast(pl.Int64) > 0).then(pl.lit("+")).otherwise(pl.lit(""))
         return pl.concat_str(plus, self.text(expr))
 
-    def axis_label(self, *, decimals: int = 0) -> str:
-        """A Vega expression labelling a money axis (values in major units)."""
+    def axis_label(self) -> str:
+        """A Vega expression labelling a money axis (values in major units).
+
+        Whole ticks read without decimals (``$1,000``), the others with the
+        currency's minor digits (``$0.20``, ``BHD 0.125``; ``¥0.5`` for a
+        currency without minor unit): a tick is never rounded to a whole unit.
+        """
         symbol = self.symbol.replace("'", "\\'")
-        return (f"(datum.value < 0 ? '{MINUS}' : '') + '{symbol}' + "
-                f"format(abs(datum.value), ',.{decimals}~f')")
+        part = f",.{self.minor}f" if self.minor else ",.6~f"  # ¥0.5: no minor unit to round to
+        return (f"(datum.value < 0 ? '{MINUS}' : '') + '{symbol}' + format(abs(datum.value), "
+                f"datum.value % 1 ? '{part}' : ',.0f')")
 
     def d3(self, *, decimals: int | None = None) -> str:
         """A d3 number format for tooltips of major units (no symbol: see :meth:`text`)."""
@@ -156,9 +168,20 @@ def number_text(expr: pl.Expr, *, decimals: int = 0) -> pl.Expr:
     ('1,200', '−1,234.57')
     """
     if decimals == 0:
-        return _grouped(expr.cast(pl.Int64), 0)
-    finite = pl.when(expr.is_finite()).then(expr * 10**decimals)  # NaN and ±inf: null
-    return _grouped(finite.round().cast(pl.Int64), decimals)
+        return _grouped(expr.cast(pl.Int128), 0)  # any integer, UInt64 included
+    return _scaled_text(expr, decimals)
+
+
+def _scaled_text(expr: pl.Expr, decimals: int) -> pl.Expr:
+    """Floats as text with ``decimals``; NaN and ±inf null, beyond ±1e18 units in Polars' own.
+
+    >>> pl.select(a=_scaled_text(pl.lit(1e30), 2), b=_scaled_text(pl.lit(-0.004), 2)).row(0)
+    ('1e+30', '0.00')
+    """
+    scaled = expr * 10**decimals
+    fits = pl.when(scaled.abs() < _LARGEST).then(scaled)  # NaN, ±inf and the huge: null
+    return pl.coalesce(_grouped(fits.round().cast(pl.Int64), decimals),
+                       pl.when(expr.is_finite()).then(expr.cast(pl.String)))
 
 
 def percent_text(expr: pl.Expr, *, decimals: int = 2) -> pl.Expr:
@@ -167,11 +190,7 @@ def percent_text(expr: pl.Expr, *, decimals: int = 2) -> pl.Expr:
     >>> pl.select(a=percent_text(pl.lit(3.0)), b=percent_text(pl.lit(-0.126))).row(0)
     ('3.00 %', '−0.13 %')
     """
-    scaled = (expr * 10**decimals).round().cast(pl.Int64)
-    whole = (scaled.abs() // 10**decimals).cast(pl.String)
-    part = (scaled.abs() % 10**decimals).cast(pl.String).str.zfill(decimals)
-    sign = pl.when(scaled < 0).then(pl.lit(MINUS)).otherwise(pl.lit(""))
-    return pl.concat_str(sign, whole, *([pl.lit("."), part] if decimals else []), pl.lit(" %"))
+    return pl.concat_str(_scaled_text(expr, decimals), pl.lit(" %"))
 
 
 def plural(count: int, word: str, words: str | None = None) -> str:

@@ -11,6 +11,7 @@ every row in a scrollable box; an empty result is one sentence.
 from __future__ import annotations
 
 import html
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
+from eventkit.exceptions import ParameterError
 from eventkit.workbench.format import (
     Currency,
     Sentence,
@@ -25,6 +27,7 @@ from eventkit.workbench.format import (
     percent_text,
     plural,
     time_text,
+    zone_of,
 )
 
 if TYPE_CHECKING:
@@ -201,7 +204,16 @@ def _prepare(frame: pl.DataFrame | pl.LazyFrame, *, money: Iterable[str] | None 
              currency: Currency | str | None = None, zone: str | None = None,
              max_rows: int = 15, scroll: bool = False) -> _Prepared | None:
     """Every cell as text (Polars, column-wise), or None when there are no rows."""
+    if not isinstance(frame, pl.DataFrame | pl.LazyFrame):
+        msg = f"expected a Polars DataFrame or LazyFrame, not a {type(frame).__name__}"
+        raise ParameterError(msg, param="frame")
+    if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
+        msg = f"must be a whole number of rows, at least 1, not {max_rows!r}"
+        raise ParameterError(msg, param="max_rows")
     data = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
+    money = None if money is None else _named(data, money, "money")
+    percent = _named(data, percent, "percent")
+    unit, zone = Currency.of(currency), zone_of(zone)
     if data.height == 0:
         return None
     data = data.with_columns(pl.col(pl.Float32, pl.Float64).fill_nan(None))  # NaN: no value
@@ -209,10 +221,10 @@ def _prepare(frame: pl.DataFrame | pl.LazyFrame, *, money: Iterable[str] | None 
     total = data.height
     if not scroll and total > max_rows:
         data = data.head(max_rows)
-    unit = Currency.of(currency)
     money_columns = [c for c in (money if money is not None else
                                  [c for c in data.columns if _base(c) in MONEY])
                      if c in data.columns and data.schema[c].is_integer()]
+    nested = [c for c, t in data.schema.items() if t.is_nested() or t == pl.Object]
     percents = [c for c in percent if c in data.columns]
     times = [c for c, t in data.schema.items() if isinstance(t, pl.Datetime)]
     counts = [c for c, t in data.schema.items() if t.is_integer() and c not in money_columns
@@ -224,6 +236,10 @@ def _prepare(frame: pl.DataFrame | pl.LazyFrame, *, money: Iterable[str] | None 
         *(time_text(pl.col(c), zone=zone).alias(c) for c in times),
         *(number_text(pl.col(c)).alias(c) for c in counts),
         *(number_text(pl.col(c), decimals=2).alias(c) for c in floats),
+        *(pl.col(c).bin.encode("hex") for c, t in data.schema.items() if t == pl.Binary),
+        *(pl.col(c).dt.to_string("polars") for c, t in data.schema.items()
+          if isinstance(t, pl.Duration)),
+        *(pl.Series(c, [_value_text(v) for v in data[c].to_list()], pl.String) for c in nested),
     ).with_columns(pl.all().cast(pl.String))
     words = {c: (labels or {}).get(c, label_of(c)) for c in shown.columns}
     right = tuple(c for c, t in data.schema.items() if t.is_numeric())
@@ -233,6 +249,32 @@ def _prepare(frame: pl.DataFrame | pl.LazyFrame, *, money: Iterable[str] | None 
     elif scroll and total > max_rows:
         note = f"All {plural(total, 'row')}; scroll to see them."
     return _Prepared(shown, words, right, note)
+
+
+def _named(data: pl.DataFrame, columns: Iterable[str] | str, param: str) -> list[str]:
+    """``columns`` (one name, or several), each a column of ``data`` of a type ``param`` shows.
+
+    A name that is not a column would leave its values unformatted (cents as
+    whole units): refused, naming it and the columns there are.
+    """
+    names = [columns] if isinstance(columns, str) else list(columns)
+    for name in names:
+        dtype = data.schema.get(name) if isinstance(name, str) else None
+        if dtype is None:
+            msg = f"no column {name!r} to show as {param} (columns: {', '.join(data.columns)})"
+            raise ParameterError(msg, param=param)
+        wanted = dtype.is_integer() if param == "money" else dtype.is_float()
+        if not wanted and dtype != pl.Null:
+            kind = ("whole minor units (an integer column: cents)" if param == "money"
+                    else "fractions (a float column: 0.035 for 3.50 %)")
+            msg = f"column {name!r} is {dtype}: {param} columns hold {kind}"
+            raise ParameterError(msg, param=param)
+    return names
+
+
+def _value_text(value: object) -> str | None:
+    """A nested value (a list, a struct) as one line of JSON text; null stays null."""
+    return None if value is None else json.dumps(value, default=str, ensure_ascii=False)
 
 
 def _gt(made: _Prepared, *, title: str | None, subtitle: str | None = None) -> GT:

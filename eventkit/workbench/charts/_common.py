@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -64,6 +64,23 @@ def shade(left: datetime, right: datetime, label: str) -> tuple[alt.Chart, alt.C
     text = base.mark_text(align="left", baseline="top", dx=3, dy=3, color="#8c510a").encode(
         x=alt.X("time:T"), y=alt.YValue(0), text=alt.Text("label:N"))
     return area, text
+
+
+def need_columns(frame: pl.LazyFrame, what: str, **wanted: str | Sequence[str]) -> pl.Schema:
+    """``frame``'s schema, or a :class:`ParameterError` naming the parameter whose column it lacks.
+
+    >>> need_columns(pl.LazyFrame({"order_id": ["a"]}), "the history", key="order")
+    Traceback (most recent call last):
+    ...
+    eventkit.ParameterError: key: no column 'order' in the history (columns: order_id)
+    """
+    schema = frame.collect_schema()
+    for param, names in wanted.items():
+        for name in [names] if isinstance(names, str) else names:
+            if name not in schema:
+                msg = f"no column {name!r} in {what} (columns: {', '.join(schema.names())})"
+                raise ParameterError(msg, param=param)
+    return schema
 
 
 def zero_rule() -> alt.Chart:
@@ -365,7 +382,7 @@ class TimeWindow:
 
     @classmethod
     def of(cls, events: pl.LazyFrame, start: Instant | None, end: Instant | None,
-           by: str = KEY) -> TimeWindow:
+           by: str = KEY, *, what: str = "events") -> TimeWindow:
         lo = None if start is None else to_instant(start, param="start", day="start")
         hi = None if end is None else to_instant(end, param="end")
         if lo is not None and hi is not None and lo > hi:
@@ -381,7 +398,7 @@ class TimeWindow:
             pl.col(TIME).min().alias("first"), pl.col(TIME).max().alias("last"),
         ).collect().row(0, named=True)
         if not stats["accounts"]:
-            msg = "no events to draw" + (f" up to {hi}" if hi is not None else "")
+            msg = f"no {what} to draw" + (f" up to {hi}" if hi is not None else "")
             raise WorkbenchError(msg)
         left = stats["first"] if lo is None else lo
         right = max(stats["last"], left) if hi is None else hi

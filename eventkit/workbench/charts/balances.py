@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, Final, cast
+from typing import Any, Final, cast, overload
 
 import altair as alt
 import polars as pl
@@ -30,7 +30,7 @@ from eventkit.workbench.charts._common import (
     x_time,
     y_money,
 )
-from eventkit.workbench.format import Currency, time_text
+from eventkit.workbench.format import Currency, Sentence, time_text
 
 __all__ = ["as_of_marker", "balance_history", "marker_layers", "with_marker"]
 
@@ -119,27 +119,42 @@ def balance_history(
     [(2, 97.5, 1), (3, 51.25, 2)]
 
     """
-    if max_points < 1:
-        msg = f"must be positive, not {max_points}"
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
+        msg = f"must be a positive whole number, not {max_points!r}"
         raise ParameterError(msg, param="max_points")
     events = history.lazy()
+    schema = events.collect_schema()
+    if KEY not in schema or "balance" not in schema:
+        msg = (f"balance_history draws a history with {KEY} and balance (columns: "
+               f"{', '.join(schema.names())}); for another key or field: "
+               "field_history(history, field, key=..., keys=[...])")
+        raise ParameterError(msg, param="history")
     if accounts is not None:
-        events = events.filter(pl.col(KEY).is_in(list(accounts)))
-    window = TimeWindow.of(events, start, end)
+        wanted = _as_keys(accounts, schema[KEY])
+        events = events.filter(pl.col(KEY).is_in(wanted.implode()))
+        ids = ", ".join(map(str, wanted.head(5))) + " …" * (wanted.len() > 5)
+        what = f"events of account {ids}" if wanted.len() else "accounts chosen"
+    window = TimeWindow.of(events, start, end, what=what if accounts is not None else "events")
     money = Currency.of(currency)
     if accounts is None:
         return _band_chart(window, max_points, money, zone)
     return _line_chart(window, max_points, money, zone)
 
 
+@overload
+def as_of_marker(chart: Sentence, instant: Instant, *, zone: str | None = None) -> Sentence: ...
+@overload
 def as_of_marker(chart: alt.Chart | alt.LayerChart, instant: Instant, *,
-                 zone: str | None = None) -> alt.LayerChart:
+                 zone: str | None = None) -> alt.LayerChart: ...
+def as_of_marker(chart: alt.Chart | alt.LayerChart | Sentence, instant: Instant, *,
+                 zone: str | None = None) -> alt.LayerChart | Sentence:
     """Mark an instant on a time chart: a vertical rule labelled with the instant.
 
     Parameters
     ----------
     chart
-        A chart whose x axis is ``time`` (UTC), e.g. from :func:`balance_history`.
+        A chart whose x axis is ``time`` (UTC), e.g. from :func:`balance_history`;
+        a :class:`Sentence` (nothing to draw) is given back as it is.
     instant
         Anything :func:`eventkit.timeutil.to_instant` reads; a date means the
         end of that UTC day, as in ``ReplayResult.as_of``.
@@ -168,6 +183,8 @@ def as_of_marker(chart: alt.Chart | alt.LayerChart, instant: Instant, *,
 
     """
     rule, text = marker_layers(instant, zone=zone)
+    if isinstance(chart, Sentence):
+        return chart
     layers = list(chart.layer) if isinstance(chart, alt.LayerChart) else [chart]
     title = chart["title"]
     plain = []
@@ -182,6 +199,18 @@ def as_of_marker(chart: alt.Chart | alt.LayerChart, instant: Instant, *,
         if isinstance(chart, alt.LayerChart) and chart[name] is not alt.Undefined:
             marked[name] = chart[name]
     return marked
+
+
+def _as_keys(accounts: Collection[object], dtype: pl.DataType) -> pl.Series:
+    """``accounts`` (one id, or several) as a Series of the key's type, or a ParameterError."""
+    chosen = [accounts] if isinstance(accounts, str | int) else list(accounts)
+    if dtype == pl.String:
+        chosen = [str(a) for a in chosen]  # UUID objects, numbers: ids as text
+    try:
+        return pl.Series(chosen).cast(dtype)
+    except (pl.exceptions.PolarsError, TypeError, ValueError):
+        msg = f"{chosen[:5]!r} are not ids of {KEY}, a {dtype} column"
+        raise ParameterError(msg, param="accounts") from None
 
 
 def with_marker(spec: dict[str, Any], instant: Instant, *, zone: str | None = None
