@@ -163,6 +163,29 @@ def test_late_correction_changes_as_of_but_not_what_was_known() -> None:
         == [("c", 10_000, 7_500, -2_500)]
 
 
+def test_restatements_of_a_rule_set_with_text_fields_and_no_amount() -> None:
+    # an order archive of one's own: a text status, no amount column; an item added late
+    d = lambda day: datetime(2024, 1, day, tzinfo=UTC)  # noqa: E731
+    events = pl.DataFrame({
+        "event_id": ["p", "s", "late"], "seq": [0, 1, 2], "order_id": ["o-1"] * 3,
+        "event_type": ["Placed", "Shipped", "Added"], "event_time": [d(1), d(3), d(2)],
+        "recorded_at": [d(1), d(3), d(10)], "qty": [2, 0, 3]})
+    rules = eventkit.RuleSet("orders", (eventkit.Field("items"),
+                                        eventkit.Field("status", type="string")),
+                             (eventkit.Handler("Placed", {"items": "qty", "status": "'placed'"}),
+                              eventkit.Handler("Added", {"items": "items + qty"}),
+                              eventkit.Handler("Shipped", {"status": "'shipped'"})),
+                             key="order_id", columns={"qty": "int"})
+    found = restatements(events, rules, known_at="2024-01-05", now_known_at="2024-01-31")
+    assert found.select("order_id", "event_id", "items_then", "items_now", "items_delta",
+                        "status_then", "status_now").collect().rows() == [
+        ("o-1", "late", 2, 5, 3, "placed", "placed")]
+    assert "status_delta" not in found.collect_schema().names()
+    with pytest.raises(InstantError) as info:
+        restatements(events, rules, known_at="2024-01-31", now_known_at="2024-01-05")
+    assert info.value.param == "now_known_at"
+
+
 def test_sample_month_end_grid_matches_as_of(sample_archive: Path) -> None:
     result = replay(eventkit.open_archive(sample_archive), "banking")
     month_ends = pl.date_range(date(2023, 1, 31), date(2025, 12, 31), "1mo", eager=True

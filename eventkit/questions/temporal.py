@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from eventkit._typing import Instant
+from eventkit.exceptions import InstantError
 from eventkit.replay.api import replay
 from eventkit.replay.progress import Steps
 from eventkit.rules.model import RuleSet
@@ -37,7 +38,9 @@ def restatements(
     that was already reported. For each one the result gives the key, the
     instant (its ``event_time``), the event, and per state field the value
     as of that instant as known then (``<field>_then``), as known now
-    (``<field>_now``) and, for numbers, the difference (``<field>_delta``).
+    (``<field>_now``) and, for numbers, the difference (``<field>_delta``);
+    ``amount`` too when the events have one. ``now_known_at`` before
+    ``known_at`` raises :class:`~eventkit.exceptions.InstantError`.
 
     Examples
     --------
@@ -54,6 +57,9 @@ def restatements(
 
     """
     r1, r2 = micros(known_at, param="known_at"), micros(now_known_at, param="now_known_at")
+    if r2 < r1:
+        msg = f"{now_known_at!r} is before known_at={known_at!r}"
+        raise InstantError(msg, param="now_known_at")
     then = replay(events, rules, known_at=known_at)
     now = replay(events, rules, known_at=now_known_at)
     with Steps("restatements", 2) as steps:
@@ -64,11 +70,13 @@ def restatements(
     key = list(now.rules.key_columns)
     fields = list(now.checked.fields)
     recorded = pl.col("recorded_at").dt.epoch("us")
+    # (an archive of one's own may have no amount)
+    amount = ["amount"] if "amount" in now.history.collect_schema().names() else []
     late = (
         now.history.filter((recorded > r1) & (recorded <= r2)
                            & (pl.col("event_time").dt.epoch("us") <= r1))
         .select(*key, pl.col("event_time").alias("instant"), "event_id", "event_type",
-                "amount", "recorded_at")
+                *amount, "recorded_at")
         .sort("instant")
     )
 
@@ -83,5 +91,5 @@ def restatements(
                         strategy="backward", check_sortedness=False)
     deltas = [(pl.col(f"{f}_now") - pl.col(f"{f}_then").fill_null(now.checked.fields[f].start)
                ).alias(f"{f}_delta")
-              for f in fields if now.checked.fields[f].type != "enum"]
+              for f in fields if now.checked.fields[f].type in ("int", "float")]
     return out.with_columns(deltas).sort(*key, "instant", "event_id")
