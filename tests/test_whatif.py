@@ -244,3 +244,26 @@ def test_compare_and_explain_a_rule_set_of_ones_own_with_text_fields_and_no_amou
     assert (why.start, why.value) == ("std", "eco")
     assert why.steps.select("event_id", "before", "after", "change").rows() == [
         ("d", "std", "eco", "eco")]
+
+
+def test_divergence_of_rule_sets_whose_enum_fields_list_other_values() -> None:
+    """A scenario's enum with a value more (a 'silver' tier) raised Polars' Enum mismatch."""
+    t = [T0 + timedelta(days=d) for d in range(3)]
+    events = pl.DataFrame({
+        "event_id": ["a", "b", "c"], "seq": [0, 1, 2], "shop": ["s", "s", "t"],
+        "event_type": ["Buy"] * 3, "event_time": t, "recorded_at": t, "price": [300, 400, 50]})
+
+    def tiers(values: list[str], silver: str) -> eventkit.RuleSet:
+        return eventkit.RuleSet.from_dict({
+            "ruleset": {"name": "tiers", "key": "shop"}, "columns": {"price": "int"},
+            "fields": {"spent": {"type": "int"},
+                       "tier": {"type": "enum", "values": values, "initial": "basic"}},
+            "on": {"Buy": {"spent": "spent + price",
+                           "tier": f"'gold' if spent + price >= 700 else {silver}"}}})
+
+    diff = compare(events, tiers(["basic", "gold"], "'basic'"),
+                   tiers(["basic", "silver", "gold"], "'silver' if price >= 300 else tier"))
+    assert diff.divergence().select("event_id", "tier_a", "tier_b").collect().rows() == [
+        ("a", "basic", "silver")]
+    assert diff.state().select("shop", "tier_a", "tier_b").collect().rows() == [
+        ("s", "gold", "gold"), ("t", "basic", "basic")]

@@ -82,7 +82,11 @@ class Comparison:
 
     def divergence(self) -> pl.LazyFrame:
         """Per key whose state ever differs: the first event (in time order) where it does."""
-        differs = pl.any_horizontal([pl.col(f"{f}_a").ne_missing(pl.col(f"{f}_b"))
+        def side(f: str, s: str) -> pl.Expr:  # named values by name: A's and B's enums
+            col = pl.col(f"{f}_{s}")       # may list other values
+            return col.cast(pl.String) if self.a.checked.fields[f].type == "enum" else col
+
+        differs = pl.any_horizontal([side(f, "a").ne_missing(side(f, "b"))
                                      for f in self.fields])
         history = self.history.collect()
         # sort narrow rows (key, time, seq, row) only, then fetch the first row of each key
