@@ -267,3 +267,28 @@ def test_divergence_of_rule_sets_whose_enum_fields_list_other_values() -> None:
         ("a", "basic", "silver")]
     assert diff.state().select("shop", "tier_a", "tier_b").collect().rows() == [
         ("s", "gold", "gold"), ("t", "basic", "basic")]
+
+
+def test_explain_after_an_expiry_starts_from_the_opening_state(tmp_path: Path) -> None:
+    """After an expiry the steps began at 0 (the interest posted before the cut-off counted
+    as the first step's), and an ``at`` before the cut-off answered 0 instead of raising."""
+    t = [datetime(2024, m, 1, tzinfo=UTC) for m in (1, 1, 2, 5)]
+    archive = eventkit.EventArchive.create(tmp_path / "bank")
+    archive.append(pl.DataFrame({
+        "event_id": ["o", "d1", "d2", "w"], "account_id": [1] * 4, "event_time": t,
+        "event_type": ["AccountOpened", "Deposit", "Deposit", "Withdrawal"],
+        "amount": [0, 100_000, 5_000, 300]}))
+    rules = get("banking").with_params(rate_table={"2023-01-01": 0.05})
+    whole = eventkit.explain(replay(archive, rules), 1, "balance")
+    eventkit.expire(archive, before="2024-03-01", by="test", reason="retention", confirm=True,
+                    rules=rules)
+    result = replay(archive, rules)
+    why = eventkit.explain(result, 1, "balance")
+    assert why.value == whole.value == 106_425
+    assert why.start == 105_425  # the balance at the cut-off, interest posted so far included
+    assert why.steps.rows() == whole.steps.filter(pl.col("event_id") == "w").rows()
+    assert why.steps.select("change", "interest", "effect").row(0) == (1_000, 1_300, -300)
+    assert eventkit.explain(result, 1, "interest").start == 425
+    assert eventkit.explain(result, 1, "status").start == "open"
+    with pytest.raises(eventkit.ExpiredError):
+        eventkit.explain(result, 1, "balance", at="2024-02-15")

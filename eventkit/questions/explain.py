@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from eventkit.exceptions import RuleError
-from eventkit.rules.streams import global_expr, key_filter
+from eventkit.rules.streams import global_expr, key_filter, key_frame
 from eventkit.timeutil import micros, to_instant
 
 if TYPE_CHECKING:
@@ -35,9 +35,11 @@ class Explanation:
     ``before``, ``after``, ``change``, and, for a field that earns interest,
     ``interest`` (posted at that event, for the time since the key's previous
     event) and ``effect`` (the event's own part: ``change - interest``).
-    ``start + steps["change"].sum() == value`` always holds for a number (for a
-    named value or text, ``change`` is the new value). ``refused`` lists
-    the key's events the rules refused (they changed nothing).
+    ``start`` is the field's initial value, or after an expiry the key's
+    opening state at the cut-off; ``start + steps["change"].sum() == value``
+    always holds for a number (for a named value or text, ``change`` is the
+    new value). ``refused`` lists the key's events the rules refused (they
+    changed nothing).
     """
 
     key: object
@@ -55,6 +57,9 @@ class Explanation:
 def explain(result: ReplayResult, key: object, field: str,
             at: datetime | date | str | None = None) -> Explanation:
     """Explain ``field`` of ``key`` in ``result`` at ``at`` (default: after the last event).
+
+    On an expired archive ``at`` before the cut-off raises
+    :class:`~eventkit.exceptions.ExpiredError`, as ``as_of`` does.
 
     Examples
     --------
@@ -77,8 +82,10 @@ def explain(result: ReplayResult, key: object, field: str,
     history = result.history.filter(key_filter(rules, [key], result.history.collect_schema())
                                     & ~global_expr(rules, result.history.collect_schema()))
     if at is not None:
-        history = history.filter(pl.col("event_time").dt.epoch("us")
-                                 <= micros(at, param="at"))
+        at_us = micros(at, param="at")
+        if result.expiry is not None:  # before the cut-off the events are gone
+            result.expiry.check(at_us=at_us)
+        history = history.filter(pl.col("event_time").dt.epoch("us") <= at_us)
     interest = rules.interest
     # the field interest is posted to, when ``field`` is the balance that earns it
     posted_field = interest.posted_field if interest is not None and \
@@ -92,6 +99,14 @@ def explain(result: ReplayResult, key: object, field: str,
     rows = history.sort("event_time", "seq").select(
         *cols, *(["violation"] if has_violation else [])).collect()
     start = spec.start if spec.type != "enum" else str(spec.start)
+    posted_start = 0
+    if result.start is not None:  # after an expiry: the key's state at the cut-off
+        opening = result.start.join(key_frame(rules, [key], result.start.schema),
+                                    on=list(rules.key_columns), how="semi")
+        if opening.height:
+            start = opening[field].cast(pl.String)[0] if spec.type == "enum" \
+                else opening[field][0]
+            posted_start = opening[posted_field][0] if posted_field is not None else 0
     before = rows[field].shift(1)
     steps = rows.with_columns(before=before.fill_null(start).cast(rows[field].dtype),
                               after=pl.col(field))
@@ -104,7 +119,7 @@ def explain(result: ReplayResult, key: object, field: str,
     if posted_field is not None:
         posted = rows[posted_field]
         steps = steps.with_columns(
-            interest=(posted - posted.shift(1).fill_null(0)).cast(pl.Int64)
+            interest=(posted - posted.shift(1).fill_null(posted_start)).cast(pl.Int64)
         ).with_columns(effect=pl.col("change") - pl.col("interest"))
     texts = {h.event_type: h.set.get(field) for h in rules.handlers}
     steps = steps.with_columns(rule=pl.col("event_type").replace_strict(
