@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 from eventkit._typing import Instant
 from eventkit.exceptions import InstantError
 
-__all__ = ["EPOCH", "MAX_PERIOD_YEARS", "from_micros", "is_date", "iso", "micros",
+__all__ = ["EPOCH", "MAX_PERIOD_YEARS", "from_micros", "is_date", "iso", "micros", "micros_each",
            "period_micros", "period_problem", "to_instant"]
 
 #: The start of the Unix epoch, in UTC: instants are microseconds since then.
@@ -70,7 +71,11 @@ def to_instant(
         if value.tzinfo is None:
             msg = f"{value!r} has no time zone; eventkit never guesses one"
             raise InstantError(msg, param=param)
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00+05:00 is in year 0 in UTC
+            msg = f"{value.isoformat()!r} is outside the years 1 to 9999 in UTC"
+            raise InstantError(msg, param=param) from None
     if isinstance(value, date):
         return datetime.combine(value, time.max if day == "end" else time.min, tzinfo=UTC)
     msg = f"expected a datetime, date or ISO string, not {type(value).__name__}"
@@ -90,6 +95,28 @@ def micros(instant: Instant, *, param: str, day: Literal["end", "start"] = "end"
 
     """
     return (to_instant(instant, param=param, day=day) - EPOCH) // _US
+
+
+def micros_each(instants: Iterable[Instant], *, param: str) -> list[int]:
+    """Each of several instants (as :func:`micros` reads them), in microseconds.
+
+    One instant on its own (a string, date or datetime) is refused: it is not
+    read character by character.
+
+    Examples
+    --------
+    >>> micros_each(["1970-01-01", date(1970, 1, 2)], param="instants")
+    [86399999999, 172799999999]
+    >>> micros_each("1970-01-01", param="instants")
+    Traceback (most recent call last):
+    ...
+    eventkit.InstantError: instants: expected a list of instants, not one: '1970-01-01'
+
+    """
+    if isinstance(instants, str | date) or not isinstance(instants, Iterable):
+        msg = f"expected a list of instants, not one: {instants!r}"
+        raise InstantError(msg, param=param)
+    return [micros(v, param=param) for v in instants]
 
 
 def from_micros(us: int) -> datetime:

@@ -224,6 +224,9 @@ def test_bucket_engine_refusals(bank: dict[str, Path]) -> None:
     with pytest.raises(eventkit.InstantError) as caught:
         result.at_times(["2024-01-01", "soon"])
     assert caught.value.param == "instants"
+    with pytest.raises(eventkit.InstantError, match="list of instants, not one"):
+        result.at_times("2024-01-31")  # type: ignore[arg-type]  # (one instant, not a list)
+    assert result.at_times(iter(["2020-01-01"])).collect().height == 0  # read once
     # any key column may be the rules' (split by it on the fly), but never a null key
     keyed = dataclasses.replace(eventkit.rules.get("balance"), key="counterparty_id")
     with pytest.raises(eventkit.ValidationError, match="null key") as err:

@@ -147,6 +147,27 @@ def test_naive_instants_are_refused(call) -> None:
         call(replay(make_events(STORY))).collect()
 
 
+@pytest.mark.parametrize("instants", ["2024-01-31", date(2024, 1, 31), T0])
+def test_one_instant_where_a_list_is_expected_is_refused(instants) -> None:
+    # a text was read character by character ("'2' is not an ISO 8601 date"), a
+    # datetime raised TypeError
+    result = replay(make_events(STORY))
+    with pytest.raises(InstantError, match="list of instants, not one") as info:
+        result.at_times(instants)
+    assert info.value.param == "instants"
+    with pytest.raises(InstantError, match="list of instants, not one"):
+        result.states_at(instants)
+
+
+def test_an_instant_outside_the_utc_calendar_is_an_instant_error() -> None:
+    result = replay(make_events(STORY))
+    with pytest.raises(InstantError, match="outside the years 1 to 9999") as info:
+        result.as_of("0001-01-01T00:00:00+05:00")  # year 0 in UTC: Python's OverflowError
+    assert info.value.param == "as_of"
+    with pytest.raises(InstantError, match="outside the years 1 to 9999"):
+        result.at_times(["9999-12-31T23:00:00-05:00"])
+
+
 def test_late_correction_changes_as_of_but_not_what_was_known() -> None:
     # A deposit on 1 June, reported on 30 June; a correction dated 15 June arrives on 10 July.
     june = datetime(2024, 6, 1, tzinfo=UTC)

@@ -51,7 +51,7 @@ from eventkit.replay.protocol import Window
 from eventkit.replay.result import ReplayResult, coverage
 from eventkit.rules.model import RuleSet
 from eventkit.rules.streams import global_expr, key_filter
-from eventkit.timeutil import from_micros, micros
+from eventkit.timeutil import from_micros, micros, micros_each
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -286,12 +286,11 @@ class BucketedReplay:
 
     def at_times(self, instants: Sequence[datetime | date | str] | pl.Series) -> pl.LazyFrame:
         """State per key at each instant, as :meth:`ReplayResult.at_times`: one pass."""
-        values = list(instants)
-        grid = sorted(micros(v, param="instants") for v in values)
+        grid = sorted(micros_each(instants, param="instants"))
         distinct = tuple(sorted(set(grid)))
         parts = self._ask(("at_times", distinct)) if distinct else []
         if not parts:
-            return _nothing(self._plan).at_times(values)
+            return _nothing(self._plan).at_times([from_micros(t) for t in grid])
         key = list(self.rules.key_columns)
         found = pl.concat(parts).sort("instant", *key)
         if len(distinct) < len(grid):  # an instant asked twice: its rows twice, as in memory

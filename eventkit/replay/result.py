@@ -38,7 +38,7 @@ from eventkit.replay.snapshots import Snapshots
 from eventkit.rules.model import CheckedRules, RuleSet
 from eventkit.rules.streams import global_expr
 from eventkit.schema import TIME_DTYPE
-from eventkit.timeutil import from_micros, is_date, micros
+from eventkit.timeutil import from_micros, is_date, micros, micros_each
 
 __all__ = ["GRID_CELLS", "ReplayResult", "Window", "coverage"]
 
@@ -230,8 +230,7 @@ class ReplayResult:
         [100, 120, 123]
 
         """
-        grid = np.sort(np.array([micros(v, param="instants") for v in list(instants)],
-                                np.int64), kind="stable")
+        grid = np.sort(np.array(micros_each(instants, param="instants"), np.int64), kind="stable")
         folded = self._grid_fold(grid)
         empty = np.zeros(0, np.int64)
         schema = self._rows(folded, empty, empty).with_columns(
@@ -264,8 +263,7 @@ class ReplayResult:
         then, sorted by key. The events are folded once (now); the frames are
         made as they are taken, a few instants at a time.
         """
-        grid = np.sort(np.array([micros(v, param="instants") for v in list(instants)],
-                                np.int64), kind="stable")
+        grid = np.sort(np.array(micros_each(instants, param="instants"), np.int64), kind="stable")
         return self._grid_states(self._grid_fold(grid), grid)
 
     def _grid_fold(self, grid: np.ndarray) -> Folded:
