@@ -67,7 +67,8 @@ _HISTORY = "history"
 _HISTORY_ONLY = ("event_id", "recorded_at")  # columns no state depends on
 
 #: What a step answers: the history and state, the state only, or a temporal question.
-Question = (tuple[Literal["history"]] | tuple[Literal["state"]] | tuple[Literal["as_of"], int]
+Question = (tuple[Literal["history"]] | tuple[Literal["state"]]
+            | tuple[Literal["as_of"], int, bool]  # (the instant, and whether accrued)
             | tuple[Literal["at_times"], tuple[int, ...]] | tuple[Literal["between"], Any, Any])
 #: Runs a plan's steps (here, or as Dask tasks) and returns their answers in order.
 Runner = Callable[["_Plan", list["_Step"]], list[Any]]  # the steps' answers, in order
@@ -170,7 +171,7 @@ def _answer(plan: _Plan, step: _Step, result: ReplayResult) -> Any:
     if question[0] == "state":
         return result.state().collect()
     if question[0] == "as_of":
-        return result.as_of(from_micros(question[1])).collect()
+        return result.as_of(from_micros(question[1]), accrued=question[2]).collect()
     if question[0] == "at_times":
         return result.at_times([from_micros(t) for t in question[1]]).collect()
     if question[0] == "between":
@@ -280,9 +281,15 @@ class BucketedReplay:
             self._state = self._concat(self._ask(("state",)))
         return self._state.lazy()
 
-    def as_of(self, instant: datetime | date | str) -> pl.LazyFrame:
-        """State per key at ``instant``, as :meth:`ReplayResult.as_of`: one pass."""
-        return self._concat(self._ask(("as_of", micros(instant, param="as_of")))).lazy()
+    def as_of(self, instant: datetime | date | str, *, accrued: bool = False) -> pl.LazyFrame:
+        """State per key at ``instant``, as :meth:`ReplayResult.as_of` (``accrued`` too)."""
+        at = micros(instant, param="as_of")
+        if accrued:  # checks the rules have interest before any work
+            _nothing(self._plan).as_of(from_micros(at), accrued=True)
+        parts = self._ask(("as_of", at, accrued))
+        if not parts:
+            return _nothing(self._plan).as_of(from_micros(at), accrued=accrued)
+        return pl.concat(parts).sort(self.rules.key_columns).lazy()
 
     def at_times(self, instants: Sequence[datetime | date | str] | pl.Series) -> pl.LazyFrame:
         """State per key at each instant, as :meth:`ReplayResult.at_times`: one pass."""

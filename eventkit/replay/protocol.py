@@ -61,8 +61,8 @@ class Replayed(Protocol):
         """Final state per key."""
         ...
 
-    def as_of(self, instant: Instant) -> pl.LazyFrame:
-        """State per key at ``instant``."""
+    def as_of(self, instant: Instant, *, accrued: bool = False) -> pl.LazyFrame:
+        """State per key at ``instant`` (``accrued``: with the interest accrued up to it)."""
         ...
 
     def at_times(self, instants: Sequence[Instant] | pl.Series) -> pl.LazyFrame:
