@@ -6,6 +6,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from eventkit import CommandError, EventArchive, ParameterError, StaleVersionError
@@ -156,6 +157,19 @@ def test_unrelated_streams_never_conflict(bank: EventArchive) -> None:
     deposit(bank, 1, 1)
     with pytest.raises(StaleVersionError, match="stream 1"):  # a transfer touches both
         transfer(bank, 2, 1, 100, expected_version=seen + 3)
+
+
+def test_a_global_event_since_makes_every_stream_stale(bank: EventArchive) -> None:
+    # A rate change (the bank's account 0) changes the interest every balance earns: a
+    # command decided on state read before it must read again.
+    seen = bank.version
+    rate = pl.DataFrame({"event_id": ["rate-1"], "account_id": [0],
+                         "event_type": ["InterestRateChanged"],
+                         "event_time": [datetime.now(UTC)], "amount": [0], "rate": [0.05]})
+    bank.append(rate)
+    with pytest.raises(StaleVersionError, match="stream 0"):
+        withdraw(bank, 1, 1_000, expected_version=seen)
+    withdraw(bank, 1, 1_000, expected_version=bank.version)
 
 
 def test_racing_commands_never_overdraw(bank: EventArchive) -> None:

@@ -268,19 +268,24 @@ def check_new_archive(store: Store, personal: tuple[str, ...],
 
 
 def stale_streams(store: Store, entries: list[dict[str, Any]], schema: dict[str, pl.DataType],
-                  upcasters: Upcasters, rows: pl.DataFrame, key: tuple[str, ...], version: int
-                  ) -> str | None:
+                  upcasters: Upcasters, rows: pl.DataFrame, key: tuple[str, ...], version: int,
+                  shared: object = None) -> str | None:
     """Which of ``rows``' streams got events after archive ``version`` (None: none did).
 
-    A stream is a value of the archive's ``key``; only the live files
-    (``entries``) that may hold events after that version's last ``seq`` are
-    read (their recorded ranges say which), one key column each.
+    A stream is a value of the archive's ``key``; the ``shared`` key's stream
+    (global events, such as the bank's rate changes, which every stream's state
+    follows) counts as each one's. Only the live files (``entries``) that may
+    hold events after that version's last ``seq`` are read (their recorded
+    ranges say which), one key column each.
     """
     since = _last_seq_at(store, version)
     later = [e for e in entries if _last_seq(e) > since]
     if not later:
         return None
     wanted = rows.select(key).unique()
+    if shared is not None:
+        values = shared if isinstance(shared, tuple) else (shared,)
+        wanted = pl.concat([wanted, pl.DataFrame([values], schema=wanted.schema, orient="row")])
     found = (read_files(store, later, schema, upcasters=upcasters)
              .filter(pl.col("seq") > since).select(key).unique()
              .join(wanted.lazy(), on=list(key), how="semi").head(1).collect())

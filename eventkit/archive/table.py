@@ -449,8 +449,10 @@ class EventArchive:
         is still at that version, else raise :class:`StaleVersionError` and write
         nothing (the caller decided on state that has changed since). With
         ``conflicts="stream"`` only the batch's own streams count: the append is
-        stale only if events of its keys were appended after that version, so
-        commands on unrelated streams never conflict.
+        stale only if events of its keys (or global events: the shared key's,
+        such as the bank's rate changes, which every stream's state follows) were
+        appended after that version, so commands on unrelated streams never
+        conflict.
 
         ``schema_version`` (see :mod:`eventkit.sources.upcast`; default: the archive's
         current one) stores a batch of an older schema version as it is (e.g.
@@ -524,7 +526,7 @@ class EventArchive:
                                      duplicate=True)
             if expected_version is not None and state.version != expected_version:
                 moved = (stale_streams(self.store, state.live, self.schema, upcasters, rows,
-                                       self.key, expected_version)
+                                       self.key, expected_version, self.shared_key)
                          if conflicts == "stream" else "the archive")
                 if moved is not None:
                     msg = (f"stale append: the archive is at version {state.version}, not "
