@@ -162,3 +162,14 @@ def test_no_raw_errors_for_frames_of_the_wrong_kind() -> None:
     with pytest.raises(SchemaError, match="not a list"), warnings.catch_warnings():
         eventkit.replay([1, 2, 3]).state().collect()  # type: ignore[arg-type]
     assert isinstance(pa.table({"a": [1]}), pa.Table) and pd.__version__
+
+
+def test_append_given_a_path_says_to_read_the_file_first(tmp_path: Path) -> None:
+    archive = eventkit.EventArchive.create(tmp_path / "bank")
+    for path in ("data/orders/orders.ndjson", tmp_path / "export.parquet"):
+        with pytest.raises(SchemaError, match="not a path .*read the file first") as caught:
+            archive.append(path)  # type: ignore[arg-type]
+        assert "(or a path)" not in str(caught.value)
+    assert len(archive) == 0
+    with pytest.raises(SchemaError, match=r"pyarrow Table \(or a path\), not a list"):
+        eventkit.replay([1, 2, 3]).state().collect()  # type: ignore[arg-type]

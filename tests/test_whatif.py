@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import numpy_financial as npf
 import polars as pl
 import pytest
@@ -210,6 +211,14 @@ def test_rate_scenarios() -> None:
     with pytest.raises(InstantError) as info:
         shift_rates(table, "three months")
     assert info.value.param == "by"
+
+
+def test_bumped_rates_are_the_decimals_a_user_means() -> None:
+    """0.0375 + 0.5 pp was float addition's 0.042499999999999996, not 4.25 %."""
+    table = {datetime(2024, 1, 1, tzinfo=UTC): 0.0375, datetime(2024, 6, 1, tzinfo=UTC): 0.001}
+    assert list(bump_rates(table, 0.5).values()) == [0.0425, 0.006]
+    assert list(bump_rates(table, 0.1, start="2024-03-01").values()) == [0.0375, 0.0385, 0.002]
+    assert list(bump_rates(table, np.float64(-0.25)).values()) == [0.035, -0.0015]
 
 
 def test_compare_and_explain_a_rule_set_of_ones_own_with_text_fields_and_no_amount() -> None:

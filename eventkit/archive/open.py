@@ -160,7 +160,7 @@ def as_lazy(events: Events) -> pl.LazyFrame:
         return events.scan()
     if isinstance(events, str | Path):
         return open_archive(events)
-    return complete(as_polars(events, "events").lazy())
+    return complete(as_polars(events, "events", paths=True).lazy())
 
 
 def minor_digits_of(events: Events, mapping: ColumnMapping | dict[str, Any] | None = None

@@ -39,8 +39,9 @@ def restatements(
     instant (its ``event_time``), the event, and per state field the value
     as of that instant as known then (``<field>_then``), as known now
     (``<field>_now``) and, for numbers, the difference (``<field>_delta``);
-    ``amount`` too when the events have one. ``now_known_at`` before
-    ``known_at`` raises :class:`~eventkit.exceptions.InstantError`.
+    ``amount`` too when the events have one. A ``now_known_at`` before
+    ``known_at`` is refused (:class:`~eventkit.exceptions.InstantError`), never
+    answered with an empty frame.
 
     Examples
     --------
@@ -58,7 +59,8 @@ def restatements(
     """
     r1, r2 = micros(known_at, param="known_at"), micros(now_known_at, param="now_known_at")
     if r2 < r1:
-        msg = f"{now_known_at!r} is before known_at={known_at!r}"
+        msg = (f"{now_known_at!r} is before known_at {known_at!r}: restatements are what "
+               "was learnt from known_at to now_known_at")
         raise InstantError(msg, param="now_known_at")
     then = replay(events, rules, known_at=known_at)
     now = replay(events, rules, known_at=now_known_at)

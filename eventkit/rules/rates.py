@@ -8,6 +8,7 @@ on (0.035 = 3.5 %). Pass one to a rule set with interest:
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -157,17 +158,21 @@ def bump_rates(table: RateTable, points: float, *, start: Instant | None = None,
     The one rate scenario by level, in **percentage points** (``points=0.5``
     turns 2 % into 2.5 %; the table itself holds fractions, 0.02). Both bounds
     are optional; outside the window the table is unchanged (entries are added
-    at its edges). An empty table means 0 % from ``start``.
+    at its edges). An empty table means 0 % from ``start``. Rates and points
+    are added as the decimals they print as (3.75 % + 0.5 is 4.25 %, exactly
+    the float ``0.0425``, not float addition's ``0.042499999999999996``).
 
     Examples
     --------
-    >>> table = {datetime(2024, 1, 1, tzinfo=UTC): 0.02}
-    >>> {t.date().isoformat(): round(r, 4) for t, r in bump_rates(
-    ...     table, 1.0, start="2024-03-01", end="2024-05-31").items()}
-    {'2024-01-01': 0.02, '2024-03-01': 0.03, '2024-06-01': 0.02}
+    >>> table = {datetime(2024, 1, 1, tzinfo=UTC): 0.0375}
+    >>> {t.date().isoformat(): r for t, r in bump_rates(
+    ...     table, 0.5, start="2024-03-01", end="2024-05-31").items()}
+    {'2024-01-01': 0.0375, '2024-03-01': 0.0425, '2024-06-01': 0.0375}
 
     """
-    by = points / 100
+    def plus(rate: float) -> float:  # as decimals: 0.0375 + 0.005 is 0.0425, not 0.042499...96
+        return float(Decimal(repr(float(rate))) + Decimal(repr(float(points))) / 100)
+
     lo = None if start is None else to_instant(start, param="start", day="start")
     hi = None if end is None else to_instant(end, param="end") + timedelta(microseconds=1)
 
@@ -178,9 +183,9 @@ def bump_rates(table: RateTable, points: float, *, start: Instant | None = None,
     out: RateTable = {}
     for t, rate in table.items():
         inside = (lo is None or t >= lo) and (hi is None or t < hi)
-        out[t] = rate + by if inside else rate
+        out[t] = plus(rate) if inside else rate
     if lo is not None:
-        out[lo] = in_force(lo) + by
+        out[lo] = plus(in_force(lo))
     if hi is not None:
         out[hi] = in_force(hi)
     return dict(sorted(out.items()))

@@ -13,6 +13,7 @@ also collects a lazy frame, turning Polars' errors into eventkit's.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -29,8 +30,13 @@ def is_frame(obj: object) -> bool:
         or _is_pandas(obj)
 
 
-def as_polars(obj: Any, source: str) -> pl.DataFrame | pl.LazyFrame:
-    """``obj`` as a Polars frame (lazy stays lazy); an eventkit error for anything else."""
+def as_polars(obj: Any, source: str, *, paths: bool = False) -> pl.DataFrame | pl.LazyFrame:
+    """``obj`` as a Polars frame (lazy stays lazy); an eventkit error for anything else.
+
+    ``paths`` says whether the caller also takes a path (read before it gets
+    here): the error then says so; where only frames go, a path is refused
+    saying how to read the file.
+    """
     if isinstance(obj, pl.DataFrame | pl.LazyFrame):
         return obj
     try:
@@ -44,13 +50,18 @@ def as_polars(obj: Any, source: str) -> pl.DataFrame | pl.LazyFrame:
     except (pl.exceptions.PolarsError, pa.ArrowException, TypeError, ValueError) as exc:
         msg = f"cannot read the {type(obj).__name__} as events: {_first_line(exc)}"
         raise SchemaError(msg, source=source) from None
+    if isinstance(obj, str | Path) and not paths:
+        msg = (f"expected a frame of events, not a path ({str(obj)!r}): read the file first "
+               "(pl.read_parquet, pl.read_csv, pl.read_ndjson) and pass the frame")
+        raise SchemaError(msg, source=source)
+    also = " (or a path)" if paths else ""
     msg = (f"expected a Polars DataFrame or LazyFrame, a pandas DataFrame or a pyarrow "
-           f"Table (or a path), not a {type(obj).__name__}")
+           f"Table{also}, not a {type(obj).__name__}")
     raise SchemaError(msg, source=source)
 
 
 def as_frame(obj: Any, source: str) -> pl.DataFrame:
-    """``obj`` collected into a Polars DataFrame (see :func:`as_polars`)."""
+    """``obj`` collected into a Polars DataFrame (see :func:`as_polars`; no path)."""
     frame = as_polars(obj, source)
     if isinstance(frame, pl.DataFrame):
         return frame

@@ -87,8 +87,8 @@ def app_command(notebook: str | Path, *, host: str = "127.0.0.1", port: int = 88
 
     Binds to ``host`` only (loopback by default), opens no browser, shows no
     code and no tracebacks. The page template is ``eventkit`` (see
-    :func:`offline_template`) and the token reaches Voilà in its environment
-    (``JUPYTER_TOKEN``, never on the command line ``ps`` shows): run it with
+    :func:`offline_template`) and the token reaches Voilà through a config file
+    only the user can read (never on the command line ``ps`` shows): run it with
     :func:`app_environment`.
 
     Examples

@@ -196,9 +196,9 @@ def _parser() -> argparse.ArgumentParser:
                        description="Serve the replay explorer on ARCHIVE as a standalone page "
                                    "for people who do not code (no code, no notebook), bound "
                                    "to one address (127.0.0.1 by default) with a token "
-                                   "($JUPYTER_TOKEN when set, else random; passed in the "
-                                   "server's environment, never on a command line); prints "
-                                   "the URL.")
+                                   "($JUPYTER_TOKEN when set, else random; written to a "
+                                   "config file only you can read, mode 0600, never on a "
+                                   "command line); prints the URL.")
     p.add_argument("archive", nargs="?", default="data/sample",
                    help="archive to explore (default data/sample)")
     p.add_argument("--account", type=int, help="account shown first")
