@@ -97,11 +97,14 @@ def test_a_command_never_goes_back_in_the_accounts_time(tmp_path: Path) -> None:
         withdraw(archive, 1, 500, at=datetime(2024, 2, 1, tzinfo=UTC))
     with pytest.raises(CommandError, match="before the account's last event"):
         deposit(archive, 1, 5, at=datetime(2023, 12, 1, tzinfo=UTC))   # before it opened
-    with pytest.raises(CommandError, match="time zone"):
-        deposit(archive, 1, 5, at=datetime(2024, 4, 1))
+    for naive in (datetime(2024, 4, 1), "2024-04-01T00:00:00", "2024-04-01"):
+        with pytest.raises(CommandError, match="time zone"):
+            deposit(archive, 1, 5, at=naive)
     assert archive.version == version
     withdraw(archive, 1, 500, at=datetime(2024, 3, 1, tzinfo=UTC))    # the same instant: after
     assert account_state(archive, 1)["balance"] == 500
+    deposit(archive, 1, 5, at="2024-03-01T02:00:00+01:00")  # ISO text with a zone: an instant
+    assert account_state(archive, 1)["last_event_time"] == datetime(2024, 3, 1, 1, tzinfo=UTC)
 
 
 def test_no_events_on_a_closed_account(bank: EventArchive) -> None:

@@ -4,11 +4,13 @@ A command reads the accounts it touches (a replay of just those keys with the
 ``banking`` rules, at the archive version it read), refuses what the state
 forbids (:class:`~eventkit.exceptions.CommandError`: an unknown, unopened or
 closed account, a withdrawal beyond the account's stored overdraft limit, a
-negative limit, a time ``at`` without a zone or before the account's last event:
-a command adds to the end of its stream) and appends its events with that ``expected_version`` **per
-stream**: if events of *those accounts* were appended since it read, nothing is
-written and :class:`~eventkit.exceptions.StaleVersionError` says so (read
-again, retry); events of other accounts never make it stale. Events go through
+negative limit, a time ``at`` (an aware datetime, or ISO text with a zone)
+without a zone or before the account's last event: a command adds to the end
+of its stream) and appends its events with that ``expected_version`` **per
+stream**: if events of *those accounts*, or global ones (rate changes), were
+appended since it read, nothing is written and
+:class:`~eventkit.exceptions.StaleVersionError` says so (read again, retry);
+events of other accounts never make it stale. Events go through
 :meth:`EventArchive.append` and all its checks.
 
 The overdraft limit is state like any other: :func:`set_overdraft_limit`
@@ -25,8 +27,9 @@ from datetime import UTC, datetime
 import polars as pl
 
 from eventkit.archive.table import AppendReceipt, EventArchive
-from eventkit.exceptions import CommandError
+from eventkit.exceptions import CommandError, InstantError
 from eventkit.replay.api import replay
+from eventkit.timeutil import to_instant
 
 __all__ = ["account_state", "close_account", "deposit", "open_account", "set_overdraft_limit",
            "transfer", "withdraw"]
@@ -51,7 +54,7 @@ def account_state(archive: EventArchive, account_id: object, *, version: int | N
     return state.row(0, named=True) if state.height else None
 
 
-def open_account(archive: EventArchive, account_id: object, *, at: datetime | None = None,
+def open_account(archive: EventArchive, account_id: object, *, at: datetime | str | None = None,
                  expected_version: int | None = None) -> AppendReceipt:
     """Open ``account_id`` (which must not exist yet).
 
@@ -76,7 +79,7 @@ def open_account(archive: EventArchive, account_id: object, *, at: datetime | No
 
 
 def deposit(archive: EventArchive, account_id: object, amount: int, *,
-            at: datetime | None = None, expected_version: int | None = None) -> AppendReceipt:
+            at: datetime | str | None = None, expected_version: int | None = None) -> AppendReceipt:
     """Deposit ``amount`` cents into an open account.
 
     Examples
@@ -97,7 +100,8 @@ def deposit(archive: EventArchive, account_id: object, amount: int, *,
 
 
 def withdraw(archive: EventArchive, account_id: object, amount: int, *,
-             at: datetime | None = None, expected_version: int | None = None) -> AppendReceipt:
+             at: datetime | str | None = None, expected_version: int | None = None
+             ) -> AppendReceipt:
     """Withdraw ``amount`` cents; the balance may not fall below the account's stored limit.
 
     Examples
@@ -123,7 +127,8 @@ def withdraw(archive: EventArchive, account_id: object, amount: int, *,
 
 
 def transfer(archive: EventArchive, from_id: object, to_id: object, amount: int, *,
-             at: datetime | None = None, expected_version: int | None = None) -> AppendReceipt:
+             at: datetime | str | None = None, expected_version: int | None = None
+             ) -> AppendReceipt:
     """Move ``amount`` cents between two open accounts: both legs in one commit.
 
     Examples
@@ -153,7 +158,7 @@ def transfer(archive: EventArchive, from_id: object, to_id: object, amount: int,
 
 
 def set_overdraft_limit(archive: EventArchive, account_id: object, limit: int, *,
-                        at: datetime | None = None, expected_version: int | None = None
+                        at: datetime | str | None = None, expected_version: int | None = None
                         ) -> AppendReceipt:
     """Store how far (cents) the balance of an open account may go below zero; 0: none.
 
@@ -188,7 +193,7 @@ def set_overdraft_limit(archive: EventArchive, account_id: object, limit: int, *
     return _append(archive, [(account_id, "OverdraftLimitSet", limit, None)], when, version)
 
 
-def close_account(archive: EventArchive, account_id: object, *, at: datetime | None = None,
+def close_account(archive: EventArchive, account_id: object, *, at: datetime | str | None = None,
                   expected_version: int | None = None) -> AppendReceipt:
     """Close an open account whose balance is zero (move the money out first).
 
@@ -219,9 +224,16 @@ def _version(archive: EventArchive, expected: int | None) -> int:
     return archive.version if expected is None else expected
 
 
-def _when(at: datetime | None, account_id: object) -> datetime:
+def _when(at: datetime | str | None, account_id: object) -> datetime:
+    """When a command's events happen: ``at`` (an aware datetime or ISO text with a zone)."""
     if at is None:
         return datetime.now(UTC)
+    if isinstance(at, str) and len(at.strip()) > 10:  # (a date alone names no instant)
+        try:
+            at = to_instant(at, param="at")
+        except InstantError as exc:
+            msg = f"account {account_id}: {exc} (eventkit never guesses a time zone)"
+            raise CommandError(msg, account_id=account_id) from None
     if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
         msg = (f"account {account_id}: at must be a datetime with a time zone, not {at!r} "
                "(eventkit never guesses one)")
