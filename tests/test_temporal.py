@@ -163,6 +163,23 @@ def test_late_correction_changes_as_of_but_not_what_was_known() -> None:
         == [("c", 10_000, 7_500, -2_500)]
 
 
+def test_restatements_of_text_fields_and_events_without_an_amount() -> None:
+    # a rule set of one's own: a text field (no difference to take) on events without amount
+    rules = eventkit.RuleSet.from_dict({
+        "ruleset": {"name": "visits"}, "columns": {"qty": "int"},
+        "fields": {"visits": {"type": "int"}, "last": {"type": "string", "initial": "none"}},
+        "on": {"Visit": {"visits": "visits + qty", "last": "event_id"}}})
+    day = [datetime(2024, 1, d, tzinfo=UTC) for d in (1, 3, 2)]
+    events = pl.DataFrame({"event_id": ["a", "b", "late"], "seq": [0, 1, 2],
+                           "account_id": [1, 1, 1], "event_type": ["Visit"] * 3,
+                           "event_time": day, "recorded_at": [*day[:2], day[0] + timedelta(9)],
+                           "qty": [1, 1, 1]})
+    found = restatements(events, rules, known_at="2024-01-05", now_known_at="2024-01-31")
+    assert found.collect().drop("instant", "recorded_at").rows(named=True) == [
+        {"account_id": 1, "event_id": "late", "event_type": "Visit", "visits_then": 1,
+         "last_then": "a", "visits_now": 2, "last_now": "late", "visits_delta": 1}]
+
+
 def test_sample_month_end_grid_matches_as_of(sample_archive: Path) -> None:
     result = replay(eventkit.open_archive(sample_archive), "banking")
     month_ends = pl.date_range(date(2023, 1, 31), date(2025, 12, 31), "1mo", eager=True

@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from eventkit._typing import Instant
+from eventkit.archive.open import Events
 from eventkit.replay.api import replay
 from eventkit.replay.progress import Steps
 from eventkit.rules.model import RuleSet
@@ -24,7 +25,7 @@ __all__ = ["restatements"]
 
 
 def restatements(
-    events: pl.LazyFrame | pl.DataFrame | str | Path,
+    events: Events,
     rules: RuleSet | str | Path = "balance",
     *,
     known_at: Instant,
@@ -35,7 +36,8 @@ def restatements(
     Every event recorded after ``known_at`` (and at or before ``now_known_at``)
     but dated at or before ``known_at`` is a late event: it restates history
     that was already reported. For each one the result gives the key, the
-    instant (its ``event_time``), the event, and per state field the value
+    instant (its ``event_time``), the event (with its ``amount``, when the
+    events have one), and per state field the value
     as of that instant as known then (``<field>_then``), as known now
     (``<field>_now``) and, for numbers, the difference (``<field>_delta``).
 
@@ -64,11 +66,12 @@ def restatements(
     key = list(now.rules.key_columns)
     fields = list(now.checked.fields)
     recorded = pl.col("recorded_at").dt.epoch("us")
+    amount = [c for c in ("amount",) if c in now.history.collect_schema()]  # a declared one's
     late = (
         now.history.filter((recorded > r1) & (recorded <= r2)
                            & (pl.col("event_time").dt.epoch("us") <= r1))
         .select(*key, pl.col("event_time").alias("instant"), "event_id", "event_type",
-                "amount", "recorded_at")
+                *amount, "recorded_at")
         .sort("instant")
     )
 
@@ -83,5 +86,5 @@ def restatements(
                         strategy="backward", check_sortedness=False)
     deltas = [(pl.col(f"{f}_now") - pl.col(f"{f}_then").fill_null(now.checked.fields[f].start)
                ).alias(f"{f}_delta")
-              for f in fields if now.checked.fields[f].type != "enum"]
+              for f in fields if now.checked.fields[f].type in ("int", "float")]
     return out.with_columns(deltas).sort(*key, "instant", "event_id")
