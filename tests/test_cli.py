@@ -392,3 +392,14 @@ def test_restatements_of_an_archive_of_ones_own(tmp_path: Path,
         "tenant": "bé", "member": "ü-1", "event_id": "late", "amount": "-0.50",
         "points_then": "1.01", "points_now": "0.51", "points_delta": "-0.50",
         "last_then": "1-1", "last_now": "late"}
+
+
+def test_the_table_shows_text_ids_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                        ) -> None:
+    archive = club_archive(tmp_path / "club")
+    rules = tmp_path / "club.toml"
+    rules.write_text(CLUB_RULES)
+    done = run_cli(capsys, "replay", str(archive.path), "--rules", str(rules))
+    assert [row[:2] for row in table_rows(done.stdout)] == [
+        ["tenant", "member"], ["acme", "9f1c0a5e-0000-4000-8000-000000000001"], ["acme", "m-1"],
+        ["bé", "ü-1"]]

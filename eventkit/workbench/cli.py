@@ -444,10 +444,15 @@ def _print(args: argparse.Namespace, table: pl.LazyFrame, money: list[str]) -> i
     if args.fmt == "csv":
         sys.stdout.write(frame.write_csv())
     else:
-        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250,
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, fmt_str_lengths=_TEXT,
                        tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
             print(frame)
     return 0
+
+
+#: Characters of a text cell the table shows (Polars' default cuts a UUID short, after 32;
+#: a longer cell wraps): ids are shown whole.
+_TEXT = 100_000
 
 
 def _currency(name: str, digits: int) -> pl.Expr:
