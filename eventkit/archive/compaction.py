@@ -12,6 +12,7 @@ import polars as pl
 
 from eventkit.archive import datafiles, head, ledger
 from eventkit.archive._files import clean_interrupted, tidying
+from eventkit.archive.digest import in_log_order
 from eventkit.archive.rewrite import TARGET_ROWS, RewriteWriter, delete_files, rewrite_record
 from eventkit.archive.store import Store
 from eventkit.archive.table import EventArchive
@@ -49,9 +50,10 @@ def compact(
 ) -> CompactReport:
     """Merge runs of small data files into files of up to ``target_rows`` rows.
 
-    Every input file is checked against its hash first; the merged rows are
+    Every input file is checked against its hash first; the merged rows (in
+    ``seq`` order: a bucketed append's files each hold one bucket's rows) are
     read back from each new file and must hash to the same content digest as
-    the files they replace, or nothing is committed. The commit records, in
+    the rows of the files they replace, or nothing is committed. The commit records, in
     the hash chain, which files were replaced by which and that content digest;
     ``verify`` recomputes it. Earlier versions stay readable (``scan(version=v)``
     reads the merged files up to that version's last ``seq``). The replaced
@@ -100,9 +102,9 @@ def compact(
         files: list[dict[str, Any]] = []
         with RewriteWriter(store, version) as writer:
             for i, run in enumerate(plan):
-                frames = [_stored(store, e) for e in run]
-                content = ledger.content_digest(frames)
-                entry = writer.write(pl.concat(frames), i, content, _version(run[0]))
+                merged = in_log_order(pl.concat([_stored(store, e) for e in run]))
+                content = ledger.content_digest([merged])
+                entry = writer.write(merged, i, content, _version(run[0]))
                 files.append(entry)
                 groups.append({"removed": [e["path"] for e in run], "files": [entry["path"]],
                                "rows": entry["rows"], "content": content})

@@ -6,7 +6,7 @@ import hashlib
 
 import polars as pl
 
-__all__ = ["content_digest"]
+__all__ = ["content_digest", "in_log_order"]
 
 _DIGEST_ROWS = 500_000
 
@@ -46,3 +46,16 @@ def _stable(name: str, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.Binary:
         return pl.col(name).bin.encode("hex")
     return pl.col(name)
+
+
+def in_log_order(rows: pl.DataFrame) -> pl.DataFrame:
+    """``rows`` in ``seq`` order: the files of a bucketed append each hold one bucket's rows.
+
+    A merged file is read as one range of ``seq`` values; were its rows left in
+    the order of their files, a scan of a compacted bucketed archive would not
+    be in log order.
+
+    >>> in_log_order(pl.DataFrame({"seq": [0, 2, 1]}))["seq"].to_list()
+    [0, 1, 2]
+    """
+    return rows if rows["seq"].is_sorted() else rows.sort("seq", maintain_order=True)

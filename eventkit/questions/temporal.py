@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from eventkit._typing import Instant
+from eventkit.archive.open import Events
 from eventkit.exceptions import InstantError
 from eventkit.replay.api import replay
 from eventkit.replay.progress import Steps
@@ -25,7 +26,7 @@ __all__ = ["restatements"]
 
 
 def restatements(
-    events: pl.LazyFrame | pl.DataFrame | str | Path,
+    events: Events,
     rules: RuleSet | str | Path = "balance",
     *,
     known_at: Instant,
@@ -36,10 +37,10 @@ def restatements(
     Every event recorded after ``known_at`` (and at or before ``now_known_at``)
     but dated at or before ``known_at`` is a late event: it restates history
     that was already reported. For each one the result gives the key, the
-    instant (its ``event_time``), the event, and per state field the value
-    as of that instant as known then (``<field>_then``), as known now
-    (``<field>_now``) and, for numbers, the difference (``<field>_delta``);
-    ``amount`` too when the events have one. A ``now_known_at`` before
+    instant (its ``event_time``), the event (with its ``amount``, when the
+    events have one), and per state field the value as of that instant as
+    known then (``<field>_then``), as known now (``<field>_now``) and, for
+    numbers, the difference (``<field>_delta``). A ``now_known_at`` before
     ``known_at`` is refused (:class:`~eventkit.exceptions.InstantError`), never
     answered with an empty frame.
 

@@ -27,6 +27,7 @@ from dataclasses import replace
 
 import polars as pl
 
+from eventkit.exceptions import ReplayError
 from eventkit.replay.columns import columns_read
 from eventkit.replay.engine import Fold, fold, prepare
 from eventkit.rules.model import CheckedRules
@@ -58,11 +59,27 @@ def collect_and_fold(events: pl.LazyFrame, checked: CheckedRules, *,
         return fold(events.collect(), checked, start=start)
     with ThreadPoolExecutor(1, thread_name_prefix="eventkit-decode") as pool:
         later = pool.submit(events.select(rest).collect)
-        prepared = prepare(events.select(core).collect(), checked)
-        folded = fold(prepared, checked, start=start)
+        read = events.select(core).collect()
+        prepared = prepare(read, checked)
+        try:
+            folded = fold(prepared, checked, start=start)
+        except ReplayError as err:
+            raise _by_id(err, read, later.result()) from None
         others = later.result()
     # the state columns by name: a drop or select would first rechunk every column alike
     # (the state is one chunk, the decoded columns many: ~0.25 s on 10 M events)
     state = [folded.events.get_column(n) for n in folded.events.columns if n not in core]
     frame = pl.concat([prepared.events, prepared.own(others)], how="horizontal")
     return replace(folded, events=frame.select(names).hstack(state))
+
+
+def _by_id(err: ReplayError, read: pl.DataFrame, others: pl.DataFrame) -> ReplayError:
+    """``err`` naming its event by ``event_id``: the fold read ``seq`` only (``read``)."""
+    seq = err.event_id.removeprefix("seq ") if err.event_id else ""
+    if not seq.isdigit() or "event_id" not in others.columns:
+        return err
+    row = read["seq"].eq(int(seq)).arg_true()
+    if len(row) != 1:
+        return err
+    return ReplayError(err.problem, key=err.key, event_id=others["event_id"][row[0]],
+                       field=err.field, rule=err.rule)

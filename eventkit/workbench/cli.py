@@ -23,6 +23,7 @@ from eventkit.replay.progress import show_progress
 from eventkit.workbench.cli_values import key_values, mapping_option, seconds, whole
 
 if TYPE_CHECKING:
+    from eventkit.archive.table import EventArchive
     from eventkit.replay.protocol import Replayed
     from eventkit.replay.result import ReplayResult
     from eventkit.rules.model import RuleSet
@@ -369,14 +370,23 @@ def _as_of(args: argparse.Namespace) -> int:
 
 def _restatements(args: argparse.Namespace) -> int:
     from eventkit.questions.temporal import restatements
+    from eventkit.rules.registry import resolve
 
-    events = _events(args)
-    table = restatements(events, args.rules, known_at=args.known_at,
+    rules = resolve(args.rules)
+    table = restatements(_source(args), rules, known_at=args.known_at,
                          now_known_at=args.now_known_at)
-    rules = _result(args).rules
     money = [f"{f.name}_{part}" for f in rules.fields if f.money
              for part in ("then", "now", "delta")]
-    return _print(args, _filtered(args, table, rules), money + ["amount"])
+    return _print(args, _filtered(args, table, rules), money + _money_columns(args, table))
+
+
+def _money_columns(args: argparse.Namespace, table: pl.LazyFrame) -> list[str]:
+    """The event columns of ``table`` that hold money (an archive's declared ones, else amount)."""
+    from eventkit.archive.open import archive_of
+
+    archive = archive_of(args.path)
+    money = archive.declared.money if archive is not None else ("amount",)
+    return [c for c in money if c in table.collect_schema()]
 
 
 def _events(args: argparse.Namespace) -> pl.LazyFrame:
@@ -385,10 +395,30 @@ def _events(args: argparse.Namespace) -> pl.LazyFrame:
     return open_archive(args.path, mapping=mapping_option(args.mapping) if args.mapping else None)
 
 
+def _source(args: argparse.Namespace) -> EventArchive | pl.LazyFrame:
+    """What to replay: the archive itself when PATH is one, else the events read from PATH.
+
+    An archive's snapshots, key copies and expiry (questions before its cut-off
+    refused, replays continued from its opening states) belong to the archive,
+    not to the frame of its events.
+    """
+    from eventkit.archive.open import archive_of
+
+    archive = None if args.mapping else archive_of(args.path)
+    return archive if archive is not None else _events(args)
+
+
 def _result(args: argparse.Namespace, known_at: str | None = None) -> ReplayResult:
     from eventkit.replay.api import replay
+    from eventkit.rules.registry import resolve
 
-    return replay(_events(args), args.rules, known_at=known_at)
+    rules = resolve(args.rules)
+    source = _source(args)
+    keys = None
+    if args.accounts:
+        schema = source.collect_schema() if isinstance(source, pl.LazyFrame) else source.schema
+        keys = key_values(args.accounts, rules, pl.Schema(schema))
+    return replay(source, rules, known_at=known_at, keys=keys)
 
 
 def _filtered(args: argparse.Namespace, table: pl.LazyFrame, rules: RuleSet) -> pl.LazyFrame:
@@ -403,7 +433,7 @@ def _filtered(args: argparse.Namespace, table: pl.LazyFrame, rules: RuleSet) -> 
 
 def _show(args: argparse.Namespace, result: Replayed, state: pl.LazyFrame) -> int:
     money = [f.name for f in result.rules.fields if f.money]
-    return _print(args, _filtered(args, state, result.rules), money)
+    return _print(args, state, money)
 
 
 def _print(args: argparse.Namespace, table: pl.LazyFrame, money: list[str]) -> int:
@@ -414,10 +444,15 @@ def _print(args: argparse.Namespace, table: pl.LazyFrame, money: list[str]) -> i
     if args.fmt == "csv":
         sys.stdout.write(frame.write_csv())
     else:
-        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250,
+        with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=250, fmt_str_lengths=_TEXT,
                        tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
             print(frame)
     return 0
+
+
+#: Characters of a text cell the table shows (Polars' default cuts a UUID short, after 32;
+#: a longer cell wraps): ids are shown whole.
+_TEXT = 100_000
 
 
 def _currency(name: str, digits: int) -> pl.Expr:

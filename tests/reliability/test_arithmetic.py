@@ -72,6 +72,18 @@ def test_the_command_line_exits_2_and_prints_no_balance(tmp_path: Path,
     assert "integer overflow" in err and "event 'e2'" in err and "field balance" in err
 
 
+def test_a_replay_of_an_archive_names_the_event_by_its_id(tmp_path: Path) -> None:
+    # an archive's replay reads the event ids beside the fold, which knows the seq only
+    archive = EventArchive.create(tmp_path / "bank")
+    archive.append(FOUR_DEPOSITS.select("event_id", "account_id", "event_type", "event_time",
+                                        "amount"))
+    for rules in ("balance", BANKING):
+        with pytest.raises(ReplayError) as caught:
+            eventkit.replay(archive, rules).state().collect()
+        assert (caught.value.key, caught.value.event_id) == (7, "e2")
+        assert "event 'e2'" in str(caught.value)
+
+
 def test_the_bucket_engine_and_compare_raise_too(tmp_path: Path) -> None:
     archive = EventArchive.create(tmp_path / "bank", buckets=4)
     archive.append(FOUR_DEPOSITS.select("event_id", "account_id", "event_type", "event_time",
