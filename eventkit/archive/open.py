@@ -6,6 +6,7 @@ and :func:`archive_of` are the one place that tells them apart.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -13,10 +14,10 @@ from typing import Any, Literal, TypeAlias
 import polars as pl
 import pyarrow as pa
 
-from eventkit.archive import ledger
+from eventkit.archive import head, ledger
 from eventkit.archive.store import Store, open_store
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import EventDataError, SchemaError, foreign_errors
+from eventkit.exceptions import EventDataError, EventkitWarning, SchemaError, foreign_errors
 from eventkit.schema import BANKING, EventSchema
 from eventkit.sources.conform import ColumnMapping, complete
 from eventkit.sources.files import read_events
@@ -74,7 +75,10 @@ def open_archive(
     their problem to ``dead_letter`` (default: ``<path>.dead-letter.parquet``),
     the rest returned, with a :class:`~eventkit.exceptions.DeadLetterWarning`
     saying how many. An eventkit archive was checked on append and is returned
-    as stored (run ``verify`` to prove it unchanged).
+    as stored (run ``verify`` to prove it unchanged); one whose old events were
+    expired warns (an :class:`~eventkit.exceptions.EventkitWarning`) that the
+    frame has no opening states, so a replay of it is not the archive's (replay
+    the archive itself).
 
     Files of older schema versions are upcast on load (see :mod:`eventkit.sources.upcast`):
     a file's version is its Parquet metadata ``eventkit.schema_version``, else a
@@ -107,7 +111,18 @@ def open_archive(
         if mapping is not None:
             msg = "an eventkit archive is already canonical; mapping applies to foreign data"
             raise SchemaError(msg, source=store.root)
-        return EventArchive(store).scan()
+        archive = EventArchive(store)
+        expired = head.log_state(archive.store).expiries
+        if expired:  # the frame holds no opening states: a replay of it would start from zero
+            rec = expired[-1]
+            made_for = (rec.get("rules") or {}).get("name")
+            warnings.warn(
+                f"{archive.location}: events dated before {rec.get('cutoff')} were expired "
+                f"(replaced by opening states of rule set {made_for!r}); this frame holds "
+                "the events after them only, so a replay of it starts every key from "
+                "nothing: replay the archive itself (eventkit.replay(path, rules)) for "
+                "answers that start from the opening states", EventkitWarning, stacklevel=2)
+        return archive.scan()
     if not store.local:
         msg = ("no eventkit archive there: from object stores eventkit reads its own "
                "archives only (copy other files to a local folder, or scan them with Polars)")
