@@ -116,6 +116,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
         "seed-file": ["replay", str(SEED), "--mapping", str(mapping_file), "--format", "csv"],
         "seed-no-mapping": ["replay", str(SEED)],
         "bad-accounts": ["replay", str(whole), "--accounts", "1,x"],
+        "empty-account": ["replay", str(whole), "--accounts", "1,,2"],
         "bad-mapping": ["replay", str(SEED), "--mapping", "{account_id: accountId"],
         "verify-ok": ["verify", str(whole), "--no-progress"],
         "verify-tampered": ["verify", str(tampered), "--no-progress"],
@@ -235,6 +236,7 @@ def test_replay_of_foreign_data_without_mapping_names_the_missing_column(
 
 def test_bad_accounts_option_is_a_one_line_error(runs: dict[str, Run]) -> None:
     assert_one_line_error(runs["bad-accounts"], "accounts")
+    assert_one_line_error(runs["empty-account"], "empty id")  # never one key fewer
 
 
 def test_bad_mapping_option_is_a_one_line_error(runs: dict[str, Run]) -> None:

@@ -78,8 +78,9 @@ def key_values(text: str, rules: RuleSet, schema: pl.Schema) -> list[object]:
     columns = rules.key_columns
     out: list[object] = []
     for item in (x.strip() for x in text.split(",")):
-        if not item:
-            continue
+        if not item:  # ("1,,2": a slip of the keyboard, never silently one key fewer)
+            msg = f"{text!r} has an empty id between commas"
+            raise UsageError(msg, param="--accounts")
         parts = item.split(":", len(columns) - 1) if len(columns) > 1 else [item]
         if len(parts) != len(columns):
             msg = (f"{item!r}: the key is {list(columns)}; give its parts joined by ':' "
