@@ -52,11 +52,15 @@ of their kind above, whose message names the operation and the cause and whose
 from __future__ import annotations
 
 import functools
+import sys
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 if TYPE_CHECKING:
     from datetime import datetime
+    from types import FrameType
 
 __all__ = [
     "AppendConflictError",
@@ -93,6 +97,7 @@ __all__ = [
     "WorkbenchError",
     "foreign_errors",
     "is_foreign",
+    "warn",
 ]
 
 
@@ -423,3 +428,19 @@ def foreign_errors(error: Callable[[str], EventkitError], operation: str
                 raise error(msg) from exc
         return wrapper
     return decorate
+
+
+_PACKAGE = str(Path(__file__).resolve().parent) + "/"
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """Give ``message`` as a ``category`` warning shown at the caller's own line.
+
+    The warning names the first line outside eventkit on the way up (the user's
+    ``replay(...)`` or notebook cell), however deep inside eventkit it was found.
+    """
+    frame: FrameType | None = sys._getframe(0)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)

@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
+import eventkit
 from eventkit import exceptions
-from eventkit.exceptions import EventkitError, ScaleError
+from eventkit.exceptions import CoverageWarning, EventkitError, ScaleError
 
 WHERE = {"param": "buckets", "path": "s3://bank/events", "expected": 3, "actual": 5,
          "problems": ["commit 4: digest differs"], "clock": datetime(2024, 1, 1, tzinfo=UTC),
@@ -60,3 +61,12 @@ def test_an_error_raised_inside_a_polars_expression_reaches_the_user_as_itself()
     with pytest.raises(ScaleError, match="buckets: a key column of Float64"):
         frame.select(pl.col("k").map_batches(refuse, return_dtype=pl.UInt64,
                                              is_elementwise=True))
+
+
+def test_a_warning_points_at_the_callers_own_line() -> None:
+    # found deep inside the replay; shown where the user asked (a notebook cell, a script)
+    events = pl.DataFrame({"account_id": [1, 1], "event_type": ["Deposit", "Gift"],
+                           "amount": [5, 7], "event_time": ["2024-01-01T00:00:00Z"] * 2})
+    with pytest.warns(CoverageWarning, match="Gift") as caught:
+        eventkit.replay(events, "balance").state().collect()
+    assert [w.filename for w in caught] == [__file__]

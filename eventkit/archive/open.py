@@ -6,7 +6,6 @@ and :func:`archive_of` are the one place that tells them apart.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -17,7 +16,7 @@ import pyarrow as pa
 from eventkit.archive import head, ledger
 from eventkit.archive.store import Store, open_store
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import EventDataError, EventkitWarning, SchemaError, foreign_errors
+from eventkit.exceptions import EventDataError, EventkitWarning, SchemaError, foreign_errors, warn
 from eventkit.schema import BANKING, EventSchema
 from eventkit.sources.conform import ColumnMapping, complete
 from eventkit.sources.files import read_events
@@ -116,12 +115,11 @@ def open_archive(
         if expired:  # the frame holds no opening states: a replay of it would start from zero
             rec = expired[-1]
             made_for = (rec.get("rules") or {}).get("name")
-            warnings.warn(
-                f"{archive.location}: events dated before {rec.get('cutoff')} were expired "
-                f"(replaced by opening states of rule set {made_for!r}); this frame holds "
-                "the events after them only, so a replay of it starts every key from "
-                "nothing: replay the archive itself (eventkit.replay(path, rules)) for "
-                "answers that start from the opening states", EventkitWarning, stacklevel=2)
+            warn(f"{archive.location}: events dated before {rec.get('cutoff')} were expired "
+                 f"(replaced by opening states of rule set {made_for!r}); this frame holds "
+                 "the events after them only, so a replay of it starts every key from "
+                 "nothing: replay the archive itself (eventkit.replay(path, rules)) for "
+                 "answers that start from the opening states", EventkitWarning)
         return archive.scan()
     if not store.local:
         msg = ("no eventkit archive there: from object stores eventkit reads its own "

@@ -41,7 +41,7 @@ from eventkit.archive.open import Events, archive_of, open_archive
 from eventkit.archive.retention import expiry_of
 from eventkit.archive.store import is_url, open_store
 from eventkit.archive.table import EventArchive
-from eventkit.exceptions import CoverageError, CoverageWarning, ScaleError
+from eventkit.exceptions import CoverageError, CoverageWarning, ScaleError, warn
 from eventkit.replay import runners
 from eventkit.replay.columns import check_columns, columns_read
 from eventkit.replay.engine import Coverage, selection_expr
@@ -332,7 +332,7 @@ class BucketedReplay:
         if problem is not None and self._strict:
             raise CoverageError(problem)
         if problem is not None:
-            warnings.warn(problem, CoverageWarning, stacklevel=4)
+            warn(problem, CoverageWarning)
 
     def _declared(self) -> tuple[str, ...] | None:
         return EventArchive(self._plan.source).event_types if self._plan.archive else None

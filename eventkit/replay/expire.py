@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +20,7 @@ from eventkit.exceptions import (
     ImmutabilityError,
     StorageError,
     foreign_errors,
+    warn,
 )
 from eventkit.replay.result import ReplayResult
 from eventkit.rules import registry
@@ -163,7 +163,7 @@ def expire(
             msg = (f"{root}: events before {iso(cutoff)} are expired (version {version}), but "
                    f"the store kept some of their {len(run)} data file(s) ({exc}); the next "
                    "compact deletes them")
-            warnings.warn(msg, EventkitWarning, stacklevel=2)
+            warn(msg, EventkitWarning)
     return ExpireReport(version, iso(cutoff), replaced.height, extra["opening_rows"],
                         len(run), record["digest"])
 

@@ -8,7 +8,6 @@ never used here.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -27,6 +26,7 @@ from eventkit.exceptions import (
     InstantError,
     SnapshotError,
     foreign_errors,
+    warn,
 )
 from eventkit.replay.accrue import accrue
 from eventkit.replay.engine import AFTER_ALL, Coverage, Fold, fold
@@ -139,7 +139,7 @@ class ReplayResult:
             return
         if self.strict:
             raise CoverageError(problem)
-        warnings.warn(problem, CoverageWarning, stacklevel=3)
+        warn(problem, CoverageWarning)
 
     @property
     def history(self) -> pl.LazyFrame:

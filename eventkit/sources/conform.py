@@ -12,7 +12,6 @@ returns them, checked.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from eventkit.exceptions import DeadLetterWarning, SchemaError
+from eventkit.exceptions import DeadLetterWarning, SchemaError, warn
 from eventkit.schema import BANKING, TIME_DTYPE, EventSchema
 from eventkit.sources.checks import (
     ROW_COL,
@@ -508,7 +507,7 @@ class Conformed:
             letters.write_parquet(into)
             msg = (f"{letters.height:,} of {raw.height:,} rows refused, written with their "
                    f"problem to {into}")
-            warnings.warn(msg, DeadLetterWarning, stacklevel=4)
+            warn(msg, DeadLetterWarning)
         return events.filter(~bad).drop("#why", SOURCE_COL, ROW_COL)
 
 
