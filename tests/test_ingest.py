@@ -232,6 +232,30 @@ def test_a_declared_archive_takes_messages_of_its_own_columns(
         (3, "qty: cannot convert value to an integer")]
 
 
+def test_a_declared_archive_goes_through_a_topic_to_another_exactly(
+        broker: Broker, tmp_path: Path) -> None:
+    # produce keys messages by the archive's own (composite) key; ingest takes them back
+    columns = {"tenant": "string", "order_id": "string", "qty": "int", "price": "money",
+               "lines": pl.List(pl.Struct({"sku": pl.String, "n": pl.Int64})),
+               "paid": "datetime"}
+    source = EventArchive.create(tmp_path / "a", key=("tenant", "order_id"), columns=columns)
+    t = [datetime(2024, 1, d, 9, tzinfo=UTC) for d in (1, 2, 3)]
+    source.append(pl.DataFrame({
+        "event_id": ["e1", "e2", "e3"], "tenant": ["acme", "acme", "zeta"],
+        "order_id": ["o-1", "o-1", "o-1"], "event_type": ["Placed", "Paid", "Placed"],
+        "event_time": t, "qty": [2, None, 1], "price": [1250, None, 99],
+        "lines": [[{"sku": "A", "n": 2}], None, []], "paid": [None, t[1], None]}))
+    topic = new_topic(broker, partitions=2)
+    assert produce(source.scan(), broker.bootstrap, topic, key=source.key) == 3
+    with pytest.raises(eventkit.ParameterError, match="no key column"):
+        produce(source.scan(), broker.bootstrap, topic)  # (account_id: not this archive's)
+    target = EventArchive.create(tmp_path / "b", key=("tenant", "order_id"), columns=columns)
+    assert ingest(target, broker.bootstrap, topic, idle_timeout=1.0).events == 3
+    order = ["event_id"]
+    assert_frame_equal(stored(tmp_path / "b").drop("seq", "recorded_at").sort(order),
+                       source.scan().collect().drop("seq", "recorded_at").sort(order))
+
+
 def test_an_unknown_topic_or_broker_is_a_clear_error(broker: Broker, tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="topic 'nope' on 127.0.0.1"):
         ingest(tmp_path / "a", broker.bootstrap, "nope", idle_timeout=1.0)

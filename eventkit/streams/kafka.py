@@ -27,7 +27,7 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,7 +45,6 @@ from eventkit.schema import BANKING
 from eventkit.sources.conform import ColumnMapping
 from eventkit.streams.consumer import ConsumerProcess, Watch
 from eventkit.streams.messages import (
-    STORED,
     Batch,
     doubled_keys,
     first_of_each_id,
@@ -403,30 +402,46 @@ def produce(
     bootstrap: str,
     topic: str,
     *,
+    key: str | Sequence[str] = "account_id",
     partitions: int | None = None,
     config: dict[str, Any] | None = None,
 ) -> int:
-    """Send events to ``topic`` as JSON, keyed by account id; return how many.
+    """Send events to ``topic`` as JSON, keyed by their stream's ``key``; return how many.
 
-    Messages carry the canonical columns but ``seq`` and ``recorded_at`` (the
-    receiving archive assigns them), times as ISO 8601 in UTC. They go in log
-    order; one account's events share a key, hence a partition, hence keep their
-    order. ``partitions`` creates the topic first when it does not exist.
+    Messages carry the events' columns but ``seq`` and ``recorded_at`` (the
+    receiving archive assigns them), times as ISO 8601 in UTC, lists and
+    structs as JSON. They go in log order; one stream's events share a key
+    (``key``: the column or columns naming the stream, ``account_id`` for the
+    banking schema), hence a partition, hence keep their order. ``partitions``
+    creates the topic first when it does not exist.
 
     Examples
     --------
     >>> produce(eventkit.open_archive("bank"), "127.0.0.1:9092", "tx")  # doctest: +SKIP
     50000
+    >>> produce(eventkit.open_archive("shop"), "127.0.0.1:9092", "orders",
+    ...         key="order_id")  # doctest: +SKIP
+    748
 
     """
     from confluent_kafka import KafkaException, Producer  # noqa: PLC0415 (only a broker run pays its import)
 
+    frame = events.lazy().collect()
+    keys = [key] if isinstance(key, str) else list(key)
+    missing = [k for k in keys if k not in frame.columns]
+    if missing or not keys:
+        msg = (f"the events have no key column {missing or keys} to send as the messages' "
+               f"keys; they have {frame.columns} (pass key=...)")
+        raise ParameterError(msg, param="key")
     if partitions is not None:
         create_topic(bootstrap, topic, partitions)
-    frame = events.lazy().select(STORED).collect()
-    payload = frame.with_columns(pl.col("event_time").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    frame = frame.drop("seq", "recorded_at", strict=False)
+    payload = frame.with_columns(pl.col(pl.Datetime).dt.convert_time_zone("UTC")
+                                 .dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
     lines = payload.write_ndjson().encode().splitlines()
-    keys = frame["account_id"].cast(pl.String).to_list()
+    keyed = frame.select(pl.col(keys[0]).cast(pl.String) if len(keys) == 1
+                         else pl.struct(keys).struct.json_encode())
+    keys = keyed.to_series().to_list()
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
                          "linger.ms": 20, **(config or {})})
     failed: list[str] = []

@@ -24,7 +24,7 @@ from eventkit.schema import BANKING, EventSchema
 from eventkit.sources.checks import ROW_COL, SOURCE_COL
 from eventkit.sources.conform import ColumnMapping, Conformed, conform
 
-__all__ = ["STORED", "Batch", "doubled_keys", "first_of_each_id", "given", "new_messages",
+__all__ = ["Batch", "doubled_keys", "first_of_each_id", "given", "new_messages",
            "parse"]
 
 
@@ -38,10 +38,6 @@ def given(schema: EventSchema) -> list[str]:
 
     """
     return [c for c in schema.columns if c not in ("seq", "recorded_at")]
-
-
-#: The columns a message of the banking schema gives.
-STORED = given(BANKING)
 
 
 def first_of_each_id(rows: pl.DataFrame, batch: Batch

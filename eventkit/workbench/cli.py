@@ -238,9 +238,10 @@ def _parser() -> argparse.ArgumentParser:
                         "(raise, default) or record the latest (clamp)")
     p.set_defaults(run=_ingest)
 
-    p = sub.add_parser("produce", help="send an archive's events to a topic (key: account)",
+    p = sub.add_parser("produce", help="send an archive's events to a topic (key: stream)",
                        description="Send the events at PATH to TOPIC as JSON messages keyed "
-                                   "by account id (one account's events keep their order).")
+                                   "by their stream: an eventkit archive's key, else account "
+                                   "id (one stream's events keep their order).")
     p.add_argument("path", help="events: an archive, Parquet file, folder, glob or Delta table")
     p.add_argument("--bootstrap", required=True, metavar="HOST:PORT", help="broker address")
     p.add_argument("--topic", required=True, help="topic to write")
@@ -567,9 +568,13 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _produce(args: argparse.Namespace) -> int:
+    from eventkit.archive.open import archive_of
     from eventkit.streams.kafka import produce
 
-    sent = produce(_events(args), args.bootstrap, args.topic, partitions=args.partitions)
+    archive = None if args.mapping else archive_of(args.path)
+    key = "account_id" if archive is None else archive.key  # (an archive's own key)
+    sent = produce(_events(args), args.bootstrap, args.topic, key=key,
+                   partitions=args.partitions)
     print(f"produced {sent:,} events to {args.topic}")
     return 0
 
