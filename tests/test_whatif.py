@@ -301,3 +301,16 @@ def test_explain_after_an_expiry_starts_from_the_opening_state(tmp_path: Path) -
     assert eventkit.explain(result, 1, "status").start == "open"
     with pytest.raises(eventkit.ExpiredError):
         eventkit.explain(result, 1, "balance", at="2024-02-15")
+
+
+def test_explain_of_a_key_that_never_occurs_is_refused() -> None:
+    t = [datetime(2024, 1, d, tzinfo=UTC) for d in (1, 2)]
+    events = pl.DataFrame({"event_id": ["a", "b"], "seq": [0, 1], "account_id": [1, 1],
+                           "event_type": ["Deposit", "Fee"], "event_time": t, "recorded_at": t,
+                           "amount": [10_000, 250]})
+    result = eventkit.replay(events)
+    with pytest.raises(eventkit.ParameterError, match="no events of key 2") as caught:
+        eventkit.explain(result, 2, "balance")  # a typo: there is no such account
+    assert caught.value.param == "key"
+    early = eventkit.explain(result, 1, "balance", at="2023-12-31")  # before its first event
+    assert (early.value, early.steps.height) == (0, 0)

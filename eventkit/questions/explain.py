@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from eventkit.exceptions import RuleError
+from eventkit.exceptions import ParameterError, RuleError
 from eventkit.rules.streams import global_expr, key_filter, key_frame
 from eventkit.timeutil import micros, to_instant
 
@@ -81,6 +81,7 @@ def explain(result: ReplayResult, key: object, field: str,
     spec = checked.fields[field]
     history = result.history.filter(key_filter(rules, [key], result.history.collect_schema())
                                     & ~global_expr(rules, result.history.collect_schema()))
+    any_events = history.select(pl.len()).collect().item() > 0
     if at is not None:
         at_us = micros(at, param="at")
         if result.expiry is not None:  # before the cut-off the events are gone
@@ -100,6 +101,7 @@ def explain(result: ReplayResult, key: object, field: str,
         *cols, *(["violation"] if has_violation else [])).collect()
     start = spec.start if spec.type != "enum" else str(spec.start)
     posted_start = 0
+    opening = pl.DataFrame()
     if result.start is not None:  # after an expiry: the key's state at the cut-off
         opening = result.start.join(key_frame(rules, [key], result.start.schema),
                                     on=list(rules.key_columns), how="semi")
@@ -107,6 +109,10 @@ def explain(result: ReplayResult, key: object, field: str,
             start = opening[field].cast(pl.String)[0] if spec.type == "enum" \
                 else opening[field][0]
             posted_start = opening[posted_field][0] if posted_field is not None else 0
+    if not rows.height and not opening.height and not any_events:
+        msg = (f"no events of key {key!r} in the replay ({list(rules.key_columns)}): "
+               "nothing to explain (a key that never occurs has no state)")
+        raise ParameterError(msg, param="key")
     before = rows[field].shift(1)
     steps = rows.with_columns(before=before.fill_null(start).cast(rows[field].dtype),
                               after=pl.col(field))
