@@ -274,3 +274,5 @@ def test_text_keys_and_a_missing_column_named_never_a_polars_error() -> None:
                           (lambda: begin(pl.col("channel") == "web").detect(events), "channel")]:
         with pytest.raises(PatternError, match=rf"needs column\(s\) \['{missing}'\]"):
             call()
+    with pytest.raises(PatternError, match="step 1's condition .* gives Int64 values"):
+        begin(pl.col("seq") + 1).detect(events)  # a number is no condition (was cast to bool)

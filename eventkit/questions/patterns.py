@@ -99,6 +99,12 @@ class Pattern:
         read = [] if any(step.cond.meta.has_multiple_outputs() for step in self.steps) else [
             name for step in self.steps for name in step.cond.meta.root_names()]
         _need(frame, [*keys, *_ORDER, *read], "pattern")
+        for n, step in enumerate(self.steps):  # (a number cast to a boolean would be a guess)
+            dtype = frame.lazy().select(step.cond).collect_schema().dtypes()[0]
+            if dtype != pl.Boolean:
+                msg = (f"step {n + 1}'s condition {step.cond} gives {dtype} values, not true or "
+                       "false (compare it: pl.col('amount') > 0)")
+                raise PatternError(msg)
         return _detect(self, frame, keys)
 
 
@@ -201,7 +207,7 @@ def _detect(pattern: Pattern, frame: pl.DataFrame, keys: list[str], *,
                          .then(index).forward_fill().alias("__first_of_key"))
     i, first_of_key = pl.col("__i"), pl.col("__first_of_key")
     for n, step in enumerate(pattern.steps):
-        hit = step.cond.fill_null(value=False).cast(pl.Boolean)
+        hit = step.cond.fill_null(value=False)
         df = df.with_columns(hit.alias("__hit"))
         if step.strict:
             # the run of hits ending here (within the key) holds the step's n events
