@@ -714,6 +714,8 @@ def test_balance_history_names_a_history_or_accounts_it_cannot_draw(small):
     assert caught.value.param == "accounts"
     with pytest.raises(eventkit.ParameterError, match="positive whole number"):
         charts.balance_history(small.history, accounts=[1], max_points="100")
+    with pytest.raises(eventkit.WorkbenchError, match="no events of account 999 in the"):
+        charts.balance_history(small.history, accounts=[1, 999])  # not one line fewer, silently
     keyed = small.history.with_columns(pl.col("account_id").cast(pl.String))
     chart = charts.balance_history(keyed, accounts=1)  # one id, given as a number
     assert chart.to_dict()["title"]["text"] == "Balance history of account 1"

@@ -9,7 +9,7 @@ import altair as alt
 import polars as pl
 
 from eventkit._typing import Instant
-from eventkit.exceptions import ParameterError
+from eventkit.exceptions import ParameterError, WorkbenchError
 from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import to_instant
 from eventkit.workbench.charts._common import (
@@ -132,6 +132,12 @@ def balance_history(
     if accounts is not None:
         wanted = _as_keys(accounts, schema[KEY])
         events = events.filter(pl.col(KEY).is_in(wanted.implode()))
+        found = events.select(pl.col(KEY).unique()).collect().to_series()
+        missing = wanted.filter(~wanted.is_in(found.implode())).unique(maintain_order=True)
+        if missing.len() and found.len():  # (none at all: the empty-window sentence says so)
+            msg = (f"no events of account {', '.join(map(str, missing.head(5)))}"
+                   f"{' …' * (missing.len() > 5)} in the history")
+            raise WorkbenchError(msg)
         ids = ", ".join(map(str, wanted.head(5))) + " …" * (wanted.len() > 5)
         what = f"events of account {ids}" if wanted.len() else "accounts chosen"
     window = TimeWindow.of(events, start, end, what=what if accounts is not None else "events")
