@@ -176,3 +176,20 @@ def test_archives_without_personal_fields_are_unchanged(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="personal fields must be distinct"):
         EventArchive.create(tmp_path / "bad", personal=("amount",))
     assert info(archive.path).events == 0
+
+
+def test_a_subjects_pseudonym_does_not_depend_on_the_values_beside_it(tmp_path: Path) -> None:
+    # subjects are often emails: the subject's pseudonym must not become the email's, nor
+    # change with which rows are exported or after an erasure
+    keys = KeyStore(tmp_path / "k.sqlite")
+    rows = pl.DataFrame({"subject": ["ann@x.org", "ann@x.org", "bob@x.org"],
+                         "email": ["ann@x.org", None, "bob@x.org"]})
+    sealed = encrypt(rows, keys, fields=["email"])
+    full = pseudonymise(sealed, keys, fields=["email"])
+    assert full["subject"][0] == full["subject"][1] == \
+        pseudonymise(sealed[1:2], keys, fields=["email"])["subject"][0]
+    assert full["subject"][0] != full["email"][0]  # a subject's and a value's differ
+    keys.forget("ann@x.org", by="dpo", reason="request")
+    after = pseudonymise(sealed, keys, fields=["email"])
+    assert after["subject"].to_list() == full["subject"].to_list()
+    assert after["email"].to_list() == [None, None, full["email"][2]]

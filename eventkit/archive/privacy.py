@@ -333,11 +333,15 @@ def pseudonymise(
     def token(value: str) -> str:
         return hmac.new(pepper, value.encode(), hashlib.sha256).hexdigest()[:32]
 
-    columns = [subject, *fields]
-    mapping = {v: token(f"{c}\x00{v}" if c == subject else v)
-               for c in columns for v in frame[c].drop_nulls().unique().to_list() if v != ERASED}
+    def tokens(column: str) -> dict[str, str]:  # one mapping per column: a subject's pseudonym
+        values = frame[column].drop_nulls().unique().to_list()  # never a value's (an email)
+        if column == subject:
+            return {v: token(f"{subject}\x00{v}") for v in values}
+        return {v: token(v) for v in values if v != ERASED}
+
     return frame.with_columns(
-        pl.col(c).replace_strict(mapping, default=None, return_dtype=pl.String) for c in columns)
+        pl.col(c).replace_strict(tokens(c), default=None, return_dtype=pl.String)
+        for c in [subject, *fields])
 
 
 @foreign_errors(PrivacyError, "erasure audit of {0}")
