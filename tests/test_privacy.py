@@ -193,3 +193,24 @@ def test_a_subjects_pseudonym_does_not_depend_on_the_values_beside_it(tmp_path: 
     after = pseudonymise(sealed, keys, fields=["email"])
     assert after["subject"].to_list() == full["subject"].to_list()
     assert after["email"].to_list() == [None, None, full["email"][2]]
+
+
+def test_subjects_must_be_text(tmp_path: Path) -> None:
+    # an integer customer id sealed fine, then read as erased (its key is kept under '5')
+    keys = KeyStore(tmp_path / "k.sqlite")
+    rows = pl.DataFrame({"customer_id": [5, 6], "email": ["a@x.org", "b@x.org"]})
+    for call in (lambda: encrypt(rows, keys, fields=["email"], subject="customer_id"),
+                 lambda: reveal(rows.with_columns(pl.col("email").cast(pl.Binary)), keys,
+                                subject="customer_id"),
+                 lambda: pseudonymise(rows, keys, fields=[], subject="customer_id")):
+        with pytest.raises(PrivacyError, match="'customer_id' holds Int64 values; subjects "
+                                               "are text") :
+            call()
+    for call in (lambda: keys.keys([5], create=True),  # type: ignore[list-item]
+                 lambda: keys.forget(5, by="dpo", reason="request")):  # type: ignore[arg-type]
+        with pytest.raises(PrivacyError, match="subjects are text, not 5"):
+            call()
+    sealed = encrypt(rows.with_columns(pl.col("customer_id").cast(pl.String)), keys,
+                     fields=["email"], subject="customer_id")
+    assert reveal(sealed, keys, subject="customer_id")["email"].to_list() == ["a@x.org",
+                                                                              "b@x.org"]

@@ -110,7 +110,7 @@ class KeyStore:
 
         A forgotten subject never gets a key again: creating one raises.
         """
-        wanted = sorted(set(subjects))
+        wanted = sorted(set(_text_subjects(subjects)))
         found: dict[str, bytes] = {}
         for i in range(0, len(wanted), 500):
             chunk = wanted[i:i + 500]
@@ -141,6 +141,7 @@ class KeyStore:
         if not by or not reason:
             msg = "an erasure must say who asks (by=) and why (reason=)"
             raise PrivacyError(msg)
+        _text_subjects([subject])
         if self._forgotten_among([subject]):
             return False
         with self._transaction(f"forget {subject!r}"):  # all of it, or nothing
@@ -243,7 +244,7 @@ def encrypt(
 
     """
     fields = list(fields)
-    _check_columns(events, [subject, *fields])
+    _check_columns(events, [subject, *fields], subject)
     has_value = events.select(pl.any_horizontal(pl.col(fields).is_not_null())).to_series()
     todo = events.with_row_index("_row").filter(has_value)
     if todo[subject].null_count():
@@ -277,7 +278,7 @@ def reveal(
     frame = events.collect() if isinstance(events, pl.LazyFrame) else events
     fields = [c for c, t in frame.schema.items() if t == pl.Binary] if fields is None \
         else list(fields)
-    _check_columns(frame, [subject, *fields])
+    _check_columns(frame, [subject, *fields], subject)
     key_of = keys.keys(frame[subject].drop_nulls().unique().to_list())
     out = []
     for name in fields:
@@ -371,8 +372,23 @@ def erasure_audit(archive: EventArchive | str | Path, keys: KeyStore) -> pl.Data
                           erased=pl.col("subject").is_in(list(left)).not_()))
 
 
-def _check_columns(frame: pl.DataFrame, columns: list[str]) -> None:
+def _check_columns(frame: pl.DataFrame, columns: list[str], subject: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         msg = f"missing column(s) {missing}; the frame has {frame.columns}"
         raise PrivacyError(msg)
+    if frame[subject].dtype not in (pl.String, pl.Null):  # keys are kept under text ids
+        msg = (f"column {subject!r} holds {frame[subject].dtype} values; subjects are text "
+               f"(an archive stores them as String): cast it, pl.col({subject!r}).cast(pl.String)")
+        raise PrivacyError(msg)
+
+
+def _text_subjects(subjects: Iterable[object]) -> list[str]:
+    """``subjects`` as given, each checked to be text (a key is found by its text id only)."""
+    out: list[str] = []
+    for subject in subjects:
+        if not isinstance(subject, str):
+            msg = f"subjects are text, not {subject!r} ({type(subject).__name__})"
+            raise PrivacyError(msg)
+        out.append(subject)
+    return out
