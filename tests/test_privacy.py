@@ -214,3 +214,13 @@ def test_subjects_must_be_text(tmp_path: Path) -> None:
                      fields=["email"], subject="customer_id")
     assert reveal(sealed, keys, subject="customer_id")["email"].to_list() == ["a@x.org",
                                                                               "b@x.org"]
+
+
+def test_keys_for_a_batch_of_many_new_subjects(tmp_path: Path) -> None:
+    # the erasure check asked SQLite about every new subject in one statement: too many
+    # SQL variables for a first import of a quarter of a million customers
+    keys = KeyStore(tmp_path / "k.sqlite")
+    keys.keys(["gone"], create=True)
+    assert keys.forget("gone", by="dpo", reason="request")
+    with pytest.raises(PrivacyError, match="'gone' was forgotten"):
+        keys.keys([f"d{i}" for i in range(260_000)] + ["gone"], create=True)

@@ -191,9 +191,13 @@ class KeyStore:
         return f"KeyStore({str(self.path)!r})"  # never the keys
 
     def _forgotten_among(self, subjects: list[str]) -> list[str]:
-        marks = ",".join("?" * len(subjects))
-        return [r[0] for r in self._db.execute(
-            f"SELECT subject FROM forgotten WHERE subject IN ({marks})", subjects)]
+        found = []
+        for i in range(0, len(subjects), 500):  # SQLite caps the parameters of one statement
+            chunk = subjects[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            found += [r[0] for r in self._db.execute(
+                f"SELECT subject FROM forgotten WHERE subject IN ({marks})", chunk)]
+        return found
 
     @contextmanager
     def _transaction(self, what: str) -> Iterator[None]:
