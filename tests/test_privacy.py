@@ -137,10 +137,12 @@ def test_pseudonyms_are_stable_keyed_and_not_plain_hashes(
     assert row["email"].item() not in (hashlib.sha256(email.encode()).hexdigest()[:32],
                                        hashlib.md5(email.encode()).hexdigest())
     assert row["subject"].item() != "cust-3"
-    other = pseudonymise(archive.scan(), KeyStore(tmp_path / "other.sqlite"), fields=PERSONAL)
+    other = KeyStore(tmp_path / "other.sqlite")
     # another pepper gives other pseudonyms (and, without the keys, nothing to read)
-    assert other.filter(pl.col("email").is_not_null()).height == 0
-    assert other["subject"].drop_nulls()[0] not in first["subject"].to_list()
+    with pytest.raises(PrivacyError, match="no key for 30 subject"):
+        pseudonymise(archive.scan(), other, fields=PERSONAL)
+    assert pseudonymise(archive.scan(), other, fields=[])["subject"].drop_nulls()[0] \
+        not in first["subject"].to_list()
     keys.forget("cust-3", by="dpo", reason="request")
     after = pseudonymise(archive.scan(), keys, fields=PERSONAL)
     assert after.filter(pl.col("subject") == row["subject"].item())["email"].to_list() == [None]
@@ -224,3 +226,28 @@ def test_keys_for_a_batch_of_many_new_subjects(tmp_path: Path) -> None:
     assert keys.forget("gone", by="dpo", reason="request")
     with pytest.raises(PrivacyError, match="'gone' was forgotten"):
         keys.keys([f"d{i}" for i in range(260_000)] + ["gone"], create=True)
+
+
+def test_reveal_with_a_key_store_that_never_held_the_keys(
+    bank: tuple[EventArchive, KeyStore], tmp_path: Path,
+) -> None:
+    # a typo in the key store's path opened a new, empty one: every value read as erased
+    archive, keys = bank
+    keys.forget("cust-7", by="dpo", reason="request")
+    events = archive.scan().filter(pl.col("event_type") == "AccountOpened").collect()
+    for other in (KeyStore(tmp_path / "typo.keys.sqlite"), KeyStore(tmp_path / "other.sqlite")):
+        with pytest.raises(PrivacyError, match=r"no key for 30 subject\(s\) never forgotten "
+                                               r"\('cust-1', "):
+            reveal(events, other)
+        with pytest.raises(PrivacyError, match="never forgotten"):
+            pseudonymise(events, other)
+    with pytest.raises(PrivacyError, match="row 1, column 'name': a personal value without "
+                                           "a 'subject'"):
+        reveal(events.with_columns(subject=pl.when(pl.int_range(pl.len()) != 1)
+                                   .then("subject")), keys)
+    with pytest.raises(PrivacyError, match="column 'event_type' holds String values, not "
+                                           "ciphertext"):
+        reveal(events, keys, fields=["event_type"])
+    # the right key store: only the forgotten subject reads as erased
+    opened = reveal(events, keys)
+    assert opened.filter(pl.col("email") == ERASED)["subject"].to_list() == ["cust-7"]

@@ -62,7 +62,9 @@ class KeyStore:
     rollback journal, and is compacted (``VACUUM``) after each erasure, so a
     destroyed key leaves no copy in the file. Keys are never printed, logged or
     put in an error message. Keep the file beside the archive, not in it, and
-    back it up apart: an archive whose key store is lost reads as erased.
+    back it up apart: without it no personal value can be read again (and
+    :func:`reveal` refuses a key store that never held a subject's key, rather
+    than show the values as erased).
 
     Examples
     --------
@@ -277,13 +279,16 @@ def reveal(
 
     Values of forgotten subjects (no key) read as :data:`ERASED`. A ciphertext
     that does not authenticate (edited, or moved to another row or column)
-    raises :class:`~eventkit.exceptions.PrivacyError` naming the row and column.
+    raises :class:`~eventkit.exceptions.PrivacyError` naming the row and column,
+    and so does a ciphertext without a subject. Subjects the key store has no
+    key for and never forgot (another archive's key store, or a new empty one
+    at a mistyped path) raise too: their values were not erased.
     """
     frame = events.collect() if isinstance(events, pl.LazyFrame) else events
     fields = [c for c, t in frame.schema.items() if t == pl.Binary] if fields is None \
         else list(fields)
     _check_columns(frame, [subject, *fields], subject)
-    key_of = keys.keys(frame[subject].drop_nulls().unique().to_list())
+    key_of = _keys_of_sealed(frame, keys, fields, subject)
     out = []
     for name in fields:
         opened: list[str | None] = [None] * frame.height
@@ -374,6 +379,35 @@ def erasure_audit(archive: EventArchive | str | Path, keys: KeyStore) -> pl.Data
                       maintain_order="left")
             .with_columns(pl.col("personal_values", "readable").fill_null(0),
                           erased=pl.col("subject").is_in(list(left)).not_()))
+
+
+def _keys_of_sealed(frame: pl.DataFrame, keys: KeyStore, fields: list[str], subject: str
+                    ) -> dict[str, bytes]:
+    """The keys of the subjects with a ciphertext in ``fields``; each missing one forgotten."""
+    for name in fields:
+        if frame[name].dtype not in (pl.Binary, pl.Null):
+            msg = (f"column {name!r} holds {frame[name].dtype} values, not ciphertext (Binary): "
+                   "name only personal fields")
+            raise PrivacyError(msg)
+    sealed = frame.select(pl.any_horizontal(pl.col(fields).is_not_null()) if fields
+                          else pl.repeat(value=False, n=frame.height)).to_series()
+    orphan = frame.select((sealed & pl.col(subject).is_null()).arg_true().first()).item()
+    if orphan is not None:
+        name = next(c for c in fields if frame[c][orphan] is not None)
+        msg = f"row {orphan}, column {name!r}: a personal value without a {subject!r}"
+        raise PrivacyError(msg)
+    subjects = frame.filter(sealed)[subject].unique().sort().to_list()
+    key_of = keys.keys(subjects)
+    lost = [s for s in subjects if s not in key_of]
+    unknown = sorted(set(lost) - set(keys._forgotten_among(lost)))
+    if unknown:
+        named = ", ".join(map(repr, unknown[:3])) + (", ..." if len(unknown) > 3 else "")
+        msg = (f"key store {keys.path} has no key for {len(unknown)} subject(s) never "
+               f"forgotten ({named}): "
+               "it is not the key store of these events (another archive's, or a new one at a "
+               "mistyped path?), or it was restored from a backup older than their keys")
+        raise PrivacyError(msg)
+    return key_of
 
 
 def _check_columns(frame: pl.DataFrame, columns: list[str], subject: str) -> None:
