@@ -251,3 +251,22 @@ def test_reveal_with_a_key_store_that_never_held_the_keys(
     # the right key store: only the forgotten subject reads as erased
     opened = reveal(events, keys)
     assert opened.filter(pl.col("email") == ERASED)["subject"].to_list() == ["cust-7"]
+
+
+def test_encrypt_refuses_values_it_would_not_give_back(tmp_path: Path) -> None:
+    # a struct came back as a Python repr ("{'street': ...}"), bytes as "b'\\xff'", and sealing
+    # twice gave the repr of the first ciphertext
+    keys = KeyStore(tmp_path / "k.sqlite")
+    rows = pl.DataFrame({"subject": ["a"], "address": [{"street": "Elm St", "no": 5}],
+                         "tags": [["vip"]], "photo": [b"\xff\x00"], "email": ["a@x.org"]})
+    for field, what in (("address", "Struct"), ("tags", "List"), ("photo", "Binary")):
+        with pytest.raises(PrivacyError, match=f"column '{field}' holds {what}"):
+            encrypt(rows, keys, fields=["email", field])
+    sealed = encrypt(rows, keys, fields=["email"])
+    with pytest.raises(PrivacyError, match="column 'email' holds Binary values: .*already "
+                                           "ciphertext"):
+        encrypt(sealed, keys, fields=["email"])
+    as_json = encrypt(rows.with_columns(pl.col("address").struct.json_encode()), keys,
+                      fields=["address"])
+    assert reveal(as_json, keys, fields=["address"])["address"].item() == \
+        '{"street":"Elm St","no":5}'

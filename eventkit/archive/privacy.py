@@ -235,7 +235,8 @@ def encrypt(
     Each value gets a fresh random nonce and is bound to its field and subject
     (moving a ciphertext to another row or column makes it unreadable). Keys
     of new subjects are created in ``keys``. Rows with a personal value need a
-    ``subject``.
+    ``subject``. A value is sealed as its text (:func:`reveal` gives text back):
+    lists, structs and bytes are refused (make them JSON or base64 text first).
 
     Examples
     --------
@@ -251,6 +252,14 @@ def encrypt(
     """
     fields = list(fields)
     _check_columns(events, [subject, *fields], subject)
+    for name in fields:
+        dtype = events[name].dtype
+        if dtype.is_nested() or dtype == pl.Binary:
+            msg = (f"column {name!r} holds {dtype} values: a personal value is sealed as text "
+                   "and revealed as text; make it text first (JSON: pl.col(...).struct"
+                   ".json_encode(), bytes: base64)"
+                   + ("; is it already ciphertext?" if dtype == pl.Binary else ""))
+            raise PrivacyError(msg)
     has_value = events.select(pl.any_horizontal(pl.col(fields).is_not_null())).to_series()
     todo = events.with_row_index("_row").filter(has_value)
     if todo[subject].null_count():
