@@ -270,3 +270,23 @@ def test_encrypt_refuses_values_it_would_not_give_back(tmp_path: Path) -> None:
                       fields=["address"])
     assert reveal(as_json, keys, fields=["address"])["address"].item() == \
         '{"street":"Elm St","no":5}'
+
+
+def test_a_binary_column_of_ones_own_is_not_taken_for_personal(tmp_path: Path) -> None:
+    # reveal's default (every Binary column) tried to decrypt a declared payload of bytes:
+    # "does not authenticate (edited ...)", and a forgotten subject's bytes read «erased»
+    archive = EventArchive.create(tmp_path / "docs", key="doc_id", columns={
+        "doc_id": "string", "signature": pl.Binary}, personal=("email",))
+    keys = KeyStore.beside(archive)
+    rows = pl.DataFrame({"event_id": ["1", "2"], "doc_id": ["d1", "d2"],
+                         "event_type": ["Signed"] * 2, "event_time": [START] * 2,
+                         "signature": [b"\x01\x02", b"\x03"], "subject": ["s1", "s2"],
+                         "email": ["s1@example.org", "s2@example.org"]})
+    archive.append(encrypt(rows, keys, fields=archive.personal))
+    keys.forget("s2", by="dpo", reason="request")
+    opened = reveal(archive.scan(), keys)
+    assert opened.select("signature", "email").rows() == [(b"\x01\x02", "s1@example.org"),
+                                                          (b"\x03", ERASED)]
+    export = pseudonymise(archive.scan(), keys)
+    assert export["signature"].to_list() == [b"\x01\x02", b"\x03"]
+    assert export["email"].null_count() == 1

@@ -284,7 +284,7 @@ def reveal(
     events: pl.DataFrame | pl.LazyFrame, keys: KeyStore, *, fields: Iterable[str] | None = None,
     subject: str = SUBJECT_COL,
 ) -> pl.DataFrame:
-    """Decrypt the personal ``fields`` (default: every Binary column) to text.
+    """Decrypt the personal ``fields`` (default: every column of eventkit ciphertext) to text.
 
     Values of forgotten subjects (no key) read as :data:`ERASED`. A ciphertext
     that does not authenticate (edited, or moved to another row or column)
@@ -294,8 +294,7 @@ def reveal(
     at a mistyped path) raise too: their values were not erased.
     """
     frame = events.collect() if isinstance(events, pl.LazyFrame) else events
-    fields = [c for c, t in frame.schema.items() if t == pl.Binary] if fields is None \
-        else list(fields)
+    fields = _sealed_columns(frame) if fields is None else list(fields)
     _check_columns(frame, [subject, *fields], subject)
     key_of = _keys_of_sealed(frame, keys, fields, subject)
     out = []
@@ -343,10 +342,9 @@ def pseudonymise(
     (1, 2, 32)
 
     """
-    frame = reveal(events, keys, fields=fields, subject=subject)
-    fields = [c for c, t in (events.collect_schema() if isinstance(events, pl.LazyFrame)
-                             else events.schema).items() if t == pl.Binary] \
-        if fields is None else list(fields)
+    frame = events.collect() if isinstance(events, pl.LazyFrame) else events
+    fields = _sealed_columns(frame) if fields is None else list(fields)
+    frame = reveal(frame, keys, fields=fields, subject=subject)
     pepper = keys.pepper()
 
     def token(value: str) -> str:
@@ -388,6 +386,13 @@ def erasure_audit(archive: EventArchive | str | Path, keys: KeyStore) -> pl.Data
                       maintain_order="left")
             .with_columns(pl.col("personal_values", "readable").fill_null(0),
                           erased=pl.col("subject").is_in(list(left)).not_()))
+
+
+def _sealed_columns(frame: pl.DataFrame) -> list[str]:
+    """The Binary columns whose every value is eventkit ciphertext (not bytes of one's own)."""
+    binary = [c for c, t in frame.schema.items() if t == pl.Binary]
+    sealed = frame.select(pl.col(c).bin.starts_with(CIPHERTEXT_PREFIX).all() for c in binary)
+    return [c for c in binary if sealed[c][0]]
 
 
 def _keys_of_sealed(frame: pl.DataFrame, keys: KeyStore, fields: list[str], subject: str
