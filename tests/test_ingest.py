@@ -256,6 +256,41 @@ def test_a_declared_archive_goes_through_a_topic_to_another_exactly(
                        source.scan().collect().drop("seq", "recorded_at").sort(order))
 
 
+def test_personal_values_are_never_taken_nor_kept_in_plaintext(
+        broker: Broker, tmp_path: Path) -> None:
+    # ingest has no key store: it dropped a message's personal values without a word and
+    # kept them in plaintext in the dead-letter file, where no erasure could reach them
+    archive = EventArchive.create(tmp_path / "shop", key="order_id", columns={
+        "order_id": "string"}, personal=("email",))
+    topic = new_topic(broker, partitions=1)
+    at = "2024-01-01T00:00:00Z"
+    sent = [b'{"event_id": "e1", "order_id": "o1", "event_type": "Placed", "event_time": "%s", '
+            b'"subject": "c1", "email": "first.secret@example.org"}' % at.encode(),
+            b'{"event_id": "e2", "order_id": "o2", "event_type": "Placed", "event_time": "no", '
+            b'"email": "second.secret@example.org"}',
+            b'{"event_id": "e3", "order_id": "o3", "event_type": "Placed", "event_time": "%s", '
+            b'"email": null}' % at.encode(),
+            b'{"event_id": "e4", "email": "third.secret@example.org"',
+            b'{"event_id": "e5", "order_id": "o5", "event_type": "Placed", "event_time": "no"}']
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for message in sent:
+        producer.produce(topic, message)
+    producer.flush(10)
+
+    summary = ingest(archive, broker.bootstrap, topic, idle_timeout=1.0)
+
+    assert (summary.events, summary.dead_letters) == (1, 4)
+    assert stored(tmp_path / "shop")["event_id"].to_list() == ["e3"]
+    letters = [json.loads(line) for line in dead_letter_path(archive).read_text().splitlines()]
+    assert [(x["offset"], x["reason"].split(":")[0]) for x in letters] == [
+        (0, "email"), (1, "email"), (3, "not a JSON event object"), (4, "event_time")]
+    assert "a personal value, which ingest does not encrypt" in letters[0]["reason"]
+    assert [x["value"] and json.loads(x["value"]).get("email") for x in letters] == [
+        "«withheld»", "«withheld»", None, None]
+    assert json.loads(letters[4 - 1]["value"])["event_id"] == "e5"  # nothing personal: kept
+    assert b"secret" not in b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+
+
 def test_an_unknown_topic_or_broker_is_a_clear_error(broker: Broker, tmp_path: Path) -> None:
     with pytest.raises(IngestError, match="topic 'nope' on 127.0.0.1"):
         ingest(tmp_path / "a", broker.bootstrap, "nope", idle_timeout=1.0)

@@ -137,10 +137,12 @@ def test_pseudonyms_are_stable_keyed_and_not_plain_hashes(
     assert row["email"].item() not in (hashlib.sha256(email.encode()).hexdigest()[:32],
                                        hashlib.md5(email.encode()).hexdigest())
     assert row["subject"].item() != "cust-3"
-    other = pseudonymise(archive.scan(), KeyStore(tmp_path / "other.sqlite"), fields=PERSONAL)
+    other = KeyStore(tmp_path / "other.sqlite")
     # another pepper gives other pseudonyms (and, without the keys, nothing to read)
-    assert other.filter(pl.col("email").is_not_null()).height == 0
-    assert other["subject"].drop_nulls()[0] not in first["subject"].to_list()
+    with pytest.raises(PrivacyError, match="no key for 30 subject"):
+        pseudonymise(archive.scan(), other, fields=PERSONAL)
+    assert pseudonymise(archive.scan(), other, fields=[])["subject"].drop_nulls()[0] \
+        not in first["subject"].to_list()
     keys.forget("cust-3", by="dpo", reason="request")
     after = pseudonymise(archive.scan(), keys, fields=PERSONAL)
     assert after.filter(pl.col("subject") == row["subject"].item())["email"].to_list() == [None]
@@ -176,3 +178,115 @@ def test_archives_without_personal_fields_are_unchanged(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="personal fields must be distinct"):
         EventArchive.create(tmp_path / "bad", personal=("amount",))
     assert info(archive.path).events == 0
+
+
+def test_a_subjects_pseudonym_does_not_depend_on_the_values_beside_it(tmp_path: Path) -> None:
+    # subjects are often emails: the subject's pseudonym must not become the email's, nor
+    # change with which rows are exported or after an erasure
+    keys = KeyStore(tmp_path / "k.sqlite")
+    rows = pl.DataFrame({"subject": ["ann@x.org", "ann@x.org", "bob@x.org"],
+                         "email": ["ann@x.org", None, "bob@x.org"]})
+    sealed = encrypt(rows, keys, fields=["email"])
+    full = pseudonymise(sealed, keys, fields=["email"])
+    assert full["subject"][0] == full["subject"][1] == \
+        pseudonymise(sealed[1:2], keys, fields=["email"])["subject"][0]
+    assert full["subject"][0] != full["email"][0]  # a subject's and a value's differ
+    keys.forget("ann@x.org", by="dpo", reason="request")
+    after = pseudonymise(sealed, keys, fields=["email"])
+    assert after["subject"].to_list() == full["subject"].to_list()
+    assert after["email"].to_list() == [None, None, full["email"][2]]
+
+
+def test_subjects_must_be_text(tmp_path: Path) -> None:
+    # an integer customer id sealed fine, then read as erased (its key is kept under '5')
+    keys = KeyStore(tmp_path / "k.sqlite")
+    rows = pl.DataFrame({"customer_id": [5, 6], "email": ["a@x.org", "b@x.org"]})
+    for call in (lambda: encrypt(rows, keys, fields=["email"], subject="customer_id"),
+                 lambda: reveal(rows.with_columns(pl.col("email").cast(pl.Binary)), keys,
+                                subject="customer_id"),
+                 lambda: pseudonymise(rows, keys, fields=[], subject="customer_id")):
+        with pytest.raises(PrivacyError, match="'customer_id' holds Int64 values; subjects "
+                                               "are text") :
+            call()
+    for call in (lambda: keys.keys([5], create=True),  # type: ignore[list-item]
+                 lambda: keys.forget(5, by="dpo", reason="request")):  # type: ignore[arg-type]
+        with pytest.raises(PrivacyError, match="subjects are text, not 5"):
+            call()
+    sealed = encrypt(rows.with_columns(pl.col("customer_id").cast(pl.String)), keys,
+                     fields=["email"], subject="customer_id")
+    assert reveal(sealed, keys, subject="customer_id")["email"].to_list() == ["a@x.org",
+                                                                              "b@x.org"]
+
+
+def test_keys_for_a_batch_of_many_new_subjects(tmp_path: Path) -> None:
+    # the erasure check asked SQLite about every new subject in one statement: too many
+    # SQL variables for a first import of a quarter of a million customers
+    keys = KeyStore(tmp_path / "k.sqlite")
+    keys.keys(["gone"], create=True)
+    assert keys.forget("gone", by="dpo", reason="request")
+    with pytest.raises(PrivacyError, match="'gone' was forgotten"):
+        keys.keys([f"d{i}" for i in range(260_000)] + ["gone"], create=True)
+
+
+def test_reveal_with_a_key_store_that_never_held_the_keys(
+    bank: tuple[EventArchive, KeyStore], tmp_path: Path,
+) -> None:
+    # a typo in the key store's path opened a new, empty one: every value read as erased
+    archive, keys = bank
+    keys.forget("cust-7", by="dpo", reason="request")
+    events = archive.scan().filter(pl.col("event_type") == "AccountOpened").collect()
+    for other in (KeyStore(tmp_path / "typo.keys.sqlite"), KeyStore(tmp_path / "other.sqlite")):
+        with pytest.raises(PrivacyError, match=r"no key for 30 subject\(s\) never forgotten "
+                                               r"\('cust-1', "):
+            reveal(events, other)
+        with pytest.raises(PrivacyError, match="never forgotten"):
+            pseudonymise(events, other)
+    with pytest.raises(PrivacyError, match="row 1, column 'name': a personal value without "
+                                           "a 'subject'"):
+        reveal(events.with_columns(subject=pl.when(pl.int_range(pl.len()) != 1)
+                                   .then("subject")), keys)
+    with pytest.raises(PrivacyError, match="column 'event_type' holds String values, not "
+                                           "ciphertext"):
+        reveal(events, keys, fields=["event_type"])
+    # the right key store: only the forgotten subject reads as erased
+    opened = reveal(events, keys)
+    assert opened.filter(pl.col("email") == ERASED)["subject"].to_list() == ["cust-7"]
+
+
+def test_encrypt_refuses_values_it_would_not_give_back(tmp_path: Path) -> None:
+    # a struct came back as a Python repr ("{'street': ...}"), bytes as "b'\\xff'", and sealing
+    # twice gave the repr of the first ciphertext
+    keys = KeyStore(tmp_path / "k.sqlite")
+    rows = pl.DataFrame({"subject": ["a"], "address": [{"street": "Elm St", "no": 5}],
+                         "tags": [["vip"]], "photo": [b"\xff\x00"], "email": ["a@x.org"]})
+    for field, what in (("address", "Struct"), ("tags", "List"), ("photo", "Binary")):
+        with pytest.raises(PrivacyError, match=f"column '{field}' holds {what}"):
+            encrypt(rows, keys, fields=["email", field])
+    sealed = encrypt(rows, keys, fields=["email"])
+    with pytest.raises(PrivacyError, match="column 'email' holds Binary values: .*already "
+                                           "ciphertext"):
+        encrypt(sealed, keys, fields=["email"])
+    as_json = encrypt(rows.with_columns(pl.col("address").struct.json_encode()), keys,
+                      fields=["address"])
+    assert reveal(as_json, keys, fields=["address"])["address"].item() == \
+        '{"street":"Elm St","no":5}'
+
+
+def test_a_binary_column_of_ones_own_is_not_taken_for_personal(tmp_path: Path) -> None:
+    # reveal's default (every Binary column) tried to decrypt a declared payload of bytes:
+    # "does not authenticate (edited ...)", and a forgotten subject's bytes read «erased»
+    archive = EventArchive.create(tmp_path / "docs", key="doc_id", columns={
+        "doc_id": "string", "signature": pl.Binary}, personal=("email",))
+    keys = KeyStore.beside(archive)
+    rows = pl.DataFrame({"event_id": ["1", "2"], "doc_id": ["d1", "d2"],
+                         "event_type": ["Signed"] * 2, "event_time": [START] * 2,
+                         "signature": [b"\x01\x02", b"\x03"], "subject": ["s1", "s2"],
+                         "email": ["s1@example.org", "s2@example.org"]})
+    archive.append(encrypt(rows, keys, fields=archive.personal))
+    keys.forget("s2", by="dpo", reason="request")
+    opened = reveal(archive.scan(), keys)
+    assert opened.select("signature", "email").rows() == [(b"\x01\x02", "s1@example.org"),
+                                                          (b"\x03", ERASED)]
+    export = pseudonymise(archive.scan(), keys)
+    assert export["signature"].to_list() == [b"\x01\x02", b"\x03"]
+    assert export["email"].null_count() == 1

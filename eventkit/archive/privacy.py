@@ -62,7 +62,9 @@ class KeyStore:
     rollback journal, and is compacted (``VACUUM``) after each erasure, so a
     destroyed key leaves no copy in the file. Keys are never printed, logged or
     put in an error message. Keep the file beside the archive, not in it, and
-    back it up apart: an archive whose key store is lost reads as erased.
+    back it up apart: without it no personal value can be read again (and
+    :func:`reveal` refuses a key store that never held a subject's key, rather
+    than show the values as erased).
 
     Examples
     --------
@@ -110,7 +112,7 @@ class KeyStore:
 
         A forgotten subject never gets a key again: creating one raises.
         """
-        wanted = sorted(set(subjects))
+        wanted = sorted(set(_text_subjects(subjects)))
         found: dict[str, bytes] = {}
         for i in range(0, len(wanted), 500):
             chunk = wanted[i:i + 500]
@@ -141,6 +143,7 @@ class KeyStore:
         if not by or not reason:
             msg = "an erasure must say who asks (by=) and why (reason=)"
             raise PrivacyError(msg)
+        _text_subjects([subject])
         if self._forgotten_among([subject]):
             return False
         with self._transaction(f"forget {subject!r}"):  # all of it, or nothing
@@ -190,9 +193,13 @@ class KeyStore:
         return f"KeyStore({str(self.path)!r})"  # never the keys
 
     def _forgotten_among(self, subjects: list[str]) -> list[str]:
-        marks = ",".join("?" * len(subjects))
-        return [r[0] for r in self._db.execute(
-            f"SELECT subject FROM forgotten WHERE subject IN ({marks})", subjects)]
+        found = []
+        for i in range(0, len(subjects), 500):  # SQLite caps the parameters of one statement
+            chunk = subjects[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            found += [r[0] for r in self._db.execute(
+                f"SELECT subject FROM forgotten WHERE subject IN ({marks})", chunk)]
+        return found
 
     @contextmanager
     def _transaction(self, what: str) -> Iterator[None]:
@@ -228,7 +235,8 @@ def encrypt(
     Each value gets a fresh random nonce and is bound to its field and subject
     (moving a ciphertext to another row or column makes it unreadable). Keys
     of new subjects are created in ``keys``. Rows with a personal value need a
-    ``subject``.
+    ``subject``. A value is sealed as its text (:func:`reveal` gives text back):
+    lists, structs and bytes are refused (make them JSON or base64 text first).
 
     Examples
     --------
@@ -243,7 +251,15 @@ def encrypt(
 
     """
     fields = list(fields)
-    _check_columns(events, [subject, *fields])
+    _check_columns(events, [subject, *fields], subject)
+    for name in fields:
+        dtype = events[name].dtype
+        if dtype.is_nested() or dtype == pl.Binary:
+            msg = (f"column {name!r} holds {dtype} values: a personal value is sealed as text "
+                   "and revealed as text; make it text first (JSON: pl.col(...).struct"
+                   ".json_encode(), bytes: base64)"
+                   + ("; is it already ciphertext?" if dtype == pl.Binary else ""))
+            raise PrivacyError(msg)
     has_value = events.select(pl.any_horizontal(pl.col(fields).is_not_null())).to_series()
     todo = events.with_row_index("_row").filter(has_value)
     if todo[subject].null_count():
@@ -268,17 +284,19 @@ def reveal(
     events: pl.DataFrame | pl.LazyFrame, keys: KeyStore, *, fields: Iterable[str] | None = None,
     subject: str = SUBJECT_COL,
 ) -> pl.DataFrame:
-    """Decrypt the personal ``fields`` (default: every Binary column) to text.
+    """Decrypt the personal ``fields`` (default: every column of eventkit ciphertext) to text.
 
     Values of forgotten subjects (no key) read as :data:`ERASED`. A ciphertext
     that does not authenticate (edited, or moved to another row or column)
-    raises :class:`~eventkit.exceptions.PrivacyError` naming the row and column.
+    raises :class:`~eventkit.exceptions.PrivacyError` naming the row and column,
+    and so does a ciphertext without a subject. Subjects the key store has no
+    key for and never forgot (another archive's key store, or a new empty one
+    at a mistyped path) raise too: their values were not erased.
     """
     frame = events.collect() if isinstance(events, pl.LazyFrame) else events
-    fields = [c for c, t in frame.schema.items() if t == pl.Binary] if fields is None \
-        else list(fields)
-    _check_columns(frame, [subject, *fields])
-    key_of = keys.keys(frame[subject].drop_nulls().unique().to_list())
+    fields = _sealed_columns(frame) if fields is None else list(fields)
+    _check_columns(frame, [subject, *fields], subject)
+    key_of = _keys_of_sealed(frame, keys, fields, subject)
     out = []
     for name in fields:
         opened: list[str | None] = [None] * frame.height
@@ -324,20 +342,23 @@ def pseudonymise(
     (1, 2, 32)
 
     """
-    frame = reveal(events, keys, fields=fields, subject=subject)
-    fields = [c for c, t in (events.collect_schema() if isinstance(events, pl.LazyFrame)
-                             else events.schema).items() if t == pl.Binary] \
-        if fields is None else list(fields)
+    frame = events.collect() if isinstance(events, pl.LazyFrame) else events
+    fields = _sealed_columns(frame) if fields is None else list(fields)
+    frame = reveal(frame, keys, fields=fields, subject=subject)
     pepper = keys.pepper()
 
     def token(value: str) -> str:
         return hmac.new(pepper, value.encode(), hashlib.sha256).hexdigest()[:32]
 
-    columns = [subject, *fields]
-    mapping = {v: token(f"{c}\x00{v}" if c == subject else v)
-               for c in columns for v in frame[c].drop_nulls().unique().to_list() if v != ERASED}
+    def tokens(column: str) -> dict[str, str]:  # one mapping per column: a subject's pseudonym
+        values = frame[column].drop_nulls().unique().to_list()  # never a value's (an email)
+        if column == subject:
+            return {v: token(f"{subject}\x00{v}") for v in values}
+        return {v: token(v) for v in values if v != ERASED}
+
     return frame.with_columns(
-        pl.col(c).replace_strict(mapping, default=None, return_dtype=pl.String) for c in columns)
+        pl.col(c).replace_strict(tokens(c), default=None, return_dtype=pl.String)
+        for c in [subject, *fields])
 
 
 @foreign_errors(PrivacyError, "erasure audit of {0}")
@@ -367,8 +388,59 @@ def erasure_audit(archive: EventArchive | str | Path, keys: KeyStore) -> pl.Data
                           erased=pl.col("subject").is_in(list(left)).not_()))
 
 
-def _check_columns(frame: pl.DataFrame, columns: list[str]) -> None:
+def _sealed_columns(frame: pl.DataFrame) -> list[str]:
+    """The Binary columns whose every value is eventkit ciphertext (not bytes of one's own)."""
+    binary = [c for c, t in frame.schema.items() if t == pl.Binary]
+    sealed = frame.select(pl.col(c).bin.starts_with(CIPHERTEXT_PREFIX).all() for c in binary)
+    return [c for c in binary if sealed[c][0]]
+
+
+def _keys_of_sealed(frame: pl.DataFrame, keys: KeyStore, fields: list[str], subject: str
+                    ) -> dict[str, bytes]:
+    """The keys of the subjects with a ciphertext in ``fields``; each missing one forgotten."""
+    for name in fields:
+        if frame[name].dtype not in (pl.Binary, pl.Null):
+            msg = (f"column {name!r} holds {frame[name].dtype} values, not ciphertext (Binary): "
+                   "name only personal fields")
+            raise PrivacyError(msg)
+    sealed = frame.select(pl.any_horizontal(pl.col(fields).is_not_null()) if fields
+                          else pl.repeat(value=False, n=frame.height)).to_series()
+    orphan = frame.select((sealed & pl.col(subject).is_null()).arg_true().first()).item()
+    if orphan is not None:
+        name = next(c for c in fields if frame[c][orphan] is not None)
+        msg = f"row {orphan}, column {name!r}: a personal value without a {subject!r}"
+        raise PrivacyError(msg)
+    subjects = frame.filter(sealed)[subject].unique().sort().to_list()
+    key_of = keys.keys(subjects)
+    lost = [s for s in subjects if s not in key_of]
+    unknown = sorted(set(lost) - set(keys._forgotten_among(lost)))
+    if unknown:
+        named = ", ".join(map(repr, unknown[:3])) + (", ..." if len(unknown) > 3 else "")
+        msg = (f"key store {keys.path} has no key for {len(unknown)} subject(s) never "
+               f"forgotten ({named}): "
+               "it is not the key store of these events (another archive's, or a new one at a "
+               "mistyped path?), or it was restored from a backup older than their keys")
+        raise PrivacyError(msg)
+    return key_of
+
+
+def _check_columns(frame: pl.DataFrame, columns: list[str], subject: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         msg = f"missing column(s) {missing}; the frame has {frame.columns}"
         raise PrivacyError(msg)
+    if frame[subject].dtype not in (pl.String, pl.Null):  # keys are kept under text ids
+        msg = (f"column {subject!r} holds {frame[subject].dtype} values; subjects are text "
+               f"(an archive stores them as String): cast it, pl.col({subject!r}).cast(pl.String)")
+        raise PrivacyError(msg)
+
+
+def _text_subjects(subjects: Iterable[object]) -> list[str]:
+    """``subjects`` as given, each checked to be text (a key is found by its text id only)."""
+    out: list[str] = []
+    for subject in subjects:
+        if not isinstance(subject, str):
+            msg = f"subjects are text, not {subject!r} ({type(subject).__name__})"
+            raise PrivacyError(msg)
+        out.append(subject)
+    return out

@@ -50,6 +50,8 @@ from eventkit.streams.messages import (
     first_of_each_id,
     new_messages,
     parse,
+    personal_values,
+    withhold,
 )
 
 #: What a list of brokers looks like (``host:port[,host:port...]``): how the 0.1 argument
@@ -207,7 +209,8 @@ def ingest(
         partitions = _partitions(client, bootstrap, topic, broker_timeout)
         if target is None:
             target = EventArchive.create(cast("str | Path", where))
-        letters = _DeadLetters(Path(dead_letter) if dead_letter else dead_letter_path(target))
+        letters = _DeadLetters(Path(dead_letter) if dead_letter else dead_letter_path(target),
+                               target.personal)
         position = {p: offsets.get(p, 0) for p in partitions}  # next offset after the buffer
         client.assign(position)
         watch = Watch(client, position, broker_timeout)
@@ -326,11 +329,15 @@ def _store(archive: EventArchive, topic: str, messages: tuple[list[int], list[in
         values = [v.replace(b"\n", b" ").replace(b"\r", b" ") for v in values]
     partition, offset = partition[keep], offset[keep]
     batch = Batch(mapping, topic, partition, offset, archive.event_types, archive.declared)
-    doubled = doubled_keys(values, mapping, batch.schema)
-    rows, bad = parse(values, np.setdiff1d(np.arange(len(values)), [i for i, _ in doubled]),
+    refused = doubled_keys(values, mapping, batch.schema)
+    if archive.personal:  # ingest has no key store to seal personal values with
+        taken = {i for i, _ in refused}
+        refused += [(i, why) for i, why in personal_values(values, archive.personal)
+                    if i not in taken]
+    rows, bad = parse(values, np.setdiff1d(np.arange(len(values)), [i for i, _ in refused]),
                        batch)
     rows, repeated = first_of_each_id(rows, batch)
-    bad = doubled + bad + repeated
+    bad = refused + bad + repeated
     while True:
         written = letters.write(topic, [(int(partition[i]), int(offset[i]), values[i], why)
                                         for i, why in sorted(bad)])
@@ -362,10 +369,16 @@ def _store(archive: EventArchive, topic: str, messages: tuple[list[int], list[in
 
 
 class _DeadLetters:
-    """A JSON Lines file of rejected messages, each (topic, partition, offset) once."""
+    """A JSON Lines file of rejected messages, each (topic, partition, offset) once.
 
-    def __init__(self, path: Path) -> None:
+    For an archive with ``personal`` fields, their values are withheld from the
+    file (see :func:`~eventkit.streams.messages.withhold`): an erasure could not
+    reach them there.
+    """
+
+    def __init__(self, path: Path, personal: tuple[str, ...] = ()) -> None:
         self.path = path
+        self.personal = personal
         self.known: set[tuple[str, int, int]] = set()
         if path.exists():
             for line in path.read_text().splitlines():
@@ -386,7 +399,7 @@ class _DeadLetters:
             return 0
         at = datetime.now(UTC).isoformat()
         lines = [json.dumps({"topic": topic, "partition": p, "offset": o, "reason": why,
-                             "value": v.decode("utf-8", errors="replace"), "at": at}) + "\n"
+                             "value": withhold(v, self.personal), "at": at}) + "\n"
                  for p, o, v, why in new]
         with self.path.open("a") as f:
             f.write("".join(lines))

@@ -24,8 +24,11 @@ from eventkit.schema import BANKING, EventSchema
 from eventkit.sources.checks import ROW_COL, SOURCE_COL
 from eventkit.sources.conform import ColumnMapping, Conformed, conform
 
-__all__ = ["Batch", "doubled_keys", "first_of_each_id", "given", "new_messages",
-           "parse"]
+__all__ = ["WITHHELD", "Batch", "doubled_keys", "first_of_each_id", "given",
+           "new_messages", "parse", "personal_values", "withhold"]
+
+#: What a dead letter of an archive with personal fields shows instead of a personal value.
+WITHHELD = "«withheld»"
 
 
 def given(schema: EventSchema) -> list[str]:
@@ -85,6 +88,57 @@ def doubled_keys(values: list[bytes], mapping: ColumnMapping, schema: EventSchem
         except ValueError:
             continue  # not JSON at all: the parse names it
     return out
+
+
+def personal_values(values: list[bytes], personal: tuple[str, ...]) -> list[tuple[int, str]]:
+    r"""Messages holding a value of a personal field: ingest has no key to encrypt it with.
+
+    Candidates are the messages naming a personal field (or with ``\\u``
+    escapes, which can spell one); each is parsed to be sure.
+
+    >>> found = personal_values([b'{"email": "a@x.org"}', b'{"email": null}', b'[1]'], ("email",))
+    >>> [(i, why.split(",")[0]) for i, why in found]
+    [(0, 'email: a personal value')]
+
+    """
+    names = [f'"{name}"'.encode() for name in personal]
+    out = []
+    for i, value in enumerate(values):
+        if not any(name in value for name in names) and b"\\u" not in value:
+            continue
+        try:
+            message = json.loads(value)
+        except ValueError:
+            continue  # not JSON: the parse names it
+        found = [f for f in personal if isinstance(message, dict) and message.get(f) is not None]
+        if found:
+            out.append((i, f"{found[0]}: a personal value, which ingest does not encrypt: seal "
+                           "it with eventkit.archive.privacy.encrypt and append the event"))
+    return out
+
+
+def withhold(value: bytes, personal: tuple[str, ...]) -> str | None:
+    """A dead letter's message as it is kept: its personal fields' values withheld.
+
+    A message that is not a JSON object is not kept at all (None) when the
+    archive has personal fields: nothing could say which part is personal.
+
+    >>> withhold(b'{"id": "e1", "email": "a@x.org"}', ("email",))
+    '{"id": "e1", "email": "«withheld»"}'
+    >>> withhold(b'{"id": "e1", "email": "a@x.org"', ("email",)) is None
+    True
+
+    """
+    if not personal:
+        return value.decode("utf-8", errors="replace")
+    try:
+        message = json.loads(value)
+    except ValueError:
+        return None
+    if not isinstance(message, dict):
+        return None
+    return json.dumps({k: WITHHELD if k in personal and v is not None else v
+                       for k, v in message.items()}, ensure_ascii=False)
 
 
 class _DoubledKey(ValueError):
