@@ -8,6 +8,7 @@ customer's fields as erased, and no file eventkit wrote holds the plaintext.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from test_archive import assert_unchanged, snapshot
 
 import eventkit
 from eventkit import EventArchive, PrivacyError, SchemaError, ValidationError
+from eventkit.archive import privacy
 from eventkit.archive.compaction import compact
 from eventkit.archive.privacy import ERASED, KeyStore, encrypt, erasure_audit, pseudonymise, reveal
 from eventkit.archive.storage import info
@@ -226,6 +228,31 @@ def test_keys_for_a_batch_of_many_new_subjects(tmp_path: Path) -> None:
     assert keys.forget("gone", by="dpo", reason="request")
     with pytest.raises(PrivacyError, match="'gone' was forgotten"):
         keys.keys([f"d{i}" for i in range(260_000)] + ["gone"], create=True)
+
+
+def test_a_key_made_or_a_subject_forgotten_meanwhile_by_another_process_is_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # another process acts between this one's read of the keys and its write of new ones
+    mine, theirs = KeyStore(tmp_path / "k.sqlite"), KeyStore(tmp_path / "k.sqlite")
+    real = privacy.AESGCM.generate_key
+    meanwhile: list[Callable[[], object]] = []
+
+    def generate_key(bit_length: int) -> bytes:
+        acts = meanwhile.copy()  # (the other process's own keys come through here too)
+        meanwhile.clear()
+        for act in acts:
+            act()
+        return real(bit_length=bit_length)
+
+    monkeypatch.setattr(privacy.AESGCM, "generate_key", staticmethod(generate_key))
+    meanwhile.append(lambda: theirs.keys(["ann"], create=True))
+    assert mine.keys(["ann"], create=True) == theirs.keys(["ann"])  # theirs is kept, no error
+    theirs.keys(["bob"], create=True)
+    meanwhile.append(lambda: theirs.keys(["cid"], create=True))
+    meanwhile.append(lambda: theirs.forget("cid", by="dpo", reason="request"))
+    with pytest.raises(PrivacyError, match="'cid' was forgotten"):
+        mine.keys(["cid"], create=True)  # a forgotten subject never gets a key again
+    assert theirs.keys(["cid"]) == {}
 
 
 def test_reveal_with_a_key_store_that_never_held_the_keys(

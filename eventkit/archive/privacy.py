@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 from cryptography.exceptions import InvalidTag
@@ -46,6 +46,8 @@ __all__ = ["ERASED", "KeyStore", "encrypt", "erasure_audit", "pseudonymise", "re
 #: What a personal value of a forgotten subject reads as.
 ERASED = "«erased»"
 _NONCE = 12
+#: The keys of some subjects (``... IN (?, ...)`` follows).
+_KEYS_OF = "SELECT subject, key FROM subject_keys WHERE subject IN"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS subject_keys (subject TEXT PRIMARY KEY, key BLOB NOT NULL,
                                          created_at TEXT NOT NULL);
@@ -113,25 +115,22 @@ class KeyStore:
         A forgotten subject never gets a key again: creating one raises.
         """
         wanted = sorted(set(_text_subjects(subjects)))
-        found: dict[str, bytes] = {}
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(self._db.execute(
-                f"SELECT subject, key FROM subject_keys WHERE subject IN ({marks})", chunk))
+        found: dict[str, bytes] = dict(self._rows_in(_KEYS_OF, wanted))
         missing = [s for s in wanted if s not in found]
         if create and missing:
-            gone = self._forgotten_among(missing)
-            if gone:
-                msg = (f"subject {gone[0]!r} was forgotten; its personal data cannot be "
-                       "stored again under the same subject id")
-                raise PrivacyError(msg)
             now = datetime.now(UTC).isoformat()
             new = {s: AESGCM.generate_key(bit_length=256) for s in missing}
+            # checked and written under the write lock: another process may have made a key
+            # for one of them (its key is the one kept) or forgotten one since the read above
             with self._transaction("store new subjects' keys"):
-                self._db.executemany("INSERT INTO subject_keys VALUES (?, ?, ?)",
+                gone = self._forgotten_among(missing)
+                if gone:
+                    msg = (f"subject {gone[0]!r} was forgotten; its personal data cannot be "
+                           "stored again under the same subject id")
+                    raise PrivacyError(msg)
+                self._db.executemany("INSERT OR IGNORE INTO subject_keys VALUES (?, ?, ?)",
                                      [(s, k, now) for s, k in new.items()])
-            found.update(new)
+                found.update(self._rows_in(_KEYS_OF, missing))
         return found
 
     @foreign_errors(PrivacyError, "key store {0.path}: forget {1!r}")
@@ -193,13 +192,17 @@ class KeyStore:
         return f"KeyStore({str(self.path)!r})"  # never the keys
 
     def _forgotten_among(self, subjects: list[str]) -> list[str]:
-        found = []
-        for i in range(0, len(subjects), 500):  # SQLite caps the parameters of one statement
+        return [r[0] for r in self._rows_in("SELECT subject FROM forgotten WHERE subject IN",
+                                            subjects)]
+
+    def _rows_in(self, query: str, subjects: list[str]) -> Iterator[tuple[Any, ...]]:
+        """The rows of ``query`` (ending ``... IN``) for ``subjects``, 500 at a time.
+
+        (SQLite caps the parameters of one statement: 32,766 on some builds.)
+        """
+        for i in range(0, len(subjects), 500):
             chunk = subjects[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            found += [r[0] for r in self._db.execute(
-                f"SELECT subject FROM forgotten WHERE subject IN ({marks})", chunk)]
-        return found
+            yield from self._db.execute(f"{query} ({','.join('?' * len(chunk))})", chunk)
 
     @contextmanager
     def _transaction(self, what: str) -> Iterator[None]:
