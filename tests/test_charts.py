@@ -19,6 +19,7 @@ import eventkit
 from eventkit.workbench import charts
 from eventkit.workbench.charts import balances
 from eventkit.workbench.charts.balances import PERCENTILES
+from eventkit.workbench.health import demo_archive, health_inputs, verdict
 
 START = datetime(2023, 1, 1, tzinfo=UTC)
 DAYS = 730
@@ -617,6 +618,18 @@ def test_storage_and_schema_charts_say_one_file_or_version_in_words():
     versions = pl.DataFrame({"schema_version": [3], "files": [1], "events": [50_000]})
     assert charts.schema_version_chart(versions) == (
         "All 50,000 events (1 file) are in schema version 3.")
+
+
+
+def test_health_check_does_not_pass_personal_fields_it_cannot_audit(tmp_path: Path):
+    path, keys = demo_archive(tmp_path)
+    assert verdict({"demo": path}, {"demo": keys}).ok
+    keys.rename(tmp_path / "elsewhere.sqlite")  # the key store moved: nothing to audit with
+    found = verdict({"demo": path}, {"demo": keys})
+    assert not found.ok
+    assert "demo has personal fields (name, email) but no key store" in found.headline()
+    with pytest.raises(eventkit.ParameterError, match="keys: no key store at .*typo"):
+        health_inputs(path, tmp_path / "typo.sqlite")  # a mistyped KEYS is not 'no keys'
 
 
 # --------------------------------------------------------------------------- own streams
