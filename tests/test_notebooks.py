@@ -249,6 +249,25 @@ def test_patterns_follow_their_parameters(tmp_path: Path, kernel: str):
     assert "missed instances of negative_balance" in outputs_text(nb)
 
 
+
+@pytest.mark.usefixtures("sample_archive")
+@pytest.mark.parametrize(("parameters", "error"), [
+    ({"PATTERN": "pingpong"}, "pattern: no pattern 'pingpong'; known: negative_balance, "),
+    ({"PATTERN": "ping_pong", "ALERT": 99}, "alert: ping_pong has "),
+    ({"NEGATIVE_LONGER_THAN": "0s"}, "negative_longer_than takes a timedelta"),
+], ids=["mistyped-pattern", "alert-out-of-range", "bad-threshold"])
+def test_patterns_refuse_a_mistaken_parameter_at_once(tmp_path: Path, kernel: str,
+                                                      parameters: dict, error: str):
+    """A typo is an error naming the parameter before any table, never 'no alert'."""
+    with pytest.raises(pm.PapermillExecutionError) as failed:
+        execute(NOTEBOOK_DIR / "05_patterns.ipynb", tmp_path / "out.ipynb", kernel,
+                ARCHIVE="../data/sample", interactive=False, PING_PONG_WITHIN="30d",
+                **parameters)
+    assert failed.value.ename in {"ParameterError", "PatternError"}
+    assert failed.value.evalue.startswith(error), failed.value.evalue
+    nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert "Alerts per pattern" not in html_outputs(nb)  # stopped before the first table
+
 @pytest.mark.usefixtures("sample_archive")
 def test_time_travel_notebook_shows_what_late_corrections_restated(tmp_path: Path, kernel: str):
     nb = execute(NOTEBOOK_DIR / "02_time_travel.ipynb", tmp_path / "out.ipynb", kernel)

@@ -22,7 +22,7 @@ from eventkit.workbench.charts._common import (
     enable_static,
     export,
 )
-from eventkit.workbench.charts.alerts import alert_timeline
+from eventkit.workbench.charts.alerts import alert_timeline, pattern_alerts
 from eventkit.workbench.charts.balances import as_of_marker, balance_history
 from eventkit.workbench.charts.health import schema_version_chart, snapshot_chart, storage_chart
 from eventkit.workbench.charts.streams import field_history, state_counts
@@ -50,6 +50,7 @@ __all__ = [
     "enable_static",
     "export",
     "field_history",
+    "pattern_alerts",
     "rate_steps",
     "restatement_view",
     "schema_version_chart",
