@@ -16,6 +16,7 @@ from altair.utils._importers import vl_version_for_vl_convert
 from conftest import make_events
 
 import eventkit
+from eventkit.banking import generate
 from eventkit.workbench import charts
 from eventkit.workbench.charts import balances
 from eventkit.workbench.charts.balances import PERCENTILES
@@ -593,6 +594,25 @@ def test_what_if_summary_is_one_formatted_sentence(comparison):
     assert charts.what_if_summary(same) == "The scenario changes no account's interest."
     assert charts.delta_distribution(same.state()) == "No account's interest changed."
 
+
+
+def test_balances_of_an_expired_archive_begin_at_its_cut_off(tmp_path: Path):
+    """Rows before an expiry's cut-off do not hold the balances of then: never drawn."""
+    generate(tmp_path / "bank", events=600, accounts=4, seed=2)
+    before = eventkit.replay(tmp_path / "bank").as_of("2023-12-31").collect()
+    eventkit.expire(tmp_path / "bank", before="2024-01-01", by="ops", reason="retention",
+                    confirm=True)
+    result = eventkit.replay(tmp_path / "bank")
+    for window in ({"start": "2023-06-01"}, {"end": "2023-09-30"}):
+        with pytest.raises(eventkit.ExpiredError, match="asked about 2023-"):
+            charts.balance_history(result, accounts=[1, 2], **window)
+    lines = charts.balance_history(result, accounts=[1, 2]).layer[0].data
+    first = lines.group_by("account_id").agg(pl.col("time", "minor").first()).sort("account_id")
+    assert first["time"].to_list() == [datetime(2024, 1, 1, tzinfo=UTC)] * 2
+    assert first["minor"].to_list() == before.filter(pl.col("account_id") <= 2).sort(
+        "account_id")["balance"].to_list()  # not the 0 of an account's kept opening event
+    band = charts.balance_history(result).to_dict()
+    assert band["title"]["subtitle"][0].startswith("2024-01-01 00:00 to ")
 
 # ---------------------------------------------------------------------- formats, health
 def test_currency_text_is_exact_for_any_amount():

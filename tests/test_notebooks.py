@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT
 
 import eventkit
+from eventkit.banking import generate
 
 pytestmark = pytest.mark.notebooks
 
@@ -131,6 +132,22 @@ def test_balance_history_follows_its_parameters(tmp_path: Path, kernel: str):
     assert "$" in state and "shape:" not in state
     assert "the median account holds $" in html_outputs(nb)  # the take-away
 
+
+def test_balance_history_of_an_expired_archive_starts_at_its_cut_off(tmp_path: Path,
+                                                                      kernel: str):
+    """Before the cut-off the history holds no balances of then: refused, never drawn as $0."""
+    generate(tmp_path / "bank", events=600, accounts=4, seed=2)
+    eventkit.expire(tmp_path / "bank", before="2024-01-01", by="ops", reason="retention",
+                    confirm=True)
+    archive = str(tmp_path / "bank")
+    with pytest.raises(pm.PapermillExecutionError) as failed:  # START 2023-01-01, the default
+        execute(NOTEBOOK_DIR / "01_balance_history.ipynb", tmp_path / "out.ipynb", kernel,
+                ARCHIVE=archive, interactive=False)
+    assert failed.value.ename == "ExpiredError", failed.value.evalue
+    assert "asked about 2023-01-01" in failed.value.evalue
+    nb = execute(NOTEBOOK_DIR / "01_balance_history.ipynb", tmp_path / "out.ipynb", kernel,
+                 ARCHIVE=archive, START="2024-01-01", ACCOUNTS=[1, 2], interactive=False)
+    assert "the median account holds $" in html_outputs(nb)
 
 @pytest.mark.usefixtures("sample_archive")
 def test_replay_explorer_widgets_show_the_account_and_the_restatements(tmp_path: Path,

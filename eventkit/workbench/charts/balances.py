@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast, overload
 
 import altair as alt
@@ -10,8 +11,9 @@ import polars as pl
 
 from eventkit._typing import Instant
 from eventkit.exceptions import ParameterError
+from eventkit.replay.result import ReplayResult
 from eventkit.schema import TIME_DTYPE
-from eventkit.timeutil import to_instant
+from eventkit.timeutil import micros, to_instant
 from eventkit.workbench.charts._common import (
     DAY,
     HOVER,
@@ -45,7 +47,7 @@ PERCENTILE_WORDS: Final = {"p10": "10th percentile", "median": "median", "p90": 
 
 
 def balance_history(
-    history: pl.LazyFrame | pl.DataFrame,
+    history: pl.LazyFrame | pl.DataFrame | ReplayResult,
     *,
     accounts: Collection[object] | None = None,
     start: Instant | None = None,
@@ -60,7 +62,11 @@ def balance_history(
     ----------
     history
         ``eventkit.replay(events).history``: canonical events with ``balance``
-        (cents) after each.
+        (cents) after each; or the replay itself, which is what to give for an
+        archive whose old events were expired: the window then begins at the
+        cut-off, and a ``start`` or ``end`` before it raises
+        :class:`~eventkit.exceptions.ExpiredError` (the history's rows before the
+        cut-off do not hold the balances of then).
     accounts
         Account ids to draw, one coloured line each. ``None`` draws all accounts
         as a band from the 10th to the 90th percentile and a median line of the
@@ -93,6 +99,9 @@ def balance_history(
     ------
     eventkit.InstantError
         ``start`` or ``end`` is naive or malformed.
+    eventkit.ExpiredError
+        ``history`` is a replay of an expired archive and the window begins or
+        ends before the cut-off.
     ValueError
         Nothing to draw, ``start`` after ``end``, or ``max_points`` too small
         for the number of lines.
@@ -122,6 +131,9 @@ def balance_history(
     if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
         msg = f"must be a positive whole number, not {max_points!r}"
         raise ParameterError(msg, param="max_points")
+    if isinstance(history, ReplayResult):
+        start = _after_expiry(history, start, end)
+        history = history.history
     events = history.lazy()
     schema = events.collect_schema()
     if KEY not in schema or "balance" not in schema:
@@ -139,6 +151,19 @@ def balance_history(
     if accounts is None:
         return _band_chart(window, max_points, money, zone)
     return _line_chart(window, max_points, money, zone)
+
+
+def _after_expiry(result: ReplayResult, start: Instant | None, end: Instant | None
+                  ) -> Instant | None:
+    """``start`` of a chart of ``result``; after an expiry, its cut-off or refused before it."""
+    if result.expiry is None:
+        return start
+    if end is not None:
+        result.expiry.check(at_us=micros(end, param="end"))
+    if start is None:
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=result.expiry.cutoff_us)
+    result.expiry.check(at_us=micros(start, param="start", day="start"))
+    return start
 
 
 @overload
