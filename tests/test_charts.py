@@ -652,6 +652,20 @@ def test_health_check_does_not_pass_personal_fields_it_cannot_audit(tmp_path: Pa
         health_inputs(path, tmp_path / "typo.sqlite")  # a mistyped KEYS is not 'no keys'
 
 
+
+@pytest.mark.parametrize(("start", "end", "first"), [
+    ("2023-01-01", "2023-06-30", "Jan 2023"),      # weekly ticks read 'Jan 2023' four times
+    ("2023-01-01", "2023-01-04", "01 Jan 2023"),   # 6-hourly ones '01 Jan 2023' four times
+    ("2023-01-01", "2024-12-31", "Jan 2023"),
+])
+def test_time_axis_labels_never_repeat(start: str, end: str, first: str):
+    history = eventkit.replay(synthetic_events(300, 3)).history
+    for chart in (charts.balance_history(history, accounts=[1, 2], start=start, end=end),
+                  charts.balance_history(history, start=start, end=end)):
+        days = [label for label in svg_labels(chart) if re.fullmatch(r"[\w ]+ 20\d\d", label)]
+        assert days[0] == first and len(days) >= 3, days
+        assert len(days) == len(set(days)), days
+
 # --------------------------------------------------------------------------- own streams
 def order_history(totals: list[int], *, keys: list[str] | None = None) -> pl.DataFrame:
     """Orders keyed by text: ``total`` (minor units) and ``status`` after each event."""
