@@ -564,6 +564,24 @@ def test_difference_view_per_account_and_a_missing_field(comparison):
         charts.difference_view(diff.history, field="status")
 
 
+def test_accounts_chosen_are_one_id_or_several_and_each_must_have_events(small):
+    """A mistyped id is refused by name, never left out of the chart in silence."""
+    one = charts.balance_history(small.history, accounts=2)  # one id, not a list
+    assert {r["account_id"] for r in layer_rows(one, "line")} == {2}
+    with pytest.raises(eventkit.ParameterError, match="^accounts: no events of account 99 "):
+        charts.balance_history(small.history, accounts=[1, 99])
+    diff = eventkit.compare(small.events, "balance", {})
+    with pytest.raises(eventkit.ParameterError, match="^accounts: no events of account 99 "):
+        charts.difference_view(diff.history, accounts=[1, 99])
+    with pytest.raises(eventkit.ParameterError, match="^accounts: no events of account 99 "):
+        charts.what_if(small.history, small.history, account=99)
+    with pytest.raises(eventkit.ParameterError, match="^accounts: .* not ids of account_id"):
+        charts.what_if(small.history, small.history, account="x1")  # not a Polars error
+    state = small.state().collect()
+    assert charts.pick_accounts(state, 2)["account_id"].to_list() == [2]
+    with pytest.raises(eventkit.ParameterError, match="^accounts: "):
+        charts.pick_accounts(state, ["x1"])
+
 def test_rate_steps_show_both_tables_in_percent_with_the_window_shaded(comparison):
     actual, earlier, _ = comparison
     chart = charts.rate_steps(actual, earlier, window=("2024-01-01", "2024-12-31"))

@@ -133,6 +133,18 @@ def test_balance_history_follows_its_parameters(tmp_path: Path, kernel: str):
     assert "the median account holds $" in html_outputs(nb)  # the take-away
 
 
+@pytest.mark.usefixtures("sample_archive")
+def test_balance_history_takes_one_account_and_names_one_without_events(tmp_path: Path,
+                                                                         kernel: str):
+    nb = execute(NOTEBOOK_DIR / "01_balance_history.ipynb", tmp_path / "out.ipynb", kernel,
+                 ACCOUNTS=5, interactive=False)  # one id, as `-p ACCOUNTS 5` gives it
+    shown = html_outputs(nb)
+    assert "of the chosen accounts, 5 holds the most: $" in shown
+    with pytest.raises(pm.PapermillExecutionError) as failed:
+        execute(NOTEBOOK_DIR / "01_balance_history.ipynb", tmp_path / "out.ipynb", kernel,
+                ACCOUNTS=[5, 99_999], interactive=False)
+    assert failed.value.evalue == "accounts: no events of account 99999 to draw"
+
 def test_balance_history_of_an_expired_archive_starts_at_its_cut_off(tmp_path: Path,
                                                                       kernel: str):
     """Before the cut-off the history holds no balances of then: refused, never drawn as $0."""

@@ -23,7 +23,7 @@ from eventkit.workbench.charts._common import (
     export,
 )
 from eventkit.workbench.charts.alerts import alert_timeline, pattern_alerts
-from eventkit.workbench.charts.balances import as_of_marker, balance_history
+from eventkit.workbench.charts.balances import as_of_marker, balance_history, pick_accounts
 from eventkit.workbench.charts.health import schema_version_chart, snapshot_chart, storage_chart
 from eventkit.workbench.charts.streams import field_history, state_counts
 from eventkit.workbench.charts.temporal import restatement_view, totals_over_time
@@ -51,6 +51,7 @@ __all__ = [
     "export",
     "field_history",
     "pattern_alerts",
+    "pick_accounts",
     "rate_steps",
     "restatement_view",
     "schema_version_chart",

@@ -24,6 +24,7 @@ from eventkit.workbench.charts._common import (
     TimeWindow,
     describe,
     hover_layers,
+    need_columns,
     period_of,
     series_hover,
     tip_time,
@@ -34,7 +35,8 @@ from eventkit.workbench.charts._common import (
 )
 from eventkit.workbench.format import Currency, Sentence, time_text
 
-__all__ = ["as_of_marker", "balance_history", "marker_layers", "with_marker"]
+__all__ = ["as_of_marker", "balance_history", "marker_layers", "pick_accounts",
+           "with_events", "with_marker"]
 
 #: Largest accounts x periods grid the percentile chart builds; more accounts mean longer periods.
 GRID_CELLS: Final = 10_000_000
@@ -142,11 +144,10 @@ def balance_history(
                "field_history(history, field, key=..., keys=[...])")
         raise ParameterError(msg, param="history")
     if accounts is not None:
-        wanted = _as_keys(accounts, schema[KEY])
+        wanted = with_events(events, accounts)
         events = events.filter(pl.col(KEY).is_in(wanted.implode()))
-        ids = ", ".join(map(str, wanted.head(5))) + " …" * (wanted.len() > 5)
-        what = f"events of account {ids}" if wanted.len() else "accounts chosen"
-    window = TimeWindow.of(events, start, end, what=what if accounts is not None else "events")
+    window = TimeWindow.of(events, start, end, what="events" if accounts is None else
+                           "accounts chosen" if wanted.is_empty() else "events of accounts chosen")
     money = Currency.of(currency)
     if accounts is None:
         return _band_chart(window, max_points, money, zone)
@@ -226,9 +227,52 @@ def as_of_marker(chart: alt.Chart | alt.LayerChart | Sentence, instant: Instant,
     return marked
 
 
-def _as_keys(accounts: Collection[object], dtype: pl.DataType) -> pl.Series:
+def with_events(history: pl.LazyFrame, accounts: Collection[object] | object) -> pl.Series:
+    """``accounts`` (one id, or several) in the key's type, each with events in ``history``.
+
+    An id without any event (a typo, another archive's) is refused by name,
+    never left out of a chart in silence.
+
+    >>> history = pl.LazyFrame({"account_id": [1, 2]})
+    >>> with_events(history, 2).to_list(), with_events(history, [2, 1]).to_list()
+    ([2], [2, 1])
+    >>> with_events(history, [1, 99])
+    Traceback (most recent call last):
+    ...
+    eventkit.ParameterError: accounts: no events of account 99 to draw
+    """
+    wanted = _as_keys(accounts, history.collect_schema()[KEY])
+    seen = set(history.filter(pl.col(KEY).is_in(wanted.implode())).select(pl.col(KEY).unique())
+               .collect().to_series().to_list())
+    missing = [a for a in wanted.to_list() if a not in seen]
+    if missing:
+        ids = ", ".join(map(str, missing[:5])) + " …" * (len(missing) > 5)
+        msg = f"no events of account{'s' * (len(missing) > 1)} {ids} to draw"
+        raise ParameterError(msg, param="accounts")
+    return wanted
+
+
+def pick_accounts(frame: pl.LazyFrame | pl.DataFrame, accounts: Collection[object] | object
+                  ) -> pl.LazyFrame | pl.DataFrame:
+    """The rows of ``frame`` (``account_id`` and more) of ``accounts``: one id, or several.
+
+    The ids are read in the key's type (a text ``"7"`` for an integer key is
+    refused naming ``accounts``, not a Polars error).
+
+    >>> state = pl.DataFrame({"account_id": [1, 2, 3], "balance": [10, 20, 30]})
+    >>> pick_accounts(state, 2)["balance"].to_list(), pick_accounts(state, [3, 1]).height
+    ([20], 2)
+    """
+    schema = need_columns(frame.lazy(), "the frame", accounts=KEY)
+    return frame.filter(pl.col(KEY).is_in(_as_keys(accounts, schema[KEY]).implode()))
+
+
+def _as_keys(accounts: Collection[object] | object, dtype: pl.DataType) -> pl.Series:
     """``accounts`` (one id, or several) as a Series of the key's type, or a ParameterError."""
-    chosen = [accounts] if isinstance(accounts, str | int) else list(accounts)
+    if isinstance(accounts, str | int) or not isinstance(accounts, Collection):
+        chosen: list[object] = [accounts]  # one id (a UUID object too)
+    else:
+        chosen = list(accounts)
     if dtype == pl.String:
         chosen = [str(a) for a in chosen]  # UUID objects, numbers: ids as text
     try:

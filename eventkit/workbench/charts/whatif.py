@@ -33,7 +33,7 @@ from eventkit.workbench.charts._common import (
     y_money,
     zero_rule,
 )
-from eventkit.workbench.charts.balances import _line_chart
+from eventkit.workbench.charts.balances import _line_chart, with_events
 from eventkit.workbench.format import Currency, Sentence, percent_text, plural, span_words
 
 if TYPE_CHECKING:
@@ -95,7 +95,8 @@ def what_if(
     [('baseline', 1009.97), ('scenario', 1024.93)]
 
     """
-    runs = [frame.lazy().filter(pl.col(KEY) == account)
+    wanted = with_events(baseline.lazy(), [account]).implode()
+    runs = [frame.lazy().filter(pl.col(KEY).is_in(wanted))
             .select(pl.lit(label).alias("run"), TIME, "seq", "balance")
             for frame, label in zip((baseline, scenario), labels, strict=True)]
     frame = TimeWindow.of(pl.concat(runs), start, end, by="run")
@@ -163,9 +164,10 @@ def difference_view(
         title = f"Total difference of {field} over all accounts (B − A)"
         by = "run"
     else:
-        lines = frame.filter(pl.col(KEY).is_in(list(accounts))).select(
+        wanted = with_events(frame, accounts)
+        lines = frame.filter(pl.col(KEY).is_in(wanted.implode())).select(
             KEY, TIME, "seq", pl.col(delta).alias("balance"))
-        ids = sorted(accounts)
+        ids = sorted(wanted.to_list())
         title = (f"Difference of {field} (B − A), account{'s' * (len(ids) > 1)} "
                  f"{', '.join(map(str, ids[:10]))}" + (" …" if len(ids) > 10 else ""))
         by = KEY
