@@ -613,6 +613,18 @@ def test_what_if_summary_is_one_formatted_sentence(comparison):
     assert charts.delta_distribution(same.state()) == "No account's interest changed."
 
 
+def test_one_account_reads_as_one_account():
+    """A bank of one: 'Balances of 1 account', whole accounts on the count axis."""
+    one = eventkit.replay(make_events([(1, "Deposit", 500, 0), (1, "Fee", 20, 60 * 24)]))
+    band = charts.balance_history(one.history).to_dict()
+    assert band["title"]["text"].startswith("Balances of 1 account: ")
+    state = pl.DataFrame({"account_id": [7], "interest_delta": [915]})
+    bars = charts.delta_distribution(state)
+    assert bars.to_dict()["title"]["text"] == "Change of interest per account (1 account changed)"
+    counts = [t for t in svg_labels(bars) if re.fullmatch(r"[\d.]+", t)]
+    assert counts and all(t.isdigit() for t in counts), counts  # never 0.1 of an account
+
+
 
 def test_balances_of_an_expired_archive_begin_at_its_cut_off(tmp_path: Path):
     """Rows before an expiry's cut-off do not hold the balances of then: never drawn."""

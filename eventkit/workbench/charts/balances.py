@@ -33,7 +33,7 @@ from eventkit.workbench.charts._common import (
     x_time,
     y_money,
 )
-from eventkit.workbench.format import Currency, Sentence, time_text
+from eventkit.workbench.format import Currency, Sentence, plural, time_text
 
 __all__ = ["as_of_marker", "balance_history", "marker_layers", "pick_accounts",
            "with_events", "with_marker"]
@@ -411,7 +411,7 @@ def _band_chart(window: TimeWindow, max_points: int, currency: Currency,
           for name in reversed(PERCENTILES)),
         alt.Tooltip("accounts:Q", format=",", title="accounts with events")])
     title = alt.Title(
-        f"Balances of {window.accounts:,} accounts: median and 10th-90th percentile",
+        f"Balances of {plural(window.accounts, 'account')}: median and 10th-90th percentile",
         subtitle=[f"{window.subtitle(zone)}; balance at the end of every {describe(every)}",
                   "line: the median account; shaded: the middle 80 % of accounts "
                   "(between the 10th and 90th percentile), each counted from its first event"],

@@ -300,7 +300,7 @@ def delta_distribution(
         (pl.col(column) / (10**unit.minor if money else 1)).alias("delta")).collect()["delta"]
     if deltas.len() == 0:
         return Sentence(f"No account's {field} changed.")
-    title = f"Change of {field} per account ({deltas.len():,} accounts changed)"
+    title = f"Change of {field} per account ({plural(deltas.len(), 'account')} changed)"
     # deltas: a quotient (Float64), not empty, no nulls (!= 0 drops them): bounds are floats
     lo, hi = float(cast("float", deltas.min())), float(cast("float", deltas.max()))
     width = (hi - lo) / bins or 1.0
@@ -316,7 +316,7 @@ def delta_distribution(
     ).mark_bar().encode(
         x=alt.X("low:Q", bin="binned", axis=x_axis),
         x2="high:Q",
-        y=alt.Y("keys:Q", title="accounts"),
+        y=alt.Y("keys:Q", title="accounts", axis=alt.Axis(tickMinStep=1, format=",d")),
         tooltip=[alt.Tooltip("low:Q", format=fmt, title="from"),
                  alt.Tooltip("high:Q", format=fmt, title="to"),
                  alt.Tooltip("keys:Q", title="accounts")],
