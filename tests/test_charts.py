@@ -16,9 +16,11 @@ from altair.utils._importers import vl_version_for_vl_convert
 from conftest import make_events
 
 import eventkit
+from eventkit.banking import generate
 from eventkit.workbench import charts
 from eventkit.workbench.charts import balances
 from eventkit.workbench.charts.balances import PERCENTILES
+from eventkit.workbench.health import demo_archive, health_inputs, verdict
 
 START = datetime(2023, 1, 1, tzinfo=UTC)
 DAYS = 730
@@ -562,6 +564,24 @@ def test_difference_view_per_account_and_a_missing_field(comparison):
         charts.difference_view(diff.history, field="status")
 
 
+def test_accounts_chosen_are_one_id_or_several_and_each_must_have_events(small):
+    """A mistyped id is refused by name, never left out of the chart in silence."""
+    one = charts.balance_history(small.history, accounts=2)  # one id, not a list
+    assert {r["account_id"] for r in layer_rows(one, "line")} == {2}
+    with pytest.raises(eventkit.ParameterError, match="^accounts: no events of account 99 "):
+        charts.balance_history(small.history, accounts=[1, 99])
+    diff = eventkit.compare(small.events, "balance", {})
+    with pytest.raises(eventkit.ParameterError, match="^accounts: no events of account 99 "):
+        charts.difference_view(diff.history, accounts=[1, 99])
+    with pytest.raises(eventkit.ParameterError, match="^accounts: no events of account 99 "):
+        charts.what_if(small.history, small.history, account=99)
+    with pytest.raises(eventkit.ParameterError, match="^accounts: .* not ids of account_id"):
+        charts.what_if(small.history, small.history, account="x1")  # not a Polars error
+    state = small.state().collect()
+    assert charts.pick_accounts(state, 2)["account_id"].to_list() == [2]
+    with pytest.raises(eventkit.ParameterError, match="^accounts: "):
+        charts.pick_accounts(state, ["x1"])
+
 def test_rate_steps_show_both_tables_in_percent_with_the_window_shaded(comparison):
     actual, earlier, _ = comparison
     chart = charts.rate_steps(actual, earlier, window=("2024-01-01", "2024-12-31"))
@@ -593,6 +613,37 @@ def test_what_if_summary_is_one_formatted_sentence(comparison):
     assert charts.delta_distribution(same.state()) == "No account's interest changed."
 
 
+def test_one_account_reads_as_one_account():
+    """A bank of one: 'Balances of 1 account', whole accounts on the count axis."""
+    one = eventkit.replay(make_events([(1, "Deposit", 500, 0), (1, "Fee", 20, 60 * 24)]))
+    band = charts.balance_history(one.history).to_dict()
+    assert band["title"]["text"].startswith("Balances of 1 account: ")
+    state = pl.DataFrame({"account_id": [7], "interest_delta": [915]})
+    bars = charts.delta_distribution(state)
+    assert bars.to_dict()["title"]["text"] == "Change of interest per account (1 account changed)"
+    counts = [t for t in svg_labels(bars) if re.fullmatch(r"[\d.]+", t)]
+    assert counts and all(t.isdigit() for t in counts), counts  # never 0.1 of an account
+
+
+
+def test_balances_of_an_expired_archive_begin_at_its_cut_off(tmp_path: Path):
+    """Rows before an expiry's cut-off do not hold the balances of then: never drawn."""
+    generate(tmp_path / "bank", events=600, accounts=4, seed=2)
+    before = eventkit.replay(tmp_path / "bank").as_of("2023-12-31").collect()
+    eventkit.expire(tmp_path / "bank", before="2024-01-01", by="ops", reason="retention",
+                    confirm=True)
+    result = eventkit.replay(tmp_path / "bank")
+    for window in ({"start": "2023-06-01"}, {"end": "2023-09-30"}):
+        with pytest.raises(eventkit.ExpiredError, match="asked about 2023-"):
+            charts.balance_history(result, accounts=[1, 2], **window)
+    lines = charts.balance_history(result, accounts=[1, 2]).layer[0].data
+    first = lines.group_by("account_id").agg(pl.col("time", "minor").first()).sort("account_id")
+    assert first["time"].to_list() == [datetime(2024, 1, 1, tzinfo=UTC)] * 2
+    assert first["minor"].to_list() == before.filter(pl.col("account_id") <= 2).sort(
+        "account_id")["balance"].to_list()  # not the 0 of an account's kept opening event
+    band = charts.balance_history(result).to_dict()
+    assert band["title"]["subtitle"][0].startswith("2024-01-01 00:00 to ")
+
 # ---------------------------------------------------------------------- formats, health
 def test_currency_text_is_exact_for_any_amount():
     rng = np.random.default_rng(5)
@@ -618,6 +669,32 @@ def test_storage_and_schema_charts_say_one_file_or_version_in_words():
     assert charts.schema_version_chart(versions) == (
         "All 50,000 events (1 file) are in schema version 3.")
 
+
+
+def test_health_check_does_not_pass_personal_fields_it_cannot_audit(tmp_path: Path):
+    path, keys = demo_archive(tmp_path)
+    assert verdict({"demo": path}, {"demo": keys}).ok
+    keys.rename(tmp_path / "elsewhere.sqlite")  # the key store moved: nothing to audit with
+    found = verdict({"demo": path}, {"demo": keys})
+    assert not found.ok
+    assert "demo has personal fields (name, email) but no key store" in found.headline()
+    with pytest.raises(eventkit.ParameterError, match="keys: no key store at .*typo"):
+        health_inputs(path, tmp_path / "typo.sqlite")  # a mistyped KEYS is not 'no keys'
+
+
+
+@pytest.mark.parametrize(("start", "end", "first"), [
+    ("2023-01-01", "2023-06-30", "Jan 2023"),      # weekly ticks read 'Jan 2023' four times
+    ("2023-01-01", "2023-01-04", "01 Jan 2023"),   # 6-hourly ones '01 Jan 2023' four times
+    ("2023-01-01", "2024-12-31", "Jan 2023"),
+])
+def test_time_axis_labels_never_repeat(start: str, end: str, first: str):
+    history = eventkit.replay(synthetic_events(300, 3)).history
+    for chart in (charts.balance_history(history, accounts=[1, 2], start=start, end=end),
+                  charts.balance_history(history, start=start, end=end)):
+        days = [label for label in svg_labels(chart) if re.fullmatch(r"[\w ]+ 20\d\d", label)]
+        assert days[0] == first and len(days) >= 3, days
+        assert len(days) == len(set(days)), days
 
 # --------------------------------------------------------------------------- own streams
 def order_history(totals: list[int], *, keys: list[str] | None = None) -> pl.DataFrame:
@@ -714,8 +791,6 @@ def test_balance_history_names_a_history_or_accounts_it_cannot_draw(small):
     assert caught.value.param == "accounts"
     with pytest.raises(eventkit.ParameterError, match="positive whole number"):
         charts.balance_history(small.history, accounts=[1], max_points="100")
-    with pytest.raises(eventkit.WorkbenchError, match="no events of account 999 in the"):
-        charts.balance_history(small.history, accounts=[1, 999])  # not one line fewer, silently
     keyed = small.history.with_columns(pl.col("account_id").cast(pl.String))
     chart = charts.balance_history(keyed, accounts=1)  # one id, given as a number
     assert chart.to_dict()["title"]["text"] == "Balance history of account 1"

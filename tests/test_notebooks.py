@@ -14,6 +14,7 @@ import pytest
 from conftest import ROOT
 
 import eventkit
+from eventkit.banking import generate
 
 pytestmark = pytest.mark.notebooks
 
@@ -133,6 +134,34 @@ def test_balance_history_follows_its_parameters(tmp_path: Path, kernel: str):
 
 
 @pytest.mark.usefixtures("sample_archive")
+def test_balance_history_takes_one_account_and_names_one_without_events(tmp_path: Path,
+                                                                         kernel: str):
+    nb = execute(NOTEBOOK_DIR / "01_balance_history.ipynb", tmp_path / "out.ipynb", kernel,
+                 ACCOUNTS=5, interactive=False)  # one id, as `-p ACCOUNTS 5` gives it
+    shown = html_outputs(nb)
+    assert "of the chosen accounts, 5 holds the most: $" in shown
+    with pytest.raises(pm.PapermillExecutionError) as failed:
+        execute(NOTEBOOK_DIR / "01_balance_history.ipynb", tmp_path / "out.ipynb", kernel,
+                ACCOUNTS=[5, 99_999], interactive=False)
+    assert failed.value.evalue == "accounts: no events of account 99999 to draw"
+
+def test_balance_history_of_an_expired_archive_starts_at_its_cut_off(tmp_path: Path,
+                                                                      kernel: str):
+    """Before the cut-off the history holds no balances of then: refused, never drawn as $0."""
+    generate(tmp_path / "bank", events=600, accounts=4, seed=2)
+    eventkit.expire(tmp_path / "bank", before="2024-01-01", by="ops", reason="retention",
+                    confirm=True)
+    archive = str(tmp_path / "bank")
+    with pytest.raises(pm.PapermillExecutionError) as failed:  # START 2023-01-01, the default
+        execute(NOTEBOOK_DIR / "01_balance_history.ipynb", tmp_path / "out.ipynb", kernel,
+                ARCHIVE=archive, interactive=False)
+    assert failed.value.ename == "ExpiredError", failed.value.evalue
+    assert "asked about 2023-01-01" in failed.value.evalue
+    nb = execute(NOTEBOOK_DIR / "01_balance_history.ipynb", tmp_path / "out.ipynb", kernel,
+                 ARCHIVE=archive, START="2024-01-01", ACCOUNTS=[1, 2], interactive=False)
+    assert "the median account holds $" in html_outputs(nb)
+
+@pytest.mark.usefixtures("sample_archive")
 def test_replay_explorer_widgets_show_the_account_and_the_restatements(tmp_path: Path,
                                                                         kernel: str):
     nb = execute(NOTEBOOK_DIR / "04_replay_explorer.ipynb", tmp_path / "out.ipynb", kernel,
@@ -248,6 +277,25 @@ def test_patterns_follow_their_parameters(tmp_path: Path, kernel: str):
     assert "widgets" not in nb.metadata
     assert "missed instances of negative_balance" in outputs_text(nb)
 
+
+
+@pytest.mark.usefixtures("sample_archive")
+@pytest.mark.parametrize(("parameters", "error"), [
+    ({"PATTERN": "pingpong"}, "pattern: no pattern 'pingpong'; known: negative_balance, "),
+    ({"PATTERN": "ping_pong", "ALERT": 99}, "alert: ping_pong has "),
+    ({"NEGATIVE_LONGER_THAN": "0s"}, "negative_longer_than takes a timedelta"),
+], ids=["mistyped-pattern", "alert-out-of-range", "bad-threshold"])
+def test_patterns_refuse_a_mistaken_parameter_at_once(tmp_path: Path, kernel: str,
+                                                      parameters: dict, error: str):
+    """A typo is an error naming the parameter before any table, never 'no alert'."""
+    with pytest.raises(pm.PapermillExecutionError) as failed:
+        execute(NOTEBOOK_DIR / "05_patterns.ipynb", tmp_path / "out.ipynb", kernel,
+                ARCHIVE="../data/sample", interactive=False, PING_PONG_WITHIN="30d",
+                **parameters)
+    assert failed.value.ename in {"ParameterError", "PatternError"}
+    assert failed.value.evalue.startswith(error), failed.value.evalue
+    nb = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert "Alerts per pattern" not in html_outputs(nb)  # stopped before the first table
 
 @pytest.mark.usefixtures("sample_archive")
 def test_time_travel_notebook_shows_what_late_corrections_restated(tmp_path: Path, kernel: str):

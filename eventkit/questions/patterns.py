@@ -132,10 +132,11 @@ def _need(frame: pl.DataFrame | pl.LazyFrame, columns: list[str], what: str) -> 
         raise PatternError(msg)
 
 
-def _duration(value: timedelta | str) -> timedelta:
+def _duration(value: timedelta | str, name: str = "within()") -> timedelta:
+    """``value`` as a positive timedelta; ``name`` (the parameter) is what an error names."""
     if isinstance(value, timedelta):
         if value <= timedelta(0):
-            msg = f"within() needs a positive duration, not {value}"
+            msg = f"{name} needs a positive duration, not {value}"
             raise PatternError(msg)
         return value
     units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -146,7 +147,7 @@ def _duration(value: timedelta | str) -> timedelta:
     except ValueError:
         amount = -1.0
     if unit not in units or amount <= 0:
-        msg = f"within() takes a timedelta or text such as '90s', '10m', '2h', '3d', not {value!r}"
+        msg = f"{name} takes a timedelta or text such as '90s', '10m', '2h', '3d', not {value!r}"
         raise PatternError(msg)
     return timedelta(**{units[unit]: amount})
 
@@ -365,7 +366,7 @@ def negative_balance(history: pl.DataFrame | pl.LazyFrame, longer_than: timedelt
     """
     _need(history, [key, *_ORDER, "balance"], "negative_balance")
     frame = _by_key(history.lazy().select(key, *_ORDER, "balance").collect(), [key])
-    return _negative_stretches(frame, _duration(longer_than), key, until)
+    return _negative_stretches(frame, _duration(longer_than, "longer_than"), key, until)
 
 
 def _negative_stretches(frame: pl.DataFrame, limit: timedelta, key: str, until: object
@@ -426,7 +427,7 @@ class Thresholds:
     def __post_init__(self) -> None:
         for name in ("rapid_within", "structuring_within", "ping_pong_within",
                      "negative_longer_than"):
-            object.__setattr__(self, name, _duration(getattr(self, name)))
+            object.__setattr__(self, name, _duration(getattr(self, name), name))
         if not isinstance(self.rapid_count, int) or self.rapid_count < 2:
             msg = f"rapid_count must be a whole number >= 2, not {self.rapid_count!r}"
             raise PatternError(msg)

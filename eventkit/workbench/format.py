@@ -12,15 +12,15 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final
+from typing import Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
 from eventkit.exceptions import ParameterError
 
-__all__ = ["Currency", "Sentence", "axis_time_format", "number_text", "percent_text", "plural",
-           "time_text"]
+__all__ = ["Currency", "Sentence", "axis_time_format", "axis_time_ticks", "number_text",
+           "percent_text", "plural", "time_text"]
 
 #: Symbols of common ISO 4217 codes (others show their code: "CHF 12.00").
 SYMBOLS: Final = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "KRW": "₩"}
@@ -239,6 +239,39 @@ def axis_time_format(span: timedelta) -> str:
     if span <= timedelta(days=120):
         return "%d %b %Y"
     return "%b %Y" if span <= timedelta(days=365 * 4) else "%Y"
+
+
+#: Tick steps per time unit that d3's UTC intervals take evenly (``utcMonth.every(3)``...).
+TickUnit = Literal["day", "month", "year"]
+_STEPS: Final[dict[TickUnit, tuple[int, ...]]] = {
+    "day": (1, 2, 7, 14), "month": (1, 2, 3, 6), "year": (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)}
+_UNIT: Final = {"day": timedelta(days=1), "month": timedelta(days=30.44),
+                "year": timedelta(days=365.25)}
+#: At most this many ticks on a time axis (fewer labels still, where they would overlap).
+MAX_TIME_TICKS: Final = 16
+
+
+def axis_time_ticks(span: timedelta) -> tuple[TickUnit, int] | None:
+    """The tick interval of a time axis spanning ``span``: a unit and a step.
+
+    Never finer than the labels of :func:`axis_time_format` (weekly ticks of a
+    half year all read ``Jan 2024``; hourly ones of a few days ``02 Jan 2024``),
+    at most :data:`MAX_TIME_TICKS`. ``None`` for spans of up to three days,
+    whose labels carry the minute: Vega's own ticks never repeat those.
+
+    >>> axis_time_ticks(timedelta(days=181)), axis_time_ticks(timedelta(days=4))
+    (('month', 1), ('day', 1))
+    >>> axis_time_ticks(timedelta(days=3 * 365)), axis_time_ticks(timedelta(hours=2))
+    (('month', 3), None)
+    """
+    by_format: dict[str, tuple[TickUnit, ...]] = {
+        "%d %b %Y": ("day", "month"), "%b %Y": ("month", "year"), "%Y": ("year",)}
+    units = by_format.get(axis_time_format(span), ())
+    for unit in units:
+        for step in _STEPS[unit]:
+            if span <= _UNIT[unit] * step * MAX_TIME_TICKS:
+                return unit, step
+    return (units[-1], _STEPS[units[-1]][-1]) if units else None
 
 
 def span_words(left: datetime, right: datetime, *, zone: str | None = None) -> str:

@@ -23,6 +23,7 @@ from eventkit.archive.privacy import KeyStore, encrypt, erasure_audit
 from eventkit.archive.storage import versions
 from eventkit.archive.table import EventArchive
 from eventkit.archive.verify import VerifyReport
+from eventkit.exceptions import ParameterError
 from eventkit.replay import snapshots
 from eventkit.replay.api import snapshot
 from eventkit.rules import registry
@@ -107,15 +108,23 @@ def health_inputs(archive: str | Path, keys: str | Path | None = None, *, demo: 
 
     ``archive`` under the name ``"archive"`` with ``keys`` (default: its
     :meth:`KeyStore.path_beside` file, not made); with ``demo``, also :func:`demo_archive` in a
-    temporary folder under ``"demo"``.
+    temporary folder under ``"demo"``. A ``keys`` file that does not exist is refused: a
+    mistyped path must not read as "no personal fields to audit".
 
     Examples
     --------
     >>> archives, stores = health_inputs("data/bank")
     >>> archives["archive"].name, stores["archive"].name
     ('bank', 'bank.keys.sqlite')
+    >>> health_inputs("data/bank", "data/bank.kyes.sqlite")
+    Traceback (most recent call last):
+    ...
+    eventkit.ParameterError: keys: no key store at data/bank.kyes.sqlite
 
     """
+    if keys and not Path(keys).is_file():
+        msg = f"no key store at {keys}"
+        raise ParameterError(msg, param="keys")
     archives = {"archive": Path(archive)}
     stores = {"archive": Path(keys) if keys else KeyStore.path_beside(archive)}
     if demo:  # personal fields, one subject forgotten, a v1 batch, a compaction, a snapshot set
@@ -204,8 +213,9 @@ def verdict(archives: Mapping[str, str | Path], stores: Mapping[str, str | Path]
             ) -> Verdict:
     """Check archives as the health notebook does: verify, erasures, snapshot sets.
 
-    ``stores`` names each archive's key store (absent or missing: no personal
-    fields to audit).
+    ``stores`` names each archive's key store. An archive without one has no
+    personal fields to audit, unless it declares some: then its erasures cannot
+    be checked, a problem.
 
     Examples
     --------
@@ -220,12 +230,18 @@ def verdict(archives: Mapping[str, str | Path], stores: Mapping[str, str | Path]
     notes: list[str] = []
     reports: dict[str, VerifyReport] = {}
     for name, path in archives.items():
-        report = EventArchive(path).verify()
+        opened = EventArchive(path)
+        report = opened.verify()
         reports[name] = report
         if not report.ok:
             problems.append(f"{name} fails verify: {report.problems[0]}")
         store = Path((stores or {}).get(name, "")) if (stores or {}).get(name) else None
-        if store is not None and store.exists():
+        personal = opened.personal
+        if personal and (store is None or not store.exists()):
+            problems.append(f"{name} has personal fields ({', '.join(personal)}) but no key "
+                            f"store{f' at {store}' if store else ''}: its erasures cannot be "
+                            "audited")
+        elif store is not None and store.exists():
             audit = erasure_audit(path, KeyStore(store))
             leaks = audit.filter((pl.col("readable") > 0) | ~pl.col("erased"))
             if leaks.height:

@@ -86,7 +86,7 @@ class AccountView:
               zone: str | None = None) -> alt.LayerChart:
         """:meth:`chart` without the as-of marker: the same at every instant."""
         if self.scenario is None:
-            return balance_history(self.baseline.history, accounts=[self.account],
+            return balance_history(self.baseline, accounts=[self.account],  # bounds: any expiry
                                    max_points=max_points, currency=currency, zone=zone)
         return what_if(self.baseline.history, self.scenario.history, account=self.account,
                        labels=self.labels, max_points=max_points, currency=currency, zone=zone)

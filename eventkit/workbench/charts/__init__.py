@@ -22,8 +22,8 @@ from eventkit.workbench.charts._common import (
     enable_static,
     export,
 )
-from eventkit.workbench.charts.alerts import alert_timeline
-from eventkit.workbench.charts.balances import as_of_marker, balance_history
+from eventkit.workbench.charts.alerts import alert_timeline, pattern_alerts
+from eventkit.workbench.charts.balances import as_of_marker, balance_history, pick_accounts
 from eventkit.workbench.charts.health import schema_version_chart, snapshot_chart, storage_chart
 from eventkit.workbench.charts.streams import field_history, state_counts
 from eventkit.workbench.charts.temporal import restatement_view, totals_over_time
@@ -50,6 +50,8 @@ __all__ = [
     "enable_static",
     "export",
     "field_history",
+    "pattern_alerts",
+    "pick_accounts",
     "rate_steps",
     "restatement_view",
     "schema_version_chart",

@@ -20,7 +20,13 @@ from eventkit.exceptions import ParameterError, WorkbenchError
 from eventkit.replay.progress import show_progress
 from eventkit.schema import TIME_DTYPE
 from eventkit.timeutil import to_instant
-from eventkit.workbench.format import Currency, axis_time_format, span_words, time_text
+from eventkit.workbench.format import (
+    Currency,
+    axis_time_format,
+    axis_time_ticks,
+    span_words,
+    time_text,
+)
 
 __all__ = ["EMBED_OPTIONS", "TimeWindow", "enable", "enable_offline", "enable_static", "export"]
 
@@ -46,12 +52,18 @@ def x_time(left: datetime | None = None, right: datetime | None = None, *,
     carry the day, month and year as the span needs (see
     :func:`~eventkit.workbench.format.axis_time_format`).
     """
-    fmt = axis_time_format(right - left) if left is not None and right is not None else "%b %Y"
-    scale = alt.Scale(type="utc") if left is None or right is None else alt.Scale(
-        type="utc", domain=[left.isoformat(), right.isoformat()])
-    return alt.X("time:T", title=title, scale=scale,
+    if left is None or right is None:
+        return alt.X("time:T", title=title, scale=alt.Scale(type="utc"),
+                     axis=alt.Axis(labelExpr="utcFormat(datum.value, '%b %Y')",
+                                   labelOverlap=True, labelFlush=True))
+    fmt = axis_time_format(right - left)
+    ticks = axis_time_ticks(right - left)  # no finer than the labels: none repeats
+    every = alt.Undefined if ticks is None else alt.TimeIntervalStep(interval=ticks[0],
+                                                                     step=ticks[1])
+    return alt.X("time:T", title=title,
+                 scale=alt.Scale(type="utc", domain=[left.isoformat(), right.isoformat()]),
                  axis=alt.Axis(labelExpr=f"utcFormat(datum.value, '{fmt}')", labelOverlap=True,
-                               labelFlush=True))
+                               labelFlush=True, tickCount=every))
 
 
 def shade(left: datetime, right: datetime, label: str) -> tuple[alt.Chart, alt.Chart]:

@@ -10,6 +10,7 @@ import altair as alt
 import polars as pl
 
 from eventkit.exceptions import ParameterError
+from eventkit.questions.patterns import BUILTINS
 from eventkit.schema import TIME_DTYPE
 from eventkit.workbench.charts._common import (
     KEY,
@@ -21,9 +22,9 @@ from eventkit.workbench.charts._common import (
     with_when,
     x_time,
 )
-from eventkit.workbench.format import Currency, span_words
+from eventkit.workbench.format import Currency, plural, span_words
 
-__all__ = ["alert_timeline"]
+__all__ = ["alert_timeline", "pattern_alerts"]
 
 
 def alert_timeline(
@@ -172,6 +173,52 @@ def alert_timeline(
     return cast("alt.LayerChart", alt.layer(
         *layers, *([labels] if labels is not None else []), title=title
     ).properties(width=SIZE["width"], height=70 * len(lanes) + 50))
+
+
+def pattern_alerts(alerts: pl.DataFrame, pattern: str, *, alert: int = 0) -> pl.DataFrame:
+    """The alerts of one pattern, after checking the pattern's name and the alert's row.
+
+    ``alerts`` is :func:`eventkit.questions.patterns.builtin_alerts`' table (or any
+    with a ``pattern`` column); ``pattern`` must be a built-in pattern or one of
+    its patterns, and ``alert`` a row of that pattern's alerts when it has any
+    (no alerts at all is an empty frame: a result, not a mistake).
+
+    Raises
+    ------
+    eventkit.ParameterError
+        ``pattern`` is no known pattern (naming the known ones), or ``alert`` is
+        not a row of its alerts (saying how many there are).
+
+    Examples
+    --------
+    >>> found = pl.DataFrame({"pattern": ["structuring", "ping_pong"], "account_id": [4, 7]})
+    >>> pattern_alerts(found, "ping_pong")["account_id"].to_list()
+    [7]
+    >>> pattern_alerts(found, "rapid_withdrawals").height
+    0
+    >>> pattern_alerts(found, "pingpong")
+    Traceback (most recent call last):
+    ...
+    eventkit.ParameterError: pattern: no pattern 'pingpong'; known: negative_balance, ping_pong, \
+rapid_withdrawals, structuring
+    >>> pattern_alerts(found, "structuring", alert=3)
+    Traceback (most recent call last):
+    ...
+    eventkit.ParameterError: alert: structuring has 1 alert (row 0), not a row 3
+
+    """
+    known = sorted({*BUILTINS, *alerts["pattern"].unique().drop_nulls().to_list()})
+    if pattern not in known:
+        msg = f"no pattern {pattern!r}; known: {', '.join(known)}"
+        raise ParameterError(msg, param="pattern")
+    rows = alerts.filter(pl.col("pattern") == pattern)
+    if rows.height and (isinstance(alert, bool) or not isinstance(alert, int)
+                        or not 0 <= alert < rows.height):
+        rows_text = "row 0" if rows.height == 1 else f"rows 0 to {rows.height - 1}"
+        msg = (f"{pattern} has {plural(rows.height, 'alert')} ({rows_text}), "
+               f"not a row {alert!r}")
+        raise ParameterError(msg, param="alert")
+    return rows
 
 
 def _one_alert(alert: Mapping[str, Any] | pl.DataFrame) -> dict[str, Any]:

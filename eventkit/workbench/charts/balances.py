@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast, overload
 
 import altair as alt
 import polars as pl
 
 from eventkit._typing import Instant
-from eventkit.exceptions import ParameterError, WorkbenchError
+from eventkit.exceptions import ParameterError
+from eventkit.replay.result import ReplayResult
 from eventkit.schema import TIME_DTYPE
-from eventkit.timeutil import to_instant
+from eventkit.timeutil import micros, to_instant
 from eventkit.workbench.charts._common import (
     DAY,
     HOVER,
@@ -22,6 +24,7 @@ from eventkit.workbench.charts._common import (
     TimeWindow,
     describe,
     hover_layers,
+    need_columns,
     period_of,
     series_hover,
     tip_time,
@@ -30,9 +33,10 @@ from eventkit.workbench.charts._common import (
     x_time,
     y_money,
 )
-from eventkit.workbench.format import Currency, Sentence, time_text
+from eventkit.workbench.format import Currency, Sentence, plural, time_text
 
-__all__ = ["as_of_marker", "balance_history", "marker_layers", "with_marker"]
+__all__ = ["as_of_marker", "balance_history", "marker_layers", "pick_accounts",
+           "with_events", "with_marker"]
 
 #: Largest accounts x periods grid the percentile chart builds; more accounts mean longer periods.
 GRID_CELLS: Final = 10_000_000
@@ -45,7 +49,7 @@ PERCENTILE_WORDS: Final = {"p10": "10th percentile", "median": "median", "p90": 
 
 
 def balance_history(
-    history: pl.LazyFrame | pl.DataFrame,
+    history: pl.LazyFrame | pl.DataFrame | ReplayResult,
     *,
     accounts: Collection[object] | None = None,
     start: Instant | None = None,
@@ -60,7 +64,11 @@ def balance_history(
     ----------
     history
         ``eventkit.replay(events).history``: canonical events with ``balance``
-        (cents) after each.
+        (cents) after each; or the replay itself, which is what to give for an
+        archive whose old events were expired: the window then begins at the
+        cut-off, and a ``start`` or ``end`` before it raises
+        :class:`~eventkit.exceptions.ExpiredError` (the history's rows before the
+        cut-off do not hold the balances of then).
     accounts
         Account ids to draw, one coloured line each. ``None`` draws all accounts
         as a band from the 10th to the 90th percentile and a median line of the
@@ -93,6 +101,9 @@ def balance_history(
     ------
     eventkit.InstantError
         ``start`` or ``end`` is naive or malformed.
+    eventkit.ExpiredError
+        ``history`` is a replay of an expired archive and the window begins or
+        ends before the cut-off.
     ValueError
         Nothing to draw, ``start`` after ``end``, or ``max_points`` too small
         for the number of lines.
@@ -122,6 +133,9 @@ def balance_history(
     if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 1:
         msg = f"must be a positive whole number, not {max_points!r}"
         raise ParameterError(msg, param="max_points")
+    if isinstance(history, ReplayResult):
+        start = _after_expiry(history, start, end)
+        history = history.history
     events = history.lazy()
     schema = events.collect_schema()
     if KEY not in schema or "balance" not in schema:
@@ -130,21 +144,27 @@ def balance_history(
                "field_history(history, field, key=..., keys=[...])")
         raise ParameterError(msg, param="history")
     if accounts is not None:
-        wanted = _as_keys(accounts, schema[KEY])
+        wanted = with_events(events, accounts)
         events = events.filter(pl.col(KEY).is_in(wanted.implode()))
-        found = events.select(pl.col(KEY).unique()).collect().to_series()
-        missing = wanted.filter(~wanted.is_in(found.implode())).unique(maintain_order=True)
-        if missing.len() and found.len():  # (none at all: the empty-window sentence says so)
-            msg = (f"no events of account {', '.join(map(str, missing.head(5)))}"
-                   f"{' …' * (missing.len() > 5)} in the history")
-            raise WorkbenchError(msg)
-        ids = ", ".join(map(str, wanted.head(5))) + " …" * (wanted.len() > 5)
-        what = f"events of account {ids}" if wanted.len() else "accounts chosen"
-    window = TimeWindow.of(events, start, end, what=what if accounts is not None else "events")
+    window = TimeWindow.of(events, start, end, what="events" if accounts is None else
+                           "accounts chosen" if wanted.is_empty() else "events of accounts chosen")
     money = Currency.of(currency)
     if accounts is None:
         return _band_chart(window, max_points, money, zone)
     return _line_chart(window, max_points, money, zone)
+
+
+def _after_expiry(result: ReplayResult, start: Instant | None, end: Instant | None
+                  ) -> Instant | None:
+    """``start`` of a chart of ``result``; after an expiry, its cut-off or refused before it."""
+    if result.expiry is None:
+        return start
+    if end is not None:
+        result.expiry.check(at_us=micros(end, param="end"))
+    if start is None:
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=result.expiry.cutoff_us)
+    result.expiry.check(at_us=micros(start, param="start", day="start"))
+    return start
 
 
 @overload
@@ -207,9 +227,52 @@ def as_of_marker(chart: alt.Chart | alt.LayerChart | Sentence, instant: Instant,
     return marked
 
 
-def _as_keys(accounts: Collection[object], dtype: pl.DataType) -> pl.Series:
+def with_events(history: pl.LazyFrame, accounts: Collection[object] | object) -> pl.Series:
+    """``accounts`` (one id, or several) in the key's type, each with events in ``history``.
+
+    An id without any event (a typo, another archive's) is refused by name,
+    never left out of a chart in silence.
+
+    >>> history = pl.LazyFrame({"account_id": [1, 2]})
+    >>> with_events(history, 2).to_list(), with_events(history, [2, 1]).to_list()
+    ([2], [2, 1])
+    >>> with_events(history, [1, 99])
+    Traceback (most recent call last):
+    ...
+    eventkit.ParameterError: accounts: no events of account 99 to draw
+    """
+    wanted = _as_keys(accounts, history.collect_schema()[KEY])
+    seen = set(history.filter(pl.col(KEY).is_in(wanted.implode())).select(pl.col(KEY).unique())
+               .collect().to_series().to_list())
+    missing = [a for a in wanted.to_list() if a not in seen]
+    if missing:
+        ids = ", ".join(map(str, missing[:5])) + " …" * (len(missing) > 5)
+        msg = f"no events of account{'s' * (len(missing) > 1)} {ids} to draw"
+        raise ParameterError(msg, param="accounts")
+    return wanted
+
+
+def pick_accounts(frame: pl.LazyFrame | pl.DataFrame, accounts: Collection[object] | object
+                  ) -> pl.LazyFrame | pl.DataFrame:
+    """The rows of ``frame`` (``account_id`` and more) of ``accounts``: one id, or several.
+
+    The ids are read in the key's type (a text ``"7"`` for an integer key is
+    refused naming ``accounts``, not a Polars error).
+
+    >>> state = pl.DataFrame({"account_id": [1, 2, 3], "balance": [10, 20, 30]})
+    >>> pick_accounts(state, 2)["balance"].to_list(), pick_accounts(state, [3, 1]).height
+    ([20], 2)
+    """
+    schema = need_columns(frame.lazy(), "the frame", accounts=KEY)
+    return frame.filter(pl.col(KEY).is_in(_as_keys(accounts, schema[KEY]).implode()))
+
+
+def _as_keys(accounts: Collection[object] | object, dtype: pl.DataType) -> pl.Series:
     """``accounts`` (one id, or several) as a Series of the key's type, or a ParameterError."""
-    chosen = [accounts] if isinstance(accounts, str | int) else list(accounts)
+    if isinstance(accounts, str | int) or not isinstance(accounts, Collection):
+        chosen: list[object] = [accounts]  # one id (a UUID object too)
+    else:
+        chosen = list(accounts)
     if dtype == pl.String:
         chosen = [str(a) for a in chosen]  # UUID objects, numbers: ids as text
     try:
@@ -348,7 +411,7 @@ def _band_chart(window: TimeWindow, max_points: int, currency: Currency,
           for name in reversed(PERCENTILES)),
         alt.Tooltip("accounts:Q", format=",", title="accounts with events")])
     title = alt.Title(
-        f"Balances of {window.accounts:,} accounts: median and 10th-90th percentile",
+        f"Balances of {plural(window.accounts, 'account')}: median and 10th-90th percentile",
         subtitle=[f"{window.subtitle(zone)}; balance at the end of every {describe(every)}",
                   "line: the median account; shaded: the middle 80 % of accounts "
                   "(between the 10th and 90th percentile), each counted from its first event"],

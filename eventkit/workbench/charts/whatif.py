@@ -33,7 +33,7 @@ from eventkit.workbench.charts._common import (
     y_money,
     zero_rule,
 )
-from eventkit.workbench.charts.balances import _line_chart
+from eventkit.workbench.charts.balances import _line_chart, with_events
 from eventkit.workbench.format import Currency, Sentence, percent_text, plural, span_words
 
 if TYPE_CHECKING:
@@ -95,7 +95,8 @@ def what_if(
     [('baseline', 1009.97), ('scenario', 1024.93)]
 
     """
-    runs = [frame.lazy().filter(pl.col(KEY) == account)
+    wanted = with_events(baseline.lazy(), [account]).implode()
+    runs = [frame.lazy().filter(pl.col(KEY).is_in(wanted))
             .select(pl.lit(label).alias("run"), TIME, "seq", "balance")
             for frame, label in zip((baseline, scenario), labels, strict=True)]
     frame = TimeWindow.of(pl.concat(runs), start, end, by="run")
@@ -163,9 +164,10 @@ def difference_view(
         title = f"Total difference of {field} over all accounts (B − A)"
         by = "run"
     else:
-        lines = frame.filter(pl.col(KEY).is_in(list(accounts))).select(
+        wanted = with_events(frame, accounts)
+        lines = frame.filter(pl.col(KEY).is_in(wanted.implode())).select(
             KEY, TIME, "seq", pl.col(delta).alias("balance"))
-        ids = sorted(accounts)
+        ids = sorted(wanted.to_list())
         title = (f"Difference of {field} (B − A), account{'s' * (len(ids) > 1)} "
                  f"{', '.join(map(str, ids[:10]))}" + (" …" if len(ids) > 10 else ""))
         by = KEY
@@ -298,7 +300,7 @@ def delta_distribution(
         (pl.col(column) / (10**unit.minor if money else 1)).alias("delta")).collect()["delta"]
     if deltas.len() == 0:
         return Sentence(f"No account's {field} changed.")
-    title = f"Change of {field} per account ({deltas.len():,} accounts changed)"
+    title = f"Change of {field} per account ({plural(deltas.len(), 'account')} changed)"
     # deltas: a quotient (Float64), not empty, no nulls (!= 0 drops them): bounds are floats
     lo, hi = float(cast("float", deltas.min())), float(cast("float", deltas.max()))
     width = (hi - lo) / bins or 1.0
@@ -314,7 +316,7 @@ def delta_distribution(
     ).mark_bar().encode(
         x=alt.X("low:Q", bin="binned", axis=x_axis),
         x2="high:Q",
-        y=alt.Y("keys:Q", title="accounts"),
+        y=alt.Y("keys:Q", title="accounts", axis=alt.Axis(tickMinStep=1, format=",d")),
         tooltip=[alt.Tooltip("low:Q", format=fmt, title="from"),
                  alt.Tooltip("high:Q", format=fmt, title="to"),
                  alt.Tooltip("keys:Q", title="accounts")],
