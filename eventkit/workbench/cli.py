@@ -172,8 +172,9 @@ def _parser() -> argparse.ArgumentParser:
                                    "audited commit recording who, when and why. Questions "
                                    "before the cut-off then raise an 'expired' error.")
     p.add_argument("path", help="archive folder")
-    p.add_argument("--before", metavar="WHEN", required=True, help=f"the cut-off: {_WHEN} "
-                   "(a date means its start)")
+    p.add_argument("--before", metavar="WHEN", required=True,
+                   help="the cut-off: ISO 8601 instant with a zone, or a date (its start: "
+                        "events dated before that day are expired)")
     p.add_argument("--by", required=True, help="who asks (recorded)")
     p.add_argument("--reason", required=True, help="why (recorded)")
     p.add_argument("--rules", default="balance", help="rule set the opening states must "
