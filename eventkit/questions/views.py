@@ -85,8 +85,10 @@ def materialize(result: ReplayResult, url: str, *, table: str = "accounts") -> d
     """Write ``result``'s state and history into the database at ``url``; return the record.
 
     Tables ``<table>_state`` and ``<table>_history`` are replaced. To
-    :func:`refresh` the view later, ``result`` must come from an eventkit
-    archive (``replay("path/to/archive", rules)``).
+    :func:`refresh` the view later, ``result`` must be a replay of every event
+    of an eventkit archive (``replay("path/to/archive", rules)``, without
+    ``keys`` or ``known_at``: new events would be folded into a view that lacks
+    the others).
 
     Examples
     --------
@@ -108,7 +110,10 @@ def materialize(result: ReplayResult, url: str, *, table: str = "accounts") -> d
 
 
 def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, Any]:
-    archive, version = result.archive, result.archive_version
+    # only a replay of every event can be continued by refresh (of some keys, new events of
+    # the others would join a view that lacks their past; as known then, later ones would)
+    archive = result.archive if result.whole else None
+    version = result.archive_version
     with Steps(f"materialize {table}", 3) as steps:
         steps.begin("replaying")
         history = result.history.collect()
@@ -175,7 +180,9 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
                    "materialize it again")
             raise ViewError(msg)
         if meta["archive"] is None:
-            msg = f"{url}: view {table!r} was not built from an eventkit archive"
+            msg = (f"{url}: view {table!r} was not built from a replay of every event of an "
+                   "eventkit archive (but from a frame, or a replay of some keys or as known "
+                   "at an instant), so it cannot be refreshed; materialize it again")
             raise ViewError(msg)
         archive = EventArchive(meta["archive"], storage_options=storage_options)
         old = int(meta["archive_version"])

@@ -155,8 +155,9 @@ def replay(
         version = None  # not an eventkit archive: no versions
         lf = as_lazy(events)
     check_columns(ruleset.check(), lf.collect_schema())
-    if known_at is not None:
-        lf = lf.filter(pl.col("recorded_at").dt.epoch("us") <= micros(known_at, param="known_at"))
+    known_us = None if known_at is None else micros(known_at, param="known_at")
+    if known_us is not None:
+        lf = lf.filter(pl.col("recorded_at").dt.epoch("us") <= known_us)
     if keys is not None:
         lf = lf.filter(key_filter(ruleset, keys, lf.collect_schema()))
     names = lf.collect_schema().names()
@@ -173,7 +174,7 @@ def replay(
     return ReplayResult(lf.with_columns(optional), ruleset, snapshots=stored,
                         keys=None if keys is None else list(keys), archive=archive,
                         archive_version=version, expiry=expiry, start=start, strict=strict,
-                        split=archive is not None)
+                        split=archive is not None, known_at=known_us)
 
 
 @foreign_errors(functools.partial(SnapshotError, param="snapshots"), "snapshot {0}")
