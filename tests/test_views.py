@@ -228,6 +228,30 @@ def deposits(accounts: list[str], day: int, prefix: str) -> pl.DataFrame:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_refresh_after_an_expiry_rebuilds_the_view(tmp_path: Path, engine: str) -> None:
+    """The expired events leave the view's history (they stayed, beside the opening events
+    that replaced them: summing a key's amounts counted them twice)."""
+    from eventkit import expire
+
+    archive = text_keyed(tmp_path / "bank")
+    url = f"{engine}:///{tmp_path / 'views.db'}"
+    materialize(replay(archive), url)
+    archive.append(deposits(["Ä-1"], 12, "d12"))
+    expire(archive, before=datetime(2024, 1, 20, tzinfo=UTC), by="ops", reason="retention",
+           confirm=True)
+    archive.append(deposits(["b-2", "c-3"], 25, "d25"))
+
+    report = refresh(url)
+
+    assert report.rebuilt and report.archive_version == archive.version
+    fresh = f"{engine}:///{tmp_path / 'fresh.db'}"
+    materialize(replay(archive), fresh)
+    for table in ("accounts_state", "accounts_history"):
+        assert_frame_equal(read(url, table), read(fresh, table))
+    assert not read(url, "accounts_history")["event_id"].is_in(["d1-Ä-1", "d12-Ä-1"]).any()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("partial", ["keys", "known_at", "compare"])
 def test_a_view_of_part_of_an_archive_is_not_refreshed(tmp_path: Path, engine: str,
                                                        partial: str) -> None:

@@ -8,9 +8,9 @@ file, and records in
 head digest, last ``seq``) they reflect. :func:`refresh` brings a view up to
 date after appends by folding only the new events of the keys that got some,
 from their stored state; a key with a late event (dated before its stored
-last event) is replayed again in full; a late change of the bank's rate table
-rebuilds the view. Plain SQL (``duckdb`` or ``sqlite3``) then answers with the
-same numbers as eventkit.
+last event) is replayed again in full; a late change of the bank's rate table,
+or an expiry of the archive since, rebuilds the view. Plain SQL (``duckdb`` or
+``sqlite3``) then answers with the same numbers as eventkit.
 
 The history's key is ``seq`` (the event's place in the log: unique like the
 event ids, and an integer); events whose ``seq`` repeats are refused. SQLite
@@ -43,6 +43,7 @@ import pyarrow as pa
 
 from eventkit.archive import ledger
 from eventkit.archive.lock import exclusive
+from eventkit.archive.retention import expired_between
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ViewError, foreign_errors
 from eventkit.replay.api import replay
@@ -194,6 +195,10 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
         if version == old:
             return RefreshReport(0, 0, [], False, version)
         result = replay(archive, ruleset, snapshots=False, version=version)
+        if expired_between(archive, old, version):  # the events the view holds were replaced
+            _write_view(db, result, table)
+            return RefreshReport(_count_after(archive, version, int(meta["last_seq"])), -1, [],
+                                 True, version)
         newest = db.scalar(f"SELECT max(last_event_time) FROM {ident(table + '_state')}")
         step = advance(
             archive, ruleset, since_seq=int(meta["last_seq"]), version=version,
@@ -263,6 +268,12 @@ def _times(column: pl.Series) -> pl.Series:
 
 def _as_time(value: object) -> datetime:
     return _times(pl.Series([value]))[0]
+
+
+def _count_after(archive: EventArchive, version: int, seq: int) -> int:
+    """How many events ``version`` of ``archive`` holds after ``seq``."""
+    return int(archive.scan(version=version).filter(pl.col("seq") > seq)
+               .select(pl.len()).collect().item())
 
 
 def _head(archive: EventArchive, version: int) -> str | None:
