@@ -270,3 +270,52 @@ def test_a_view_of_part_of_an_archive_is_not_refreshed(tmp_path: Path, engine: s
     with pytest.raises(ViewError, match="some keys or as known at an instant"):
         refresh(url)
     assert_frame_equal(read(url, "accounts_state"), before)
+
+
+def execute(url: str, sql: str) -> None:
+    """Run ``sql`` on the view database at ``url`` (as another program would)."""
+    path = url.partition(":///")[2]
+    if url.startswith("duckdb"):
+        with duckdb.connect(path) as con:
+            con.execute(sql)
+        return
+    con = sqlite3.connect(path)
+    try:
+        con.execute(sql)
+        con.commit()
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_view_record_of_another_layout_is_refused_then_made_anew(tmp_path: Path,
+                                                                   engine: str) -> None:
+    """A record lacking a column was a raw KeyError; materialize could not replace it."""
+    archive = text_keyed(tmp_path / "bank")
+    url = f"{engine}:///{tmp_path / 'views.db'}"
+    materialize(replay(archive), url)
+    materialize(replay(archive), url, table="other")
+    execute(url, "ALTER TABLE eventkit_views DROP COLUMN last_seq")  # as an older layout
+    archive.append(deposits(["b-2"], 25, "d25"))
+
+    with pytest.raises(ViewError, match="view 'accounts' in eventkit_views has no last_seq"):
+        refresh(url)
+    materialize(replay(archive, version=archive.version - 1), url)
+    assert refresh(url).new_events == 1
+    fresh = f"{engine}:///{tmp_path / 'fresh.db'}"
+    materialize(replay(archive), fresh)
+    assert_frame_equal(read(url, "accounts_state"), read(fresh, "accounts_state"))
+    with pytest.raises(ViewError, match="view 'other' in eventkit_views has no last_seq"):
+        refresh(url, table="other")  # its record kept, as far as it went
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_damaged_view_file_is_not_called_missing(tmp_path: Path, engine: str) -> None:
+    """A broken file said "no view 'accounts' (materialize it first)"."""
+    archive = text_keyed(tmp_path / "bank")
+    path = tmp_path / "views.db"
+    materialize(replay(archive), f"{engine}:///{path}")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ViewError, match=f"refresh 'accounts' on {path} failed") as caught:
+        refresh(f"{engine}:///{path}")
+    assert "materialize it first" not in str(caught.value)

@@ -56,6 +56,12 @@ from eventkit.rules.model import RuleSet
 __all__ = ["RefreshReport", "materialize", "refresh"]
 
 META = "eventkit_views"
+#: The record of each view in the table :data:`META`: its columns, in order, and types.
+_META_SCHEMA: dict[str, pl.DataType] = {
+    "name": pl.String(), "rules": pl.String(), "fingerprint": pl.String(), "key": pl.String(),
+    "archive": pl.String(), "archive_version": pl.Int64(), "head": pl.String(),
+    "last_seq": pl.Int64(), "built_at": pl.String(), "refreshed_at": pl.String()}
+_SQL_TYPES = {pl.String(): "TEXT", pl.Int64(): "BIGINT"}
 #: DuckDB reads and writes the view file and nothing else.
 _DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "autoinstall_known_extensions": False, "autoload_known_extensions": False,
@@ -169,6 +175,12 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
         meta = db.get_meta(table)
         if meta is None:
             msg = f"{url}: no view {table!r} (materialize it first)"
+            raise ViewError(msg)
+        lacking = [n for n in ("rules", "fingerprint", "archive_version", "head", "last_seq")
+                   if meta[n] is None and (meta["archive"] is not None or n == "fingerprint")]
+        if lacking:
+            msg = (f"{url}: the record of view {table!r} in {META} has no {', '.join(lacking)} "
+                   "(written by another version of eventkit?); materialize it again")
             raise ViewError(msg)
         if rules is None and meta["rules"] not in registry.names():
             msg = (f"{url}: view {table!r} was built with rules {meta['rules']!r}, which are "
@@ -436,21 +448,36 @@ class _Database:
         self.execute("DROP TABLE eventkit_keys")
         return found
 
+    def columns_of(self, table: str) -> list[str]:
+        """The columns of ``table``, in order (none: no such table)."""
+        raise NotImplementedError
+
     def put_meta(self, record: dict[str, Any]) -> None:
-        self.execute(f"CREATE TABLE IF NOT EXISTS {META} (name TEXT PRIMARY KEY, rules TEXT, "
-                     "fingerprint TEXT, key TEXT, archive TEXT, archive_version BIGINT, head "
-                     "TEXT, last_seq BIGINT, built_at TEXT, refreshed_at TEXT)")
-        self.upsert(META, pl.DataFrame([record], schema={
-            "name": pl.String, "rules": pl.String, "fingerprint": pl.String, "key": pl.String,
-            "archive": pl.String, "archive_version": pl.Int64, "head": pl.String,
-            "last_seq": pl.Int64, "built_at": pl.String, "refreshed_at": pl.String}))
+        """Store a view's record; a table of records of another layout is made anew.
+
+        (Rows are written by position: an older layout's columns would take the wrong
+        values, or none. The other views' records are kept, null where they lack a column.)
+        """
+        found = self.columns_of(META)
+        if found != list(_META_SCHEMA):
+            kept = self.query(f"SELECT * FROM {META}") if found else pl.DataFrame()
+            self.execute(f"DROP TABLE IF EXISTS {META}")
+            columns = ", ".join(f"{n} {_SQL_TYPES[t]}" for n, t in _META_SCHEMA.items())
+            self.execute(f"CREATE TABLE {META} ({columns}, PRIMARY KEY (name))")
+            if kept.height and "name" in kept.columns:
+                self.upsert(META, kept.filter(pl.col("name") != record["name"]).select(
+                    pl.col(n).cast(t, strict=False) if n in kept.columns
+                    else pl.lit(None, dtype=t).alias(n) for n, t in _META_SCHEMA.items()))
+        self.upsert(META, pl.DataFrame([record], schema=_META_SCHEMA))
 
     def get_meta(self, table: str) -> dict[str, Any] | None:
-        try:
-            rows = self.query(f"SELECT * FROM {META} WHERE name = ?", (table,))
-        except (sqlite3.Error, _duckdb_error()):
+        """The record of the view ``table`` (None: there is none); every column present."""
+        if not self.columns_of(META):
             return None
-        return rows.to_dicts()[0] if rows.height else None
+        rows = self.query(f"SELECT * FROM {META} WHERE name = ?", (table,))
+        if not rows.height:
+            return None
+        return {n: None for n in _META_SCHEMA} | rows.to_dicts()[0]
 
 
 def _duckdb_error() -> type[Exception]:
@@ -494,6 +521,11 @@ class _DuckDB(_Database):
                              f"WHERE {same}")
             self.con.execute(f"INSERT INTO {ident(table)} SELECT * FROM eventkit_frame")
         self.con.unregister("eventkit_frame")
+
+    def columns_of(self, table: str) -> list[str]:
+        return self.query("SELECT column_name FROM information_schema.columns WHERE "
+                          "table_name = ? ORDER BY ordinal_position", (table,)
+                          )["column_name"].to_list()
 
     def query(self, sql: str, params: tuple = ()) -> pl.DataFrame:
         # an Arrow table (not an array) converts to a DataFrame
@@ -554,6 +586,9 @@ class _SQLite(_Database):
         marks = ", ".join("?" * frame.width)
         self.con.executemany(f"INSERT OR REPLACE INTO {ident(table)} ({_columns(frame.columns)}) "
                              f"VALUES ({marks})", frame.iter_rows())
+
+    def columns_of(self, table: str) -> list[str]:
+        return [row[1] for row in self.con.execute(f"PRAGMA table_info({ident(table)})")]
 
     def query(self, sql: str, params: tuple = ()) -> pl.DataFrame:
         cursor = self.con.execute(sql, params)
