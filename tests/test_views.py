@@ -319,3 +319,31 @@ def test_a_damaged_view_file_is_not_called_missing(tmp_path: Path, engine: str) 
     with pytest.raises(ViewError, match=f"refresh 'accounts' on {path} failed") as caught:
         refresh(f"{engine}:///{path}")
     assert "materialize it first" not in str(caught.value)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_refresh_writes_each_value_in_its_own_column(tmp_path: Path, engine: str) -> None:
+    """DuckDB inserted by position: in a table whose columns came in another order (made
+    again by another program) balances went into `events`, amounts into `balance`."""
+    archive = text_keyed(tmp_path / "bank")
+    url = f"{engine}:///{tmp_path / 'views.db'}"
+    materialize(replay(archive), url)
+    for sql in ("CREATE TABLE s2 (account_id TEXT PRIMARY KEY, events BIGINT, balance BIGINT, "
+                "last_event_time TIMESTAMPTZ)",
+                "INSERT INTO s2 (account_id, events, balance, last_event_time) SELECT "
+                "account_id, events, balance, last_event_time FROM accounts_state",
+                "DROP TABLE accounts_state", "ALTER TABLE s2 RENAME TO accounts_state",
+                "CREATE TABLE h2 AS SELECT event_id, seq, event_type, event_time, recorded_at, "
+                "balance, account_id, amount FROM accounts_history",
+                "DROP TABLE accounts_history", "ALTER TABLE h2 RENAME TO accounts_history"):
+        execute(url, sql)
+    archive.append(deposits(["b-2", "c-3"], 25, "d25"))
+
+    refresh(url)
+
+    fresh = f"{engine}:///{tmp_path / 'fresh.db'}"
+    materialize(replay(archive), fresh)
+    for table, columns in (("accounts_state", ["account_id", "balance", "events"]),
+                           ("accounts_history", ["event_id", "amount", "balance"])):
+        got = read(url, table).select(columns)
+        assert_frame_equal(got, read(fresh, table).select(columns), check_dtypes=False)

@@ -511,15 +511,17 @@ class _DuckDB(_Database):
         self.con.unregister("eventkit_frame")
 
     def upsert(self, table: str, frame: pl.DataFrame, *, key: list[str] | None = None) -> None:
+        # by name, as SQLite's: a table whose columns are in another order (or has one more,
+        # left null) gets each value in its own column
         self.con.register("eventkit_frame", _batches(frame))
         if key is None:
-            self.con.execute(f"INSERT OR REPLACE INTO {ident(table)} "
+            self.con.execute(f"INSERT OR REPLACE INTO {ident(table)} BY NAME "
                              "SELECT * FROM eventkit_frame")
         else:  # no index: the rows of those keys deleted, then inserted (one transaction)
             same = " AND ".join(f"t.{ident(c)} = f.{ident(c)}" for c in key)
             self.con.execute(f"DELETE FROM {ident(table)} AS t USING eventkit_frame AS f "
                              f"WHERE {same}")
-            self.con.execute(f"INSERT INTO {ident(table)} SELECT * FROM eventkit_frame")
+            self.con.execute(f"INSERT INTO {ident(table)} BY NAME SELECT * FROM eventkit_frame")
         self.con.unregister("eventkit_frame")
 
     def columns_of(self, table: str) -> list[str]:
