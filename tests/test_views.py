@@ -152,6 +152,8 @@ def test_refresh_refuses_other_rules_and_other_sources(archive: EventArchive,
         materialize(replay(frame), "postgres://x")
     with pytest.raises(ViewError, match="table"):
         materialize(replay(frame), url, table="x; DROP TABLE y")
+    with pytest.raises(ViewError, match="not a BucketedReplay"):  # was an AttributeError
+        materialize(replay(archive, "banking", engine="buckets"), url)
 
 
 def test_materialize_records_times_as_utc(archive: EventArchive, tmp_path: Path) -> None:

@@ -91,7 +91,8 @@ class RefreshReport:
 def materialize(result: ReplayResult, url: str, *, table: str = "accounts") -> dict[str, Any]:
     """Write ``result``'s state and history into the database at ``url``; return the record.
 
-    Tables ``<table>_state`` and ``<table>_history`` are replaced. To
+    ``result`` is what :func:`replay` gives in memory (a bucketed replay is
+    refused). Tables ``<table>_state`` and ``<table>_history`` are replaced. To
     :func:`refresh` the view later, ``result`` must be a replay of every event
     of an eventkit archive (``replay("path/to/archive", rules)``, without
     ``keys`` or ``known_at``: new events would be folded into a view that lacks
@@ -112,6 +113,10 @@ def materialize(result: ReplayResult, url: str, *, table: str = "accounts") -> d
 
     """
     _check_name(table)
+    if not isinstance(result, ReplayResult):  # (a bucketed replay knows no archive version)
+        msg = (f"result: materialize takes what replay(...) gives in memory (engine='memory'), "
+               f"not a {type(result).__name__}")
+        raise ViewError(msg)
     with _connect(url, f"materialize {table!r}") as db:
         return _write_view(db, result, table)
 
