@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from oracle_checks import FAST, event_streams
 from polars.testing import assert_frame_equal
 
-from eventkit import ArchiveError, EventArchive, replay
+from eventkit import ArchiveError, EventArchive, expire, replay
 from eventkit.replay.live import LiveReplay
 from eventkit.rules.model import RuleSet
 from eventkit.rules.registry import get
@@ -95,3 +95,27 @@ def test_a_rewritten_archive_is_refused(tmp_path: Path) -> None:
     shutil.copytree(other.path, archive.path)
     with pytest.raises(ArchiveError, match="rewritten"):
         LiveReplay(archive, "balance", folder=tmp_path / "live").catch_up()
+
+
+@pytest.mark.parametrize("rules", ["balance", "banking"])  # opening events; opening states
+@pytest.mark.parametrize("checkpoint", ["before", "none"])
+def test_an_expiry_is_caught_up_from_its_opening_states(tmp_path: Path, rules: str,
+                                                        checkpoint: str) -> None:
+    """A checkpoint older than an expiry is folded again; a new one starts from the opening
+    states (it started every key from zero, or folded the expired events twice)."""
+    archive = EventArchive.create(tmp_path / "bank")
+    archive.append(pl.concat([batch(["o1"], 1, [1], "AccountOpened", 0),
+                              batch(["d1"], 1, [2], amount=10_000)]))
+    live = LiveReplay(archive, rules)
+    if checkpoint == "before":
+        live.catch_up()
+    archive.append(batch(["d2"], 1, [10], amount=5_000))  # folded only by the expiry
+    expire(archive, before=datetime(2024, 1, 20, tzinfo=UTC), by="ops", reason="retention",
+           confirm=True, rules=rules)
+    archive.append(batch(["d3"], 1, [25]))
+    want = replay(archive, rules, snapshots=False).state().collect()
+    assert live.catch_up().rebuilt == (checkpoint == "before")
+    assert_frame_equal(live.state, want)
+    again = LiveReplay(archive, rules)  # the checkpoint saved is trusted
+    assert again.discarded is None
+    assert_frame_equal(again.state, want)

@@ -418,3 +418,14 @@ def test_an_expiry_whose_files_the_store_keeps_is_done_and_the_next_compact_dele
     eventkit.compact(archive)
     assert not any((archive.path / name).exists() for name in removed)
     assert archive.verify().ok
+
+
+def test_a_read_that_an_expiry_overtakes_is_an_expired_error(small_files: EventArchive) -> None:
+    """A scan begun before an expiry finds the files it rewrote deleted: that was reported as
+    a damaged archive (CorruptionError, "run eventkit verify"); it is the expiry."""
+    archive = small_files
+    begun = archive.scan()  # the files of this version are chosen now, read at collect
+    eventkit.expire(archive, before=CUTOFF, by="ops", reason="retention", confirm=True)
+    with pytest.raises(eventkit.ExpiredError, match=r"removed by the expiry of version \d+"):
+        begun.collect()
+    assert archive.verify().ok

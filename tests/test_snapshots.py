@@ -194,3 +194,29 @@ def test_a_changed_key_copy_is_refused(archive: EventArchive) -> None:
     copy.write_bytes(copy.read_bytes()[:-100] + bytes(100))
     with pytest.raises(CorruptionError, match="events.parquet"):
         replay(archive, keys=[1]).history.collect()
+
+
+def test_a_snapshot_of_an_expired_archive_starts_at_the_cut_off(tmp_path: Path) -> None:
+    """The opening events are dated before the cut-off (at the last event they replace):
+    snapshot asked for the state there and raised ExpiredError, on every try."""
+    from datetime import UTC
+
+    archive = EventArchive.create(tmp_path / "bank", key="account_id",
+                                  columns={"account_id": "string", "amount": "money"})
+    days = [datetime(2024, 1, d, tzinfo=UTC) for d in (1, 3, 25, 28)]
+    archive.append(pl.DataFrame({"event_id": ["a1", "a2", "b1", "a3"],
+                                 "account_id": ["A", "A", "B", "A"],
+                                 "event_type": ["Deposit"] * 4, "event_time": days,
+                                 "amount": [100, 50, 7, 1]}))
+    eventkit.expire(archive, before=datetime(2024, 1, 20, tzinfo=UTC), by="ops",
+                    reason="retention", confirm=True)
+
+    snaps = snapshot(archive, every="1d")
+
+    assert snaps.instants[0].date().isoformat() == "2024-01-20"
+    result = replay(archive)
+    assert result.snapshots is not None
+    for day in (21, 26, 30):
+        instant = datetime(2024, 1, day, tzinfo=UTC)
+        assert_frame_equal(result.as_of(instant).collect(),
+                           replay(archive, snapshots=False).as_of(instant).collect())

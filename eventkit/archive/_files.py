@@ -21,7 +21,13 @@ from polars.io.plugins import register_io_source
 
 from eventkit.archive import datafiles, ledger
 from eventkit.archive.store import STAGING, Store, fsync, write_durably
-from eventkit.exceptions import AppendConflictError, CorruptionError, SchemaError, StorageError
+from eventkit.exceptions import (
+    AppendConflictError,
+    CorruptionError,
+    ExpiredError,
+    SchemaError,
+    StorageError,
+)
 from eventkit.schema import CANONICAL_SCHEMA
 from eventkit.sources.upcast import (
     UNMARKED_VERSION,
@@ -115,7 +121,7 @@ def read_files(store: Store, entries: list[dict[str, Any]],
             try:
                 frame = lf.collect()
             except (Exception, pl.exceptions.PanicException) as exc:
-                _raise_unreadable(store, names, sources, exc, stored)
+                _raise_unreadable(store, group, sources, exc, stored)
             if left is not None:
                 left -= frame.height
             yield frame
@@ -142,6 +148,7 @@ def _fetch(store: Store, group: list[dict[str, Any]], *, check: bool) -> list[by
         try:
             data, st = store.read_stat(entry["path"])
         except FileNotFoundError:
+            _raise_if_expired(store, entry["path"])
             msg = f"{store.root}: data file {entry['path']} is missing"
             raise CorruptionError(msg, path=store.root, file=store.uri(entry["path"])) from None
         return datafiles.check_bytes(store, entry, data, st) if check else data
@@ -152,14 +159,18 @@ def _fetch(store: Store, group: list[dict[str, Any]], *, check: bool) -> list[by
         return list(pool.map(one, group))
 
 
-def _raise_unreadable(store: Store, names: list[str], sources: list[str] | list[bytes],
-                      exc: BaseException, schema: dict[str, pl.DataType]) -> NoReturn:
+def _raise_unreadable(store: Store, group: list[dict[str, Any]],
+                      sources: list[str] | list[bytes], exc: BaseException,
+                      schema: dict[str, pl.DataType]) -> NoReturn:
     """Name the file of a group that cannot be read; re-raise ``exc`` if they all can."""
-    for path, source in zip(names, sources, strict=True):
+    for entry, source in zip(group, sources, strict=True):
+        path = store.uri(entry["path"])
         try:  # does the file itself read, without the query's expressions?
             pl.scan_parquet(source if isinstance(source, bytes) else str(source),
                             schema=schema).collect()
         except (Exception, pl.exceptions.PanicException) as damage:
+            if not store.exists(entry["path"]):
+                _raise_if_expired(store, entry["path"])
             text = str(damage).strip()
             first = text.splitlines()[0][:300] if text else ""
             msg = (f"{store.root}: data file {path.rpartition('/')[2]} cannot be read "
@@ -167,6 +178,22 @@ def _raise_unreadable(store: Store, names: list[str], sources: list[str] | list[
                    "verify)")
             raise CorruptionError(msg, path=store.root, file=path) from None
     raise exc
+
+
+def _raise_if_expired(store: Store, rel: str) -> None:
+    """Raise :class:`ExpiredError` when an expiry removed the data file ``rel``.
+
+    (An expiry deletes the files it rewrote at once: a read of an earlier
+    version that began before it finds them gone. Damage it is not.)
+    """
+    for commit in ledger.read_log(store):
+        record = commit.record or {}
+        if record.get("kind") == "expire" and any(
+                rel in group.get("removed", ()) for group in record.get("groups", [])):
+            msg = (f"{store.root}: data file {rel} was removed by the expiry of version "
+                   f"{commit.version} (events before {record.get('cutoff')}) while this read of "
+                   "an earlier version ran; read again")
+            raise ExpiredError(msg, path=store.root, cutoff=record.get("cutoff"))
 
 
 def write_data_file(store: Store, rel: str, part: pl.DataFrame,

@@ -15,7 +15,7 @@ from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ExpiredError
 from eventkit.timeutil import iso, micros
 
-__all__ = ["Expiry", "expiry_of"]
+__all__ = ["Expiry", "expired_between", "expiry_of"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +108,24 @@ def expiry_of(events: object, fingerprint: str | None = None) -> Expiry | None:
                          "only, not this one")
     return found
 
+
+
+def expired_between(archive: EventArchive, since: int, until: int) -> bool:
+    """Whether an expiry was committed after version ``since``, up to ``until``.
+
+    State derived from version ``since`` (a view, a live checkpoint) cannot be
+    continued past such an expiry: the events it folded were replaced (by
+    opening states or opening events), so it is built again.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> archive = EventArchive.create(tempfile.mkdtemp() + "/bank")
+    >>> expired_between(archive, 0, archive.version)
+    False
+
+    """
+    if not head.log_state(archive.store).expiries:  # never expired: no commit to read
+        return False
+    return any((ledger.read_commit(archive.store, v).record or {}).get("kind") == "expire"
+               for v in range(since + 1, until + 1))

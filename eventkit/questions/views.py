@@ -8,9 +8,9 @@ file, and records in
 head digest, last ``seq``) they reflect. :func:`refresh` brings a view up to
 date after appends by folding only the new events of the keys that got some,
 from their stored state; a key with a late event (dated before its stored
-last event) is replayed again in full; a late change of the bank's rate table
-rebuilds the view. Plain SQL (``duckdb`` or ``sqlite3``) then answers with the
-same numbers as eventkit.
+last event) is replayed again in full; a late change of the bank's rate table,
+or an expiry of the archive since, rebuilds the view. Plain SQL (``duckdb`` or
+``sqlite3``) then answers with the same numbers as eventkit.
 
 The history's key is ``seq`` (the event's place in the log: unique like the
 event ids, and an integer); events whose ``seq`` repeats are refused. SQLite
@@ -43,6 +43,7 @@ import pyarrow as pa
 
 from eventkit.archive import ledger
 from eventkit.archive.lock import exclusive
+from eventkit.archive.retention import expired_between
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ViewError, foreign_errors
 from eventkit.replay.api import replay
@@ -55,6 +56,12 @@ from eventkit.rules.model import RuleSet
 __all__ = ["RefreshReport", "materialize", "refresh"]
 
 META = "eventkit_views"
+#: The record of each view in the table :data:`META`: its columns, in order, and types.
+_META_SCHEMA: dict[str, pl.DataType] = {
+    "name": pl.String(), "rules": pl.String(), "fingerprint": pl.String(), "key": pl.String(),
+    "archive": pl.String(), "archive_version": pl.Int64(), "head": pl.String(),
+    "last_seq": pl.Int64(), "built_at": pl.String(), "refreshed_at": pl.String()}
+_SQL_TYPES = {pl.String(): "TEXT", pl.Int64(): "BIGINT"}
 #: DuckDB reads and writes the view file and nothing else.
 _DUCKDB_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "autoinstall_known_extensions": False, "autoload_known_extensions": False,
@@ -84,9 +91,12 @@ class RefreshReport:
 def materialize(result: ReplayResult, url: str, *, table: str = "accounts") -> dict[str, Any]:
     """Write ``result``'s state and history into the database at ``url``; return the record.
 
-    Tables ``<table>_state`` and ``<table>_history`` are replaced. To
-    :func:`refresh` the view later, ``result`` must come from an eventkit
-    archive (``replay("path/to/archive", rules)``).
+    ``result`` is what :func:`replay` gives in memory (a bucketed replay is
+    refused). Tables ``<table>_state`` and ``<table>_history`` are replaced. To
+    :func:`refresh` the view later, ``result`` must be a replay of every event
+    of an eventkit archive (``replay("path/to/archive", rules)``, without
+    ``keys`` or ``known_at``: new events would be folded into a view that lacks
+    the others).
 
     Examples
     --------
@@ -103,12 +113,19 @@ def materialize(result: ReplayResult, url: str, *, table: str = "accounts") -> d
 
     """
     _check_name(table)
+    if not isinstance(result, ReplayResult):  # (a bucketed replay knows no archive version)
+        msg = (f"result: materialize takes what replay(...) gives in memory (engine='memory'), "
+               f"not a {type(result).__name__}")
+        raise ViewError(msg)
     with _connect(url, f"materialize {table!r}") as db:
         return _write_view(db, result, table)
 
 
 def _write_view(db: _Database, result: ReplayResult, table: str) -> dict[str, Any]:
-    archive, version = result.archive, result.archive_version
+    # only a replay of every event can be continued by refresh (of some keys, new events of
+    # the others would join a view that lacks their past; as known then, later ones would)
+    archive = result.archive if result.whole else None
+    version = result.archive_version
     with Steps(f"materialize {table}", 3) as steps:
         steps.begin("replaying")
         history = result.history.collect()
@@ -164,6 +181,12 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
         if meta is None:
             msg = f"{url}: no view {table!r} (materialize it first)"
             raise ViewError(msg)
+        lacking = [n for n in ("rules", "fingerprint", "archive_version", "head", "last_seq")
+                   if meta[n] is None and (meta["archive"] is not None or n == "fingerprint")]
+        if lacking:
+            msg = (f"{url}: the record of view {table!r} in {META} has no {', '.join(lacking)} "
+                   "(written by another version of eventkit?); materialize it again")
+            raise ViewError(msg)
         if rules is None and meta["rules"] not in registry.names():
             msg = (f"{url}: view {table!r} was built with rules {meta['rules']!r}, which are "
                    "not registered; pass them: refresh(url, rules)")
@@ -175,7 +198,9 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
                    "materialize it again")
             raise ViewError(msg)
         if meta["archive"] is None:
-            msg = f"{url}: view {table!r} was not built from an eventkit archive"
+            msg = (f"{url}: view {table!r} was not built from a replay of every event of an "
+                   "eventkit archive (but from a frame, or a replay of some keys or as known "
+                   "at an instant), so it cannot be refreshed; materialize it again")
             raise ViewError(msg)
         archive = EventArchive(meta["archive"], storage_options=storage_options)
         old = int(meta["archive_version"])
@@ -187,6 +212,10 @@ def refresh(url: str, rules: RuleSet | str | Path | None = None, *,
         if version == old:
             return RefreshReport(0, 0, [], False, version)
         result = replay(archive, ruleset, snapshots=False, version=version)
+        if expired_between(archive, old, version):  # the events the view holds were replaced
+            _write_view(db, result, table)
+            return RefreshReport(_count_after(archive, version, int(meta["last_seq"])), -1, [],
+                                 True, version)
         newest = db.scalar(f"SELECT max(last_event_time) FROM {ident(table + '_state')}")
         step = advance(
             archive, ruleset, since_seq=int(meta["last_seq"]), version=version,
@@ -256,6 +285,12 @@ def _times(column: pl.Series) -> pl.Series:
 
 def _as_time(value: object) -> datetime:
     return _times(pl.Series([value]))[0]
+
+
+def _count_after(archive: EventArchive, version: int, seq: int) -> int:
+    """How many events ``version`` of ``archive`` holds after ``seq``."""
+    return int(archive.scan(version=version).filter(pl.col("seq") > seq)
+               .select(pl.len()).collect().item())
 
 
 def _head(archive: EventArchive, version: int) -> str | None:
@@ -418,21 +453,36 @@ class _Database:
         self.execute("DROP TABLE eventkit_keys")
         return found
 
+    def columns_of(self, table: str) -> list[str]:
+        """The columns of ``table``, in order (none: no such table)."""
+        raise NotImplementedError
+
     def put_meta(self, record: dict[str, Any]) -> None:
-        self.execute(f"CREATE TABLE IF NOT EXISTS {META} (name TEXT PRIMARY KEY, rules TEXT, "
-                     "fingerprint TEXT, key TEXT, archive TEXT, archive_version BIGINT, head "
-                     "TEXT, last_seq BIGINT, built_at TEXT, refreshed_at TEXT)")
-        self.upsert(META, pl.DataFrame([record], schema={
-            "name": pl.String, "rules": pl.String, "fingerprint": pl.String, "key": pl.String,
-            "archive": pl.String, "archive_version": pl.Int64, "head": pl.String,
-            "last_seq": pl.Int64, "built_at": pl.String, "refreshed_at": pl.String}))
+        """Store a view's record; a table of records of another layout is made anew.
+
+        (Rows are written by position: an older layout's columns would take the wrong
+        values, or none. The other views' records are kept, null where they lack a column.)
+        """
+        found = self.columns_of(META)
+        if found != list(_META_SCHEMA):
+            kept = self.query(f"SELECT * FROM {META}") if found else pl.DataFrame()
+            self.execute(f"DROP TABLE IF EXISTS {META}")
+            columns = ", ".join(f"{n} {_SQL_TYPES[t]}" for n, t in _META_SCHEMA.items())
+            self.execute(f"CREATE TABLE {META} ({columns}, PRIMARY KEY (name))")
+            if kept.height and "name" in kept.columns:
+                self.upsert(META, kept.filter(pl.col("name") != record["name"]).select(
+                    pl.col(n).cast(t, strict=False) if n in kept.columns
+                    else pl.lit(None, dtype=t).alias(n) for n, t in _META_SCHEMA.items()))
+        self.upsert(META, pl.DataFrame([record], schema=_META_SCHEMA))
 
     def get_meta(self, table: str) -> dict[str, Any] | None:
-        try:
-            rows = self.query(f"SELECT * FROM {META} WHERE name = ?", (table,))
-        except (sqlite3.Error, _duckdb_error()):
+        """The record of the view ``table`` (None: there is none); every column present."""
+        if not self.columns_of(META):
             return None
-        return rows.to_dicts()[0] if rows.height else None
+        rows = self.query(f"SELECT * FROM {META} WHERE name = ?", (table,))
+        if not rows.height:
+            return None
+        return {n: None for n in _META_SCHEMA} | rows.to_dicts()[0]
 
 
 def _duckdb_error() -> type[Exception]:
@@ -466,16 +516,23 @@ class _DuckDB(_Database):
         self.con.unregister("eventkit_frame")
 
     def upsert(self, table: str, frame: pl.DataFrame, *, key: list[str] | None = None) -> None:
+        # by name, as SQLite's: a table whose columns are in another order (or has one more,
+        # left null) gets each value in its own column
         self.con.register("eventkit_frame", _batches(frame))
         if key is None:
-            self.con.execute(f"INSERT OR REPLACE INTO {ident(table)} "
+            self.con.execute(f"INSERT OR REPLACE INTO {ident(table)} BY NAME "
                              "SELECT * FROM eventkit_frame")
         else:  # no index: the rows of those keys deleted, then inserted (one transaction)
             same = " AND ".join(f"t.{ident(c)} = f.{ident(c)}" for c in key)
             self.con.execute(f"DELETE FROM {ident(table)} AS t USING eventkit_frame AS f "
                              f"WHERE {same}")
-            self.con.execute(f"INSERT INTO {ident(table)} SELECT * FROM eventkit_frame")
+            self.con.execute(f"INSERT INTO {ident(table)} BY NAME SELECT * FROM eventkit_frame")
         self.con.unregister("eventkit_frame")
+
+    def columns_of(self, table: str) -> list[str]:
+        return self.query("SELECT column_name FROM information_schema.columns WHERE "
+                          "table_name = ? ORDER BY ordinal_position", (table,)
+                          )["column_name"].to_list()
 
     def query(self, sql: str, params: tuple = ()) -> pl.DataFrame:
         # an Arrow table (not an array) converts to a DataFrame
@@ -536,6 +593,9 @@ class _SQLite(_Database):
         marks = ", ".join("?" * frame.width)
         self.con.executemany(f"INSERT OR REPLACE INTO {ident(table)} ({_columns(frame.columns)}) "
                              f"VALUES ({marks})", frame.iter_rows())
+
+    def columns_of(self, table: str) -> list[str]:
+        return [row[1] for row in self.con.execute(f"PRAGMA table_info({ident(table)})")]
 
     def query(self, sql: str, params: tuple = ()) -> pl.DataFrame:
         cursor = self.con.execute(sql, params)

@@ -201,7 +201,9 @@ def compare(
         for side, r in (("A", a), ("B", b)):
             steps.begin(f"folding under {side}")
             results.append(ReplayResult(frame.lazy(), r, folded=fold(prepared, r.check()),
+                                        keys=None if keys is None else list(keys),
                                         archive=base.archive,
-                                        archive_version=base.archive_version))
+                                        archive_version=base.archive_version,
+                                        known_at=base.known_at))
     return Comparison(*results, same_events=True)
 

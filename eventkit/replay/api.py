@@ -155,8 +155,9 @@ def replay(
         version = None  # not an eventkit archive: no versions
         lf = as_lazy(events)
     check_columns(ruleset.check(), lf.collect_schema())
-    if known_at is not None:
-        lf = lf.filter(pl.col("recorded_at").dt.epoch("us") <= micros(known_at, param="known_at"))
+    known_us = None if known_at is None else micros(known_at, param="known_at")
+    if known_us is not None:
+        lf = lf.filter(pl.col("recorded_at").dt.epoch("us") <= known_us)
     if keys is not None:
         lf = lf.filter(key_filter(ruleset, keys, lf.collect_schema()))
     names = lf.collect_schema().names()
@@ -173,7 +174,7 @@ def replay(
     return ReplayResult(lf.with_columns(optional), ruleset, snapshots=stored,
                         keys=None if keys is None else list(keys), archive=archive,
                         archive_version=version, expiry=expiry, start=start, strict=strict,
-                        split=archive is not None)
+                        split=archive is not None, known_at=known_us)
 
 
 @foreign_errors(functools.partial(SnapshotError, param="snapshots"), "snapshot {0}")
@@ -189,7 +190,8 @@ def snapshot(
 
     ``every`` is a calendar period as Polars writes durations (``"1mo"``,
     ``"1q"``, ``"7d"``, ``"1y"``): checkpoints are the last microsecond of each
-    period (UTC) from the first event's period to the last event's, at most
+    period (UTC) from the first event's period (after an expiry: the cut-off's)
+    to the last event's, at most
     ``max_checkpoints`` of them (more raise :class:`SnapshotError` before any
     is made: ``every="1s"`` over a year would be 31 million). The set is
     stored under ``<archive>/_eventkit/snapshots/`` and replaces older sets of
@@ -222,6 +224,8 @@ def snapshot(
         result = replay(store, ruleset, snapshots=False)  # with an expiry's opening states
         version = store.version if result.archive_version is None else result.archive_version
         grid = stored_sets.period_ends(result.history, every, max_checkpoints=max_checkpoints)
+        if result.expiry is not None:  # no answer before an expiry's cut-off: no checkpoint
+            grid = [t for t in grid if micros(t, param="every") >= result.expiry.cutoff_us]
         steps.begin(f"states at {len(grid)} checkpoints")
         states = result.states_at(grid)
         steps.begin("storing them" + (" and the events by key" if key_copy else ""))

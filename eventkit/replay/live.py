@@ -36,7 +36,7 @@ import polars as pl
 
 from eventkit.archive import ledger
 from eventkit.archive.lock import exclusive
-from eventkit.archive.retention import expiry_of
+from eventkit.archive.retention import expired_between, expiry_of
 from eventkit.archive.store import open_store
 from eventkit.archive.table import EventArchive
 from eventkit.exceptions import ArchiveError, foreign_errors
@@ -205,6 +205,10 @@ class LiveReplay:
                        f"{self.version} as this live replay saw it (rewritten?); delete its "
                        "checkpoint")
                 raise ArchiveError(msg, path=self.archive.location)
+            if self.version >= 0 and expired_between(self.archive, self.version, version):
+                self._discard(f"the archive was expired after its version {self.version}")
+            if self.version < 0:  # from the start: an expiry's opening states, if any
+                self.state = self._opening()
             key = list(self.rules.key_columns)
             step = advance(self.archive, self.rules, since_seq=self.last_seq,
                            stored=lambda keys: self.state.join(keys, on=key, how="semi"),
@@ -225,6 +229,17 @@ class LiveReplay:
     # ------------------------------------------------------------------ checkpoint
     def _empty(self) -> pl.DataFrame:
         return replay(pl.DataFrame(schema=self.archive.schema), self.rules).state().collect()
+
+    def _opening(self) -> pl.DataFrame:
+        """The state before the log's first event: no key, or each key's opening state.
+
+        (An expiry that stored opening states removed the events they sum up.)
+        """
+        expiry = expiry_of(self.archive, self.rules.fingerprint)
+        opening = None if expiry is None else expiry.opening_states()
+        if opening is None:
+            return self._empty()
+        return opening.select(self.state.columns).cast(self.state.schema)
 
     def _head(self, version: int) -> str | None:
         return (ledger.read_commit(self.archive.store, version).record or {}).get("digest")
@@ -298,6 +313,9 @@ class LiveReplay:
             # another history: catch_up refuses it (the archive was rewritten)
             self.state, self.version, self.last_seq, self._saved = state, version, last_seq, \
                 record
+            return
+        if expired_between(self.archive, version, self.archive.version):
+            self._discard(f"the archive was expired after its version {version}")
             return
         folded, want = int(state["events"].sum()), self._events_at(version)
         if last_seq != last_seq_of(self.archive, version) or folded != want:

@@ -77,12 +77,14 @@ class ReplayResult:
                  archive: EventArchive | None = None, archive_version: int | None = None,
                  folded: Fold | None = None, start: pl.DataFrame | None = None,
                  expiry: Expiry | None = None, strict: bool = False,
-                 split: bool = False) -> None:
+                 split: bool = False, known_at: int | None = None) -> None:
         self._events = events
         self.rules = rules
         self.checked: CheckedRules = rules.check()
         self.snapshots = snapshots
         self._keys = keys
+        #: the ``known_at`` of the replay (microseconds), or None
+        self.known_at = known_at
         #: the eventkit archive replayed, and its version (None: another source)
         self.archive = archive
         self.archive_version = archive_version
@@ -103,6 +105,11 @@ class ReplayResult:
     def fingerprint(self) -> str:
         """The rule set's fingerprint (what cached views are keyed by)."""
         return self.rules.fingerprint
+
+    @property
+    def whole(self) -> bool:
+        """True when every event of the source is replayed (no ``keys``, no ``known_at``)."""
+        return self._keys is None and self.known_at is None
 
     @property
     def events(self) -> pl.LazyFrame:
