@@ -14,7 +14,7 @@ from polars.testing import assert_frame_equal
 
 from eventkit import EventArchive, ViewError, materialize, refresh, replay
 from eventkit.banking.generate import generate
-from eventkit.questions.views import _batches
+from eventkit.questions.viewdb import _batches
 from eventkit.rules.registry import get
 
 ENGINES = ["duckdb", "sqlite"]

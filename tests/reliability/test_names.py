@@ -33,7 +33,8 @@ from test_verify import commit_json, data_file, three_appends
 import eventkit
 from eventkit import CorruptionError, EventArchive, ReportError, ViewError
 from eventkit.archive import ledger
-from eventkit.questions.views import _connect, materialize, refresh
+from eventkit.questions.viewdb import connect
+from eventkit.questions.views import materialize, refresh
 from eventkit.rules.model import Field, Handler, RuleSet
 from eventkit.workbench.reports import Run, load_runs, run_reports
 
@@ -125,7 +126,7 @@ def test_duckdb_reads_and_writes_the_view_file_and_nothing_else(tmp_path: Path) 
     with pytest.raises(duckdb.Error, match="httpfs|extension"):
         duckdb.connect(str(tmp_path / "plain.duckdb")).execute(
             "SELECT * FROM 'https://127.0.0.1:9/x.parquet'")
-    with _connect(f"duckdb:///{tmp_path / 'v.duckdb'}", "test") as db:
+    with connect(f"duckdb:///{tmp_path / 'v.duckdb'}", "test") as db:
         for sql in ["INSTALL httpfs", "LOAD httpfs", "SELECT * FROM 'https://127.0.0.1:9/x.csv'",
                     f"SELECT * FROM read_csv('{ROOT / 'pyproject.toml'}')",
                     f"ATTACH '{tmp_path / 'other.duckdb'}'",
