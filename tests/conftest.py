@@ -46,8 +46,10 @@ def make_events(rows: list[tuple[int, str, int, int]], *, start: datetime | None
 @pytest.fixture(scope="session")
 def sample_archive() -> Path:
     """The sample archive in data/sample, built by `make sample` (run here if missing)."""
-    if not (SAMPLE / "_delta_log").is_dir():
-        subprocess.run(["make", "sample", f"PY={sys.executable}"], cwd=ROOT, check=True)
+    if not (SAMPLE / "_delta_log").is_dir():  # (-o: this interpreter is set up already; a
+        # checkout sharing another's venv never reinstalls the package from here)
+        subprocess.run(["make", "sample", f"PY={sys.executable}", "-o", ".venv/.installed-stamp"],
+                       cwd=ROOT, check=True)
     return SAMPLE
 
 
