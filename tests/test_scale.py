@@ -356,9 +356,9 @@ def test_a_cluster_that_is_gone_or_no_client_is_a_scale_error(tmp_path: Path) ->
     with pytest.raises(ScaleError, match="must be a dask.distributed Client") as caught:
         replay(archive, "balance", client="tcp://127.0.0.1:8786")  # type: ignore[call-overload]
     assert caught.value.param == "client"
-    with distributed.LocalCluster(n_workers=1, processes=False,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
+    with distributed.LocalCluster(n_workers=1, processes=False,  # (its HTTP server on a free
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as client:  # port: the module's cluster holds 8787)
         result = replay(archive, "balance", client=client)
         assert result.state().collect()["balance"].to_list() == [100, 5]
     with pytest.raises(ScaleError, match="did not run the replay's 1 step") as caught:
