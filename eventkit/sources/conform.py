@@ -29,7 +29,7 @@ from eventkit.sources.checks import (
     check,
     raise_at_row,
 )
-from eventkit.sources.money import to_minor_units
+from eventkit.sources.money import float_is_decimal, to_minor_units
 
 __all__ = ["ColumnMapping", "Conformed", "complete", "conform"]
 
@@ -400,11 +400,7 @@ def _to_decimal(expr: pl.Expr, dtype: pl.DataType, target: pl.Decimal) -> pl.Exp
         plain = expr.str.contains(r"^\s*[+-]?\d*(?:\.\d*)?\s*$") & expr.str.contains(r"\d")
         exact = plain & ~parts.fill_null("").str.slice(scale).str.contains("[1-9]")
         return pl.when(exact).then(expr.str.strip_chars().cast(target, strict=False))
-    scaled = expr.cast(pl.Float64) * 10.0**scale
-    bits = 24 if dtype == pl.Float32 else 53
-    slack = (scaled.abs() * 2.0 ** (2 - bits)).clip(upper_bound=0.25)
-    exact = (scaled - scaled.round(0)).abs() <= slack
-    return pl.when(exact).then(expr.cast(target, strict=False))
+    return pl.when(float_is_decimal(expr, dtype, scale)).then(expr.cast(target, strict=False))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import polars as pl
 from eventkit.exceptions import SchemaError
 from eventkit.sources.checks import Check
 
-__all__ = ["MAX_AMOUNT", "Units", "to_minor_units"]
+__all__ = ["MAX_AMOUNT", "Units", "float_is_decimal", "to_minor_units"]
 
 #: The largest amount, in minor units, of one event (its magnitude). Sums of amounts are
 #: checked by the replay (an overflow of Int64 is an error, never a wrap).
@@ -57,13 +57,9 @@ def to_minor_units(
             Check(column, too_large, bad, expr)]
     if dtype.is_float():
         value = expr.cast(pl.Float64)
-        scaled = value * scale
+        scaled = value * 10.0**digits  # (as float_is_decimal writes it: computed once)
         cents = scaled.round(0)
-        # A float stands for the decimal within 4 ulps of it (a Float64's ~16 significant
-        # digits, a Float32's ~7; 0.29 * 100 is 28.999999999999996): no absolute slack,
-        # so 1e-10 is never 0 cents.
         bits = 24 if dtype == pl.Float32 else 53
-        slack = (scaled.abs() * 2.0 ** (2 - bits)).clip(upper_bound=0.25)
         checks = [
             Check(column, "amount is NaN or infinite", expr.is_nan() | expr.is_infinite(),
                   expr),
@@ -71,7 +67,7 @@ def to_minor_units(
                   "units or decimals)", scaled.abs() > 2**bits, expr),
             Check(column, f"amount has more than {digits} decimals" if digits
                   else "amount in minor units is not a whole number",
-                  (scaled - cents).abs() > slack, expr),
+                  ~float_is_decimal(expr, dtype, digits), expr),
         ]
         return pl.when(value.is_finite()).then(cents).cast(pl.Int64, strict=False), checks
     if isinstance(dtype, pl.Decimal) or dtype == pl.String:
@@ -79,6 +75,23 @@ def to_minor_units(
                              digits, too_large, column)
     msg = f"cannot read {dtype} as money"
     raise SchemaError(msg, source=source, column=column)
+
+
+def float_is_decimal(expr: pl.Expr, dtype: pl.DataType, digits: int) -> pl.Expr:
+    """True where a float stands for a decimal with at most ``digits`` decimals.
+
+    That is, one within 4 ulps of it (a Float64's ~16 significant digits, a
+    Float32's ~7; ``0.29 * 100`` is 28.999999999999996), with no absolute slack,
+    so ``1e-10`` is never 0 cents.
+
+    >>> pl.select(float_is_decimal(pl.lit([0.29, 1e-10]).explode(), pl.Float64(), 2)
+    ...           ).to_series().to_list()
+    [True, False]
+    """
+    scaled = expr.cast(pl.Float64) * 10.0**digits
+    bits = 24 if dtype == pl.Float32 else 53
+    slack = (scaled.abs() * 2.0 ** (2 - bits)).clip(upper_bound=0.25)
+    return (scaled - scaled.round(0)).abs() <= slack
 
 
 def _decimal_text(text: pl.Expr, raw: pl.Expr, digits: int, too_large: str,
